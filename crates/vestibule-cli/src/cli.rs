@@ -1,0 +1,112 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Map, Value};
+use vestibule::config::LogFormat;
+
+/// Login for single-page applications that just works.
+#[derive(Debug, Parser)]
+#[command(name = "vestibule", version, about)]
+pub(crate) struct Cli {
+    /// Configuration file (default: ./vestibule.toml if it exists).
+    #[arg(long, global = true, env = "VESTIBULE_CONFIG")]
+    pub(crate) config: Option<PathBuf>,
+    /// SQLite database file for users and sessions (overrides `database_url`).
+    #[arg(long, global = true)]
+    pub(crate) database: Option<String>,
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, global = true)]
+    pub(crate) log_json: bool,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run the auth server.
+    Serve(ServeArgs),
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Inspect the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on (default 127.0.0.1:8000).
+    #[arg(long)]
+    pub(crate) listen: Option<String>,
+    /// The URL browsers use to reach this server (decides Secure cookies and CSRF's own origin).
+    #[arg(long)]
+    pub(crate) public_url: Option<String>,
+    /// Demo mode: signup enabled, and the URL to open is printed.
+    #[arg(long)]
+    pub(crate) demo: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum UserCommand {
+    /// Create a user (the password is prompted for, or read from stdin).
+    Add(UserPasswordArgs),
+    /// List users.
+    List,
+    /// Disable a user and end all their sessions.
+    Disable(UserArg),
+    /// Enable a disabled user.
+    Enable(UserArg),
+    /// Set a user's password (prompted, or from stdin) and end all their sessions.
+    SetPassword(UserPasswordArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UserArg {
+    /// Username.
+    pub(crate) username: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UserPasswordArgs {
+    /// Username.
+    pub(crate) username: String,
+    /// Read the password from the first line of standard input instead of prompting.
+    #[arg(long)]
+    pub(crate) password_stdin: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConfigCommand {
+    /// Validate the configuration and explain every problem found.
+    Check,
+}
+
+impl Cli {
+    /// Flags that override configuration keys, as a partial config for the loader.
+    pub(crate) fn overrides(&self) -> Value {
+        let mut m = Map::new();
+        if let Some(d) = &self.database {
+            m.insert("database_url".into(), Value::from(d.clone()));
+        }
+        if self.log_json {
+            m.insert(
+                "log_format".into(),
+                serde_json::to_value(LogFormat::Json).unwrap_or(Value::Null),
+            );
+        }
+        if let Command::Serve(s) = &self.command {
+            if let Some(l) = &s.listen {
+                m.insert("listen".into(), Value::from(l.clone()));
+            }
+            if let Some(p) = &s.public_url {
+                m.insert("public_url".into(), Value::from(p.clone()));
+            }
+            if s.demo {
+                m.insert("demo".into(), Value::from(true));
+            }
+        }
+        Value::Object(m)
+    }
+}

@@ -1,0 +1,47 @@
+//! One module per subcommand.
+
+mod config_check;
+mod serve;
+mod user;
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use vestibule::config::{Config, LogFormat, RawConfig};
+
+use crate::cli::{Cli, Command};
+
+/// Loads and validates the configuration for a subcommand.
+fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    let raw = RawConfig::load(cli.config.as_deref(), cli.overrides())?;
+    Ok(raw.validate()?)
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VESTIBULE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Runs the parsed command line.
+pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Config(_) => config_check::run(&cli),
+        command => {
+            let config = load_config(&cli)
+                .context("the configuration is not usable (run `vestibule config check`)")?;
+            init_logging(config.log_format);
+            match command {
+                Command::Serve(_) => serve::run(config).await,
+                Command::User(u) => user::run(config, u).await,
+                Command::Config(_) => config_check::run(&cli),
+            }
+        }
+    }
+}

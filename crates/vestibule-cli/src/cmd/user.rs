@@ -1,0 +1,119 @@
+//! `vestibule user …`: administration without the HTTP API. Passwords never come from argv.
+
+use std::io::BufRead;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use vestibule::auth::{Password, PasswordHasher, PasswordPolicy, UserStore, Username};
+use vestibule::config::Config;
+use vestibule::db::Database;
+use vestibule::server::build_store;
+
+use crate::cli::{UserCommand, UserPasswordArgs};
+
+fn read_password(args: &UserPasswordArgs) -> anyhow::Result<Password> {
+    let text = if args.password_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read the password from stdin")?;
+        line.trim_end_matches(['\n', '\r']).to_owned()
+    } else {
+        let first = rpassword::prompt_password("Password: ")
+            .context("cannot prompt (use --password-stdin)")?;
+        let again = rpassword::prompt_password("Password (again): ").context("cannot prompt")?;
+        if first != again {
+            bail!("the passwords do not match");
+        }
+        first
+    };
+    Ok(Password::new(text))
+}
+
+pub(crate) async fn run(config: Config, command: &UserCommand) -> anyhow::Result<ExitCode> {
+    let db = Database::open(&config.database_path).await?;
+    let users = UserStore::new(db.clone());
+    let result = run_with(&config, &db, &users, command).await;
+    db.close().await;
+    result
+}
+
+async fn find(users: &UserStore, username: &str) -> anyhow::Result<vestibule::auth::User> {
+    users
+        .by_username(username)
+        .await?
+        .with_context(|| format!("no user named {username:?}"))
+}
+
+async fn run_with(
+    config: &Config,
+    db: &Database,
+    users: &UserStore,
+    command: &UserCommand,
+) -> anyhow::Result<ExitCode> {
+    let policy = PasswordPolicy {
+        min_length: config.min_password_length,
+    };
+    match command {
+        UserCommand::Add(args) => {
+            let username = Username::parse(&args.username).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let password = read_password(args)?;
+            policy
+                .check(username.as_str(), &password)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let hash = PasswordHasher::new(1).await?.hash(&password).await?;
+            let user = users
+                .create(&username, &hash)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", vestibule::Error::from(e)))?;
+            println!("created user {} (id {})", user.username, user.id);
+        }
+        UserCommand::List => {
+            println!("{:>6}  {:<24} {:<8} last login", "id", "username", "active");
+            for u in users.list().await? {
+                let last = u
+                    .last_login
+                    .map_or_else(|| "never".to_owned(), |t| t.to_string());
+                println!(
+                    "{:>6}  {:<24} {:<8} {}",
+                    u.id,
+                    u.username,
+                    if u.is_active { "yes" } else { "no" },
+                    last
+                );
+            }
+        }
+        UserCommand::Disable(arg) => {
+            let user = find(users, &arg.username).await?;
+            users.set_active(user.id, false).await?;
+            let ended = build_store(config, db).delete_user(user.id, None).await?;
+            println!(
+                "disabled {} and ended {} session(s)",
+                user.username,
+                ended.len()
+            );
+        }
+        UserCommand::Enable(arg) => {
+            let user = find(users, &arg.username).await?;
+            users.set_active(user.id, true).await?;
+            println!("enabled {}", user.username);
+        }
+        UserCommand::SetPassword(args) => {
+            let user = find(users, &args.username).await?;
+            let password = read_password(args)?;
+            policy
+                .check(&user.username, &password)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let hash = PasswordHasher::new(1).await?.hash(&password).await?;
+            users.set_password_hash(user.id, &hash).await?;
+            let ended = build_store(config, db).delete_user(user.id, None).await?;
+            println!(
+                "password of {} changed; ended {} session(s)",
+                user.username,
+                ended.len()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

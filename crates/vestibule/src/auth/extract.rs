@@ -1,0 +1,75 @@
+//! `AuthUser` and `MaybeAuthUser`: the analogue of `request.user` for any axum handler.
+
+use axum::extract::{FromRequestParts, OptionalFromRequestParts};
+use axum::http::request::Parts;
+
+use crate::error::Error;
+use crate::session::{Session, SessionUser};
+
+/// The logged-in user. Handlers that take it answer 401 `not_authenticated` (with
+/// `WWW-Authenticate`) to anonymous callers — a 401, not DRF's 403.
+///
+/// ```
+/// use vestibule::auth::AuthUser;
+///
+/// async fn whoami(user: AuthUser) -> String {
+///     format!("hello {}", user.username)
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthUser {
+    /// User id.
+    pub id: i64,
+    /// Username.
+    pub username: String,
+    /// When this session proved the password (Unix seconds).
+    pub auth_time: i64,
+}
+
+impl From<SessionUser> for AuthUser {
+    fn from(u: SessionUser) -> Self {
+        Self {
+            id: u.id,
+            username: u.username,
+            auth_time: u.auth_time,
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for AuthUser {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let session = Session::from_request_parts(parts, state).await?;
+        session
+            .user()
+            .await?
+            .map(AuthUser::from)
+            .ok_or_else(Error::not_authenticated)
+    }
+}
+
+impl<S: Send + Sync> OptionalFromRequestParts<S> for AuthUser {
+    type Rejection = Error;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        let session = Session::from_request_parts(parts, state).await?;
+        Ok(session.user().await?.map(AuthUser::from))
+    }
+}
+
+/// The user if logged in, else `None`; never rejects for anonymity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaybeAuthUser(pub Option<AuthUser>);
+
+impl<S: Send + Sync> FromRequestParts<S> for MaybeAuthUser {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let session = Session::from_request_parts(parts, state).await?;
+        Ok(MaybeAuthUser(session.user().await?.map(AuthUser::from)))
+    }
+}

@@ -1,0 +1,10 @@
+//! Users, passwords and the extractors handlers use to know who is calling
+//! (the analogue of `django.contrib.auth` and DRF's `SessionAuthentication`).
+
+mod extract;
+mod password;
+mod user;
+
+pub use extract::{AuthUser, MaybeAuthUser};
+pub use password::{MAX_PASSWORD_BYTES, Password, PasswordHasher, PasswordPolicy};
+pub use user::{User, UserError, UserStore, Username};

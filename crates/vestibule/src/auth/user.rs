@@ -1,0 +1,278 @@
+//! Users in the embedded database.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use crate::db::Database;
+use crate::error::{Error, ErrorCode};
+use crate::session::{UnixTime, now};
+
+/// A valid username: 1–150 characters of ASCII letters, digits and `@ . + - _` (Django's set,
+/// ASCII-only so case-insensitive uniqueness is exact).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Username(String);
+
+impl Username {
+    /// Validates a username.
+    ///
+    /// # Errors
+    /// 422 `invalid_username` saying what is allowed.
+    pub fn parse(s: &str) -> Result<Self, Error> {
+        let ok_char = |c: char| c.is_ascii_alphanumeric() || "@.+-_".contains(c);
+        if s.is_empty() || s.len() > 150 || !s.chars().all(ok_char) {
+            return Err(Error::new(
+                ErrorCode::InvalidUsername,
+                "a username has 1 to 150 characters: ASCII letters, digits and @ . + - _",
+            ));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// The username.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Username {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Username {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Username::parse(&s).map_err(|_| serde::de::Error::custom("invalid username"))
+    }
+}
+
+/// A stored user.
+#[derive(Clone, Serialize)]
+pub struct User {
+    /// Id.
+    pub id: i64,
+    /// Username as registered.
+    pub username: String,
+    /// PHC string; never serialized.
+    #[serde(skip)]
+    pub password_hash: String,
+    /// Disabled users cannot log in.
+    pub is_active: bool,
+    /// Creation time.
+    pub created_at: UnixTime,
+    /// Last successful login.
+    pub last_login: Option<UnixTime>,
+}
+
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("username", &self.username)
+            .field("is_active", &self.is_active)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a user operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UserError {
+    /// The username is taken (case-insensitively).
+    #[error("username already taken")]
+    Taken,
+    /// No such user.
+    #[error("no such user")]
+    NotFound,
+    /// The database failed.
+    #[error("database error")]
+    Db(#[from] sqlx::Error),
+}
+
+impl From<UserError> for Error {
+    fn from(e: UserError) -> Self {
+        match e {
+            UserError::Taken => Error::new(ErrorCode::UsernameTaken, "this username is taken"),
+            UserError::NotFound => Error::new(ErrorCode::NotFound, "no such user"),
+            UserError::Db(_) => Error::new(
+                ErrorCode::StoreUnavailable,
+                "the user database is unavailable",
+            )
+            .with_hint("retry shortly; the server log names the cause")
+            .with_source(e),
+        }
+    }
+}
+
+/// Users table access.
+#[derive(Debug, Clone)]
+pub struct UserStore {
+    db: Database,
+}
+
+macro_rules! user_columns {
+    () => {
+        "id, username, password_hash, is_active, created_at, last_login"
+    };
+}
+
+fn decode(row: &SqliteRow) -> Result<User, sqlx::Error> {
+    Ok(User {
+        id: row.try_get("id")?,
+        username: row.try_get("username")?,
+        password_hash: row.try_get("password_hash")?,
+        is_active: row.try_get("is_active")?,
+        created_at: row.try_get("created_at")?,
+        last_login: row.try_get("last_login")?,
+    })
+}
+
+impl UserStore {
+    /// Users on an opened database.
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+
+    /// Creates a user.
+    ///
+    /// # Errors
+    /// [`UserError::Taken`], or a database error.
+    pub async fn create(
+        &self,
+        username: &Username,
+        password_hash: &str,
+    ) -> Result<User, UserError> {
+        let res = sqlx::query(concat!("INSERT INTO users (username, password_hash, is_active, created_at) VALUES ($1, $2, 1, $3) \
+             ON CONFLICT (username) DO NOTHING RETURNING ", user_columns!(), ""))
+        .bind(username.as_str())
+        .bind(password_hash)
+        .bind(now())
+        .fetch_optional(&self.db.write)
+        .await?;
+        match res {
+            Some(row) => Ok(decode(&row)?),
+            None => Err(UserError::Taken),
+        }
+    }
+
+    /// Finds a user by username, case-insensitively.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn by_username(&self, username: &str) -> Result<Option<User>, UserError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE username = $1"
+        ))
+        .bind(username)
+        .fetch_optional(&self.db.read)
+        .await?;
+        Ok(row.as_ref().map(decode).transpose()?)
+    }
+
+    /// Finds a user by id.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn by_id(&self, id: i64) -> Result<Option<User>, UserError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.db.read)
+        .await?;
+        Ok(row.as_ref().map(decode).transpose()?)
+    }
+
+    /// All users, by id.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn list(&self) -> Result<Vec<User>, UserError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users ORDER BY id"
+        ))
+        .fetch_all(&self.db.read)
+        .await?;
+        Ok(rows.iter().map(decode).collect::<Result<_, _>>()?)
+    }
+
+    /// Enables or disables a user.
+    ///
+    /// # Errors
+    /// [`UserError::NotFound`], or a database error.
+    pub async fn set_active(&self, id: i64, active: bool) -> Result<(), UserError> {
+        let done = sqlx::query("UPDATE users SET is_active = $1 WHERE id = $2")
+            .bind(active)
+            .bind(id)
+            .execute(&self.db.write)
+            .await?;
+        if done.rows_affected() == 0 {
+            Err(UserError::NotFound)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Replaces the password hash.
+    ///
+    /// # Errors
+    /// [`UserError::NotFound`], or a database error.
+    pub async fn set_password_hash(&self, id: i64, hash: &str) -> Result<(), UserError> {
+        let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            .bind(hash)
+            .bind(id)
+            .execute(&self.db.write)
+            .await?;
+        if done.rows_affected() == 0 {
+            Err(UserError::NotFound)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Records a successful login.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn record_login(&self, id: i64) -> Result<(), UserError> {
+        sqlx::query("UPDATE users SET last_login = $1 WHERE id = $2")
+            .bind(now())
+            .bind(id)
+            .execute(&self.db.write)
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_are_validated() {
+        for ok in ["alice", "a.b+c-d_e@x", "A", &"x".repeat(150)] {
+            assert!(Username::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "with space",
+            "ünï",
+            "a/b",
+            &"x".repeat(151),
+            "semi;colon",
+        ] {
+            assert!(Username::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,328 @@
+//! CSRF protection for cookie-authenticated writes, closing the holes DRF leaves open.
+//!
+//! Every unsafe request (POST, PUT, PATCH, DELETE, …) that a browser could send with the session
+//! cookie must pass two checks:
+//! 1. **Origin**: `Sec-Fetch-Site: same-origin`, or an `Origin` (else `Referer`) equal to this
+//!    server's origin or a trusted origin. A request with none of the three headers is not from a
+//!    browser (curl, a script) and passes this check.
+//! 2. **Token**: when the request carries a live session, `X-CSRF-Token` must hold that session's
+//!    token. The token is derived from the session token (so it rotates with it at login) and is
+//!    masked afresh in every response (BREACH), then compared in constant time.
+//!
+//! Login and signup are covered too (no login-CSRF): a request with no session needs no token but
+//! must still pass the origin check.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method, Request, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use subtle::ConstantTimeEq;
+use tower::{Layer, Service};
+
+use crate::error::{Error, ErrorCode};
+use crate::origin::Origin;
+use crate::session::Session;
+use crate::token::{SecretToken, fill_random};
+
+/// The request header that carries the token.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+const SECRET_DOMAIN: &[u8] = b"vestibule/csrf/v1\0";
+
+/// The unmasked per-session secret.
+pub(crate) fn secret_for(token: &SecretToken) -> [u8; 32] {
+    token.derive(SECRET_DOMAIN)
+}
+
+/// `base64url(mask ‖ secret ⊕ mask)` with a fresh random mask.
+pub(crate) fn mask(secret: &[u8; 32]) -> String {
+    let mut out = [0u8; 64];
+    let (m, x) = out.split_at_mut(32);
+    fill_random(m);
+    for i in 0..32 {
+        x[i] = secret[i] ^ m[i];
+    }
+    URL_SAFE_NO_PAD.encode(out)
+}
+
+/// Whether a masked token from a client unmasks to `secret`, compared in constant time.
+fn verify(masked: &str, secret: &[u8; 32]) -> bool {
+    let Ok(raw) = URL_SAFE_NO_PAD.decode(masked.trim()) else {
+        return false;
+    };
+    if raw.len() != 64 {
+        return false;
+    }
+    let mut unmasked = [0u8; 32];
+    for i in 0..32 {
+        unmasked[i] = raw[i] ^ raw[32 + i];
+    }
+    bool::from(unmasked.ct_eq(secret))
+}
+
+/// Which origins may make cookie-authenticated writes.
+#[derive(Debug, Clone)]
+pub struct CsrfConfig {
+    /// This server's public origin.
+    pub own_origin: Origin,
+    /// Other origins allowed to write with the cookie (the SPA's origin when it is cross-origin).
+    pub trusted_origins: Vec<Origin>,
+}
+
+impl CsrfConfig {
+    fn is_trusted(&self, origin: &Origin, headers: &HeaderMap) -> bool {
+        if *origin == self.own_origin || self.trusted_origins.contains(origin) {
+            return true;
+        }
+        // Same origin by Host: a browser cannot forge Host cross-origin, and the scheme is ours.
+        headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|host| Origin::parse(&format!("{}://{host}", self.own_origin.scheme())).ok())
+            .is_some_and(|by_host| by_host == *origin)
+    }
+
+    /// The origin check alone.
+    ///
+    /// # Errors
+    /// 403 `csrf_origin_untrusted`, with the origin seen and the config key that would allow it.
+    pub fn check_origin(&self, headers: &HeaderMap) -> Result<(), Error> {
+        let site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+        if site == Some("same-origin") {
+            return Ok(());
+        }
+        let claimed = headers
+            .get(header::ORIGIN)
+            .map(|v| (v, "Origin"))
+            .or_else(|| headers.get(header::REFERER).map(|v| (v, "Referer")));
+        let Some((value, which)) = claimed else {
+            if site.is_some() {
+                return Err(untrusted(
+                    "a browser request (Sec-Fetch-Site) without Origin or Referer",
+                ));
+            }
+            // No Origin, Referer or Sec-Fetch-Site: not a browser, so not a CSRF vector.
+            return Ok(());
+        };
+        let text = value.to_str().unwrap_or("");
+        match Origin::parse_prefix(text) {
+            Ok(origin) if self.is_trusted(&origin, headers) => Ok(()),
+            Ok(origin) => Err(untrusted(&format!("{which} {origin}"))),
+            Err(_) => Err(untrusted(&format!("{which} {text:?}"))),
+        }
+    }
+}
+
+fn untrusted(what: &str) -> Error {
+    Error::new(ErrorCode::CsrfOriginUntrusted, format!("cross-origin write refused: {what} is not trusted"))
+        .with_hint("add the SPA's origin to csrf.trusted_origins (VESTIBULE_CSRF__TRUSTED_ORIGINS), or serve the SPA from the same origin")
+}
+
+/// Runs both checks on a request. Safe methods pass untouched.
+///
+/// # Errors
+/// 403 `csrf_origin_untrusted`, `csrf_token_missing` or `csrf_token_mismatch`; 503 when the
+/// session store is down.
+pub async fn check(
+    config: &CsrfConfig,
+    method: &Method,
+    headers: &HeaderMap,
+    session: &Session,
+) -> Result<(), Error> {
+    if matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    ) {
+        return Ok(());
+    }
+    config.check_origin(headers)?;
+    let Some(secret) = session.csrf_secret().await? else {
+        return Ok(());
+    };
+    let Some(sent) = headers.get(CSRF_HEADER) else {
+        return Err(Error::new(ErrorCode::CsrfTokenMissing, "this request uses the session cookie but has no X-CSRF-Token header")
+            .with_hint("send the csrf_token from the login, /auth/me or /auth/csrf response as the X-CSRF-Token header"));
+    };
+    if verify(sent.to_str().unwrap_or(""), &secret) {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorCode::CsrfTokenMismatch,
+            "the X-CSRF-Token does not belong to this session",
+        )
+        .with_hint("fetch a fresh token from GET /auth/csrf; tokens change at login"))
+    }
+}
+
+/// Tower layer enforcing [`check`] on everything it wraps. Place it inside
+/// [`SessionLayer`](crate::session::SessionLayer).
+#[derive(Debug, Clone)]
+pub struct CsrfLayer {
+    config: Arc<CsrfConfig>,
+}
+
+impl CsrfLayer {
+    /// A layer with the given origin policy.
+    pub fn new(config: CsrfConfig) -> Self {
+        Self {
+            config: Arc::new(config),
+        }
+    }
+}
+
+impl<S> Layer<S> for CsrfLayer {
+    type Service = CsrfService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        CsrfService {
+            inner,
+            config: self.config.clone(),
+        }
+    }
+}
+
+/// The service made by [`CsrfLayer`].
+#[derive(Debug, Clone)]
+pub struct CsrfService<S> {
+    inner: S,
+    config: Arc<CsrfConfig>,
+}
+
+impl<S, B> Service<Request<B>> for CsrfService<S>
+where
+    S: Service<Request<B>, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let config = self.config.clone();
+        Box::pin(async move {
+            if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+                return inner.call(req).await;
+            }
+            let Some(session) = req.extensions().get::<Session>().cloned() else {
+                return Ok(
+                    Error::new(ErrorCode::Internal, "CSRF check without a session")
+                        .with_hint("install SessionLayer outside CsrfLayer")
+                        .into_response(),
+                );
+            };
+            match check(&config, req.method(), req.headers(), &session).await {
+                Ok(()) => inner.call(req).await,
+                Err(e) => Ok(e.into_response()),
+            }
+        })
+    }
+}
+
+/// A fresh masked CSRF token for the current session, for handlers that return one.
+/// `None` when there is no session (then none is needed).
+#[derive(Debug, Clone)]
+pub struct CsrfToken(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for CsrfToken {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let session = Session::from_request_parts(parts, state).await?;
+        Ok(CsrfToken(session.csrf_token().await?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::TokenKind;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn masked_tokens_differ_each_time_but_verify() {
+        let t = SecretToken::generate(TokenKind::Session);
+        let s = secret_for(&t);
+        let a = mask(&s);
+        let b = mask(&s);
+        assert_ne!(a, b);
+        assert!(verify(&a, &s) && verify(&b, &s));
+        let other = secret_for(&SecretToken::generate(TokenKind::Session));
+        assert!(!verify(&a, &other));
+        assert!(!verify("not base64 !!", &s));
+        assert!(!verify(&a[..40], &s));
+    }
+
+    fn cfg() -> CsrfConfig {
+        CsrfConfig {
+            own_origin: Origin::parse("http://localhost:8000").expect("origin"),
+            trusted_origins: vec![Origin::parse("http://localhost:3000").expect("origin")],
+        }
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_str(v).expect("header"));
+        }
+        h
+    }
+
+    #[test]
+    fn origin_check_cases() {
+        let c = cfg();
+        assert!(c.check_origin(&headers(&[])).is_ok(), "non-browser client");
+        assert!(
+            c.check_origin(&headers(&[("sec-fetch-site", "same-origin")]))
+                .is_ok()
+        );
+        assert!(
+            c.check_origin(&headers(&[("origin", "http://localhost:3000")]))
+                .is_ok()
+        );
+        assert!(
+            c.check_origin(&headers(&[("origin", "http://localhost:8000")]))
+                .is_ok()
+        );
+        assert!(
+            c.check_origin(&headers(&[
+                ("origin", "http://127.0.0.1:9000"),
+                ("host", "127.0.0.1:9000")
+            ]))
+            .is_ok()
+        );
+        assert!(
+            c.check_origin(&headers(&[("referer", "http://localhost:3000/page?x=1")]))
+                .is_ok()
+        );
+        for bad in [
+            headers(&[("origin", "http://evil.test")]),
+            headers(&[("origin", "null")]),
+            headers(&[("origin", "http://localhost:3001")]),
+            headers(&[("sec-fetch-site", "cross-site")]),
+            headers(&[
+                ("sec-fetch-site", "cross-site"),
+                ("origin", "http://evil.test"),
+            ]),
+            headers(&[("referer", "http://evil.test/x")]),
+            headers(&[("origin", "https://localhost:3000")]),
+        ] {
+            let err = c.check_origin(&bad).expect_err("must be refused");
+            assert_eq!(err.code(), ErrorCode::CsrfOriginUntrusted, "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! The one error type that leaves Vestibule over HTTP: `{"code", "message", "hint"}`.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::session::StoreError;
+
+/// Stable, machine-readable error codes. Clients switch on these; the messages are for humans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// No valid session or credential.
+    NotAuthenticated,
+    /// The session ended while this request ran (logout elsewhere, revocation).
+    SessionExpired,
+    /// Wrong username or password (identical for an unknown user).
+    InvalidCredentials,
+    /// The account is disabled.
+    AccountDisabled,
+    /// The username is already taken.
+    UsernameTaken,
+    /// The username has a character or length that is not allowed.
+    InvalidUsername,
+    /// The password breaks the password policy.
+    PasswordTooWeak,
+    /// Signup is turned off in the configuration.
+    SignupDisabled,
+    /// An unsafe request from an origin that is neither this server nor a trusted origin.
+    CsrfOriginUntrusted,
+    /// A cookie-authenticated unsafe request without `X-CSRF-Token`.
+    CsrfTokenMissing,
+    /// The `X-CSRF-Token` does not belong to this session.
+    CsrfTokenMismatch,
+    /// The body is not valid JSON.
+    MalformedJson,
+    /// The JSON is valid but does not have the expected fields or types.
+    InvalidBody,
+    /// The body is not declared as `application/json`.
+    UnsupportedMediaType,
+    /// The body is larger than the configured limit.
+    PayloadTooLarge,
+    /// No such route.
+    NotFound,
+    /// The route exists but not for this method.
+    MethodNotAllowed,
+    /// No session with this id belongs to the user.
+    SessionNotFound,
+    /// The session store or database is unreachable; retry later.
+    StoreUnavailable,
+    /// A bug or an unexpected failure on the server side.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The HTTP status that goes with the code. Exhaustive on purpose: a new code must pick one.
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorCode::NotAuthenticated | ErrorCode::SessionExpired => StatusCode::UNAUTHORIZED,
+            ErrorCode::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            ErrorCode::AccountDisabled => StatusCode::FORBIDDEN,
+            ErrorCode::UsernameTaken => StatusCode::CONFLICT,
+            ErrorCode::InvalidUsername | ErrorCode::PasswordTooWeak => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            ErrorCode::SignupDisabled => StatusCode::FORBIDDEN,
+            ErrorCode::CsrfOriginUntrusted
+            | ErrorCode::CsrfTokenMissing
+            | ErrorCode::CsrfTokenMismatch => StatusCode::FORBIDDEN,
+            ErrorCode::MalformedJson => StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidBody => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::NotFound | ErrorCode::SessionNotFound => StatusCode::NOT_FOUND,
+            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// An error answered to the client. Internal causes are logged, never sent.
+#[derive(Debug, thiserror::Error)]
+#[error("{code:?}: {message}")]
+pub struct Error {
+    code: ErrorCode,
+    message: String,
+    hint: Option<String>,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+/// Result with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Serialize)]
+struct Body<'a> {
+    code: ErrorCode,
+    message: &'a str,
+    hint: Option<&'a str>,
+}
+
+impl Error {
+    /// An error with a code and a human message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            hint: None,
+            source: None,
+        }
+    }
+
+    /// Adds what the caller can change to fix it (a config key, a client option).
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// Keeps the internal cause for the log.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// The stable code.
+    pub fn code(&self) -> ErrorCode {
+        self.code
+    }
+
+    /// A failure of ours, details logged only.
+    pub fn internal(source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::new(
+            ErrorCode::Internal,
+            "internal error; the server log has the details",
+        )
+        .with_source(source)
+    }
+
+    /// 401 for a request without a valid credential.
+    pub fn not_authenticated() -> Self {
+        Self::new(ErrorCode::NotAuthenticated, "authentication required").with_hint(
+            "log in with POST /auth/login; a cross-origin SPA must send credentials: 'include'",
+        )
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Unavailable(_) => Error::new(
+                ErrorCode::StoreUnavailable,
+                "the session store is unavailable",
+            )
+            .with_hint("retry shortly; the server log names the cause")
+            .with_source(err),
+            StoreError::NotFound => Error::new(
+                ErrorCode::SessionExpired,
+                "the session ended while this request ran",
+            )
+            .with_source(err),
+            StoreError::Collision | StoreError::Corrupt(_) => Error::internal(err),
+        }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.code.status();
+        if status.is_server_error() {
+            match &self.source {
+                Some(src) => {
+                    tracing::error!(code = ?self.code, error = %src, source = ?src.source(), "request failed")
+                }
+                None => tracing::error!(code = ?self.code, "request failed"),
+            }
+        }
+        let body = Body {
+            code: self.code,
+            message: &self.message,
+            hint: self.hint.as_deref(),
+        };
+        let mut res = (status, axum::Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            res.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"vestibule\""),
+            );
+        }
+        res
+    }
+}

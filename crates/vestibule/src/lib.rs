@@ -1,0 +1,52 @@
+//! # Vestibule
+//!
+//! Django-style session authentication for single-page applications, as axum middleware and as
+//! a ready server: server-side sessions behind an id-only cookie, users with Argon2id passwords,
+//! login/logout/me, session-id rotation at login, and CSRF protection for cookie-authenticated
+//! writes.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use axum::{Router, routing::{get, post}};
+//! use vestibule::auth::AuthUser;
+//! use vestibule::csrf::{CsrfConfig, CsrfLayer};
+//! use vestibule::origin::Origin;
+//! use vestibule::session::{Session, SessionConfig, SessionLayer, SessionManager, stores::MemoryStore};
+//!
+//! async fn hello(user: AuthUser) -> String {
+//!     format!("hello {}", user.username)
+//! }
+//!
+//! async fn visit(session: Session) -> Result<String, vestibule::Error> {
+//!     let n: u64 = session.get("visits").await?.unwrap_or(0) + 1;
+//!     session.insert("visits", n).await?;
+//!     Ok(format!("visit {n}"))
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let sessions = SessionManager::new(Arc::new(MemoryStore::default()), SessionConfig::default());
+//! let csrf = CsrfConfig { own_origin: Origin::parse("http://localhost:8000")?, trusted_origins: vec![] };
+//! let app = Router::new()
+//!     .route("/hello", get(hello))
+//!     .route("/visit", post(visit))
+//!     .layer(CsrfLayer::new(csrf))      // inner: needs the session
+//!     .layer(SessionLayer::new(sessions)); // outer
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! The `vestibule` binary wraps [`server::App`] around the same pieces, with the embedded SQLite
+//! store, the `/auth` API and a demo page. See `docs/ARCHITECTURE.md` for the module map.
+
+pub mod auth;
+pub mod config;
+pub mod csrf;
+pub mod db;
+mod error;
+pub mod origin;
+pub mod server;
+pub mod session;
+pub mod token;
+
+pub use error::{Error, ErrorCode, Result};

@@ -1,0 +1,273 @@
+//! The ready-made auth server: `App::build(config)` → `run_until_stopped()`.
+
+mod demo;
+mod json;
+mod routes;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Request, header};
+use axum::routing::{delete, get, post};
+use tokio::net::TcpListener;
+use tower::ServiceBuilder;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::sensitive_headers::{
+    SetSensitiveRequestHeadersLayer, SetSensitiveResponseHeadersLayer,
+};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+pub use self::json::Json;
+use crate::auth::{PasswordHasher, PasswordPolicy, UserStore};
+use crate::config::{Config, StoreKind};
+use crate::csrf::CsrfLayer;
+use crate::db::{Database, DbError};
+use crate::session::stores::{CachedStore, MemoryStore, SqliteStore};
+use crate::session::{SessionLayer, SessionManager, SessionStore};
+
+/// Shared state of the handlers.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// Users.
+    pub users: UserStore,
+    /// Sessions.
+    pub sessions: SessionManager,
+    /// Password hashing.
+    pub hasher: PasswordHasher,
+    /// Policy for new passwords.
+    pub policy: PasswordPolicy,
+    /// Whether signup is open.
+    pub signup: bool,
+    /// The database.
+    pub db: Database,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The database could not be opened.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Anything else.
+    #[error("{0}")]
+    Other(#[from] crate::Error),
+}
+
+/// A built server, bound and ready to run.
+#[derive(Debug)]
+pub struct App {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+    purge_interval: Duration,
+}
+
+/// Builds the session store the configuration asks for.
+pub fn build_store(config: &Config, db: &Database) -> Arc<dyn SessionStore> {
+    match config.store {
+        StoreKind::CachedSqlite => Arc::new(CachedStore::new(
+            SqliteStore::new(db.clone()),
+            config.cache_capacity,
+            config.session.idle_timeout,
+        )),
+        StoreKind::Sqlite => Arc::new(SqliteStore::new(db.clone())),
+        StoreKind::Memory => Arc::new(MemoryStore::new(config.cache_capacity)),
+    }
+}
+
+#[derive(Clone, Copy)]
+struct RandomRequestId;
+
+impl MakeRequestId for RandomRequestId {
+    fn make_request_id<B>(&mut self, _req: &Request<B>) -> Option<RequestId> {
+        let mut bytes = [0u8; 8];
+        crate::token::fill_random(&mut bytes);
+        let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        id.parse().ok().map(RequestId::new)
+    }
+}
+
+/// The router with every route and layer, over `state`.
+pub fn router(state: AppState, config: &Config) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    let auth = Router::new()
+        .route("/signup", post(routes::post_signup))
+        .route("/login", post(routes::post_login))
+        .route("/logout", post(routes::post_logout))
+        .route("/logout-all", post(routes::post_logout_all))
+        .route("/me", get(routes::get_me))
+        .route("/csrf", get(routes::get_csrf))
+        .route("/password", post(routes::post_password))
+        .route("/sessions", get(routes::get_sessions))
+        .route("/sessions/{id}", delete(routes::delete_session));
+    Router::new()
+        .nest("/auth", auth)
+        .route("/demo/counter", get(routes::get_counter).post(routes::post_counter))
+        .route("/healthz", get(routes::healthz))
+        .route("/readyz", get(routes::readyz))
+        .route("/", get(demo::index))
+        .route("/demo/{file}", get(demo::asset))
+        .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .with_state(state.clone())
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetSensitiveRequestHeadersLayer::new([
+                    header::COOKIE,
+                    header::AUTHORIZATION,
+                    HeaderName::from_static(crate::csrf::CSRF_HEADER),
+                ]))
+                .layer(SetSensitiveResponseHeadersLayer::new([header::SET_COOKIE]))
+                .layer(SetRequestIdLayer::new(request_id.clone(), RandomRequestId))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(|req: &Request<_>| {
+                            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+                            // The path only: a query string may carry secrets.
+                            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                        })
+                        .on_request(())
+                        .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
+                )
+                .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(DefaultBodyLimit::max(config.body_limit))
+                .layer(SessionLayer::new(state.sessions.clone()))
+                .layer(CsrfLayer::new(config.csrf.clone())),
+        )
+}
+
+impl App {
+    /// Opens the database, builds the store and binds the listener.
+    ///
+    /// # Errors
+    /// [`StartError`] when the database cannot be opened or the address bound.
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        let db = Database::open(&config.database_path).await?;
+        let store = build_store(&config, &db);
+        let state = AppState {
+            users: UserStore::new(db.clone()),
+            sessions: SessionManager::new(store, config.session.clone()),
+            hasher: PasswordHasher::new(config.hash_parallelism).await?,
+            policy: PasswordPolicy {
+                min_length: config.min_password_length,
+            },
+            signup: config.signup,
+            db,
+        };
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let router = router(state.clone(), &config);
+        Ok(Self {
+            listener,
+            router,
+            state,
+            purge_interval: config.purge_interval,
+        })
+    }
+
+    /// The bound address (useful with port 0).
+    ///
+    /// # Errors
+    /// The OS error if the socket has no address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The handlers' state (users, sessions), e.g. for tests and administration.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish (their session
+    /// writes happen inside the request) and closes the database.
+    ///
+    /// # Errors
+    /// The I/O error that stopped the server.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let store = self.state.sessions.store().clone();
+        let interval = self.purge_interval;
+        let purge = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            loop {
+                tick.tick().await;
+                match store.delete_expired().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(purged = n, "expired sessions purged"),
+                    Err(e) => tracing::warn!(error = %e, "expired-session purge failed"),
+                }
+            }
+        });
+        let result = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
+        purge.abort();
+        self.state.db.close().await;
+        result
+    }
+
+    /// Serves until SIGINT or SIGTERM.
+    ///
+    /// # Errors
+    /// The I/O error that stopped the server.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

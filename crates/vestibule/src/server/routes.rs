@@ -1,0 +1,280 @@
+//! The `/auth` JSON API, health checks and the demo counter.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::json::Json;
+use crate::auth::{AuthUser, Password, Username};
+use crate::error::{Error, ErrorCode, Result};
+use crate::session::{Session, SessionUser, UnixTime, now};
+use crate::token::TokenHash;
+
+/// `{"username", "password"}`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Credentials {
+    username: String,
+    password: Password,
+}
+
+/// `{"current_password", "new_password"}`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct PasswordChange {
+    current_password: Password,
+    new_password: Password,
+}
+
+fn rfc3339(t: UnixTime) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|d| {
+            d.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+async fn user_body(session: &Session, id: i64, username: &str) -> Result<Value> {
+    Ok(
+        json!({ "user": { "id": id, "username": username }, "csrf_token": session.csrf_token().await? }),
+    )
+}
+
+async fn start_session(
+    app: &AppState,
+    session: &Session,
+    id: i64,
+    username: &str,
+) -> Result<Value> {
+    session
+        .login(SessionUser {
+            id,
+            username: username.to_owned(),
+            auth_time: now(),
+        })
+        .await?;
+    app.users.record_login(id).await?;
+    user_body(session, id, username).await
+}
+
+pub(crate) async fn post_signup(
+    State(app): State<AppState>,
+    session: Session,
+    Json(body): Json<Credentials>,
+) -> Result<Response> {
+    if !app.signup {
+        return Err(Error::new(ErrorCode::SignupDisabled, "signup is turned off on this server")
+            .with_hint("set auth.signup = true (VESTIBULE_AUTH__SIGNUP=true), or create users with `vestibule user add`"));
+    }
+    let username = Username::parse(&body.username)?;
+    app.policy.check(username.as_str(), &body.password)?;
+    let hash = app.hasher.hash(&body.password).await?;
+    let user = app.users.create(&username, &hash).await?;
+    tracing::info!(user_id = user.id, "user signed up");
+    let body = start_session(&app, &session, user.id, &user.username).await?;
+    Ok((StatusCode::CREATED, axum::Json(body)).into_response())
+}
+
+pub(crate) async fn post_login(
+    State(app): State<AppState>,
+    session: Session,
+    Json(body): Json<Credentials>,
+) -> Result<axum::Json<Value>> {
+    let user = if body.username.len() <= 150 {
+        app.users.by_username(&body.username).await?
+    } else {
+        None
+    };
+    // Unknown users are verified against a dummy hash: same answer, same time.
+    let ok = app
+        .hasher
+        .verify(
+            user.as_ref().map(|u| u.password_hash.as_str()),
+            &body.password,
+        )
+        .await;
+    let user = match user {
+        Some(u) if ok => u,
+        _ => {
+            tracing::info!("login refused: invalid credentials");
+            return Err(Error::new(
+                ErrorCode::InvalidCredentials,
+                "wrong username or password",
+            ));
+        }
+    };
+    if !user.is_active {
+        return Err(Error::new(
+            ErrorCode::AccountDisabled,
+            "this account is disabled",
+        ));
+    }
+    tracing::info!(user_id = user.id, "user logged in");
+    Ok(axum::Json(
+        start_session(&app, &session, user.id, &user.username).await?,
+    ))
+}
+
+pub(crate) async fn post_logout(session: Session) -> Result<StatusCode> {
+    session.flush().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(crate) async fn get_me(session: Session, user: AuthUser) -> Result<axum::Json<Value>> {
+    Ok(axum::Json(
+        user_body(&session, user.id, &user.username).await?,
+    ))
+}
+
+pub(crate) async fn get_csrf(session: Session) -> Result<axum::Json<Value>> {
+    Ok(axum::Json(
+        json!({ "csrf_token": session.csrf_token().await? }),
+    ))
+}
+
+pub(crate) async fn post_password(
+    State(app): State<AppState>,
+    session: Session,
+    user: AuthUser,
+    Json(body): Json<PasswordChange>,
+) -> Result<axum::Json<Value>> {
+    let stored = app
+        .users
+        .by_id(user.id)
+        .await?
+        .ok_or_else(Error::not_authenticated)?;
+    if !app
+        .hasher
+        .verify(Some(&stored.password_hash), &body.current_password)
+        .await
+    {
+        return Err(Error::new(
+            ErrorCode::InvalidCredentials,
+            "the current password is wrong",
+        ));
+    }
+    app.policy.check(&stored.username, &body.new_password)?;
+    let hash = app.hasher.hash(&body.new_password).await?;
+    app.users.set_password_hash(user.id, &hash).await?;
+    // The session is bound to the password: this one moves to a new token, every other one ends.
+    let body = start_session(&app, &session, user.id, &stored.username).await?;
+    let keep = session.id().await?;
+    let ended = app
+        .sessions
+        .store()
+        .delete_user(user.id, keep.as_ref())
+        .await?;
+    tracing::info!(user_id = user.id, ended = ended.len(), "password changed");
+    Ok(axum::Json(body))
+}
+
+pub(crate) async fn get_sessions(
+    State(app): State<AppState>,
+    session: Session,
+    user: AuthUser,
+) -> Result<axum::Json<Value>> {
+    let current = session.id().await?;
+    let records = app.sessions.store().list_user(user.id).await?;
+    let list: Vec<Value> = records
+        .iter()
+        .map(|r| {
+            json!({
+                "id": r.key.to_hex(),
+                "created_at": rfc3339(r.created_at),
+                "last_seen": rfc3339(r.last_seen),
+                "expires_at": rfc3339(r.expires_at.min(r.absolute_expires_at)),
+                "user_agent": r.user_agent,
+                "current": Some(r.key) == current,
+            })
+        })
+        .collect();
+    Ok(axum::Json(json!({ "sessions": list })))
+}
+
+pub(crate) async fn delete_session(
+    State(app): State<AppState>,
+    session: Session,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
+    let not_found = || {
+        Error::new(
+            ErrorCode::SessionNotFound,
+            "no session with this id belongs to you",
+        )
+    };
+    let key = TokenHash::from_hex(&id).ok_or_else(not_found)?;
+    let record = app
+        .sessions
+        .store()
+        .load(&key)
+        .await?
+        .filter(|r| r.user_id == Some(user.id))
+        .ok_or_else(not_found)?;
+    if session.id().await? == Some(record.key) {
+        session.flush().await?;
+    } else {
+        app.sessions.store().delete(&record.key).await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(crate) async fn post_logout_all(
+    State(app): State<AppState>,
+    session: Session,
+    user: AuthUser,
+) -> Result<StatusCode> {
+    let ended = app.sessions.store().delete_user(user.id, None).await?;
+    session.flush().await?;
+    tracing::info!(
+        user_id = user.id,
+        ended = ended.len(),
+        "logged out everywhere"
+    );
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(crate) async fn get_counter(session: Session) -> Result<axum::Json<Value>> {
+    let n: u64 = session.get("counter").await?.unwrap_or(0);
+    Ok(axum::Json(json!({ "counter": n })))
+}
+
+pub(crate) async fn post_counter(session: Session) -> Result<axum::Json<Value>> {
+    let n: u64 = session
+        .get::<u64>("counter")
+        .await?
+        .unwrap_or(0)
+        .saturating_add(1);
+    session.insert("counter", n).await?;
+    Ok(axum::Json(json!({ "counter": n })))
+}
+
+pub(crate) async fn healthz() -> axum::Json<Value> {
+    axum::Json(json!({ "status": "ok" }))
+}
+
+pub(crate) async fn readyz(State(app): State<AppState>) -> Response {
+    let store = app.sessions.store().ping().await;
+    let db = app.db.ping().await;
+    match (store, db) {
+        (Ok(()), Ok(())) => axum::Json(json!({ "status": "ready" })).into_response(),
+        (Err(e), _) => Error::from(e).into_response(),
+        (_, Err(e)) => Error::new(ErrorCode::StoreUnavailable, "the database is unavailable")
+            .with_source(e)
+            .into_response(),
+    }
+}
+
+pub(crate) async fn not_found() -> Error {
+    Error::new(ErrorCode::NotFound, "no such route")
+}
+
+pub(crate) async fn method_not_allowed() -> Error {
+    Error::new(
+        ErrorCode::MethodNotAllowed,
+        "this route does not accept this method",
+    )
+}

@@ -1,0 +1,100 @@
+//! Session lifetime and cookie attributes.
+
+use std::time::Duration;
+
+use cookie::{Cookie, SameSite};
+
+/// How long sessions live and how their cookie looks.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Sliding idle timeout (Django's `SESSION_COOKIE_AGE`): 14 days by default.
+    pub idle_timeout: Duration,
+    /// Absolute lifetime cap from creation: 30 days by default. Idle expiry never slides past it.
+    pub absolute_timeout: Duration,
+    /// At most one expiry-extending store write per session per interval: 5 minutes by default.
+    pub touch_interval: Duration,
+    /// Cookie attributes.
+    pub cookie: CookieConfig,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            idle_timeout: Duration::from_secs(14 * 24 * 3600),
+            absolute_timeout: Duration::from_secs(30 * 24 * 3600),
+            touch_interval: Duration::from_secs(300),
+            cookie: CookieConfig::default(),
+        }
+    }
+}
+
+/// Attributes of the session cookie. Defaults are the safe ones: `HttpOnly`, `SameSite=Lax`,
+/// `Path=/`, no `Domain`; `Secure` (and the `__Host-` prefix) come from [`CookieConfig::for_public_url`].
+#[derive(Debug, Clone)]
+pub struct CookieConfig {
+    /// Cookie name (including any `__Host-`/`__Secure-` prefix).
+    pub name: String,
+    /// `Secure` attribute.
+    pub secure: bool,
+    /// `SameSite` attribute. `Lax` by default: `Strict` breaks the first navigation from an e-mail
+    /// link or an SSO redirect.
+    pub same_site: SameSite,
+    /// `Domain` attribute; `None` makes a host-only cookie (the safe default).
+    pub domain: Option<String>,
+    /// `Path` attribute.
+    pub path: String,
+}
+
+/// Base name of the session cookie.
+pub const DEFAULT_COOKIE_NAME: &str = "vestibule_session";
+
+impl Default for CookieConfig {
+    fn default() -> Self {
+        Self {
+            name: DEFAULT_COOKIE_NAME.to_owned(),
+            secure: false,
+            same_site: SameSite::Lax,
+            domain: None,
+            path: "/".to_owned(),
+        }
+    }
+}
+
+impl CookieConfig {
+    /// The defaults for a server reached at `public_url`: `Secure` over https, and then the
+    /// `__Host-` prefix (which browsers only accept with `Secure`, `Path=/` and no `Domain`).
+    pub fn for_public_url(public_url: &url::Url, base_name: &str, domain: Option<String>) -> Self {
+        let secure = public_url.scheme() == "https";
+        let name = match (secure, &domain) {
+            (true, None) => format!("__Host-{base_name}"),
+            (true, Some(_)) => format!("__Secure-{base_name}"),
+            (false, _) => base_name.to_owned(),
+        };
+        Self {
+            name,
+            secure,
+            domain,
+            ..Self::default()
+        }
+    }
+
+    /// Builds the `Set-Cookie` for a token that lives `max_age` more seconds.
+    pub(crate) fn build(&self, value: String, max_age: i64) -> Cookie<'static> {
+        let mut c = Cookie::build((self.name.clone(), value))
+            .http_only(true)
+            .secure(self.secure)
+            .same_site(self.same_site)
+            .path(self.path.clone())
+            .max_age(time::Duration::seconds(max_age.max(0)))
+            .build();
+        if let Some(d) = &self.domain {
+            c.set_domain(d.clone());
+        }
+        c
+    }
+
+    /// The `Set-Cookie` that deletes the cookie in the browser.
+    pub(crate) fn removal(&self) -> Cookie<'static> {
+        self.build(String::new(), 0)
+    }
+}

@@ -1,0 +1,176 @@
+//! The tower middleware that gives every request a [`Session`] and saves it afterwards.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::http::{HeaderMap, HeaderValue, Request, header};
+use axum::response::{IntoResponse, Response};
+use tower::{Layer, Service};
+
+use super::{Session, SessionManager};
+use crate::token::{SecretToken, TokenKind};
+
+/// Longest `User-Agent` kept with a session; the rest is cut (it is only shown in session lists).
+const MAX_USER_AGENT: usize = 256;
+
+/// Adds a [`Session`] to every request's extensions and, when the handler has answered, saves
+/// what it changed and sets or clears the cookie.
+///
+/// A malformed, unknown, expired or tampered cookie is simply "no session". A 5xx answer saves
+/// nothing. When the session was deleted while the request ran (logout elsewhere), the answer is
+/// 401 `session_expired` and the cookie is cleared: a deleted session is never resurrected.
+#[derive(Debug, Clone)]
+pub struct SessionLayer {
+    manager: SessionManager,
+}
+
+impl SessionLayer {
+    /// A layer backed by `manager`.
+    pub fn new(manager: SessionManager) -> Self {
+        Self { manager }
+    }
+}
+
+impl<S> Layer<S> for SessionLayer {
+    type Service = SessionService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SessionService {
+            inner,
+            manager: self.manager.clone(),
+        }
+    }
+}
+
+/// The service made by [`SessionLayer`].
+#[derive(Debug, Clone)]
+pub struct SessionService<S> {
+    inner: S,
+    manager: SessionManager,
+}
+
+impl<S, B> Service<Request<B>> for SessionService<S>
+where
+    S: Service<Request<B>, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let cookie_name = &self.manager.config.cookie.name;
+        let (token, had_cookie) = session_token_from_headers(req.headers(), cookie_name);
+        let user_agent = req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(MAX_USER_AGENT).collect());
+        let session = Session::new(self.manager.clone(), token, had_cookie, user_agent);
+        req.extensions_mut().insert(session.clone());
+        // Take the service that was driven to readiness, leave a fresh clone in its place.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move {
+            let mut res = inner.call(req).await?;
+            let save = !res.status().is_server_error();
+            match session.commit(save).await {
+                Ok(Some(cookie)) => append_cookie(&mut res, &cookie),
+                Ok(None) => {}
+                Err(err) => {
+                    // The answer the handler gave cannot stand: its session write did not happen.
+                    let mut replaced = err.into_response();
+                    if session.had_cookie() {
+                        append_cookie(&mut replaced, &session.manager().config.cookie.removal());
+                    }
+                    res = replaced;
+                }
+            }
+            Ok(res)
+        })
+    }
+}
+
+fn append_cookie(res: &mut Response, cookie: &cookie::Cookie<'static>) {
+    match HeaderValue::from_str(&cookie.encoded().to_string()) {
+        Ok(v) => {
+            res.headers_mut().append(header::SET_COOKIE, v);
+            // A response that sets a session cookie must never be stored by a shared cache.
+            res.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        }
+        Err(e) => tracing::error!(error = %e, "session cookie is not a valid header value"),
+    }
+}
+
+/// Finds the session cookie among all `Cookie` headers. Returns the first value that parses as a
+/// session token, and whether any cookie of that name was present at all. Anything malformed
+/// (non-UTF-8, bad token, wrong checksum) is skipped, never an error.
+pub(crate) fn session_token_from_headers(
+    headers: &HeaderMap,
+    name: &str,
+) -> (Option<SecretToken>, bool) {
+    let mut seen = false;
+    for value in headers.get_all(header::COOKIE) {
+        let Ok(s) = value.to_str() else { continue };
+        for pair in s.split(';') {
+            let Some((k, v)) = pair.split_once('=') else {
+                continue;
+            };
+            if k.trim() != name {
+                continue;
+            }
+            seen = true;
+            let v = v.trim().trim_matches('"');
+            if let Ok(token) = SecretToken::parse(TokenKind::Session, v) {
+                return (Some(token), true);
+            }
+        }
+    }
+    (None, seen)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(values: &[&[u8]]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(
+                header::COOKIE,
+                HeaderValue::from_bytes(v).expect("valid header bytes"),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn finds_the_token_among_other_cookies_and_headers() {
+        let t = SecretToken::generate(TokenKind::Session);
+        let h = headers(&[
+            b"a=1; b=2",
+            format!("x=y; sid={}; z=1", t.expose()).as_bytes(),
+        ]);
+        let (found, seen) = session_token_from_headers(&h, "sid");
+        assert!(seen);
+        assert_eq!(found.map(|f| f.hash()), Some(t.hash()));
+    }
+
+    #[test]
+    fn garbage_is_no_session_but_is_noticed() {
+        let h = headers(&[b"sid=garbage; other=1", b"\xff\xfe=\x80"]);
+        let (found, seen) = session_token_from_headers(&h, "sid");
+        assert!(found.is_none());
+        assert!(seen);
+        let (found, seen) = session_token_from_headers(&HeaderMap::new(), "sid");
+        assert!(found.is_none() && !seen);
+    }
+}

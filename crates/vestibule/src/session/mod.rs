@@ -1,0 +1,480 @@
+//! Server-side sessions, the analogue of Django's `request.session`.
+//!
+//! The cookie holds only an opaque token ([`crate::token`]); the data lives in a [`SessionStore`]
+//! under the token's hash. Sessions are lazy: nothing is loaded until a handler asks, nothing is
+//! stored and no cookie is sent until a handler writes, and a request that only reads causes no
+//! store write (beyond a throttled expiry extension). Each request saves only the keys it changed.
+
+mod config;
+mod layer;
+mod record;
+mod store;
+pub mod stores;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tokio::sync::Mutex;
+
+pub use self::config::{CookieConfig, DEFAULT_COOKIE_NAME, SessionConfig};
+pub use self::layer::{SessionLayer, SessionService};
+pub use self::record::{Delta, Record, UnixTime, now};
+pub use self::store::{SessionStore, StoreError};
+use crate::error::{Error, ErrorCode};
+use crate::token::{SecretToken, TokenHash, TokenKind};
+
+/// Reserved data key holding the logged-in user (like Django's `_auth_user_id`).
+pub(crate) const AUTH_USER_KEY: &str = "_auth_user";
+
+/// The user a session is logged in as, cached in the session so `/auth/me` needs no user lookup.
+/// Disabling a user or changing a password deletes the user's sessions, so this never goes stale.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionUser {
+    /// User id.
+    pub id: i64,
+    /// Username at login time.
+    pub username: String,
+    /// When the session proved the password (Unix seconds).
+    pub auth_time: UnixTime,
+}
+
+/// The store plus the session settings: what [`SessionLayer`] needs to build a [`Session`] per request.
+#[derive(Debug, Clone)]
+pub struct SessionManager {
+    pub(crate) store: Arc<dyn SessionStore>,
+    pub(crate) config: Arc<SessionConfig>,
+}
+
+impl SessionManager {
+    /// A manager over `store` with `config`.
+    pub fn new(store: Arc<dyn SessionStore>, config: SessionConfig) -> Self {
+        Self {
+            store,
+            config: Arc::new(config),
+        }
+    }
+
+    /// The store, for administrative operations (listing, revoking a user's sessions).
+    pub fn store(&self) -> &Arc<dyn SessionStore> {
+        &self.store
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &SessionConfig {
+        &self.config
+    }
+}
+
+/// What the cookie must become when the response leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CookieAction {
+    Keep,
+    Set,
+    Remove,
+}
+
+#[derive(Debug)]
+struct State {
+    loaded: bool,
+    /// The token of the current record (the cookie's, or a new one after rotation).
+    token: Option<SecretToken>,
+    record: Option<Record>,
+    /// Changes not yet saved: `Some` = set, `None` = removed.
+    pending: BTreeMap<String, Option<Value>>,
+    cookie: CookieAction,
+    no_touch: bool,
+}
+
+#[derive(Debug)]
+struct Inner {
+    manager: SessionManager,
+    user_agent: Option<String>,
+    had_cookie: bool,
+    state: Mutex<State>,
+}
+
+/// The session of the current request. Cheap to clone; every clone is the same session.
+///
+/// Take it as an extractor in any handler behind [`SessionLayer`]:
+///
+/// ```
+/// use vestibule::session::Session;
+///
+/// async fn counter(session: Session) -> Result<String, vestibule::Error> {
+///     let n: u64 = session.get("counter").await?.unwrap_or(0) + 1;
+///     session.insert("counter", n).await?;
+///     Ok(n.to_string())
+/// }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Session {
+    inner: Arc<Inner>,
+}
+
+impl Session {
+    pub(crate) fn new(
+        manager: SessionManager,
+        token: Option<SecretToken>,
+        had_cookie: bool,
+        user_agent: Option<String>,
+    ) -> Self {
+        let state = State {
+            loaded: token.is_none(),
+            token,
+            record: None,
+            pending: BTreeMap::new(),
+            cookie: CookieAction::Keep,
+            no_touch: false,
+        };
+        Self {
+            inner: Arc::new(Inner {
+                manager,
+                user_agent,
+                had_cookie,
+                state: Mutex::new(state),
+            }),
+        }
+    }
+
+    async fn loaded(&self) -> Result<tokio::sync::MutexGuard<'_, State>, Error> {
+        let mut st = self.inner.state.lock().await;
+        if !st.loaded {
+            if let Some(token) = &st.token {
+                let key = token.hash();
+                let record = self.inner.manager.store.load(&key).await?;
+                st.record = record.filter(|r| !r.is_expired(now()));
+                if st.record.is_none() {
+                    // Unknown, expired or revoked: treated as no session, and never adopted as an id.
+                    st.token = None;
+                }
+            }
+            st.loaded = true;
+        }
+        Ok(st)
+    }
+
+    /// Reads a value written by this or an earlier request.
+    ///
+    /// # Errors
+    /// `store_unavailable` when the store cannot be reached; `internal` when the stored value does
+    /// not deserialize as `T`.
+    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
+        let st = self.loaded().await?;
+        let value = match st.pending.get(key) {
+            Some(v) => v.clone(),
+            None => st.record.as_ref().and_then(|r| r.data.get(key).cloned()),
+        };
+        value
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(Error::internal)
+    }
+
+    /// Writes a value; saved when the response leaves (not on a 5xx). Creates the session, and
+    /// sends its cookie, if there was none.
+    ///
+    /// # Errors
+    /// `store_unavailable`, or `internal` when `value` cannot be serialized.
+    pub async fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<(), Error> {
+        let value = serde_json::to_value(value).map_err(Error::internal)?;
+        let mut st = self.loaded().await?;
+        st.pending.insert(key.to_owned(), Some(value));
+        Ok(())
+    }
+
+    /// Removes a key.
+    ///
+    /// # Errors
+    /// `store_unavailable`.
+    pub async fn remove(&self, key: &str) -> Result<(), Error> {
+        let mut st = self.loaded().await?;
+        if st.record.is_some() {
+            st.pending.insert(key.to_owned(), None);
+        } else {
+            st.pending.remove(key);
+        }
+        Ok(())
+    }
+
+    /// Deletes the session now, server-side, and expires the cookie (Django's `flush`).
+    ///
+    /// # Errors
+    /// `store_unavailable`.
+    pub async fn flush(&self) -> Result<(), Error> {
+        let mut st = self.loaded().await?;
+        if let Some(record) = st.record.take() {
+            self.inner.manager.store.delete(&record.key).await?;
+        }
+        st.token = None;
+        st.pending.clear();
+        st.cookie = if self.inner.had_cookie {
+            CookieAction::Remove
+        } else {
+            CookieAction::Keep
+        };
+        Ok(())
+    }
+
+    /// Moves the data to a new token and kills the old one (Django's `cycle_key`): an attacker who
+    /// planted or learned the old token holds nothing afterwards.
+    ///
+    /// # Errors
+    /// `store_unavailable`.
+    pub async fn cycle_id(&self) -> Result<(), Error> {
+        let mut st = self.loaded().await?;
+        let Some(old) = st.record.clone() else {
+            return Ok(());
+        };
+        let mut data = old.data.clone();
+        merge_pending(&mut data, std::mem::take(&mut st.pending));
+        self.replace(&mut st, Some(&old), old.user_id, data).await
+    }
+
+    /// Starts an authenticated session for `user` on a new token (login). Data of an anonymous
+    /// session carries over; a session of another user is flushed, not inherited.
+    pub(crate) async fn login(&self, user: SessionUser) -> Result<(), Error> {
+        let mut st = self.loaded().await?;
+        let old = st.record.clone();
+        let mut data = Map::new();
+        if let Some(old) = &old {
+            if old.user_id.is_none() || old.user_id == Some(user.id) {
+                data = old.data.clone();
+            }
+        }
+        merge_pending(&mut data, std::mem::take(&mut st.pending));
+        let user_id = user.id;
+        data.insert(
+            AUTH_USER_KEY.to_owned(),
+            serde_json::to_value(user).map_err(Error::internal)?,
+        );
+        self.replace(&mut st, old.as_ref(), Some(user_id), data)
+            .await
+    }
+
+    /// Creates a new record with a fresh token, deletes `old`, and arranges the cookie.
+    async fn replace(
+        &self,
+        st: &mut State,
+        old: Option<&Record>,
+        user_id: Option<i64>,
+        data: Map<String, Value>,
+    ) -> Result<(), Error> {
+        let record = self.create(user_id, data, st).await?;
+        if let Some(old) = old {
+            self.inner.manager.store.delete(&old.key).await?;
+        }
+        st.record = Some(record);
+        st.cookie = CookieAction::Set;
+        Ok(())
+    }
+
+    /// Creates a record under a new token (retrying once on the astronomically unlikely collision).
+    async fn create(
+        &self,
+        user_id: Option<i64>,
+        data: Map<String, Value>,
+        st: &mut State,
+    ) -> Result<Record, Error> {
+        let cfg = &self.inner.manager.config;
+        let t = now();
+        let absolute = t + secs(cfg.absolute_timeout);
+        let mut attempt = 0;
+        loop {
+            let token = SecretToken::generate(TokenKind::Session);
+            let record = Record {
+                key: token.hash(),
+                user_id,
+                data: data.clone(),
+                created_at: t,
+                last_seen: t,
+                expires_at: (t + secs(cfg.idle_timeout)).min(absolute),
+                absolute_expires_at: absolute,
+                user_agent: self.inner.user_agent.clone(),
+            };
+            match self.inner.manager.store.create(&record).await {
+                Ok(()) => {
+                    st.token = Some(token);
+                    return Ok(record);
+                }
+                Err(StoreError::Collision) if attempt == 0 => attempt += 1,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// The logged-in user, if any.
+    ///
+    /// # Errors
+    /// `store_unavailable`.
+    pub async fn user(&self) -> Result<Option<SessionUser>, Error> {
+        self.get(AUTH_USER_KEY).await
+    }
+
+    /// Whether a live session exists (loaded, or created by this request).
+    ///
+    /// # Errors
+    /// `store_unavailable`.
+    pub async fn exists(&self) -> Result<bool, Error> {
+        Ok(self.loaded().await?.record.is_some())
+    }
+
+    /// The public id of the session (the hash of its token), if it exists.
+    ///
+    /// # Errors
+    /// `store_unavailable`.
+    pub async fn id(&self) -> Result<Option<TokenHash>, Error> {
+        Ok(self.loaded().await?.record.as_ref().map(|r| r.key))
+    }
+
+    /// A CSRF token for this session, masked afresh on every call (so compression side channels
+    /// such as BREACH learn nothing), or `None` when there is no session.
+    ///
+    /// # Errors
+    /// `store_unavailable`.
+    pub async fn csrf_token(&self) -> Result<Option<String>, Error> {
+        let st = self.loaded().await?;
+        Ok(match (&st.record, &st.token) {
+            (Some(_), Some(token)) => Some(crate::csrf::mask(&crate::csrf::secret_for(token))),
+            _ => None,
+        })
+    }
+
+    /// The unmasked CSRF secret of the current session, for the CSRF check.
+    pub(crate) async fn csrf_secret(&self) -> Result<Option<[u8; 32]>, Error> {
+        let st = self.loaded().await?;
+        Ok(match (&st.record, &st.token) {
+            (Some(_), Some(token)) => Some(crate::csrf::secret_for(token)),
+            _ => None,
+        })
+    }
+
+    /// Asks that this request not extend the session's expiry (for pollers: a dashboard left open
+    /// should not keep a session alive forever).
+    pub async fn skip_touch(&self) {
+        self.inner.state.lock().await.no_touch = true;
+    }
+
+    /// The manager (store and settings) this session belongs to.
+    pub fn manager(&self) -> &SessionManager {
+        &self.inner.manager
+    }
+
+    /// Saves what the request changed and decides the cookie. Called by [`SessionLayer`] once the
+    /// handler has answered. `save` is false for 5xx responses: nothing pending is written then.
+    pub(crate) async fn commit(
+        &self,
+        save: bool,
+    ) -> Result<Option<cookie::Cookie<'static>>, Error> {
+        let mut st = self.inner.state.lock().await;
+        let cfg = self.inner.manager.config.clone();
+        let t = now();
+        if save && !st.pending.is_empty() {
+            let pending = std::mem::take(&mut st.pending);
+            match st.record.clone() {
+                None => {
+                    let mut data = Map::new();
+                    merge_pending(&mut data, pending);
+                    if !data.is_empty() {
+                        let record = self.create(None, data, &mut st).await?;
+                        st.record = Some(record);
+                        st.cookie = CookieAction::Set;
+                    }
+                }
+                Some(record) => {
+                    let mut delta = Delta {
+                        last_seen: t,
+                        expires_at: (t + secs(cfg.idle_timeout)).min(record.absolute_expires_at),
+                        ..Delta::default()
+                    };
+                    if st.no_touch {
+                        delta.last_seen = record.last_seen;
+                        delta.expires_at = record.expires_at;
+                    }
+                    for (k, v) in pending {
+                        match v {
+                            Some(v) => {
+                                delta.set.insert(k, v);
+                            }
+                            None => delta.remove.push(k),
+                        }
+                    }
+                    let refreshed = delta.expires_at != record.expires_at;
+                    let merged = self.inner.manager.store.save(&record.key, &delta).await?;
+                    st.record = Some(merged);
+                    if refreshed && st.cookie == CookieAction::Keep {
+                        st.cookie = CookieAction::Set;
+                    }
+                }
+            }
+        } else if save && !st.no_touch && st.loaded && st.cookie == CookieAction::Keep {
+            if let Some(record) = st.record.clone() {
+                if t - record.last_seen >= secs(cfg.touch_interval) {
+                    let delta = Delta {
+                        last_seen: t,
+                        expires_at: (t + secs(cfg.idle_timeout)).min(record.absolute_expires_at),
+                        ..Delta::default()
+                    };
+                    let merged = self.inner.manager.store.save(&record.key, &delta).await?;
+                    st.record = Some(merged);
+                    st.cookie = CookieAction::Set;
+                }
+            }
+        }
+        Ok(match st.cookie {
+            CookieAction::Keep => None,
+            CookieAction::Remove => Some(cfg.cookie.removal()),
+            CookieAction::Set => match (&st.record, &st.token) {
+                (Some(r), Some(token)) => Some(
+                    cfg.cookie
+                        .build(token.expose().to_owned(), r.expires_at - t),
+                ),
+                _ => Some(cfg.cookie.removal()),
+            },
+        })
+    }
+
+    /// Whether the request arrived with a session cookie (valid or not).
+    pub(crate) fn had_cookie(&self) -> bool {
+        self.inner.had_cookie
+    }
+}
+
+fn merge_pending(data: &mut Map<String, Value>, pending: BTreeMap<String, Option<Value>>) {
+    for (k, v) in pending {
+        match v {
+            Some(v) => {
+                data.insert(k, v);
+            }
+            None => {
+                data.remove(&k);
+            }
+        }
+    }
+}
+
+fn secs(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 2)
+}
+
+/// Rejection when a handler asks for a [`Session`] that no [`SessionLayer`] provided: a wiring bug.
+fn missing_layer() -> Error {
+    Error::new(ErrorCode::Internal, "no session on this request")
+        .with_hint("is vestibule::session::SessionLayer installed around this route?")
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Session {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Session>()
+            .cloned()
+            .ok_or_else(missing_layer)
+    }
+}

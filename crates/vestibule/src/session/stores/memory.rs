@@ -1,0 +1,182 @@
+//! A bounded, expiring, concurrent in-memory store (moka). Sessions die with the process.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use moka::Expiry;
+use moka::future::Cache;
+use moka::ops::compute::{CompResult, Op};
+
+use crate::session::record::{Delta, Record, now};
+use crate::session::store::{SessionStore, StoreError};
+use crate::token::TokenHash;
+
+/// In-memory sessions. When full, the least recently used sessions are evicted first.
+#[derive(Debug, Clone)]
+pub struct MemoryStore {
+    cache: Cache<TokenHash, Arc<Record>>,
+}
+
+/// Entries expire at the record's own expiry, re-read at every write.
+struct RecordExpiry;
+
+impl Expiry<TokenHash, Arc<Record>> for RecordExpiry {
+    fn expire_after_create(
+        &self,
+        _k: &TokenHash,
+        v: &Arc<Record>,
+        _at: Instant,
+    ) -> Option<Duration> {
+        Some(remaining(v))
+    }
+
+    fn expire_after_update(
+        &self,
+        _k: &TokenHash,
+        v: &Arc<Record>,
+        _at: Instant,
+        _d: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(remaining(v))
+    }
+}
+
+fn remaining(r: &Record) -> Duration {
+    let left = r.expires_at.min(r.absolute_expires_at) - now();
+    Duration::from_secs(u64::try_from(left).unwrap_or(0))
+}
+
+impl MemoryStore {
+    /// A store holding at most `capacity` sessions.
+    pub fn new(capacity: u64) -> Self {
+        Self {
+            cache: Cache::builder()
+                .max_capacity(capacity)
+                .expire_after(RecordExpiry)
+                .build(),
+        }
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new(100_000)
+    }
+}
+
+#[async_trait]
+impl SessionStore for MemoryStore {
+    async fn create(&self, record: &Record) -> Result<(), StoreError> {
+        let t = now();
+        let result = self
+            .cache
+            .entry(record.key)
+            .and_compute_with(|cur| {
+                let op = match cur {
+                    Some(e) if !e.value().is_expired(t) => Op::Nop,
+                    _ => Op::Put(Arc::new(record.clone())),
+                };
+                std::future::ready(op)
+            })
+            .await;
+        match result {
+            CompResult::Inserted(_) | CompResult::ReplacedWith(_) => Ok(()),
+            _ => Err(StoreError::Collision),
+        }
+    }
+
+    async fn load(&self, key: &TokenHash) -> Result<Option<Record>, StoreError> {
+        let t = now();
+        Ok(self
+            .cache
+            .get(key)
+            .await
+            .filter(|r| !r.is_expired(t))
+            .map(|r| (*r).clone()))
+    }
+
+    async fn save(&self, key: &TokenHash, delta: &Delta) -> Result<Record, StoreError> {
+        let t = now();
+        let result = self
+            .cache
+            .entry(*key)
+            .and_compute_with(|cur| {
+                let op = match cur {
+                    Some(e) if !e.value().is_expired(t) => {
+                        let mut r = (**e.value()).clone();
+                        r.apply(delta);
+                        Op::Put(Arc::new(r))
+                    }
+                    _ => Op::Nop,
+                };
+                std::future::ready(op)
+            })
+            .await;
+        match result {
+            CompResult::ReplacedWith(e) => Ok((**e.value()).clone()),
+            _ => Err(StoreError::NotFound),
+        }
+    }
+
+    async fn delete(&self, key: &TokenHash) -> Result<bool, StoreError> {
+        Ok(self
+            .cache
+            .remove(key)
+            .await
+            .is_some_and(|r| !r.is_expired(now())))
+    }
+
+    async fn list_user(&self, user_id: i64) -> Result<Vec<Record>, StoreError> {
+        let t = now();
+        let mut out: Vec<Record> = self
+            .cache
+            .iter()
+            .filter(|(_, r)| r.user_id == Some(user_id) && !r.is_expired(t))
+            .map(|(_, r)| (*r).clone())
+            .collect();
+        out.sort_by_key(|r| (r.created_at, r.key));
+        Ok(out)
+    }
+
+    async fn delete_user(
+        &self,
+        user_id: i64,
+        keep: Option<&TokenHash>,
+    ) -> Result<Vec<TokenHash>, StoreError> {
+        let keys: Vec<TokenHash> = self
+            .cache
+            .iter()
+            .filter(|(k, r)| r.user_id == Some(user_id) && Some(&**k) != keep)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in &keys {
+            self.cache.invalidate(k).await;
+        }
+        Ok(keys)
+    }
+
+    async fn delete_expired(&self) -> Result<u64, StoreError> {
+        let t = now();
+        let keys: Vec<TokenHash> = self
+            .cache
+            .iter()
+            .filter(|(_, r)| r.is_expired(t))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in &keys {
+            self.cache.invalidate(k).await;
+        }
+        self.cache.run_pending_tasks().await;
+        Ok(keys.len() as u64)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn count(&self) -> Result<u64, StoreError> {
+        self.cache.run_pending_tasks().await;
+        Ok(self.cache.entry_count())
+    }
+}
