@@ -1,1 +1,11 @@
+//! Integration tests: one binary, one module per area. Servers start on random ports and are
+#![allow(unreachable_pub)] // test-crate items are shared between modules, not exported
+//! spoken to over real HTTP.
 
+mod api;
+mod csrf;
+mod robustness;
+mod session_layer;
+mod sessions;
+mod store_conformance;
+mod support;

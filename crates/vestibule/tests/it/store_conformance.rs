@@ -1,0 +1,257 @@
+//! One suite every session store passes, stamped per store by `store_suite!`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+use vestibule::db::Database;
+use vestibule::session::stores::{CachedStore, MemoryStore, SqliteStore};
+use vestibule::session::{Delta, Record, SessionStore, StoreError, now};
+use vestibule::token::{SecretToken, TokenKind};
+
+/// A store plus whatever keeps its backing resources alive.
+pub struct Fixture {
+    pub store: Arc<dyn SessionStore>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+async fn sqlite_db() -> (Database, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = Database::open(&dir.path().join("s.db")).await.expect("db opens");
+    (db, dir)
+}
+
+pub async fn memory() -> Fixture {
+    Fixture { store: Arc::new(MemoryStore::new(10_000)), _dir: None }
+}
+
+pub async fn sqlite() -> Fixture {
+    let (db, dir) = sqlite_db().await;
+    Fixture { store: Arc::new(SqliteStore::new(db)), _dir: Some(dir) }
+}
+
+pub async fn cached_sqlite() -> Fixture {
+    let (db, dir) = sqlite_db().await;
+    Fixture {
+        store: Arc::new(CachedStore::new(SqliteStore::new(db), 10_000, Duration::from_secs(60))),
+        _dir: Some(dir),
+    }
+}
+
+pub fn record(user_id: Option<i64>, data: Value) -> Record {
+    let t = now();
+    let data: Map<String, Value> = data.as_object().cloned().unwrap_or_default();
+    Record {
+        key: SecretToken::generate(TokenKind::Session).hash(),
+        user_id,
+        data,
+        created_at: t,
+        last_seen: t,
+        expires_at: t + 3600,
+        absolute_expires_at: t + 7200,
+        user_agent: Some("test-agent".into()),
+    }
+}
+
+fn delta(set: Value, remove: &[&str]) -> Delta {
+    let t = now();
+    Delta {
+        set: set.as_object().cloned().unwrap_or_default(),
+        remove: remove.iter().map(|s| (*s).to_owned()).collect(),
+        last_seen: t,
+        expires_at: t + 3600,
+    }
+}
+
+pub async fn create_then_load_round_trips(s: Arc<dyn SessionStore>) {
+    let r = record(Some(7), json!({"a": 1, "nested": {"x": [1, 2]}}));
+    s.create(&r).await.expect("create");
+    assert_eq!(s.load(&r.key).await.expect("load"), Some(r.clone()));
+    assert_eq!(s.load(&record(None, json!({})).key).await.expect("load"), None);
+}
+
+pub async fn create_never_overwrites(s: Arc<dyn SessionStore>) {
+    let r = record(None, json!({"a": 1}));
+    s.create(&r).await.expect("create");
+    let mut other = r.clone();
+    other.data.insert("a".into(), json!(2));
+    assert!(matches!(s.create(&other).await, Err(StoreError::Collision)));
+    assert_eq!(s.load(&r.key).await.expect("load").expect("exists").data["a"], json!(1));
+}
+
+pub async fn save_merges_only_the_delta(s: Arc<dyn SessionStore>) {
+    let r = record(None, json!({"keep": 1, "drop": 2, "change": 3}));
+    s.create(&r).await.expect("create");
+    let merged = s.save(&r.key, &delta(json!({"change": 30, "new": 4}), &["drop"])).await.expect("save");
+    assert_eq!(Value::Object(merged.data.clone()), json!({"keep": 1, "change": 30, "new": 4}));
+    let loaded = s.load(&r.key).await.expect("load").expect("exists");
+    assert_eq!(loaded.data, merged.data);
+}
+
+pub async fn save_never_creates_or_resurrects(s: Arc<dyn SessionStore>) {
+    let missing = record(None, json!({}));
+    assert!(matches!(s.save(&missing.key, &delta(json!({"a": 1}), &[])).await, Err(StoreError::NotFound)));
+    assert_eq!(s.load(&missing.key).await.expect("load"), None);
+    let r = record(Some(1), json!({"a": 1}));
+    s.create(&r).await.expect("create");
+    assert!(s.delete(&r.key).await.expect("delete"));
+    assert!(!s.delete(&r.key).await.expect("second delete"));
+    assert!(matches!(s.save(&r.key, &delta(json!({"b": 2}), &[])).await, Err(StoreError::NotFound)));
+    assert_eq!(s.load(&r.key).await.expect("load"), None);
+}
+
+pub async fn expired_records_are_invisible_and_purged(s: Arc<dyn SessionStore>) {
+    let mut idle = record(Some(3), json!({}));
+    idle.expires_at = now() - 1;
+    let mut absolute = record(Some(3), json!({}));
+    absolute.absolute_expires_at = now() - 1;
+    let live = record(Some(3), json!({}));
+    for r in [&idle, &absolute, &live] {
+        s.create(r).await.expect("create");
+    }
+    assert_eq!(s.load(&idle.key).await.expect("load"), None);
+    assert_eq!(s.load(&absolute.key).await.expect("load"), None);
+    assert!(matches!(s.save(&idle.key, &delta(json!({}), &[])).await, Err(StoreError::NotFound)));
+    assert_eq!(s.list_user(3).await.expect("list").len(), 1);
+    // A store may also drop expired records by itself (the memory store does); either way only
+    // the live one is left after a purge.
+    s.delete_expired().await.expect("purge");
+    assert_eq!(s.count().await.expect("count"), 1);
+}
+
+pub async fn expiry_slides_but_never_past_the_absolute_cap(s: Arc<dyn SessionStore>) {
+    let r = record(None, json!({}));
+    s.create(&r).await.expect("create");
+    let mut d = delta(json!({}), &[]);
+    d.expires_at = r.absolute_expires_at + 10_000;
+    let merged = s.save(&r.key, &d).await.expect("save");
+    assert_eq!(merged.expires_at, r.absolute_expires_at);
+    assert_eq!(s.load(&r.key).await.expect("load").expect("exists").expires_at, r.absolute_expires_at);
+}
+
+pub async fn rotation_moves_data_and_kills_the_old_key(s: Arc<dyn SessionStore>) {
+    let old = record(Some(9), json!({"cart": [1, 2]}));
+    s.create(&old).await.expect("create");
+    let mut new = record(Some(9), json!({}));
+    new.data = old.data.clone();
+    s.create(&new).await.expect("create new");
+    s.delete(&old.key).await.expect("delete old");
+    assert_eq!(s.load(&old.key).await.expect("load"), None);
+    assert_eq!(s.load(&new.key).await.expect("load").expect("exists").data["cart"], json!([1, 2]));
+}
+
+pub async fn per_user_listing_and_revocation(s: Arc<dyn SessionStore>) {
+    let a1 = record(Some(1), json!({}));
+    let a2 = record(Some(1), json!({}));
+    let a3 = record(Some(1), json!({}));
+    let b = record(Some(2), json!({}));
+    let anon = record(None, json!({}));
+    for r in [&a1, &a2, &a3, &b, &anon] {
+        s.create(r).await.expect("create");
+    }
+    let mut listed: Vec<_> = s.list_user(1).await.expect("list").into_iter().map(|r| r.key).collect();
+    listed.sort();
+    let mut expected = vec![a1.key, a2.key, a3.key];
+    expected.sort();
+    assert_eq!(listed, expected);
+    let mut deleted = s.delete_user(1, Some(&a2.key)).await.expect("revoke");
+    deleted.sort();
+    let mut expected = vec![a1.key, a3.key];
+    expected.sort();
+    assert_eq!(deleted, expected);
+    assert_eq!(s.load(&a1.key).await.expect("load"), None);
+    assert_eq!(s.load(&a3.key).await.expect("load"), None);
+    assert!(s.load(&a2.key).await.expect("load").is_some());
+    assert!(s.load(&b.key).await.expect("load").is_some(), "other users untouched");
+    assert!(s.load(&anon.key).await.expect("load").is_some(), "anonymous sessions untouched");
+    assert_eq!(s.delete_user(1, None).await.expect("revoke all"), vec![a2.key]);
+    assert!(s.list_user(1).await.expect("list").is_empty());
+}
+
+pub async fn concurrent_writers_of_different_keys_lose_nothing(s: Arc<dyn SessionStore>) {
+    let r = record(None, json!({}));
+    s.create(&r).await.expect("create");
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let s = s.clone();
+        let key = r.key;
+        tasks.push(tokio::spawn(async move {
+            // Each writer read the record first, as a request does.
+            let _ = s.load(&key).await.expect("load");
+            s.save(&key, &delta(json!({ format!("k{i}"): i }), &[])).await.expect("save")
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    let loaded = s.load(&r.key).await.expect("load").expect("exists");
+    for i in 0..50 {
+        assert_eq!(loaded.data.get(&format!("k{i}")), Some(&json!(i)), "key k{i} lost");
+    }
+}
+
+pub async fn ping_answers(s: Arc<dyn SessionStore>) {
+    s.ping().await.expect("ping");
+}
+
+macro_rules! store_suite {
+    ($store:ident) => {
+        mod $store {
+            macro_rules! case {
+                ($case:ident) => {
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                    async fn $case() {
+                        let f = super::$store().await;
+                        super::$case(f.store.clone()).await;
+                    }
+                };
+            }
+            case!(create_then_load_round_trips);
+            case!(create_never_overwrites);
+            case!(save_merges_only_the_delta);
+            case!(save_never_creates_or_resurrects);
+            case!(expired_records_are_invisible_and_purged);
+            case!(expiry_slides_but_never_past_the_absolute_cap);
+            case!(rotation_moves_data_and_kills_the_old_key);
+            case!(per_user_listing_and_revocation);
+            case!(concurrent_writers_of_different_keys_lose_nothing);
+            case!(ping_answers);
+        }
+    };
+}
+
+store_suite!(memory);
+store_suite!(sqlite);
+store_suite!(cached_sqlite);
+
+/// The cache never serves a record its durable store no longer has when the change went through it.
+#[tokio::test]
+async fn cached_store_reflects_revocation_through_it_at_once() {
+    let (db, _dir) = sqlite_db().await;
+    let cached = CachedStore::new(SqliteStore::new(db), 100, Duration::from_secs(60));
+    let r = record(Some(5), json!({"a": 1}));
+    cached.create(&r).await.expect("create");
+    assert!(cached.load(&r.key).await.expect("load").is_some());
+    cached.delete_user(5, None).await.expect("revoke");
+    assert_eq!(cached.load(&r.key).await.expect("load"), None);
+}
+
+/// A dump of the durable store holds no token: only hashes.
+#[tokio::test]
+async fn sqlite_rows_hold_hashes_not_tokens() {
+    let (db, dir) = sqlite_db().await;
+    let store = SqliteStore::new(db.clone());
+    let token = SecretToken::generate(TokenKind::Session);
+    let mut r = record(None, json!({"x": 1}));
+    r.key = token.hash();
+    store.create(&r).await.expect("create");
+    db.close().await;
+    let bytes = std::fs::read(dir.path().join("s.db")).expect("read db");
+    let wal = std::fs::read(dir.path().join("s.db-wal")).unwrap_or_default();
+    let needle = token.expose().as_bytes();
+    for hay in [&bytes, &wal] {
+        assert!(!hay.windows(needle.len()).any(|w| w == needle), "raw token found in the database file");
+    }
+    let needle = &token.expose().as_bytes()[4..24];
+    assert!(!bytes.windows(needle.len()).any(|w| w == needle));
+}

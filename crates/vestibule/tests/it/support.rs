@@ -1,0 +1,203 @@
+//! Fixtures shared by every test: a real server on a random port, HTTP helpers, assertions.
+
+use std::sync::Arc;
+
+use reqwest::header::{HeaderMap, HeaderValue};
+use reqwest::{Client, Response, StatusCode};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use vestibule::config::{Config, RawConfig};
+use vestibule::server::{App, AppState};
+
+/// A running server with its own temporary database.
+pub struct TestApp {
+    pub base: String,
+    pub state: AppState,
+    // Keeps the temporary directory alive as long as the app.
+    pub dir: Arc<tempfile::TempDir>,
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+/// A raw configuration for tests: random port, signup on.
+pub fn test_raw_config() -> RawConfig {
+    let mut raw = RawConfig { listen: "127.0.0.1:0".into(), ..RawConfig::default() };
+    raw.auth.signup = true;
+    raw.csrf.trusted_origins = vec!["http://localhost:3000".into()];
+    raw
+}
+
+impl TestApp {
+    /// Starts a server with the test defaults.
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Starts a server after `tweak` adjusts the raw configuration.
+    pub async fn spawn_with(tweak: impl FnOnce(&mut RawConfig)) -> Self {
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        Self::spawn_in(dir, tweak).await
+    }
+
+    /// Starts a server whose database lives in `dir` (to restart on the same data).
+    pub async fn spawn_in(dir: Arc<tempfile::TempDir>, tweak: impl FnOnce(&mut RawConfig)) -> Self {
+        let db_path = dir.path().join("vestibule.db");
+        let mut raw = test_raw_config();
+        raw.database_url = db_path.display().to_string();
+        tweak(&mut raw);
+        let config: Config = raw.validate().expect("valid test config");
+        let app = App::build(config).await.expect("app builds");
+        let port = app.local_addr().expect("bound").port();
+        let state = app.state().clone();
+        let (tx, rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(app.run_until(async {
+            let _ = rx.await;
+        }));
+        Self { base: format!("http://127.0.0.1:{port}"), state, dir, stop: Some(tx), handle: Some(handle) }
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            h.await.expect("server task").expect("server ran");
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A browser-like client with its own cookie jar.
+    pub fn client(&self) -> TestClient {
+        TestClient {
+            http: Client::builder().cookie_store(true).user_agent("vestibule-tests").build().expect("client"),
+            base: self.base.clone(),
+            csrf: None,
+        }
+    }
+
+    /// A client without a cookie jar, for sending hand-made `Cookie` headers.
+    pub fn raw_client(&self) -> Client {
+        Client::builder().build().expect("client")
+    }
+
+    /// Signs a new user up through the API and returns the logged-in client.
+    pub async fn signed_up(&self, username: &str, password: &str) -> TestClient {
+        let mut c = self.client();
+        let res = c.post_json("/auth/signup", &json!({"username": username, "password": password})).await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let body: Value = res.json().await.expect("json");
+        c.csrf = body["csrf_token"].as_str().map(str::to_owned);
+        c
+    }
+
+    /// Records in the session store.
+    pub async fn session_count(&self) -> u64 {
+        self.state.sessions.store().count().await.expect("count")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A client that keeps cookies and the last CSRF token, like the JS client will.
+pub struct TestClient {
+    pub http: Client,
+    pub base: String,
+    pub csrf: Option<String>,
+}
+
+impl TestClient {
+    fn headers(&self) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Some(t) = &self.csrf {
+            h.insert("x-csrf-token", HeaderValue::from_str(t).expect("token header"));
+        }
+        h
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.http.get(format!("{}{path}", self.base)).send().await.expect("request")
+    }
+
+    /// POSTs JSON with the current CSRF token, and remembers any new token in the answer.
+    pub async fn post_json(&mut self, path: &str, body: &Value) -> Response {
+        self.http.post(format!("{}{path}", self.base)).headers(self.headers()).json(body).send().await.expect("request")
+    }
+
+    pub async fn post(&self, path: &str) -> Response {
+        self.http.post(format!("{}{path}", self.base)).headers(self.headers()).send().await.expect("request")
+    }
+
+    pub async fn delete(&self, path: &str) -> Response {
+        self.http.delete(format!("{}{path}", self.base)).headers(self.headers()).send().await.expect("request")
+    }
+
+    /// Logs in and keeps the CSRF token.
+    pub async fn login(&mut self, username: &str, password: &str) -> Response {
+        let res = self.post_json("/auth/login", &json!({"username": username, "password": password})).await;
+        res
+    }
+
+    /// Logs in, asserts 200 and stores the token.
+    pub async fn login_ok(&mut self, username: &str, password: &str) -> Value {
+        let res = self.login(username, password).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let body: Value = res.json().await.expect("json");
+        self.csrf = body["csrf_token"].as_str().map(str::to_owned);
+        body
+    }
+
+    /// Refreshes the CSRF token from `/auth/csrf`.
+    pub async fn refresh_csrf(&mut self) {
+        let body: Value = self.get("/auth/csrf").await.json().await.expect("json");
+        self.csrf = body["csrf_token"].as_str().map(str::to_owned);
+    }
+}
+
+/// Asserts an error response: status, JSON `code`, and a non-empty message.
+pub async fn assert_error(res: Response, status: u16, code: &str) -> Value {
+    assert_eq!(res.status().as_u16(), status, "status for expected code {code}");
+    let body: Value = res.json().await.expect("error body is JSON");
+    assert_eq!(body["code"], code, "{body}");
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(body.get("hint").is_some(), "{body}");
+    body
+}
+
+/// The session cookie value set by a response, if any.
+pub fn set_cookie_value(res: &Response, name: &str) -> Option<String> {
+    res.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(|v| v[name.len() + 1..].split(';').next().unwrap_or("").to_owned())
+}
+
+/// All `Set-Cookie` headers of a response.
+pub fn set_cookies(res: &Response) -> Vec<String> {
+    res.headers().get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).map(str::to_owned).collect()
+}
+
+pub const COOKIE: &str = "vestibule_session";
+pub const PASSWORD: &str = "correct horse battery";
+
+/// Serves any router on a random loopback port; the server stops with the runtime.
+pub async fn serve_router(router: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    format!("http://{addr}")
+}
