@@ -336,22 +336,21 @@ impl RawConfig {
         let absolute = duration("session.absolute_timeout", &self.session.absolute_timeout);
         let touch = duration("session.touch_interval", &self.session.touch_interval);
         let purge = duration("session.purge_interval", &self.session.purge_interval);
-        if let (Some(i), Some(a)) = (idle, absolute) {
-            if i > a {
-                problem(
-                    "session.idle_timeout",
-                    "is longer than session.absolute_timeout, which caps it".into(),
-                );
-            }
+        if let (Some(i), Some(a)) = (idle, absolute)
+            && i > a
+        {
+            problem(
+                "session.idle_timeout",
+                "is longer than session.absolute_timeout, which caps it".into(),
+            );
         }
-        if let (Some(i), Some(t)) = (idle, touch) {
-            if t >= i {
-                problem(
-                    "session.touch_interval",
-                    "must be shorter than session.idle_timeout, or sessions expire while in use"
-                        .into(),
-                );
-            }
+        if let (Some(i), Some(t)) = (idle, touch)
+            && t >= i
+        {
+            problem(
+                "session.touch_interval",
+                "must be shorter than session.idle_timeout, or sessions expire while in use".into(),
+            );
         }
         let name = &self.session.cookie_name;
         if name.is_empty()

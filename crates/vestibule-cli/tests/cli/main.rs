@@ -1,1 +1,170 @@
+//! Tests of the `vestibule` binary: each runs it in a fresh temporary directory with every
+//! `VESTIBULE_*` variable removed, so nothing from the developer's environment leaks in.
 
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn vestibule(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vestibule"));
+    cmd.current_dir(dir);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("VESTIBULE_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
+fn run_with_stdin(dir: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = vestibule(dir)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn vestibule");
+    child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
+    child.wait_with_output().expect("wait")
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+#[test]
+fn user_add_reads_the_password_from_stdin_and_user_list_shows_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run_with_stdin(dir.path(), &["user", "add", "alice", "--password-stdin"], "a good password\n");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(dir.path().join("vestibule.db").exists(), "default database in the working directory");
+    let out = vestibule(dir.path()).args(["user", "list"]).output().expect("run");
+    assert!(out.status.success());
+    let listing = text(&out);
+    assert!(listing.contains("alice"), "{listing}");
+    assert!(!listing.contains("a good password"));
+}
+
+#[test]
+fn user_add_refuses_a_weak_password_and_a_taken_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run_with_stdin(dir.path(), &["user", "add", "bob", "--password-stdin"], "short\n");
+    assert!(!out.status.success());
+    assert!(text(&out).contains("at least 8"), "{}", text(&out));
+    let ok = run_with_stdin(dir.path(), &["user", "add", "bob", "--password-stdin"], "long enough pw\n");
+    assert!(ok.status.success(), "{}", text(&ok));
+    let dup = run_with_stdin(dir.path(), &["user", "add", "BOB", "--password-stdin"], "long enough pw\n");
+    assert!(!dup.status.success());
+    assert!(text(&dup).contains("taken"), "{}", text(&dup));
+}
+
+#[test]
+fn there_is_no_way_to_pass_a_password_in_argv() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = vestibule(dir.path()).args(["user", "add", "carol", "--password", "secret123"]).output().expect("run");
+    assert!(!out.status.success(), "a --password flag must not exist");
+}
+
+#[test]
+fn config_check_accepts_defaults_and_explains_every_problem() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = vestibule(dir.path()).args(["config", "check"]).output().expect("run");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("configuration is valid"));
+    std::fs::write(
+        dir.path().join("vestibule.toml"),
+        "listen = \"nowhere\"\n[session]\nidle_timeout = \"soon\"\n[csrf]\ntrusted_origins = [\"https://*.acme.com\"]\n",
+    )
+    .expect("write config");
+    let out = vestibule(dir.path()).args(["config", "check"]).output().expect("run");
+    assert!(!out.status.success());
+    let t = text(&out);
+    for key in ["listen", "session.idle_timeout", "csrf.trusted_origins[0]"] {
+        assert!(t.contains(key), "{key} missing from:\n{t}");
+    }
+    std::fs::write(dir.path().join("vestibule.toml"), "lisen = \"127.0.0.1:1\"\n").expect("write config");
+    let out = vestibule(dir.path()).args(["config", "check"]).output().expect("run");
+    assert!(!out.status.success());
+    assert!(text(&out).contains("lisen"), "unknown keys are named: {}", text(&out));
+}
+
+#[test]
+fn environment_overrides_the_file_and_flags_override_the_environment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("vestibule.toml"), "listen = \"127.0.0.1:7001\"\n").expect("write config");
+    let out = vestibule(dir.path()).args(["config", "check"]).env("VESTIBULE_LISTEN", "127.0.0.1:7002").output().expect("run");
+    assert!(text(&out).contains("127.0.0.1:7002"), "{}", text(&out));
+    let out = vestibule(dir.path())
+        .args(["--database", "other.db", "config", "check"])
+        .env("VESTIBULE_DATABASE_URL", "env.db")
+        .output()
+        .expect("run");
+    assert!(text(&out).contains("other.db"), "{}", text(&out));
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    Some(buf)
+}
+
+#[test]
+fn serve_demo_answers_and_stops_gracefully_on_sigterm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let child = vestibule(dir.path())
+        .args(["serve", "--demo", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut server = Server(child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let health = loop {
+        if let Some(r) = http_get(port, "/healthz") {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "server did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    let page = http_get(port, "/").expect("demo page");
+    assert!(page.contains("text/html"), "{page}");
+    let pid = server.0.id().to_string();
+    let status = Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(st) = server.0.try_wait().expect("wait") {
+            assert!(st.success(), "graceful shutdown exits 0, got {st:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut out = String::new();
+    use std::io::Read;
+    if let Some(mut so) = server.0.stdout.take() {
+        let _ = so.read_to_string(&mut out);
+    }
+    assert!(out.contains(&format!("http://localhost:{port}/")), "demo prints the URL: {out}");
+}

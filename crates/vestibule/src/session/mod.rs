@@ -241,10 +241,10 @@ impl Session {
         let mut st = self.loaded().await?;
         let old = st.record.clone();
         let mut data = Map::new();
-        if let Some(old) = &old {
-            if old.user_id.is_none() || old.user_id == Some(user.id) {
-                data = old.data.clone();
-            }
+        if let Some(old) = &old
+            && (old.user_id.is_none() || old.user_id == Some(user.id))
+        {
+            data = old.data.clone();
         }
         merge_pending(&mut data, std::mem::take(&mut st.pending));
         let user_id = user.id;
@@ -411,19 +411,20 @@ impl Session {
                     }
                 }
             }
-        } else if save && !st.no_touch && st.loaded && st.cookie == CookieAction::Keep {
-            if let Some(record) = st.record.clone() {
-                if t - record.last_seen >= secs(cfg.touch_interval) {
-                    let delta = Delta {
-                        last_seen: t,
-                        expires_at: (t + secs(cfg.idle_timeout)).min(record.absolute_expires_at),
-                        ..Delta::default()
-                    };
-                    let merged = self.inner.manager.store.save(&record.key, &delta).await?;
-                    st.record = Some(merged);
-                    st.cookie = CookieAction::Set;
-                }
-            }
+        } else if save
+            && !st.no_touch
+            && st.cookie == CookieAction::Keep
+            && let Some(record) = st.record.clone()
+            && t - record.last_seen >= secs(cfg.touch_interval)
+        {
+            let delta = Delta {
+                last_seen: t,
+                expires_at: (t + secs(cfg.idle_timeout)).min(record.absolute_expires_at),
+                ..Delta::default()
+            };
+            let merged = self.inner.manager.store.save(&record.key, &delta).await?;
+            st.record = Some(merged);
+            st.cookie = CookieAction::Set;
         }
         Ok(match st.cookie {
             CookieAction::Keep => None,

@@ -29,21 +29,41 @@ async fn me_without_a_session_is_401_with_www_authenticate() {
 async fn the_session_cookie_has_safe_attributes() {
     let app = TestApp::spawn().await;
     let mut c = app.client();
-    let res = c.post_json("/auth/signup", &json!({"username": "bob", "password": PASSWORD})).await;
-    let cookie = set_cookies(&res).into_iter().find(|c| c.starts_with(COOKIE)).expect("cookie");
+    let res = c
+        .post_json(
+            "/auth/signup",
+            &json!({"username": "bob", "password": PASSWORD}),
+        )
+        .await;
+    let cookie = set_cookies(&res)
+        .into_iter()
+        .find(|c| c.starts_with(COOKIE))
+        .expect("cookie");
     assert!(cookie.contains("HttpOnly"), "{cookie}");
     assert!(cookie.contains("SameSite=Lax"), "{cookie}");
     assert!(cookie.contains("Path=/"), "{cookie}");
     assert!(!cookie.contains("Domain"), "{cookie}");
-    assert!(!cookie.contains("Secure"), "plain-http loopback relaxes Secure: {cookie}");
+    assert!(
+        !cookie.contains("Secure"),
+        "plain-http loopback relaxes Secure: {cookie}"
+    );
     let value = set_cookie_value(&res, COOKIE).expect("value");
-    assert!(value.starts_with("vst_") && value.len() >= 4 + 43, "{value}");
-    assert_eq!(res.headers().get("cache-control").and_then(|v| v.to_str().ok()), Some("no-store"));
+    assert!(
+        value.starts_with("vst_") && value.len() >= 4 + 43,
+        "{value}"
+    );
+    assert_eq!(
+        res.headers()
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok()),
+        Some("no-store")
+    );
 }
 
 #[tokio::test]
 async fn an_https_public_url_gives_a_secure_host_prefixed_cookie() {
-    let app = TestApp::spawn_with(|raw| raw.public_url = Some("https://api.acme.test".into())).await;
+    let app =
+        TestApp::spawn_with(|raw| raw.public_url = Some("https://api.acme.test".into())).await;
     let mut c = app.client();
     let res = c
         .http
@@ -55,7 +75,10 @@ async fn an_https_public_url_gives_a_secure_host_prefixed_cookie() {
         .expect("request");
     assert_eq!(res.status(), StatusCode::CREATED);
     let cookie = set_cookies(&res).into_iter().next().expect("cookie");
-    assert!(cookie.starts_with("__Host-vestibule_session=vst_"), "{cookie}");
+    assert!(
+        cookie.starts_with("__Host-vestibule_session=vst_"),
+        "{cookie}"
+    );
     assert!(cookie.contains("Secure"), "{cookie}");
     c.csrf = None;
 }
@@ -78,9 +101,19 @@ async fn usernames_are_unique_case_insensitively_and_validated() {
     let app = TestApp::spawn().await;
     app.signed_up("Erin", PASSWORD).await;
     let mut c = app.client();
-    let res = c.post_json("/auth/signup", &json!({"username": "erin", "password": PASSWORD})).await;
+    let res = c
+        .post_json(
+            "/auth/signup",
+            &json!({"username": "erin", "password": PASSWORD}),
+        )
+        .await;
     assert_error(res, 409, "username_taken").await;
-    let res = c.post_json("/auth/signup", &json!({"username": "no spaces", "password": PASSWORD})).await;
+    let res = c
+        .post_json(
+            "/auth/signup",
+            &json!({"username": "no spaces", "password": PASSWORD}),
+        )
+        .await;
     assert_error(res, 422, "invalid_username").await;
     // Login is case-insensitive too.
     c.login_ok("ERIN", PASSWORD).await;
@@ -90,9 +123,19 @@ async fn usernames_are_unique_case_insensitively_and_validated() {
 async fn weak_passwords_are_refused() {
     let app = TestApp::spawn().await;
     let mut c = app.client();
-    let res = c.post_json("/auth/signup", &json!({"username": "frank", "password": "short"})).await;
+    let res = c
+        .post_json(
+            "/auth/signup",
+            &json!({"username": "frank", "password": "short"}),
+        )
+        .await;
     assert_error(res, 422, "password_too_weak").await;
-    let res = c.post_json("/auth/signup", &json!({"username": "frankfrank", "password": "FrankFrank"})).await;
+    let res = c
+        .post_json(
+            "/auth/signup",
+            &json!({"username": "frankfrank", "password": "FrankFrank"}),
+        )
+        .await;
     assert_error(res, 422, "password_too_weak").await;
     assert_eq!(app.state.users.list().await.expect("list").len(), 0);
 }
@@ -101,17 +144,36 @@ async fn weak_passwords_are_refused() {
 async fn signup_can_be_turned_off() {
     let app = TestApp::spawn_with(|raw| raw.auth.signup = false).await;
     let mut c = app.client();
-    let res = c.post_json("/auth/signup", &json!({"username": "gina", "password": PASSWORD})).await;
+    let res = c
+        .post_json(
+            "/auth/signup",
+            &json!({"username": "gina", "password": PASSWORD}),
+        )
+        .await;
     let body = assert_error(res, 403, "signup_disabled").await;
-    assert!(body["hint"].as_str().is_some_and(|h| h.contains("auth.signup")));
+    assert!(
+        body["hint"]
+            .as_str()
+            .is_some_and(|h| h.contains("auth.signup"))
+    );
 }
 
 #[tokio::test]
 async fn disabled_users_cannot_log_in() {
     let app = TestApp::spawn().await;
     let mut c = app.signed_up("hank", PASSWORD).await;
-    let user = app.state.users.by_username("hank").await.expect("query").expect("exists");
-    app.state.users.set_active(user.id, false).await.expect("disable");
+    let user = app
+        .state
+        .users
+        .by_username("hank")
+        .await
+        .expect("query")
+        .expect("exists");
+    app.state
+        .users
+        .set_active(user.id, false)
+        .await
+        .expect("disable");
     c.post("/auth/logout").await;
     let res = c.login("hank", PASSWORD).await;
     assert_error(res, 403, "account_disabled").await;
@@ -121,14 +183,29 @@ async fn disabled_users_cannot_log_in() {
 async fn logout_is_server_side_and_replaying_the_old_cookie_is_401() {
     let app = TestApp::spawn().await;
     let mut c = app.client();
-    let res = c.post_json("/auth/signup", &json!({"username": "ivy", "password": PASSWORD})).await;
+    let res = c
+        .post_json(
+            "/auth/signup",
+            &json!({"username": "ivy", "password": PASSWORD}),
+        )
+        .await;
     let token = set_cookie_value(&res, COOKIE).expect("cookie");
     let body: Value = res.json().await.expect("json");
     c.csrf = body["csrf_token"].as_str().map(str::to_owned);
     let res = c.post("/auth/logout").await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
-    assert_eq!(set_cookie_value(&res, COOKIE).as_deref(), Some(""), "cookie expired");
-    let replay = app.raw_client().get(app.url("/auth/me")).header("cookie", format!("{COOKIE}={token}")).send().await.expect("request");
+    assert_eq!(
+        set_cookie_value(&res, COOKIE).as_deref(),
+        Some(""),
+        "cookie expired"
+    );
+    let replay = app
+        .raw_client()
+        .get(app.url("/auth/me"))
+        .header("cookie", format!("{COOKIE}={token}"))
+        .send()
+        .await
+        .expect("request");
     assert_error(replay, 401, "not_authenticated").await;
     assert_eq!(app.session_count().await, 0);
 }
@@ -163,11 +240,19 @@ async fn login_rotates_the_session_id_so_fixation_fails() {
     let fresh = set_cookie_value(&res, COOKIE).expect("new cookie");
     assert_ne!(fresh, planted);
     let body: Value = res.json().await.expect("json");
-    assert_ne!(body["csrf_token"], csrf["csrf_token"], "CSRF token rotates too");
+    assert_ne!(
+        body["csrf_token"], csrf["csrf_token"],
+        "CSRF token rotates too"
+    );
     // The planted id is dead: the attacker holds nothing.
     let res = attacker.get("/auth/me").await;
     assert_error(res, 401, "not_authenticated").await;
-    let res = victim.get(app.url("/auth/me")).header("cookie", format!("{COOKIE}={fresh}")).send().await.expect("request");
+    let res = victim
+        .get(app.url("/auth/me"))
+        .header("cookie", format!("{COOKIE}={fresh}"))
+        .send()
+        .await
+        .expect("request");
     assert_eq!(res.status(), 200);
 }
 
@@ -182,7 +267,10 @@ async fn anonymous_data_carries_over_at_login_but_another_users_does_not() {
     c.post("/demo/counter").await;
     c.login_ok("kim", PASSWORD).await;
     let body: Value = c.get("/demo/counter").await.json().await.expect("json");
-    assert_eq!(body["counter"], 2, "anonymous session data kept through login");
+    assert_eq!(
+        body["counter"], 2,
+        "anonymous session data kept through login"
+    );
     // Logging in as someone else from kim's session must not inherit kim's data.
     c.login_ok("leo", PASSWORD).await;
     let body: Value = c.get("/demo/counter").await.json().await.expect("json");
@@ -198,10 +286,16 @@ async fn password_change_rotates_this_session_and_ends_every_other() {
     let mut two = app.client();
     two.login_ok("mia", PASSWORD).await;
     let res = one
-        .post_json("/auth/password", &json!({"current_password": PASSWORD, "new_password": "a brand new secret"}))
+        .post_json(
+            "/auth/password",
+            &json!({"current_password": PASSWORD, "new_password": "a brand new secret"}),
+        )
         .await;
     assert_eq!(res.status(), 200);
-    assert!(set_cookie_value(&res, COOKIE).is_some(), "this session moved to a new token");
+    assert!(
+        set_cookie_value(&res, COOKIE).is_some(),
+        "this session moved to a new token"
+    );
     let body: Value = res.json().await.expect("json");
     one.csrf = body["csrf_token"].as_str().map(str::to_owned);
     assert_eq!(one.get("/auth/me").await.status(), 200);
@@ -214,9 +308,19 @@ async fn password_change_rotates_this_session_and_ends_every_other() {
 async fn password_change_needs_the_current_password() {
     let app = TestApp::spawn().await;
     let mut c = app.signed_up("ned", PASSWORD).await;
-    let res = c.post_json("/auth/password", &json!({"current_password": "wrong one!", "new_password": "whatever else"})).await;
+    let res = c
+        .post_json(
+            "/auth/password",
+            &json!({"current_password": "wrong one!", "new_password": "whatever else"}),
+        )
+        .await;
     assert_error(res, 401, "invalid_credentials").await;
-    let res = c.post_json("/auth/password", &json!({"current_password": PASSWORD, "new_password": "short"})).await;
+    let res = c
+        .post_json(
+            "/auth/password",
+            &json!({"current_password": PASSWORD, "new_password": "short"}),
+        )
+        .await;
     assert_error(res, 422, "password_too_weak").await;
     assert_eq!(c.get("/auth/me").await.status(), 200, "still logged in");
 }
@@ -224,7 +328,13 @@ async fn password_change_needs_the_current_password() {
 #[tokio::test]
 async fn csrf_endpoint_gives_null_without_a_session_and_a_token_with_one() {
     let app = TestApp::spawn().await;
-    let body: Value = app.client().get("/auth/csrf").await.json().await.expect("json");
+    let body: Value = app
+        .client()
+        .get("/auth/csrf")
+        .await
+        .json()
+        .await
+        .expect("json");
     assert_eq!(body["csrf_token"], Value::Null);
     let c = app.signed_up("olga", PASSWORD).await;
     let body: Value = c.get("/auth/csrf").await.json().await.expect("json");
@@ -237,8 +347,14 @@ async fn health_and_readiness() {
     let c = app.client();
     let res = c.get("/healthz").await;
     assert_eq!(res.status(), 200);
-    assert!(res.headers().get("x-request-id").is_some(), "every response carries a request id");
-    assert_eq!(c.get("/readyz").await.json::<Value>().await.expect("json")["status"], "ready");
+    assert!(
+        res.headers().get("x-request-id").is_some(),
+        "every response carries a request id"
+    );
+    assert_eq!(
+        c.get("/readyz").await.json::<Value>().await.expect("json")["status"],
+        "ready"
+    );
 }
 
 #[tokio::test]
@@ -254,7 +370,12 @@ async fn the_demo_page_is_served_with_a_csp() {
     let app = TestApp::spawn().await;
     let res = app.client().get("/").await;
     assert_eq!(res.status(), 200);
-    let csp = res.headers().get("content-security-policy").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let csp = res
+        .headers()
+        .get("content-security-policy")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
     assert!(res.text().await.expect("body").contains("/demo/app.js"));
     assert_eq!(app.client().get("/demo/app.js").await.status(), 200);
@@ -265,11 +386,25 @@ async fn sessions_survive_a_restart_on_the_default_store() {
     let app = TestApp::spawn().await;
     let dir = app.dir.clone();
     let mut c = app.client();
-    let res = c.post_json("/auth/signup", &json!({"username": "pam", "password": PASSWORD})).await;
+    let res = c
+        .post_json(
+            "/auth/signup",
+            &json!({"username": "pam", "password": PASSWORD}),
+        )
+        .await;
     let token = set_cookie_value(&res, COOKIE).expect("cookie");
     app.stop().await;
     let again = TestApp::spawn_in(dir, |_| {}).await;
-    let res = again.raw_client().get(again.url("/auth/me")).header("cookie", format!("{COOKIE}={token}")).send().await.expect("request");
+    let res = again
+        .raw_client()
+        .get(again.url("/auth/me"))
+        .header("cookie", format!("{COOKIE}={token}"))
+        .send()
+        .await
+        .expect("request");
     assert_eq!(res.status(), 200);
-    assert_eq!(res.json::<Value>().await.expect("json")["user"]["username"], "pam");
+    assert_eq!(
+        res.json::<Value>().await.expect("json")["user"]["username"],
+        "pam"
+    );
 }

@@ -11,7 +11,11 @@ async fn a_cookie_write_without_a_token_is_refused() {
     c.csrf = None;
     assert_error(c.post("/demo/counter").await, 403, "csrf_token_missing").await;
     assert_error(c.post("/auth/logout").await, 403, "csrf_token_missing").await;
-    assert_eq!(c.get("/auth/me").await.status(), 200, "logout was refused, session alive");
+    assert_eq!(
+        c.get("/auth/me").await.status(),
+        200,
+        "logout was refused, session alive"
+    );
 }
 
 #[tokio::test]
@@ -30,14 +34,24 @@ async fn another_sessions_token_is_refused() {
     let mallory = app.signed_up("mallory", PASSWORD).await;
     let mut victim = app.signed_up("victim", PASSWORD).await;
     victim.csrf = mallory.csrf.clone();
-    assert_error(victim.post("/auth/logout-all").await, 403, "csrf_token_mismatch").await;
+    assert_error(
+        victim.post("/auth/logout-all").await,
+        403,
+        "csrf_token_mismatch",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn an_untrusted_origin_is_refused_even_with_a_valid_token() {
     let app = TestApp::spawn().await;
     let c = app.signed_up("carol", PASSWORD).await;
-    for origin in ["http://evil.test", "null", "http://localhost:3001", "https://localhost:3000"] {
+    for origin in [
+        "http://evil.test",
+        "null",
+        "http://localhost:3001",
+        "https://localhost:3000",
+    ] {
         let res = c
             .http
             .post(app.url("/demo/counter"))
@@ -47,7 +61,11 @@ async fn an_untrusted_origin_is_refused_even_with_a_valid_token() {
             .await
             .expect("request");
         let body = assert_error(res, 403, "csrf_origin_untrusted").await;
-        assert!(body["hint"].as_str().is_some_and(|h| h.contains("csrf.trusted_origins")));
+        assert!(
+            body["hint"]
+                .as_str()
+                .is_some_and(|h| h.contains("csrf.trusted_origins"))
+        );
     }
 }
 
@@ -117,7 +135,14 @@ async fn a_trusted_origin_with_the_token_passes_and_same_origin_fetch_metadata_p
         .await
         .expect("request");
     assert_eq!(res.status(), 200);
-    let res = c.http.post(app.url("/demo/counter")).header("sec-fetch-site", "same-origin").header("x-csrf-token", &token).send().await.expect("request");
+    let res = c
+        .http
+        .post(app.url("/demo/counter"))
+        .header("sec-fetch-site", "same-origin")
+        .header("x-csrf-token", &token)
+        .send()
+        .await
+        .expect("request");
     assert_eq!(res.status(), 200);
     let body: Value = res.json().await.expect("json");
     assert_eq!(body["counter"], 2);

@@ -5,12 +5,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use axum::Router;
 use vestibule::session::stores::MemoryStore;
-use vestibule::session::{Delta, Record, Session, SessionConfig, SessionLayer, SessionManager, SessionStore, StoreError};
+use vestibule::session::{
+    Delta, Record, Session, SessionConfig, SessionLayer, SessionManager, SessionStore, StoreError,
+};
 use vestibule::token::TokenHash;
 
 use crate::support::{COOKIE, serve_router, set_cookie_value};
@@ -42,7 +44,11 @@ impl SessionStore for Counting {
     async fn list_user(&self, u: i64) -> Result<Vec<Record>, StoreError> {
         self.inner.list_user(u).await
     }
-    async fn delete_user(&self, u: i64, keep: Option<&TokenHash>) -> Result<Vec<TokenHash>, StoreError> {
+    async fn delete_user(
+        &self,
+        u: i64,
+        keep: Option<&TokenHash>,
+    ) -> Result<Vec<TokenHash>, StoreError> {
         self.inner.delete_user(u, keep).await
     }
     async fn delete_expired(&self) -> Result<u64, StoreError> {
@@ -56,18 +62,29 @@ impl SessionStore for Counting {
     }
 }
 
-async fn set_key(session: Session, Path((k, v)): Path<(String, i64)>) -> Result<StatusCode, vestibule::Error> {
+async fn set_key(
+    session: Session,
+    Path((k, v)): Path<(String, i64)>,
+) -> Result<StatusCode, vestibule::Error> {
     session.insert(&k, v).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn get_key(session: Session, Path(k): Path<String>) -> Result<String, vestibule::Error> {
-    Ok(session.get::<i64>(&k).await?.map(|v| v.to_string()).unwrap_or_default())
+    Ok(session
+        .get::<i64>(&k)
+        .await?
+        .map(|v| v.to_string())
+        .unwrap_or_default())
 }
 
 async fn poll(session: Session) -> Result<String, vestibule::Error> {
     session.skip_touch().await;
-    Ok(session.get::<i64>("a").await?.map(|v| v.to_string()).unwrap_or_default())
+    Ok(session
+        .get::<i64>("a")
+        .await?
+        .map(|v| v.to_string())
+        .unwrap_or_default())
 }
 
 async fn fail_after_write(session: Session) -> Result<StatusCode, vestibule::Error> {
@@ -76,7 +93,10 @@ async fn fail_after_write(session: Session) -> Result<StatusCode, vestibule::Err
 }
 
 /// Simulates a logout elsewhere that lands while this request runs.
-async fn deleted_meanwhile(State(store): State<Arc<Counting>>, session: Session) -> Result<StatusCode, vestibule::Error> {
+async fn deleted_meanwhile(
+    State(store): State<Arc<Counting>>,
+    session: Session,
+) -> Result<StatusCode, vestibule::Error> {
     let id = session.id().await?.expect("a session");
     store.delete(&id).await.expect("delete");
     session.insert("late", 1).await?;
@@ -101,32 +121,57 @@ async fn fixture(config: SessionConfig) -> Fixture {
         .with_state(store.clone())
         .layer(SessionLayer::new(manager));
     let base = serve_router(router).await;
-    Fixture { base, store, http: reqwest::Client::builder().cookie_store(true).build().expect("client") }
+    Fixture {
+        base,
+        store,
+        http: reqwest::Client::builder()
+            .cookie_store(true)
+            .build()
+            .expect("client"),
+    }
 }
 
 impl Fixture {
     async fn send(&self, method: reqwest::Method, path: &str) -> reqwest::Response {
-        self.http.request(method, format!("{}{path}", self.base)).send().await.expect("request")
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("request")
     }
 }
 
 #[tokio::test]
 async fn fifty_concurrent_requests_writing_different_keys_lose_none() {
     let f = fixture(SessionConfig::default()).await;
-    assert_eq!(f.send(reqwest::Method::POST, "/set/seed/0").await.status(), 204);
+    assert_eq!(
+        f.send(reqwest::Method::POST, "/set/seed/0").await.status(),
+        204
+    );
     let mut tasks = Vec::new();
     for i in 0..50 {
         let req = f.http.post(format!("{}/set/k{i}/{i}", f.base));
-        tasks.push(tokio::spawn(async move { req.send().await.expect("request").status() }));
+        tasks.push(tokio::spawn(async move {
+            req.send().await.expect("request").status()
+        }));
     }
     for t in tasks {
         assert_eq!(t.await.expect("task"), 204);
     }
     for i in 0..50 {
-        let body = f.send(reqwest::Method::GET, &format!("/get/k{i}")).await.text().await.expect("body");
+        let body = f
+            .send(reqwest::Method::GET, &format!("/get/k{i}"))
+            .await
+            .text()
+            .await
+            .expect("body");
         assert_eq!(body, i.to_string(), "k{i} lost");
     }
-    assert_eq!(f.store.creates.load(Ordering::SeqCst), 1, "one session, not fifty");
+    assert_eq!(
+        f.store.creates.load(Ordering::SeqCst),
+        1,
+        "one session, not fifty"
+    );
 }
 
 #[tokio::test]
@@ -168,7 +213,11 @@ async fn a_session_deleted_during_the_request_ends_in_401_not_resurrection() {
     f.send(reqwest::Method::POST, "/set/a/1").await;
     let res = f.send(reqwest::Method::POST, "/deleted").await;
     assert_eq!(res.status(), 401);
-    assert_eq!(set_cookie_value(&res, COOKIE).as_deref(), Some(""), "cookie cleared");
+    assert_eq!(
+        set_cookie_value(&res, COOKIE).as_deref(),
+        Some(""),
+        "cookie cleared"
+    );
     let body: serde_json::Value = res.json().await.expect("json");
     assert_eq!(body["code"], "session_expired");
     assert_eq!(f.store.count().await.expect("count"), 0, "not resurrected");
@@ -176,7 +225,10 @@ async fn a_session_deleted_during_the_request_ends_in_401_not_resurrection() {
 
 #[tokio::test]
 async fn expiry_extension_is_throttled_and_pollers_can_skip_it() {
-    let config = SessionConfig { touch_interval: Duration::from_secs(60), ..SessionConfig::default() };
+    let config = SessionConfig {
+        touch_interval: Duration::from_secs(60),
+        ..SessionConfig::default()
+    };
     let f = fixture(config).await;
     f.send(reqwest::Method::POST, "/set/a/1").await;
     // Age the record's last_seen past the touch interval.
@@ -186,20 +238,41 @@ async fn expiry_extension_is_throttled_and_pollers_can_skip_it() {
     let old = vestibule::session::now() - 120;
     f.store
         .inner
-        .save(&r.key, &Delta { last_seen: old, expires_at: r.expires_at, ..Delta::default() })
+        .save(
+            &r.key,
+            &Delta {
+                last_seen: old,
+                expires_at: r.expires_at,
+                ..Delta::default()
+            },
+        )
         .await
         .expect("age");
     let before = f.store.saves.load(Ordering::SeqCst);
     let polled = f.send(reqwest::Method::GET, "/poll").await;
-    assert!(set_cookie_value(&polled, COOKIE).is_none(), "a poller does not slide the expiry");
+    assert!(
+        set_cookie_value(&polled, COOKIE).is_none(),
+        "a poller does not slide the expiry"
+    );
     assert_eq!(f.store.saves.load(Ordering::SeqCst), before);
     let res = f.send(reqwest::Method::GET, "/get/a").await;
-    assert!(set_cookie_value(&res, COOKIE).is_some(), "cookie Max-Age refreshed");
-    assert_eq!(f.store.saves.load(Ordering::SeqCst), before + 1, "one touch");
+    assert!(
+        set_cookie_value(&res, COOKIE).is_some(),
+        "cookie Max-Age refreshed"
+    );
+    assert_eq!(
+        f.store.saves.load(Ordering::SeqCst),
+        before + 1,
+        "one touch"
+    );
     for _ in 0..5 {
         f.send(reqwest::Method::GET, "/get/a").await;
     }
-    assert_eq!(f.store.saves.load(Ordering::SeqCst), before + 1, "throttled: no more touches");
+    assert_eq!(
+        f.store.saves.load(Ordering::SeqCst),
+        before + 1,
+        "throttled: no more touches"
+    );
 }
 
 #[tokio::test]

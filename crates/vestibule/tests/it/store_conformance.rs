@@ -17,23 +17,35 @@ pub struct Fixture {
 
 async fn sqlite_db() -> (Database, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let db = Database::open(&dir.path().join("s.db")).await.expect("db opens");
+    let db = Database::open(&dir.path().join("s.db"))
+        .await
+        .expect("db opens");
     (db, dir)
 }
 
 pub async fn memory() -> Fixture {
-    Fixture { store: Arc::new(MemoryStore::new(10_000)), _dir: None }
+    Fixture {
+        store: Arc::new(MemoryStore::new(10_000)),
+        _dir: None,
+    }
 }
 
 pub async fn sqlite() -> Fixture {
     let (db, dir) = sqlite_db().await;
-    Fixture { store: Arc::new(SqliteStore::new(db)), _dir: Some(dir) }
+    Fixture {
+        store: Arc::new(SqliteStore::new(db)),
+        _dir: Some(dir),
+    }
 }
 
 pub async fn cached_sqlite() -> Fixture {
     let (db, dir) = sqlite_db().await;
     Fixture {
-        store: Arc::new(CachedStore::new(SqliteStore::new(db), 10_000, Duration::from_secs(60))),
+        store: Arc::new(CachedStore::new(
+            SqliteStore::new(db),
+            10_000,
+            Duration::from_secs(60),
+        )),
         _dir: Some(dir),
     }
 }
@@ -67,7 +79,10 @@ pub async fn create_then_load_round_trips(s: Arc<dyn SessionStore>) {
     let r = record(Some(7), json!({"a": 1, "nested": {"x": [1, 2]}}));
     s.create(&r).await.expect("create");
     assert_eq!(s.load(&r.key).await.expect("load"), Some(r.clone()));
-    assert_eq!(s.load(&record(None, json!({})).key).await.expect("load"), None);
+    assert_eq!(
+        s.load(&record(None, json!({})).key).await.expect("load"),
+        None
+    );
 }
 
 pub async fn create_never_overwrites(s: Arc<dyn SessionStore>) {
@@ -76,27 +91,42 @@ pub async fn create_never_overwrites(s: Arc<dyn SessionStore>) {
     let mut other = r.clone();
     other.data.insert("a".into(), json!(2));
     assert!(matches!(s.create(&other).await, Err(StoreError::Collision)));
-    assert_eq!(s.load(&r.key).await.expect("load").expect("exists").data["a"], json!(1));
+    assert_eq!(
+        s.load(&r.key).await.expect("load").expect("exists").data["a"],
+        json!(1)
+    );
 }
 
 pub async fn save_merges_only_the_delta(s: Arc<dyn SessionStore>) {
     let r = record(None, json!({"keep": 1, "drop": 2, "change": 3}));
     s.create(&r).await.expect("create");
-    let merged = s.save(&r.key, &delta(json!({"change": 30, "new": 4}), &["drop"])).await.expect("save");
-    assert_eq!(Value::Object(merged.data.clone()), json!({"keep": 1, "change": 30, "new": 4}));
+    let merged = s
+        .save(&r.key, &delta(json!({"change": 30, "new": 4}), &["drop"]))
+        .await
+        .expect("save");
+    assert_eq!(
+        Value::Object(merged.data.clone()),
+        json!({"keep": 1, "change": 30, "new": 4})
+    );
     let loaded = s.load(&r.key).await.expect("load").expect("exists");
     assert_eq!(loaded.data, merged.data);
 }
 
 pub async fn save_never_creates_or_resurrects(s: Arc<dyn SessionStore>) {
     let missing = record(None, json!({}));
-    assert!(matches!(s.save(&missing.key, &delta(json!({"a": 1}), &[])).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        s.save(&missing.key, &delta(json!({"a": 1}), &[])).await,
+        Err(StoreError::NotFound)
+    ));
     assert_eq!(s.load(&missing.key).await.expect("load"), None);
     let r = record(Some(1), json!({"a": 1}));
     s.create(&r).await.expect("create");
     assert!(s.delete(&r.key).await.expect("delete"));
     assert!(!s.delete(&r.key).await.expect("second delete"));
-    assert!(matches!(s.save(&r.key, &delta(json!({"b": 2}), &[])).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        s.save(&r.key, &delta(json!({"b": 2}), &[])).await,
+        Err(StoreError::NotFound)
+    ));
     assert_eq!(s.load(&r.key).await.expect("load"), None);
 }
 
@@ -111,7 +141,10 @@ pub async fn expired_records_are_invisible_and_purged(s: Arc<dyn SessionStore>) 
     }
     assert_eq!(s.load(&idle.key).await.expect("load"), None);
     assert_eq!(s.load(&absolute.key).await.expect("load"), None);
-    assert!(matches!(s.save(&idle.key, &delta(json!({}), &[])).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        s.save(&idle.key, &delta(json!({}), &[])).await,
+        Err(StoreError::NotFound)
+    ));
     assert_eq!(s.list_user(3).await.expect("list").len(), 1);
     // A store may also drop expired records by itself (the memory store does); either way only
     // the live one is left after a purge.
@@ -126,7 +159,14 @@ pub async fn expiry_slides_but_never_past_the_absolute_cap(s: Arc<dyn SessionSto
     d.expires_at = r.absolute_expires_at + 10_000;
     let merged = s.save(&r.key, &d).await.expect("save");
     assert_eq!(merged.expires_at, r.absolute_expires_at);
-    assert_eq!(s.load(&r.key).await.expect("load").expect("exists").expires_at, r.absolute_expires_at);
+    assert_eq!(
+        s.load(&r.key)
+            .await
+            .expect("load")
+            .expect("exists")
+            .expires_at,
+        r.absolute_expires_at
+    );
 }
 
 pub async fn rotation_moves_data_and_kills_the_old_key(s: Arc<dyn SessionStore>) {
@@ -137,7 +177,10 @@ pub async fn rotation_moves_data_and_kills_the_old_key(s: Arc<dyn SessionStore>)
     s.create(&new).await.expect("create new");
     s.delete(&old.key).await.expect("delete old");
     assert_eq!(s.load(&old.key).await.expect("load"), None);
-    assert_eq!(s.load(&new.key).await.expect("load").expect("exists").data["cart"], json!([1, 2]));
+    assert_eq!(
+        s.load(&new.key).await.expect("load").expect("exists").data["cart"],
+        json!([1, 2])
+    );
 }
 
 pub async fn per_user_listing_and_revocation(s: Arc<dyn SessionStore>) {
@@ -149,7 +192,13 @@ pub async fn per_user_listing_and_revocation(s: Arc<dyn SessionStore>) {
     for r in [&a1, &a2, &a3, &b, &anon] {
         s.create(r).await.expect("create");
     }
-    let mut listed: Vec<_> = s.list_user(1).await.expect("list").into_iter().map(|r| r.key).collect();
+    let mut listed: Vec<_> = s
+        .list_user(1)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|r| r.key)
+        .collect();
     listed.sort();
     let mut expected = vec![a1.key, a2.key, a3.key];
     expected.sort();
@@ -162,9 +211,18 @@ pub async fn per_user_listing_and_revocation(s: Arc<dyn SessionStore>) {
     assert_eq!(s.load(&a1.key).await.expect("load"), None);
     assert_eq!(s.load(&a3.key).await.expect("load"), None);
     assert!(s.load(&a2.key).await.expect("load").is_some());
-    assert!(s.load(&b.key).await.expect("load").is_some(), "other users untouched");
-    assert!(s.load(&anon.key).await.expect("load").is_some(), "anonymous sessions untouched");
-    assert_eq!(s.delete_user(1, None).await.expect("revoke all"), vec![a2.key]);
+    assert!(
+        s.load(&b.key).await.expect("load").is_some(),
+        "other users untouched"
+    );
+    assert!(
+        s.load(&anon.key).await.expect("load").is_some(),
+        "anonymous sessions untouched"
+    );
+    assert_eq!(
+        s.delete_user(1, None).await.expect("revoke all"),
+        vec![a2.key]
+    );
     assert!(s.list_user(1).await.expect("list").is_empty());
 }
 
@@ -178,7 +236,9 @@ pub async fn concurrent_writers_of_different_keys_lose_nothing(s: Arc<dyn Sessio
         tasks.push(tokio::spawn(async move {
             // Each writer read the record first, as a request does.
             let _ = s.load(&key).await.expect("load");
-            s.save(&key, &delta(json!({ format!("k{i}"): i }), &[])).await.expect("save")
+            s.save(&key, &delta(json!({ format!("k{i}"): i }), &[]))
+                .await
+                .expect("save")
         }));
     }
     for t in tasks {
@@ -186,7 +246,11 @@ pub async fn concurrent_writers_of_different_keys_lose_nothing(s: Arc<dyn Sessio
     }
     let loaded = s.load(&r.key).await.expect("load").expect("exists");
     for i in 0..50 {
-        assert_eq!(loaded.data.get(&format!("k{i}")), Some(&json!(i)), "key k{i} lost");
+        assert_eq!(
+            loaded.data.get(&format!("k{i}")),
+            Some(&json!(i)),
+            "key k{i} lost"
+        );
     }
 }
 
@@ -250,7 +314,10 @@ async fn sqlite_rows_hold_hashes_not_tokens() {
     let wal = std::fs::read(dir.path().join("s.db-wal")).unwrap_or_default();
     let needle = token.expose().as_bytes();
     for hay in [&bytes, &wal] {
-        assert!(!hay.windows(needle.len()).any(|w| w == needle), "raw token found in the database file");
+        assert!(
+            !hay.windows(needle.len()).any(|w| w == needle),
+            "raw token found in the database file"
+        );
     }
     let needle = &token.expose().as_bytes()[4..24];
     assert!(!bytes.windows(needle.len()).any(|w| w == needle));

@@ -22,7 +22,10 @@ pub struct TestApp {
 
 /// A raw configuration for tests: random port, signup on.
 pub fn test_raw_config() -> RawConfig {
-    let mut raw = RawConfig { listen: "127.0.0.1:0".into(), ..RawConfig::default() };
+    let mut raw = RawConfig {
+        listen: "127.0.0.1:0".into(),
+        ..RawConfig::default()
+    };
     raw.auth.signup = true;
     raw.csrf.trusted_origins = vec!["http://localhost:3000".into()];
     raw
@@ -54,7 +57,13 @@ impl TestApp {
         let handle = tokio::spawn(app.run_until(async {
             let _ = rx.await;
         }));
-        Self { base: format!("http://127.0.0.1:{port}"), state, dir, stop: Some(tx), handle: Some(handle) }
+        Self {
+            base: format!("http://127.0.0.1:{port}"),
+            state,
+            dir,
+            stop: Some(tx),
+            handle: Some(handle),
+        }
     }
 
     /// Stops the server gracefully and waits for it.
@@ -74,7 +83,11 @@ impl TestApp {
     /// A browser-like client with its own cookie jar.
     pub fn client(&self) -> TestClient {
         TestClient {
-            http: Client::builder().cookie_store(true).user_agent("vestibule-tests").build().expect("client"),
+            http: Client::builder()
+                .cookie_store(true)
+                .user_agent("vestibule-tests")
+                .build()
+                .expect("client"),
             base: self.base.clone(),
             csrf: None,
         }
@@ -88,7 +101,12 @@ impl TestApp {
     /// Signs a new user up through the API and returns the logged-in client.
     pub async fn signed_up(&self, username: &str, password: &str) -> TestClient {
         let mut c = self.client();
-        let res = c.post_json("/auth/signup", &json!({"username": username, "password": password})).await;
+        let res = c
+            .post_json(
+                "/auth/signup",
+                &json!({"username": username, "password": password}),
+            )
+            .await;
         assert_eq!(res.status(), StatusCode::CREATED);
         let body: Value = res.json().await.expect("json");
         c.csrf = body["csrf_token"].as_str().map(str::to_owned);
@@ -120,31 +138,59 @@ impl TestClient {
     fn headers(&self) -> HeaderMap {
         let mut h = HeaderMap::new();
         if let Some(t) = &self.csrf {
-            h.insert("x-csrf-token", HeaderValue::from_str(t).expect("token header"));
+            h.insert(
+                "x-csrf-token",
+                HeaderValue::from_str(t).expect("token header"),
+            );
         }
         h
     }
 
     pub async fn get(&self, path: &str) -> Response {
-        self.http.get(format!("{}{path}", self.base)).send().await.expect("request")
+        self.http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("request")
     }
 
     /// POSTs JSON with the current CSRF token, and remembers any new token in the answer.
     pub async fn post_json(&mut self, path: &str, body: &Value) -> Response {
-        self.http.post(format!("{}{path}", self.base)).headers(self.headers()).json(body).send().await.expect("request")
+        self.http
+            .post(format!("{}{path}", self.base))
+            .headers(self.headers())
+            .json(body)
+            .send()
+            .await
+            .expect("request")
     }
 
     pub async fn post(&self, path: &str) -> Response {
-        self.http.post(format!("{}{path}", self.base)).headers(self.headers()).send().await.expect("request")
+        self.http
+            .post(format!("{}{path}", self.base))
+            .headers(self.headers())
+            .send()
+            .await
+            .expect("request")
     }
 
     pub async fn delete(&self, path: &str) -> Response {
-        self.http.delete(format!("{}{path}", self.base)).headers(self.headers()).send().await.expect("request")
+        self.http
+            .delete(format!("{}{path}", self.base))
+            .headers(self.headers())
+            .send()
+            .await
+            .expect("request")
     }
 
     /// Logs in and keeps the CSRF token.
     pub async fn login(&mut self, username: &str, password: &str) -> Response {
-        let res = self.post_json("/auth/login", &json!({"username": username, "password": password})).await;
+        let res = self
+            .post_json(
+                "/auth/login",
+                &json!({"username": username, "password": password}),
+            )
+            .await;
         res
     }
 
@@ -166,10 +212,17 @@ impl TestClient {
 
 /// Asserts an error response: status, JSON `code`, and a non-empty message.
 pub async fn assert_error(res: Response, status: u16, code: &str) -> Value {
-    assert_eq!(res.status().as_u16(), status, "status for expected code {code}");
+    assert_eq!(
+        res.status().as_u16(),
+        status,
+        "status for expected code {code}"
+    );
     let body: Value = res.json().await.expect("error body is JSON");
     assert_eq!(body["code"], code, "{body}");
-    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
     assert!(body.get("hint").is_some(), "{body}");
     body
 }
@@ -181,12 +234,23 @@ pub fn set_cookie_value(res: &Response, name: &str) -> Option<String> {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .find(|v| v.starts_with(&format!("{name}=")))
-        .map(|v| v[name.len() + 1..].split(';').next().unwrap_or("").to_owned())
+        .map(|v| {
+            v[name.len() + 1..]
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .to_owned()
+        })
 }
 
 /// All `Set-Cookie` headers of a response.
 pub fn set_cookies(res: &Response) -> Vec<String> {
-    res.headers().get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).map(str::to_owned).collect()
+    res.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .collect()
 }
 
 pub const COOKIE: &str = "vestibule_session";
@@ -194,7 +258,9 @@ pub const PASSWORD: &str = "correct horse battery";
 
 /// Serves any router on a random loopback port; the server stops with the runtime.
 pub async fn serve_router(router: axum::Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         let _ = axum::serve(listener, router).await;

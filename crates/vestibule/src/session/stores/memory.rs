@@ -63,7 +63,11 @@ impl MemoryStore {
     /// Every live record, in no particular order (for tests and small administrative tools).
     pub async fn snapshot(&self) -> Vec<Record> {
         let t = now();
-        self.cache.iter().filter(|(_, r)| !r.is_expired(t)).map(|(_, r)| (*r).clone()).collect()
+        self.cache
+            .iter()
+            .filter(|(_, r)| !r.is_expired(t))
+            .map(|(_, r)| (*r).clone())
+            .collect()
     }
 }
 
