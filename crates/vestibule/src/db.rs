@@ -110,6 +110,16 @@ impl Database {
         self.write.close().await;
     }
 
+    /// SQLite's `data_version` as seen by the writer connection: it changes exactly when another
+    /// connection — in practice another process, such as a `vestibule user` command — commits.
+    /// (This process writes only through that connection, and its readers never write.)
+    ///
+    /// # Errors
+    /// The driver's error.
+    pub async fn external_data_version(&self) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar("PRAGMA data_version").fetch_one(&self.write).await
+    }
+
     /// Checks that the database answers.
     ///
     /// # Errors

@@ -87,7 +87,7 @@ async fn run_with(
         UserCommand::Disable(arg) => {
             let user = find(users, &arg.username).await?;
             users.set_active(user.id, false).await?;
-            let ended = build_store(config, db).delete_user(user.id, None).await?;
+            let ended = build_store(config, db).0.delete_user(user.id, None).await?;
             println!(
                 "disabled {} and ended {} session(s)",
                 user.username,
@@ -107,7 +107,7 @@ async fn run_with(
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             let hash = PasswordHasher::new(1).await?.hash(&password).await?;
             users.set_password_hash(user.id, &hash).await?;
-            let ended = build_store(config, db).delete_user(user.id, None).await?;
+            let ended = build_store(config, db).0.delete_user(user.id, None).await?;
             println!(
                 "password of {} changed; ended {} session(s)",
                 user.username,

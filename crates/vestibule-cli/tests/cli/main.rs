@@ -117,36 +117,80 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
-fn http_get(port: u16, path: &str) -> Option<String> {
+/// One HTTP/1.1 exchange over a fresh connection; the raw response text.
+fn http(port: u16, method: &str, path: &str, extra: &str, body: &str) -> Option<String> {
     use std::io::Read;
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
     let mut buf = String::new();
     s.read_to_string(&mut buf).ok()?;
     Some(buf)
 }
 
-#[test]
-fn serve_demo_answers_and_stops_gracefully_on_sigterm() {
-    let dir = tempfile::tempdir().expect("tempdir");
+fn http_get(port: u16, path: &str) -> Option<String> {
+    http(port, "GET", path, "", "")
+}
+
+/// Starts `vestibule serve --demo` in `dir` on a free port and waits for /healthz.
+fn start_server(dir: &Path) -> (Server, u16) {
     let port = free_port();
-    let child = vestibule(dir.path())
+    let child = vestibule(dir)
         .args(["serve", "--demo", "--listen", &format!("127.0.0.1:{port}")])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    let mut server = Server(child);
+    let server = Server(child);
     let deadline = Instant::now() + Duration::from_secs(20);
-    let health = loop {
-        if let Some(r) = http_get(port, "/healthz") {
-            break r;
-        }
+    while http_get(port, "/healthz").is_none_or(|r| !r.starts_with("HTTP/1.1 200")) {
         assert!(Instant::now() < deadline, "server did not start");
         std::thread::sleep(Duration::from_millis(100));
-    };
-    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    }
+    (server, port)
+}
+
+#[test]
+fn user_disable_from_the_cli_ends_sessions_on_a_running_server() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_server, port) = start_server(dir.path());
+    let res = http(
+        port,
+        "POST",
+        "/auth/signup",
+        "Content-Type: application/json\r\n",
+        r#"{"username":"dora","password":"a long password"}"#,
+    )
+    .expect("signup");
+    assert!(res.starts_with("HTTP/1.1 201"), "{res}");
+    let cookie = res
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .and_then(|c| c.split(';').next())
+        .expect("session cookie")
+        .to_owned();
+    let me = || http(port, "GET", "/auth/me", &format!("Cookie: {cookie}\r\n"), "").unwrap_or_default();
+    assert!(me().starts_with("HTTP/1.1 200"));
+    let out = vestibule(dir.path()).args(["user", "disable", "dora"]).output().expect("run");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("ended 1 session"), "{}", text(&out));
+    // The server's read cache notices the outside commit within about a second.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !me().starts_with("HTTP/1.1 401") {
+        assert!(Instant::now() < deadline, "the disabled user's session still works");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn serve_demo_answers_and_stops_gracefully_on_sigterm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut server, port) = start_server(dir.path());
     let page = http_get(port, "/").expect("demo page");
     assert!(page.contains("text/html"), "{page}");
     let pid = server.0.id().to_string();

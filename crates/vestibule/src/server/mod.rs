@@ -77,18 +77,42 @@ pub struct App {
     router: Router,
     state: AppState,
     purge_interval: Duration,
+    cache: Option<CachedStore<SqliteStore>>,
 }
 
-/// Builds the session store the configuration asks for.
-pub fn build_store(config: &Config, db: &Database) -> Arc<dyn SessionStore> {
+/// How often the server checks whether another process changed the database.
+const OUTSIDE_CHANGE_POLL: Duration = Duration::from_secs(1);
+
+/// Builds the session store the configuration asks for; also returns the read cache, if any, so
+/// the server can drop it when another process writes to the database.
+pub fn build_store(config: &Config, db: &Database) -> (Arc<dyn SessionStore>, Option<CachedStore<SqliteStore>>) {
     match config.store {
-        StoreKind::CachedSqlite => Arc::new(CachedStore::new(
-            SqliteStore::new(db.clone()),
-            config.cache_capacity,
-            config.session.idle_timeout,
-        )),
-        StoreKind::Sqlite => Arc::new(SqliteStore::new(db.clone())),
-        StoreKind::Memory => Arc::new(MemoryStore::new(config.cache_capacity)),
+        StoreKind::CachedSqlite => {
+            let cached = CachedStore::new(SqliteStore::new(db.clone()), config.cache_capacity, config.session.idle_timeout);
+            (Arc::new(cached.clone()), Some(cached))
+        }
+        StoreKind::Sqlite => (Arc::new(SqliteStore::new(db.clone())), None),
+        StoreKind::Memory => (Arc::new(MemoryStore::new(config.cache_capacity)), None),
+    }
+}
+
+/// Drops the read cache whenever another process commits to the database (e.g. `vestibule user
+/// disable` ends a user's sessions), so a running server honours it within a second.
+async fn watch_outside_changes(db: Database, cache: CachedStore<SqliteStore>) {
+    let mut last = None;
+    let mut tick = tokio::time::interval(OUTSIDE_CHANGE_POLL);
+    loop {
+        tick.tick().await;
+        match db.external_data_version().await {
+            Ok(v) => {
+                if last.is_some_and(|l| l != v) {
+                    tracing::debug!("database changed by another process: session cache dropped");
+                    cache.invalidate_all();
+                }
+                last = Some(v);
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot check the database for outside changes"),
+        }
     }
 }
 
@@ -160,7 +184,7 @@ impl App {
     /// [`StartError`] when the database cannot be opened or the address bound.
     pub async fn build(config: Config) -> Result<Self, StartError> {
         let db = Database::open(&config.database_path).await?;
-        let store = build_store(&config, &db);
+        let (store, cache) = build_store(&config, &db);
         let state = AppState {
             users: UserStore::new(db.clone()),
             sessions: SessionManager::new(store, config.session.clone()),
@@ -184,6 +208,7 @@ impl App {
             router,
             state,
             purge_interval: config.purge_interval,
+            cache,
         })
     }
 
@@ -222,6 +247,7 @@ impl App {
                 }
             }
         });
+        let watcher = self.cache.map(|cache| tokio::spawn(watch_outside_changes(self.state.db.clone(), cache)));
         let result = axum::serve(
             self.listener,
             self.router
@@ -230,6 +256,9 @@ impl App {
         .with_graceful_shutdown(shutdown)
         .await;
         purge.abort();
+        if let Some(w) = watcher {
+            w.abort();
+        }
         self.state.db.close().await;
         result
     }

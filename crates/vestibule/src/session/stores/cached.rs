@@ -35,6 +35,11 @@ impl<D: SessionStore> CachedStore<D> {
         }
     }
 
+    /// Drops every cached record, e.g. when another process changed the durable store.
+    pub fn invalidate_all(&self) {
+        self.cache.invalidate_all();
+    }
+
     /// The durable store behind the cache.
     pub fn durable(&self) -> &D {
         &self.durable
