@@ -93,10 +93,10 @@ port_in_use() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
 port_in_use "$VEST_PORT" && die "port $VEST_PORT already in use (set VEST_PORT)"
 port_in_use "$BASE_PORT" && die "port $BASE_PORT already in use (set BASE_PORT)"
 
-wait_http() { # url, pid: wait (at most 15 s) until the URL answers at all
+wait_http() { # url, pid, logfile: wait (at most 15 s) until the URL answers at all
     local url="$1" pid="$2"
     for _ in $(seq 1 150); do
-        kill -0 "$pid" 2>/dev/null || die "server for $url exited early"
+        kill -0 "$pid" 2>/dev/null || die "server for $url exited early: $(tail -c 600 "$3")"
         if curl -s -o /dev/null --max-time 1 "$url"; then return 0; fi
         sleep 0.1
     done
@@ -109,21 +109,33 @@ BASE_URL="http://$HOST:$BASE_PORT"
 PASSWORD='bench-password-1'
 LOGIN_BODY="{\"username\":\"bench\",\"password\":\"$PASSWORD\"}"
 
+# vestibule runs from the temp dir, so no stray ./vestibule.toml changes what is measured.
 log "creating user 'bench' in $DB"
-printf '%s\n' "$PASSWORD" | "$VEST_BIN" --database "$DB" user add bench --password-stdin >&2
+(cd "$TMP" && printf '%s\n' "$PASSWORD" | "$VEST_BIN" --database "$DB" user add bench --password-stdin) >&2
+
+# Quiet logs (warn) when the binary accepts VESTIBULE_LOG; otherwise its default (info, under
+# which no per-request line is written: only one line per login).
+LOG_ENV=(VESTIBULE_LOG=warn)
+LOG_NOTE="VESTIBULE_LOG=warn"
+if ! (cd "$TMP" && env "${LOG_ENV[@]}" "$VEST_BIN" --database "$DB" config check) >"$TMP/check.log" 2>&1; then
+    log "WARNING: the binary refuses VESTIBULE_LOG=warn: $(head -c 300 "$TMP/check.log")"
+    log "WARNING: running with the default log level (info) instead"
+    LOG_ENV=()
+    LOG_NOTE="default log level (info): VESTIBULE_LOG=warn was refused by the config loader"
+fi
 
 log "starting vestibule on $VEST_URL"
-VESTIBULE_LOG=warn "$VEST_BIN" --database "$DB" serve --listen "$HOST:$VEST_PORT" \
-    >"$TMP/vestibule.log" 2>&1 &
+(cd "$TMP" && exec env "${LOG_ENV[@]+"${LOG_ENV[@]}"}" "$VEST_BIN" --database "$DB" serve \
+    --listen "$HOST:$VEST_PORT") >"$TMP/vestibule.log" 2>&1 &
 VEST_PID=$!
 PIDS+=("$VEST_PID")
-wait_http "$VEST_URL/healthz" "$VEST_PID"
+wait_http "$VEST_URL/healthz" "$VEST_PID" "$TMP/vestibule.log"
 
 log "starting baseline on $BASE_URL"
 "$BASE_BIN" "$HOST:$BASE_PORT" >"$TMP/baseline.log" 2>&1 &
 BASE_PID=$!
 PIDS+=("$BASE_PID")
-wait_http "$BASE_URL/auth/me" "$BASE_PID"
+wait_http "$BASE_URL/auth/me" "$BASE_PID" "$TMP/baseline.log"
 
 log "logging in"
 code=$(curl -s -o "$TMP/login.json" -w '%{http_code}' --max-time 10 -c "$TMP/jar" \
@@ -242,7 +254,8 @@ verdict() { awk -v v="$1" -v lim="$2" -v op="$3" 'BEGIN {
     echo "host:        $(uname -sr), nproc $(nproc), $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || echo '?')"
     echo "rustc:       $(rustc --version 2>/dev/null || echo '?')"
     echo "load tool:   $WRK_VERSION"
-    echo "store:       default (vestibule serve --database <tmp>/bench.db, VESTIBULE_LOG=warn)"
+    echo "store:       default (vestibule serve --database <tmp>/bench.db)"
+    echo "logging:     $LOG_NOTE"
     echo "bodies:      vestibule $VEST_BODY_LEN bytes, baseline $BASE_BODY_LEN bytes"
     echo "note:        wrk, both servers and the login loop share the same $(nproc) cores"
     echo
@@ -269,14 +282,13 @@ verdict() { awk -v v="$1" -v lim="$2" -v op="$3" 'BEGIN {
     echo
     echo "commands (session value elided):"
     echo "  printf '<password>\\n' | target/release/vestibule --database <tmp>/bench.db user add bench --password-stdin"
-    echo "  VESTIBULE_LOG=warn target/release/vestibule --database <tmp>/bench.db serve --listen $HOST:$VEST_PORT"
+    echo "  ${LOG_ENV[*]+"${LOG_ENV[*]} "}target/release/vestibule --database <tmp>/bench.db serve --listen $HOST:$VEST_PORT"
     echo "  bench/baseline/target/release/bench-baseline $HOST:$BASE_PORT"
     for c in "${COMMANDS[@]}"; do echo "  $c"; done
-    if [ -s "$TMP/vestibule.log" ]; then
-        echo
-        echo "vestibule log (warn and above, last 20 lines):"
-        tail -n 20 "$TMP/vestibule.log" | sed 's/^/  /'
-    fi
+    warns=$(grep -E 'WARN|ERROR|panick' "$TMP/vestibule.log" | tail -n 20 || true)
+    echo
+    echo "vestibule log, WARN/ERROR lines (last 20): ${warns:+$'\n'}${warns:-none}" | sed '2,$s/^/  /'
+    echo "vestibule log, lines in all: $(wc -l <"$TMP/vestibule.log")"
 } | tee "$OUT.tmp"
 mv "$OUT.tmp" "$OUT"
 # Raw wrk outputs beside the summary, for anyone who wants the full latency distribution.

@@ -117,7 +117,9 @@ impl Database {
     /// # Errors
     /// The driver's error.
     pub async fn external_data_version(&self) -> Result<i64, sqlx::Error> {
-        sqlx::query_scalar("PRAGMA data_version").fetch_one(&self.write).await
+        sqlx::query_scalar("PRAGMA data_version")
+            .fetch_one(&self.write)
+            .await
     }
 
     /// Checks that the database answers.

@@ -26,21 +26,40 @@ fn run_with_stdin(dir: &Path, args: &[&str], stdin: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn vestibule");
-    child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
     child.wait_with_output().expect("wait")
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 #[test]
 fn user_add_reads_the_password_from_stdin_and_user_list_shows_it() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = run_with_stdin(dir.path(), &["user", "add", "alice", "--password-stdin"], "a good password\n");
+    let out = run_with_stdin(
+        dir.path(),
+        &["user", "add", "alice", "--password-stdin"],
+        "a good password\n",
+    );
     assert!(out.status.success(), "{}", text(&out));
-    assert!(dir.path().join("vestibule.db").exists(), "default database in the working directory");
-    let out = vestibule(dir.path()).args(["user", "list"]).output().expect("run");
+    assert!(
+        dir.path().join("vestibule.db").exists(),
+        "default database in the working directory"
+    );
+    let out = vestibule(dir.path())
+        .args(["user", "list"])
+        .output()
+        .expect("run");
     assert!(out.status.success());
     let listing = text(&out);
     assert!(listing.contains("alice"), "{listing}");
@@ -50,12 +69,24 @@ fn user_add_reads_the_password_from_stdin_and_user_list_shows_it() {
 #[test]
 fn user_add_refuses_a_weak_password_and_a_taken_name() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = run_with_stdin(dir.path(), &["user", "add", "bob", "--password-stdin"], "short\n");
+    let out = run_with_stdin(
+        dir.path(),
+        &["user", "add", "bob", "--password-stdin"],
+        "short\n",
+    );
     assert!(!out.status.success());
     assert!(text(&out).contains("at least 8"), "{}", text(&out));
-    let ok = run_with_stdin(dir.path(), &["user", "add", "bob", "--password-stdin"], "long enough pw\n");
+    let ok = run_with_stdin(
+        dir.path(),
+        &["user", "add", "bob", "--password-stdin"],
+        "long enough pw\n",
+    );
     assert!(ok.status.success(), "{}", text(&ok));
-    let dup = run_with_stdin(dir.path(), &["user", "add", "BOB", "--password-stdin"], "long enough pw\n");
+    let dup = run_with_stdin(
+        dir.path(),
+        &["user", "add", "BOB", "--password-stdin"],
+        "long enough pw\n",
+    );
     assert!(!dup.status.success());
     assert!(text(&dup).contains("taken"), "{}", text(&dup));
 }
@@ -63,14 +94,20 @@ fn user_add_refuses_a_weak_password_and_a_taken_name() {
 #[test]
 fn there_is_no_way_to_pass_a_password_in_argv() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = vestibule(dir.path()).args(["user", "add", "carol", "--password", "secret123"]).output().expect("run");
+    let out = vestibule(dir.path())
+        .args(["user", "add", "carol", "--password", "secret123"])
+        .output()
+        .expect("run");
     assert!(!out.status.success(), "a --password flag must not exist");
 }
 
 #[test]
 fn config_check_accepts_defaults_and_explains_every_problem() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = vestibule(dir.path()).args(["config", "check"]).output().expect("run");
+    let out = vestibule(dir.path())
+        .args(["config", "check"])
+        .output()
+        .expect("run");
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("configuration is valid"));
     std::fs::write(
@@ -78,23 +115,45 @@ fn config_check_accepts_defaults_and_explains_every_problem() {
         "listen = \"nowhere\"\n[session]\nidle_timeout = \"soon\"\n[csrf]\ntrusted_origins = [\"https://*.acme.com\"]\n",
     )
     .expect("write config");
-    let out = vestibule(dir.path()).args(["config", "check"]).output().expect("run");
+    let out = vestibule(dir.path())
+        .args(["config", "check"])
+        .output()
+        .expect("run");
     assert!(!out.status.success());
     let t = text(&out);
     for key in ["listen", "session.idle_timeout", "csrf.trusted_origins[0]"] {
         assert!(t.contains(key), "{key} missing from:\n{t}");
     }
-    std::fs::write(dir.path().join("vestibule.toml"), "lisen = \"127.0.0.1:1\"\n").expect("write config");
-    let out = vestibule(dir.path()).args(["config", "check"]).output().expect("run");
+    std::fs::write(
+        dir.path().join("vestibule.toml"),
+        "lisen = \"127.0.0.1:1\"\n",
+    )
+    .expect("write config");
+    let out = vestibule(dir.path())
+        .args(["config", "check"])
+        .output()
+        .expect("run");
     assert!(!out.status.success());
-    assert!(text(&out).contains("lisen"), "unknown keys are named: {}", text(&out));
+    assert!(
+        text(&out).contains("lisen"),
+        "unknown keys are named: {}",
+        text(&out)
+    );
 }
 
 #[test]
 fn environment_overrides_the_file_and_flags_override_the_environment() {
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("vestibule.toml"), "listen = \"127.0.0.1:7001\"\n").expect("write config");
-    let out = vestibule(dir.path()).args(["config", "check"]).env("VESTIBULE_LISTEN", "127.0.0.1:7002").output().expect("run");
+    std::fs::write(
+        dir.path().join("vestibule.toml"),
+        "listen = \"127.0.0.1:7001\"\n",
+    )
+    .expect("write config");
+    let out = vestibule(dir.path())
+        .args(["config", "check"])
+        .env("VESTIBULE_LISTEN", "127.0.0.1:7002")
+        .output()
+        .expect("run");
     assert!(text(&out).contains("127.0.0.1:7002"), "{}", text(&out));
     let out = vestibule(dir.path())
         .args(["--database", "other.db", "config", "check"])
@@ -114,7 +173,11 @@ impl Drop for Server {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 /// One HTTP/1.1 exchange over a fresh connection; the raw response text.
@@ -138,12 +201,20 @@ fn http_get(port: u16, path: &str) -> Option<String> {
 }
 
 /// Starts `vestibule serve --demo` in `dir` on a free port and waits for /healthz.
+/// Its output goes to `server.out` / `server.err` in `dir` (a pipe nobody reads could fill up).
 fn start_server(dir: &Path) -> (Server, u16) {
+    start_server_with(dir, &[])
+}
+
+fn start_server_with(dir: &Path, env: &[(&str, &str)]) -> (Server, u16) {
     let port = free_port();
+    let out = std::fs::File::create(dir.join("server.out")).expect("log file");
+    let err = std::fs::File::create(dir.join("server.err")).expect("log file");
     let child = vestibule(dir)
         .args(["serve", "--demo", "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .envs(env.iter().copied())
+        .stdout(out)
+        .stderr(err)
         .spawn()
         .expect("spawn");
     let server = Server(child);
@@ -174,15 +245,30 @@ fn user_disable_from_the_cli_ends_sessions_on_a_running_server() {
         .and_then(|c| c.split(';').next())
         .expect("session cookie")
         .to_owned();
-    let me = || http(port, "GET", "/auth/me", &format!("Cookie: {cookie}\r\n"), "").unwrap_or_default();
+    let me = || {
+        http(
+            port,
+            "GET",
+            "/auth/me",
+            &format!("Cookie: {cookie}\r\n"),
+            "",
+        )
+        .unwrap_or_default()
+    };
     assert!(me().starts_with("HTTP/1.1 200"));
-    let out = vestibule(dir.path()).args(["user", "disable", "dora"]).output().expect("run");
+    let out = vestibule(dir.path())
+        .args(["user", "disable", "dora"])
+        .output()
+        .expect("run");
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("ended 1 session"), "{}", text(&out));
     // The server's read cache notices the outside commit within about a second.
     let deadline = Instant::now() + Duration::from_secs(5);
     while !me().starts_with("HTTP/1.1 401") {
-        assert!(Instant::now() < deadline, "the disabled user's session still works");
+        assert!(
+            Instant::now() < deadline,
+            "the disabled user's session still works"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -194,7 +280,10 @@ fn serve_demo_answers_and_stops_gracefully_on_sigterm() {
     let page = http_get(port, "/").expect("demo page");
     assert!(page.contains("text/html"), "{page}");
     let pid = server.0.id().to_string();
-    let status = Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
     assert!(status.success());
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -205,10 +294,75 @@ fn serve_demo_answers_and_stops_gracefully_on_sigterm() {
         assert!(Instant::now() < deadline, "did not stop on SIGTERM");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let mut out = String::new();
-    use std::io::Read;
-    if let Some(mut so) = server.0.stdout.take() {
-        let _ = so.read_to_string(&mut out);
+    let out = std::fs::read_to_string(dir.path().join("server.out")).expect("stdout");
+    assert!(
+        out.contains(&format!("http://localhost:{port}/")),
+        "demo prints the URL: {out}"
+    );
+}
+
+fn stop(server: &mut Server) {
+    let pid = server.0.id().to_string();
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.0.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(out.contains(&format!("http://localhost:{port}/")), "demo prints the URL: {out}");
+}
+
+#[test]
+fn no_password_token_or_csrf_token_reaches_the_logs_even_at_trace_level() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut server, port) = start_server_with(dir.path(), &[("VESTIBULE_LOG", "trace")]);
+    let password = "pw-Zq8vLx3rTb";
+    let res = http(
+        port,
+        "POST",
+        "/auth/signup",
+        "Content-Type: application/json\r\n",
+        &format!(r#"{{"username":"eve","password":"{password}"}}"#),
+    )
+    .expect("signup");
+    assert!(res.starts_with("HTTP/1.1 201"), "{res}");
+    let res = http(
+        port,
+        "POST",
+        "/auth/login",
+        "Content-Type: application/json\r\n",
+        &format!(r#"{{"username":"eve","password":"{password}"}}"#),
+    )
+    .expect("login");
+    let token = res
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: vestibule_session="))
+        .and_then(|c| c.split(';').next())
+        .expect("session cookie")
+        .to_owned();
+    let csrf = res
+        .split("\"csrf_token\":\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("csrf token")
+        .to_owned();
+    let me = http(
+        port,
+        "GET",
+        "/auth/me",
+        &format!("Cookie: vestibule_session={token}\r\n"),
+        "",
+    )
+    .expect("me");
+    assert!(me.starts_with("HTTP/1.1 200"), "{me}");
+    let logout = format!("Cookie: vestibule_session={token}\r\nX-CSRF-Token: {csrf}\r\n");
+    let res = http(port, "POST", "/auth/logout", &logout, "").expect("logout");
+    assert!(res.starts_with("HTTP/1.1 204"), "{res}");
+    stop(&mut server);
+    let logs = std::fs::read_to_string(dir.path().join("server.err")).expect("logs");
+    assert!(
+        logs.contains("user logged in"),
+        "the logs were captured: {logs}"
+    );
+    for secret in [password, &token, &token[4..30], &csrf] {
+        assert!(!logs.contains(secret), "a secret reached the log: {secret}");
+    }
 }

@@ -85,10 +85,17 @@ const OUTSIDE_CHANGE_POLL: Duration = Duration::from_secs(1);
 
 /// Builds the session store the configuration asks for; also returns the read cache, if any, so
 /// the server can drop it when another process writes to the database.
-pub fn build_store(config: &Config, db: &Database) -> (Arc<dyn SessionStore>, Option<CachedStore<SqliteStore>>) {
+pub fn build_store(
+    config: &Config,
+    db: &Database,
+) -> (Arc<dyn SessionStore>, Option<CachedStore<SqliteStore>>) {
     match config.store {
         StoreKind::CachedSqlite => {
-            let cached = CachedStore::new(SqliteStore::new(db.clone()), config.cache_capacity, config.session.idle_timeout);
+            let cached = CachedStore::new(
+                SqliteStore::new(db.clone()),
+                config.cache_capacity,
+                config.session.idle_timeout,
+            );
             (Arc::new(cached.clone()), Some(cached))
         }
         StoreKind::Sqlite => (Arc::new(SqliteStore::new(db.clone())), None),
@@ -247,7 +254,9 @@ impl App {
                 }
             }
         });
-        let watcher = self.cache.map(|cache| tokio::spawn(watch_outside_changes(self.state.db.clone(), cache)));
+        let watcher = self
+            .cache
+            .map(|cache| tokio::spawn(watch_outside_changes(self.state.db.clone(), cache)));
         let result = axum::serve(
             self.listener,
             self.router

@@ -12,6 +12,10 @@ use tower::{Layer, Service};
 use super::{Session, SessionManager};
 use crate::token::{SecretToken, TokenKind};
 
+/// A request carrying `X-Vestibule-No-Touch: 1` does not extend its session's expiry: for
+/// pollers (a dashboard left open should not keep a session alive for ever).
+pub const NO_TOUCH_HEADER: &str = "x-vestibule-no-touch";
+
 /// Longest `User-Agent` kept with a session; the rest is cut (it is only shown in session lists).
 const MAX_USER_AGENT: usize = 256;
 
@@ -73,7 +77,17 @@ where
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(|s| s.chars().take(MAX_USER_AGENT).collect());
-        let session = Session::new(self.manager.clone(), token, had_cookie, user_agent);
+        let no_touch = req
+            .headers()
+            .get(NO_TOUCH_HEADER)
+            .is_some_and(|v| v.as_bytes() == b"1");
+        let session = Session::new(
+            self.manager.clone(),
+            token,
+            had_cookie,
+            user_agent,
+            no_touch,
+        );
         req.extensions_mut().insert(session.clone());
         // Take the service that was driven to readiness, leave a fresh clone in its place.
         let clone = self.inner.clone();

@@ -22,7 +22,7 @@ use serde_json::{Map, Value};
 use tokio::sync::Mutex;
 
 pub use self::config::{CookieConfig, DEFAULT_COOKIE_NAME, SessionConfig};
-pub use self::layer::{SessionLayer, SessionService};
+pub use self::layer::{NO_TOUCH_HEADER, SessionLayer, SessionService};
 pub use self::record::{Delta, Record, UnixTime, now};
 pub use self::store::{SessionStore, StoreError};
 use crate::error::{Error, ErrorCode};
@@ -122,6 +122,7 @@ impl Session {
         token: Option<SecretToken>,
         had_cookie: bool,
         user_agent: Option<String>,
+        no_touch: bool,
     ) -> Self {
         let state = State {
             loaded: token.is_none(),
@@ -129,7 +130,7 @@ impl Session {
             record: None,
             pending: BTreeMap::new(),
             cookie: CookieAction::Keep,
-            no_touch: false,
+            no_touch,
         };
         Self {
             inner: Arc::new(Inner {

@@ -9,11 +9,12 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use vestibule::session::stores::MemoryStore;
+use vestibule::db::Database;
+use vestibule::session::stores::{CachedStore, MemoryStore, SqliteStore};
 use vestibule::session::{
     Delta, Record, Session, SessionConfig, SessionLayer, SessionManager, SessionStore, StoreError,
 };
-use vestibule::token::TokenHash;
+use vestibule::token::{SecretToken, TokenHash, TokenKind};
 
 use crate::support::{COOKIE, serve_router, set_cookie_value};
 
@@ -254,6 +255,17 @@ async fn expiry_extension_is_throttled_and_pollers_can_skip_it() {
         set_cookie_value(&polled, COOKIE).is_none(),
         "a poller does not slide the expiry"
     );
+    let polled = f
+        .http
+        .get(format!("{}/get/a", f.base))
+        .header(vestibule::session::NO_TOUCH_HEADER, "1")
+        .send()
+        .await
+        .expect("request");
+    assert!(
+        set_cookie_value(&polled, COOKIE).is_none(),
+        "nor does a request that asks by header"
+    );
     assert_eq!(f.store.saves.load(Ordering::SeqCst), before);
     let res = f.send(reqwest::Method::GET, "/get/a").await;
     assert!(
@@ -279,7 +291,7 @@ async fn expiry_extension_is_throttled_and_pollers_can_skip_it() {
 async fn unknown_and_expired_cookies_are_no_session_and_never_adopted() {
     let f = fixture(SessionConfig::default()).await;
     let raw = reqwest::Client::new();
-    let forged = vestibule::token::SecretToken::generate(vestibule::token::TokenKind::Session);
+    let forged = SecretToken::generate(TokenKind::Session);
     let res = raw
         .post(format!("{}/set/a/5", f.base))
         .header("cookie", format!("{COOKIE}={}", forged.expose()))
@@ -290,4 +302,131 @@ async fn unknown_and_expired_cookies_are_no_session_and_never_adopted() {
     let issued = set_cookie_value(&res, COOKIE).expect("a new session cookie");
     assert_ne!(issued, forged.expose(), "the unknown id is not adopted");
     assert_eq!(f.store.load(&forged.hash()).await.expect("load"), None);
+}
+
+fn key_router(store: Arc<dyn SessionStore>) -> Router {
+    let manager = SessionManager::new(store, SessionConfig::default());
+    Router::new()
+        .route("/set/{k}/{v}", post(set_key))
+        .route("/get/{k}", get(get_key))
+        .route("/free", get(|| async { "no session needed" }))
+        .layer(SessionLayer::new(manager))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_concurrent_requests_on_the_default_store_lose_no_key() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = Database::open(&dir.path().join("s.db")).await.expect("db");
+    let durable = SqliteStore::new(db);
+    let store = Arc::new(CachedStore::new(
+        durable.clone(),
+        1000,
+        Duration::from_secs(60),
+    ));
+    let base = serve_router(key_router(store)).await;
+    let http = reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .expect("client");
+    let seeded = http
+        .post(format!("{base}/set/seed/0"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(seeded.status(), 204);
+    let token = set_cookie_value(&seeded, COOKIE).expect("session cookie");
+    let key = SecretToken::parse(TokenKind::Session, &token)
+        .expect("token")
+        .hash();
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let req = http.post(format!("{base}/set/k{i}/{i}"));
+        tasks.push(tokio::spawn(async move {
+            req.send().await.expect("request").status()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.expect("task"), 204);
+    }
+    // Read the record back from SQLite itself, not through the cache.
+    assert_eq!(durable.count().await.expect("count"), 1, "one session");
+    let record = durable.load(&key).await.expect("load").expect("exists");
+    for i in 0..50 {
+        assert_eq!(
+            record.data.get(&format!("k{i}")),
+            Some(&serde_json::json!(i)),
+            "k{i} lost"
+        );
+    }
+}
+
+/// A store that is down: every call fails as unreachable.
+#[derive(Debug)]
+struct Down;
+
+fn down() -> StoreError {
+    StoreError::unavailable(std::io::Error::new(
+        std::io::ErrorKind::ConnectionRefused,
+        "store down",
+    ))
+}
+
+#[async_trait]
+impl SessionStore for Down {
+    async fn create(&self, _: &Record) -> Result<(), StoreError> {
+        Err(down())
+    }
+    async fn load(&self, _: &TokenHash) -> Result<Option<Record>, StoreError> {
+        Err(down())
+    }
+    async fn save(&self, _: &TokenHash, _: &Delta) -> Result<Record, StoreError> {
+        Err(down())
+    }
+    async fn delete(&self, _: &TokenHash) -> Result<bool, StoreError> {
+        Err(down())
+    }
+    async fn list_user(&self, _: i64) -> Result<Vec<Record>, StoreError> {
+        Err(down())
+    }
+    async fn delete_user(
+        &self,
+        _: i64,
+        _: Option<&TokenHash>,
+    ) -> Result<Vec<TokenHash>, StoreError> {
+        Err(down())
+    }
+    async fn delete_expired(&self) -> Result<u64, StoreError> {
+        Err(down())
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        Err(down())
+    }
+    async fn count(&self) -> Result<u64, StoreError> {
+        Err(down())
+    }
+}
+
+#[tokio::test]
+async fn a_store_that_is_down_gives_503_and_routes_without_sessions_keep_working() {
+    let base = serve_router(key_router(Arc::new(Down))).await;
+    let http = reqwest::Client::new();
+    let token = SecretToken::generate(TokenKind::Session);
+    let cookie = format!("{COOKIE}={}", token.expose());
+    let reads = http.get(format!("{base}/get/a")).header("cookie", &cookie);
+    let writes = http.post(format!("{base}/set/a/1"));
+    for req in [reads, writes] {
+        let res = req.send().await.expect("request");
+        assert_eq!(res.status(), 503);
+        let body: serde_json::Value = res.json().await.expect("json");
+        assert_eq!(body["code"], "store_unavailable");
+        let message = body["message"].as_str().unwrap_or("");
+        assert!(!message.contains("store down"), "internals are not sent");
+    }
+    let res = http
+        .get(format!("{base}/free"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 200);
 }
