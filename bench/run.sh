@@ -4,17 +4,19 @@
 #
 #   bash bench/run.sh
 #
-# Knobs (environment): DURATION (s per wrk run, default 10), WARMUP (s, default 3),
+# Knobs (environment): DURATION (s per wrk run, default 10), ROUNDS (default 3), WARMUP (s, default 3),
 # CONNS (default 64), THREADS (wrk threads, default 2), ALSO_T1 (1 = also run with -t1,
 # default 1), LOGIN_RATE_MS (ms between logins, default 250 = 4/s), VEST_PORT, BASE_PORT,
 # SKIP_BUILD (1 = use existing binaries).
 # Output: a summary on stdout, also written to bench/results/latest.txt.
 set -euo pipefail
+export LC_ALL=C # decimal points in $EPOCHREALTIME and awk
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 DURATION="${DURATION:-10}"
+ROUNDS="${ROUNDS:-3}"
 WARMUP="${WARMUP:-3}"
 CONNS="${CONNS:-64}"
 THREADS="${THREADS:-2}"
@@ -161,9 +163,12 @@ COMMANDS=()
 run_wrk() { # name threads duration url [extra wrk args...]; output saved to $TMP/wrk-<name>.txt
     local name="$1" t="$2" d="$3" url="$4"
     shift 4
-    local cmd=(wrk "-t$t" "-c$CONNS" "-d${d}s" --latency --timeout 5s "$@" "$url")
-    log "wrk [$name]: ${cmd[*]//$SESSION/<session>}"
-    COMMANDS+=("[$name] ${cmd[*]//$SESSION/<session>}")
+    local cmd=(wrk "-t$t" "-c$CONNS" "-d${d}s" --latency --timeout 5s "$@" "$url") shown
+    shown=$(printf '%q ' "${cmd[@]}")
+    shown="${shown% }"
+    shown="${shown//$SESSION/<session>}"
+    log "wrk [$name]: $shown"
+    COMMANDS+=("[${name%-r[0-9]*}] $shown")
     # wrk stops by itself after -d; `timeout` is a second bound.
     timeout $((d + 30)) "${cmd[@]}" >"$TMP/wrk-$name.txt" 2>&1 || die "wrk [$name] failed: $(cat "$TMP/wrk-$name.txt")"
 }
@@ -182,6 +187,11 @@ pct() { # name percentile(50|75|90|99)
     raw=$(awk -v p="$2%" '$1 == p && NF == 2 { print $2; exit }' "$TMP/wrk-$1.txt")
     [ -n "$raw" ] && to_ms "$raw" || echo "?"
 }
+lat_max() { # the Max column of wrk's "Latency avg stdev max" line, in ms
+    local raw
+    raw=$(awk '$1 == "Latency" && NF >= 4 { print $4; exit }' "$TMP/wrk-$1.txt")
+    [ -n "$raw" ] && to_ms "$raw" || echo "?"
+}
 total_reqs() { awk '/requests in/ { print $1; exit }' "$TMP/wrk-$1.txt"; }
 non2xx() { awk '/Non-2xx or 3xx responses:/ { print $NF; f = 1 } END { if (!f) print 0 }' "$TMP/wrk-$1.txt"; }
 sock_err() {
@@ -190,62 +200,94 @@ sock_err() {
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.1f", 100 * a / b; else print "?" }'; }
 
-# --- throughput: bare axum vs vestibule, same tool, same settings, same run -------------------
-log "warm-up (${WARMUP}s each)"
-run_wrk warm-base 2 "$WARMUP" "$BASE_URL/auth/me"
-run_wrk warm-vest 2 "$WARMUP" "$VEST_URL/auth/me" -H "$COOKIE"
-
+# --- measurement plan ---------------------------------------------------------------------------
+# Each round: for each wrk thread count, bare axum and vestibule back to back (order alternating
+# between rounds so drift does not favour one side), then vestibule while logins run.
+# Figures are reported per round and as the median over rounds.
 THREAD_SETS=("$THREADS")
 if [ "$ALSO_T1" = 1 ] && [ "$THREADS" != 1 ]; then THREAD_SETS+=(1); fi
-for t in "${THREAD_SETS[@]}"; do
-    run_wrk "base-t$t" "$t" "$DURATION" "$BASE_URL/auth/me"
-    run_wrk "vest-t$t" "$t" "$DURATION" "$VEST_URL/auth/me" -H "$COOKIE"
-done
 
-# --- latency under login load -----------------------------------------------------------------
-# A background loop starts one login every LOGIN_RATE_MS ms (4/s by default), each curl in the
-# background so a slow login does not lower the rate. Bounded: at most MAX_LOGINS iterations and
-# LOGIN_WINDOW seconds; each curl has --max-time 10.
-LOGIN_WINDOW=$((DURATION + 5))
+# Logins: a background loop starts one login every LOGIN_RATE_MS ms (4/s by default), each curl in
+# the background so a slow login does not lower the rate. It starts 1 s before wrk and is bounded
+# to LOGIN_WINDOW seconds and MAX_LOGINS iterations; each curl has --max-time 10.
+LOGIN_WINDOW=$((DURATION + 1))
 MAX_LOGINS=$((LOGIN_WINDOW * 1000 / LOGIN_RATE_MS))
 LOGIN_DELAY=$(awk -v ms="$LOGIN_RATE_MS" 'BEGIN { printf "%.3f", ms / 1000 }')
-: >"$TMP/logins.txt"
-login_loop() {
-    local deadline=$((SECONDS + LOGIN_WINDOW)) i=0
+login_loop() { # output file
+    # The count ends the loop on schedule; the deadline (integer seconds, 2 s slack) is a backstop.
+    local out="$1" deadline=$((SECONDS + LOGIN_WINDOW + 2)) i=0 start pause
+    start="$EPOCHREALTIME"
     # Killed early (cleanup): take the in-flight curls down too.
     trap 'kill $(jobs -p) 2>/dev/null; exit 143' TERM
     while [ "$i" -lt "$MAX_LOGINS" ] && [ "$SECONDS" -lt "$deadline" ]; do
         curl -s -o /dev/null -w '%{http_code} %{time_total}\n' --max-time 10 \
             -H 'content-type: application/json' -d "$LOGIN_BODY" "$VEST_URL/auth/login" \
-            >>"$TMP/logins.txt" 2>/dev/null &
+            >>"$out" 2>/dev/null &
         i=$((i + 1))
-        sleep "$LOGIN_DELAY"
+        # On a fixed schedule (start + i * delay), so the time to fork curl does not lower the rate.
+        pause=$(awk -v s="$start" -v now="$EPOCHREALTIME" -v i="$i" -v d="$LOGIN_DELAY" \
+            'BEGIN { p = s + i * d - now; printf "%.3f", (p > 0 ? p : 0) }')
+        sleep "$pause"
     done
     wait
 }
-log "login load: 1 login every ${LOGIN_RATE_MS} ms (max $MAX_LOGINS, ${LOGIN_WINDOW}s) while wrk runs"
-login_loop &
-LOGIN_PID=$!
-PIDS+=("$LOGIN_PID")
-COMMANDS+=("[login-load] every ${LOGIN_DELAY}s for ${LOGIN_WINDOW}s (max $MAX_LOGINS): curl -s --max-time 10 -H 'content-type: application/json' -d '$LOGIN_BODY' $VEST_URL/auth/login")
-sleep 1 # let the login load reach steady state before measuring
-run_wrk "vest-login-t$THREADS" "$THREADS" "$DURATION" "$VEST_URL/auth/me" -H "$COOKIE"
-log "waiting for the login loop to finish (bounded)"
-wait "$LOGIN_PID" || true
+LOGIN_CMD="[login-load] one every ${LOGIN_DELAY}s for ${LOGIN_WINDOW}s (max $MAX_LOGINS), from 1 s before wrk: curl -s --max-time 10 -H 'content-type: application/json' -d '$LOGIN_BODY' $VEST_URL/auth/login"
 
+log "warm-up (${WARMUP}s each)"
+run_wrk warm-base "$THREADS" "$WARMUP" "$BASE_URL/auth/me"
+run_wrk warm-vest "$THREADS" "$WARMUP" "$VEST_URL/auth/me" -H "$COOKIE"
+
+: >"$TMP/logins.txt"
+ROWS=()
+for r in $(seq 1 "$ROUNDS"); do
+    log "round $r of $ROUNDS"
+    for t in "${THREAD_SETS[@]}"; do
+        if [ $((r % 2)) = 1 ]; then
+            run_wrk "base-t$t-r$r" "$t" "$DURATION" "$BASE_URL/auth/me"
+            run_wrk "vest-t$t-r$r" "$t" "$DURATION" "$VEST_URL/auth/me" -H "$COOKIE"
+        else
+            run_wrk "vest-t$t-r$r" "$t" "$DURATION" "$VEST_URL/auth/me" -H "$COOKIE"
+            run_wrk "base-t$t-r$r" "$t" "$DURATION" "$BASE_URL/auth/me"
+        fi
+        ROWS+=("base-t$t-r$r" "vest-t$t-r$r")
+    done
+    log "login load: 1 login every ${LOGIN_RATE_MS} ms (max $MAX_LOGINS, ${LOGIN_WINDOW}s) while wrk runs"
+    login_loop "$TMP/logins-r$r.txt" &
+    LOGIN_PID=$!
+    PIDS+=("$LOGIN_PID")
+    sleep 1 # the login load is running before the measurement starts
+    run_wrk "vest-login-t$THREADS-r$r" "$THREADS" "$DURATION" "$VEST_URL/auth/me" -H "$COOKIE"
+    wait "$LOGIN_PID" || true # bounded: the loop ends by itself, its curls have --max-time
+    cat "$TMP/logins-r$r.txt" >>"$TMP/logins.txt"
+    ROWS+=("vest-login-t$THREADS-r$r")
+done
+
+logins_ok() { awk '$1 == "200"' "$1" | wc -l; }
 LOGINS_TOTAL=$(wc -l <"$TMP/logins.txt")
-LOGINS_OK=$(awk '$1 == "200"' "$TMP/logins.txt" | wc -l)
+LOGINS_OK=$(logins_ok "$TMP/logins.txt")
 LOGIN_LAT=$(awk '$1 == "200" { s += $2; n++; if ($2 > m) m = $2 }
     END { if (n) printf "mean %.0f ms, max %.0f ms", 1000 * s / n, 1000 * m; else print "n/a" }' \
     "$TMP/logins.txt")
-LOGIN_CODES=$(awk '{ c[$1]++ } END { for (k in c) printf "%s%s x%d", sep, k, c[k]; sep = ", " }' \
+LOGIN_CODES=$(awk '{ c[$1]++ } END { for (k in c) { printf "%s%s x%d", sep, k, c[k]; sep = ", " } }' \
     "$TMP/logins.txt")
 
 # --- summary ----------------------------------------------------------------------------------
 mkdir -p "$RESULTS_DIR"
 verdict() { awk -v v="$1" -v lim="$2" -v op="$3" 'BEGIN {
-    if (v == "?") { print "n/a"; exit }
+    if (v == "?" || v == "") { print "n/a"; exit }
     if ((op == ">=" && v + 0 >= lim) || (op == "<" && v + 0 < lim)) print "PASS"; else print "FAIL" }'; }
+median() { # numbers as arguments ("?" ignored)
+    printf '%s\n' "$@" | grep -v '^?$' | sort -g | awk '{ v[NR] = $1 }
+        END { if (!NR) { print "?"; exit }
+              m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.2f", m }'
+}
+rounds_of() { # metric-function kind -> the value for each round
+    local fn="$1" kind="$2" r
+    for r in $(seq 1 "$ROUNDS"); do printf '%s\n' "$("$fn" "$kind-r$r")"; done
+}
+p50() { pct "$1" 50; }
+p99() { pct "$1" 99; }
+FMT='%-18s %11s %8s %8s %8s %8s %8s %9s %7s\n'
 
 {
     echo "Vestibule benchmark — GET /auth/me"
@@ -257,40 +299,77 @@ verdict() { awk -v v="$1" -v lim="$2" -v op="$3" 'BEGIN {
     echo "store:       default (vestibule serve --database <tmp>/bench.db)"
     echo "logging:     $LOG_NOTE"
     echo "bodies:      vestibule $VEST_BODY_LEN bytes, baseline $BASE_BODY_LEN bytes"
+    echo "plan:        $ROUNDS round(s) x wrk -t{${THREAD_SETS[*]}} -c$CONNS -d${DURATION}s, after a ${WARMUP}s warm-up of each server"
     echo "note:        wrk, both servers and the login loop share the same $(nproc) cores"
     echo
-    printf '%-22s %12s %10s %10s %10s %10s %10s %8s\n' \
-        run req/s p50_ms p75_ms p90_ms p99_ms requests non2xx
-    for name in "${THREAD_SETS[@]/#/base-t}" "${THREAD_SETS[@]/#/vest-t}" "vest-login-t$THREADS"; do
-        printf '%-22s %12s %10s %10s %10s %10s %10s %8s\n' "$name" "$(rps "$name")" \
+    # shellcheck disable=SC2059
+    printf "$FMT" run req/s p50_ms p75_ms p90_ms p99_ms max_ms requests non2xx
+    for name in "${ROWS[@]}"; do
+        # shellcheck disable=SC2059
+        printf "$FMT" "$name" "$(rps "$name")" \
             "$(pct "$name" 50)" "$(pct "$name" 75)" "$(pct "$name" 90)" "$(pct "$name" 99)" \
-            "$(total_reqs "$name")" "$(non2xx "$name")"
+            "$(lat_max "$name")" "$(total_reqs "$name")" "$(non2xx "$name")"
+    done
+    echo "(base = bare axum, vest = vestibule with the session cookie, -tN = wrk threads, -rN = round,"
+    echo " vest-login = vestibule while logins run; latencies in ms as wrk reports them)"
+    echo
+    echo "medians over $ROUNDS round(s):"
+    printf '  %-16s %11s %8s %8s\n' run req/s p50_ms p99_ms
+    for kind in "${THREAD_SETS[@]/#/base-t}" "${THREAD_SETS[@]/#/vest-t}" "vest-login-t$THREADS"; do
+        # shellcheck disable=SC2046
+        printf '  %-16s %11s %8s %8s\n' "$kind" "$(median $(rounds_of rps "$kind"))" \
+            "$(median $(rounds_of p50 "$kind"))" "$(median $(rounds_of p99 "$kind"))"
     done
     echo
     for t in "${THREAD_SETS[@]}"; do
-        r=$(ratio "$(rps "vest-t$t")" "$(rps "base-t$t")")
-        echo "ratio -t$t:   vestibule / bare axum = $r %   (target >= 70 %: $(verdict "$r" 70 '>='))"
+        per_round=()
+        for r in $(seq 1 "$ROUNDS"); do
+            per_round+=("$(ratio "$(rps "vest-t$t-r$r")" "$(rps "base-t$t-r$r")")")
+        done
+        # shellcheck disable=SC2046
+        m=$(ratio "$(median $(rounds_of rps "vest-t$t"))" "$(median $(rounds_of rps "base-t$t"))")
+        echo "ratio -t$t:    vestibule / bare axum = $m % (ratio of medians; per round: ${per_round[*]})   target >= 70 %: $(verdict "$m" 70 '>=')"
     done
-    p99=$(pct "vest-login-t$THREADS" 99)
-    echo "login load:  p99 /auth/me at $CONNS connections = $p99 ms   (target < 5 ms: $(verdict "$p99" 5 '<'))"
-    echo "logins:      $LOGINS_OK of $LOGINS_TOTAL succeeded (HTTP 200); codes: ${LOGIN_CODES:-none}; $LOGIN_LAT"
+    # shellcheck disable=SC2046
+    p99m=$(median $(rounds_of p99 "vest-login-t$THREADS"))
+    echo "login load:   p99 /auth/me at -c$CONNS while logging in = $p99m ms (median; per round: $(rounds_of p99 "vest-login-t$THREADS" | tr '\n' ' '| sed 's/ $//'))   target < 5 ms: $(verdict "$p99m" 5 '<')"
+    # shellcheck disable=SC2046
+    echo "              same without logins (vest-t$THREADS): p99 $(median $(rounds_of p99 "vest-t$THREADS")) ms, max $(median $(rounds_of lat_max "vest-t$THREADS")) ms; with logins max $(median $(rounds_of lat_max "vest-login-t$THREADS")) ms (medians)"
+    per_round_logins=()
+    for r in $(seq 1 "$ROUNDS"); do
+        per_round_logins+=("$(logins_ok "$TMP/logins-r$r.txt")/$(wc -l <"$TMP/logins-r$r.txt")")
+    done
+    echo "logins:       $LOGINS_OK of $LOGINS_TOTAL succeeded (HTTP 200; per round ${per_round_logins[*]}); codes: ${LOGIN_CODES:-none}; $LOGIN_LAT"
     echo
-    echo "socket errors:"
-    for name in "${THREAD_SETS[@]/#/base-t}" "${THREAD_SETS[@]/#/vest-t}" "vest-login-t$THREADS"; do
-        echo "  $name: $(sock_err "$name")"
+    errs=()
+    for name in "${ROWS[@]}"; do
+        e=$(sock_err "$name")
+        [ "$e" = none ] || errs+=("$name: socket errors $e")
+        n=$(non2xx "$name")
+        [ "$n" = 0 ] || errs+=("$name: $n non-2xx responses (run invalid for vest rows)")
     done
+    if [ "${#errs[@]}" -eq 0 ]; then
+        echo "errors:       none (no socket errors, no non-2xx responses)"
+    else
+        echo "errors:"
+        printf '  %s\n' "${errs[@]}"
+    fi
     echo
     echo "commands (session value elided):"
-    echo "  printf '<password>\\n' | target/release/vestibule --database <tmp>/bench.db user add bench --password-stdin"
+    printf '%s\n' "  printf '<password>\\n' | target/release/vestibule --database <tmp>/bench.db user add bench --password-stdin"
     echo "  ${LOG_ENV[*]+"${LOG_ENV[*]} "}target/release/vestibule --database <tmp>/bench.db serve --listen $HOST:$VEST_PORT"
     echo "  bench/baseline/target/release/bench-baseline $HOST:$BASE_PORT"
-    for c in "${COMMANDS[@]}"; do echo "  $c"; done
-    warns=$(grep -E 'WARN|ERROR|panick' "$TMP/vestibule.log" | tail -n 20 || true)
+    printf '%s\n' "${COMMANDS[@]}" | awk '!seen[$0]++' | sed 's/^/  /'
+    echo "  $LOGIN_CMD"
+    warns=$(sed 's/\x1b\[[0-9;]*m//g' "$TMP/vestibule.log" | grep -E 'WARN|ERROR|panick' | tail -n 20 || true)
     echo
     echo "vestibule log, WARN/ERROR lines (last 20): ${warns:+$'\n'}${warns:-none}" | sed '2,$s/^/  /'
     echo "vestibule log, lines in all: $(wc -l <"$TMP/vestibule.log")"
 } | tee "$OUT.tmp"
 mv "$OUT.tmp" "$OUT"
-# Raw wrk outputs beside the summary, for anyone who wants the full latency distribution.
-for f in "$TMP"/wrk-*.txt; do cp "$f" "$RESULTS_DIR/latest-$(basename "$f")"; done
-log "written $OUT"
+# Raw wrk outputs, for anyone who wants the full latency distribution.
+for name in warm-base warm-vest "${ROWS[@]}"; do
+    printf '===== %s\n' "$name"
+    cat "$TMP/wrk-$name.txt"
+done >"$RESULTS_DIR/latest-raw.txt"
+log "written $OUT and $RESULTS_DIR/latest-raw.txt"
