@@ -269,7 +269,11 @@ impl RawConfig {
             None => fig = fig.merge(Toml::file(DEFAULT_CONFIG_FILE)),
         }
         fig = fig
-            .merge(Env::prefixed("VESTIBULE_").split("__").ignore(&["config", "log"]))
+            .merge(
+                Env::prefixed("VESTIBULE_")
+                    .split("__")
+                    .ignore(&["config", "log"]),
+            )
             .merge(Serialized::globals(overrides));
         fig.extract().map_err(|e| ConfigError::Load(Box::new(e)))
     }

@@ -30,7 +30,7 @@ use tower::{Layer, Service};
 use crate::error::{Error, ErrorCode};
 use crate::origin::Origin;
 use crate::session::Session;
-use crate::token::{SecretToken, fill_random};
+use crate::token::{SecretToken, fill_fast_random};
 
 /// The request header that carries the token.
 pub const CSRF_HEADER: &str = "x-csrf-token";
@@ -46,7 +46,7 @@ pub(crate) fn secret_for(token: &SecretToken) -> [u8; 32] {
 pub(crate) fn mask(secret: &[u8; 32]) -> String {
     let mut out = [0u8; 64];
     let (m, x) = out.split_at_mut(32);
-    fill_random(m);
+    fill_fast_random(m);
     for i in 0..32 {
         x[i] = secret[i] ^ m[i];
     }

@@ -144,12 +144,8 @@ impl TokenHash {
 
     /// Lower-case hex, 64 characters.
     pub fn to_hex(&self) -> String {
-        let mut s = String::with_capacity(64);
-        for b in self.0 {
-            s.push(char::from(HEX[usize::from(b >> 4)]));
-            s.push(char::from(HEX[usize::from(b & 0xf)]));
-        }
-        s
+        let mut out = [0u8; 64];
+        hex_into(&self.0, &mut out).to_owned()
     }
 
     /// Parses 64 hex characters (either case); `None` for anything else.
@@ -196,6 +192,23 @@ fn hex_val(c: u8) -> Option<u8> {
 pub(crate) fn fill_random(dest: &mut [u8]) {
     #[allow(clippy::expect_used)]
     getrandom::fill(dest).expect("the OS CSPRNG must be available");
+}
+
+/// Fills `dest` from the thread-local CSPRNG (ChaCha, seeded and periodically reseeded from the
+/// OS). For per-request values that are not long-lived secrets themselves (CSRF masks, request
+/// ids): as unpredictable as the OS source, without a syscall per request.
+pub(crate) fn fill_fast_random(dest: &mut [u8]) {
+    use rand::Rng as _;
+    rand::rng().fill_bytes(dest);
+}
+
+/// Lower-case hex of `bytes` into `out` (which must be twice as long); no allocation.
+pub(crate) fn hex_into<'a>(bytes: &[u8], out: &'a mut [u8]) -> &'a str {
+    for (i, b) in bytes.iter().enumerate() {
+        out[2 * i] = HEX[usize::from(b >> 4)];
+        out[2 * i + 1] = HEX[usize::from(b & 0xf)];
+    }
+    std::str::from_utf8(&out[..2 * bytes.len()]).unwrap_or("")
 }
 
 /// `len` uniformly distributed base62 characters (rejection sampling: bytes ≥ 248 are discarded).

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, Request, header};
+use axum::http::{HeaderName, HeaderValue, Request, header};
 use axum::routing::{delete, get, post};
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
@@ -32,9 +32,28 @@ use crate::db::{Database, DbError};
 use crate::session::stores::{CachedStore, MemoryStore, SqliteStore};
 use crate::session::{SessionLayer, SessionManager, SessionStore};
 
-/// Shared state of the handlers.
+/// Shared state of the handlers: one `Arc`, because axum clones the state for every request.
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    /// Wraps the shared parts.
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What the handlers share.
+#[derive(Debug)]
+pub struct Shared {
     /// Users.
     pub users: UserStore,
     /// Sessions.
@@ -129,27 +148,27 @@ struct RandomRequestId;
 impl MakeRequestId for RandomRequestId {
     fn make_request_id<B>(&mut self, _req: &Request<B>) -> Option<RequestId> {
         let mut bytes = [0u8; 8];
-        crate::token::fill_random(&mut bytes);
-        let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        id.parse().ok().map(RequestId::new)
+        crate::token::fill_fast_random(&mut bytes);
+        let mut hex = [0u8; 16];
+        HeaderValue::from_str(crate::token::hex_into(&bytes, &mut hex))
+            .ok()
+            .map(RequestId::new)
     }
 }
 
 /// The router with every route and layer, over `state`.
 pub fn router(state: AppState, config: &Config) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
-    let auth = Router::new()
-        .route("/signup", post(routes::post_signup))
-        .route("/login", post(routes::post_login))
-        .route("/logout", post(routes::post_logout))
-        .route("/logout-all", post(routes::post_logout_all))
-        .route("/me", get(routes::get_me))
-        .route("/csrf", get(routes::get_csrf))
-        .route("/password", post(routes::post_password))
-        .route("/sessions", get(routes::get_sessions))
-        .route("/sessions/{id}", delete(routes::delete_session));
     Router::new()
-        .nest("/auth", auth)
+        .route("/auth/signup", post(routes::post_signup))
+        .route("/auth/login", post(routes::post_login))
+        .route("/auth/logout", post(routes::post_logout))
+        .route("/auth/logout-all", post(routes::post_logout_all))
+        .route("/auth/me", get(routes::get_me))
+        .route("/auth/csrf", get(routes::get_csrf))
+        .route("/auth/password", post(routes::post_password))
+        .route("/auth/sessions", get(routes::get_sessions))
+        .route("/auth/sessions/{id}", delete(routes::delete_session))
         .route("/demo/counter", get(routes::get_counter).post(routes::post_counter))
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))
@@ -192,7 +211,7 @@ impl App {
     pub async fn build(config: Config) -> Result<Self, StartError> {
         let db = Database::open(&config.database_path).await?;
         let (store, cache) = build_store(&config, &db);
-        let state = AppState {
+        let state = AppState::new(Shared {
             users: UserStore::new(db.clone()),
             sessions: SessionManager::new(store, config.session.clone()),
             hasher: PasswordHasher::new(config.hash_parallelism).await?,
@@ -201,7 +220,7 @@ impl App {
             },
             signup: config.signup,
             db,
-        };
+        });
         let listener =
             TcpListener::bind(config.listen)
                 .await

@@ -3,7 +3,7 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::AppState;
@@ -37,10 +37,27 @@ fn rfc3339(t: UnixTime) -> String {
         .unwrap_or_default()
 }
 
-async fn user_body(session: &Session, id: i64, username: &str) -> Result<Value> {
-    Ok(
-        json!({ "user": { "id": id, "username": username }, "csrf_token": session.csrf_token().await? }),
-    )
+/// `{"user": {"id", "username"}, "csrf_token"}`: what login, signup, me and password answer.
+#[derive(Debug, Serialize)]
+pub(crate) struct UserBody {
+    user: UserView,
+    csrf_token: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct UserView {
+    id: i64,
+    username: String,
+}
+
+async fn user_body(session: &Session, id: i64, username: &str) -> Result<UserBody> {
+    Ok(UserBody {
+        user: UserView {
+            id,
+            username: username.to_owned(),
+        },
+        csrf_token: session.csrf_token().await?,
+    })
 }
 
 async fn start_session(
@@ -48,7 +65,7 @@ async fn start_session(
     session: &Session,
     id: i64,
     username: &str,
-) -> Result<Value> {
+) -> Result<UserBody> {
     session
         .login(SessionUser {
             id,
@@ -82,7 +99,7 @@ pub(crate) async fn post_login(
     State(app): State<AppState>,
     session: Session,
     Json(body): Json<Credentials>,
-) -> Result<axum::Json<Value>> {
+) -> Result<axum::Json<UserBody>> {
     let user = if body.username.len() <= 150 {
         app.users.by_username(&body.username).await?
     } else {
@@ -123,7 +140,7 @@ pub(crate) async fn post_logout(session: Session) -> Result<StatusCode> {
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub(crate) async fn get_me(session: Session, user: AuthUser) -> Result<axum::Json<Value>> {
+pub(crate) async fn get_me(session: Session, user: AuthUser) -> Result<axum::Json<UserBody>> {
     Ok(axum::Json(
         user_body(&session, user.id, &user.username).await?,
     ))
@@ -140,7 +157,7 @@ pub(crate) async fn post_password(
     session: Session,
     user: AuthUser,
     Json(body): Json<PasswordChange>,
-) -> Result<axum::Json<Value>> {
+) -> Result<axum::Json<UserBody>> {
     let stored = app
         .users
         .by_id(user.id)

@@ -16,9 +16,6 @@ use crate::token::{SecretToken, TokenKind};
 /// pollers (a dashboard left open should not keep a session alive for ever).
 pub const NO_TOUCH_HEADER: &str = "x-vestibule-no-touch";
 
-/// Longest `User-Agent` kept with a session; the rest is cut (it is only shown in session lists).
-const MAX_USER_AGENT: usize = 256;
-
 /// Adds a [`Session`] to every request's extensions and, when the handler has answered, saves
 /// what it changed and sets or clears the cookie.
 ///
@@ -72,11 +69,8 @@ where
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let cookie_name = &self.manager.config.cookie.name;
         let (token, had_cookie) = session_token_from_headers(req.headers(), cookie_name);
-        let user_agent = req
-            .headers()
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(|s| s.chars().take(MAX_USER_AGENT).collect());
+        // Kept as the header value (a cheap clone); turned into text only if a session is created.
+        let user_agent = req.headers().get(header::USER_AGENT).cloned();
         let no_touch = req
             .headers()
             .get(NO_TOUCH_HEADER)

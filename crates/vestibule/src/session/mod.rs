@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
+use axum::http::HeaderValue;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -27,6 +28,9 @@ pub use self::record::{Delta, Record, UnixTime, now};
 pub use self::store::{SessionStore, StoreError};
 use crate::error::{Error, ErrorCode};
 use crate::token::{SecretToken, TokenHash, TokenKind};
+
+/// Longest `User-Agent` kept with a session; the rest is cut (it is only shown in session lists).
+const MAX_USER_AGENT: usize = 256;
 
 /// Reserved data key holding the logged-in user (like Django's `_auth_user_id`).
 pub(crate) const AUTH_USER_KEY: &str = "_auth_user";
@@ -83,7 +87,7 @@ struct State {
     loaded: bool,
     /// The token of the current record (the cookie's, or a new one after rotation).
     token: Option<SecretToken>,
-    record: Option<Record>,
+    record: Option<Arc<Record>>,
     /// Changes not yet saved: `Some` = set, `None` = removed.
     pending: BTreeMap<String, Option<Value>>,
     cookie: CookieAction,
@@ -93,7 +97,7 @@ struct State {
 #[derive(Debug)]
 struct Inner {
     manager: SessionManager,
-    user_agent: Option<String>,
+    user_agent: Option<HeaderValue>,
     had_cookie: bool,
     state: Mutex<State>,
 }
@@ -121,7 +125,7 @@ impl Session {
         manager: SessionManager,
         token: Option<SecretToken>,
         had_cookie: bool,
-        user_agent: Option<String>,
+        user_agent: Option<HeaderValue>,
         no_touch: bool,
     ) -> Self {
         let state = State {
@@ -166,12 +170,13 @@ impl Session {
     /// not deserialize as `T`.
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
         let st = self.loaded().await?;
-        let value = match st.pending.get(key) {
-            Some(v) => v.clone(),
-            None => st.record.as_ref().and_then(|r| r.data.get(key).cloned()),
+        let value: Option<&Value> = match st.pending.get(key) {
+            Some(v) => v.as_ref(),
+            None => st.record.as_ref().and_then(|r| r.data.get(key)),
         };
+        // Deserialize from a borrow: no copy of the stored value.
         value
-            .map(serde_json::from_value)
+            .map(T::deserialize)
             .transpose()
             .map_err(Error::internal)
     }
@@ -253,7 +258,7 @@ impl Session {
             AUTH_USER_KEY.to_owned(),
             serde_json::to_value(user).map_err(Error::internal)?,
         );
-        self.replace(&mut st, old.as_ref(), Some(user_id), data)
+        self.replace(&mut st, old.as_deref(), Some(user_id), data)
             .await
     }
 
@@ -269,7 +274,7 @@ impl Session {
         if let Some(old) = old {
             self.inner.manager.store.delete(&old.key).await?;
         }
-        st.record = Some(record);
+        st.record = Some(Arc::new(record));
         st.cookie = CookieAction::Set;
         Ok(())
     }
@@ -295,7 +300,12 @@ impl Session {
                 last_seen: t,
                 expires_at: (t + secs(cfg.idle_timeout)).min(absolute),
                 absolute_expires_at: absolute,
-                user_agent: self.inner.user_agent.clone(),
+                user_agent: self.inner.user_agent.as_ref().map(|v| {
+                    String::from_utf8_lossy(v.as_bytes())
+                        .chars()
+                        .take(MAX_USER_AGENT)
+                        .collect()
+                }),
             };
             match self.inner.manager.store.create(&record).await {
                 Ok(()) => {
@@ -382,7 +392,7 @@ impl Session {
                     merge_pending(&mut data, pending);
                     if !data.is_empty() {
                         let record = self.create(None, data, &mut st).await?;
-                        st.record = Some(record);
+                        st.record = Some(Arc::new(record));
                         st.cookie = CookieAction::Set;
                     }
                 }

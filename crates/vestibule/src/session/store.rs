@@ -1,5 +1,7 @@
 //! The storage contract every session backend implements.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 use super::record::{Delta, Record};
@@ -32,6 +34,9 @@ impl StoreError {
 
 /// A session backend.
 ///
+/// Loaded and saved records come back as `Arc<Record>`: caching stores hand out what they hold
+/// without copying the data on every request.
+///
 /// The contract, checked by the conformance suite every store runs:
 /// - `load` never returns an expired record.
 /// - `create` never overwrites: an existing key is [`StoreError::Collision`].
@@ -44,9 +49,9 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug + 'static {
     /// Stores a new record under `record.key`.
     async fn create(&self, record: &Record) -> Result<(), StoreError>;
     /// The live record under `key`, if any.
-    async fn load(&self, key: &TokenHash) -> Result<Option<Record>, StoreError>;
+    async fn load(&self, key: &TokenHash) -> Result<Option<Arc<Record>>, StoreError>;
     /// Merges `delta` into the live record under `key` and returns the result.
-    async fn save(&self, key: &TokenHash, delta: &Delta) -> Result<Record, StoreError>;
+    async fn save(&self, key: &TokenHash, delta: &Delta) -> Result<Arc<Record>, StoreError>;
     /// Deletes the record; `true` when one existed.
     async fn delete(&self, key: &TokenHash) -> Result<bool, StoreError>;
     /// The live sessions of a user, oldest first.

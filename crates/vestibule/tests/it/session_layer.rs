@@ -32,10 +32,10 @@ impl SessionStore for Counting {
         self.creates.fetch_add(1, Ordering::SeqCst);
         self.inner.create(r).await
     }
-    async fn load(&self, k: &TokenHash) -> Result<Option<Record>, StoreError> {
+    async fn load(&self, k: &TokenHash) -> Result<Option<Arc<Record>>, StoreError> {
         self.inner.load(k).await
     }
-    async fn save(&self, k: &TokenHash, d: &Delta) -> Result<Record, StoreError> {
+    async fn save(&self, k: &TokenHash, d: &Delta) -> Result<Arc<Record>, StoreError> {
         self.saves.fetch_add(1, Ordering::SeqCst);
         self.inner.save(k, d).await
     }
@@ -376,10 +376,10 @@ impl SessionStore for Down {
     async fn create(&self, _: &Record) -> Result<(), StoreError> {
         Err(down())
     }
-    async fn load(&self, _: &TokenHash) -> Result<Option<Record>, StoreError> {
+    async fn load(&self, _: &TokenHash) -> Result<Option<Arc<Record>>, StoreError> {
         Err(down())
     }
-    async fn save(&self, _: &TokenHash, _: &Delta) -> Result<Record, StoreError> {
+    async fn save(&self, _: &TokenHash, _: &Delta) -> Result<Arc<Record>, StoreError> {
         Err(down())
     }
     async fn delete(&self, _: &TokenHash) -> Result<bool, StoreError> {

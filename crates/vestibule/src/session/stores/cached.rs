@@ -65,10 +65,10 @@ impl<D: SessionStore> SessionStore for CachedStore<D> {
         Ok(())
     }
 
-    async fn load(&self, key: &TokenHash) -> Result<Option<Record>, StoreError> {
+    async fn load(&self, key: &TokenHash) -> Result<Option<Arc<Record>>, StoreError> {
         let t = now();
         if let Some(r) = self.cache.get(key).await {
-            return Ok((!r.is_expired(t)).then(|| (*r).clone()));
+            return Ok((!r.is_expired(t)).then_some(r));
         }
         let durable = &self.durable;
         let result = self
@@ -78,7 +78,7 @@ impl<D: SessionStore> SessionStore for CachedStore<D> {
                 Ok::<_, StoreError>(match cur {
                     Some(_) => Op::Nop,
                     None => match durable.load(key).await? {
-                        Some(r) => Op::Put(Arc::new(r)),
+                        Some(r) => Op::Put(r),
                         None => Op::Nop,
                     },
                 })
@@ -86,27 +86,27 @@ impl<D: SessionStore> SessionStore for CachedStore<D> {
             .await?;
         Ok(match result {
             CompResult::Inserted(e) | CompResult::ReplacedWith(e) | CompResult::Unchanged(e) => {
-                Some((**e.value()).clone()).filter(|r| !r.is_expired(t))
+                Some(e.into_value()).filter(|r| !r.is_expired(t))
             }
             _ => None,
         })
     }
 
-    async fn save(&self, key: &TokenHash, delta: &Delta) -> Result<Record, StoreError> {
+    async fn save(&self, key: &TokenHash, delta: &Delta) -> Result<Arc<Record>, StoreError> {
         let durable = &self.durable;
         let result = self
             .cache
             .entry(*key)
             .and_try_compute_with(|_| async move {
                 match durable.save(key, delta).await {
-                    Ok(merged) => Ok(Op::Put(Arc::new(merged))),
+                    Ok(merged) => Ok(Op::Put(merged)),
                     Err(StoreError::NotFound) => Ok(Op::Remove),
                     Err(e) => Err(e),
                 }
             })
             .await?;
         match result {
-            CompResult::Inserted(e) | CompResult::ReplacedWith(e) => Ok((**e.value()).clone()),
+            CompResult::Inserted(e) | CompResult::ReplacedWith(e) => Ok(e.into_value()),
             _ => Err(StoreError::NotFound),
         }
     }

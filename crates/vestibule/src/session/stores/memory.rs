@@ -98,17 +98,12 @@ impl SessionStore for MemoryStore {
         }
     }
 
-    async fn load(&self, key: &TokenHash) -> Result<Option<Record>, StoreError> {
+    async fn load(&self, key: &TokenHash) -> Result<Option<Arc<Record>>, StoreError> {
         let t = now();
-        Ok(self
-            .cache
-            .get(key)
-            .await
-            .filter(|r| !r.is_expired(t))
-            .map(|r| (*r).clone()))
+        Ok(self.cache.get(key).await.filter(|r| !r.is_expired(t)))
     }
 
-    async fn save(&self, key: &TokenHash, delta: &Delta) -> Result<Record, StoreError> {
+    async fn save(&self, key: &TokenHash, delta: &Delta) -> Result<Arc<Record>, StoreError> {
         let t = now();
         let result = self
             .cache
@@ -126,7 +121,7 @@ impl SessionStore for MemoryStore {
             })
             .await;
         match result {
-            CompResult::ReplacedWith(e) => Ok((**e.value()).clone()),
+            CompResult::ReplacedWith(e) => Ok(e.into_value()),
             _ => Err(StoreError::NotFound),
         }
     }

@@ -1,5 +1,7 @@
 //! Durable sessions in the embedded SQLite database.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 use sqlx::Row;
@@ -81,7 +83,7 @@ impl SessionStore for SqliteStore {
         }
     }
 
-    async fn load(&self, key: &TokenHash) -> Result<Option<Record>, StoreError> {
+    async fn load(&self, key: &TokenHash) -> Result<Option<Arc<Record>>, StoreError> {
         let row = sqlx::query(concat!(
             "SELECT ",
             columns!(),
@@ -92,10 +94,10 @@ impl SessionStore for SqliteStore {
         .fetch_optional(&self.db.read)
         .await
         .map_err(StoreError::unavailable)?;
-        row.as_ref().map(decode).transpose()
+        Ok(row.as_ref().map(decode).transpose()?.map(Arc::new))
     }
 
-    async fn save(&self, key: &TokenHash, delta: &Delta) -> Result<Record, StoreError> {
+    async fn save(&self, key: &TokenHash, delta: &Delta) -> Result<Arc<Record>, StoreError> {
         // One writer connection, and IMMEDIATE takes the write lock before the read, so the
         // read-merge-write cannot interleave with another save (not even from another process).
         let mut tx = self
@@ -130,7 +132,7 @@ impl SessionStore for SqliteStore {
         .await
         .map_err(StoreError::unavailable)?;
         tx.commit().await.map_err(StoreError::unavailable)?;
-        Ok(record)
+        Ok(Arc::new(record))
     }
 
     async fn delete(&self, key: &TokenHash) -> Result<bool, StoreError> {
