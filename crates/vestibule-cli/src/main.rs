@@ -30,3 +30,8 @@ fn main() -> ExitCode {
         }
     }
 }
+
+// glibc malloc showed as ~15% of a request's CPU in profiles (malloc, free, consolidate);
+// mimalloc's thread-local free lists make the many small per-request allocations cheap.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -24,6 +24,7 @@ use axum::http::{HeaderMap, Method, Request, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use futures_util::future::Either;
 use subtle::ConstantTimeEq;
 use tower::{Layer, Service};
 
@@ -137,10 +138,7 @@ pub async fn check(
     headers: &HeaderMap,
     session: &Session,
 ) -> Result<(), Error> {
-    if matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
-    ) {
+    if is_safe(method) {
         return Ok(());
     }
     config.check_origin(headers)?;
@@ -204,20 +202,22 @@ where
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+    type Future =
+        Either<S::Future, Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
+        // Safe methods go straight through: no check, no boxed future.
+        if is_safe(req.method()) {
+            return Either::Left(self.inner.call(req));
+        }
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let config = self.config.clone();
-        Box::pin(async move {
-            if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
-                return inner.call(req).await;
-            }
+        Either::Right(Box::pin(async move {
             let Some(session) = req.extensions().get::<Session>().cloned() else {
                 return Ok(
                     Error::new(ErrorCode::Internal, "CSRF check without a session")
@@ -229,8 +229,15 @@ where
                 Ok(()) => inner.call(req).await,
                 Err(e) => Ok(e.into_response()),
             }
-        })
+        }))
     }
+}
+
+fn is_safe(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    )
 }
 
 /// A fresh masked CSRF token for the current session, for handlers that return one.

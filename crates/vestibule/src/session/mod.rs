@@ -97,6 +97,8 @@ struct State {
 #[derive(Debug)]
 struct Inner {
     manager: SessionManager,
+    /// The request's start: one clock read serves every expiry decision of the request.
+    started: UnixTime,
     user_agent: Option<HeaderValue>,
     had_cookie: bool,
     state: Mutex<State>,
@@ -139,6 +141,7 @@ impl Session {
         Self {
             inner: Arc::new(Inner {
                 manager,
+                started: now(),
                 user_agent,
                 had_cookie,
                 state: Mutex::new(state),
@@ -152,7 +155,7 @@ impl Session {
             if let Some(token) = &st.token {
                 let key = token.hash();
                 let record = self.inner.manager.store.load(&key).await?;
-                st.record = record.filter(|r| !r.is_expired(now()));
+                st.record = record.filter(|r| !r.is_expired(self.inner.started));
                 if st.record.is_none() {
                     // Unknown, expired or revoked: treated as no session, and never adopted as an id.
                     st.token = None;
@@ -287,7 +290,7 @@ impl Session {
         st: &mut State,
     ) -> Result<Record, Error> {
         let cfg = &self.inner.manager.config;
-        let t = now();
+        let t = self.inner.started;
         let absolute = t + secs(cfg.absolute_timeout);
         let mut attempt = 0;
         loop {
@@ -383,7 +386,7 @@ impl Session {
     ) -> Result<Option<cookie::Cookie<'static>>, Error> {
         let mut st = self.inner.state.lock().await;
         let cfg = self.inner.manager.config.clone();
-        let t = now();
+        let t = self.inner.started;
         if save && !st.pending.is_empty() {
             let pending = std::mem::take(&mut st.pending);
             match st.record.clone() {
