@@ -3,7 +3,9 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
+
+use pin_project_lite::pin_project;
 
 use axum::http::{HeaderMap, HeaderValue, Request, header};
 use axum::response::{IntoResponse, Response};
@@ -54,13 +56,11 @@ pub struct SessionService<S> {
 
 impl<S, B> Service<Request<B>> for SessionService<S>
 where
-    S: Service<Request<B>, Response = Response, Error = Infallible> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    B: Send + 'static,
+    S: Service<Request<B>, Response = Response, Error = Infallible>,
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+    type Future = SessionFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -83,27 +83,78 @@ where
             no_touch,
         );
         req.extensions_mut().insert(session.clone());
-        // Take the service that was driven to readiness, leave a fresh clone in its place.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        Box::pin(async move {
-            let mut res = inner.call(req).await?;
-            let save = !res.status().is_server_error();
-            match session.commit(save).await {
-                Ok(Some(cookie)) => append_cookie(&mut res, &cookie),
-                Ok(None) => {}
-                Err(err) => {
-                    // The answer the handler gave cannot stand: its session write did not happen.
-                    let mut replaced = err.into_response();
-                    if session.had_cookie() {
-                        append_cookie(&mut replaced, &session.manager().config.cookie.removal());
-                    }
-                    res = replaced;
-                }
-            }
-            Ok(res)
-        })
+        SessionFuture {
+            state: FutureState::Inner {
+                fut: self.inner.call(req),
+            },
+            session: Some(session),
+        }
     }
+}
+
+type CommitFuture = Pin<Box<dyn Future<Output = Response> + Send>>;
+
+pin_project! {
+    #[project = FutureStateProj]
+    enum FutureState<F> {
+        Inner { #[pin] fut: F },
+        Commit { fut: CommitFuture },
+    }
+}
+
+pin_project! {
+    /// Runs the handler, then commits the session. The commit is boxed only when there is
+    /// something to write: a request that just read its session returns without another allocation.
+    pub struct SessionFuture<F> {
+        #[pin]
+        state: FutureState<F>,
+        session: Option<Session>,
+    }
+}
+
+impl<F> Future for SessionFuture<F>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                FutureStateProj::Inner { fut } => {
+                    let Ok(res) = ready!(fut.poll(cx));
+                    let save = !res.status().is_server_error();
+                    let Some(session) = this.session.take() else {
+                        return Poll::Ready(Ok(res));
+                    };
+                    if !session.needs_commit(save) {
+                        return Poll::Ready(Ok(res));
+                    }
+                    this.state.set(FutureState::Commit {
+                        fut: Box::pin(commit(session, res, save)),
+                    });
+                }
+                FutureStateProj::Commit { fut } => return fut.as_mut().poll(cx).map(Ok),
+            }
+        }
+    }
+}
+
+async fn commit(session: Session, mut res: Response, save: bool) -> Response {
+    match session.commit(save).await {
+        Ok(Some(cookie)) => append_cookie(&mut res, &cookie),
+        Ok(None) => {}
+        Err(err) => {
+            // The answer the handler gave cannot stand: its session write did not happen.
+            let mut replaced = err.into_response();
+            if session.had_cookie() {
+                append_cookie(&mut replaced, &session.manager().config.cookie.removal());
+            }
+            res = replaced;
+        }
+    }
+    res
 }
 
 fn append_cookie(res: &mut Response, cookie: &cookie::Cookie<'static>) {

@@ -378,6 +378,23 @@ impl Session {
         &self.inner.manager
     }
 
+    /// Whether [`Session::commit`] could have anything to do: a write, a cookie change or an
+    /// expiry extension. Cheap and synchronous, so the common read-only request skips the commit.
+    pub(crate) fn needs_commit(&self, save: bool) -> bool {
+        let Ok(st) = self.inner.state.try_lock() else {
+            return true;
+        };
+        if st.cookie != CookieAction::Keep || (save && !st.pending.is_empty()) {
+            return true;
+        }
+        let touch = secs(self.inner.manager.config.touch_interval);
+        save && !st.no_touch
+            && st
+                .record
+                .as_ref()
+                .is_some_and(|r| self.inner.started - r.last_seen >= touch)
+    }
+
     /// Saves what the request changed and decides the cookie. Called by [`SessionLayer`] once the
     /// handler has answered. `save` is false for 5xx responses: nothing pending is written then.
     pub(crate) async fn commit(
