@@ -30,9 +30,45 @@ pub(crate) enum Command {
     /// Manage users.
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage personal access tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TokenCommand {
+    /// Create an access token for a user; the token is printed once.
+    Create {
+        /// Owner.
+        #[arg(long)]
+        user: String,
+        /// A name to recognise the token by.
+        #[arg(long)]
+        name: String,
+        /// Lifetime in days (default 30).
+        #[arg(long)]
+        days: Option<u32>,
+        /// Scopes: read, write (repeat the flag; default read).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+    },
+    /// List a user's access tokens (never the secrets).
+    List {
+        /// Owner.
+        #[arg(long)]
+        user: String,
+    },
+    /// Revoke an access token by id.
+    Revoke {
+        /// Owner.
+        #[arg(long)]
+        user: String,
+        /// Token id (from `token list`).
+        id: i64,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -30,7 +30,7 @@ use tower::{Layer, Service};
 
 use crate::error::{Error, ErrorCode};
 use crate::origin::Origin;
-use crate::session::Session;
+use crate::session::{Session, Transport};
 use crate::token::{SecretToken, fill_fast_random};
 
 /// The request header that carries the token.
@@ -138,7 +138,8 @@ pub async fn check(
     headers: &HeaderMap,
     session: &Session,
 ) -> Result<(), Error> {
-    if is_safe(method) {
+    // A bearer or access token in Authorization is not an ambient credential: no CSRF vector.
+    if is_safe(method) || session.transport() != Transport::Cookie {
         return Ok(());
     }
     config.check_origin(headers)?;

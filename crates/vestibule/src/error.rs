@@ -51,6 +51,18 @@ pub enum ErrorCode {
     StoreUnavailable,
     /// A bug or an unexpected failure on the server side.
     Internal,
+    /// The bearer token is malformed, unknown, expired or revoked (RFC 6750 `invalid_token`).
+    InvalidToken,
+    /// The access token lacks the scope this request needs (RFC 6750 `insufficient_scope`).
+    InsufficientScope,
+    /// The request is authenticated by an access token, which has no session to store data in.
+    SessionUnavailable,
+    /// Managing access tokens needs a session (cookie or session bearer token), not an access token.
+    SessionRequired,
+    /// No access token with this id belongs to the user.
+    TokenNotFound,
+    /// The user has as many access tokens as allowed.
+    TokenLimitReached,
 }
 
 impl ErrorCode {
@@ -76,6 +88,11 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
+            ErrorCode::InsufficientScope | ErrorCode::SessionRequired => StatusCode::FORBIDDEN,
+            ErrorCode::SessionUnavailable => StatusCode::BAD_REQUEST,
+            ErrorCode::TokenNotFound => StatusCode::NOT_FOUND,
+            ErrorCode::TokenLimitReached => StatusCode::CONFLICT,
         }
     }
 }
@@ -138,6 +155,13 @@ impl Error {
         .with_source(source)
     }
 
+    /// 401 `invalid_token` for a bearer token that is malformed, unknown, expired or revoked.
+    pub fn invalid_token(why: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidToken, why).with_hint(
+            "log in again (POST /auth/login with \"transport\": \"bearer\") or create a new access token",
+        )
+    }
+
     /// 401 for a request without a valid credential.
     pub fn not_authenticated() -> Self {
         Self::new(ErrorCode::NotAuthenticated, "authentication required").with_hint(
@@ -182,11 +206,18 @@ impl IntoResponse for Error {
             hint: self.hint.as_deref(),
         };
         let mut res = (status, axum::Json(body)).into_response();
-        if status == StatusCode::UNAUTHORIZED {
-            res.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"vestibule\""),
-            );
+        // RFC 6750 §3: every 401, and a 403 for a missing scope, names the scheme and the error.
+        let challenge = match self.code {
+            ErrorCode::InvalidToken => Some("Bearer realm=\"vestibule\", error=\"invalid_token\""),
+            ErrorCode::InsufficientScope => {
+                Some("Bearer realm=\"vestibule\", error=\"insufficient_scope\", scope=\"write\"")
+            }
+            _ if status == StatusCode::UNAUTHORIZED => Some("Bearer realm=\"vestibule\""),
+            _ => None,
+        };
+        if let Some(c) = challenge {
+            res.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(c));
         }
         res
     }

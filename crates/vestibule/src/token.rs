@@ -23,6 +23,8 @@ const CHECK_LEN: usize = 6;
 pub enum TokenKind {
     /// A session token, sent in the session cookie or as `Authorization: Bearer`.
     Session,
+    /// A personal access token for scripts and services, sent as `Authorization: Bearer`.
+    AccessToken,
 }
 
 impl TokenKind {
@@ -30,12 +32,14 @@ impl TokenKind {
     pub const fn prefix(self) -> &'static str {
         match self {
             TokenKind::Session => "vst_",
+            TokenKind::AccessToken => "vpat_",
         }
     }
 
     fn hash_domain(self) -> &'static [u8] {
         match self {
             TokenKind::Session => b"vestibule/session-token/v1\0",
+            TokenKind::AccessToken => b"vestibule/access-token/v1\0",
         }
     }
 }

@@ -2,6 +2,7 @@
 
 mod config_check;
 mod serve;
+mod token;
 mod user;
 
 use std::process::ExitCode;
@@ -40,6 +41,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             match command {
                 Command::Serve(_) => serve::run(config).await,
                 Command::User(u) => user::run(config, u).await,
+                Command::Token(t) => token::run(config, t).await,
                 Command::Config(_) => config_check::run(&cli),
             }
         }

@@ -4,7 +4,9 @@ use std::io::BufRead;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use vestibule::auth::{Password, PasswordHasher, PasswordPolicy, UserStore, Username};
+use vestibule::auth::{
+    AccessTokens, Password, PasswordHasher, PasswordPolicy, UserStore, Username,
+};
 use vestibule::config::Config;
 use vestibule::db::Database;
 use vestibule::server::build_store;
@@ -88,10 +90,14 @@ async fn run_with(
             let user = find(users, &arg.username).await?;
             users.set_active(user.id, false).await?;
             let ended = build_store(config, db).0.delete_user(user.id, None).await?;
+            // A disabled owner's tokens stop working at once either way (checked at every use);
+            // revoking them also makes re-enabling the account not bring them back.
+            let revoked = AccessTokens::new(db.clone()).revoke_all(user.id).await?;
             println!(
-                "disabled {} and ended {} session(s)",
+                "disabled {}, ended {} session(s) and revoked {} access token(s)",
                 user.username,
-                ended.len()
+                ended.len(),
+                revoked
             );
         }
         UserCommand::Enable(arg) => {

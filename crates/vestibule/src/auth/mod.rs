@@ -3,8 +3,10 @@
 
 mod extract;
 mod password;
+mod tokens;
 mod user;
 
 pub use extract::{AuthUser, MaybeAuthUser};
 pub use password::{MAX_PASSWORD_BYTES, Password, PasswordHasher, PasswordPolicy};
+pub use tokens::{AccessToken, AccessTokens, Scope, TokenError, TokenLimits, TokenOwner};
 pub use user::{User, UserError, UserStore, Username};

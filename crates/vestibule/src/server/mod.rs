@@ -25,7 +25,7 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 pub use self::json::Json;
-use crate::auth::{PasswordHasher, PasswordPolicy, UserStore};
+use crate::auth::{AccessTokens, PasswordHasher, PasswordPolicy, TokenLimits, UserStore};
 use crate::config::{Config, StoreKind};
 use crate::csrf::CsrfLayer;
 use crate::db::{Database, DbError};
@@ -64,6 +64,10 @@ pub struct Shared {
     pub policy: PasswordPolicy,
     /// Whether signup is open.
     pub signup: bool,
+    /// Personal access tokens.
+    pub access_tokens: AccessTokens,
+    /// Limits on access tokens.
+    pub token_limits: TokenLimits,
     /// The database.
     pub db: Database,
 }
@@ -169,6 +173,8 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .route("/auth/password", post(routes::post_password))
         .route("/auth/sessions", get(routes::get_sessions))
         .route("/auth/sessions/{id}", delete(routes::delete_session))
+        .route("/auth/tokens", get(routes::get_tokens).post(routes::post_token))
+        .route("/auth/tokens/{id}", delete(routes::delete_token))
         .route("/demo/counter", get(routes::get_counter).post(routes::post_counter))
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))
@@ -213,7 +219,10 @@ impl App {
         let (store, cache) = build_store(&config, &db);
         let state = AppState::new(Shared {
             users: UserStore::new(db.clone()),
-            sessions: SessionManager::new(store, config.session.clone()),
+            sessions: SessionManager::new(store, config.session.clone())
+                .with_access_tokens(AccessTokens::new(db.clone())),
+            access_tokens: AccessTokens::new(db.clone()),
+            token_limits: TokenLimits::default(),
             hasher: PasswordHasher::new(config.hash_parallelism).await?,
             policy: PasswordPolicy {
                 min_length: config.min_password_length,

@@ -8,16 +8,28 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::json::Json;
-use crate::auth::{AuthUser, Password, Username};
+use crate::auth::{AccessToken, AuthUser, Password, Scope, Username};
 use crate::error::{Error, ErrorCode, Result};
-use crate::session::{Session, SessionUser, UnixTime, now};
+use crate::session::{AUTH_USER_KEY, Session, SessionUser, Transport, UnixTime, now};
 use crate::token::TokenHash;
 
-/// `{"username", "password"}`.
+/// `{"username", "password", "transport"?}`.
 #[derive(Debug, Deserialize)]
 pub(crate) struct Credentials {
     username: String,
     password: Password,
+    /// `"cookie"` (default): a session cookie. `"bearer"`: the session token in the body, for
+    /// `Authorization: Bearer`, and no cookie.
+    #[serde(default)]
+    transport: LoginTransport,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum LoginTransport {
+    #[default]
+    Cookie,
+    Bearer,
 }
 
 /// `{"current_password", "new_password"}`.
@@ -60,21 +72,69 @@ async fn user_body(session: &Session, id: i64, username: &str) -> Result<UserBod
     })
 }
 
+/// `{"user", "token", "expires_at"}`: a login with the bearer transport.
+#[derive(Debug, Serialize)]
+pub(crate) struct BearerBody {
+    user: UserView,
+    token: String,
+    expires_at: String,
+}
+
+/// What login, signup and password change answer, by transport.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub(crate) enum AuthBody {
+    /// The cookie carries the session; the body carries the CSRF token.
+    Cookie(UserBody),
+    /// The body carries the session token itself.
+    Bearer(BearerBody),
+}
+
+fn bearer_body(
+    id: i64,
+    username: &str,
+    token: &crate::token::SecretToken,
+    expires_at: UnixTime,
+) -> AuthBody {
+    AuthBody::Bearer(BearerBody {
+        user: UserView {
+            id,
+            username: username.to_owned(),
+        },
+        token: token.expose().to_owned(),
+        expires_at: rfc3339(expires_at),
+    })
+}
+
+/// Logs `id` in: a rotated cookie session, or a new bearer session.
 async fn start_session(
     app: &AppState,
     session: &Session,
     id: i64,
     username: &str,
-) -> Result<UserBody> {
-    session
-        .login(SessionUser {
-            id,
-            username: username.to_owned(),
-            auth_time: now(),
-        })
-        .await?;
+    transport: LoginTransport,
+) -> Result<AuthBody> {
+    let user = SessionUser {
+        id,
+        username: username.to_owned(),
+        auth_time: now(),
+        transport: Transport::Cookie,
+    };
+    let body = if transport == LoginTransport::Bearer {
+        let (token, expires_at) = session.login_bearer(user).await?;
+        bearer_body(id, username, &token, expires_at)
+    } else {
+        session.login(user).await?;
+        match (session.transport(), session.current_token().await) {
+            // A bearer session that rotated (password change): the client needs the new token.
+            (Transport::Bearer, Some((token, expires_at))) => {
+                bearer_body(id, username, &token, expires_at)
+            }
+            _ => AuthBody::Cookie(user_body(session, id, username).await?),
+        }
+    };
     app.users.record_login(id).await?;
-    user_body(session, id, username).await
+    Ok(body)
 }
 
 pub(crate) async fn post_signup(
@@ -91,7 +151,7 @@ pub(crate) async fn post_signup(
     let hash = app.hasher.hash(&body.password).await?;
     let user = app.users.create(&username, &hash).await?;
     tracing::info!(user_id = user.id, "user signed up");
-    let body = start_session(&app, &session, user.id, &user.username).await?;
+    let body = start_session(&app, &session, user.id, &user.username, body.transport).await?;
     Ok((StatusCode::CREATED, axum::Json(body)).into_response())
 }
 
@@ -99,7 +159,7 @@ pub(crate) async fn post_login(
     State(app): State<AppState>,
     session: Session,
     Json(body): Json<Credentials>,
-) -> Result<axum::Json<UserBody>> {
+) -> Result<axum::Json<AuthBody>> {
     let user = if body.username.len() <= 150 {
         app.users.by_username(&body.username).await?
     } else {
@@ -131,7 +191,7 @@ pub(crate) async fn post_login(
     }
     tracing::info!(user_id = user.id, "user logged in");
     Ok(axum::Json(
-        start_session(&app, &session, user.id, &user.username).await?,
+        start_session(&app, &session, user.id, &user.username, body.transport).await?,
     ))
 }
 
@@ -157,7 +217,8 @@ pub(crate) async fn post_password(
     session: Session,
     user: AuthUser,
     Json(body): Json<PasswordChange>,
-) -> Result<axum::Json<UserBody>> {
+) -> Result<axum::Json<AuthBody>> {
+    require_session(&session)?;
     let stored = app
         .users
         .by_id(user.id)
@@ -177,14 +238,31 @@ pub(crate) async fn post_password(
     let hash = app.hasher.hash(&body.new_password).await?;
     app.users.set_password_hash(user.id, &hash).await?;
     // The session is bound to the password: this one moves to a new token, every other one ends.
-    let body = start_session(&app, &session, user.id, &stored.username).await?;
+    let body = start_session(
+        &app,
+        &session,
+        user.id,
+        &stored.username,
+        LoginTransport::Cookie,
+    )
+    .await?;
     let keep = session.id().await?;
     let ended = app
         .sessions
         .store()
         .delete_user(user.id, keep.as_ref())
         .await?;
-    tracing::info!(user_id = user.id, ended = ended.len(), "password changed");
+    let revoked = if app.token_limits.revoke_on_password_change {
+        app.access_tokens.revoke_all(user.id).await?
+    } else {
+        0
+    };
+    tracing::info!(
+        user_id = user.id,
+        ended = ended.len(),
+        tokens_revoked = revoked,
+        "password changed"
+    );
     Ok(axum::Json(body))
 }
 
@@ -204,6 +282,12 @@ pub(crate) async fn get_sessions(
                 "last_seen": rfc3339(r.last_seen),
                 "expires_at": rfc3339(r.expires_at.min(r.absolute_expires_at)),
                 "user_agent": r.user_agent,
+                "transport": r
+                    .data
+                    .get(AUTH_USER_KEY)
+                    .and_then(|u| u.get("transport"))
+                    .cloned()
+                    .unwrap_or_else(|| json!("cookie")),
                 "current": Some(r.key) == current,
             })
         })
@@ -217,6 +301,7 @@ pub(crate) async fn delete_session(
     user: AuthUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
+    require_session(&session)?;
     let not_found = || {
         Error::new(
             ErrorCode::SessionNotFound,
@@ -239,11 +324,27 @@ pub(crate) async fn delete_session(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Refuses access-token requests for account-management calls: a leaked script token must not
+/// mint more tokens, change the password or end the owner's sessions.
+fn require_session(session: &Session) -> Result<()> {
+    if session.transport() == Transport::AccessToken {
+        return Err(Error::new(
+            ErrorCode::SessionRequired,
+            "access tokens cannot manage the account",
+        )
+        .with_hint(
+            "call this with a session: the cookie, or a bearer token from POST /auth/login",
+        ));
+    }
+    Ok(())
+}
+
 pub(crate) async fn post_logout_all(
     State(app): State<AppState>,
     session: Session,
     user: AuthUser,
 ) -> Result<StatusCode> {
+    require_session(&session)?;
     let ended = app.sessions.store().delete_user(user.id, None).await?;
     session.flush().await?;
     tracing::info!(
@@ -294,4 +395,106 @@ pub(crate) async fn method_not_allowed() -> Error {
         ErrorCode::MethodNotAllowed,
         "this route does not accept this method",
     )
+}
+
+/// `{"name", "expires_in_days"?, "scopes"?}`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct NewToken {
+    name: String,
+    expires_in_days: Option<u32>,
+    scopes: Option<Vec<Scope>>,
+}
+
+fn token_json(t: &AccessToken) -> Value {
+    json!({
+        "id": t.id,
+        "name": t.name,
+        "prefix": t.prefix,
+        "scopes": t.scopes,
+        "created_at": rfc3339(t.created_at),
+        "last_used_at": t.last_used_at.map(rfc3339),
+        "expires_at": rfc3339(t.expires_at),
+    })
+}
+
+pub(crate) async fn post_token(
+    State(app): State<AppState>,
+    session: Session,
+    user: AuthUser,
+    Json(body): Json<NewToken>,
+) -> Result<Response> {
+    require_session(&session)?;
+    let limits = app.token_limits;
+    let name = body.name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(Error::new(
+            ErrorCode::InvalidBody,
+            "name must have 1 to 100 characters",
+        ));
+    }
+    let days = body.expires_in_days.unwrap_or(limits.default_expiry_days);
+    if days == 0 || days > limits.max_expiry_days {
+        return Err(Error::new(
+            ErrorCode::InvalidBody,
+            format!(
+                "expires_in_days must be between 1 and {}",
+                limits.max_expiry_days
+            ),
+        )
+        .with_hint("the maximum is tokens.max_expiry_days in the configuration"));
+    }
+    let scopes = body.scopes.unwrap_or_else(|| vec![Scope::Read]);
+    if scopes.is_empty() {
+        return Err(Error::new(
+            ErrorCode::InvalidBody,
+            "scopes must name at least one scope",
+        ));
+    }
+    let expires_at = now() + i64::from(days) * 86_400;
+    let (token, secret) = app
+        .access_tokens
+        .create(user.id, name, &scopes, expires_at, limits.per_user_limit)
+        .await?;
+    tracing::info!(
+        user_id = user.id,
+        token_id = token.id,
+        "access token created"
+    );
+    let mut out = token_json(&token);
+    out["token"] = json!(secret.expose());
+    Ok((StatusCode::CREATED, axum::Json(out)).into_response())
+}
+
+pub(crate) async fn get_tokens(
+    State(app): State<AppState>,
+    session: Session,
+    user: AuthUser,
+) -> Result<axum::Json<Value>> {
+    require_session(&session)?;
+    let tokens = app.access_tokens.list(user.id).await?;
+    Ok(axum::Json(
+        json!({ "tokens": tokens.iter().map(token_json).collect::<Vec<_>>() }),
+    ))
+}
+
+pub(crate) async fn delete_token(
+    State(app): State<AppState>,
+    session: Session,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
+    require_session(&session)?;
+    let not_found = || {
+        Error::new(
+            ErrorCode::TokenNotFound,
+            "no access token with this id belongs to you",
+        )
+    };
+    let id: i64 = id.parse().map_err(|_| not_found())?;
+    if app.access_tokens.revoke(user.id, id).await? {
+        tracing::info!(user_id = user.id, token_id = id, "access token revoked");
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(not_found())
+    }
 }

@@ -11,7 +11,8 @@ use axum::http::{HeaderMap, HeaderValue, Request, header};
 use axum::response::{IntoResponse, Response};
 use tower::{Layer, Service};
 
-use super::{Session, SessionManager};
+use super::{Credential, Session, SessionManager};
+use crate::error::{Error, ErrorCode};
 use crate::token::{SecretToken, TokenKind};
 
 /// A request carrying `X-Vestibule-No-Touch: 1` does not extend its session's expiry: for
@@ -67,20 +68,31 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let cookie_name = &self.manager.config.cookie.name;
-        let (token, had_cookie) = session_token_from_headers(req.headers(), cookie_name);
+        let credential =
+            match credential_from_headers(req.headers(), &self.manager.config.cookie.name) {
+                Ok(c) => c,
+                Err(err) => {
+                    return SessionFuture {
+                        state: FutureState::Done {
+                            res: Some(err.into_response()),
+                        },
+                        session: None,
+                    };
+                }
+            };
         // Kept as the header value (a cheap clone); turned into text only if a session is created.
         let user_agent = req.headers().get(header::USER_AGENT).cloned();
         let no_touch = req
             .headers()
             .get(NO_TOUCH_HEADER)
             .is_some_and(|v| v.as_bytes() == b"1");
+        let unsafe_method = !req.method().is_safe();
         let session = Session::new(
             self.manager.clone(),
-            token,
-            had_cookie,
+            credential,
             user_agent,
             no_touch,
+            unsafe_method,
         );
         req.extensions_mut().insert(session.clone());
         SessionFuture {
@@ -99,6 +111,7 @@ pin_project! {
     enum FutureState<F> {
         Inner { #[pin] fut: F },
         Commit { fut: CommitFuture },
+        Done { res: Option<Response> },
     }
 }
 
@@ -136,6 +149,16 @@ where
                     });
                 }
                 FutureStateProj::Commit { fut } => return fut.as_mut().poll(cx).map(Ok),
+                FutureStateProj::Done { res } => {
+                    let res = res.take().unwrap_or_else(|| {
+                        Error::new(
+                            ErrorCode::Internal,
+                            "session future polled after completion",
+                        )
+                        .into_response()
+                    });
+                    return Poll::Ready(Ok(res));
+                }
             }
         }
     }
@@ -167,6 +190,53 @@ fn append_cookie(res: &mut Response, cookie: &cookie::Cookie<'static>) {
         }
         Err(e) => tracing::error!(error = %e, "session cookie is not a valid header value"),
     }
+}
+
+/// Longest `Authorization` value considered; anything longer is refused unread.
+const MAX_AUTHORIZATION: usize = 512;
+
+/// The request's credential. An `Authorization` header, when present, is the only credential
+/// considered (no fallback to the cookie), and a malformed one is refused with 401
+/// `invalid_token`. Without it, the session cookie is used; a malformed cookie is "no session".
+pub(crate) fn credential_from_headers(
+    headers: &HeaderMap,
+    cookie_name: &str,
+) -> Result<Credential, Error> {
+    let mut auth = headers.get_all(header::AUTHORIZATION).iter();
+    let Some(value) = auth.next() else {
+        let (token, had_cookie) = session_token_from_headers(headers, cookie_name);
+        return Ok(match token {
+            Some(t) => Credential::Cookie(t),
+            None => Credential::None { had_cookie },
+        });
+    };
+    let bad = |why: &str| Error::invalid_token(format!("malformed Authorization header: {why}"));
+    if auth.next().is_some() {
+        return Err(bad("more than one Authorization header"));
+    }
+    if value.len() > MAX_AUTHORIZATION {
+        return Err(bad("too long"));
+    }
+    let text = value.to_str().map_err(|_| bad("not ASCII"))?;
+    let Some((scheme, token)) = text.split_once(' ') else {
+        return Err(bad("expected \"Bearer <token>\""));
+    };
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(bad("the scheme must be Bearer"));
+    }
+    if token.is_empty() || token.contains([' ', '\t']) {
+        return Err(bad("expected exactly one space and then the token"));
+    }
+    let kind = if token.starts_with(TokenKind::AccessToken.prefix()) {
+        TokenKind::AccessToken
+    } else {
+        TokenKind::Session
+    };
+    let secret = SecretToken::parse(kind, token).map_err(|e| bad(&e.to_string()))?;
+    Ok(match kind {
+        TokenKind::AccessToken => Credential::AccessToken(secret),
+        _ => Credential::Bearer(secret),
+    })
 }
 
 /// Finds the session cookie among all `Cookie` headers. Returns the first value that parses as a

@@ -26,6 +26,7 @@ pub use self::config::{CookieConfig, DEFAULT_COOKIE_NAME, SessionConfig};
 pub use self::layer::{NO_TOUCH_HEADER, SessionLayer, SessionService};
 pub use self::record::{Delta, Record, UnixTime, now};
 pub use self::store::{SessionStore, StoreError};
+use crate::auth::AccessTokens;
 use crate::error::{Error, ErrorCode};
 use crate::token::{SecretToken, TokenHash, TokenKind};
 
@@ -33,7 +34,7 @@ use crate::token::{SecretToken, TokenHash, TokenKind};
 const MAX_USER_AGENT: usize = 256;
 
 /// Reserved data key holding the logged-in user (like Django's `_auth_user_id`).
-pub(crate) const AUTH_USER_KEY: &str = "_auth_user";
+pub const AUTH_USER_KEY: &str = "_auth_user";
 
 /// The user a session is logged in as, cached in the session so `/auth/me` needs no user lookup.
 /// Disabling a user or changing a password deletes the user's sessions, so this never goes stale.
@@ -45,6 +46,35 @@ pub struct SessionUser {
     pub username: String,
     /// When the session proved the password (Unix seconds).
     pub auth_time: UnixTime,
+    /// How the session's token travels.
+    #[serde(default)]
+    pub transport: Transport,
+}
+
+/// How a request's credential travels, which decides CSRF, cookies and what a session may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transport {
+    /// The session cookie (an ambient credential: CSRF checks apply).
+    #[default]
+    Cookie,
+    /// A session token in `Authorization: Bearer` (no cookie, no CSRF).
+    Bearer,
+    /// A personal access token in `Authorization: Bearer`: a user, scopes, and no session data.
+    AccessToken,
+}
+
+/// The credential [`SessionLayer`] found on a request.
+#[derive(Debug)]
+pub(crate) enum Credential {
+    /// No usable credential; `had_cookie` when a session cookie was present but malformed.
+    None { had_cookie: bool },
+    /// A well-formed session cookie.
+    Cookie(SecretToken),
+    /// A well-formed session token in `Authorization: Bearer`.
+    Bearer(SecretToken),
+    /// A well-formed access token in `Authorization: Bearer`.
+    AccessToken(SecretToken),
 }
 
 /// The store plus the session settings: what [`SessionLayer`] needs to build a [`Session`] per request.
@@ -52,6 +82,7 @@ pub struct SessionUser {
 pub struct SessionManager {
     pub(crate) store: Arc<dyn SessionStore>,
     pub(crate) config: Arc<SessionConfig>,
+    pub(crate) access_tokens: Option<AccessTokens>,
 }
 
 impl SessionManager {
@@ -60,7 +91,14 @@ impl SessionManager {
         Self {
             store,
             config: Arc::new(config),
+            access_tokens: None,
         }
+    }
+
+    /// Also accept personal access tokens (`Authorization: Bearer vpat_…`) from `tokens`.
+    pub fn with_access_tokens(mut self, tokens: AccessTokens) -> Self {
+        self.access_tokens = Some(tokens);
+        self
     }
 
     /// The store, for administrative operations (listing, revoking a user's sessions).
@@ -92,6 +130,10 @@ struct State {
     pending: BTreeMap<String, Option<Value>>,
     cookie: CookieAction,
     no_touch: bool,
+    /// A bearer session token that matched no live session: every access answers 401.
+    invalid_bearer: bool,
+    /// The resolved owner of an access token (resolved once per request).
+    principal: Option<SessionUser>,
 }
 
 #[derive(Debug)]
@@ -101,6 +143,11 @@ struct Inner {
     started: UnixTime,
     user_agent: Option<HeaderValue>,
     had_cookie: bool,
+    transport: Transport,
+    /// The access token of an [`Transport::AccessToken`] request.
+    access_token: Option<SecretToken>,
+    /// Whether the method writes (POST, PUT, PATCH, DELETE…), for access-token scopes.
+    unsafe_method: bool,
     state: Mutex<State>,
 }
 
@@ -125,11 +172,17 @@ pub struct Session {
 impl Session {
     pub(crate) fn new(
         manager: SessionManager,
-        token: Option<SecretToken>,
-        had_cookie: bool,
+        credential: Credential,
         user_agent: Option<HeaderValue>,
         no_touch: bool,
+        unsafe_method: bool,
     ) -> Self {
+        let (token, access_token, transport, had_cookie) = match credential {
+            Credential::None { had_cookie } => (None, None, Transport::Cookie, had_cookie),
+            Credential::Cookie(t) => (Some(t), None, Transport::Cookie, true),
+            Credential::Bearer(t) => (Some(t), None, Transport::Bearer, false),
+            Credential::AccessToken(t) => (None, Some(t), Transport::AccessToken, false),
+        };
         let state = State {
             loaded: token.is_none(),
             token,
@@ -137,6 +190,8 @@ impl Session {
             pending: BTreeMap::new(),
             cookie: CookieAction::Keep,
             no_touch,
+            invalid_bearer: false,
+            principal: None,
         };
         Self {
             inner: Arc::new(Inner {
@@ -144,9 +199,17 @@ impl Session {
                 started: now(),
                 user_agent,
                 had_cookie,
+                transport,
+                access_token,
+                unsafe_method,
                 state: Mutex::new(state),
             }),
         }
+    }
+
+    /// How this request's credential travels.
+    pub fn transport(&self) -> Transport {
+        self.inner.transport
     }
 
     async fn loaded(&self) -> Result<tokio::sync::MutexGuard<'_, State>, Error> {
@@ -159,11 +222,35 @@ impl Session {
                 if st.record.is_none() {
                     // Unknown, expired or revoked: treated as no session, and never adopted as an id.
                     st.token = None;
+                    // A bearer token is the only credential its request presents: no anonymous
+                    // fallback, the request is refused.
+                    st.invalid_bearer = self.inner.transport == Transport::Bearer;
                 }
             }
             st.loaded = true;
         }
+        if st.invalid_bearer {
+            return Err(Error::invalid_token(
+                "the bearer token matches no live session (unknown, expired or revoked)",
+            ));
+        }
         Ok(st)
+    }
+
+    /// The state, for operations that write: an access-token request has no session to write to.
+    async fn writable(&self) -> Result<tokio::sync::MutexGuard<'_, State>, Error> {
+        if self.inner.transport == Transport::AccessToken {
+            // A valid token with the right scope still has no session; anything else says why.
+            self.access_token_user().await?;
+            return Err(Error::new(
+                ErrorCode::SessionUnavailable,
+                "requests authenticated by an access token have no session to store data in",
+            )
+            .with_hint(
+                "use a session (cookie, or a bearer token from POST /auth/login) for this call",
+            ));
+        }
+        self.loaded().await
     }
 
     /// Reads a value written by this or an earlier request.
@@ -191,7 +278,7 @@ impl Session {
     /// `store_unavailable`, or `internal` when `value` cannot be serialized.
     pub async fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<(), Error> {
         let value = serde_json::to_value(value).map_err(Error::internal)?;
-        let mut st = self.loaded().await?;
+        let mut st = self.writable().await?;
         st.pending.insert(key.to_owned(), Some(value));
         Ok(())
     }
@@ -201,7 +288,7 @@ impl Session {
     /// # Errors
     /// `store_unavailable`.
     pub async fn remove(&self, key: &str) -> Result<(), Error> {
-        let mut st = self.loaded().await?;
+        let mut st = self.writable().await?;
         if st.record.is_some() {
             st.pending.insert(key.to_owned(), None);
         } else {
@@ -215,7 +302,7 @@ impl Session {
     /// # Errors
     /// `store_unavailable`.
     pub async fn flush(&self) -> Result<(), Error> {
-        let mut st = self.loaded().await?;
+        let mut st = self.writable().await?;
         if let Some(record) = st.record.take() {
             self.inner.manager.store.delete(&record.key).await?;
         }
@@ -247,7 +334,7 @@ impl Session {
     /// Starts an authenticated session for `user` on a new token (login). Data of an anonymous
     /// session carries over; a session of another user is flushed, not inherited.
     pub(crate) async fn login(&self, user: SessionUser) -> Result<(), Error> {
-        let mut st = self.loaded().await?;
+        let mut st = self.writable().await?;
         let old = st.record.clone();
         let mut data = Map::new();
         if let Some(old) = &old
@@ -265,6 +352,33 @@ impl Session {
             .await
     }
 
+    /// Starts a new, independent session for `user` whose token travels as `Authorization:
+    /// Bearer` (login with `"transport": "bearer"`). The request's own session is left alone and
+    /// no cookie is set. Returns the token (shown once) and its expiry.
+    pub(crate) async fn login_bearer(
+        &self,
+        mut user: SessionUser,
+    ) -> Result<(SecretToken, UnixTime), Error> {
+        user.transport = Transport::Bearer;
+        let user_id = user.id;
+        let mut data = Map::new();
+        data.insert(
+            AUTH_USER_KEY.to_owned(),
+            serde_json::to_value(user).map_err(Error::internal)?,
+        );
+        let (record, token) = self.create(Some(user_id), data).await?;
+        Ok((token, record.expires_at.min(record.absolute_expires_at)))
+    }
+
+    /// The current token and its expiry, for a bearer session that has just rotated.
+    pub(crate) async fn current_token(&self) -> Option<(SecretToken, UnixTime)> {
+        let st = self.inner.state.lock().await;
+        match (&st.token, &st.record) {
+            (Some(t), Some(r)) => Some((t.clone(), r.expires_at.min(r.absolute_expires_at))),
+            _ => None,
+        }
+    }
+
     /// Creates a new record with a fresh token, deletes `old`, and arranges the cookie.
     async fn replace(
         &self,
@@ -273,7 +387,8 @@ impl Session {
         user_id: Option<i64>,
         data: Map<String, Value>,
     ) -> Result<(), Error> {
-        let record = self.create(user_id, data, st).await?;
+        let (record, token) = self.create(user_id, data).await?;
+        st.token = Some(token);
         if let Some(old) = old {
             self.inner.manager.store.delete(&old.key).await?;
         }
@@ -287,8 +402,7 @@ impl Session {
         &self,
         user_id: Option<i64>,
         data: Map<String, Value>,
-        st: &mut State,
-    ) -> Result<Record, Error> {
+    ) -> Result<(Record, SecretToken), Error> {
         let cfg = &self.inner.manager.config;
         let t = self.inner.started;
         let absolute = t + secs(cfg.absolute_timeout);
@@ -311,10 +425,7 @@ impl Session {
                 }),
             };
             match self.inner.manager.store.create(&record).await {
-                Ok(()) => {
-                    st.token = Some(token);
-                    return Ok(record);
-                }
+                Ok(()) => return Ok((record, token)),
                 Err(StoreError::Collision) if attempt == 0 => attempt += 1,
                 Err(e) => return Err(e.into()),
             }
@@ -326,7 +437,44 @@ impl Session {
     /// # Errors
     /// `store_unavailable`.
     pub async fn user(&self) -> Result<Option<SessionUser>, Error> {
+        if self.inner.transport == Transport::AccessToken {
+            return self.access_token_user().await.map(Some);
+        }
         self.get(AUTH_USER_KEY).await
+    }
+
+    /// Resolves the access token of this request (once), checking expiry, revocation, the
+    /// owner's active flag and, for writes, the `write` scope.
+    async fn access_token_user(&self) -> Result<SessionUser, Error> {
+        let mut st = self.inner.state.lock().await;
+        if let Some(p) = &st.principal {
+            return Ok(p.clone());
+        }
+        let (Some(token), Some(tokens)) =
+            (&self.inner.access_token, &self.inner.manager.access_tokens)
+        else {
+            return Err(Error::invalid_token("access tokens are not accepted here"));
+        };
+        let Some((record, owner)) = tokens.resolve(&token.hash()).await? else {
+            return Err(Error::invalid_token(
+                "the access token is unknown, expired or revoked",
+            ));
+        };
+        if self.inner.unsafe_method && !record.can_write() {
+            return Err(Error::new(
+                ErrorCode::InsufficientScope,
+                "this access token has the read scope only; writes need the write scope",
+            )
+            .with_hint("create a token with \"scopes\": [\"read\", \"write\"]"));
+        }
+        let user = SessionUser {
+            id: owner.id,
+            username: owner.username,
+            auth_time: record.created_at,
+            transport: Transport::AccessToken,
+        };
+        st.principal = Some(user.clone());
+        Ok(user)
     }
 
     /// Whether a live session exists (loaded, or created by this request).
@@ -351,6 +499,9 @@ impl Session {
     /// # Errors
     /// `store_unavailable`.
     pub async fn csrf_token(&self) -> Result<Option<String>, Error> {
+        if self.inner.transport != Transport::Cookie {
+            return Ok(None);
+        }
         let st = self.loaded().await?;
         Ok(match (&st.record, &st.token) {
             (Some(_), Some(token)) => Some(crate::csrf::mask(&crate::csrf::secret_for(token))),
@@ -360,6 +511,9 @@ impl Session {
 
     /// The unmasked CSRF secret of the current session, for the CSRF check.
     pub(crate) async fn csrf_secret(&self) -> Result<Option<[u8; 32]>, Error> {
+        if self.inner.transport != Transport::Cookie {
+            return Ok(None);
+        }
         let st = self.loaded().await?;
         Ok(match (&st.record, &st.token) {
             (Some(_), Some(token)) => Some(crate::csrf::secret_for(token)),
@@ -407,11 +561,15 @@ impl Session {
         if save && !st.pending.is_empty() {
             let pending = std::mem::take(&mut st.pending);
             match st.record.clone() {
+                // Only a cookie session is created on first write: a bearer request has a live
+                // session (or was refused), an access-token request has none to write.
+                None if self.inner.transport != Transport::Cookie => {}
                 None => {
                     let mut data = Map::new();
                     merge_pending(&mut data, pending);
                     if !data.is_empty() {
-                        let record = self.create(None, data, &mut st).await?;
+                        let (record, token) = self.create(None, data).await?;
+                        st.token = Some(token);
                         st.record = Some(Arc::new(record));
                         st.cookie = CookieAction::Set;
                     }
@@ -456,6 +614,9 @@ impl Session {
             let merged = self.inner.manager.store.save(&record.key, &delta).await?;
             st.record = Some(merged);
             st.cookie = CookieAction::Set;
+        }
+        if self.inner.transport != Transport::Cookie {
+            return Ok(None);
         }
         Ok(match st.cookie {
             CookieAction::Keep => None,

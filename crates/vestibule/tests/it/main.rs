@@ -3,6 +3,8 @@
 //! spoken to over real HTTP.
 
 mod api;
+mod bearer;
+mod tokens;
 mod csrf;
 mod robustness;
 mod session_layer;

@@ -267,3 +267,35 @@ pub async fn serve_router(router: axum::Router) -> String {
     });
     format!("http://{addr}")
 }
+
+impl TestApp {
+    /// Logs in with the bearer transport and returns the session token.
+    pub async fn bearer_login(&self, username: &str, password: &str) -> String {
+        let res = self
+            .raw_client()
+            .post(self.url("/auth/login"))
+            .json(&json!({"username": username, "password": password, "transport": "bearer"}))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(res.status(), StatusCode::OK);
+        assert!(
+            res.headers().get("set-cookie").is_none(),
+            "bearer login sets no cookie"
+        );
+        let body: Value = res.json().await.expect("json");
+        body["token"].as_str().expect("token").to_owned()
+    }
+
+    /// A request with `Authorization: Bearer <token>` and no cookies.
+    pub fn with_bearer(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+    ) -> reqwest::RequestBuilder {
+        self.raw_client()
+            .request(method, self.url(path))
+            .header("authorization", format!("Bearer {token}"))
+    }
+}
