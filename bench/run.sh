@@ -148,6 +148,17 @@ SESSION=$(awk -F'\t' '$6 == "vestibule_session" { print $7 }' "$TMP/jar" | tail 
 [ -n "$SESSION" ] || die "no vestibule_session cookie in the login response"
 COOKIE="Cookie: vestibule_session=$SESSION"
 
+# The same user over the bearer transport (issue 3: bearer /auth/me >= 90 % of the cookie's req/s).
+BEARER_BODY=${LOGIN_BODY%\}},\"transport\":\"bearer\"}
+code=$(curl -s -o "$TMP/bearer.json" -w '%{http_code}' --max-time 10 \
+    -H 'content-type: application/json' -d "$BEARER_BODY" "$VEST_URL/auth/login")
+[ "$code" = 200 ] || die "bearer login returned HTTP $code: $(cat "$TMP/bearer.json")"
+BEARER_TOKEN=$(sed -n 's/.*"token":"\(vst_[A-Za-z0-9]*\)".*/\1/p' "$TMP/bearer.json")
+[ -n "$BEARER_TOKEN" ] || die "no token in the bearer login response"
+BEARER="Authorization: Bearer $BEARER_TOKEN"
+code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H "$BEARER" "$VEST_URL/auth/me")
+[ "$code" = 200 ] || die "/auth/me with the bearer token returned HTTP $code"
+
 code=$(curl -s -o "$TMP/me.json" -w '%{http_code}' --max-time 5 -H "$COOKIE" "$VEST_URL/auth/me")
 [ "$code" = 200 ] || die "/auth/me with the cookie returned HTTP $code"
 code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$VEST_URL/auth/me")
@@ -251,6 +262,8 @@ for r in $(seq 1 "$ROUNDS"); do
         fi
         ROWS+=("base-t$t-r$r" "vest-t$t-r$r")
     done
+    run_wrk "bearer-t$THREADS-r$r" "$THREADS" "$DURATION" "$VEST_URL/auth/me" -H "$BEARER"
+    ROWS+=("bearer-t$THREADS-r$r")
     log "login load: 1 login every ${LOGIN_RATE_MS} ms (max $MAX_LOGINS, ${LOGIN_WINDOW}s) while wrk runs"
     login_loop "$TMP/logins-r$r.txt" &
     LOGIN_PID=$!
@@ -315,7 +328,7 @@ FMT='%-18s %11s %8s %8s %8s %8s %8s %9s %7s\n'
     echo
     echo "medians over $ROUNDS round(s):"
     printf '  %-16s %11s %8s %8s\n' run req/s p50_ms p99_ms
-    for kind in "${THREAD_SETS[@]/#/base-t}" "${THREAD_SETS[@]/#/vest-t}" "vest-login-t$THREADS"; do
+    for kind in "${THREAD_SETS[@]/#/base-t}" "${THREAD_SETS[@]/#/vest-t}" "bearer-t$THREADS" "vest-login-t$THREADS"; do
         # shellcheck disable=SC2046
         printf '  %-16s %11s %8s %8s\n' "$kind" "$(median $(rounds_of rps "$kind"))" \
             "$(median $(rounds_of p50 "$kind"))" "$(median $(rounds_of p99 "$kind"))"
@@ -330,6 +343,9 @@ FMT='%-18s %11s %8s %8s %8s %8s %8s %9s %7s\n'
         m=$(ratio "$(median $(rounds_of rps "vest-t$t"))" "$(median $(rounds_of rps "base-t$t"))")
         echo "ratio -t$t:    vestibule / bare axum = $m % (ratio of medians; per round: ${per_round[*]})   target >= 70 %: $(verdict "$m" 70 '>=')"
     done
+    # shellcheck disable=SC2046
+    bm=$(ratio "$(median $(rounds_of rps "bearer-t$THREADS"))" "$(median $(rounds_of rps "vest-t$THREADS"))")
+    echo "bearer:       bearer / cookie /auth/me = $bm % (-t$THREADS, ratio of medians)   target >= 90 %: $(verdict "$bm" 90 '>=')"
     # shellcheck disable=SC2046
     p99m=$(median $(rounds_of p99 "vest-login-t$THREADS"))
     echo "login load:   p99 /auth/me at -c$CONNS while logging in = $p99m ms (median; per round: $(rounds_of p99 "vest-login-t$THREADS" | tr '\n' ' '| sed 's/ $//'))   target < 5 ms: $(verdict "$p99m" 5 '<')"
