@@ -3,14 +3,19 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use axum::http::{HeaderName, Method};
+
+use crate::cors::{self, CorsConfig};
 use crate::csrf::CsrfConfig;
 use crate::origin::Origin;
+use crate::origins::{CookieOverrides, OriginPattern, OriginsPolicy};
 use crate::session::{CookieConfig, DEFAULT_COOKIE_NAME, SessionConfig};
 
 /// The file read from the working directory when no `--config` is given.
@@ -50,6 +55,16 @@ pub struct RawConfig {
     /// The URL browsers use to reach this server; decides `Secure` and the CSRF own origin.
     /// Default: `http://localhost:<port>` for a loopback or wildcard listen address.
     pub public_url: Option<String>,
+    /// The origins of the single-page apps that call this API from a browser, exact
+    /// (`https://www.acme.com`) or anchored patterns (`https://*.preview.acme.com`). The CORS
+    /// allowlist, the CSRF trusted origins and the cookie's `SameSite`/`Secure`/`Partitioned`
+    /// are derived from them. In the environment, a comma-separated list.
+    #[serde(deserialize_with = "list_or_csv")]
+    pub spa_origins: Vec<String>,
+    /// Mounts `GET /auth/_debug`, which reports what the server saw of a request (header and
+    /// cookie names, never values) and which browser rule drops the cookie. Development only;
+    /// `--demo` does not turn it on.
+    pub debug_endpoint: bool,
     /// SQLite file (or `sqlite://path`) for users and sessions.
     pub database_url: String,
     /// Demo mode: signup on, and the URL printed at start-up.
@@ -62,6 +77,10 @@ pub struct RawConfig {
     pub auth: RawAuth,
     /// CSRF settings.
     pub csrf: RawCsrf,
+    /// CORS settings (the allowed origins are `spa_origins`).
+    pub cors: RawCors,
+    /// Bearer (API) token settings.
+    pub tokens: RawTokens,
     /// Request limits.
     pub limits: RawLimits,
 }
@@ -80,8 +99,12 @@ pub struct RawSession {
     pub touch_interval: String,
     /// Cookie base name (a `__Host-` prefix is added over https).
     pub cookie_name: String,
-    /// Cookie `Domain`; unset means host-only (recommended).
+    /// Cookie `Domain`; unset means host-only (recommended). Must cover the API host and must
+    /// not be a public suffix.
     pub cookie_domain: Option<String>,
+    /// Overrides the derived `SameSite` (`lax`, `strict` or `none`); unset: `lax`, or `none`
+    /// (with `Secure; Partitioned`) when an SPA origin is cross-site with the API.
+    pub same_site: Option<String>,
     /// Sessions kept in memory by the memory store or the read cache.
     pub cache_capacity: u64,
     /// How often expired sessions are purged ("10m").
@@ -104,10 +127,107 @@ pub struct RawAuth {
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawCsrf {
-    /// Origins besides this server's own allowed to make cookie-authenticated writes. In the
+    /// Origins (or `https://*.acme.com` patterns) trusted for cookie-authenticated writes in
+    /// addition to this server's own and `spa_origins`, e.g. a form-posting admin site. In the
     /// environment, a comma-separated list.
     #[serde(deserialize_with = "list_or_csv")]
     pub trusted_origins: Vec<String>,
+}
+
+/// `[cors]`. The allowed origins are not here: they are `spa_origins`, shared with CSRF.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawCors {
+    /// `Access-Control-Allow-Credentials: true`, needed for the session cookie.
+    pub allow_credentials: bool,
+    /// Methods a preflight may ask for.
+    #[serde(deserialize_with = "list_or_csv")]
+    pub allow_methods: Vec<String>,
+    /// Request headers a preflight may ask for.
+    #[serde(deserialize_with = "list_or_csv")]
+    pub allow_headers: Vec<String>,
+    /// Response headers the page may read.
+    #[serde(deserialize_with = "list_or_csv")]
+    pub expose_headers: Vec<String>,
+    /// How long browsers may cache a preflight answer ("10m", or seconds).
+    pub max_age: RawDuration,
+    /// Path prefixes CORS applies to.
+    #[serde(deserialize_with = "list_or_csv")]
+    pub paths: Vec<String>,
+    /// Answer Private Network Access preflights.
+    pub allow_private_network: bool,
+}
+
+/// A duration written as text ("10m", "600s") or as a number of seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RawDuration {
+    /// Whole seconds.
+    Seconds(u64),
+    /// Human-readable, parsed by `humantime`.
+    Text(String),
+}
+
+/// `[tokens]`: bearer tokens for clients that cannot use the cookie.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawTokens {
+    /// Lifetime of a new token when the request names none.
+    pub default_expiry_days: u32,
+    /// Longest lifetime a token may be given.
+    pub max_expiry_days: u32,
+    /// Live tokens one user may hold.
+    pub per_user_limit: u32,
+    /// Whether changing the password revokes the user's tokens.
+    pub revoke_on_password_change: bool,
+}
+
+/// Validated bearer-token settings: bounds that keep a leaked token from living forever and a
+/// user from minting unbounded rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenSettings {
+    /// Lifetime of a new token when the request names none (30 days).
+    pub default_expiry: Duration,
+    /// Longest lifetime a token may be given (365 days).
+    pub max_expiry: Duration,
+    /// Live tokens one user may hold (50).
+    pub per_user_limit: u32,
+    /// Whether a password change revokes the user's tokens (true), like it ends their sessions.
+    pub revoke_on_password_change: bool,
+}
+
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+impl TokenSettings {
+    /// The expiry of a token created now for `requested_days` (or the default lifetime).
+    ///
+    /// # Errors
+    /// A message naming the allowed range when the request is 0 or above the maximum.
+    pub fn expiry_for(
+        &self,
+        requested_days: Option<u32>,
+    ) -> Result<crate::session::UnixTime, String> {
+        let max_days = self.max_expiry.as_secs() / DAY.as_secs();
+        let days = requested_days.map_or(self.default_expiry.as_secs() / DAY.as_secs(), u64::from);
+        if days == 0 || days > max_days {
+            return Err(format!(
+                "expires_in_days must be between 1 and {max_days} (tokens.max_expiry_days)"
+            ));
+        }
+        let secs = i64::try_from(days * DAY.as_secs()).unwrap_or(i64::MAX / 2);
+        Ok(crate::session::now() + secs)
+    }
+}
+
+impl Default for TokenSettings {
+    fn default() -> Self {
+        Self {
+            default_expiry: DAY * 30,
+            max_expiry: DAY * 365,
+            per_user_limit: 50,
+            revoke_on_password_change: true,
+        }
+    }
 }
 
 /// `[limits]`.
@@ -123,12 +243,16 @@ impl Default for RawConfig {
         Self {
             listen: "127.0.0.1:8000".into(),
             public_url: None,
+            spa_origins: Vec::new(),
+            debug_endpoint: false,
             database_url: "vestibule.db".into(),
             demo: false,
             log_format: LogFormat::Human,
             session: RawSession::default(),
             auth: RawAuth::default(),
             csrf: RawCsrf::default(),
+            cors: RawCors::default(),
+            tokens: RawTokens::default(),
             limits: RawLimits::default(),
         }
     }
@@ -143,6 +267,7 @@ impl Default for RawSession {
             touch_interval: "5m".into(),
             cookie_name: DEFAULT_COOKIE_NAME.into(),
             cookie_domain: None,
+            same_site: None,
             cache_capacity: 100_000,
             purge_interval: "10m".into(),
         }
@@ -155,6 +280,31 @@ impl Default for RawAuth {
             signup: false,
             min_password_length: 8,
             hash_parallelism: None,
+        }
+    }
+}
+
+impl Default for RawCors {
+    fn default() -> Self {
+        Self {
+            allow_credentials: true,
+            allow_methods: cors::DEFAULT_METHODS.map(str::to_owned).to_vec(),
+            allow_headers: cors::DEFAULT_ALLOW_HEADERS.map(str::to_owned).to_vec(),
+            expose_headers: cors::DEFAULT_EXPOSE_HEADERS.map(str::to_owned).to_vec(),
+            max_age: RawDuration::Seconds(cors::DEFAULT_MAX_AGE.as_secs()),
+            paths: vec!["/".into()],
+            allow_private_network: false,
+        }
+    }
+}
+
+impl Default for RawTokens {
+    fn default() -> Self {
+        Self {
+            default_expiry_days: 30,
+            max_expiry_days: 365,
+            per_user_limit: 50,
+            revoke_on_password_change: true,
         }
     }
 }
@@ -219,6 +369,15 @@ pub struct Config {
     pub listen: SocketAddr,
     /// The origin browsers reach the server at.
     pub public_origin: Origin,
+    /// The browser-origins policy everything below is derived from (also the state of the
+    /// `/auth/_debug` handler).
+    pub origins: Arc<OriginsPolicy>,
+    /// CORS, derived from `spa_origins` and `[cors]`.
+    pub cors: CorsConfig,
+    /// Bearer-token bounds.
+    pub tokens: TokenSettings,
+    /// Whether `GET /auth/_debug` is mounted.
+    pub debug_endpoint: bool,
     /// The SQLite file.
     pub database_path: PathBuf,
     /// Demo mode.
@@ -239,7 +398,7 @@ pub struct Config {
     pub min_password_length: usize,
     /// Concurrent password hashes.
     pub hash_parallelism: usize,
-    /// CSRF origins.
+    /// CSRF origins: this server's, `spa_origins` and `csrf.trusted_origins`.
     pub csrf: CsrfConfig,
     /// Largest request body in bytes.
     pub body_limit: usize,
@@ -283,19 +442,13 @@ impl RawConfig {
     /// # Errors
     /// [`ConfigError::Invalid`] listing each problem with its key.
     pub fn validate(self) -> Result<Config, ConfigError> {
-        let mut problems = Vec::new();
+        let mut p = Problems::default();
         let mut warnings = Vec::new();
-        let mut problem = |key: &str, message: String| {
-            problems.push(Problem {
-                key: key.into(),
-                message,
-            })
-        };
 
         let listen: Option<SocketAddr> = match self.listen.parse() {
             Ok(a) => Some(a),
             Err(_) => {
-                problem(
+                p.add(
                     "listen",
                     format!("{:?} is not ip:port (e.g. 127.0.0.1:8000)", self.listen),
                 );
@@ -309,10 +462,11 @@ impl RawConfig {
             Some(a) => format!("http://{a}"),
             None => "http://localhost:8000".into(),
         });
-        let public_origin = match Origin::parse(public_url.trim_end_matches('/')) {
+        // A URL, so one trailing slash is tolerated here (not in the origin lists).
+        let public_origin = match Origin::parse_config(public_url.trim_end_matches('/')) {
             Ok(o) => Some(o),
             Err(e) => {
-                problem(
+                p.add(
                     "public_url",
                     format!("{e}; give the origin browsers use, e.g. https://api.acme.com"),
                 );
@@ -320,30 +474,20 @@ impl RawConfig {
             }
         };
         let database_path = match crate::db::sqlite_path(&self.database_url) {
-            Ok(p) => Some(p),
+            Ok(path) => Some(path),
             Err(e) => {
-                problem("database_url", e.to_string());
+                p.add("database_url", e.to_string());
                 None
             }
         };
-        let mut duration = |key: &str, v: &str| match humantime::parse_duration(v) {
-            Ok(d) if d.as_secs() > 0 => Some(d),
-            _ => {
-                problem(
-                    key,
-                    format!("{v:?} is not a duration like \"14d\", \"30m\" or \"90s\""),
-                );
-                None
-            }
-        };
-        let idle = duration("session.idle_timeout", &self.session.idle_timeout);
-        let absolute = duration("session.absolute_timeout", &self.session.absolute_timeout);
-        let touch = duration("session.touch_interval", &self.session.touch_interval);
-        let purge = duration("session.purge_interval", &self.session.purge_interval);
+        let idle = p.duration("session.idle_timeout", &self.session.idle_timeout);
+        let absolute = p.duration("session.absolute_timeout", &self.session.absolute_timeout);
+        let touch = p.duration("session.touch_interval", &self.session.touch_interval);
+        let purge = p.duration("session.purge_interval", &self.session.purge_interval);
         if let (Some(i), Some(a)) = (idle, absolute)
             && i > a
         {
-            problem(
+            p.add(
                 "session.idle_timeout",
                 "is longer than session.absolute_timeout, which caps it".into(),
             );
@@ -351,7 +495,7 @@ impl RawConfig {
         if let (Some(i), Some(t)) = (idle, touch)
             && t >= i
         {
-            problem(
+            p.add(
                 "session.touch_interval",
                 "must be shorter than session.idle_timeout, or sessions expire while in use".into(),
             );
@@ -362,7 +506,7 @@ impl RawConfig {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
         {
-            problem(
+            p.add(
                 "session.cookie_name",
                 format!(
                     "{name:?} must be ASCII letters, digits, _ or - (prefixes are added automatically)"
@@ -370,18 +514,24 @@ impl RawConfig {
             );
         }
         if self.session.cache_capacity == 0 {
-            problem("session.cache_capacity", "must be at least 1".into());
+            p.add("session.cache_capacity", "must be at least 1".into());
         }
-        let mut trusted = Vec::new();
-        for (i, o) in self.csrf.trusted_origins.iter().enumerate() {
-            match Origin::parse(o) {
-                Ok(o) => trusted.push(o),
-                Err(e) => problem(
-                    &format!("csrf.trusted_origins[{i}]"),
-                    format!("{e}; write scheme://host[:port], e.g. http://localhost:3000"),
-                ),
+        let same_site = self.session.same_site.as_deref().and_then(|v| {
+            let parsed = crate::origins::parse_same_site(v);
+            if parsed.is_none() {
+                p.add(
+                    "session.same_site",
+                    format!(
+                        "{v:?} must be lax, strict or none (or unset to derive it from spa_origins)"
+                    ),
+                );
             }
-        }
+            parsed
+        });
+        let spa = p.patterns("spa_origins", &self.spa_origins);
+        let extra = p.patterns("csrf.trusted_origins", &self.csrf.trusted_origins);
+        let cors_settings = p.cors(&self.cors, &mut warnings);
+        let tokens = p.tokens(&self.tokens);
         if self.auth.min_password_length < 8 {
             warnings.push(format!(
                 "auth.min_password_length = {} is below 8, the minimum NIST SP 800-63B and OWASP ASVS accept",
@@ -389,29 +539,45 @@ impl RawConfig {
             ));
         }
         if self.limits.body_bytes < 1024 {
-            problem(
+            p.add(
                 "limits.body_bytes",
                 "must be at least 1024 so login bodies fit".into(),
             );
         }
-        if let Some(origin) = &public_origin {
-            if origin.scheme() == "http" && origin.is_loopback() {
+
+        let policy = public_origin.as_ref().and_then(|origin| {
+            let overrides = CookieOverrides {
+                domain: self.session.cookie_domain.clone(),
+                same_site,
+            };
+            match OriginsPolicy::new_keyed(origin.clone(), spa, extra, overrides) {
+                Ok((policy, mut said)) => {
+                    warnings.append(&mut said);
+                    Some(policy)
+                }
+                Err(mut found) => {
+                    p.0.append(&mut found);
+                    None
+                }
+            }
+        });
+        if let (Some(origin), Some(policy)) = (&public_origin, &policy) {
+            if origin.scheme() == "http" && origin.is_loopback() && !policy.cookie().secure {
                 warnings.push(format!(
                     "public_url {origin} is plain-http loopback: the session cookie is sent without Secure (development only; browsers treat localhost as secure)"
                 ));
-            } else if origin.scheme() == "http" {
+            } else if origin.scheme() == "http" && !origin.is_loopback() {
                 warnings.push(format!(
                     "public_url {origin} is plain http on a non-loopback host: the session cookie cannot be Secure and travels in clear; use https in production"
                 ));
             }
-            for t in &trusted {
-                if t.scheme() == "https" && origin.scheme() == "http" {
-                    warnings.push(format!("trusted origin {t} is https but this server is http: browsers block the calls as mixed content"));
-                }
-            }
         }
-        if self.session.cookie_domain.is_some() {
-            warnings.push("session.cookie_domain is set: the cookie is shared with every subdomain, and the __Host- prefix cannot be used".into());
+        if self.debug_endpoint {
+            let exposed = public_origin.as_ref().is_none_or(|o| !o.is_loopback());
+            warnings.push(format!(
+                "debug_endpoint is on: GET /auth/_debug tells any caller which headers and cookie names arrive and how the origins policy judges them{}",
+                if exposed { "; this public_url is not loopback: turn it off outside development" } else { "" }
+            ));
         }
 
         let (
@@ -422,6 +588,9 @@ impl RawConfig {
             Some(absolute),
             Some(touch),
             Some(purge),
+            Some(policy),
+            Some(cors_settings),
+            Some(tokens),
         ) = (
             listen,
             public_origin,
@@ -430,12 +599,15 @@ impl RawConfig {
             absolute,
             touch,
             purge,
+            policy,
+            cors_settings,
+            tokens,
         )
         else {
-            return Err(ConfigError::Invalid(problems));
+            return Err(ConfigError::Invalid(p.0));
         };
-        if !problems.is_empty() {
-            return Err(ConfigError::Invalid(problems));
+        if !p.0.is_empty() {
+            return Err(ConfigError::Invalid(p.0));
         }
         let public_url = url::Url::parse(&public_origin.to_string()).map_err(|e| {
             ConfigError::Invalid(vec![Problem {
@@ -443,11 +615,27 @@ impl RawConfig {
                 message: e.to_string(),
             }])
         })?;
-        let cookie = CookieConfig::for_public_url(
+        let derived = policy.cookie().clone();
+        let mut cookie = CookieConfig::for_public_url(
             &public_url,
             &self.session.cookie_name,
-            self.session.cookie_domain.clone(),
+            derived.domain.clone(),
         );
+        cookie.secure = derived.secure;
+        cookie.same_site = derived.same_site;
+        cookie.partitioned = derived.partitioned;
+        let policy = policy.with_cookie_name(cookie.name.clone());
+        let cors = CorsConfig {
+            allowed_origins: policy.cors_allowed_origins(),
+            ..cors_settings
+        };
+        if let Err(found) = cors.validate() {
+            return Err(ConfigError::Invalid(found));
+        }
+        let csrf = CsrfConfig {
+            own_origin: public_origin.clone(),
+            trusted_origins: policy.csrf_trusted_origins(),
+        };
         Ok(Config {
             listen,
             database_path,
@@ -468,13 +656,160 @@ impl RawConfig {
                 .auth
                 .hash_parallelism
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from)),
-            csrf: CsrfConfig {
-                own_origin: public_origin.clone(),
-                trusted_origins: trusted,
-            },
+            csrf,
+            cors,
+            tokens,
+            debug_endpoint: self.debug_endpoint,
+            origins: Arc::new(policy),
             public_origin,
             body_limit: self.limits.body_bytes,
             warnings,
+        })
+    }
+}
+
+/// The problems found so far, with the parsers that add to them.
+#[derive(Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn add(&mut self, key: &str, message: String) {
+        self.0.push(Problem {
+            key: key.into(),
+            message,
+        });
+    }
+
+    fn duration(&mut self, key: &str, v: &str) -> Option<Duration> {
+        match humantime::parse_duration(v) {
+            Ok(d) if d.as_secs() > 0 => Some(d),
+            _ => {
+                self.add(
+                    key,
+                    format!("{v:?} is not a duration like \"14d\", \"30m\" or \"90s\""),
+                );
+                None
+            }
+        }
+    }
+
+    /// Parses an origin list, keeping each entry's key for later messages.
+    fn patterns(&mut self, key: &str, items: &[String]) -> Vec<(String, OriginPattern)> {
+        let mut out = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let (mut parsed, mut found) =
+                crate::origins::parse_patterns(key, std::slice::from_ref(item));
+            for f in &mut found {
+                f.key = format!("{key}[{i}]");
+            }
+            self.0.append(&mut found);
+            if let Some(pattern) = parsed.pop() {
+                out.push((format!("{key}[{i}]"), pattern));
+            }
+        }
+        out
+    }
+
+    /// `[cors]` without the origins (those come from the policy).
+    fn cors(&mut self, raw: &RawCors, warnings: &mut Vec<String>) -> Option<CorsConfig> {
+        let before = self.0.len();
+        let mut methods = Vec::new();
+        for (i, m) in raw.allow_methods.iter().enumerate() {
+            match Method::from_bytes(m.trim().to_ascii_uppercase().as_bytes()) {
+                Ok(m) => methods.push(m),
+                Err(_) => self.add(
+                    &format!("cors.allow_methods[{i}]"),
+                    format!("{m:?} is not an HTTP method"),
+                ),
+            }
+        }
+        let mut names = |key: &str, list: &[String]| {
+            let mut out = Vec::new();
+            for (i, h) in list.iter().enumerate() {
+                match HeaderName::from_bytes(h.trim().to_ascii_lowercase().as_bytes()) {
+                    Ok(h) => out.push(h),
+                    Err(_) => self.add(
+                        &format!("{key}[{i}]"),
+                        format!("{h:?} is not a header name"),
+                    ),
+                }
+            }
+            out
+        };
+        let allow_headers = names("cors.allow_headers", &raw.allow_headers);
+        let expose_headers = names("cors.expose_headers", &raw.expose_headers);
+        let max_age = match &raw.max_age {
+            RawDuration::Seconds(s) => Some(Duration::from_secs(*s)),
+            RawDuration::Text(t) => match humantime::parse_duration(t) {
+                Ok(d) => Some(d),
+                Err(_) => {
+                    self.add(
+                        "cors.max_age",
+                        format!("{t:?} is not a duration like \"10m\" or a number of seconds"),
+                    );
+                    None
+                }
+            },
+        };
+        if max_age.is_some_and(|d| d > Duration::from_secs(7200)) {
+            warnings.push("cors.max_age is over 2 hours: Chromium caps preflight caching at 2 hours (Firefox at 24 hours)".into());
+        }
+        if !raw.allow_credentials {
+            warnings.push("cors.allow_credentials = false: browsers hide every cookie-authenticated answer from cross-origin pages and fail their preflights (rule 3); only bearer tokens work cross-origin".into());
+        }
+        for needed in ["content-type", "x-csrf-token"] {
+            if !allow_headers
+                .iter()
+                .any(|h| h.as_str() == needed || h.as_str() == "*")
+            {
+                warnings.push(format!(
+                    "cors.allow_headers lacks {needed}: cross-origin calls that send it fail their preflight and are never sent (rule 3)"
+                ));
+            }
+        }
+        let config = CorsConfig {
+            allowed_origins: Vec::new(),
+            allow_credentials: raw.allow_credentials,
+            allow_methods: methods,
+            allow_headers,
+            expose_headers,
+            max_age: max_age.unwrap_or(cors::DEFAULT_MAX_AGE),
+            paths: raw.paths.iter().map(|p| p.trim().to_owned()).collect(),
+            allow_private_network: raw.allow_private_network,
+        };
+        if self.0.len() == before
+            && let Err(mut found) = config.validate()
+        {
+            self.0.append(&mut found);
+        }
+        (self.0.len() == before).then_some(config)
+    }
+
+    fn tokens(&mut self, raw: &RawTokens) -> Option<TokenSettings> {
+        let before = self.0.len();
+        if raw.default_expiry_days == 0 {
+            self.add("tokens.default_expiry_days", "must be at least 1".into());
+        }
+        if raw.max_expiry_days == 0 {
+            self.add("tokens.max_expiry_days", "must be at least 1".into());
+        }
+        if raw.default_expiry_days > raw.max_expiry_days {
+            self.add(
+                "tokens.default_expiry_days",
+                "is longer than tokens.max_expiry_days, which caps it".into(),
+            );
+        }
+        if raw.per_user_limit == 0 {
+            self.add(
+                "tokens.per_user_limit",
+                "must be at least 1 (set no [tokens] to keep the default of 50)".into(),
+            );
+        }
+        (self.0.len() == before).then(|| TokenSettings {
+            default_expiry: DAY * raw.default_expiry_days,
+            max_expiry: DAY * raw.max_expiry_days,
+            per_user_limit: raw.per_user_limit,
+            revoke_on_password_change: raw.revoke_on_password_change,
         })
     }
 }
@@ -535,5 +870,395 @@ mod tests {
         assert!(
             matches!(raw.validate(), Err(ConfigError::Invalid(p)) if p[0].key == "session.idle_timeout")
         );
+    }
+
+    type Tweak = fn(&mut RawConfig);
+
+    fn acme(raw: &mut RawConfig) {
+        raw.public_url = Some("https://api.acme.com".into());
+    }
+
+    fn strs(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn one_declaration_derives_cors_csrf_and_cookie() {
+        let mut raw = RawConfig::default();
+        acme(&mut raw);
+        raw.spa_origins = strs(&["https://www.acme.com", "https://*.preview.acme.com"]);
+        let c = raw.validate().expect("valid");
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let cookie = &c.session.cookie;
+        assert_eq!(cookie.name, "__Host-vestibule_session");
+        assert!(cookie.secure && cookie.domain.is_none());
+        assert_eq!(cookie.same_site, cookie::SameSite::Lax);
+        assert!(!c.origins.cookie().partitioned);
+        let cors: Vec<String> = c
+            .cors
+            .allowed_origins
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            cors,
+            [
+                "https://api.acme.com",
+                "https://www.acme.com",
+                "https://*.preview.acme.com"
+            ]
+        );
+        let csrf: Vec<String> = c
+            .csrf
+            .trusted_origins
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(csrf, ["https://www.acme.com", "https://*.preview.acme.com"]);
+        assert!(c.cors.allow_credentials);
+        assert_eq!(c.cors.max_age, Duration::from_secs(600));
+        assert_eq!(c.tokens, TokenSettings::default());
+        assert_eq!(c.tokens.default_expiry, Duration::from_secs(30 * 86400));
+        assert!(!c.debug_endpoint);
+        assert_eq!(c.origins.cookie_name(), "__Host-vestibule_session");
+    }
+
+    #[test]
+    fn cross_site_spa_gets_a_partitioned_none_cookie() {
+        let mut raw = RawConfig::default();
+        acme(&mut raw);
+        raw.spa_origins = strs(&["https://acme-web.vercel.app"]);
+        let c = raw.validate().expect("valid");
+        assert_eq!(c.session.cookie.same_site, cookie::SameSite::None);
+        assert!(c.session.cookie.secure);
+        assert!(c.origins.cookie().partitioned);
+        assert!(c.warnings.iter().any(|w| w.contains("same-origin proxy")));
+    }
+
+    #[test]
+    fn lists_and_durations_read_from_toml_and_csv() {
+        let raw: RawConfig = Figment::from(Serialized::defaults(RawConfig::default()))
+            .merge(Toml::string(
+                "spa_origins = \"https://www.acme.com, https://*.preview.acme.com\"\n\
+                 debug_endpoint = true\n\
+                 [session]\nsame_site = \"Strict\"\n\
+                 [cors]\nmax_age = 60\nallow_headers = \"content-type,x-csrf-token,x-custom\"\npaths = [\"/auth\"]\n\
+                 [tokens]\ndefault_expiry_days = 7\n",
+            ))
+            .extract()
+            .expect("reads");
+        assert_eq!(raw.spa_origins.len(), 2);
+        assert_eq!(raw.cors.max_age, RawDuration::Seconds(60));
+        assert_eq!(raw.session.same_site.as_deref(), Some("Strict"));
+        let mut raw = raw;
+        acme(&mut raw);
+        let c = raw.validate().expect("valid");
+        assert_eq!(c.session.cookie.same_site, cookie::SameSite::Strict);
+        assert_eq!(c.cors.max_age, Duration::from_secs(60));
+        assert_eq!(c.cors.paths, ["/auth"]);
+        assert_eq!(c.cors.allow_headers.len(), 3);
+        assert!(c.debug_endpoint);
+        assert_eq!(c.tokens.default_expiry, Duration::from_secs(7 * 86400));
+        let text: RawConfig = Figment::from(Serialized::defaults(RawConfig::default()))
+            .merge(Toml::string("[cors]\nmax_age = \"2m\"\n"))
+            .extract()
+            .expect("reads");
+        assert_eq!(
+            text.validate().expect("valid").cors.max_age,
+            Duration::from_secs(120)
+        );
+    }
+
+    #[test]
+    fn every_start_up_error_names_its_key() {
+        let cases: Vec<(Tweak, &str, &str)> = vec![
+            (
+                |r| r.spa_origins = strs(&["*"]),
+                "spa_origins[0]",
+                "every site",
+            ),
+            (
+                |r| r.spa_origins = strs(&["http://localhost:3000", "http://localhost:3001/"]),
+                "spa_origins[1]",
+                "trailing /",
+            ),
+            (
+                |r| r.spa_origins = strs(&["http://localhost:3000/app"]),
+                "spa_origins[0]",
+                "no path",
+            ),
+            (
+                |r| r.spa_origins = strs(&["http://localhost:3000?x=1"]),
+                "spa_origins[0]",
+                "query",
+            ),
+            (
+                |r| r.spa_origins = strs(&["localhost:3000"]),
+                "spa_origins[0]",
+                "missing scheme",
+            ),
+            (
+                |r| r.spa_origins = strs(&["null"]),
+                "spa_origins[0]",
+                "never be trusted",
+            ),
+            (
+                |r| {
+                    acme(r);
+                    r.spa_origins = strs(&["https://*.vercel.app"])
+                },
+                "spa_origins[0]",
+                "public suffix",
+            ),
+            (
+                |r| {
+                    acme(r);
+                    r.spa_origins = strs(&["https://www.*.acme.com"])
+                },
+                "spa_origins[0]",
+                "first label",
+            ),
+            (
+                |r| r.spa_origins = strs(&["http://127.0.0.1:3000"]),
+                "spa_origins[0]",
+                "different sites",
+            ),
+            (
+                |r| {
+                    r.public_url = Some("http://127.0.0.1:8000".into());
+                    r.spa_origins = strs(&["http://localhost:3000"])
+                },
+                "spa_origins[0]",
+                "localhost and 127.0.0.1",
+            ),
+            (
+                |r| {
+                    r.public_url = Some("http://api.acme.test".into());
+                    r.spa_origins = strs(&["http://www.other.test"])
+                },
+                "spa_origins[0]",
+                "rule 6",
+            ),
+            (
+                |r| r.spa_origins = strs(&["https://www.acme.com"]),
+                "spa_origins[0]",
+                "mixed content",
+            ),
+            (
+                |r| r.csrf.trusted_origins = strs(&["https://*.acme.com"]),
+                "csrf.trusted_origins[0]",
+                "mixed content",
+            ),
+            (
+                |r| r.csrf.trusted_origins = strs(&["http://a.test/"]),
+                "csrf.trusted_origins[0]",
+                "trailing /",
+            ),
+            (
+                |r| {
+                    r.public_url = Some("http://api.acme.test".into());
+                    r.session.same_site = Some("none".into())
+                },
+                "session.same_site",
+                "rule 5",
+            ),
+            (
+                |r| r.session.same_site = Some("sometimes".into()),
+                "session.same_site",
+                "lax, strict or none",
+            ),
+            (
+                |r| {
+                    acme(r);
+                    r.session.cookie_domain = Some("www.acme.com".into())
+                },
+                "session.cookie_domain",
+                "does not cover",
+            ),
+            (
+                |r| {
+                    r.public_url = Some("https://acme-api.fly.dev".into());
+                    r.session.cookie_domain = Some("fly.dev".into())
+                },
+                "session.cookie_domain",
+                "public suffix",
+            ),
+            (
+                |r| {
+                    acme(r);
+                    r.session.cookie_domain = Some("com".into())
+                },
+                "session.cookie_domain",
+                "public suffix",
+            ),
+            (
+                |r| r.cors.allow_headers.push("*".into()),
+                "cors.allow_headers",
+                "allows nothing",
+            ),
+            (
+                |r| r.cors.allow_methods = strs(&["*"]),
+                "cors.allow_methods",
+                "allows nothing",
+            ),
+            (
+                |r| r.cors.expose_headers = strs(&["*"]),
+                "cors.expose_headers",
+                "allows nothing",
+            ),
+            (
+                |r| r.cors.allow_methods.clear(),
+                "cors.allow_methods",
+                "is empty",
+            ),
+            (
+                |r| r.cors.allow_methods = strs(&["GE T"]),
+                "cors.allow_methods[0]",
+                "not an HTTP method",
+            ),
+            (
+                |r| r.cors.allow_headers = strs(&["content-type", "bad header"]),
+                "cors.allow_headers[1]",
+                "not a header name",
+            ),
+            (
+                |r| r.cors.max_age = RawDuration::Text("soon".into()),
+                "cors.max_age",
+                "not a duration",
+            ),
+            (
+                |r| r.cors.paths = strs(&["auth"]),
+                "cors.paths[0]",
+                "starting with /",
+            ),
+            (
+                |r| r.tokens.default_expiry_days = 0,
+                "tokens.default_expiry_days",
+                "at least 1",
+            ),
+            (
+                |r| r.tokens.max_expiry_days = 10,
+                "tokens.default_expiry_days",
+                "caps it",
+            ),
+            (
+                |r| r.tokens.per_user_limit = 0,
+                "tokens.per_user_limit",
+                "at least 1",
+            ),
+            (
+                |r| r.public_url = Some("api.acme.com".into()),
+                "public_url",
+                "missing scheme",
+            ),
+        ];
+        for (tweak, key, why) in cases {
+            let mut raw = RawConfig::default();
+            tweak(&mut raw);
+            let Err(ConfigError::Invalid(problems)) = raw.validate() else {
+                panic!("{key}: must be invalid")
+            };
+            assert!(
+                problems
+                    .iter()
+                    .any(|p| p.key == key && p.message.contains(why)),
+                "want {key} / {why:?}, got {problems:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_start_up_warning_is_said() {
+        let cases: Vec<(Tweak, &str)> = vec![
+            (
+                |r| {
+                    acme(r);
+                    r.spa_origins = strs(&["https://app.other.com"])
+                },
+                "SameSite=None; Secure; Partitioned",
+            ),
+            (
+                |r| {
+                    acme(r);
+                    r.spa_origins = strs(&["https://app.other.com"])
+                },
+                "Safari",
+            ),
+            (
+                |r| {
+                    acme(r);
+                    r.spa_origins = strs(&["http://localhost:3000"])
+                },
+                "plain http while public_url is https",
+            ),
+            (
+                |r| {
+                    acme(r);
+                    r.spa_origins = strs(&["https://api.acme.com"])
+                },
+                "unnecessary",
+            ),
+            (
+                |r| {
+                    acme(r);
+                    r.session.same_site = Some("strict".into())
+                },
+                "e-mail link",
+            ),
+            (
+                |r| {
+                    acme(r);
+                    r.session.same_site = Some("lax".into());
+                    r.spa_origins = strs(&["https://app.other.com"])
+                },
+                "never sent",
+            ),
+            (
+                |r| {
+                    acme(r);
+                    r.session.cookie_domain = Some("acme.com".into())
+                },
+                "every subdomain",
+            ),
+            (
+                |r| r.spa_origins = strs(&["http://www.acme.test"]),
+                "plain-http loopback",
+            ),
+            (
+                |r| r.cors.max_age = RawDuration::Text("3h".into()),
+                "2 hours",
+            ),
+            (|r| r.cors.allow_credentials = false, "rule 3"),
+            (
+                |r| r.cors.allow_headers = strs(&["content-type"]),
+                "lacks x-csrf-token",
+            ),
+            (|r| r.debug_endpoint = true, "/auth/_debug"),
+            (
+                |r| {
+                    acme(r);
+                    r.debug_endpoint = true
+                },
+                "turn it off",
+            ),
+            (|_| {}, "without Secure"),
+            (
+                |r| r.public_url = Some("http://api.acme.test".into()),
+                "travels in clear",
+            ),
+            (|r| r.auth.min_password_length = 6, "below 8"),
+        ];
+        for (tweak, want) in cases {
+            let mut raw = RawConfig::default();
+            tweak(&mut raw);
+            let c = raw
+                .validate()
+                .unwrap_or_else(|e| panic!("{want}: must be valid: {e}"));
+            assert!(
+                c.warnings.iter().any(|w| w.contains(want)),
+                "want {want:?} in {:#?}",
+                c.warnings
+            );
+        }
     }
 }

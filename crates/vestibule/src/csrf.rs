@@ -30,6 +30,7 @@ use tower::{Layer, Service};
 
 use crate::error::{Error, ErrorCode};
 use crate::origin::Origin;
+use crate::origins::OriginPattern;
 use crate::session::{Session, Transport};
 use crate::token::{SecretToken, fill_fast_random};
 
@@ -74,13 +75,14 @@ fn verify(masked: &str, secret: &[u8; 32]) -> bool {
 pub struct CsrfConfig {
     /// This server's public origin.
     pub own_origin: Origin,
-    /// Other origins allowed to write with the cookie (the SPA's origin when it is cross-origin).
-    pub trusted_origins: Vec<Origin>,
+    /// Other origins allowed to write with the cookie (the SPA origins when they are
+    /// cross-origin): exact, or anchored patterns like `https://*.preview.acme.com`.
+    pub trusted_origins: Vec<OriginPattern>,
 }
 
 impl CsrfConfig {
     fn is_trusted(&self, origin: &Origin, headers: &HeaderMap) -> bool {
-        if *origin == self.own_origin || self.trusted_origins.contains(origin) {
+        if *origin == self.own_origin || self.trusted_origins.iter().any(|p| p.matches(origin)) {
             return true;
         }
         // Same origin by Host: a browser cannot forge Host cross-origin, and the scheme is ours.
@@ -124,7 +126,7 @@ impl CsrfConfig {
 
 fn untrusted(what: &str) -> Error {
     Error::new(ErrorCode::CsrfOriginUntrusted, format!("cross-origin write refused: {what} is not trusted"))
-        .with_hint("add the SPA's origin to csrf.trusted_origins (VESTIBULE_CSRF__TRUSTED_ORIGINS), or serve the SPA from the same origin")
+        .with_hint("add the SPA's origin to spa_origins (VESTIBULE_SPA_ORIGINS), or to csrf.trusted_origins (VESTIBULE_CSRF__TRUSTED_ORIGINS) for writes only, or serve the SPA from the same origin")
 }
 
 /// Runs both checks on a request. Safe methods pass untouched.
@@ -278,7 +280,10 @@ mod tests {
     fn cfg() -> CsrfConfig {
         CsrfConfig {
             own_origin: Origin::parse("http://localhost:8000").expect("origin"),
-            trusted_origins: vec![Origin::parse("http://localhost:3000").expect("origin")],
+            trusted_origins: vec![
+                OriginPattern::parse("http://localhost:3000").expect("pattern"),
+                OriginPattern::parse("https://*.preview.acme.com").expect("pattern"),
+            ],
         }
     }
 
@@ -317,7 +322,15 @@ mod tests {
             c.check_origin(&headers(&[("referer", "http://localhost:3000/page?x=1")]))
                 .is_ok()
         );
+        assert!(
+            c.check_origin(&headers(&[("origin", "https://pr-7.preview.acme.com")]))
+                .is_ok(),
+            "patterns are trusted"
+        );
         for bad in [
+            headers(&[("origin", "https://preview.acme.com")]),
+            headers(&[("origin", "http://pr-7.preview.acme.com")]),
+            headers(&[("origin", "https://pr-7.preview.acme.com.evil.test")]),
             headers(&[("origin", "http://evil.test")]),
             headers(&[("origin", "null")]),
             headers(&[("origin", "http://localhost:3001")]),

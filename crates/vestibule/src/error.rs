@@ -63,6 +63,10 @@ pub enum ErrorCode {
     TokenNotFound,
     /// The user has as many access tokens as allowed.
     TokenLimitReached,
+    /// A CORS preflight from an origin the policy does not allow.
+    CorsOriginRefused,
+    /// A CORS preflight asking for a method or header the policy does not allow.
+    CorsPreflightRefused,
 }
 
 impl ErrorCode {
@@ -93,6 +97,7 @@ impl ErrorCode {
             ErrorCode::SessionUnavailable => StatusCode::BAD_REQUEST,
             ErrorCode::TokenNotFound => StatusCode::NOT_FOUND,
             ErrorCode::TokenLimitReached => StatusCode::CONFLICT,
+            ErrorCode::CorsOriginRefused | ErrorCode::CorsPreflightRefused => StatusCode::FORBIDDEN,
         }
     }
 }

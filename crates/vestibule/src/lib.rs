@@ -41,10 +41,12 @@
 
 pub mod auth;
 pub mod config;
+pub mod cors;
 pub mod csrf;
 pub mod db;
 mod error;
 pub mod origin;
+pub mod origins;
 pub mod server;
 pub mod session;
 pub mod token;

@@ -10,6 +10,13 @@ pub struct OriginError {
     reason: &'static str,
 }
 
+impl OriginError {
+    /// What is wrong, without the input (for messages that name the input themselves).
+    pub fn reason(&self) -> &'static str {
+        self.reason
+    }
+}
+
 /// `scheme://host:port` with the scheme and host lower-cased and the port made explicit, so
 /// `http://LOCALHOST:80` equals `http://localhost`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -45,6 +52,49 @@ impl Origin {
         }
         Self::from_url(&url)
             .ok_or_else(|| err("only http and https origins with a host are supported"))
+    }
+
+    /// Parses an origin written in the configuration, where browsers' leniency is a trap: the
+    /// value must be exactly `scheme://host[:port]` as a browser sends it in `Origin`. A trailing
+    /// `/`, a path, query, fragment, user info, a missing scheme or a wildcard is refused,
+    /// because the browser's `Origin` never has them and such an entry would silently match
+    /// nothing (or something else).
+    ///
+    /// # Errors
+    /// [`OriginError`] naming what is wrong.
+    pub fn parse_config(input: &str) -> Result<Self, OriginError> {
+        let err = |reason| OriginError {
+            input: input.to_owned(),
+            reason,
+        };
+        if input.trim() != input {
+            return Err(err("remove the surrounding spaces"));
+        }
+        if input == "null" {
+            return Err(err(
+                "`null` is the origin of sandboxed frames, file:// pages and redirects; it can never be trusted",
+            ));
+        }
+        let Some((scheme, rest)) = input.split_once("://") else {
+            return Err(err(
+                "missing scheme: write http://host[:port] or https://host[:port]",
+            ));
+        };
+        if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+            return Err(err("only http and https origins are supported"));
+        }
+        if rest.ends_with('/') {
+            return Err(err(
+                "remove the trailing /: browsers send the Origin without it",
+            ));
+        }
+        if rest.contains(['/', '?', '#']) {
+            return Err(err("an origin has no path, query or fragment"));
+        }
+        if rest.contains('@') {
+            return Err(err("an origin has no user info"));
+        }
+        Self::parse(input)
     }
 
     /// The origin of a full URL (as in `Referer`).
@@ -87,6 +137,11 @@ impl Origin {
     /// The port, explicit even when it is the scheme's default.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Whether the host is an IP address (v4, or v6 in brackets) rather than a name.
+    pub fn is_ip(&self) -> bool {
+        self.host.starts_with('[') || self.host.parse::<std::net::Ipv4Addr>().is_ok()
     }
 
     /// Whether the host is a loopback name or address, which browsers treat as a secure context.
@@ -148,6 +203,39 @@ mod tests {
                 .ok(),
             Some("https://www.acme.com".to_owned())
         );
+    }
+
+    #[test]
+    fn config_origins_are_strict() {
+        for (bad, why) in [
+            ("http://localhost:3000/", "trailing /"),
+            ("localhost:3000", "missing scheme"),
+            ("www.acme.com", "missing scheme"),
+            ("null", "null"),
+            ("http://a.test/app", "path"),
+            ("http://a.test?x", "query"),
+            ("http://a.test#x", "fragment"),
+            ("http://u@a.test", "user info"),
+            ("ftp://a.test", "http and https"),
+            (" http://a.test", "spaces"),
+            ("https://*.acme.com", "wildcards"),
+        ] {
+            let e = Origin::parse_config(bad).expect_err(bad);
+            assert!(e.to_string().contains(why), "{bad}: {e}");
+        }
+        assert_eq!(
+            Origin::parse_config("HTTPS://WWW.Acme.com:443")
+                .map(|o| o.to_string())
+                .ok(),
+            Some("https://www.acme.com".to_owned())
+        );
+    }
+
+    #[test]
+    fn knows_ip_hosts() {
+        assert!(Origin::parse("http://127.0.0.1:3000").expect("o").is_ip());
+        assert!(Origin::parse("http://[::1]:3000").expect("o").is_ip());
+        assert!(!Origin::parse("http://localhost:3000").expect("o").is_ip());
     }
 
     #[test]

@@ -3,24 +3,27 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use vestibule::auth::{AccessTokens, Scope, TokenLimits, UserStore};
+use vestibule::auth::{AccessTokens, Scope, UserStore};
 use vestibule::config::Config;
+use vestibule::config::TokenSettings;
 use vestibule::db::Database;
-use vestibule::session::now;
 
 use crate::cli::TokenCommand;
 
 pub(crate) async fn run(config: Config, command: &TokenCommand) -> anyhow::Result<ExitCode> {
     let db = Database::open(&config.database_path).await?;
-    let result = run_with(&db, command).await;
+    let result = run_with(&db, &config.tokens, command).await;
     db.close().await;
     result
 }
 
-async fn run_with(db: &Database, command: &TokenCommand) -> anyhow::Result<ExitCode> {
+async fn run_with(
+    db: &Database,
+    limits: &TokenSettings,
+    command: &TokenCommand,
+) -> anyhow::Result<ExitCode> {
     let users = UserStore::new(db.clone());
     let tokens = AccessTokens::new(db.clone());
-    let limits = TokenLimits::default();
     let owner = |name: &str| {
         let users = users.clone();
         let name = name.to_owned();
@@ -39,10 +42,7 @@ async fn run_with(db: &Database, command: &TokenCommand) -> anyhow::Result<ExitC
             scopes,
         } => {
             let user = owner(user).await?;
-            let days = days.unwrap_or(limits.default_expiry_days);
-            if days == 0 || days > limits.max_expiry_days {
-                bail!("--days must be between 1 and {}", limits.max_expiry_days);
-            }
+            let expires_at = limits.expiry_for(*days).map_err(|e| anyhow::anyhow!(e))?;
             let mut parsed = Vec::new();
             for s in scopes {
                 parsed.push(s.parse::<Scope>().map_err(|e| anyhow::anyhow!(e))?);
@@ -50,7 +50,6 @@ async fn run_with(db: &Database, command: &TokenCommand) -> anyhow::Result<ExitC
             if parsed.is_empty() {
                 parsed.push(Scope::Read);
             }
-            let expires_at = now() + i64::from(days) * 86_400;
             let (token, secret) = tokens
                 .create(user.id, name, &parsed, expires_at, limits.per_user_limit)
                 .await

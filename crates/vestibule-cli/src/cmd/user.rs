@@ -114,10 +114,16 @@ async fn run_with(
             let hash = PasswordHasher::new(1).await?.hash(&password).await?;
             users.set_password_hash(user.id, &hash).await?;
             let ended = build_store(config, db).0.delete_user(user.id, None).await?;
+            let revoked = if config.tokens.revoke_on_password_change {
+                AccessTokens::new(db.clone()).revoke_all(user.id).await?
+            } else {
+                0
+            };
             println!(
-                "password of {} changed; ended {} session(s)",
+                "password of {} changed; ended {} session(s), revoked {} access token(s)",
                 user.username,
-                ended.len()
+                ended.len(),
+                revoked
             );
         }
     }

@@ -8,5 +8,5 @@ mod user;
 
 pub use extract::{AuthUser, MaybeAuthUser};
 pub use password::{MAX_PASSWORD_BYTES, Password, PasswordHasher, PasswordPolicy};
-pub use tokens::{AccessToken, AccessTokens, Scope, TokenError, TokenLimits, TokenOwner};
+pub use tokens::{AccessToken, AccessTokens, Scope, TokenError, TokenOwner};
 pub use user::{User, UserError, UserStore, Username};

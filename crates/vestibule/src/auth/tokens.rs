@@ -304,27 +304,3 @@ impl AccessTokens {
         Ok(Some((token, owner)))
     }
 }
-
-/// Limits on access tokens (from the `[tokens]` configuration section).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TokenLimits {
-    /// Lifetime when the request names none (30 days).
-    pub default_expiry_days: u32,
-    /// Longest lifetime a request may ask for (365 days).
-    pub max_expiry_days: u32,
-    /// Live tokens per user (50).
-    pub per_user_limit: u32,
-    /// Whether a password change (and disabling the user) also revokes access tokens (true).
-    pub revoke_on_password_change: bool,
-}
-
-impl Default for TokenLimits {
-    fn default() -> Self {
-        Self {
-            default_expiry_days: 30,
-            max_expiry_days: 365,
-            per_user_limit: 50,
-            revoke_on_password_change: true,
-        }
-    }
-}

@@ -25,8 +25,8 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 pub use self::json::Json;
-use crate::auth::{AccessTokens, PasswordHasher, PasswordPolicy, TokenLimits, UserStore};
-use crate::config::{Config, StoreKind};
+use crate::auth::{AccessTokens, PasswordHasher, PasswordPolicy, UserStore};
+use crate::config::{Config, StoreKind, TokenSettings};
 use crate::csrf::CsrfLayer;
 use crate::db::{Database, DbError};
 use crate::session::stores::{CachedStore, MemoryStore, SqliteStore};
@@ -67,7 +67,7 @@ pub struct Shared {
     /// Personal access tokens.
     pub access_tokens: AccessTokens,
     /// Limits on access tokens.
-    pub token_limits: TokenLimits,
+    pub token_settings: TokenSettings,
     /// The database.
     pub db: Database,
 }
@@ -163,7 +163,15 @@ impl MakeRequestId for RandomRequestId {
 /// The router with every route and layer, over `state`.
 pub fn router(state: AppState, config: &Config) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
-    Router::new()
+    let mut app = Router::new();
+    if config.debug_endpoint {
+        // Development only: echoes what the server saw and the origin policy's verdict.
+        app = app.route(
+            "/auth/_debug",
+            get(crate::origins::debug_echo).with_state(config.origins.clone()),
+        );
+    }
+    app
         .route("/auth/signup", post(routes::post_signup))
         .route("/auth/login", post(routes::post_login))
         .route("/auth/logout", post(routes::post_logout))
@@ -203,6 +211,8 @@ pub fn router(state: AppState, config: &Config) -> Router {
                         .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
                 )
                 .layer(PropagateRequestIdLayer::new(request_id))
+                // Preflights are answered here: they never reach sessions, CSRF or the store.
+                .layer(crate::cors::cors_layer(config))
                 .layer(DefaultBodyLimit::max(config.body_limit))
                 .layer(SessionLayer::new(state.sessions.clone()))
                 .layer(CsrfLayer::new(config.csrf.clone())),
@@ -222,7 +232,7 @@ impl App {
             sessions: SessionManager::new(store, config.session.clone())
                 .with_access_tokens(AccessTokens::new(db.clone())),
             access_tokens: AccessTokens::new(db.clone()),
-            token_limits: TokenLimits::default(),
+            token_settings: config.tokens,
             hasher: PasswordHasher::new(config.hash_parallelism).await?,
             policy: PasswordPolicy {
                 min_length: config.min_password_length,

@@ -252,7 +252,7 @@ pub(crate) async fn post_password(
         .store()
         .delete_user(user.id, keep.as_ref())
         .await?;
-    let revoked = if app.token_limits.revoke_on_password_change {
+    let revoked = if app.token_settings.revoke_on_password_change {
         app.access_tokens.revoke_all(user.id).await?
     } else {
         0
@@ -424,7 +424,7 @@ pub(crate) async fn post_token(
     Json(body): Json<NewToken>,
 ) -> Result<Response> {
     require_session(&session)?;
-    let limits = app.token_limits;
+    let limits = &app.token_settings;
     let name = body.name.trim();
     if name.is_empty() || name.chars().count() > 100 {
         return Err(Error::new(
@@ -432,17 +432,9 @@ pub(crate) async fn post_token(
             "name must have 1 to 100 characters",
         ));
     }
-    let days = body.expires_in_days.unwrap_or(limits.default_expiry_days);
-    if days == 0 || days > limits.max_expiry_days {
-        return Err(Error::new(
-            ErrorCode::InvalidBody,
-            format!(
-                "expires_in_days must be between 1 and {}",
-                limits.max_expiry_days
-            ),
-        )
-        .with_hint("the maximum is tokens.max_expiry_days in the configuration"));
-    }
+    let expires_at = limits
+        .expiry_for(body.expires_in_days)
+        .map_err(|msg| Error::new(ErrorCode::InvalidBody, msg))?;
     let scopes = body.scopes.unwrap_or_else(|| vec![Scope::Read]);
     if scopes.is_empty() {
         return Err(Error::new(
@@ -450,7 +442,6 @@ pub(crate) async fn post_token(
             "scopes must name at least one scope",
         ));
     }
-    let expires_at = now() + i64::from(days) * 86_400;
     let (token, secret) = app
         .access_tokens
         .create(user.id, name, &scopes, expires_at, limits.per_user_limit)

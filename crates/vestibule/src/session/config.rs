@@ -43,6 +43,9 @@ pub struct CookieConfig {
     pub domain: Option<String>,
     /// `Path` attribute.
     pub path: String,
+    /// `Partitioned` (CHIPS): the one way a cross-site cookie survives third-party cookie
+    /// blocking (browser-cookie-rules.md rule 8). Only with `SameSite=None; Secure`.
+    pub partitioned: bool,
 }
 
 /// Base name of the session cookie.
@@ -56,6 +59,7 @@ impl Default for CookieConfig {
             same_site: SameSite::Lax,
             domain: None,
             path: "/".to_owned(),
+            partitioned: false,
         }
     }
 }
@@ -86,6 +90,7 @@ impl CookieConfig {
             .same_site(self.same_site)
             .path(self.path.clone())
             .max_age(time::Duration::seconds(max_age.max(0)))
+            .partitioned(self.partitioned)
             .build();
         if let Some(d) = &self.domain {
             c.set_domain(d.clone());

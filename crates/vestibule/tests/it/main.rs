@@ -4,10 +4,11 @@
 
 mod api;
 mod bearer;
-mod tokens;
+mod cors;
 mod csrf;
 mod robustness;
 mod session_layer;
 mod sessions;
 mod store_conformance;
 mod support;
+mod tokens;

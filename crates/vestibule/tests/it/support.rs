@@ -185,13 +185,11 @@ impl TestClient {
 
     /// Logs in and keeps the CSRF token.
     pub async fn login(&mut self, username: &str, password: &str) -> Response {
-        let res = self
-            .post_json(
-                "/auth/login",
-                &json!({"username": username, "password": password}),
-            )
-            .await;
-        res
+        self.post_json(
+            "/auth/login",
+            &json!({"username": username, "password": password}),
+        )
+        .await
     }
 
     /// Logs in, asserts 200 and stores the token.
