@@ -27,7 +27,11 @@ pub(crate) fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
                 config.session.cookie.same_site,
                 config.session.cookie.path,
                 if config.session.cookie.secure {
-                    "; Secure"
+                    if config.session.cookie.partitioned {
+                        "; Secure; Partitioned"
+                    } else {
+                        "; Secure"
+                    }
                 } else {
                     ""
                 },
@@ -52,6 +56,24 @@ pub(crate) fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
                 } else {
                     trusted.join(", ")
                 }
+            );
+            let cors: Vec<String> = config
+                .cors
+                .allowed_origins
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            println!(
+                "  CORS          {} (credentials: {}, paths: {})",
+                cors.join(", "),
+                config.cors.allow_credentials,
+                config.cors.paths.join(", ")
+            );
+            println!(
+                "  access tokens {} days by default, {} at most, {} per user",
+                config.tokens.default_expiry.as_secs() / 86_400,
+                config.tokens.max_expiry.as_secs() / 86_400,
+                config.tokens.per_user_limit
             );
             for w in &config.warnings {
                 println!("warning: {w}");
