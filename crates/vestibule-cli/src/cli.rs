@@ -13,6 +13,9 @@ pub(crate) struct Cli {
     /// Configuration file (default: ./vestibule.toml if it exists).
     #[arg(long, global = true, env = "VESTIBULE_CONFIG")]
     pub(crate) config: Option<PathBuf>,
+    /// Merge the config file's `[profile.NAME]` table over its top-level keys (e.g. `dev`).
+    #[arg(long, global = true, env = "VESTIBULE_PROFILE")]
+    pub(crate) profile: Option<String>,
     /// SQLite database file for users and sessions (overrides `database_url`).
     #[arg(long, global = true)]
     pub(crate) database: Option<String>,

@@ -50,6 +50,10 @@ pub enum StoreKind {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawConfig {
+    /// Named overlays (`[profile.dev]`, `[profile.staging]`), merged over the top-level keys when
+    /// selected with `--profile` / `VESTIBULE_PROFILE`: one file for production and development.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<figment::value::Dict>,
     /// Socket address to listen on.
     pub listen: String,
     /// The URL browsers use to reach this server; decides `Secure` and the CSRF own origin.
@@ -241,6 +245,7 @@ pub struct RawLimits {
 impl Default for RawConfig {
     fn default() -> Self {
         Self {
+            profile: None,
             listen: "127.0.0.1:8000".into(),
             public_url: None,
             spa_origins: Vec::new(),
@@ -414,8 +419,20 @@ impl RawConfig {
     /// [`ConfigError::Load`] on a syntax error, unknown key or wrong type, and when an explicitly
     /// named file is missing.
     pub fn load(path: Option<&Path>, overrides: impl Serialize) -> Result<Self, ConfigError> {
-        let mut fig = Figment::from(Serialized::defaults(RawConfig::default()));
-        match path {
+        Self::load_profile(path, None, overrides)
+    }
+
+    /// Like [`RawConfig::load`], with the file's `[profile.NAME]` table merged over its
+    /// top-level keys (before the environment and flags) when `profile` is given.
+    ///
+    /// # Errors
+    /// As [`RawConfig::load`], and when the file has no such profile.
+    pub fn load_profile(
+        path: Option<&Path>,
+        profile: Option<&str>,
+        overrides: impl Serialize,
+    ) -> Result<Self, ConfigError> {
+        let file = match path {
             Some(p) => {
                 if !p.exists() {
                     return Err(ConfigError::Invalid(vec![Problem {
@@ -423,15 +440,38 @@ impl RawConfig {
                         message: format!("{} does not exist", p.display()),
                     }]));
                 }
-                fig = fig.merge(Toml::file_exact(p));
+                p.to_owned()
             }
-            None => fig = fig.merge(Toml::file(DEFAULT_CONFIG_FILE)),
+            None => Path::new(DEFAULT_CONFIG_FILE).to_owned(),
+        };
+        let mut fig = Figment::from(Serialized::defaults(RawConfig::default()));
+        // An explicit file must exist (checked above); the default one is optional.
+        fig = if path.is_some() {
+            fig.merge(Toml::file_exact(&file))
+        } else {
+            fig.merge(Toml::file(&file))
+        };
+        if let Some(name) = profile {
+            let overlay = Figment::from(Toml::file(&file)).focus(&format!("profile.{name}"));
+            let present = overlay
+                .extract::<figment::value::Dict>()
+                .is_ok_and(|d| !d.is_empty());
+            if !present {
+                return Err(ConfigError::Invalid(vec![Problem {
+                    key: "--profile".into(),
+                    message: format!(
+                        "{} has no [profile.{name}] table; add one, or drop --profile / VESTIBULE_PROFILE",
+                        file.display()
+                    ),
+                }]));
+            }
+            fig = fig.merge(overlay);
         }
         fig = fig
             .merge(
                 Env::prefixed("VESTIBULE_")
                     .split("__")
-                    .ignore(&["config", "log"]),
+                    .ignore(&["config", "log", "profile"]),
             )
             .merge(Serialized::globals(overrides));
         fig.extract().map_err(|e| ConfigError::Load(Box::new(e)))

@@ -7,7 +7,11 @@ use vestibule::config::{ConfigError, RawConfig};
 use crate::cli::Cli;
 
 pub(crate) fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
-    let raw = match RawConfig::load(cli.config.as_deref(), cli.overrides()) {
+    let raw = match RawConfig::load_profile(
+        cli.config.as_deref(),
+        cli.profile.as_deref(),
+        cli.overrides(),
+    ) {
         Ok(raw) => raw,
         Err(e) => {
             println!("configuration error: {e}");

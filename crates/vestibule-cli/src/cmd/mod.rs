@@ -14,7 +14,11 @@ use crate::cli::{Cli, Command};
 
 /// Loads and validates the configuration for a subcommand.
 fn load_config(cli: &Cli) -> anyhow::Result<Config> {
-    let raw = RawConfig::load(cli.config.as_deref(), cli.overrides())?;
+    let raw = RawConfig::load_profile(
+        cli.config.as_deref(),
+        cli.profile.as_deref(),
+        cli.overrides(),
+    )?;
     Ok(raw.validate()?)
 }
 

@@ -163,6 +163,67 @@ fn environment_overrides_the_file_and_flags_override_the_environment() {
     assert!(text(&out).contains("other.db"), "{}", text(&out));
 }
 
+#[test]
+fn a_profile_overlays_the_file_for_development() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("vestibule.toml"),
+        "public_url = \"https://api.acme.test\"\nspa_origins = [\"https://www.acme.test\"]\n\n\
+         [profile.dev]\npublic_url = \"http://localhost:8000\"\nspa_origins = [\"http://localhost:3000\"]\n",
+    )
+    .expect("write config");
+    let prod = vestibule(dir.path())
+        .args(["config", "check"])
+        .output()
+        .expect("run");
+    assert!(prod.status.success(), "{}", text(&prod));
+    assert!(
+        text(&prod).contains("https://www.acme.test"),
+        "{}",
+        text(&prod)
+    );
+    assert!(
+        text(&prod).contains("__Host-vestibule_session"),
+        "{}",
+        text(&prod)
+    );
+    let dev = vestibule(dir.path())
+        .args(["--profile", "dev", "config", "check"])
+        .output()
+        .expect("run");
+    assert!(dev.status.success(), "{}", text(&dev));
+    assert!(
+        text(&dev).contains("http://localhost:3000"),
+        "{}",
+        text(&dev)
+    );
+    assert!(
+        !text(&dev).contains("https://www.acme.test"),
+        "{}",
+        text(&dev)
+    );
+    let env = vestibule(dir.path())
+        .args(["config", "check"])
+        .env("VESTIBULE_PROFILE", "dev")
+        .output()
+        .expect("run");
+    assert!(
+        text(&env).contains("http://localhost:3000"),
+        "{}",
+        text(&env)
+    );
+    let missing = vestibule(dir.path())
+        .args(["--profile", "staging", "config", "check"])
+        .output()
+        .expect("run");
+    assert!(!missing.status.success());
+    assert!(
+        text(&missing).contains("profile.staging"),
+        "{}",
+        text(&missing)
+    );
+}
+
 struct Server(Child);
 
 impl Drop for Server {

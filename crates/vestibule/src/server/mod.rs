@@ -171,8 +171,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
             get(crate::origins::debug_echo).with_state(config.origins.clone()),
         );
     }
-    app
-        .route("/auth/signup", post(routes::post_signup))
+    app.route("/auth/signup", post(routes::post_signup))
         .route("/auth/login", post(routes::post_login))
         .route("/auth/logout", post(routes::post_logout))
         .route("/auth/logout-all", post(routes::post_logout_all))
@@ -181,9 +180,15 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .route("/auth/password", post(routes::post_password))
         .route("/auth/sessions", get(routes::get_sessions))
         .route("/auth/sessions/{id}", delete(routes::delete_session))
-        .route("/auth/tokens", get(routes::get_tokens).post(routes::post_token))
+        .route(
+            "/auth/tokens",
+            get(routes::get_tokens).post(routes::post_token),
+        )
         .route("/auth/tokens/{id}", delete(routes::delete_token))
-        .route("/demo/counter", get(routes::get_counter).post(routes::post_counter))
+        .route(
+            "/demo/counter",
+            get(routes::get_counter).post(routes::post_counter),
+        )
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))
         .route("/", get(demo::index))
@@ -203,9 +208,20 @@ pub fn router(state: AppState, config: &Config) -> Router {
                 .layer(
                     TraceLayer::new_for_http()
                         .make_span_with(|req: &Request<_>| {
-                            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
                             // The path only: a query string may carry secrets.
-                            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                            let span = tracing::info_span!(
+                                "request",
+                                method = %req.method(),
+                                path = %req.uri().path(),
+                                request_id = tracing::field::Empty,
+                            );
+                            // Looked up only when the span is recorded at all.
+                            if !span.is_disabled()
+                                && let Some(id) = req.extensions().get::<RequestId>()
+                            {
+                                span.record("request_id", id.header_value().to_str().unwrap_or(""));
+                            }
+                            span
                         })
                         .on_request(())
                         .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
