@@ -427,3 +427,74 @@ fn no_password_token_or_csrf_token_reaches_the_logs_even_at_trace_level() {
         assert!(!logs.contains(secret), "a secret reached the log: {secret}");
     }
 }
+
+#[test]
+fn token_create_list_and_revoke_from_the_cli() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run_with_stdin(
+        dir.path(),
+        &["user", "add", "ops", "--password-stdin"],
+        "a long password\n",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let out = vestibule(dir.path())
+        .args([
+            "token", "create", "--user", "ops", "--name", "deploy", "--scope", "read", "--scope",
+            "write",
+        ])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", text(&out));
+    let printed = text(&out);
+    let secret = printed
+        .lines()
+        .find(|l| l.starts_with("vpat_"))
+        .expect("the secret is printed once")
+        .to_owned();
+    let list = text(
+        &vestibule(dir.path())
+            .args(["token", "list", "--user", "ops"])
+            .output()
+            .expect("run"),
+    );
+    assert!(
+        list.contains("deploy") && list.contains("read,write"),
+        "{list}"
+    );
+    assert!(!list.contains(&secret), "list never shows the secret");
+    assert!(
+        list.contains(&secret[..12]),
+        "list shows the display prefix: {list}"
+    );
+    let bad = vestibule(dir.path())
+        .args([
+            "token", "create", "--user", "ops", "--name", "x", "--days", "100000",
+        ])
+        .output()
+        .expect("run");
+    assert!(!bad.status.success());
+    assert!(text(&bad).contains("between 1 and 365"), "{}", text(&bad));
+    let id = list
+        .lines()
+        .find(|l| l.contains("deploy"))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("id column")
+        .to_owned();
+    let out = vestibule(dir.path())
+        .args(["token", "revoke", "--user", "ops", &id])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", text(&out));
+    let list = text(
+        &vestibule(dir.path())
+            .args(["token", "list", "--user", "ops"])
+            .output()
+            .expect("run"),
+    );
+    assert!(!list.contains("deploy"), "{list}");
+    let again = vestibule(dir.path())
+        .args(["token", "revoke", "--user", "ops", &id])
+        .output()
+        .expect("run");
+    assert!(!again.status.success(), "revoking twice fails");
+}
