@@ -3,6 +3,7 @@
 mod demo;
 mod json;
 mod routes;
+mod trace;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -11,18 +12,9 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, HeaderValue, Request, header};
 use axum::routing::{delete, get, post};
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
-use tower_http::request_id::{
-    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
-use tower_http::sensitive_headers::{
-    SetSensitiveRequestHeadersLayer, SetSensitiveResponseHeadersLayer,
-};
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
-use tracing::Level;
 
 pub use self::json::Json;
 use crate::auth::{AccessTokens, PasswordHasher, PasswordPolicy, UserStore};
@@ -114,11 +106,7 @@ pub fn build_store(
 ) -> (Arc<dyn SessionStore>, Option<CachedStore<SqliteStore>>) {
     match config.store {
         StoreKind::CachedSqlite => {
-            let cached = CachedStore::new(
-                SqliteStore::new(db.clone()),
-                config.cache_capacity,
-                config.session.idle_timeout,
-            );
+            let cached = CachedStore::new(SqliteStore::new(db.clone()), config.cache_capacity);
             (Arc::new(cached.clone()), Some(cached))
         }
         StoreKind::Sqlite => (Arc::new(SqliteStore::new(db.clone())), None),
@@ -146,23 +134,8 @@ async fn watch_outside_changes(db: Database, cache: CachedStore<SqliteStore>) {
     }
 }
 
-#[derive(Clone, Copy)]
-struct RandomRequestId;
-
-impl MakeRequestId for RandomRequestId {
-    fn make_request_id<B>(&mut self, _req: &Request<B>) -> Option<RequestId> {
-        let mut bytes = [0u8; 8];
-        crate::token::fill_fast_random(&mut bytes);
-        let mut hex = [0u8; 16];
-        HeaderValue::from_str(crate::token::hex_into(&bytes, &mut hex))
-            .ok()
-            .map(RequestId::new)
-    }
-}
-
 /// The router with every route and layer, over `state`.
 pub fn router(state: AppState, config: &Config) -> Router {
-    let request_id = HeaderName::from_static("x-request-id");
     let mut app = Router::new();
     if config.debug_endpoint {
         // Development only: echoes what the server saw and the origin policy's verdict.
@@ -198,35 +171,9 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .with_state(state.clone())
         .layer(
             ServiceBuilder::new()
-                .layer(SetSensitiveRequestHeadersLayer::new([
-                    header::COOKIE,
-                    header::AUTHORIZATION,
-                    HeaderName::from_static(crate::csrf::CSRF_HEADER),
-                ]))
-                .layer(SetSensitiveResponseHeadersLayer::new([header::SET_COOKIE]))
-                .layer(SetRequestIdLayer::new(request_id.clone(), RandomRequestId))
-                .layer(
-                    TraceLayer::new_for_http()
-                        .make_span_with(|req: &Request<_>| {
-                            // The path only: a query string may carry secrets.
-                            let span = tracing::info_span!(
-                                "request",
-                                method = %req.method(),
-                                path = %req.uri().path(),
-                                request_id = tracing::field::Empty,
-                            );
-                            // Looked up only when the span is recorded at all.
-                            if !span.is_disabled()
-                                && let Some(id) = req.extensions().get::<RequestId>()
-                            {
-                                span.record("request_id", id.header_value().to_str().unwrap_or(""));
-                            }
-                            span
-                        })
-                        .on_request(())
-                        .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
-                )
-                .layer(PropagateRequestIdLayer::new(request_id))
+                // Request id, span and response log. No header is ever logged (a test runs the
+                // server at trace level and looks for secrets in the output).
+                .layer(trace::RequestTraceLayer)
                 // Preflights are answered here: they never reach sessions, CSRF or the store.
                 .layer(crate::cors::cors_layer(config))
                 .layer(DefaultBodyLimit::max(config.body_limit))

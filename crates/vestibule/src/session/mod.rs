@@ -77,27 +77,40 @@ pub(crate) enum Credential {
     AccessToken(SecretToken),
 }
 
-/// The store plus the session settings: what [`SessionLayer`] needs to build a [`Session`] per request.
+/// The store plus the session settings: what [`SessionLayer`] needs to build a [`Session`] per
+/// request. One `Arc` inside, since it is cloned for every request.
 #[derive(Debug, Clone)]
-pub struct SessionManager {
+pub struct SessionManager(Arc<ManagerParts>);
+
+/// What a [`SessionManager`] holds.
+#[derive(Debug, Clone)]
+pub struct ManagerParts {
     pub(crate) store: Arc<dyn SessionStore>,
     pub(crate) config: Arc<SessionConfig>,
     pub(crate) access_tokens: Option<AccessTokens>,
 }
 
+impl std::ops::Deref for SessionManager {
+    type Target = ManagerParts;
+
+    fn deref(&self) -> &ManagerParts {
+        &self.0
+    }
+}
+
 impl SessionManager {
     /// A manager over `store` with `config`.
     pub fn new(store: Arc<dyn SessionStore>, config: SessionConfig) -> Self {
-        Self {
+        Self(Arc::new(ManagerParts {
             store,
             config: Arc::new(config),
             access_tokens: None,
-        }
+        }))
     }
 
     /// Also accept personal access tokens (`Authorization: Bearer vpat_…`) from `tokens`.
     pub fn with_access_tokens(mut self, tokens: AccessTokens) -> Self {
-        self.access_tokens = Some(tokens);
+        Arc::make_mut(&mut self.0).access_tokens = Some(tokens);
         self
     }
 

@@ -408,3 +408,42 @@ async fn sessions_survive_a_restart_on_the_default_store() {
         "pam"
     );
 }
+
+#[tokio::test]
+async fn a_sane_client_request_id_is_echoed_and_a_bad_one_replaced() {
+    let app = TestApp::spawn().await;
+    let http = app.raw_client();
+    let res = http
+        .get(app.url("/healthz"))
+        .header("x-request-id", "trace-abc-123")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        res.headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
+        Some("trace-abc-123")
+    );
+    let long = "x".repeat(500);
+    let res = http
+        .get(app.url("/healthz"))
+        .header("x-request-id", &long)
+        .send()
+        .await
+        .expect("request");
+    let id = res
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    assert_eq!(id.len(), 16, "replaced by a fresh id: {id}");
+    let a = http.get(app.url("/nope")).send().await.expect("request");
+    let b = http.get(app.url("/nope")).send().await.expect("request");
+    assert_ne!(
+        a.headers().get("x-request-id"),
+        b.headers().get("x-request-id"),
+        "ids differ, errors carry them too"
+    );
+}

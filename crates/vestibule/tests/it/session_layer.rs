@@ -318,11 +318,7 @@ async fn fifty_concurrent_requests_on_the_default_store_lose_no_key() {
     let dir = tempfile::tempdir().expect("temp dir");
     let db = Database::open(&dir.path().join("s.db")).await.expect("db");
     let durable = SqliteStore::new(db);
-    let store = Arc::new(CachedStore::new(
-        durable.clone(),
-        1000,
-        Duration::from_secs(60),
-    ));
+    let store = Arc::new(CachedStore::new(durable.clone(), 1000));
     let base = serve_router(key_router(store)).await;
     let http = reqwest::Client::builder()
         .cookie_store(true)

@@ -1,7 +1,6 @@
 //! One suite every session store passes, stamped per store by `store_suite!`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 use vestibule::db::Database;
@@ -41,11 +40,7 @@ pub async fn sqlite() -> Fixture {
 pub async fn cached_sqlite() -> Fixture {
     let (db, dir) = sqlite_db().await;
     Fixture {
-        store: Arc::new(CachedStore::new(
-            SqliteStore::new(db),
-            10_000,
-            Duration::from_secs(60),
-        )),
+        store: Arc::new(CachedStore::new(SqliteStore::new(db), 10_000)),
         _dir: Some(dir),
     }
 }
@@ -292,7 +287,7 @@ store_suite!(cached_sqlite);
 #[tokio::test]
 async fn cached_store_reflects_revocation_through_it_at_once() {
     let (db, _dir) = sqlite_db().await;
-    let cached = CachedStore::new(SqliteStore::new(db), 100, Duration::from_secs(60));
+    let cached = CachedStore::new(SqliteStore::new(db), 100);
     let r = record(Some(5), json!({"a": 1}));
     cached.create(&r).await.expect("create");
     assert!(cached.load(&r.key).await.expect("load").is_some());

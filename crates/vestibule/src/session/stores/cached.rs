@@ -1,7 +1,6 @@
 //! A memory cache in front of a durable store: reads are served from memory, writes go through.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use moka::future::Cache;
@@ -24,13 +23,13 @@ pub struct CachedStore<D> {
 }
 
 impl<D: SessionStore> CachedStore<D> {
-    /// Caches up to `capacity` records of `durable`, each for at most `ttl`.
-    pub fn new(durable: D, capacity: u64, ttl: Duration) -> Self {
+    /// Caches up to `capacity` records of `durable`, least recently used evicted first.
+    ///
+    /// No time-based eviction: every read checks the record's own expiry, and a time-to-live
+    /// would cost moka a clock read per hit.
+    pub fn new(durable: D, capacity: u64) -> Self {
         Self {
-            cache: Cache::builder()
-                .max_capacity(capacity)
-                .time_to_live(ttl)
-                .build(),
+            cache: Cache::builder().max_capacity(capacity).build(),
             durable,
         }
     }
