@@ -258,13 +258,10 @@ impl App {
         let watcher = self
             .cache
             .map(|cache| tokio::spawn(watch_outside_changes(self.state.db.clone(), cache)));
-        let result = axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await;
+        // No ConnectInfo: nothing reads the peer address yet, and it costs an extension per request.
+        let result = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await;
         purge.abort();
         if let Some(w) = watcher {
             w.abort();
