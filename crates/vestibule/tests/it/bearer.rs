@@ -22,12 +22,11 @@ async fn bearer_login_returns_a_token_and_no_cookie_and_me_answers() {
     let app = TestApp::spawn().await;
     app.signed_up("alice", PASSWORD).await;
     let res = app
-        .raw_client()
-        .post(app.url("/auth/login"))
-        .json(&json!({"username": "alice", "password": PASSWORD, "transport": "bearer"}))
-        .send()
-        .await
-        .expect("request");
+        .post_anon(
+            "/auth/login",
+            &json!({"username": "alice", "password": PASSWORD, "transport": "bearer"}),
+        )
+        .await;
     assert_eq!(res.status(), 200);
     assert!(res.headers().get("set-cookie").is_none());
     let body: Value = res.json().await.expect("json");
@@ -51,12 +50,11 @@ async fn bearer_login_returns_a_token_and_no_cookie_and_me_answers() {
 async fn bearer_signup_works_too() {
     let app = TestApp::spawn().await;
     let res = app
-        .raw_client()
-        .post(app.url("/auth/signup"))
-        .json(&json!({"username": "bea", "password": PASSWORD, "transport": "bearer"}))
-        .send()
-        .await
-        .expect("request");
+        .post_anon(
+            "/auth/signup",
+            &json!({"username": "bea", "password": PASSWORD, "transport": "bearer"}),
+        )
+        .await;
     assert_eq!(res.status(), 201);
     assert!(res.headers().get("set-cookie").is_none());
     let body: Value = res.json().await.expect("json");
@@ -296,11 +294,10 @@ async fn an_unknown_transport_is_refused_with_a_code() {
     let app = TestApp::spawn().await;
     app.signed_up("hal", PASSWORD).await;
     let res = app
-        .raw_client()
-        .post(app.url("/auth/login"))
-        .json(&json!({"username": "hal", "password": PASSWORD, "transport": "pigeon"}))
-        .send()
-        .await
-        .expect("request");
+        .post_anon(
+            "/auth/login",
+            &json!({"username": "hal", "password": PASSWORD, "transport": "pigeon"}),
+        )
+        .await;
     assert_error(res, 422, "invalid_body").await;
 }

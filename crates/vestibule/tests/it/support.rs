@@ -269,13 +269,8 @@ pub async fn serve_router(router: axum::Router) -> String {
 impl TestApp {
     /// Logs in with the bearer transport and returns the session token.
     pub async fn bearer_login(&self, username: &str, password: &str) -> String {
-        let res = self
-            .raw_client()
-            .post(self.url("/auth/login"))
-            .json(&json!({"username": username, "password": password, "transport": "bearer"}))
-            .send()
-            .await
-            .expect("request");
+        let body = json!({"username": username, "password": password, "transport": "bearer"});
+        let res = self.post_anon("/auth/login", &body).await;
         assert_eq!(res.status(), StatusCode::OK);
         assert!(
             res.headers().get("set-cookie").is_none(),
@@ -283,6 +278,16 @@ impl TestApp {
         );
         let body: Value = res.json().await.expect("json");
         body["token"].as_str().expect("token").to_owned()
+    }
+
+    /// A JSON POST with no cookie and no credential.
+    pub async fn post_anon(&self, path: &str, body: &Value) -> Response {
+        self.raw_client()
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request")
     }
 
     /// A request with `Authorization: Bearer <token>` and no cookies.

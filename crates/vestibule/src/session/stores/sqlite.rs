@@ -31,6 +31,13 @@ macro_rules! columns {
     };
 }
 
+/// One live record by key: `$1` the key, `$2` now.
+const SELECT_LIVE: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM sessions WHERE key = $1 AND expires_at > $2 AND absolute_expires_at > $2"
+);
+
 fn decode(row: &SqliteRow) -> Result<Record, StoreError> {
     let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(e.to_string());
     let key: Vec<u8> = row.try_get("key").map_err(|e| corrupt(&e))?;
@@ -84,16 +91,12 @@ impl SessionStore for SqliteStore {
     }
 
     async fn load(&self, key: &TokenHash) -> Result<Option<Arc<Record>>, StoreError> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            columns!(),
-            " FROM sessions WHERE key = $1 AND expires_at > $2 AND absolute_expires_at > $2"
-        ))
-        .bind(&key.as_bytes()[..])
-        .bind(now())
-        .fetch_optional(&self.db.read)
-        .await
-        .map_err(StoreError::unavailable)?;
+        let row = sqlx::query(SELECT_LIVE)
+            .bind(&key.as_bytes()[..])
+            .bind(now())
+            .fetch_optional(&self.db.read)
+            .await
+            .map_err(StoreError::unavailable)?;
         Ok(row.as_ref().map(decode).transpose()?.map(Arc::new))
     }
 
@@ -106,16 +109,12 @@ impl SessionStore for SqliteStore {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(StoreError::unavailable)?;
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            columns!(),
-            " FROM sessions WHERE key = $1 AND expires_at > $2 AND absolute_expires_at > $2"
-        ))
-        .bind(&key.as_bytes()[..])
-        .bind(now())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(StoreError::unavailable)?;
+        let row = sqlx::query(SELECT_LIVE)
+            .bind(&key.as_bytes()[..])
+            .bind(now())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(StoreError::unavailable)?;
         let Some(row) = row else {
             return Err(StoreError::NotFound);
         };
