@@ -4,17 +4,12 @@ use reqwest::Method;
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::{Value, json};
 
-use crate::support::{COOKIE, PASSWORD, TestApp, assert_error, set_cookie_value};
+use crate::support::{
+    COOKIE, PASSWORD, TestApp, assert_bearer_error, assert_error, set_cookie_value,
+};
 
 async fn assert_invalid_token(res: reqwest::Response) {
-    let challenge = res
-        .headers()
-        .get("www-authenticate")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
-    assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
-    assert_error(res, 401, "invalid_token").await;
+    assert_bearer_error(res, 401, "invalid_token", "invalid_token").await;
 }
 
 #[tokio::test]

@@ -225,6 +225,22 @@ pub async fn assert_error(res: Response, status: u16, code: &str) -> Value {
     body
 }
 
+/// Asserts an RFC 6750 bearer error: the `WWW-Authenticate` challenge names `rfc_error`, and the
+/// body has our `code`.
+pub async fn assert_bearer_error(res: Response, status: u16, rfc_error: &str, code: &str) {
+    let challenge = res
+        .headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    assert!(
+        challenge.contains(&format!("error=\"{rfc_error}\"")),
+        "{challenge}"
+    );
+    assert_error(res, status, code).await;
+}
+
 /// The session cookie value set by a response, if any.
 pub fn set_cookie_value(res: &Response, name: &str) -> Option<String> {
     res.headers()

@@ -3,7 +3,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::{PASSWORD, TestApp, TestClient, assert_error};
+use crate::support::{PASSWORD, TestApp, TestClient, assert_bearer_error, assert_error};
 
 async fn create(c: &mut TestClient, body: Value) -> reqwest::Response {
     c.post_json("/auth/tokens", &body).await
@@ -59,14 +59,7 @@ async fn a_read_token_cannot_write_and_a_write_token_has_no_session() {
         .send()
         .await
         .expect("request");
-    let challenge = res
-        .headers()
-        .get("www-authenticate")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
-    assert!(challenge.contains("insufficient_scope"), "{challenge}");
-    assert_error(res, 403, "insufficient_scope").await;
+    assert_bearer_error(res, 403, "insufficient_scope", "insufficient_scope").await;
     let res = app
         .with_bearer(Method::POST, "/demo/counter", &rw)
         .send()
