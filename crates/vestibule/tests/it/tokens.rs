@@ -9,6 +9,14 @@ async fn create(c: &mut TestClient, body: Value) -> reqwest::Response {
     c.post_json("/auth/tokens", &body).await
 }
 
+/// Creates a token and returns only its secret.
+async fn create_secret(c: &mut TestClient, body: Value) -> String {
+    create_ok(c, body).await["token"]
+        .as_str()
+        .expect("token")
+        .to_owned()
+}
+
 async fn create_ok(c: &mut TestClient, body: Value) -> Value {
     let res = create(c, body).await;
     assert_eq!(res.status(), 201);
@@ -46,14 +54,8 @@ async fn a_token_is_shown_once_listed_without_its_secret_and_authenticates() {
 async fn a_read_token_cannot_write_and_a_write_token_has_no_session() {
     let app = TestApp::spawn().await;
     let mut c = app.signed_up("bob", PASSWORD).await;
-    let read = create_ok(&mut c, json!({"name": "ro"})).await["token"]
-        .as_str()
-        .expect("t")
-        .to_owned();
-    let rw = create_ok(&mut c, json!({"name": "rw", "scopes": ["read", "write"]})).await["token"]
-        .as_str()
-        .expect("t")
-        .to_owned();
+    let read = create_secret(&mut c, json!({"name": "ro"})).await;
+    let rw = create_secret(&mut c, json!({"name": "rw", "scopes": ["read", "write"]})).await;
     let res = app
         .with_bearer(Method::POST, "/demo/counter", &read)
         .send()
@@ -78,10 +80,7 @@ async fn a_read_token_cannot_write_and_a_write_token_has_no_session() {
 async fn access_tokens_cannot_manage_the_account() {
     let app = TestApp::spawn().await;
     let mut c = app.signed_up("carol", PASSWORD).await;
-    let rw = create_ok(&mut c, json!({"name": "rw", "scopes": ["write", "read"]})).await["token"]
-        .as_str()
-        .expect("t")
-        .to_owned();
+    let rw = create_secret(&mut c, json!({"name": "rw", "scopes": ["write", "read"]})).await;
     for (method, path, body) in [
         (Method::POST, "/auth/tokens", json!({"name": "escalate"})),
         (Method::GET, "/auth/tokens", json!(null)),
@@ -198,10 +197,7 @@ async fn the_per_user_limit_is_enforced() {
 async fn password_change_and_disabling_the_user_stop_access_tokens() {
     let app = TestApp::spawn().await;
     let mut c = app.signed_up("fred", PASSWORD).await;
-    let token = create_ok(&mut c, json!({"name": "t"})).await["token"]
-        .as_str()
-        .expect("t")
-        .to_owned();
+    let token = create_secret(&mut c, json!({"name": "t"})).await;
     let res = c
         .post_json(
             "/auth/password",
@@ -221,10 +217,7 @@ async fn password_change_and_disabling_the_user_stop_access_tokens() {
     )
     .await;
 
-    let token = create_ok(&mut c, json!({"name": "t2"})).await["token"]
-        .as_str()
-        .expect("t")
-        .to_owned();
+    let token = create_secret(&mut c, json!({"name": "t2"})).await;
     let user = app
         .state
         .users
@@ -252,10 +245,7 @@ async fn password_change_and_disabling_the_user_stop_access_tokens() {
 async fn only_the_hash_of_a_token_is_stored() {
     let app = TestApp::spawn().await;
     let mut c = app.signed_up("gus", PASSWORD).await;
-    let token = create_ok(&mut c, json!({"name": "t"})).await["token"]
-        .as_str()
-        .expect("t")
-        .to_owned();
+    let token = create_secret(&mut c, json!({"name": "t"})).await;
     let db = std::fs::read(app.dir.path().join("vestibule.db")).expect("db");
     let wal = std::fs::read(app.dir.path().join("vestibule.db-wal")).unwrap_or_default();
     let needle = &token.as_bytes()[5..30];
