@@ -87,6 +87,56 @@ pub struct RawConfig {
     pub tokens: RawTokens,
     /// Request limits.
     pub limits: RawLimits,
+    /// Rate limits on login, signup, password change and token creation.
+    pub rate_limits: RawRateLimits,
+    /// Signs the login rate limit's device-recognition cookie (any string of 32+ characters;
+    /// keep it secret, and the same on every instance). Unset: a random key per process, so
+    /// devices are recognised until the next restart, by this instance only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_key: Option<SecretString>,
+}
+
+/// A configuration secret: never shown by `Debug` (configurations get logged).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SecretString(pub String);
+
+impl std::fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"<redacted>\"")
+    }
+}
+
+/// `[rate_limits]`: `"N/period"` (a burst of N refilled over the period), or `"off"`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawRateLimits {
+    /// Login attempts per client address (IPv6: per /64).
+    pub login_per_ip: String,
+    /// Login attempts per account from unrecognised devices (slows password guessing).
+    pub login_per_user: String,
+    /// Login attempts per account from devices that logged in to it before (the owner's own
+    /// budget: an attack from elsewhere cannot lock them out).
+    pub login_per_device: String,
+    /// Signups per client address.
+    pub signup_per_ip: String,
+    /// Password changes per account.
+    pub password_per_user: String,
+    /// Access tokens created per account.
+    pub token_create_per_user: String,
+}
+
+impl Default for RawRateLimits {
+    fn default() -> Self {
+        Self {
+            login_per_ip: "30/min".into(),
+            login_per_user: "10/15m".into(),
+            login_per_device: "10/min".into(),
+            signup_per_ip: "10/h".into(),
+            password_per_user: "5/15m".into(),
+            token_create_per_user: "20/h".into(),
+        }
+    }
 }
 
 /// `[session]`.
@@ -240,6 +290,11 @@ impl Default for TokenSettings {
 pub struct RawLimits {
     /// Largest request body, in bytes.
     pub body_bytes: usize,
+    /// Reverse proxies (addresses or CIDR networks) whose `X-Forwarded-For` / `Forwarded`
+    /// entries name the client; empty: the socket peer is the client. In the environment, a
+    /// comma-separated list.
+    #[serde(deserialize_with = "list_or_csv")]
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for RawConfig {
@@ -259,6 +314,8 @@ impl Default for RawConfig {
             cors: RawCors::default(),
             tokens: RawTokens::default(),
             limits: RawLimits::default(),
+            rate_limits: RawRateLimits::default(),
+            secret_key: None,
         }
     }
 }
@@ -318,6 +375,7 @@ impl Default for RawLimits {
     fn default() -> Self {
         Self {
             body_bytes: 64 * 1024,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -407,6 +465,12 @@ pub struct Config {
     pub csrf: CsrfConfig,
     /// Largest request body in bytes.
     pub body_limit: usize,
+    /// Proxies whose forwarding headers name the client.
+    pub trusted_proxies: crate::client_ip::TrustedProxies,
+    /// Rate limits.
+    pub rate_limits: crate::ratelimit::RateLimitConfig,
+    /// Key of the device-recognition cookie (from `secret_key`, or random).
+    pub device_key: [u8; 32],
     /// Things that work but deserve attention, said at start-up and by `config check`.
     pub warnings: Vec<String>,
 }
@@ -578,6 +642,26 @@ impl RawConfig {
                 self.auth.min_password_length
             ));
         }
+        let trusted_proxies =
+            match crate::client_ip::TrustedProxies::parse(&self.limits.trusted_proxies) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    p.add("limits.trusted_proxies", e.to_string());
+                    None
+                }
+            };
+        let rate_limits = p.rate_limits(&self.rate_limits);
+        let device_key = match &self.secret_key {
+            Some(SecretString(k)) if k.chars().count() < 32 => {
+                p.add(
+                    "secret_key",
+                    "must be at least 32 characters (e.g. `openssl rand -base64 32`)".into(),
+                );
+                None
+            }
+            Some(SecretString(k)) => Some(crate::token::derive_key(b"device-cookie", k.as_bytes())),
+            None => Some(crate::token::random_key()),
+        };
         if self.limits.body_bytes < 1024 {
             p.add(
                 "limits.body_bytes",
@@ -631,6 +715,9 @@ impl RawConfig {
             Some(policy),
             Some(cors_settings),
             Some(tokens),
+            Some(trusted_proxies),
+            Some(rate_limits),
+            Some(device_key),
         ) = (
             listen,
             public_origin,
@@ -642,6 +729,9 @@ impl RawConfig {
             policy,
             cors_settings,
             tokens,
+            trusted_proxies,
+            rate_limits,
+            device_key,
         )
         else {
             return Err(ConfigError::Invalid(p.0));
@@ -703,6 +793,9 @@ impl RawConfig {
             origins: Arc::new(policy),
             public_origin,
             body_limit: self.limits.body_bytes,
+            trusted_proxies,
+            rate_limits,
+            device_key,
             warnings,
         })
     }
@@ -823,6 +916,34 @@ impl Problems {
             self.0.append(&mut found);
         }
         (self.0.len() == before).then_some(config)
+    }
+
+    fn rate(&mut self, key: &str, v: &str) -> Option<Option<crate::ratelimit::Rate>> {
+        if v.trim().eq_ignore_ascii_case("off") {
+            return Some(None);
+        }
+        match v.parse() {
+            Ok(r) => Some(Some(r)),
+            Err(e) => {
+                self.add(key, format!("{e}, or \"off\""));
+                None
+            }
+        }
+    }
+
+    fn rate_limits(&mut self, raw: &RawRateLimits) -> Option<crate::ratelimit::RateLimitConfig> {
+        Some(crate::ratelimit::RateLimitConfig {
+            login_per_ip: self.rate("rate_limits.login_per_ip", &raw.login_per_ip)?,
+            login_per_user: self.rate("rate_limits.login_per_user", &raw.login_per_user)?,
+            login_per_device: self.rate("rate_limits.login_per_device", &raw.login_per_device)?,
+            signup_per_ip: self.rate("rate_limits.signup_per_ip", &raw.signup_per_ip)?,
+            password_per_user: self
+                .rate("rate_limits.password_per_user", &raw.password_per_user)?,
+            token_create_per_user: self.rate(
+                "rate_limits.token_create_per_user",
+                &raw.token_create_per_user,
+            )?,
+        })
     }
 
     fn tokens(&mut self, raw: &RawTokens) -> Option<TokenSettings> {

@@ -67,6 +67,8 @@ pub enum ErrorCode {
     CorsOriginRefused,
     /// A CORS preflight asking for a method or header the policy does not allow.
     CorsPreflightRefused,
+    /// Too many attempts (login, signup, password change, token creation): wait `Retry-After`.
+    RateLimited,
 }
 
 impl ErrorCode {
@@ -98,6 +100,7 @@ impl ErrorCode {
             ErrorCode::TokenNotFound => StatusCode::NOT_FOUND,
             ErrorCode::TokenLimitReached => StatusCode::CONFLICT,
             ErrorCode::CorsOriginRefused | ErrorCode::CorsPreflightRefused => StatusCode::FORBIDDEN,
+            ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 }
@@ -109,6 +112,7 @@ pub struct Error {
     code: ErrorCode,
     message: String,
     hint: Option<String>,
+    retry_after: Option<u64>,
     #[source]
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
@@ -130,6 +134,7 @@ impl Error {
             code,
             message: message.into(),
             hint: None,
+            retry_after: None,
             source: None,
         }
     }
@@ -137,6 +142,12 @@ impl Error {
     /// Adds what the caller can change to fix it (a config key, a client option).
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
+        self
+    }
+
+    /// Adds `Retry-After: secs` to the response (429 and 503 answers).
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
         self
     }
 
@@ -223,6 +234,10 @@ impl IntoResponse for Error {
         if let Some(c) = challenge {
             res.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(c));
+        }
+        if let Some(secs) = self.retry_after {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         res
     }

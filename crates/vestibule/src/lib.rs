@@ -40,6 +40,7 @@
 //! store, the `/auth` API and a demo page. See `docs/ARCHITECTURE.md` for the module map.
 
 pub mod auth;
+pub mod client_ip;
 pub mod config;
 pub mod cors;
 pub mod csrf;
@@ -47,6 +48,7 @@ pub mod db;
 mod error;
 pub mod origin;
 pub mod origins;
+pub mod ratelimit;
 pub mod server;
 pub mod session;
 pub mod token;

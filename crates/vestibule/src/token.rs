@@ -193,6 +193,24 @@ fn hex_val(c: u8) -> Option<u8> {
 ///
 /// # Panics
 /// If the operating system has no randomness to give: no secret can be made safely then.
+/// A 256-bit key from the OS CSPRNG (for keys that need not survive the process).
+pub fn random_key() -> [u8; 32] {
+    let mut k = [0u8; 32];
+    fill_random(&mut k);
+    k
+}
+
+/// A 256-bit key for `purpose` derived from a configured secret (domain-separated SHA-256: one
+/// `secret_key` can serve several purposes without their keys ever being equal).
+pub fn derive_key(purpose: &[u8], secret: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"vestibule-key\0");
+    h.update(purpose);
+    h.update(b"\0");
+    h.update(secret);
+    h.finalize().into()
+}
+
 pub(crate) fn fill_random(dest: &mut [u8]) {
     #[allow(clippy::expect_used)]
     getrandom::fill(dest).expect("the OS CSPRNG must be available");

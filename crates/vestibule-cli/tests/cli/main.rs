@@ -302,7 +302,8 @@ fn user_disable_from_the_cli_ends_sessions_on_a_running_server() {
     assert!(res.starts_with("HTTP/1.1 201"), "{res}");
     let cookie = res
         .lines()
-        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .filter_map(|l| l.strip_prefix("set-cookie: "))
+        .find(|c| c.starts_with("vestibule_session="))
         .and_then(|c| c.split(';').next())
         .expect("session cookie")
         .to_owned();

@@ -1,11 +1,13 @@
 //! Users, passwords and the extractors handlers use to know who is calling
 //! (the analogue of `django.contrib.auth` and DRF's `SessionAuthentication`).
 
+mod device;
 mod extract;
 mod password;
 mod tokens;
 mod user;
 
+pub use device::{DEVICE_LIFETIME_SECS, DeviceTrust};
 pub use extract::{AuthUser, MaybeAuthUser};
 pub use password::{MAX_PASSWORD_BYTES, Password, PasswordHasher, PasswordPolicy};
 pub use tokens::{AccessToken, AccessTokens, Scope, TokenError, TokenOwner};

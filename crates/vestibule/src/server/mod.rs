@@ -1,6 +1,7 @@
 //! The ready-made auth server: `App::build(config)` → `run_until_stopped()`.
 
 mod demo;
+mod headers;
 mod json;
 mod routes;
 mod trace;
@@ -62,6 +63,12 @@ pub struct Shared {
     pub token_settings: TokenSettings,
     /// The database.
     pub db: Database,
+    /// Rate-limit buckets.
+    pub limits: crate::ratelimit::RateLimits,
+    /// Which peers' forwarding headers name the client.
+    pub trusted_proxies: crate::client_ip::TrustedProxies,
+    /// The login rate limit's device cookie.
+    pub device: crate::auth::DeviceTrust,
 }
 
 /// Why the server could not start.
@@ -97,6 +104,28 @@ pub struct App {
 
 /// How often the server checks whether another process changed the database.
 const OUTSIDE_CHANGE_POLL: Duration = Duration::from_secs(1);
+
+/// The caller's address as the rate limits key it: the socket peer, or what trusted proxies
+/// recorded (`limits.trusted_proxies`), IPv6 grouped per /64. A router served without connect
+/// info (an embedding app's choice) keys every caller as `0.0.0.0`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClientIp(pub(crate) std::net::IpAddr);
+
+impl axum::extract::FromRequestParts<AppState> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<SocketAddr>>()
+            .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+        let ip = state.trusted_proxies.client_ip(peer, &parts.headers);
+        Ok(Self(crate::client_ip::group(ip)))
+    }
+}
 
 /// Builds the session store the configuration asks for; also returns the read cache, if any, so
 /// the server can drop it when another process writes to the database.
@@ -174,6 +203,8 @@ pub fn router(state: AppState, config: &Config) -> Router {
                 // Request id, span and response log. No header is ever logged (a test runs the
                 // server at trace level and looks for secrets in the output).
                 .layer(trace::RequestTraceLayer)
+                // nosniff, Referrer-Policy, and no-store unless a handler chose a cache policy.
+                .layer(headers::security_headers())
                 // Preflights are answered here: they never reach sessions, CSRF or the store.
                 .layer(crate::cors::cors_layer(config))
                 .layer(DefaultBodyLimit::max(config.body_limit))
@@ -202,6 +233,9 @@ impl App {
             },
             signup: config.signup,
             db,
+            limits: crate::ratelimit::RateLimits::new(&config.rate_limits),
+            trusted_proxies: config.trusted_proxies.clone(),
+            device: crate::auth::DeviceTrust::new(config.device_key, &config.session.cookie),
         });
         let listener =
             TcpListener::bind(config.listen)
@@ -244,10 +278,12 @@ impl App {
     ) -> std::io::Result<()> {
         let store = self.state.sessions.store().clone();
         let interval = self.purge_interval;
+        let state = self.state.clone();
         let purge = tokio::spawn(async move {
             let mut tick = tokio::time::interval(interval);
             loop {
                 tick.tick().await;
+                state.limits.purge();
                 match store.delete_expired().await {
                     Ok(0) => {}
                     Ok(n) => tracing::debug!(purged = n, "expired sessions purged"),
@@ -258,8 +294,11 @@ impl App {
         let watcher = self
             .cache
             .map(|cache| tokio::spawn(watch_outside_changes(self.state.db.clone(), cache)));
-        // No ConnectInfo: nothing reads the peer address yet, and it costs an extension per request.
-        let result = axum::serve(self.listener, self.router)
+        // The peer address feeds the rate limits (see `client_ip`).
+        let service = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let result = axum::serve(self.listener, service)
             .with_graceful_shutdown(shutdown)
             .await;
         purge.abort();

@@ -1,13 +1,13 @@
 //! The `/auth` JSON API, health checks and the demo counter.
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::AppState;
 use super::json::Json;
+use super::{AppState, ClientIp};
 use crate::auth::{AccessToken, AuthUser, Password, Scope, Username};
 use crate::error::{Error, ErrorCode, Result};
 use crate::session::{AUTH_USER_KEY, Session, SessionUser, Transport, UnixTime, now};
@@ -139,6 +139,7 @@ async fn start_session(
 
 pub(crate) async fn post_signup(
     State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
     session: Session,
     Json(body): Json<Credentials>,
 ) -> Result<Response> {
@@ -146,20 +147,88 @@ pub(crate) async fn post_signup(
         return Err(Error::new(ErrorCode::SignupDisabled, "signup is turned off on this server")
             .with_hint("set auth.signup = true (VESTIBULE_AUTH__SIGNUP=true), or create users with `vestibule user add`"));
     }
+    app.limits
+        .signup_ip
+        .check(&ip)
+        .map_err(|l| l.into_error("signups from this address", "rate_limits.signup_per_ip"))?;
     let username = Username::parse(&body.username)?;
     app.policy.check(username.as_str(), &body.password)?;
     let hash = app.hasher.hash(&body.password).await?;
     let user = app.users.create(&username, &hash).await?;
     tracing::info!(user_id = user.id, "user signed up");
-    let body = start_session(&app, &session, user.id, &user.username, body.transport).await?;
-    Ok((StatusCode::CREATED, axum::Json(body)).into_response())
+    let transport = body.transport;
+    let body = start_session(&app, &session, user.id, &user.username, transport).await?;
+    let mut res = (StatusCode::CREATED, axum::Json(body)).into_response();
+    remember_device(&app, &mut res, &user.username, transport);
+    Ok(res)
+}
+
+/// The account a login attempt is for, as the rate limits key it (usernames are
+/// case-insensitive; the length bound keeps made-up names from growing memory).
+fn account_key(username: &str) -> String {
+    username
+        .chars()
+        .take(150)
+        .collect::<String>()
+        .to_ascii_lowercase()
+}
+
+/// Gives a browser that logged in with the cookie transport the device cookie of `account`.
+fn remember_device(app: &AppState, res: &mut Response, account: &str, transport: LoginTransport) {
+    if transport != LoginTransport::Cookie {
+        return;
+    }
+    if let Ok(v) = HeaderValue::try_from(app.device.issue(account, now())) {
+        res.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+/// Throttles login attempts per client address, then per account: from a device that logged
+/// in to the account before, against that device budget; from anywhere else, against the
+/// account's shared budget, which is what slows a distributed password-guessing attack.
+fn check_login_rate(
+    app: &AppState,
+    ip: std::net::IpAddr,
+    headers: &HeaderMap,
+    account: &str,
+) -> Result<()> {
+    app.limits.login_ip.check(&ip).map_err(|l| {
+        l.into_error(
+            "login attempts from this address",
+            "rate_limits.login_per_ip",
+        )
+    })?;
+    if app.device.recognises(headers, account, now()) {
+        app.limits
+            .login_device
+            .check(&account.to_owned())
+            .map_err(|l| {
+                l.into_error(
+                    "login attempts for this account from this device",
+                    "rate_limits.login_per_device",
+                )
+            })
+    } else {
+        app.limits
+            .login_user
+            .check(&account.to_owned())
+            .map_err(|l| {
+                l.into_error(
+                    "login attempts for this account",
+                    "rate_limits.login_per_user",
+                )
+            })
+    }
 }
 
 pub(crate) async fn post_login(
     State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
     session: Session,
     Json(body): Json<Credentials>,
-) -> Result<axum::Json<AuthBody>> {
+) -> Result<Response> {
+    check_login_rate(&app, ip, &headers, &account_key(&body.username))?;
     let user = if body.username.len() <= 150 {
         app.users.by_username(&body.username).await?
     } else {
@@ -190,9 +259,10 @@ pub(crate) async fn post_login(
         ));
     }
     tracing::info!(user_id = user.id, "user logged in");
-    Ok(axum::Json(
-        start_session(&app, &session, user.id, &user.username, body.transport).await?,
-    ))
+    let body_out = start_session(&app, &session, user.id, &user.username, body.transport).await?;
+    let mut res = axum::Json(body_out).into_response();
+    remember_device(&app, &mut res, &user.username, body.transport);
+    Ok(res)
 }
 
 pub(crate) async fn post_logout(session: Session) -> Result<StatusCode> {
@@ -219,6 +289,10 @@ pub(crate) async fn post_password(
     Json(body): Json<PasswordChange>,
 ) -> Result<axum::Json<AuthBody>> {
     require_session(&session)?;
+    app.limits
+        .password_user
+        .check(&user.id)
+        .map_err(|l| l.into_error("password change attempts", "rate_limits.password_per_user"))?;
     let stored = app
         .users
         .by_id(user.id)
@@ -424,6 +498,10 @@ pub(crate) async fn post_token(
     Json(body): Json<NewToken>,
 ) -> Result<Response> {
     require_session(&session)?;
+    app.limits
+        .token_user
+        .check(&user.id)
+        .map_err(|l| l.into_error("access tokens created", "rate_limits.token_create_per_user"))?;
     let limits = &app.token_settings;
     let name = body.name.trim();
     if name.is_empty() || name.chars().count() > 100 {

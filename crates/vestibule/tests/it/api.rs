@@ -74,12 +74,25 @@ async fn an_https_public_url_gives_a_secure_host_prefixed_cookie() {
         .await
         .expect("request");
     assert_eq!(res.status(), StatusCode::CREATED);
-    let cookie = set_cookies(&res).into_iter().next().expect("cookie");
+    let cookies = set_cookies(&res);
+    let cookie = cookies
+        .iter()
+        .find(|c| c.starts_with("__Host-vestibule_session="))
+        .expect("session cookie");
     assert!(
         cookie.starts_with("__Host-vestibule_session=vst_"),
         "{cookie}"
     );
     assert!(cookie.contains("Secure"), "{cookie}");
+    // The rate limit's device cookie follows the same rules.
+    let device = cookies
+        .iter()
+        .find(|c| c.starts_with("__Host-vestibule_device="))
+        .expect("device cookie");
+    assert!(
+        device.contains("Secure") && device.contains("HttpOnly"),
+        "{device}"
+    );
     c.csrf = None;
 }
 

@@ -7,7 +7,7 @@ use reqwest::{Client, Response, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use vestibule::config::{Config, RawConfig};
+use vestibule::config::{Config, RawConfig, RawRateLimits};
 use vestibule::server::{App, AppState};
 
 /// A running server with its own temporary database.
@@ -28,6 +28,15 @@ pub fn test_raw_config() -> RawConfig {
     };
     raw.auth.signup = true;
     raw.csrf.trusted_origins = vec!["http://localhost:3000".into()];
+    // Tests log in far more often than people do; `limits.rs` turns the limits back on.
+    raw.rate_limits = RawRateLimits {
+        login_per_ip: "off".into(),
+        login_per_user: "off".into(),
+        login_per_device: "off".into(),
+        signup_per_ip: "off".into(),
+        password_per_user: "off".into(),
+        token_create_per_user: "off".into(),
+    };
     raw
 }
 

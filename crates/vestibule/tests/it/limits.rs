@@ -1,0 +1,319 @@
+//! Rate limits, client addresses behind proxies, and security headers: each limit is hit and
+//! refused with 429 + Retry-After, and the owner of an attacked account still gets in.
+
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use reqwest::Response;
+use serde_json::json;
+use vestibule::config::RawConfig;
+
+use crate::support::{PASSWORD, TestApp, assert_error, test_raw_config};
+
+/// Login attempt for `username` with no cookie, from `xff` as a trusted proxy reports it.
+async fn attempt(app: &TestApp, username: &str, password: &str, xff: &str) -> Response {
+    app.raw_client()
+        .post(app.url("/auth/login"))
+        .header("x-forwarded-for", xff)
+        .json(&json!({"username": username, "password": password}))
+        .send()
+        .await
+        .expect("request")
+}
+
+fn retry_after(res: &Response) -> u64 {
+    res.headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("429 carries Retry-After in seconds")
+}
+
+async fn assert_limited(res: Response) {
+    let wait = retry_after(&res);
+    assert!(wait >= 1, "Retry-After {wait}");
+    assert_error(res, 429, "rate_limited").await;
+}
+
+fn limits(raw: &mut RawConfig, pairs: &[(&str, &str)]) {
+    raw.limits.trusted_proxies = vec!["127.0.0.1".into()];
+    for (key, rate) in pairs {
+        let r = &mut raw.rate_limits;
+        let slot = match *key {
+            "login_per_ip" => &mut r.login_per_ip,
+            "login_per_user" => &mut r.login_per_user,
+            "login_per_device" => &mut r.login_per_device,
+            "signup_per_ip" => &mut r.signup_per_ip,
+            "password_per_user" => &mut r.password_per_user,
+            "token_create_per_user" => &mut r.token_create_per_user,
+            other => panic!("unknown limit {other}"),
+        };
+        *slot = (*rate).to_owned();
+    }
+}
+
+#[tokio::test]
+async fn a_distributed_brute_force_is_slowed_and_the_owner_still_gets_in() {
+    let app = TestApp::spawn_with(|raw| {
+        limits(
+            raw,
+            &[
+                ("login_per_ip", "5/min"),
+                ("login_per_user", "10/h"),
+                ("login_per_device", "5/min"),
+            ],
+        );
+    })
+    .await;
+    // The owner signed up in this browser: it carries the device cookie from now on.
+    let mut owner = app.signed_up("victim", PASSWORD).await;
+    assert_eq!(owner.post("/auth/logout").await.status(), 204);
+
+    // 1,000 wrong passwords, each from a different address (a botnet behind our proxy).
+    let mut wrong = 0;
+    let mut limited = 0;
+    for chunk in 0..20u32 {
+        let results = join_all((0..50u32).map(|i| {
+            let n = chunk * 50 + i;
+            let xff = format!("10.{}.{}.{}", n / 65_536, (n / 256) % 256, n % 256);
+            let app = &app;
+            async move { attempt(app, "victim", "wrong password!", &xff).await }
+        }))
+        .await;
+        for res in results {
+            match res.status().as_u16() {
+                401 => wrong += 1,
+                429 => {
+                    limited += 1;
+                    assert_limited(res).await;
+                }
+                other => panic!("unexpected status {other}"),
+            }
+        }
+    }
+    assert_eq!(wrong + limited, 1000);
+    // Only the account's burst reached the password check.
+    assert!(wrong <= 10, "{wrong} guesses were checked");
+    assert!(wrong >= 1, "the first guesses are answered normally");
+
+    // The owner's browser is recognised and has its own budget: the right password works.
+    owner.csrf = None;
+    owner.login_ok("victim", PASSWORD).await;
+    assert_eq!(owner.get("/auth/me").await.status(), 200);
+
+    // A browser the account never saw still waits with the attackers (the documented trade-off).
+    let stranger = attempt(&app, "victim", PASSWORD, "192.0.2.50").await;
+    assert_limited(stranger).await;
+}
+
+#[tokio::test]
+async fn after_the_attack_the_account_refills_and_nothing_stays_locked() {
+    let app = TestApp::spawn_with(|raw| {
+        limits(raw, &[("login_per_user", "3/1s")]);
+    })
+    .await;
+    drop(app.signed_up("carol", PASSWORD).await);
+    let mut saw_limit = false;
+    for i in 0..20 {
+        let res = attempt(&app, "carol", "nope nope nope", &format!("10.0.0.{i}")).await;
+        saw_limit |= res.status() == 429;
+    }
+    assert!(saw_limit, "20 quick guesses hit the 3/s account limit");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // A new browser (no device cookie) gets in once the bucket has refilled: no lock-out.
+    let res = attempt(&app, "carol", PASSWORD, "192.0.2.9").await;
+    assert_eq!(res.status(), 200);
+}
+
+#[tokio::test]
+async fn one_address_is_limited_across_usernames() {
+    let app = TestApp::spawn_with(|raw| limits(raw, &[("login_per_ip", "3/h")])).await;
+    for i in 0..3 {
+        let res = attempt(&app, &format!("user{i}"), "whatever12", "198.51.100.7").await;
+        assert_error(res, 401, "invalid_credentials").await;
+    }
+    assert_limited(attempt(&app, "user9", "whatever12", "198.51.100.7").await).await;
+    // Another client is not affected.
+    let res = attempt(&app, "user9", "whatever12", "198.51.100.8").await;
+    assert_error(res, 401, "invalid_credentials").await;
+    // IPv6 clients are grouped per /64: moving inside the /64 does not help.
+    for i in 0..3 {
+        let res = attempt(&app, "x", "whatever12", &format!("2001:db8:1:2::{i}")).await;
+        assert_eq!(res.status(), 401);
+    }
+    assert_limited(attempt(&app, "x", "whatever12", "2001:db8:1:2:ffff::1").await).await;
+    let res = attempt(&app, "x", "whatever12", "2001:db8:1:3::1").await;
+    assert_eq!(res.status(), 401, "another /64 is another client");
+}
+
+#[tokio::test]
+async fn forwarded_headers_from_an_untrusted_peer_are_ignored() {
+    // No trusted proxy: a client cannot pick its own address with X-Forwarded-For.
+    let app = TestApp::spawn_with(|raw| {
+        raw.rate_limits.login_per_ip = "3/h".into();
+    })
+    .await;
+    for i in 0..3 {
+        let res = attempt(&app, "x", "whatever12", &format!("10.9.9.{i}")).await;
+        assert_eq!(res.status(), 401);
+    }
+    let res = app
+        .raw_client()
+        .post(app.url("/auth/login"))
+        .header("forwarded", "for=10.9.9.200")
+        .header("x-forwarded-for", "10.9.9.201")
+        .json(&json!({"username": "x", "password": "whatever12"}))
+        .send()
+        .await
+        .expect("request");
+    assert_limited(res).await;
+}
+
+#[tokio::test]
+async fn signup_password_change_and_token_creation_are_limited() {
+    let app = TestApp::spawn_with(|raw| {
+        limits(
+            raw,
+            &[
+                ("signup_per_ip", "2/h"),
+                ("password_per_user", "1/h"),
+                ("token_create_per_user", "2/h"),
+            ],
+        );
+    })
+    .await;
+    let mut a = app.signed_up("dave", PASSWORD).await;
+    drop(app.signed_up("erin", PASSWORD).await);
+    let third = app
+        .post_anon(
+            "/auth/signup",
+            &json!({"username": "frank", "password": PASSWORD}),
+        )
+        .await;
+    assert_limited(third).await;
+
+    for _ in 0..2 {
+        let res = a.post_json("/auth/tokens", &json!({"name": "ci"})).await;
+        assert_eq!(res.status(), 201);
+    }
+    assert_limited(a.post_json("/auth/tokens", &json!({"name": "ci"})).await).await;
+
+    // A wrong current password still spends the budget: guessing through this route is slowed too.
+    let res = a
+        .post_json(
+            "/auth/password",
+            &json!({"current_password": "not it at all", "new_password": "another good one"}),
+        )
+        .await;
+    assert_error(res, 401, "invalid_credentials").await;
+    let res = a
+        .post_json(
+            "/auth/password",
+            &json!({"current_password": PASSWORD, "new_password": "another good one"}),
+        )
+        .await;
+    assert_limited(res).await;
+}
+
+/// The `vestibule_device` cookie a signup sets: the whole `Set-Cookie` line and the value.
+async fn signup_device_cookie(app: &TestApp, username: &str) -> (String, String) {
+    let mut c = app.client();
+    let res = c
+        .post_json(
+            "/auth/signup",
+            &json!({"username": username, "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    let line = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("vestibule_device="))
+        .expect("signup sets the device cookie")
+        .to_owned();
+    let value = line["vestibule_device=".len()..]
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    (line, value)
+}
+
+async fn login_with_device(app: &TestApp, username: &str, device: &str) -> Response {
+    app.raw_client()
+        .post(app.url("/auth/login"))
+        .header("cookie", format!("vestibule_device={device}"))
+        .json(&json!({"username": username, "password": PASSWORD}))
+        .send()
+        .await
+        .expect("request")
+}
+
+#[tokio::test]
+async fn the_device_cookie_is_http_only_and_a_forged_one_buys_nothing() {
+    let app = TestApp::spawn_with(|raw| {
+        limits(
+            raw,
+            &[("login_per_user", "1/h"), ("login_per_device", "5/h")],
+        );
+    })
+    .await;
+    let (line, gina) = signup_device_cookie(&app, "gina").await;
+    assert!(
+        line.contains("HttpOnly") && line.contains("SameSite=Lax"),
+        "{line}"
+    );
+    let (_, other) = signup_device_cookie(&app, "other").await;
+    // Spend the account's shared budget.
+    let _ = attempt(&app, "gina", "wrong wrong", "10.1.1.1").await;
+    let (issued, tag) = gina.split_once('.').expect("issued.tag");
+    let shifted = format!("{}.{tag}", issued.parse::<i64>().expect("number") - 1);
+    for forged in ["1.AAAA", "garbage", other.as_str(), shifted.as_str()] {
+        assert_limited(login_with_device(&app, "gina", forged).await).await;
+    }
+    // The genuine cookie of this account is recognised.
+    assert_eq!(login_with_device(&app, "gina", &gina).await.status(), 200);
+}
+
+#[tokio::test]
+async fn bad_limit_settings_are_named() {
+    let mut raw = test_raw_config();
+    raw.rate_limits.login_per_ip = "lots".into();
+    raw.limits.trusted_proxies = vec!["proxy.internal".into()];
+    raw.secret_key = Some(vestibule::config::SecretString("short".into()));
+    let err = raw.validate().expect_err("invalid").to_string();
+    for key in [
+        "rate_limits.login_per_ip",
+        "limits.trusted_proxies",
+        "secret_key",
+    ] {
+        assert!(err.contains(key), "{key} not named in {err}");
+    }
+    assert!(!err.contains("short\""), "the secret is not echoed: {err}");
+}
+
+#[tokio::test]
+async fn security_headers_on_api_answers_and_the_demo_page() {
+    let app = TestApp::spawn().await;
+    let c = app.signed_up("hank", PASSWORD).await;
+    for res in [
+        c.get("/auth/me").await,
+        c.get("/auth/csrf").await,
+        c.get("/auth/nope").await,
+    ] {
+        let h = res.headers();
+        assert_eq!(h["cache-control"], "no-store");
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        assert_eq!(h["referrer-policy"], "no-referrer");
+    }
+    let page = c.get("/").await;
+    let h = page.headers();
+    assert_eq!(
+        h["cache-control"], "no-cache",
+        "the handler's own policy is kept"
+    );
+    let csp = h["content-security-policy"].to_str().expect("ascii");
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+}
