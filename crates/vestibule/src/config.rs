@@ -295,6 +295,19 @@ pub struct RawLimits {
     /// comma-separated list.
     #[serde(deserialize_with = "list_or_csv")]
     pub trusted_proxies: Vec<String>,
+    /// Longest request URI (414 beyond).
+    pub uri_bytes: usize,
+    /// Largest request header block (431 beyond).
+    pub header_bytes: usize,
+    /// Most request headers (431 beyond).
+    pub max_headers: usize,
+    /// Open connections at most; more clients wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// Time a client gets to send a request's headers, and to start its next request on an
+    /// idle kept-alive connection ("15s"): what stops slowloris clients from holding sockets.
+    pub header_read_timeout: String,
+    /// Live sessions per user; a login beyond it ends the least recently used one.
+    pub max_sessions_per_user: usize,
 }
 
 impl Default for RawConfig {
@@ -376,6 +389,12 @@ impl Default for RawLimits {
         Self {
             body_bytes: 64 * 1024,
             trusted_proxies: Vec::new(),
+            uri_bytes: 8 * 1024,
+            header_bytes: 16 * 1024,
+            max_headers: 100,
+            max_connections: 10_000,
+            header_read_timeout: "15s".into(),
+            max_sessions_per_user: 100,
         }
     }
 }
@@ -471,6 +490,18 @@ pub struct Config {
     pub rate_limits: crate::ratelimit::RateLimitConfig,
     /// Key of the device-recognition cookie (from `secret_key`, or random).
     pub device_key: [u8; 32],
+    /// Longest request URI in bytes.
+    pub uri_limit: usize,
+    /// Largest request header block in bytes.
+    pub header_bytes_limit: usize,
+    /// Most request headers.
+    pub max_headers: usize,
+    /// Open connections at most.
+    pub max_connections: usize,
+    /// Header-read and keep-alive idle timeout.
+    pub header_read_timeout: Duration,
+    /// Live sessions per user.
+    pub max_sessions_per_user: usize,
     /// Things that work but deserve attention, said at start-up and by `config check`.
     pub warnings: Vec<String>,
 }
@@ -662,6 +693,25 @@ impl RawConfig {
             Some(SecretString(k)) => Some(crate::token::derive_key(b"device-cookie", k.as_bytes())),
             None => Some(crate::token::random_key()),
         };
+        let header_read_timeout = p.duration(
+            "limits.header_read_timeout",
+            &self.limits.header_read_timeout,
+        );
+        for (key, value, min) in [
+            ("limits.uri_bytes", self.limits.uri_bytes, 256),
+            ("limits.header_bytes", self.limits.header_bytes, 4096),
+            ("limits.max_headers", self.limits.max_headers, 16),
+            ("limits.max_connections", self.limits.max_connections, 1),
+            (
+                "limits.max_sessions_per_user",
+                self.limits.max_sessions_per_user,
+                1,
+            ),
+        ] {
+            if value < min {
+                p.add(key, format!("must be at least {min}"));
+            }
+        }
         if self.limits.body_bytes < 1024 {
             p.add(
                 "limits.body_bytes",
@@ -718,6 +768,7 @@ impl RawConfig {
             Some(trusted_proxies),
             Some(rate_limits),
             Some(device_key),
+            Some(header_read_timeout),
         ) = (
             listen,
             public_origin,
@@ -732,6 +783,7 @@ impl RawConfig {
             trusted_proxies,
             rate_limits,
             device_key,
+            header_read_timeout,
         )
         else {
             return Err(ConfigError::Invalid(p.0));
@@ -796,6 +848,12 @@ impl RawConfig {
             trusted_proxies,
             rate_limits,
             device_key,
+            uri_limit: self.limits.uri_bytes,
+            header_bytes_limit: self.limits.header_bytes,
+            max_headers: self.limits.max_headers,
+            max_connections: self.limits.max_connections,
+            header_read_timeout,
+            max_sessions_per_user: self.limits.max_sessions_per_user,
             warnings,
         })
     }

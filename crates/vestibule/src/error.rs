@@ -69,6 +69,10 @@ pub enum ErrorCode {
     CorsPreflightRefused,
     /// Too many attempts (login, signup, password change, token creation): wait `Retry-After`.
     RateLimited,
+    /// The request URI is longer than `limits.uri_bytes`.
+    UriTooLong,
+    /// The request headers exceed `limits.header_bytes` or `limits.max_headers`.
+    HeadersTooLarge,
 }
 
 impl ErrorCode {
@@ -101,6 +105,8 @@ impl ErrorCode {
             ErrorCode::TokenLimitReached => StatusCode::CONFLICT,
             ErrorCode::CorsOriginRefused | ErrorCode::CorsPreflightRefused => StatusCode::FORBIDDEN,
             ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::UriTooLong => StatusCode::URI_TOO_LONG,
+            ErrorCode::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         }
     }
 }

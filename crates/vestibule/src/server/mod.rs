@@ -3,6 +3,8 @@
 mod demo;
 mod headers;
 mod json;
+mod limits;
+mod listener;
 mod routes;
 mod trace;
 
@@ -69,6 +71,8 @@ pub struct Shared {
     pub trusted_proxies: crate::client_ip::TrustedProxies,
     /// The login rate limit's device cookie.
     pub device: crate::auth::DeviceTrust,
+    /// Live sessions per user.
+    pub max_sessions_per_user: usize,
 }
 
 /// Why the server could not start.
@@ -100,6 +104,7 @@ pub struct App {
     state: AppState,
     purge_interval: Duration,
     cache: Option<CachedStore<SqliteStore>>,
+    conn_limits: listener::ConnLimits,
 }
 
 /// How often the server checks whether another process changed the database.
@@ -205,6 +210,12 @@ pub fn router(state: AppState, config: &Config) -> Router {
                 .layer(trace::RequestTraceLayer)
                 // nosniff, Referrer-Policy, and no-store unless a handler chose a cache policy.
                 .layer(headers::security_headers())
+                // 414 / 431 with our JSON body, before anything parses the request.
+                .layer(limits::RequestLimitsLayer {
+                    uri_bytes: config.uri_limit,
+                    header_bytes: config.header_bytes_limit,
+                    headers: config.max_headers,
+                })
                 // Preflights are answered here: they never reach sessions, CSRF or the store.
                 .layer(crate::cors::cors_layer(config))
                 .layer(DefaultBodyLimit::max(config.body_limit))
@@ -236,6 +247,7 @@ impl App {
             limits: crate::ratelimit::RateLimits::new(&config.rate_limits),
             trusted_proxies: config.trusted_proxies.clone(),
             device: crate::auth::DeviceTrust::new(config.device_key, &config.session.cookie),
+            max_sessions_per_user: config.max_sessions_per_user,
         });
         let listener =
             TcpListener::bind(config.listen)
@@ -251,6 +263,13 @@ impl App {
             state,
             purge_interval: config.purge_interval,
             cache,
+            conn_limits: listener::ConnLimits {
+                max_connections: config.max_connections,
+                header_read_timeout: config.header_read_timeout,
+                // hyper's hard caps sit well above the JSON-explained limits.
+                header_buf_bytes: (config.header_bytes_limit + config.uri_limit) * 2 + 8192,
+                max_headers: config.max_headers * 2,
+            },
         })
     }
 
@@ -295,12 +314,7 @@ impl App {
             .cache
             .map(|cache| tokio::spawn(watch_outside_changes(self.state.db.clone(), cache)));
         // The peer address feeds the rate limits (see `client_ip`).
-        let service = self
-            .router
-            .into_make_service_with_connect_info::<SocketAddr>();
-        let result = axum::serve(self.listener, service)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let result = listener::serve(self.listener, self.router, self.conn_limits, shutdown).await;
         purge.abort();
         if let Some(w) = watcher {
             w.abort();

@@ -106,6 +106,34 @@ fn bearer_body(
     })
 }
 
+/// Makes room for one more session of `user_id` under `limits.max_sessions_per_user` by ending
+/// the least recently used others (not this request's own, which the login replaces anyway).
+async fn make_room_for_session(app: &AppState, session: &Session, user_id: i64) -> Result<()> {
+    let cap = app.max_sessions_per_user;
+    let current = session.id().await?;
+    let store = app.sessions.store();
+    let mut others: Vec<_> = store
+        .list_user(user_id)
+        .await?
+        .into_iter()
+        .filter(|r| Some(r.key) != current)
+        .collect();
+    if others.len() < cap {
+        return Ok(());
+    }
+    others.sort_by_key(|r| r.last_seen);
+    let excess = others.len() + 1 - cap;
+    for r in others.iter().take(excess) {
+        store.delete(&r.key).await?;
+    }
+    tracing::info!(
+        user_id,
+        ended = excess,
+        "session cap reached: least recently used ended"
+    );
+    Ok(())
+}
+
 /// Logs `id` in: a rotated cookie session, or a new bearer session.
 async fn start_session(
     app: &AppState,
@@ -114,6 +142,7 @@ async fn start_session(
     username: &str,
     transport: LoginTransport,
 ) -> Result<AuthBody> {
+    make_room_for_session(app, session, id).await?;
     let user = SessionUser {
         id,
         username: username.to_owned(),

@@ -317,3 +317,161 @@ async fn security_headers_on_api_answers_and_the_demo_page() {
     let csp = h["content-security-policy"].to_str().expect("ascii");
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
 }
+
+/// A raw TCP connection to the app.
+async fn connect(app: &TestApp) -> tokio::net::TcpStream {
+    let addr = app.base.trim_start_matches("http://");
+    tokio::net::TcpStream::connect(addr).await.expect("connect")
+}
+
+/// Reads until the peer closes or `within` passes; true when it closed.
+async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => return true,
+            Ok(Ok(_)) => {}
+            Err(_) => return false,
+        }
+    }
+}
+
+#[tokio::test]
+async fn long_uris_and_big_or_many_headers_get_json_errors() {
+    let app = TestApp::spawn_with(|raw| {
+        raw.limits.uri_bytes = 1024;
+        raw.limits.header_bytes = 8 * 1024;
+        raw.limits.max_headers = 40;
+    })
+    .await;
+    let c = app.client();
+    let long = format!("/auth/me?q={}", "a".repeat(2000));
+    assert_error(c.get(&long).await, 414, "uri_too_long").await;
+    let res = app
+        .raw_client()
+        .get(app.url("/auth/me"))
+        .header("cookie", format!("junk={}", "x".repeat(10_000)))
+        .send()
+        .await
+        .expect("request");
+    assert_error(res, 431, "headers_too_large").await;
+    let mut req = app.raw_client().get(app.url("/auth/me"));
+    for i in 0..50 {
+        req = req.header(format!("x-h{i}"), "1");
+    }
+    assert_error(req.send().await.expect("request"), 431, "headers_too_large").await;
+    // Far beyond: hyper's own cap answers 431 and drops the connection; the server goes on.
+    let res = app
+        .raw_client()
+        .get(app.url("/auth/me"))
+        .header("cookie", "y".repeat(200_000))
+        .send()
+        .await;
+    if let Ok(res) = res {
+        assert_eq!(res.status(), 431);
+    }
+    assert_eq!(c.get("/healthz").await.status(), 200);
+}
+
+#[tokio::test]
+async fn slowloris_connections_do_not_stop_a_login_and_are_cut_at_the_header_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let app = TestApp::spawn_with(|raw| {
+        raw.limits.header_read_timeout = "1s".into();
+    })
+    .await;
+    let mut slow = Vec::new();
+    for _ in 0..500 {
+        let mut s = connect(&app).await;
+        s.write_all(b"GET /auth/me HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            .await
+            .expect("partial head");
+        slow.push(s);
+    }
+    // A normal client gets through while 500 connections dangle.
+    let mut c = app.signed_up("ivy", PASSWORD).await;
+    c.login_ok("ivy", PASSWORD).await;
+    assert_eq!(c.get("/auth/me").await.status(), 200);
+    // The server hangs up on every one of them once the header timeout passes.
+    let mut still_open = 0;
+    for s in &mut slow {
+        if !closed_within(s, Duration::from_secs(5)).await {
+            still_open += 1;
+        }
+    }
+    assert_eq!(still_open, 0, "slow connections left open");
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connections_are_closed() {
+    use tokio::io::AsyncWriteExt;
+    let app = TestApp::spawn_with(|raw| {
+        raw.limits.header_read_timeout = "1s".into();
+    })
+    .await;
+    let mut s = connect(&app).await;
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("request");
+    // The answer comes, the connection stays for reuse, then the idle timeout closes it.
+    assert!(closed_within(&mut s, Duration::from_secs(5)).await);
+}
+
+#[tokio::test]
+async fn connections_beyond_the_cap_wait_for_a_free_slot() {
+    use tokio::io::AsyncWriteExt;
+    let app = TestApp::spawn_with(|raw| {
+        raw.limits.max_connections = 3;
+    })
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut s = connect(&app).await;
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("request");
+        held.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let waiting = tokio::spawn({
+        let url = app.url("/healthz");
+        async move { reqwest::get(url).await.map(|r| r.status().as_u16()) }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !waiting.is_finished(),
+        "a fourth connection was served while three were open"
+    );
+    held.pop();
+    let status = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("served once a slot frees")
+        .expect("task")
+        .expect("request");
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn a_login_beyond_the_session_cap_ends_the_least_recently_used_session() {
+    let app = TestApp::spawn_with(|raw| raw.limits.max_sessions_per_user = 3).await;
+    let first = app.signed_up("jack", PASSWORD).await;
+    let mut others = Vec::new();
+    for _ in 0..3 {
+        let mut c = app.client();
+        c.login_ok("jack", PASSWORD).await;
+        others.push(c);
+    }
+    assert_error(first.get("/auth/me").await, 401, "not_authenticated").await;
+    for c in &others {
+        assert_eq!(c.get("/auth/me").await.status(), 200);
+    }
+    let list: serde_json::Value = others[2]
+        .get("/auth/sessions")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(list["sessions"].as_array().map(Vec::len), Some(3));
+}
