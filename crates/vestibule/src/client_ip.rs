@@ -45,6 +45,12 @@ impl TrustedProxies {
     }
 
     fn trusts(&self, ip: IpAddr) -> bool {
+        self.contains(ip)
+    }
+
+    /// Whether `ip` is in one of the networks (also used as a plain allowlist, e.g. for
+    /// `/metrics`).
+    pub fn contains(&self, ip: IpAddr) -> bool {
         self.0.iter().any(|net| net.contains(&ip))
     }
 

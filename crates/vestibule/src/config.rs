@@ -89,6 +89,8 @@ pub struct RawConfig {
     pub limits: RawLimits,
     /// Rate limits on login, signup, password change and token creation.
     pub rate_limits: RawRateLimits,
+    /// Prometheus metrics.
+    pub metrics: RawMetrics,
     /// Signs the login rate limit's device-recognition cookie (any string of 32+ characters;
     /// keep it secret, and the same on every instance). Unset: a random key per process, so
     /// devices are recognised until the next restart, by this instance only.
@@ -104,6 +106,28 @@ pub struct SecretString(pub String);
 impl std::fmt::Debug for SecretString {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("\"<redacted>\"")
+    }
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawMetrics {
+    /// Serves `GET /metrics` (OpenMetrics text).
+    pub enabled: bool,
+    /// Addresses or CIDR networks allowed to read `/metrics`; others get 404. Loopback only by
+    /// default: put the scraper's network here, not the world. In the environment, a
+    /// comma-separated list.
+    #[serde(deserialize_with = "list_or_csv")]
+    pub allow: Vec<String>,
+}
+
+impl Default for RawMetrics {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            allow: vec!["127.0.0.0/8".into(), "::1".into()],
+        }
     }
 }
 
@@ -328,6 +352,7 @@ impl Default for RawConfig {
             tokens: RawTokens::default(),
             limits: RawLimits::default(),
             rate_limits: RawRateLimits::default(),
+            metrics: RawMetrics::default(),
             secret_key: None,
         }
     }
@@ -488,6 +513,8 @@ pub struct Config {
     pub trusted_proxies: crate::client_ip::TrustedProxies,
     /// Rate limits.
     pub rate_limits: crate::ratelimit::RateLimitConfig,
+    /// Who may read `/metrics`; `None`: metrics off.
+    pub metrics_allow: Option<crate::client_ip::TrustedProxies>,
     /// Key of the device-recognition cookie (from `secret_key`, or random).
     pub device_key: [u8; 32],
     /// Longest request URI in bytes.
@@ -682,6 +709,13 @@ impl RawConfig {
                 }
             };
         let rate_limits = p.rate_limits(&self.rate_limits);
+        let metrics_allow = match crate::client_ip::TrustedProxies::parse(&self.metrics.allow) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                p.add("metrics.allow", e.to_string());
+                None
+            }
+        };
         let device_key = match &self.secret_key {
             Some(SecretString(k)) if k.chars().count() < 32 => {
                 p.add(
@@ -769,6 +803,7 @@ impl RawConfig {
             Some(rate_limits),
             Some(device_key),
             Some(header_read_timeout),
+            Some(metrics_allow),
         ) = (
             listen,
             public_origin,
@@ -784,6 +819,7 @@ impl RawConfig {
             rate_limits,
             device_key,
             header_read_timeout,
+            metrics_allow,
         )
         else {
             return Err(ConfigError::Invalid(p.0));
@@ -847,6 +883,7 @@ impl RawConfig {
             body_limit: self.limits.body_bytes,
             trusted_proxies,
             rate_limits,
+            metrics_allow: self.metrics.enabled.then_some(metrics_allow),
             device_key,
             uri_limit: self.limits.uri_bytes,
             header_bytes_limit: self.limits.header_bytes,

@@ -247,7 +247,7 @@ impl Compiled {
             OriginVerdict::Allowed => {}
             verdict => {
                 let (message, hint) = verdict.explain(&shown);
-                tracing::warn!(origin = %shown, key = verdict.key(), "CORS preflight refused: {message}");
+                tracing::warn!(target: "vestibule::audit", event = "cors.refused", origin = %shown, key = verdict.key(), "CORS preflight refused: {message}");
                 return refusal("cors_origin_refused", &message, &hint);
             }
         }
@@ -258,7 +258,7 @@ impl Compiled {
             Some(m) if self.any_method || self.methods.contains(&m) => m,
             other => {
                 let m = other.map_or_else(|| "(malformed)".to_owned(), |m| m.to_string());
-                tracing::warn!(origin = %shown, method = %m, key = "cors.allow_methods", "CORS preflight refused: method not allowed");
+                tracing::warn!(target: "vestibule::audit", event = "cors.refused", origin = %shown, method = %m, key = "cors.allow_methods", "CORS preflight refused: method not allowed");
                 return refusal(
                     "cors_preflight_refused",
                     &format!("CORS preflight refused: method {m} is not allowed"),
@@ -285,7 +285,7 @@ impl Compiled {
         }
         if !refused.is_empty() {
             let list = refused.join(", ");
-            tracing::warn!(origin = %shown, headers = %list, key = "cors.allow_headers", "CORS preflight refused: request headers not allowed");
+            tracing::warn!(target: "vestibule::audit", event = "cors.refused", origin = %shown, headers = %list, key = "cors.allow_headers", "CORS preflight refused: request headers not allowed");
             return refusal(
                 "cors_preflight_refused",
                 &format!("CORS preflight refused: request header(s) {list} not allowed"),

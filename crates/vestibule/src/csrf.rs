@@ -230,7 +230,10 @@ where
             };
             match check(&config, req.method(), req.headers(), &session).await {
                 Ok(()) => inner.call(req).await,
-                Err(e) => Ok(e.into_response()),
+                Err(e) => {
+                    audit!("csrf.refused", code = ?e.code(), method = %req.method(), path = %req.uri().path());
+                    Ok(e.into_response())
+                }
             }
         }))
     }

@@ -39,6 +39,8 @@
 //! The `vestibule` binary wraps [`server::App`] around the same pieces, with the embedded SQLite
 //! store, the `/auth` API and a demo page. See `docs/ARCHITECTURE.md` for the module map.
 
+#[macro_use]
+mod audit;
 pub mod auth;
 pub mod client_ip;
 pub mod config;

@@ -499,3 +499,129 @@ fn token_create_list_and_revoke_from_the_cli() {
         .expect("run");
     assert!(!again.status.success(), "revoking twice fails");
 }
+
+/// The `Set-Cookie: vestibule_session=` value and the body's `csrf_token` of a raw response.
+fn session_and_csrf(res: &str) -> (String, String) {
+    let token = res
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: vestibule_session="))
+        .and_then(|c| c.split(';').next())
+        .expect("session cookie")
+        .to_owned();
+    let csrf = res
+        .split("\"csrf_token\":\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("csrf token")
+        .to_owned();
+    (token, csrf)
+}
+
+#[test]
+fn audit_events_are_json_lines_without_secrets() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut server, port) = start_server_with(
+        dir.path(),
+        &[
+            ("VESTIBULE_LOG_FORMAT", "json"),
+            ("VESTIBULE_RATE_LIMITS__LOGIN_PER_USER", "2/h"),
+        ],
+    );
+    let json = "Content-Type: application/json\r\n";
+    let password = "pw-Audit-9fK2mQ";
+    let new_password = "pw-Audit-New-7hX";
+    let creds = format!(r#"{{"username":"ada","password":"{password}"}}"#);
+    let signup = http(port, "POST", "/auth/signup", json, &creds).expect("signup");
+    assert!(signup.starts_with("HTTP/1.1 201"), "{signup}");
+    let wrong = r#"{"username":"ada","password":"not-the-password"}"#;
+    let res = http(port, "POST", "/auth/login", json, wrong).expect("login");
+    assert!(res.starts_with("HTTP/1.1 401"), "{res}");
+    let res = http(port, "POST", "/auth/login", json, &creds).expect("login");
+    assert!(res.starts_with("HTTP/1.1 200"), "{res}");
+    let (token, csrf) = session_and_csrf(&res);
+    let auth = format!("Cookie: vestibule_session={token}\r\nX-CSRF-Token: {csrf}\r\n{json}");
+    // CSRF refusal: the cookie without the token.
+    let res = http(
+        port,
+        "POST",
+        "/auth/logout",
+        &format!("Cookie: vestibule_session={token}\r\n"),
+        "",
+    )
+    .expect("csrf");
+    assert!(res.starts_with("HTTP/1.1 403"), "{res}");
+    // CORS refusal: a preflight from a page nobody allowed.
+    let res = http(
+        port,
+        "OPTIONS",
+        "/auth/login",
+        "Origin: https://evil.example\r\nAccess-Control-Request-Method: POST\r\n",
+        "",
+    )
+    .expect("preflight");
+    assert!(res.starts_with("HTTP/1.1 403"), "{res}");
+    let res = http(port, "POST", "/auth/tokens", &auth, r#"{"name":"ci"}"#).expect("token");
+    assert!(res.starts_with("HTTP/1.1 201"), "{res}");
+    let pat = res
+        .split("\"token\":\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("token secret")
+        .to_owned();
+    let id = res
+        .split("\"id\":")
+        .nth(1)
+        .and_then(|r| r.split([',', '}']).next())
+        .expect("token id")
+        .to_owned();
+    let res = http(port, "DELETE", &format!("/auth/tokens/{id}"), &auth, "").expect("revoke");
+    assert!(res.starts_with("HTTP/1.1 204"), "{res}");
+    let change = format!(r#"{{"current_password":"{password}","new_password":"{new_password}"}}"#);
+    let res = http(port, "POST", "/auth/password", &auth, &change).expect("password");
+    assert!(res.starts_with("HTTP/1.1 200"), "{res}");
+    let (token2, csrf2) = session_and_csrf(&res);
+    let auth2 = format!("Cookie: vestibule_session={token2}\r\nX-CSRF-Token: {csrf2}\r\n");
+    let res = http(port, "POST", "/auth/logout-all", &auth2, "").expect("logout-all");
+    assert!(res.starts_with("HTTP/1.1 204"), "{res}");
+    // The account's budget (2/h) is spent: the next attempt trips the limit.
+    let res = http(port, "POST", "/auth/login", json, wrong).expect("login");
+    assert!(res.starts_with("HTTP/1.1 429"), "{res}");
+    stop(&mut server);
+
+    let logs = std::fs::read_to_string(dir.path().join("server.err")).expect("logs");
+    let events: Vec<serde_json::Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["target"] == "vestibule::audit")
+        .collect();
+    let names: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["fields"]["event"].as_str())
+        .collect();
+    for expected in [
+        "signup",
+        "login.failure",
+        "login.success",
+        "csrf.refused",
+        "cors.refused",
+        "token.create",
+        "token.revoke",
+        "password.change",
+        "session.revoke",
+        "rate_limit",
+    ] {
+        assert!(
+            names.contains(&expected),
+            "no {expected} event in {names:?}"
+        );
+    }
+    let failure = events
+        .iter()
+        .find(|e| e["fields"]["event"] == "login.failure")
+        .expect("failure event");
+    assert_eq!(failure["fields"]["reason"], "invalid_credentials");
+    assert_eq!(failure["fields"]["client_ip"], "127.0.0.1");
+    for secret in [password, new_password, &token, &token2, &csrf, &csrf2, &pat] {
+        assert!(!logs.contains(secret), "a secret reached the log: {secret}");
+    }
+}

@@ -5,6 +5,7 @@ mod headers;
 mod json;
 mod limits;
 mod listener;
+pub mod metrics;
 mod routes;
 mod trace;
 
@@ -35,6 +36,33 @@ impl AppState {
     /// Wraps the shared parts.
     pub fn new(shared: Shared) -> Self {
         Self(Arc::new(shared))
+    }
+}
+
+impl AppState {
+    /// The 429 for a tripped rate limit, counted and audited.
+    pub(crate) fn limited(
+        &self,
+        l: crate::ratelimit::RateLimited,
+        what: &str,
+        config_key: &str,
+    ) -> crate::Error {
+        if let Some(m) = &self.metrics {
+            m.rate_limited(config_key);
+        }
+        audit!(
+            "rate_limit",
+            limit = config_key,
+            "rate limit tripped: {what}"
+        );
+        l.into_error(what, config_key)
+    }
+
+    /// Counts a refused login.
+    pub(crate) fn login_failed(&self, reason: &str) {
+        if let Some(m) = &self.metrics {
+            m.login_failed(reason);
+        }
     }
 }
 
@@ -73,6 +101,8 @@ pub struct Shared {
     pub device: crate::auth::DeviceTrust,
     /// Live sessions per user.
     pub max_sessions_per_user: usize,
+    /// Prometheus metrics, when on.
+    pub metrics: Option<Arc<metrics::Metrics>>,
 }
 
 /// Why the server could not start.
@@ -200,6 +230,9 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .route("/readyz", get(routes::readyz))
         .route("/", get(demo::index))
         .route("/demo/{file}", get(demo::asset))
+        .route("/metrics", get(metrics::handler))
+        // Carries the matched route pattern out to the metrics layer.
+        .route_layer(metrics::RouteTagLayer)
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .with_state(state.clone())
@@ -210,6 +243,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
                 .layer(trace::RequestTraceLayer)
                 // nosniff, Referrer-Policy, and no-store unless a handler chose a cache policy.
                 .layer(headers::security_headers())
+                .option_layer(state.metrics.clone().map(metrics::MetricsLayer))
                 // 414 / 431 with our JSON body, before anything parses the request.
                 .layer(limits::RequestLimitsLayer {
                     uri_bytes: config.uri_limit,
@@ -232,6 +266,14 @@ impl App {
     pub async fn build(config: Config) -> Result<Self, StartError> {
         let db = Database::open(&config.database_path).await?;
         let (store, cache) = build_store(&config, &db);
+        let metrics = config
+            .metrics_allow
+            .clone()
+            .map(|allow| Arc::new(metrics::Metrics::new(allow)));
+        let store: Arc<dyn SessionStore> = match &metrics {
+            Some(m) => Arc::new(metrics::MeteredStore::new(store, m.clone())),
+            None => store,
+        };
         let state = AppState::new(Shared {
             users: UserStore::new(db.clone()),
             sessions: SessionManager::new(store, config.session.clone())
@@ -248,6 +290,7 @@ impl App {
             trusted_proxies: config.trusted_proxies.clone(),
             device: crate::auth::DeviceTrust::new(config.device_key, &config.session.cookie),
             max_sessions_per_user: config.max_sessions_per_user,
+            metrics,
         });
         let listener =
             TcpListener::bind(config.listen)

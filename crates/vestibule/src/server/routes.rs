@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::json::Json;
 use super::{AppState, ClientIp};
-use crate::auth::{AccessToken, AuthUser, Password, Scope, Username};
+use crate::auth::{AccessToken, AuthUser, MaybeAuthUser, Password, Scope, Username};
 use crate::error::{Error, ErrorCode, Result};
 use crate::session::{AUTH_USER_KEY, Session, SessionUser, Transport, UnixTime, now};
 use crate::token::TokenHash;
@@ -126,7 +126,9 @@ async fn make_room_for_session(app: &AppState, session: &Session, user_id: i64) 
     for r in others.iter().take(excess) {
         store.delete(&r.key).await?;
     }
-    tracing::info!(
+    audit!(
+        "session.revoke",
+        reason = "session_cap",
         user_id,
         ended = excess,
         "session cap reached: least recently used ended"
@@ -179,12 +181,12 @@ pub(crate) async fn post_signup(
     app.limits
         .signup_ip
         .check(&ip)
-        .map_err(|l| l.into_error("signups from this address", "rate_limits.signup_per_ip"))?;
+        .map_err(|l| app.limited(l, "signups from this address", "rate_limits.signup_per_ip"))?;
     let username = Username::parse(&body.username)?;
     app.policy.check(username.as_str(), &body.password)?;
     let hash = app.hasher.hash(&body.password).await?;
     let user = app.users.create(&username, &hash).await?;
-    tracing::info!(user_id = user.id, "user signed up");
+    audit!("signup", user_id = user.id, client_ip = %ip, "user signed up");
     let transport = body.transport;
     let body = start_session(&app, &session, user.id, &user.username, transport).await?;
     let mut res = (StatusCode::CREATED, axum::Json(body)).into_response();
@@ -222,7 +224,8 @@ fn check_login_rate(
     account: &str,
 ) -> Result<()> {
     app.limits.login_ip.check(&ip).map_err(|l| {
-        l.into_error(
+        app.limited(
+            l,
             "login attempts from this address",
             "rate_limits.login_per_ip",
         )
@@ -232,7 +235,8 @@ fn check_login_rate(
             .login_device
             .check(&account.to_owned())
             .map_err(|l| {
-                l.into_error(
+                app.limited(
+                    l,
                     "login attempts for this account from this device",
                     "rate_limits.login_per_device",
                 )
@@ -242,7 +246,8 @@ fn check_login_rate(
             .login_user
             .check(&account.to_owned())
             .map_err(|l| {
-                l.into_error(
+                app.limited(
+                    l,
                     "login attempts for this account",
                     "rate_limits.login_per_user",
                 )
@@ -257,7 +262,10 @@ pub(crate) async fn post_login(
     session: Session,
     Json(body): Json<Credentials>,
 ) -> Result<Response> {
-    check_login_rate(&app, ip, &headers, &account_key(&body.username))?;
+    if let Err(e) = check_login_rate(&app, ip, &headers, &account_key(&body.username)) {
+        app.login_failed("rate_limited");
+        return Err(e);
+    }
     let user = if body.username.len() <= 150 {
         app.users.by_username(&body.username).await?
     } else {
@@ -274,7 +282,14 @@ pub(crate) async fn post_login(
     let user = match user {
         Some(u) if ok => u,
         _ => {
-            tracing::info!("login refused: invalid credentials");
+            app.login_failed("invalid_credentials");
+            audit!(
+                "login.failure",
+                reason = "invalid_credentials",
+                user_id = user.as_ref().map(|u| u.id),
+                client_ip = %ip,
+                "login refused: invalid credentials"
+            );
             return Err(Error::new(
                 ErrorCode::InvalidCredentials,
                 "wrong username or password",
@@ -282,20 +297,23 @@ pub(crate) async fn post_login(
         }
     };
     if !user.is_active {
+        app.login_failed("account_disabled");
+        audit!("login.failure", reason = "account_disabled", user_id = user.id, client_ip = %ip);
         return Err(Error::new(
             ErrorCode::AccountDisabled,
             "this account is disabled",
         ));
     }
-    tracing::info!(user_id = user.id, "user logged in");
+    audit!("login.success", user_id = user.id, client_ip = %ip, transport = ?body.transport, "user logged in");
     let body_out = start_session(&app, &session, user.id, &user.username, body.transport).await?;
     let mut res = axum::Json(body_out).into_response();
     remember_device(&app, &mut res, &user.username, body.transport);
     Ok(res)
 }
 
-pub(crate) async fn post_logout(session: Session) -> Result<StatusCode> {
+pub(crate) async fn post_logout(session: Session, user: MaybeAuthUser) -> Result<StatusCode> {
     session.flush().await?;
+    audit!("logout", user_id = user.0.as_ref().map(|u| u.id));
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -318,10 +336,13 @@ pub(crate) async fn post_password(
     Json(body): Json<PasswordChange>,
 ) -> Result<axum::Json<AuthBody>> {
     require_session(&session)?;
-    app.limits
-        .password_user
-        .check(&user.id)
-        .map_err(|l| l.into_error("password change attempts", "rate_limits.password_per_user"))?;
+    app.limits.password_user.check(&user.id).map_err(|l| {
+        app.limited(
+            l,
+            "password change attempts",
+            "rate_limits.password_per_user",
+        )
+    })?;
     let stored = app
         .users
         .by_id(user.id)
@@ -360,7 +381,8 @@ pub(crate) async fn post_password(
     } else {
         0
     };
-    tracing::info!(
+    audit!(
+        "password.change",
         user_id = user.id,
         ended = ended.len(),
         tokens_revoked = revoked,
@@ -424,6 +446,7 @@ pub(crate) async fn delete_session(
     } else {
         app.sessions.store().delete(&record.key).await?;
     }
+    audit!("session.revoke", reason = "by_owner", user_id = user.id);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -450,7 +473,9 @@ pub(crate) async fn post_logout_all(
     require_session(&session)?;
     let ended = app.sessions.store().delete_user(user.id, None).await?;
     session.flush().await?;
-    tracing::info!(
+    audit!(
+        "session.revoke",
+        reason = "logout_all",
         user_id = user.id,
         ended = ended.len(),
         "logged out everywhere"
@@ -527,10 +552,13 @@ pub(crate) async fn post_token(
     Json(body): Json<NewToken>,
 ) -> Result<Response> {
     require_session(&session)?;
-    app.limits
-        .token_user
-        .check(&user.id)
-        .map_err(|l| l.into_error("access tokens created", "rate_limits.token_create_per_user"))?;
+    app.limits.token_user.check(&user.id).map_err(|l| {
+        app.limited(
+            l,
+            "access tokens created",
+            "rate_limits.token_create_per_user",
+        )
+    })?;
     let limits = &app.token_settings;
     let name = body.name.trim();
     if name.is_empty() || name.chars().count() > 100 {
@@ -553,7 +581,8 @@ pub(crate) async fn post_token(
         .access_tokens
         .create(user.id, name, &scopes, expires_at, limits.per_user_limit)
         .await?;
-    tracing::info!(
+    audit!(
+        "token.create",
         user_id = user.id,
         token_id = token.id,
         "access token created"
@@ -590,7 +619,12 @@ pub(crate) async fn delete_token(
     };
     let id: i64 = id.parse().map_err(|_| not_found())?;
     if app.access_tokens.revoke(user.id, id).await? {
-        tracing::info!(user_id = user.id, token_id = id, "access token revoked");
+        audit!(
+            "token.revoke",
+            user_id = user.id,
+            token_id = id,
+            "access token revoked"
+        );
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(not_found())

@@ -475,3 +475,98 @@ async fn a_login_beyond_the_session_cap_ends_the_least_recently_used_session() {
         .expect("json");
     assert_eq!(list["sessions"].as_array().map(Vec::len), Some(3));
 }
+
+/// The value of the sample `name{…}` whose labels include every `key="value"` of `labels`.
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_count_routes_statuses_logins_limits_and_the_store() {
+    let app = TestApp::spawn_with(|raw| limits(raw, &[("login_per_user", "2/h")])).await;
+    let c = app.signed_up("kim", PASSWORD).await;
+    for _ in 0..3 {
+        assert_eq!(c.get("/auth/me").await.status(), 200);
+    }
+    let _ = attempt(&app, "kim", "wrong wrong", "10.0.0.1").await;
+    let _ = attempt(&app, "kim", "wrong wrong", "10.0.0.2").await;
+    let _ = attempt(&app, "kim", "wrong wrong", "10.0.0.3").await;
+    let _ = c.delete("/auth/sessions/0123").await;
+    let _ = c.get("/no/such/page").await;
+
+    let res = c.get("/metrics").await;
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .is_ok_and(|t| t.starts_with("application/openmetrics-text")),
+    );
+    let text = res.text().await.expect("text");
+    let requests = "vestibule_http_requests_total";
+    let me = [("route", "/auth/me"), ("method", "GET"), ("status", "200")];
+    assert_eq!(sample(&text, requests, &me), Some(3.0), "{text}");
+    // Routes are patterns, never ids; unrouted paths are one label.
+    let by_pattern = [("route", "/auth/sessions/{id}"), ("method", "DELETE")];
+    assert_eq!(sample(&text, requests, &by_pattern), Some(1.0), "{text}");
+    assert!(!text.contains("0123"));
+    assert_eq!(
+        sample(
+            &text,
+            requests,
+            &[("route", "unmatched"), ("status", "404")]
+        ),
+        Some(1.0)
+    );
+    let failures = "vestibule_login_failures_total";
+    assert_eq!(
+        sample(&text, failures, &[("reason", "invalid_credentials")]),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, failures, &[("reason", "rate_limited")]),
+        Some(1.0),
+        "{text}"
+    );
+    let limited = [("reason", "rate_limits.login_per_user")];
+    assert_eq!(
+        sample(&text, "vestibule_rate_limited_total", &limited),
+        Some(1.0)
+    );
+    let loads = [("op", "load"), ("le", "+Inf")];
+    assert!(
+        sample(&text, "vestibule_store_duration_seconds_bucket", &loads).is_some_and(|n| n >= 1.0)
+    );
+    assert_eq!(
+        sample(&text, "vestibule_sessions", &[]),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(
+        sample(
+            &text,
+            "vestibule_http_request_duration_seconds_count",
+            &[("route", "/auth/me")]
+        )
+        .is_some()
+    );
+}
+
+#[tokio::test]
+async fn metrics_are_hidden_from_addresses_outside_the_allowlist_and_can_be_off() {
+    let app = TestApp::spawn_with(|raw| raw.metrics.allow = vec!["10.0.0.0/8".into()]).await;
+    assert_error(app.client().get("/metrics").await, 404, "not_found").await;
+    let app = TestApp::spawn_with(|raw| raw.metrics.enabled = false).await;
+    assert_error(app.client().get("/metrics").await, 404, "not_found").await;
+}

@@ -1,0 +1,447 @@
+//! Prometheus metrics at `/metrics` (OpenMetrics text): requests by route and status, latency,
+//! live sessions, login failures, rate-limit trips, session-store errors and latency.
+//!
+//! One registry per server (no process-wide recorder), so several servers in one process — an
+//! embedding app, the test suite — each count their own traffic.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Instant;
+
+use async_trait::async_trait;
+use axum::extract::{ConnectInfo, MatchedPath, State};
+use axum::http::{HeaderValue, Request, header};
+use axum::response::{IntoResponse, Response};
+use pin_project_lite::pin_project;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use tower::{Layer, Service};
+
+use super::AppState;
+use crate::client_ip::TrustedProxies;
+use crate::error::{Error, ErrorCode};
+use crate::session::{Delta, Record, SessionStore, StoreError};
+use crate::token::TokenHash;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    method: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OpLabels {
+    op: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 0.1 ms … ~3.3 s.
+    Histogram::new(exponential_buckets(0.000_1, 2.0, 16))
+}
+
+/// The server's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: HistogramFamily<RouteLabels>,
+    login_failures: Family<ReasonLabels, Counter>,
+    rate_limited: Family<ReasonLabels, Counter>,
+    store_errors: Family<OpLabels, Counter>,
+    store_latency: HistogramFamily<OpLabels>,
+    sessions_live: Gauge,
+    upstream_errors: Family<ReasonLabels, Counter>,
+    allow: TrustedProxies,
+}
+
+impl Metrics {
+    /// A fresh registry; `/metrics` answers only clients in `allow` (loopback by default).
+    pub fn new(allow: TrustedProxies) -> Self {
+        let mut registry = Registry::with_prefix("vestibule");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by route, method and status",
+            requests.clone(),
+        );
+        let latency = HistogramFamily::<RouteLabels>::new_with_constructor(latency_histogram);
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to the response head, by route",
+            latency.clone(),
+        );
+        let login_failures = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "login_failures",
+            "Refused logins by reason (invalid_credentials, account_disabled, rate_limited)",
+            login_failures.clone(),
+        );
+        let rate_limited = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "rate_limited",
+            "Requests refused by a rate limit, by limit",
+            rate_limited.clone(),
+        );
+        let store_errors = Family::<OpLabels, Counter>::default();
+        registry.register(
+            "store_errors",
+            "Session-store operations that failed (unavailable or corrupt), by operation",
+            store_errors.clone(),
+        );
+        let store_latency = HistogramFamily::<OpLabels>::new_with_constructor(latency_histogram);
+        registry.register(
+            "store_duration_seconds",
+            "Session-store operation latency, by operation",
+            store_latency.clone(),
+        );
+        let sessions_live = Gauge::default();
+        registry.register(
+            "sessions",
+            "Session records held by the store (read at scrape time)",
+            sessions_live.clone(),
+        );
+        let upstream_errors = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "proxy_upstream_errors",
+            "Proxied requests whose upstream failed, by upstream",
+            upstream_errors.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            latency,
+            login_failures,
+            rate_limited,
+            store_errors,
+            store_latency,
+            sessions_live,
+            upstream_errors,
+            allow,
+        }
+    }
+
+    /// Counts a refused login.
+    pub fn login_failed(&self, reason: &str) {
+        self.login_failures
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a rate-limit refusal of `limit` (its config key).
+    pub fn rate_limited(&self, limit: &str) {
+        self.rate_limited
+            .get_or_create(&ReasonLabels {
+                reason: limit.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a failed upstream of the proxy.
+    pub fn upstream_failed(&self, upstream: &str) {
+        self.upstream_errors
+            .get_or_create(&ReasonLabels {
+                reason: upstream.to_owned(),
+            })
+            .inc();
+    }
+
+    fn observe(&self, route: &str, method: &http::Method, status: u16, start: Instant) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                route: route.to_owned(),
+                method: method.as_str().to_owned(),
+                status,
+            })
+            .inc();
+        self.latency
+            .get_or_create(&RouteLabels {
+                route: route.to_owned(),
+            })
+            .observe(start.elapsed().as_secs_f64());
+    }
+
+    fn render(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::with_capacity(8 * 1024);
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+/// `GET /metrics`: 404 to clients outside `metrics.allow` (the endpoint is not advertised).
+pub(crate) async fn handler(State(app): State<AppState>, req: axum::extract::Request) -> Response {
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>();
+    let Some(metrics) = app.metrics.as_ref() else {
+        return Error::new(ErrorCode::NotFound, "no such endpoint").into_response();
+    };
+    let allowed = peer
+        .is_some_and(|ConnectInfo(p)| metrics.allow.contains(crate::client_ip::normalize(p.ip())));
+    if !allowed {
+        return Error::new(ErrorCode::NotFound, "no such endpoint").into_response();
+    }
+    match app.sessions.store().count().await {
+        Ok(n) => {
+            metrics
+                .sessions_live
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        Err(e) => tracing::warn!(error = %e, "metrics: cannot count sessions"),
+    }
+    match metrics.render() {
+        Ok(body) => {
+            let mut res = body.into_response();
+            res.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
+            );
+            res
+        }
+        Err(e) => Error::internal(e).into_response(),
+    }
+}
+
+/// Records each request's route, status and latency. The route is the matched pattern
+/// (`/auth/sessions/{id}`, never the id itself), carried out of the router by [`RouteTagLayer`];
+/// requests no route matched count as `unmatched`.
+#[derive(Debug, Clone)]
+pub(crate) struct MetricsLayer(pub(crate) Arc<Metrics>);
+
+impl<S> Layer<S> for MetricsLayer {
+    type Service = MetricsService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        MetricsService {
+            inner,
+            metrics: self.0.clone(),
+        }
+    }
+}
+
+/// The service of [`MetricsLayer`].
+#[derive(Debug, Clone)]
+pub(crate) struct MetricsService<S> {
+    inner: S,
+    metrics: Arc<Metrics>,
+}
+
+impl<S, B> Service<Request<B>> for MetricsService<S>
+where
+    S: Service<Request<B>, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = MetricsFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        MetricsFuture {
+            method: req.method().clone(),
+            inner: self.inner.call(req),
+            metrics: self.metrics.clone(),
+            start: Instant::now(),
+        }
+    }
+}
+
+pin_project! {
+    /// The future of [`MetricsService`].
+    pub(crate) struct MetricsFuture<F> {
+        #[pin]
+        inner: F,
+        metrics: Arc<Metrics>,
+        method: http::Method,
+        start: Instant,
+    }
+}
+
+impl<F, E> Future for MetricsFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let res = ready!(this.inner.poll(cx));
+        if let Ok(res) = &res {
+            let route = res
+                .extensions()
+                .get::<RouteTag>()
+                .map_or("unmatched", RouteTag::as_str);
+            this.metrics
+                .observe(route, this.method, res.status().as_u16(), *this.start);
+        }
+        Poll::Ready(res)
+    }
+}
+
+/// The matched route pattern, copied onto the response for [`MetricsLayer`].
+#[derive(Debug, Clone)]
+struct RouteTag(MatchedPath);
+
+impl RouteTag {
+    fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+/// A `route_layer` that copies the request's [`MatchedPath`] onto the response.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RouteTagLayer;
+
+impl<S> Layer<S> for RouteTagLayer {
+    type Service = RouteTagService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RouteTagService { inner }
+    }
+}
+
+/// The service of [`RouteTagLayer`].
+#[derive(Debug, Clone)]
+pub(crate) struct RouteTagService<S> {
+    inner: S,
+}
+
+impl<S, B> Service<Request<B>> for RouteTagService<S>
+where
+    S: Service<Request<B>, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = RouteTagFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        RouteTagFuture {
+            tag: req.extensions().get::<MatchedPath>().cloned(),
+            inner: self.inner.call(req),
+        }
+    }
+}
+
+pin_project! {
+    /// The future of [`RouteTagService`].
+    pub(crate) struct RouteTagFuture<F> {
+        #[pin]
+        inner: F,
+        tag: Option<MatchedPath>,
+    }
+}
+
+impl<F, E> Future for RouteTagFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut res = ready!(this.inner.poll(cx));
+        if let (Ok(res), Some(tag)) = (&mut res, this.tag.take()) {
+            res.extensions_mut().insert(RouteTag(tag));
+        }
+        Poll::Ready(res)
+    }
+}
+
+/// Times every operation of the wrapped store and counts its failures. `NotFound` and
+/// `Collision` are answers, not failures.
+#[derive(Debug)]
+pub(crate) struct MeteredStore {
+    inner: Arc<dyn SessionStore>,
+    metrics: Arc<Metrics>,
+}
+
+impl MeteredStore {
+    pub(crate) fn new(inner: Arc<dyn SessionStore>, metrics: Arc<Metrics>) -> Self {
+        Self { inner, metrics }
+    }
+
+    async fn timed<T>(
+        &self,
+        op: &'static str,
+        fut: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let start = Instant::now();
+        let out = fut.await;
+        let labels = OpLabels { op };
+        self.metrics
+            .store_latency
+            .get_or_create(&labels)
+            .observe(start.elapsed().as_secs_f64());
+        if matches!(
+            out,
+            Err(StoreError::Unavailable(_) | StoreError::Corrupt(_))
+        ) {
+            self.metrics.store_errors.get_or_create(&labels).inc();
+        }
+        out
+    }
+}
+
+#[async_trait]
+impl SessionStore for MeteredStore {
+    async fn create(&self, record: &Record) -> Result<(), StoreError> {
+        self.timed("create", self.inner.create(record)).await
+    }
+    async fn load(&self, key: &TokenHash) -> Result<Option<Arc<Record>>, StoreError> {
+        self.timed("load", self.inner.load(key)).await
+    }
+    async fn save(&self, key: &TokenHash, delta: &Delta) -> Result<Arc<Record>, StoreError> {
+        self.timed("save", self.inner.save(key, delta)).await
+    }
+    async fn delete(&self, key: &TokenHash) -> Result<bool, StoreError> {
+        self.timed("delete", self.inner.delete(key)).await
+    }
+    async fn list_user(&self, user_id: i64) -> Result<Vec<Record>, StoreError> {
+        self.timed("list_user", self.inner.list_user(user_id)).await
+    }
+    async fn delete_user(
+        &self,
+        user_id: i64,
+        keep: Option<&TokenHash>,
+    ) -> Result<Vec<TokenHash>, StoreError> {
+        self.timed("delete_user", self.inner.delete_user(user_id, keep))
+            .await
+    }
+    async fn delete_expired(&self) -> Result<u64, StoreError> {
+        self.timed("delete_expired", self.inner.delete_expired())
+            .await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.timed("ping", self.inner.ping()).await
+    }
+    async fn count(&self) -> Result<u64, StoreError> {
+        self.inner.count().await
+    }
+}
