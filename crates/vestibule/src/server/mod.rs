@@ -166,6 +166,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .route("/readyz", get(routes::readyz))
         .route("/", get(demo::index))
         .route("/demo/{file}", get(demo::asset))
+        .route("/_vestibule/client.js", get(demo::client_js))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .with_state(state.clone())
