@@ -5,7 +5,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { apiToml, launch, openSpa, PASSWORD, startPageServer, startServer, uniqueName } from './support.js';
+import { apiToml, freePort, launch, openSpa, PASSWORD, startPageServer, startServer, uniqueName } from './support.js';
 
 let spa;
 let stranger;
@@ -159,5 +159,24 @@ test('an origin outside spa_origins is refused, and the client names spa_origins
     });
     assert.equal(login.status, 401);
     assert.deepEqual(await context.cookies(apiUrl), []);
+  });
+});
+
+test('an API that is not running is a network_error, not a CORS error', async () => {
+  const deadPort = await freePort();
+  await withBrowser(async ({ page }) => {
+    await openSpa(page, `http://localhost:${spa.port}/`);
+    const err = await page.evaluate(async (deadUrl) => {
+      const client = window.vestibule.createClient({ baseUrl: deadUrl });
+      try {
+        await client.me();
+        return null;
+      } catch (e) {
+        return { status: e.status, code: e.code, hint: e.hint };
+      }
+    }, `http://localhost:${deadPort}`);
+    assert.equal(err?.status, 0);
+    assert.equal(err?.code, 'network_error');
+    assert.match(err?.hint || '', new RegExp(`localhost:${deadPort}`));
   });
 });

@@ -103,11 +103,23 @@ export async function startPageServer(opts = {}) {
     }
   });
   server.keepAliveTimeout = 1000;
-  const port = opts.port || (await freePort());
-  await new Promise((ok, fail) => {
-    server.once('error', fail);
-    server.listen(port, '127.0.0.1', () => ok(undefined));
-  });
+  let port = 0;
+  // A free port can be taken before we bind it: try a few.
+  for (let attempt = 1; ; attempt += 1) {
+    port = opts.port || (await freePort());
+    try {
+      await new Promise((ok, fail) => {
+        server.once('error', fail);
+        server.listen(port, '127.0.0.1', () => {
+          server.off('error', fail);
+          ok(undefined);
+        });
+      });
+      break;
+    } catch (e) {
+      if (opts.port || attempt >= 3) throw e;
+    }
+  }
   return {
     port,
     requests,

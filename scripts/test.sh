@@ -12,9 +12,9 @@ cargo test --workspace
 # `cargo test` has just built target/debug/vestibule for the CLI tests; the JavaScript and browser
 # tests run that same binary (a separate `cargo build` would compile everything a second time
 # with other features).
-export VESTIBULE_BIN="$PWD/target/debug/vestibule"
-if [ ! -x "$VESTIBULE_BIN" ]; then
-  echo "$VESTIBULE_BIN is missing after cargo test" >&2
+export TEST_VESTIBULE_BIN="$PWD/target/debug/vestibule"
+if [ ! -x "$TEST_VESTIBULE_BIN" ]; then
+  echo "$TEST_VESTIBULE_BIN is missing after cargo test" >&2
   exit 1
 fi
 

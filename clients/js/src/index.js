@@ -208,8 +208,9 @@ export function createClient(options = {}) {
    * @param {URL} url
    * @param {RequestInit} init
    * @param {boolean} own whether `url` is the API's: only then do credentials go along
+   * @param {boolean} [anonymous] bearer: send no token (login and signup start a new session)
    */
-  async function send(url, init, own) {
+  async function send(url, init, own, anonymous = false) {
     const headers = new Headers(init.headers);
     const method = (init.method || 'GET').toUpperCase();
     /** @type {RequestCredentials} */
@@ -222,7 +223,7 @@ export function createClient(options = {}) {
         }
       } else {
         credentials = 'omit';
-        const token = storage.get();
+        const token = anonymous ? null : storage.get();
         if (token && !headers.has('authorization')) headers.set('Authorization', `Bearer ${token}`);
       }
     }
@@ -249,20 +250,20 @@ export function createClient(options = {}) {
    * single refresh-and-retry on a stale token. Returns the raw answer.
    * @param {URL} url
    * @param {RequestInit} init
-   * @param {{retryable: boolean}} opts
+   * @param {{retryable: boolean, anonymous?: boolean}} opts
    */
-  async function exchange(url, init, { retryable }) {
+  async function exchange(url, init, { retryable, anonymous = false }) {
     const own = url.origin === apiOrigin;
     const method = (init.method || 'GET').toUpperCase();
     const unsafe = !SAFE_METHODS.has(method);
     if (own && transport === 'cookie' && unsafe && csrfToken === undefined) await refreshCsrf();
-    let res = await send(url, init, own);
+    let res = await send(url, init, own, anonymous);
     if (own && transport === 'cookie' && unsafe && res.status === 403 && retryable) {
       const body = await readJson(res.clone());
       if (isObject(body) && CSRF_RETRY_CODES.has(/** @type {string} */ (body.code))) {
         // Once: a second refusal is returned to the caller, never looped on.
         await refreshCsrf();
-        res = await send(url, init, own);
+        res = await send(url, init, own, anonymous);
       }
     }
     return res;
@@ -273,9 +274,10 @@ export function createClient(options = {}) {
    * @param {string} method
    * @param {string} path
    * @param {unknown} [body]
-   * @param {{hook?: boolean}} [opts] hook: whether a 401 fires onUnauthenticated
+   * @param {{hook?: boolean, anonymous?: boolean}} [opts] hook: whether a 401 fires
+   *   onUnauthenticated; anonymous: send no bearer token
    */
-  async function call(method, path, body, { hook = true } = {}) {
+  async function call(method, path, body, { hook = true, anonymous = false } = {}) {
     /** @type {Record<string, string>} */
     const headers = { Accept: 'application/json' };
     /** @type {RequestInit} */
@@ -284,7 +286,7 @@ export function createClient(options = {}) {
       headers['Content-Type'] = 'application/json';
       init.body = JSON.stringify(body);
     }
-    const res = await exchange(resolve(path), init, { retryable: true });
+    const res = await exchange(resolve(path), init, { retryable: true, anonymous });
     const data = await readJson(res);
     if (transport === 'cookie' && isObject(data) && 'csrf_token' in data) {
       csrfToken = typeof data.csrf_token === 'string' ? data.csrf_token : null;
@@ -306,8 +308,9 @@ export function createClient(options = {}) {
     /** @type {Record<string, string>} */
     const body = { username, password };
     if (transport === 'bearer') body.transport = 'bearer';
-    // A wrong password is a 401 too, but not a reason to route to the login page.
-    const data = await call('POST', path, body, { hook: false });
+    // A wrong password is a 401 too, but not a reason to route to the login page. A token
+    // still held must not go along: a dead one would get the login refused as invalid_token.
+    const data = await call('POST', path, body, { hook: false, anonymous: true });
     if (transport === 'bearer' && typeof data?.token === 'string') storage.set(data.token);
     return data.user;
   }

@@ -182,6 +182,18 @@ describe('bearer transport', () => {
     assert.equal((await res.json()).code, 'invalid_token');
   });
 
+  test('a login while a dead token is held starts a new session', async () => {
+    const { client, username } = await signedUp(bearerClient);
+    const { client: other } = bearerClient();
+    await other.login({ username, password: PASSWORD });
+    await other.sessions.logoutAll();
+    const dead = client.getToken();
+    const user = await client.login({ username, password: PASSWORD });
+    assert.equal(user.username, username);
+    assert.notEqual(client.getToken(), dead);
+    assert.equal((await client.me())?.username, username);
+  });
+
   test('changePassword keeps the rotated token', async () => {
     const { client, username } = await signedUp(bearerClient);
     const old = client.getToken();

@@ -8,8 +8,8 @@ import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
-/** The binary under test: $VESTIBULE_BIN (set by scripts/test.sh), else the debug build. */
-export const BIN = process.env.VESTIBULE_BIN || resolve(here, '../../../target/debug/vestibule');
+/** The binary under test: $TEST_VESTIBULE_BIN (set by scripts/test.sh), else the debug build. */
+export const BIN = process.env.TEST_VESTIBULE_BIN || resolve(here, '../../../target/debug/vestibule');
 
 /** A TCP port that was free a moment ago (the server binds it right after). */
 export function freePort() {
@@ -22,6 +22,17 @@ export function freePort() {
       srv.close(() => ok(port));
     });
   });
+}
+
+/** The environment without VESTIBULE_* settings (the server reads those as configuration). */
+function serverEnv() {
+  /** @type {Record<string, string>} */
+  const env = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (v !== undefined && !k.startsWith('VESTIBULE_')) env[k] = v;
+  }
+  env.VESTIBULE_LOG = process.env.VESTIBULE_LOG || 'warn';
+  return env;
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -45,7 +56,7 @@ export async function startServer(opts = {}) {
     const child = spawn(BIN, ['serve', '--config', config], {
       cwd: dir,
       stdio: ['ignore', out, err],
-      env: { ...process.env, VESTIBULE_LOG: process.env.VESTIBULE_LOG || 'warn' },
+      env: serverEnv(),
     });
     closeSync(out);
     closeSync(err);
