@@ -18,7 +18,11 @@ export interface ClientOptions {
   baseUrl?: string;
   /** `'cookie'` (default): HttpOnly session cookie + `X-CSRF-Token`. `'bearer'`: `Authorization: Bearer`, no cookie. */
   transport?: Transport;
-  /** Called with the error whenever a call other than login/signup/me/logout answers 401. */
+  /**
+   * Called with the error whenever a call other than login/signup/me/logout answers 401 (after
+   * the client forgot the dead credential: the bearer token, or the CSRF token). Route to the
+   * login page here. An exception thrown by the hook is reported, never thrown in place of the error.
+   */
   onUnauthenticated?: (error: VestibuleError) => void;
   /** Bearer transport only: where the token is kept (default: memory only). */
   storage?: TokenStorage;
@@ -78,6 +82,8 @@ export interface RequestOptions {
   method?: string;
   /** Sent as JSON. */
   body?: unknown;
+  /** Aborts the call (e.g. `AbortSignal.timeout(5000)`); the AbortError is rethrown as is. */
+  signal?: AbortSignal;
 }
 
 export interface VestibuleClient {

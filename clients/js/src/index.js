@@ -274,14 +274,15 @@ export function createClient(options = {}) {
    * @param {string} method
    * @param {string} path
    * @param {unknown} [body]
-   * @param {{hook?: boolean, anonymous?: boolean}} [opts] hook: whether a 401 fires
-   *   onUnauthenticated; anonymous: send no bearer token
+   * @param {{hook?: boolean, anonymous?: boolean, signal?: AbortSignal}} [opts] hook: whether a
+   *   401 fires onUnauthenticated; anonymous: send no bearer token; signal: to abort the call
    */
-  async function call(method, path, body, { hook = true, anonymous = false } = {}) {
+  async function call(method, path, body, { hook = true, anonymous = false, signal } = {}) {
     /** @type {Record<string, string>} */
     const headers = { Accept: 'application/json' };
     /** @type {RequestInit} */
     const init = { method, headers };
+    if (signal) init.signal = signal;
     if (body !== undefined) {
       headers['Content-Type'] = 'application/json';
       init.body = JSON.stringify(body);
@@ -428,8 +429,8 @@ export function createClient(options = {}) {
       return res;
     },
 
-    async request(path, { method = 'GET', body } = {}) {
-      return call(method.toUpperCase(), path, body);
+    async request(path, { method = 'GET', body, signal } = {}) {
+      return call(method.toUpperCase(), path, body, { signal });
     },
 
     getToken: () => (transport === 'bearer' ? storage.get() : null),

@@ -307,6 +307,9 @@ describe('401 hook and errors', () => {
     const client = createClient({ baseUrl: server.url });
     const err = await client.fetch('/healthz', { signal: AbortSignal.abort() }).catch((e) => e);
     assert.equal(err.name, 'AbortError');
+    const viaRequest = await client.request('/healthz', { signal: AbortSignal.abort() }).catch((e) => e);
+    assert.equal(viaRequest.name, 'AbortError');
+    assert.deepEqual(await client.request('/healthz', { signal: AbortSignal.timeout(5000) }), { status: 'ok' });
   });
 });
 

@@ -22,7 +22,7 @@ export async function usage(): Promise<void> {
   const secret: string = created.token;
   await client.tokens.revoke(created.id);
   const res: Response = await client.fetch('/api/notes', { method: 'POST', body: '{}' });
-  const notes = await client.request<{ notes: string[] }>('/api/notes');
+  const notes = await client.request<{ notes: string[] }>('/api/notes', { signal: AbortSignal.timeout(1000) });
   const first: string | undefined = notes.notes[0];
   const token: string | null = bearer.getToken();
   try {
