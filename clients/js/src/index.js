@@ -175,11 +175,12 @@ export function createClient(options = {}) {
    * @param {URL} url
    */
   async function transportFailure(cause, url) {
-    const crossOrigin = page !== null && url.origin !== page.origin;
-    if (crossOrigin) {
+    const own = url.origin === apiOrigin;
+    if (page !== null && url.origin !== page.origin) {
       let reachable = false;
       try {
-        await doFetch(`${apiOrigin}/healthz`, { mode: 'no-cors', credentials: 'omit', cache: 'no-store' });
+        const probe = own ? `${apiOrigin}/healthz` : `${url.origin}/`;
+        await doFetch(probe, { mode: 'no-cors', credentials: 'omit', cache: 'no-store' });
         reachable = true;
       } catch {
         reachable = false;
@@ -188,8 +189,10 @@ export function createClient(options = {}) {
         return new VestibuleError({
           status: 0,
           code: 'cors_error',
-          message: `the API at ${apiOrigin} answered, but the browser hid the answer from this page (CORS)`,
-          hint: `add this page's origin ${page.origin} to spa_origins in the server's configuration (VESTIBULE_SPA_ORIGINS), and check the browser console for the exact CORS message`,
+          message: `the server at ${url.origin} answered, but the browser hid the answer from this page (CORS)`,
+          hint: own
+            ? `add this page's origin ${page.origin} to spa_origins in the server's configuration (VESTIBULE_SPA_ORIGINS), and check the browser console for the exact CORS message`
+            : `the server at ${url.origin} does not allow requests from ${page.origin}; see the browser console for the exact CORS message`,
           cause,
         });
       }
@@ -198,7 +201,7 @@ export function createClient(options = {}) {
       status: 0,
       code: 'network_error',
       message: `cannot reach ${url.origin}: ${cause instanceof Error ? cause.message : String(cause)}`,
-      hint: `is the server at ${apiOrigin} running, and is baseUrl right?`,
+      hint: own ? `is the server at ${apiOrigin} running, and is baseUrl right?` : `is ${url.origin} up and reachable?`,
       cause,
     });
   }
