@@ -180,3 +180,17 @@ test('an API that is not running is a network_error, not a CORS error', async ()
     assert.match(err?.hint || '', new RegExp(`localhost:${deadPort}`));
   });
 });
+
+test('a page in spa_origins can import the client from the API itself', async () => {
+  await withBrowser(async ({ page }) => {
+    await openSpa(page, `http://localhost:${spa.port}/`);
+    const result = await page.evaluate(async (apiUrl) => {
+      // Module scripts are fetched with CORS: this works only for allowed origins.
+      const served = await import(`${apiUrl}/_vestibule/client.js`);
+      const client = served.createClient({ baseUrl: apiUrl });
+      return { same: Object.keys(served).sort().join(), me: await client.me() };
+    }, apiUrl);
+    assert.equal(result.same, 'VestibuleError,createClient,memoryStorage,sessionStorageAdapter');
+    assert.equal(result.me, null);
+  });
+});
