@@ -1,4 +1,7 @@
-// Vestibule demo: vanilla JS against the /auth API. No build step, no dependencies.
+// Vestibule demo: vanilla JS against the /auth API through vestibule-client, the very file the
+// npm package ships (served by this binary at /_vestibule/client.js). No build step.
+
+import { createClient, VestibuleError } from '/_vestibule/client.js';
 
 const $ = (selector) => document.querySelector(selector);
 
@@ -9,128 +12,43 @@ const $ = (selector) => document.querySelector(selector);
 /** How the session travels: 'cookie' (HttpOnly cookie + CSRF token) or 'bearer'. */
 let transport = 'cookie';
 
-/**
- * The bearer session token and its expiry, `{ token, expiresAt }`, or null.
- * Held in this variable only, never in localStorage or sessionStorage: a reload forgets it, so a
- * script injected into the page later cannot read it back from storage.
- */
-let bearer = null;
-
 /** Why the last bearer token was dropped by the server (shown until the next login). */
 let bearerDropped = '';
 
-// The latest CSRF token (cookie transport only). The session cookie is HttpOnly, so the token
-// comes from response bodies: login, signup, /auth/me, /auth/csrf and /auth/password all return
-// `csrf_token`. Bearer requests need none (the server answers `csrf_token: null` for them).
-let csrf = null;
+// One client per transport. The cookie client sends `credentials: 'include'` and the CSRF token
+// (taken from login/me/csrf answers, refreshed once on a mismatch). The bearer client holds its
+// token in memory only, never in localStorage or sessionStorage: a reload forgets it, so a
+// script injected into the page later cannot read it back from storage.
+const clients = {
+  cookie: createClient({ transport: 'cookie' }),
+  bearer: createClient({
+    transport: 'bearer',
+    // The held token names no live session any more (revoked, expired, password changed
+    // elsewhere): the client dropped it; we are signed out.
+    onUnauthenticated: (err) => {
+      if (err.code !== 'invalid_token') return;
+      bearerDropped = 'the server refused the last token (revoked or expired) and this page dropped it';
+      renderTransport();
+      renderSignedOut();
+    },
+  }),
+};
 
-const CSRF_ERRORS = new Set(['csrf_token_mismatch', 'csrf_token_missing']);
+/** The client of the current transport. */
+const client = () => clients[transport];
 
-// ---------------------------------------------------------------------------
-// API client
-// ---------------------------------------------------------------------------
+/** The bearer token held by this page, or null. */
+const bearerToken = () => clients.bearer.getToken();
 
-/** An API error: the JSON body `{code, message, hint}` plus the HTTP status. */
-class ApiError extends Error {
-  constructor(status, body) {
-    super(body?.message || `HTTP ${status}`);
-    this.status = status;
-    this.code = body?.code || 'http_error';
-    this.hint = body?.hint || '';
-  }
-}
-
-/**
- * One fetch with the current transport.
- * Cookie: sends the cookie and the CSRF token, remembers any `csrf_token` in the answer.
- * Bearer: sends `Authorization: Bearer <token>` (when `token` is given) and never a cookie.
- */
-async function send(method, path, body, token) {
-  const mode = transport;
-  const headers = { Accept: 'application/json' };
-  if (body !== undefined) headers['Content-Type'] = 'application/json';
-  if (mode === 'cookie') {
-    if (method !== 'GET' && csrf) headers['X-CSRF-Token'] = csrf;
-  } else if (token) {
-    headers.Authorization = `Bearer ${token}`;
-  }
-  let res;
-  try {
-    res = await fetch(path, {
-      method,
-      credentials: mode === 'cookie' ? 'include' : 'omit',
-      headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-  } catch (err) {
-    throw new ApiError(0, { code: 'network_error', message: String(err.message || err), hint: 'is the server running?' });
-  }
-  const data = res.status === 204 ? null : await res.json().catch(() => null);
-  if (mode === 'cookie' && data && typeof data === 'object' && 'csrf_token' in data) csrf = data.csrf_token;
-  return { res, data };
-}
-
-/** GET /auth/csrf: the token of the current cookie session, or null when there is none. */
-async function refreshCsrf() {
-  await send('GET', '/auth/csrf');
-  return csrf;
-}
-
-/**
- * Calls the API and returns the JSON body (null for 204). Throws ApiError on failure.
- * Cookie: unsafe methods carry the CSRF token; a missing or stale token is refreshed once.
- * Bearer: the held token goes in Authorization, unless `{ auth: false }` (login, signup).
- */
-async function api(method, path, body, { auth = true } = {}) {
-  if (transport === 'bearer') {
-    const token = auth ? bearer?.token : null;
-    const { res, data } = await send(method, path, body, token);
-    if (!res.ok) {
-      // The held token names no live session any more (revoked, expired, password changed
-      // elsewhere): forget it, we are signed out.
-      if (res.status === 401 && data?.code === 'invalid_token' && token && bearer?.token === token) {
-        dropBearer('the server refused the last token (revoked or expired) and this page dropped it');
-        renderSignedOut();
-      }
-      throw new ApiError(res.status, data);
-    }
-    return data;
-  }
-  const unsafe = method !== 'GET';
-  // No token yet: a session may exist anyway (e.g. the anonymous counter created one).
-  if (unsafe && csrf === null) await refreshCsrf();
-  let { res, data } = await send(method, path, body);
-  if (unsafe && res.status === 403 && CSRF_ERRORS.has(data?.code)) {
-    await refreshCsrf();
-    ({ res, data } = await send(method, path, body));
-  }
-  if (!res.ok) {
-    // 401: the session is gone (expired, revoked or never existed), so is its token.
-    if (res.status === 401) csrf = null;
-    throw new ApiError(res.status, data);
-  }
-  return data;
-}
-
-/** Keeps the bearer token from a login, signup or password-change answer. */
-function holdBearer(data) {
-  if (data && typeof data.token === 'string') {
-    bearer = { token: data.token, expiresAt: data.expires_at || null };
-    bearerDropped = '';
-  }
-  renderTransport();
-}
-
-function dropBearer(reason = '') {
-  bearer = null;
-  bearerDropped = reason;
-  renderTransport();
+/** Calls the API with the current transport and returns the JSON body (null for 204). */
+function api(method, path, body) {
+  return client().request(path, { method, body });
 }
 
 /** Ends a bearer session this page no longer uses (best effort: it may be gone already). */
 async function endBearerSession(token) {
   try {
-    await send('POST', '/auth/logout', undefined, token);
+    await clients.bearer.fetch('/auth/logout', { method: 'POST', headers: { Authorization: `Bearer ${token}` } });
   } catch {
     // Not worth an error: the session expires on its own.
   }
@@ -199,12 +117,13 @@ function renderTransport() {
   if (transport === 'cookie') {
     label.textContent = 'cookie session';
     info.append('Active: ', label, ': an HttpOnly cookie, plus ', codeEl('X-CSRF-Token'), ' on writes.');
-    if (bearer) info.append(' A bearer token is still held in memory for bearer mode.');
+    if (bearerToken()) info.append(' A bearer token is still held in memory for bearer mode.');
   } else {
     label.textContent = 'bearer token';
     info.append('Active: ', label, ': ');
-    if (bearer) {
-      info.append(codeEl(preview(bearer.token)), `, expires ${formatDate(bearer.expiresAt)} (slides forward with use). No cookie is sent.`);
+    const token = bearerToken();
+    if (token) {
+      info.append(codeEl(preview(token)), ', held in memory (its expiry slides forward with use). No cookie is sent.');
     } else {
       info.append(bearerDropped ? `none held: ${bearerDropped}.` : 'none held yet.', ' Log in or sign up to get one. No cookie is sent.');
     }
@@ -386,32 +305,27 @@ function renderSignedOut() {
 // ---------------------------------------------------------------------------
 
 async function loadTokens() {
-  renderTokens((await api('GET', '/auth/tokens')).tokens);
+  renderTokens(await client().tokens.list());
 }
 
 /** Reloads who we are, the counter and (when signed in) the sessions and access tokens. */
 async function refresh() {
   renderTransport();
   // Bearer mode without a token: nobody is signed in and there is no session to read.
-  if (transport === 'bearer' && !bearer) {
+  if (transport === 'bearer' && !bearerToken()) {
     renderSignedOut();
     return null;
   }
-  let user = null;
-  try {
-    user = (await api('GET', '/auth/me')).user;
-  } catch (err) {
-    // 401 just means "anonymous": normal, not an error to show.
-    if (err.status !== 401) throw err;
-  }
+  // null just means "anonymous": normal, not an error to show.
+  const user = await client().me();
   renderMe(user);
-  if (transport === 'bearer' && !bearer) {
+  if (transport === 'bearer' && !bearerToken()) {
     renderSignedOut();
     return null;
   }
   renderCounter((await api('GET', '/demo/counter')).counter);
-  renderSessions(user ? (await api('GET', '/auth/sessions')).sessions : null);
-  renderTokens(user ? (await api('GET', '/auth/tokens')).tokens : null);
+  renderSessions(user ? await client().sessions.list() : null);
+  renderTokens(user ? await client().tokens.list() : null);
   return user;
 }
 
@@ -451,14 +365,17 @@ function formValues(form) {
 }
 
 /** Login or signup with the current transport; bearer mode keeps the token it answers. */
-async function signIn(path, username, password) {
-  if (transport === 'cookie') return api('POST', path, { username, password });
-  const old = bearer?.token;
-  const data = await api('POST', path, { username, password, transport: 'bearer' }, { auth: false });
-  holdBearer(data);
-  // This page holds one token: end the session of the one it replaces.
-  if (old && old !== bearer?.token) await endBearerSession(old);
-  return data;
+async function signIn(kind, username, password) {
+  const c = client();
+  const old = bearerToken();
+  const user = kind === 'signup' ? await c.signup({ username, password }) : await c.login({ username, password });
+  if (transport === 'bearer') {
+    bearerDropped = '';
+    renderTransport();
+    // This page holds one token: end the session of the one it replaces.
+    if (old && old !== bearerToken()) await endBearerSession(old);
+  }
+  return user;
 }
 
 // ---------------------------------------------------------------------------
@@ -485,10 +402,10 @@ $('#signup-form').addEventListener('submit', (event) => {
   const form = event.currentTarget;
   run('Signing up', async () => {
     const { username, password } = formValues(form);
-    const data = await signIn('/auth/signup', username, password);
+    const user = await signIn('signup', username, password);
     form.reset();
     await refresh();
-    return `Signed up and signed in as ${data.user.username}`;
+    return `Signed up and signed in as ${user.username}`;
   });
 });
 
@@ -497,10 +414,10 @@ $('#login-form').addEventListener('submit', (event) => {
   const form = event.currentTarget;
   run('Logging in', async () => {
     const { username, password } = formValues(form);
-    const data = await signIn('/auth/login', username, password);
+    const user = await signIn('login', username, password);
     form.reset();
     await refresh();
-    return `Logged in as ${data.user.username}`;
+    return `Logged in as ${user.username}`;
   });
 });
 
@@ -509,9 +426,9 @@ $('#password-form').addEventListener('submit', (event) => {
   const form = event.currentTarget;
   run('Changing password', async () => {
     const { current_password, new_password } = formValues(form);
-    const data = await api('POST', '/auth/password', { current_password, new_password });
-    // Bearer: the session rotated, so the old token is dead and the answer carries the new one.
-    if (transport === 'bearer') holdBearer(data);
+    // Bearer: the session rotates, so the old token dies and the client keeps the new one.
+    await client().changePassword({ currentPassword: current_password, newPassword: new_password });
+    renderTransport();
     form.reset();
     await refresh();
     return transport === 'bearer'
@@ -522,19 +439,10 @@ $('#password-form').addEventListener('submit', (event) => {
 
 $('#logout').addEventListener('click', () => {
   run('Logging out', async () => {
-    if (transport === 'bearer') {
-      if (!bearer) return 'No bearer token held: nothing to log out';
-      try {
-        await api('POST', '/auth/logout');
-      } catch (err) {
-        // invalid_token: the session was already gone, which is what we wanted.
-        if (err.code !== 'invalid_token') throw err;
-      }
-      dropBearer();
-    } else {
-      await api('POST', '/auth/logout');
-      csrf = null;
-    }
+    if (transport === 'bearer' && !bearerToken()) return 'No bearer token held: nothing to log out';
+    // Resolves even when the session was already gone, which is what we wanted.
+    await client().logout();
+    renderTransport();
     await refresh();
     return 'Logged out';
   });
@@ -542,9 +450,8 @@ $('#logout').addEventListener('click', () => {
 
 $('#logout-all').addEventListener('click', () => {
   run('Logging out everywhere', async () => {
-    await api('POST', '/auth/logout-all');
-    if (transport === 'bearer') dropBearer();
-    else csrf = null;
+    await client().sessions.logoutAll();
+    renderTransport();
     await refresh();
     return 'Logged out of every session';
   });
@@ -552,8 +459,9 @@ $('#logout-all').addEventListener('click', () => {
 
 $('#counter-inc').addEventListener('click', () => {
   run('Incrementing', async () => {
-    if (transport === 'bearer' && !bearer) {
-      throw new ApiError(0, {
+    if (transport === 'bearer' && !bearerToken()) {
+      throw new VestibuleError({
+        status: 0,
         code: 'no_token',
         message: 'bearer mode: this page holds no token yet',
         hint: 'log in or sign up first: without the cookie there is no anonymous session to count in',
@@ -578,11 +486,10 @@ $('#sessions').addEventListener('click', (event) => {
   if (!btn) return;
   const current = btn.closest('tr')?.classList.contains('current');
   run('Revoking session', async () => {
-    await api('DELETE', `/auth/sessions/${encodeURIComponent(btn.dataset.id)}`);
-    if (current) {
-      if (transport === 'bearer') dropBearer();
-      else csrf = null;
-    }
+    await client().sessions.revoke(btn.dataset.id);
+    // The current session is gone: forget its credential too (a bearer token is dead now).
+    if (current) await client().logout();
+    renderTransport();
     await refresh();
     return current ? 'Revoked the current session: you are logged out' : 'Session revoked';
   });
@@ -592,11 +499,12 @@ $('#token-form').addEventListener('submit', (event) => {
   event.preventDefault();
   const form = event.currentTarget;
   run('Creating access token', async () => {
-    const body = { name: form.elements.name.value };
     const days = form.elements.expires_in_days.value.trim();
-    if (days !== '') body.expires_in_days = Number(days);
-    body.scopes = ['read', 'write'].filter((s) => form.elements[`scope-${s}`].checked);
-    const created = await api('POST', '/auth/tokens', body);
+    const created = await client().tokens.create({
+      name: form.elements.name.value,
+      expiresInDays: days === '' ? undefined : Number(days),
+      scopes: ['read', 'write'].filter((s) => form.elements[`scope-${s}`].checked),
+    });
     // Shown now and never again; cleared by the next action.
     renderNewToken(created);
     form.reset();
@@ -609,7 +517,7 @@ $('#tokens').addEventListener('click', (event) => {
   const btn = event.target.closest('button.revoke-token');
   if (!btn) return;
   run('Revoking access token', async () => {
-    await api('DELETE', `/auth/tokens/${encodeURIComponent(btn.dataset.id)}`);
+    await client().tokens.revoke(btn.dataset.id);
     await loadTokens();
     return 'Access token revoked';
   });

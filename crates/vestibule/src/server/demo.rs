@@ -1,4 +1,5 @@
-//! The built-in demo page: plain HTML and JS modules embedded in the binary.
+//! The built-in demo page: plain HTML and JS modules embedded in the binary, and the JavaScript
+//! client (`clients/js/src/index.js`, the file the npm package ships) at `/_vestibule/client.js`.
 
 use axum::extract::Path;
 use axum::http::{HeaderValue, header};
@@ -38,6 +39,26 @@ fn serve(path: &str) -> Response {
             ),
         );
     }
+    res
+}
+
+/// The npm package's `vestibule-client` module, byte for byte: the demo page imports it, and a
+/// plain page on another origin can too (`import … from '<api>/_vestibule/client.js'`).
+const CLIENT_JS: &str = include_str!("../../../../clients/js/src/index.js");
+
+/// `GET /_vestibule/client.js`.
+pub(crate) async fn client_js() -> Response {
+    let mut res = CLIENT_JS.into_response();
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/javascript; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     res
 }
 

@@ -230,6 +230,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .route("/readyz", get(routes::readyz))
         .route("/", get(demo::index))
         .route("/demo/{file}", get(demo::asset))
+        .route("/_vestibule/client.js", get(demo::client_js))
         .route("/metrics", get(metrics::handler))
         // Carries the matched route pattern out to the metrics layer.
         .route_layer(metrics::RouteTagLayer)

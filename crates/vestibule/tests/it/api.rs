@@ -395,6 +395,36 @@ async fn the_demo_page_is_served_with_a_csp() {
 }
 
 #[tokio::test]
+async fn the_js_client_is_served_byte_for_byte_as_the_npm_package_ships_it() {
+    let app = TestApp::spawn().await;
+    let res = app.client().get("/_vestibule/client.js").await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("text/javascript; charset=utf-8")
+    );
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../clients/js/src/index.js"
+    ))
+    .expect("clients/js/src/index.js");
+    assert_eq!(res.text().await.expect("body"), shipped);
+    let app_js = app
+        .client()
+        .get("/demo/app.js")
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        app_js.contains("from '/_vestibule/client.js'"),
+        "the demo uses the client"
+    );
+}
+
+#[tokio::test]
 async fn sessions_survive_a_restart_on_the_default_store() {
     let app = TestApp::spawn().await;
     let dir = app.dir.clone();

@@ -1,0 +1,140 @@
+// Types of vestibule-client (hand-written; index.js is the implementation, no build step).
+// Answer objects keep the server's JSON field names (snake_case), as documented in the README.
+
+/** How the session travels between the page and the API. */
+export type Transport = 'cookie' | 'bearer';
+
+/** Where the bearer token is kept. The default keeps it in memory only. */
+export interface TokenStorage {
+  get(): string | null;
+  set(token: string | null): void;
+}
+
+export interface ClientOptions {
+  /**
+   * The API's origin (and path prefix, if any), e.g. `http://localhost:8000`.
+   * Optional in a browser page: defaults to the page's own origin.
+   */
+  baseUrl?: string;
+  /** `'cookie'` (default): HttpOnly session cookie + `X-CSRF-Token`. `'bearer'`: `Authorization: Bearer`, no cookie. */
+  transport?: Transport;
+  /**
+   * Called with the error whenever a call other than login/signup/me/logout answers 401 (after
+   * the client forgot the dead credential: the bearer token, or the CSRF token). Route to the
+   * login page here. An exception thrown by the hook is reported, never thrown in place of the error.
+   */
+  onUnauthenticated?: (error: VestibuleError) => void;
+  /** Bearer transport only: where the token is kept (default: memory only). */
+  storage?: TokenStorage;
+  /** The fetch to use (default `globalThis.fetch`): for tests, or to add a cookie jar outside browsers. */
+  fetch?: typeof globalThis.fetch;
+}
+
+export interface Credentials {
+  username: string;
+  password: string;
+}
+
+export interface User {
+  id: number;
+  username: string;
+}
+
+export interface SessionInfo {
+  id: string;
+  created_at: string;
+  last_seen: string;
+  expires_at: string;
+  user_agent: string | null;
+  transport: Transport;
+  current: boolean;
+}
+
+export type Scope = 'read' | 'write';
+
+export interface AccessTokenInfo {
+  id: number;
+  name: string;
+  prefix: string;
+  scopes: Scope[];
+  created_at: string;
+  last_used_at: string | null;
+  expires_at: string;
+}
+
+/** A freshly created access token: `token` is the secret, shown this once only. */
+export interface CreatedAccessToken extends AccessTokenInfo {
+  token: string;
+}
+
+export interface NewAccessToken {
+  name: string;
+  expiresInDays?: number;
+  scopes?: Scope[];
+}
+
+export interface PasswordChange {
+  currentPassword: string;
+  newPassword: string;
+}
+
+export interface RequestOptions {
+  method?: string;
+  /** Sent as JSON. */
+  body?: unknown;
+  /** Aborts the call (e.g. `AbortSignal.timeout(5000)`); the AbortError is rethrown as is. */
+  signal?: AbortSignal;
+}
+
+export interface VestibuleClient {
+  readonly transport: Transport;
+  /** The resolved API base, without a trailing slash. */
+  readonly baseUrl: string;
+  signup(credentials: Credentials): Promise<User>;
+  login(credentials: Credentials): Promise<User>;
+  /** Ends the session server-side; resolves even when it had already ended. */
+  logout(): Promise<void>;
+  /** The signed-in user, or null when nobody is (does not fire onUnauthenticated). */
+  me(): Promise<User | null>;
+  changePassword(change: PasswordChange): Promise<User>;
+  /** Cookie transport: fetches the current CSRF token (null: no session, none needed). */
+  refreshCsrf(): Promise<string | null>;
+  sessions: {
+    list(): Promise<SessionInfo[]>;
+    revoke(id: string): Promise<void>;
+    logoutAll(): Promise<void>;
+  };
+  tokens: {
+    create(token: NewAccessToken): Promise<CreatedAccessToken>;
+    list(): Promise<AccessTokenInfo[]>;
+    revoke(id: number | string): Promise<void>;
+  };
+  /**
+   * `fetch` for the app's own API on the same server, with the same rules (credentials, CSRF
+   * header and one retry, bearer header, onUnauthenticated on 401). Resolves with the Response
+   * whatever its status, like fetch; rejects with a VestibuleError when no answer arrived.
+   * Credentials go only to the API's origin, never to other URLs.
+   */
+  fetch(input: string | URL | Request, init?: RequestInit): Promise<Response>;
+  /** A JSON call to the API: the parsed answer (null for 204), or a thrown VestibuleError. */
+  request<T = unknown>(path: string, options?: RequestOptions): Promise<T>;
+  /** Bearer transport: the token held (null if none); cookie transport: always null. */
+  getToken(): string | null;
+}
+
+export declare class VestibuleError extends Error {
+  constructor(fields: { status: number; code: string; message: string; hint?: string | null; cause?: unknown });
+  /** Always 'VestibuleError'. */
+  name: string;
+  /** HTTP status; 0 when no answer could be read (network or CORS). */
+  status: number;
+  /** Stable code: the server's (`not_authenticated`, `csrf_token_mismatch`, …), or `network_error`, `cors_error`, `http_error`. */
+  code: string;
+  /** What to do about it; '' when nothing is known. */
+  hint: string;
+}
+
+export declare function createClient(options?: ClientOptions): VestibuleClient;
+export declare function memoryStorage(): TokenStorage;
+/** Opt-in sessionStorage: survives a reload, but any script on the page (XSS) can read it. */
+export declare function sessionStorageAdapter(key?: string, store?: Storage): TokenStorage;

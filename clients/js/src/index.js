@@ -1,0 +1,442 @@
+// vestibule-client: the browser half of a Vestibule session, so no call forgets
+// `credentials: 'include'`, the CSRF header, or what to do on a 401.
+//
+// Zero dependencies and no build step: this file is what the npm package ships, and the very
+// same file is what `vestibule serve --demo` serves at /_vestibule/client.js.
+// Types: index.d.ts beside this file (checked by `tsc --noEmit` in the tests).
+
+/** Methods that never change state: they need no CSRF token. */
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE']);
+
+/** 403 codes that a fresh CSRF token (GET /auth/csrf) can cure. */
+const CSRF_RETRY_CODES = new Set(['csrf_token_mismatch', 'csrf_token_missing']);
+
+/**
+ * Every failure the client reports: an HTTP error answer of the server (its JSON body
+ * `{code, message, hint}` plus the status), or a request that never got an answer
+ * (`status` 0, `code` `network_error` or `cors_error`).
+ */
+export class VestibuleError extends Error {
+  /**
+   * @param {{status: number, code: string, message: string, hint?: string | null, cause?: unknown}} fields
+   */
+  constructor({ status, code, message, hint, cause }) {
+    super(message, cause === undefined ? undefined : { cause });
+    this.name = 'VestibuleError';
+    /** HTTP status; 0 when no answer could be read. */
+    this.status = status;
+    /** Stable machine-readable code, e.g. `not_authenticated`, `csrf_token_mismatch`. */
+    this.code = code;
+    /** What to do about it, when the server (or the client) knows; else ''. */
+    this.hint = hint || '';
+  }
+}
+
+/**
+ * Keeps the bearer token in a variable: a reload forgets it. This is the default because a
+ * script injected into the page (XSS) later cannot read it back from storage.
+ * @returns {import('./index.js').TokenStorage}
+ */
+export function memoryStorage() {
+  /** @type {string | null} */
+  let token = null;
+  return {
+    get: () => token,
+    set: (value) => {
+      token = value;
+    },
+  };
+}
+
+/**
+ * Opt-in: keeps the bearer token in `sessionStorage`, so it survives a reload of this tab (and
+ * only this tab). The trade-off: any script running on the page — including an XSS payload —
+ * can read sessionStorage and take the token away to use elsewhere until it expires, whereas a
+ * token held only in memory (the default) or an HttpOnly cookie cannot be exfiltrated that way.
+ * Use it only with a strict Content-Security-Policy and short token lifetimes.
+ * @param {string} [key] the sessionStorage key
+ * @param {Storage} [store] defaults to `globalThis.sessionStorage`
+ * @returns {import('./index.js').TokenStorage}
+ */
+export function sessionStorageAdapter(key = 'vestibule.token', store) {
+  const s = store || globalThis.sessionStorage;
+  if (!s) throw new TypeError('sessionStorageAdapter: no sessionStorage in this environment');
+  return {
+    get: () => s.getItem(key),
+    set: (value) => {
+      if (value === null) s.removeItem(key);
+      else s.setItem(key, value);
+    },
+  };
+}
+
+/**
+ * @param {unknown} v
+ * @returns {v is Record<string, any>}
+ */
+function isObject(v) {
+  return typeof v === 'object' && v !== null;
+}
+
+/**
+ * Reads a JSON body without failing: null when there is none or it is not JSON.
+ * @param {Response} res
+ */
+async function readJson(res) {
+  if (res.status === 204 || res.status === 205) return null;
+  const type = res.headers.get('content-type') || '';
+  if (!type.includes('json')) return null;
+  try {
+    return await res.json();
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The error for a non-2xx answer.
+ * @param {Response} res
+ * @param {unknown} body
+ */
+function httpError(res, body) {
+  if (isObject(body) && typeof body.code === 'string') {
+    return new VestibuleError({
+      status: res.status,
+      code: body.code,
+      message: typeof body.message === 'string' ? body.message : `HTTP ${res.status}`,
+      hint: typeof body.hint === 'string' ? body.hint : '',
+    });
+  }
+  return new VestibuleError({
+    status: res.status,
+    code: 'http_error',
+    message: `HTTP ${res.status}${res.statusText ? ` ${res.statusText}` : ''}`,
+    hint: res.status === 502 || res.status === 504 ? 'a proxy in front of the API could not reach it' : '',
+  });
+}
+
+/**
+ * Creates a client bound to one Vestibule server.
+ * @param {import('./index.js').ClientOptions} [options]
+ * @returns {import('./index.js').VestibuleClient}
+ */
+export function createClient(options = {}) {
+  const transport = options.transport || 'cookie';
+  if (transport !== 'cookie' && transport !== 'bearer') {
+    throw new TypeError(`createClient: transport must be 'cookie' or 'bearer', not ${JSON.stringify(transport)}`);
+  }
+  const page = globalThis.location && typeof globalThis.location.href === 'string' ? globalThis.location : null;
+  const rawBase = options.baseUrl || '';
+  if (!rawBase && !page) {
+    throw new TypeError('createClient: baseUrl is required outside a browser page (e.g. http://localhost:8000)');
+  }
+  // The API's origin + path prefix, without a trailing slash.
+  const base = new URL(rawBase || '/', page ? page.href : undefined);
+  const baseHref = base.href.replace(/\/+$/, '');
+  const apiOrigin = base.origin;
+  const doFetch = options.fetch || globalThis.fetch.bind(globalThis);
+  const storage = options.storage || memoryStorage();
+  const onUnauthenticated = options.onUnauthenticated;
+
+  /**
+   * The CSRF token of the cookie session: a string, null (the server said no session exists,
+   * so none is needed), or undefined (not known yet: ask before the next unsafe request).
+   * @type {string | null | undefined}
+   */
+  let csrfToken;
+
+  /** @param {string | URL} input */
+  function resolve(input) {
+    if (input instanceof URL) return input;
+    if (/^[a-z][a-z0-9+.-]*:/i.test(input)) return new URL(input);
+    if (input.startsWith('/')) return new URL(baseHref + input);
+    return new URL(input, `${baseHref}/`);
+  }
+
+  /** @param {VestibuleError} err */
+  function unauthenticated(err) {
+    if (transport === 'bearer') storage.set(null);
+    else csrfToken = undefined;
+    if (typeof onUnauthenticated !== 'function') return;
+    try {
+      onUnauthenticated(err);
+    } catch (hookError) {
+      // Never let a broken hook hide the error being thrown; report it on its own.
+      if (typeof globalThis.reportError === 'function') globalThis.reportError(hookError);
+      else console.error('vestibule-client: onUnauthenticated threw', hookError);
+    }
+  }
+
+  /**
+   * A fetch that failed without an answer: tells a dead network from a CORS refusal where the
+   * browser allows. A cross-origin API that answers a `no-cors` probe is up, so the real request
+   * was refused by CORS (or its preflight): name the config key that allows the page's origin.
+   * @param {unknown} cause
+   * @param {URL} url
+   */
+  async function transportFailure(cause, url) {
+    const own = url.origin === apiOrigin;
+    if (page !== null && url.origin !== page.origin) {
+      let reachable = false;
+      try {
+        const probe = own ? `${apiOrigin}/healthz` : `${url.origin}/`;
+        await doFetch(probe, { mode: 'no-cors', credentials: 'omit', cache: 'no-store' });
+        reachable = true;
+      } catch {
+        reachable = false;
+      }
+      if (reachable) {
+        return new VestibuleError({
+          status: 0,
+          code: 'cors_error',
+          message: `the server at ${url.origin} answered, but the browser hid the answer from this page (CORS)`,
+          hint: own
+            ? `add this page's origin ${page.origin} to spa_origins in the server's configuration (VESTIBULE_SPA_ORIGINS), and check the browser console for the exact CORS message`
+            : `the server at ${url.origin} does not allow requests from ${page.origin}; see the browser console for the exact CORS message`,
+          cause,
+        });
+      }
+    }
+    return new VestibuleError({
+      status: 0,
+      code: 'network_error',
+      message: `cannot reach ${url.origin}: ${cause instanceof Error ? cause.message : String(cause)}`,
+      hint: own ? `is the server at ${apiOrigin} running, and is baseUrl right?` : `is ${url.origin} up and reachable?`,
+      cause,
+    });
+  }
+
+  /**
+   * One request with this client's credentials rules.
+   * @param {URL} url
+   * @param {RequestInit} init
+   * @param {boolean} own whether `url` is the API's: only then do credentials go along
+   * @param {boolean} [anonymous] bearer: send no token (login and signup start a new session)
+   */
+  async function send(url, init, own, anonymous = false) {
+    const headers = new Headers(init.headers);
+    const method = (init.method || 'GET').toUpperCase();
+    /** @type {RequestCredentials} */
+    let credentials = init.credentials || 'same-origin';
+    if (own) {
+      if (transport === 'cookie') {
+        credentials = 'include';
+        if (!SAFE_METHODS.has(method) && typeof csrfToken === 'string' && !headers.has('x-csrf-token')) {
+          headers.set('X-CSRF-Token', csrfToken);
+        }
+      } else {
+        credentials = 'omit';
+        const token = anonymous ? null : storage.get();
+        if (token && !headers.has('authorization')) headers.set('Authorization', `Bearer ${token}`);
+      }
+    }
+    try {
+      return await doFetch(url.href, { ...init, method, headers, credentials });
+    } catch (err) {
+      if (isObject(err) && /** @type {{name?: unknown}} */ (err).name === 'AbortError') throw err;
+      throw await transportFailure(err, url);
+    }
+  }
+
+  /** GET /auth/csrf: the cookie session's CSRF token, or null when no session exists. */
+  async function refreshCsrf() {
+    if (transport === 'bearer') return null;
+    const res = await send(resolve('/auth/csrf'), { method: 'GET', headers: { Accept: 'application/json' } }, true);
+    const body = await readJson(res);
+    if (!res.ok) throw httpError(res, body);
+    csrfToken = isObject(body) && typeof body.csrf_token === 'string' ? body.csrf_token : null;
+    return csrfToken;
+  }
+
+  /**
+   * The shared path of every call: credentials, CSRF token (fetched first when unknown), and a
+   * single refresh-and-retry on a stale token. Returns the raw answer.
+   * @param {URL} url
+   * @param {RequestInit} init
+   * @param {{retryable: boolean, anonymous?: boolean}} opts
+   */
+  async function exchange(url, init, { retryable, anonymous = false }) {
+    const own = url.origin === apiOrigin;
+    const method = (init.method || 'GET').toUpperCase();
+    const unsafe = !SAFE_METHODS.has(method);
+    if (own && transport === 'cookie' && unsafe && csrfToken === undefined) await refreshCsrf();
+    let res = await send(url, init, own, anonymous);
+    if (own && transport === 'cookie' && unsafe && res.status === 403 && retryable) {
+      const body = await readJson(res.clone());
+      if (isObject(body) && CSRF_RETRY_CODES.has(/** @type {string} */ (body.code))) {
+        // Once: a second refusal is returned to the caller, never looped on.
+        await refreshCsrf();
+        res = await send(url, init, own, anonymous);
+      }
+    }
+    return res;
+  }
+
+  /**
+   * Calls an API route with a JSON body and returns the parsed JSON answer (null for 204).
+   * @param {string} method
+   * @param {string} path
+   * @param {unknown} [body]
+   * @param {{hook?: boolean, anonymous?: boolean, signal?: AbortSignal}} [opts] hook: whether a
+   *   401 fires onUnauthenticated; anonymous: send no bearer token; signal: to abort the call
+   */
+  async function call(method, path, body, { hook = true, anonymous = false, signal } = {}) {
+    /** @type {Record<string, string>} */
+    const headers = { Accept: 'application/json' };
+    /** @type {RequestInit} */
+    const init = { method, headers };
+    if (signal) init.signal = signal;
+    if (body !== undefined) {
+      headers['Content-Type'] = 'application/json';
+      init.body = JSON.stringify(body);
+    }
+    const res = await exchange(resolve(path), init, { retryable: true, anonymous });
+    const data = await readJson(res);
+    if (transport === 'cookie' && isObject(data) && 'csrf_token' in data) {
+      csrfToken = typeof data.csrf_token === 'string' ? data.csrf_token : null;
+    }
+    if (!res.ok) {
+      const err = httpError(res, data);
+      if (res.status === 401 && hook) unauthenticated(err);
+      throw err;
+    }
+    return data;
+  }
+
+  /**
+   * Login and signup: the answer's user, keeping the bearer token or the CSRF token.
+   * @param {string} path
+   * @param {import('./index.js').Credentials} credentials
+   */
+  async function signIn(path, { username, password }) {
+    /** @type {Record<string, string>} */
+    const body = { username, password };
+    if (transport === 'bearer') body.transport = 'bearer';
+    // A wrong password is a 401 too, but not a reason to route to the login page. A token
+    // still held must not go along: a dead one would get the login refused as invalid_token.
+    const data = await call('POST', path, body, { hook: false, anonymous: true });
+    if (transport === 'bearer' && typeof data?.token === 'string') storage.set(data.token);
+    return data.user;
+  }
+
+  /** After the session ended on purpose: forget its credentials. */
+  function forget() {
+    if (transport === 'bearer') storage.set(null);
+    else csrfToken = null;
+  }
+
+  /** @type {import('./index.js').VestibuleClient} */
+  const client = {
+    transport,
+    baseUrl: baseHref,
+
+    signup: (credentials) => signIn('/auth/signup', credentials),
+    login: (credentials) => signIn('/auth/login', credentials),
+
+    async logout() {
+      if (transport === 'bearer' && !storage.get()) return;
+      try {
+        await call('POST', '/auth/logout', undefined, { hook: false });
+      } catch (err) {
+        // Already gone (expired, revoked): that is what logging out wanted.
+        if (!(err instanceof VestibuleError && err.status === 401)) throw err;
+      }
+      forget();
+    },
+
+    async me() {
+      if (transport === 'bearer' && !storage.get()) return null;
+      try {
+        const data = await call('GET', '/auth/me', undefined, { hook: false });
+        return data.user;
+      } catch (err) {
+        // The caller asked "who is signed in?": nobody is an answer, not an error.
+        if (err instanceof VestibuleError && err.status === 401) {
+          forget();
+          if (transport === 'cookie') csrfToken = undefined;
+          return null;
+        }
+        throw err;
+      }
+    },
+
+    async changePassword({ currentPassword, newPassword }) {
+      const data = await call('POST', '/auth/password', {
+        current_password: currentPassword,
+        new_password: newPassword,
+      });
+      // Bearer: the session moved to a new token; the old one is dead.
+      if (transport === 'bearer' && typeof data?.token === 'string') storage.set(data.token);
+      return data.user;
+    },
+
+    refreshCsrf,
+
+    sessions: {
+      async list() {
+        const data = await call('GET', '/auth/sessions');
+        return data.sessions;
+      },
+      async revoke(id) {
+        await call('DELETE', `/auth/sessions/${encodeURIComponent(id)}`);
+      },
+      async logoutAll() {
+        await call('POST', '/auth/logout-all');
+        forget();
+      },
+    },
+
+    tokens: {
+      async create({ name, expiresInDays, scopes }) {
+        /** @type {Record<string, unknown>} */
+        const body = { name };
+        if (expiresInDays !== undefined) body.expires_in_days = expiresInDays;
+        if (scopes !== undefined) body.scopes = scopes;
+        return call('POST', '/auth/tokens', body);
+      },
+      async list() {
+        const data = await call('GET', '/auth/tokens');
+        return data.tokens;
+      },
+      async revoke(id) {
+        await call('DELETE', `/auth/tokens/${encodeURIComponent(String(id))}`);
+      },
+    },
+
+    async fetch(input, init = {}) {
+      let url;
+      /** @type {RequestInit} */
+      let reqInit = init;
+      if (typeof Request !== 'undefined' && input instanceof Request) {
+        // Buffer the body once, so the single CSRF retry can send it again.
+        const method = (init.method || input.method).toUpperCase();
+        const body = SAFE_METHODS.has(method) ? undefined : await input.clone().arrayBuffer();
+        url = resolve(input.url);
+        reqInit = {
+          method,
+          headers: new Headers(init.headers || input.headers),
+          body: init.body !== undefined ? init.body : body,
+          signal: init.signal || input.signal,
+          redirect: init.redirect || input.redirect,
+        };
+      } else {
+        url = resolve(/** @type {string | URL} */ (input));
+      }
+      // A stream body can be sent only once: no retry then.
+      const retryable = !(typeof ReadableStream !== 'undefined' && reqInit.body instanceof ReadableStream);
+      const res = await exchange(url, reqInit, { retryable });
+      if (res.status === 401 && url.origin === apiOrigin) {
+        const body = await readJson(res.clone());
+        unauthenticated(httpError(res, body));
+      }
+      return res;
+    },
+
+    async request(path, { method = 'GET', body, signal } = {}) {
+      return call(method.toUpperCase(), path, body, { signal });
+    },
+
+    getToken: () => (transport === 'bearer' ? storage.get() : null),
+  };
+  return client;
+}

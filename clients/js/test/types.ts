@@ -1,0 +1,44 @@
+// Compile-time test of index.d.ts: typical app code must type-check, misuse must not.
+import { createClient, sessionStorageAdapter, VestibuleError, type User, type VestibuleClient } from '../src/index.js';
+
+const client: VestibuleClient = createClient({
+  baseUrl: 'http://localhost:8000',
+  transport: 'cookie',
+  onUnauthenticated: (err) => {
+    const status: number = err.status;
+    const code: string = err.code;
+    void status;
+    void code;
+  },
+});
+const bearer = createClient({ transport: 'bearer', storage: sessionStorageAdapter('k') });
+
+export async function usage(): Promise<void> {
+  const user: User = await client.login({ username: 'ada', password: 'correct horse' });
+  const me: User | null = await client.me();
+  const sessions = await client.sessions.list();
+  const current: boolean | undefined = sessions[0]?.current;
+  const created = await client.tokens.create({ name: 'ci', scopes: ['read', 'write'], expiresInDays: 7 });
+  const secret: string = created.token;
+  await client.tokens.revoke(created.id);
+  const res: Response = await client.fetch('/api/notes', { method: 'POST', body: '{}' });
+  const notes = await client.request<{ notes: string[] }>('/api/notes', { signal: AbortSignal.timeout(1000) });
+  const first: string | undefined = notes.notes[0];
+  const token: string | null = bearer.getToken();
+  try {
+    await client.changePassword({ currentPassword: 'a', newPassword: 'b' });
+  } catch (e) {
+    if (e instanceof VestibuleError) {
+      const hint: string = e.hint;
+      void hint;
+    }
+  }
+  void [user, me, current, secret, res, first, token];
+
+  // @ts-expect-error transport is 'cookie' or 'bearer'
+  createClient({ transport: 'jwt' });
+  // @ts-expect-error scopes are 'read' | 'write'
+  await client.tokens.create({ name: 'x', scopes: ['admin'] });
+  // @ts-expect-error changePassword takes camelCase fields
+  await client.changePassword({ current_password: 'a', new_password: 'b' });
+}

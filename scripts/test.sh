@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The README's test command: the Rust suite, then the JavaScript client (type check + node tests
+# against the real binary), then the browser end-to-end suite in Debian's Chromium.
+# Without /usr/bin/chromium the browser suite is skipped with a message, except under CI
+# (CI set), where that is a failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== cargo test --workspace"
+cargo test --workspace
+
+# `cargo test` has just built target/debug/vestibule for the CLI tests; the JavaScript and browser
+# tests run that same binary (a separate `cargo build` would compile everything a second time
+# with other features).
+export TEST_VESTIBULE_BIN="$PWD/target/debug/vestibule"
+if [ ! -x "$TEST_VESTIBULE_BIN" ]; then
+  echo "$TEST_VESTIBULE_BIN is missing after cargo test" >&2
+  exit 1
+fi
+
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  echo "node and npm are needed for the JavaScript tests (Node 20 or later)" >&2
+  exit 1
+fi
+
+# npm ci when node_modules is missing or was installed from another package-lock.json.
+lock_sum="$(sha256sum package-lock.json | cut -d' ' -f1)"
+stamp=node_modules/.vestibule-lock.sha256
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_sum" ]; then
+  echo "== npm ci"
+  npm ci --no-audit --no-fund
+  echo "$lock_sum" >"$stamp"
+fi
+
+echo "== tsc --noEmit (clients/js: index.d.ts, index.js against it, typed usage)"
+node_modules/.bin/tsc -p clients/js/tsconfig.json
+
+echo "== node tests of the JavaScript client"
+node --test --test-timeout=60000 clients/js/test/*.test.js
+
+echo "== browser end-to-end tests"
+chromium="${CHROMIUM:-/usr/bin/chromium}"
+if [ ! -x "$chromium" ]; then
+  if [ -n "${CI:-}" ]; then
+    echo "FAIL: $chromium is missing and CI is set: the browser suite must run in CI (.ci/run installs it)" >&2
+    exit 1
+  fi
+  echo "SKIPPED: $chromium is missing; install it with: apt-get install -y --no-install-recommends chromium"
+  exit 0
+fi
+export CHROMIUM="$chromium"
+node --test --test-concurrency=1 --test-timeout=120000 e2e/*.test.js
