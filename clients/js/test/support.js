@@ -32,6 +32,12 @@ function serverEnv() {
     if (v !== undefined && !k.startsWith('VESTIBULE_')) env[k] = v;
   }
   env.VESTIBULE_LOG = process.env.VESTIBULE_LOG || 'warn';
+  // Every test client logs in from 127.0.0.1, far more often than people do: lift the login,
+  // signup and token rate limits (their own tests live in the Rust suite).
+  for (const limit of ['LOGIN_PER_IP', 'LOGIN_PER_USER', 'LOGIN_PER_DEVICE', 'SIGNUP_PER_IP',
+    'PASSWORD_PER_USER', 'TOKEN_CREATE_PER_USER']) {
+    env[`VESTIBULE_RATE_LIMITS__${limit}`] = 'off';
+  }
   return env;
 }
 
