@@ -64,8 +64,14 @@ test('login through the client stores the session and later calls are authentica
     // Host-only, HttpOnly, Lax, for the API's host (ports do not matter for cookies).
     const cookies = await context.cookies(apiUrl);
     assert.deepEqual(
-      cookies.map((c) => ({ name: c.name, domain: c.domain, httpOnly: c.httpOnly, sameSite: c.sameSite })),
-      [{ name: 'vestibule_session', domain: 'localhost', httpOnly: true, sameSite: 'Lax' }],
+      cookies
+        .map((c) => ({ name: c.name, domain: c.domain, httpOnly: c.httpOnly, sameSite: c.sameSite }))
+        .sort((a, b) => a.name.localeCompare(b.name)),
+      // …beside the login rate limit's device cookie, with the same attributes.
+      [
+        { name: 'vestibule_device', domain: 'localhost', httpOnly: true, sameSite: 'Lax' },
+        { name: 'vestibule_session', domain: 'localhost', httpOnly: true, sameSite: 'Lax' },
+      ],
     );
   });
 });

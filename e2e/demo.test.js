@@ -47,7 +47,10 @@ test('the demo page signs up, counts and logs in with both transports through th
   // The session cookie is HttpOnly: the page's script cannot see it.
   assert.equal(await page.evaluate(() => document.cookie), '');
   const cookies = await browser.context.cookies(origin);
-  assert.deepEqual(cookies.map((c) => [c.name, c.httpOnly, c.sameSite]), [['vestibule_session', true, 'Lax']]);
+  assert.deepEqual(
+    cookies.map((c) => [c.name, c.httpOnly, c.sameSite]).sort(),
+    [['vestibule_device', true, 'Lax'], ['vestibule_session', true, 'Lax']],
+  );
 
   // Bearer transport: a second session of the same user, held by the page in memory.
   await page.click('label[for="transport-bearer"]');

@@ -44,7 +44,10 @@ describe('cookie transport', () => {
     assert.equal(await client.me(), null, 'nobody is signed in yet');
     const user = await client.login({ username, password: PASSWORD });
     assert.equal(user.username, username);
-    assert.equal(jar.get(`127.0.0.1:${server.port}`)?.size, 1, 'the session cookie is in the jar');
+    const stored = jar.get(`127.0.0.1:${server.port}`);
+    assert.ok(stored?.get('vestibule_session')?.startsWith('vst_'), 'the session cookie is in the jar');
+    // The login rate limit's device cookie (not a credential) rides along.
+    assert.deepEqual([...(stored?.keys() ?? [])].sort(), ['vestibule_device', 'vestibule_session']);
     assert.deepEqual(await client.me(), user);
     const sessions = await client.sessions.list();
     assert.equal(sessions.length, 1);
