@@ -148,6 +148,9 @@ pub struct RawRateLimits {
     pub password_per_user: String,
     /// Access tokens created per account.
     pub token_create_per_user: String,
+    /// Sessions created for clients that are not logged in (a handler writing to an anonymous
+    /// session), per address: a flood of cookie-less writes cannot fill the store.
+    pub anonymous_sessions_per_ip: String,
 }
 
 impl Default for RawRateLimits {
@@ -159,6 +162,7 @@ impl Default for RawRateLimits {
             signup_per_ip: "10/h".into(),
             password_per_user: "5/15m".into(),
             token_create_per_user: "20/h".into(),
+            anonymous_sessions_per_ip: "30/min".into(),
         }
     }
 }
@@ -1037,6 +1041,10 @@ impl Problems {
             token_create_per_user: self.rate(
                 "rate_limits.token_create_per_user",
                 &raw.token_create_per_user,
+            )?,
+            anonymous_sessions_per_ip: self.rate(
+                "rate_limits.anonymous_sessions_per_ip",
+                &raw.anonymous_sessions_per_ip,
             )?,
         })
     }

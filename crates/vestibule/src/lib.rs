@@ -48,6 +48,8 @@ pub mod cors;
 pub mod csrf;
 pub mod db;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod origin;
 pub mod origins;
 pub mod ratelimit;

@@ -161,6 +161,8 @@ pub struct RateLimitConfig {
     pub password_per_user: Option<Rate>,
     /// Access tokens created per account.
     pub token_create_per_user: Option<Rate>,
+    /// Sessions created for anonymous clients per address.
+    pub anonymous_sessions_per_ip: Option<Rate>,
 }
 
 /// The live buckets of every limit.

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use vestibule::config::Config;
-use vestibule::server::App;
+use vestibule::server::{App, StartError};
 
 pub(crate) async fn run(config: Config) -> anyhow::Result<ExitCode> {
     for w in &config.warnings {
@@ -13,7 +13,16 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<ExitCode> {
     let origin = config.public_origin.clone();
     let db = config.database_path.clone();
     let store = config.store;
-    let app = App::build(config).await?;
+    let app = App::build(config).await.map_err(|e| match e {
+        // One line with the fix, not the driver's error chain three times over.
+        StartError::Db(e) => anyhow::anyhow!(
+            "{e}\nhint: check that the directory of {} exists and that this user may create \
+             files in it (SQLite keeps the database and its -wal and -shm files there), or set \
+             database_url",
+            db.display()
+        ),
+        other => other.into(),
+    })?;
     let addr = app.local_addr()?;
     tracing::info!(%addr, public_url = %origin, database = %db.display(), store = ?store, "vestibule listening");
     if demo {

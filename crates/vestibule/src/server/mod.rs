@@ -277,8 +277,14 @@ impl App {
         };
         let state = AppState::new(Shared {
             users: UserStore::new(db.clone()),
-            sessions: SessionManager::new(store, config.session.clone())
-                .with_access_tokens(AccessTokens::new(db.clone())),
+            sessions: {
+                let m = SessionManager::new(store, config.session.clone())
+                    .with_access_tokens(AccessTokens::new(db.clone()));
+                match config.rate_limits.anonymous_sessions_per_ip {
+                    Some(rate) => m.with_anonymous_limit(rate, config.trusted_proxies.clone()),
+                    None => m,
+                }
+            },
             access_tokens: AccessTokens::new(db.clone()),
             token_settings: config.tokens,
             hasher: PasswordHasher::new(config.hash_parallelism).await?,
@@ -347,6 +353,7 @@ impl App {
             loop {
                 tick.tick().await;
                 state.limits.purge();
+                state.sessions.purge_limits();
                 match store.delete_expired().await {
                     Ok(0) => {}
                     Ok(n) => tracing::debug!(purged = n, "expired sessions purged"),

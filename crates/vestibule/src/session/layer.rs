@@ -87,12 +87,26 @@ where
             .get(NO_TOUCH_HEADER)
             .is_some_and(|v| v.as_bytes() == b"1");
         let unsafe_method = !req.method().is_safe();
+        // Only anonymous requests need the address (for their session-creation limit).
+        let client_ip = match (&self.manager.anonymous_limit, &credential) {
+            (Some(limit), Credential::None { .. }) => {
+                let peer = req
+                    .extensions()
+                    .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                    .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+                Some(crate::client_ip::group(
+                    limit.proxies.client_ip(peer, req.headers()),
+                ))
+            }
+            _ => None,
+        };
         let session = Session::new(
             self.manager.clone(),
             credential,
             user_agent,
             no_touch,
             unsafe_method,
+            client_ip,
         );
         req.extensions_mut().insert(session.clone());
         SessionFuture {

@@ -23,6 +23,7 @@ use serde_json::{Map, Value};
 use tokio::sync::Mutex;
 
 pub use self::config::{CookieConfig, DEFAULT_COOKIE_NAME, SessionConfig};
+pub(crate) use self::layer::credential_from_headers;
 pub use self::layer::{NO_TOUCH_HEADER, SessionLayer, SessionService};
 pub use self::record::{Delta, Record, UnixTime, now};
 pub use self::store::{SessionStore, StoreError};
@@ -88,6 +89,16 @@ pub struct ManagerParts {
     pub(crate) store: Arc<dyn SessionStore>,
     pub(crate) config: Arc<SessionConfig>,
     pub(crate) access_tokens: Option<AccessTokens>,
+    pub(crate) anonymous_limit: Option<AnonymousLimit>,
+}
+
+/// The cap on sessions created for anonymous clients (a handler writing to the session of a
+/// client that is not logged in), per client address: a flood of cookie-less writes cannot fill
+/// the store.
+#[derive(Debug, Clone)]
+pub(crate) struct AnonymousLimit {
+    pub(crate) limiter: Arc<crate::ratelimit::Limiter<std::net::IpAddr>>,
+    pub(crate) proxies: crate::client_ip::TrustedProxies,
 }
 
 impl std::ops::Deref for SessionManager {
@@ -105,7 +116,29 @@ impl SessionManager {
             store,
             config: Arc::new(config),
             access_tokens: None,
+            anonymous_limit: None,
         }))
+    }
+
+    /// Caps how many sessions anonymous clients may create per address (the address taken as
+    /// the rate limits take it: see [`crate::client_ip`]).
+    pub fn with_anonymous_limit(
+        mut self,
+        rate: crate::ratelimit::Rate,
+        proxies: crate::client_ip::TrustedProxies,
+    ) -> Self {
+        Arc::make_mut(&mut self.0).anonymous_limit = Some(AnonymousLimit {
+            limiter: Arc::new(crate::ratelimit::Limiter::new(Some(rate))),
+            proxies,
+        });
+        self
+    }
+
+    /// Forgets idle keys of the anonymous-session limit.
+    pub fn purge_limits(&self) {
+        if let Some(l) = &self.anonymous_limit {
+            l.limiter.purge();
+        }
     }
 
     /// Also accept personal access tokens (`Authorization: Bearer vpat_…`) from `tokens`.
@@ -161,6 +194,8 @@ struct Inner {
     access_token: Option<SecretToken>,
     /// Whether the method writes (POST, PUT, PATCH, DELETE…), for access-token scopes.
     unsafe_method: bool,
+    /// The client's address group, when the anonymous-session limit needs it.
+    client_ip: Option<std::net::IpAddr>,
     state: Mutex<State>,
 }
 
@@ -189,6 +224,7 @@ impl Session {
         user_agent: Option<HeaderValue>,
         no_touch: bool,
         unsafe_method: bool,
+        client_ip: Option<std::net::IpAddr>,
     ) -> Self {
         let (token, access_token, transport, had_cookie) = match credential {
             Credential::None { had_cookie } => (None, None, Transport::Cookie, had_cookie),
@@ -215,6 +251,7 @@ impl Session {
                 transport,
                 access_token,
                 unsafe_method,
+                client_ip,
                 state: Mutex::new(state),
             }),
         }
@@ -581,6 +618,22 @@ impl Session {
                     let mut data = Map::new();
                     merge_pending(&mut data, pending);
                     if !data.is_empty() {
+                        if let Some(limit) = &self.inner.manager.anonymous_limit {
+                            let ip = self
+                                .inner
+                                .client_ip
+                                .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+                            limit.limiter.check(&ip).map_err(|l| {
+                                audit!(
+                                    "rate_limit",
+                                    limit = "rate_limits.anonymous_sessions_per_ip"
+                                );
+                                l.into_error(
+                                    "new sessions from this address",
+                                    "rate_limits.anonymous_sessions_per_ip",
+                                )
+                            })?;
+                        }
                         let (record, token) = self.create(None, data).await?;
                         st.token = Some(token);
                         st.record = Some(Arc::new(record));

@@ -46,6 +46,7 @@ fn limits(raw: &mut RawConfig, pairs: &[(&str, &str)]) {
             "signup_per_ip" => &mut r.signup_per_ip,
             "password_per_user" => &mut r.password_per_user,
             "token_create_per_user" => &mut r.token_create_per_user,
+            "anonymous_sessions_per_ip" => &mut r.anonymous_sessions_per_ip,
             other => panic!("unknown limit {other}"),
         };
         *slot = (*rate).to_owned();
@@ -519,7 +520,7 @@ async fn metrics_count_routes_statuses_logins_limits_and_the_store() {
     // Routes are patterns, never ids; unrouted paths are one label.
     let by_pattern = [("route", "/auth/sessions/{id}"), ("method", "DELETE")];
     assert_eq!(sample(&text, requests, &by_pattern), Some(1.0), "{text}");
-    assert!(!text.contains("0123"));
+    assert!(!text.contains("/auth/sessions/0123"), "{text}");
     assert_eq!(
         sample(
             &text,
@@ -569,4 +570,40 @@ async fn metrics_are_hidden_from_addresses_outside_the_allowlist_and_can_be_off(
     assert_error(app.client().get("/metrics").await, 404, "not_found").await;
     let app = TestApp::spawn_with(|raw| raw.metrics.enabled = false).await;
     assert_error(app.client().get("/metrics").await, 404, "not_found").await;
+}
+
+#[tokio::test]
+async fn anonymous_session_creation_is_capped_per_address() {
+    let app = TestApp::spawn_with(|raw| limits(raw, &[("anonymous_sessions_per_ip", "3/h")])).await;
+    let anonymous_write = |xff: &'static str| {
+        app.raw_client()
+            .post(app.url("/demo/counter"))
+            .header("x-forwarded-for", xff)
+            .send()
+    };
+    for _ in 0..3 {
+        let res = anonymous_write("198.51.100.1").await.expect("request");
+        assert_eq!(res.status(), 200);
+    }
+    let res = anonymous_write("198.51.100.1").await.expect("request");
+    assert!(
+        res.headers().get("set-cookie").is_none(),
+        "no session was created"
+    );
+    assert_limited(res).await;
+    assert_eq!(
+        app.session_count().await,
+        3,
+        "the refused write created nothing"
+    );
+    // Another address, and a logged-in client, are not affected.
+    assert_eq!(
+        anonymous_write("198.51.100.2")
+            .await
+            .expect("request")
+            .status(),
+        200
+    );
+    let c = app.signed_up("lee", PASSWORD).await;
+    assert_eq!(c.post("/demo/counter").await.status(), 200);
 }

@@ -36,6 +36,7 @@ pub fn test_raw_config() -> RawConfig {
         signup_per_ip: "off".into(),
         password_per_user: "off".into(),
         token_create_per_user: "off".into(),
+        anonymous_sessions_per_ip: "off".into(),
     };
     raw
 }
