@@ -87,6 +87,12 @@ pub struct RawConfig {
     pub tokens: RawTokens,
     /// Request limits.
     pub limits: RawLimits,
+    /// `[[upstream]]`: path prefixes forwarded to backends (the production gateway).
+    pub upstream: Vec<crate::proxy::RawUpstream>,
+    /// `[dev]`: `vestibule dev` in front of a frontend dev server.
+    pub dev: crate::proxy::RawDev,
+    /// A built SPA served for every path no route or upstream takes (`--static DIR`).
+    pub static_dir: Option<String>,
 }
 
 /// `[session]`.
@@ -259,6 +265,9 @@ impl Default for RawConfig {
             cors: RawCors::default(),
             tokens: RawTokens::default(),
             limits: RawLimits::default(),
+            upstream: Vec::new(),
+            dev: crate::proxy::RawDev::default(),
+            static_dir: None,
         }
     }
 }
@@ -409,6 +418,8 @@ pub struct Config {
     pub body_limit: usize,
     /// Things that work but deserve attention, said at start-up and by `config check`.
     pub warnings: Vec<String>,
+    /// The same-origin proxy: upstreams, dev mode, static SPA.
+    pub proxy: crate::proxy::ProxyConfig,
 }
 
 impl RawConfig {
@@ -585,6 +596,12 @@ impl RawConfig {
             );
         }
 
+        let proxy = crate::proxy::config::validate(
+            &self.upstream,
+            &self.dev,
+            self.static_dir.as_deref(),
+            &mut p.0,
+        );
         let policy = public_origin.as_ref().and_then(|origin| {
             let overrides = CookieOverrides {
                 domain: self.session.cookie_domain.clone(),
@@ -704,6 +721,7 @@ impl RawConfig {
             public_origin,
             body_limit: self.limits.body_bytes,
             warnings,
+            proxy,
         })
     }
 }

@@ -67,6 +67,12 @@ pub enum ErrorCode {
     CorsOriginRefused,
     /// A CORS preflight asking for a method or header the policy does not allow.
     CorsPreflightRefused,
+    /// A proxied upstream (API backend, frontend dev server) refused or dropped the connection.
+    UpstreamUnavailable,
+    /// A proxied upstream did not send its response headers in time.
+    UpstreamTimeout,
+    /// A WebSocket handshake through the proxy from an origin the origins policy does not trust.
+    WebsocketOriginRefused,
 }
 
 impl ErrorCode {
@@ -98,6 +104,9 @@ impl ErrorCode {
             ErrorCode::TokenNotFound => StatusCode::NOT_FOUND,
             ErrorCode::TokenLimitReached => StatusCode::CONFLICT,
             ErrorCode::CorsOriginRefused | ErrorCode::CorsPreflightRefused => StatusCode::FORBIDDEN,
+            ErrorCode::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
+            ErrorCode::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ErrorCode::WebsocketOriginRefused => StatusCode::FORBIDDEN,
         }
     }
 }

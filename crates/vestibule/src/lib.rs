@@ -47,6 +47,7 @@ pub mod db;
 mod error;
 pub mod origin;
 pub mod origins;
+pub mod proxy;
 pub mod server;
 pub mod session;
 pub mod token;

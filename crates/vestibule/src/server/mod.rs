@@ -93,6 +93,8 @@ pub struct App {
     state: AppState,
     purge_interval: Duration,
     cache: Option<CachedStore<SqliteStore>>,
+    /// Record peer addresses (for `X-Forwarded-For`) only when something is proxied.
+    connect_info: bool,
 }
 
 /// How often the server checks whether another process changed the database.
@@ -144,7 +146,15 @@ pub fn router(state: AppState, config: &Config) -> Router {
             get(crate::origins::debug_echo).with_state(config.origins.clone()),
         );
     }
-    app.route("/auth/signup", post(routes::post_signup))
+    // The same-origin proxy takes every path no route takes; `/` too when it has a frontend.
+    let gateway = crate::proxy::Gateway::from_config(config);
+    if !config.proxy.serves_root() {
+        app = app
+            .route("/", get(demo::index))
+            .route("/demo/{file}", get(demo::asset));
+    }
+    let app = app
+        .route("/auth/signup", post(routes::post_signup))
         .route("/auth/login", post(routes::post_login))
         .route("/auth/logout", post(routes::post_logout))
         .route("/auth/logout-all", post(routes::post_logout_all))
@@ -163,11 +173,12 @@ pub fn router(state: AppState, config: &Config) -> Router {
             get(routes::get_counter).post(routes::post_counter),
         )
         .route("/healthz", get(routes::healthz))
-        .route("/readyz", get(routes::readyz))
-        .route("/", get(demo::index))
-        .route("/demo/{file}", get(demo::asset))
-        .fallback(routes::not_found)
-        .method_not_allowed_fallback(routes::method_not_allowed)
+        .route("/readyz", get(routes::readyz));
+    let app = match gateway {
+        Some(g) => app.fallback(move |req: axum::extract::Request| g.clone().handle(req)),
+        None => app.fallback(routes::not_found),
+    };
+    app.method_not_allowed_fallback(routes::method_not_allowed)
         .with_state(state.clone())
         .layer(
             ServiceBuilder::new()
@@ -217,6 +228,7 @@ impl App {
             state,
             purge_interval: config.purge_interval,
             cache,
+            connect_info: config.proxy.is_active(),
         })
     }
 
@@ -259,9 +271,18 @@ impl App {
             .cache
             .map(|cache| tokio::spawn(watch_outside_changes(self.state.db.clone(), cache)));
         // No ConnectInfo: nothing reads the peer address yet, and it costs an extension per request.
-        let result = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let result = if self.connect_info {
+            let service = self
+                .router
+                .into_make_service_with_connect_info::<SocketAddr>();
+            axum::serve(self.listener, service)
+                .with_graceful_shutdown(shutdown)
+                .await
+        } else {
+            axum::serve(self.listener, self.router)
+                .with_graceful_shutdown(shutdown)
+                .await
+        };
         purge.abort();
         if let Some(w) = watcher {
             w.abort();

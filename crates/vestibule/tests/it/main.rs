@@ -6,6 +6,7 @@ mod api;
 mod bearer;
 mod cors;
 mod csrf;
+mod proxy;
 mod robustness;
 mod session_layer;
 mod sessions;
