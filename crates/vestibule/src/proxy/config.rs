@@ -81,6 +81,12 @@ pub struct RawDev {
     pub frontend_command: String,
     /// API backends as `PREFIX=URL` (`/api=http://127.0.0.1:8001`).
     pub api: Vec<String>,
+    /// Where the dev proxy listens (`--listen`); default `127.0.0.1:3000`.
+    pub listen: Option<String>,
+    /// The dev proxy's URL as the browser sees it; default `http://localhost:<port>`.
+    pub public_url: Option<String>,
+    /// Open signup in development (default true, like `--demo`).
+    pub signup: bool,
 }
 
 impl Default for RawDev {
@@ -90,6 +96,9 @@ impl Default for RawDev {
             frontend: None,
             frontend_command: "npm run dev".into(),
             api: Vec::new(),
+            listen: None,
+            public_url: None,
+            signup: true,
         }
     }
 }
@@ -156,6 +165,31 @@ impl ProxyConfig {
     /// the demo page.
     pub fn serves_root(&self) -> bool {
         self.static_dir.is_some() || self.upstreams.iter().any(|u| u.prefix == "/")
+    }
+}
+
+/// Turns a configuration into `vestibule dev`'s: one origin, the dev proxy's. The file's
+/// production `public_url`, `spa_origins`, cookie domain, `[[upstream]]` and `static_dir` are set
+/// aside; `[dev]` (and the flags, already merged into it) decide. The default cookie name gets
+/// the port (`vestibule_session_3000`), so projects on other ports keep their own sessions.
+pub fn apply_dev(raw: &mut crate::config::RawConfig) {
+    raw.dev.enabled = true;
+    raw.listen = raw
+        .dev
+        .listen
+        .clone()
+        .unwrap_or_else(|| "127.0.0.1:3000".into());
+    raw.public_url = raw.dev.public_url.clone();
+    raw.spa_origins.clear();
+    raw.session.cookie_domain = None;
+    raw.session.same_site = None;
+    raw.upstream.clear();
+    raw.static_dir = None;
+    raw.auth.signup |= raw.dev.signup;
+    if raw.session.cookie_name == crate::session::DEFAULT_COOKIE_NAME
+        && let Ok(addr) = raw.listen.parse::<std::net::SocketAddr>()
+    {
+        raw.session.cookie_name = format!("{}_{}", raw.session.cookie_name, addr.port());
     }
 }
 
@@ -449,6 +483,22 @@ mod tests {
         ] {
             assert!(keys.contains(&k), "{k} missing from {p:#?}");
         }
+    }
+
+    #[test]
+    fn dev_mode_names_the_cookie_after_the_port_and_sets_production_aside() {
+        let mut raw = crate::config::RawConfig {
+            public_url: Some("https://api.acme.com".into()),
+            spa_origins: vec!["https://www.acme.com".into()],
+            ..crate::config::RawConfig::default()
+        };
+        raw.dev.listen = Some("127.0.0.1:3100".into());
+        raw.dev.frontend = Some("http://127.0.0.1:5173".into());
+        apply_dev(&mut raw);
+        let c = raw.validate().expect("valid");
+        assert_eq!(c.session.cookie.name, "vestibule_session_3100");
+        assert_eq!(c.public_origin.to_string(), "http://localhost:3100");
+        assert!(c.signup && c.proxy.dev);
     }
 
     #[test]
