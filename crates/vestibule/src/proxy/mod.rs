@@ -10,6 +10,7 @@
 pub mod config;
 mod forward;
 mod rewrite;
+mod static_site;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,6 +38,7 @@ pub const USERNAME_HEADER: &str = "x-vestibule-username";
 #[derive(Debug)]
 pub struct Gateway {
     upstreams: Vec<UpstreamProxy>,
+    static_site: Option<static_site::StaticSite>,
     csrf: CsrfConfig,
     side: ClientSide,
 }
@@ -44,7 +46,7 @@ pub struct Gateway {
 impl Gateway {
     /// The gateway for a validated configuration, `None` when nothing is proxied.
     pub fn from_config(config: &Config) -> Option<Arc<Self>> {
-        if config.proxy.upstreams.is_empty() {
+        if !config.proxy.is_active() {
             return None;
         }
         let origin = &config.public_origin;
@@ -56,6 +58,11 @@ impl Gateway {
                 .cloned()
                 .map(UpstreamProxy::new)
                 .collect(),
+            static_site: config
+                .proxy
+                .static_dir
+                .as_deref()
+                .map(static_site::StaticSite::new),
             csrf: config.csrf.clone(),
             side: ClientSide {
                 ip: None,
@@ -73,8 +80,14 @@ impl Gateway {
     /// Handles one request that no Vestibule route took.
     pub async fn handle(self: Arc<Self>, req: Request) -> Response {
         let path = req.uri().path();
-        let Some(proxy) = self.upstreams.iter().find(|p| p.upstream.matches(path)) else {
-            return Error::new(ErrorCode::NotFound, "no such route").into_response();
+        // Unknown `/auth/…` paths are Vestibule's 404, never the SPA's or a backend's.
+        let ours = path == "/auth" || path.starts_with("/auth/");
+        let found = self.upstreams.iter().find(|p| p.upstream.matches(path));
+        let Some(proxy) = found.filter(|_| !ours) else {
+            return match &self.static_site {
+                Some(site) if !ours => site.serve(req).await,
+                _ => Error::new(ErrorCode::NotFound, "no such route").into_response(),
+            };
         };
         match self.prepare(proxy, req).await {
             Ok((req, side)) => proxy.forward(req, &side).await,

@@ -789,3 +789,132 @@ async fn smuggling_attempts_never_reach_the_upstream_as_extra_requests() {
         "only one request reached the upstream"
     );
 }
+
+#[tokio::test]
+async fn a_built_spa_is_served_with_route_fallback_caching_and_precompression() {
+    let (url, seen) = upstream().await;
+    let site = tempfile::tempdir().expect("tempdir");
+    let root = site.path();
+    std::fs::create_dir(root.join("assets")).expect("mkdir");
+    std::fs::write(root.join("index.html"), "<!doctype html><p>spa index</p>").expect("write");
+    std::fs::write(root.join("assets/index-BXk3a9Zq.js"), "console.log('app')").expect("write");
+    std::fs::write(root.join("assets/index-BXk3a9Zq.js.br"), "BROTLI-BYTES").expect("write");
+    std::fs::write(root.join("favicon.ico"), "icon").expect("write");
+    let dir = root.display().to_string();
+    let app = gateway(|r| {
+        r.upstream = vec![upstream_cfg("/api", &url, UpstreamPolicy::RequireAuth)];
+        r.static_dir = Some(dir);
+    })
+    .await;
+    let http = app.raw_client();
+    for path in ["/", "/notes/42", "/settings/profile?tab=2"] {
+        let res = http.get(app.url(path)).send().await.expect("request");
+        assert_eq!(res.status(), 200, "{path}");
+        assert_eq!(res.headers()["cache-control"], "no-cache", "{path}");
+        assert!(
+            res.text().await.expect("text").contains("spa index"),
+            "{path}"
+        );
+    }
+    let res = http
+        .get(app.url("/assets/index-BXk3a9Zq.js"))
+        .header("accept-encoding", "br, gzip")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.headers()["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+    assert_eq!(res.headers()["content-encoding"], "br");
+    assert_eq!(res.text().await.expect("text"), "BROTLI-BYTES");
+    let res = http
+        .get(app.url("/assets/index-BXk3a9Zq.js"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.text().await.expect("text"), "console.log('app')");
+    let res = http
+        .get(app.url("/favicon.ico"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.headers()["cache-control"], "no-cache");
+    // Missing assets, /auth and upstream prefixes never get index.html.
+    let res = http
+        .get(app.url("/assets/gone-AAAA1111.js"))
+        .send()
+        .await
+        .expect("request");
+    assert_error(res, 404, "not_found").await;
+    let res = http
+        .get(app.url("/auth/nope"))
+        .send()
+        .await
+        .expect("request");
+    assert_error(res, 404, "not_found").await;
+    let res = http
+        .get(app.url("/api/notes"))
+        .send()
+        .await
+        .expect("request");
+    assert_error(res, 401, "not_authenticated").await;
+    assert_eq!(seen.hits.load(Ordering::SeqCst), 0);
+    let res = http
+        .delete(app.url("/notes/1"))
+        .send()
+        .await
+        .expect("request");
+    assert_error(res, 405, "method_not_allowed").await;
+}
+
+#[tokio::test]
+async fn credentials_are_forwarded_only_when_configured_and_scopes_still_apply() {
+    let (url, seen) = upstream().await;
+    let app = gateway(|r| {
+        r.upstream = vec![RawUpstream {
+            forward_authorization: true,
+            ..upstream_cfg("/api", &url, UpstreamPolicy::RequireAuth)
+        }];
+    })
+    .await;
+    app.signed_up("dave", PASSWORD).await;
+    let token = app.bearer_login("dave", PASSWORD).await;
+    let res = app
+        .with_bearer(reqwest::Method::GET, "/api/x", &token)
+        .send()
+        .await
+        .expect("request");
+    let echo = json_of(res).await;
+    assert_eq!(
+        seen_header(&echo, "authorization"),
+        Some(&*format!("Bearer {token}"))
+    );
+    // A read-only access token cannot write through the gateway.
+    let mut owner = app.signed_up("erin", PASSWORD).await;
+    let res = owner
+        .post_json("/auth/tokens", &json!({"name": "ro"}))
+        .await;
+    assert_eq!(res.status(), 201);
+    let pat: Value = res.json().await.expect("json");
+    let pat = pat["token"].as_str().expect("token").to_owned();
+    let before = seen.hits.load(Ordering::SeqCst);
+    let res = app
+        .with_bearer(reqwest::Method::POST, "/api/x", &pat)
+        .send()
+        .await
+        .expect("request");
+    assert_error(res, 403, "insufficient_scope").await;
+    let res = app
+        .with_bearer(reqwest::Method::GET, "/api/x", "vst_garbage")
+        .send()
+        .await
+        .expect("request");
+    assert_error(res, 401, "invalid_token").await;
+    assert_eq!(
+        seen.hits.load(Ordering::SeqCst),
+        before,
+        "refused at the gateway"
+    );
+}
