@@ -232,6 +232,7 @@ impl UpstreamProxy {
         let (mut rparts, rbody) = res.into_parts();
         let upgrade_reply = rparts.headers.get(header::UPGRADE).cloned();
         remove_hop_by_hop(&mut rparts.headers);
+        remove_cors(&mut rparts.headers);
         let rewrite = Rewrite {
             upstream: &up.authority,
             prefix: &up.prefix,
@@ -267,6 +268,20 @@ impl UpstreamProxy {
         }
         // The body streams as it arrives: nothing is buffered here.
         Response::from_parts(rparts, Body::new(rbody))
+    }
+}
+
+/// Removes the upstream's CORS headers: the gateway owns the CORS policy (`spa_origins`), and a
+/// backend that reflects any `Origin` with credentials would otherwise open the gateway's
+/// cookie-authenticated responses to every site.
+fn remove_cors(headers: &mut HeaderMap) {
+    let cors: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().starts_with("access-control-"))
+        .cloned()
+        .collect();
+    for name in cors {
+        headers.remove(name);
     }
 }
 

@@ -115,6 +115,20 @@ async fn redirect(headers: HeaderMap) -> Response {
     res
 }
 
+/// A careless backend: reflects any Origin with credentials.
+async fn reflect_cors(headers: HeaderMap) -> Response {
+    let origin = headers.get("origin").cloned();
+    let mut res = "open to all".into_response();
+    if let Some(o) = origin {
+        res.headers_mut().insert("access-control-allow-origin", o);
+        res.headers_mut().insert(
+            "access-control-allow-credentials",
+            axum::http::HeaderValue::from_static("true"),
+        );
+    }
+    res
+}
+
 async fn slow() -> &'static str {
     tokio::time::sleep(Duration::from_secs(10)).await;
     "late"
@@ -127,6 +141,7 @@ async fn upstream() -> (String, Arc<Seen>) {
         .route("/api/big", get(big))
         .route("/redirect", get(redirect))
         .route("/api/slow", get(slow))
+        .route("/api/cors", get(reflect_cors))
         .fallback(any(echo))
         .with_state(seen.clone());
     (serve_router(router).await, seen)
@@ -916,5 +931,45 @@ async fn credentials_are_forwarded_only_when_configured_and_scopes_still_apply()
         seen.hits.load(Ordering::SeqCst),
         before,
         "refused at the gateway"
+    );
+}
+
+#[tokio::test]
+async fn an_upstream_cannot_widen_the_gateway_cors_policy() {
+    let (url, _) = upstream().await;
+    let app = gateway(|r| {
+        r.spa_origins = vec!["http://localhost:3000".into()];
+        r.upstream = vec![upstream_cfg("/api", &url, UpstreamPolicy::RequireAuth)];
+    })
+    .await;
+    let client = app.signed_up("frank", PASSWORD).await;
+    let res = client
+        .http
+        .get(app.url("/api/cors"))
+        .header("origin", "http://evil.test")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers().get("access-control-allow-origin").is_none()
+            && res
+                .headers()
+                .get("access-control-allow-credentials")
+                .is_none(),
+        "the backend's reflected CORS headers must not pass: {:?}",
+        res.headers()
+    );
+    let res = client
+        .http
+        .get(app.url("/api/cors"))
+        .header("origin", "http://localhost:3000")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        res.headers()["access-control-allow-origin"],
+        "http://localhost:3000",
+        "an allowed origin gets the gateway's own CORS answer"
     );
 }
