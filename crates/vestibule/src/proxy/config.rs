@@ -48,6 +48,9 @@ pub struct RawUpstream {
     pub name: Option<String>,
     /// What to run when the upstream is down, said in the 502 ("start it (npm run dev)").
     pub start_hint: Option<String>,
+    /// Also send `X-Vestibule-Assertion`: a 60-second EdDSA JWT of the identity, verifiable
+    /// with `GET /auth/jwks.json`.
+    pub identity_assertion: bool,
 }
 
 impl Default for RawUpstream {
@@ -64,6 +67,7 @@ impl Default for RawUpstream {
             forward_session_cookie: false,
             name: None,
             start_hint: None,
+            identity_assertion: false,
         }
     }
 }
@@ -132,6 +136,8 @@ pub struct Upstream {
     pub name: String,
     /// What to do when it is down.
     pub start_hint: String,
+    /// Send a signed identity assertion.
+    pub identity_assertion: bool,
 }
 
 impl Upstream {
@@ -153,12 +159,20 @@ pub struct ProxyConfig {
     pub static_dir: Option<PathBuf>,
     /// `vestibule dev` mode.
     pub dev: bool,
+    /// The assertion signing key: loaded (or created) by `App::build` next to the database when
+    /// an upstream wants assertions; an in-memory key is made if it is missing.
+    pub assertion_key: Option<std::sync::Arc<super::assertion::IdentityKey>>,
 }
 
 impl ProxyConfig {
     /// Whether anything is proxied or served besides Vestibule's own routes.
     pub fn is_active(&self) -> bool {
         !self.upstreams.is_empty() || self.static_dir.is_some()
+    }
+
+    /// Whether an upstream wants signed identity assertions.
+    pub fn needs_assertion_key(&self) -> bool {
+        self.upstreams.iter().any(|u| u.identity_assertion)
     }
 
     /// Whether `/` belongs to the proxy (a catch-all upstream or a static site) rather than to
@@ -306,6 +320,7 @@ pub(crate) fn validate(
                     .start_hint
                     .clone()
                     .unwrap_or_else(|| format!("start it, or fix upstream[{i}].url")),
+                identity_assertion: u.identity_assertion,
             });
         }
     }
@@ -386,6 +401,7 @@ pub(crate) fn validate(
         upstreams,
         static_dir,
         dev: dev.enabled,
+        assertion_key: None,
     }
 }
 
@@ -411,6 +427,7 @@ fn dev_upstream(
         identity_headers: true,
         name,
         start_hint,
+        identity_assertion: false,
     }
 }
 

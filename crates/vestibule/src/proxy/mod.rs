@@ -7,6 +7,7 @@
 //! `docs/ARCHITECTURE.md`): bodies stream both ways, hop-by-hop headers go, `Forwarded` is set,
 //! upgrades are spliced as raw bytes.
 
+pub mod assertion;
 pub mod config;
 mod forward;
 mod rewrite;
@@ -39,6 +40,8 @@ pub const USERNAME_HEADER: &str = "x-vestibule-username";
 pub struct Gateway {
     upstreams: Vec<UpstreamProxy>,
     static_site: Option<static_site::StaticSite>,
+    assertion: Option<Arc<assertion::IdentityKey>>,
+    issuer: String,
     csrf: CsrfConfig,
     side: ClientSide,
 }
@@ -63,6 +66,14 @@ impl Gateway {
                 .static_dir
                 .as_deref()
                 .map(static_site::StaticSite::new),
+            assertion: config.proxy.needs_assertion_key().then(|| {
+                config
+                    .proxy
+                    .assertion_key
+                    .clone()
+                    .unwrap_or_else(|| Arc::new(assertion::IdentityKey::generate()))
+            }),
+            issuer: origin.to_string(),
             csrf: config.csrf.clone(),
             side: ClientSide {
                 ip: None,
@@ -75,6 +86,11 @@ impl Gateway {
                 session_cookie: Arc::from(config.session.cookie.name.as_str()),
             },
         }))
+    }
+
+    /// The public keys for `/auth/jwks.json`, when an upstream gets signed assertions.
+    pub fn jwks(&self) -> Option<serde_json::Value> {
+        self.assertion.as_ref().map(|k| k.jwks())
     }
 
     /// Handles one request that no Vestibule route took.
@@ -140,6 +156,12 @@ impl Gateway {
             // Usernames are ASCII letters, digits and @.+-_ (auth::Username): always valid.
             if let Ok(v) = HeaderValue::from_str(&user.username) {
                 headers.insert(USERNAME_HEADER, v);
+            }
+        }
+        if let (Some(user), Some(key), true) = (&user, &self.assertion, up.identity_assertion) {
+            let jwt = key.assert(&self.issuer, &up.url, user, crate::session::now());
+            if let Ok(v) = HeaderValue::from_str(&jwt) {
+                headers.insert(assertion::ASSERTION_HEADER, v);
             }
         }
         let mut side = self.side.clone();

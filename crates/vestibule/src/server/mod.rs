@@ -83,6 +83,15 @@ pub enum StartError {
     /// Anything else.
     #[error("{0}")]
     Other(#[from] crate::Error),
+    /// The identity-assertion key file could not be read or created.
+    #[error("identity assertion key {path}: {source}")]
+    IdentityKey {
+        /// The key file.
+        path: std::path::PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// A built server, bound and ready to run.
@@ -148,6 +157,12 @@ pub fn router(state: AppState, config: &Config) -> Router {
     }
     // The same-origin proxy takes every path no route takes; `/` too when it has a frontend.
     let gateway = crate::proxy::Gateway::from_config(config);
+    if let Some(jwks) = gateway.as_ref().and_then(|g| g.jwks()) {
+        app = app.route(
+            "/auth/jwks.json",
+            get(move || std::future::ready(axum::Json(jwks.clone()))),
+        );
+    }
     if !config.proxy.serves_root() {
         app = app
             .route("/", get(demo::index))
@@ -198,7 +213,16 @@ impl App {
     ///
     /// # Errors
     /// [`StartError`] when the database cannot be opened or the address bound.
-    pub async fn build(config: Config) -> Result<Self, StartError> {
+    pub async fn build(mut config: Config) -> Result<Self, StartError> {
+        if config.proxy.needs_assertion_key() && config.proxy.assertion_key.is_none() {
+            // Next to the database, so every process sharing it signs with the same key.
+            let path = config
+                .database_path
+                .with_file_name("vestibule-identity.key");
+            let key = crate::proxy::assertion::IdentityKey::load_or_create(&path)
+                .map_err(|source| StartError::IdentityKey { path, source })?;
+            config.proxy.assertion_key = Some(Arc::new(key));
+        }
         let db = Database::open(&config.database_path).await?;
         let (store, cache) = build_store(&config, &db);
         let state = AppState::new(Shared {

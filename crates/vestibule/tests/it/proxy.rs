@@ -973,3 +973,64 @@ async fn an_upstream_cannot_widen_the_gateway_cors_policy() {
         "an allowed origin gets the gateway's own CORS answer"
     );
 }
+
+#[tokio::test]
+async fn a_signed_identity_assertion_verifies_with_the_published_jwks() {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+
+    let (url, _) = upstream().await;
+    let app = gateway(|r| {
+        r.upstream = vec![
+            RawUpstream {
+                identity_assertion: true,
+                ..upstream_cfg("/api", &url, UpstreamPolicy::RequireAuth)
+            },
+            upstream_cfg("/plain", &url, UpstreamPolicy::AnonymousOk),
+        ];
+    })
+    .await;
+    let client = app.signed_up("gina", PASSWORD).await;
+    let echo = json_of(client.get("/api/me").await).await;
+    let jwt = seen_header(&echo, "x-vestibule-assertion")
+        .expect("assertion sent")
+        .to_owned();
+    let jwks: Value = client
+        .get("/auth/jwks.json")
+        .await
+        .json()
+        .await
+        .expect("jwks");
+    let key = &jwks["keys"][0];
+    assert_eq!(key["alg"], "EdDSA");
+    let x = URL_SAFE_NO_PAD
+        .decode(key["x"].as_str().expect("x"))
+        .expect("b64");
+    let public = VerifyingKey::from_bytes(&x.try_into().expect("32 bytes")).expect("key");
+    let parts: Vec<&str> = jwt.split('.').collect();
+    let sig = Signature::from_slice(&URL_SAFE_NO_PAD.decode(parts[2]).expect("b64")).expect("sig");
+    public
+        .verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &sig)
+        .expect("the assertion verifies with the published key");
+    let claims: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).expect("b64")).expect("claims");
+    assert_eq!(claims["preferred_username"], "gina");
+    assert_eq!(claims["aud"], url.as_str());
+    let lifetime = claims["exp"].as_i64().unwrap_or(0) - claims["iat"].as_i64().unwrap_or(0);
+    assert_eq!(lifetime, 60);
+    assert!(app.dir.path().join("vestibule-identity.key").exists());
+    // A client cannot forge one, even towards an upstream that does not ask for assertions.
+    let res = client
+        .http
+        .get(app.url("/plain/x"))
+        .header("x-vestibule-assertion", "forged")
+        .send()
+        .await
+        .expect("request");
+    let echo = json_of(res).await;
+    assert!(
+        seen_header(&echo, "x-vestibule-assertion").is_none(),
+        "{echo}"
+    );
+}
