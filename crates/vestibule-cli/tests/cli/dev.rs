@@ -140,6 +140,10 @@ fn dev_names_a_dead_frontend_and_what_to_run() {
         )),
         "{page}"
     );
+    assert!(
+        page.contains("location.reload"),
+        "the dev error page recovers by itself"
+    );
     let json = http(port, "GET", "/src/main.ts", "Accept: */*\r\n", "").expect("answer");
     assert!(json.contains("\"code\":\"upstream_unavailable\""), "{json}");
 }

@@ -138,6 +138,9 @@ pub struct Upstream {
     pub start_hint: String,
     /// Send a signed identity assertion.
     pub identity_assertion: bool,
+    /// The 502 page reloads itself until the upstream answers (development: start the dev
+    /// server and the tab recovers; never in production, where it would hammer a dead backend).
+    pub reload_error_page: bool,
 }
 
 impl Upstream {
@@ -321,6 +324,7 @@ pub(crate) fn validate(
                     .clone()
                     .unwrap_or_else(|| format!("start it, or fix upstream[{i}].url")),
                 identity_assertion: u.identity_assertion,
+                reload_error_page: false,
             });
         }
     }
@@ -428,6 +432,7 @@ fn dev_upstream(
         name,
         start_hint,
         identity_assertion: false,
+        reload_error_page: true,
     }
 }
 

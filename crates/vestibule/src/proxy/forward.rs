@@ -370,11 +370,16 @@ fn failure(up: &Upstream, what: Failure, navigation: bool) -> Response<Body> {
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{status} — Vestibule</title>\
          <style>body{{font:16px/1.5 system-ui,sans-serif;max-width:40em;margin:4em auto;padding:0 1em}}code{{background:#eee;padding:0 .2em}}</style></head>\
-         <body><h1>{status}</h1><p>{msg} — {hint}.</p><p>This page reloads itself in a few seconds.</p>\
-         <script>setTimeout(()=>location.reload(),3000)</script></body></html>",
+         <body><h1>{status}</h1><p>{msg} — {hint}.</p>{reload}</body></html>",
         status = code.status(),
         msg = esc(&message),
         hint = esc(&hint),
+        reload = if up.reload_error_page {
+            "<p>This page reloads itself every few seconds until it answers.</p>\
+             <script>setTimeout(()=>location.reload(),3000)</script>"
+        } else {
+            ""
+        },
     );
     let mut res = (code.status(), html).into_response();
     res.headers_mut().insert(

@@ -535,6 +535,10 @@ async fn a_dead_upstream_gets_a_502_naming_it_html_for_pages_json_for_fetches() 
         "{page}"
     );
     assert!(page.contains("cargo run -p notes"), "{page}");
+    assert!(
+        !page.contains("location.reload"),
+        "no reload loop against a production backend"
+    );
 }
 
 #[tokio::test]
@@ -905,6 +909,19 @@ async fn credentials_are_forwarded_only_when_configured_and_scopes_still_apply()
     assert_eq!(
         seen_header(&echo, "authorization"),
         Some(&*format!("Bearer {token}"))
+    );
+    let cookie_app = gateway(|r| {
+        r.upstream = vec![RawUpstream {
+            forward_session_cookie: true,
+            ..upstream_cfg("/api", &url, UpstreamPolicy::RequireAuth)
+        }];
+    })
+    .await;
+    let client = cookie_app.signed_up("dave", PASSWORD).await;
+    let echo = json_of(client.get("/api/x").await).await;
+    assert!(
+        seen_header(&echo, "cookie").is_some_and(|c| c.contains(&format!("{COOKIE}="))),
+        "forwarded when configured: {echo}"
     );
     // A read-only access token cannot write through the gateway.
     let mut owner = app.signed_up("erin", PASSWORD).await;
