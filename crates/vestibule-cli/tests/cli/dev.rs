@@ -158,3 +158,40 @@ fn dev_without_a_frontend_explains_the_flag() {
     assert!(!out.status.success());
     assert!(text(&out).contains("--frontend"), "{}", text(&out));
 }
+
+#[test]
+fn dev_reads_its_settings_from_the_dev_table() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let front = fake("frontend");
+    let api = fake("backend");
+    let port = free_port();
+    std::fs::write(
+        dir.path().join("vestibule.toml"),
+        format!(
+            "public_url = \"https://api.acme.test\"\nspa_origins = [\"https://www.acme.test\"]\n\n\
+             [dev]\nlisten = \"127.0.0.1:{port}\"\nfrontend = \"http://127.0.0.1:{front}\"\n\
+             frontend_command = \"pnpm dev\"\napi = [\"/graphql=http://127.0.0.1:{api}\"]\n"
+        ),
+    )
+    .expect("write config");
+    let out = std::fs::File::create(dir.path().join("dev.out")).expect("log file");
+    let err = std::fs::File::create(dir.path().join("dev.err")).expect("log file");
+    let _server = Server(
+        vestibule(dir.path())
+            .arg("dev")
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("spawn"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http(port, "GET", "/healthz", "", "").is_none_or(|r| !r.starts_with("HTTP/1.1 200")) {
+        let log = std::fs::read_to_string(dir.path().join("dev.err")).unwrap_or_default();
+        assert!(Instant::now() < deadline, "dev proxy did not start: {log}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let gql = http(port, "GET", "/graphql", "", "").expect("api");
+    assert!(gql.ends_with("backend /graphql user=-"), "{gql}");
+    let page = http(port, "GET", "/", "", "").expect("page");
+    assert!(page.ends_with("frontend / user=-"), "{page}");
+}
