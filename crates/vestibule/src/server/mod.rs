@@ -294,7 +294,7 @@ impl App {
         let watcher = self
             .cache
             .map(|cache| tokio::spawn(watch_outside_changes(self.state.db.clone(), cache)));
-        // No ConnectInfo: nothing reads the peer address yet, and it costs an extension per request.
+        // ConnectInfo (an extension per request) only when the proxy needs it for X-Forwarded-For.
         let result = if self.connect_info {
             let service = self
                 .router
