@@ -110,6 +110,11 @@ fn dev_serves_auth_itself_and_forwards_the_api_and_the_frontend() {
         cookie.starts_with(&format!("{cookie_name}=")),
         "the cookie is named per port: {cookie}"
     );
+    let unknown = http(port, "GET", "/auth/nope", "", "").expect("auth 404");
+    assert!(
+        unknown.starts_with("HTTP/1.1 404") && unknown.contains("not_found"),
+        "/auth never reaches the frontend: {unknown}"
+    );
     let api_res = http(
         port,
         "GET",
