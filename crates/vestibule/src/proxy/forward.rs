@@ -53,7 +53,11 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// The `Upgrade` value when the request asks to switch protocols (`Connection: upgrade`).
+/// The `Upgrade` value when the request asks to switch to WebSocket (`Connection: upgrade`).
+///
+/// Only WebSocket is passed through: an `h2c` upgrade would open an HTTP/2 tunnel to the
+/// upstream whose later requests never pass the gateway (h2c smuggling); such a request is
+/// forwarded as a plain request with its upgrade headers removed.
 fn upgrade_of(headers: &HeaderMap) -> Option<HeaderValue> {
     let asks = headers
         .get_all(header::CONNECTION)
@@ -61,11 +65,10 @@ fn upgrade_of(headers: &HeaderMap) -> Option<HeaderValue> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    if asks {
-        headers.get(header::UPGRADE).cloned()
-    } else {
-        None
-    }
+    headers
+        .get(header::UPGRADE)
+        .filter(|u| asks && u.as_bytes().eq_ignore_ascii_case(b"websocket"))
+        .cloned()
 }
 
 /// Whether the request asks for a protocol switch (WebSocket).

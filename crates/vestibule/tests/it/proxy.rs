@@ -1051,3 +1051,31 @@ async fn a_signed_identity_assertion_verifies_with_the_published_jwks() {
         "{echo}"
     );
 }
+
+#[tokio::test]
+async fn an_h2c_upgrade_is_not_tunnelled_past_the_gateway() {
+    let (url, seen) = upstream().await;
+    let app = gateway(|r| {
+        r.upstream = vec![upstream_cfg("/api", &url, UpstreamPolicy::AnonymousOk)];
+    })
+    .await;
+    let res = raw(
+        &app,
+        "GET /api/h2c HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+         Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n",
+    )
+    .await;
+    assert!(
+        res.starts_with("HTTP/1.1 200"),
+        "answered as a plain request: {res}"
+    );
+    let body = &res[res.find("\r\n\r\n").map_or(0, |i| i + 4)..];
+    let echo: Value = serde_json::from_str(body.trim()).expect("json body");
+    for gone in ["upgrade", "connection", "http2-settings"] {
+        assert!(
+            echo["headers"].get(gone).is_none(),
+            "{gone} reached the upstream: {echo}"
+        );
+    }
+    assert_eq!(seen.hits.load(Ordering::SeqCst), 1);
+}
