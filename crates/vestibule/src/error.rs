@@ -73,6 +73,9 @@ pub enum ErrorCode {
     UpstreamTimeout,
     /// A WebSocket handshake through the proxy from an origin the origins policy does not trust.
     WebsocketOriginRefused,
+    /// A path with dot-segments or encoded slashes, which a backend could resolve to another
+    /// prefix than the one the gateway authorised.
+    InvalidPath,
 }
 
 impl ErrorCode {
@@ -107,6 +110,7 @@ impl ErrorCode {
             ErrorCode::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
             ErrorCode::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             ErrorCode::WebsocketOriginRefused => StatusCode::FORBIDDEN,
+            ErrorCode::InvalidPath => StatusCode::BAD_REQUEST,
         }
     }
 }

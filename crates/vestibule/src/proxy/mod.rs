@@ -99,6 +99,14 @@ impl Gateway {
         // Unknown `/auth/…` paths are Vestibule's 404, never the SPA's or a backend's.
         let ours = path == "/auth" || path.starts_with("/auth/");
         let found = self.upstreams.iter().find(|p| p.upstream.matches(path));
+        if found.is_some() && !ours && !is_plain_path(path) {
+            return Error::new(
+                ErrorCode::InvalidPath,
+                "the path has dot-segments or encoded slashes",
+            )
+            .with_hint("browsers never send these; resolve the path before sending it")
+            .into_response();
+        }
         let Some(proxy) = found.filter(|_| !ours) else {
             return match &self.static_site {
                 Some(site) if !ours => site.serve(req).await,
@@ -177,6 +185,43 @@ impl Gateway {
     }
 }
 
+/// Whether no segment of `path`, once percent-decoded and split at `/` and `\\` (which some
+/// backends treat alike), is `.` or `..`. The gateway authorises by prefix; a backend that
+/// resolves `/public/../api` or `/public/..%2Fapi` would serve `/api` under `/public`'s policy.
+/// Encoded slashes alone (`/projects/group%2Fname`) stay allowed.
+fn is_plain_path(path: &str) -> bool {
+    path.split('/').all(|segment| {
+        if !segment.contains(['%', '.']) {
+            return true;
+        }
+        percent_decode(segment)
+            .split(|b| matches!(b, b'/' | b'\\'))
+            .all(|piece| piece != b"." && piece != b"..")
+    })
+}
+
+fn percent_decode(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%'
+            && let (Some(h), Some(l)) = (
+                b.get(i + 1).and_then(|c| hex(*c)),
+                b.get(i + 2).and_then(|c| hex(*c)),
+            )
+        {
+            out.push(u8::try_from(h * 16 + l).unwrap_or(0));
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
 /// Removes every header that could pass for one of ours: `X-Vestibule-*` in any case, and with
 /// underscores, which CGI-style backends (Django's `META`, PHP) fold into the same name.
 fn strip_vestibule_headers(headers: &mut HeaderMap) {
@@ -238,6 +283,31 @@ mod tests {
         strip_vestibule_headers(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-other"));
+    }
+
+    #[test]
+    fn dot_segments_and_encoded_slashes_are_not_plain() {
+        for ok in [
+            "/api/notes",
+            "/api/v1.2/x",
+            "/api/.well-known/x",
+            "/api/a%20b",
+            "/",
+        ] {
+            assert!(is_plain_path(ok), "{ok}");
+        }
+        for bad in [
+            "/public/../api/x",
+            "/public/./x",
+            "/public/..",
+            "/public/%2e%2e/api",
+            "/public/%2E./api",
+            "/public/..%2Fapi/x",
+            "/public/a%5c..%5capi",
+            "/public\\..\\api",
+        ] {
+            assert!(!is_plain_path(bad), "{bad}");
+        }
     }
 
     #[test]

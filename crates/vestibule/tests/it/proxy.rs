@@ -1079,3 +1079,33 @@ async fn an_h2c_upgrade_is_not_tunnelled_past_the_gateway() {
     }
     assert_eq!(seen.hits.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn dot_segments_cannot_move_a_request_to_another_prefix() {
+    let (url, seen) = upstream().await;
+    let app = gateway(|r| {
+        r.upstream = vec![
+            upstream_cfg("/api", &url, UpstreamPolicy::RequireAuth),
+            upstream_cfg("/public", &url, UpstreamPolicy::AnonymousOk),
+        ];
+    })
+    .await;
+    for path in [
+        "/public/../api/secret",
+        "/public/%2e%2e/api/secret",
+        "/public/..%2Fapi/secret",
+    ] {
+        let res = raw(
+            &app,
+            &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
+        )
+        .await;
+        assert!(res.starts_with("HTTP/1.1 400"), "{path}: {res}");
+        assert!(res.contains("invalid_path"), "{path}: {res}");
+    }
+    assert_eq!(
+        seen.hits.load(Ordering::SeqCst),
+        0,
+        "nothing reached the upstream"
+    );
+}
