@@ -44,7 +44,7 @@ pub struct RawUpstream {
     pub forward_authorization: bool,
     /// Forward Vestibule's session cookie (off: the upstream gets the identity headers instead).
     pub forward_session_cookie: bool,
-    /// Name used in error pages ("the notes API"); default "the upstream for <prefix>".
+    /// Name used in error pages ("the notes API"); default "the upstream for PREFIX".
     pub name: Option<String>,
     /// What to run when the upstream is down, said in the 502 ("start it (npm run dev)").
     pub start_hint: Option<String>,
