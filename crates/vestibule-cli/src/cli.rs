@@ -30,6 +30,8 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Run the auth server.
     Serve(ServeArgs),
+    /// Development: one origin for the SPA dev server, `/auth` and the APIs (same-origin proxy).
+    Dev(DevArgs),
     /// Manage users.
     #[command(subcommand)]
     User(UserCommand),
@@ -85,6 +87,22 @@ pub(crate) struct ServeArgs {
     /// Demo mode: signup enabled, and the URL to open is printed.
     #[arg(long)]
     pub(crate) demo: bool,
+    /// Serve this built SPA (e.g. dist/) for every path no route or upstream takes.
+    #[arg(long = "static", value_name = "DIR")]
+    pub(crate) static_dir: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DevArgs {
+    /// Address of the dev proxy (default 127.0.0.1:3000, or `[dev] listen`).
+    #[arg(long)]
+    pub(crate) listen: Option<String>,
+    /// The frontend dev server, e.g. http://127.0.0.1:5173 (Vite).
+    #[arg(long)]
+    pub(crate) frontend: Option<String>,
+    /// An API backend as PREFIX=URL, e.g. /api=http://127.0.0.1:8001 (repeatable).
+    #[arg(long = "api", value_name = "PREFIX=URL")]
+    pub(crate) api: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -145,6 +163,23 @@ impl Cli {
             if s.demo {
                 m.insert("demo".into(), Value::from(true));
             }
+            if let Some(d) = &s.static_dir {
+                m.insert("static_dir".into(), Value::from(d.clone()));
+            }
+        }
+        if let Command::Dev(d) = &self.command {
+            let mut dev = Map::new();
+            dev.insert("enabled".into(), Value::from(true));
+            if let Some(l) = &d.listen {
+                dev.insert("listen".into(), Value::from(l.clone()));
+            }
+            if let Some(f) = &d.frontend {
+                dev.insert("frontend".into(), Value::from(f.clone()));
+            }
+            if !d.api.is_empty() {
+                dev.insert("api".into(), Value::from(d.api.clone()));
+            }
+            m.insert("dev".into(), Value::Object(dev));
         }
         Value::Object(m)
     }

@@ -87,6 +87,12 @@ pub struct RawConfig {
     pub tokens: RawTokens,
     /// Request limits.
     pub limits: RawLimits,
+    /// `[[upstream]]`: path prefixes forwarded to backends (the production gateway).
+    pub upstream: Vec<crate::proxy::RawUpstream>,
+    /// `[dev]`: `vestibule dev` in front of a frontend dev server.
+    pub dev: crate::proxy::RawDev,
+    /// A built SPA served for every path no route or upstream takes (`--static DIR`).
+    pub static_dir: Option<String>,
     /// Rate limits on login, signup, password change and token creation.
     pub rate_limits: RawRateLimits,
     /// Prometheus metrics.
@@ -358,6 +364,9 @@ impl Default for RawConfig {
             rate_limits: RawRateLimits::default(),
             metrics: RawMetrics::default(),
             secret_key: None,
+            upstream: Vec::new(),
+            dev: crate::proxy::RawDev::default(),
+            static_dir: None,
         }
     }
 }
@@ -535,6 +544,8 @@ pub struct Config {
     pub max_sessions_per_user: usize,
     /// Things that work but deserve attention, said at start-up and by `config check`.
     pub warnings: Vec<String>,
+    /// The same-origin proxy: upstreams, dev mode, static SPA.
+    pub proxy: crate::proxy::ProxyConfig,
 }
 
 impl RawConfig {
@@ -757,6 +768,12 @@ impl RawConfig {
             );
         }
 
+        let proxy = crate::proxy::config::validate(
+            &self.upstream,
+            &self.dev,
+            self.static_dir.as_deref(),
+            &mut p.0,
+        );
         let policy = public_origin.as_ref().and_then(|origin| {
             let overrides = CookieOverrides {
                 domain: self.session.cookie_domain.clone(),
@@ -896,6 +913,7 @@ impl RawConfig {
             header_read_timeout,
             max_sessions_per_user: self.limits.max_sessions_per_user,
             warnings,
+            proxy,
         })
     }
 }

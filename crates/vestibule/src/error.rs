@@ -73,6 +73,15 @@ pub enum ErrorCode {
     UriTooLong,
     /// The request headers exceed `limits.header_bytes` or `limits.max_headers`.
     HeadersTooLarge,
+    /// A proxied upstream (API backend, frontend dev server) refused or dropped the connection.
+    UpstreamUnavailable,
+    /// A proxied upstream did not send its response headers in time.
+    UpstreamTimeout,
+    /// A WebSocket handshake through the proxy from an origin the origins policy does not trust.
+    WebsocketOriginRefused,
+    /// A path with dot-segments or encoded slashes, which a backend could resolve to another
+    /// prefix than the one the gateway authorised.
+    InvalidPath,
 }
 
 impl ErrorCode {
@@ -107,6 +116,10 @@ impl ErrorCode {
             ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::UriTooLong => StatusCode::URI_TOO_LONG,
             ErrorCode::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ErrorCode::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
+            ErrorCode::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ErrorCode::WebsocketOriginRefused => StatusCode::FORBIDDEN,
+            ErrorCode::InvalidPath => StatusCode::BAD_REQUEST,
         }
     }
 }

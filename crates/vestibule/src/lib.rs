@@ -52,6 +52,7 @@ mod error;
 pub mod fuzzing;
 pub mod origin;
 pub mod origins;
+pub mod proxy;
 pub mod ratelimit;
 pub mod server;
 pub mod session;

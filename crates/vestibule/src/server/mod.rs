@@ -124,6 +124,15 @@ pub enum StartError {
     /// Anything else.
     #[error("{0}")]
     Other(#[from] crate::Error),
+    /// The identity-assertion key file could not be read or created.
+    #[error("identity assertion key {path}: {source}")]
+    IdentityKey {
+        /// The key file.
+        path: std::path::PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// A built server, bound and ready to run.
@@ -208,7 +217,21 @@ pub fn router(state: AppState, config: &Config) -> Router {
             get(crate::origins::debug_echo).with_state(config.origins.clone()),
         );
     }
-    app.route("/auth/signup", post(routes::post_signup))
+    // The same-origin proxy takes every path no route takes; `/` too when it has a frontend.
+    let gateway = crate::proxy::Gateway::from_config(config);
+    if let Some(jwks) = gateway.as_ref().and_then(|g| g.jwks()) {
+        app = app.route(
+            "/auth/jwks.json",
+            get(move || std::future::ready(axum::Json(jwks.clone()))),
+        );
+    }
+    if !config.proxy.serves_root() {
+        app = app
+            .route("/", get(demo::index))
+            .route("/demo/{file}", get(demo::asset));
+    }
+    let app = app
+        .route("/auth/signup", post(routes::post_signup))
         .route("/auth/login", post(routes::post_login))
         .route("/auth/logout", post(routes::post_logout))
         .route("/auth/logout-all", post(routes::post_logout_all))
@@ -228,14 +251,16 @@ pub fn router(state: AppState, config: &Config) -> Router {
         )
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))
-        .route("/", get(demo::index))
-        .route("/demo/{file}", get(demo::asset))
         .route("/_vestibule/client.js", get(demo::client_js))
         .route("/metrics", get(metrics::handler))
-        // Carries the matched route pattern out to the metrics layer.
-        .route_layer(metrics::RouteTagLayer)
-        .fallback(routes::not_found)
-        .method_not_allowed_fallback(routes::method_not_allowed)
+        // Carries the matched route pattern out to the metrics layer (the proxy's fallback
+        // counts as `unmatched`).
+        .route_layer(metrics::RouteTagLayer);
+    let app = match gateway {
+        Some(g) => app.fallback(move |req: axum::extract::Request| g.clone().handle(req)),
+        None => app.fallback(routes::not_found),
+    };
+    app.method_not_allowed_fallback(routes::method_not_allowed)
         .with_state(state.clone())
         .layer(
             ServiceBuilder::new()
@@ -264,7 +289,16 @@ impl App {
     ///
     /// # Errors
     /// [`StartError`] when the database cannot be opened or the address bound.
-    pub async fn build(config: Config) -> Result<Self, StartError> {
+    pub async fn build(mut config: Config) -> Result<Self, StartError> {
+        if config.proxy.needs_assertion_key() && config.proxy.assertion_key.is_none() {
+            // Next to the database, so every process sharing it signs with the same key.
+            let path = config
+                .database_path
+                .with_file_name("vestibule-identity.key");
+            let key = crate::proxy::assertion::IdentityKey::load_or_create(&path)
+                .map_err(|source| StartError::IdentityKey { path, source })?;
+            config.proxy.assertion_key = Some(Arc::new(key));
+        }
         let db = Database::open(&config.database_path).await?;
         let (store, cache) = build_store(&config, &db);
         let metrics = config

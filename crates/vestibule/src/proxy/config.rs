@@ -1,0 +1,547 @@
+//! What the same-origin proxy forwards where: `[[upstream]]` (production gateway), `[dev]`
+//! (`vestibule dev` in front of a frontend dev server) and `static_dir` (a built SPA).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use axum::http::uri::Authority;
+use serde::{Deserialize, Serialize};
+
+use crate::config::Problem;
+
+/// Who may pass through an upstream prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamPolicy {
+    /// Anonymous requests get 401 at the gateway and never reach the upstream (the default:
+    /// a forgotten setting must not expose a backend).
+    #[default]
+    RequireAuth,
+    /// Anonymous requests pass without identity headers; the upstream decides.
+    AnonymousOk,
+}
+
+/// One `[[upstream]]` table as written.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawUpstream {
+    /// Path prefix forwarded to this upstream (`/api` matches `/api` and `/api/…`).
+    pub prefix: String,
+    /// The upstream's base URL, `http://host:port` (plain HTTP/1.1 to a local or private backend).
+    pub url: String,
+    /// `require_auth` (default) or `anonymous_ok`.
+    pub policy: UpstreamPolicy,
+    /// Send `Host: <upstream host>` instead of the browser's (Vite's `changeOrigin`).
+    pub change_origin: bool,
+    /// Remove the prefix from the path sent upstream (`/api/notes` → `/notes`); the upstream's
+    /// `Location` and cookie `Path` are mapped back under the prefix.
+    pub strip_prefix: bool,
+    /// How long to wait for a TCP connection ("5s").
+    pub connect_timeout: String,
+    /// How long to wait for the response headers ("60s"); bodies stream without a limit.
+    pub response_timeout: String,
+    /// Forward the client's `Authorization` header (off: the gateway consumed it).
+    pub forward_authorization: bool,
+    /// Forward Vestibule's session cookie (off: the upstream gets the identity headers instead).
+    pub forward_session_cookie: bool,
+    /// Name used in error pages ("the notes API"); default "the upstream for PREFIX".
+    pub name: Option<String>,
+    /// What to run when the upstream is down, said in the 502 ("start it (npm run dev)").
+    pub start_hint: Option<String>,
+    /// Also send `X-Vestibule-Assertion`: a 60-second EdDSA JWT of the identity, verifiable
+    /// with `GET /auth/jwks.json`.
+    pub identity_assertion: bool,
+}
+
+impl Default for RawUpstream {
+    fn default() -> Self {
+        Self {
+            prefix: String::new(),
+            url: String::new(),
+            policy: UpstreamPolicy::RequireAuth,
+            change_origin: false,
+            strip_prefix: false,
+            connect_timeout: "5s".into(),
+            response_timeout: "60s".into(),
+            forward_authorization: false,
+            forward_session_cookie: false,
+            name: None,
+            start_hint: None,
+            identity_assertion: false,
+        }
+    }
+}
+
+/// `[dev]`: `vestibule dev` settings (flags override them).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawDev {
+    /// Set by `vestibule dev`; turns the rest of this table on.
+    pub enabled: bool,
+    /// The frontend dev server (Vite, webpack), e.g. `http://127.0.0.1:5173`; everything that is
+    /// neither `/auth` nor an API prefix goes there, WebSockets (hot reload) included.
+    pub frontend: Option<String>,
+    /// What starts the frontend dev server, named when it is not answering.
+    pub frontend_command: String,
+    /// API backends as `PREFIX=URL` (`/api=http://127.0.0.1:8001`).
+    pub api: Vec<String>,
+    /// Where the dev proxy listens (`--listen`); default `127.0.0.1:3000`.
+    pub listen: Option<String>,
+    /// The dev proxy's URL as the browser sees it; default `http://localhost:<port>`.
+    pub public_url: Option<String>,
+    /// Open signup in development (default true, like `--demo`).
+    pub signup: bool,
+}
+
+impl Default for RawDev {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            frontend: None,
+            frontend_command: "npm run dev".into(),
+            api: Vec::new(),
+            listen: None,
+            public_url: None,
+            signup: true,
+        }
+    }
+}
+
+/// A validated upstream.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// Path prefix (`/` for the catch-all frontend).
+    pub prefix: String,
+    /// `host:port` to connect to.
+    pub authority: Authority,
+    /// The URL as configured, for messages.
+    pub url: String,
+    /// Who may pass.
+    pub policy: UpstreamPolicy,
+    /// Rewrite `Host` to the upstream's.
+    pub change_origin: bool,
+    /// Remove the prefix from the forwarded path.
+    pub strip_prefix: bool,
+    /// TCP connect timeout.
+    pub connect_timeout: Duration,
+    /// Time to the response headers.
+    pub response_timeout: Duration,
+    /// Forward `Authorization`.
+    pub forward_authorization: bool,
+    /// Forward the session cookie.
+    pub forward_session_cookie: bool,
+    /// Send `X-Vestibule-User-Id` / `-Username` (the dev frontend does not need them).
+    pub identity_headers: bool,
+    /// Human name for error pages.
+    pub name: String,
+    /// What to do when it is down.
+    pub start_hint: String,
+    /// Send a signed identity assertion.
+    pub identity_assertion: bool,
+    /// The 502 page reloads itself until the upstream answers (development: start the dev
+    /// server and the tab recovers; never in production, where it would hammer a dead backend).
+    pub reload_error_page: bool,
+}
+
+impl Upstream {
+    /// Whether `path` belongs to this upstream (`/api` matches `/api`, `/api/x`, not `/apix`).
+    pub fn matches(&self, path: &str) -> bool {
+        self.prefix == "/"
+            || path
+                .strip_prefix(self.prefix.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    }
+}
+
+/// The validated proxy settings.
+#[derive(Debug, Clone, Default)]
+pub struct ProxyConfig {
+    /// Upstreams, longest prefix first.
+    pub upstreams: Vec<Upstream>,
+    /// A built SPA to serve for everything else.
+    pub static_dir: Option<PathBuf>,
+    /// `vestibule dev` mode.
+    pub dev: bool,
+    /// The assertion signing key: loaded (or created) by `App::build` next to the database when
+    /// an upstream wants assertions; an in-memory key is made if it is missing.
+    pub assertion_key: Option<std::sync::Arc<super::assertion::IdentityKey>>,
+}
+
+impl ProxyConfig {
+    /// Whether anything is proxied or served besides Vestibule's own routes.
+    pub fn is_active(&self) -> bool {
+        !self.upstreams.is_empty() || self.static_dir.is_some()
+    }
+
+    /// Whether an upstream wants signed identity assertions.
+    pub fn needs_assertion_key(&self) -> bool {
+        self.upstreams.iter().any(|u| u.identity_assertion)
+    }
+
+    /// Whether `/` belongs to the proxy (a catch-all upstream or a static site) rather than to
+    /// the demo page.
+    pub fn serves_root(&self) -> bool {
+        self.static_dir.is_some() || self.upstreams.iter().any(|u| u.prefix == "/")
+    }
+}
+
+/// Turns a configuration into `vestibule dev`'s: one origin, the dev proxy's. The file's
+/// production `public_url`, `spa_origins`, cookie domain, `[[upstream]]` and `static_dir` are set
+/// aside; `[dev]` (and the flags, already merged into it) decide. The default cookie name gets
+/// the port (`vestibule_session_3000`), so projects on other ports keep their own sessions.
+pub fn apply_dev(raw: &mut crate::config::RawConfig) {
+    raw.dev.enabled = true;
+    raw.listen = raw
+        .dev
+        .listen
+        .clone()
+        .unwrap_or_else(|| "127.0.0.1:3000".into());
+    raw.public_url = raw.dev.public_url.clone();
+    raw.spa_origins.clear();
+    raw.session.cookie_domain = None;
+    raw.session.same_site = None;
+    raw.upstream.clear();
+    raw.static_dir = None;
+    raw.auth.signup |= raw.dev.signup;
+    if raw.session.cookie_name == crate::session::DEFAULT_COOKIE_NAME
+        && let Ok(addr) = raw.listen.parse::<std::net::SocketAddr>()
+    {
+        raw.session.cookie_name = format!("{}_{}", raw.session.cookie_name, addr.port());
+    }
+}
+
+/// Paths Vestibule answers itself; no upstream may take them.
+const RESERVED: [&str; 3] = ["/auth", "/healthz", "/readyz"];
+
+fn duration(key: &str, text: &str, problems: &mut Vec<Problem>) -> Duration {
+    match humantime::parse_duration(text) {
+        Ok(d) if !d.is_zero() => d,
+        _ => {
+            problems.push(Problem {
+                key: key.into(),
+                message: format!("{text:?} is not a positive duration (e.g. \"5s\", \"2m\")"),
+            });
+            Duration::from_secs(1)
+        }
+    }
+}
+
+fn parse_url(key: &str, text: &str, problems: &mut Vec<Problem>) -> Option<Authority> {
+    let bad = |why: &str| Problem {
+        key: key.into(),
+        message: format!("{text:?} {why}; write http://host:port, e.g. http://127.0.0.1:8001"),
+    };
+    let url = match url::Url::parse(text) {
+        Ok(u) => u,
+        Err(e) => {
+            problems.push(bad(&format!("is not a URL ({e})")));
+            return None;
+        }
+    };
+    if url.scheme() != "http" {
+        problems.push(bad(
+            "is not http:// (the proxy speaks plain HTTP/1.1 to local or private backends)",
+        ));
+        return None;
+    }
+    if !matches!(url.path(), "" | "/") || url.query().is_some() || url.fragment().is_some() {
+        problems.push(bad(
+            "has a path or query (use strip_prefix to map prefixes)",
+        ));
+        return None;
+    }
+    let Some(host) = url.host_str() else {
+        problems.push(bad("has no host"));
+        return None;
+    };
+    let port = url.port_or_known_default().unwrap_or(80);
+    match format!("{host}:{port}").parse::<Authority>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            problems.push(bad("has an invalid host"));
+            None
+        }
+    }
+}
+
+fn check_prefix(key: &str, prefix: &str, problems: &mut Vec<Problem>) -> bool {
+    let reason = if !prefix.starts_with('/') {
+        Some("must start with /".to_owned())
+    } else if prefix.len() > 1 && prefix.ends_with('/') {
+        Some("must not end with / (\"/api\" already matches \"/api/…\")".to_owned())
+    } else if prefix.contains(['?', '#', '*', ' ', '%']) {
+        Some("must be a plain path".to_owned())
+    } else {
+        RESERVED
+            .iter()
+            .find(|r| prefix == **r || prefix.starts_with(&format!("{r}/")))
+            .map(|r| format!("collides with {r}, which Vestibule answers itself"))
+    };
+    if let Some(why) = reason {
+        problems.push(Problem {
+            key: key.into(),
+            message: format!("{prefix:?} {why}"),
+        });
+        false
+    } else {
+        true
+    }
+}
+
+/// Validates `[[upstream]]`, `[dev]` and `static_dir`, collecting every problem.
+pub(crate) fn validate(
+    raw: &[RawUpstream],
+    dev: &RawDev,
+    static_dir: Option<&str>,
+    problems: &mut Vec<Problem>,
+) -> ProxyConfig {
+    let mut upstreams = Vec::new();
+    for (i, u) in raw.iter().enumerate() {
+        let key = |k: &str| format!("upstream[{i}].{k}");
+        let prefix_ok = check_prefix(&key("prefix"), &u.prefix, problems);
+        let authority = parse_url(&key("url"), &u.url, problems);
+        let connect_timeout = duration(&key("connect_timeout"), &u.connect_timeout, problems);
+        let response_timeout = duration(&key("response_timeout"), &u.response_timeout, problems);
+        if let (true, Some(authority)) = (prefix_ok, authority) {
+            upstreams.push(Upstream {
+                prefix: u.prefix.clone(),
+                authority,
+                url: u.url.trim_end_matches('/').to_owned(),
+                policy: u.policy,
+                change_origin: u.change_origin,
+                strip_prefix: u.strip_prefix,
+                connect_timeout,
+                response_timeout,
+                forward_authorization: u.forward_authorization,
+                forward_session_cookie: u.forward_session_cookie,
+                identity_headers: true,
+                name: u
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("the upstream for {}", u.prefix)),
+                start_hint: u
+                    .start_hint
+                    .clone()
+                    .unwrap_or_else(|| format!("start it, or fix upstream[{i}].url")),
+                identity_assertion: u.identity_assertion,
+                reload_error_page: false,
+            });
+        }
+    }
+    if dev.enabled {
+        for (i, entry) in dev.api.iter().enumerate() {
+            let key = format!("dev.api[{i}]");
+            let Some((prefix, url)) = entry.split_once('=') else {
+                problems.push(Problem {
+                    key,
+                    message: format!(
+                        "{entry:?} must be PREFIX=URL, e.g. /api=http://127.0.0.1:8001"
+                    ),
+                });
+                continue;
+            };
+            let prefix = prefix.trim();
+            let prefix_ok = check_prefix(&key, prefix, problems);
+            if let (true, Some(authority)) = (prefix_ok, parse_url(&key, url.trim(), problems)) {
+                upstreams.push(dev_upstream(
+                    prefix,
+                    authority,
+                    url.trim(),
+                    format!("the API backend for {prefix}"),
+                    "start it".into(),
+                ));
+            }
+        }
+        match &dev.frontend {
+            Some(url) => {
+                if let Some(authority) = parse_url("dev.frontend", url, problems) {
+                    let mut front = dev_upstream(
+                        "/",
+                        authority,
+                        url,
+                        "the frontend dev server".into(),
+                        format!("start it ({})", dev.frontend_command),
+                    );
+                    front.identity_headers = false;
+                    upstreams.push(front);
+                }
+            }
+            None => problems.push(Problem {
+                key: "dev.frontend".into(),
+                message: "vestibule dev needs the frontend dev server: --frontend http://127.0.0.1:5173 or [dev] frontend".into(),
+            }),
+        }
+    }
+    for (i, a) in upstreams.iter().enumerate() {
+        if upstreams[..i].iter().any(|b| b.prefix == a.prefix) {
+            problems.push(Problem {
+                key: "upstream".into(),
+                message: format!("the prefix {} is forwarded twice", a.prefix),
+            });
+        }
+    }
+    let static_dir = static_dir.map(PathBuf::from);
+    if let Some(dir) = &static_dir {
+        if !dir.join("index.html").is_file() {
+            problems.push(Problem {
+                key: "static_dir".into(),
+                message: format!(
+                    "{} has no index.html; point it at the SPA's build output (e.g. dist/)",
+                    dir.display()
+                ),
+            });
+        }
+        if upstreams.iter().any(|u| u.prefix == "/") {
+            problems.push(Problem {
+                key: "static_dir".into(),
+                message: "cannot be combined with an upstream for / (which would take every path)"
+                    .into(),
+            });
+        }
+    }
+    // Longest prefix first, so `/api/admin` wins over `/api` and `/` comes last.
+    upstreams.sort_by_key(|u| std::cmp::Reverse(u.prefix.len()));
+    ProxyConfig {
+        upstreams,
+        static_dir,
+        dev: dev.enabled,
+        assertion_key: None,
+    }
+}
+
+fn dev_upstream(
+    prefix: &str,
+    authority: Authority,
+    url: &str,
+    name: String,
+    start_hint: String,
+) -> Upstream {
+    Upstream {
+        prefix: prefix.to_owned(),
+        authority,
+        url: url.trim_end_matches('/').to_owned(),
+        policy: UpstreamPolicy::AnonymousOk,
+        change_origin: false,
+        strip_prefix: false,
+        connect_timeout: Duration::from_secs(5),
+        // A dev server's first compile can take a while.
+        response_timeout: Duration::from_secs(120),
+        forward_authorization: false,
+        forward_session_cookie: false,
+        identity_headers: true,
+        name,
+        start_hint,
+        identity_assertion: false,
+        reload_error_page: true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn up(prefix: &str, url: &str) -> RawUpstream {
+        RawUpstream {
+            prefix: prefix.into(),
+            url: url.into(),
+            ..RawUpstream::default()
+        }
+    }
+
+    #[test]
+    fn prefixes_match_whole_segments_and_sort_longest_first() {
+        let mut p = Vec::new();
+        let c = validate(
+            &[
+                up("/api", "http://127.0.0.1:8001"),
+                up("/api/admin", "http://127.0.0.1:8002/"),
+            ],
+            &RawDev::default(),
+            None,
+            &mut p,
+        );
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!(c.upstreams[0].prefix, "/api/admin");
+        let api = &c.upstreams[1];
+        assert!(api.matches("/api") && api.matches("/api/x") && !api.matches("/apix"));
+        assert_eq!(api.policy, UpstreamPolicy::RequireAuth);
+        assert_eq!(api.authority.as_str(), "127.0.0.1:8001");
+    }
+
+    #[test]
+    fn bad_upstreams_are_named_by_key() {
+        let mut p = Vec::new();
+        validate(
+            &[
+                up("api", "http://127.0.0.1:1"),
+                up("/auth/x", "http://127.0.0.1:1"),
+                up("/x/", "http://127.0.0.1:1"),
+                up("/y", "https://backend.internal"),
+                up("/z", "http://127.0.0.1:1/base"),
+                RawUpstream {
+                    connect_timeout: "soon".into(),
+                    ..up("/w", "http://127.0.0.1:1")
+                },
+                up("/", "http://127.0.0.1:1"),
+            ],
+            &RawDev {
+                enabled: true,
+                api: vec!["nope".into()],
+                ..RawDev::default()
+            },
+            None,
+            &mut p,
+        );
+        let keys: Vec<&str> = p.iter().map(|p| p.key.as_str()).collect();
+        for k in [
+            "upstream[0].prefix",
+            "upstream[1].prefix",
+            "upstream[2].prefix",
+            "upstream[3].url",
+            "upstream[4].url",
+            "upstream[5].connect_timeout",
+            "dev.api[0]",
+            "dev.frontend",
+        ] {
+            assert!(keys.contains(&k), "{k} missing from {p:#?}");
+        }
+    }
+
+    #[test]
+    fn dev_mode_names_the_cookie_after_the_port_and_sets_production_aside() {
+        let mut raw = crate::config::RawConfig {
+            public_url: Some("https://api.acme.com".into()),
+            spa_origins: vec!["https://www.acme.com".into()],
+            ..crate::config::RawConfig::default()
+        };
+        raw.dev.listen = Some("127.0.0.1:3100".into());
+        raw.dev.frontend = Some("http://127.0.0.1:5173".into());
+        apply_dev(&mut raw);
+        let c = raw.validate().expect("valid");
+        assert_eq!(c.session.cookie.name, "vestibule_session_3100");
+        assert_eq!(c.public_origin.to_string(), "http://localhost:3100");
+        assert!(c.signup && c.proxy.dev);
+    }
+
+    #[test]
+    fn dev_mode_adds_the_api_prefixes_and_the_frontend_last() {
+        let mut p = Vec::new();
+        let c = validate(
+            &[],
+            &RawDev {
+                enabled: true,
+                frontend: Some("http://127.0.0.1:5173".into()),
+                api: vec!["/api=http://127.0.0.1:8001".into()],
+                ..RawDev::default()
+            },
+            None,
+            &mut p,
+        );
+        assert!(p.is_empty(), "{p:?}");
+        assert!(c.dev && c.serves_root());
+        assert_eq!(c.upstreams[0].prefix, "/api");
+        assert_eq!(c.upstreams[1].prefix, "/");
+        assert_eq!(c.upstreams[1].start_hint, "start it (npm run dev)");
+        assert!(!c.upstreams[1].identity_headers);
+    }
+}

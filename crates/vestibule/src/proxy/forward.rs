@@ -1,0 +1,434 @@
+//! One upstream: a pooled HTTP/1.1 client and the request/response transformation of a correct
+//! reverse proxy (RFC 9110 §7.6: hop-by-hop headers, `Forwarded`, upgrades).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use axum::http::{Request, Response, StatusCode, Uri, Version};
+use axum::response::IntoResponse;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+use super::config::Upstream;
+use super::rewrite::Rewrite;
+use crate::error::{Error, ErrorCode};
+
+/// Headers that describe one connection, never the message (RFC 9110 §7.6.1), plus the
+/// obsolete `Proxy-Connection`. `Proxy-*` and the names listed in `Connection` go too.
+const HOP_BY_HOP: [HeaderName; 6] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Removes every hop-by-hop header: those named by `Connection`, the fixed list, `Proxy-*`.
+pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    let proxy: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().starts_with("proxy-"))
+        .cloned()
+        .collect();
+    for name in proxy {
+        headers.remove(name);
+    }
+}
+
+/// The `Upgrade` value when the request asks to switch to WebSocket (`Connection: upgrade`).
+///
+/// Only WebSocket is passed through: an `h2c` upgrade would open an HTTP/2 tunnel to the
+/// upstream whose later requests never pass the gateway (h2c smuggling); such a request is
+/// forwarded as a plain request with its upgrade headers removed.
+fn upgrade_of(headers: &HeaderMap) -> Option<HeaderValue> {
+    let asks = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    headers
+        .get(header::UPGRADE)
+        .filter(|u| asks && u.as_bytes().eq_ignore_ascii_case(b"websocket"))
+        .cloned()
+}
+
+/// Whether the request asks for a protocol switch (WebSocket).
+pub(crate) fn is_upgrade(headers: &HeaderMap) -> bool {
+    upgrade_of(headers).is_some()
+}
+
+/// What the proxy knows about the client side of a request.
+#[derive(Debug, Clone)]
+pub(crate) struct ClientSide {
+    /// The peer address, when the server records it.
+    pub(crate) ip: Option<IpAddr>,
+    /// `http` or `https`: the scheme browsers use (from `public_url`).
+    pub(crate) proto: &'static str,
+    /// Drop `Secure` from upstream cookies (plain-http loopback proxy).
+    pub(crate) drop_secure: bool,
+    /// Vestibule's session cookie name, which upstreams may not set.
+    pub(crate) session_cookie: Arc<str>,
+}
+
+/// One upstream and its connection pool.
+#[derive(Debug, Clone)]
+pub(crate) struct UpstreamProxy {
+    pub(crate) upstream: Arc<Upstream>,
+    client: Client<HttpConnector, Body>,
+}
+
+impl UpstreamProxy {
+    pub(crate) fn new(upstream: Upstream) -> Self {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(upstream.connect_timeout));
+        http.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(256)
+            .build(http);
+        Self {
+            upstream: Arc::new(upstream),
+            client,
+        }
+    }
+
+    /// Forwards `req` (headers already cleaned of credentials by the gateway) and streams the
+    /// answer back. Never fails: a dead or slow upstream becomes a 502/504 naming it.
+    pub(crate) async fn forward(
+        &self,
+        mut req: Request<Body>,
+        side: &ClientSide,
+    ) -> Response<Body> {
+        let up = &self.upstream;
+        let navigation = is_navigation(req.headers());
+        let upgrade = upgrade_of(req.headers());
+        let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+        let (mut parts, body) = req.into_parts();
+
+        let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
+            parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
+        let path_and_query = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned();
+        let path_and_query = if up.strip_prefix && up.prefix != "/" {
+            match path_and_query.strip_prefix(up.prefix.as_str()) {
+                Some(rest) if rest.starts_with('/') => rest.to_owned(),
+                Some(rest) => format!("/{rest}"),
+                None => path_and_query,
+            }
+        } else {
+            path_and_query
+        };
+        let uri = match Uri::builder()
+            .scheme("http")
+            .authority(up.authority.clone())
+            .path_and_query(path_and_query)
+            .build()
+        {
+            Ok(u) => u,
+            Err(e) => {
+                return Error::new(
+                    ErrorCode::InvalidBody,
+                    "the request target cannot be forwarded",
+                )
+                .with_hint("check the URL's path and query")
+                .with_source(e)
+                .into_response();
+            }
+        };
+
+        let headers = &mut parts.headers;
+        remove_hop_by_hop(headers);
+        for name in [
+            "x-forwarded-for",
+            "x-forwarded-proto",
+            "x-forwarded-host",
+            "forwarded",
+        ] {
+            headers.remove(name);
+        }
+        let host = if up.change_origin {
+            HeaderValue::from_str(up.authority.as_str()).ok()
+        } else {
+            original_host.clone()
+        };
+        if let Some(h) = host {
+            headers.insert(header::HOST, h);
+        }
+        let mut forwarded = String::new();
+        if let Some(ip) = side.ip {
+            // Replaced, not appended: a client-sent X-Forwarded-For is not trusted.
+            if let Ok(v) = HeaderValue::from_str(&ip.to_string()) {
+                headers.insert("x-forwarded-for", v);
+            }
+            match ip {
+                IpAddr::V4(v4) => forwarded.push_str(&format!("for={v4};")),
+                IpAddr::V6(v6) => forwarded.push_str(&format!("for=\"[{v6}]\";")),
+            }
+        }
+        headers.insert("x-forwarded-proto", HeaderValue::from_static(side.proto));
+        if let Some(h) = original_host.as_ref().and_then(|h| h.to_str().ok()) {
+            if let Ok(v) = HeaderValue::from_str(h) {
+                headers.insert("x-forwarded-host", v);
+            }
+            forwarded.push_str(&format!("host=\"{}\";", h.replace(['"', '\\'], "")));
+        }
+        forwarded.push_str("proto=");
+        forwarded.push_str(side.proto);
+        if let Ok(v) = HeaderValue::from_str(&forwarded) {
+            headers.insert(header::FORWARDED, v);
+        }
+        let body = if let Some(u) = &upgrade {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            headers.insert(header::UPGRADE, u.clone());
+            Body::empty()
+        } else {
+            body
+        };
+        parts.uri = uri;
+        // Upgrades need HTTP/1.1, and the pool speaks it whatever the client spoke.
+        parts.version = Version::HTTP_11;
+        let upstream_req = Request::from_parts(parts, body);
+
+        let res = match tokio::time::timeout(up.response_timeout, self.client.request(upstream_req))
+            .await
+        {
+            Ok(Ok(res)) => res,
+            Ok(Err(e)) => {
+                tracing::warn!(upstream = %up.url, error = %e, source = ?std::error::Error::source(&e), "upstream not answering");
+                return failure(up, Failure::Unavailable, navigation);
+            }
+            Err(_) => {
+                tracing::warn!(upstream = %up.url, timeout = ?up.response_timeout, "upstream response timed out");
+                return failure(up, Failure::Timeout, navigation);
+            }
+        };
+        let mut res = res;
+        let switched = res.status() == StatusCode::SWITCHING_PROTOCOLS;
+        let upstream_upgrade =
+            (switched && client_upgrade.is_some()).then(|| hyper::upgrade::on(&mut res));
+        let (mut rparts, rbody) = res.into_parts();
+        let upgrade_reply = rparts.headers.get(header::UPGRADE).cloned();
+        remove_hop_by_hop(&mut rparts.headers);
+        remove_cors(&mut rparts.headers);
+        let rewrite = Rewrite {
+            upstream: &up.authority,
+            prefix: &up.prefix,
+            strip_prefix: up.strip_prefix,
+            drop_secure: side.drop_secure,
+            protected_cookie: &side.session_cookie,
+        };
+        rewrite_response_headers(&mut rparts.headers, &rewrite);
+        if let (Some(client_up), Some(upstream_up)) = (client_upgrade, upstream_upgrade) {
+            rparts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            if let Some(u) = upgrade_reply {
+                rparts.headers.insert(header::UPGRADE, u);
+            }
+            let url = up.url.clone();
+            tokio::spawn(async move {
+                let (client, upstream) = tokio::join!(client_up, upstream_up);
+                match (client, upstream) {
+                    (Ok(c), Ok(u)) => {
+                        let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));
+                        // Raw bytes both ways: frames, pings and close pass untouched.
+                        if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut u).await {
+                            tracing::debug!(upstream = %url, error = %e, "upgraded connection ended");
+                        }
+                    }
+                    (c, u) => {
+                        tracing::debug!(upstream = %url, client = ?c.err(), upstream_err = ?u.err(), "upgrade failed");
+                    }
+                }
+            });
+            return Response::from_parts(rparts, Body::empty());
+        }
+        // The body streams as it arrives: nothing is buffered here.
+        Response::from_parts(rparts, Body::new(rbody))
+    }
+}
+
+/// Removes the upstream's CORS headers: the gateway owns the CORS policy (`spa_origins`), and a
+/// backend that reflects any `Origin` with credentials would otherwise open the gateway's
+/// cookie-authenticated responses to every site.
+fn remove_cors(headers: &mut HeaderMap) {
+    let cors: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().starts_with("access-control-"))
+        .cloned()
+        .collect();
+    for name in cors {
+        headers.remove(name);
+    }
+}
+
+fn rewrite_response_headers(headers: &mut HeaderMap, rewrite: &Rewrite<'_>) {
+    if let Some(loc) = headers
+        .get(header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| rewrite.location(v))
+        .and_then(|v| HeaderValue::from_str(&v).ok())
+    {
+        headers.insert(header::LOCATION, loc);
+    }
+    if !headers.contains_key(header::SET_COOKIE) {
+        return;
+    }
+    let cookies: Vec<HeaderValue> = headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .cloned()
+        .collect();
+    headers.remove(header::SET_COOKIE);
+    for value in cookies {
+        let Ok(text) = value.to_str() else {
+            continue;
+        };
+        match rewrite.set_cookie(text) {
+            None => tracing::warn!("an upstream tried to set Vestibule's session cookie: dropped"),
+            Some(None) => {
+                headers.append(header::SET_COOKIE, value.clone());
+            }
+            Some(Some(new)) => {
+                if let Ok(v) = HeaderValue::from_str(&new) {
+                    headers.append(header::SET_COOKIE, v);
+                }
+            }
+        }
+    }
+}
+
+/// A page navigation (HTML error page) rather than a fetch (JSON error).
+pub(crate) fn is_navigation(headers: &HeaderMap) -> bool {
+    match headers.get("sec-fetch-mode").and_then(|v| v.to_str().ok()) {
+        Some(mode) => mode == "navigate",
+        None => headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/html")),
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Failure {
+    Unavailable,
+    Timeout,
+}
+
+fn failure(up: &Upstream, what: Failure, navigation: bool) -> Response<Body> {
+    let (code, message) = match what {
+        Failure::Unavailable => (
+            ErrorCode::UpstreamUnavailable,
+            format!("{} at {} is not answering", up.name, up.url),
+        ),
+        Failure::Timeout => (
+            ErrorCode::UpstreamTimeout,
+            format!(
+                "{} at {} did not answer within {}",
+                up.name,
+                up.url,
+                humantime::format_duration(up.response_timeout)
+            ),
+        ),
+    };
+    let hint = match what {
+        Failure::Unavailable => up.start_hint.clone(),
+        Failure::Timeout => "check that it is not stuck, or raise response_timeout".to_owned(),
+    };
+    if !navigation {
+        return Error::new(code, message).with_hint(hint).into_response();
+    }
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    };
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{status} — Vestibule</title>\
+         <style>body{{font:16px/1.5 system-ui,sans-serif;max-width:40em;margin:4em auto;padding:0 1em}}code{{background:#eee;padding:0 .2em}}</style></head>\
+         <body><h1>{status}</h1><p>{msg} — {hint}.</p>{reload}</body></html>",
+        status = code.status(),
+        msg = esc(&message),
+        hint = esc(&hint),
+        reload = if up.reload_error_page {
+            "<p>This page reloads itself every few seconds until it answers.</p>\
+             <script>setTimeout(()=>location.reload(),3000)</script>"
+        } else {
+            ""
+        },
+    );
+    let mut res = (code.status(), html).into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_and_those_named_by_connection_are_removed() {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("connection", "keep-alive, x-secret-hop"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret-hop", "1"),
+            ("te", "trailers"),
+            ("trailer", "x"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "h2c"),
+            ("proxy-authorization", "Basic x"),
+            ("proxy-connection", "keep-alive"),
+            ("x-kept", "yes"),
+        ] {
+            h.append(k, HeaderValue::from_static(v));
+        }
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn navigation_is_told_from_fetches() {
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT, HeaderValue::from_static("text/html,*/*"));
+        assert!(is_navigation(&h));
+        h.insert("sec-fetch-mode", HeaderValue::from_static("cors"));
+        assert!(!is_navigation(&h));
+        h.insert("sec-fetch-mode", HeaderValue::from_static("navigate"));
+        assert!(is_navigation(&h));
+        assert!(!is_navigation(&HeaderMap::new()));
+    }
+}

@@ -1,0 +1,334 @@
+//! The same-origin proxy: one origin serves the SPA, `/auth` and the APIs, so no cookie ever
+//! crosses an origin. `vestibule dev` puts it in front of a frontend dev server (hot reload
+//! WebSockets included); `vestibule serve` with `[[upstream]]` makes it a production gateway
+//! that authenticates at the edge and hands the identity to backends in any language.
+//!
+//! Built on hyper-util's pooled client because no maintained crate fits (see
+//! `docs/ARCHITECTURE.md`): bodies stream both ways, hop-by-hop headers go, `Forwarded` is set,
+//! upgrades are spliced as raw bytes.
+
+pub mod assertion;
+pub mod config;
+mod forward;
+mod rewrite;
+mod static_site;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request};
+use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use axum::response::{IntoResponse, Response};
+
+pub use self::config::{ProxyConfig, RawDev, RawUpstream, Upstream, UpstreamPolicy};
+use self::forward::{ClientSide, UpstreamProxy};
+use crate::config::Config;
+use crate::csrf::CsrfConfig;
+use crate::error::{Error, ErrorCode};
+use crate::session::Session;
+
+/// Identity headers the gateway sends upstream. Anything a client sends that looks like one of
+/// ours is removed first, in any spelling.
+pub const USER_ID_HEADER: &str = "x-vestibule-user-id";
+/// See [`USER_ID_HEADER`].
+pub const USERNAME_HEADER: &str = "x-vestibule-username";
+
+/// The router fallback: everything Vestibule does not answer itself goes to the upstream with
+/// the longest matching prefix (or the static site, or 404).
+#[derive(Debug)]
+pub struct Gateway {
+    upstreams: Vec<UpstreamProxy>,
+    static_site: Option<static_site::StaticSite>,
+    assertion: Option<Arc<assertion::IdentityKey>>,
+    issuer: String,
+    csrf: CsrfConfig,
+    side: ClientSide,
+}
+
+impl Gateway {
+    /// The gateway for a validated configuration, `None` when nothing is proxied.
+    pub fn from_config(config: &Config) -> Option<Arc<Self>> {
+        if !config.proxy.is_active() {
+            return None;
+        }
+        let origin = &config.public_origin;
+        Some(Arc::new(Self {
+            upstreams: config
+                .proxy
+                .upstreams
+                .iter()
+                .cloned()
+                .map(UpstreamProxy::new)
+                .collect(),
+            static_site: config
+                .proxy
+                .static_dir
+                .as_deref()
+                .map(static_site::StaticSite::new),
+            assertion: config.proxy.needs_assertion_key().then(|| {
+                config
+                    .proxy
+                    .assertion_key
+                    .clone()
+                    .unwrap_or_else(|| Arc::new(assertion::IdentityKey::generate()))
+            }),
+            issuer: origin.to_string(),
+            csrf: config.csrf.clone(),
+            side: ClientSide {
+                ip: None,
+                proto: if origin.scheme() == "https" {
+                    "https"
+                } else {
+                    "http"
+                },
+                drop_secure: origin.scheme() == "http" && origin.is_loopback(),
+                session_cookie: Arc::from(config.session.cookie.name.as_str()),
+            },
+        }))
+    }
+
+    /// The public keys for `/auth/jwks.json`, when an upstream gets signed assertions.
+    pub fn jwks(&self) -> Option<serde_json::Value> {
+        self.assertion.as_ref().map(|k| k.jwks())
+    }
+
+    /// Handles one request that no Vestibule route took.
+    pub async fn handle(self: Arc<Self>, req: Request) -> Response {
+        let path = req.uri().path();
+        // Unknown `/auth/…` paths are Vestibule's 404, never the SPA's or a backend's.
+        let ours = path == "/auth" || path.starts_with("/auth/");
+        let found = self.upstreams.iter().find(|p| p.upstream.matches(path));
+        if found.is_some() && !ours && !is_plain_path(path) {
+            return Error::new(
+                ErrorCode::InvalidPath,
+                "the path has dot-segments or encoded slashes",
+            )
+            .with_hint("browsers never send these; resolve the path before sending it")
+            .into_response();
+        }
+        let Some(proxy) = found.filter(|_| !ours) else {
+            return match &self.static_site {
+                Some(site) if !ours => site.serve(req).await,
+                _ => Error::new(ErrorCode::NotFound, "no such route").into_response(),
+            };
+        };
+        match self.prepare(proxy, req).await {
+            Ok((req, side)) => proxy.forward(req, &side).await,
+            Err(e) => e.into_response(),
+        }
+    }
+
+    /// Authorises the request at the gateway and cleans its headers for the upstream.
+    async fn prepare(
+        &self,
+        proxy: &UpstreamProxy,
+        mut req: Request,
+    ) -> Result<(Request<Body>, ClientSide), Error> {
+        let up = &proxy.upstream;
+        // A WebSocket handshake is a GET, so CSRF does not see it; a page on another site could
+        // open one with the victim's cookie (cross-site WebSocket hijacking).
+        if forward::is_upgrade(req.headers()) {
+            self.csrf.check_origin(req.headers()).map_err(|_| {
+                let seen = req
+                    .headers()
+                    .get(header::ORIGIN)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("(none)")
+                    .to_owned();
+                Error::new(
+                    ErrorCode::WebsocketOriginRefused,
+                    format!("WebSocket from origin {seen} refused: it is not this site or a trusted SPA origin"),
+                )
+                .with_hint("add the page's origin to spa_origins, or open the WebSocket from this origin")
+            })?;
+        }
+        // The dev frontend needs no identity: its assets cost no session lookup.
+        let wants_user = up.policy == UpstreamPolicy::RequireAuth
+            || up.identity_headers
+            || up.identity_assertion;
+        let user = match req.extensions().get::<Session>() {
+            Some(session) if wants_user => session.user().await?,
+            _ => None,
+        };
+        if user.is_none() && up.policy == UpstreamPolicy::RequireAuth {
+            return Err(Error::not_authenticated());
+        }
+        let headers = req.headers_mut();
+        strip_vestibule_headers(headers);
+        if !up.forward_authorization {
+            headers.remove(header::AUTHORIZATION);
+        }
+        headers.remove(crate::csrf::CSRF_HEADER);
+        if !up.forward_session_cookie {
+            remove_cookie(headers, &self.side.session_cookie);
+        }
+        if let (Some(user), true) = (&user, up.identity_headers) {
+            headers.insert(USER_ID_HEADER, HeaderValue::from(user.id));
+            // Usernames are ASCII letters, digits and @.+-_ (auth::Username): always valid.
+            if let Ok(v) = HeaderValue::from_str(&user.username) {
+                headers.insert(USERNAME_HEADER, v);
+            }
+        }
+        if let (Some(user), Some(key), true) = (&user, &self.assertion, up.identity_assertion) {
+            let jwt = key.assert(&self.issuer, &up.url, user, crate::session::now());
+            if let Ok(v) = HeaderValue::from_str(&jwt) {
+                headers.insert(assertion::ASSERTION_HEADER, v);
+            }
+        }
+        let mut side = self.side.clone();
+        side.ip = req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        Ok((req, side))
+    }
+}
+
+/// Whether no segment of `path`, once percent-decoded and split at `/` and `\\` (which some
+/// backends treat alike), is `.` or `..`. The gateway authorises by prefix; a backend that
+/// resolves `/public/../api` or `/public/..%2Fapi` would serve `/api` under `/public`'s policy.
+/// Encoded slashes alone (`/projects/group%2Fname`) stay allowed.
+fn is_plain_path(path: &str) -> bool {
+    path.split('/').all(|segment| {
+        if !segment.contains(['%', '.']) {
+            return true;
+        }
+        percent_decode(segment)
+            .split(|b| matches!(b, b'/' | b'\\'))
+            .all(|piece| piece != b"." && piece != b"..")
+    })
+}
+
+fn percent_decode(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%'
+            && let (Some(h), Some(l)) = (
+                b.get(i + 1).and_then(|c| hex(*c)),
+                b.get(i + 2).and_then(|c| hex(*c)),
+            )
+        {
+            out.push(u8::try_from(h * 16 + l).unwrap_or(0));
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Removes every header that could pass for one of ours: `X-Vestibule-*` in any case, and with
+/// underscores, which CGI-style backends (Django's `META`, PHP) fold into the same name.
+fn strip_vestibule_headers(headers: &mut HeaderMap) {
+    let ours: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| {
+            let n = k.as_str().replace('_', "-");
+            n.starts_with("x-vestibule")
+        })
+        .cloned()
+        .collect();
+    for name in ours {
+        headers.remove(name);
+    }
+}
+
+/// Removes the cookie `name` from every `Cookie` header, keeping the others.
+fn remove_cookie(headers: &mut HeaderMap, name: &str) {
+    if !headers.contains_key(header::COOKIE) {
+        return;
+    }
+    let kept: Vec<String> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty() && pair.split('=').next().map(str::trim) != Some(name))
+        .map(str::to_owned)
+        .collect();
+    headers.remove(header::COOKIE);
+    if !kept.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&kept.join("; "))
+    {
+        headers.insert(header::COOKIE, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_spelling_of_our_headers_is_stripped() {
+        let mut h = HeaderMap::new();
+        for name in [
+            "x-vestibule-user-id",
+            "X-VESTIBULE-USERNAME",
+            "x_vestibule_user_id",
+            "x-vestibule_username",
+            "x-vestibuleuser",
+            "x-other",
+        ] {
+            h.append(
+                HeaderName::from_bytes(name.as_bytes()).expect("name"),
+                HeaderValue::from_static("1"),
+            );
+        }
+        strip_vestibule_headers(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-other"));
+    }
+
+    #[test]
+    fn dot_segments_and_encoded_slashes_are_not_plain() {
+        for ok in [
+            "/api/notes",
+            "/api/v1.2/x",
+            "/api/.well-known/x",
+            "/api/a%20b",
+            "/",
+        ] {
+            assert!(is_plain_path(ok), "{ok}");
+        }
+        for bad in [
+            "/public/../api/x",
+            "/public/./x",
+            "/public/..",
+            "/public/%2e%2e/api",
+            "/public/%2E./api",
+            "/public/..%2Fapi/x",
+            "/public/a%5c..%5capi",
+            "/public\\..\\api",
+        ] {
+            assert!(!is_plain_path(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn only_the_session_cookie_is_removed() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; vestibule_session=vst_x; b=2"),
+        );
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("vestibule_session=y"),
+        );
+        remove_cookie(&mut h, "vestibule_session");
+        assert_eq!(h.get(header::COOKIE).expect("kept"), "a=1; b=2");
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("vestibule_session=y"),
+        );
+        remove_cookie(&mut h, "vestibule_session");
+        assert!(h.get(header::COOKIE).is_none());
+    }
+}

@@ -1,0 +1,1111 @@
+//! The same-origin proxy against real upstreams on random ports: header hygiene, identity,
+//! gateway policy, CSRF, streaming both ways, WebSocket passthrough, rewriting, failures and
+//! request smuggling.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Notify;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use vestibule::config::RawConfig;
+use vestibule::proxy::{RawUpstream, UpstreamPolicy};
+
+use crate::support::{
+    COOKIE, PASSWORD, TestApp, assert_error, serve_router, set_cookie_value, set_cookies,
+};
+
+const MIB: usize = 1024 * 1024;
+
+/// What an upstream saw.
+#[derive(Default)]
+struct Seen {
+    hits: AtomicUsize,
+    paths: Mutex<Vec<String>>,
+    uploaded: AtomicUsize,
+    release: Notify,
+}
+
+impl Seen {
+    fn paths(&self) -> Vec<String> {
+        self.paths.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+}
+
+fn headers_json(h: &HeaderMap) -> Value {
+    let mut m = serde_json::Map::new();
+    for (k, v) in h {
+        let list = m
+            .entry(k.as_str().to_owned())
+            .or_insert_with(|| Value::Array(vec![]));
+        if let Value::Array(a) = list {
+            a.push(Value::from(
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            ));
+        }
+    }
+    Value::Object(m)
+}
+
+/// Echoes method, path and headers; counts the body as it streams in.
+async fn echo(State(seen): State<Arc<Seen>>, req: Request) -> Response {
+    seen.hits.fetch_add(1, Ordering::SeqCst);
+    if let Ok(mut p) = seen.paths.lock() {
+        p.push(req.uri().to_string());
+    }
+    let method = req.method().to_string();
+    let uri = req.uri().to_string();
+    let headers = headers_json(req.headers());
+    let mut body = req.into_body().into_data_stream();
+    let mut len = 0;
+    while let Some(Ok(chunk)) = body.next().await {
+        len += chunk.len();
+        seen.uploaded.fetch_add(chunk.len(), Ordering::SeqCst);
+    }
+    axum::Json(json!({"method": method, "uri": uri, "headers": headers, "body_len": len}))
+        .into_response()
+}
+
+/// 1 MiB, then waits for the test to say it received it, then 7 MiB more.
+async fn big(State(seen): State<Arc<Seen>>) -> Response {
+    let stream = futures_util::stream::unfold((0usize, seen), |(i, seen)| async move {
+        if i == 8 {
+            return None;
+        }
+        if i == 1 {
+            // Bounded: a proxy that buffers would never deliver chunk 0, and the test fails.
+            let _ = tokio::time::timeout(Duration::from_secs(20), seen.release.notified()).await;
+        }
+        Some((
+            Ok::<_, std::io::Error>(axum::body::Bytes::from(vec![b'x'; MIB])),
+            (i + 1, seen),
+        ))
+    });
+    Body::from_stream(stream).into_response()
+}
+
+async fn redirect(headers: HeaderMap) -> Response {
+    let host = headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let mut res = StatusCode::FOUND.into_response();
+    let h = res.headers_mut();
+    h.insert(
+        "location",
+        format!("http://{host}/notes/7?x=1").parse().expect("value"),
+    );
+    for c in [
+        "pref=dark; Domain=backend.internal; Path=/; Secure; SameSite=None",
+        "vestibule_session=planted; Path=/",
+    ] {
+        h.append("set-cookie", c.parse().expect("value"));
+    }
+    res
+}
+
+/// A careless backend: reflects any Origin with credentials.
+async fn reflect_cors(headers: HeaderMap) -> Response {
+    let origin = headers.get("origin").cloned();
+    let mut res = "open to all".into_response();
+    if let Some(o) = origin {
+        res.headers_mut().insert("access-control-allow-origin", o);
+        res.headers_mut().insert(
+            "access-control-allow-credentials",
+            axum::http::HeaderValue::from_static("true"),
+        );
+    }
+    res
+}
+
+async fn slow() -> &'static str {
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    "late"
+}
+
+/// An HTTP upstream on a random port: `/big`, `/redirect`, `/slow`, everything else echoes.
+async fn upstream() -> (String, Arc<Seen>) {
+    let seen = Arc::new(Seen::default());
+    let router = Router::new()
+        .route("/api/big", get(big))
+        .route("/redirect", get(redirect))
+        .route("/api/slow", get(slow))
+        .route("/api/cors", get(reflect_cors))
+        .fallback(any(echo))
+        .with_state(seen.clone());
+    (serve_router(router).await, seen)
+}
+
+fn upstream_cfg(prefix: &str, url: &str, policy: UpstreamPolicy) -> RawUpstream {
+    RawUpstream {
+        prefix: prefix.into(),
+        url: url.into(),
+        policy,
+        ..RawUpstream::default()
+    }
+}
+
+async fn gateway(tweak: impl FnOnce(&mut RawConfig)) -> TestApp {
+    TestApp::spawn_with(tweak).await
+}
+
+async fn json_of(res: reqwest::Response) -> Value {
+    assert_eq!(res.status(), 200);
+    res.json().await.expect("json")
+}
+
+fn seen_header<'a>(echo: &'a Value, name: &str) -> Option<&'a str> {
+    echo["headers"][name][0].as_str()
+}
+
+#[tokio::test]
+async fn gateway_sends_identity_and_strips_spoofed_headers_and_credentials() {
+    let (url, _) = upstream().await;
+    let app = gateway(|r| {
+        r.upstream = vec![upstream_cfg("/api", &url, UpstreamPolicy::RequireAuth)];
+    })
+    .await;
+    let res = app
+        .post_anon(
+            "/auth/signup",
+            &json!({"username": "alice", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    let session = set_cookie_value(&res, COOKIE).expect("session cookie");
+    let body: Value = res.json().await.expect("json");
+    let csrf = body["csrf_token"].as_str().unwrap_or_default().to_owned();
+    let host = app.base.trim_start_matches("http://").to_owned();
+    let id = app
+        .state
+        .users
+        .by_username("alice")
+        .await
+        .expect("lookup")
+        .expect("alice")
+        .id;
+    let res = app
+        .raw_client()
+        .get(app.url("/api/notes?page=2"))
+        .header("X-Vestibule-User-Id", "999")
+        .header("x_vestibule_user_id", "999")
+        .header("X-VESTIBULE-USERNAME", "root")
+        .header("x-vestibule_username", "root")
+        .header("x-csrf-token", csrf)
+        .header("cookie", format!("theme=dark; {COOKIE}={session}; lang=en"))
+        .header("x-forwarded-for", "6.6.6.6")
+        .send()
+        .await
+        .expect("request");
+    let echo = json_of(res).await;
+    assert_eq!(echo["uri"], "/api/notes?page=2");
+    assert_eq!(
+        seen_header(&echo, "x-vestibule-user-id"),
+        Some(&*id.to_string())
+    );
+    assert_eq!(seen_header(&echo, "x-vestibule-username"), Some("alice"));
+    let names: Vec<&String> = echo["headers"]
+        .as_object()
+        .expect("headers")
+        .keys()
+        .collect();
+    let ours: Vec<&&String> = names
+        .iter()
+        .filter(|n| n.replace('_', "-").starts_with("x-vestibule"))
+        .collect();
+    assert_eq!(
+        ours.len(),
+        2,
+        "only the gateway's identity headers: {names:?}"
+    );
+    assert_eq!(
+        echo["headers"]["x-vestibule-user-id"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    let cookies = echo["headers"]["cookie"].to_string();
+    assert!(
+        cookies.contains("theme=dark; lang=en"),
+        "other cookies stay: {cookies}"
+    );
+    assert!(
+        !cookies.contains(COOKIE),
+        "the session cookie never reaches the upstream: {cookies}"
+    );
+    assert!(seen_header(&echo, "x-csrf-token").is_none());
+    assert_eq!(
+        seen_header(&echo, "x-forwarded-for"),
+        Some("127.0.0.1"),
+        "client XFF replaced"
+    );
+    assert_eq!(seen_header(&echo, "x-forwarded-proto"), Some("http"));
+    assert_eq!(seen_header(&echo, "x-forwarded-host"), Some(&*host));
+    assert_eq!(
+        seen_header(&echo, "forwarded"),
+        Some(&*format!("for=127.0.0.1;host=\"{host}\";proto=http"))
+    );
+    assert_eq!(
+        seen_header(&echo, "host"),
+        Some(&*host),
+        "Host preserved by default"
+    );
+}
+
+#[tokio::test]
+async fn bearer_requests_reach_the_upstream_as_identity_without_authorization() {
+    let (url, _) = upstream().await;
+    let app = gateway(|r| {
+        r.upstream = vec![upstream_cfg("/api", &url, UpstreamPolicy::RequireAuth)];
+    })
+    .await;
+    app.signed_up("bob", PASSWORD).await;
+    let token = app.bearer_login("bob", PASSWORD).await;
+    let res = app
+        .with_bearer(reqwest::Method::POST, "/api/notes", &token)
+        .body("hello")
+        .send()
+        .await
+        .expect("request");
+    let echo = json_of(res).await;
+    assert_eq!(seen_header(&echo, "x-vestibule-username"), Some("bob"));
+    assert!(seen_header(&echo, "authorization").is_none(), "{echo}");
+    assert_eq!(echo["body_len"], 5);
+}
+
+#[tokio::test]
+async fn require_auth_refuses_anonymous_at_the_gateway_and_anonymous_ok_sends_no_identity() {
+    let (url, seen) = upstream().await;
+    let app = gateway(|r| {
+        r.upstream = vec![
+            upstream_cfg("/api", &url, UpstreamPolicy::RequireAuth),
+            upstream_cfg("/public", &url, UpstreamPolicy::AnonymousOk),
+        ];
+    })
+    .await;
+    let anon = app.raw_client();
+    let res = anon
+        .get(app.url("/api/notes"))
+        .header("x-vestibule-user-id", "1")
+        .send()
+        .await
+        .expect("request");
+    assert_error(res, 401, "not_authenticated").await;
+    assert_eq!(
+        seen.hits.load(Ordering::SeqCst),
+        0,
+        "the upstream never saw it"
+    );
+    let res = anon
+        .get(app.url("/public/x"))
+        .header("x-vestibule-user-id", "1")
+        .header("X_Vestibule_Username", "admin")
+        .send()
+        .await
+        .expect("request");
+    let echo = json_of(res).await;
+    let names = echo["headers"].to_string();
+    assert!(!names.to_ascii_lowercase().contains("vestibule"), "{names}");
+    let res = anon.get(app.url("/apix")).send().await.expect("request");
+    assert_error(res, 404, "not_found").await;
+}
+
+#[tokio::test]
+async fn csrf_is_enforced_on_every_proxied_write() {
+    let (url, seen) = upstream().await;
+    let app = gateway(|r| {
+        r.upstream = vec![upstream_cfg("/api", &url, UpstreamPolicy::AnonymousOk)];
+    })
+    .await;
+    let client = app.signed_up("carol", PASSWORD).await;
+    let res = client
+        .http
+        .post(app.url("/api/notes"))
+        .send()
+        .await
+        .expect("request");
+    assert_error(res, 403, "csrf_token_missing").await;
+    let res = client
+        .http
+        .delete(app.url("/api/notes/1"))
+        .header("origin", "http://evil.test")
+        .header("x-csrf-token", client.csrf.clone().unwrap_or_default())
+        .send()
+        .await
+        .expect("request");
+    assert_error(res, 403, "csrf_origin_untrusted").await;
+    assert_eq!(
+        seen.hits.load(Ordering::SeqCst),
+        0,
+        "refused before the upstream"
+    );
+    let res = client.post("/api/notes").await;
+    let echo = json_of(res).await;
+    assert_eq!(echo["method"], "POST");
+}
+
+#[tokio::test]
+async fn change_origin_sends_the_upstream_host_and_strip_prefix_maps_paths() {
+    let (url, _) = upstream().await;
+    let app = gateway(|r| {
+        r.upstream = vec![RawUpstream {
+            change_origin: true,
+            strip_prefix: true,
+            ..upstream_cfg("/svc", &url, UpstreamPolicy::AnonymousOk)
+        }];
+    })
+    .await;
+    let echo = json_of(
+        app.raw_client()
+            .get(app.url("/svc/a/b?q=1"))
+            .send()
+            .await
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(echo["uri"], "/a/b?q=1");
+    assert_eq!(
+        seen_header(&echo, "host"),
+        Some(url.trim_start_matches("http://"))
+    );
+    let echo = json_of(
+        app.raw_client()
+            .get(app.url("/svc"))
+            .send()
+            .await
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(echo["uri"], "/");
+}
+
+#[tokio::test]
+async fn location_and_set_cookie_from_the_backend_work_on_the_proxy_origin() {
+    let (url, _) = upstream().await;
+    let app = gateway(|r| {
+        r.upstream = vec![RawUpstream {
+            change_origin: true,
+            strip_prefix: true,
+            ..upstream_cfg("/svc", &url, UpstreamPolicy::AnonymousOk)
+        }];
+    })
+    .await;
+    let res = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+        .get(app.url("/svc/redirect"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 302);
+    assert_eq!(res.headers()["location"], "/svc/notes/7?x=1");
+    let cookies = set_cookies(&res);
+    assert_eq!(
+        cookies.len(),
+        1,
+        "the planted session cookie is dropped: {cookies:?}"
+    );
+    let c = &cookies[0];
+    assert!(c.starts_with("pref=dark"), "{c}");
+    assert!(!c.contains("Domain") && !c.contains("Secure"), "{c}");
+    assert!(c.contains("Path=/svc") && c.contains("SameSite=Lax"), "{c}");
+}
+
+#[tokio::test]
+async fn hop_by_hop_headers_do_not_cross_the_proxy() {
+    let (url, _) = upstream().await;
+    let app = gateway(|r| {
+        r.upstream = vec![upstream_cfg("/api", &url, UpstreamPolicy::AnonymousOk)];
+    })
+    .await;
+    let res = raw(
+        &app,
+        "GET /api/h HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\n\
+         Keep-Alive: timeout=5\r\nTE: trailers\r\nProxy-Authorization: Basic eDp5\r\nUpgrade: h2c\r\n\
+         X-Kept: yes\r\n\r\n",
+    )
+    .await;
+    assert!(res.starts_with("HTTP/1.1 200"), "{res}");
+    let body = &res[res.find("\r\n\r\n").map_or(0, |i| i + 4)..];
+    let echo: Value = serde_json::from_str(body.trim()).expect("json body");
+    for gone in [
+        "x-hop",
+        "keep-alive",
+        "te",
+        "proxy-authorization",
+        "upgrade",
+    ] {
+        assert!(
+            echo["headers"].get(gone).is_none(),
+            "{gone} reached the upstream: {echo}"
+        );
+    }
+    assert_eq!(seen_header(&echo, "x-kept"), Some("yes"));
+}
+
+/// Sends raw bytes to the app and reads until the server closes or 3 s pass.
+async fn raw(app: &TestApp, request: &str) -> String {
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(request.as_bytes()).await.expect("write");
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => {
+                out.extend_from_slice(&buf[..n]);
+                // One response with Content-Length is complete: stop reading a kept-alive socket.
+                let text = String::from_utf8_lossy(&out);
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let len = text[..end]
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length: ")
+                                .map(str::to_owned)
+                        })
+                        .and_then(|v| v.trim().parse::<usize>().ok());
+                    if len.is_some_and(|l| out.len() >= end + 4 + l) {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn a_dead_upstream_gets_a_502_naming_it_html_for_pages_json_for_fetches() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", dead.local_addr().expect("addr"));
+    drop(dead);
+    let app = gateway(|r| {
+        r.upstream = vec![RawUpstream {
+            name: Some("the notes API".into()),
+            start_hint: Some("start it (cargo run -p notes)".into()),
+            ..upstream_cfg("/api", &url, UpstreamPolicy::AnonymousOk)
+        }];
+    })
+    .await;
+    let res = app
+        .raw_client()
+        .get(app.url("/api/x"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .expect("request");
+    let body = assert_error(res, 502, "upstream_unavailable").await;
+    assert_eq!(
+        body["message"],
+        format!("the notes API at {url} is not answering")
+    );
+    assert_eq!(body["hint"], "start it (cargo run -p notes)");
+    let res = app
+        .raw_client()
+        .get(app.url("/api/page"))
+        .header("sec-fetch-mode", "navigate")
+        .header("accept", "text/html")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 502);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap_or("")
+            .starts_with("text/html")
+    );
+    let page = res.text().await.expect("text");
+    assert!(
+        page.contains(&format!("the notes API at {url} is not answering")),
+        "{page}"
+    );
+    assert!(page.contains("cargo run -p notes"), "{page}");
+    assert!(
+        !page.contains("location.reload"),
+        "no reload loop against a production backend"
+    );
+}
+
+#[tokio::test]
+async fn a_slow_upstream_gets_a_504_after_the_response_timeout() {
+    let (url, _) = upstream().await;
+    let app = gateway(|r| {
+        r.upstream = vec![RawUpstream {
+            response_timeout: "300ms".into(),
+            ..upstream_cfg("/api", &url, UpstreamPolicy::AnonymousOk)
+        }];
+    })
+    .await;
+    let res = app
+        .raw_client()
+        .get(app.url("/api/slow"))
+        .send()
+        .await
+        .expect("request");
+    let body = assert_error(res, 504, "upstream_timeout").await;
+    assert!(
+        body["message"].as_str().unwrap_or("").contains("300ms"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_download_streams_while_the_upstream_is_still_producing_it() {
+    let (url, seen) = upstream().await;
+    let app = gateway(|r| {
+        r.upstream = vec![upstream_cfg("/api", &url, UpstreamPolicy::AnonymousOk)];
+    })
+    .await;
+    let mut res = app
+        .raw_client()
+        .get(app.url("/api/big"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 200);
+    let mut got = 0usize;
+    let mut released = false;
+    let read = async {
+        while let Some(chunk) = res.chunk().await.expect("chunk") {
+            got += chunk.len();
+            if got >= MIB && !released {
+                // The first MiB arrived while the upstream is blocked: nothing was buffered whole.
+                seen.release.notify_one();
+                released = true;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(15), read)
+        .await
+        .expect("the first MiB must arrive before the upstream finishes");
+    assert!(released);
+    assert_eq!(got, 8 * MIB);
+}
+
+#[tokio::test]
+async fn an_upload_streams_to_the_upstream_before_the_client_finished_sending() {
+    let (url, seen) = upstream().await;
+    let app = gateway(|r| {
+        r.upstream = vec![upstream_cfg("/api", &url, UpstreamPolicy::AnonymousOk)];
+    })
+    .await;
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let chunk = vec![b'u'; MIB];
+    let send_chunk = async |s: &mut tokio::net::TcpStream| {
+        s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .await
+            .expect("write");
+        s.write_all(&chunk).await.expect("write");
+        s.write_all(b"\r\n").await.expect("write");
+    };
+    s.write_all(
+        b"POST /api/upload HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n",
+    )
+    .await
+    .expect("write");
+    send_chunk(&mut s).await;
+    // The upstream must see the first MiB while the client still holds back the rest.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while seen.uploaded.load(Ordering::SeqCst) < MIB / 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the upload was buffered by the proxy"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for _ in 0..3 {
+        send_chunk(&mut s).await;
+    }
+    s.write_all(b"0\r\n\r\n").await.expect("write");
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !text.contains("body_len") {
+        assert!(tokio::time::Instant::now() < deadline, "no answer: {text}");
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .expect("answer in time")
+            .expect("read");
+        assert!(n > 0, "closed: {text}");
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(
+        text.contains(&format!("\"body_len\":{}", 4 * MIB)),
+        "{text}"
+    );
+}
+
+/// A WebSocket echo upstream that records the handshake's Origin and subprotocol.
+#[allow(clippy::result_large_err)] // the error type is tungstenite's callback signature
+async fn ws_upstream() -> (String, Arc<Mutex<Vec<(String, String)>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    tokio::spawn(async move {
+        for _ in 0..16 {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let record = record.clone();
+            tokio::spawn(async move {
+                let callback = |req: &tokio_tungstenite::tungstenite::handshake::server::Request,
+                                mut res: tokio_tungstenite::tungstenite::handshake::server::Response| {
+                    let get = |n: &str| {
+                        req.headers()
+                            .get(n)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("")
+                            .to_owned()
+                    };
+                    let protocol = get("sec-websocket-protocol");
+                    if let Ok(mut r) = record.lock() {
+                        r.push((get("origin"), protocol.clone()));
+                    }
+                    if !protocol.is_empty() {
+                        res.headers_mut()
+                            .insert("sec-websocket-protocol", protocol.parse().expect("value"));
+                    }
+                    Ok(res)
+                };
+                let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, callback).await else {
+                    return;
+                };
+                while let Some(Ok(msg)) = ws.next().await {
+                    if msg.is_text() || msg.is_binary() {
+                        let _ = ws.send(msg).await;
+                    }
+                }
+            });
+        }
+    });
+    (format!("http://{addr}"), seen)
+}
+
+#[tokio::test]
+async fn websockets_pass_through_with_origin_and_subprotocol() {
+    let (url, seen) = ws_upstream().await;
+    let app = gateway(|r| {
+        r.upstream = vec![upstream_cfg("/hmr", &url, UpstreamPolicy::AnonymousOk)];
+    })
+    .await;
+    let origin = app.base.clone();
+    let mut req = format!("{}/hmr", app.base.replace("http://", "ws://"))
+        .into_client_request()
+        .expect("request");
+    req.headers_mut()
+        .insert("origin", origin.parse().expect("value"));
+    req.headers_mut()
+        .insert("sec-websocket-protocol", "vite-hmr".parse().expect("value"));
+    let (mut ws, res) = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio_tungstenite::connect_async(req),
+    )
+    .await
+    .expect("in time")
+    .expect("handshake through the proxy");
+    assert_eq!(res.headers()["sec-websocket-protocol"], "vite-hmr");
+    for i in 0..3 {
+        ws.send(Message::text(format!("ping {i}")))
+            .await
+            .expect("send");
+        let back = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("echo in time")
+            .expect("open")
+            .expect("message");
+        assert_eq!(
+            back.into_text().expect("text").as_str(),
+            format!("ping {i}")
+        );
+    }
+    let _ = ws.close(None).await;
+    let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
+    assert_eq!(seen, vec![(origin, "vite-hmr".to_owned())]);
+}
+
+#[tokio::test]
+async fn a_cross_site_websocket_is_refused_at_the_gateway() {
+    let (url, seen) = ws_upstream().await;
+    let app = gateway(|r| {
+        r.upstream = vec![upstream_cfg("/ws", &url, UpstreamPolicy::AnonymousOk)];
+    })
+    .await;
+    let mut req = format!("{}/ws", app.base.replace("http://", "ws://"))
+        .into_client_request()
+        .expect("request");
+    req.headers_mut()
+        .insert("origin", "http://evil.test".parse().expect("value"));
+    let err = tokio_tungstenite::connect_async(req)
+        .await
+        .expect_err("refused");
+    match err {
+        tokio_tungstenite::tungstenite::Error::Http(res) => {
+            assert_eq!(res.status(), 403);
+            let body =
+                String::from_utf8_lossy(res.body().as_deref().unwrap_or_default()).into_owned();
+            assert!(body.contains("websocket_origin_refused"), "{body}");
+        }
+        other => panic!("expected a 403, got {other:?}"),
+    }
+    assert!(
+        seen.lock().map(|s| s.is_empty()).unwrap_or(false),
+        "the upstream never saw it"
+    );
+}
+
+#[tokio::test]
+async fn smuggling_attempts_never_reach_the_upstream_as_extra_requests() {
+    let (url, seen) = upstream().await;
+    let app = gateway(|r| {
+        r.upstream = vec![upstream_cfg("/api", &url, UpstreamPolicy::AnonymousOk)];
+    })
+    .await;
+    // Two different Content-Lengths: hyper refuses with 400 before any handler runs.
+    let res = raw(
+        &app,
+        "POST /api/a HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\nContent-Length: 40\r\n\r\nbody",
+    )
+    .await;
+    assert!(res.starts_with("HTTP/1.1 400"), "{res}");
+    // Content-Length and Transfer-Encoding: hyper ignores Content-Length (RFC 9112 §6.1), reads
+    // the chunked body and closes the connection after answering, so the bytes after the body
+    // are never parsed as a second request; the upstream gets one re-framed request.
+    let res = raw(
+        &app,
+        "POST /api/b HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n\
+         0\r\n\r\nGET /api/smuggled HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    )
+    .await;
+    assert!(res.contains("\"body_len\":0"), "{res}");
+    assert!(
+        res.to_ascii_lowercase().contains("connection: close"),
+        "{res}"
+    );
+    assert!(!res.contains("smuggled"), "{res}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        seen.paths(),
+        vec!["/api/b".to_owned()],
+        "only one request reached the upstream"
+    );
+}
+
+#[tokio::test]
+async fn a_built_spa_is_served_with_route_fallback_caching_and_precompression() {
+    let (url, seen) = upstream().await;
+    let site = tempfile::tempdir().expect("tempdir");
+    let root = site.path();
+    std::fs::create_dir(root.join("assets")).expect("mkdir");
+    std::fs::write(root.join("index.html"), "<!doctype html><p>spa index</p>").expect("write");
+    std::fs::write(root.join("assets/index-BXk3a9Zq.js"), "console.log('app')").expect("write");
+    std::fs::write(root.join("assets/index-BXk3a9Zq.js.br"), "BROTLI-BYTES").expect("write");
+    std::fs::write(root.join("favicon.ico"), "icon").expect("write");
+    let dir = root.display().to_string();
+    let app = gateway(|r| {
+        r.upstream = vec![upstream_cfg("/api", &url, UpstreamPolicy::RequireAuth)];
+        r.static_dir = Some(dir);
+    })
+    .await;
+    let http = app.raw_client();
+    for path in ["/", "/notes/42", "/settings/profile?tab=2"] {
+        let res = http.get(app.url(path)).send().await.expect("request");
+        assert_eq!(res.status(), 200, "{path}");
+        assert_eq!(res.headers()["cache-control"], "no-cache", "{path}");
+        assert!(
+            res.text().await.expect("text").contains("spa index"),
+            "{path}"
+        );
+    }
+    let res = http
+        .get(app.url("/assets/index-BXk3a9Zq.js"))
+        .header("accept-encoding", "br, gzip")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.headers()["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+    assert_eq!(res.headers()["content-encoding"], "br");
+    assert_eq!(res.text().await.expect("text"), "BROTLI-BYTES");
+    let res = http
+        .get(app.url("/assets/index-BXk3a9Zq.js"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.text().await.expect("text"), "console.log('app')");
+    let res = http
+        .get(app.url("/favicon.ico"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.headers()["cache-control"], "no-cache");
+    // Missing assets, /auth and upstream prefixes never get index.html.
+    let res = http
+        .get(app.url("/assets/gone-AAAA1111.js"))
+        .send()
+        .await
+        .expect("request");
+    assert_error(res, 404, "not_found").await;
+    let res = http
+        .get(app.url("/auth/nope"))
+        .send()
+        .await
+        .expect("request");
+    assert_error(res, 404, "not_found").await;
+    let res = http
+        .get(app.url("/api/notes"))
+        .send()
+        .await
+        .expect("request");
+    assert_error(res, 401, "not_authenticated").await;
+    assert_eq!(seen.hits.load(Ordering::SeqCst), 0);
+    let res = http
+        .delete(app.url("/notes/1"))
+        .send()
+        .await
+        .expect("request");
+    assert_error(res, 405, "method_not_allowed").await;
+}
+
+#[tokio::test]
+async fn credentials_are_forwarded_only_when_configured_and_scopes_still_apply() {
+    let (url, seen) = upstream().await;
+    let app = gateway(|r| {
+        r.upstream = vec![RawUpstream {
+            forward_authorization: true,
+            ..upstream_cfg("/api", &url, UpstreamPolicy::RequireAuth)
+        }];
+    })
+    .await;
+    app.signed_up("dave", PASSWORD).await;
+    let token = app.bearer_login("dave", PASSWORD).await;
+    let res = app
+        .with_bearer(reqwest::Method::GET, "/api/x", &token)
+        .send()
+        .await
+        .expect("request");
+    let echo = json_of(res).await;
+    assert_eq!(
+        seen_header(&echo, "authorization"),
+        Some(&*format!("Bearer {token}"))
+    );
+    let cookie_app = gateway(|r| {
+        r.upstream = vec![RawUpstream {
+            forward_session_cookie: true,
+            ..upstream_cfg("/api", &url, UpstreamPolicy::RequireAuth)
+        }];
+    })
+    .await;
+    let client = cookie_app.signed_up("dave", PASSWORD).await;
+    let echo = json_of(client.get("/api/x").await).await;
+    assert!(
+        seen_header(&echo, "cookie").is_some_and(|c| c.contains(&format!("{COOKIE}="))),
+        "forwarded when configured: {echo}"
+    );
+    // A read-only access token cannot write through the gateway.
+    let mut owner = app.signed_up("erin", PASSWORD).await;
+    let res = owner
+        .post_json("/auth/tokens", &json!({"name": "ro"}))
+        .await;
+    assert_eq!(res.status(), 201);
+    let pat: Value = res.json().await.expect("json");
+    let pat = pat["token"].as_str().expect("token").to_owned();
+    let before = seen.hits.load(Ordering::SeqCst);
+    let res = app
+        .with_bearer(reqwest::Method::POST, "/api/x", &pat)
+        .send()
+        .await
+        .expect("request");
+    assert_error(res, 403, "insufficient_scope").await;
+    let res = app
+        .with_bearer(reqwest::Method::GET, "/api/x", "vst_garbage")
+        .send()
+        .await
+        .expect("request");
+    assert_error(res, 401, "invalid_token").await;
+    assert_eq!(
+        seen.hits.load(Ordering::SeqCst),
+        before,
+        "refused at the gateway"
+    );
+}
+
+#[tokio::test]
+async fn an_upstream_cannot_widen_the_gateway_cors_policy() {
+    let (url, _) = upstream().await;
+    let app = gateway(|r| {
+        r.spa_origins = vec!["http://localhost:3000".into()];
+        r.upstream = vec![upstream_cfg("/api", &url, UpstreamPolicy::RequireAuth)];
+    })
+    .await;
+    let client = app.signed_up("frank", PASSWORD).await;
+    let res = client
+        .http
+        .get(app.url("/api/cors"))
+        .header("origin", "http://evil.test")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers().get("access-control-allow-origin").is_none()
+            && res
+                .headers()
+                .get("access-control-allow-credentials")
+                .is_none(),
+        "the backend's reflected CORS headers must not pass: {:?}",
+        res.headers()
+    );
+    let res = client
+        .http
+        .get(app.url("/api/cors"))
+        .header("origin", "http://localhost:3000")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        res.headers()["access-control-allow-origin"],
+        "http://localhost:3000",
+        "an allowed origin gets the gateway's own CORS answer"
+    );
+}
+
+#[tokio::test]
+async fn a_signed_identity_assertion_verifies_with_the_published_jwks() {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+
+    let (url, _) = upstream().await;
+    let app = gateway(|r| {
+        r.upstream = vec![
+            RawUpstream {
+                identity_assertion: true,
+                ..upstream_cfg("/api", &url, UpstreamPolicy::RequireAuth)
+            },
+            upstream_cfg("/plain", &url, UpstreamPolicy::AnonymousOk),
+        ];
+    })
+    .await;
+    let client = app.signed_up("gina", PASSWORD).await;
+    let echo = json_of(client.get("/api/me").await).await;
+    let jwt = seen_header(&echo, "x-vestibule-assertion")
+        .expect("assertion sent")
+        .to_owned();
+    let jwks: Value = client
+        .get("/auth/jwks.json")
+        .await
+        .json()
+        .await
+        .expect("jwks");
+    let key = &jwks["keys"][0];
+    assert_eq!(key["alg"], "EdDSA");
+    let x = URL_SAFE_NO_PAD
+        .decode(key["x"].as_str().expect("x"))
+        .expect("b64");
+    let public = VerifyingKey::from_bytes(&x.try_into().expect("32 bytes")).expect("key");
+    let parts: Vec<&str> = jwt.split('.').collect();
+    let sig = Signature::from_slice(&URL_SAFE_NO_PAD.decode(parts[2]).expect("b64")).expect("sig");
+    public
+        .verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &sig)
+        .expect("the assertion verifies with the published key");
+    let claims: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).expect("b64")).expect("claims");
+    assert_eq!(claims["preferred_username"], "gina");
+    assert_eq!(claims["aud"], url.as_str());
+    let lifetime = claims["exp"].as_i64().unwrap_or(0) - claims["iat"].as_i64().unwrap_or(0);
+    assert_eq!(lifetime, 60);
+    assert!(app.dir.path().join("vestibule-identity.key").exists());
+    // A client cannot forge one, even towards an upstream that does not ask for assertions.
+    let res = client
+        .http
+        .get(app.url("/plain/x"))
+        .header("x-vestibule-assertion", "forged")
+        .send()
+        .await
+        .expect("request");
+    let echo = json_of(res).await;
+    assert!(
+        seen_header(&echo, "x-vestibule-assertion").is_none(),
+        "{echo}"
+    );
+}
+
+#[tokio::test]
+async fn an_h2c_upgrade_is_not_tunnelled_past_the_gateway() {
+    let (url, seen) = upstream().await;
+    let app = gateway(|r| {
+        r.upstream = vec![upstream_cfg("/api", &url, UpstreamPolicy::AnonymousOk)];
+    })
+    .await;
+    let res = raw(
+        &app,
+        "GET /api/h2c HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+         Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n",
+    )
+    .await;
+    assert!(
+        res.starts_with("HTTP/1.1 200"),
+        "answered as a plain request: {res}"
+    );
+    let body = &res[res.find("\r\n\r\n").map_or(0, |i| i + 4)..];
+    let echo: Value = serde_json::from_str(body.trim()).expect("json body");
+    for gone in ["upgrade", "connection", "http2-settings"] {
+        assert!(
+            echo["headers"].get(gone).is_none(),
+            "{gone} reached the upstream: {echo}"
+        );
+    }
+    assert_eq!(seen.hits.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn dot_segments_cannot_move_a_request_to_another_prefix() {
+    let (url, seen) = upstream().await;
+    let app = gateway(|r| {
+        r.upstream = vec![
+            upstream_cfg("/api", &url, UpstreamPolicy::RequireAuth),
+            upstream_cfg("/public", &url, UpstreamPolicy::AnonymousOk),
+        ];
+    })
+    .await;
+    for path in [
+        "/public/../api/secret",
+        "/public/%2e%2e/api/secret",
+        "/public/..%2Fapi/secret",
+    ] {
+        let res = raw(
+            &app,
+            &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
+        )
+        .await;
+        assert!(res.starts_with("HTTP/1.1 400"), "{path}: {res}");
+        assert!(res.contains("invalid_path"), "{path}: {res}");
+    }
+    assert_eq!(
+        seen.hits.load(Ordering::SeqCst),
+        0,
+        "nothing reached the upstream"
+    );
+}
