@@ -44,6 +44,7 @@ pub mod config;
 pub mod cors;
 pub mod csrf;
 pub mod db;
+pub mod doctor;
 mod error;
 pub mod origin;
 pub mod origins;
