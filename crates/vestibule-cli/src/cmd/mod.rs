@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 mod config_check;
+mod doctor;
 mod serve;
 mod token;
 mod user;
@@ -38,6 +39,7 @@ fn init_logging(format: LogFormat) {
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Config(_) => config_check::run(&cli),
+        Command::Doctor(args) => doctor::run(&cli, args).await,
         command => {
             let config = load_config(&cli)
                 .context("the configuration is not usable (run `vestibule config check`)")?;
@@ -47,6 +49,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Command::User(u) => user::run(config, u).await,
                 Command::Token(t) => token::run(config, t).await,
                 Command::Config(_) => config_check::run(&cli),
+                Command::Doctor(args) => doctor::run(&cli, args).await,
             }
         }
     }

@@ -1,6 +1,8 @@
 //! Tests of the `vestibule` binary: each runs it in a fresh temporary directory with every
 //! `VESTIBULE_*` variable removed, so nothing from the developer's environment leaks in.
 
+mod doctor;
+
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::Path;

@@ -487,6 +487,8 @@ pub fn preflight(
             .evidence(format!("OPTIONS → {}", answer.status))
             .fix(format!("answer OPTIONS with 2xx before authentication and CSRF checks (Django: django-cors-headers' CorsMiddleware above CsrfViewMiddleware; {vestibule})")),
         );
+        // The browser stops at the status; the headers of a refusal are beside the point.
+        return out;
     } else {
         out.push(Finding::pass(
             "preflight-status",

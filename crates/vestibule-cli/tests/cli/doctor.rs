@@ -1,0 +1,186 @@
+//! `vestibule doctor` end to end: exit codes (0 every family works, 1 one fails, 2 usage),
+//! offline configuration checks, and a probe of a running `vestibule serve`.
+
+use std::path::Path;
+
+use super::{run_with_stdin, start_server_with, text, vestibule};
+
+fn doctor(dir: &Path, args: &[&str]) -> std::process::Output {
+    vestibule(dir)
+        .arg("doctor")
+        .args(args)
+        .output()
+        .expect("run doctor")
+}
+
+const LOCAL_CONFIG: &str =
+    "public_url = \"http://localhost:8000\"\nspa_origins = [\"http://localhost:3000\"]\n";
+
+#[test]
+fn doctor_usage_errors_exit_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for args in [
+        // Neither --api nor a configuration to check.
+        &["--page", "http://localhost:3000"][..],
+        &["--page", "http://localhost:3000", "--api", "not a url"],
+        &["--api", "http://localhost:8000/x"],
+        &[
+            "--page",
+            "http://localhost:3000",
+            "--api",
+            "http://localhost:8000/x",
+            "--credentials",
+            "sometimes",
+        ],
+        &[
+            "--page",
+            "http://localhost:3000",
+            "--api",
+            "http://localhost:8000/x",
+            "--header",
+            "no colon",
+        ],
+        &[
+            "--page",
+            "http://localhost:3000",
+            "--api",
+            "http://localhost:8000/x",
+            "--json-body",
+            "{not json",
+        ],
+        &[
+            "--page",
+            "http://localhost:3000",
+            "--api",
+            "http://localhost:8000/x",
+            "--resolve",
+            "api.test:nowhere",
+        ],
+        &["--no-such-flag"],
+    ] {
+        let out = doctor(dir.path(), args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+    }
+}
+
+#[test]
+fn doctor_checks_a_configuration_offline() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("site.toml"), LOCAL_CONFIG).expect("write");
+    let out = doctor(
+        dir.path(),
+        &["--config", "site.toml", "--page", "http://localhost:3000"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("session works  Chromium, third-party cookies blocked"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains('\x1b'), "no colour when piped");
+
+    let out = doctor(
+        dir.path(),
+        &["--config", "site.toml", "--page", "http://127.0.0.1:3000"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("spa_origins = [\"http://127.0.0.1:3000\"]"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("localhost and 127.0.0.1 are different sites"),
+        "{stdout}"
+    );
+
+    let out = doctor(
+        dir.path(),
+        &[
+            "--config",
+            "site.toml",
+            "--page",
+            "http://localhost:3000",
+            "--json",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json output");
+    assert_eq!(v["verdicts"].as_array().map(Vec::len), Some(4));
+    assert!(
+        v["verdicts"]
+            .as_array()
+            .expect("verdicts")
+            .iter()
+            .all(|x| x["status"] == "pass")
+    );
+
+    // A configuration the server would refuse is reported, exit 1.
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "public_url = \"http://localhost:8000\"\nspa_origins = [\"http://127.0.0.1:3000\"]\n",
+    )
+    .expect("write");
+    let out = doctor(
+        dir.path(),
+        &["--config", "bad.toml", "--page", "http://127.0.0.1:3000"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("127.0.0.1"), "{}", text(&out));
+}
+
+#[test]
+fn doctor_probes_a_running_server_and_exits_by_verdict() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run_with_stdin(
+        dir.path(),
+        &["user", "add", "alice", "--password-stdin"],
+        "a good password\n",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let (_server, port) = start_server_with(
+        dir.path(),
+        &[
+            ("VESTIBULE_PUBLIC_URL", "http://127.0.0.1:8000"),
+            ("VESTIBULE_SPA_ORIGINS", "http://127.0.0.1:3000"),
+        ],
+    );
+    let api = format!("http://127.0.0.1:{port}/auth/login");
+    let base = [
+        "doctor",
+        "--page",
+        "http://127.0.0.1:3000",
+        "--api",
+        api.as_str(),
+        "--username",
+        "alice",
+        "--password-stdin",
+    ];
+    let out = run_with_stdin(dir.path(), &base, "a good password\n");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(!text(&out).contains("a good password"));
+
+    let mut silent = base.to_vec();
+    silent.extend(["--credentials", "same-origin"]);
+    let out = run_with_stdin(dir.path(), &silent, "a good password\n");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("credentials: 'include'"),
+        "{}",
+        text(&out)
+    );
+
+    // Nobody listening: exit 1 with a hint, not a panic.
+    let out = doctor(
+        dir.path(),
+        &[
+            "--page",
+            "http://127.0.0.1:3000",
+            "--api",
+            "http://127.0.0.1:9/x",
+            "--timeout",
+            "2",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("hint:"), "{}", text(&out));
+}
