@@ -86,6 +86,10 @@ pub(crate) struct DoctorArgs {
     /// Print the diagnosis as JSON.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Scan a SPA's JavaScript/TypeScript source for fetch/axios/XHR calls without
+    /// credentials: 'include' / withCredentials (narrowed by --api and --page when given).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) scan: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -10,6 +10,7 @@ use serde_json::json;
 use vestibule::config::{ConfigError, RawConfig};
 use vestibule::doctor::probe::{ProbeRequest, probe};
 use vestibule::doctor::rules::{Credentials, Diagnosis, diagnose};
+use vestibule::doctor::scan::{ScanTarget, scan_dir};
 use vestibule::doctor::{offline, report};
 use vestibule::origin::Origin;
 
@@ -69,6 +70,9 @@ async fn run_inner(cli: &Cli, args: &DoctorArgs) -> Result<ExitCode, Usage> {
             args.credentials
         ))
     })?;
+    if let Some(dir) = &args.scan {
+        return scan(dir, args);
+    }
     let Some(api) = &args.api else {
         return offline_check(cli, args, credentials).await;
     };
@@ -195,4 +199,50 @@ async fn offline_check(
         .await
         .map_err(|e| usage(format!("public_url: {e}")))?;
     Ok(print(&diagnose(&ex), args.json))
+}
+
+fn scan(dir: &std::path::Path, args: &DoctorArgs) -> Result<ExitCode, Usage> {
+    let origin = |flag: &str, v: &Option<String>| {
+        v.as_deref()
+            .map(|s| Origin::parse_prefix(s).map_err(|e| usage(format!("{flag}: {e}"))))
+            .transpose()
+    };
+    let target = ScanTarget {
+        api: origin("--api", &args.api)?,
+        page: origin("--page", &args.page)?,
+    };
+    let hits =
+        scan_dir(dir, &target).map_err(|e| usage(format!("--scan {}: {e}", dir.display())))?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ "scan": hits })).unwrap_or_default()
+        );
+    } else if hits.is_empty() {
+        println!(
+            "no fetch/axios/XHR call without credentials found under {}",
+            dir.display()
+        );
+    } else {
+        println!(
+            "{} call(s) may drop the session cookie (rule 1: cross-origin calls need credentials):",
+            hits.len()
+        );
+        for h in &hits {
+            println!(
+                "{}:{}: {}: {}",
+                dir.join(&h.file).display(),
+                h.line,
+                h.kind,
+                h.problem
+            );
+            println!("    {}", h.code);
+            println!("    fix: {}", h.fix);
+        }
+    }
+    Ok(if hits.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

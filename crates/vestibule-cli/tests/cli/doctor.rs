@@ -184,3 +184,36 @@ fn doctor_probes_a_running_server_and_exits_by_verdict() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("hint:"), "{}", text(&out));
 }
+
+#[test]
+fn doctor_scan_lists_calls_without_credentials_by_file_and_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    std::fs::write(
+        src.join("api.ts"),
+        "export const login = (body) =>\n  fetch('http://localhost:8000/auth/login', {method: 'POST', body})\nexport const me = () => fetch('http://localhost:8000/auth/me', {credentials: 'include'})\n",
+    )
+    .expect("write");
+    let out = doctor(
+        dir.path(),
+        &["--scan", "src", "--api", "http://localhost:8000"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("src/api.ts:2: fetch:"), "{stdout}");
+    assert!(!stdout.contains("api.ts:3"), "{stdout}");
+    assert!(
+        stdout.contains("fix: fetch(url, {credentials: 'include'})"),
+        "{stdout}"
+    );
+
+    std::fs::write(src.join("api.ts"), "fetch('/auth/me')\n").expect("write");
+    let out = doctor(dir.path(), &["--scan", "src", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["scan"].as_array().map(Vec::len), Some(0));
+
+    let out = doctor(dir.path(), &["--scan", "no-such-dir"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}

@@ -15,3 +15,4 @@ pub mod offline;
 pub mod probe;
 pub mod report;
 pub mod rules;
+pub mod scan;
