@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::{run_with_stdin, start_server_with, text, vestibule};
+use super::{http, run_with_stdin, start_server_with, stop, text, vestibule};
 
 fn doctor(dir: &Path, args: &[&str]) -> std::process::Output {
     vestibule(dir)
@@ -216,4 +216,43 @@ fn doctor_scan_lists_calls_without_credentials_by_file_and_line() {
 
     let out = doctor(dir.path(), &["--scan", "no-such-dir"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}
+
+#[test]
+fn serve_logs_a_dropped_session_cookie_once_per_origin() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run_with_stdin(
+        dir.path(),
+        &["user", "add", "alice", "--password-stdin"],
+        "a good password\n",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let (mut server, port) = start_server_with(
+        dir.path(),
+        &[
+            ("VESTIBULE_DEBUG_ENDPOINT", "true"),
+            ("VESTIBULE_SPA_ORIGINS", "http://localhost:3000"),
+        ],
+    );
+    let origin =
+        "Origin: http://localhost:3000\r\nUser-Agent: spa\r\nContent-Type: application/json\r\n";
+    let login = http(
+        port,
+        "POST",
+        "/auth/login",
+        origin,
+        r#"{"username":"alice","password":"a good password"}"#,
+    )
+    .expect("login answer");
+    assert!(login.starts_with("HTTP/1.1 200"), "{login}");
+    for _ in 0..3 {
+        let me = http(port, "GET", "/auth/me", origin, "").expect("me answer");
+        assert!(me.starts_with("HTTP/1.1 401"), "{me}");
+    }
+    stop(&mut server);
+    let logs = std::fs::read_to_string(dir.path().join("server.err")).expect("logs");
+    let needle = "the browser did not store or send the session cookie";
+    assert_eq!(logs.matches(needle).count(), 1, "{logs}");
+    assert!(logs.contains("credentials: 'include'"), "{logs}");
+    assert!(!logs.contains("a good password"));
 }

@@ -10,6 +10,7 @@
 //! - [`scan`]: finds fetch/axios/XHR calls in a SPA's source that omit credentials.
 //! - [`live`]: the running server notices logins whose cookie never comes back.
 
+pub mod live;
 pub mod offline;
 #[cfg(feature = "doctor")]
 pub mod probe;

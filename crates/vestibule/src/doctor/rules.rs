@@ -478,7 +478,8 @@ pub fn preflight(
     let mut out = Vec::new();
     let never_sent = "the browser never sends the real request (rule 3)";
     let vestibule = "Vestibule answers preflights in its CORS layer before sessions and CSRF";
-    if !(200..300).contains(&answer.status) {
+    let refused = !(200..300).contains(&answer.status);
+    if refused {
         out.push(
             Finding::fail(
                 "preflight-status",
@@ -487,8 +488,6 @@ pub fn preflight(
             .evidence(format!("OPTIONS → {}", answer.status))
             .fix(format!("answer OPTIONS with 2xx before authentication and CSRF checks (Django: django-cors-headers' CorsMiddleware above CsrfViewMiddleware; {vestibule})")),
         );
-        // The browser stops at the status; the headers of a refusal are beside the point.
-        return out;
     } else {
         out.push(Finding::pass(
             "preflight-status",
@@ -510,6 +509,11 @@ pub fn preflight(
                 "echo `Access-Control-Allow-Origin: {page}` (Vestibule: spa_origins = [\"{page}\"])"
             )),
         ),
+    }
+    if refused {
+        // The browser stops at the status and the origin; the other headers of a refusal are
+        // beside the point.
+        return out;
     }
     if include {
         if answer

@@ -93,6 +93,8 @@ pub struct App {
     state: AppState,
     purge_interval: Duration,
     cache: Option<CachedStore<SqliteStore>>,
+    /// Peer addresses for the live cookie-drop detection (only with `debug_endpoint`).
+    connect_info: bool,
 }
 
 /// How often the server checks whether another process changed the database.
@@ -144,7 +146,8 @@ pub fn router(state: AppState, config: &Config) -> Router {
             get(crate::origins::debug_echo).with_state(config.origins.clone()),
         );
     }
-    app.route("/auth/signup", post(routes::post_signup))
+    let router = app
+        .route("/auth/signup", post(routes::post_signup))
         .route("/auth/login", post(routes::post_login))
         .route("/auth/logout", post(routes::post_logout))
         .route("/auth/logout-all", post(routes::post_logout_all))
@@ -179,7 +182,19 @@ pub fn router(state: AppState, config: &Config) -> Router {
                 .layer(DefaultBodyLimit::max(config.body_limit))
                 .layer(SessionLayer::new(state.sessions.clone()))
                 .layer(CsrfLayer::new(config.csrf.clone())),
-        )
+        );
+    if config.debug_endpoint {
+        // Development: notice logins whose session cookie never comes back (doctor/live.rs).
+        let live = crate::doctor::live::LiveDoctor::new(
+            config.public_origin.clone(),
+            config.session.cookie.name.clone(),
+        );
+        return router.layer(axum::middleware::from_fn_with_state(
+            live,
+            crate::doctor::live::middleware,
+        ));
+    }
+    router
 }
 
 impl App {
@@ -217,6 +232,7 @@ impl App {
             state,
             purge_interval: config.purge_interval,
             cache,
+            connect_info: config.debug_endpoint,
         })
     }
 
@@ -258,10 +274,20 @@ impl App {
         let watcher = self
             .cache
             .map(|cache| tokio::spawn(watch_outside_changes(self.state.db.clone(), cache)));
-        // No ConnectInfo: nothing reads the peer address yet, and it costs an extension per request.
-        let result = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        // ConnectInfo only for the live cookie-drop detection (development): it costs an
+        // extension per request.
+        let result = if self.connect_info {
+            let service = self
+                .router
+                .into_make_service_with_connect_info::<SocketAddr>();
+            axum::serve(self.listener, service)
+                .with_graceful_shutdown(shutdown)
+                .await
+        } else {
+            axum::serve(self.listener, self.router)
+                .with_graceful_shutdown(shutdown)
+                .await
+        };
         purge.abort();
         if let Some(w) = watcher {
             w.abort();

@@ -497,3 +497,73 @@ async fn a_correctly_configured_vestibule_server_passes_every_family() {
     let d = diagnose(&probe(&req).await.expect("probe"));
     assert!(!d.all_work());
 }
+
+#[tokio::test]
+async fn debug_endpoint_shows_a_login_whose_cookie_never_came_back() {
+    // test_raw_config trusts http://localhost:3000 for CSRF (same-site with the API on
+    // http://localhost) but does not list it in spa_origins.
+    let app = TestApp::spawn_with(|raw| raw.debug_endpoint = true).await;
+    app.signed_up("live", PASSWORD).await;
+    let spa = "http://localhost:3000";
+    let client = |ua: &str| {
+        reqwest::Client::builder()
+            .user_agent(ua)
+            .build()
+            .expect("client")
+    };
+    let browser = client("spa-browser");
+    let res = browser
+        .post(app.url("/auth/login"))
+        .header("origin", spa)
+        .json(&json!({"username": "live", "password": PASSWORD}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(res.status(), 200);
+    let cookie = crate::support::set_cookie_value(&res, crate::support::COOKIE).expect("cookie");
+    let debug = |c: &reqwest::Client, cookie: Option<&str>| {
+        let mut rb = c.get(app.url("/auth/_debug")).header("origin", spa);
+        if let Some(v) = cookie {
+            rb = rb.header("cookie", format!("{}={v}", crate::support::COOKIE));
+        }
+        async move {
+            rb.send()
+                .await
+                .expect("debug")
+                .json::<serde_json::Value>()
+                .await
+                .expect("json")
+        }
+    };
+    // The SPA's next call arrives without the cookie: the drop is explained.
+    let v = debug(&browser, None).await;
+    assert_eq!(v["live"]["cookie_dropped"], true, "{v}");
+    assert_eq!(v["live"]["cross_site"], false, "{v}");
+    let msg = v["live"]["message"].as_str().unwrap_or("");
+    assert!(msg.contains("credentials: 'include'"), "{msg}");
+    assert!(!msg.contains(&cookie), "no cookie value in the analysis");
+    // Another client (another user agent) from the same origin is not blamed.
+    let v = debug(&client("other-browser"), None).await;
+    assert_eq!(v["live"]["logged_in_recently"], false, "{v}");
+    assert_eq!(v["live"]["cookie_dropped"], false, "{v}");
+    // Once the cookie comes back, nothing is dropped.
+    let v = debug(&browser, Some(&cookie)).await;
+    assert_eq!(v["live"]["cookie_dropped"], false, "{v}");
+    let v = debug(&browser, None).await;
+    assert_eq!(
+        v["live"]["cookie_dropped"], false,
+        "the window closed when the cookie arrived: {v}"
+    );
+}
+
+#[tokio::test]
+async fn without_the_debug_endpoint_there_is_no_live_detection() {
+    let app = TestApp::spawn().await;
+    let res = reqwest::Client::new()
+        .get(app.url("/auth/_debug"))
+        .header("origin", "http://localhost:3000")
+        .send()
+        .await
+        .expect("debug");
+    assert_eq!(res.status(), 404);
+}
