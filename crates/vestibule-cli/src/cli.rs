@@ -80,6 +80,9 @@ pub(crate) struct DoctorArgs {
     /// hosts on loopback.
     #[arg(long = "resolve", value_name = "HOST:IP")]
     pub(crate) resolve: Vec<String>,
+    /// A PEM file of certificates to trust besides the system's (a development CA).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) cacert: Option<PathBuf>,
     /// Seconds to wait for each answer.
     #[arg(long, default_value_t = 10)]
     pub(crate) timeout: u64,

@@ -142,6 +142,12 @@ async fn run_inner(cli: &Cli, args: &DoctorArgs) -> Result<ExitCode, Usage> {
             .map_err(|_| usage(format!("--resolve {r:?}: {ip:?} is not an IP address")))?;
         resolve.push((host.to_ascii_lowercase(), ip));
     }
+    let extra_roots = match &args.cacert {
+        Some(path) => vec![
+            std::fs::read(path).map_err(|e| usage(format!("--cacert {}: {e}", path.display())))?,
+        ],
+        None => Vec::new(),
+    };
     let req = ProbeRequest {
         page,
         api,
@@ -152,6 +158,7 @@ async fn run_inner(cli: &Cli, args: &DoctorArgs) -> Result<ExitCode, Usage> {
         credentials,
         resolve,
         timeout: Duration::from_secs(args.timeout.max(1)),
+        extra_roots,
     };
     match probe(&req).await {
         Ok(ex) => Ok(print(&diagnose(&ex), args.json)),

@@ -46,6 +46,9 @@ pub struct ProbeRequest {
     pub resolve: Vec<(String, IpAddr)>,
     /// Per-request timeout.
     pub timeout: Duration,
+    /// PEM certificates to trust besides the system's (`--cacert`), e.g. a development CA.
+    /// Certificates are always verified, as a browser would.
+    pub extra_roots: Vec<Vec<u8>>,
 }
 
 /// Why the probe could not observe an answer.
@@ -107,6 +110,8 @@ const USER_AGENT: &str = concat!("vestibule-doctor/", env!("CARGO_PKG_VERSION"))
 pub async fn probe(req: &ProbeRequest) -> Result<Exchange, ProbeError> {
     let method = reqwest::Method::from_bytes(req.method.as_bytes())
         .map_err(|_| ProbeError::Method(req.method.clone()))?;
+    // ring is the TLS provider (see Cargo.toml); installing it twice is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(req.timeout)
@@ -115,6 +120,11 @@ pub async fn probe(req: &ProbeRequest) -> Result<Exchange, ProbeError> {
     for (host, ip) in &req.resolve {
         // The port is ignored by reqwest: the URL's port is used.
         builder = builder.resolve(host, SocketAddr::new(*ip, 0));
+    }
+    for pem in &req.extra_roots {
+        for cert in reqwest::Certificate::from_pem_bundle(pem).map_err(ProbeError::Client)? {
+            builder = builder.add_root_certificate(cert);
+        }
     }
     let client = builder.build().map_err(ProbeError::Client)?;
     let api_origin = Origin::from_url(&req.api).unwrap_or_else(|| req.page.clone());

@@ -127,6 +127,7 @@ fn request(page: &str, api: &str, credentials: Credentials) -> ProbeRequest {
             .map(|h| ((*h).to_owned(), LOOPBACK))
             .collect(),
         timeout: Duration::from_secs(5),
+        extra_roots: Vec::new(),
     }
 }
 
@@ -566,4 +567,142 @@ async fn without_the_debug_endpoint_there_is_no_live_detection() {
         .await
         .expect("debug");
     assert_eq!(res.status(), 404);
+}
+
+/// TLS in front of the fake API, with a self-signed certificate made for the test's host names.
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            match self.tcp.accept().await {
+                Ok((tcp, addr)) => {
+                    if let Ok(tls) = self.acceptor.accept(tcp).await {
+                        return (tls, addr);
+                    }
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}
+
+/// Serves `fake` over https; returns the port and the certificate (PEM) to trust.
+async fn spawn_tls_fake(fake: Fake) -> (u16, String) {
+    use tokio_rustls::rustls;
+    let names = ["api.acme.test", "www.acme.test", "localhost"].map(str::to_owned);
+    let certified = rcgen::generate_simple_self_signed(names.to_vec()).expect("certificate");
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_no_client_auth()
+    .with_single_cert(vec![certified.cert.der().clone()], key)
+    .expect("server config");
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = tcp.local_addr().expect("addr").port();
+    let listener = TlsListener {
+        tcp,
+        acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+    };
+    let app = Router::new().fallback(fake_api).with_state(Arc::new(fake));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (port, certified.cert.pem())
+}
+
+#[tokio::test]
+async fn https_scenarios_with_a_self_signed_certificate() {
+    let cases = [
+        Case {
+            name: "www and api subdomains over https with a __Host- cookie",
+            page: "https://www.acme.test",
+            api: "https://api.acme.test:{port}/auth/login",
+            credentials: Credentials::Include,
+            fake: good("__Host-sid=0123456789abcdef; Path=/; Secure; HttpOnly; SameSite=Lax"),
+            expect: [OK, OK, OK, OK],
+            rule: None,
+        },
+        Case {
+            name: "truly cross-site over https without Partitioned",
+            page: "https://app.spa.test",
+            api: "https://api.acme.test:{port}/auth/login",
+            credentials: Credentials::Include,
+            fake: good("sid=0123456789abcdef; Path=/; Secure; HttpOnly; SameSite=None"),
+            expect: [NO, OK, OK, NO],
+            rule: Some(("third-party-cookies", NO, "add Partitioned")),
+        },
+        Case {
+            name: "truly cross-site over https with Partitioned (CHIPS)",
+            page: "https://app.spa.test",
+            api: "https://api.acme.test:{port}/auth/login",
+            credentials: Credentials::Include,
+            fake: good(
+                "sid=0123456789abcdef; Path=/; Secure; HttpOnly; SameSite=None; Partitioned",
+            ),
+            expect: [OK, OK, OK, NO],
+            rule: Some(("third-party-cookies", NO, "same-origin proxy")),
+        },
+        Case {
+            name: "http page calling the https API: schemeful cross-site",
+            page: "http://www.acme.test",
+            api: "https://api.acme.test:{port}/auth/login",
+            credentials: Credentials::Include,
+            fake: good("sid=0123456789abcdef; Path=/; Secure; HttpOnly; SameSite=Lax"),
+            expect: [NO, NO, NO, NO],
+            rule: Some(("cookie-samesite", NO, "same-site")),
+        },
+    ];
+    for case in &cases {
+        let (port, pem) = spawn_tls_fake(case.fake.clone()).await;
+        let fill = |s: &str| s.replace("{port}", &port.to_string());
+        let mut req = request(&fill(case.page), &fill(case.api), case.credentials);
+        req.extra_roots = vec![pem.into_bytes()];
+        let ex = probe(&req).await.expect("probe over https");
+        check(case, &diagnose(&ex));
+    }
+}
+
+#[tokio::test]
+async fn an_untrusted_certificate_is_an_error_not_a_verdict() {
+    let (port, _pem) = spawn_tls_fake(good(LAX)).await;
+    let req = request(
+        "https://www.acme.test",
+        &format!("https://api.acme.test:{port}/auth/login"),
+        Credentials::Include,
+    );
+    let err = probe(&req)
+        .await
+        .expect_err("a browser would refuse the certificate");
+    assert!(err.to_string().contains("failed"), "{err}");
+}
+
+#[tokio::test]
+async fn an_https_page_calling_a_plain_http_api_is_mixed_content() {
+    let case = Case {
+        name: "https page, http API",
+        page: "https://www.acme.test",
+        api: "http://api.acme.test:{port}/auth/login",
+        credentials: Credentials::Include,
+        fake: good(LAX),
+        expect: [NO, NO, NO, NO],
+        rule: Some(("mixed-content", NO, "serve the API over https")),
+    };
+    let d = run(&case).await;
+    check(&case, &d);
 }
