@@ -110,8 +110,6 @@ const USER_AGENT: &str = concat!("vestibule-doctor/", env!("CARGO_PKG_VERSION"))
 pub async fn probe(req: &ProbeRequest) -> Result<Exchange, ProbeError> {
     let method = reqwest::Method::from_bytes(req.method.as_bytes())
         .map_err(|_| ProbeError::Method(req.method.clone()))?;
-    // ring is the TLS provider (see Cargo.toml); installing it twice is harmless.
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(req.timeout)
