@@ -36,6 +36,7 @@ fn observe(res: &Response) -> Observed {
                 )
             })
             .collect(),
+        error_body: None,
     }
 }
 

@@ -98,7 +98,30 @@ fn observe(res: &reqwest::Response) -> Observed {
                 )
             })
             .collect(),
+        error_body: None,
     }
+}
+
+/// The first bytes of an error answer's body (text, single line), for evidence.
+async fn error_body(res: &mut reqwest::Response) -> Option<String> {
+    const LIMIT: usize = 300;
+    if res.status().as_u16() < 400 {
+        return None;
+    }
+    let mut buf = Vec::new();
+    while buf.len() < LIMIT {
+        match res.chunk().await {
+            Ok(Some(chunk)) => buf.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    buf.truncate(LIMIT);
+    let text: String = String::from_utf8_lossy(&buf)
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let text = text.trim().to_owned();
+    (!text.is_empty()).then_some(text)
 }
 
 const USER_AGENT: &str = concat!("vestibule-doctor/", env!("CARGO_PKG_VERSION"));
@@ -174,12 +197,13 @@ pub async fn probe(req: &ProbeRequest) -> Result<Exchange, ProbeError> {
     if let Some(body) = &req.body {
         rb = rb.body(body.clone());
     }
-    let res = rb.send().await.map_err(|source| ProbeError::Transport {
+    let mut res = rb.send().await.map_err(|source| ProbeError::Transport {
         step: "request",
         url: req.api.to_string(),
         source,
     })?;
-    let response = observe(&res);
+    let mut response = observe(&res);
+    response.error_body = error_body(&mut res).await;
     drop(res);
 
     // The follow-up carries every cookie the answer set (the rules decide whether a browser would).

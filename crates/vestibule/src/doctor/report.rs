@@ -142,6 +142,7 @@ mod tests {
             response: Some(Observed {
                 status: 200,
                 headers: vec![("set-cookie".into(), "sid=secret; Path=/".into())],
+                error_body: None,
             }),
             later: api,
             followup: None,

@@ -181,6 +181,9 @@ pub struct Observed {
     pub status: u16,
     /// Header lines, names lower-case; `set-cookie` once per line.
     pub headers: Vec<(String, String)>,
+    /// The start of the body of an error answer (status ≥ 400), for evidence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_body: Option<String>,
 }
 
 impl Observed {
@@ -655,6 +658,35 @@ pub fn cors_response(page: &Origin, mode: Credentials, answer: &Observed) -> Vec
     out
 }
 
+/// The real request's status: a refusal (CSRF, a missing route, a crash) means no session,
+/// whatever the cookie rules say; a 401 is most likely the probe's own credentials.
+pub fn response_status(method: &str, api: &Url, answer: &Observed) -> Finding {
+    let evidence = match &answer.error_body {
+        Some(b) => format!("{method} {api} → {} {b}", answer.status),
+        None => format!("{method} {api} → {}", answer.status),
+    };
+    match answer.status {
+        0..=399 => Finding::pass("response-status", format!("answered {}", answer.status)),
+        401 => Finding::warn(
+            "response-status",
+            "the request was answered 401: check the credentials given to the doctor (--username/--password-stdin or --json-body)",
+        )
+        .evidence(evidence),
+        403 => Finding::fail(
+            "response-status",
+            "the server refused the request (403): a cross-origin login is often refused by the CSRF origin check, before any cookie is set",
+        )
+        .evidence(evidence)
+        .fix("trust the page's origin for writes (Vestibule: spa_origins, or csrf.trusted_origins; Django: CSRF_TRUSTED_ORIGINS)"),
+        status => Finding::fail(
+            "response-status",
+            format!("the server answered {status}: no session is made"),
+        )
+        .evidence(evidence)
+        .fix("check the API URL and method (--api, --method) and the server's logs"),
+    }
+}
+
 /// A `Set-Cookie` line with its value replaced by its length, for evidence and logs.
 pub fn redact_set_cookie(line: &str) -> String {
     let (pair, rest) = line.split_once(';').map_or((line, ""), |(p, r)| (p, r));
@@ -1020,6 +1052,7 @@ pub fn diagnose(ex: &Exchange) -> Diagnosis {
             "no answer to the real request (connection refused or failed)",
         )),
         Some(resp) => {
+            findings.push(response_status(&ex.method, &ex.api, resp));
             if cross_origin {
                 findings.extend(cors_response(page, ex.credentials, resp));
             }
@@ -1088,6 +1121,7 @@ mod tests {
                 .iter()
                 .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
                 .collect(),
+            error_body: None,
         }
     }
 
@@ -1366,6 +1400,37 @@ mod tests {
         assert_eq!(
             f.evidence.as_deref(),
             Some("(no Access-Control-Allow-Origin header; status 200)")
+        );
+    }
+
+    #[test]
+    fn response_status_rules() {
+        let api = u("http://localhost:8000/auth/login");
+        assert_eq!(
+            response_status("POST", &api, &obs(200, &[])).status,
+            Status::Pass
+        );
+        assert_eq!(
+            response_status("POST", &api, &obs(401, &[])).status,
+            Status::Warn
+        );
+        let mut refused = obs(403, &[]);
+        refused.error_body = Some("{\"code\":\"csrf_origin_untrusted\"}".into());
+        let f = response_status("POST", &api, &refused);
+        assert_eq!(f.status, Status::Fail);
+        assert!(
+            f.evidence
+                .as_deref()
+                .is_some_and(|e| e.contains("403 {\"code\":\"csrf_origin_untrusted\"}"))
+        );
+        assert!(
+            f.fix
+                .as_deref()
+                .is_some_and(|x| x.contains("CSRF_TRUSTED_ORIGINS"))
+        );
+        assert_eq!(
+            response_status("POST", &api, &obs(500, &[])).status,
+            Status::Fail
         );
     }
 

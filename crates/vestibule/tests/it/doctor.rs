@@ -706,3 +706,34 @@ async fn an_https_page_calling_a_plain_http_api_is_mixed_content() {
     let d = run(&case).await;
     check(&case, &d);
 }
+
+#[tokio::test]
+async fn a_login_refused_by_the_csrf_origin_check_shows_the_servers_answer() {
+    let app = TestApp::spawn().await;
+    app.signed_up("refused", PASSWORD).await;
+    let port = app.base.rsplit(':').next().expect("port").to_owned();
+    let mut req = request(
+        "http://localhost:4000",
+        &format!("http://localhost:{port}/auth/login"),
+        Credentials::Include,
+    );
+    req.body = Some(
+        json!({"username": "refused", "password": PASSWORD})
+            .to_string()
+            .into_bytes(),
+    );
+    let d = diagnose(&probe(&req).await.expect("probe"));
+    assert!(!d.all_work());
+    let f = d
+        .findings
+        .iter()
+        .find(|f| f.rule == "response-status")
+        .expect("status finding");
+    assert_eq!(f.status, Status::Fail);
+    let evidence = f.evidence.as_deref().unwrap_or("");
+    assert!(
+        evidence.contains("403") && evidence.contains("csrf_origin_untrusted"),
+        "{evidence}"
+    );
+    assert!(!evidence.contains(PASSWORD));
+}
