@@ -356,9 +356,9 @@ pub fn mixed_content(page: &Origin, api: &Origin) -> Finding {
         .evidence(format!("page {page} → API {api}"))
         .fix(format!("serve the API over https (public_url = \"https://{}\")", api.host()))
     } else if page.scheme() == "https" && api.scheme() == "http" {
-        Finding::fail(
+        Finding::warn(
             "mixed-content",
-            format!("an https page calling the plain-http {api}: schemeful same-site makes it cross-site, and browsers block or restrict it (rule 12)"),
+            format!("an https page calling the plain-http loopback {api}: not blocked as mixed content (loopback is potentially trustworthy), but the schemes differ, so the pair is cross-site (rule 4)"),
         )
         .evidence(format!("page {page} → API {api}"))
         .fix("use the same scheme for the page and the API")
@@ -1205,6 +1205,13 @@ mod tests {
             mixed_content(&o("https://www.a.com"), &o("https://api.a.com")).status,
             Status::Pass
         );
+        let loopback = mixed_content(&o("https://localhost:3000"), &o("http://localhost:8000"));
+        assert_eq!(
+            loopback.status,
+            Status::Warn,
+            "loopback is potentially trustworthy"
+        );
+        assert!(loopback.summary.contains("cross-site"));
     }
 
     #[test]
