@@ -1,0 +1,141 @@
+// Cross-checks `vestibule doctor` against real Chromium: for each scenario, one small API server
+// on loopback behaves as described, Chromium (third-party cookies blocked, the default) logs in
+// from the page and calls again, and the API records whether the session cookie came back. The
+// doctor's verdict for "Chromium, third-party cookies blocked" must match.
+//
+// Run: cargo build -p vestibule-cli && cd e2e/doctor && npm install && node run.mjs
+// Needs /usr/bin/chromium (apt-get install -y chromium). Exit 1 on any mismatch.
+
+import { createServer } from 'node:http';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const VESTIBULE = process.env.VESTIBULE_BIN ?? join(here, '../../target/debug/vestibule');
+const HOSTS = ['www.acme.test', 'api.acme.test'];
+
+const LAX = 'sid=e2e; Path=/; HttpOnly; SameSite=Lax';
+const scenarios = [
+  { name: 'localhost ports, include', page: 'localhost', api: 'localhost', mode: 'include', cookie: LAX },
+  { name: 'localhost ports, default credentials', page: 'localhost', api: 'localhost', mode: 'same-origin', cookie: LAX },
+  { name: 'localhost page, 127.0.0.1 API', page: 'localhost', api: '127.0.0.1', mode: 'include', cookie: LAX },
+  { name: 'www/api subdomains over http', page: 'www.acme.test', api: 'api.acme.test', mode: 'include', cookie: LAX },
+  { name: 'SameSite=None without Secure', page: 'localhost', api: 'localhost', mode: 'include', cookie: 'sid=e2e; Path=/; SameSite=None' },
+  { name: 'Secure over http on a named host', page: 'www.acme.test', api: 'api.acme.test', mode: 'include', cookie: 'sid=e2e; Path=/; Secure; SameSite=Lax' },
+  { name: 'cross-site SameSite=None; Secure', page: 'localhost', api: '127.0.0.1', mode: 'include', cookie: 'sid=e2e; Path=/; Secure; SameSite=None' },
+  { name: 'cross-site SameSite=None; Secure; Partitioned', page: 'localhost', api: '127.0.0.1', mode: 'include', cookie: 'sid=e2e; Path=/; Secure; SameSite=None; Partitioned' },
+  { name: 'Domain not matching the API host', page: 'www.acme.test', api: 'api.acme.test', mode: 'include', cookie: 'sid=e2e; Path=/; Domain=www.acme.test; SameSite=Lax' },
+  { name: 'proxied Path not covering the API path', page: 'same', api: 'www.acme.test', prefix: '/api', mode: 'same-origin', cookie: 'sid=e2e; Path=/auth; SameSite=Lax' },
+];
+
+function listen(handler) {
+  return new Promise((resolve) => {
+    const server = createServer(handler);
+    server.listen(0, '127.0.0.1', () => resolve(server));
+  });
+}
+
+// The API: preflights allowed, CORS echoing the origin with credentials and Vary, the scenario's
+// Set-Cookie on login, and a record of the Cookie header of every later GET.
+async function api(scenario) {
+  const seen = [];
+  const server = await listen((req, res) => {
+    const origin = req.headers.origin;
+    if (origin) {
+      res.setHeader('access-control-allow-origin', origin);
+      res.setHeader('access-control-allow-credentials', 'true');
+      res.setHeader('vary', 'Origin');
+    }
+    const path = req.url.split('?')[0];
+    if (req.method === 'OPTIONS') {
+      res.setHeader('access-control-allow-methods', 'GET, POST');
+      res.setHeader('access-control-allow-headers', 'content-type');
+      res.writeHead(204).end();
+    } else if (req.method === 'POST') {
+      req.resume();
+      res.setHeader('set-cookie', scenario.cookie);
+      res.setHeader('content-type', 'application/json');
+      res.writeHead(200).end('{"ok":true}');
+    } else if (path.endsWith('/me')) {
+      seen.push(req.headers['user-agent']?.startsWith('vestibule-doctor') ? null : (req.headers.cookie ?? ''));
+      res.writeHead(200).end('{}');
+    } else {
+      res.setHeader('content-type', 'text/html');
+      res.writeHead(200).end('<!doctype html><title>page</title>');
+    }
+  });
+  return { server, seen, port: server.address().port };
+}
+
+async function pageServer() {
+  return listen((req, res) => {
+    res.setHeader('content-type', 'text/html');
+    res.writeHead(200).end('<!doctype html><title>page</title>');
+  });
+}
+
+// Async: the API servers live in this process and must keep answering while the doctor runs.
+async function doctorVerdict(pageUrl, apiUrl, mode) {
+  const args = ['doctor', '--page', pageUrl, '--api', apiUrl, '--json-body', '{}', '--credentials', mode, '--json'];
+  for (const h of HOSTS) args.push('--resolve', `${h}:127.0.0.1`);
+  let out;
+  try {
+    ({ stdout: out } = await promisify(execFile)(VESTIBULE, args, { encoding: 'utf8' }));
+  } catch (e) {
+    if (e.code !== 1) throw e;
+    out = e.stdout;
+  }
+  const d = JSON.parse(out);
+  return d.verdicts.find((v) => v.family === 'chromium-3pc-blocked').status === 'pass';
+}
+
+const profile = mkdtempSync(join(tmpdir(), 'vestibule-doctor-e2e-'));
+const context = await chromium.launchPersistentContext(profile, {
+  executablePath: '/usr/bin/chromium',
+  headless: true,
+  args: [
+    '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    `--host-resolver-rules=${HOSTS.map((h) => `MAP ${h} 127.0.0.1`).join(', ')}`,
+  ],
+});
+let mismatches = 0;
+try {
+  for (const s of scenarios) {
+    const a = await api(s);
+    const p = s.page === 'same' ? null : await pageServer();
+    const prefix = s.prefix ?? '';
+    const apiBase = `http://${s.api}:${a.port}${prefix}`;
+    const pageUrl = p ? `http://${s.page}:${p.address().port}/` : `http://${s.api}:${a.port}/`;
+    const page = await context.newPage();
+    await page.goto(pageUrl);
+    await page.evaluate(async ({ apiBase, mode }) => {
+      const opts = { credentials: mode };
+      try {
+        await fetch(`${apiBase}/auth/login`, { ...opts, method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+      } catch {}
+      try {
+        await fetch(`${apiBase}/auth/me`, opts);
+      } catch {}
+    }, { apiBase, mode: s.mode });
+    await page.close();
+    await context.clearCookies();
+    const browserWorks = a.seen.some((c) => c !== null && c.includes('sid=e2e'));
+    const doctorWorks = await doctorVerdict(pageUrl.replace(/\/$/, ''), `${apiBase}/auth/login`, s.mode);
+    const ok = browserWorks === doctorWorks;
+    if (!ok) mismatches += 1;
+    console.log(`${ok ? 'agree   ' : 'MISMATCH'}  ${s.name}: Chromium ${browserWorks ? 'sent the cookie back' : 'dropped it'}, doctor says ${doctorWorks ? 'works' : 'fails'}`);
+    a.server.close();
+    p?.close();
+  }
+} finally {
+  await context.close();
+  rmSync(profile, { recursive: true, force: true });
+}
+console.log(mismatches === 0 ? `all ${scenarios.length} scenarios agree` : `${mismatches} mismatch(es)`);
+process.exit(mismatches === 0 ? 0 : 1);
