@@ -4,12 +4,14 @@
 // doctor's verdict for "Chromium, third-party cookies blocked" must match.
 //
 // Run: cargo build -p vestibule-cli && cd e2e/doctor && npm install && node run.mjs
+// (https scenarios: a self-signed certificate from the openssl CLI, trusted by the doctor via --cacert)
 // Needs /usr/bin/chromium (apt-get install -y chromium). Exit 1 on any mismatch.
 
 import { createServer } from 'node:http';
-import { execFile } from 'node:child_process';
+import { createServer as createTlsServer } from 'node:https';
+import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,7 +19,7 @@ import { chromium } from 'playwright-core';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const VESTIBULE = process.env.VESTIBULE_BIN ?? join(here, '../../target/debug/vestibule');
-const HOSTS = ['www.acme.test', 'api.acme.test'];
+const HOSTS = ['www.acme.test', 'api.acme.test', 'app.spa.test'];
 
 const LAX = 'sid=e2e; Path=/; HttpOnly; SameSite=Lax';
 const scenarios = [
@@ -31,11 +33,31 @@ const scenarios = [
   { name: 'cross-site SameSite=None; Secure; Partitioned', page: 'localhost', api: '127.0.0.1', mode: 'include', cookie: 'sid=e2e; Path=/; Secure; SameSite=None; Partitioned' },
   { name: 'Domain not matching the API host', page: 'www.acme.test', api: 'api.acme.test', mode: 'include', cookie: 'sid=e2e; Path=/; Domain=www.acme.test; SameSite=Lax' },
   { name: 'proxied Path not covering the API path', page: 'same', api: 'www.acme.test', prefix: '/api', mode: 'same-origin', cookie: 'sid=e2e; Path=/auth; SameSite=Lax' },
+  { name: 'www/api subdomains over https, __Host- cookie', tls: true, page: 'www.acme.test', api: 'api.acme.test', mode: 'include', cookie: '__Host-sid=e2e; Path=/; Secure; HttpOnly; SameSite=Lax' },
+  { name: 'truly cross-site over https without Partitioned', tls: true, page: 'app.spa.test', api: 'api.acme.test', mode: 'include', cookie: 'sid=e2e; Path=/; Secure; SameSite=None' },
+  { name: 'truly cross-site over https with Partitioned', tls: true, page: 'app.spa.test', api: 'api.acme.test', mode: 'include', cookie: 'sid=e2e; Path=/; Secure; SameSite=None; Partitioned' },
+  { name: 'http page, https API (schemeful cross-site)', tls: 'api', page: 'www.acme.test', api: 'api.acme.test', mode: 'include', cookie: 'sid=e2e; Path=/; Secure; SameSite=Lax' },
 ];
 
-function listen(handler) {
+// A self-signed certificate for the test host names (Chromium ignores certificate errors; the
+// doctor is given the certificate with --cacert, so it verifies as usual).
+const certDir = mkdtempSync(join(tmpdir(), 'vestibule-doctor-e2e-cert-'));
+execFileSyncQuiet('openssl', [
+  'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=acme.test',
+  '-addext', `subjectAltName=${HOSTS.map((h) => `DNS:${h}`).join(',')}`,
+  // An end-entity certificate: verifiers refuse a CA certificate used as a server's.
+  '-addext', 'basicConstraints=critical,CA:FALSE',
+  '-keyout', join(certDir, 'key.pem'), '-out', join(certDir, 'cert.pem'),
+]);
+const TLS = { key: readFileSync(join(certDir, 'key.pem')), cert: readFileSync(join(certDir, 'cert.pem')) };
+
+function execFileSyncQuiet(cmd, args) {
+  execFileSync(cmd, args, { stdio: 'ignore' });
+}
+
+function listen(handler, tls = false) {
   return new Promise((resolve) => {
-    const server = createServer(handler);
+    const server = tls ? createTlsServer(TLS, handler) : createServer(handler);
     server.listen(0, '127.0.0.1', () => resolve(server));
   });
 }
@@ -68,20 +90,20 @@ async function api(scenario) {
       res.setHeader('content-type', 'text/html');
       res.writeHead(200).end('<!doctype html><title>page</title>');
     }
-  });
+  }, scenario.tls === true || scenario.tls === 'api');
   return { server, seen, port: server.address().port };
 }
 
-async function pageServer() {
+async function pageServer(tls) {
   return listen((req, res) => {
     res.setHeader('content-type', 'text/html');
     res.writeHead(200).end('<!doctype html><title>page</title>');
-  });
+  }, tls);
 }
 
 // Async: the API servers live in this process and must keep answering while the doctor runs.
 async function doctorVerdict(pageUrl, apiUrl, mode) {
-  const args = ['doctor', '--page', pageUrl, '--api', apiUrl, '--json-body', '{}', '--credentials', mode, '--json'];
+  const args = ['doctor', '--page', pageUrl, '--api', apiUrl, '--json-body', '{}', '--credentials', mode, '--json', '--cacert', join(certDir, 'cert.pem')];
   for (const h of HOSTS) args.push('--resolve', `${h}:127.0.0.1`);
   let out;
   try {
@@ -101,6 +123,7 @@ const context = await chromium.launchPersistentContext(profile, {
   args: [
     '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
     '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    '--ignore-certificate-errors',
     `--host-resolver-rules=${HOSTS.map((h) => `MAP ${h} 127.0.0.1`).join(', ')}`,
   ],
 });
@@ -108,10 +131,12 @@ let mismatches = 0;
 try {
   for (const s of scenarios) {
     const a = await api(s);
-    const p = s.page === 'same' ? null : await pageServer();
+    const p = s.page === 'same' ? null : await pageServer(s.tls === true);
     const prefix = s.prefix ?? '';
-    const apiBase = `http://${s.api}:${a.port}${prefix}`;
-    const pageUrl = p ? `http://${s.page}:${p.address().port}/` : `http://${s.api}:${a.port}/`;
+    const apiScheme = s.tls ? 'https' : 'http';
+    const pageScheme = s.tls === true ? 'https' : 'http';
+    const apiBase = `${apiScheme}://${s.api}:${a.port}${prefix}`;
+    const pageUrl = p ? `${pageScheme}://${s.page}:${p.address().port}/` : `${apiScheme}://${s.api}:${a.port}/`;
     const page = await context.newPage();
     await page.goto(pageUrl);
     await page.evaluate(async ({ apiBase, mode }) => {
@@ -136,6 +161,7 @@ try {
 } finally {
   await context.close();
   rmSync(profile, { recursive: true, force: true });
+  rmSync(certDir, { recursive: true, force: true });
 }
 console.log(mismatches === 0 ? `all ${scenarios.length} scenarios agree` : `${mismatches} mismatch(es)`);
 process.exit(mismatches === 0 ? 0 : 1);
