@@ -9,7 +9,7 @@
 
 import { createServer } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -158,10 +158,49 @@ try {
     a.server.close();
     p?.close();
   }
+  // Live detection: a real `vestibule serve` (debug_endpoint on) must log the drop once when the
+  // page signs up without credentials: 'include', and stay quiet when it uses it.
+  for (const mode of ['same-origin', 'include']) {
+    const p = await pageServer(false);
+    const pageOrigin = `http://localhost:${p.address().port}`;
+    const probe = await listen(() => {});
+    const port = probe.address().port;
+    probe.close();
+    const dir = mkdtempSync(join(tmpdir(), 'vestibule-doctor-e2e-serve-'));
+    const server = spawn(VESTIBULE, ['serve', '--demo', '--listen', `127.0.0.1:${port}`], {
+      cwd: dir,
+      env: { ...process.env, VESTIBULE_DEBUG_ENDPOINT: 'true', VESTIBULE_SPA_ORIGINS: pageOrigin, VESTIBULE_PUBLIC_URL: `http://localhost:${port}` },
+    });
+    let logs = '';
+    server.stderr.on('data', (d) => { logs += d; });
+    for (let i = 0; i < 100; i += 1) {
+      const up = await fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.ok, () => false);
+      if (up) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const page = await context.newPage();
+    await page.goto(`${pageOrigin}/`);
+    await page.evaluate(async ({ api, mode }) => {
+      await fetch(`${api}/auth/signup`, { method: 'POST', credentials: mode, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'e2e', password: 'a long password' }) });
+      await fetch(`${api}/auth/me`, { credentials: mode });
+      await fetch(`${api}/auth/me`, { credentials: mode });
+    }, { api: `http://localhost:${port}`, mode });
+    await page.close();
+    await context.clearCookies();
+    server.kill('SIGTERM');
+    await new Promise((r) => server.on('exit', r));
+    rmSync(dir, { recursive: true, force: true });
+    p.close();
+    const count = logs.split('the browser did not store or send the session cookie').length - 1;
+    const expected = mode === 'include' ? 0 : 1;
+    const ok = count === expected;
+    if (!ok) mismatches += 1;
+    console.log(`${ok ? 'agree   ' : 'MISMATCH'}  live detection, credentials ${mode}: logged the drop ${count} time(s), expected ${expected}`);
+  }
 } finally {
   await context.close();
   rmSync(profile, { recursive: true, force: true });
   rmSync(certDir, { recursive: true, force: true });
 }
-console.log(mismatches === 0 ? `all ${scenarios.length} scenarios agree` : `${mismatches} mismatch(es)`);
+console.log(mismatches === 0 ? `all ${scenarios.length} scenarios and the live detection agree` : `${mismatches} mismatch(es)`);
 process.exit(mismatches === 0 ? 0 : 1);
