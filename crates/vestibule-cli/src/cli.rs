@@ -41,6 +41,60 @@ pub(crate) enum Command {
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Explain why a browser drops (or never sends) the session cookie: probe a server
+    /// (--page + --api), check a configuration offline (--config + --page), or scan a SPA's
+    /// source for calls without credentials (--scan). Exit 0: every browser family works;
+    /// 1: one would fail; 2: usage error.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DoctorArgs {
+    /// The SPA page's URL or origin (e.g. http://localhost:3000).
+    #[arg(long)]
+    pub(crate) page: Option<String>,
+    /// The API URL the page calls (e.g. http://localhost:8000/auth/login). Without it, the
+    /// configuration (--config or ./vestibule.toml) is checked offline.
+    #[arg(long)]
+    pub(crate) api: Option<String>,
+    /// Method of the call (default POST with a body, else GET).
+    #[arg(long)]
+    pub(crate) method: Option<String>,
+    /// A JSON body (sent with Content-Type: application/json, as a SPA would).
+    #[arg(long, conflicts_with = "username")]
+    pub(crate) json_body: Option<String>,
+    /// Log in as this user: the body is {"username","password"}; needs --password-stdin.
+    #[arg(long, requires = "password_stdin")]
+    pub(crate) username: Option<String>,
+    /// Read the password from the first line of standard input.
+    #[arg(long, requires = "username")]
+    pub(crate) password_stdin: bool,
+    /// A header the SPA sends, `Name: value` (repeatable).
+    #[arg(long = "header", value_name = "K:V")]
+    pub(crate) headers: Vec<String>,
+    /// The SPA's fetch credentials mode: include, same-origin (fetch's default) or omit.
+    #[arg(long, default_value = "include")]
+    pub(crate) credentials: String,
+    /// Where the SPA calls next, sent with the returned cookies (default: …/login → …/me).
+    #[arg(long = "then", value_name = "URL")]
+    pub(crate) then: Option<String>,
+    /// Resolve a host name to an address instead of DNS, `host:ip` (repeatable), to test named
+    /// hosts on loopback.
+    #[arg(long = "resolve", value_name = "HOST:IP")]
+    pub(crate) resolve: Vec<String>,
+    /// A PEM file of certificates to trust besides the system's (a development CA).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) cacert: Option<PathBuf>,
+    /// Seconds to wait for each answer.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) timeout: u64,
+    /// Print the diagnosis as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Scan a SPA's JavaScript/TypeScript source for fetch/axios/XHR calls without
+    /// credentials: 'include' / withCredentials (narrowed by --api and --page when given).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) scan: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

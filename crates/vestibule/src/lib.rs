@@ -47,6 +47,7 @@ pub mod config;
 pub mod cors;
 pub mod csrf;
 pub mod db;
+pub mod doctor;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -765,7 +765,11 @@ pub fn parse_same_site(value: &str) -> Option<SameSite> {
 /// cookie names, the `Authorization` scheme, and the `Referer` without query or fragment.
 ///
 /// Mount with the policy as state: `.route("/auth/_debug", get(debug_echo).with_state(policy))`.
-pub async fn debug_echo(State(policy): State<Arc<OriginsPolicy>>, headers: HeaderMap) -> Response {
+pub async fn debug_echo(
+    State(policy): State<Arc<OriginsPolicy>>,
+    live: Option<axum::Extension<crate::doctor::live::LiveAnalysis>>,
+    headers: HeaderMap,
+) -> Response {
     let text = |name: header::HeaderName| {
         headers
             .get(name)
@@ -887,6 +891,8 @@ pub async fn debug_echo(State(policy): State<Arc<OriginsPolicy>>, headers: Heade
             "cookie": policy.cookie_verdict(origin.as_ref()),
             "notes": notes,
         },
+        // The live cookie-drop detection's view of this client (doctor/live.rs).
+        "live": live.map(|axum::Extension(l)| l),
     });
     (
         [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],

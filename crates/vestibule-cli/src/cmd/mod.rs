@@ -2,6 +2,7 @@
 
 mod config_check;
 mod dev;
+mod doctor;
 mod serve;
 mod token;
 mod user;
@@ -40,6 +41,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Config(_) => config_check::run(&cli),
         Command::Dev(_) => dev::run(&cli).await,
+        Command::Doctor(args) => doctor::run(&cli, args).await,
         command => {
             let config = load_config(&cli)
                 .context("the configuration is not usable (run `vestibule config check`)")?;
@@ -50,6 +52,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Command::Token(t) => token::run(config, t).await,
                 Command::Config(_) => config_check::run(&cli),
                 Command::Dev(_) => dev::run(&cli).await,
+                Command::Doctor(args) => doctor::run(&cli, args).await,
             }
         }
     }

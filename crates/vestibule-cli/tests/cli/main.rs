@@ -2,6 +2,7 @@
 //! `VESTIBULE_*` variable removed, so nothing from the developer's environment leaks in.
 
 mod dev;
+mod doctor;
 mod gateway;
 
 use std::io::Write;

@@ -260,7 +260,8 @@ pub fn router(state: AppState, config: &Config) -> Router {
         Some(g) => app.fallback(move |req: axum::extract::Request| g.clone().handle(req)),
         None => app.fallback(routes::not_found),
     };
-    app.method_not_allowed_fallback(routes::method_not_allowed)
+    let router = app
+        .method_not_allowed_fallback(routes::method_not_allowed)
         .with_state(state.clone())
         .layer(
             ServiceBuilder::new()
@@ -281,7 +282,19 @@ pub fn router(state: AppState, config: &Config) -> Router {
                 .layer(DefaultBodyLimit::max(config.body_limit))
                 .layer(SessionLayer::new(state.sessions.clone()))
                 .layer(CsrfLayer::new(config.csrf.clone())),
-        )
+        );
+    if config.debug_endpoint {
+        // Development: notice logins whose session cookie never comes back (doctor/live.rs).
+        let live = crate::doctor::live::LiveDoctor::new(
+            config.public_origin.clone(),
+            config.session.cookie.name.clone(),
+        );
+        return router.layer(axum::middleware::from_fn_with_state(
+            live,
+            crate::doctor::live::middleware,
+        ));
+    }
+    router
 }
 
 impl App {

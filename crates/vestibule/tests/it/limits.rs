@@ -458,6 +458,9 @@ async fn connections_beyond_the_cap_wait_for_a_free_slot() {
 async fn a_login_beyond_the_session_cap_ends_the_least_recently_used_session() {
     let app = TestApp::spawn_with(|raw| raw.limits.max_sessions_per_user = 3).await;
     let first = app.signed_up("jack", PASSWORD).await;
+    // Session times have one-second resolution: make the first one strictly the least recently
+    // used (the later logins may share a second; only the first must go).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let mut others = Vec::new();
     for _ in 0..3 {
         let mut c = app.client();

@@ -6,6 +6,7 @@ mod api;
 mod bearer;
 mod cors;
 mod csrf;
+mod doctor;
 mod limits;
 mod proxy;
 mod robustness;

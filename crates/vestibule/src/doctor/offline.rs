@@ -1,0 +1,193 @@
+//! `vestibule doctor --config vestibule.toml --page …`: the exchange a Vestibule server with this
+//! configuration would have with the page, derived with no server and no database.
+//!
+//! The answers come from the server's own code, not from a re-implementation: the preflight and
+//! the CORS headers from [`crate::cors::cors_layer`] (run in process), the `Set-Cookie` from the
+//! session cookie configuration the server would use. The login is assumed to succeed and the
+//! SPA to call like the Vestibule client (`credentials: 'include'`, a JSON body).
+
+use std::convert::Infallible;
+
+use axum::body::Body;
+use axum::http::{HeaderValue, Method, Request, header};
+use axum::response::Response;
+use tower::{Layer, ServiceExt, service_fn};
+use url::Url;
+
+use super::rules::{Credentials, Exchange, Observed};
+use crate::config::Config;
+use crate::origin::Origin;
+
+/// The login path of the Vestibule API.
+const LOGIN: &str = "/auth/login";
+/// Where the SPA calls next.
+const ME: &str = "/auth/me";
+
+fn observe(res: &Response) -> Observed {
+    Observed {
+        status: res.status().as_u16(),
+        headers: res
+            .headers()
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        error_body: None,
+    }
+}
+
+/// The exchange between `page` and a server configured by `config`, with the SPA's
+/// `credentials` mode.
+///
+/// # Errors
+/// Only if the configured public origin does not make a URL (validation prevents it).
+pub async fn exchange(
+    config: &Config,
+    page: &Origin,
+    credentials: Credentials,
+) -> Result<Exchange, url::ParseError> {
+    let base = config.public_origin.to_string();
+    let api = Url::parse(&format!("{base}{LOGIN}"))?;
+    let later = Url::parse(&format!("{base}{ME}"))?;
+    let cookie = config.session.cookie.clone();
+    let max_age = i64::try_from(config.session.idle_timeout.as_secs()).unwrap_or(i64::MAX / 2);
+    let inner = service_fn(move |req: Request<Body>| {
+        let cookie = cookie.clone();
+        async move {
+            let mut res = Response::new(Body::empty());
+            if req.uri().path() == LOGIN {
+                // A placeholder of a real token's length; values are redacted in reports anyway.
+                let set = cookie.build("v".repeat(48), max_age).to_string();
+                if let Ok(v) = HeaderValue::from_str(&set) {
+                    res.headers_mut().append(header::SET_COOKIE, v);
+                }
+            }
+            Ok::<_, Infallible>(res)
+        }
+    });
+    let svc = crate::cors::cors_layer(config).layer(inner);
+    let page_text = page.to_string();
+    let call = |method: Method, path: &str, extra: &[(&str, &str)]| {
+        let mut b = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::ORIGIN, page_text.as_str());
+        for (n, v) in extra {
+            b = b.header(*n, *v);
+        }
+        let req = b.body(Body::empty()).unwrap_or_default();
+        let svc = svc.clone();
+        async move {
+            match svc.oneshot(req).await {
+                Ok(res) => observe(&res),
+                Err(never) => match never {},
+            }
+        }
+    };
+    let cross_origin = *page != config.public_origin;
+    let preflight = if cross_origin {
+        Some(
+            call(
+                Method::OPTIONS,
+                LOGIN,
+                &[
+                    ("access-control-request-method", "POST"),
+                    ("access-control-request-headers", "content-type"),
+                ],
+            )
+            .await,
+        )
+    } else {
+        None
+    };
+    let response = call(Method::POST, LOGIN, &[("content-type", "application/json")]).await;
+    let followup = call(Method::GET, ME, &[]).await;
+    Ok(Exchange {
+        page: page.clone(),
+        api,
+        method: "POST".into(),
+        request_headers: vec![("content-type".into(), "application/json".into())],
+        credentials,
+        preflight,
+        response: Some(response),
+        later,
+        followup: Some(followup),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RawConfig;
+    use crate::doctor::rules::{Status, diagnose};
+
+    fn config(public_url: &str, spa: &[&str]) -> Config {
+        let raw = RawConfig {
+            public_url: Some(public_url.into()),
+            spa_origins: spa.iter().map(|s| (*s).to_owned()).collect(),
+            ..RawConfig::default()
+        };
+        raw.validate().expect("valid config")
+    }
+
+    fn page(s: &str) -> Origin {
+        Origin::parse(s).expect("origin")
+    }
+
+    #[tokio::test]
+    async fn a_listed_same_site_spa_works_everywhere() {
+        let c = config("http://localhost:8000", &["http://localhost:3000"]);
+        let ex = exchange(&c, &page("http://localhost:3000"), Credentials::Include)
+            .await
+            .expect("exchange");
+        let d = diagnose(&ex);
+        assert!(d.all_work(), "{d:#?}");
+        assert!(
+            ex.response
+                .as_ref()
+                .is_some_and(|r| r.get("set-cookie").is_some())
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unlisted_spa_is_told_the_config_key() {
+        let c = config("http://localhost:8000", &["http://localhost:3000"]);
+        let d = diagnose(
+            &exchange(&c, &page("http://localhost:4000"), Credentials::Include)
+                .await
+                .expect("exchange"),
+        );
+        assert!(!d.all_work());
+        let f = d
+            .findings
+            .iter()
+            .find(|f| f.rule == "preflight-allow-origin" && f.status == Status::Fail)
+            .expect("preflight refused");
+        assert!(
+            f.fix
+                .as_deref()
+                .is_some_and(|x| x.contains("spa_origins = [\"http://localhost:4000\"]")),
+            "{f:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cross_site_spa_gets_chips_and_the_safari_caveat() {
+        let c = config("https://api.acme.com", &["https://app.other.com"]);
+        let d = diagnose(
+            &exchange(&c, &page("https://app.other.com"), Credentials::Include)
+                .await
+                .expect("exchange"),
+        );
+        let v: Vec<Status> = d.verdicts.iter().map(|v| v.status).collect();
+        assert_eq!(
+            v,
+            [Status::Pass, Status::Pass, Status::Pass, Status::Fail],
+            "{d:#?}"
+        );
+    }
+}
