@@ -7,6 +7,7 @@ mod bearer;
 mod cors;
 mod csrf;
 mod robustness;
+mod services;
 mod session_layer;
 mod sessions;
 mod store_conformance;

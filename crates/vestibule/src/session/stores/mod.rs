@@ -2,8 +2,10 @@
 
 mod cached;
 mod memory;
+mod redis;
 mod sqlite;
 
 pub use cached::CachedStore;
 pub use memory::MemoryStore;
+pub use redis::{DEFAULT_PREFIX as REDIS_DEFAULT_PREFIX, RedisConfig, RedisStore};
 pub use sqlite::SqliteStore;
