@@ -4,8 +4,10 @@
 
 mod api;
 mod bearer;
+mod coherence;
 mod cors;
 mod csrf;
+mod outage;
 mod robustness;
 mod services;
 mod session_layer;

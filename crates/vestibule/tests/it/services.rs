@@ -82,3 +82,113 @@ fn delete_prefix(url: &str, prefix: &str) -> redis::RedisResult<()> {
     }
     Ok(())
 }
+
+/// A `redis-server` owned by one test: its own loopback port and directory (append-only file on,
+/// so its data survives a stop and start), stopped when dropped.
+pub struct OwnedRedis {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<std::process::Child>,
+    extra: Vec<String>,
+}
+
+/// A free loopback port (bound, then released for the server to take).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl OwnedRedis {
+    /// Starts one on a free port; `None` (after the skip message) without `redis-server`.
+    pub async fn start(extra: &[&str]) -> Option<Self> {
+        let mut r = Self {
+            port: free_port(),
+            dir: tempfile::tempdir().expect("temp dir"),
+            child: None,
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        if let Err(e) = r.launch().await {
+            unavailable("redis-server", "PATH", &e);
+            return None;
+        }
+        Some(r)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Starts the process (again) and waits until it answers PING (at most 10 s).
+    pub async fn launch(&mut self) -> Result<(), String> {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--protected-mode",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .args(&self.extra)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot run redis-server: {e}"))?;
+        self.child = Some(child);
+        for _ in 0..100 {
+            let ping = async {
+                let client = redis::Client::open(self.url()).ok()?;
+                let mut c = client.get_multiplexed_async_connection().await.ok()?;
+                redis::cmd("PING").query_async::<String>(&mut c).await.ok()
+            };
+            if tokio::time::timeout(Duration::from_millis(200), ping)
+                .await
+                .ok()
+                .flatten()
+                .is_some()
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err("redis-server did not answer within 10 s".into())
+    }
+
+    /// Runs `redis-cli` against this server.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli runs")
+    }
+
+    /// Stops the server cleanly (its data is on disk) and waits for the process to end.
+    pub fn stop(&mut self) {
+        let _ = self.cli(&["shutdown"]);
+        if let Some(mut child) = self.child.take() {
+            for _ in 0..100 {
+                if child.try_wait().ok().flatten().is_some() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for OwnedRedis {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

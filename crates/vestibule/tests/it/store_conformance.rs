@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 use vestibule::db::Database;
-use vestibule::session::stores::{CachedStore, MemoryStore, RedisConfig, RedisStore, SqliteStore};
+use vestibule::session::stores::{
+    CachedStore, Invalidation, MemoryStore, RedisConfig, RedisInvalidation, RedisStore, SqliteStore,
+};
 use vestibule::session::{Delta, Record, SessionStore, StoreError, now};
 use vestibule::token::{SecretToken, TokenKind};
 
@@ -58,6 +60,25 @@ async fn sqlite_db() -> (Database, tempfile::TempDir) {
         .await
         .expect("db opens");
     (db, dir)
+}
+
+/// A Redis store with the coherent cache in front, as `session.redis_cache = true` builds it.
+pub fn cached_redis_store(config: &RedisConfig) -> CachedStore<RedisStore> {
+    let store = RedisStore::new(config).expect("redis store");
+    let publisher = store.clone();
+    CachedStore::coherent(store, 10_000, |handle| {
+        let feed: Arc<dyn Invalidation> = RedisInvalidation::start(publisher, config, handle);
+        feed
+    })
+}
+
+pub async fn cached_redis() -> Option<Fixture> {
+    let (config, guard) = redis_config().await?;
+    Some(Fixture {
+        store: Arc::new(cached_redis_store(&config)),
+        _dir: None,
+        _guard: Some(Box::new(guard)),
+    })
 }
 
 pub async fn memory() -> Option<Fixture> {
@@ -318,6 +339,7 @@ store_suite!(memory);
 store_suite!(sqlite);
 store_suite!(cached_sqlite);
 store_suite!(redis);
+store_suite!(cached_redis);
 
 /// The cache never serves a record its durable store no longer has when the change went through it.
 #[tokio::test]

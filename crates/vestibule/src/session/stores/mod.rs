@@ -3,9 +3,11 @@
 mod cached;
 mod memory;
 mod redis;
+mod redis_feed;
 mod sqlite;
 
-pub use cached::CachedStore;
+pub use cached::{CacheHandle, CachedStore, Invalidation};
 pub use memory::MemoryStore;
 pub use redis::{DEFAULT_PREFIX as REDIS_DEFAULT_PREFIX, RedisConfig, RedisStore};
+pub use redis_feed::RedisInvalidation;
 pub use sqlite::SqliteStore;
