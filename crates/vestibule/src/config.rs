@@ -93,7 +93,8 @@ pub struct RawConfig {
     /// cookie names, never values) and which browser rule drops the cookie. Development only;
     /// `--demo` does not turn it on.
     pub debug_endpoint: bool,
-    /// SQLite file (or `sqlite://path`) for users and sessions.
+    /// Users, access tokens and durable sessions: an SQLite file (or `sqlite://path`), or
+    /// `postgres://user:password@host:port/database` for several instances.
     pub database_url: String,
     /// Demo mode: signup on, and the URL printed at start-up.
     pub demo: bool,
@@ -418,7 +419,9 @@ pub struct Config {
     pub tokens: TokenSettings,
     /// Whether `GET /auth/_debug` is mounted.
     pub debug_endpoint: bool,
-    /// The SQLite file.
+    /// The database: an SQLite file or a PostgreSQL URL.
+    pub database: crate::db::DatabaseLocation,
+    /// The SQLite file (empty when the database is PostgreSQL).
     pub database_path: PathBuf,
     /// Demo mode.
     pub demo: bool,
@@ -552,13 +555,17 @@ impl RawConfig {
                 None
             }
         };
-        let database_path = match crate::db::sqlite_path(&self.database_url) {
-            Ok(path) => Some(path),
+        let database = match crate::db::DatabaseLocation::parse(&self.database_url) {
+            Ok(location) => Some(location),
             Err(e) => {
                 p.add("database_url", e.to_string());
                 None
             }
         };
+        let database_path = database.as_ref().map(|d| match d {
+            crate::db::DatabaseLocation::Sqlite(path) => path.clone(),
+            crate::db::DatabaseLocation::Postgres(_) => PathBuf::new(),
+        });
         let idle = p.duration("session.idle_timeout", &self.session.idle_timeout);
         let absolute = p.duration("session.absolute_timeout", &self.session.absolute_timeout);
         let touch = p.duration("session.touch_interval", &self.session.touch_interval);
@@ -717,8 +724,23 @@ impl RawConfig {
             own_origin: public_origin.clone(),
             trusted_origins: policy.csrf_trusted_origins(),
         };
+        let mut store = store;
+        if matches!(database, Some(crate::db::DatabaseLocation::Postgres(_)))
+            && store == StoreKind::CachedSqlite
+        {
+            // A per-process cache over a database other instances write to would serve what
+            // they revoked: the coherent cache is the Redis one.
+            store = StoreKind::Sqlite;
+            warnings.push(
+                "database_url is PostgreSQL: sessions are read from it uncached (a per-instance cache would not see other instances' revocations); use session.store = \"redis://…\" for a coherent cache".into(),
+            );
+        }
+        let Some(database) = database else {
+            return Err(ConfigError::Invalid(p.0));
+        };
         Ok(Config {
             listen,
+            database,
             database_path,
             demo: self.demo,
             log_format: self.log_format,

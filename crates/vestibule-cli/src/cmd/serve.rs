@@ -11,11 +11,11 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<ExitCode> {
     }
     let demo = config.demo;
     let origin = config.public_origin.clone();
-    let db = config.database_path.clone();
+    let db = config.database.clone();
     let store = config.store;
     let app = App::build(config).await?;
     let addr = app.local_addr()?;
-    tracing::info!(%addr, public_url = %origin, database = %db.display(), store = ?store, "vestibule listening");
+    tracing::info!(%addr, public_url = %origin, database = %db, store = ?store, "vestibule listening");
     if demo {
         println!(
             "Vestibule demo: open {origin}/ to sign up and log in (listening on {addr}; Ctrl-C stops)"

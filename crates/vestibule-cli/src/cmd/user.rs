@@ -34,7 +34,7 @@ fn read_password(args: &UserPasswordArgs) -> anyhow::Result<Password> {
 }
 
 pub(crate) async fn run(config: Config, command: &UserCommand) -> anyhow::Result<ExitCode> {
-    let db = Database::open(&config.database_path).await?;
+    let db = Database::connect(&config.database, config.store_timeout).await?;
     let users = UserStore::new(db.clone());
     let result = run_with(&config, &db, &users, command).await;
     db.close().await;

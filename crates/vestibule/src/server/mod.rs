@@ -215,7 +215,7 @@ impl App {
     /// # Errors
     /// [`StartError`] when the database cannot be opened or the address bound.
     pub async fn build(config: Config) -> Result<Self, StartError> {
-        let db = Database::open(&config.database_path).await?;
+        let db = Database::connect(&config.database, config.store_timeout).await?;
         let (store, cache) = build_store(&config, &db)?;
         let state = AppState::new(Shared {
             users: UserStore::new(db.clone()),

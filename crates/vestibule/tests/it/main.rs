@@ -8,6 +8,7 @@ mod coherence;
 mod cors;
 mod csrf;
 mod outage;
+mod postgres;
 mod robustness;
 mod services;
 mod session_layer;

@@ -192,3 +192,81 @@ impl Drop for OwnedRedis {
         }
     }
 }
+
+/// PostgreSQL for tests: `VESTIBULE_TEST_POSTGRES_URL`, default the local server's `test` database.
+pub fn postgres_url() -> String {
+    std::env::var("VESTIBULE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A fresh schema in the test PostgreSQL, dropped (with everything in it) when this is dropped.
+/// `url` selects it through `search_path`, so migrations and queries stay inside it.
+pub struct PgSchema {
+    pub url: String,
+    base: String,
+    name: String,
+}
+
+impl PgSchema {
+    /// Creates one; `None` (after the skip message) when PostgreSQL is unreachable.
+    pub async fn create() -> Option<Self> {
+        let base = postgres_url();
+        let name = format!("vt_{}", &random_prefix()[15..31]);
+        let made = async {
+            use sqlx::Connection;
+            let mut c = sqlx::PgConnection::connect(&base).await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}")))
+                .execute(&mut c)
+                .await?;
+            c.close().await
+        };
+        match tokio::time::timeout(Duration::from_secs(3), made).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                unavailable("PostgreSQL", &base, &e.to_string());
+                return None;
+            }
+            Err(_) => {
+                unavailable("PostgreSQL", &base, "no answer within 3 s");
+                return None;
+            }
+        }
+        let sep = if base.contains('?') { '&' } else { '?' };
+        Some(Self {
+            url: format!("{base}{sep}options[search_path]={name}"),
+            base,
+            name,
+        })
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let base = self.base.clone();
+        let name = self.name.clone();
+        // Drop runs outside async: a thread with its own small runtime does the cleanup.
+        let done = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            rt.block_on(async {
+                use sqlx::Connection;
+                let mut c = sqlx::PgConnection::connect(&base)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP SCHEMA IF EXISTS {name} CASCADE"
+                )))
+                .execute(&mut c)
+                .await
+                .map_err(|e| e.to_string())?;
+                c.close().await.map_err(|e| e.to_string())
+            })
+        })
+        .join();
+        if !matches!(done, Ok(Ok(()))) {
+            eprintln!("could not drop test schema {}: {done:?}", self.name);
+        }
+    }
+}

@@ -3,9 +3,10 @@
 use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
-use vestibule::db::Database;
+use vestibule::db::{Database, DatabaseLocation};
 use vestibule::session::stores::{
-    CachedStore, Invalidation, MemoryStore, RedisConfig, RedisInvalidation, RedisStore, SqliteStore,
+    CachedStore, Invalidation, MemoryStore, RedisConfig, RedisInvalidation, RedisStore, SqlStore,
+    SqliteStore,
 };
 use vestibule::session::{Delta, Record, SessionStore, StoreError, now};
 use vestibule::token::{SecretToken, TokenKind};
@@ -78,6 +79,34 @@ pub async fn cached_redis() -> Option<Fixture> {
         store: Arc::new(cached_redis_store(&config)),
         _dir: None,
         _guard: Some(Box::new(guard)),
+    })
+}
+
+/// A migrated database in a fresh PostgreSQL schema (dropped with the guard).
+pub async fn postgres_db() -> Option<(Database, services::PgSchema)> {
+    let schema = services::PgSchema::create().await?;
+    let location = DatabaseLocation::parse(&schema.url).expect("postgres url");
+    let db = Database::connect(&location, std::time::Duration::from_secs(5))
+        .await
+        .expect("postgres opens and migrates");
+    Some((db, schema))
+}
+
+pub async fn postgres() -> Option<Fixture> {
+    let (db, schema) = postgres_db().await?;
+    Some(Fixture {
+        store: Arc::new(SqlStore::new(db)),
+        _dir: None,
+        _guard: Some(Box::new(schema)),
+    })
+}
+
+pub async fn cached_postgres() -> Option<Fixture> {
+    let (db, schema) = postgres_db().await?;
+    Some(Fixture {
+        store: Arc::new(CachedStore::new(SqlStore::new(db), 10_000)),
+        _dir: None,
+        _guard: Some(Box::new(schema)),
     })
 }
 
@@ -340,6 +369,8 @@ store_suite!(sqlite);
 store_suite!(cached_sqlite);
 store_suite!(redis);
 store_suite!(cached_redis);
+store_suite!(postgres);
+store_suite!(cached_postgres);
 
 /// The cache never serves a record its durable store no longer has when the change went through it.
 #[tokio::test]

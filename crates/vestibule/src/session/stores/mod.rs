@@ -4,10 +4,10 @@ mod cached;
 mod memory;
 mod redis;
 mod redis_feed;
-mod sqlite;
+mod sql;
 
 pub use cached::{CacheHandle, CachedStore, Invalidation};
 pub use memory::MemoryStore;
 pub use redis::{DEFAULT_PREFIX as REDIS_DEFAULT_PREFIX, RedisConfig, RedisStore};
 pub use redis_feed::RedisInvalidation;
-pub use sqlite::SqliteStore;
+pub use sql::{SqlStore, SqliteStore};
