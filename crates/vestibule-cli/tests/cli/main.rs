@@ -7,6 +7,8 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod scale_out;
+
 fn vestibule(dir: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_vestibule"));
     cmd.current_dir(dir);
