@@ -103,8 +103,12 @@ pub fn free_port() -> u16 {
 impl OwnedRedis {
     /// Starts one on a free port; `None` (after the skip message) without `redis-server`.
     pub async fn start(extra: &[&str]) -> Option<Self> {
+        Self::start_on(free_port(), extra).await
+    }
+
+    async fn start_on(port: u16, extra: &[&str]) -> Option<Self> {
         let mut r = Self {
-            port: free_port(),
+            port,
             dir: tempfile::tempdir().expect("temp dir"),
             child: None,
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
@@ -268,5 +272,80 @@ impl Drop for PgSchema {
         if !matches!(done, Ok(Ok(()))) {
             eprintln!("could not drop test schema {}: {done:?}", self.name);
         }
+    }
+}
+
+/// A free port whose cluster bus port (+10000) is free too.
+fn cluster_port() -> u16 {
+    for _ in 0..100 {
+        let p = free_port();
+        if p < 55_000 && std::net::TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok() {
+            return p;
+        }
+    }
+    panic!("no free port pair for a cluster node");
+}
+
+/// A three-primary Redis Cluster on loopback, started by the test and gone with it.
+pub struct OwnedCluster {
+    pub nodes: Vec<OwnedRedis>,
+}
+
+impl OwnedCluster {
+    /// Starts three `redis-server --cluster-enabled yes`, joins them with
+    /// `redis-cli --cluster create`, and waits for `cluster_state:ok` on each (at most 30 s).
+    pub async fn start() -> Option<Self> {
+        let mut nodes = Vec::new();
+        for _ in 0..3 {
+            let node = OwnedRedis::start_on(
+                cluster_port(),
+                &[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "2000",
+                ],
+            )
+            .await?;
+            nodes.push(node);
+        }
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let out = std::process::Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addrs)
+            .arg("--cluster-yes")
+            .output();
+        match out {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => panic!("redis-cli --cluster create failed: {o:?}"),
+            Err(e) => {
+                unavailable("redis-cli", "PATH", &e.to_string());
+                return None;
+            }
+        }
+        for node in &nodes {
+            let mut ok = false;
+            for _ in 0..300 {
+                let info = node.cli(&["cluster", "info"]);
+                if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+                    ok = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            assert!(ok, "cluster never became ok on port {}", node.port);
+        }
+        Some(Self { nodes })
+    }
+
+    /// The seed URLs (all three nodes).
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(OwnedRedis::url).collect()
     }
 }

@@ -471,3 +471,51 @@ async fn redis_keys_carry_the_expiry_and_stay_under_the_prefix() {
         .expect("index");
     assert!(members.is_empty(), "deleted session left in the index");
 }
+
+/// The whole suite against a Redis Cluster the test starts itself (three primaries joined with
+/// `redis-cli --cluster create`): sessions and per-user indexes land in different slots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_cluster_passes_the_conformance_suite() {
+    let Some(cluster) = services::OwnedCluster::start().await else {
+        return;
+    };
+    let config = |prefix: &str| RedisConfig {
+        urls: cluster.urls(),
+        cluster: true,
+        prefix: prefix.to_owned(),
+        timeout: std::time::Duration::from_secs(2),
+    };
+    macro_rules! run {
+        ($($case:ident),*) => {$(
+            let plain: Arc<dyn SessionStore> = Arc::new(
+                RedisStore::new(&config(&services::random_prefix())).expect("store"),
+            );
+            $case(plain).await;
+            let cached: Arc<dyn SessionStore> =
+                Arc::new(cached_redis_store(&config(&services::random_prefix())));
+            $case(cached).await;
+        )*};
+    }
+    run!(
+        create_then_load_round_trips,
+        create_never_overwrites,
+        save_merges_only_the_delta,
+        save_never_creates_or_resurrects,
+        expired_records_are_invisible_and_purged,
+        expiry_slides_but_never_past_the_absolute_cap,
+        rotation_moves_data_and_kills_the_old_key,
+        per_user_listing_and_revocation,
+        concurrent_writers_of_different_keys_lose_nothing,
+        ping_answers
+    );
+    // Keys really are spread over the nodes.
+    let holding = cluster
+        .nodes
+        .iter()
+        .filter(|n| {
+            let out = n.cli(&["dbsize"]);
+            String::from_utf8_lossy(&out.stdout).trim() != "0"
+        })
+        .count();
+    assert!(holding >= 2, "all keys on one node: {holding}");
+}
