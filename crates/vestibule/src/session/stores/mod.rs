@@ -1,12 +1,14 @@
 //! Session store backends, one module each.
 
 mod cached;
+mod cookie;
 mod memory;
 mod redis;
 mod redis_feed;
 mod sql;
 
 pub use cached::{CacheHandle, CachedStore, Invalidation};
+pub use cookie::{CookieError, CookieKey, CookieKeyRing, MAX_COOKIE_VALUE, SealedSession};
 pub use memory::MemoryStore;
 pub use redis::{DEFAULT_PREFIX as REDIS_DEFAULT_PREFIX, RedisConfig, RedisStore};
 pub use redis_feed::RedisInvalidation;

@@ -181,6 +181,12 @@ impl Invalidation for RedisInvalidation {
                 return Err(e);
             }
         };
+        if !self.is_live() {
+            // Deaf ourselves (starting up, e.g. a `vestibule user` command, or reconnecting):
+            // the acknowledgements cannot reach us, but the others got the message from Redis.
+            self.state.forget(nonce);
+            return Ok(());
+        }
         self.state.update(nonce, false, Some(receivers));
         if tokio::time::timeout(self.timeout, rx).await.is_err() {
             // Some subscriber did not confirm within the bound: its subscription is failing, and
