@@ -89,3 +89,43 @@ async fn accounts_tokens_and_sessions_work_on_postgres() {
     assert_error(alice.get("/auth/me").await, 401, "not_authenticated").await;
     app.stop().await;
 }
+
+/// A PostgreSQL that does not answer in time (here: the sessions table locked by another
+/// connection) gives 503 `store_unavailable` within the store timeout, `/healthz` keeps answering,
+/// and the same session works again once the lock is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_postgres_gives_bounded_503s_and_recovers() {
+    use sqlx::Connection;
+    use std::time::{Duration, Instant};
+    let Some(schema) = PgSchema::create().await else {
+        return;
+    };
+    let url = schema.url.clone();
+    let app = TestApp::spawn_with(|raw| {
+        raw.database_url = url;
+        raw.session.store = RawStore::One("database".into());
+        raw.session.store_timeout = "300ms".into();
+    })
+    .await;
+    let alice = app.signed_up("alice", PASSWORD).await;
+    assert_eq!(alice.get("/auth/me").await.status(), 200);
+    let mut locker = sqlx::PgConnection::connect(&schema.url)
+        .await
+        .expect("connect");
+    let mut tx = locker.begin().await.expect("begin");
+    sqlx::query("LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *tx)
+        .await
+        .expect("lock");
+    let started = Instant::now();
+    let res = alice.get("/auth/me").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the request waited on the lock"
+    );
+    assert_error(res, 503, "store_unavailable").await;
+    assert_eq!(alice.get("/healthz").await.status(), 200);
+    tx.rollback().await.expect("unlock");
+    assert_eq!(alice.get("/auth/me").await.status(), 200);
+    app.stop().await;
+}
