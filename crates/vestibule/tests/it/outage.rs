@@ -111,3 +111,29 @@ async fn redis_outage_gives_bounded_503s_and_recovers() {
 async fn cached_redis_outage_gives_bounded_503s_and_recovers() {
     outage_and_recovery(true).await;
 }
+
+/// A server whose Redis is not there at all starts anyway (not ready), answers what needs no
+/// store, and refuses the rest with a bounded 503 instead of hanging or crashing.
+#[tokio::test]
+async fn a_server_starts_not_ready_when_redis_is_absent() {
+    let port = services::free_port(); // nothing listens there
+    let app = TestApp::spawn_with(|raw| {
+        raw.session.store = RawStore::One(format!("redis://127.0.0.1:{port}/0"));
+        raw.session.store_timeout = "300ms".into();
+    })
+    .await;
+    let c = app.client();
+    assert_eq!(c.get("/healthz").await.status(), StatusCode::OK);
+    assert_error(c.get("/readyz").await, 503, "store_unavailable").await;
+    let mut c = app.client();
+    let started = Instant::now();
+    let res = c
+        .post_json(
+            "/auth/signup",
+            &serde_json::json!({"username": "zoe", "password": "correct horse battery"}),
+        )
+        .await;
+    assert!(started.elapsed() < BOUND);
+    assert_error(res, 503, "store_unavailable").await;
+    app.stop().await;
+}
