@@ -331,6 +331,23 @@ pub async fn concurrent_writers_of_different_keys_lose_nothing(s: Arc<dyn Sessio
     }
 }
 
+/// A record with many keys (a long-lived session rotated on login) is created and saved whole.
+pub async fn large_records_round_trip(s: Arc<dyn SessionStore>) {
+    let mut r = record(Some(4), json!({}));
+    for i in 0..10_000 {
+        r.data.insert(format!("k{i}"), json!(i));
+    }
+    s.create(&r).await.expect("create");
+    let loaded = s.load(&r.key).await.expect("load").expect("exists");
+    assert_eq!(loaded.data.len(), 10_000);
+    let mut d = delta(json!({}), &[]);
+    for i in 0..10_000 {
+        d.set.insert(format!("k{i}"), json!(-i));
+    }
+    let merged = s.save(&r.key, &d).await.expect("save");
+    assert_eq!(merged.data["k9999"], json!(-9999));
+}
+
 pub async fn ping_answers(s: Arc<dyn SessionStore>) {
     s.ping().await.expect("ping");
 }
@@ -359,6 +376,7 @@ macro_rules! store_suite {
             case!(rotation_moves_data_and_kills_the_old_key);
             case!(per_user_listing_and_revocation);
             case!(concurrent_writers_of_different_keys_lose_nothing);
+            case!(large_records_round_trip);
             case!(ping_answers);
         }
     };
@@ -506,6 +524,7 @@ async fn redis_cluster_passes_the_conformance_suite() {
         rotation_moves_data_and_kills_the_old_key,
         per_user_listing_and_revocation,
         concurrent_writers_of_different_keys_lose_nothing,
+        large_records_round_trip,
         ping_answers
     );
     // Keys really are spread over the nodes.

@@ -190,7 +190,9 @@ impl fmt::Debug for RedisStore {
 /// `KEYS[1]` session; `ARGV[1]` expiry (Unix s), then field/value pairs. 0 when the key exists.
 const CREATE: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+for i = 2, #ARGV, 2 do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+end
 redis.call('EXPIREAT', KEYS[1], ARGV[1])
 return 1
 ";
