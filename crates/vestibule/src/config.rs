@@ -18,6 +18,9 @@ use crate::origin::Origin;
 use crate::origins::{CookieOverrides, OriginPattern, OriginsPolicy};
 use crate::session::{CookieConfig, DEFAULT_COOKIE_NAME, SessionConfig};
 
+/// Bound of one store operation when `session.store_timeout` is not set.
+pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The file read from the working directory when no `--config` is given.
 pub const DEFAULT_CONFIG_FILE: &str = "vestibule.toml";
 
@@ -36,13 +39,34 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum StoreKind {
-    /// SQLite with an in-memory read cache: durable and fast. The default.
+    /// The SQL database (`database_url`) with an in-memory read cache: durable and fast. The default.
     #[default]
     CachedSqlite,
-    /// SQLite only.
+    /// The SQL database only.
     Sqlite,
     /// Memory only: sessions end with the process.
     Memory,
+    /// Redis (one node or a cluster), shared by every instance; see [`Config::redis`].
+    Redis,
+    /// Redis with an in-memory read cache kept coherent across instances by pub/sub invalidation.
+    CachedRedis,
+}
+
+/// `session.store` as written: a store name, a `redis://` URL, or a list of Redis Cluster nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RawStore {
+    /// `"cached-sqlite"`, `"sqlite"`, `"memory"`, `"redis://host:port/db"`, or
+    /// `"redis://a:7000,redis://b:7001"` (cluster nodes, comma-separated, e.g. in the environment).
+    One(String),
+    /// Redis Cluster seed nodes.
+    Nodes(Vec<String>),
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        RawStore::One("cached-sqlite".into())
+    }
 }
 
 /// The configuration as written, before validation. Field names are the keys of `vestibule.toml`
@@ -69,7 +93,8 @@ pub struct RawConfig {
     /// cookie names, never values) and which browser rule drops the cookie. Development only;
     /// `--demo` does not turn it on.
     pub debug_endpoint: bool,
-    /// SQLite file (or `sqlite://path`) for users and sessions.
+    /// Users, access tokens and durable sessions: an SQLite file (or `sqlite://path`), or
+    /// `postgres://user:password@host:port/database` for several instances.
     pub database_url: String,
     /// Demo mode: signup on, and the URL printed at start-up.
     pub demo: bool,
@@ -177,8 +202,16 @@ impl Default for RawRateLimits {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawSession {
-    /// Store backend.
-    pub store: StoreKind,
+    /// Store backend: `cached-sqlite` (default), `sqlite`, `memory` (the SQL names mean the
+    /// database at `database_url`, SQLite or PostgreSQL), a `redis://` URL, or a list of Redis
+    /// Cluster node URLs.
+    pub store: RawStore,
+    /// Prefix of every Redis key, so several deployments can share one Redis.
+    pub redis_prefix: String,
+    /// In-memory read cache in front of Redis, kept coherent across instances by pub/sub.
+    pub redis_cache: bool,
+    /// Bound of one store or database operation ("2s"): past it, 503 `store_unavailable`.
+    pub store_timeout: String,
     /// Sliding idle timeout ("14d").
     pub idle_timeout: String,
     /// Absolute lifetime ("30d").
@@ -374,7 +407,10 @@ impl Default for RawConfig {
 impl Default for RawSession {
     fn default() -> Self {
         Self {
-            store: StoreKind::CachedSqlite,
+            store: RawStore::default(),
+            redis_prefix: crate::session::stores::REDIS_DEFAULT_PREFIX.into(),
+            redis_cache: true,
+            store_timeout: "2s".into(),
             idle_timeout: "14d".into(),
             absolute_timeout: "30d".into(),
             touch_interval: "5m".into(),
@@ -498,7 +534,9 @@ pub struct Config {
     pub tokens: TokenSettings,
     /// Whether `GET /auth/_debug` is mounted.
     pub debug_endpoint: bool,
-    /// The SQLite file.
+    /// The database: an SQLite file or a PostgreSQL URL.
+    pub database: crate::db::DatabaseLocation,
+    /// The SQLite file (empty when the database is PostgreSQL).
     pub database_path: PathBuf,
     /// Demo mode.
     pub demo: bool,
@@ -506,6 +544,10 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Session store backend.
     pub store: StoreKind,
+    /// Where Redis is, when the store is Redis.
+    pub redis: Option<crate::session::stores::RedisConfig>,
+    /// Bound of one store or database operation.
+    pub store_timeout: Duration,
     /// Session lifetime and cookie.
     pub session: SessionConfig,
     /// Sessions kept in memory.
@@ -650,17 +692,23 @@ impl RawConfig {
                 None
             }
         };
-        let database_path = match crate::db::sqlite_path(&self.database_url) {
-            Ok(path) => Some(path),
+        let database = match crate::db::DatabaseLocation::parse(&self.database_url) {
+            Ok(location) => Some(location),
             Err(e) => {
                 p.add("database_url", e.to_string());
                 None
             }
         };
+        let database_path = database.as_ref().map(|d| match d {
+            crate::db::DatabaseLocation::Sqlite(path) => path.clone(),
+            crate::db::DatabaseLocation::Postgres(_) => PathBuf::new(),
+        });
         let idle = p.duration("session.idle_timeout", &self.session.idle_timeout);
         let absolute = p.duration("session.absolute_timeout", &self.session.absolute_timeout);
         let touch = p.duration("session.touch_interval", &self.session.touch_interval);
         let purge = p.duration("session.purge_interval", &self.session.purge_interval);
+        let store_timeout = p.store_timeout(&self.session.store_timeout);
+        let (store, redis) = p.store(&self.session, store_timeout);
         if let (Some(i), Some(a)) = (idle, absolute)
             && i > a
         {
@@ -875,12 +923,29 @@ impl RawConfig {
             own_origin: public_origin.clone(),
             trusted_origins: policy.csrf_trusted_origins(),
         };
+        let mut store = store;
+        if matches!(database, Some(crate::db::DatabaseLocation::Postgres(_)))
+            && store == StoreKind::CachedSqlite
+        {
+            // A per-process cache over a database other instances write to would serve what
+            // they revoked: the coherent cache is the Redis one.
+            store = StoreKind::Sqlite;
+            warnings.push(
+                "database_url is PostgreSQL: sessions are read from it uncached (a per-instance cache would not see other instances' revocations); use session.store = \"redis://…\" for a coherent cache".into(),
+            );
+        }
+        let Some(database) = database else {
+            return Err(ConfigError::Invalid(p.0));
+        };
         Ok(Config {
             listen,
+            database,
             database_path,
             demo: self.demo,
             log_format: self.log_format,
-            store: self.session.store,
+            store,
+            redis,
+            store_timeout: store_timeout.unwrap_or(DEFAULT_STORE_TIMEOUT),
             session: SessionConfig {
                 idle_timeout: idle,
                 absolute_timeout: absolute,
@@ -928,6 +993,87 @@ impl Problems {
             key: key.into(),
             message,
         });
+    }
+
+    /// `session.store_timeout`: 10 ms to 1 min.
+    fn store_timeout(&mut self, v: &str) -> Option<Duration> {
+        match humantime::parse_duration(v) {
+            Ok(d) if d >= Duration::from_millis(10) && d <= Duration::from_secs(60) => Some(d),
+            _ => {
+                self.add(
+                    "session.store_timeout",
+                    format!("{v:?} must be a duration from 10ms to 1m, like \"2s\" or \"500ms\""),
+                );
+                None
+            }
+        }
+    }
+
+    /// `session.store` → the kind, and where Redis is when it is Redis.
+    fn store(
+        &mut self,
+        raw: &RawSession,
+        timeout: Option<Duration>,
+    ) -> (StoreKind, Option<crate::session::stores::RedisConfig>) {
+        let key = "session.store";
+        let (urls, cluster) = match &raw.store {
+            RawStore::One(name) if !name.contains("://") => {
+                let kind = match name.as_str() {
+                    "cached-sqlite" | "cached-database" => StoreKind::CachedSqlite,
+                    "sqlite" | "database" => StoreKind::Sqlite,
+                    "memory" => StoreKind::Memory,
+                    other => {
+                        self.add(
+                            key,
+                            format!(
+                                "{other:?} is not a store: use cached-sqlite, sqlite, memory, a redis:// URL or a list of Redis Cluster nodes"
+                            ),
+                        );
+                        StoreKind::CachedSqlite
+                    }
+                };
+                return (kind, None);
+            }
+            RawStore::One(urls) if urls.contains(',') => (
+                urls.split(',')
+                    .map(str::trim)
+                    .filter(|u| !u.is_empty())
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>(),
+                true,
+            ),
+            RawStore::One(url) => (vec![url.clone()], false),
+            RawStore::Nodes(urls) => (urls.clone(), true),
+        };
+        if urls.is_empty() {
+            self.add(key, "the list of Redis Cluster nodes is empty".into());
+        }
+        for url in &urls {
+            if !url.starts_with("redis://") || redis::Client::open(url.as_str()).is_err() {
+                self.add(
+                    key,
+                    format!("{url:?} is not a Redis URL like redis://127.0.0.1:6379/0"),
+                );
+            }
+        }
+        if raw.redis_prefix.is_empty() {
+            self.add(
+                "session.redis_prefix",
+                "must not be empty: it keeps this deployment's keys apart".into(),
+            );
+        }
+        let kind = if raw.redis_cache {
+            StoreKind::CachedRedis
+        } else {
+            StoreKind::Redis
+        };
+        let config = crate::session::stores::RedisConfig {
+            urls,
+            cluster,
+            prefix: raw.redis_prefix.clone(),
+            timeout: timeout.unwrap_or(DEFAULT_STORE_TIMEOUT),
+        };
+        (kind, Some(config))
     }
 
     fn duration(&mut self, key: &str, v: &str) -> Option<Duration> {
@@ -1111,6 +1257,69 @@ mod tests {
         assert_eq!(c.session.idle_timeout, Duration::from_secs(14 * 86400));
         assert!(!c.signup);
         assert!(c.warnings.iter().any(|w| w.contains("without Secure")));
+    }
+
+    #[test]
+    fn session_store_takes_names_redis_urls_and_cluster_nodes() {
+        let with = |store: RawStore, tweak: fn(&mut RawSession)| {
+            let mut raw = RawConfig::default();
+            raw.session.store = store;
+            tweak(&mut raw.session);
+            raw.validate()
+        };
+        let c = with(RawStore::One("redis://127.0.0.1:6379/0".into()), |_| {}).expect("valid");
+        assert_eq!(c.store, StoreKind::CachedRedis);
+        let redis = c.redis.expect("redis config");
+        assert_eq!(redis.urls, vec!["redis://127.0.0.1:6379/0".to_owned()]);
+        assert!(!redis.cluster);
+        assert_eq!(redis.timeout, Duration::from_secs(2));
+        assert_eq!(redis.prefix, "vestibule:");
+        let c = with(RawStore::One("redis://h:1".into()), |s| {
+            s.redis_cache = false;
+            s.store_timeout = "250ms".into();
+        })
+        .expect("valid");
+        assert_eq!(c.store, StoreKind::Redis);
+        assert_eq!(c.store_timeout, Duration::from_millis(250));
+        // A list, or commas (the environment), names cluster nodes.
+        for store in [
+            RawStore::Nodes(vec!["redis://a:7000".into(), "redis://b:7001".into()]),
+            RawStore::One("redis://a:7000, redis://b:7001".into()),
+        ] {
+            let redis = with(store, |_| {}).expect("valid").redis.expect("redis");
+            assert!(redis.cluster);
+            assert_eq!(redis.urls.len(), 2);
+        }
+        let c = with(RawStore::One("sqlite".into()), |_| {}).expect("valid");
+        assert_eq!((c.store, c.redis), (StoreKind::Sqlite, None));
+        for (store, tweak, key) in [
+            (
+                RawStore::One("mongo".into()),
+                (|_| {}) as fn(&mut RawSession),
+                "session.store",
+            ),
+            (
+                RawStore::One("http://h:6379".into()),
+                |_| {},
+                "session.store",
+            ),
+            (RawStore::Nodes(vec![]), |_| {}, "session.store"),
+            (
+                RawStore::One("redis://h".into()),
+                |s| s.store_timeout = "5ms".into(),
+                "session.store_timeout",
+            ),
+            (
+                RawStore::One("redis://h".into()),
+                |s| s.redis_prefix = String::new(),
+                "session.redis_prefix",
+            ),
+        ] {
+            let Err(ConfigError::Invalid(problems)) = with(store.clone(), tweak) else {
+                panic!("{store:?} accepted");
+            };
+            assert!(problems.iter().any(|p| p.key == key), "{problems:?}");
+        }
     }
 
     #[test]

@@ -1,9 +1,20 @@
-//! The embedded SQLite database: users and durable sessions, one file, migrations at start.
+//! The database: users, access tokens and durable sessions, in an embedded SQLite file (the
+//! default: no server needed) or in PostgreSQL (`database_url = "postgres://…"`, for several
+//! instances), migrations at start.
+//!
+//! One data layer serves both. Every query is written once, in SQL both engines accept, and run
+//! through [`with_pool!`](crate::db) on the native driver of the backend at hand. (sqlx's `Any`
+//! driver was the other option; it copies every row into its own value type, cannot take SQLite's
+//! typed connect options — WAL, busy timeout, read-only readers — and narrows the column types;
+//! the native pools keep the hot path as it was.) What differs is declared, not duplicated: the
+//! DDL (`migrations/` for SQLite, `migrations-postgres/` for PostgreSQL, the same numbered steps
+//! and the same tables), how a write transaction starts and locks ([`Dialect`]).
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -32,20 +43,144 @@ pub enum DbError {
     /// A migration failed.
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// PostgreSQL refused the connection or the migration.
+    #[error("cannot connect to PostgreSQL at {url}: {source}")]
+    Connect {
+        /// The URL, password removed.
+        url: String,
+        /// The cause.
+        #[source]
+        source: sqlx::Error,
+    },
 }
 
-/// Two pools on one SQLite file: many readers, and a single writer so writes queue in the
-/// process instead of failing with `database is locked`.
+/// Where the database is: `database_url` validated.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseLocation {
+    /// An SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL URL (`postgres://user:pass@host:port/db?options=…`).
+    Postgres(String),
+}
+
+impl DatabaseLocation {
+    /// Parses `database_url`: a file path, `sqlite://path`, or `postgres://…`/`postgresql://…`.
+    ///
+    /// # Errors
+    /// [`DbError::Location`] for other schemes or a malformed PostgreSQL URL.
+    pub fn parse(location: &str) -> Result<Self, DbError> {
+        if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+            PgConnectOptions::from_str(location).map_err(|e| DbError::Location {
+                location: redact(location),
+                reason: e.to_string(),
+            })?;
+            return Ok(Self::Postgres(location.to_owned()));
+        }
+        sqlite_path(location).map(Self::Sqlite)
+    }
+}
+
+/// The URL with any password replaced, for logs and messages.
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => "(unparseable URL)".into(),
+    }
+}
+
+impl std::fmt::Display for DatabaseLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sqlite(p) => write!(f, "{}", p.display()),
+            Self::Postgres(url) => f.write_str(&redact(url)),
+        }
+    }
+}
+
+impl std::fmt::Debug for DatabaseLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+/// The open database.
 #[derive(Debug, Clone)]
 pub struct Database {
-    pub(crate) read: SqlitePool,
-    pub(crate) write: SqlitePool,
+    pub(crate) pools: Pools,
 }
+
+/// The backend's pools.
+#[derive(Debug, Clone)]
+pub(crate) enum Pools {
+    /// Two pools on one SQLite file: many readers, and a single writer so writes queue in the
+    /// process instead of failing with `database is locked`.
+    Sqlite { read: SqlitePool, write: SqlitePool },
+    /// One pool; PostgreSQL serialises conflicting writes itself (row locks).
+    Postgres(PgPool),
+}
+
+/// What the backends do differently around the shared queries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// How a read-modify-write transaction starts. SQLite: take the write lock before reading
+    /// (`IMMEDIATE`), so two such transactions cannot interleave, even from two processes.
+    /// PostgreSQL: a plain transaction whose read locks the rows (`FOR UPDATE`).
+    pub(crate) fn begin_write(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "BEGIN IMMEDIATE",
+            Dialect::Postgres => "BEGIN",
+        }
+    }
+}
+
+/// Runs `$body` with `$pool` bound to the pool (`read` or `write`) of whichever backend `$db`
+/// is, and `$dialect` to its [`Dialect`]. The body — queries and row decoding — is written once
+/// and compiled once per backend, each against its native driver.
+macro_rules! with_pool {
+    ($db:expr, read, |$pool:ident, $dialect:ident| $body:expr) => {
+        match &$db.pools {
+            $crate::db::Pools::Sqlite { read: $pool, .. } => {
+                let $dialect = $crate::db::Dialect::Sqlite;
+                let _ = $dialect;
+                $body
+            }
+            $crate::db::Pools::Postgres($pool) => {
+                let $dialect = $crate::db::Dialect::Postgres;
+                let _ = $dialect;
+                $body
+            }
+        }
+    };
+    ($db:expr, write, |$pool:ident, $dialect:ident| $body:expr) => {
+        match &$db.pools {
+            $crate::db::Pools::Sqlite { write: $pool, .. } => {
+                let $dialect = $crate::db::Dialect::Sqlite;
+                let _ = $dialect;
+                $body
+            }
+            $crate::db::Pools::Postgres($pool) => {
+                let $dialect = $crate::db::Dialect::Postgres;
+                let _ = $dialect;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use with_pool;
 
 /// Turns `vestibule.db`, `sqlite://vestibule.db` or `sqlite:vestibule.db` into a file path.
 ///
 /// # Errors
-/// [`DbError::Location`] for other schemes (PostgreSQL arrives with the scale-out issue).
+/// [`DbError::Location`] for other schemes (PostgreSQL URLs go through [`DatabaseLocation`]).
 pub fn sqlite_path(location: &str) -> Result<PathBuf, DbError> {
     let bad = |reason: &str| DbError::Location {
         location: location.to_owned(),
@@ -58,7 +193,7 @@ pub fn sqlite_path(location: &str) -> Result<PathBuf, DbError> {
         rest.split('?').next().unwrap_or(rest)
     } else if location.contains("://") {
         return Err(bad(
-            "only SQLite (a file path or sqlite://path) is supported",
+            "use a file path, sqlite://path, or postgres://user@host:port/database",
         ));
     } else {
         location
@@ -70,6 +205,53 @@ pub fn sqlite_path(location: &str) -> Result<PathBuf, DbError> {
 }
 
 impl Database {
+    /// Opens the database at `location` and runs the migrations. `timeout` bounds how long a
+    /// PostgreSQL request waits for a connection and runs (`statement_timeout`), so a slow or
+    /// unreachable server gives 503 `store_unavailable` instead of a hang.
+    ///
+    /// # Errors
+    /// [`DbError`] when the database cannot be opened, reached or migrated.
+    pub async fn connect(location: &DatabaseLocation, timeout: Duration) -> Result<Self, DbError> {
+        match location {
+            DatabaseLocation::Sqlite(path) => Self::open(path).await,
+            DatabaseLocation::Postgres(url) => Self::open_postgres(url, timeout).await,
+        }
+    }
+
+    async fn open_postgres(url: &str, timeout: Duration) -> Result<Self, DbError> {
+        let err = |source| DbError::Connect {
+            url: redact(url),
+            source,
+        };
+        let statement_timeout = timeout.as_millis().to_string();
+        let opts = PgConnectOptions::from_str(url)
+            .map_err(err)?
+            .options([("statement_timeout", statement_timeout.as_str())]);
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(timeout)
+            .connect_with(opts)
+            .await
+            .map_err(err)?;
+        sqlx::migrate!("./migrations-postgres").run(&pool).await?;
+        Ok(Self {
+            pools: Pools::Postgres(pool),
+        })
+    }
+
+    /// Which backend this is.
+    pub(crate) fn dialect(&self) -> Dialect {
+        match self.pools {
+            Pools::Sqlite { .. } => Dialect::Sqlite,
+            Pools::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    /// Whether this is PostgreSQL (shared by several instances) rather than an embedded file.
+    pub fn is_postgres(&self) -> bool {
+        self.dialect() == Dialect::Postgres
+    }
+
     /// Opens (creating if needed) the SQLite file and runs the migrations.
     ///
     /// # Errors
@@ -101,13 +283,20 @@ impl Database {
             .connect_with(opts.read_only(true))
             .await
             .map_err(open_err)?;
-        Ok(Self { read, write })
+        Ok(Self {
+            pools: Pools::Sqlite { read, write },
+        })
     }
 
     /// Waits for running queries and closes the pools (checkpointing the WAL).
     pub async fn close(&self) {
-        self.read.close().await;
-        self.write.close().await;
+        match &self.pools {
+            Pools::Sqlite { read, write } => {
+                read.close().await;
+                write.close().await;
+            }
+            Pools::Postgres(pool) => pool.close().await,
+        }
     }
 
     /// SQLite's `data_version` as seen by the writer connection: it changes exactly when another
@@ -116,10 +305,17 @@ impl Database {
     ///
     /// # Errors
     /// The driver's error.
+    /// Always 0 on PostgreSQL, whose other writers are other instances (see the Redis store and
+    /// its coherent cache for sessions shared by several instances).
     pub async fn external_data_version(&self) -> Result<i64, sqlx::Error> {
-        sqlx::query_scalar("PRAGMA data_version")
-            .fetch_one(&self.write)
-            .await
+        match &self.pools {
+            Pools::Sqlite { write, .. } => {
+                sqlx::query_scalar("PRAGMA data_version")
+                    .fetch_one(write)
+                    .await
+            }
+            Pools::Postgres(_) => Ok(0),
+        }
     }
 
     /// Checks that the database answers.
@@ -127,9 +323,40 @@ impl Database {
     /// # Errors
     /// The driver's error.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        sqlx::query("SELECT 1")
-            .execute(&self.read)
+        with_pool!(self, read, |pool, _d| sqlx::query("SELECT 1")
+            .execute(pool)
             .await
-            .map(|_| ())
+            .map(|_| ()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The two migration sets are one schema in two dialects: the same numbered steps.
+    #[test]
+    fn both_backends_have_the_same_migration_steps() {
+        let steps = |m: sqlx::migrate::Migrator| -> Vec<(i64, String)> {
+            m.iter()
+                .map(|m| (m.version, m.description.to_string()))
+                .collect()
+        };
+        let sqlite = steps(sqlx::migrate!("./migrations"));
+        assert!(!sqlite.is_empty());
+        assert_eq!(sqlite, steps(sqlx::migrate!("./migrations-postgres")));
+    }
+
+    #[test]
+    fn locations_are_parsed_and_passwords_never_shown() {
+        assert_eq!(
+            DatabaseLocation::parse("vestibule.db").expect("file"),
+            DatabaseLocation::Sqlite("vestibule.db".into())
+        );
+        let pg = DatabaseLocation::parse("postgres://u:secret@db:5432/app").expect("pg");
+        assert!(matches!(pg, DatabaseLocation::Postgres(_)));
+        assert!(!pg.to_string().contains("secret"), "{pg}");
+        assert!(!format!("{pg:?}").contains("secret"));
+        assert!(DatabaseLocation::parse("mysql://h/db").is_err());
     }
 }

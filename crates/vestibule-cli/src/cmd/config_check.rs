@@ -23,7 +23,7 @@ pub(crate) fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             println!("configuration is valid");
             println!("  listen        {}", config.listen);
             println!("  public origin {}", config.public_origin);
-            println!("  database      {}", config.database_path.display());
+            println!("  database      {}", config.database);
             println!("  session store {:?}", config.store);
             println!(
                 "  cookie        {} (HttpOnly; SameSite={:?}; Path={}{}{})",

@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use vestibule::config::Config;
+use vestibule::db::DatabaseLocation;
 use vestibule::server::{App, StartError};
 
 pub(crate) async fn run(config: Config) -> anyhow::Result<ExitCode> {
@@ -11,20 +12,26 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<ExitCode> {
     }
     let demo = config.demo;
     let origin = config.public_origin.clone();
-    let db = config.database_path.clone();
+    let db = config.database.clone();
     let store = config.store;
     let app = App::build(config).await.map_err(|e| match e {
         // One line with the fix, not the driver's error chain three times over.
-        StartError::Db(e) => anyhow::anyhow!(
-            "{e}\nhint: check that the directory of {} exists and that this user may create \
-             files in it (SQLite keeps the database and its -wal and -shm files there), or set \
-             database_url",
-            db.display()
-        ),
+        StartError::Db(e) => match &db {
+            DatabaseLocation::Sqlite(path) => anyhow::anyhow!(
+                "{e}\nhint: check that the directory of {} exists and that this user may create \
+                 files in it (SQLite keeps the database and its -wal and -shm files there), or \
+                 set database_url",
+                path.display()
+            ),
+            DatabaseLocation::Postgres(_) => anyhow::anyhow!(
+                "{e}\nhint: check that PostgreSQL is running and that database_url names a \
+                 database this user may create tables in"
+            ),
+        },
         other => other.into(),
     })?;
     let addr = app.local_addr()?;
-    tracing::info!(%addr, public_url = %origin, database = %db.display(), store = ?store, "vestibule listening");
+    tracing::info!(%addr, public_url = %origin, database = %db, store = ?store, "vestibule listening");
     if demo {
         println!(
             "Vestibule demo: open {origin}/ to sign up and log in (listening on {addr}; Ctrl-C stops)"

@@ -11,7 +11,7 @@ use vestibule::db::Database;
 use crate::cli::TokenCommand;
 
 pub(crate) async fn run(config: Config, command: &TokenCommand) -> anyhow::Result<ExitCode> {
-    let db = Database::open(&config.database_path).await?;
+    let db = Database::connect(&config.database, config.store_timeout).await?;
     let result = run_with(&db, &config.tokens, command).await;
     db.close().await;
     result

@@ -34,7 +34,7 @@ fn read_password(args: &UserPasswordArgs) -> anyhow::Result<Password> {
 }
 
 pub(crate) async fn run(config: Config, command: &UserCommand) -> anyhow::Result<ExitCode> {
-    let db = Database::open(&config.database_path).await?;
+    let db = Database::connect(&config.database, config.store_timeout).await?;
     let users = UserStore::new(db.clone());
     let result = run_with(&config, &db, &users, command).await;
     db.close().await;
@@ -89,7 +89,10 @@ async fn run_with(
         UserCommand::Disable(arg) => {
             let user = find(users, &arg.username).await?;
             users.set_active(user.id, false).await?;
-            let ended = build_store(config, db).0.delete_user(user.id, None).await?;
+            let ended = build_store(config, db)?
+                .0
+                .delete_user(user.id, None)
+                .await?;
             // A disabled owner's tokens stop working at once either way (checked at every use);
             // revoking them also makes re-enabling the account not bring them back.
             let revoked = AccessTokens::new(db.clone()).revoke_all(user.id).await?;
@@ -113,7 +116,10 @@ async fn run_with(
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             let hash = PasswordHasher::new(1).await?.hash(&password).await?;
             users.set_password_hash(user.id, &hash).await?;
-            let ended = build_store(config, db).0.delete_user(user.id, None).await?;
+            let ended = build_store(config, db)?
+                .0
+                .delete_user(user.id, None)
+                .await?;
             let revoked = if config.tokens.revoke_on_password_change {
                 AccessTokens::new(db.clone()).revoke_all(user.id).await?
             } else {

@@ -12,6 +12,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod faults;
+mod scale_out;
 
 fn vestibule(dir: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_vestibule"));

@@ -6,9 +6,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
-use crate::db::Database;
+use crate::db::{Database, Dialect, with_pool};
 use crate::session::{UnixTime, now};
 use crate::token::{SecretToken, TokenHash, TokenKind};
 
@@ -118,7 +117,7 @@ impl From<TokenError> for crate::Error {
     }
 }
 
-/// Access tokens in the embedded database.
+/// Access tokens in the database (SQLite or PostgreSQL).
 #[derive(Clone)]
 pub struct AccessTokens {
     db: Database,
@@ -133,20 +132,28 @@ impl fmt::Debug for AccessTokens {
 /// How often `last_used_at` may be written per token.
 const LAST_USED_RESOLUTION: i64 = 60;
 
-fn decode(row: &SqliteRow) -> Result<AccessToken, sqlx::Error> {
-    let scopes: String = row.try_get("scopes")?;
-    let mut scopes: Vec<Scope> = scopes.split(' ').filter_map(|s| s.parse().ok()).collect();
+fn parse_scopes(text: &str) -> Vec<Scope> {
+    let mut scopes: Vec<Scope> = text.split(' ').filter_map(|s| s.parse().ok()).collect();
     scopes.sort();
-    Ok(AccessToken {
-        id: row.try_get("id")?,
-        user_id: row.try_get("user_id")?,
-        name: row.try_get("name")?,
-        prefix: row.try_get("display_prefix")?,
-        scopes,
-        created_at: row.try_get("created_at")?,
-        last_used_at: row.try_get("last_used_at")?,
-        expires_at: row.try_get("expires_at")?,
-    })
+    scopes
+}
+
+/// Decodes an access_tokens row of either backend (expanded per backend by `with_pool!`).
+macro_rules! decode {
+    ($row:expr) => {{
+        let row = $row;
+        let scopes: String = row.try_get("scopes")?;
+        Ok::<AccessToken, sqlx::Error>(AccessToken {
+            id: row.try_get("id")?,
+            user_id: row.try_get("user_id")?,
+            name: row.try_get("name")?,
+            prefix: row.try_get("display_prefix")?,
+            scopes: parse_scopes(&scopes),
+            created_at: row.try_get("created_at")?,
+            last_used_at: row.try_get("last_used_at")?,
+            expires_at: row.try_get("expires_at")?,
+        })
+    }};
 }
 
 macro_rules! token_columns {
@@ -184,32 +191,46 @@ impl AccessTokens {
         scopes.dedup();
         let scope_text: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
         let t = now();
-        // The count and the insert share one write transaction, so the limit cannot be raced.
-        let mut tx = self.db.write.begin_with("BEGIN IMMEDIATE").await?;
-        let live: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM access_tokens WHERE user_id = $1 AND expires_at > $2",
-        )
-        .bind(user_id)
-        .bind(t)
-        .fetch_one(&mut *tx)
-        .await?;
-        if live >= i64::from(limit) {
+        // The count and the insert share one write transaction, so the limit cannot be raced:
+        // SQLite takes the write lock at BEGIN; PostgreSQL locks the owner's row first.
+        let id: Option<i64> = with_pool!(self.db, write, |pool, d| {
+            let mut tx = pool.begin_with(d.begin_write()).await?;
+            if d == Dialect::Postgres {
+                sqlx::query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
+                    .bind(user_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let live: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM access_tokens WHERE user_id = $1 AND expires_at > $2",
+            )
+            .bind(user_id)
+            .bind(t)
+            .fetch_one(&mut *tx)
+            .await?;
+            if live >= i64::from(limit) {
+                None
+            } else {
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO access_tokens (user_id, name, token_hash, display_prefix, scopes, created_at, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                )
+                .bind(user_id)
+                .bind(name)
+                .bind(&secret.hash().as_bytes()[..])
+                .bind(&prefix)
+                .bind(scope_text.join(" "))
+                .bind(t)
+                .bind(expires_at)
+                .fetch_one(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Some(id)
+            }
+        });
+        let Some(id) = id else {
             return Err(TokenError::LimitReached(limit));
-        }
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO access_tokens (user_id, name, token_hash, display_prefix, scopes, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-        )
-        .bind(user_id)
-        .bind(name)
-        .bind(&secret.hash().as_bytes()[..])
-        .bind(&prefix)
-        .bind(scope_text.join(" "))
-        .bind(t)
-        .bind(expires_at)
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
+        };
         let token = AccessToken {
             id,
             user_id,
@@ -228,16 +249,18 @@ impl AccessTokens {
     /// # Errors
     /// A database error.
     pub async fn list(&self, user_id: i64) -> Result<Vec<AccessToken>, TokenError> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            token_columns!(),
-            " FROM access_tokens t WHERE t.user_id = $1 AND t.expires_at > $2 ORDER BY t.id DESC"
-        ))
-        .bind(user_id)
-        .bind(now())
-        .fetch_all(&self.db.read)
-        .await?;
-        Ok(rows.iter().map(decode).collect::<Result<_, _>>()?)
+        Ok(with_pool!(self.db, read, |pool, _d| {
+            let rows = sqlx::query(concat!(
+                "SELECT ",
+                token_columns!(),
+                " FROM access_tokens t WHERE t.user_id = $1 AND t.expires_at > $2 ORDER BY t.id DESC"
+            ))
+            .bind(user_id)
+            .bind(now())
+            .fetch_all(pool)
+            .await?;
+            rows.iter().map(|r| decode!(r)).collect::<Result<_, _>>()?
+        }))
     }
 
     /// Revokes one of the user's tokens; `false` when no such token belongs to the user.
@@ -245,12 +268,15 @@ impl AccessTokens {
     /// # Errors
     /// A database error.
     pub async fn revoke(&self, user_id: i64, id: i64) -> Result<bool, TokenError> {
-        let done = sqlx::query("DELETE FROM access_tokens WHERE id = $1 AND user_id = $2")
-            .bind(id)
-            .bind(user_id)
-            .execute(&self.db.write)
-            .await?;
-        Ok(done.rows_affected() > 0)
+        let done = with_pool!(self.db, write, |pool, _d| {
+            sqlx::query("DELETE FROM access_tokens WHERE id = $1 AND user_id = $2")
+                .bind(id)
+                .bind(user_id)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(done > 0)
     }
 
     /// Revokes every token of the user; returns how many.
@@ -258,11 +284,13 @@ impl AccessTokens {
     /// # Errors
     /// A database error.
     pub async fn revoke_all(&self, user_id: i64) -> Result<u64, TokenError> {
-        let done = sqlx::query("DELETE FROM access_tokens WHERE user_id = $1")
-            .bind(user_id)
-            .execute(&self.db.write)
-            .await?;
-        Ok(done.rows_affected())
+        Ok(with_pool!(self.db, write, |pool, _d| {
+            sqlx::query("DELETE FROM access_tokens WHERE user_id = $1")
+                .bind(user_id)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        }))
     }
 
     /// Finds the live token with this hash whose owner is active (one indexed lookup), and
@@ -275,31 +303,45 @@ impl AccessTokens {
         hash: &TokenHash,
     ) -> Result<Option<(AccessToken, TokenOwner)>, TokenError> {
         let t = now();
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            token_columns!(),
-            ", u.username FROM access_tokens t JOIN users u ON u.id = t.user_id \
-             WHERE t.token_hash = $1 AND t.expires_at > $2 AND u.is_active = 1"
-        ))
-        .bind(&hash.as_bytes()[..])
-        .bind(t)
-        .fetch_optional(&self.db.read)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let token = decode(&row)?;
+        let found = with_pool!(self.db, read, |pool, _d| {
+            let row = sqlx::query(concat!(
+                "SELECT ",
+                token_columns!(),
+                ", u.username FROM access_tokens t JOIN users u ON u.id = t.user_id \
+                 WHERE t.token_hash = $1 AND t.expires_at > $2 AND u.is_active"
+            ))
+            .bind(&hash.as_bytes()[..])
+            .bind(t)
+            .fetch_optional(pool)
+            .await?;
+            match row {
+                Some(row) => {
+                    let token = decode!(&row)?;
+                    let username: String = row.try_get("username")?;
+                    Some((token, username))
+                }
+                None => None,
+            }
+        });
+        let Some((token, username)) = found else {
+            return Ok(None);
+        };
         let owner = TokenOwner {
             id: token.user_id,
-            username: row.try_get("username")?,
+            username,
         };
         if token
             .last_used_at
             .is_none_or(|last| t - last >= LAST_USED_RESOLUTION)
         {
-            sqlx::query("UPDATE access_tokens SET last_used_at = $1 WHERE id = $2")
-                .bind(t)
-                .bind(token.id)
-                .execute(&self.db.write)
-                .await?;
+            with_pool!(self.db, write, |pool, _d| {
+                sqlx::query("UPDATE access_tokens SET last_used_at = $1 WHERE id = $2")
+                    .bind(t)
+                    .bind(token.id)
+                    .execute(pool)
+                    .await?
+                    .rows_affected()
+            });
         }
         Ok(Some((token, owner)))
     }

@@ -1,12 +1,11 @@
-//! Users in the embedded database.
+//! Users in the database (SQLite or PostgreSQL, one set of queries).
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
-use crate::db::Database;
+use crate::db::{Database, with_pool};
 use crate::error::{Error, ErrorCode};
 use crate::session::{UnixTime, now};
 
@@ -121,15 +120,19 @@ macro_rules! user_columns {
     };
 }
 
-fn decode(row: &SqliteRow) -> Result<User, sqlx::Error> {
-    Ok(User {
-        id: row.try_get("id")?,
-        username: row.try_get("username")?,
-        password_hash: row.try_get("password_hash")?,
-        is_active: row.try_get("is_active")?,
-        created_at: row.try_get("created_at")?,
-        last_login: row.try_get("last_login")?,
-    })
+/// Decodes a users row of either backend (expanded per backend by `with_pool!`).
+macro_rules! decode {
+    ($row:expr) => {{
+        let row = $row;
+        Ok::<User, sqlx::Error>(User {
+            id: row.try_get("id")?,
+            username: row.try_get("username")?,
+            password_hash: row.try_get("password_hash")?,
+            is_active: row.try_get("is_active")?,
+            created_at: row.try_get("created_at")?,
+            last_login: row.try_get("last_login")?,
+        })
+    }};
 }
 
 impl UserStore {
@@ -147,17 +150,20 @@ impl UserStore {
         username: &Username,
         password_hash: &str,
     ) -> Result<User, UserError> {
-        let res = sqlx::query(concat!("INSERT INTO users (username, password_hash, is_active, created_at) VALUES ($1, $2, 1, $3) \
-             ON CONFLICT (username) DO NOTHING RETURNING ", user_columns!(), ""))
-        .bind(username.as_str())
-        .bind(password_hash)
-        .bind(now())
-        .fetch_optional(&self.db.write)
-        .await?;
-        match res {
-            Some(row) => Ok(decode(&row)?),
-            None => Err(UserError::Taken),
-        }
+        let user = with_pool!(self.db, write, |pool, _d| {
+            let row = sqlx::query(concat!(
+                "INSERT INTO users (username, password_hash, is_active, created_at) \
+                 VALUES ($1, $2, TRUE, $3) ON CONFLICT DO NOTHING RETURNING ",
+                user_columns!()
+            ))
+            .bind(username.as_str())
+            .bind(password_hash)
+            .bind(now())
+            .fetch_optional(pool)
+            .await?;
+            row.as_ref().map(|r| decode!(r)).transpose()?
+        });
+        user.ok_or(UserError::Taken)
     }
 
     /// Finds a user by username, case-insensitively.
@@ -165,15 +171,17 @@ impl UserStore {
     /// # Errors
     /// A database error.
     pub async fn by_username(&self, username: &str) -> Result<Option<User>, UserError> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            user_columns!(),
-            " FROM users WHERE username = $1"
-        ))
-        .bind(username)
-        .fetch_optional(&self.db.read)
-        .await?;
-        Ok(row.as_ref().map(decode).transpose()?)
+        Ok(with_pool!(self.db, read, |pool, _d| {
+            let row = sqlx::query(concat!(
+                "SELECT ",
+                user_columns!(),
+                " FROM users WHERE username = $1"
+            ))
+            .bind(username)
+            .fetch_optional(pool)
+            .await?;
+            row.as_ref().map(|r| decode!(r)).transpose()?
+        }))
     }
 
     /// Finds a user by id.
@@ -181,15 +189,17 @@ impl UserStore {
     /// # Errors
     /// A database error.
     pub async fn by_id(&self, id: i64) -> Result<Option<User>, UserError> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            user_columns!(),
-            " FROM users WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.db.read)
-        .await?;
-        Ok(row.as_ref().map(decode).transpose()?)
+        Ok(with_pool!(self.db, read, |pool, _d| {
+            let row = sqlx::query(concat!(
+                "SELECT ",
+                user_columns!(),
+                " FROM users WHERE id = $1"
+            ))
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+            row.as_ref().map(|r| decode!(r)).transpose()?
+        }))
     }
 
     /// All users, by id.
@@ -197,14 +207,16 @@ impl UserStore {
     /// # Errors
     /// A database error.
     pub async fn list(&self) -> Result<Vec<User>, UserError> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            user_columns!(),
-            " FROM users ORDER BY id"
-        ))
-        .fetch_all(&self.db.read)
-        .await?;
-        Ok(rows.iter().map(decode).collect::<Result<_, _>>()?)
+        Ok(with_pool!(self.db, read, |pool, _d| {
+            let rows = sqlx::query(concat!(
+                "SELECT ",
+                user_columns!(),
+                " FROM users ORDER BY id"
+            ))
+            .fetch_all(pool)
+            .await?;
+            rows.iter().map(|r| decode!(r)).collect::<Result<_, _>>()?
+        }))
     }
 
     /// Enables or disables a user.
@@ -212,12 +224,15 @@ impl UserStore {
     /// # Errors
     /// [`UserError::NotFound`], or a database error.
     pub async fn set_active(&self, id: i64, active: bool) -> Result<(), UserError> {
-        let done = sqlx::query("UPDATE users SET is_active = $1 WHERE id = $2")
-            .bind(active)
-            .bind(id)
-            .execute(&self.db.write)
-            .await?;
-        if done.rows_affected() == 0 {
+        let done = with_pool!(self.db, write, |pool, _d| {
+            sqlx::query("UPDATE users SET is_active = $1 WHERE id = $2")
+                .bind(active)
+                .bind(id)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        if done == 0 {
             Err(UserError::NotFound)
         } else {
             Ok(())
@@ -229,12 +244,15 @@ impl UserStore {
     /// # Errors
     /// [`UserError::NotFound`], or a database error.
     pub async fn set_password_hash(&self, id: i64, hash: &str) -> Result<(), UserError> {
-        let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
-            .bind(hash)
-            .bind(id)
-            .execute(&self.db.write)
-            .await?;
-        if done.rows_affected() == 0 {
+        let done = with_pool!(self.db, write, |pool, _d| {
+            sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+                .bind(hash)
+                .bind(id)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        if done == 0 {
             Err(UserError::NotFound)
         } else {
             Ok(())
@@ -246,11 +264,14 @@ impl UserStore {
     /// # Errors
     /// A database error.
     pub async fn record_login(&self, id: i64) -> Result<(), UserError> {
-        sqlx::query("UPDATE users SET last_login = $1 WHERE id = $2")
-            .bind(now())
-            .bind(id)
-            .execute(&self.db.write)
-            .await?;
+        with_pool!(self.db, write, |pool, _d| {
+            sqlx::query("UPDATE users SET last_login = $1 WHERE id = $2")
+                .bind(now())
+                .bind(id)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
         Ok(())
     }
 }

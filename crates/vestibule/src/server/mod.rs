@@ -25,7 +25,9 @@ use crate::auth::{AccessTokens, PasswordHasher, PasswordPolicy, UserStore};
 use crate::config::{Config, StoreKind, TokenSettings};
 use crate::csrf::CsrfLayer;
 use crate::db::{Database, DbError};
-use crate::session::stores::{CachedStore, MemoryStore, SqliteStore};
+use crate::session::stores::{
+    CachedStore, Invalidation, MemoryStore, RedisInvalidation, RedisStore, SqliteStore,
+};
 use crate::session::{SessionLayer, SessionManager, SessionStore};
 
 /// Shared state of the handlers: one `Arc`, because axum clones the state for every request.
@@ -171,20 +173,45 @@ impl axum::extract::FromRequestParts<AppState> for ClientIp {
     }
 }
 
+/// The session store, and the SQLite read cache when there is one (see [`build_store`]).
+pub type BuiltStore = (Arc<dyn SessionStore>, Option<CachedStore<SqliteStore>>);
+
 /// Builds the session store the configuration asks for; also returns the read cache, if any, so
-/// the server can drop it when another process writes to the database.
-pub fn build_store(
-    config: &Config,
-    db: &Database,
-) -> (Arc<dyn SessionStore>, Option<CachedStore<SqliteStore>>) {
-    match config.store {
+/// the server can drop it when another process writes to the database. Redis stores connect
+/// lazily (a server started while Redis is down is up but not ready); the coherent cache starts
+/// its pub/sub listener, so this must run inside a Tokio runtime.
+///
+/// # Errors
+/// [`StartError::Other`] when the Redis configuration is unusable.
+pub fn build_store(config: &Config, db: &Database) -> Result<BuiltStore, StartError> {
+    let redis = || -> Result<(RedisStore, crate::session::stores::RedisConfig), StartError> {
+        let rc = config.redis.clone().ok_or_else(|| {
+            crate::Error::new(
+                crate::error::ErrorCode::Internal,
+                "session.store is Redis but no Redis URL is configured",
+            )
+        })?;
+        let store = RedisStore::new(&rc).map_err(crate::Error::from)?;
+        Ok((store, rc))
+    };
+    Ok(match config.store {
         StoreKind::CachedSqlite => {
             let cached = CachedStore::new(SqliteStore::new(db.clone()), config.cache_capacity);
             (Arc::new(cached.clone()), Some(cached))
         }
         StoreKind::Sqlite => (Arc::new(SqliteStore::new(db.clone())), None),
         StoreKind::Memory => (Arc::new(MemoryStore::new(config.cache_capacity)), None),
-    }
+        StoreKind::Redis => (Arc::new(redis()?.0), None),
+        StoreKind::CachedRedis => {
+            let (store, rc) = redis()?;
+            let publisher = store.clone();
+            let cached = CachedStore::coherent(store, config.cache_capacity, |handle| {
+                let feed: Arc<dyn Invalidation> = RedisInvalidation::start(publisher, &rc, handle);
+                feed
+            });
+            (Arc::new(cached), None)
+        }
+    })
 }
 
 /// Drops the read cache whenever another process commits to the database (e.g. `vestibule user
@@ -312,8 +339,8 @@ impl App {
                 .map_err(|source| StartError::IdentityKey { path, source })?;
             config.proxy.assertion_key = Some(Arc::new(key));
         }
-        let db = Database::open(&config.database_path).await?;
-        let (store, cache) = build_store(&config, &db);
+        let db = Database::connect(&config.database, config.store_timeout).await?;
+        let (store, cache) = build_store(&config, &db)?;
         let metrics = config
             .metrics_allow
             .clone()

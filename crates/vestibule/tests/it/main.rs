@@ -4,12 +4,16 @@
 
 mod api;
 mod bearer;
+mod coherence;
 mod cors;
 mod csrf;
 mod doctor;
 mod limits;
+mod outage;
+mod postgres;
 mod proxy;
 mod robustness;
+mod services;
 mod session_layer;
 mod sessions;
 mod store_conformance;

@@ -14,12 +14,48 @@ use crate::token::TokenHash;
 ///
 /// Every write and every cache fill for a key runs under that key's lock (moka's per-key
 /// `compute`), so a fill that raced a write can never put a stale record back. Within one process
-/// the cache is therefore exactly as fresh as the durable store. It is not coherent across
-/// processes: several instances sharing one database need cache invalidation (a later issue).
+/// the cache is therefore exactly as fresh as the durable store. Across processes it needs an
+/// [`Invalidation`] feed ([`CachedStore::coherent`]): every write is announced to the other
+/// instances, which drop their copy, and while this instance's feed is down the cache is bypassed.
 #[derive(Debug, Clone)]
 pub struct CachedStore<D> {
     cache: Cache<TokenHash, Arc<Record>>,
     durable: D,
+    feed: Option<Arc<dyn Invalidation>>,
+}
+
+/// A channel between instances sharing one durable store: announces the keys this instance
+/// changed and tells whether the announcements of the others are being received.
+#[async_trait]
+pub trait Invalidation: Send + Sync + std::fmt::Debug + 'static {
+    /// Whether the other instances' announcements reach this one right now. When not, the cache
+    /// must not be read: it may hold a record another instance changed meanwhile.
+    fn is_live(&self) -> bool;
+    /// Changes every time the feed is interrupted, so a fill that began before an interruption
+    /// is not kept.
+    fn epoch(&self) -> u64;
+    /// Tells the other instances that these keys changed. Returns once the announcement has been
+    /// delivered to the feed (for Redis: echoed back to this instance's own subscription).
+    async fn publish(&self, keys: &[TokenHash]) -> Result<(), StoreError>;
+}
+
+/// What an [`Invalidation`] feed may do to a cache when another instance announces a change.
+#[derive(Debug, Clone)]
+pub struct CacheHandle(Cache<TokenHash, Arc<Record>>);
+
+impl CacheHandle {
+    /// Drops one key, under its lock (after any fill in flight for it).
+    pub async fn drop_key(&self, key: TokenHash) {
+        self.0
+            .entry(key)
+            .and_compute_with(|_| std::future::ready(Op::Remove))
+            .await;
+    }
+
+    /// Drops everything (the feed was interrupted: announcements may have been missed).
+    pub fn drop_all(&self) {
+        self.0.invalidate_all();
+    }
 }
 
 impl<D: SessionStore> CachedStore<D> {
@@ -31,6 +67,32 @@ impl<D: SessionStore> CachedStore<D> {
         Self {
             cache: Cache::builder().max_capacity(capacity).build(),
             durable,
+            feed: None,
+        }
+    }
+
+    /// A cache shared-nothing with other instances yet coherent with them: `connect` gets a
+    /// handle on this cache (to drop what other instances announce) and returns the feed this
+    /// instance announces its own writes on.
+    pub fn coherent(
+        durable: D,
+        capacity: u64,
+        connect: impl FnOnce(CacheHandle) -> Arc<dyn Invalidation>,
+    ) -> Self {
+        let mut store = Self::new(durable, capacity);
+        store.feed = Some(connect(CacheHandle(store.cache.clone())));
+        store
+    }
+
+    /// Whether the cache is in use: always without a feed; with one, while it is live.
+    pub fn is_coherent(&self) -> bool {
+        self.feed.as_ref().is_none_or(|f| f.is_live())
+    }
+
+    async fn announce(&self, keys: &[TokenHash]) -> Result<(), StoreError> {
+        match &self.feed {
+            Some(feed) if !keys.is_empty() => feed.publish(keys).await,
+            _ => Ok(()),
         }
     }
 
@@ -66,10 +128,19 @@ impl<D: SessionStore> SessionStore for CachedStore<D> {
 
     async fn load(&self, key: &TokenHash) -> Result<Option<Arc<Record>>, StoreError> {
         let t = now();
+        let epoch = match &self.feed {
+            // Deaf to the other instances: the cache may be stale, so it is neither read nor filled.
+            Some(feed) if !feed.is_live() => return self.durable.load(key).await,
+            Some(feed) => Some(feed.epoch()),
+            None => None,
+        };
         if let Some(r) = self.cache.get(key).await {
             return Ok((!r.is_expired(t)).then_some(r));
         }
         let durable = &self.durable;
+        let feed = &self.feed;
+        let mut uncached = None;
+        let uncached_ref = &mut uncached;
         let result = self
             .cache
             .entry(*key)
@@ -77,12 +148,25 @@ impl<D: SessionStore> SessionStore for CachedStore<D> {
                 Ok::<_, StoreError>(match cur {
                     Some(_) => Op::Nop,
                     None => match durable.load(key).await? {
+                        // The feed was interrupted during the read: announcements may have been
+                        // missed, so the record is used for this request only.
+                        Some(r)
+                            if feed
+                                .as_ref()
+                                .is_some_and(|f| !f.is_live() || Some(f.epoch()) != epoch) =>
+                        {
+                            *uncached_ref = Some(r);
+                            Op::Nop
+                        }
                         Some(r) => Op::Put(r),
                         None => Op::Nop,
                     },
                 })
             })
             .await?;
+        if let Some(r) = uncached {
+            return Ok(Some(r).filter(|r| !r.is_expired(t)));
+        }
         Ok(match result {
             CompResult::Inserted(e) | CompResult::ReplacedWith(e) | CompResult::Unchanged(e) => {
                 Some(e.into_value()).filter(|r| !r.is_expired(t))
@@ -104,6 +188,7 @@ impl<D: SessionStore> SessionStore for CachedStore<D> {
                 }
             })
             .await?;
+        self.announce(std::slice::from_ref(key)).await?;
         match result {
             CompResult::Inserted(e) | CompResult::ReplacedWith(e) => Ok(e.into_value()),
             _ => Err(StoreError::NotFound),
@@ -121,6 +206,7 @@ impl<D: SessionStore> SessionStore for CachedStore<D> {
                 Ok::<_, StoreError>(Op::Remove)
             })
             .await?;
+        self.announce(std::slice::from_ref(key)).await?;
         Ok(existed)
     }
 
@@ -141,6 +227,7 @@ impl<D: SessionStore> SessionStore for CachedStore<D> {
                 .and_compute_with(|_| std::future::ready(Op::Remove))
                 .await;
         }
+        self.announce(&keys).await?;
         Ok(keys)
     }
 

@@ -1,9 +1,15 @@
 //! Session store backends, one module each.
 
 mod cached;
+mod cookie;
 mod memory;
-mod sqlite;
+mod redis;
+mod redis_feed;
+mod sql;
 
-pub use cached::CachedStore;
+pub use cached::{CacheHandle, CachedStore, Invalidation};
+pub use cookie::{CookieError, CookieKey, CookieKeyRing, MAX_COOKIE_VALUE, SealedSession};
 pub use memory::MemoryStore;
-pub use sqlite::SqliteStore;
+pub use redis::{DEFAULT_PREFIX as REDIS_DEFAULT_PREFIX, RedisConfig, RedisStore};
+pub use redis_feed::RedisInvalidation;
+pub use sql::{SqlStore, SqliteStore};

@@ -1,0 +1,245 @@
+//! Durable sessions in the database: the embedded SQLite file or PostgreSQL, one set of queries.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+use sqlx::Row;
+
+use crate::db::{Database, Dialect, with_pool};
+use crate::session::record::{Delta, Record, now};
+use crate::session::store::{SessionStore, StoreError};
+use crate::token::TokenHash;
+
+/// Sessions in the `sessions` table; they survive restarts, and on PostgreSQL they are shared by
+/// every instance using the database.
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    db: Database,
+}
+
+/// The name this store had when SQLite was the only database.
+pub type SqliteStore = SqlStore;
+
+impl SqlStore {
+    /// A store on an opened (migrated) database.
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+}
+
+macro_rules! columns {
+    () => {
+        "key, user_id, data, created_at, last_seen, expires_at, absolute_expires_at, user_agent"
+    };
+}
+
+/// One live record by key: `$1` the key, `$2` now.
+const SELECT_LIVE: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM sessions WHERE key = $1 AND expires_at > $2 AND absolute_expires_at > $2"
+);
+
+/// Same as [`SELECT_LIVE`], locking the row until the transaction ends (PostgreSQL).
+const SELECT_LIVE_FOR_UPDATE: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM sessions WHERE key = $1 AND expires_at > $2 AND absolute_expires_at > $2 FOR UPDATE"
+);
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+fn key_from(bytes: Vec<u8>) -> Result<TokenHash, StoreError> {
+    let key: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("key is not 32 bytes".into()))?;
+    Ok(TokenHash::from_bytes(key))
+}
+
+/// Decodes a sessions row of either backend (expanded per backend by `with_pool!`).
+macro_rules! decode {
+    ($row:expr) => {{
+        let row = $row;
+        let data: String = row.try_get("data").map_err(corrupt)?;
+        let data: Map<String, Value> = serde_json::from_str(&data).map_err(corrupt)?;
+        Ok::<Record, StoreError>(Record {
+            key: key_from(row.try_get("key").map_err(corrupt)?)?,
+            user_id: row.try_get("user_id").map_err(corrupt)?,
+            data,
+            created_at: row.try_get("created_at").map_err(corrupt)?,
+            last_seen: row.try_get("last_seen").map_err(corrupt)?,
+            expires_at: row.try_get("expires_at").map_err(corrupt)?,
+            absolute_expires_at: row.try_get("absolute_expires_at").map_err(corrupt)?,
+            user_agent: row.try_get("user_agent").map_err(corrupt)?,
+        })
+    }};
+}
+
+fn unavailable(e: sqlx::Error) -> StoreError {
+    StoreError::unavailable(e)
+}
+
+fn encode_data(data: &Map<String, Value>) -> Result<String, StoreError> {
+    serde_json::to_string(data).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+#[async_trait]
+impl SessionStore for SqlStore {
+    async fn create(&self, r: &Record) -> Result<(), StoreError> {
+        let data = encode_data(&r.data)?;
+        let done = with_pool!(self.db, write, |pool, _d| {
+            sqlx::query(concat!(
+                "INSERT INTO sessions (",
+                columns!(),
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (key) DO NOTHING"
+            ))
+            .bind(&r.key.as_bytes()[..])
+            .bind(r.user_id)
+            .bind(&data)
+            .bind(r.created_at)
+            .bind(r.last_seen)
+            .bind(r.expires_at)
+            .bind(r.absolute_expires_at)
+            .bind(&r.user_agent)
+            .execute(pool)
+            .await
+            .map_err(unavailable)?
+            .rows_affected()
+        });
+        if done == 0 {
+            Err(StoreError::Collision)
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn load(&self, key: &TokenHash) -> Result<Option<Arc<Record>>, StoreError> {
+        let record = with_pool!(self.db, read, |pool, _d| {
+            let row = sqlx::query(SELECT_LIVE)
+                .bind(&key.as_bytes()[..])
+                .bind(now())
+                .fetch_optional(pool)
+                .await
+                .map_err(unavailable)?;
+            row.as_ref().map(|r| decode!(r)).transpose()?
+        });
+        Ok(record.map(Arc::new))
+    }
+
+    async fn save(&self, key: &TokenHash, delta: &Delta) -> Result<Arc<Record>, StoreError> {
+        // SQLite: one writer connection, and IMMEDIATE takes the write lock before the read, so
+        // the read-merge-write cannot interleave with another save (not even from another
+        // process). PostgreSQL: the read locks the row until the commit.
+        let record = with_pool!(self.db, write, |pool, d| {
+            let mut tx = pool
+                .begin_with(d.begin_write())
+                .await
+                .map_err(unavailable)?;
+            let select = match d {
+                Dialect::Sqlite => SELECT_LIVE,
+                Dialect::Postgres => SELECT_LIVE_FOR_UPDATE,
+            };
+            let row = sqlx::query(select)
+                .bind(&key.as_bytes()[..])
+                .bind(now())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            let Some(row) = row else {
+                return Err(StoreError::NotFound);
+            };
+            let mut record = decode!(&row)?;
+            record.apply(delta);
+            sqlx::query(
+                "UPDATE sessions SET data = $1, last_seen = $2, expires_at = $3 WHERE key = $4",
+            )
+            .bind(encode_data(&record.data)?)
+            .bind(record.last_seen)
+            .bind(record.expires_at)
+            .bind(&key.as_bytes()[..])
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            tx.commit().await.map_err(unavailable)?;
+            record
+        });
+        Ok(Arc::new(record))
+    }
+
+    async fn delete(&self, key: &TokenHash) -> Result<bool, StoreError> {
+        let done = with_pool!(self.db, write, |pool, _d| {
+            sqlx::query("DELETE FROM sessions WHERE key = $1")
+                .bind(&key.as_bytes()[..])
+                .execute(pool)
+                .await
+                .map_err(unavailable)?
+                .rows_affected()
+        });
+        Ok(done > 0)
+    }
+
+    async fn list_user(&self, user_id: i64) -> Result<Vec<Record>, StoreError> {
+        with_pool!(self.db, read, |pool, _d| {
+            let rows = sqlx::query(concat!(
+                "SELECT ",
+                columns!(),
+                " FROM sessions WHERE user_id = $1 AND expires_at > $2 \
+                 AND absolute_expires_at > $2 ORDER BY created_at, key"
+            ))
+            .bind(user_id)
+            .bind(now())
+            .fetch_all(pool)
+            .await
+            .map_err(unavailable)?;
+            rows.iter().map(|r| decode!(r)).collect()
+        })
+    }
+
+    async fn delete_user(
+        &self,
+        user_id: i64,
+        keep: Option<&TokenHash>,
+    ) -> Result<Vec<TokenHash>, StoreError> {
+        let keep: Vec<u8> = keep.map(|k| k.as_bytes().to_vec()).unwrap_or_default();
+        with_pool!(self.db, write, |pool, _d| {
+            let rows =
+                sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND key != $2 RETURNING key")
+                    .bind(user_id)
+                    .bind(&keep)
+                    .fetch_all(pool)
+                    .await
+                    .map_err(unavailable)?;
+            rows.iter()
+                .map(|row| key_from(row.try_get("key").map_err(corrupt)?))
+                .collect()
+        })
+    }
+
+    async fn delete_expired(&self) -> Result<u64, StoreError> {
+        Ok(with_pool!(self.db, write, |pool, _d| {
+            sqlx::query("DELETE FROM sessions WHERE expires_at <= $1 OR absolute_expires_at <= $1")
+                .bind(now())
+                .execute(pool)
+                .await
+                .map_err(unavailable)?
+                .rows_affected()
+        }))
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.db.ping().await.map_err(StoreError::unavailable)
+    }
+
+    async fn count(&self) -> Result<u64, StoreError> {
+        let n: i64 = with_pool!(self.db, read, |pool, _d| {
+            sqlx::query_scalar("SELECT COUNT(*) FROM sessions")
+                .fetch_one(pool)
+                .await
+                .map_err(unavailable)?
+        });
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+}

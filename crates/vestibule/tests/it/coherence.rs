@@ -1,0 +1,127 @@
+//! The read cache in front of a shared store, across instances: what one instance changes the
+//! others never serve from their cache, and a cache that cannot hear the others is not read.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::json;
+use vestibule::session::stores::{CachedStore, Invalidation, RedisStore};
+use vestibule::session::{Delta, SessionStore, StoreError, now};
+use vestibule::token::TokenHash;
+
+use crate::store_conformance::{cached_redis_store, record, redis_config};
+
+/// Waits (bounded) until a coherent cache's feed is subscribed.
+async fn until_live(stores: &[&CachedStore<RedisStore>]) {
+    for _ in 0..200 {
+        if stores.iter().all(|s| s.is_coherent()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("invalidation feed never came up");
+}
+
+fn touch(set: serde_json::Value) -> Delta {
+    let t = now();
+    Delta {
+        set: set.as_object().cloned().unwrap_or_default(),
+        remove: Vec::new(),
+        last_seen: t,
+        expires_at: t + 3600,
+    }
+}
+
+/// Two instances (A, B) with their own caches over one Redis: B has the session cached; a
+/// logout, a data change and a revoke-all on A are each seen by B's very next read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_on_one_instance_is_seen_by_the_next_read_on_another() {
+    let Some((config, _guard)) = redis_config().await else {
+        return;
+    };
+    let a = cached_redis_store(&config);
+    let b = cached_redis_store(&config);
+    until_live(&[&a, &b]).await;
+    for round in 0..20 {
+        let r = record(Some(round), json!({"n": 0}));
+        a.create(&r).await.expect("create");
+        assert!(b.load(&r.key).await.expect("load").is_some(), "B caches it");
+        a.save(&r.key, &touch(json!({"n": 1}))).await.expect("save");
+        assert_eq!(
+            b.load(&r.key).await.expect("load").expect("live").data["n"],
+            json!(1),
+            "round {round}: B served a stale copy after A's write"
+        );
+        if round % 2 == 0 {
+            assert!(a.delete(&r.key).await.expect("delete"));
+        } else {
+            assert_eq!(
+                a.delete_user(round, None).await.expect("revoke"),
+                vec![r.key]
+            );
+        }
+        assert_eq!(
+            b.load(&r.key).await.expect("load"),
+            None,
+            "round {round}: B served a session A ended"
+        );
+    }
+}
+
+/// A feed that can be switched off, over any store.
+#[derive(Debug, Default)]
+struct SwitchFeed {
+    live: AtomicBool,
+}
+
+#[async_trait]
+impl Invalidation for SwitchFeed {
+    fn is_live(&self) -> bool {
+        self.live.load(Ordering::SeqCst)
+    }
+    fn epoch(&self) -> u64 {
+        0
+    }
+    async fn publish(&self, _keys: &[TokenHash]) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// While the feed is down, every read goes to the shared store: a change made there by another
+/// instance (here: directly) is seen at once. While it is up, the cache answers.
+#[tokio::test]
+async fn the_cache_is_bypassed_while_the_feed_is_down() {
+    let Some((config, _guard)) = redis_config().await else {
+        return;
+    };
+    let shared = RedisStore::new(&config).expect("store");
+    let feed = Arc::new(SwitchFeed::default());
+    let f = feed.clone();
+    let cached = CachedStore::coherent(shared.clone(), 100, move |_| {
+        let feed: Arc<dyn Invalidation> = f;
+        feed
+    });
+    let r = record(Some(1), json!({}));
+    cached.create(&r).await.expect("create");
+    assert!(cached.load(&r.key).await.expect("load").is_some());
+    shared
+        .delete(&r.key)
+        .await
+        .expect("delete behind the cache");
+    assert_eq!(
+        cached.load(&r.key).await.expect("load"),
+        None,
+        "feed down: the shared store was asked"
+    );
+    // With the feed up, a cached copy is served (which is why the feed must deliver every write).
+    feed.live.store(true, Ordering::SeqCst);
+    let r2 = record(Some(1), json!({}));
+    cached.create(&r2).await.expect("create");
+    shared
+        .delete(&r2.key)
+        .await
+        .expect("delete behind the cache");
+    assert!(cached.load(&r2.key).await.expect("load").is_some());
+}

@@ -1,0 +1,131 @@
+//! The whole API on PostgreSQL (users, access tokens, durable sessions), through the same data
+//! layer as SQLite, in a fresh schema per test.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use vestibule::config::RawStore;
+
+use crate::services::PgSchema;
+use crate::support::{PASSWORD, TestApp, assert_error};
+
+#[tokio::test]
+async fn accounts_tokens_and_sessions_work_on_postgres() {
+    let Some(schema) = PgSchema::create().await else {
+        return;
+    };
+    let url = schema.url.clone();
+    let app = TestApp::spawn_with(|raw| {
+        raw.database_url = url;
+        raw.session.store = RawStore::One("database".into());
+    })
+    .await;
+    assert!(app.state.db.is_postgres());
+    let mut alice = app.signed_up("alice", PASSWORD).await;
+    // Usernames are unique regardless of case, as on SQLite.
+    let res = app
+        .post_anon(
+            "/auth/signup",
+            &json!({"username": "ALICE", "password": PASSWORD}),
+        )
+        .await;
+    assert_error(res, 409, "username_taken").await;
+    let me: Value = alice.get("/auth/me").await.json().await.expect("json");
+    assert_eq!(me["user"]["username"], "alice");
+    // Logging in by another case finds the same user.
+    let bearer = app.bearer_login("Alice", PASSWORD).await;
+    let res = alice
+        .post_json(
+            "/auth/tokens",
+            &json!({"name": "ci", "scopes": ["read", "write"]}),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    let token: Value = res.json().await.expect("json");
+    let pat = token["token"].as_str().expect("token").to_owned();
+    for t in [&bearer, &pat] {
+        let res = app
+            .with_bearer(Method::GET, "/auth/me", t)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(res.status(), 200);
+    }
+    let sessions: Value = alice
+        .get("/auth/sessions")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(sessions["sessions"].as_array().map(Vec::len), Some(2));
+    // A password change ends the other session and revokes the access token.
+    let res = alice
+        .post_json(
+            "/auth/password",
+            &json!({"current_password": PASSWORD, "new_password": "a brand new secret"}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.expect("json");
+    alice.csrf = body["csrf_token"].as_str().map(str::to_owned);
+    for t in [&bearer, &pat] {
+        let res = app
+            .with_bearer(Method::GET, "/auth/me", t)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(res.status(), 401, "revoked credential still accepted");
+    }
+    assert_eq!(alice.get("/auth/me").await.status(), 200);
+    assert_eq!(
+        app.post_anon(
+            "/auth/login",
+            &json!({"username": "alice", "password": PASSWORD})
+        )
+        .await
+        .status(),
+        401
+    );
+    assert_eq!(alice.post("/auth/logout").await.status(), 204);
+    assert_error(alice.get("/auth/me").await, 401, "not_authenticated").await;
+    app.stop().await;
+}
+
+/// A PostgreSQL that does not answer in time (here: the sessions table locked by another
+/// connection) gives 503 `store_unavailable` within the store timeout, `/healthz` keeps answering,
+/// and the same session works again once the lock is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_postgres_gives_bounded_503s_and_recovers() {
+    use sqlx::Connection;
+    use std::time::{Duration, Instant};
+    let Some(schema) = PgSchema::create().await else {
+        return;
+    };
+    let url = schema.url.clone();
+    let app = TestApp::spawn_with(|raw| {
+        raw.database_url = url;
+        raw.session.store = RawStore::One("database".into());
+        raw.session.store_timeout = "300ms".into();
+    })
+    .await;
+    let alice = app.signed_up("alice", PASSWORD).await;
+    assert_eq!(alice.get("/auth/me").await.status(), 200);
+    let mut locker = sqlx::PgConnection::connect(&schema.url)
+        .await
+        .expect("connect");
+    let mut tx = locker.begin().await.expect("begin");
+    sqlx::query("LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *tx)
+        .await
+        .expect("lock");
+    let started = Instant::now();
+    let res = alice.get("/auth/me").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the request waited on the lock"
+    );
+    assert_error(res, 503, "store_unavailable").await;
+    assert_eq!(alice.get("/healthz").await.status(), 200);
+    tx.rollback().await.expect("unlock");
+    assert_eq!(alice.get("/auth/me").await.status(), 200);
+    app.stop().await;
+}
