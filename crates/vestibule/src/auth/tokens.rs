@@ -13,7 +13,19 @@ use crate::session::{UnixTime, now};
 use crate::token::{SecretToken, TokenHash, TokenKind};
 
 /// What an access token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    PartialOrd,
+    Ord,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
     /// Safe methods only (GET, HEAD, OPTIONS).
