@@ -7,6 +7,7 @@ mod bearer;
 mod cors;
 mod csrf;
 mod limits;
+mod openapi;
 mod robustness;
 mod session_layer;
 mod sessions;
