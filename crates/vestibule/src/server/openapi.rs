@@ -21,7 +21,8 @@ pub(crate) struct ErrorBody {
     code: ErrorCode,
     /// For humans.
     message: String,
-    /// What the caller can change to fix it, when known.
+    /// What the caller can change to fix it, when known (else `null`).
+    #[schema(required = true)]
     hint: Option<String>,
 }
 

@@ -58,6 +58,7 @@ fn rfc3339(t: UnixTime) -> String {
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct UserBody {
     user: UserView,
+    #[schema(required = true)]
     csrf_token: Option<String>,
 }
 
@@ -396,6 +397,7 @@ pub(crate) async fn get_me(session: Session, user: AuthUser) -> Result<axum::Jso
 /// `{"csrf_token"}`: `null` when the request has no cookie session.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct CsrfBody {
+    #[schema(required = true)]
     csrf_token: Option<String>,
 }
 
@@ -515,6 +517,7 @@ pub(crate) struct SessionView {
     last_seen: String,
     #[schema(format = DateTime)]
     expires_at: String,
+    #[schema(required = true)]
     user_agent: Option<String>,
     /// `"cookie"` or `"bearer"`, as stored with the login.
     #[schema(value_type = String)]
@@ -719,7 +722,7 @@ pub(crate) struct TokenView {
     scopes: Vec<Scope>,
     #[schema(format = DateTime)]
     created_at: String,
-    #[schema(format = DateTime)]
+    #[schema(format = DateTime, required = true)]
     last_used_at: Option<String>,
     #[schema(format = DateTime)]
     expires_at: String,

@@ -106,7 +106,7 @@ async fn the_document_is_openapi_3_1_with_the_credentials_and_error_body() {
         .iter()
         .filter_map(Value::as_str)
         .collect();
-    assert!(required.contains("code") && required.contains("message"));
+    assert_eq!(required, BTreeSet::from(["code", "message", "hint"]));
     assert!(error["properties"]["hint"].is_object());
     let codes = &doc["components"]["schemas"]["ErrorCode"]["enum"];
     assert!(
