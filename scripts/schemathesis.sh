@@ -20,13 +20,31 @@ if [ ! -x "$BIN" ]; then
   exit 1
 fi
 
+# A venv in target/; where python3 has no venv module (Debian without python3-venv), a plain
+# `pip install --target` directory instead.
 venv="$PWD/target/schemathesis-venv"
-if [ ! -x "$venv/bin/schemathesis" ] || ! "$venv/bin/python" -m pip show schemathesis 2>/dev/null \
-  | grep -qx "Version: $SCHEMATHESIS_VERSION"; then
+pkgs="$PWD/target/schemathesis-pkgs"
+installed() {
+  local out
+  out="$("$@" -m pip show schemathesis 2>/dev/null || true)"
+  grep -qx "Version: $SCHEMATHESIS_VERSION" <<<"$out"
+}
+if [ -x "$venv/bin/python" ] && installed "$venv/bin/python"; then
+  st=("$venv/bin/python" -m schemathesis.cli)
+elif [ -f "$pkgs/.version" ] && [ "$(cat "$pkgs/.version")" = "$SCHEMATHESIS_VERSION" ]; then
+  st=(env "PYTHONPATH=$pkgs" python3 -m schemathesis.cli)
+elif python3 -m venv "$venv" >/dev/null 2>&1 && [ -x "$venv/bin/python" ]; then
   echo "== installing schemathesis $SCHEMATHESIS_VERSION into $venv"
-  python3 -m venv "$venv"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
     "schemathesis==$SCHEMATHESIS_VERSION"
+  st=("$venv/bin/python" -m schemathesis.cli)
+else
+  echo "== installing schemathesis $SCHEMATHESIS_VERSION into $pkgs (no python3 venv module)"
+  rm -rf "$venv" "$pkgs"
+  python3 -m pip install --quiet --disable-pip-version-check --target "$pkgs" \
+    "schemathesis==$SCHEMATHESIS_VERSION"
+  echo "$SCHEMATHESIS_VERSION" >"$pkgs/.version"
+  st=(env "PYTHONPATH=$pkgs" python3 -m schemathesis.cli)
 fi
 
 dir="$(mktemp -d "${TMPDIR:-/tmp}/vestibule-schemathesis-XXXXXX")"
@@ -62,11 +80,13 @@ EOF
 ) >"$dir/server.log" 2>&1 &
 server_pid=$!
 
-# Waits (at most 15 s) for /healthz, then signs user $1 up with the bearer transport: its token.
+# Waits (at most 15 s) for /healthz, then signs user $1 up with transport $2 (default bearer) and
+# prints the credential headers: `Authorization: Bearer …`, or `Cookie: …` and `X-CSRF-Token: …`
+# on two lines.
 signup() {
-  python3 - "$url" "$1" <<'EOF'
+  python3 - "$url" "$1" "${2:-bearer}" <<'EOF'
 import json, sys, time, urllib.request
-url, username = sys.argv[1], sys.argv[2]
+url, username, transport = sys.argv[1], sys.argv[2], sys.argv[3]
 deadline = time.monotonic() + 15
 while True:
     try:
@@ -79,14 +99,21 @@ while True:
         sys.exit("the server did not answer /healthz within 15 s")
     time.sleep(0.1)
 body = json.dumps({"username": username, "password": "a long enough passphrase",
-                   "transport": "bearer"}).encode()
+                   "transport": transport}).encode()
 req = urllib.request.Request(url + "/auth/signup", data=body,
                              headers={"Content-Type": "application/json"})
 with urllib.request.urlopen(req, timeout=10) as r:
-    print(json.load(r)["token"])
+    answer = json.load(r)
+    if transport == "bearer":
+        print("Authorization: Bearer " + answer["token"])
+    else:
+        cookies = [c.split(";", 1)[0] for c in r.headers.get_all("Set-Cookie") or []]
+        session = [c for c in cookies if c.startswith("vestibule_session=")]
+        print("Cookie: " + session[0])
+        print("X-CSRF-Token: " + answer["csrf_token"])
 EOF
 }
-token="$(signup schemathesis)" || { echo "server log:" >&2; cat "$dir/server.log" >&2; exit 1; }
+bearer="$(signup schemathesis)" || { echo "server log:" >&2; cat "$dir/server.log" >&2; exit 1; }
 
 # Operations that end or replace the caller's session (signup with a token on the request rotates
 # it; logout ends it; the session listing hands out the id DELETE /auth/sessions/{id} ends) run
@@ -110,7 +137,7 @@ run() {
     echo "schemathesis: the ${TIME_LIMIT}s budget ran out" >&2
     return 1
   fi
-  timeout --kill-after=10 "$left" "$venv/bin/schemathesis" run "$url/openapi.json" \
+  timeout --kill-after=10 "$left" "${st[@]}" run "$url/openapi.json" \
     --checks not_a_server_error,status_code_conformance,response_schema_conformance \
     --max-examples "$MAX_EXAMPLES" \
     "${generation[@]}" \
@@ -121,11 +148,16 @@ run() {
 
 echo "== schemathesis $SCHEMATHESIS_VERSION against $url/openapi.json (max $MAX_EXAMPLES examples per operation, ${TIME_LIMIT}s)"
 status=0
-run --header "Authorization: Bearer $token" "${excluded[@]}" || status=$?
+run --header "$bearer" "${excluded[@]}" || status=$?
 if [ "$status" -eq 0 ]; then
-  echo "== schemathesis: the operations that end sessions, as a second user"
-  token2="$(signup schemathesis2)" || exit 1
-  run --header "Authorization: Bearer $token2" "${session_enders[@]}" || status=$?
+  echo "== schemathesis: the same with the session cookie and its X-CSRF-Token"
+  mapfile -t cookie < <(signup schemathesis-cookie cookie) || exit 1
+  run --header "${cookie[0]}" --header "${cookie[1]}" "${excluded[@]}" || status=$?
+fi
+if [ "$status" -eq 0 ]; then
+  echo "== schemathesis: the operations that end sessions, as another user"
+  bearer2="$(signup schemathesis2)" || exit 1
+  run --header "$bearer2" "${session_enders[@]}" || status=$?
 fi
 if [ "$status" -ne 0 ]; then
   echo "schemathesis failed (exit $status); server log:" >&2
