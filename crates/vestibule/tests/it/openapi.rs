@@ -205,3 +205,42 @@ async fn the_route_check_tells_a_missing_route_apart() {
     assert!(!is_router_miss(status, &body), "{status} {body}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_real_429_is_the_documented_one() {
+    // Rate limits are off in the schemathesis run: check this documented answer here.
+    let app = TestApp::spawn_with(|raw| raw.rate_limits.login_per_ip = "1/h".into()).await;
+    let doc = document(&app).await;
+    let documented = &doc["paths"]["/auth/login"]["post"]["responses"]["429"];
+    assert!(
+        documented["headers"]["Retry-After"].is_object(),
+        "{documented}"
+    );
+    let client = app.raw_client();
+    let mut last = None;
+    for _ in 0..3 {
+        let res = client
+            .post(app.url("/auth/login"))
+            .json(&serde_json::json!({"username": "nobody", "password": "wrong password"}))
+            .send()
+            .await
+            .expect("request");
+        if res.status() == 429 {
+            last = Some(res);
+            break;
+        }
+        assert_eq!(res.status(), 401);
+    }
+    let res = last.expect("the second attempt within the hour is limited");
+    let retry_after: u64 = res.headers()["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!(retry_after > 0);
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(body["code"], "rate_limited");
+    assert!(body["message"].is_string());
+    assert!(body.get("hint").is_some(), "hint is always present: {body}");
+    app.stop().await;
+}
