@@ -137,13 +137,14 @@ run() {
     echo "schemathesis: the ${TIME_LIMIT}s budget ran out" >&2
     return 1
   fi
-  timeout --kill-after=10 "$left" "${st[@]}" run "$url/openapi.json" \
+  # From the temporary directory: schemathesis keeps a `.schemathesis/` cache in its working one.
+  (cd "$dir" && timeout --kill-after=10 "$left" "${st[@]}" run "$url/openapi.json" \
     --checks not_a_server_error,status_code_conformance,response_schema_conformance \
     --max-examples "$MAX_EXAMPLES" \
     "${generation[@]}" \
     --workers 1 \
     --no-color \
-    "$@"
+    "$@")
 }
 
 echo "== schemathesis $SCHEMATHESIS_VERSION against $url/openapi.json (max $MAX_EXAMPLES examples per operation, ${TIME_LIMIT}s)"
