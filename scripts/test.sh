@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command: the Rust suite, then the JavaScript client (type check + node tests
-# against the real binary), then the browser end-to-end suite in Debian's Chromium.
+# against the real binary), then schemathesis against /openapi.json (installed from PyPI into
+# target/), then the browser end-to-end suite in Debian's Chromium.
 # Without /usr/bin/chromium the browser suite is skipped with a message, except under CI
 # (CI set), where that is a failure.
 set -euo pipefail
@@ -37,6 +38,13 @@ node_modules/.bin/tsc -p clients/js/tsconfig.json
 
 echo "== node tests of the JavaScript client"
 node --test --test-timeout=60000 clients/js/test/*.test.js
+
+echo "== schemathesis: property-based test of the API against /openapi.json"
+if ! command -v python3 >/dev/null 2>&1; then
+  echo "python3 (with venv and pip) is needed for the schemathesis API test" >&2
+  exit 1
+fi
+bash scripts/schemathesis.sh
 
 echo "== browser end-to-end tests"
 chromium="${CHROMIUM:-/usr/bin/chromium}"

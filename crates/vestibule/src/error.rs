@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::session::StoreError;
 
 /// Stable, machine-readable error codes. Clients switch on these; the messages are for humans.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ErrorCode {

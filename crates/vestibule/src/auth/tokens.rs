@@ -13,6 +13,8 @@ use crate::token::{SecretToken, TokenHash, TokenKind};
 
 /// What an access token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+// Listed in the OpenAPI document (server/openapi.rs).
+#[derive(utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
     /// Safe methods only (GET, HEAD, OPTIONS).

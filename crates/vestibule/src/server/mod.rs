@@ -6,6 +6,7 @@ mod json;
 mod limits;
 mod listener;
 pub mod metrics;
+mod openapi;
 mod routes;
 mod trace;
 
@@ -276,6 +277,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
             "/demo/counter",
             get(routes::get_counter).post(routes::post_counter),
         )
+        .route("/openapi.json", get(openapi::get_openapi))
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))
         .route("/_vestibule/client.js", get(demo::client_js))

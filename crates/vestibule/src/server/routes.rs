@@ -5,8 +5,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use super::json::Json;
+use super::openapi::{ErrorBody, StatusBody};
 use super::{AppState, ClientIp};
 use crate::auth::{AccessToken, AuthUser, MaybeAuthUser, Password, Scope, Username};
 use crate::error::{Error, ErrorCode, Result};
@@ -14,9 +16,10 @@ use crate::session::{AUTH_USER_KEY, Session, SessionUser, Transport, UnixTime, n
 use crate::token::TokenHash;
 
 /// `{"username", "password", "transport"?}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct Credentials {
     username: String,
+    #[schema(value_type = String, format = Password)]
     password: Password,
     /// `"cookie"` (default): a session cookie. `"bearer"`: the session token in the body, for
     /// `Authorization: Bearer`, and no cookie.
@@ -24,7 +27,7 @@ pub(crate) struct Credentials {
     transport: LoginTransport,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 enum LoginTransport {
     #[default]
@@ -33,9 +36,11 @@ enum LoginTransport {
 }
 
 /// `{"current_password", "new_password"}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct PasswordChange {
+    #[schema(value_type = String, format = Password)]
     current_password: Password,
+    #[schema(value_type = String, format = Password)]
     new_password: Password,
 }
 
@@ -50,13 +55,14 @@ fn rfc3339(t: UnixTime) -> String {
 }
 
 /// `{"user": {"id", "username"}, "csrf_token"}`: what login, signup, me and password answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct UserBody {
     user: UserView,
+    #[schema(required = true)]
     csrf_token: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct UserView {
     id: i64,
     username: String,
@@ -73,15 +79,16 @@ async fn user_body(session: &Session, id: i64, username: &str) -> Result<UserBod
 }
 
 /// `{"user", "token", "expires_at"}`: a login with the bearer transport.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct BearerBody {
     user: UserView,
     token: String,
+    #[schema(format = DateTime)]
     expires_at: String,
 }
 
 /// What login, signup and password change answer, by transport.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(untagged)]
 pub(crate) enum AuthBody {
     /// The cookie carries the session; the body carries the CSRF token.
@@ -168,6 +175,27 @@ async fn start_session(
     Ok(body)
 }
 
+/// Creates an account and logs it in (when `auth.signup` is on).
+#[utoipa::path(
+    post,
+    path = "/auth/signup",
+    tag = "auth",
+    request_body = Credentials,
+    responses(
+        (status = 201, description = "Signed up and logged in: the CSRF token (cookie transport) or the session token (bearer transport)", body = AuthBody),
+        (status = 400, description = "`malformed_json`: the body is not valid JSON", body = ErrorBody),
+        (status = 401, description = "`not_authenticated`, `session_expired` or `invalid_token` (a bad bearer token)", body = ErrorBody),
+        (status = 403, description = "`signup_disabled`, or a CSRF refusal", body = ErrorBody),
+        (status = 409, description = "`username_taken`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body exceeds `limits.body_bytes`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is not declared as `application/json`", body = ErrorBody),
+        (status = 422, description = "`invalid_username`, `password_too_weak` or `invalid_body`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: wait `Retry-After` seconds", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until a retry can succeed"))),
+        (status = 503, description = "`store_unavailable`: the session store or database is down; retry", body = ErrorBody),
+    ),
+    security((), ("session_cookie" = [], "csrf_token" = []), ("bearer" = [])),
+)]
 pub(crate) async fn post_signup(
     State(app): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -255,6 +283,26 @@ fn check_login_rate(
     }
 }
 
+/// Logs in with a username and password: a rotated cookie session, or a bearer session token.
+#[utoipa::path(
+    post,
+    path = "/auth/login",
+    tag = "auth",
+    request_body = Credentials,
+    responses(
+        (status = 200, description = "Logged in: the CSRF token (cookie transport) or the session token (bearer transport)", body = AuthBody),
+        (status = 400, description = "`malformed_json`: the body is not valid JSON", body = ErrorBody),
+        (status = 401, description = "`invalid_credentials` (same answer for an unknown user), or a bad bearer token", body = ErrorBody),
+        (status = 403, description = "`account_disabled`, or a CSRF refusal", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body exceeds `limits.body_bytes`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is not declared as `application/json`", body = ErrorBody),
+        (status = 422, description = "`invalid_body`: fields missing or of the wrong type", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: wait `Retry-After` seconds", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until a retry can succeed"))),
+        (status = 503, description = "`store_unavailable`: the session store or database is down; retry", body = ErrorBody),
+    ),
+    security((), ("session_cookie" = [], "csrf_token" = []), ("bearer" = [])),
+)]
 pub(crate) async fn post_login(
     State(app): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -311,24 +359,88 @@ pub(crate) async fn post_login(
     Ok(res)
 }
 
+/// Ends the current session (a no-op without one).
+#[utoipa::path(
+    post,
+    path = "/auth/logout",
+    tag = "auth",
+    responses(
+        (status = 204, description = "Logged out"),
+        (status = 401, description = "`invalid_token`: a bad bearer token", body = ErrorBody),
+        (status = 403, description = "`csrf_origin_untrusted`, `csrf_token_missing`, `csrf_token_mismatch`", body = ErrorBody),
+        (status = 503, description = "`store_unavailable`: the session store or database is down; retry", body = ErrorBody),
+    ),
+    security((), ("session_cookie" = [], "csrf_token" = []), ("bearer" = [])),
+)]
 pub(crate) async fn post_logout(session: Session, user: MaybeAuthUser) -> Result<StatusCode> {
     session.flush().await?;
     audit!("logout", user_id = user.0.as_ref().map(|u| u.id));
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The logged-in user and the session's CSRF token.
+#[utoipa::path(
+    get,
+    path = "/auth/me",
+    tag = "auth",
+    responses(
+        (status = 200, description = "The user", body = UserBody),
+        (status = 401, description = "`not_authenticated`, `session_expired` or `invalid_token` (a bad bearer token)", body = ErrorBody),
+        (status = 503, description = "`store_unavailable`: the session store or database is down; retry", body = ErrorBody),
+    ),
+    security(("session_cookie" = []), ("bearer" = [])),
+)]
 pub(crate) async fn get_me(session: Session, user: AuthUser) -> Result<axum::Json<UserBody>> {
     Ok(axum::Json(
         user_body(&session, user.id, &user.username).await?,
     ))
 }
 
-pub(crate) async fn get_csrf(session: Session) -> Result<axum::Json<Value>> {
-    Ok(axum::Json(
-        json!({ "csrf_token": session.csrf_token().await? }),
-    ))
+/// `{"csrf_token"}`: `null` when the request has no cookie session.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CsrfBody {
+    #[schema(required = true)]
+    csrf_token: Option<String>,
 }
 
+/// The CSRF token for `X-CSRF-Token` (`null` without a cookie session).
+#[utoipa::path(
+    get,
+    path = "/auth/csrf",
+    tag = "auth",
+    responses(
+        (status = 200, description = "The masked CSRF token", body = CsrfBody),
+        (status = 401, description = "`invalid_token`: a bad bearer token", body = ErrorBody),
+        (status = 503, description = "`store_unavailable`: the session store or database is down; retry", body = ErrorBody),
+    ),
+    security((), ("session_cookie" = []), ("bearer" = [])),
+)]
+pub(crate) async fn get_csrf(session: Session) -> Result<axum::Json<CsrfBody>> {
+    Ok(axum::Json(CsrfBody {
+        csrf_token: session.csrf_token().await?,
+    }))
+}
+
+/// Changes the password: this session moves to a new token, every other session ends.
+#[utoipa::path(
+    post,
+    path = "/auth/password",
+    tag = "auth",
+    request_body = PasswordChange,
+    responses(
+        (status = 200, description = "Changed: the new CSRF token, or the new session token for a bearer session", body = AuthBody),
+        (status = 400, description = "`malformed_json`: the body is not valid JSON", body = ErrorBody),
+        (status = 401, description = "`invalid_credentials` (wrong current password), `not_authenticated`, `invalid_token`", body = ErrorBody),
+        (status = 403, description = "`session_required` (an access token), `insufficient_scope`, or a CSRF refusal", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body exceeds `limits.body_bytes`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is not declared as `application/json`", body = ErrorBody),
+        (status = 422, description = "`password_too_weak` or `invalid_body`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: wait `Retry-After` seconds", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until a retry can succeed"))),
+        (status = 503, description = "`store_unavailable`: the session store or database is down; retry", body = ErrorBody),
+    ),
+    security(("session_cookie" = [], "csrf_token" = []), ("bearer" = [])),
+)]
 pub(crate) async fn post_password(
     State(app): State<AppState>,
     session: Session,
@@ -391,35 +503,86 @@ pub(crate) async fn post_password(
     Ok(axum::Json(body))
 }
 
+/// `{"sessions": [...]}`: the caller's live sessions.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct SessionList {
+    sessions: Vec<SessionView>,
+}
+
+/// One live session, as `GET /auth/sessions` lists it.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct SessionView {
+    /// Hex id, for `DELETE /auth/sessions/{id}`.
+    id: String,
+    #[schema(format = DateTime)]
+    created_at: String,
+    #[schema(format = DateTime)]
+    last_seen: String,
+    #[schema(format = DateTime)]
+    expires_at: String,
+    #[schema(required = true)]
+    user_agent: Option<String>,
+    /// `"cookie"` or `"bearer"`, as stored with the login.
+    #[schema(value_type = String)]
+    transport: Value,
+    /// Whether this is the session of the request.
+    current: bool,
+}
+
+/// The caller's live sessions.
+#[utoipa::path(
+    get,
+    path = "/auth/sessions",
+    tag = "auth",
+    responses(
+        (status = 200, description = "The sessions", body = SessionList),
+        (status = 401, description = "`not_authenticated`, `session_expired` or `invalid_token` (a bad bearer token)", body = ErrorBody),
+        (status = 503, description = "`store_unavailable`: the session store or database is down; retry", body = ErrorBody),
+    ),
+    security(("session_cookie" = []), ("bearer" = [])),
+)]
 pub(crate) async fn get_sessions(
     State(app): State<AppState>,
     session: Session,
     user: AuthUser,
-) -> Result<axum::Json<Value>> {
+) -> Result<axum::Json<SessionList>> {
     let current = session.id().await?;
     let records = app.sessions.store().list_user(user.id).await?;
-    let list: Vec<Value> = records
+    let sessions = records
         .iter()
-        .map(|r| {
-            json!({
-                "id": r.key.to_hex(),
-                "created_at": rfc3339(r.created_at),
-                "last_seen": rfc3339(r.last_seen),
-                "expires_at": rfc3339(r.expires_at.min(r.absolute_expires_at)),
-                "user_agent": r.user_agent,
-                "transport": r
-                    .data
-                    .get(AUTH_USER_KEY)
-                    .and_then(|u| u.get("transport"))
-                    .cloned()
-                    .unwrap_or_else(|| json!("cookie")),
-                "current": Some(r.key) == current,
-            })
+        .map(|r| SessionView {
+            id: r.key.to_hex(),
+            created_at: rfc3339(r.created_at),
+            last_seen: rfc3339(r.last_seen),
+            expires_at: rfc3339(r.expires_at.min(r.absolute_expires_at)),
+            user_agent: r.user_agent.clone(),
+            transport: r
+                .data
+                .get(AUTH_USER_KEY)
+                .and_then(|u| u.get("transport"))
+                .cloned()
+                .unwrap_or_else(|| json!("cookie")),
+            current: Some(r.key) == current,
         })
         .collect();
-    Ok(axum::Json(json!({ "sessions": list })))
+    Ok(axum::Json(SessionList { sessions }))
 }
 
+/// Ends one of the caller's sessions (the current one too).
+#[utoipa::path(
+    delete,
+    path = "/auth/sessions/{id}",
+    tag = "auth",
+    params(("id" = String, Path, description = "The session id from `GET /auth/sessions`")),
+    responses(
+        (status = 204, description = "Ended"),
+        (status = 401, description = "`not_authenticated`, `session_expired` or `invalid_token` (a bad bearer token)", body = ErrorBody),
+        (status = 403, description = "`session_required`, `insufficient_scope`, or a CSRF refusal", body = ErrorBody),
+        (status = 404, description = "`session_not_found`: no session with this id belongs to the caller", body = ErrorBody),
+        (status = 503, description = "`store_unavailable`: the session store or database is down; retry", body = ErrorBody),
+    ),
+    security(("session_cookie" = [], "csrf_token" = []), ("bearer" = [])),
+)]
 pub(crate) async fn delete_session(
     State(app): State<AppState>,
     session: Session,
@@ -465,6 +628,19 @@ fn require_session(session: &Session) -> Result<()> {
     Ok(())
 }
 
+/// Ends every session of the caller, this one included.
+#[utoipa::path(
+    post,
+    path = "/auth/logout-all",
+    tag = "auth",
+    responses(
+        (status = 204, description = "Logged out everywhere"),
+        (status = 401, description = "`not_authenticated`, `session_expired` or `invalid_token` (a bad bearer token)", body = ErrorBody),
+        (status = 403, description = "`session_required`, `insufficient_scope`, or a CSRF refusal", body = ErrorBody),
+        (status = 503, description = "`store_unavailable`: the session store or database is down; retry", body = ErrorBody),
+    ),
+    security(("session_cookie" = [], "csrf_token" = []), ("bearer" = [])),
+)]
 pub(crate) async fn post_logout_all(
     State(app): State<AppState>,
     session: Session,
@@ -498,10 +674,14 @@ pub(crate) async fn post_counter(session: Session) -> Result<axum::Json<Value>> 
     Ok(axum::Json(json!({ "counter": n })))
 }
 
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "Alive", body = StatusBody)))]
 pub(crate) async fn healthz() -> axum::Json<Value> {
     axum::Json(json!({ "status": "ok" }))
 }
 
+/// Readiness: the session store and the database answer.
+#[utoipa::path(get, path = "/readyz", tag = "health", responses((status = 200, description = "Ready", body = StatusBody), (status = 503, description = "`store_unavailable`", body = ErrorBody)))]
 pub(crate) async fn readyz(State(app): State<AppState>) -> Response {
     let store = app.sessions.store().ping().await;
     let db = app.db.ping().await;
@@ -526,25 +706,78 @@ pub(crate) async fn method_not_allowed() -> Error {
 }
 
 /// `{"name", "expires_in_days"?, "scopes"?}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct NewToken {
+    #[schema(min_length = 1, max_length = 100)]
     name: String,
     expires_in_days: Option<u32>,
+    #[schema(min_items = 1)]
     scopes: Option<Vec<Scope>>,
 }
 
-fn token_json(t: &AccessToken) -> Value {
-    json!({
-        "id": t.id,
-        "name": t.name,
-        "prefix": t.prefix,
-        "scopes": t.scopes,
-        "created_at": rfc3339(t.created_at),
-        "last_used_at": t.last_used_at.map(rfc3339),
-        "expires_at": rfc3339(t.expires_at),
-    })
+/// An access token as listed (never the secret).
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct TokenView {
+    id: i64,
+    name: String,
+    /// The first characters of the token, to tell tokens apart.
+    prefix: String,
+    scopes: Vec<Scope>,
+    #[schema(format = DateTime)]
+    created_at: String,
+    #[schema(format = DateTime, required = true)]
+    last_used_at: Option<String>,
+    #[schema(format = DateTime)]
+    expires_at: String,
 }
 
+/// `{"tokens": [...]}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct TokenList {
+    tokens: Vec<TokenView>,
+}
+
+/// A new access token: the listing fields plus the secret, shown this once.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct NewTokenBody {
+    #[serde(flatten)]
+    view: TokenView,
+    token: String,
+}
+
+fn token_json(t: &AccessToken) -> TokenView {
+    TokenView {
+        id: t.id,
+        name: t.name.clone(),
+        prefix: t.prefix.clone(),
+        scopes: t.scopes.clone(),
+        created_at: rfc3339(t.created_at),
+        last_used_at: t.last_used_at.map(rfc3339),
+        expires_at: rfc3339(t.expires_at),
+    }
+}
+
+/// Creates a personal access token; its secret is in this answer only.
+#[utoipa::path(
+    post,
+    path = "/auth/tokens",
+    tag = "auth",
+    request_body = NewToken,
+    responses(
+        (status = 201, description = "Created", body = NewTokenBody),
+        (status = 400, description = "`malformed_json`: the body is not valid JSON", body = ErrorBody),
+        (status = 401, description = "`not_authenticated`, `session_expired` or `invalid_token` (a bad bearer token)", body = ErrorBody),
+        (status = 403, description = "`session_required` (an access token cannot mint tokens), `insufficient_scope`, or a CSRF refusal", body = ErrorBody),
+        (status = 409, description = "`token_limit_reached`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body exceeds `limits.body_bytes`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is not declared as `application/json`", body = ErrorBody),
+        (status = 422, description = "`invalid_body`: a bad name, expiry or scope list", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: wait `Retry-After` seconds", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until a retry can succeed"))),
+        (status = 503, description = "`store_unavailable`: the session store or database is down; retry", body = ErrorBody),
+    ),
+    security(("session_cookie" = [], "csrf_token" = []), ("bearer" = [])),
+)]
 pub(crate) async fn post_token(
     State(app): State<AppState>,
     session: Session,
@@ -587,23 +820,53 @@ pub(crate) async fn post_token(
         token_id = token.id,
         "access token created"
     );
-    let mut out = token_json(&token);
-    out["token"] = json!(secret.expose());
+    let out = NewTokenBody {
+        view: token_json(&token),
+        token: secret.expose().to_owned(),
+    };
     Ok((StatusCode::CREATED, axum::Json(out)).into_response())
 }
 
+/// The caller's access tokens (never their secrets).
+#[utoipa::path(
+    get,
+    path = "/auth/tokens",
+    tag = "auth",
+    responses(
+        (status = 200, description = "The tokens", body = TokenList),
+        (status = 401, description = "`not_authenticated`, `session_expired` or `invalid_token` (a bad bearer token)", body = ErrorBody),
+        (status = 403, description = "`session_required`: access tokens cannot list tokens", body = ErrorBody),
+        (status = 503, description = "`store_unavailable`: the session store or database is down; retry", body = ErrorBody),
+    ),
+    security(("session_cookie" = []), ("bearer" = [])),
+)]
 pub(crate) async fn get_tokens(
     State(app): State<AppState>,
     session: Session,
     user: AuthUser,
-) -> Result<axum::Json<Value>> {
+) -> Result<axum::Json<TokenList>> {
     require_session(&session)?;
     let tokens = app.access_tokens.list(user.id).await?;
-    Ok(axum::Json(
-        json!({ "tokens": tokens.iter().map(token_json).collect::<Vec<_>>() }),
-    ))
+    Ok(axum::Json(TokenList {
+        tokens: tokens.iter().map(token_json).collect(),
+    }))
 }
 
+/// Revokes one of the caller's access tokens.
+#[utoipa::path(
+    delete,
+    path = "/auth/tokens/{id}",
+    tag = "auth",
+    params(("id" = String, Path, description = "The token id from `GET /auth/tokens`")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, description = "`not_authenticated`, `session_expired` or `invalid_token` (a bad bearer token)", body = ErrorBody),
+        (status = 403, description = "`session_required`, `insufficient_scope`, or a CSRF refusal", body = ErrorBody),
+        (status = 404, description = "`token_not_found`: no access token with this id belongs to the caller", body = ErrorBody),
+        (status = 503, description = "`store_unavailable`: the session store or database is down; retry", body = ErrorBody),
+    ),
+    security(("session_cookie" = [], "csrf_token" = []), ("bearer" = [])),
+)]
 pub(crate) async fn delete_token(
     State(app): State<AppState>,
     session: Session,

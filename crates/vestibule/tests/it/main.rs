@@ -9,6 +9,7 @@ mod cors;
 mod csrf;
 mod doctor;
 mod limits;
+mod openapi;
 mod outage;
 mod postgres;
 mod proxy;

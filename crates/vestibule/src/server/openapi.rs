@@ -1,0 +1,120 @@
+//! The OpenAPI 3.1 document of the HTTP API, generated from the handlers' `#[utoipa::path]`
+//! annotations and the body types' `ToSchema` derives, served at `GET /openapi.json` so clients
+//! and property-based API tests (schemathesis) read the contract from the running server.
+
+use std::sync::LazyLock;
+
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+use super::routes;
+use crate::error::ErrorCode;
+use crate::session::DEFAULT_COOKIE_NAME;
+
+/// Every error body: `{"code", "message", "hint"}` (the shape `crate::Error` renders).
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ErrorBody {
+    /// Stable, machine-readable; clients switch on it.
+    code: ErrorCode,
+    /// For humans.
+    message: String,
+    /// What the caller can change to fix it, when known (else `null`).
+    #[schema(required = true)]
+    hint: Option<String>,
+}
+
+/// `{"status"}` of `/healthz` (`"ok"`) and `/readyz` (`"ready"`).
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct StatusBody {
+    status: String,
+}
+
+/// The document: every `/auth` route plus the health checks.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Vestibule",
+        description = "Server-side sessions, login, CSRF and bearer tokens for SPAs. Errors are \
+                       `{\"code\", \"message\", \"hint\"}` with a stable `code`."
+    ),
+    paths(
+        routes::post_signup,
+        routes::post_login,
+        routes::post_logout,
+        routes::post_logout_all,
+        routes::get_me,
+        routes::get_csrf,
+        routes::post_password,
+        routes::get_sessions,
+        routes::delete_session,
+        routes::get_tokens,
+        routes::post_token,
+        routes::delete_token,
+        routes::healthz,
+        routes::readyz,
+    ),
+    components(schemas(ErrorBody, ErrorCode, StatusBody)),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "auth", description = "Users, login, sessions, CSRF and access tokens"),
+        (name = "health", description = "Liveness and readiness"),
+    )
+)]
+pub(crate) struct ApiDoc;
+
+/// Adds the three credentials: the session cookie (whose unsafe requests also need the
+/// `X-CSRF-Token` header) and `Authorization: Bearer` (session or access token).
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "session_cookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                DEFAULT_COOKIE_NAME,
+                "The session cookie (the name is `session.cookie.name`; default shown)",
+            ))),
+        );
+        components.add_security_scheme(
+            "csrf_token",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-CSRF-Token",
+                "The `csrf_token` from login or GET /auth/csrf; needed on unsafe requests with the cookie",
+            ))),
+        );
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A session token (login with \"transport\": \"bearer\") or a personal access token",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The document, rendered once.
+static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
+    ApiDoc::openapi()
+        .to_pretty_json()
+        .unwrap_or_else(|e| format!("{{\"error\": \"cannot render the OpenAPI document: {e}\"}}"))
+});
+
+/// `GET /openapi.json`.
+pub(crate) async fn get_openapi() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        DOCUMENT.as_str(),
+    )
+        .into_response()
+}
