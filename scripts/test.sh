@@ -58,3 +58,6 @@ if [ ! -x "$chromium" ]; then
 fi
 export CHROMIUM="$chromium"
 node --test --test-concurrency=1 --test-timeout=120000 e2e/*.test.js
+
+echo "== vestibule doctor cross-checked in Chromium (each scenario must end as the doctor predicts)"
+node e2e/doctor/run.mjs

@@ -3,7 +3,8 @@
 // from the page and calls again, and the API records whether the session cookie came back. The
 // doctor's verdict for "Chromium, third-party cookies blocked" must match.
 //
-// Run: cargo build -p vestibule-cli && cd e2e/doctor && npm install && node run.mjs
+// Run by scripts/test.sh (the README's test command); alone: `node e2e/doctor/run.mjs` after
+// `cargo build -p vestibule-cli` and `npm ci` at the root (playwright-core comes from there).
 // (https scenarios: a self-signed certificate from the openssl CLI, trusted by the doctor via --cacert)
 // Needs /usr/bin/chromium (apt-get install -y chromium). Exit 1 on any mismatch.
 

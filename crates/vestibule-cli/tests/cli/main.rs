@@ -401,18 +401,7 @@ fn no_password_token_or_csrf_token_reaches_the_logs_even_at_trace_level() {
         &format!(r#"{{"username":"eve","password":"{password}"}}"#),
     )
     .expect("login");
-    let token = res
-        .lines()
-        .find_map(|l| l.strip_prefix("set-cookie: vestibule_session="))
-        .and_then(|c| c.split(';').next())
-        .expect("session cookie")
-        .to_owned();
-    let csrf = res
-        .split("\"csrf_token\":\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .expect("csrf token")
-        .to_owned();
+    let (token, csrf) = session_and_csrf(&res);
     let me = http(
         port,
         "GET",
