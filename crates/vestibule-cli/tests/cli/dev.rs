@@ -107,6 +107,9 @@ fn dev_serves_auth_itself_and_forwards_the_api_and_the_frontend() {
         .and_then(|c| c.split(';').next())
         .unwrap_or_else(|| panic!("the session cookie is named per port ({cookie_name}): {res}"))
         .to_owned();
+    // Development mode: the debug endpoint (and with it the live cookie-drop detection) is on.
+    let debug = http(port, "GET", "/auth/_debug", "", "").expect("debug");
+    assert!(debug.starts_with("HTTP/1.1 200"), "{debug}");
     let unknown = http(port, "GET", "/auth/nope", "", "").expect("auth 404");
     assert!(
         unknown.starts_with("HTTP/1.1 404") && unknown.contains("not_found"),

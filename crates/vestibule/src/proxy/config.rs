@@ -188,7 +188,8 @@ impl ProxyConfig {
 /// Turns a configuration into `vestibule dev`'s: one origin, the dev proxy's. The file's
 /// production `public_url`, `spa_origins`, cookie domain, `[[upstream]]` and `static_dir` are set
 /// aside; `[dev]` (and the flags, already merged into it) decide. The default cookie name gets
-/// the port (`vestibule_session_3000`), so projects on other ports keep their own sessions.
+/// the port (`vestibule_session_3000`), so projects on other ports keep their own sessions;
+/// `/auth/_debug` and the live cookie-drop detection are on.
 pub fn apply_dev(raw: &mut crate::config::RawConfig) {
     raw.dev.enabled = true;
     raw.listen = raw
@@ -203,6 +204,8 @@ pub fn apply_dev(raw: &mut crate::config::RawConfig) {
     raw.upstream.clear();
     raw.static_dir = None;
     raw.auth.signup |= raw.dev.signup;
+    // Development: `/auth/_debug` and the live cookie-drop warnings (doctor::live).
+    raw.debug_endpoint = true;
     if raw.session.cookie_name == crate::session::DEFAULT_COOKIE_NAME
         && let Ok(addr) = raw.listen.parse::<std::net::SocketAddr>()
     {
