@@ -80,6 +80,7 @@ export async function startServer(opts = {}) {
             port,
             url,
             dir,
+            pid: child.pid,
             logs: () => readFileSync(join(dir, 'server.err'), 'utf8'),
             async stop() {
               if (!exited) {

@@ -1,0 +1,102 @@
+// Soak: CLIENTS concurrent browsers (default 200) for SECONDS (default 60) against one
+// `vestibule serve` on the default store (cached SQLite), each mixing signup, login, me, session
+// writes, access-token calls and logout through the JS client. Checks: zero 5xx, zero lost
+// session writes (each client's counter must equal its own successful increments since login),
+// and the server's RSS sampled every second, then after 10 s of quiet. Loopback only; every
+// loop is bounded by the deadline and by MAX_ITERATIONS per client.
+//
+// Run: cargo build --release -p vestibule-cli && npm ci &&
+//      TEST_VESTIBULE_BIN=target/release/vestibule node bench/soak.mjs
+import { readFileSync } from 'node:fs';
+
+import { createClient } from '../clients/js/src/index.js';
+import { cookieJarFetch, startServer } from '../clients/js/test/support.js';
+
+const CLIENTS = Number(process.env.CLIENTS || 200);
+const SECONDS = Number(process.env.SECONDS || 60);
+const MAX_ITERATIONS = 100_000;
+const PASSWORD = 'soak password 1';
+
+const server = await startServer({
+  toml: (port) => `listen = "127.0.0.1:${port}"\n[auth]\nsignup = true\n`,
+});
+const rssKb = () => {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${server.pid}/status`, 'utf8'));
+  return m ? Number(m[1]) : NaN;
+};
+const statuses = new Map();
+let lostWrites = 0;
+let failures = 0;
+const ops = { signup: 0, login: 0, me: 0, write: 0, token: 0, logout: 0 };
+
+/** Counts every answer's status; the client's own fetch goes through here. */
+function counting(fetchImpl) {
+  return async (input, init) => {
+    const res = await fetchImpl(input, init);
+    statuses.set(res.status, (statuses.get(res.status) || 0) + 1);
+    return res;
+  };
+}
+
+async function browser(i, deadline) {
+  const jar = cookieJarFetch();
+  const client = createClient({ baseUrl: server.url, transport: 'cookie', fetch: counting(jar.fetch) });
+  const credentials = { username: `soak${i}`, password: PASSWORD };
+  await client.signup(credentials);
+  ops.signup += 1;
+  let writes = 0;
+  for (let n = 1; n <= MAX_ITERATIONS && Date.now() < deadline; n += 1) {
+    try {
+      if (n % 25 === 0) {
+        await client.logout();
+        ops.logout += 1;
+        await client.login(credentials);
+        ops.login += 1;
+        writes = 0; // a new session starts its own counter
+      } else if (n % 10 === 0) {
+        const token = await client.tokens.create({ name: `soak-${n}` });
+        await client.tokens.list();
+        await client.tokens.revoke(token.id);
+        ops.token += 1;
+      } else if (n % 2 === 0) {
+        const body = await client.request('/demo/counter', { method: 'POST' });
+        writes += 1;
+        ops.write += 1;
+        if (body.counter !== writes) {
+          lostWrites += 1;
+          writes = body.counter;
+        }
+      } else {
+        await client.me();
+        ops.me += 1;
+      }
+    } catch (e) {
+      failures += 1;
+      if (failures <= 5) console.error(`client ${i}: ${e.code || ''} ${e.message}`);
+    }
+  }
+}
+
+const samples = [];
+const rssStart = rssKb();
+const deadline = Date.now() + SECONDS * 1000;
+const sampler = setInterval(() => samples.push(rssKb()), 1000);
+const started = Date.now();
+await Promise.all(Array.from({ length: CLIENTS }, (_, i) => browser(i, deadline)));
+const elapsed = (Date.now() - started) / 1000;
+clearInterval(sampler);
+const rssEnd = rssKb();
+await new Promise((r) => setTimeout(r, 10_000));
+const rssQuiet = rssKb();
+await server.stop();
+
+const total = [...statuses.values()].reduce((a, b) => a + b, 0);
+const fivexx = [...statuses].filter(([s]) => s >= 500).reduce((a, [, n]) => a + n, 0);
+const mb = (kb) => (kb / 1024).toFixed(1);
+const quarter = samples[Math.floor(samples.length / 4)] ?? rssStart;
+console.log(`soak: ${CLIENTS} clients, ${elapsed.toFixed(1)} s, ${total} requests (${(total / elapsed).toFixed(0)} req/s)`);
+console.log(`operations: ${JSON.stringify(ops)}`);
+console.log(`statuses: ${JSON.stringify(Object.fromEntries(statuses))}`);
+console.log(`5xx: ${fivexx}, lost session writes: ${lostWrites}, client-side failures: ${failures}`);
+console.log(`RSS MB: start ${mb(rssStart)}, at 25% ${mb(quarter)}, peak ${mb(Math.max(...samples))}, end ${mb(rssEnd)}, after 10 s quiet ${mb(rssQuiet)}`);
+process.exit(fivexx === 0 && lostWrites === 0 && failures === 0 ? 0 : 1);
