@@ -341,7 +341,17 @@ enum Failure {
     Timeout,
 }
 
+/// Marks a response the proxy made because its upstream failed (counted by the metrics).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct UpstreamFailed;
+
 fn failure(up: &Upstream, what: Failure, navigation: bool) -> Response<Body> {
+    let mut res = failure_page(up, what, navigation);
+    res.extensions_mut().insert(UpstreamFailed);
+    res
+}
+
+fn failure_page(up: &Upstream, what: Failure, navigation: bool) -> Response<Body> {
     let (code, message) = match what {
         Failure::Unavailable => (
             ErrorCode::UpstreamUnavailable,

@@ -44,11 +44,15 @@ pub struct Gateway {
     issuer: String,
     csrf: CsrfConfig,
     side: ClientSide,
+    metrics: Option<Arc<crate::server::metrics::Metrics>>,
 }
 
 impl Gateway {
     /// The gateway for a validated configuration, `None` when nothing is proxied.
-    pub fn from_config(config: &Config) -> Option<Arc<Self>> {
+    pub fn from_config(
+        config: &Config,
+        metrics: Option<Arc<crate::server::metrics::Metrics>>,
+    ) -> Option<Arc<Self>> {
         if !config.proxy.is_active() {
             return None;
         }
@@ -85,6 +89,7 @@ impl Gateway {
                 drop_secure: origin.scheme() == "http" && origin.is_loopback(),
                 session_cookie: Arc::from(config.session.cookie.name.as_str()),
             },
+            metrics,
         }))
     }
 
@@ -113,10 +118,18 @@ impl Gateway {
                 _ => Error::new(ErrorCode::NotFound, "no such route").into_response(),
             };
         };
-        match self.prepare(proxy, req).await {
+        let mut res = match self.prepare(proxy, req).await {
             Ok((req, side)) => proxy.forward(req, &side).await,
             Err(e) => e.into_response(),
+        };
+        if let Some(m) = &self.metrics {
+            let prefix = proxy.upstream.prefix.as_str();
+            if res.extensions().get::<forward::UpstreamFailed>().is_some() {
+                m.upstream_failed(prefix);
+            }
+            crate::server::metrics::tag_route(&mut res, prefix);
         }
+        res
     }
 
     /// Authorises the request at the gateway and cleans its headers for the upstream.

@@ -301,14 +301,27 @@ where
     }
 }
 
-/// The matched route pattern, copied onto the response for [`MetricsLayer`].
+/// The route label of a response for [`MetricsLayer`]: the matched route pattern, or the
+/// upstream prefix of a proxied request (`proxy /api`).
 #[derive(Debug, Clone)]
-struct RouteTag(MatchedPath);
+enum RouteTag {
+    Matched(MatchedPath),
+    Upstream(Arc<str>),
+}
 
 impl RouteTag {
     fn as_str(&self) -> &str {
-        self.0.as_str()
+        match self {
+            Self::Matched(m) => m.as_str(),
+            Self::Upstream(label) => label,
+        }
     }
+}
+
+/// Labels a proxied response with its upstream prefix.
+pub(crate) fn tag_route<B>(res: &mut axum::http::Response<B>, prefix: &str) {
+    res.extensions_mut()
+        .insert(RouteTag::Upstream(Arc::from(format!("proxy {prefix}"))));
 }
 
 /// A `route_layer` that copies the request's [`MatchedPath`] onto the response.
@@ -368,7 +381,7 @@ where
         let this = self.project();
         let mut res = ready!(this.inner.poll(cx));
         if let (Ok(res), Some(tag)) = (&mut res, this.tag.take()) {
-            res.extensions_mut().insert(RouteTag(tag));
+            res.extensions_mut().insert(RouteTag::Matched(tag));
         }
         Poll::Ready(res)
     }

@@ -246,7 +246,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
         );
     }
     // The same-origin proxy takes every path no route takes; `/` too when it has a frontend.
-    let gateway = crate::proxy::Gateway::from_config(config);
+    let gateway = crate::proxy::Gateway::from_config(config, state.metrics.clone());
     if let Some(jwks) = gateway.as_ref().and_then(|g| g.jwks()) {
         app = app.route(
             "/auth/jwks.json",

@@ -202,6 +202,7 @@ pub(crate) async fn post_signup(
     session: Session,
     Json(body): Json<Credentials>,
 ) -> Result<Response> {
+    refuse_dead_bearer(&session).await?;
     if !app.signup {
         return Err(Error::new(ErrorCode::SignupDisabled, "signup is turned off on this server")
             .with_hint("set auth.signup = true (VESTIBULE_AUTH__SIGNUP=true), or create users with `vestibule user add`"));
@@ -220,6 +221,16 @@ pub(crate) async fn post_signup(
     let mut res = (StatusCode::CREATED, axum::Json(body)).into_response();
     remember_device(&app, &mut res, &user.username, transport);
     Ok(res)
+}
+
+/// A request whose `Authorization: Bearer` names no live session is refused (401
+/// `invalid_token`) even on login and signup, which would otherwise never load it: when the
+/// header is present it is the only credential considered, everywhere.
+async fn refuse_dead_bearer(session: &Session) -> Result<()> {
+    if session.transport() == Transport::Bearer {
+        session.id().await?;
+    }
+    Ok(())
 }
 
 /// The account a login attempt is for, as the rate limits key it (usernames are
@@ -310,6 +321,7 @@ pub(crate) async fn post_login(
     session: Session,
     Json(body): Json<Credentials>,
 ) -> Result<Response> {
+    refuse_dead_bearer(&session).await?;
     if let Err(e) = check_login_rate(&app, ip, &headers, &account_key(&body.username)) {
         app.login_failed("rate_limited");
         return Err(e);

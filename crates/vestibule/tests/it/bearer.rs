@@ -296,3 +296,28 @@ async fn an_unknown_transport_is_refused_with_a_code() {
         .await;
     assert_error(res, 422, "invalid_body").await;
 }
+
+#[tokio::test]
+async fn login_and_signup_with_a_dead_bearer_token_are_refused() {
+    let app = TestApp::spawn().await;
+    app.signed_up("fay", PASSWORD).await;
+    let token = app.bearer_login("fay", PASSWORD).await;
+    let res = app
+        .with_bearer(Method::POST, "/auth/logout", &token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 204);
+    // The header is the only credential considered, on login and signup too.
+    for (path, user) in [("/auth/login", "fay"), ("/auth/signup", "gus")] {
+        let res = app
+            .with_bearer(Method::POST, path, &token)
+            .json(&serde_json::json!({"username": user, "password": PASSWORD}))
+            .send()
+            .await
+            .expect("request");
+        assert_bearer_error(res, 401, "invalid_token", "invalid_token").await;
+    }
+    // Without the dead header, the same login works.
+    app.bearer_login("fay", PASSWORD).await;
+}

@@ -539,6 +539,24 @@ async fn a_dead_upstream_gets_a_502_naming_it_html_for_pages_json_for_fetches() 
         !page.contains("location.reload"),
         "no reload loop against a production backend"
     );
+    // Both failures are counted per upstream, and the requests under the upstream's prefix.
+    let metrics = app
+        .raw_client()
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics");
+    let text = metrics.text().await.expect("text");
+    assert!(
+        text.contains("vestibule_proxy_upstream_errors_total{reason=\"/api\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "vestibule_http_requests_total{route=\"proxy /api\",method=\"GET\",status=\"502\"} 2"
+        ),
+        "{text}"
+    );
 }
 
 #[tokio::test]
