@@ -19,7 +19,13 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const VESTIBULE = process.env.VESTIBULE_BIN ?? join(here, '../../target/debug/vestibule');
+const VESTIBULE = process.env.TEST_VESTIBULE_BIN ?? join(here, '../../target/debug/vestibule');
+
+/** This environment without VESTIBULE_* variables: the server reads every one as configuration
+ * and refuses unknown keys (CI sets VESTIBULE_REQUIRE_SERVICES for the Rust tests). */
+function serverEnv() {
+  return Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('VESTIBULE_')));
+}
 const HOSTS = ['www.acme.test', 'api.acme.test', 'app.spa.test'];
 
 const LAX = 'sid=e2e; Path=/; HttpOnly; SameSite=Lax';
@@ -170,7 +176,7 @@ try {
     const dir = mkdtempSync(join(tmpdir(), 'vestibule-doctor-e2e-serve-'));
     const server = spawn(VESTIBULE, ['serve', '--demo', '--listen', `127.0.0.1:${port}`], {
       cwd: dir,
-      env: { ...process.env, VESTIBULE_DEBUG_ENDPOINT: 'true', VESTIBULE_SPA_ORIGINS: pageOrigin, VESTIBULE_PUBLIC_URL: `http://localhost:${port}` },
+      env: { ...serverEnv(), VESTIBULE_DEBUG_ENDPOINT: 'true', VESTIBULE_SPA_ORIGINS: pageOrigin, VESTIBULE_PUBLIC_URL: `http://localhost:${port}` },
     });
     let logs = '';
     server.stderr.on('data', (d) => { logs += d; });
