@@ -54,6 +54,16 @@ impl TrustedProxies {
         self.0.iter().any(|net| net.contains(&ip))
     }
 
+    /// The rate-limit key of a request: its client address (from the peer the accept loop
+    /// recorded as `ConnectInfo`, and `headers`), grouped by [`group`]. A request served
+    /// without connect info (an embedding app's choice) keys as `0.0.0.0`.
+    pub fn rate_key(&self, extensions: &http::Extensions, headers: &HeaderMap) -> IpAddr {
+        let peer = extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+        group(self.client_ip(peer, headers))
+    }
+
     /// The client address of a request that arrived from `peer` with `headers`.
     pub fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
         let mut client = normalize(peer);

@@ -184,6 +184,22 @@ pub struct RawRateLimits {
     pub anonymous_sessions_per_ip: String,
 }
 
+impl RawRateLimits {
+    /// Every limit off (tests and benchmarks that log in far more often than people do).
+    pub fn off() -> Self {
+        let off = || "off".to_owned();
+        Self {
+            login_per_ip: off(),
+            login_per_user: off(),
+            login_per_device: off(),
+            signup_per_ip: off(),
+            password_per_user: off(),
+            token_create_per_user: off(),
+            anonymous_sessions_per_ip: off(),
+        }
+    }
+}
+
 impl Default for RawRateLimits {
     fn default() -> Self {
         Self {

@@ -165,12 +165,11 @@ impl axum::extract::FromRequestParts<AppState> for ClientIp {
         parts: &mut axum::http::request::Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let peer = parts
-            .extensions
-            .get::<axum::extract::ConnectInfo<SocketAddr>>()
-            .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
-        let ip = state.trusted_proxies.client_ip(peer, &parts.headers);
-        Ok(Self(crate::client_ip::group(ip)))
+        Ok(Self(
+            state
+                .trusted_proxies
+                .rate_key(&parts.extensions, &parts.headers),
+        ))
     }
 }
 

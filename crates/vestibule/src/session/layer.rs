@@ -90,13 +90,7 @@ where
         // Only anonymous requests need the address (for their session-creation limit).
         let client_ip = match (&self.manager.anonymous_limit, &credential) {
             (Some(limit), Credential::None { .. }) => {
-                let peer = req
-                    .extensions()
-                    .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                    .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
-                Some(crate::client_ip::group(
-                    limit.proxies.client_ip(peer, req.headers()),
-                ))
+                Some(limit.proxies.rate_key(req.extensions(), req.headers()))
             }
             _ => None,
         };

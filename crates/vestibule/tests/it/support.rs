@@ -29,15 +29,7 @@ pub fn test_raw_config() -> RawConfig {
     raw.auth.signup = true;
     raw.csrf.trusted_origins = vec!["http://localhost:3000".into()];
     // Tests log in far more often than people do; `limits.rs` turns the limits back on.
-    raw.rate_limits = RawRateLimits {
-        login_per_ip: "off".into(),
-        login_per_user: "off".into(),
-        login_per_device: "off".into(),
-        signup_per_ip: "off".into(),
-        password_per_user: "off".into(),
-        token_create_per_user: "off".into(),
-        anonymous_sessions_per_ip: "off".into(),
-    };
+    raw.rate_limits = RawRateLimits::off();
     raw
 }
 
