@@ -1,7 +1,8 @@
 // Browser end-to-end support: Debian's Chromium through playwright-core (never a downloaded
 // browser), a fresh profile per launch, tiny static page servers on loopback, and the real
 // `vestibule serve` (from the JS client's test support).
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { closeSync, cpSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -148,4 +149,123 @@ export function apiToml({ host = 'localhost', spa = [], extra = '' } = {}) {
   return (port) =>
     `listen = "127.0.0.1:${port}"\npublic_url = "http://${host}:${port}"\n` +
     `spa_origins = ${JSON.stringify(spa)}\ndebug_endpoint = true\n${extra}\n[auth]\nsignup = true\n`;
+}
+
+// ---- The examples (examples/react-spa, examples/notes-api) ----
+
+/** examples/react-spa in the repository (tests copy it before changing anything). */
+export const REACT_SPA = join(root, 'examples', 'react-spa');
+
+/** notes-api: $TEST_NOTES_API_BIN (set by scripts/test.sh), else the debug build. */
+export const NOTES_API_BIN = process.env.TEST_NOTES_API_BIN || join(root, 'target', 'debug', 'notes-api');
+
+/** This environment without VESTIBULE_* (read as configuration), rate limits lifted for tests. */
+export function childEnv(extra = {}) {
+  /** @type {Record<string, string>} */
+  const env = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (v !== undefined && !k.startsWith('VESTIBULE_')) env[k] = v;
+  }
+  env.VESTIBULE_LOG = process.env.VESTIBULE_LOG || 'warn';
+  for (const limit of ['LOGIN_PER_IP', 'LOGIN_PER_USER', 'LOGIN_PER_DEVICE', 'SIGNUP_PER_IP',
+    'PASSWORD_PER_USER', 'TOKEN_CREATE_PER_USER', 'ANONYMOUS_SESSIONS_PER_IP']) {
+    env[`VESTIBULE_RATE_LIMITS__${limit}`] = 'off';
+  }
+  return { ...env, ...extra };
+}
+
+const pause = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Spawns a long-running process (stdout and stderr to files in `dir`) and waits, at most
+ * `timeoutMs`, until `ready()` resolves true. stop() sends SIGTERM, then SIGKILL after 5 s.
+ * @param {{ cmd: string, args: string[], cwd: string, dir: string, name: string,
+ *   env?: Record<string, string>, ready: () => Promise<boolean>, timeoutMs?: number }} o
+ */
+export async function startProcess(o) {
+  const out = openSync(join(o.dir, `${o.name}.out`), 'w');
+  const err = openSync(join(o.dir, `${o.name}.err`), 'w');
+  const child = spawn(o.cmd, o.args, { cwd: o.cwd, stdio: ['ignore', out, err], env: o.env || childEnv() });
+  closeSync(out);
+  closeSync(err);
+  let exited = false;
+  child.on('exit', () => {
+    exited = true;
+  });
+  const logs = () =>
+    ['out', 'err'].map((s) => readFileSync(join(o.dir, `${o.name}.${s}`), 'utf8')).join('\n');
+  const stop = async () => {
+    if (exited) return;
+    child.kill('SIGTERM');
+    const until = Date.now() + 5000;
+    while (!exited && Date.now() < until) await pause(20);
+    if (!exited) child.kill('SIGKILL');
+  };
+  const deadline = Date.now() + (o.timeoutMs || 20_000);
+  while (!exited && Date.now() < deadline) {
+    if (await o.ready().catch(() => false)) return { pid: child.pid, logs, stop, stdout: () => readFileSync(join(o.dir, `${o.name}.out`), 'utf8') };
+    await pause(50);
+  }
+  await stop();
+  throw new Error(`${o.name} did not start (${o.cmd} ${o.args.join(' ')}):\n${logs()}`);
+}
+
+/** Whether `url` answers at all (any status) within a second. */
+export async function answers(url) {
+  await fetch(url, { signal: AbortSignal.timeout(1000) });
+  return true;
+}
+
+/**
+ * `notes-api upstream` on `listen` (default: a port the OS picks; the address is read from the
+ * line it prints). `args` are extra flags (--jwks-url, --audience).
+ * @param {{ dir: string, listen?: string, args?: string[] }} o
+ */
+export async function startNotesApi(o) {
+  let url = '';
+  const proc = await startProcess({
+    cmd: NOTES_API_BIN,
+    args: ['upstream', '--listen', o.listen || '127.0.0.1:0', ...(o.args || [])],
+    cwd: o.dir,
+    dir: o.dir,
+    name: 'notes-api',
+    ready: async () => {
+      const m = /listening on (http:\/\/\S+)/.exec(readFileSync(join(o.dir, 'notes-api.out'), 'utf8'));
+      if (m) url = m[1];
+      return Boolean(m);
+    },
+  });
+  return { ...proc, url };
+}
+
+/**
+ * Copies examples/react-spa into `dest` (node_modules copied too, with vestibule-client linked
+ * to this checkout's clients/js by absolute path), so a test may edit sources and Vite may
+ * write its cache without touching the repository.
+ */
+export function copyReactSpa(dest) {
+  cpSync(REACT_SPA, dest, {
+    recursive: true,
+    verbatimSymlinks: true,
+    filter: (src) => src !== join(REACT_SPA, 'dist') && src !== join(REACT_SPA, 'node_modules', '.vite'),
+  });
+  const link = join(dest, 'node_modules', 'vestibule-client');
+  rmSync(link, { recursive: true, force: true });
+  symlinkSync(join(root, 'clients', 'js'), link, 'dir');
+}
+
+/** Runs `node node_modules/vite/bin/vite.js ...args` in `cwd` to completion (at most 60 s). */
+export function runVite(cwd, args) {
+  const r = spawnSync(process.execPath, [join(cwd, 'node_modules', 'vite', 'bin', 'vite.js'), ...args], {
+    cwd,
+    encoding: 'utf8',
+    timeout: 60_000,
+    env: childEnv(),
+  });
+  if (r.status !== 0) throw new Error(`vite ${args.join(' ')} failed:\n${r.stdout}\n${r.stderr}`);
+}
+
+/** A fresh temporary directory (the caller removes it). */
+export function tempDir(prefix) {
+  return mkdtempSync(join(tmpdir(), prefix));
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's test command: the Rust suite, then the JavaScript client (type check + node tests
-# against the real binary), then schemathesis against /openapi.json (installed from PyPI into
+# against the real binary), the React example (type check + build), then schemathesis against /openapi.json (installed from PyPI into
 # target/), then the browser end-to-end suite in Debian's Chromium.
 # Without /usr/bin/chromium the browser suite is skipped with a message, except under CI
 # (CI set), where that is a failure.
@@ -16,6 +16,12 @@ cargo test --workspace
 export TEST_VESTIBULE_BIN="$PWD/target/debug/vestibule"
 if [ ! -x "$TEST_VESTIBULE_BIN" ]; then
   echo "$TEST_VESTIBULE_BIN is missing after cargo test" >&2
+  exit 1
+fi
+# Likewise examples/notes-api's binary (built for its integration tests), used by the browser tests.
+export TEST_NOTES_API_BIN="$PWD/target/debug/notes-api"
+if [ ! -x "$TEST_NOTES_API_BIN" ]; then
+  echo "$TEST_NOTES_API_BIN is missing after cargo test" >&2
   exit 1
 fi
 
@@ -38,6 +44,19 @@ node_modules/.bin/tsc -p clients/js/tsconfig.json
 
 echo "== node tests of the JavaScript client"
 node --test --test-timeout=60000 clients/js/test/*.test.js
+
+# The React example has its own package-lock.json: same stamp idea as above.
+spa=examples/react-spa
+spa_sum="$(sha256sum "$spa/package-lock.json" | cut -d' ' -f1)"
+spa_stamp="$spa/node_modules/.vestibule-lock.sha256"
+if [ ! -f "$spa_stamp" ] || [ "$(cat "$spa_stamp")" != "$spa_sum" ]; then
+  echo "== npm ci ($spa)"
+  (cd "$spa" && npm ci --no-audit --no-fund)
+  echo "$spa_sum" >"$spa_stamp"
+fi
+echo "== $spa: tsc --noEmit and vite build (the build is what the gateway browser test serves)"
+(cd "$spa" && npm run --silent typecheck && npm run --silent build -- --logLevel warn)
+export REACT_SPA_DIST="$PWD/$spa/dist"
 
 echo "== schemathesis: property-based test of the API against /openapi.json"
 if ! command -v python3 >/dev/null 2>&1; then
