@@ -302,7 +302,7 @@ fn check_login_rate(
     request_body = Credentials,
     responses(
         (status = 200, description = "Logged in: the CSRF token (cookie transport) or the session token (bearer transport)", body = AuthBody),
-        (status = 400, description = "`malformed_json`: the body is not valid JSON", body = ErrorBody),
+        (status = 400, description = "`malformed_json`: the body is not valid JSON; `bearer_not_supported`: `\"transport\": \"bearer\"` with `session.store = \"cookie\"`", body = ErrorBody),
         (status = 401, description = "`invalid_credentials` (same answer for an unknown user), or a bad bearer token", body = ErrorBody),
         (status = 403, description = "`account_disabled`, or a CSRF refusal", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: the body exceeds `limits.body_bytes`", body = ErrorBody),

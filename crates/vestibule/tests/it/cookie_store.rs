@@ -544,3 +544,36 @@ async fn idle_and_absolute_expiry_hold_and_the_expiry_slides_by_resealing() {
     assert!(opened.last_seen >= t);
     assert_eq!(opened.data["blob"], "abc");
 }
+
+/// The generation column and its queries on PostgreSQL (migration 0003 in its dialect), and two
+/// instances sharing only the database and the keys: a logout-all on one is honoured by the other.
+#[tokio::test]
+async fn generations_work_on_postgres_across_two_instances() {
+    let Some(schema) = crate::services::PgSchema::create().await else {
+        return;
+    };
+    let url = schema.url.clone();
+    let a = TestApp::spawn_with(|raw| {
+        raw.database_url = url.clone();
+        cookie_store(raw, &[1]);
+    })
+    .await;
+    let b = TestApp::spawn_with(|raw| {
+        raw.database_url = url;
+        cookie_store(raw, &[1]);
+    })
+    .await;
+    assert!(a.state.db.is_postgres());
+    a.signed_up("pat", PASSWORD).await;
+    let (on_a, a_csrf) = login(&a, "pat", PASSWORD).await;
+    let (on_b, _) = login(&b, "pat", PASSWORD).await;
+    assert_eq!(
+        me(&b, &on_a).await.status(),
+        StatusCode::OK,
+        "a cookie of A opens on B"
+    );
+    let res = post_with(&a, "/auth/logout-all", &on_a, &a_csrf, &json!({})).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_error(me(&b, &on_b).await, 401, "session_expired").await;
+    assert_error(me(&a, &on_b).await, 401, "session_expired").await;
+}

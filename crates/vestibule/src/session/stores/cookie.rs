@@ -583,7 +583,7 @@ mod tests {
         assert!(errs[1].contains("3 bytes, not 32"));
         assert!(errs[2].contains("duplicate"));
         assert!(errs.iter().all(|e| !e.contains(&a)), "never echoes a key");
-        assert!(CookieKeyRing::parse::<&str>(&[]).is_err());
+        assert!(CookieKeyRing::parse(&[] as &[&str]).is_err());
         // The derived key is stable for a secret and differs between secrets.
         assert_eq!(CookieKey::derive(b"s1").id(), CookieKey::derive(b"s1").id());
         let d = CookieKeyRing::new(vec![CookieKey::derive(b"secret one")]).expect("ring");
