@@ -50,6 +50,9 @@ pub enum StoreKind {
     Redis,
     /// Redis with an in-memory read cache kept coherent across instances by pub/sub invalidation.
     CachedRedis,
+    /// No store: each session travels sealed (encrypted and authenticated) in its cookie, under
+    /// [`Config::cookie_keys`]. See the README's "Session stores" section for what it cannot do.
+    Cookie,
 }
 
 /// `session.store` as written: a store name, a `redis://` URL, or a list of Redis Cluster nodes.
@@ -137,6 +140,25 @@ pub struct SecretString(pub String);
 impl std::fmt::Debug for SecretString {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("\"<redacted>\"")
+    }
+}
+
+/// A list of configuration secrets (a TOML list, or comma-separated in the environment); `Debug`
+/// shows only how many there are.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SecretList(#[serde(deserialize_with = "list_or_csv")] pub Vec<String>);
+
+impl SecretList {
+    /// Whether the list is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for SecretList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "[<{} redacted>]", self.0.len())
     }
 }
 
@@ -246,6 +268,11 @@ pub struct RawSession {
     pub cache_capacity: u64,
     /// How often expired sessions are purged ("10m").
     pub purge_interval: String,
+    /// Keys of the cookie store (`store = "cookie"`): 32 bytes each in base64 (`openssl rand
+    /// -base64 32`). The first seals, all open: rotate by putting a new key first and dropping the
+    /// old one once its cookies have expired. Unset: one key derived from `secret_key` (HKDF).
+    #[serde(skip_serializing_if = "SecretList::is_empty")]
+    pub cookie_keys: SecretList,
 }
 
 /// `[auth]`.
@@ -435,6 +462,7 @@ impl Default for RawSession {
             same_site: None,
             cache_capacity: 100_000,
             purge_interval: "10m".into(),
+            cookie_keys: SecretList::default(),
         }
     }
 }
@@ -562,6 +590,9 @@ pub struct Config {
     pub store: StoreKind,
     /// Where Redis is, when the store is Redis.
     pub redis: Option<crate::session::stores::RedisConfig>,
+    /// The cookie store's key ring, when the store is [`StoreKind::Cookie`]. `Debug` shows key
+    /// ids only.
+    pub cookie_keys: Option<crate::session::stores::CookieKeyRing>,
     /// Bound of one store or database operation.
     pub store_timeout: Duration,
     /// Session lifetime and cookie.
@@ -725,6 +756,12 @@ impl RawConfig {
         let purge = p.duration("session.purge_interval", &self.session.purge_interval);
         let store_timeout = p.store_timeout(&self.session.store_timeout);
         let (store, redis) = p.store(&self.session, store_timeout);
+        let cookie_keys = p.cookie_keys(
+            store,
+            &self.session.cookie_keys,
+            self.secret_key.as_ref(),
+            &mut warnings,
+        );
         if let (Some(i), Some(a)) = (idle, absolute)
             && i > a
         {
@@ -961,6 +998,7 @@ impl RawConfig {
             log_format: self.log_format,
             store,
             redis,
+            cookie_keys,
             store_timeout: store_timeout.unwrap_or(DEFAULT_STORE_TIMEOUT),
             session: SessionConfig {
                 idle_timeout: idle,
@@ -1038,11 +1076,12 @@ impl Problems {
                     "cached-sqlite" | "cached-database" => StoreKind::CachedSqlite,
                     "sqlite" | "database" => StoreKind::Sqlite,
                     "memory" => StoreKind::Memory,
+                    "cookie" => StoreKind::Cookie,
                     other => {
                         self.add(
                             key,
                             format!(
-                                "{other:?} is not a store: use cached-sqlite, sqlite, memory, a redis:// URL or a list of Redis Cluster nodes"
+                                "{other:?} is not a store: use cached-sqlite, sqlite, memory, cookie, a redis:// URL or a list of Redis Cluster nodes"
                             ),
                         );
                         StoreKind::CachedSqlite
@@ -1090,6 +1129,53 @@ impl Problems {
             timeout: timeout.unwrap_or(DEFAULT_STORE_TIMEOUT),
         };
         (kind, Some(config))
+    }
+
+    /// `session.cookie_keys` → the cookie store's key ring. Without keys, one is derived from
+    /// `secret_key`; without either, the cookie store refuses to start (a random per-process key
+    /// would log everyone out at every restart and differ between instances).
+    fn cookie_keys(
+        &mut self,
+        store: StoreKind,
+        keys: &SecretList,
+        secret_key: Option<&SecretString>,
+        warnings: &mut Vec<String>,
+    ) -> Option<crate::session::stores::CookieKeyRing> {
+        use crate::session::stores::{CookieKey, CookieKeyRing};
+        let key = "session.cookie_keys";
+        if store != StoreKind::Cookie {
+            if !keys.is_empty() {
+                warnings.push(format!(
+                    "{key} is set but session.store is not \"cookie\": the keys are not used"
+                ));
+            }
+            return None;
+        }
+        if !keys.is_empty() {
+            return match CookieKeyRing::parse(&keys.0) {
+                Ok(ring) => Some(ring),
+                Err(problems) => {
+                    for m in problems {
+                        self.add(key, m);
+                    }
+                    None
+                }
+            };
+        }
+        match secret_key {
+            // Too short is reported under `secret_key`.
+            Some(SecretString(k)) if k.chars().count() >= 32 => {
+                CookieKeyRing::new(vec![CookieKey::derive(k.as_bytes())]).ok()
+            }
+            Some(_) => None,
+            None => {
+                self.add(
+                    key,
+                    "session.store = \"cookie\" needs a key: set session.cookie_keys = [\"<output of openssl rand -base64 32>\"] (or secret_key, from which one is derived); a random per-process key would log everyone out at every restart and differ between instances".into(),
+                );
+                None
+            }
+        }
     }
 
     fn duration(&mut self, key: &str, v: &str) -> Option<Duration> {

@@ -82,6 +82,11 @@ pub enum ErrorCode {
     /// A path with dot-segments or encoded slashes, which a backend could resolve to another
     /// prefix than the one the gateway authorised.
     InvalidPath,
+    /// The session no longer fits in a cookie (`session.store = "cookie"`, ~4 KB): the write was
+    /// refused rather than a `Set-Cookie` the browser would silently drop.
+    SessionTooLarge,
+    /// A bearer session token was asked for, but the cookie session store cannot issue one.
+    BearerNotSupported,
 }
 
 impl ErrorCode {
@@ -120,6 +125,8 @@ impl ErrorCode {
             ErrorCode::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             ErrorCode::WebsocketOriginRefused => StatusCode::FORBIDDEN,
             ErrorCode::InvalidPath => StatusCode::BAD_REQUEST,
+            ErrorCode::SessionTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::BearerNotSupported => StatusCode::BAD_REQUEST,
         }
     }
 }

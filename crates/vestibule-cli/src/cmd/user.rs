@@ -13,6 +13,15 @@ use vestibule::server::build_store;
 
 use crate::cli::{UserCommand, UserPasswordArgs};
 
+/// With `session.store = "cookie"` no store holds the sessions to count: say how they end.
+fn cookie_store_note(config: &Config) {
+    if config.store == vestibule::config::StoreKind::Cookie {
+        println!(
+            "cookie-store sessions are not counted: the user's session generation was bumped, so each one is refused at its next request"
+        );
+    }
+}
+
 fn read_password(args: &UserPasswordArgs) -> anyhow::Result<Password> {
     let text = if args.password_stdin {
         let mut line = String::new();
@@ -102,6 +111,7 @@ async fn run_with(
                 ended.len(),
                 revoked
             );
+            cookie_store_note(config);
         }
         UserCommand::Enable(arg) => {
             let user = find(users, &arg.username).await?;
@@ -131,6 +141,7 @@ async fn run_with(
                 ended.len(),
                 revoked
             );
+            cookie_store_note(config);
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -497,6 +497,59 @@ fn token_create_list_and_revoke_from_the_cli() {
 }
 
 /// The `Set-Cookie: vestibule_session=` value and the body's `csrf_token` of a raw response.
+/// `vestibule user disable` with `session.store = "cookie"`: no store holds the sealed session, the
+/// generation bump in the users table ends it on the running server's next request.
+#[test]
+fn user_disable_from_the_cli_ends_cookie_store_sessions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env = [
+        ("VESTIBULE_SESSION__STORE", "cookie"),
+        (
+            "VESTIBULE_SESSION__COOKIE_KEYS",
+            "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=",
+        ),
+    ];
+    let (_server, port) = start_server_with(dir.path(), &env);
+    let res = http(
+        port,
+        "POST",
+        "/auth/signup",
+        "Content-Type: application/json\r\n",
+        r#"{"username":"cora","password":"a long password"}"#,
+    )
+    .expect("signup");
+    assert!(res.starts_with("HTTP/1.1 201"), "{res}");
+    let (cookie, _) = session_and_csrf(&res);
+    assert!(cookie.starts_with("v1."), "a sealed session: {cookie}");
+    let me = || {
+        http(
+            port,
+            "GET",
+            "/auth/me",
+            &format!("Cookie: vestibule_session={cookie}\r\n"),
+            "",
+        )
+        .unwrap_or_default()
+    };
+    assert!(me().starts_with("HTTP/1.1 200"), "{}", me());
+    let out = vestibule(dir.path())
+        .envs(env)
+        .args(["user", "disable", "cora"])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("generation was bumped"),
+        "{}",
+        text(&out)
+    );
+    let res = me();
+    assert!(
+        res.starts_with("HTTP/1.1 401") && res.contains("session_expired"),
+        "refused at once: {res}"
+    );
+}
+
 fn session_and_csrf(res: &str) -> (String, String) {
     let token = res
         .lines()

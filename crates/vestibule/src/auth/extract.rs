@@ -45,7 +45,7 @@ impl<S: Send + Sync> FromRequestParts<S> for AuthUser {
             .user()
             .await?
             .map(AuthUser::from)
-            .ok_or_else(Error::not_authenticated)
+            .ok_or_else(|| session.no_user_error())
     }
 }
 

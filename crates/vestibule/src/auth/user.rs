@@ -221,16 +221,23 @@ impl UserStore {
 
     /// Enables or disables a user.
     ///
+    /// Disabling also bumps the user's session generation, which ends their stateless
+    /// (cookie-store) sessions; server-side stores are cleared by the caller.
+    ///
     /// # Errors
     /// [`UserError::NotFound`], or a database error.
     pub async fn set_active(&self, id: i64, active: bool) -> Result<(), UserError> {
         let done = with_pool!(self.db, write, |pool, _d| {
-            sqlx::query("UPDATE users SET is_active = $1 WHERE id = $2")
-                .bind(active)
-                .bind(id)
-                .execute(pool)
-                .await?
-                .rows_affected()
+            sqlx::query(
+                "UPDATE users SET is_active = $1, \
+                 session_generation = session_generation + $2 WHERE id = $3",
+            )
+            .bind(active)
+            .bind(i64::from(!active))
+            .bind(id)
+            .execute(pool)
+            .await?
+            .rows_affected()
         });
         if done == 0 {
             Err(UserError::NotFound)
@@ -241,22 +248,69 @@ impl UserStore {
 
     /// Replaces the password hash.
     ///
+    /// Also bumps the session generation: a password change ends every stateless (cookie-store)
+    /// session issued before it.
+    ///
     /// # Errors
     /// [`UserError::NotFound`], or a database error.
     pub async fn set_password_hash(&self, id: i64, hash: &str) -> Result<(), UserError> {
         let done = with_pool!(self.db, write, |pool, _d| {
-            sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
-                .bind(hash)
-                .bind(id)
-                .execute(pool)
-                .await?
-                .rows_affected()
+            sqlx::query(
+                "UPDATE users SET password_hash = $1, \
+                 session_generation = session_generation + 1 WHERE id = $2",
+            )
+            .bind(hash)
+            .bind(id)
+            .execute(pool)
+            .await?
+            .rows_affected()
         });
         if done == 0 {
             Err(UserError::NotFound)
         } else {
             Ok(())
         }
+    }
+
+    /// Ends every stateless (cookie-store) session of the user at its next request by bumping the
+    /// generation they were sealed under (logout-all). Harmless with the other stores.
+    ///
+    /// # Errors
+    /// [`UserError::NotFound`], or a database error.
+    pub async fn bump_session_generation(&self, id: i64) -> Result<(), UserError> {
+        let done = with_pool!(self.db, write, |pool, _d| {
+            sqlx::query(
+                "UPDATE users SET session_generation = session_generation + 1 WHERE id = $1",
+            )
+            .bind(id)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        if done == 0 {
+            Err(UserError::NotFound)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The user's session generation, `None` when the user does not exist or is disabled.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn session_generation(&self, id: i64) -> Result<Option<u64>, UserError> {
+        let g: Option<i64> = with_pool!(self.db, read, |pool, _d| {
+            let row = sqlx::query(
+                "SELECT session_generation FROM users WHERE id = $1 AND is_active = TRUE",
+            )
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+            row.as_ref()
+                .map(|r| r.try_get::<i64, _>("session_generation"))
+                .transpose()?
+        });
+        Ok(g.map(|g| u64::try_from(g).unwrap_or(0)))
     }
 
     /// Records a successful login.
@@ -273,6 +327,15 @@ impl UserStore {
                 .rows_affected()
         });
         Ok(())
+    }
+}
+
+/// The cookie store reads generations from the users table on every authenticated load (one
+/// indexed primary-key read; no cache, so a bump on any instance is honoured by all at once).
+#[async_trait::async_trait]
+impl crate::session::stores::Generations for UserStore {
+    async fn current(&self, user_id: i64) -> Result<Option<u64>, Error> {
+        Ok(self.session_generation(user_id).await?)
     }
 }
 

@@ -201,6 +201,8 @@ pub fn build_store(config: &Config, db: &Database) -> Result<BuiltStore, StartEr
         }
         StoreKind::Sqlite => (Arc::new(SqliteStore::new(db.clone())), None),
         StoreKind::Memory => (Arc::new(MemoryStore::new(config.cache_capacity)), None),
+        // Sessions are in the cookies; `App::build` adds the sealing backend to the manager.
+        StoreKind::Cookie => (Arc::new(crate::session::stores::StatelessStore), None),
         StoreKind::Redis => (Arc::new(redis()?.0), None),
         StoreKind::CachedRedis => {
             let (store, rc) = redis()?;
@@ -353,8 +355,20 @@ impl App {
         let state = AppState::new(Shared {
             users: UserStore::new(db.clone()),
             sessions: {
-                let m = SessionManager::new(store, config.session.clone())
+                let mut m = SessionManager::new(store, config.session.clone())
                     .with_access_tokens(AccessTokens::new(db.clone()));
+                if config.store == StoreKind::Cookie {
+                    let ring = config.cookie_keys.clone().ok_or_else(|| {
+                        crate::Error::new(
+                            crate::error::ErrorCode::Internal,
+                            "session.store is cookie but no cookie key ring was configured",
+                        )
+                    })?;
+                    m = m.with_cookie_sessions(crate::session::stores::CookieSessions::new(
+                        ring,
+                        Arc::new(UserStore::new(db.clone())),
+                    ));
+                }
                 match config.rate_limits.anonymous_sessions_per_ip {
                     Some(rate) => m.with_anonymous_limit(rate, config.trusted_proxies.clone()),
                     None => m,

@@ -302,7 +302,7 @@ fn check_login_rate(
     request_body = Credentials,
     responses(
         (status = 200, description = "Logged in: the CSRF token (cookie transport) or the session token (bearer transport)", body = AuthBody),
-        (status = 400, description = "`malformed_json`: the body is not valid JSON", body = ErrorBody),
+        (status = 400, description = "`malformed_json`: the body is not valid JSON; `bearer_not_supported`: `\"transport\": \"bearer\"` with `session.store = \"cookie\"`", body = ErrorBody),
         (status = 401, description = "`invalid_credentials` (same answer for an unknown user), or a bad bearer token", body = ErrorBody),
         (status = 403, description = "`account_disabled`, or a CSRF refusal", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: the body exceeds `limits.body_bytes`", body = ErrorBody),
@@ -559,7 +559,12 @@ pub(crate) async fn get_sessions(
     user: AuthUser,
 ) -> Result<axum::Json<SessionList>> {
     let current = session.id().await?;
-    let records = app.sessions.store().list_user(user.id).await?;
+    let records = if app.sessions.is_stateless() {
+        // The cookie store keeps no list: the current session is the only one it can see.
+        session.current_record().await?.into_iter().collect()
+    } else {
+        app.sessions.store().list_user(user.id).await?
+    };
     let sessions = records
         .iter()
         .map(|r| SessionView {
@@ -609,6 +614,12 @@ pub(crate) async fn delete_session(
         )
     };
     let key = TokenHash::from_hex(&id).ok_or_else(not_found)?;
+    if session.id().await? == Some(key) {
+        // The current session: found without a store read (the cookie store has none).
+        session.flush().await?;
+        audit!("session.revoke", reason = "by_owner", user_id = user.id);
+        return Ok(StatusCode::NO_CONTENT);
+    }
     let record = app
         .sessions
         .store()
@@ -659,6 +670,8 @@ pub(crate) async fn post_logout_all(
     user: AuthUser,
 ) -> Result<StatusCode> {
     require_session(&session)?;
+    // Ends stateless (cookie-store) sessions, which no store holds, at their next request.
+    app.users.bump_session_generation(user.id).await?;
     let ended = app.sessions.store().delete_user(user.id, None).await?;
     session.flush().await?;
     audit!(

@@ -80,6 +80,16 @@ where
                     };
                 }
             };
+        // The cookie backend: the cookie holds a sealed session, not a token.
+        let credential = match (&self.manager.sealed, credential) {
+            (Some(_), Credential::None { had_cookie: true }) => {
+                match sealed_value_from_headers(req.headers(), &self.manager.config.cookie.name) {
+                    Some(v) => Credential::Sealed(v),
+                    None => Credential::None { had_cookie: true },
+                }
+            }
+            (_, c) => c,
+        };
         // Kept as the header value (a cheap clone); turned into text only if a session is created.
         let user_agent = req.headers().get(header::USER_AGENT).cloned();
         let no_touch = req
@@ -89,7 +99,7 @@ where
         let unsafe_method = !req.method().is_safe();
         // Only anonymous requests need the address (for their session-creation limit).
         let client_ip = match (&self.manager.anonymous_limit, &credential) {
-            (Some(limit), Credential::None { .. }) => {
+            (Some(limit), Credential::None { .. } | Credential::Sealed(_)) => {
                 Some(limit.proxies.rate_key(req.extensions(), req.headers()))
             }
             _ => None,
@@ -178,8 +188,11 @@ async fn commit(session: Session, mut res: Response, save: bool) -> Response {
         Ok(None) => {}
         Err(err) => {
             // The answer the handler gave cannot stand: its session write did not happen.
+            // A session too large for its cookie keeps the cookie it came with: that one still
+            // holds the session as it was before the refused write.
+            let keep_cookie = err.code() == ErrorCode::SessionTooLarge;
             let mut replaced = err.into_response();
-            if session.had_cookie() {
+            if session.had_cookie() && !keep_cookie {
                 append_cookie(&mut replaced, &session.manager().config.cookie.removal());
             }
             res = replaced;
@@ -272,6 +285,27 @@ pub(crate) fn session_token_from_headers(
         }
     }
     (None, seen)
+}
+
+/// The first sealed session (`v1.…`) among the cookies named `name`, for the cookie backend. Its
+/// authenticity is checked when it is opened; here only the shape and the size bound.
+pub(crate) fn sealed_value_from_headers(headers: &HeaderMap, name: &str) -> Option<String> {
+    for value in headers.get_all(header::COOKIE) {
+        let Ok(s) = value.to_str() else { continue };
+        for pair in s.split(';') {
+            let Some((k, v)) = pair.split_once('=') else {
+                continue;
+            };
+            let v = v.trim().trim_matches('"');
+            if k.trim() == name
+                && v.starts_with("v1.")
+                && v.len() <= super::stores::MAX_COOKIE_VALUE
+            {
+                return Some(v.to_owned());
+            }
+        }
+    }
+    None
 }
 
 #[cfg(test)]

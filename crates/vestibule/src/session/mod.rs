@@ -4,6 +4,10 @@
 //! under the token's hash. Sessions are lazy: nothing is loaded until a handler asks, nothing is
 //! stored and no cookie is sent until a handler writes, and a request that only reads causes no
 //! store write (beyond a throttled expiry extension). Each request saves only the keys it changed.
+//!
+//! With the stateless cookie backend ([`stores::CookieSessions`], `session.store = "cookie"`) the
+//! same code paths run, but the record is opened from the cookie instead of loaded, and the commit
+//! re-seals it into the `Set-Cookie` instead of saving a delta; see [`SessionManager::with_cookie_sessions`].
 
 mod config;
 mod layer;
@@ -76,6 +80,8 @@ pub(crate) enum Credential {
     Bearer(SecretToken),
     /// A well-formed access token in `Authorization: Bearer`.
     AccessToken(SecretToken),
+    /// A sealed session cookie (the cookie backend), not yet opened.
+    Sealed(String),
 }
 
 /// The store plus the session settings: what [`SessionLayer`] needs to build a [`Session`] per
@@ -90,6 +96,8 @@ pub struct ManagerParts {
     pub(crate) config: Arc<SessionConfig>,
     pub(crate) access_tokens: Option<AccessTokens>,
     pub(crate) anonymous_limit: Option<AnonymousLimit>,
+    /// The stateless cookie backend, when `session.store = "cookie"`.
+    pub(crate) sealed: Option<Arc<stores::CookieSessions>>,
 }
 
 /// The cap on sessions created for anonymous clients (a handler writing to the session of a
@@ -117,7 +125,23 @@ impl SessionManager {
             config: Arc::new(config),
             access_tokens: None,
             anonymous_limit: None,
+            sealed: None,
         }))
+    }
+
+    /// Keeps sessions in the cookie itself, sealed by `backend` (`session.store = "cookie"`):
+    /// nothing is stored server-side, so the store becomes a [`stores::StatelessStore`] that
+    /// holds nothing. What this cannot do (revoke one session, list sessions) is in the README.
+    pub fn with_cookie_sessions(mut self, backend: stores::CookieSessions) -> Self {
+        let parts = Arc::make_mut(&mut self.0);
+        parts.store = Arc::new(stores::StatelessStore);
+        parts.sealed = Some(Arc::new(backend));
+        self
+    }
+
+    /// Whether sessions live in the cookie (no server-side record to list or revoke).
+    pub fn is_stateless(&self) -> bool {
+        self.sealed.is_some()
     }
 
     /// Caps how many sessions anonymous clients may create per address (the address taken as
@@ -180,6 +204,10 @@ struct State {
     invalid_bearer: bool,
     /// The resolved owner of an access token (resolved once per request).
     principal: Option<SessionUser>,
+    /// The sealed cookie of the request, until it is opened (cookie backend).
+    sealed_value: Option<String>,
+    /// The user and generation the opened sealed session was issued under (cookie backend).
+    generation: Option<(i64, u64)>,
 }
 
 #[derive(Debug)]
@@ -196,6 +224,9 @@ struct Inner {
     unsafe_method: bool,
     /// The client's address group, when the anonymous-session limit needs it.
     client_ip: Option<std::net::IpAddr>,
+    /// The request's sealed session was refused for an older generation (cookie backend): a
+    /// handler that needs a user answers 401 `session_expired`, not `not_authenticated`.
+    revoked: std::sync::atomic::AtomicBool,
     state: Mutex<State>,
 }
 
@@ -226,14 +257,19 @@ impl Session {
         unsafe_method: bool,
         client_ip: Option<std::net::IpAddr>,
     ) -> Self {
+        let mut sealed_value = None;
         let (token, access_token, transport, had_cookie) = match credential {
             Credential::None { had_cookie } => (None, None, Transport::Cookie, had_cookie),
+            Credential::Sealed(v) => {
+                sealed_value = Some(v);
+                (None, None, Transport::Cookie, true)
+            }
             Credential::Cookie(t) => (Some(t), None, Transport::Cookie, true),
             Credential::Bearer(t) => (Some(t), None, Transport::Bearer, false),
             Credential::AccessToken(t) => (None, Some(t), Transport::AccessToken, false),
         };
         let state = State {
-            loaded: token.is_none(),
+            loaded: token.is_none() && sealed_value.is_none(),
             token,
             record: None,
             pending: BTreeMap::new(),
@@ -241,6 +277,8 @@ impl Session {
             no_touch,
             invalid_bearer: false,
             principal: None,
+            sealed_value,
+            generation: None,
         };
         Self {
             inner: Arc::new(Inner {
@@ -252,6 +290,7 @@ impl Session {
                 access_token,
                 unsafe_method,
                 client_ip,
+                revoked: std::sync::atomic::AtomicBool::new(false),
                 state: Mutex::new(state),
             }),
         }
@@ -265,7 +304,12 @@ impl Session {
     async fn loaded(&self) -> Result<tokio::sync::MutexGuard<'_, State>, Error> {
         let mut st = self.inner.state.lock().await;
         if !st.loaded {
-            if let Some(token) = &st.token {
+            if let (Some(value), Some(backend)) =
+                (st.sealed_value.clone(), self.inner.manager.sealed.clone())
+            {
+                self.open_sealed(&mut st, &backend, &value).await?;
+                st.sealed_value = None;
+            } else if let Some(token) = &st.token {
                 let key = token.hash();
                 let record = self.inner.manager.store.load(&key).await?;
                 st.record = record.filter(|r| !r.is_expired(self.inner.started));
@@ -285,6 +329,129 @@ impl Session {
             ));
         }
         Ok(st)
+    }
+
+    /// Opens the request's sealed session (cookie backend): authentic, not expired, and of the
+    /// user's current generation (one read of the users table). Anything else is "no session"
+    /// and the cookie is cleared; an older generation also marks the request as revoked.
+    async fn open_sealed(
+        &self,
+        st: &mut State,
+        backend: &stores::CookieSessions,
+        value: &str,
+    ) -> Result<(), Error> {
+        let refuse = |st: &mut State, why: &dyn std::fmt::Display| {
+            tracing::debug!(reason = %why, "sealed session cookie refused");
+            st.cookie = CookieAction::Remove;
+        };
+        let t = self.inner.started;
+        let s = match backend
+            .ring
+            .open_unchecked(value, &self.inner.manager.config.cookie.name)
+        {
+            Ok(s) => s,
+            Err(e) => {
+                refuse(st, &e);
+                return Ok(());
+            }
+        };
+        if t >= s.expires_at || t >= s.absolute_expires_at {
+            refuse(st, &stores::CookieError::Expired);
+            return Ok(());
+        }
+        let Ok(token) = SecretToken::parse(TokenKind::Session, &s.token) else {
+            refuse(st, &stores::CookieError::Malformed);
+            return Ok(());
+        };
+        if let Some(uid) = s.user_id {
+            if backend.generations.current(uid).await? != Some(s.generation) {
+                self.inner
+                    .revoked
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                refuse(st, &stores::CookieError::Revoked);
+                return Ok(());
+            }
+            st.generation = Some((uid, s.generation));
+        }
+        st.record = Some(Arc::new(
+            s.into_record(token.hash(), self.user_agent_text()),
+        ));
+        st.token = Some(token);
+        Ok(())
+    }
+
+    /// Seals `record` under `token` into a cookie value (cookie backend). An authenticated
+    /// session carries its user's generation: the one it was opened under, or the current one
+    /// after a login.
+    async fn seal(
+        &self,
+        backend: &stores::CookieSessions,
+        known: Option<(i64, u64)>,
+        record: &Record,
+        token: &SecretToken,
+    ) -> Result<String, Error> {
+        let generation = match (record.user_id, known) {
+            (None, _) => 0,
+            (Some(uid), Some((k, g))) if k == uid => g,
+            (Some(uid), _) => backend.generations.current(uid).await?.ok_or_else(|| {
+                Error::new(
+                    ErrorCode::SessionExpired,
+                    "the account was disabled while this request ran",
+                )
+            })?,
+        };
+        let sealed = stores::SealedSession::from_record(record, token.expose(), generation);
+        let name = &self.inner.manager.config.cookie.name;
+        backend.ring.seal(&sealed, name).map_err(|e| match e {
+            stores::CookieError::TooLarge { size, limit } => {
+                tracing::warn!(
+                    size,
+                    limit,
+                    "session too large for the cookie store: {size} bytes sealed, over the {limit}-byte limit; the write was refused"
+                );
+                Error::new(ErrorCode::SessionTooLarge, e.to_string()).with_hint(
+                    "keep less in the session (ids, not documents), or use a server-side store (session.store = \"cached-sqlite\" or redis://…)",
+                )
+            }
+            other => Error::internal(other),
+        })
+    }
+
+    /// Merges `delta` into `record`: in the store, or (cookie backend) in the record that will be
+    /// re-sealed into the cookie.
+    async fn save_record(&self, record: &Record, delta: &Delta) -> Result<Arc<Record>, Error> {
+        if self.inner.manager.sealed.is_some() {
+            let mut merged = record.clone();
+            merged.apply(delta);
+            return Ok(Arc::new(merged));
+        }
+        Ok(self.inner.manager.store.save(&record.key, delta).await?)
+    }
+
+    /// The error for a handler that needs a user and found none: 401 `session_expired` when the
+    /// request's sealed session was ended by a generation bump, else `not_authenticated`.
+    pub(crate) fn no_user_error(&self) -> Error {
+        if self
+            .inner
+            .revoked
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            Error::new(
+                ErrorCode::SessionExpired,
+                "this session was ended by a logout everywhere, a password change or the account being disabled",
+            )
+            .with_hint("log in again")
+        } else {
+            Error::not_authenticated()
+        }
+    }
+
+    /// The current session's record, if any (the whole "session list" of the cookie backend).
+    ///
+    /// # Errors
+    /// `store_unavailable`.
+    pub async fn current_record(&self) -> Result<Option<Record>, Error> {
+        Ok(self.loaded().await?.record.as_deref().cloned())
     }
 
     /// The state, for operations that write: an access-token request has no session to write to.
@@ -409,6 +576,15 @@ impl Session {
         &self,
         mut user: SessionUser,
     ) -> Result<(SecretToken, UnixTime), Error> {
+        if self.inner.manager.sealed.is_some() {
+            return Err(Error::new(
+                ErrorCode::BearerNotSupported,
+                "the cookie session store cannot issue bearer session tokens",
+            )
+            .with_hint(
+                "log in with the cookie, or use a personal access token (POST /auth/tokens) for scripts",
+            ));
+        }
         user.transport = Transport::Bearer;
         let user_id = user.id;
         let mut data = Map::new();
@@ -439,6 +615,8 @@ impl Session {
     ) -> Result<(), Error> {
         let (record, token) = self.create(user_id, data).await?;
         st.token = Some(token);
+        // A new identity: a sealed session takes the user's current generation at commit.
+        st.generation = None;
         if let Some(old) = old {
             self.inner.manager.store.delete(&old.key).await?;
         }
@@ -467,12 +645,7 @@ impl Session {
                 last_seen: t,
                 expires_at: (t + secs(cfg.idle_timeout)).min(absolute),
                 absolute_expires_at: absolute,
-                user_agent: self.inner.user_agent.as_ref().map(|v| {
-                    String::from_utf8_lossy(v.as_bytes())
-                        .chars()
-                        .take(MAX_USER_AGENT)
-                        .collect()
-                }),
+                user_agent: self.user_agent_text(),
             };
             match self.inner.manager.store.create(&record).await {
                 Ok(()) => return Ok((record, token)),
@@ -480,6 +653,16 @@ impl Session {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// The request's `User-Agent` as kept with a session (cut to [`MAX_USER_AGENT`]).
+    fn user_agent_text(&self) -> Option<String> {
+        self.inner.user_agent.as_ref().map(|v| {
+            String::from_utf8_lossy(v.as_bytes())
+                .chars()
+                .take(MAX_USER_AGENT)
+                .collect()
+        })
     }
 
     /// The logged-in user, if any.
@@ -658,8 +841,10 @@ impl Session {
                             None => delta.remove.push(k),
                         }
                     }
-                    let refreshed = delta.expires_at != record.expires_at;
-                    let merged = self.inner.manager.store.save(&record.key, &delta).await?;
+                    // A sealed session changed: its cookie must be re-sealed.
+                    let refreshed = delta.expires_at != record.expires_at
+                        || self.inner.manager.sealed.is_some();
+                    let merged = self.save_record(&record, &delta).await?;
                     st.record = Some(merged);
                     if refreshed && st.cookie == CookieAction::Keep {
                         st.cookie = CookieAction::Set;
@@ -677,7 +862,7 @@ impl Session {
                 expires_at: (t + secs(cfg.idle_timeout)).min(record.absolute_expires_at),
                 ..Delta::default()
             };
-            let merged = self.inner.manager.store.save(&record.key, &delta).await?;
+            let merged = self.save_record(&record, &delta).await?;
             st.record = Some(merged);
             st.cookie = CookieAction::Set;
         }
@@ -687,11 +872,15 @@ impl Session {
         Ok(match st.cookie {
             CookieAction::Keep => None,
             CookieAction::Remove => Some(cfg.cookie.removal()),
-            CookieAction::Set => match (&st.record, &st.token) {
-                (Some(r), Some(token)) => Some(
+            CookieAction::Set => match (&st.record, &st.token, &self.inner.manager.sealed) {
+                (Some(r), Some(token), None) => Some(
                     cfg.cookie
                         .build(token.expose().to_owned(), r.expires_at - t),
                 ),
+                (Some(r), Some(token), Some(backend)) => {
+                    let value = self.seal(backend, st.generation, r, token).await?;
+                    Some(cfg.cookie.build(value, r.expires_at - t))
+                }
                 _ => Some(cfg.cookie.removal()),
             },
         })

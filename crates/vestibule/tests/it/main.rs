@@ -5,6 +5,7 @@
 mod api;
 mod bearer;
 mod coherence;
+mod cookie_store;
 mod cors;
 mod csrf;
 mod doctor;

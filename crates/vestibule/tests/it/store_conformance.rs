@@ -390,6 +390,138 @@ store_suite!(cached_redis);
 store_suite!(postgres);
 store_suite!(cached_postgres);
 
+/// The cookie backend (`session.store = "cookie"`) seen through the store contract: the "store" is
+/// the browsers' cookie jars, modelled here as a map from session id to the sealed value the
+/// browser holds (plus the `User-Agent` it sends along). Every write seals the whole record with
+/// the production key ring and record mapping, every read opens it: what these cases check is
+/// that the sealed cookie carries a record faithfully, merges deltas and enforces the expiry caps.
+///
+/// Cases that cannot apply to a stateless store, and why:
+/// - `create_never_overwrites`: ids are fresh random tokens and nothing server-side is shared, so
+///   there is no namespace to collide in.
+/// - `save_never_creates_or_resurrects`, `rotation_moves_data_and_kills_the_old_key`: the server
+///   cannot forget a cookie it issued; a copy of an old or logged-out cookie opens until it
+///   expires (unless the user's generation changed). `tests/it/cookie_store.rs` tests exactly that.
+/// - `per_user_listing_and_revocation`, `expired_records_are_invisible_and_purged` (listing,
+///   counting, purging): no server-side list exists; logout-all, password change and disabling a
+///   user bump the per-user generation instead (tested over HTTP in `cookie_store.rs`).
+/// - `concurrent_writers_of_different_keys_lose_nothing`: each request re-seals the whole session
+///   and the browser keeps the last `Set-Cookie`: concurrent writes to one session can lose
+///   each other's keys (documented in the README).
+/// - `large_records_round_trip`: 10 000 keys do not fit in a cookie; the size limit's clear error
+///   is tested instead (`cookie_store.rs` and the unit tests of `stores/cookie.rs`).
+#[derive(Debug)]
+pub struct CookieJar {
+    ring: vestibule::session::stores::CookieKeyRing,
+    jar: std::sync::Mutex<
+        std::collections::HashMap<vestibule::token::TokenHash, (String, Option<String>)>,
+    >,
+}
+
+const JAR_COOKIE: &str = "vestibule_session";
+
+impl CookieJar {
+    fn new() -> Self {
+        use vestibule::session::stores::{CookieKey, CookieKeyRing};
+        Self {
+            ring: CookieKeyRing::new(vec![CookieKey::from_secret([42; 32])]).expect("ring"),
+            jar: std::sync::Mutex::default(),
+        }
+    }
+
+    fn seal(&self, r: &Record) -> Result<(), StoreError> {
+        use vestibule::session::stores::SealedSession;
+        let token = SecretToken::generate(TokenKind::Session);
+        let value = self
+            .ring
+            .seal(
+                &SealedSession::from_record(r, token.expose(), 0),
+                JAR_COOKIE,
+            )
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        assert!(value.starts_with("v1.") && !value.contains("test-agent"));
+        self.jar
+            .lock()
+            .expect("jar")
+            .insert(r.key, (value, r.user_agent.clone()));
+        Ok(())
+    }
+
+    fn open(&self, key: &vestibule::token::TokenHash) -> Option<Record> {
+        let (value, ua) = self.jar.lock().expect("jar").get(key).cloned()?;
+        let s = self.ring.open(&value, JAR_COOKIE, now(), |_| 0).ok()?;
+        Some(s.into_record(*key, ua))
+    }
+}
+
+#[async_trait::async_trait]
+impl SessionStore for CookieJar {
+    async fn create(&self, record: &Record) -> Result<(), StoreError> {
+        self.seal(record)
+    }
+    async fn load(
+        &self,
+        key: &vestibule::token::TokenHash,
+    ) -> Result<Option<Arc<Record>>, StoreError> {
+        Ok(self.open(key).map(Arc::new))
+    }
+    async fn save(
+        &self,
+        key: &vestibule::token::TokenHash,
+        delta: &Delta,
+    ) -> Result<Arc<Record>, StoreError> {
+        let mut r = self.open(key).ok_or(StoreError::NotFound)?;
+        r.apply(delta);
+        self.seal(&r)?;
+        Ok(Arc::new(r))
+    }
+    async fn delete(&self, key: &vestibule::token::TokenHash) -> Result<bool, StoreError> {
+        Ok(self.jar.lock().expect("jar").remove(key).is_some())
+    }
+    async fn list_user(&self, _user_id: i64) -> Result<Vec<Record>, StoreError> {
+        unreachable!("not applicable to the cookie store")
+    }
+    async fn delete_user(
+        &self,
+        _user_id: i64,
+        _keep: Option<&vestibule::token::TokenHash>,
+    ) -> Result<Vec<vestibule::token::TokenHash>, StoreError> {
+        unreachable!("not applicable to the cookie store")
+    }
+    async fn delete_expired(&self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        vestibule::session::stores::StatelessStore.ping().await
+    }
+    async fn count(&self) -> Result<u64, StoreError> {
+        Ok(self.jar.lock().expect("jar").len() as u64)
+    }
+}
+
+pub async fn cookie() -> Option<Fixture> {
+    Fixture::new(Arc::new(CookieJar::new()), None)
+}
+
+/// The applicable subset of the suite, stamped for the cookie backend (see [`CookieJar`]).
+mod cookie {
+    macro_rules! case {
+        ($case:ident) => {
+            #[tokio::test]
+            async fn $case() {
+                let Some(f) = super::cookie().await else {
+                    return;
+                };
+                super::$case(f.store.clone()).await;
+            }
+        };
+    }
+    case!(create_then_load_round_trips);
+    case!(save_merges_only_the_delta);
+    case!(expiry_slides_but_never_past_the_absolute_cap);
+    case!(ping_answers);
+}
+
 /// The cache never serves a record its durable store no longer has when the change went through it.
 #[tokio::test]
 async fn cached_store_reflects_revocation_through_it_at_once() {

@@ -97,6 +97,10 @@ pub enum CookieError {
 /// What a sealed cookie carries.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SealedSession {
+    /// The session's identity: a session token that never leaves the cookie in clear. Its hash is
+    /// the session id and it keys the CSRF secret, as for the other stores; login draws a new one.
+    #[serde(rename = "t", default)]
+    pub token: String,
     /// Logged-in user, if any.
     #[serde(rename = "u", default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<i64>,
@@ -109,12 +113,52 @@ pub struct SealedSession {
     /// Created.
     #[serde(rename = "c")]
     pub created_at: UnixTime,
+    /// Last expiry extension (throttles re-sealing as `touch_interval` throttles store writes).
+    #[serde(rename = "l", default)]
+    pub last_seen: UnixTime,
     /// Idle expiry.
     #[serde(rename = "e")]
     pub expires_at: UnixTime,
     /// Absolute expiry.
     #[serde(rename = "a")]
     pub absolute_expires_at: UnixTime,
+}
+
+impl SealedSession {
+    /// What the cookie carries for `record` under the identity `token` (the session token's
+    /// text) and the user's `generation`. The `User-Agent` is not carried: the browser sends it
+    /// with every request anyway.
+    pub fn from_record(record: &crate::session::Record, token: &str, generation: u64) -> Self {
+        Self {
+            token: token.to_owned(),
+            user_id: record.user_id,
+            generation,
+            data: record.data.clone(),
+            created_at: record.created_at,
+            last_seen: record.last_seen,
+            expires_at: record.expires_at,
+            absolute_expires_at: record.absolute_expires_at,
+        }
+    }
+
+    /// The record again, keyed by `key` (the hash of the identity token), with the `User-Agent`
+    /// of the request that presented the cookie.
+    pub fn into_record(
+        self,
+        key: crate::token::TokenHash,
+        user_agent: Option<String>,
+    ) -> crate::session::Record {
+        crate::session::Record {
+            key,
+            user_id: self.user_id,
+            data: self.data,
+            created_at: self.created_at,
+            last_seen: self.last_seen,
+            expires_at: self.expires_at,
+            absolute_expires_at: self.absolute_expires_at,
+            user_agent,
+        }
+    }
 }
 
 impl CookieKeyRing {
@@ -242,6 +286,185 @@ impl CookieKeyRing {
     }
 }
 
+impl CookieKey {
+    /// A key from 32 secret bytes, its id derived from the bytes (so the id stays the same
+    /// wherever the key sits in the ring, and every instance agrees on it).
+    pub fn from_secret(secret: [u8; 32]) -> Self {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(b"vestibule/cookie-key-id\0");
+        h.update(secret);
+        let id = h.finalize()[0];
+        Self::new(id, secret)
+    }
+
+    /// Parses one `session.cookie_keys` entry: 32 bytes in base64 (standard or URL-safe, padded
+    /// or not), e.g. from `openssl rand -base64 32`. The message never repeats the value.
+    ///
+    /// # Errors
+    /// What is wrong with the entry.
+    pub fn parse(encoded: &str) -> Result<Self, String> {
+        use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE};
+        let text = encoded.trim();
+        let bytes = [&STANDARD, &STANDARD_NO_PAD, &URL_SAFE, &URL_SAFE_NO_PAD]
+            .iter()
+            .find_map(|e| e.decode(text).ok())
+            .ok_or_else(|| {
+                "is not base64; generate a key with `openssl rand -base64 32`".to_owned()
+            })?;
+        let secret: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+            format!(
+                "decodes to {} bytes, not 32; generate a key with `openssl rand -base64 32`",
+                bytes.len()
+            )
+        })?;
+        Ok(Self::from_secret(secret))
+    }
+
+    /// The key derived from `secret_key` with HKDF-SHA256, when no `session.cookie_keys` are set:
+    /// every instance with the same `secret_key` derives the same key.
+    pub fn derive(secret_key: &[u8]) -> Self {
+        let mut okm = [0u8; 32];
+        // 32 bytes is far below HKDF-SHA256's 8160-byte output limit: `expand` cannot fail.
+        let _ = hkdf::Hkdf::<sha2::Sha256>::new(Some(b"vestibule"), secret_key)
+            .expand(b"vestibule/session-cookie/v1", &mut okm);
+        Self::from_secret(okm)
+    }
+
+    /// The key's id, the byte that names it inside each sealed cookie.
+    pub fn id(&self) -> u8 {
+        self.id
+    }
+}
+
+impl CookieKeyRing {
+    /// Parses `session.cookie_keys` (first seals, all open). Each problem names the entry.
+    ///
+    /// # Errors
+    /// The problems found, as messages for the `session.cookie_keys` key.
+    pub fn parse(entries: &[impl AsRef<str>]) -> Result<Self, Vec<String>> {
+        let mut problems = Vec::new();
+        let mut keys: Vec<CookieKey> = Vec::new();
+        if entries.is_empty() {
+            problems.push("is empty: give at least one key (`openssl rand -base64 32`)".into());
+        }
+        for (i, e) in entries.iter().enumerate() {
+            match CookieKey::parse(e.as_ref()) {
+                Ok(k) if keys.iter().any(|o| o.id == k.id) => problems.push(format!(
+                    "entry {i} is a duplicate of an earlier key, or shares its 8-bit key id with it; generate another key"
+                )),
+                Ok(k) => keys.push(k),
+                Err(why) => problems.push(format!("entry {i} {why}")),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Self::new(keys).map_err(|e| vec![e.to_string()])
+    }
+
+    /// How many keys the ring holds.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Never true for a built ring (kept for the `len` convention).
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+/// The per-user session generation the cookie store checks: the server's one piece of state
+/// about stateless sessions (a column of the users table, read on every authenticated load).
+#[async_trait::async_trait]
+pub trait Generations: Send + Sync + std::fmt::Debug + 'static {
+    /// The user's current generation; `None` when the user is gone or disabled (every sealed
+    /// session of theirs is then refused).
+    ///
+    /// # Errors
+    /// `store_unavailable` when the database cannot answer.
+    async fn current(&self, user_id: i64) -> Result<Option<u64>, crate::Error>;
+}
+
+/// The stateless cookie backend: the key ring, the cookie name it seals for, and where the
+/// generations are. The session layer uses it in place of store reads and writes.
+#[derive(Debug, Clone)]
+pub struct CookieSessions {
+    pub(crate) ring: CookieKeyRing,
+    pub(crate) generations: std::sync::Arc<dyn Generations>,
+}
+
+impl CookieSessions {
+    /// A backend sealing with `ring` and checking `generations`.
+    pub fn new(ring: CookieKeyRing, generations: std::sync::Arc<dyn Generations>) -> Self {
+        Self { ring, generations }
+    }
+
+    /// The key ring.
+    pub fn ring(&self) -> &CookieKeyRing {
+        &self.ring
+    }
+}
+
+/// The [`SessionStore`](crate::session::SessionStore) of the cookie backend: it holds nothing,
+/// because the sessions are in the browsers. Writes succeed without effect, reads find nothing,
+/// per-user listing and revocation see nothing (the generation does their work), and `/readyz`
+/// is always ready. It is what administrative code (purge, metrics, `vestibule user disable`)
+/// sees, so that code needs no special case.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StatelessStore;
+
+#[async_trait::async_trait]
+impl crate::session::SessionStore for StatelessStore {
+    async fn create(
+        &self,
+        _record: &crate::session::Record,
+    ) -> Result<(), crate::session::StoreError> {
+        Ok(())
+    }
+    async fn load(
+        &self,
+        _key: &crate::token::TokenHash,
+    ) -> Result<Option<std::sync::Arc<crate::session::Record>>, crate::session::StoreError> {
+        Ok(None)
+    }
+    async fn save(
+        &self,
+        _key: &crate::token::TokenHash,
+        _delta: &crate::session::Delta,
+    ) -> Result<std::sync::Arc<crate::session::Record>, crate::session::StoreError> {
+        Err(crate::session::StoreError::NotFound)
+    }
+    async fn delete(
+        &self,
+        _key: &crate::token::TokenHash,
+    ) -> Result<bool, crate::session::StoreError> {
+        Ok(false)
+    }
+    async fn list_user(
+        &self,
+        _user_id: i64,
+    ) -> Result<Vec<crate::session::Record>, crate::session::StoreError> {
+        Ok(Vec::new())
+    }
+    async fn delete_user(
+        &self,
+        _user_id: i64,
+        _keep: Option<&crate::token::TokenHash>,
+    ) -> Result<Vec<crate::token::TokenHash>, crate::session::StoreError> {
+        Ok(Vec::new())
+    }
+    async fn delete_expired(&self) -> Result<u64, crate::session::StoreError> {
+        Ok(0)
+    }
+    async fn ping(&self) -> Result<(), crate::session::StoreError> {
+        Ok(())
+    }
+    async fn count(&self) -> Result<u64, crate::session::StoreError> {
+        Ok(0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,6 +477,8 @@ mod tests {
 
     fn session(user: Option<i64>, generation: u64) -> SealedSession {
         SealedSession {
+            token: String::new(),
+            last_seen: 1000,
             user_id: user,
             generation,
             data: json!({"cart": [1, 2, 3]})
@@ -337,6 +562,35 @@ mod tests {
         // Anonymous sessions have no generation to check.
         let anon = r.seal(&session(None, 0), "sid").expect("seal");
         assert!(r.open(&anon, "sid", 1500, |_| 99).is_ok());
+    }
+
+    #[test]
+    fn configured_keys_are_validated_and_ids_do_not_depend_on_position() {
+        let a = URL_SAFE_NO_PAD.encode([7u8; 32]);
+        let b = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
+        let one = CookieKeyRing::parse(&[a.as_str()]).expect("one key");
+        let v = one.seal(&session(None, 0), "sid").expect("seal");
+        let rotated = CookieKeyRing::parse(&[b.as_str(), a.as_str()]).expect("two keys");
+        assert_eq!(rotated.len(), 2);
+        assert!(
+            rotated.open_unchecked(&v, "sid").is_ok(),
+            "old key still opens"
+        );
+        let errs = CookieKeyRing::parse(&["not base64!", "AAAA", a.as_str(), a.as_str()])
+            .expect_err("bad ring");
+        assert_eq!(errs.len(), 3, "{errs:?}");
+        assert!(errs[0].contains("entry 0") && errs[0].contains("not base64"));
+        assert!(errs[1].contains("3 bytes, not 32"));
+        assert!(errs[2].contains("duplicate"));
+        assert!(errs.iter().all(|e| !e.contains(&a)), "never echoes a key");
+        assert!(CookieKeyRing::parse(&[] as &[&str]).is_err());
+        // The derived key is stable for a secret and differs between secrets.
+        assert_eq!(CookieKey::derive(b"s1").id(), CookieKey::derive(b"s1").id());
+        let d = CookieKeyRing::new(vec![CookieKey::derive(b"secret one")]).expect("ring");
+        let sealed = d.seal(&session(None, 0), "sid").expect("seal");
+        let other = CookieKeyRing::new(vec![CookieKey::derive(b"secret two")]).expect("ring");
+        assert!(other.open_unchecked(&sealed, "sid").is_err());
+        assert!(format!("{d:?}").len() < 80, "Debug shows ids only");
     }
 
     #[test]

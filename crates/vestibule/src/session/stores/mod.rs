@@ -8,7 +8,10 @@ mod redis_feed;
 mod sql;
 
 pub use cached::{CacheHandle, CachedStore, Invalidation};
-pub use cookie::{CookieError, CookieKey, CookieKeyRing, MAX_COOKIE_VALUE, SealedSession};
+pub use cookie::{
+    CookieError, CookieKey, CookieKeyRing, CookieSessions, Generations, MAX_COOKIE_VALUE,
+    SealedSession, StatelessStore,
+};
 pub use memory::MemoryStore;
 pub use redis::{DEFAULT_PREFIX as REDIS_DEFAULT_PREFIX, RedisConfig, RedisStore};
 pub use redis_feed::RedisInvalidation;
