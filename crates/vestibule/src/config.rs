@@ -182,6 +182,8 @@ pub struct RawRateLimits {
     /// Sessions created for clients that are not logged in (a handler writing to an anonymous
     /// session), per address: a flood of cookie-less writes cannot fill the store.
     pub anonymous_sessions_per_ip: String,
+    /// Second-factor code attempts (TOTP, recovery code, passkey) per account.
+    pub mfa_per_user: String,
 }
 
 impl RawRateLimits {
@@ -196,6 +198,7 @@ impl RawRateLimits {
             password_per_user: off(),
             token_create_per_user: off(),
             anonymous_sessions_per_ip: off(),
+            mfa_per_user: off(),
         }
     }
 }
@@ -210,6 +213,7 @@ impl Default for RawRateLimits {
             password_per_user: "5/15m".into(),
             token_create_per_user: "20/h".into(),
             anonymous_sessions_per_ip: "30/min".into(),
+            mfa_per_user: "5/5m".into(),
         }
     }
 }
@@ -588,6 +592,8 @@ pub struct Config {
     pub metrics_allow: Option<crate::client_ip::TrustedProxies>,
     /// Key of the device-recognition cookie (from `secret_key`, or random).
     pub device_key: [u8; 32],
+    /// Key sealing TOTP secrets at rest (from `secret_key`; `None` without one: see `auth::mfa`).
+    pub mfa_key: Option<[u8; 32]>,
     /// Longest request URI in bytes.
     pub uri_limit: usize,
     /// Largest request header block in bytes.
@@ -987,6 +993,12 @@ impl RawConfig {
             rate_limits,
             metrics_allow: self.metrics.enabled.then_some(metrics_allow),
             device_key,
+            mfa_key: match &self.secret_key {
+                Some(SecretString(k)) => {
+                    Some(crate::token::derive_key(b"mfa-secrets", k.as_bytes()))
+                }
+                None => None,
+            },
             uri_limit: self.limits.uri_bytes,
             header_bytes_limit: self.limits.header_bytes,
             max_headers: self.limits.max_headers,
@@ -1226,6 +1238,7 @@ impl Problems {
                 "rate_limits.anonymous_sessions_per_ip",
                 &raw.anonymous_sessions_per_ip,
             )?,
+            mfa_per_user: self.rate("rate_limits.mfa_per_user", &raw.mfa_per_user)?,
         })
     }
 

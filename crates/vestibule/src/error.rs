@@ -82,6 +82,18 @@ pub enum ErrorCode {
     /// A path with dot-segments or encoded slashes, which a backend could resolve to another
     /// prefix than the one the gateway authorised.
     InvalidPath,
+    /// A wrong, expired or already used second-factor code (TOTP or recovery code).
+    MfaCodeInvalid,
+    /// No login is waiting for a second factor in this session (none, or it expired).
+    MfaNotPending,
+    /// The user has this second factor already (remove it before enrolling again).
+    MfaAlreadyEnabled,
+    /// The user has no such second factor (or no enrolment is waiting for confirmation).
+    MfaNotEnabled,
+    /// Passkeys are off on this server (its public URL has no domain name).
+    PasskeysUnavailable,
+    /// A WebAuthn ceremony failed: no challenge pending, or the authenticator's answer did not verify.
+    WebauthnFailed,
 }
 
 impl ErrorCode {
@@ -120,6 +132,11 @@ impl ErrorCode {
             ErrorCode::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             ErrorCode::WebsocketOriginRefused => StatusCode::FORBIDDEN,
             ErrorCode::InvalidPath => StatusCode::BAD_REQUEST,
+            ErrorCode::MfaCodeInvalid | ErrorCode::MfaNotPending | ErrorCode::WebauthnFailed => {
+                StatusCode::UNAUTHORIZED
+            }
+            ErrorCode::MfaAlreadyEnabled => StatusCode::CONFLICT,
+            ErrorCode::MfaNotEnabled | ErrorCode::PasskeysUnavailable => StatusCode::NOT_FOUND,
         }
     }
 }

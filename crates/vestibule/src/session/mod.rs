@@ -420,6 +420,36 @@ impl Session {
         Ok((token, record.expires_at.min(record.absolute_expires_at)))
     }
 
+    /// Moves this session to a new token as an anonymous session holding `key` = `value` (the
+    /// pending second-factor state after a correct password): a logged-in user's data is dropped,
+    /// an anonymous session's kept. The record exists when this returns, so the answer can carry
+    /// its CSRF token.
+    pub(crate) async fn restart_anonymous(&self, key: &str, value: Value) -> Result<(), Error> {
+        let mut st = self.writable().await?;
+        let old = st.record.clone();
+        let mut data = Map::new();
+        if let Some(old) = &old
+            && old.user_id.is_none()
+        {
+            data = old.data.clone();
+        }
+        merge_pending(&mut data, std::mem::take(&mut st.pending));
+        data.remove(AUTH_USER_KEY);
+        data.insert(key.to_owned(), value);
+        self.replace(&mut st, old.as_deref(), None, data).await
+    }
+
+    /// Creates a new, independent anonymous session holding `data` whose token travels as
+    /// `Authorization: Bearer` (the pending second-factor state of a bearer login). Returns the
+    /// token and its expiry.
+    pub(crate) async fn create_bearer(
+        &self,
+        data: Map<String, Value>,
+    ) -> Result<(SecretToken, UnixTime), Error> {
+        let (record, token) = self.create(None, data).await?;
+        Ok((token, record.expires_at.min(record.absolute_expires_at)))
+    }
+
     /// The current token and its expiry, for a bearer session that has just rotated.
     pub(crate) async fn current_token(&self) -> Option<(SecretToken, UnixTime)> {
         let st = self.inner.state.lock().await;
