@@ -993,12 +993,10 @@ impl RawConfig {
             rate_limits,
             metrics_allow: self.metrics.enabled.then_some(metrics_allow),
             device_key,
-            mfa_key: match &self.secret_key {
-                Some(SecretString(k)) => {
-                    Some(crate::token::derive_key(b"mfa-secrets", k.as_bytes()))
-                }
-                None => None,
-            },
+            mfa_key: self
+                .secret_key
+                .as_ref()
+                .map(|SecretString(k)| crate::token::derive_key(b"mfa-secrets", k.as_bytes())),
             uri_limit: self.limits.uri_bytes,
             header_bytes_limit: self.limits.header_bytes,
             max_headers: self.limits.max_headers,
