@@ -189,7 +189,3 @@ export declare function createClient(options?: ClientOptions): VestibuleClient;
 export declare function memoryStorage(): TokenStorage;
 /** Opt-in sessionStorage: survives a reload, but any script on the page (XSS) can read it. */
 export declare function sessionStorageAdapter(key?: string, store?: Storage): TokenStorage;
-/** base64url (no padding) → bytes. */
-export declare function fromBase64url(s: string): ArrayBuffer;
-/** bytes → base64url (no padding). */
-export declare function toBase64url(buf: ArrayBuffer | ArrayBufferView): string;

@@ -120,7 +120,7 @@ function httpError(res, body) {
  * @param {string} s
  * @returns {ArrayBuffer}
  */
-export function fromBase64url(s) {
+function fromBase64url(s) {
   const b64 = s.replace(/-/g, '+').replace(/_/g, '/') + '==='.slice((s.length + 3) % 4);
   const bin = atob(b64);
   const out = new Uint8Array(bin.length);
@@ -133,7 +133,7 @@ export function fromBase64url(s) {
  * @param {ArrayBuffer | ArrayBufferView} buf
  * @returns {string}
  */
-export function toBase64url(buf) {
+function toBase64url(buf) {
   const bytes = buf instanceof ArrayBuffer ? new Uint8Array(buf) : new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
   let bin = '';
   for (let i = 0; i < bytes.length; i += 1) bin += String.fromCharCode(bytes[i]);
