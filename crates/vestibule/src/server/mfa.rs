@@ -757,15 +757,26 @@ pub(crate) async fn post_mfa_webauthn_finish(
         (status = 200, description = "The request options (no allowCredentials: the authenticator picks) and the CSRF token", body = Object),
         (status = 401, description = "`invalid_token`: a bad bearer token", body = ErrorBody),
         (status = 404, description = "`passkeys_unavailable`", body = ErrorBody),
+        (status = 429, description = "`rate_limited` (`rate_limits.login_per_ip`)", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until a retry can succeed"))),
         (status = 503, description = "`store_unavailable`", body = ErrorBody),
     ),
     security((), ("session_cookie" = [], "csrf_token" = [])),
 )]
 pub(crate) async fn post_passkey_login_start(
     State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
     session: Session,
 ) -> Result<axum::Json<Value>> {
     refuse_dead_bearer(&session).await?;
+    // Each start creates a session record: counted as a login attempt from this address.
+    app.limits.login_ip.check(&ip).map_err(|l| {
+        app.limited(
+            l,
+            "login attempts from this address",
+            "rate_limits.login_per_ip",
+        )
+    })?;
     let wa = webauthn(&app)?;
     let (mut rcr, state) = wa
         .start_discoverable_authentication()

@@ -453,6 +453,22 @@ async fn passkey_ceremonies_are_single_use_and_need_a_challenge() {
 }
 
 #[tokio::test]
+async fn passwordless_starts_count_as_login_attempts_per_address() {
+    let app = TestApp::spawn_with(|raw| raw.rate_limits.login_per_ip = "2/h".into()).await;
+    for _ in 0..2 {
+        let res = app.post_anon("/auth/passkey/login/start", &json!({})).await;
+        assert_eq!(res.status(), 200);
+    }
+    let res = app.post_anon("/auth/passkey/login/start", &json!({})).await;
+    assert_error(res, 429, "rate_limited").await;
+    assert_eq!(
+        app.session_count().await,
+        2,
+        "no record for the refused start"
+    );
+}
+
+#[tokio::test]
 async fn totp_login_works_on_postgres() {
     let Some(schema) = PgSchema::create().await else {
         return;
