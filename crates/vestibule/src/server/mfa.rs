@@ -205,6 +205,9 @@ async fn totp_ok(app: &AppState, user_id: i64, code: &str) -> Result<bool> {
     tag = "mfa",
     request_body = CodeBody,
     responses(
+        (status = 400, description = "`malformed_json`: the body is not valid JSON", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body exceeds `limits.body_bytes`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is not declared as `application/json`", body = ErrorBody),
         (status = 200, description = "Logged in, as `POST /auth/login` answers", body = super::routes::AuthBody),
         (status = 401, description = "`mfa_code_invalid` (wrong, expired or replayed), `mfa_not_pending`", body = ErrorBody),
         (status = 403, description = "`account_disabled`, or a CSRF refusal", body = ErrorBody),
@@ -236,6 +239,9 @@ pub(crate) async fn post_mfa_totp(
     tag = "mfa",
     request_body = CodeBody,
     responses(
+        (status = 400, description = "`malformed_json`: the body is not valid JSON", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body exceeds `limits.body_bytes`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is not declared as `application/json`", body = ErrorBody),
         (status = 200, description = "Logged in, as `POST /auth/login` answers", body = super::routes::AuthBody),
         (status = 401, description = "`mfa_code_invalid` (unknown or used), `mfa_not_pending`", body = ErrorBody),
         (status = 403, description = "`account_disabled`, or a CSRF refusal", body = ErrorBody),
@@ -333,6 +339,9 @@ pub(crate) struct RecoveryCodes {
     tag = "mfa",
     request_body = CodeBody,
     responses(
+        (status = 400, description = "`malformed_json`: the body is not valid JSON", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body exceeds `limits.body_bytes`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is not declared as `application/json`", body = ErrorBody),
         (status = 200, description = "Enabled: the recovery codes, shown once", body = RecoveryCodes),
         (status = 401, description = "`mfa_code_invalid`, `not_authenticated`, `invalid_token`", body = ErrorBody),
         (status = 403, description = "`session_required`, or a CSRF refusal", body = ErrorBody),
@@ -575,6 +584,9 @@ pub(crate) struct PasskeyView {
     tag = "mfa",
     request_body = PasskeyRegistrationBody,
     responses(
+        (status = 400, description = "`malformed_json`: the body is not valid JSON", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body exceeds `limits.body_bytes`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is not declared as `application/json`", body = ErrorBody),
         (status = 201, description = "Registered", body = PasskeyView),
         (status = 401, description = "`webauthn_failed` (no challenge, or the attestation did not verify), `not_authenticated`", body = ErrorBody),
         (status = 403, description = "`session_required`, or a CSRF refusal", body = ErrorBody),
@@ -709,6 +721,9 @@ async fn touch(
     tag = "mfa",
     request_body = PasskeyAssertionBody,
     responses(
+        (status = 400, description = "`malformed_json`: the body is not valid JSON", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body exceeds `limits.body_bytes`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is not declared as `application/json`", body = ErrorBody),
         (status = 200, description = "Logged in, as `POST /auth/login` answers", body = super::routes::AuthBody),
         (status = 401, description = "`webauthn_failed`, `mfa_not_pending`", body = ErrorBody),
         (status = 404, description = "`passkeys_unavailable`", body = ErrorBody),
@@ -806,6 +821,9 @@ pub(crate) async fn post_passkey_login_start(
     tag = "mfa",
     request_body = PasskeyAssertionBody,
     responses(
+        (status = 400, description = "`malformed_json`: the body is not valid JSON", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body exceeds `limits.body_bytes`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is not declared as `application/json`", body = ErrorBody),
         (status = 200, description = "Logged in, as `POST /auth/login` answers", body = super::routes::AuthBody),
         (status = 401, description = "`webauthn_failed`: no challenge, unknown passkey, or the answer did not verify", body = ErrorBody),
         (status = 403, description = "`account_disabled`, or a CSRF refusal", body = ErrorBody),
