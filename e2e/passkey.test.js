@@ -54,11 +54,13 @@ test('a passkey registered in one browser logs in passwordlessly and as a second
       async ({ username, password }) => {
         const client = window.vestibule.createClient();
         await client.signup({ username, password });
-        return client.passkeys.register({ name: 'virtual' });
+        const made = await client.passkeys.register({ name: 'virtual' });
+        return { ...made, listed: await client.passkeys.list() };
       },
       { username, password: PASSWORD },
     );
     assert.equal(registered.name, 'virtual');
+    assert.deepEqual(registered.listed, [{ id: registered.id, name: 'virtual' }]);
     const { credentials } = await cdp.send('WebAuthn.getCredentials', { authenticatorId });
     assert.equal(credentials.length, 1);
     assert.equal(credentials[0].isResidentCredential, true, 'a discoverable credential');

@@ -145,6 +145,8 @@ export interface VestibuleClient {
     remove(): Promise<void>;
   };
   passkeys: {
+    list(): Promise<PasskeyInfo[]>;
+    remove(id: number | string): Promise<void>;
     /** Creates a passkey for the signed-in user (discoverable: it also logs in without a password). */
     register(options?: { name?: string }): Promise<PasskeyInfo>;
     /** Passwordless login with a passkey the browser offers (cookie transport). */

@@ -510,6 +510,13 @@ export function createClient(options = {}) {
     },
 
     passkeys: {
+      async list() {
+        const data = await call('GET', '/auth/passkeys');
+        return data.passkeys;
+      },
+      async remove(id) {
+        await call('DELETE', `/auth/passkeys/${encodeURIComponent(String(id))}`);
+      },
       async register({ name } = {}) {
         const options = await call('POST', '/auth/passkeys/register/start');
         const cred = await credentialsApi().create(creationOptions(options));

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -647,6 +647,88 @@ pub(crate) async fn post_passkey_register_finish(
         "passkey registered"
     );
     Ok((StatusCode::CREATED, axum::Json(PasskeyView { id, name })).into_response())
+}
+
+/// `{"passkeys": [{"id", "name"}]}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct PasskeyList {
+    passkeys: Vec<PasskeyView>,
+}
+
+/// The signed-in user's passkeys.
+#[utoipa::path(
+    get,
+    path = "/auth/passkeys",
+    tag = "mfa",
+    responses(
+        (status = 200, description = "The passkeys", body = PasskeyList),
+        (status = 401, description = "`not_authenticated`, `session_expired`, `invalid_token`", body = ErrorBody),
+        (status = 403, description = "`session_required` (an access token)", body = ErrorBody),
+        (status = 503, description = "`store_unavailable`", body = ErrorBody),
+    ),
+    security(("session_cookie" = []), ("bearer" = [])),
+)]
+pub(crate) async fn get_passkeys(
+    State(app): State<AppState>,
+    session: Session,
+    user: AuthUser,
+) -> Result<axum::Json<PasskeyList>> {
+    require_session(&session)?;
+    let passkeys = app
+        .mfa
+        .store
+        .passkeys(user.id)
+        .await?
+        .into_iter()
+        .map(|p| PasskeyView {
+            id: p.id,
+            name: p.name,
+        })
+        .collect();
+    Ok(axum::Json(PasskeyList { passkeys }))
+}
+
+/// Removes one of the signed-in user's passkeys.
+#[utoipa::path(
+    delete,
+    path = "/auth/passkeys/{id}",
+    tag = "mfa",
+    params(("id" = String, Path, description = "The passkey id from `GET /auth/passkeys`")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 401, description = "`not_authenticated`, `session_expired`, `invalid_token`", body = ErrorBody),
+        (status = 403, description = "`session_required`, or a CSRF refusal", body = ErrorBody),
+        (status = 404, description = "`mfa_not_enabled`: no passkey with this id belongs to the caller", body = ErrorBody),
+        (status = 503, description = "`store_unavailable`", body = ErrorBody),
+    ),
+    security(("session_cookie" = [], "csrf_token" = []), ("bearer" = [])),
+)]
+pub(crate) async fn delete_passkey(
+    State(app): State<AppState>,
+    session: Session,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
+    require_session(&session)?;
+    // reauth: removing a factor needs a recent re-authentication (reauth_required).
+    let not_found = || {
+        Error::new(
+            ErrorCode::MfaNotEnabled,
+            "no passkey with this id belongs to you",
+        )
+    };
+    let id: i64 = id.parse().map_err(|_| not_found())?;
+    if !app.mfa.store.remove_passkey(user.id, id).await? {
+        return Err(not_found());
+    }
+    audit!(
+        "mfa.disable",
+        user_id = user.id,
+        method = "webauthn",
+        passkey_id = id,
+        "passkey removed"
+    );
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Starts a passkey as the second factor of a pending login: the `navigator.credentials.get`

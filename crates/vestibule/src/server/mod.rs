@@ -290,6 +290,8 @@ pub fn router(state: AppState, config: &Config) -> Router {
             "/auth/mfa/webauthn/finish",
             post(mfa::post_mfa_webauthn_finish),
         )
+        .route("/auth/passkeys", get(mfa::get_passkeys))
+        .route("/auth/passkeys/{id}", delete(mfa::delete_passkey))
         .route(
             "/auth/passkeys/register/start",
             post(mfa::post_passkey_register_start),

@@ -60,6 +60,8 @@ pub(crate) struct StatusBody {
         mfa::post_totp_enroll,
         mfa::post_totp_confirm,
         mfa::delete_totp,
+        mfa::get_passkeys,
+        mfa::delete_passkey,
         mfa::post_passkey_register_start,
         mfa::post_passkey_register_finish,
         mfa::post_passkey_login_start,

@@ -453,6 +453,54 @@ async fn passkey_ceremonies_are_single_use_and_need_a_challenge() {
 }
 
 #[tokio::test]
+async fn a_passkey_makes_webauthn_due_until_its_owner_removes_it() {
+    let app = TestApp::spawn().await;
+    let mut alice = app.signed_up("alice", PASSWORD).await;
+    let bob = app.signed_up("bob", PASSWORD).await;
+    let id = app
+        .state
+        .users
+        .by_username("alice")
+        .await
+        .expect("db")
+        .expect("alice")
+        .id;
+    // A stored passkey (what a verified registration leaves behind).
+    assert!(
+        app.state
+            .mfa
+            .store
+            .add_passkey(id, b"cred-1", &[7; 16], "{}", "laptop")
+            .await
+            .expect("db")
+    );
+    let list: Value = alice
+        .get("/auth/passkeys")
+        .await
+        .json()
+        .await
+        .expect("json");
+    let pk = list["passkeys"][0]["id"].as_i64().expect("id");
+    assert_eq!(list["passkeys"][0]["name"], "laptop");
+    let (body, _) = password_step(&mut app.client(), "alice").await;
+    assert_eq!(body["methods"], json!(["webauthn"]));
+    // Someone else's passkey cannot be removed, nor guessed at.
+    assert_error(
+        bob.delete(&format!("/auth/passkeys/{pk}")).await,
+        404,
+        "mfa_not_enabled",
+    )
+    .await;
+    assert_error(bob.delete("/auth/passkeys/x").await, 404, "mfa_not_enabled").await;
+    assert_eq!(
+        alice.delete(&format!("/auth/passkeys/{pk}")).await.status(),
+        204
+    );
+    let body = app.client().login_ok("alice", PASSWORD).await;
+    assert_eq!(body["user"]["username"], "alice");
+}
+
+#[tokio::test]
 async fn passwordless_starts_count_as_login_attempts_per_address() {
     let app = TestApp::spawn_with(|raw| raw.rate_limits.login_per_ip = "2/h".into()).await;
     for _ in 0..2 {

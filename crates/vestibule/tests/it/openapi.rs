@@ -30,6 +30,8 @@ const MOUNTED: &[(&str, &str)] = &[
     ("post", "/auth/mfa/recovery"),
     ("post", "/auth/mfa/webauthn/start"),
     ("post", "/auth/mfa/webauthn/finish"),
+    ("get", "/auth/passkeys"),
+    ("delete", "/auth/passkeys/{id}"),
     ("post", "/auth/passkeys/register/start"),
     ("post", "/auth/passkeys/register/finish"),
     ("post", "/auth/passkey/login/start"),

@@ -359,6 +359,23 @@ impl MfaStore {
         })
     }
 
+    /// Removes passkey `id` of `user_id`. `false` when no such passkey belongs to the user.
+    ///
+    /// # Errors
+    /// `store_unavailable`.
+    pub async fn remove_passkey(&self, user_id: i64, id: i64) -> Result<bool, Error> {
+        let n = with_pool!(self.db, write, |pool, _d| {
+            sqlx::query("DELETE FROM webauthn_credentials WHERE id = $1 AND user_id = $2")
+                .bind(id)
+                .bind(user_id)
+                .execute(pool)
+                .await
+                .map_err(db_error)?
+                .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
     /// Saves a passkey after use (its signature counter moved).
     ///
     /// # Errors
