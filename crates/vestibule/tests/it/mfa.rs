@@ -455,7 +455,7 @@ async fn passkey_ceremonies_are_single_use_and_need_a_challenge() {
 #[tokio::test]
 async fn a_passkey_makes_webauthn_due_until_its_owner_removes_it() {
     let app = TestApp::spawn().await;
-    let mut alice = app.signed_up("alice", PASSWORD).await;
+    let alice = app.signed_up("alice", PASSWORD).await;
     let bob = app.signed_up("bob", PASSWORD).await;
     let id = app
         .state
