@@ -28,6 +28,34 @@ export interface ClientOptions {
   storage?: TokenStorage;
   /** The fetch to use (default `globalThis.fetch`): for tests, or to add a cookie jar outside browsers. */
   fetch?: typeof globalThis.fetch;
+  /** WebAuthn (passkeys): default `navigator.credentials`; a stand-in for tests. */
+  credentials?: Pick<CredentialsContainer, 'create' | 'get'>;
+}
+
+/** A second factor that completes a pending login. */
+export type MfaMethod = 'totp' | 'webauthn' | 'recovery';
+
+/**
+ * What `login` resolves to when the password was right but a second factor is due: call
+ * `mfa.totp(code)`, `mfa.recovery(code)` or `mfa.webauthn()` within 5 minutes (until
+ * `expires_at`). The pending state grants nothing else.
+ */
+export interface MfaRequired {
+  mfa_required: true;
+  methods: MfaMethod[];
+  expires_at: string;
+}
+
+/** A TOTP enrolment: show `qr_svg` (or `secret`), then confirm with a first code. */
+export interface TotpEnrolment {
+  secret: string;
+  otpauth_uri: string;
+  qr_svg: string;
+}
+
+export interface PasskeyInfo {
+  id: number;
+  name: string;
 }
 
 export interface Credentials {
@@ -91,7 +119,8 @@ export interface VestibuleClient {
   /** The resolved API base, without a trailing slash. */
   readonly baseUrl: string;
   signup(credentials: Credentials): Promise<User>;
-  login(credentials: Credentials): Promise<User>;
+  /** The user, or `MfaRequired` when the account has a second factor (not an error). */
+  login(credentials: Credentials): Promise<User | MfaRequired>;
   /** Ends the session server-side; resolves even when it had already ended. */
   logout(): Promise<void>;
   /** The signed-in user, or null when nobody is (does not fire onUnauthenticated). */
@@ -99,6 +128,30 @@ export interface VestibuleClient {
   changePassword(change: PasswordChange): Promise<User>;
   /** Cookie transport: fetches the current CSRF token (null: no session, none needed). */
   refreshCsrf(): Promise<string | null>;
+  /** Proves the password again (`POST /auth/reauth`) before a sensitive action. */
+  reauth(proof: { password: string }): Promise<unknown>;
+  /** Completes a login that answered `MfaRequired`; resolves with the user. */
+  mfa: {
+    totp(code: string): Promise<User>;
+    recovery(code: string): Promise<User>;
+    /** Asks the browser for one of the user's passkeys. */
+    webauthn(): Promise<User>;
+  };
+  /** The signed-in user's TOTP authenticator. */
+  totp: {
+    enroll(): Promise<TotpEnrolment>;
+    /** Turns TOTP on with a first code; resolves with the 10 recovery codes (shown once). */
+    confirm(code: string): Promise<string[]>;
+    remove(): Promise<void>;
+  };
+  passkeys: {
+    list(): Promise<PasskeyInfo[]>;
+    remove(id: number | string): Promise<void>;
+    /** Creates a passkey for the signed-in user (discoverable: it also logs in without a password). */
+    register(options?: { name?: string }): Promise<PasskeyInfo>;
+    /** Passwordless login with a passkey the browser offers (cookie transport). */
+    login(): Promise<User>;
+  };
   sessions: {
     list(): Promise<SessionInfo[]>;
     revoke(id: string): Promise<void>;

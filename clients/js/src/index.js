@@ -116,6 +116,86 @@ function httpError(res, body) {
 }
 
 /**
+ * base64url (no padding) → bytes, for the WebAuthn options the server sends.
+ * @param {string} s
+ * @returns {ArrayBuffer}
+ */
+function fromBase64url(s) {
+  const b64 = s.replace(/-/g, '+').replace(/_/g, '/') + '==='.slice((s.length + 3) % 4);
+  const bin = atob(b64);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i += 1) out[i] = bin.charCodeAt(i);
+  return out.buffer;
+}
+
+/**
+ * bytes → base64url (no padding), for the credentials the browser returns.
+ * @param {ArrayBuffer | ArrayBufferView} buf
+ * @returns {string}
+ */
+function toBase64url(buf) {
+  const bytes = buf instanceof ArrayBuffer ? new Uint8Array(buf) : new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+  let bin = '';
+  for (let i = 0; i < bytes.length; i += 1) bin += String.fromCharCode(bytes[i]);
+  return btoa(bin).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
+/**
+ * The server's `navigator.credentials.create` options (binary fields base64url) as the browser
+ * wants them (ArrayBuffers).
+ * @param {any} options
+ */
+function creationOptions(options) {
+  const pk = { ...options.publicKey };
+  pk.challenge = fromBase64url(pk.challenge);
+  pk.user = { ...pk.user, id: fromBase64url(pk.user.id) };
+  if (Array.isArray(pk.excludeCredentials)) {
+    pk.excludeCredentials = pk.excludeCredentials.map((/** @type {any} */ c) => ({ ...c, id: fromBase64url(c.id) }));
+  }
+  return { publicKey: pk };
+}
+
+/**
+ * The server's `navigator.credentials.get` options as the browser wants them.
+ * @param {any} options
+ */
+function requestOptions(options) {
+  const pk = { ...options.publicKey };
+  pk.challenge = fromBase64url(pk.challenge);
+  if (Array.isArray(pk.allowCredentials)) {
+    pk.allowCredentials = pk.allowCredentials.map((/** @type {any} */ c) => ({ ...c, id: fromBase64url(c.id) }));
+  }
+  /** @type {Record<string, unknown>} */
+  const out = { publicKey: pk };
+  if (options.mediation) out.mediation = options.mediation;
+  return out;
+}
+
+/**
+ * A `PublicKeyCredential` as JSON for the server (binary fields base64url).
+ * @param {any} cred
+ */
+function credentialJson(cred) {
+  const r = cred.response;
+  /** @type {Record<string, unknown>} */
+  const response = { clientDataJSON: toBase64url(r.clientDataJSON) };
+  if (r.attestationObject) {
+    response.attestationObject = toBase64url(r.attestationObject);
+    if (typeof r.getTransports === 'function') response.transports = r.getTransports();
+  }
+  if (r.authenticatorData) response.authenticatorData = toBase64url(r.authenticatorData);
+  if (r.signature) response.signature = toBase64url(r.signature);
+  if (r.userHandle) response.userHandle = toBase64url(r.userHandle);
+  return {
+    id: cred.id,
+    rawId: toBase64url(cred.rawId),
+    type: cred.type,
+    response,
+    extensions: typeof cred.getClientExtensionResults === 'function' ? cred.getClientExtensionResults() : {},
+  };
+}
+
+/**
  * Creates a client bound to one Vestibule server.
  * @param {import('./index.js').ClientOptions} [options]
  * @returns {import('./index.js').VestibuleClient}
@@ -137,6 +217,19 @@ export function createClient(options = {}) {
   const doFetch = options.fetch || globalThis.fetch.bind(globalThis);
   const storage = options.storage || memoryStorage();
   const onUnauthenticated = options.onUnauthenticated;
+  /** `navigator.credentials`, or a stand-in (tests, other WebAuthn front ends). */
+  const credentialsApi = () => {
+    const api = options.credentials || globalThis.navigator?.credentials;
+    if (!api) {
+      throw new VestibuleError({
+        status: 0,
+        code: 'webauthn_unsupported',
+        message: 'this environment has no navigator.credentials (WebAuthn)',
+        hint: 'passkeys need a browser page in a secure context (https, or http://localhost)',
+      });
+    }
+    return api;
+  };
 
   /**
    * The CSRF token of the cookie session: a string, null (the server said no session exists,
@@ -316,6 +409,23 @@ export function createClient(options = {}) {
     // still held must not go along: a dead one would get the login refused as invalid_token.
     const data = await call('POST', path, body, { hook: false, anonymous: true });
     if (transport === 'bearer' && typeof data?.token === 'string') storage.set(data.token);
+    // A second factor is due: the answer says which (the pending token, if bearer, is kept for
+    // the mfa.* calls only — the server accepts it nowhere else).
+    if (data?.mfa_required === true) return data;
+    return data.user;
+  }
+
+  /**
+   * Completes a pending login (second factor) or a passwordless login: keeps the new bearer
+   * token (the pending one is dead) and returns the user.
+   * @param {string} path
+   * @param {unknown} body
+   * @param {{anonymous?: boolean}} [opts]
+   */
+  async function finishLogin(path, body, { anonymous = false } = {}) {
+    // A wrong code is a 401 too, but not a reason to route to the login page.
+    const data = await call('POST', path, body, { hook: false, anonymous });
+    if (transport === 'bearer' && typeof data?.token === 'string') storage.set(data.token);
     return data.user;
   }
 
@@ -371,6 +481,65 @@ export function createClient(options = {}) {
     },
 
     refreshCsrf,
+
+    async reauth({ password }) {
+      return call('POST', '/auth/reauth', { password });
+    },
+
+    mfa: {
+      totp: (code) => finishLogin('/auth/mfa/totp', { code }),
+      recovery: (code) => finishLogin('/auth/mfa/recovery', { code }),
+      async webauthn() {
+        const options = await call('POST', '/auth/mfa/webauthn/start', undefined, { hook: false });
+        const cred = await credentialsApi().get(requestOptions(options));
+        return finishLogin('/auth/mfa/webauthn/finish', { credential: credentialJson(cred) });
+      },
+    },
+
+    totp: {
+      async enroll() {
+        return call('POST', '/auth/mfa/totp/enroll');
+      },
+      async confirm(code) {
+        const data = await call('POST', '/auth/mfa/totp/confirm', { code });
+        return data.recovery_codes;
+      },
+      async remove() {
+        await call('DELETE', '/auth/mfa/totp');
+      },
+    },
+
+    passkeys: {
+      async list() {
+        const data = await call('GET', '/auth/passkeys');
+        return data.passkeys;
+      },
+      async remove(id) {
+        await call('DELETE', `/auth/passkeys/${encodeURIComponent(String(id))}`);
+      },
+      async register({ name } = {}) {
+        const options = await call('POST', '/auth/passkeys/register/start');
+        const cred = await credentialsApi().create(creationOptions(options));
+        /** @type {Record<string, unknown>} */
+        const body = { credential: credentialJson(cred) };
+        if (name !== undefined) body.name = name;
+        return call('POST', '/auth/passkeys/register/finish', body);
+      },
+      async login() {
+        if (transport === 'bearer') {
+          // The challenge lives in a cookie session between start and finish.
+          throw new VestibuleError({
+            status: 0,
+            code: 'unsupported_transport',
+            message: 'passwordless passkey login needs the cookie transport',
+            hint: "create the client with transport: 'cookie' for passkeys.login()",
+          });
+        }
+        const options = await call('POST', '/auth/passkey/login/start', undefined, { hook: false, anonymous: true });
+        const cred = await credentialsApi().get(requestOptions(options));
+        return finishLogin('/auth/passkey/login/finish', { credential: credentialJson(cred) }, { anonymous: true });
+      },
+    },
 
     sessions: {
       async list() {

@@ -14,7 +14,13 @@ const client: VestibuleClient = createClient({
 const bearer = createClient({ transport: 'bearer', storage: sessionStorageAdapter('k') });
 
 export async function usage(): Promise<void> {
-  const user: User = await client.login({ username: 'ada', password: 'correct horse' });
+  const answer = await client.login({ username: 'ada', password: 'correct horse' });
+  const user: User = 'mfa_required' in answer ? await client.mfa.totp('123456') : answer;
+  const codes: string[] = await client.totp.confirm('123456');
+  const svg: string = (await client.totp.enroll()).qr_svg;
+  const passkey = await client.passkeys.register({ name: 'laptop' });
+  const passkeyId: number = passkey.id;
+  void [codes, svg, passkeyId];
   const me: User | null = await client.me();
   const sessions = await client.sessions.list();
   const current: boolean | undefined = sessions[0]?.current;
@@ -39,6 +45,9 @@ export async function usage(): Promise<void> {
   createClient({ transport: 'jwt' });
   // @ts-expect-error scopes are 'read' | 'write'
   await client.tokens.create({ name: 'x', scopes: ['admin'] });
+  // @ts-expect-error login may answer MfaRequired: not assignable to User
+  const unchecked: User = await client.login({ username: 'ada', password: 'x' });
+  void unchecked;
   // @ts-expect-error changePassword takes camelCase fields
   await client.changePassword({ current_password: 'a', new_password: 'b' });
 }

@@ -204,6 +204,8 @@ pub struct RawRateLimits {
     /// Sessions created for clients that are not logged in (a handler writing to an anonymous
     /// session), per address: a flood of cookie-less writes cannot fill the store.
     pub anonymous_sessions_per_ip: String,
+    /// Second-factor code attempts (TOTP, recovery code, passkey) per account.
+    pub mfa_per_user: String,
 }
 
 impl RawRateLimits {
@@ -218,6 +220,7 @@ impl RawRateLimits {
             password_per_user: off(),
             token_create_per_user: off(),
             anonymous_sessions_per_ip: off(),
+            mfa_per_user: off(),
         }
     }
 }
@@ -232,6 +235,7 @@ impl Default for RawRateLimits {
             password_per_user: "5/15m".into(),
             token_create_per_user: "20/h".into(),
             anonymous_sessions_per_ip: "30/min".into(),
+            mfa_per_user: "5/5m".into(),
         }
     }
 }
@@ -619,6 +623,8 @@ pub struct Config {
     pub metrics_allow: Option<crate::client_ip::TrustedProxies>,
     /// Key of the device-recognition cookie (from `secret_key`, or random).
     pub device_key: [u8; 32],
+    /// Key sealing TOTP secrets at rest (from `secret_key`; `None` without one: see `auth::mfa`).
+    pub mfa_key: Option<[u8; 32]>,
     /// Longest request URI in bytes.
     pub uri_limit: usize,
     /// Largest request header block in bytes.
@@ -1025,6 +1031,10 @@ impl RawConfig {
             rate_limits,
             metrics_allow: self.metrics.enabled.then_some(metrics_allow),
             device_key,
+            mfa_key: self
+                .secret_key
+                .as_ref()
+                .map(|SecretString(k)| crate::token::derive_key(b"mfa-secrets", k.as_bytes())),
             uri_limit: self.limits.uri_bytes,
             header_bytes_limit: self.limits.header_bytes,
             max_headers: self.limits.max_headers,
@@ -1312,6 +1322,7 @@ impl Problems {
                 "rate_limits.anonymous_sessions_per_ip",
                 &raw.anonymous_sessions_per_ip,
             )?,
+            mfa_per_user: self.rate("rate_limits.mfa_per_user", &raw.mfa_per_user)?,
         })
     }
 

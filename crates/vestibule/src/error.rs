@@ -87,6 +87,18 @@ pub enum ErrorCode {
     SessionTooLarge,
     /// A bearer session token was asked for, but the cookie session store cannot issue one.
     BearerNotSupported,
+    /// A wrong, expired or already used second-factor code (TOTP or recovery code).
+    MfaCodeInvalid,
+    /// No login is waiting for a second factor in this session (none, or it expired).
+    MfaNotPending,
+    /// The user has this second factor already (remove it before enrolling again).
+    MfaAlreadyEnabled,
+    /// The user has no such second factor (or no enrolment is waiting for confirmation).
+    MfaNotEnabled,
+    /// Passkeys are off on this server (its public URL has no domain name).
+    PasskeysUnavailable,
+    /// A WebAuthn ceremony failed: no challenge pending, or the authenticator's answer did not verify.
+    WebauthnFailed,
 }
 
 impl ErrorCode {
@@ -127,6 +139,11 @@ impl ErrorCode {
             ErrorCode::InvalidPath => StatusCode::BAD_REQUEST,
             ErrorCode::SessionTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::BearerNotSupported => StatusCode::BAD_REQUEST,
+            ErrorCode::MfaCodeInvalid | ErrorCode::MfaNotPending | ErrorCode::WebauthnFailed => {
+                StatusCode::UNAUTHORIZED
+            }
+            ErrorCode::MfaAlreadyEnabled => StatusCode::CONFLICT,
+            ErrorCode::MfaNotEnabled | ErrorCode::PasskeysUnavailable => StatusCode::NOT_FOUND,
         }
     }
 }

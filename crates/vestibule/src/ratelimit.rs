@@ -163,6 +163,8 @@ pub struct RateLimitConfig {
     pub token_create_per_user: Option<Rate>,
     /// Sessions created for anonymous clients per address.
     pub anonymous_sessions_per_ip: Option<Rate>,
+    /// Second-factor attempts per account (a 6-digit code must not be guessable).
+    pub mfa_per_user: Option<Rate>,
 }
 
 /// The live buckets of every limit.
@@ -180,6 +182,8 @@ pub struct RateLimits {
     pub password_user: Limiter<i64>,
     /// Token creation by user id.
     pub token_user: Limiter<i64>,
+    /// Second-factor attempts by user id.
+    pub mfa_user: Limiter<i64>,
 }
 
 impl RateLimits {
@@ -192,6 +196,7 @@ impl RateLimits {
             signup_ip: Limiter::new(config.signup_per_ip),
             password_user: Limiter::new(config.password_per_user),
             token_user: Limiter::new(config.token_create_per_user),
+            mfa_user: Limiter::new(config.mfa_per_user),
         }
     }
 
@@ -203,6 +208,7 @@ impl RateLimits {
         self.signup_ip.purge();
         self.password_user.purge();
         self.token_user.purge();
+        self.mfa_user.purge();
     }
 }
 

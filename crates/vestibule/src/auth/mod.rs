@@ -3,6 +3,7 @@
 
 mod device;
 mod extract;
+pub mod mfa;
 mod password;
 mod tokens;
 mod user;

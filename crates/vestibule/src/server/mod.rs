@@ -6,6 +6,7 @@ mod json;
 mod limits;
 mod listener;
 pub mod metrics;
+mod mfa;
 mod openapi;
 mod routes;
 mod trace;
@@ -106,6 +107,8 @@ pub struct Shared {
     pub max_sessions_per_user: usize,
     /// Prometheus metrics, when on.
     pub metrics: Option<Arc<metrics::Metrics>>,
+    /// Second factors: TOTP, recovery codes, passkeys.
+    pub mfa: crate::auth::mfa::Mfa,
 }
 
 /// Why the server could not start.
@@ -275,6 +278,39 @@ pub fn router(state: AppState, config: &Config) -> Router {
         )
         .route("/auth/tokens/{id}", delete(routes::delete_token))
         .route(
+            "/auth/mfa/totp",
+            post(mfa::post_mfa_totp).delete(mfa::delete_totp),
+        )
+        .route("/auth/mfa/totp/enroll", post(mfa::post_totp_enroll))
+        .route("/auth/mfa/totp/confirm", post(mfa::post_totp_confirm))
+        .route("/auth/mfa/recovery", post(mfa::post_mfa_recovery))
+        .route(
+            "/auth/mfa/webauthn/start",
+            post(mfa::post_mfa_webauthn_start),
+        )
+        .route(
+            "/auth/mfa/webauthn/finish",
+            post(mfa::post_mfa_webauthn_finish),
+        )
+        .route("/auth/passkeys", get(mfa::get_passkeys))
+        .route("/auth/passkeys/{id}", delete(mfa::delete_passkey))
+        .route(
+            "/auth/passkeys/register/start",
+            post(mfa::post_passkey_register_start),
+        )
+        .route(
+            "/auth/passkeys/register/finish",
+            post(mfa::post_passkey_register_finish),
+        )
+        .route(
+            "/auth/passkey/login/start",
+            post(mfa::post_passkey_login_start),
+        )
+        .route(
+            "/auth/passkey/login/finish",
+            post(mfa::post_passkey_login_finish),
+        )
+        .route(
             "/demo/counter",
             get(routes::get_counter).post(routes::post_counter),
         )
@@ -352,6 +388,18 @@ impl App {
             Some(m) => Arc::new(metrics::MeteredStore::new(store, m.clone())),
             None => store,
         };
+        let mfa = {
+            let webauthn = crate::auth::mfa::webauthn_for(&config.csrf);
+            if let Err(why) = &webauthn.webauthn {
+                tracing::info!("passkeys off: {why}");
+            }
+            crate::auth::mfa::Mfa {
+                store: crate::auth::mfa::MfaStore::new(db.clone()),
+                secrets: crate::auth::mfa::SecretBox::new(config.mfa_key),
+                webauthn,
+                issuer: config.public_origin.host().to_owned(),
+            }
+        };
         let state = AppState::new(Shared {
             users: UserStore::new(db.clone()),
             sessions: {
@@ -387,6 +435,7 @@ impl App {
             device: crate::auth::DeviceTrust::new(config.device_key, &config.session.cookie),
             max_sessions_per_user: config.max_sessions_per_user,
             metrics,
+            mfa,
         });
         let listener =
             TcpListener::bind(config.listen)

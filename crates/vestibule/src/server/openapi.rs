@@ -10,7 +10,7 @@ use serde::Serialize;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use super::routes;
+use super::{mfa, routes};
 use crate::error::ErrorCode;
 use crate::session::DEFAULT_COOKIE_NAME;
 
@@ -53,6 +53,19 @@ pub(crate) struct StatusBody {
         routes::get_tokens,
         routes::post_token,
         routes::delete_token,
+        mfa::post_mfa_totp,
+        mfa::post_mfa_recovery,
+        mfa::post_mfa_webauthn_start,
+        mfa::post_mfa_webauthn_finish,
+        mfa::post_totp_enroll,
+        mfa::post_totp_confirm,
+        mfa::delete_totp,
+        mfa::get_passkeys,
+        mfa::delete_passkey,
+        mfa::post_passkey_register_start,
+        mfa::post_passkey_register_finish,
+        mfa::post_passkey_login_start,
+        mfa::post_passkey_login_finish,
         routes::healthz,
         routes::readyz,
     ),
@@ -61,6 +74,7 @@ pub(crate) struct StatusBody {
     tags(
         (name = "auth", description = "Users, login, sessions, CSRF and access tokens"),
         (name = "health", description = "Liveness and readiness"),
+        (name = "mfa", description = "Second factors (TOTP, recovery codes, passkeys) and passwordless passkey login"),
     )
 )]
 pub(crate) struct ApiDoc;

@@ -27,9 +27,10 @@ pub(crate) struct Credentials {
     transport: LoginTransport,
 }
 
+/// How a login's session travels.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
-enum LoginTransport {
+pub(crate) enum LoginTransport {
     #[default]
     Cookie,
     Bearer,
@@ -44,7 +45,7 @@ pub(crate) struct PasswordChange {
     new_password: Password,
 }
 
-fn rfc3339(t: UnixTime) -> String {
+pub(super) fn rfc3339(t: UnixTime) -> String {
     time::OffsetDateTime::from_unix_timestamp(t)
         .ok()
         .and_then(|d| {
@@ -85,6 +86,17 @@ pub(crate) struct BearerBody {
     token: String,
     #[schema(format = DateTime)]
     expires_at: String,
+}
+
+/// What `POST /auth/login` answers: a login, or the second factor it waits for.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // Only the OpenAPI document names it: the handler answers either body.
+pub(crate) enum LoginAnswer {
+    /// Logged in.
+    Done(AuthBody),
+    /// The password was right; a second factor is due.
+    MfaRequired(super::mfa::MfaRequiredBody),
 }
 
 /// What login, signup and password change answer, by transport.
@@ -144,7 +156,7 @@ async fn make_room_for_session(app: &AppState, session: &Session, user_id: i64) 
 }
 
 /// Logs `id` in: a rotated cookie session, or a new bearer session.
-async fn start_session(
+pub(super) async fn start_session(
     app: &AppState,
     session: &Session,
     id: i64,
@@ -226,7 +238,7 @@ pub(crate) async fn post_signup(
 /// A request whose `Authorization: Bearer` names no live session is refused (401
 /// `invalid_token`) even on login and signup, which would otherwise never load it: when the
 /// header is present it is the only credential considered, everywhere.
-async fn refuse_dead_bearer(session: &Session) -> Result<()> {
+pub(super) async fn refuse_dead_bearer(session: &Session) -> Result<()> {
     if session.transport() == Transport::Bearer {
         session.id().await?;
     }
@@ -244,7 +256,12 @@ fn account_key(username: &str) -> String {
 }
 
 /// Gives a browser that logged in with the cookie transport the device cookie of `account`.
-fn remember_device(app: &AppState, res: &mut Response, account: &str, transport: LoginTransport) {
+pub(super) fn remember_device(
+    app: &AppState,
+    res: &mut Response,
+    account: &str,
+    transport: LoginTransport,
+) {
     if transport != LoginTransport::Cookie {
         return;
     }
@@ -301,7 +318,7 @@ fn check_login_rate(
     tag = "auth",
     request_body = Credentials,
     responses(
-        (status = 200, description = "Logged in: the CSRF token (cookie transport) or the session token (bearer transport)", body = AuthBody),
+        (status = 200, description = "Logged in: the CSRF token (cookie transport) or the session token (bearer transport); or, when the user has a second factor, `{\"mfa_required\": true, \"methods\"}` and a pending state that only the `/auth/mfa/*` routes accept", body = LoginAnswer),
         (status = 400, description = "`malformed_json`: the body is not valid JSON; `bearer_not_supported`: `\"transport\": \"bearer\"` with `session.store = \"cookie\"`", body = ErrorBody),
         (status = 401, description = "`invalid_credentials` (same answer for an unknown user), or a bad bearer token", body = ErrorBody),
         (status = 403, description = "`account_disabled`, or a CSRF refusal", body = ErrorBody),
@@ -363,6 +380,14 @@ pub(crate) async fn post_login(
             ErrorCode::AccountDisabled,
             "this account is disabled",
         ));
+    }
+    // A second factor is due: a pending state that grants nothing until it is given (server/mfa.rs).
+    let methods = app.mfa.store.methods(user.id).await?;
+    if methods.any() {
+        audit!("login.mfa_required", user_id = user.id, client_ip = %ip, "password accepted; second factor required");
+        let bearer =
+            body.transport == LoginTransport::Bearer || session.transport() == Transport::Bearer;
+        return super::mfa::begin(&session, &user, &methods, bearer).await;
     }
     audit!("login.success", user_id = user.id, client_ip = %ip, transport = ?body.transport, "user logged in");
     let body_out = start_session(&app, &session, user.id, &user.username, body.transport).await?;
@@ -638,7 +663,7 @@ pub(crate) async fn delete_session(
 
 /// Refuses access-token requests for account-management calls: a leaked script token must not
 /// mint more tokens, change the password or end the owner's sessions.
-fn require_session(session: &Session) -> Result<()> {
+pub(super) fn require_session(session: &Session) -> Result<()> {
     if session.transport() == Transport::AccessToken {
         return Err(Error::new(
             ErrorCode::SessionRequired,

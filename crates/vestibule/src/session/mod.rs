@@ -569,13 +569,8 @@ impl Session {
             .await
     }
 
-    /// Starts a new, independent session for `user` whose token travels as `Authorization:
-    /// Bearer` (login with `"transport": "bearer"`). The request's own session is left alone and
-    /// no cookie is set. Returns the token (shown once) and its expiry.
-    pub(crate) async fn login_bearer(
-        &self,
-        mut user: SessionUser,
-    ) -> Result<(SecretToken, UnixTime), Error> {
+    /// Bearer session tokens need a store to look them up in: the cookie store has none.
+    fn bearer_supported(&self) -> Result<(), Error> {
         if self.inner.manager.sealed.is_some() {
             return Err(Error::new(
                 ErrorCode::BearerNotSupported,
@@ -585,6 +580,17 @@ impl Session {
                 "log in with the cookie, or use a personal access token (POST /auth/tokens) for scripts",
             ));
         }
+        Ok(())
+    }
+
+    /// Starts a new, independent session for `user` whose token travels as `Authorization:
+    /// Bearer` (login with `"transport": "bearer"`). The request's own session is left alone and
+    /// no cookie is set. Returns the token (shown once) and its expiry.
+    pub(crate) async fn login_bearer(
+        &self,
+        mut user: SessionUser,
+    ) -> Result<(SecretToken, UnixTime), Error> {
+        self.bearer_supported()?;
         user.transport = Transport::Bearer;
         let user_id = user.id;
         let mut data = Map::new();
@@ -593,6 +599,37 @@ impl Session {
             serde_json::to_value(user).map_err(Error::internal)?,
         );
         let (record, token) = self.create(Some(user_id), data).await?;
+        Ok((token, record.expires_at.min(record.absolute_expires_at)))
+    }
+
+    /// Moves this session to a new token as an anonymous session holding `key` = `value` (the
+    /// pending second-factor state after a correct password): a logged-in user's data is dropped,
+    /// an anonymous session's kept. The record exists when this returns, so the answer can carry
+    /// its CSRF token.
+    pub(crate) async fn restart_anonymous(&self, key: &str, value: Value) -> Result<(), Error> {
+        let mut st = self.writable().await?;
+        let old = st.record.clone();
+        let mut data = Map::new();
+        if let Some(old) = &old
+            && old.user_id.is_none()
+        {
+            data = old.data.clone();
+        }
+        merge_pending(&mut data, std::mem::take(&mut st.pending));
+        data.remove(AUTH_USER_KEY);
+        data.insert(key.to_owned(), value);
+        self.replace(&mut st, old.as_deref(), None, data).await
+    }
+
+    /// Creates a new, independent anonymous session holding `data` whose token travels as
+    /// `Authorization: Bearer` (the pending second-factor state of a bearer login). Returns the
+    /// token and its expiry.
+    pub(crate) async fn create_bearer(
+        &self,
+        data: Map<String, Value>,
+    ) -> Result<(SecretToken, UnixTime), Error> {
+        self.bearer_supported()?;
+        let (record, token) = self.create(None, data).await?;
         Ok((token, record.expires_at.min(record.absolute_expires_at)))
     }
 

@@ -10,6 +10,7 @@ mod cors;
 mod csrf;
 mod doctor;
 mod limits;
+mod mfa;
 mod openapi;
 mod outage;
 mod postgres;

@@ -1,0 +1,48 @@
+//! The WebAuthn relying party, derived from the origins policy: the RP ID is the host of
+//! `public_url`, the allowed origins are `public_url` plus the exact SPA / trusted origins on that
+//! host or below it (a passkey is bound to its RP ID, so a page elsewhere could never use it).
+
+use std::sync::Arc;
+
+use webauthn_rs::prelude::Url;
+use webauthn_rs::{Webauthn, WebauthnBuilder};
+
+use crate::csrf::CsrfConfig;
+
+/// What `webauthn_for` decided, for logs and `/auth/passkeys` errors.
+#[derive(Debug, Clone)]
+pub struct WebauthnSettings {
+    /// The relying party, or `None` with the reason passkeys are off.
+    pub webauthn: Result<Arc<Webauthn>, String>,
+}
+
+/// The relying party for this server's origins. Passkeys are off (with the reason) when the
+/// public URL's host is an IP address: browsers refuse IP addresses as RP IDs (use
+/// `http://localhost:PORT` in development).
+pub fn webauthn_for(csrf: &CsrfConfig) -> WebauthnSettings {
+    let own = &csrf.own_origin;
+    let webauthn = (|| {
+        let host = own.host().trim_start_matches('[').trim_end_matches(']');
+        if host.parse::<std::net::IpAddr>().is_ok() {
+            return Err(format!(
+                "passkeys need a domain name in public_url (browsers refuse the IP address {host} as a WebAuthn RP ID); use http://localhost:PORT in development"
+            ));
+        }
+        let origin = Url::parse(&own.to_string()).map_err(|e| e.to_string())?;
+        let mut b = WebauthnBuilder::new(host, &origin)
+            .map_err(|e| format!("public_url cannot be a WebAuthn origin: {e}"))?
+            .rp_name("Vestibule");
+        for p in &csrf.trusted_origins {
+            if let Some(o) = p.as_origin()
+                && (o.host() == host || o.host().ends_with(&format!(".{host}")))
+                && let Ok(u) = Url::parse(&o.to_string())
+            {
+                b = b.append_allowed_origin(&u);
+            }
+        }
+        b.build()
+            .map(Arc::new)
+            .map_err(|e| format!("WebAuthn setup failed: {e}"))
+    })();
+    WebauthnSettings { webauthn }
+}

@@ -1,0 +1,958 @@
+//! Second factors over HTTP: the pending login state, TOTP enrolment and login, recovery codes,
+//! passkey registration, passkeys as a second factor and passwordless passkey login.
+//!
+//! When a user with a second factor gives the right password, `POST /auth/login` does not log
+//! in: it records `{user, expiry}` under [`PENDING_KEY`] in a session that has no user (a fresh
+//! cookie session, or a new bearer token), so every extractor, route and proxied upstream that
+//! needs a user still answers 401. Only the `/auth/mfa/*` routes read the pending state; the
+//! one that verifies the factor logs in like `POST /auth/login` would have (a rotated cookie
+//! session, or a new bearer token while the pending one dies).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use utoipa::ToSchema;
+use webauthn_rs::Webauthn;
+use webauthn_rs::prelude::{
+    DiscoverableAuthentication, Passkey, PasskeyAuthentication, PasskeyRegistration,
+    PublicKeyCredential, RegisterPublicKeyCredential, Uuid,
+};
+
+use super::json::Json;
+use super::openapi::ErrorBody;
+use super::routes::{
+    LoginTransport, refuse_dead_bearer, remember_device, require_session, rfc3339, start_session,
+};
+use super::{AppState, ClientIp};
+use crate::auth::mfa::{self, MfaMethods};
+use crate::auth::{AuthUser, User};
+use crate::error::{Error, ErrorCode, Result};
+use crate::session::{Session, UnixTime, now};
+
+/// Session key of the pending login (a correct password waiting for its second factor).
+pub(crate) const PENDING_KEY: &str = "_mfa_pending";
+/// Session key of a WebAuthn ceremony in progress (its challenge: single use).
+const CEREMONY_KEY: &str = "_webauthn";
+/// How long a pending login and a WebAuthn challenge live.
+const PENDING_SECS: i64 = 300;
+
+/// The pending login.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Pending {
+    user_id: i64,
+    username: String,
+    expires_at: UnixTime,
+    /// Whether the login asked for the bearer transport.
+    bearer: bool,
+}
+
+/// `{"mfa_required": true, "methods", "expires_at", "csrf_token" | "token"}`: the answer of a
+/// correct password when a second factor is due.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct MfaRequiredBody {
+    /// Always `true`.
+    mfa_required: bool,
+    /// What completes the login: `"totp"` (`POST /auth/mfa/totp`), `"webauthn"`
+    /// (`POST /auth/mfa/webauthn/start` then `/finish`), `"recovery"` (`POST /auth/mfa/recovery`).
+    methods: Vec<String>,
+    /// When the pending state ends (5 minutes).
+    #[schema(format = DateTime)]
+    expires_at: String,
+    /// Cookie transport: the CSRF token of the pending session, for the `/auth/mfa/*` calls.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    csrf_token: Option<String>,
+    /// Bearer transport: a pending token that only the `/auth/mfa/*` routes accept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token: Option<String>,
+}
+
+/// Records the pending state after a correct password (called by `post_login`).
+pub(super) async fn begin(
+    session: &Session,
+    user: &User,
+    methods: &MfaMethods,
+    bearer: bool,
+) -> Result<Response> {
+    let pending = Pending {
+        user_id: user.id,
+        username: user.username.clone(),
+        expires_at: now() + PENDING_SECS,
+        bearer,
+    };
+    let value = serde_json::to_value(&pending).map_err(Error::internal)?;
+    let mut body = MfaRequiredBody {
+        mfa_required: true,
+        methods: methods.names().into_iter().map(str::to_owned).collect(),
+        expires_at: rfc3339(pending.expires_at),
+        csrf_token: None,
+        token: None,
+    };
+    if bearer {
+        let mut data = Map::new();
+        data.insert(PENDING_KEY.to_owned(), value);
+        let (token, _) = session.create_bearer(data).await?;
+        body.token = Some(token.expose().to_owned());
+    } else {
+        // A new session id now, and again when the factor is given.
+        session.restart_anonymous(PENDING_KEY, value).await?;
+        body.csrf_token = session.csrf_token().await?;
+    }
+    Ok(axum::Json(body).into_response())
+}
+
+fn not_pending(why: &str) -> Error {
+    Error::new(ErrorCode::MfaNotPending, why.to_owned()).with_hint(
+        "POST /auth/login with the password first; the second factor is due within 5 minutes",
+    )
+}
+
+/// The live pending login of this session.
+async fn pending(session: &Session) -> Result<Pending> {
+    match session.get::<Pending>(PENDING_KEY).await? {
+        Some(p) if p.expires_at > now() => Ok(p),
+        Some(_) => {
+            session.remove(PENDING_KEY).await?;
+            Err(not_pending("the pending login expired"))
+        }
+        None => Err(not_pending("no login is waiting for a second factor")),
+    }
+}
+
+/// Counts an attempt at a second factor against the account's budget.
+fn check_rate(app: &AppState, user_id: i64) -> Result<()> {
+    app.limits.mfa_user.check(&user_id).map_err(|l| {
+        app.limited(
+            l,
+            "second-factor attempts for this account",
+            "rate_limits.mfa_per_user",
+        )
+    })
+}
+
+fn refused(app: &AppState, p: &Pending, ip: std::net::IpAddr, method: &str) -> Error {
+    app.login_failed("mfa_code_invalid");
+    audit!("login.failure", reason = "mfa_code_invalid", method, user_id = p.user_id, client_ip = %ip, "second factor refused");
+    Error::new(
+        ErrorCode::MfaCodeInvalid,
+        "the code is wrong, expired or already used",
+    )
+}
+
+/// Logs the pending user in: the pending state ends, the session id rotates (cookie) or a new
+/// token replaces the pending one (bearer).
+async fn complete(
+    app: &AppState,
+    session: &Session,
+    p: &Pending,
+    ip: std::net::IpAddr,
+    method: &str,
+) -> Result<Response> {
+    let user = app
+        .users
+        .by_id(p.user_id)
+        .await?
+        .filter(|u| u.is_active)
+        .ok_or_else(|| Error::new(ErrorCode::AccountDisabled, "this account is disabled"))?;
+    let transport = if p.bearer {
+        session.flush().await?;
+        LoginTransport::Bearer
+    } else {
+        session.remove(PENDING_KEY).await?;
+        LoginTransport::Cookie
+    };
+    audit!("login.success", user_id = user.id, client_ip = %ip, method, "user logged in with a second factor");
+    let body = start_session(app, session, user.id, &user.username, transport).await?;
+    let mut res = axum::Json(body).into_response();
+    remember_device(app, &mut res, &user.username, transport);
+    Ok(res)
+}
+
+/// `{"code"}`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct CodeBody {
+    /// A 6-digit TOTP code, or a recovery code.
+    code: String,
+}
+
+/// Seconds since the epoch for TOTP (the clock is after 1970 on any machine that runs this).
+fn unix_now() -> u64 {
+    u64::try_from(now()).unwrap_or(0)
+}
+
+/// Verifies a TOTP code of `user_id`'s confirmed authenticator and spends its time step.
+async fn totp_ok(app: &AppState, user_id: i64, code: &str) -> Result<bool> {
+    let Some((sealed, true)) = app.mfa.store.totp(user_id).await? else {
+        return Ok(false);
+    };
+    let secret = app.mfa.secrets.open(user_id, &sealed)?;
+    match mfa::matching_step(&secret, code, unix_now()) {
+        Some(step) => {
+            let step = i64::try_from(step).map_err(Error::internal)?;
+            app.mfa.store.totp_accept(user_id, step, false).await
+        }
+        None => Ok(false),
+    }
+}
+
+/// Completes a pending login with a TOTP code (once per code, ±30 s).
+#[utoipa::path(
+    post,
+    path = "/auth/mfa/totp",
+    tag = "mfa",
+    request_body = CodeBody,
+    responses(
+        (status = 400, description = "`malformed_json`: the body is not valid JSON", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body exceeds `limits.body_bytes`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is not declared as `application/json`", body = ErrorBody),
+        (status = 200, description = "Logged in, as `POST /auth/login` answers", body = super::routes::AuthBody),
+        (status = 401, description = "`mfa_code_invalid` (wrong, expired or replayed), `mfa_not_pending`", body = ErrorBody),
+        (status = 403, description = "`account_disabled`, or a CSRF refusal", body = ErrorBody),
+        (status = 422, description = "`invalid_body`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: wait `Retry-After` seconds", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until a retry can succeed"))),
+        (status = 503, description = "`store_unavailable`", body = ErrorBody),
+    ),
+    security(("session_cookie" = [], "csrf_token" = []), ("bearer" = [])),
+)]
+pub(crate) async fn post_mfa_totp(
+    State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
+    session: Session,
+    Json(body): Json<CodeBody>,
+) -> Result<Response> {
+    let p = pending(&session).await?;
+    check_rate(&app, p.user_id)?;
+    if !totp_ok(&app, p.user_id, &body.code).await? {
+        return Err(refused(&app, &p, ip, "totp"));
+    }
+    complete(&app, &session, &p, ip, "totp").await
+}
+
+/// Completes a pending login with a recovery code (each works once).
+#[utoipa::path(
+    post,
+    path = "/auth/mfa/recovery",
+    tag = "mfa",
+    request_body = CodeBody,
+    responses(
+        (status = 400, description = "`malformed_json`: the body is not valid JSON", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body exceeds `limits.body_bytes`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is not declared as `application/json`", body = ErrorBody),
+        (status = 200, description = "Logged in, as `POST /auth/login` answers", body = super::routes::AuthBody),
+        (status = 401, description = "`mfa_code_invalid` (unknown or used), `mfa_not_pending`", body = ErrorBody),
+        (status = 403, description = "`account_disabled`, or a CSRF refusal", body = ErrorBody),
+        (status = 422, description = "`invalid_body`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: wait `Retry-After` seconds", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until a retry can succeed"))),
+        (status = 503, description = "`store_unavailable`", body = ErrorBody),
+    ),
+    security(("session_cookie" = [], "csrf_token" = []), ("bearer" = [])),
+)]
+pub(crate) async fn post_mfa_recovery(
+    State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
+    session: Session,
+    Json(body): Json<CodeBody>,
+) -> Result<Response> {
+    let p = pending(&session).await?;
+    check_rate(&app, p.user_id)?;
+    let used = body.code.len() <= 64
+        && app
+            .mfa
+            .store
+            .use_recovery_code(p.user_id, &mfa::recovery_hash(&body.code))
+            .await?;
+    if !used {
+        return Err(refused(&app, &p, ip, "recovery"));
+    }
+    audit!(
+        "mfa.recovery_used",
+        user_id = p.user_id,
+        "recovery code spent"
+    );
+    complete(&app, &session, &p, ip, "recovery").await
+}
+
+/// `{"secret", "otpauth_uri", "qr_svg"}`: a TOTP enrolment to confirm with a first code.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct TotpEnrolment {
+    /// The secret in base32, for typing into an app.
+    secret: String,
+    /// `otpauth://totp/…` (SHA-1, 6 digits, 30 s).
+    otpauth_uri: String,
+    /// The URI as an SVG QR code.
+    qr_svg: String,
+}
+
+/// Starts a TOTP enrolment (inactive until confirmed; a new call replaces an unconfirmed one).
+#[utoipa::path(
+    post,
+    path = "/auth/mfa/totp/enroll",
+    tag = "mfa",
+    responses(
+        (status = 200, description = "The secret, URI and QR code", body = TotpEnrolment),
+        (status = 401, description = "`not_authenticated`, `session_expired`, `invalid_token`", body = ErrorBody),
+        (status = 403, description = "`session_required` (an access token), or a CSRF refusal", body = ErrorBody),
+        (status = 409, description = "`mfa_already_enabled`: remove the authenticator first", body = ErrorBody),
+        (status = 503, description = "`store_unavailable`", body = ErrorBody),
+    ),
+    security(("session_cookie" = [], "csrf_token" = []), ("bearer" = [])),
+)]
+pub(crate) async fn post_totp_enroll(
+    State(app): State<AppState>,
+    session: Session,
+    user: AuthUser,
+) -> Result<axum::Json<TotpEnrolment>> {
+    require_session(&session)?;
+    // reauth: adding a factor needs a recent re-authentication (reauth_required).
+    let secret = mfa::new_totp_secret();
+    let sealed = app.mfa.secrets.seal(user.id, &secret)?;
+    if !app.mfa.store.totp_begin(user.id, &sealed).await? {
+        return Err(
+            Error::new(ErrorCode::MfaAlreadyEnabled, "TOTP is enabled already")
+                .with_hint("DELETE /auth/mfa/totp first to enrol another authenticator"),
+        );
+    }
+    let (secret, otpauth_uri, qr_svg) = mfa::enrolment(&secret, &user.username, &app.mfa.issuer)?;
+    Ok(axum::Json(TotpEnrolment {
+        secret,
+        otpauth_uri,
+        qr_svg,
+    }))
+}
+
+/// `{"recovery_codes"}`: shown this once.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct RecoveryCodes {
+    /// Ten single-use codes; store them offline.
+    recovery_codes: Vec<String>,
+}
+
+/// Confirms a TOTP enrolment with a first code: TOTP is on, and ten recovery codes are issued.
+#[utoipa::path(
+    post,
+    path = "/auth/mfa/totp/confirm",
+    tag = "mfa",
+    request_body = CodeBody,
+    responses(
+        (status = 400, description = "`malformed_json`: the body is not valid JSON", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body exceeds `limits.body_bytes`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is not declared as `application/json`", body = ErrorBody),
+        (status = 200, description = "Enabled: the recovery codes, shown once", body = RecoveryCodes),
+        (status = 401, description = "`mfa_code_invalid`, `not_authenticated`, `invalid_token`", body = ErrorBody),
+        (status = 403, description = "`session_required`, or a CSRF refusal", body = ErrorBody),
+        (status = 404, description = "`mfa_not_enabled`: no enrolment waits for confirmation", body = ErrorBody),
+        (status = 409, description = "`mfa_already_enabled`", body = ErrorBody),
+        (status = 422, description = "`invalid_body`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`", body = ErrorBody),
+        (status = 503, description = "`store_unavailable`", body = ErrorBody),
+    ),
+    security(("session_cookie" = [], "csrf_token" = []), ("bearer" = [])),
+)]
+pub(crate) async fn post_totp_confirm(
+    State(app): State<AppState>,
+    session: Session,
+    user: AuthUser,
+    Json(body): Json<CodeBody>,
+) -> Result<axum::Json<RecoveryCodes>> {
+    require_session(&session)?;
+    // reauth: adding a factor needs a recent re-authentication (reauth_required).
+    check_rate(&app, user.id)?;
+    let (sealed, confirmed) = app.mfa.store.totp(user.id).await?.ok_or_else(|| {
+        Error::new(ErrorCode::MfaNotEnabled, "no TOTP enrolment to confirm")
+            .with_hint("POST /auth/mfa/totp/enroll first")
+    })?;
+    if confirmed {
+        return Err(Error::new(
+            ErrorCode::MfaAlreadyEnabled,
+            "TOTP is enabled already",
+        ));
+    }
+    let secret = app.mfa.secrets.open(user.id, &sealed)?;
+    let step = mfa::matching_step(&secret, &body.code, unix_now());
+    let ok = match step {
+        Some(s) => {
+            let s = i64::try_from(s).map_err(Error::internal)?;
+            app.mfa.store.totp_accept(user.id, s, true).await?
+        }
+        None => false,
+    };
+    if !ok {
+        audit!(
+            "mfa.enable_failure",
+            user_id = user.id,
+            "TOTP confirmation refused"
+        );
+        return Err(Error::new(ErrorCode::MfaCodeInvalid, "the code is wrong")
+            .with_hint("check the device clock; codes change every 30 s"));
+    }
+    let codes = mfa::new_recovery_codes();
+    let hashes: Vec<[u8; 32]> = codes.iter().map(|c| mfa::recovery_hash(c)).collect();
+    app.mfa.store.set_recovery_codes(user.id, &hashes).await?;
+    audit!(
+        "mfa.enable",
+        user_id = user.id,
+        method = "totp",
+        "TOTP enabled"
+    );
+    Ok(axum::Json(RecoveryCodes {
+        recovery_codes: codes,
+    }))
+}
+
+/// Removes the TOTP authenticator and the recovery codes.
+#[utoipa::path(
+    delete,
+    path = "/auth/mfa/totp",
+    tag = "mfa",
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 401, description = "`not_authenticated`, `session_expired`, `invalid_token`", body = ErrorBody),
+        (status = 403, description = "`session_required`, or a CSRF refusal", body = ErrorBody),
+        (status = 404, description = "`mfa_not_enabled`", body = ErrorBody),
+        (status = 503, description = "`store_unavailable`", body = ErrorBody),
+    ),
+    security(("session_cookie" = [], "csrf_token" = []), ("bearer" = [])),
+)]
+pub(crate) async fn delete_totp(
+    State(app): State<AppState>,
+    session: Session,
+    user: AuthUser,
+) -> Result<StatusCode> {
+    require_session(&session)?;
+    // reauth: removing a factor needs a recent re-authentication (reauth_required).
+    if !app.mfa.store.totp_remove(user.id).await? {
+        return Err(Error::new(ErrorCode::MfaNotEnabled, "TOTP is not enabled"));
+    }
+    audit!(
+        "mfa.disable",
+        user_id = user.id,
+        method = "totp",
+        "TOTP removed"
+    );
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Passkeys (WebAuthn)
+
+fn webauthn(app: &AppState) -> Result<Arc<Webauthn>> {
+    app.mfa.webauthn.webauthn.clone().map_err(|why| {
+        Error::new(
+            ErrorCode::PasskeysUnavailable,
+            "passkeys are off on this server",
+        )
+        .with_hint(why)
+    })
+}
+
+fn webauthn_failed(why: impl Into<String>) -> Error {
+    Error::new(ErrorCode::WebauthnFailed, why)
+}
+
+/// A ceremony's state, kept in the session between start and finish.
+#[derive(Debug, Serialize, Deserialize)]
+struct Ceremony {
+    kind: String,
+    expires_at: UnixTime,
+    state: Value,
+    /// Registration: the user handle the authenticator will keep.
+    #[serde(default)]
+    user_handle: Option<Vec<u8>>,
+}
+
+async fn save_ceremony(
+    session: &Session,
+    kind: &str,
+    state: Value,
+    handle: Option<Vec<u8>>,
+) -> Result<()> {
+    let c = Ceremony {
+        kind: kind.to_owned(),
+        expires_at: now() + PENDING_SECS,
+        state,
+        user_handle: handle,
+    };
+    session.insert(CEREMONY_KEY, c).await
+}
+
+/// Takes the ceremony of `kind` out of the session (single use: a second finish finds nothing).
+async fn take_ceremony(session: &Session, kind: &str) -> Result<Ceremony> {
+    let c: Option<Ceremony> = session.get(CEREMONY_KEY).await?;
+    if c.is_some() {
+        session.remove(CEREMONY_KEY).await?;
+    }
+    match c {
+        Some(c) if c.kind == kind && c.expires_at > now() => Ok(c),
+        _ => Err(webauthn_failed(
+            "no WebAuthn challenge is pending in this session (none, used or expired)",
+        )
+        .with_hint("call the matching /start route first")),
+    }
+}
+
+fn to_value<T: Serialize>(v: &T) -> Result<Value> {
+    serde_json::to_value(v).map_err(Error::internal)
+}
+
+fn from_value<T: serde::de::DeserializeOwned>(v: Value) -> Result<T> {
+    serde_json::from_value(v).map_err(Error::internal)
+}
+
+/// Starts registering a passkey for the logged-in user: the `navigator.credentials.create`
+/// options (`{"publicKey": …}`, binary fields base64url). A discoverable credential is asked
+/// for, so the passkey also serves passwordless login.
+#[utoipa::path(
+    post,
+    path = "/auth/passkeys/register/start",
+    tag = "mfa",
+    responses(
+        (status = 200, description = "The creation options", body = Object),
+        (status = 401, description = "`not_authenticated`, `session_expired`, `invalid_token`", body = ErrorBody),
+        (status = 403, description = "`session_required`, or a CSRF refusal", body = ErrorBody),
+        (status = 404, description = "`passkeys_unavailable`: the public URL has no domain name", body = ErrorBody),
+        (status = 503, description = "`store_unavailable`", body = ErrorBody),
+    ),
+    security(("session_cookie" = [], "csrf_token" = []), ("bearer" = [])),
+)]
+pub(crate) async fn post_passkey_register_start(
+    State(app): State<AppState>,
+    session: Session,
+    user: AuthUser,
+) -> Result<axum::Json<Value>> {
+    require_session(&session)?;
+    // reauth: adding a factor needs a recent re-authentication (reauth_required).
+    let wa = webauthn(&app)?;
+    let existing = app.mfa.store.passkeys(user.id).await?;
+    let handle = match existing.first() {
+        Some(p) => p.user_handle.clone(),
+        None => {
+            let mut h = vec![0u8; 16];
+            crate::token::fill_random(&mut h);
+            h
+        }
+    };
+    let uuid = Uuid::from_slice(&handle).map_err(Error::internal)?;
+    let exclude: Vec<_> = existing
+        .iter()
+        .filter_map(|p| serde_json::from_str::<Passkey>(&p.passkey).ok())
+        .map(|p| p.cred_id().clone())
+        .collect();
+    let (ccr, state) = wa
+        .start_passkey_registration(uuid, &user.username, &user.username, Some(exclude))
+        .map_err(|e| webauthn_failed(format!("cannot start the registration: {e}")))?;
+    // A discoverable credential, so the same passkey logs in without a username (webauthn-rs
+    // asks for none; the verification does not depend on it).
+    let mut options = to_value(&ccr)?;
+    if let Some(sel) = options
+        .pointer_mut("/publicKey/authenticatorSelection")
+        .and_then(Value::as_object_mut)
+    {
+        sel.insert("residentKey".into(), json!("required"));
+        sel.insert("requireResidentKey".into(), json!(true));
+    }
+    save_ceremony(&session, "register", to_value(&state)?, Some(handle)).await?;
+    Ok(axum::Json(options))
+}
+
+/// `{"credential", "name"?}`: what `navigator.credentials.create` returned (binary fields
+/// base64url).
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct PasskeyRegistrationBody {
+    #[schema(value_type = Object)]
+    credential: RegisterPublicKeyCredential,
+    /// A label for the passkey list.
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// `{"id", "name"}`: the stored passkey.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct PasskeyView {
+    id: i64,
+    name: String,
+}
+
+/// Finishes registering a passkey.
+#[utoipa::path(
+    post,
+    path = "/auth/passkeys/register/finish",
+    tag = "mfa",
+    request_body = PasskeyRegistrationBody,
+    responses(
+        (status = 400, description = "`malformed_json`: the body is not valid JSON", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body exceeds `limits.body_bytes`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is not declared as `application/json`", body = ErrorBody),
+        (status = 201, description = "Registered", body = PasskeyView),
+        (status = 401, description = "`webauthn_failed` (no challenge, or the attestation did not verify), `not_authenticated`", body = ErrorBody),
+        (status = 403, description = "`session_required`, or a CSRF refusal", body = ErrorBody),
+        (status = 404, description = "`passkeys_unavailable`", body = ErrorBody),
+        (status = 409, description = "`mfa_already_enabled`: this credential is registered already", body = ErrorBody),
+        (status = 422, description = "`invalid_body`", body = ErrorBody),
+        (status = 503, description = "`store_unavailable`", body = ErrorBody),
+    ),
+    security(("session_cookie" = [], "csrf_token" = []), ("bearer" = [])),
+)]
+pub(crate) async fn post_passkey_register_finish(
+    State(app): State<AppState>,
+    session: Session,
+    user: AuthUser,
+    Json(body): Json<PasskeyRegistrationBody>,
+) -> Result<Response> {
+    require_session(&session)?;
+    // reauth: adding a factor needs a recent re-authentication (reauth_required).
+    let wa = webauthn(&app)?;
+    let c = take_ceremony(&session, "register").await?;
+    let state: PasskeyRegistration = from_value(c.state)?;
+    let passkey = wa
+        .finish_passkey_registration(&body.credential, &state)
+        .map_err(|e| webauthn_failed(format!("the registration did not verify: {e}")))?;
+    let name: String = body
+        .name
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .unwrap_or("passkey")
+        .chars()
+        .take(100)
+        .collect();
+    let handle = c.user_handle.unwrap_or_default();
+    let json = serde_json::to_string(&passkey).map_err(Error::internal)?;
+    let cred_id: &[u8] = passkey.cred_id().as_ref();
+    if !app
+        .mfa
+        .store
+        .add_passkey(user.id, cred_id, &handle, &json, &name)
+        .await?
+    {
+        return Err(Error::new(
+            ErrorCode::MfaAlreadyEnabled,
+            "this passkey is registered already",
+        ));
+    }
+    let id = app
+        .mfa
+        .store
+        .passkey_by_credential(cred_id)
+        .await?
+        .map_or(0, |p| p.id);
+    audit!(
+        "mfa.enable",
+        user_id = user.id,
+        method = "webauthn",
+        "passkey registered"
+    );
+    Ok((StatusCode::CREATED, axum::Json(PasskeyView { id, name })).into_response())
+}
+
+/// `{"passkeys": [{"id", "name"}]}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct PasskeyList {
+    passkeys: Vec<PasskeyView>,
+}
+
+/// The signed-in user's passkeys.
+#[utoipa::path(
+    get,
+    path = "/auth/passkeys",
+    tag = "mfa",
+    responses(
+        (status = 200, description = "The passkeys", body = PasskeyList),
+        (status = 401, description = "`not_authenticated`, `session_expired`, `invalid_token`", body = ErrorBody),
+        (status = 403, description = "`session_required` (an access token)", body = ErrorBody),
+        (status = 503, description = "`store_unavailable`", body = ErrorBody),
+    ),
+    security(("session_cookie" = []), ("bearer" = [])),
+)]
+pub(crate) async fn get_passkeys(
+    State(app): State<AppState>,
+    session: Session,
+    user: AuthUser,
+) -> Result<axum::Json<PasskeyList>> {
+    require_session(&session)?;
+    let passkeys = app
+        .mfa
+        .store
+        .passkeys(user.id)
+        .await?
+        .into_iter()
+        .map(|p| PasskeyView {
+            id: p.id,
+            name: p.name,
+        })
+        .collect();
+    Ok(axum::Json(PasskeyList { passkeys }))
+}
+
+/// Removes one of the signed-in user's passkeys.
+#[utoipa::path(
+    delete,
+    path = "/auth/passkeys/{id}",
+    tag = "mfa",
+    params(("id" = String, Path, description = "The passkey id from `GET /auth/passkeys`")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 401, description = "`not_authenticated`, `session_expired`, `invalid_token`", body = ErrorBody),
+        (status = 403, description = "`session_required`, or a CSRF refusal", body = ErrorBody),
+        (status = 404, description = "`mfa_not_enabled`: no passkey with this id belongs to the caller", body = ErrorBody),
+        (status = 503, description = "`store_unavailable`", body = ErrorBody),
+    ),
+    security(("session_cookie" = [], "csrf_token" = []), ("bearer" = [])),
+)]
+pub(crate) async fn delete_passkey(
+    State(app): State<AppState>,
+    session: Session,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
+    require_session(&session)?;
+    // reauth: removing a factor needs a recent re-authentication (reauth_required).
+    let not_found = || {
+        Error::new(
+            ErrorCode::MfaNotEnabled,
+            "no passkey with this id belongs to you",
+        )
+    };
+    let id: i64 = id.parse().map_err(|_| not_found())?;
+    if !app.mfa.store.remove_passkey(user.id, id).await? {
+        return Err(not_found());
+    }
+    audit!(
+        "mfa.disable",
+        user_id = user.id,
+        method = "webauthn",
+        passkey_id = id,
+        "passkey removed"
+    );
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Starts a passkey as the second factor of a pending login: the `navigator.credentials.get`
+/// options for the user's passkeys.
+#[utoipa::path(
+    post,
+    path = "/auth/mfa/webauthn/start",
+    tag = "mfa",
+    responses(
+        (status = 200, description = "The request options", body = Object),
+        (status = 401, description = "`mfa_not_pending`", body = ErrorBody),
+        (status = 404, description = "`passkeys_unavailable`, or `mfa_not_enabled` (no passkey)", body = ErrorBody),
+        (status = 503, description = "`store_unavailable`", body = ErrorBody),
+    ),
+    security(("session_cookie" = [], "csrf_token" = []), ("bearer" = [])),
+)]
+pub(crate) async fn post_mfa_webauthn_start(
+    State(app): State<AppState>,
+    session: Session,
+) -> Result<axum::Json<Value>> {
+    let p = pending(&session).await?;
+    let wa = webauthn(&app)?;
+    let keys: Vec<Passkey> = app
+        .mfa
+        .store
+        .passkeys(p.user_id)
+        .await?
+        .iter()
+        .filter_map(|k| serde_json::from_str(&k.passkey).ok())
+        .collect();
+    if keys.is_empty() {
+        return Err(Error::new(
+            ErrorCode::MfaNotEnabled,
+            "this account has no passkey",
+        ));
+    }
+    let (rcr, state) = wa
+        .start_passkey_authentication(&keys)
+        .map_err(|e| webauthn_failed(format!("cannot start the authentication: {e}")))?;
+    save_ceremony(&session, "mfa", to_value(&state)?, None).await?;
+    Ok(axum::Json(to_value(&rcr)?))
+}
+
+/// `{"credential"}`: what `navigator.credentials.get` returned (binary fields base64url).
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct PasskeyAssertionBody {
+    #[schema(value_type = Object)]
+    credential: PublicKeyCredential,
+    /// Passwordless login only: `"cookie"` (default) or `"bearer"`.
+    #[serde(default)]
+    transport: LoginTransport,
+}
+
+/// Saves the passkey's new signature counter.
+async fn touch(
+    app: &AppState,
+    stored_id: i64,
+    mut key: Passkey,
+    res: &webauthn_rs::prelude::AuthenticationResult,
+) -> Result<()> {
+    if key.update_credential(res).is_some() {
+        let json = serde_json::to_string(&key).map_err(Error::internal)?;
+        app.mfa.store.touch_passkey(stored_id, &json).await?;
+    }
+    Ok(())
+}
+
+/// Completes a pending login with a passkey.
+#[utoipa::path(
+    post,
+    path = "/auth/mfa/webauthn/finish",
+    tag = "mfa",
+    request_body = PasskeyAssertionBody,
+    responses(
+        (status = 400, description = "`malformed_json`: the body is not valid JSON", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body exceeds `limits.body_bytes`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is not declared as `application/json`", body = ErrorBody),
+        (status = 200, description = "Logged in, as `POST /auth/login` answers", body = super::routes::AuthBody),
+        (status = 401, description = "`webauthn_failed`, `mfa_not_pending`", body = ErrorBody),
+        (status = 404, description = "`passkeys_unavailable`", body = ErrorBody),
+        (status = 422, description = "`invalid_body`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`", body = ErrorBody),
+        (status = 503, description = "`store_unavailable`", body = ErrorBody),
+    ),
+    security(("session_cookie" = [], "csrf_token" = []), ("bearer" = [])),
+)]
+pub(crate) async fn post_mfa_webauthn_finish(
+    State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
+    session: Session,
+    Json(body): Json<PasskeyAssertionBody>,
+) -> Result<Response> {
+    let p = pending(&session).await?;
+    check_rate(&app, p.user_id)?;
+    let wa = webauthn(&app)?;
+    let c = take_ceremony(&session, "mfa").await?;
+    let state: PasskeyAuthentication = from_value(c.state)?;
+    let res = match wa.finish_passkey_authentication(&body.credential, &state) {
+        Ok(r) => r,
+        Err(e) => {
+            audit!("login.failure", reason = "webauthn_failed", user_id = p.user_id, client_ip = %ip, error = %e);
+            return Err(webauthn_failed("the passkey's answer did not verify"));
+        }
+    };
+    let stored = app.mfa.store.passkeys(p.user_id).await?;
+    for s in stored {
+        if let Ok(key) = serde_json::from_str::<Passkey>(&s.passkey)
+            && key.cred_id() == res.cred_id()
+        {
+            touch(&app, s.id, key, &res).await?;
+        }
+    }
+    complete(&app, &session, &p, ip, "webauthn").await
+}
+
+/// Starts a passwordless login with a discoverable passkey: `{"publicKey": …, "csrf_token"}`
+/// (the challenge lives in a new anonymous session; its CSRF token is needed by `finish`).
+#[utoipa::path(
+    post,
+    path = "/auth/passkey/login/start",
+    tag = "mfa",
+    responses(
+        (status = 200, description = "The request options (no allowCredentials: the authenticator picks) and the CSRF token", body = Object),
+        (status = 401, description = "`invalid_token`: a bad bearer token", body = ErrorBody),
+        (status = 404, description = "`passkeys_unavailable`", body = ErrorBody),
+        (status = 429, description = "`rate_limited` (`rate_limits.login_per_ip`)", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until a retry can succeed"))),
+        (status = 503, description = "`store_unavailable`", body = ErrorBody),
+    ),
+    security((), ("session_cookie" = [], "csrf_token" = [])),
+)]
+pub(crate) async fn post_passkey_login_start(
+    State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
+    session: Session,
+) -> Result<axum::Json<Value>> {
+    refuse_dead_bearer(&session).await?;
+    // Each start creates a session record: counted as a login attempt from this address.
+    app.limits.login_ip.check(&ip).map_err(|l| {
+        app.limited(
+            l,
+            "login attempts from this address",
+            "rate_limits.login_per_ip",
+        )
+    })?;
+    let wa = webauthn(&app)?;
+    let (mut rcr, state) = wa
+        .start_discoverable_authentication()
+        .map_err(|e| webauthn_failed(format!("cannot start the authentication: {e}")))?;
+    // A modal request, not conditional UI (autofill): the page asked for a passkey.
+    rcr.mediation = None;
+    let c = Ceremony {
+        kind: "login".into(),
+        expires_at: now() + PENDING_SECS,
+        state: to_value(&state)?,
+        user_handle: None,
+    };
+    session
+        .restart_anonymous(CEREMONY_KEY, to_value(&c)?)
+        .await?;
+    let mut out = to_value(&rcr)?;
+    if let Some(o) = out.as_object_mut() {
+        o.insert("csrf_token".into(), json!(session.csrf_token().await?));
+    }
+    Ok(axum::Json(out))
+}
+
+/// Finishes a passwordless login: logs in as the passkey's owner, like `POST /auth/login`.
+#[utoipa::path(
+    post,
+    path = "/auth/passkey/login/finish",
+    tag = "mfa",
+    request_body = PasskeyAssertionBody,
+    responses(
+        (status = 400, description = "`malformed_json`: the body is not valid JSON", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body exceeds `limits.body_bytes`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is not declared as `application/json`", body = ErrorBody),
+        (status = 200, description = "Logged in, as `POST /auth/login` answers", body = super::routes::AuthBody),
+        (status = 401, description = "`webauthn_failed`: no challenge, unknown passkey, or the answer did not verify", body = ErrorBody),
+        (status = 403, description = "`account_disabled`, or a CSRF refusal", body = ErrorBody),
+        (status = 404, description = "`passkeys_unavailable`", body = ErrorBody),
+        (status = 422, description = "`invalid_body`", body = ErrorBody),
+        (status = 503, description = "`store_unavailable`", body = ErrorBody),
+    ),
+    security((), ("session_cookie" = [], "csrf_token" = [])),
+)]
+pub(crate) async fn post_passkey_login_finish(
+    State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
+    session: Session,
+    Json(body): Json<PasskeyAssertionBody>,
+) -> Result<Response> {
+    let wa = webauthn(&app)?;
+    let c = take_ceremony(&session, "login").await?;
+    let state: DiscoverableAuthentication = from_value(c.state)?;
+    let (handle, cred_id) = wa
+        .identify_discoverable_authentication(&body.credential)
+        .map_err(|_| webauthn_failed("the passkey's answer names no user"))?;
+    let stored = app
+        .mfa
+        .store
+        .passkey_by_credential(cred_id)
+        .await?
+        .filter(|s| s.user_handle.as_slice() == handle.as_bytes().as_slice())
+        .ok_or_else(|| webauthn_failed("this passkey is not registered here"))?;
+    let key: Passkey = serde_json::from_str(&stored.passkey).map_err(Error::internal)?;
+    let res = match wa.finish_discoverable_authentication_v2(&body.credential, state, &key) {
+        Ok(r) => r,
+        Err(e) => {
+            app.login_failed("webauthn_failed");
+            audit!("login.failure", reason = "webauthn_failed", user_id = stored.user_id, client_ip = %ip, error = %e);
+            return Err(webauthn_failed("the passkey's answer did not verify"));
+        }
+    };
+    touch(&app, stored.id, key, &res).await?;
+    let user = app
+        .users
+        .by_id(stored.user_id)
+        .await?
+        .filter(|u| u.is_active)
+        .ok_or_else(|| Error::new(ErrorCode::AccountDisabled, "this account is disabled"))?;
+    audit!("login.success", user_id = user.id, client_ip = %ip, method = "passkey", "user logged in with a passkey");
+    let out = start_session(&app, &session, user.id, &user.username, body.transport).await?;
+    let mut res = axum::Json(out).into_response();
+    remember_device(&app, &mut res, &user.username, body.transport);
+    Ok(res)
+}

@@ -1,0 +1,551 @@
+//! Second factors: TOTP enrolment and login (replay refused, ±1 step only), recovery codes
+//! (single use), the pending state granting nothing, the attempt limit, session rotation, the
+//! bearer flow, and the same on PostgreSQL.
+
+use axum::Router;
+use axum::routing::get;
+use reqwest::Method;
+use serde_json::{Value, json};
+use vestibule::config::RawStore;
+use vestibule::proxy::{RawUpstream, UpstreamPolicy};
+
+use crate::services::PgSchema;
+use crate::support::{
+    COOKIE, PASSWORD, TestApp, TestClient, assert_error, serve_router, set_cookie_value,
+};
+
+const STEP: u64 = 30;
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs()
+}
+
+/// Waits (at most 6 s) until the current 30 s step has at least 6 s left, so codes computed for
+/// "now ± n steps" keep their meaning while the test sends them.
+async fn settle_in_step() {
+    let left = STEP - unix_now() % STEP;
+    if left < 6 {
+        tokio::time::sleep(std::time::Duration::from_secs(left + 1)).await;
+    }
+}
+
+/// RFC 4648 base32 (no padding), as the enrolment shows the secret.
+fn base32_decode(s: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut out = Vec::new();
+    let (mut buf, mut bits) = (0u64, 0u32);
+    for c in s.bytes().filter(|c| *c != b'=') {
+        let v = ALPHABET
+            .iter()
+            .position(|a| *a == c.to_ascii_uppercase())
+            .expect("base32 character") as u64;
+        buf = (buf << 5) | v;
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buf >> bits) as u8);
+        }
+    }
+    out
+}
+
+/// The code of `secret` `steps` steps away from now.
+fn code(secret: &[u8], steps: i64) -> String {
+    let t = (unix_now() as i64 + steps * STEP as i64) as u64;
+    vestibule::auth::mfa::code_at(secret, t).expect("code")
+}
+
+/// Enrols TOTP for a logged-in client: returns the secret and the recovery codes. The
+/// confirming code is the current step's.
+async fn enrol(c: &mut TestClient) -> (Vec<u8>, Vec<String>) {
+    let res = c.post_json("/auth/mfa/totp/enroll", &json!({})).await;
+    assert_eq!(res.status(), 200);
+    let e: Value = res.json().await.expect("json");
+    let uri = e["otpauth_uri"].as_str().expect("uri");
+    assert!(uri.starts_with("otpauth://totp/"), "{uri}");
+    assert!(
+        uri.contains("algorithm=SHA1") || !uri.contains("algorithm="),
+        "{uri}"
+    );
+    assert!(e["qr_svg"].as_str().expect("svg").contains("<svg"));
+    let secret = base32_decode(e["secret"].as_str().expect("secret"));
+    // Not active until confirmed: a wrong code is refused and changes nothing.
+    let res = c
+        .post_json("/auth/mfa/totp/confirm", &json!({"code": "000000"}))
+        .await;
+    if code(&secret, 0) != "000000" {
+        assert_error(res, 401, "mfa_code_invalid").await;
+    }
+    let res = c
+        .post_json("/auth/mfa/totp/confirm", &json!({"code": code(&secret, 0)}))
+        .await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.expect("json");
+    let codes: Vec<String> = body["recovery_codes"]
+        .as_array()
+        .expect("codes")
+        .iter()
+        .map(|c| c.as_str().expect("code").to_owned())
+        .collect();
+    assert_eq!(codes.len(), 10);
+    (secret, codes)
+}
+
+/// Logs in with the password: asserts the MFA answer and returns its body.
+async fn password_step(c: &mut TestClient, user: &str) -> (Value, Option<String>) {
+    let res = c.login(user, PASSWORD).await;
+    assert_eq!(res.status(), 200);
+    let cookie = set_cookie_value(&res, COOKIE);
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(body["mfa_required"], true, "{body}");
+    assert!(
+        body.get("user").is_none(),
+        "no user before the second factor"
+    );
+    c.csrf = body["csrf_token"].as_str().map(str::to_owned);
+    (body, cookie)
+}
+
+#[tokio::test]
+async fn totp_login_needs_a_fresh_code_and_rotates_the_session() {
+    settle_in_step().await;
+    let app = TestApp::spawn().await;
+    let mut alice = app.signed_up("alice", PASSWORD).await;
+    let (secret, _) = enrol(&mut alice).await;
+    // Enrolling again while enabled is refused.
+    let res = alice.post_json("/auth/mfa/totp/enroll", &json!({})).await;
+    assert_error(res, 409, "mfa_already_enabled").await;
+
+    let mut c = app.client();
+    let (body, pending_cookie) = password_step(&mut c, "alice").await;
+    let methods = body["methods"].as_array().expect("methods");
+    assert!(methods.contains(&json!("totp")) && methods.contains(&json!("recovery")));
+    let pending_cookie = pending_cookie.expect("the pending state has its own session id");
+    // The confirming code was spent: replaying it is refused.
+    let res = c
+        .post_json("/auth/mfa/totp", &json!({"code": code(&secret, 0)}))
+        .await;
+    assert_error(res, 401, "mfa_code_invalid").await;
+    // The next step's code (+1, within the window) completes the login on a new session id.
+    let res = c
+        .post_json("/auth/mfa/totp", &json!({"code": code(&secret, 1)}))
+        .await;
+    assert_eq!(res.status(), 200);
+    let final_cookie = set_cookie_value(&res, COOKIE).expect("rotated");
+    assert_ne!(final_cookie, pending_cookie);
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(body["user"]["username"], "alice");
+    c.csrf = body["csrf_token"].as_str().map(str::to_owned);
+    assert_eq!(c.get("/auth/me").await.status(), 200);
+    // The pending session id is dead.
+    let res = app
+        .raw_client()
+        .get(app.url("/auth/me"))
+        .header("cookie", format!("{COOKIE}={pending_cookie}"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 401);
+    // The same code again, in a new login: refused (accepted once).
+    let mut d = app.client();
+    password_step(&mut d, "alice").await;
+    let res = d
+        .post_json("/auth/mfa/totp", &json!({"code": code(&secret, 1)}))
+        .await;
+    assert_error(res, 401, "mfa_code_invalid").await;
+    // Removing TOTP: the password alone logs in again.
+    let res = alice.delete("/auth/mfa/totp").await;
+    assert_eq!(res.status(), 204);
+    let body = app.client().login_ok("alice", PASSWORD).await;
+    assert_eq!(body["user"]["username"], "alice");
+    assert_error(alice.delete("/auth/mfa/totp").await, 404, "mfa_not_enabled").await;
+}
+
+#[tokio::test]
+async fn codes_two_steps_away_are_refused_one_step_back_accepted() {
+    settle_in_step().await;
+    let app = TestApp::spawn().await;
+    let mut bob = app.signed_up("bob", PASSWORD).await;
+    let res = bob.post_json("/auth/mfa/totp/enroll", &json!({})).await;
+    let e: Value = res.json().await.expect("json");
+    let secret = base32_decode(e["secret"].as_str().expect("secret"));
+    // ±2 steps: refused at confirmation.
+    for steps in [-2, 2] {
+        let res = bob
+            .post_json(
+                "/auth/mfa/totp/confirm",
+                &json!({"code": code(&secret, steps)}),
+            )
+            .await;
+        assert_error(res, 401, "mfa_code_invalid").await;
+    }
+    // -1 step: accepted (clock drift).
+    let res = bob
+        .post_json(
+            "/auth/mfa/totp/confirm",
+            &json!({"code": code(&secret, -1)}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    // At login: +2 refused, 0 accepted (after the -1 used at confirmation).
+    let mut c = app.client();
+    password_step(&mut c, "bob").await;
+    let res = c
+        .post_json("/auth/mfa/totp", &json!({"code": code(&secret, 2)}))
+        .await;
+    assert_error(res, 401, "mfa_code_invalid").await;
+    let res = c
+        .post_json("/auth/mfa/totp", &json!({"code": code(&secret, 0)}))
+        .await;
+    assert_eq!(res.status(), 200);
+}
+
+#[tokio::test]
+async fn a_recovery_code_works_once() {
+    let app = TestApp::spawn().await;
+    let mut alice = app.signed_up("alice", PASSWORD).await;
+    let (_, codes) = enrol(&mut alice).await;
+    let mut c = app.client();
+    password_step(&mut c, "alice").await;
+    let res = c
+        .post_json(
+            "/auth/mfa/recovery",
+            &json!({"code": "aaaa-bbbb-cccc-dddd"}),
+        )
+        .await;
+    assert_error(res, 401, "mfa_code_invalid").await;
+    // Typed back in capitals, without dashes: the same code.
+    let typed = codes[3].to_uppercase().replace('-', "");
+    let res = c
+        .post_json("/auth/mfa/recovery", &json!({"code": typed}))
+        .await;
+    assert_eq!(res.status(), 200);
+    let mut d = app.client();
+    password_step(&mut d, "alice").await;
+    let res = d
+        .post_json("/auth/mfa/recovery", &json!({"code": codes[3]}))
+        .await;
+    assert_error(res, 401, "mfa_code_invalid").await;
+    let res = d
+        .post_json("/auth/mfa/recovery", &json!({"code": codes[4]}))
+        .await;
+    assert_eq!(res.status(), 200);
+}
+
+#[tokio::test]
+async fn the_pending_state_grants_nothing() {
+    let upstream =
+        serve_router(Router::new().route("/api/secret", get(|| async { "secret" }))).await;
+    let app = TestApp::spawn_with(|raw| {
+        raw.upstream = vec![RawUpstream {
+            prefix: "/api".into(),
+            url: upstream.clone(),
+            policy: UpstreamPolicy::RequireAuth,
+            ..RawUpstream::default()
+        }];
+    })
+    .await;
+    let mut alice = app.signed_up("alice", PASSWORD).await;
+    enrol(&mut alice).await;
+    // Logged in as someone else first: the password step drops that login.
+    let mut c = app.signed_up("mallory", PASSWORD).await;
+    assert_eq!(c.get("/api/secret").await.status(), 200);
+    password_step(&mut c, "alice").await;
+    assert_error(c.get("/auth/me").await, 401, "not_authenticated").await;
+    assert_error(c.get("/auth/sessions").await, 401, "not_authenticated").await;
+    assert_error(c.get("/auth/tokens").await, 401, "not_authenticated").await;
+    let res = c.post_json("/auth/tokens", &json!({"name": "x"})).await;
+    assert_error(res, 401, "not_authenticated").await;
+    let res = c
+        .post_json(
+            "/auth/password",
+            &json!({"current_password": PASSWORD, "new_password": "another long password"}),
+        )
+        .await;
+    assert_error(res, 401, "not_authenticated").await;
+    assert_error(c.get("/api/secret").await, 401, "not_authenticated").await;
+    let res = c.post_json("/auth/mfa/totp/enroll", &json!({})).await;
+    assert_error(res, 401, "not_authenticated").await;
+    // Without a pending login the MFA routes refuse.
+    let mut fresh = app.client();
+    let res = fresh
+        .post_json("/auth/mfa/totp", &json!({"code": "123456"}))
+        .await;
+    assert_error(res, 401, "mfa_not_pending").await;
+    // The pending state needs the CSRF token like the login did.
+    c.csrf = None;
+    let res = c
+        .post_json("/auth/mfa/totp", &json!({"code": "123456"}))
+        .await;
+    assert_error(res, 403, "csrf_token_missing").await;
+}
+
+#[tokio::test]
+async fn wrong_codes_are_limited_per_account() {
+    let app = TestApp::spawn_with(|raw| raw.rate_limits.mfa_per_user = "4/h".into()).await;
+    let mut alice = app.signed_up("alice", PASSWORD).await;
+    let (secret, codes) = enrol(&mut alice).await;
+    let mut c = app.client();
+    password_step(&mut c, "alice").await;
+    // The confirmation above took two attempts (a wrong code, the right one) from the budget.
+    for _ in 0..2 {
+        let res = c
+            .post_json("/auth/mfa/recovery", &json!({"code": "wrong"}))
+            .await;
+        assert_error(res, 401, "mfa_code_invalid").await;
+    }
+    // Budget spent: even the right code waits, from any client.
+    let res = c
+        .post_json("/auth/mfa/totp", &json!({"code": code(&secret, 1)}))
+        .await;
+    let body = assert_error(res, 429, "rate_limited").await;
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("second-factor")
+    );
+    let mut d = app.client();
+    password_step(&mut d, "alice").await;
+    let res = d
+        .post_json("/auth/mfa/recovery", &json!({"code": codes[0]}))
+        .await;
+    assert_error(res, 429, "rate_limited").await;
+}
+
+#[tokio::test]
+async fn the_bearer_flow_swaps_the_pending_token_for_a_real_one() {
+    settle_in_step().await;
+    let app = TestApp::spawn().await;
+    let mut alice = app.signed_up("alice", PASSWORD).await;
+    let (secret, _) = enrol(&mut alice).await;
+    let res = app
+        .post_anon(
+            "/auth/login",
+            &json!({"username": "alice", "password": PASSWORD, "transport": "bearer"}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    assert!(set_cookie_value(&res, COOKIE).is_none());
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(body["mfa_required"], true);
+    let pending = body["token"].as_str().expect("pending token").to_owned();
+    for (m, path) in [
+        (Method::GET, "/auth/me"),
+        (Method::GET, "/auth/sessions"),
+        (Method::GET, "/auth/tokens"),
+    ] {
+        let res = app
+            .with_bearer(m, path, &pending)
+            .send()
+            .await
+            .expect("req");
+        assert_eq!(res.status(), 401, "{path}");
+    }
+    let res = app
+        .with_bearer(Method::POST, "/auth/mfa/totp", &pending)
+        .json(&json!({"code": code(&secret, 1)}))
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.expect("json");
+    let real = body["token"].as_str().expect("token").to_owned();
+    assert_ne!(real, pending);
+    assert_eq!(body["user"]["username"], "alice");
+    let res = app
+        .with_bearer(Method::GET, "/auth/me", &real)
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(res.status(), 200);
+    // The pending token is dead.
+    let res = app
+        .with_bearer(Method::POST, "/auth/mfa/totp", &pending)
+        .json(&json!({"code": code(&secret, 0)}))
+        .send()
+        .await
+        .expect("req");
+    assert_error(res, 401, "invalid_token").await;
+}
+
+#[tokio::test]
+async fn access_tokens_cannot_enrol_factors() {
+    let app = TestApp::spawn().await;
+    let mut alice = app.signed_up("alice", PASSWORD).await;
+    let res = alice
+        .post_json(
+            "/auth/tokens",
+            &json!({"name": "ci", "scopes": ["read", "write"]}),
+        )
+        .await;
+    let pat = res.json::<Value>().await.expect("json")["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let res = app
+        .with_bearer(Method::POST, "/auth/mfa/totp/enroll", &pat)
+        .send()
+        .await
+        .expect("req");
+    assert_error(res, 403, "session_required").await;
+}
+
+#[tokio::test]
+async fn passkeys_are_off_without_a_domain_name() {
+    let app =
+        TestApp::spawn_with(|raw| raw.public_url = Some("http://127.0.0.1:8000".into())).await;
+    let mut alice = app.signed_up("alice", PASSWORD).await;
+    let res = alice
+        .post_json("/auth/passkeys/register/start", &json!({}))
+        .await;
+    assert_error(res, 404, "passkeys_unavailable").await;
+    let res = app.post_anon("/auth/passkey/login/start", &json!({})).await;
+    assert_error(res, 404, "passkeys_unavailable").await;
+}
+
+#[tokio::test]
+async fn passkey_ceremonies_are_single_use_and_need_a_challenge() {
+    let app =
+        TestApp::spawn_with(|raw| raw.public_url = Some("http://localhost:8000".into())).await;
+    let mut alice = app.signed_up("alice", PASSWORD).await;
+    let res = alice
+        .post_json("/auth/passkeys/register/start", &json!({}))
+        .await;
+    assert_eq!(res.status(), 200);
+    let opts: Value = res.json().await.expect("json");
+    assert_eq!(opts["publicKey"]["rp"]["id"], "localhost");
+    assert_eq!(
+        opts["publicKey"]["authenticatorSelection"]["residentKey"],
+        "required"
+    );
+    // A forged answer does not verify, and the challenge is gone afterwards.
+    let forged = json!({"credential": {
+        "id": "AAAA", "rawId": "AAAA", "type": "public-key",
+        "response": {"attestationObject": "AAAA", "clientDataJSON": "AAAA"}
+    }});
+    let res = alice
+        .post_json("/auth/passkeys/register/finish", &forged)
+        .await;
+    assert_error(res, 401, "webauthn_failed").await;
+    let res = alice
+        .post_json("/auth/passkeys/register/finish", &forged)
+        .await;
+    let body = assert_error(res, 401, "webauthn_failed").await;
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no WebAuthn challenge")
+    );
+    // Passwordless start gives options without allowCredentials and a CSRF token.
+    let mut anon = app.client();
+    let res = anon
+        .post_json("/auth/passkey/login/start", &json!({}))
+        .await;
+    assert_eq!(res.status(), 200);
+    let opts: Value = res.json().await.expect("json");
+    assert!(opts["csrf_token"].is_string());
+    assert_eq!(opts["publicKey"]["rpId"], "localhost");
+}
+
+#[tokio::test]
+async fn a_passkey_makes_webauthn_due_until_its_owner_removes_it() {
+    let app = TestApp::spawn().await;
+    let alice = app.signed_up("alice", PASSWORD).await;
+    let bob = app.signed_up("bob", PASSWORD).await;
+    let id = app
+        .state
+        .users
+        .by_username("alice")
+        .await
+        .expect("db")
+        .expect("alice")
+        .id;
+    // A stored passkey (what a verified registration leaves behind).
+    assert!(
+        app.state
+            .mfa
+            .store
+            .add_passkey(id, b"cred-1", &[7; 16], "{}", "laptop")
+            .await
+            .expect("db")
+    );
+    let list: Value = alice
+        .get("/auth/passkeys")
+        .await
+        .json()
+        .await
+        .expect("json");
+    let pk = list["passkeys"][0]["id"].as_i64().expect("id");
+    assert_eq!(list["passkeys"][0]["name"], "laptop");
+    let (body, _) = password_step(&mut app.client(), "alice").await;
+    assert_eq!(body["methods"], json!(["webauthn"]));
+    // Someone else's passkey cannot be removed, nor guessed at.
+    assert_error(
+        bob.delete(&format!("/auth/passkeys/{pk}")).await,
+        404,
+        "mfa_not_enabled",
+    )
+    .await;
+    assert_error(bob.delete("/auth/passkeys/x").await, 404, "mfa_not_enabled").await;
+    assert_eq!(
+        alice.delete(&format!("/auth/passkeys/{pk}")).await.status(),
+        204
+    );
+    let body = app.client().login_ok("alice", PASSWORD).await;
+    assert_eq!(body["user"]["username"], "alice");
+}
+
+#[tokio::test]
+async fn passwordless_starts_count_as_login_attempts_per_address() {
+    let app = TestApp::spawn_with(|raw| raw.rate_limits.login_per_ip = "2/h".into()).await;
+    for _ in 0..2 {
+        let res = app.post_anon("/auth/passkey/login/start", &json!({})).await;
+        assert_eq!(res.status(), 200);
+    }
+    let res = app.post_anon("/auth/passkey/login/start", &json!({})).await;
+    assert_error(res, 429, "rate_limited").await;
+    assert_eq!(
+        app.session_count().await,
+        2,
+        "no record for the refused start"
+    );
+}
+
+#[tokio::test]
+async fn totp_login_works_on_postgres() {
+    let Some(schema) = PgSchema::create().await else {
+        return;
+    };
+    settle_in_step().await;
+    let url = schema.url.clone();
+    let app = TestApp::spawn_with(|raw| {
+        raw.database_url = url;
+        raw.session.store = RawStore::One("database".into());
+    })
+    .await;
+    let mut alice = app.signed_up("alice", PASSWORD).await;
+    let (secret, codes) = enrol(&mut alice).await;
+    let mut c = app.client();
+    password_step(&mut c, "alice").await;
+    let res = c
+        .post_json("/auth/mfa/totp", &json!({"code": code(&secret, 0)}))
+        .await;
+    assert_error(res, 401, "mfa_code_invalid").await;
+    let res = c
+        .post_json("/auth/mfa/totp", &json!({"code": code(&secret, 1)}))
+        .await;
+    assert_eq!(res.status(), 200);
+    let mut d = app.client();
+    password_step(&mut d, "alice").await;
+    let res = d
+        .post_json("/auth/mfa/recovery", &json!({"code": codes[0]}))
+        .await;
+    assert_eq!(res.status(), 200);
+    let res = alice.delete("/auth/mfa/totp").await;
+    assert_eq!(res.status(), 204);
+}
