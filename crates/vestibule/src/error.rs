@@ -23,8 +23,14 @@ pub enum ErrorCode {
     UsernameTaken,
     /// The username has a character or length that is not allowed.
     InvalidUsername,
-    /// The password breaks the password policy.
-    PasswordTooWeak,
+    /// The new password has fewer characters than `auth.min_password_length` (8 by default).
+    PasswordTooShort,
+    /// The new password is longer than 1024 bytes.
+    PasswordTooLong,
+    /// The new password is on the bundled list of common passwords.
+    PasswordTooCommon,
+    /// The new password contains the username (case-insensitive).
+    PasswordContainsUsername,
     /// Signup is turned off in the configuration.
     SignupDisabled,
     /// An unsafe request from an origin that is neither this server nor a trusted origin.
@@ -92,9 +98,11 @@ impl ErrorCode {
             ErrorCode::InvalidCredentials => StatusCode::UNAUTHORIZED,
             ErrorCode::AccountDisabled => StatusCode::FORBIDDEN,
             ErrorCode::UsernameTaken => StatusCode::CONFLICT,
-            ErrorCode::InvalidUsername | ErrorCode::PasswordTooWeak => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            ErrorCode::InvalidUsername
+            | ErrorCode::PasswordTooShort
+            | ErrorCode::PasswordTooLong
+            | ErrorCode::PasswordTooCommon
+            | ErrorCode::PasswordContainsUsername => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::SignupDisabled => StatusCode::FORBIDDEN,
             ErrorCode::CsrfOriginUntrusted
             | ErrorCode::CsrfTokenMissing

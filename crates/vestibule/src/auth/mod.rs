@@ -4,11 +4,13 @@
 mod device;
 mod extract;
 mod password;
+pub mod quality;
 mod tokens;
 mod user;
 
 pub use device::{DEVICE_LIFETIME_SECS, DeviceTrust};
 pub use extract::{AuthUser, MaybeAuthUser};
-pub use password::{MAX_PASSWORD_BYTES, Password, PasswordHasher, PasswordPolicy};
+pub use password::{Password, PasswordHasher, PasswordPolicy};
+pub use quality::MAX_PASSWORD_BYTES;
 pub use tokens::{AccessToken, AccessTokens, Scope, TokenError, TokenOwner};
 pub use user::{User, UserError, UserStore, Username};

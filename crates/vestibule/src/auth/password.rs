@@ -8,10 +8,7 @@ use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 
-use crate::error::{Error, ErrorCode};
-
-/// Longest password accepted, in bytes: hashing cost must not be a lever for a denial of service.
-pub const MAX_PASSWORD_BYTES: usize = 4096;
+use crate::error::Error;
 
 /// A password from a client. `Debug` is redacted so it never reaches a log.
 #[derive(Clone, Deserialize)]
@@ -50,28 +47,13 @@ impl Default for PasswordPolicy {
 }
 
 impl PasswordPolicy {
-    /// Checks a new password for `username`.
+    /// Checks a new password for `username` (see [`super::quality::check`]).
     ///
     /// # Errors
-    /// 422 `password_too_weak` saying which rule failed.
+    /// 422 `password_too_short`, `password_too_long`, `password_too_common` or
+    /// `password_contains_username`.
     pub fn check(&self, username: &str, password: &Password) -> Result<(), Error> {
-        let p = password.expose();
-        let weak = |msg: String| Error::new(ErrorCode::PasswordTooWeak, msg);
-        if p.chars().count() < self.min_length {
-            return Err(weak(format!(
-                "the password must have at least {} characters",
-                self.min_length
-            )));
-        }
-        if p.len() > MAX_PASSWORD_BYTES {
-            return Err(weak(format!(
-                "the password must have at most {MAX_PASSWORD_BYTES} bytes"
-            )));
-        }
-        if p.trim().eq_ignore_ascii_case(username) {
-            return Err(weak("the password must not be the username".to_owned()));
-        }
-        Ok(())
+        super::quality::check(self.min_length, username, password.expose())
     }
 }
 
@@ -178,14 +160,18 @@ mod tests {
     }
 
     #[test]
-    fn policy_refuses_short_long_and_username() {
+    fn policy_refuses_short_long_common_and_username() {
         let p = PasswordPolicy::default();
         assert!(p.check("alice", &Password::new("short")).is_err());
         assert!(p.check("alice", &Password::new("Alice")).is_err());
         assert!(p.check("alicealice", &Password::new("ALICEALICE")).is_err());
+        assert!(p.check("alice", &Password::new("iloveyou")).is_err());
         assert!(
-            p.check("alice", &Password::new("x".repeat(MAX_PASSWORD_BYTES + 1)))
-                .is_err()
+            p.check(
+                "alice",
+                &Password::new("x".repeat(super::super::MAX_PASSWORD_BYTES + 1))
+            )
+            .is_err()
         );
         assert!(p.check("alice", &Password::new("ünïcødé pass")).is_ok());
         assert!(format!("{:?}", Password::new("secret")).contains("redacted"));
