@@ -258,6 +258,9 @@ pub struct RawAuth {
     pub min_password_length: usize,
     /// Concurrent password hashes (each takes 19 MiB); default: the number of CPUs.
     pub hash_parallelism: Option<usize>,
+    /// How long a proof of the password lets a session change the password, create access
+    /// tokens, end sessions or manage second factors ("10m"); then `POST /auth/reauth`.
+    pub reauth_window: String,
 }
 
 /// `[csrf]`.
@@ -445,6 +448,7 @@ impl Default for RawAuth {
             signup: false,
             min_password_length: 8,
             hash_parallelism: None,
+            reauth_window: "10m".into(),
         }
     }
 }
@@ -576,6 +580,8 @@ pub struct Config {
     pub min_password_length: usize,
     /// Concurrent password hashes.
     pub hash_parallelism: usize,
+    /// How recent a proof of the password sensitive actions need (`auth.reauth_window`).
+    pub reauth_window: Duration,
     /// CSRF origins: this server's, `spa_origins` and `csrf.trusted_origins`.
     pub csrf: CsrfConfig,
     /// Largest request body in bytes.
@@ -724,6 +730,7 @@ impl RawConfig {
         let touch = p.duration("session.touch_interval", &self.session.touch_interval);
         let purge = p.duration("session.purge_interval", &self.session.purge_interval);
         let store_timeout = p.store_timeout(&self.session.store_timeout);
+        let reauth_window = p.duration("auth.reauth_window", &self.auth.reauth_window);
         let (store, redis) = p.store(&self.session, store_timeout);
         if let (Some(i), Some(a)) = (idle, absolute)
             && i > a
@@ -950,7 +957,7 @@ impl RawConfig {
                 "database_url is PostgreSQL: sessions are read from it uncached (a per-instance cache would not see other instances' revocations); use session.store = \"redis://…\" for a coherent cache".into(),
             );
         }
-        let Some(database) = database else {
+        let (Some(database), Some(reauth_window)) = (database, reauth_window) else {
             return Err(ConfigError::Invalid(p.0));
         };
         Ok(Config {
@@ -976,6 +983,7 @@ impl RawConfig {
                 .auth
                 .hash_parallelism
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from)),
+            reauth_window,
             csrf,
             cors,
             tokens,

@@ -31,6 +31,12 @@ pub enum ErrorCode {
     PasswordTooCommon,
     /// The new password contains the username (case-insensitive).
     PasswordContainsUsername,
+    /// A sensitive action (password change, access token creation, ending sessions, second
+    /// factors) needs a password proved within `auth.reauth_window`: `POST /auth/reauth`.
+    ReauthRequired,
+    /// Too many password hashes are running: the server is at its memory budget; retry after
+    /// `Retry-After`.
+    Busy,
     /// Signup is turned off in the configuration.
     SignupDisabled,
     /// An unsafe request from an origin that is neither this server nor a trusted origin.
@@ -128,6 +134,8 @@ impl ErrorCode {
             ErrorCode::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             ErrorCode::WebsocketOriginRefused => StatusCode::FORBIDDEN,
             ErrorCode::InvalidPath => StatusCode::BAD_REQUEST,
+            ErrorCode::ReauthRequired => StatusCode::FORBIDDEN,
+            ErrorCode::Busy => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }

@@ -5,6 +5,7 @@ mod device;
 mod extract;
 mod password;
 pub mod quality;
+pub mod reauth;
 mod tokens;
 mod user;
 

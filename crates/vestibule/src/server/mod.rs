@@ -106,6 +106,8 @@ pub struct Shared {
     pub max_sessions_per_user: usize,
     /// Prometheus metrics, when on.
     pub metrics: Option<Arc<metrics::Metrics>>,
+    /// How recent a proof of the password sensitive actions need (`auth.reauth_window`).
+    pub reauth_window: std::time::Duration,
 }
 
 /// Why the server could not start.
@@ -265,6 +267,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .route("/auth/me", get(routes::get_me))
         .route("/auth/csrf", get(routes::get_csrf))
         .route("/auth/password", post(routes::post_password))
+        .route("/auth/reauth", post(routes::post_reauth))
         .route("/auth/sessions", get(routes::get_sessions))
         .route("/auth/sessions/{id}", delete(routes::delete_session))
         .route(
@@ -373,6 +376,7 @@ impl App {
             device: crate::auth::DeviceTrust::new(config.device_key, &config.session.cookie),
             max_sessions_per_user: config.max_sessions_per_user,
             metrics,
+            reauth_window: config.reauth_window,
         });
         let listener =
             TcpListener::bind(config.listen)

@@ -48,6 +48,7 @@ pub(crate) struct StatusBody {
         routes::get_me,
         routes::get_csrf,
         routes::post_password,
+        routes::post_reauth,
         routes::get_sessions,
         routes::delete_session,
         routes::get_tokens,

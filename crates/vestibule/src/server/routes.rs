@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 use super::json::Json;
 use super::openapi::{ErrorBody, StatusBody};
 use super::{AppState, ClientIp};
+use crate::auth::reauth::require_recent;
 use crate::auth::{AccessToken, AuthUser, MaybeAuthUser, Password, Scope, Username};
 use crate::error::{Error, ErrorCode, Result};
 use crate::session::{AUTH_USER_KEY, Session, SessionUser, Transport, UnixTime, now};
@@ -443,7 +444,7 @@ pub(crate) async fn get_csrf(session: Session) -> Result<axum::Json<CsrfBody>> {
         (status = 200, description = "Changed: the new CSRF token, or the new session token for a bearer session", body = AuthBody),
         (status = 400, description = "`malformed_json`: the body is not valid JSON", body = ErrorBody),
         (status = 401, description = "`invalid_credentials` (wrong current password), `not_authenticated`, `invalid_token`", body = ErrorBody),
-        (status = 403, description = "`session_required` (an access token), `insufficient_scope`, or a CSRF refusal", body = ErrorBody),
+        (status = 403, description = "`reauth_required` (no password proved within `auth.reauth_window`: `POST /auth/reauth`), `session_required` (an access token), `insufficient_scope`, or a CSRF refusal", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: the body exceeds `limits.body_bytes`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: the body is not declared as `application/json`", body = ErrorBody),
         (status = 422, description = "`password_too_short`, `password_too_long`, `password_too_common`, `password_contains_username` or `invalid_body`", body = ErrorBody),
@@ -460,6 +461,7 @@ pub(crate) async fn post_password(
     Json(body): Json<PasswordChange>,
 ) -> Result<axum::Json<AuthBody>> {
     require_session(&session)?;
+    require_recent(&session, app.reauth_window).await?;
     app.limits.password_user.check(&user.id).map_err(|l| {
         app.limited(
             l,
@@ -513,6 +515,87 @@ pub(crate) async fn post_password(
         "password changed"
     );
     Ok(axum::Json(body))
+}
+
+/// `{"password"}`: the current password, proved again.
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct Reauth {
+    #[schema(value_type = String, format = Password)]
+    password: Password,
+}
+
+/// `{"auth_time", "reauth_until"}`: when the password was proved, and until when sensitive
+/// actions are allowed without proving it again.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ReauthBody {
+    #[schema(format = DateTime)]
+    auth_time: String,
+    #[schema(format = DateTime)]
+    reauth_until: String,
+}
+
+/// Proves the password again, which lets this session perform sensitive actions (password
+/// change, access tokens, ending sessions, second factors) for `auth.reauth_window`.
+#[utoipa::path(
+    post,
+    path = "/auth/reauth",
+    tag = "auth",
+    request_body = Reauth,
+    responses(
+        (status = 200, description = "Proved: sensitive actions are allowed until `reauth_until`", body = ReauthBody),
+        (status = 400, description = "`malformed_json`: the body is not valid JSON", body = ErrorBody),
+        (status = 401, description = "`invalid_credentials` (wrong password), `not_authenticated`, `session_expired` or `invalid_token`", body = ErrorBody),
+        (status = 403, description = "`session_required` (an access token), `insufficient_scope`, or a CSRF refusal", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body exceeds `limits.body_bytes`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is not declared as `application/json`", body = ErrorBody),
+        (status = 422, description = "`invalid_body`: fields missing or of the wrong type", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: the account's login budget is spent; wait `Retry-After` seconds", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until a retry can succeed"))),
+        (status = 503, description = "`store_unavailable` or `busy` (password hashing at capacity); retry", body = ErrorBody),
+    ),
+    security(("session_cookie" = [], "csrf_token" = []), ("bearer" = [])),
+)]
+pub(crate) async fn post_reauth(
+    State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    session: Session,
+    user: AuthUser,
+    Json(body): Json<Reauth>,
+) -> Result<axum::Json<ReauthBody>> {
+    require_session(&session)?;
+    // The same budgets as a login for this account: a stolen session cannot guess faster.
+    check_login_rate(&app, ip, &headers, &account_key(&user.username))?;
+    let stored = app
+        .users
+        .by_id(user.id)
+        .await?
+        .filter(|u| u.is_active)
+        .ok_or_else(Error::not_authenticated)?;
+    if !app
+        .hasher
+        .verify(Some(&stored.password_hash), &body.password)
+        .await
+    {
+        app.login_failed("invalid_credentials");
+        audit!("reauth.failure", user_id = user.id, client_ip = %ip, "re-authentication refused: wrong password");
+        return Err(Error::new(
+            ErrorCode::InvalidCredentials,
+            "the password is wrong",
+        ));
+    }
+    let Some(mut su) = session.user().await? else {
+        return Err(Error::not_authenticated());
+    };
+    let t = now();
+    su.auth_time = t;
+    session.insert(AUTH_USER_KEY, &su).await?;
+    audit!("reauth.success", user_id = user.id, client_ip = %ip, "password proved again");
+    let window = i64::try_from(app.reauth_window.as_secs()).unwrap_or(i64::MAX);
+    Ok(axum::Json(ReauthBody {
+        auth_time: rfc3339(t),
+        reauth_until: rfc3339(t.saturating_add(window)),
+    }))
 }
 
 /// `{"sessions": [...]}`: the caller's live sessions.
@@ -589,7 +672,7 @@ pub(crate) async fn get_sessions(
     responses(
         (status = 204, description = "Ended"),
         (status = 401, description = "`not_authenticated`, `session_expired` or `invalid_token` (a bad bearer token)", body = ErrorBody),
-        (status = 403, description = "`session_required`, `insufficient_scope`, or a CSRF refusal", body = ErrorBody),
+        (status = 403, description = "`reauth_required` (ending another session: `POST /auth/reauth` first), `session_required`, `insufficient_scope`, or a CSRF refusal", body = ErrorBody),
         (status = 404, description = "`session_not_found`: no session with this id belongs to the caller", body = ErrorBody),
         (status = 503, description = "`store_unavailable`: the session store or database is down; retry", body = ErrorBody),
     ),
@@ -617,8 +700,10 @@ pub(crate) async fn delete_session(
         .filter(|r| r.user_id == Some(user.id))
         .ok_or_else(not_found)?;
     if session.id().await? == Some(record.key) {
+        // Ending one's own session is a logout, which never needs a fresh password.
         session.flush().await?;
     } else {
+        require_recent(&session, app.reauth_window).await?;
         app.sessions.store().delete(&record.key).await?;
     }
     audit!("session.revoke", reason = "by_owner", user_id = user.id);
@@ -648,7 +733,7 @@ fn require_session(session: &Session) -> Result<()> {
     responses(
         (status = 204, description = "Logged out everywhere"),
         (status = 401, description = "`not_authenticated`, `session_expired` or `invalid_token` (a bad bearer token)", body = ErrorBody),
-        (status = 403, description = "`session_required`, `insufficient_scope`, or a CSRF refusal", body = ErrorBody),
+        (status = 403, description = "`reauth_required` (`POST /auth/reauth` first), `session_required`, `insufficient_scope`, or a CSRF refusal", body = ErrorBody),
         (status = 503, description = "`store_unavailable`: the session store or database is down; retry", body = ErrorBody),
     ),
     security(("session_cookie" = [], "csrf_token" = []), ("bearer" = [])),
@@ -659,6 +744,7 @@ pub(crate) async fn post_logout_all(
     user: AuthUser,
 ) -> Result<StatusCode> {
     require_session(&session)?;
+    require_recent(&session, app.reauth_window).await?;
     let ended = app.sessions.store().delete_user(user.id, None).await?;
     session.flush().await?;
     audit!(
@@ -779,7 +865,7 @@ fn token_json(t: &AccessToken) -> TokenView {
         (status = 201, description = "Created", body = NewTokenBody),
         (status = 400, description = "`malformed_json`: the body is not valid JSON", body = ErrorBody),
         (status = 401, description = "`not_authenticated`, `session_expired` or `invalid_token` (a bad bearer token)", body = ErrorBody),
-        (status = 403, description = "`session_required` (an access token cannot mint tokens), `insufficient_scope`, or a CSRF refusal", body = ErrorBody),
+        (status = 403, description = "`reauth_required` (no password proved within `auth.reauth_window`: `POST /auth/reauth`), `session_required` (an access token cannot mint tokens), `insufficient_scope`, or a CSRF refusal", body = ErrorBody),
         (status = 409, description = "`token_limit_reached`", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: the body exceeds `limits.body_bytes`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: the body is not declared as `application/json`", body = ErrorBody),
@@ -797,6 +883,7 @@ pub(crate) async fn post_token(
     Json(body): Json<NewToken>,
 ) -> Result<Response> {
     require_session(&session)?;
+    require_recent(&session, app.reauth_window).await?;
     app.limits.token_user.check(&user.id).map_err(|l| {
         app.limited(
             l,

@@ -18,6 +18,7 @@ const MOUNTED: &[(&str, &str)] = &[
     ("get", "/auth/me"),
     ("get", "/auth/csrf"),
     ("post", "/auth/password"),
+    ("post", "/auth/reauth"),
     ("get", "/auth/sessions"),
     ("delete", "/auth/sessions/{id}"),
     ("get", "/auth/tokens"),
