@@ -243,7 +243,10 @@ impl From<StoreError> for Error {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.code.status();
-        if status.is_server_error() {
+        if self.code == ErrorCode::Busy {
+            // Load shedding working as configured, not a failure: one line, below error level.
+            tracing::warn!(code = ?self.code, "request shed: password hashing at capacity");
+        } else if status.is_server_error() {
             match &self.source {
                 Some(src) => {
                     tracing::error!(code = ?self.code, error = %src, source = ?src.source(), "request failed")

@@ -108,6 +108,8 @@ pub struct Shared {
     pub metrics: Option<Arc<metrics::Metrics>>,
     /// How recent a proof of the password sensitive actions need (`auth.reauth_window`).
     pub reauth_window: std::time::Duration,
+    /// Whether logout answers `Clear-Site-Data: "cookies"` (`session.clear_site_data`).
+    pub clear_site_data: bool,
 }
 
 /// Why the server could not start.
@@ -365,7 +367,12 @@ impl App {
             },
             access_tokens: AccessTokens::new(db.clone()),
             token_settings: config.tokens,
-            hasher: PasswordHasher::new(config.hash_parallelism).await?,
+            hasher: PasswordHasher::with_limits(crate::auth::HashLimits {
+                parallelism: config.hash_parallelism,
+                memory_budget: config.hash_memory_budget,
+                queue_timeout: config.hash_queue_timeout,
+            })
+            .await?,
             policy: PasswordPolicy {
                 min_length: config.min_password_length,
             },
@@ -377,6 +384,7 @@ impl App {
             max_sessions_per_user: config.max_sessions_per_user,
             metrics,
             reauth_window: config.reauth_window,
+            clear_site_data: config.clear_site_data,
         });
         let listener =
             TcpListener::bind(config.listen)

@@ -1,7 +1,7 @@
 //! The `/auth` JSON API, health checks and the demo counter.
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -311,7 +311,7 @@ fn check_login_rate(
         (status = 422, description = "`invalid_body`: fields missing or of the wrong type", body = ErrorBody),
         (status = 429, description = "`rate_limited`: wait `Retry-After` seconds", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds until a retry can succeed"))),
-        (status = 503, description = "`store_unavailable`: the session store or database is down; retry", body = ErrorBody),
+        (status = 503, description = "`store_unavailable` (the session store or database is down) or `busy` (password hashing at its memory budget); retry after `Retry-After`", body = ErrorBody),
     ),
     security((), ("session_cookie" = [], "csrf_token" = []), ("bearer" = [])),
 )]
@@ -333,13 +333,20 @@ pub(crate) async fn post_login(
         None
     };
     // Unknown users are verified against a dummy hash: same answer, same time.
-    let ok = app
+    let ok = match app
         .hasher
         .verify(
             user.as_ref().map(|u| u.password_hash.as_str()),
             &body.password,
         )
-        .await;
+        .await
+    {
+        Ok(ok) => ok,
+        Err(e) => {
+            app.login_failed("busy");
+            return Err(e);
+        }
+    };
     let user = match user {
         Some(u) if ok => u,
         _ => {
@@ -365,11 +372,29 @@ pub(crate) async fn post_login(
             "this account is disabled",
         ));
     }
+    rehash_if_outdated(&app, &user, &body.password).await;
     audit!("login.success", user_id = user.id, client_ip = %ip, transport = ?body.transport, "user logged in");
     let body_out = start_session(&app, &session, user.id, &user.username, body.transport).await?;
     let mut res = axum::Json(body_out).into_response();
     remember_device(&app, &mut res, &user.username, body.transport);
     Ok(res)
+}
+
+/// Rehashes a password whose stored hash has older parameters than the current ones, now that
+/// the login has it in hand (the analogue of Django's `must_update`). Best effort: a busy hasher
+/// or a database hiccup leaves the old hash, and the next login tries again.
+async fn rehash_if_outdated(app: &AppState, user: &crate::auth::User, password: &Password) {
+    if !crate::auth::PasswordHasher::needs_rehash(&user.password_hash) {
+        return;
+    }
+    match app.hasher.hash(password).await {
+        Ok(hash) => {
+            if app.users.set_password_hash(user.id, &hash).await.is_ok() {
+                audit!("password.rehash", user_id = user.id, "password hash upgraded to the current parameters");
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "password rehash postponed"),
+    }
 }
 
 /// Ends the current session (a no-op without one).
@@ -378,17 +403,34 @@ pub(crate) async fn post_login(
     path = "/auth/logout",
     tag = "auth",
     responses(
-        (status = 204, description = "Logged out"),
+        (status = 204, description = "Logged out; `Clear-Site-Data: \"cookies\"` for a cookie session unless `session.clear_site_data = false`"),
         (status = 401, description = "`invalid_token`: a bad bearer token", body = ErrorBody),
         (status = 403, description = "`csrf_origin_untrusted`, `csrf_token_missing`, `csrf_token_mismatch`", body = ErrorBody),
         (status = 503, description = "`store_unavailable`: the session store or database is down; retry", body = ErrorBody),
     ),
     security((), ("session_cookie" = [], "csrf_token" = []), ("bearer" = [])),
 )]
-pub(crate) async fn post_logout(session: Session, user: MaybeAuthUser) -> Result<StatusCode> {
+pub(crate) async fn post_logout(
+    State(app): State<AppState>,
+    session: Session,
+    user: MaybeAuthUser,
+) -> Result<Response> {
     session.flush().await?;
     audit!("logout", user_id = user.0.as_ref().map(|u| u.id));
-    Ok(StatusCode::NO_CONTENT)
+    Ok(logged_out(&app, &session))
+}
+
+/// 204 after a logout; for a browser (cookie transport), with `Clear-Site-Data: "cookies"` when
+/// `session.clear_site_data` is on, so no cookie of the origin outlives the session (ASVS 7.4.1).
+fn logged_out(app: &AppState, session: &Session) -> Response {
+    let mut res = StatusCode::NO_CONTENT.into_response();
+    if app.clear_site_data && session.transport() == Transport::Cookie {
+        res.headers_mut().insert(
+            HeaderName::from_static("clear-site-data"),
+            HeaderValue::from_static("\"cookies\""),
+        );
+    }
+    res
 }
 
 /// The logged-in user and the session's CSRF token.
@@ -477,7 +519,7 @@ pub(crate) async fn post_password(
     if !app
         .hasher
         .verify(Some(&stored.password_hash), &body.current_password)
-        .await
+        .await?
     {
         return Err(Error::new(
             ErrorCode::InvalidCredentials,
@@ -575,7 +617,7 @@ pub(crate) async fn post_reauth(
     if !app
         .hasher
         .verify(Some(&stored.password_hash), &body.password)
-        .await
+        .await?
     {
         app.login_failed("invalid_credentials");
         audit!("reauth.failure", user_id = user.id, client_ip = %ip, "re-authentication refused: wrong password");
@@ -731,7 +773,7 @@ fn require_session(session: &Session) -> Result<()> {
     path = "/auth/logout-all",
     tag = "auth",
     responses(
-        (status = 204, description = "Logged out everywhere"),
+        (status = 204, description = "Logged out everywhere; `Clear-Site-Data: \"cookies\"` for a cookie session unless `session.clear_site_data = false`"),
         (status = 401, description = "`not_authenticated`, `session_expired` or `invalid_token` (a bad bearer token)", body = ErrorBody),
         (status = 403, description = "`reauth_required` (`POST /auth/reauth` first), `session_required`, `insufficient_scope`, or a CSRF refusal", body = ErrorBody),
         (status = 503, description = "`store_unavailable`: the session store or database is down; retry", body = ErrorBody),
@@ -742,7 +784,7 @@ pub(crate) async fn post_logout_all(
     State(app): State<AppState>,
     session: Session,
     user: AuthUser,
-) -> Result<StatusCode> {
+) -> Result<Response> {
     require_session(&session)?;
     require_recent(&session, app.reauth_window).await?;
     let ended = app.sessions.store().delete_user(user.id, None).await?;
@@ -754,7 +796,7 @@ pub(crate) async fn post_logout_all(
         ended = ended.len(),
         "logged out everywhere"
     );
-    Ok(StatusCode::NO_CONTENT)
+    Ok(logged_out(&app, &session))
 }
 
 pub(crate) async fn get_counter(session: Session) -> Result<axum::Json<Value>> {

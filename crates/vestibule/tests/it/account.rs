@@ -228,3 +228,199 @@ async fn reauth_shares_the_accounts_login_budget() {
     }
     assert!(refused >= 2, "guesses past the budget are refused ({refused})");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_storm_never_runs_more_hashes_than_the_memory_budget_allows() {
+    let app = TestApp::spawn_with(|raw| {
+        raw.auth.hash_parallelism = Some(16);
+        // Three hashes of 19 MiB fit in 60 MiB.
+        raw.auth.hash_memory_budget = "60MiB".into();
+        raw.auth.hash_queue_timeout = "300ms".into();
+    })
+    .await;
+    app.signed_up("storm", PASSWORD).await;
+    assert_eq!(app.state.hasher.capacity(), 3);
+    let http = reqwest::Client::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..500 {
+        let http = http.clone();
+        let url = app.url("/auth/login");
+        let password = if i % 2 == 0 { PASSWORD } else { "wrong guess here" };
+        tasks.spawn(async move {
+            let res = http
+                .post(url)
+                .json(&json!({"username": "storm", "password": password}))
+                .send()
+                .await
+                .expect("request");
+            let status = res.status().as_u16();
+            let retry_after = res.headers().contains_key("retry-after");
+            let body: serde_json::Value = res.json().await.unwrap_or_default();
+            (status, body["code"].as_str().unwrap_or("").to_owned(), retry_after)
+        });
+    }
+    let (mut ok, mut refused, mut busy) = (0, 0, 0);
+    while let Some(r) = tasks.join_next().await {
+        let (status, code, retry_after) = r.expect("task");
+        match status {
+            200 => ok += 1,
+            401 | 429 => refused += 1,
+            503 => {
+                assert_eq!(code, "busy", "the only 503 is busy");
+                assert!(retry_after, "busy says when to retry");
+                busy += 1;
+            }
+            other => panic!("unexpected status {other} ({code})"),
+        }
+    }
+    assert_eq!(ok + refused + busy, 500);
+    assert!(ok > 0 && refused > 0, "ok {ok}, refused {refused}");
+    assert!(busy > 0, "500 logins on 3 slots with a 300 ms queue overflow");
+    let peak = app.state.hasher.peak_concurrency();
+    assert!(
+        (1..=3).contains(&peak),
+        "peak {peak} hashes at once, budget allows 3"
+    );
+}
+
+#[tokio::test]
+async fn a_hash_with_old_parameters_is_upgraded_at_the_next_login() {
+    use argon2::password_hash::PasswordHasher as _;
+    let app = TestApp::spawn().await;
+    let weak = argon2::Argon2::from(argon2::Params::new(8 * 1024, 1, 1, None).expect("params"))
+        .hash_password(PASSWORD.as_bytes())
+        .expect("hash")
+        .to_string();
+    let name = vestibule::auth::Username::parse("olds").expect("name");
+    let user = app.state.users.create(&name, &weak).await.expect("create");
+    assert!(vestibule::auth::PasswordHasher::needs_rehash(&weak));
+
+    // A wrong password changes nothing.
+    let mut c = app.client();
+    assert_error(c.login("olds", "not the password").await, 401, "invalid_credentials").await;
+    let stored = app.state.users.by_id(user.id).await.expect("get").expect("user");
+    assert_eq!(stored.password_hash, weak);
+
+    c.login_ok("olds", PASSWORD).await;
+    let stored = app.state.users.by_id(user.id).await.expect("get").expect("user");
+    assert_ne!(stored.password_hash, weak);
+    assert!(
+        stored.password_hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+        "{}",
+        stored.password_hash
+    );
+    // The upgraded hash still proves the same password.
+    app.client().login_ok("olds", PASSWORD).await;
+}
+
+#[tokio::test]
+async fn https_deployments_get_prefixed_cookies_and_localhost_the_bare_name() {
+    let app = TestApp::spawn_with(|raw| {
+        raw.public_url = Some("https://api.acme.test".into());
+    })
+    .await;
+    let res = app
+        .post_anon(
+            "/auth/signup",
+            &json!({"username": "nina", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let cookies = set_cookies(&res);
+    let session = cookies
+        .iter()
+        .find(|c| c.starts_with("__Host-vestibule_session="))
+        .unwrap_or_else(|| panic!("{cookies:?}"));
+    assert!(session.contains("Secure") && session.contains("Path=/"), "{session}");
+    assert!(!session.contains("Domain"), "{session}");
+    assert!(
+        cookies
+            .iter()
+            .any(|c| c.starts_with("__Host-vestibule_device=") && c.contains("Secure")),
+        "the device cookie takes the same prefix: {cookies:?}"
+    );
+
+    let app = TestApp::spawn_with(|raw| {
+        raw.public_url = Some("https://api.acme.test".into());
+        raw.session.cookie_domain = Some("acme.test".into());
+    })
+    .await;
+    let res = app
+        .post_anon(
+            "/auth/signup",
+            &json!({"username": "nina", "password": PASSWORD}),
+        )
+        .await;
+    let cookies = set_cookies(&res);
+    assert!(
+        cookies
+            .iter()
+            .any(|c| c.starts_with("__Secure-vestibule_session=") && c.contains("Domain=acme.test")),
+        "{cookies:?}"
+    );
+
+    // The test default (plain-http loopback) keeps the bare name.
+    let app = TestApp::spawn().await;
+    let res = app
+        .post_anon(
+            "/auth/signup",
+            &json!({"username": "nina", "password": PASSWORD}),
+        )
+        .await;
+    assert!(set_cookie_value(&res, COOKIE).is_some());
+}
+
+#[tokio::test]
+async fn strict_profile_makes_short_strict_sessions() {
+    let app = TestApp::spawn_with(|raw| {
+        raw.public_url = Some("https://api.acme.test".into());
+        raw.spa_origins = vec!["https://app.acme.test".into()];
+        raw.session.profile = "strict".into();
+    })
+    .await;
+    let res = app
+        .post_anon(
+            "/auth/signup",
+            &json!({"username": "omar", "password": PASSWORD}),
+        )
+        .await;
+    let cookies = set_cookies(&res);
+    let session = cookies
+        .iter()
+        .find(|c| c.starts_with("__Host-vestibule_session="))
+        .unwrap_or_else(|| panic!("{cookies:?}"));
+    assert!(session.contains("SameSite=Strict"), "{session}");
+    assert!(session.contains("Max-Age=1800"), "30 minutes idle: {session}");
+    let records = app.state.sessions.store().list_user(1).await.expect("list");
+    let r = &records[0];
+    assert_eq!(r.absolute_expires_at - r.created_at, 12 * 3600);
+}
+
+#[tokio::test]
+async fn logout_clears_site_cookies_unless_turned_off() {
+    let app = TestApp::spawn().await;
+    let c = app.signed_up("pia", PASSWORD).await;
+    let res = c.post("/auth/logout").await;
+    assert_eq!(res.status(), 204);
+    assert_eq!(
+        res.headers()
+            .get("clear-site-data")
+            .and_then(|v| v.to_str().ok()),
+        Some("\"cookies\"")
+    );
+    // A bearer session is not a browser's: nothing to clear.
+    let token = app.bearer_login("pia", PASSWORD).await;
+    let res = app
+        .with_bearer(reqwest::Method::POST, "/auth/logout", &token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 204);
+    assert!(res.headers().get("clear-site-data").is_none());
+
+    let app = TestApp::spawn_with(|raw| raw.session.clear_site_data = false).await;
+    let c = app.signed_up("pia", PASSWORD).await;
+    let res = c.post("/auth/logout").await;
+    assert_eq!(res.status(), 204);
+    assert!(res.headers().get("clear-site-data").is_none());
+}
