@@ -34,6 +34,9 @@ pub enum ErrorCode {
     /// A sensitive action (password change, access token creation, ending sessions, second
     /// factors) needs a password proved within `auth.reauth_window`: `POST /auth/reauth`.
     ReauthRequired,
+    /// The password reset token is malformed, unknown, expired, already used, or its account
+    /// is disabled.
+    ResetTokenInvalid,
     /// Too many password hashes are running: the server is at its memory budget; retry after
     /// `Retry-After`.
     Busy,
@@ -135,6 +138,7 @@ impl ErrorCode {
             ErrorCode::WebsocketOriginRefused => StatusCode::FORBIDDEN,
             ErrorCode::InvalidPath => StatusCode::BAD_REQUEST,
             ErrorCode::ReauthRequired => StatusCode::FORBIDDEN,
+            ErrorCode::ResetTokenInvalid => StatusCode::BAD_REQUEST,
             ErrorCode::Busy => StatusCode::SERVICE_UNAVAILABLE,
         }
     }

@@ -6,6 +6,7 @@ mod extract;
 mod password;
 pub mod quality;
 pub mod reauth;
+pub mod reset;
 mod tokens;
 mod user;
 
@@ -16,5 +17,6 @@ pub use password::{
     PasswordHasher, PasswordPolicy,
 };
 pub use quality::MAX_PASSWORD_BYTES;
+pub use reset::PasswordResets;
 pub use tokens::{AccessToken, AccessTokens, Scope, TokenError, TokenOwner};
 pub use user::{User, UserError, UserStore, Username};

@@ -270,6 +270,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .route("/auth/csrf", get(routes::get_csrf))
         .route("/auth/password", post(routes::post_password))
         .route("/auth/reauth", post(routes::post_reauth))
+        .route("/auth/password/reset", post(routes::post_password_reset))
         .route("/auth/sessions", get(routes::get_sessions))
         .route("/auth/sessions/{id}", delete(routes::delete_session))
         .route(

@@ -640,6 +640,81 @@ pub(crate) async fn post_reauth(
     }))
 }
 
+/// `{"token", "new_password"}`: a one-time token from `vestibule user reset-password`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct PasswordReset {
+    /// The `vrst_…` token the administrator handed over.
+    #[schema(value_type = String, format = Password)]
+    token: Password,
+    #[schema(value_type = String, format = Password)]
+    new_password: Password,
+}
+
+/// Sets a new password with a one-time reset token; every session and (with
+/// `tokens.revoke_on_password_change`) every access token of the account ends. No login follows:
+/// the user logs in with the new password.
+#[utoipa::path(
+    post,
+    path = "/auth/password/reset",
+    tag = "auth",
+    request_body = PasswordReset,
+    responses(
+        (status = 204, description = "The password is set; log in with it"),
+        (status = 400, description = "`reset_token_invalid` (malformed, unknown, expired, used, or a disabled account) or `malformed_json`", body = ErrorBody),
+        (status = 403, description = "A CSRF refusal (an untrusted Origin)", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body exceeds `limits.body_bytes`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is not declared as `application/json`", body = ErrorBody),
+        (status = 422, description = "`password_too_short`, `password_too_long`, `password_too_common`, `password_contains_username` (the token stays usable) or `invalid_body`", body = ErrorBody),
+        (status = 503, description = "`store_unavailable` or `busy`; retry", body = ErrorBody),
+    ),
+    security(()),
+)]
+pub(crate) async fn post_password_reset(
+    State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Json(body): Json<PasswordReset>,
+) -> Result<StatusCode> {
+    let invalid = || {
+        Error::new(
+            ErrorCode::ResetTokenInvalid,
+            "this reset token is unknown, expired or already used",
+        )
+        .with_hint("ask an administrator for a new one (`vestibule user reset-password --user NAME`)")
+    };
+    let token = crate::token::SecretToken::parse(
+        crate::token::TokenKind::PasswordReset,
+        body.token.expose().trim(),
+    )
+    .map_err(|_| invalid())?;
+    let resets = crate::auth::PasswordResets::new(app.db.clone());
+    let user_id = resets.peek(&token).await?.ok_or_else(invalid)?;
+    let user = app
+        .users
+        .by_id(user_id)
+        .await?
+        .ok_or_else(invalid)?;
+    app.policy.check(&user.username, &body.new_password)?;
+    let hash = app.hasher.hash(&body.new_password).await?;
+    if resets.redeem(&token, &hash).await?.is_none() {
+        return Err(invalid());
+    }
+    let ended = app.sessions.store().delete_user(user.id, None).await?;
+    let revoked = if app.token_settings.revoke_on_password_change {
+        app.access_tokens.revoke_all(user.id).await?
+    } else {
+        0
+    };
+    audit!(
+        "password.reset",
+        user_id = user.id,
+        client_ip = %ip,
+        ended = ended.len(),
+        tokens_revoked = revoked,
+        "password set with a reset token"
+    );
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// `{"sessions": [...]}`: the caller's live sessions.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct SessionList {

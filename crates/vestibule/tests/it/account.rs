@@ -424,3 +424,91 @@ async fn logout_clears_site_cookies_unless_turned_off() {
     assert_eq!(res.status(), 204);
     assert!(res.headers().get("clear-site-data").is_none());
 }
+
+/// Issues a reset token for `username` straight through the data layer (what the CLI does).
+async fn reset_token(app: &TestApp, username: &str, lifetime: std::time::Duration) -> String {
+    let user = app
+        .state
+        .users
+        .by_username(username)
+        .await
+        .expect("lookup")
+        .expect("user");
+    let (token, _) = vestibule::auth::PasswordResets::new(app.state.db.clone())
+        .issue(user.id, lifetime)
+        .await
+        .expect("issue");
+    token.expose().to_owned()
+}
+
+/// Runs the one-time reset flow on `app`: refusals keep the token, success ends the sessions,
+/// the token is single use.
+async fn reset_flow(app: &TestApp) {
+    let c = app.signed_up("quinn", PASSWORD).await;
+    let hour = std::time::Duration::from_secs(3600);
+    let token = reset_token(app, "quinn", hour).await;
+    assert!(token.starts_with("vrst_"), "{token}");
+    let reset = |token: &str, new: &str| {
+        let body = json!({"token": token, "new_password": new});
+        async move { app.post_anon("/auth/password/reset", &body).await }
+    };
+    // A weak password is refused and does not burn the token.
+    assert_error(reset(&token, "qwerty123").await, 422, "password_too_common").await;
+    let res = reset(&token, "a fresh reset passphrase").await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(c.get("/auth/me").await.status(), 401, "sessions ended");
+    assert_error(app.client().login("quinn", PASSWORD).await, 401, "invalid_credentials").await;
+    app.client().login_ok("quinn", "a fresh reset passphrase").await;
+    // Single use.
+    let res = reset(&token, "another fresh passphrase").await;
+    assert_error(res, 400, "reset_token_invalid").await;
+    // A newer token voids an older one; an expired one and garbage are refused alike.
+    let expired = reset_token(app, "quinn", std::time::Duration::ZERO).await;
+    assert_error(reset(&expired, "another fresh passphrase").await, 400, "reset_token_invalid").await;
+    let old = reset_token(app, "quinn", hour).await;
+    let new = reset_token(app, "quinn", hour).await;
+    assert_error(reset(&old, "another fresh passphrase").await, 400, "reset_token_invalid").await;
+    assert_error(reset("vrst_nonsense", "another fresh passphrase").await, 400, "reset_token_invalid").await;
+    // A session token is not a reset token.
+    let bearer = app.bearer_login("quinn", "a fresh reset passphrase").await;
+    assert_error(reset(&bearer, "another fresh passphrase").await, 400, "reset_token_invalid").await;
+    let res = reset(&new, "another fresh passphrase").await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn a_one_time_reset_token_sets_the_password_once() {
+    let app = TestApp::spawn().await;
+    reset_flow(&app).await;
+}
+
+#[tokio::test]
+async fn a_reset_token_of_a_disabled_account_does_nothing() {
+    let app = TestApp::spawn().await;
+    app.signed_up("rita", PASSWORD).await;
+    let token = reset_token(&app, "rita", std::time::Duration::from_secs(600)).await;
+    let user = app.state.users.by_username("rita").await.expect("get").expect("user");
+    app.state.users.set_active(user.id, false).await.expect("disable");
+    let res = app
+        .post_anon(
+            "/auth/password/reset",
+            &json!({"token": token, "new_password": "a fresh reset passphrase"}),
+        )
+        .await;
+    assert_error(res, 400, "reset_token_invalid").await;
+}
+
+#[tokio::test]
+async fn reset_tokens_work_on_postgres_through_the_same_data_layer() {
+    let Some(schema) = crate::services::PgSchema::create().await else {
+        return;
+    };
+    let url = schema.url.clone();
+    let app = TestApp::spawn_with(|raw| {
+        raw.database_url = url;
+        raw.session.store = vestibule::config::RawStore::One("database".into());
+    })
+    .await;
+    assert!(app.state.db.is_postgres());
+    reset_flow(&app).await;
+}
