@@ -1063,8 +1063,17 @@ impl RawConfig {
                 "database_url is PostgreSQL: sessions are read from it uncached (a per-instance cache would not see other instances' revocations); use session.store = \"redis://…\" for a coherent cache".into(),
             );
         }
-        let (Some(database), Some(reauth_window), Some(hash_memory_budget), Some(hash_queue_timeout)) =
-            (database, reauth_window, hash_memory_budget, hash_queue_timeout)
+        let (
+            Some(database),
+            Some(reauth_window),
+            Some(hash_memory_budget),
+            Some(hash_queue_timeout),
+        ) = (
+            database,
+            reauth_window,
+            hash_memory_budget,
+            hash_queue_timeout,
+        )
         else {
             return Err(ConfigError::Invalid(p.0));
         };

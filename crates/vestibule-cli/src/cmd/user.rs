@@ -145,7 +145,10 @@ async fn run_with(
                 .ok()
                 .filter(|d| !d.is_zero() && *d <= vestibule::auth::reset::MAX_RESET_LIFETIME)
                 .with_context(|| {
-                    format!("--valid-for {:?}: give a duration from 1s to 7d, like 1h", args.valid_for)
+                    format!(
+                        "--valid-for {:?}: give a duration from 1s to 7d, like 1h",
+                        args.valid_for
+                    )
                 })?;
             let (token, expires_at) = PasswordResets::new(db.clone())
                 .issue(user.id, lifetime)

@@ -56,8 +56,14 @@ fn session_list_and_revoke_by_id_user_and_all_take_effect_on_a_running_server() 
     )
     .expect("login");
     let a2 = format!("Cookie: {}\r\n", cookie_of(&login));
-    let b = format!("Cookie: {}\r\n", signup(port, "ben", "another long password"));
-    let c = format!("Cookie: {}\r\n", signup(port, "cat", "yet another password"));
+    let b = format!(
+        "Cookie: {}\r\n",
+        signup(port, "ben", "another long password")
+    );
+    let c = format!(
+        "Cookie: {}\r\n",
+        signup(port, "cat", "yet another password")
+    );
 
     let out = vestibule(dir.path())
         .args(["session", "list", "--user", "amy"])
@@ -72,7 +78,11 @@ fn session_list_and_revoke_by_id_user_and_all_take_effect_on_a_running_server() 
         .collect();
     assert_eq!(ids.len(), 2, "{listing}");
     assert!(ids.iter().all(|id| id.len() == 64), "{listing}");
-    assert!(text(&out).contains("2 live session(s) of amy"), "{}", text(&out));
+    assert!(
+        text(&out).contains("2 live session(s) of amy"),
+        "{}",
+        text(&out)
+    );
 
     // By id: one of amy's two sessions ends, the other lives.
     let out = vestibule(dir.path())
@@ -156,7 +166,11 @@ fn user_disable_ends_sessions_and_access_tokens_at_the_next_request() {
         text(&out)
     );
     // Access tokens are checked against the database at every use: refused at once.
-    assert!(me(port, &bearer).starts_with("HTTP/1.1 401"), "{}", me(port, &bearer));
+    assert!(
+        me(port, &bearer).starts_with("HTTP/1.1 401"),
+        "{}",
+        me(port, &bearer)
+    );
     eventually("the disabled user's session still works", || {
         me(port, &cookie).starts_with("HTTP/1.1 401")
     });
@@ -178,13 +192,23 @@ fn reset_password_prints_a_one_time_token_the_user_redeems() {
     let (_server, port) = start_server(dir.path());
     let cookie = format!("Cookie: {}\r\n", signup(port, "eve", "the old password"));
     let out = vestibule(dir.path())
-        .args(["user", "reset-password", "--user", "eve", "--valid-for", "30m"])
+        .args([
+            "user",
+            "reset-password",
+            "--user",
+            "eve",
+            "--valid-for",
+            "30m",
+        ])
         .output()
         .expect("run");
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let token = stdout.trim().to_owned();
-    assert!(token.starts_with("vrst_") && !token.contains('\n'), "{stdout}");
+    assert!(
+        token.starts_with("vrst_") && !token.contains('\n'),
+        "{stdout}"
+    );
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("/auth/password/reset"),
         "{}",
@@ -232,7 +256,14 @@ fn reset_password_prints_a_one_time_token_the_user_redeems() {
 
     // Bad input is refused with a reason; an unknown user too.
     for args in [
-        &["user", "reset-password", "--user", "eve", "--valid-for", "30d"][..],
+        &[
+            "user",
+            "reset-password",
+            "--user",
+            "eve",
+            "--valid-for",
+            "30d",
+        ][..],
         &["user", "reset-password", "--user", "nobody"][..],
     ] {
         let out = vestibule(dir.path()).args(args).output().expect("run");

@@ -13,8 +13,8 @@ mod user;
 pub use device::{DEVICE_LIFETIME_SECS, DeviceTrust};
 pub use extract::{AuthUser, MaybeAuthUser};
 pub use password::{
-    DEFAULT_HASH_MEMORY_BUDGET, DEFAULT_HASH_QUEUE_TIMEOUT, HASH_MEMORY_BYTES, HashLimits, Password,
-    PasswordHasher, PasswordPolicy,
+    DEFAULT_HASH_MEMORY_BUDGET, DEFAULT_HASH_QUEUE_TIMEOUT, HASH_MEMORY_BYTES, HashLimits,
+    Password, PasswordHasher, PasswordPolicy,
 };
 pub use quality::MAX_PASSWORD_BYTES;
 pub use reset::PasswordResets;

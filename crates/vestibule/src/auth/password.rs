@@ -85,7 +85,8 @@ pub struct HashLimits {
 impl HashLimits {
     /// Hashes allowed at once: the parallelism, capped by the memory budget, at least one.
     pub fn permits(&self) -> usize {
-        let by_memory = usize::try_from(self.memory_budget / HASH_MEMORY_BYTES).unwrap_or(usize::MAX);
+        let by_memory =
+            usize::try_from(self.memory_budget / HASH_MEMORY_BYTES).unwrap_or(usize::MAX);
         self.parallelism.min(by_memory).max(1)
     }
 }
@@ -300,7 +301,11 @@ mod tests {
                 .expect("verify")
         );
         assert!(!h.verify(None, &pw).await.expect("verify"));
-        assert!(!h.verify(Some("not a phc string"), &pw).await.expect("verify"));
+        assert!(
+            !h.verify(Some("not a phc string"), &pw)
+                .await
+                .expect("verify")
+        );
         assert!(!PasswordHasher::needs_rehash(&a));
         assert!(h.peak_concurrency() >= 1);
     }

@@ -81,8 +81,7 @@ pub fn check(min_chars: usize, username: &str, password: &str) -> Result<(), Err
         .with_hint("use a shorter passphrase (64 characters of any script always fit)"));
     }
     let user = username.trim().to_lowercase();
-    if user.chars().count() >= MIN_USERNAME_CHARS_CHECKED
-        && password.to_lowercase().contains(&user)
+    if user.chars().count() >= MIN_USERNAME_CHARS_CHECKED && password.to_lowercase().contains(&user)
     {
         return Err(Error::new(
             ErrorCode::PasswordContainsUsername,
@@ -95,7 +94,9 @@ pub fn check(min_chars: usize, username: &str, password: &str) -> Result<(), Err
             ErrorCode::PasswordTooCommon,
             "this password is among the 20,000 most common ones, which attackers try first",
         )
-        .with_hint("choose a password of your own; a passphrase of several unrelated words works well"));
+        .with_hint(
+            "choose a password of your own; a passphrase of several unrelated words works well",
+        ));
     }
     Ok(())
 }
@@ -110,8 +111,19 @@ mod tests {
 
     #[test]
     fn bundled_list_decodes_and_holds_the_usual_suspects() {
-        assert!(common_password_count() > 19_000, "{}", common_password_count());
-        for p in ["123456", "password", "qwerty", "iloveyou", "PassWord", " letmein "] {
+        assert!(
+            common_password_count() > 19_000,
+            "{}",
+            common_password_count()
+        );
+        for p in [
+            "123456",
+            "password",
+            "qwerty",
+            "iloveyou",
+            "PassWord",
+            " letmein ",
+        ] {
             assert!(is_common(p), "{p}");
         }
         assert!(!is_common("correct horse battery"));

@@ -55,7 +55,10 @@ mod tests {
         assert!(is_recent(1_000, 1_000, w));
         assert!(is_recent(1_000, 1_600, w));
         assert!(!is_recent(1_000, 1_601, w));
-        assert!(is_recent(2_000, 1_000, w), "a proof from the future is fresh");
+        assert!(
+            is_recent(2_000, 1_000, w),
+            "a proof from the future is fresh"
+        );
         assert!(!is_recent(i64::MIN, i64::MAX, w), "no overflow");
         assert!(is_recent(0, 10, Duration::MAX));
     }

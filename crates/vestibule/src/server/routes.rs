@@ -390,7 +390,11 @@ async fn rehash_if_outdated(app: &AppState, user: &crate::auth::User, password: 
     match app.hasher.hash(password).await {
         Ok(hash) => {
             if app.users.set_password_hash(user.id, &hash).await.is_ok() {
-                audit!("password.rehash", user_id = user.id, "password hash upgraded to the current parameters");
+                audit!(
+                    "password.rehash",
+                    user_id = user.id,
+                    "password hash upgraded to the current parameters"
+                );
             }
         }
         Err(e) => tracing::debug!(error = %e, "password rehash postponed"),
@@ -679,7 +683,9 @@ pub(crate) async fn post_password_reset(
             ErrorCode::ResetTokenInvalid,
             "this reset token is unknown, expired or already used",
         )
-        .with_hint("ask an administrator for a new one (`vestibule user reset-password --user NAME`)")
+        .with_hint(
+            "ask an administrator for a new one (`vestibule user reset-password --user NAME`)",
+        )
     };
     let token = crate::token::SecretToken::parse(
         crate::token::TokenKind::PasswordReset,
@@ -688,11 +694,7 @@ pub(crate) async fn post_password_reset(
     .map_err(|_| invalid())?;
     let resets = crate::auth::PasswordResets::new(app.db.clone());
     let user_id = resets.peek(&token).await?.ok_or_else(invalid)?;
-    let user = app
-        .users
-        .by_id(user_id)
-        .await?
-        .ok_or_else(invalid)?;
+    let user = app.users.by_id(user_id).await?.ok_or_else(invalid)?;
     app.policy.check(&user.username, &body.new_password)?;
     let hash = app.hasher.hash(&body.new_password).await?;
     if resets.redeem(&token, &hash).await?.is_none() {

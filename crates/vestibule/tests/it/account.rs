@@ -164,7 +164,10 @@ async fn ending_ones_own_session_needs_no_reauth() {
     app.age_auth("kate", 3600).await;
     let list: serde_json::Value = c.get("/auth/sessions").await.json().await.expect("json");
     let own = list["sessions"][0]["id"].as_str().expect("id").to_owned();
-    assert_eq!(c.delete(&format!("/auth/sessions/{own}")).await.status(), 204);
+    assert_eq!(
+        c.delete(&format!("/auth/sessions/{own}")).await.status(),
+        204
+    );
     assert_eq!(c.get("/auth/me").await.status(), 401);
 }
 
@@ -226,7 +229,10 @@ async fn reauth_shares_the_accounts_login_budget() {
             assert!(res.headers().contains_key("retry-after"));
         }
     }
-    assert!(refused >= 2, "guesses past the budget are refused ({refused})");
+    assert!(
+        refused >= 2,
+        "guesses past the budget are refused ({refused})"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -245,7 +251,11 @@ async fn a_login_storm_never_runs_more_hashes_than_the_memory_budget_allows() {
     for i in 0..500 {
         let http = http.clone();
         let url = app.url("/auth/login");
-        let password = if i % 2 == 0 { PASSWORD } else { "wrong guess here" };
+        let password = if i % 2 == 0 {
+            PASSWORD
+        } else {
+            "wrong guess here"
+        };
         tasks.spawn(async move {
             let res = http
                 .post(url)
@@ -256,7 +266,11 @@ async fn a_login_storm_never_runs_more_hashes_than_the_memory_budget_allows() {
             let status = res.status().as_u16();
             let retry_after = res.headers().contains_key("retry-after");
             let body: serde_json::Value = res.json().await.unwrap_or_default();
-            (status, body["code"].as_str().unwrap_or("").to_owned(), retry_after)
+            (
+                status,
+                body["code"].as_str().unwrap_or("").to_owned(),
+                retry_after,
+            )
         });
     }
     let (mut ok, mut refused, mut busy) = (0, 0, 0);
@@ -275,7 +289,10 @@ async fn a_login_storm_never_runs_more_hashes_than_the_memory_budget_allows() {
     }
     assert_eq!(ok + refused + busy, 500);
     assert!(ok > 0 && refused > 0, "ok {ok}, refused {refused}");
-    assert!(busy > 0, "500 logins on 3 slots with a 300 ms queue overflow");
+    assert!(
+        busy > 0,
+        "500 logins on 3 slots with a 300 ms queue overflow"
+    );
     let peak = app.state.hasher.peak_concurrency();
     assert!(
         (1..=3).contains(&peak),
@@ -297,15 +314,34 @@ async fn a_hash_with_old_parameters_is_upgraded_at_the_next_login() {
 
     // A wrong password changes nothing.
     let mut c = app.client();
-    assert_error(c.login("olds", "not the password").await, 401, "invalid_credentials").await;
-    let stored = app.state.users.by_id(user.id).await.expect("get").expect("user");
+    assert_error(
+        c.login("olds", "not the password").await,
+        401,
+        "invalid_credentials",
+    )
+    .await;
+    let stored = app
+        .state
+        .users
+        .by_id(user.id)
+        .await
+        .expect("get")
+        .expect("user");
     assert_eq!(stored.password_hash, weak);
 
     c.login_ok("olds", PASSWORD).await;
-    let stored = app.state.users.by_id(user.id).await.expect("get").expect("user");
+    let stored = app
+        .state
+        .users
+        .by_id(user.id)
+        .await
+        .expect("get")
+        .expect("user");
     assert_ne!(stored.password_hash, weak);
     assert!(
-        stored.password_hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+        stored
+            .password_hash
+            .starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
         "{}",
         stored.password_hash
     );
@@ -331,7 +367,10 @@ async fn https_deployments_get_prefixed_cookies_and_localhost_the_bare_name() {
         .iter()
         .find(|c| c.starts_with("__Host-vestibule_session="))
         .unwrap_or_else(|| panic!("{cookies:?}"));
-    assert!(session.contains("Secure") && session.contains("Path=/"), "{session}");
+    assert!(
+        session.contains("Secure") && session.contains("Path=/"),
+        "{session}"
+    );
     assert!(!session.contains("Domain"), "{session}");
     assert!(
         cookies
@@ -390,7 +429,10 @@ async fn strict_profile_makes_short_strict_sessions() {
         .find(|c| c.starts_with("__Host-vestibule_session="))
         .unwrap_or_else(|| panic!("{cookies:?}"));
     assert!(session.contains("SameSite=Strict"), "{session}");
-    assert!(session.contains("Max-Age=1800"), "30 minutes idle: {session}");
+    assert!(
+        session.contains("Max-Age=1800"),
+        "30 minutes idle: {session}"
+    );
     let records = app.state.sessions.store().list_user(1).await.expect("list");
     let r = &records[0];
     assert_eq!(r.absolute_expires_at - r.created_at, 12 * 3600);
@@ -457,21 +499,48 @@ async fn reset_flow(app: &TestApp) {
     let res = reset(&token, "a fresh reset passphrase").await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     assert_eq!(c.get("/auth/me").await.status(), 401, "sessions ended");
-    assert_error(app.client().login("quinn", PASSWORD).await, 401, "invalid_credentials").await;
-    app.client().login_ok("quinn", "a fresh reset passphrase").await;
+    assert_error(
+        app.client().login("quinn", PASSWORD).await,
+        401,
+        "invalid_credentials",
+    )
+    .await;
+    app.client()
+        .login_ok("quinn", "a fresh reset passphrase")
+        .await;
     // Single use.
     let res = reset(&token, "another fresh passphrase").await;
     assert_error(res, 400, "reset_token_invalid").await;
     // A newer token voids an older one; an expired one and garbage are refused alike.
     let expired = reset_token(app, "quinn", std::time::Duration::ZERO).await;
-    assert_error(reset(&expired, "another fresh passphrase").await, 400, "reset_token_invalid").await;
+    assert_error(
+        reset(&expired, "another fresh passphrase").await,
+        400,
+        "reset_token_invalid",
+    )
+    .await;
     let old = reset_token(app, "quinn", hour).await;
     let new = reset_token(app, "quinn", hour).await;
-    assert_error(reset(&old, "another fresh passphrase").await, 400, "reset_token_invalid").await;
-    assert_error(reset("vrst_nonsense", "another fresh passphrase").await, 400, "reset_token_invalid").await;
+    assert_error(
+        reset(&old, "another fresh passphrase").await,
+        400,
+        "reset_token_invalid",
+    )
+    .await;
+    assert_error(
+        reset("vrst_nonsense", "another fresh passphrase").await,
+        400,
+        "reset_token_invalid",
+    )
+    .await;
     // A session token is not a reset token.
     let bearer = app.bearer_login("quinn", "a fresh reset passphrase").await;
-    assert_error(reset(&bearer, "another fresh passphrase").await, 400, "reset_token_invalid").await;
+    assert_error(
+        reset(&bearer, "another fresh passphrase").await,
+        400,
+        "reset_token_invalid",
+    )
+    .await;
     let res = reset(&new, "another fresh passphrase").await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
 }
@@ -487,8 +556,18 @@ async fn a_reset_token_of_a_disabled_account_does_nothing() {
     let app = TestApp::spawn().await;
     app.signed_up("rita", PASSWORD).await;
     let token = reset_token(&app, "rita", std::time::Duration::from_secs(600)).await;
-    let user = app.state.users.by_username("rita").await.expect("get").expect("user");
-    app.state.users.set_active(user.id, false).await.expect("disable");
+    let user = app
+        .state
+        .users
+        .by_username("rita")
+        .await
+        .expect("get")
+        .expect("user");
+    app.state
+        .users
+        .set_active(user.id, false)
+        .await
+        .expect("disable");
     let res = app
         .post_anon(
             "/auth/password/reset",
