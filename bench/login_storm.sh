@@ -11,7 +11,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${VESTIBULE_BIN:-target/release/vestibule}
 STORM=${STORM:-500}
-PORT=${PORT:-18441}
 BUDGETS=${BUDGETS:-"64MiB 256MiB 1GiB"}
 PARALLELISM=${PARALLELISM:-64}
 OUT=${OUT:-bench/results/login-storm.txt}
@@ -38,6 +37,8 @@ echo "(other = any answer but 200, 401 or 503 busy, e.g. store_unavailable)"
 } | tee "$OUT"
 
 for budget in $BUDGETS; do
+  # A fresh random port each run (other benchmarks on this machine use fixed 184xx ports).
+  PORT=$((20000 + RANDOM % 20000))
   (cd "$TMP" && exec env -i PATH="$PATH" HOME="$HOME" VESTIBULE_LOG=warn \
     VESTIBULE_AUTH__HASH_MEMORY_BUDGET="$budget" VESTIBULE_AUTH__HASH_PARALLELISM="$PARALLELISM" \
     VESTIBULE_AUTH__HASH_QUEUE_TIMEOUT=2s \
@@ -46,6 +47,7 @@ for budget in $BUDGETS; do
     "$OLDPWD/$BIN" --database "$TMP/storm.db" serve --listen "127.0.0.1:$PORT" 2>"$TMP/server.log") &
   PID=$!
   for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+  if ! kill -0 "$PID" 2>/dev/null; then echo "the server did not start:" >&2; cat "$TMP/server.log" >&2; exit 1; fi
   # One login first so the allocator has seen a hash; then the idle figure.
   curl -sS -o /dev/null -H 'content-type: application/json' \
     -d '{"username":"storm","password":"bench-tempest-phrase"}' "http://127.0.0.1:$PORT/auth/login" || true
@@ -61,13 +63,12 @@ for budget in $BUDGETS; do
   permits=$(( $(numfmt --from=iec-i "${budget%B}") / (19 * 1024 * 1024) ))
   [ "$permits" -gt "$PARALLELISM" ] && permits=$PARALLELISM
   c() { grep -cx "$1" "$TMP/codes.txt" || true; }
-  busy=$(grep -l '"code":"busy"' "$TMP"/bodies/* 2>/dev/null | wc -l)
+  busy=$({ grep -l '"code":"busy"' "$TMP"/bodies/* 2>/dev/null || true; } | wc -l)
   other=$(( STORM - $(c 200) - $(c 401) - busy ))
   printf '%-10s %-8s %-10s %-12s %-12s %-6s %-6s %-9s %-6s\n' "$budget" "$permits" \
     $((idle / 1024)) $((peak / 1024)) $(((peak - idle) / 1024)) "$(c 200)" "$(c 401)" "$busy" "$other" | tee -a "$OUT"
   if [ "$other" -gt 0 ]; then
-    echo "  other answers: $(grep -vx -e 200 -e 401 "$TMP/codes.txt" | sort | uniq -c | tr '\n' ';') codes: $(cat "$TMP"/bodies/* | grep -o '"code":"[a-z_]*"' | sort | uniq -c | tr '\n' ';')" | tee -a "$OUT"
+    echo "  other answers: $(grep -vx -e 200 -e 401 "$TMP/codes.txt" | sort | uniq -c | tr '\n' ';') codes: $(cat "$TMP"/bodies/* | { grep -o '"code":"[a-z_]*"' || true; } | sort | uniq -c | tr '\n' ';')" | tee -a "$OUT"
   fi
   kill "$PID"; wait "$PID" 2>/dev/null || true; PID=
-  PORT=$((PORT + 1))
 done
