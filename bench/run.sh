@@ -108,7 +108,7 @@ wait_http() { # url, pid, logfile: wait (at most 15 s) until the URL answers at 
 DB="$TMP/bench.db"
 VEST_URL="http://$HOST:$VEST_PORT"
 BASE_URL="http://$HOST:$BASE_PORT"
-PASSWORD='bench-password-1'
+PASSWORD='wrk-load-passphrase-1'
 LOGIN_BODY="{\"username\":\"bench\",\"password\":\"$PASSWORD\"}"
 
 # vestibule runs from the temp dir, so no stray ./vestibule.toml changes what is measured.

@@ -56,7 +56,7 @@ redis-cli -u "$REDIS_URL" ping >/dev/null || die "Redis at $REDIS_URL does not a
 [ -x "$BIN" ] || die "no $BIN"
 
 # One user in a shared SQLite file (users only; sessions are in the store under test).
-printf 'bench password 1\n' | (cd "$TMP" && "$BIN" --database "$TMP/users.db" user add bench --password-stdin >/dev/null)
+printf 'store load passphrase 1\n' | (cd "$TMP" && "$BIN" --database "$TMP/users.db" user add bench --password-stdin >/dev/null)
 
 start() { # name port store cache
     local dir="$TMP/$1"
@@ -79,7 +79,7 @@ TOML
 
 cookie() { # port → "Cookie: vestibule_session=…"
     curl -s -o /dev/null --max-time 10 -c "$TMP/jar.$1" -H 'content-type: application/json' \
-        -d '{"username":"bench","password":"bench password 1"}' "http://127.0.0.1:$1/auth/login"
+        -d '{"username":"bench","password":"store load passphrase 1"}' "http://127.0.0.1:$1/auth/login"
     local v
     v=$(awk -F'\t' '$6 == "vestibule_session" { print $7 }' "$TMP/jar.$1" | tail -n1)
     [ -n "$v" ] || die "no session cookie from port $1"

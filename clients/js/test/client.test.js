@@ -278,7 +278,7 @@ describe('401 hook and errors', () => {
     assert.ok(err instanceof Error);
     assert.equal(err.name, 'VestibuleError');
     assert.equal(err.status, 422);
-    assert.equal(err.code, 'password_too_weak');
+    assert.equal(err.code, 'password_too_short');
     assert.equal(typeof err.message, 'string');
     assert.ok(err.message.length > 0);
     assert.equal(typeof err.hint, 'string');

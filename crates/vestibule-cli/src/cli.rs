@@ -38,6 +38,9 @@ pub(crate) enum Command {
     /// Manage personal access tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// List and end users' sessions (takes effect on a running server at its next request).
+    #[command(subcommand)]
+    Session(SessionCommand),
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -171,6 +174,43 @@ pub(crate) enum UserCommand {
     Enable(UserArg),
     /// Set a user's password (prompted, or from stdin) and end all their sessions.
     SetPassword(UserPasswordArgs),
+    /// Print a one-time password reset token for a user (stored hashed, single use, short
+    /// expiry), redeemed with POST /auth/password/reset: the administrator never sets or sees
+    /// the password.
+    ResetPassword(ResetPasswordArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ResetPasswordArgs {
+    /// Username.
+    #[arg(long)]
+    pub(crate) user: String,
+    /// How long the token works ("1h" by default, at most "7d").
+    #[arg(long, default_value = "1h")]
+    pub(crate) valid_for: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SessionCommand {
+    /// List a user's live sessions.
+    List {
+        /// Username.
+        #[arg(long)]
+        user: String,
+    },
+    /// End sessions: every session of one user (--user), every logged-in session (--all), or
+    /// one session by id (from `session list`).
+    #[command(group(clap::ArgGroup::new("which").required(true).args(["user", "all", "id"])))]
+    Revoke {
+        /// End every session of this user.
+        #[arg(long)]
+        user: Option<String>,
+        /// End every logged-in session of every user.
+        #[arg(long)]
+        all: bool,
+        /// The session id (hex) from `session list`.
+        id: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -23,8 +23,23 @@ pub enum ErrorCode {
     UsernameTaken,
     /// The username has a character or length that is not allowed.
     InvalidUsername,
-    /// The password breaks the password policy.
-    PasswordTooWeak,
+    /// The new password has fewer characters than `auth.min_password_length` (8 by default).
+    PasswordTooShort,
+    /// The new password is longer than 1024 bytes.
+    PasswordTooLong,
+    /// The new password is on the bundled list of common passwords.
+    PasswordTooCommon,
+    /// The new password contains the username (case-insensitive).
+    PasswordContainsUsername,
+    /// A sensitive action (password change, access token creation, ending sessions, second
+    /// factors) needs a password proved within `auth.reauth_window`: `POST /auth/reauth`.
+    ReauthRequired,
+    /// The password reset token is malformed, unknown, expired, already used, or its account
+    /// is disabled.
+    ResetTokenInvalid,
+    /// Too many password hashes are running: the server is at its memory budget; retry after
+    /// `Retry-After`.
+    Busy,
     /// Signup is turned off in the configuration.
     SignupDisabled,
     /// An unsafe request from an origin that is neither this server nor a trusted origin.
@@ -109,9 +124,11 @@ impl ErrorCode {
             ErrorCode::InvalidCredentials => StatusCode::UNAUTHORIZED,
             ErrorCode::AccountDisabled => StatusCode::FORBIDDEN,
             ErrorCode::UsernameTaken => StatusCode::CONFLICT,
-            ErrorCode::InvalidUsername | ErrorCode::PasswordTooWeak => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            ErrorCode::InvalidUsername
+            | ErrorCode::PasswordTooShort
+            | ErrorCode::PasswordTooLong
+            | ErrorCode::PasswordTooCommon
+            | ErrorCode::PasswordContainsUsername => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::SignupDisabled => StatusCode::FORBIDDEN,
             ErrorCode::CsrfOriginUntrusted
             | ErrorCode::CsrfTokenMissing
@@ -144,6 +161,9 @@ impl ErrorCode {
             }
             ErrorCode::MfaAlreadyEnabled => StatusCode::CONFLICT,
             ErrorCode::MfaNotEnabled | ErrorCode::PasskeysUnavailable => StatusCode::NOT_FOUND,
+            ErrorCode::ReauthRequired => StatusCode::FORBIDDEN,
+            ErrorCode::ResetTokenInvalid => StatusCode::BAD_REQUEST,
+            ErrorCode::Busy => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
@@ -251,7 +271,10 @@ impl From<StoreError> for Error {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.code.status();
-        if status.is_server_error() {
+        if self.code == ErrorCode::Busy {
+            // Load shedding working as configured, not a failure: one line, below error level.
+            tracing::warn!(code = ?self.code, "request shed: password hashing at capacity");
+        } else if status.is_server_error() {
             match &self.source {
                 Some(src) => {
                     tracing::error!(code = ?self.code, error = %src, source = ?src.source(), "request failed")

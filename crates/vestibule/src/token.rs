@@ -25,6 +25,8 @@ pub enum TokenKind {
     Session,
     /// A personal access token for scripts and services, sent as `Authorization: Bearer`.
     AccessToken,
+    /// A one-time password reset token from `vestibule user reset-password`.
+    PasswordReset,
 }
 
 impl TokenKind {
@@ -33,6 +35,7 @@ impl TokenKind {
         match self {
             TokenKind::Session => "vst_",
             TokenKind::AccessToken => "vpat_",
+            TokenKind::PasswordReset => "vrst_",
         }
     }
 
@@ -40,6 +43,7 @@ impl TokenKind {
         match self {
             TokenKind::Session => b"vestibule/session-token/v1\0",
             TokenKind::AccessToken => b"vestibule/access-token/v1\0",
+            TokenKind::PasswordReset => b"vestibule/password-reset/v1\0",
         }
     }
 }

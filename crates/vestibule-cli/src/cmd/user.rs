@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use vestibule::auth::{
-    AccessTokens, Password, PasswordHasher, PasswordPolicy, UserStore, Username,
+    AccessTokens, Password, PasswordHasher, PasswordPolicy, PasswordResets, UserStore, Username,
 };
 use vestibule::config::Config;
 use vestibule::db::Database;
@@ -142,6 +142,37 @@ async fn run_with(
                 revoked
             );
             cookie_store_note(config);
+        }
+        UserCommand::ResetPassword(args) => {
+            let user = find(users, &args.user).await?;
+            if !user.is_active {
+                bail!(
+                    "{} is disabled: enable the account first (`vestibule user enable {}`)",
+                    user.username,
+                    user.username
+                );
+            }
+            let lifetime = humantime::parse_duration(&args.valid_for)
+                .ok()
+                .filter(|d| !d.is_zero() && *d <= vestibule::auth::reset::MAX_RESET_LIFETIME)
+                .with_context(|| {
+                    format!(
+                        "--valid-for {:?}: give a duration from 1s to 7d, like 1h",
+                        args.valid_for
+                    )
+                })?;
+            let (token, expires_at) = PasswordResets::new(db.clone())
+                .issue(user.id, lifetime)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", vestibule::Error::from(e)))?;
+            // The token on stdout (alone on its line, for scripts); the explanation on stderr.
+            println!("{}", token.expose());
+            eprintln!(
+                "one-time reset token for {} (valid until {expires_at}, Unix time; any older token is void).\n\
+                 Hand it over privately; the user sets a password with\n  \
+                 POST /auth/password/reset {{\"token\": \"…\", \"new_password\": \"…\"}}",
+                user.username
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -5,11 +5,19 @@ mod device;
 mod extract;
 pub mod mfa;
 mod password;
+pub mod quality;
+pub mod reauth;
+pub mod reset;
 mod tokens;
 mod user;
 
 pub use device::{DEVICE_LIFETIME_SECS, DeviceTrust};
 pub use extract::{AuthUser, MaybeAuthUser};
-pub use password::{MAX_PASSWORD_BYTES, Password, PasswordHasher, PasswordPolicy};
+pub use password::{
+    DEFAULT_HASH_MEMORY_BUDGET, DEFAULT_HASH_QUEUE_TIMEOUT, HASH_MEMORY_BYTES, HashLimits,
+    Password, PasswordHasher, PasswordPolicy,
+};
+pub use quality::MAX_PASSWORD_BYTES;
+pub use reset::PasswordResets;
 pub use tokens::{AccessToken, AccessTokens, Scope, TokenError, TokenOwner};
 pub use user::{User, UserError, UserStore, Username};

@@ -272,6 +272,30 @@ impl UserStore {
         }
     }
 
+    /// Replaces a hash with the same password under newer parameters (the upgrade at login). Unlike
+    /// [`UserStore::set_password_hash`] it ends no session, and it changes nothing when the hash
+    /// changed meanwhile (a password change won the race). Returns whether it wrote.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn upgrade_password_hash(
+        &self,
+        id: i64,
+        old_hash: &str,
+        new_hash: &str,
+    ) -> Result<bool, UserError> {
+        let done = with_pool!(self.db, write, |pool, _d| {
+            sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2 AND password_hash = $3")
+                .bind(new_hash)
+                .bind(id)
+                .bind(old_hash)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(done == 1)
+    }
+
     /// Ends every stateless (cookie-store) session of the user at its next request by bumping the
     /// generation they were sealed under (logout-all). Harmless with the other stores.
     ///

@@ -29,6 +29,7 @@ use super::routes::{
 };
 use super::{AppState, ClientIp};
 use crate::auth::mfa::{self, MfaMethods};
+use crate::auth::reauth::require_recent;
 use crate::auth::{AuthUser, User};
 use crate::error::{Error, ErrorCode, Result};
 use crate::session::{Session, UnixTime, now};
@@ -308,7 +309,7 @@ pub(crate) async fn post_totp_enroll(
     user: AuthUser,
 ) -> Result<axum::Json<TotpEnrolment>> {
     require_session(&session)?;
-    // reauth: adding a factor needs a recent re-authentication (reauth_required).
+    require_recent(&session, app.reauth_window).await?;
     let secret = mfa::new_totp_secret();
     let sealed = app.mfa.secrets.seal(user.id, &secret)?;
     if !app.mfa.store.totp_begin(user.id, &sealed).await? {
@@ -360,7 +361,7 @@ pub(crate) async fn post_totp_confirm(
     Json(body): Json<CodeBody>,
 ) -> Result<axum::Json<RecoveryCodes>> {
     require_session(&session)?;
-    // reauth: adding a factor needs a recent re-authentication (reauth_required).
+    require_recent(&session, app.reauth_window).await?;
     check_rate(&app, user.id)?;
     let (sealed, confirmed) = app.mfa.store.totp(user.id).await?.ok_or_else(|| {
         Error::new(ErrorCode::MfaNotEnabled, "no TOTP enrolment to confirm")
@@ -424,7 +425,7 @@ pub(crate) async fn delete_totp(
     user: AuthUser,
 ) -> Result<StatusCode> {
     require_session(&session)?;
-    // reauth: removing a factor needs a recent re-authentication (reauth_required).
+    require_recent(&session, app.reauth_window).await?;
     if !app.mfa.store.totp_remove(user.id).await? {
         return Err(Error::new(ErrorCode::MfaNotEnabled, "TOTP is not enabled"));
     }
@@ -525,7 +526,7 @@ pub(crate) async fn post_passkey_register_start(
     user: AuthUser,
 ) -> Result<axum::Json<Value>> {
     require_session(&session)?;
-    // reauth: adding a factor needs a recent re-authentication (reauth_required).
+    require_recent(&session, app.reauth_window).await?;
     let wa = webauthn(&app)?;
     let existing = app.mfa.store.passkeys(user.id).await?;
     let handle = match existing.first() {
@@ -604,7 +605,7 @@ pub(crate) async fn post_passkey_register_finish(
     Json(body): Json<PasskeyRegistrationBody>,
 ) -> Result<Response> {
     require_session(&session)?;
-    // reauth: adding a factor needs a recent re-authentication (reauth_required).
+    require_recent(&session, app.reauth_window).await?;
     let wa = webauthn(&app)?;
     let c = take_ceremony(&session, "register").await?;
     let state: PasskeyRegistration = from_value(c.state)?;
@@ -710,7 +711,7 @@ pub(crate) async fn delete_passkey(
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
     require_session(&session)?;
-    // reauth: removing a factor needs a recent re-authentication (reauth_required).
+    require_recent(&session, app.reauth_window).await?;
     let not_found = || {
         Error::new(
             ErrorCode::MfaNotEnabled,

@@ -109,6 +109,10 @@ pub struct Shared {
     pub metrics: Option<Arc<metrics::Metrics>>,
     /// Second factors: TOTP, recovery codes, passkeys.
     pub mfa: crate::auth::mfa::Mfa,
+    /// How recent a proof of the password sensitive actions need (`auth.reauth_window`).
+    pub reauth_window: std::time::Duration,
+    /// Whether logout answers `Clear-Site-Data: "cookies"` (`session.clear_site_data`).
+    pub clear_site_data: bool,
 }
 
 /// Why the server could not start.
@@ -270,6 +274,8 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .route("/auth/me", get(routes::get_me))
         .route("/auth/csrf", get(routes::get_csrf))
         .route("/auth/password", post(routes::post_password))
+        .route("/auth/reauth", post(routes::post_reauth))
+        .route("/auth/password/reset", post(routes::post_password_reset))
         .route("/auth/sessions", get(routes::get_sessions))
         .route("/auth/sessions/{id}", delete(routes::delete_session))
         .route(
@@ -424,7 +430,12 @@ impl App {
             },
             access_tokens: AccessTokens::new(db.clone()),
             token_settings: config.tokens,
-            hasher: PasswordHasher::new(config.hash_parallelism).await?,
+            hasher: PasswordHasher::with_limits(crate::auth::HashLimits {
+                parallelism: config.hash_parallelism,
+                memory_budget: config.hash_memory_budget,
+                queue_timeout: config.hash_queue_timeout,
+            })
+            .await?,
             policy: PasswordPolicy {
                 min_length: config.min_password_length,
             },
@@ -436,6 +447,8 @@ impl App {
             max_sessions_per_user: config.max_sessions_per_user,
             metrics,
             mfa,
+            reauth_window: config.reauth_window,
+            clear_site_data: config.clear_site_data,
         });
         let listener =
             TcpListener::bind(config.listen)

@@ -48,6 +48,8 @@ pub(crate) struct StatusBody {
         routes::get_me,
         routes::get_csrf,
         routes::post_password,
+        routes::post_reauth,
+        routes::post_password_reset,
         routes::get_sessions,
         routes::delete_session,
         routes::get_tokens,

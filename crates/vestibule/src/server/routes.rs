@@ -1,7 +1,7 @@
 //! The `/auth` JSON API, health checks and the demo counter.
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 use super::json::Json;
 use super::openapi::{ErrorBody, StatusBody};
 use super::{AppState, ClientIp};
+use crate::auth::reauth::require_recent;
 use crate::auth::{AccessToken, AuthUser, MaybeAuthUser, Password, Scope, Username};
 use crate::error::{Error, ErrorCode, Result};
 use crate::session::{AUTH_USER_KEY, Session, SessionUser, Transport, UnixTime, now};
@@ -201,7 +202,7 @@ pub(super) async fn start_session(
         (status = 409, description = "`username_taken`", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: the body exceeds `limits.body_bytes`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: the body is not declared as `application/json`", body = ErrorBody),
-        (status = 422, description = "`invalid_username`, `password_too_weak` or `invalid_body`", body = ErrorBody),
+        (status = 422, description = "`invalid_username`, `password_too_short`, `password_too_long`, `password_too_common`, `password_contains_username` or `invalid_body`", body = ErrorBody),
         (status = 429, description = "`rate_limited`: wait `Retry-After` seconds", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds until a retry can succeed"))),
         (status = 503, description = "`store_unavailable`: the session store or database is down; retry", body = ErrorBody),
@@ -327,7 +328,7 @@ fn check_login_rate(
         (status = 422, description = "`invalid_body`: fields missing or of the wrong type", body = ErrorBody),
         (status = 429, description = "`rate_limited`: wait `Retry-After` seconds", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds until a retry can succeed"))),
-        (status = 503, description = "`store_unavailable`: the session store or database is down; retry", body = ErrorBody),
+        (status = 503, description = "`store_unavailable` (the session store or database is down) or `busy` (password hashing at its memory budget); retry after `Retry-After`", body = ErrorBody),
     ),
     security((), ("session_cookie" = [], "csrf_token" = []), ("bearer" = [])),
 )]
@@ -349,13 +350,20 @@ pub(crate) async fn post_login(
         None
     };
     // Unknown users are verified against a dummy hash: same answer, same time.
-    let ok = app
+    let ok = match app
         .hasher
         .verify(
             user.as_ref().map(|u| u.password_hash.as_str()),
             &body.password,
         )
-        .await;
+        .await
+    {
+        Ok(ok) => ok,
+        Err(e) => {
+            app.login_failed("busy");
+            return Err(e);
+        }
+    };
     let user = match user {
         Some(u) if ok => u,
         _ => {
@@ -381,6 +389,7 @@ pub(crate) async fn post_login(
             "this account is disabled",
         ));
     }
+    rehash_if_outdated(&app, &user, &body.password).await;
     // A second factor is due: a pending state that grants nothing until it is given (server/mfa.rs).
     let methods = app.mfa.store.methods(user.id).await?;
     if methods.any() {
@@ -396,23 +405,65 @@ pub(crate) async fn post_login(
     Ok(res)
 }
 
+/// Rehashes a password whose stored hash has older parameters than the current ones, now that
+/// the login has it in hand (the analogue of Django's `must_update`). Best effort: a busy hasher
+/// or a database hiccup leaves the old hash, and the next login tries again.
+async fn rehash_if_outdated(app: &AppState, user: &crate::auth::User, password: &Password) {
+    if !crate::auth::PasswordHasher::needs_rehash(&user.password_hash) {
+        return;
+    }
+    match app.hasher.hash(password).await {
+        Ok(hash) => {
+            if let Ok(true) = app
+                .users
+                .upgrade_password_hash(user.id, &user.password_hash, &hash)
+                .await
+            {
+                audit!(
+                    "password.rehash",
+                    user_id = user.id,
+                    "password hash upgraded to the current parameters"
+                );
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "password rehash postponed"),
+    }
+}
+
 /// Ends the current session (a no-op without one).
 #[utoipa::path(
     post,
     path = "/auth/logout",
     tag = "auth",
     responses(
-        (status = 204, description = "Logged out"),
+        (status = 204, description = "Logged out; `Clear-Site-Data: \"cookies\"` for a cookie session unless `session.clear_site_data = false`"),
         (status = 401, description = "`invalid_token`: a bad bearer token", body = ErrorBody),
         (status = 403, description = "`csrf_origin_untrusted`, `csrf_token_missing`, `csrf_token_mismatch`", body = ErrorBody),
         (status = 503, description = "`store_unavailable`: the session store or database is down; retry", body = ErrorBody),
     ),
     security((), ("session_cookie" = [], "csrf_token" = []), ("bearer" = [])),
 )]
-pub(crate) async fn post_logout(session: Session, user: MaybeAuthUser) -> Result<StatusCode> {
+pub(crate) async fn post_logout(
+    State(app): State<AppState>,
+    session: Session,
+    user: MaybeAuthUser,
+) -> Result<Response> {
     session.flush().await?;
     audit!("logout", user_id = user.0.as_ref().map(|u| u.id));
-    Ok(StatusCode::NO_CONTENT)
+    Ok(logged_out(&app, &session))
+}
+
+/// 204 after a logout; for a browser (cookie transport), with `Clear-Site-Data: "cookies"` when
+/// `session.clear_site_data` is on, so no cookie of the origin outlives the session (ASVS 7.4.1).
+fn logged_out(app: &AppState, session: &Session) -> Response {
+    let mut res = StatusCode::NO_CONTENT.into_response();
+    if app.clear_site_data && session.transport() == Transport::Cookie {
+        res.headers_mut().insert(
+            HeaderName::from_static("clear-site-data"),
+            HeaderValue::from_static("\"cookies\""),
+        );
+    }
+    res
 }
 
 /// The logged-in user and the session's CSRF token.
@@ -468,10 +519,10 @@ pub(crate) async fn get_csrf(session: Session) -> Result<axum::Json<CsrfBody>> {
         (status = 200, description = "Changed: the new CSRF token, or the new session token for a bearer session", body = AuthBody),
         (status = 400, description = "`malformed_json`: the body is not valid JSON", body = ErrorBody),
         (status = 401, description = "`invalid_credentials` (wrong current password), `not_authenticated`, `invalid_token`", body = ErrorBody),
-        (status = 403, description = "`session_required` (an access token), `insufficient_scope`, or a CSRF refusal", body = ErrorBody),
+        (status = 403, description = "`reauth_required` (no password proved within `auth.reauth_window`: `POST /auth/reauth`), `session_required` (an access token), `insufficient_scope`, or a CSRF refusal", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: the body exceeds `limits.body_bytes`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: the body is not declared as `application/json`", body = ErrorBody),
-        (status = 422, description = "`password_too_weak` or `invalid_body`", body = ErrorBody),
+        (status = 422, description = "`password_too_short`, `password_too_long`, `password_too_common`, `password_contains_username` or `invalid_body`", body = ErrorBody),
         (status = 429, description = "`rate_limited`: wait `Retry-After` seconds", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds until a retry can succeed"))),
         (status = 503, description = "`store_unavailable`: the session store or database is down; retry", body = ErrorBody),
@@ -485,6 +536,7 @@ pub(crate) async fn post_password(
     Json(body): Json<PasswordChange>,
 ) -> Result<axum::Json<AuthBody>> {
     require_session(&session)?;
+    require_recent(&session, app.reauth_window).await?;
     app.limits.password_user.check(&user.id).map_err(|l| {
         app.limited(
             l,
@@ -500,7 +552,7 @@ pub(crate) async fn post_password(
     if !app
         .hasher
         .verify(Some(&stored.password_hash), &body.current_password)
-        .await
+        .await?
     {
         return Err(Error::new(
             ErrorCode::InvalidCredentials,
@@ -538,6 +590,160 @@ pub(crate) async fn post_password(
         "password changed"
     );
     Ok(axum::Json(body))
+}
+
+/// `{"password"}`: the current password, proved again.
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct Reauth {
+    #[schema(value_type = String, format = Password)]
+    password: Password,
+}
+
+/// `{"auth_time", "reauth_until"}`: when the password was proved, and until when sensitive
+/// actions are allowed without proving it again.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ReauthBody {
+    #[schema(format = DateTime)]
+    auth_time: String,
+    #[schema(format = DateTime)]
+    reauth_until: String,
+}
+
+/// Proves the password again, which lets this session perform sensitive actions (password
+/// change, access tokens, ending sessions, second factors) for `auth.reauth_window`.
+#[utoipa::path(
+    post,
+    path = "/auth/reauth",
+    tag = "auth",
+    request_body = Reauth,
+    responses(
+        (status = 200, description = "Proved: sensitive actions are allowed until `reauth_until`", body = ReauthBody),
+        (status = 400, description = "`malformed_json`: the body is not valid JSON", body = ErrorBody),
+        (status = 401, description = "`invalid_credentials` (wrong password), `not_authenticated`, `session_expired` or `invalid_token`", body = ErrorBody),
+        (status = 403, description = "`session_required` (an access token), `insufficient_scope`, or a CSRF refusal", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body exceeds `limits.body_bytes`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is not declared as `application/json`", body = ErrorBody),
+        (status = 422, description = "`invalid_body`: fields missing or of the wrong type", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: the account's login budget is spent; wait `Retry-After` seconds", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until a retry can succeed"))),
+        (status = 503, description = "`store_unavailable` or `busy` (password hashing at capacity); retry", body = ErrorBody),
+    ),
+    security(("session_cookie" = [], "csrf_token" = []), ("bearer" = [])),
+)]
+pub(crate) async fn post_reauth(
+    State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    session: Session,
+    user: AuthUser,
+    Json(body): Json<Reauth>,
+) -> Result<axum::Json<ReauthBody>> {
+    require_session(&session)?;
+    // The same budgets as a login for this account: a stolen session cannot guess faster.
+    check_login_rate(&app, ip, &headers, &account_key(&user.username))?;
+    let stored = app
+        .users
+        .by_id(user.id)
+        .await?
+        .filter(|u| u.is_active)
+        .ok_or_else(Error::not_authenticated)?;
+    if !app
+        .hasher
+        .verify(Some(&stored.password_hash), &body.password)
+        .await?
+    {
+        app.login_failed("invalid_credentials");
+        audit!("reauth.failure", user_id = user.id, client_ip = %ip, "re-authentication refused: wrong password");
+        return Err(Error::new(
+            ErrorCode::InvalidCredentials,
+            "the password is wrong",
+        ));
+    }
+    let Some(mut su) = session.user().await? else {
+        return Err(Error::not_authenticated());
+    };
+    let t = now();
+    su.auth_time = t;
+    session.insert(AUTH_USER_KEY, &su).await?;
+    audit!("reauth.success", user_id = user.id, client_ip = %ip, "password proved again");
+    let window = i64::try_from(app.reauth_window.as_secs()).unwrap_or(i64::MAX);
+    Ok(axum::Json(ReauthBody {
+        auth_time: rfc3339(t),
+        reauth_until: rfc3339(t.saturating_add(window)),
+    }))
+}
+
+/// `{"token", "new_password"}`: a one-time token from `vestibule user reset-password`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct PasswordReset {
+    /// The `vrst_…` token the administrator handed over.
+    #[schema(value_type = String, format = Password)]
+    token: Password,
+    #[schema(value_type = String, format = Password)]
+    new_password: Password,
+}
+
+/// Sets a new password with a one-time reset token; every session and (with
+/// `tokens.revoke_on_password_change`) every access token of the account ends. No login follows:
+/// the user logs in with the new password.
+#[utoipa::path(
+    post,
+    path = "/auth/password/reset",
+    tag = "auth",
+    request_body = PasswordReset,
+    responses(
+        (status = 204, description = "The password is set; log in with it"),
+        (status = 400, description = "`reset_token_invalid` (malformed, unknown, expired, used, or a disabled account) or `malformed_json`", body = ErrorBody),
+        (status = 403, description = "A CSRF refusal (an untrusted Origin)", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body exceeds `limits.body_bytes`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is not declared as `application/json`", body = ErrorBody),
+        (status = 422, description = "`password_too_short`, `password_too_long`, `password_too_common`, `password_contains_username` (the token stays usable) or `invalid_body`", body = ErrorBody),
+        (status = 503, description = "`store_unavailable` or `busy`; retry", body = ErrorBody),
+    ),
+    security(()),
+)]
+pub(crate) async fn post_password_reset(
+    State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Json(body): Json<PasswordReset>,
+) -> Result<StatusCode> {
+    let invalid = || {
+        Error::new(
+            ErrorCode::ResetTokenInvalid,
+            "this reset token is unknown, expired or already used",
+        )
+        .with_hint(
+            "ask an administrator for a new one (`vestibule user reset-password --user NAME`)",
+        )
+    };
+    let token = crate::token::SecretToken::parse(
+        crate::token::TokenKind::PasswordReset,
+        body.token.expose().trim(),
+    )
+    .map_err(|_| invalid())?;
+    let resets = crate::auth::PasswordResets::new(app.db.clone());
+    let user_id = resets.peek(&token).await?.ok_or_else(invalid)?;
+    let user = app.users.by_id(user_id).await?.ok_or_else(invalid)?;
+    app.policy.check(&user.username, &body.new_password)?;
+    let hash = app.hasher.hash(&body.new_password).await?;
+    if resets.redeem(&token, &hash).await?.is_none() {
+        return Err(invalid());
+    }
+    let ended = app.sessions.store().delete_user(user.id, None).await?;
+    let revoked = if app.token_settings.revoke_on_password_change {
+        app.access_tokens.revoke_all(user.id).await?
+    } else {
+        0
+    };
+    audit!(
+        "password.reset",
+        user_id = user.id,
+        client_ip = %ip,
+        ended = ended.len(),
+        tokens_revoked = revoked,
+        "password set with a reset token"
+    );
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// `{"sessions": [...]}`: the caller's live sessions.
@@ -619,7 +825,7 @@ pub(crate) async fn get_sessions(
     responses(
         (status = 204, description = "Ended"),
         (status = 401, description = "`not_authenticated`, `session_expired` or `invalid_token` (a bad bearer token)", body = ErrorBody),
-        (status = 403, description = "`session_required`, `insufficient_scope`, or a CSRF refusal", body = ErrorBody),
+        (status = 403, description = "`reauth_required` (ending another session: `POST /auth/reauth` first), `session_required`, `insufficient_scope`, or a CSRF refusal", body = ErrorBody),
         (status = 404, description = "`session_not_found`: no session with this id belongs to the caller", body = ErrorBody),
         (status = 503, description = "`store_unavailable`: the session store or database is down; retry", body = ErrorBody),
     ),
@@ -653,8 +859,10 @@ pub(crate) async fn delete_session(
         .filter(|r| r.user_id == Some(user.id))
         .ok_or_else(not_found)?;
     if session.id().await? == Some(record.key) {
+        // Ending one's own session is a logout, which never needs a fresh password.
         session.flush().await?;
     } else {
+        require_recent(&session, app.reauth_window).await?;
         app.sessions.store().delete(&record.key).await?;
     }
     audit!("session.revoke", reason = "by_owner", user_id = user.id);
@@ -682,9 +890,9 @@ pub(super) fn require_session(session: &Session) -> Result<()> {
     path = "/auth/logout-all",
     tag = "auth",
     responses(
-        (status = 204, description = "Logged out everywhere"),
+        (status = 204, description = "Logged out everywhere; `Clear-Site-Data: \"cookies\"` for a cookie session unless `session.clear_site_data = false`"),
         (status = 401, description = "`not_authenticated`, `session_expired` or `invalid_token` (a bad bearer token)", body = ErrorBody),
-        (status = 403, description = "`session_required`, `insufficient_scope`, or a CSRF refusal", body = ErrorBody),
+        (status = 403, description = "`reauth_required` (`POST /auth/reauth` first), `session_required`, `insufficient_scope`, or a CSRF refusal", body = ErrorBody),
         (status = 503, description = "`store_unavailable`: the session store or database is down; retry", body = ErrorBody),
     ),
     security(("session_cookie" = [], "csrf_token" = []), ("bearer" = [])),
@@ -693,8 +901,9 @@ pub(crate) async fn post_logout_all(
     State(app): State<AppState>,
     session: Session,
     user: AuthUser,
-) -> Result<StatusCode> {
+) -> Result<Response> {
     require_session(&session)?;
+    require_recent(&session, app.reauth_window).await?;
     // Ends stateless (cookie-store) sessions, which no store holds, at their next request.
     app.users.bump_session_generation(user.id).await?;
     let ended = app.sessions.store().delete_user(user.id, None).await?;
@@ -706,7 +915,7 @@ pub(crate) async fn post_logout_all(
         ended = ended.len(),
         "logged out everywhere"
     );
-    Ok(StatusCode::NO_CONTENT)
+    Ok(logged_out(&app, &session))
 }
 
 pub(crate) async fn get_counter(session: Session) -> Result<axum::Json<Value>> {
@@ -817,7 +1026,7 @@ fn token_json(t: &AccessToken) -> TokenView {
         (status = 201, description = "Created", body = NewTokenBody),
         (status = 400, description = "`malformed_json`: the body is not valid JSON", body = ErrorBody),
         (status = 401, description = "`not_authenticated`, `session_expired` or `invalid_token` (a bad bearer token)", body = ErrorBody),
-        (status = 403, description = "`session_required` (an access token cannot mint tokens), `insufficient_scope`, or a CSRF refusal", body = ErrorBody),
+        (status = 403, description = "`reauth_required` (no password proved within `auth.reauth_window`: `POST /auth/reauth`), `session_required` (an access token cannot mint tokens), `insufficient_scope`, or a CSRF refusal", body = ErrorBody),
         (status = 409, description = "`token_limit_reached`", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: the body exceeds `limits.body_bytes`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: the body is not declared as `application/json`", body = ErrorBody),
@@ -835,6 +1044,7 @@ pub(crate) async fn post_token(
     Json(body): Json<NewToken>,
 ) -> Result<Response> {
     require_session(&session)?;
+    require_recent(&session, app.reauth_window).await?;
     app.limits.token_user.check(&user.id).map_err(|l| {
         app.limited(
             l,

@@ -2,6 +2,7 @@
 #![allow(unreachable_pub)] // test-crate items are shared between modules, not exported
 //! spoken to over real HTTP.
 
+mod account;
 mod api;
 mod bearer;
 mod coherence;

@@ -549,3 +549,24 @@ async fn totp_login_works_on_postgres() {
     let res = alice.delete("/auth/mfa/totp").await;
     assert_eq!(res.status(), 204);
 }
+
+#[tokio::test]
+async fn adding_or_removing_a_factor_needs_a_recent_password() {
+    let app =
+        TestApp::spawn_with(|raw| raw.public_url = Some("http://localhost:8000".into())).await;
+    let mut alice = app.signed_up("alice", PASSWORD).await;
+    let (_secret, _codes) = enrol(&mut alice).await;
+    // Eleven minutes later (the default window is ten), a stolen open session cannot remove the
+    // factor nor enrol a new one.
+    app.age_auth("alice", 660).await;
+    let res = alice.delete("/auth/mfa/totp").await;
+    assert_error(res, 403, "reauth_required").await;
+    let res = alice.post_json("/auth/mfa/totp/enroll", &json!({})).await;
+    assert_error(res, 403, "reauth_required").await;
+    let res = alice
+        .post_json("/auth/passkeys/register/start", &json!({}))
+        .await;
+    assert_error(res, 403, "reauth_required").await;
+    // The TOTP factor is still there after the refusals (the login asks for it).
+    password_step(&mut alice, "alice").await;
+}

@@ -18,6 +18,8 @@ const MOUNTED: &[(&str, &str)] = &[
     ("get", "/auth/me"),
     ("get", "/auth/csrf"),
     ("post", "/auth/password"),
+    ("post", "/auth/reauth"),
+    ("post", "/auth/password/reset"),
     ("get", "/auth/sessions"),
     ("delete", "/auth/sessions/{id}"),
     ("get", "/auth/tokens"),

@@ -320,3 +320,33 @@ impl TestApp {
             .header("authorization", format!("Bearer {token}"))
     }
 }
+
+impl TestApp {
+    /// Moves the password proof of every session of `username` `secs` into the past, as if the
+    /// login happened that long ago (the test hook for `auth.reauth_window`).
+    pub async fn age_auth(&self, username: &str, secs: i64) {
+        let user = self
+            .state
+            .users
+            .by_username(username)
+            .await
+            .expect("lookup")
+            .expect("user exists");
+        let store = self.state.sessions.store();
+        let records = store.list_user(user.id).await.expect("list");
+        assert!(!records.is_empty(), "{username} has sessions");
+        for r in records {
+            let mut su = r.data[vestibule::session::AUTH_USER_KEY].clone();
+            su["auth_time"] = json!(su["auth_time"].as_i64().expect("auth_time") - secs);
+            let mut delta = vestibule::session::Delta {
+                last_seen: r.last_seen,
+                expires_at: r.expires_at,
+                ..Default::default()
+            };
+            delta
+                .set
+                .insert(vestibule::session::AUTH_USER_KEY.to_owned(), su);
+            store.save(&r.key, &delta).await.expect("save");
+        }
+    }
+}

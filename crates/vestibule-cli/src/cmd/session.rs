@@ -1,0 +1,98 @@
+//! `vestibule session …`: list and end users' sessions from the command line. The store is
+//! the one the server uses (`session.store`), so a running server refuses an ended session at
+//! its next request (its read cache notices another process's SQLite commit within a second;
+//! Redis and PostgreSQL are read directly or kept coherent).
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use vestibule::auth::UserStore;
+use vestibule::config::Config;
+use vestibule::db::Database;
+use vestibule::server::build_store;
+use vestibule::token::TokenHash;
+
+use crate::cli::SessionCommand;
+
+pub(crate) async fn run(config: Config, command: &SessionCommand) -> anyhow::Result<ExitCode> {
+    let db = Database::connect(&config.database, config.store_timeout).await?;
+    let result = run_with(&config, &db, command).await;
+    db.close().await;
+    result
+}
+
+fn time(t: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|d| {
+            d.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| t.to_string())
+}
+
+async fn run_with(
+    config: &Config,
+    db: &Database,
+    command: &SessionCommand,
+) -> anyhow::Result<ExitCode> {
+    let users = UserStore::new(db.clone());
+    let store = build_store(config, db)?.0;
+    let find = |name: String| {
+        let users = users.clone();
+        async move {
+            users
+                .by_username(&name)
+                .await?
+                .with_context(|| format!("no user named {name:?}"))
+        }
+    };
+    match command {
+        SessionCommand::List { user } => {
+            let user = find(user.clone()).await?;
+            let records = store.list_user(user.id).await?;
+            println!(
+                "{:<64}  {:<20}  {:<20}  {:<20}  {:<9} user agent",
+                "id", "created", "last seen", "expires", "transport"
+            );
+            for r in &records {
+                let transport = r
+                    .data
+                    .get(vestibule::session::AUTH_USER_KEY)
+                    .and_then(|u| u.get("transport"))
+                    .and_then(|t| t.as_str())
+                    .unwrap_or("cookie");
+                println!(
+                    "{:<64}  {:<20}  {:<20}  {:<20}  {:<9} {}",
+                    r.key.to_hex(),
+                    time(r.created_at),
+                    time(r.last_seen),
+                    time(r.expires_at.min(r.absolute_expires_at)),
+                    transport,
+                    r.user_agent.as_deref().unwrap_or("-")
+                );
+            }
+            eprintln!("{} live session(s) of {}", records.len(), user.username);
+        }
+        SessionCommand::Revoke { user, all, id } => {
+            let ended = if let Some(name) = user {
+                let user = find(name.clone()).await?;
+                store.delete_user(user.id, None).await?.len()
+            } else if *all {
+                let mut n = 0;
+                for u in users.list().await? {
+                    n += store.delete_user(u.id, None).await?.len();
+                }
+                n
+            } else if let Some(id) = id {
+                let key = TokenHash::from_hex(id.trim())
+                    .with_context(|| format!("{id:?} is not a session id from `session list`"))?;
+                usize::from(store.delete(&key).await?)
+            } else {
+                anyhow::bail!("name --user NAME, --all or a session id");
+            };
+            println!("ended {ended} session(s)");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

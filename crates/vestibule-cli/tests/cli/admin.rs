@@ -1,0 +1,279 @@
+//! Administration against a running server: `session list|revoke`, `user disable` ending
+//! sessions and access tokens at once, and one-time reset tokens instead of passwords in argv.
+
+use std::time::{Duration, Instant};
+
+use super::{http, run_with_stdin, start_server, text, vestibule};
+
+/// Signs `name` up on the server at `port` and returns its `vestibule_session=…` cookie pair.
+fn signup(port: u16, name: &str, password: &str) -> String {
+    let res = http(
+        port,
+        "POST",
+        "/auth/signup",
+        "Content-Type: application/json\r\n",
+        &format!(r#"{{"username":"{name}","password":"{password}"}}"#),
+    )
+    .expect("signup");
+    assert!(res.starts_with("HTTP/1.1 201"), "{res}");
+    cookie_of(&res)
+}
+
+fn cookie_of(res: &str) -> String {
+    res.lines()
+        .filter_map(|l| l.strip_prefix("set-cookie: "))
+        .find(|c| c.starts_with("vestibule_session="))
+        .and_then(|c| c.split(';').next())
+        .expect("session cookie")
+        .to_owned()
+}
+
+fn me(port: u16, auth: &str) -> String {
+    http(port, "GET", "/auth/me", auth, "").unwrap_or_default()
+}
+
+/// Waits (bounded) until `f` holds: the server's read cache notices another process's commit
+/// within about a second.
+fn eventually(what: &str, f: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !f() {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn session_list_and_revoke_by_id_user_and_all_take_effect_on_a_running_server() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_server, port) = start_server(dir.path());
+    let a1 = format!("Cookie: {}\r\n", signup(port, "amy", "a long password"));
+    let login = http(
+        port,
+        "POST",
+        "/auth/login",
+        "Content-Type: application/json\r\n",
+        r#"{"username":"amy","password":"a long password"}"#,
+    )
+    .expect("login");
+    let a2 = format!("Cookie: {}\r\n", cookie_of(&login));
+    let b = format!(
+        "Cookie: {}\r\n",
+        signup(port, "ben", "another long password")
+    );
+    let c = format!(
+        "Cookie: {}\r\n",
+        signup(port, "cat", "yet another password")
+    );
+
+    let out = vestibule(dir.path())
+        .args(["session", "list", "--user", "amy"])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", text(&out));
+    let listing = String::from_utf8_lossy(&out.stdout).into_owned();
+    let ids: Vec<&str> = listing
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(ids.len(), 2, "{listing}");
+    assert!(ids.iter().all(|id| id.len() == 64), "{listing}");
+    assert!(
+        text(&out).contains("2 live session(s) of amy"),
+        "{}",
+        text(&out)
+    );
+
+    // By id: one of amy's two sessions ends, the other lives.
+    let out = vestibule(dir.path())
+        .args(["session", "revoke", ids[0]])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("ended 1 session"), "{}", text(&out));
+    eventually("the revoked session still works", || {
+        me(port, &a1).starts_with("HTTP/1.1 401") != me(port, &a2).starts_with("HTTP/1.1 401")
+    });
+
+    // By user: ben's sessions end, cat's do not.
+    let out = vestibule(dir.path())
+        .args(["session", "revoke", "--user", "ben"])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", text(&out));
+    eventually("ben's session still works", || {
+        me(port, &b).starts_with("HTTP/1.1 401")
+    });
+    assert!(me(port, &c).starts_with("HTTP/1.1 200"));
+
+    // Everyone.
+    let out = vestibule(dir.path())
+        .args(["session", "revoke", "--all"])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", text(&out));
+    eventually("a session survived --all", || {
+        [&a1, &a2, &c]
+            .iter()
+            .all(|h| me(port, h).starts_with("HTTP/1.1 401"))
+    });
+
+    // Exactly one of --user, --all or an id.
+    let out = vestibule(dir.path())
+        .args(["session", "revoke"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let out = vestibule(dir.path())
+        .args(["session", "revoke", "--all", "--user", "amy"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let out = vestibule(dir.path())
+        .args(["session", "revoke", "not-hex"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+}
+
+#[test]
+fn user_disable_ends_sessions_and_access_tokens_at_the_next_request() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_server, port) = start_server(dir.path());
+    let cookie = format!("Cookie: {}\r\n", signup(port, "dan", "a long password"));
+    let out = vestibule(dir.path())
+        .args(["token", "create", "--user", "dan", "--name", "ci"])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", text(&out));
+    let pat = text(&out)
+        .lines()
+        .find(|l| l.starts_with("vpat_"))
+        .expect("token")
+        .to_owned();
+    let bearer = format!("Authorization: Bearer {pat}\r\n");
+    assert!(me(port, &bearer).starts_with("HTTP/1.1 200"));
+    assert!(me(port, &cookie).starts_with("HTTP/1.1 200"));
+
+    let out = vestibule(dir.path())
+        .args(["user", "disable", "dan"])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("revoked 1 access token"),
+        "{}",
+        text(&out)
+    );
+    // Access tokens are checked against the database at every use: refused at once.
+    assert!(
+        me(port, &bearer).starts_with("HTTP/1.1 401"),
+        "{}",
+        me(port, &bearer)
+    );
+    eventually("the disabled user's session still works", || {
+        me(port, &cookie).starts_with("HTTP/1.1 401")
+    });
+    // And a login is refused.
+    let res = http(
+        port,
+        "POST",
+        "/auth/login",
+        "Content-Type: application/json\r\n",
+        r#"{"username":"dan","password":"a long password"}"#,
+    )
+    .expect("login");
+    assert!(res.starts_with("HTTP/1.1 403"), "{res}");
+}
+
+#[test]
+fn reset_password_prints_a_one_time_token_the_user_redeems() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_server, port) = start_server(dir.path());
+    let cookie = format!("Cookie: {}\r\n", signup(port, "eve", "the old password"));
+    let out = vestibule(dir.path())
+        .args([
+            "user",
+            "reset-password",
+            "--user",
+            "eve",
+            "--valid-for",
+            "30m",
+        ])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let token = stdout.trim().to_owned();
+    assert!(
+        token.starts_with("vrst_") && !token.contains('\n'),
+        "{stdout}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("/auth/password/reset"),
+        "{}",
+        text(&out)
+    );
+    // Only a hash is stored: the token's text is nowhere in the database file.
+    for file in ["vestibule.db", "vestibule.db-wal"] {
+        let db = std::fs::read(dir.path().join(file)).unwrap_or_default();
+        assert!(
+            !db.windows(token.len()).any(|w| w == token.as_bytes()),
+            "the token is stored in clear in {file}"
+        );
+    }
+
+    let redeem = |new: &str| {
+        http(
+            port,
+            "POST",
+            "/auth/password/reset",
+            "Content-Type: application/json\r\n",
+            &format!(r#"{{"token":"{token}","new_password":"{new}"}}"#),
+        )
+        .expect("reset")
+    };
+    let res = redeem("the brand new password");
+    assert!(res.starts_with("HTTP/1.1 204"), "{res}");
+    eventually("the old session survived the reset", || {
+        me(port, &cookie).starts_with("HTTP/1.1 401")
+    });
+    let res = redeem("a second new password");
+    assert!(res.starts_with("HTTP/1.1 400"), "{res}");
+    assert!(res.contains("reset_token_invalid"), "{res}");
+    let login = |pw: &str| {
+        http(
+            port,
+            "POST",
+            "/auth/login",
+            "Content-Type: application/json\r\n",
+            &format!(r#"{{"username":"eve","password":"{pw}"}}"#),
+        )
+        .unwrap_or_default()
+    };
+    assert!(login("the old password").starts_with("HTTP/1.1 401"));
+    assert!(login("the brand new password").starts_with("HTTP/1.1 200"));
+
+    // Bad input is refused with a reason; an unknown user too.
+    for args in [
+        &[
+            "user",
+            "reset-password",
+            "--user",
+            "eve",
+            "--valid-for",
+            "30d",
+        ][..],
+        &["user", "reset-password", "--user", "nobody"][..],
+    ] {
+        let out = vestibule(dir.path()).args(args).output().expect("run");
+        assert!(!out.status.success(), "{args:?}: {}", text(&out));
+    }
+    // There is still no way to put a password on the command line.
+    let out = run_with_stdin(
+        dir.path(),
+        &["user", "reset-password", "--user", "eve", "--password", "x"],
+        "",
+    );
+    assert!(!out.status.success());
+}
