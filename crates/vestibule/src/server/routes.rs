@@ -209,7 +209,8 @@ pub(crate) async fn post_signup(
     }
     app.limits
         .signup_ip
-        .check(&ip)
+        .take(&ip)
+        .await
         .map_err(|l| app.limited(l, "signups from this address", "rate_limits.signup_per_ip"))?;
     let username = Username::parse(&body.username)?;
     app.policy.check(username.as_str(), &body.password)?;
@@ -256,13 +257,13 @@ fn remember_device(app: &AppState, res: &mut Response, account: &str, transport:
 /// Throttles login attempts per client address, then per account: from a device that logged
 /// in to the account before, against that device budget; from anywhere else, against the
 /// account's shared budget, which is what slows a distributed password-guessing attack.
-fn check_login_rate(
+async fn check_login_rate(
     app: &AppState,
     ip: std::net::IpAddr,
     headers: &HeaderMap,
     account: &str,
 ) -> Result<()> {
-    app.limits.login_ip.check(&ip).map_err(|l| {
+    app.limits.login_ip.take(&ip).await.map_err(|l| {
         app.limited(
             l,
             "login attempts from this address",
@@ -272,7 +273,8 @@ fn check_login_rate(
     if app.device.recognises(headers, account, now()) {
         app.limits
             .login_device
-            .check(&account.to_owned())
+            .take(&account.to_owned())
+            .await
             .map_err(|l| {
                 app.limited(
                     l,
@@ -283,7 +285,8 @@ fn check_login_rate(
     } else {
         app.limits
             .login_user
-            .check(&account.to_owned())
+            .take(&account.to_owned())
+            .await
             .map_err(|l| {
                 app.limited(
                     l,
@@ -322,7 +325,7 @@ pub(crate) async fn post_login(
     Json(body): Json<Credentials>,
 ) -> Result<Response> {
     refuse_dead_bearer(&session).await?;
-    if let Err(e) = check_login_rate(&app, ip, &headers, &account_key(&body.username)) {
+    if let Err(e) = check_login_rate(&app, ip, &headers, &account_key(&body.username)).await {
         app.login_failed("rate_limited");
         return Err(e);
     }
@@ -460,7 +463,7 @@ pub(crate) async fn post_password(
     Json(body): Json<PasswordChange>,
 ) -> Result<axum::Json<AuthBody>> {
     require_session(&session)?;
-    app.limits.password_user.check(&user.id).map_err(|l| {
+    app.limits.password_user.take(&user.id).await.map_err(|l| {
         app.limited(
             l,
             "password change attempts",
@@ -797,7 +800,7 @@ pub(crate) async fn post_token(
     Json(body): Json<NewToken>,
 ) -> Result<Response> {
     require_session(&session)?;
-    app.limits.token_user.check(&user.id).map_err(|l| {
+    app.limits.token_user.take(&user.id).await.map_err(|l| {
         app.limited(
             l,
             "access tokens created",

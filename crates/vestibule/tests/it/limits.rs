@@ -6,8 +6,10 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use reqwest::Response;
 use serde_json::json;
-use vestibule::config::RawConfig;
+use vestibule::config::{RawConfig, RawStore};
+use vestibule::ratelimit;
 
+use crate::services;
 use crate::support::{PASSWORD, TestApp, assert_error, test_raw_config};
 
 /// Login attempt for `username` with no cookie, from `xff` as a trusted proxy reports it.
@@ -55,7 +57,54 @@ fn limits(raw: &mut RawConfig, pairs: &[(&str, &str)]) {
 
 #[tokio::test]
 async fn a_distributed_brute_force_is_slowed_and_the_owner_still_gets_in() {
+    brute_force_is_slowed_and_the_owner_gets_in(|_| {}).await;
+}
+
+/// The same attack with the buckets in Redis (the session store is Redis, so the limits are too).
+#[tokio::test]
+async fn a_distributed_brute_force_is_slowed_with_the_buckets_in_redis() {
+    let url = services::redis_url();
+    if !services::redis_reachable(&url).await {
+        return;
+    }
+    let prefix = services::random_prefix();
+    let _guard = services::RedisKeysGuard {
+        urls: vec![url.clone()],
+        prefix: prefix.clone(),
+    };
+    brute_force_is_slowed_and_the_owner_gets_in(|raw| redis_store(raw, &url, &prefix)).await;
+    let ttl = key_ttl(&url, &format!("{prefix}rl:login_user:victim")).await;
+    assert!(
+        (1..=3600).contains(&ttl),
+        "the account bucket expires within its horizon (1 h), TTL {ttl}"
+    );
+}
+
+/// Sessions (and so the rate limits) in the Redis at `url`, under `prefix`, uncached.
+fn redis_store(raw: &mut RawConfig, url: &str, prefix: &str) {
+    raw.session.store = RawStore::One(url.to_owned());
+    raw.session.redis_prefix = prefix.to_owned();
+    raw.session.redis_cache = false;
+    raw.session.store_timeout = "300ms".into();
+}
+
+/// `TTL key` in seconds (-2: no such key).
+async fn key_ttl(url: &str, key: &str) -> i64 {
+    let client = redis::Client::open(url).expect("redis url");
+    let mut c = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connection");
+    redis::cmd("TTL")
+        .arg(key)
+        .query_async(&mut c)
+        .await
+        .expect("TTL")
+}
+
+async fn brute_force_is_slowed_and_the_owner_gets_in(store: impl FnOnce(&mut RawConfig)) {
     let app = TestApp::spawn_with(|raw| {
+        store(raw);
         limits(
             raw,
             &[
@@ -105,6 +154,97 @@ async fn a_distributed_brute_force_is_slowed_and_the_owner_still_gets_in() {
     // A browser the account never saw still waits with the attackers (the documented trade-off).
     let stranger = attempt(&app, "victim", PASSWORD, "192.0.2.50").await;
     assert_limited(stranger).await;
+    app.stop().await;
+}
+
+/// Two instances on one Redis prefix draw on one account budget: guesses spread over A and B
+/// are refused once their total passes the limit, on either instance.
+#[tokio::test]
+async fn two_instances_share_the_login_budget_through_redis() {
+    let url = services::redis_url();
+    if !services::redis_reachable(&url).await {
+        return;
+    }
+    let prefix = services::random_prefix();
+    let _guard = services::RedisKeysGuard {
+        urls: vec![url.clone()],
+        prefix: prefix.clone(),
+    };
+    let spawn = || {
+        TestApp::spawn_with(|raw| {
+            redis_store(raw, &url, &prefix);
+            limits(raw, &[("login_per_user", "6/h")]);
+        })
+    };
+    let (a, b) = (spawn().await, spawn().await);
+    let mut answered = 0;
+    for i in 0..12u32 {
+        let app = if i % 2 == 0 { &a } else { &b };
+        let res = attempt(app, "victim", "wrong password!", &format!("10.1.0.{i}")).await;
+        match res.status().as_u16() {
+            401 => answered += 1,
+            429 => assert_limited(res).await,
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    // Per instance each would have allowed 6 (12 in all); shared, 6 in all.
+    assert_eq!(answered, 6, "the budget is shared");
+    assert_limited(attempt(&a, "victim", "wrong password!", "10.1.1.1").await).await;
+    assert_limited(attempt(&b, "victim", "wrong password!", "10.1.1.2").await).await;
+    // Another account has its own bucket.
+    let res = attempt(&b, "someone", "wrong password!", "10.1.1.3").await;
+    assert_error(res, 401, "invalid_credentials").await;
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Redis stops: the limits fall back to each instance's memory, so guesses are still refused
+/// (never a 5xx from the limiter), and a bounded time each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_hold_per_instance_while_redis_is_down() {
+    let Some(mut redis) = services::OwnedRedis::start(&[]).await else {
+        return;
+    };
+    let url = redis.url();
+    let app = TestApp::spawn_with(|raw| {
+        redis_store(raw, &url, &services::random_prefix());
+        limits(raw, &[("login_per_user", "3/h"), ("login_per_ip", "3/h")]);
+    })
+    .await;
+    // Shared while Redis is up: the account's budget is spent there.
+    for i in 0..3u32 {
+        let res = attempt(&app, "victim", "wrong password!", &format!("10.2.0.{i}")).await;
+        assert_error(res, 401, "invalid_credentials").await;
+    }
+    assert_limited(attempt(&app, "victim", "wrong password!", "10.2.0.9").await).await;
+    redis.stop();
+    // Down: the in-memory buckets take over (fresh, so a burst of 3 again), per account and
+    // per address, and nothing answers 5xx.
+    let mut answered = 0;
+    for i in 0..10u32 {
+        let started = std::time::Instant::now();
+        let res = attempt(&app, "victim", "wrong password!", &format!("10.3.0.{i}")).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the limiter hung"
+        );
+        match res.status().as_u16() {
+            401 => answered += 1,
+            429 => assert_limited(res).await,
+            other => panic!("unexpected status {other} while Redis is down"),
+        }
+    }
+    assert_eq!(answered, 3, "the account is limited locally");
+    for i in 0..3u32 {
+        let res = attempt(&app, &format!("u{i}"), "wrong password!", "10.4.0.1").await;
+        assert_eq!(res.status(), 401);
+    }
+    assert_limited(attempt(&app, "u9", "wrong password!", "10.4.0.1").await).await;
+    // Back: shared again (Redis kept the account's bucket on disk): still refused.
+    redis.launch().await.expect("redis restarts");
+    tokio::time::sleep(ratelimit::REDIS_RETRY_AFTER + Duration::from_millis(200)).await;
+    assert_limited(attempt(&app, "victim", "wrong password!", "10.5.0.1").await).await;
+    app.stop().await;
 }
 
 #[tokio::test]
