@@ -118,6 +118,8 @@ pub struct RawConfig {
     pub dev: crate::proxy::RawDev,
     /// A built SPA served for every path no route or upstream takes (`--static DIR`).
     pub static_dir: Option<String>,
+    /// `[static_site]`: the served SPA's response headers (`[static_site.headers]`).
+    pub static_site: crate::proxy::config::RawStaticSite,
     /// Rate limits on login, signup, password change and token creation.
     pub rate_limits: RawRateLimits,
     /// Prometheus metrics.
@@ -416,6 +418,7 @@ impl Default for RawConfig {
             upstream: Vec::new(),
             dev: crate::proxy::RawDev::default(),
             static_dir: None,
+            static_site: crate::proxy::config::RawStaticSite::default(),
         }
     }
 }
@@ -832,12 +835,13 @@ impl RawConfig {
             );
         }
 
-        let proxy = crate::proxy::config::validate(
+        let mut proxy = crate::proxy::config::validate(
             &self.upstream,
             &self.dev,
             self.static_dir.as_deref(),
             &mut p.0,
         );
+        proxy.static_headers = crate::proxy::config::static_headers(&self.static_site, &mut p.0);
         let policy = public_origin.as_ref().and_then(|origin| {
             let overrides = CookieOverrides {
                 domain: self.session.cookie_domain.clone(),

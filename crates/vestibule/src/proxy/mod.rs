@@ -69,7 +69,7 @@ impl Gateway {
                 .proxy
                 .static_dir
                 .as_deref()
-                .map(static_site::StaticSite::new),
+                .map(|dir| static_site::StaticSite::new(dir, &config.proxy.static_headers)),
             assertion: config.proxy.needs_assertion_key().then(|| {
                 config
                     .proxy

@@ -459,6 +459,111 @@ async fn security_headers_on_api_answers_and_the_demo_page() {
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
 }
 
+/// A built SPA for `static_dir`: an index, a hashed asset and a plain file.
+fn spa_dir() -> tempfile::TempDir {
+    let site = tempfile::tempdir().expect("tempdir");
+    let root = site.path();
+    std::fs::create_dir(root.join("assets")).expect("mkdir");
+    std::fs::write(root.join("index.html"), "<!doctype html><p>spa</p>").expect("write");
+    std::fs::write(root.join("assets/app-BXk3a9Zq.js"), "1").expect("write");
+    std::fs::write(root.join("robots.txt"), "ok").expect("write");
+    site
+}
+
+/// The served SPA's files carry the safe defaults, or the configured headers instead; the
+/// server-wide ones stay.
+#[tokio::test]
+async fn a_served_spa_gets_default_and_configured_headers() {
+    let site = spa_dir();
+    let dir = site.path().display().to_string();
+    let app = TestApp::spawn_with(|raw| raw.static_dir = Some(dir.clone())).await;
+    let http = app.raw_client();
+    for path in ["/", "/notes/7", "/assets/app-BXk3a9Zq.js", "/robots.txt"] {
+        let res = http.get(app.url(path)).send().await.expect("request");
+        assert_eq!(res.status(), 200, "{path}");
+        let h = res.headers();
+        assert_eq!(
+            h["content-security-policy"],
+            "frame-ancestors 'self'; base-uri 'self'; object-src 'none'",
+            "{path}"
+        );
+        assert_eq!(h["x-frame-options"], "SAMEORIGIN", "{path}");
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+    }
+    app.stop().await;
+
+    let app = TestApp::spawn_with(|raw| {
+        raw.static_dir = Some(dir.clone());
+        let h = &mut raw.static_site.headers;
+        h.insert(
+            "Content-Security-Policy".into(),
+            "default-src 'self'; frame-ancestors 'none'".into(),
+        );
+        h.insert(
+            "Strict-Transport-Security".into(),
+            "max-age=63072000; includeSubDomains".into(),
+        );
+        h.insert(
+            "Permissions-Policy".into(),
+            "camera=(), geolocation=()".into(),
+        );
+        h.insert(
+            "Referrer-Policy".into(),
+            "strict-origin-when-cross-origin".into(),
+        );
+        h.insert("X-Frame-Options".into(), String::new());
+    })
+    .await;
+    let http = app.raw_client();
+    for path in ["/", "/assets/app-BXk3a9Zq.js"] {
+        let res = http.get(app.url(path)).send().await.expect("request");
+        let h = res.headers();
+        assert_eq!(
+            h["content-security-policy"],
+            "default-src 'self'; frame-ancestors 'none'"
+        );
+        assert_eq!(
+            h["strict-transport-security"],
+            "max-age=63072000; includeSubDomains"
+        );
+        assert_eq!(h["permissions-policy"], "camera=(), geolocation=()");
+        assert_eq!(h["referrer-policy"], "strict-origin-when-cross-origin");
+        assert!(
+            h.get("x-frame-options").is_none(),
+            "an empty value removes a default"
+        );
+        assert_eq!(h["x-content-type-options"], "nosniff");
+    }
+    // The cache policy stays the file server's; Vestibule's own answers keep theirs.
+    let res = http.get(app.url("/")).send().await.expect("request");
+    assert_eq!(res.headers()["cache-control"], "no-cache");
+    let res = http
+        .get(app.url("/auth/csrf"))
+        .send()
+        .await
+        .expect("request");
+    assert!(res.headers().get("strict-transport-security").is_none());
+    assert_eq!(res.headers()["referrer-policy"], "no-referrer");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_static_site_headers_are_named() {
+    let mut raw = test_raw_config();
+    let h = &mut raw.static_site.headers;
+    h.insert("X-Injected".into(), "a\r\nSet-Cookie: s=1".into());
+    h.insert("Set-Cookie".into(), "s=1".into());
+    h.insert("bad name".into(), "x".into());
+    let err = raw.validate().expect_err("invalid").to_string();
+    for key in [
+        "static_site.headers.X-Injected",
+        "static_site.headers.Set-Cookie",
+        "static_site.headers.bad name",
+    ] {
+        assert!(err.contains(key), "{key} not named in {err}");
+    }
+}
+
 /// A raw TCP connection to the app.
 async fn connect(app: &TestApp) -> tokio::net::TcpStream {
     let addr = app.base.trim_start_matches("http://");
