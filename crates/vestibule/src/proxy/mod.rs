@@ -10,7 +10,7 @@
 pub mod assertion;
 pub mod config;
 mod forward;
-mod rewrite;
+pub(crate) mod rewrite;
 mod static_site;
 
 use std::net::SocketAddr;
