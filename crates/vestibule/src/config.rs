@@ -943,6 +943,12 @@ impl RawConfig {
             own_origin: public_origin.clone(),
             trusted_origins: policy.csrf_trusted_origins(),
         };
+        if redis.is_some() && self.secret_key.is_none() {
+            // Shared state that is configuration, not store: every instance must be given it.
+            warnings.push(
+                "session.store is Redis (several instances) but secret_key is unset: each instance signs device cookies with its own random key, so a browser is recognised for the login rate limit only by the instance that saw it log in; set the same secret_key on every instance".into(),
+            );
+        }
         let mut store = store;
         if matches!(database, Some(crate::db::DatabaseLocation::Postgres(_)))
             && store == StoreKind::CachedSqlite
