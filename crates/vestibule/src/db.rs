@@ -216,17 +216,33 @@ impl Database {
     pub async fn connect(location: &DatabaseLocation, timeout: Duration) -> Result<Self, DbError> {
         match location {
             DatabaseLocation::Sqlite(path) => Self::open(path).await,
-            DatabaseLocation::Postgres(url) => Self::open_postgres(url, timeout).await,
+            DatabaseLocation::Postgres(url) => Self::open_postgres(url, timeout, false).await,
         }
     }
 
-    /// PostgreSQL need not be up when the server starts: the pool connects lazily, the server
+    /// [`Database::connect`] for a long-running server: an unreachable PostgreSQL is not an
+    /// error (the server starts not ready and recovers when it answers; see `open_postgres`).
+    /// One-shot commands use [`Database::connect`], which says at once that it is unreachable.
+    ///
+    /// # Errors
+    /// [`DbError`] when SQLite cannot be opened, or a reachable database cannot be migrated.
+    pub async fn connect_or_wait(
+        location: &DatabaseLocation,
+        timeout: Duration,
+    ) -> Result<Self, DbError> {
+        match location {
+            DatabaseLocation::Sqlite(path) => Self::open(path).await,
+            DatabaseLocation::Postgres(url) => Self::open_postgres(url, timeout, true).await,
+        }
+    }
+
+    /// With `wait`, PostgreSQL need not be up when the server starts: the pool connects lazily, the server
     /// starts not ready (`/readyz` 503, requests that need the database 503 `store_unavailable`
     /// within `timeout`), and the first connection that reaches the database runs the migrations
     /// before anything else uses it, so the server recovers with no restart. A database that
     /// answers at start is migrated before the server listens, and a failing migration (unlike
     /// an unreachable server) still stops the start.
-    async fn open_postgres(url: &str, timeout: Duration) -> Result<Self, DbError> {
+    async fn open_postgres(url: &str, timeout: Duration, wait: bool) -> Result<Self, DbError> {
         static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations-postgres");
         let err = |source| DbError::Connect {
             url: redact(url),
@@ -262,6 +278,8 @@ impl Database {
         match tokio::time::timeout(timeout, pool.acquire()).await {
             Ok(Ok(_conn)) => {}
             Ok(Err(sqlx::Error::Migrate(e))) => return Err(DbError::Migrate(*e)),
+            Ok(Err(e)) if !wait => return Err(err(e)),
+            Err(_) if !wait => return Err(err(sqlx::Error::PoolTimedOut)),
             Ok(Err(e)) => tracing::warn!(
                 url = %redact(url),
                 error = %e,

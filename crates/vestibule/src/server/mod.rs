@@ -351,7 +351,8 @@ impl App {
                 .map_err(|source| StartError::IdentityKey { path, source })?;
             config.proxy.assertion_key = Some(Arc::new(key));
         }
-        let db = Database::connect(&config.database, config.store_timeout).await?;
+        // A server starts while PostgreSQL is down (not ready) and migrates when it answers.
+        let db = Database::connect_or_wait(&config.database, config.store_timeout).await?;
         let mut shared_redis = None;
         let (store, cache) = build_store_sharing(&config, &db, &mut shared_redis)?;
         // With Redis, the rate limits are shared by every instance too (see `ratelimit`).

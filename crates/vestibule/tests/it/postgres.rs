@@ -193,3 +193,20 @@ async fn a_server_starts_while_postgres_is_down_and_recovers_without_restart() {
     );
     app.stop().await;
 }
+
+/// One-shot commands (`vestibule user …`) connect strictly: an unreachable PostgreSQL is an error
+/// at once, naming it without its password; only the server waits for it.
+#[tokio::test]
+async fn a_one_shot_connect_to_an_unreachable_postgres_fails_clearly() {
+    use vestibule::db::{Database, DatabaseLocation, DbError};
+    let url = services::via_port(
+        "postgres://vestibule:hunter2@127.0.0.1:5432/test",
+        services::free_port(),
+    );
+    let location = DatabaseLocation::parse(&url).expect("a PostgreSQL URL");
+    let err = Database::connect(&location, std::time::Duration::from_millis(300))
+        .await
+        .expect_err("nothing listens there");
+    assert!(matches!(err, DbError::Connect { .. }), "{err:?}");
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+}
