@@ -855,3 +855,26 @@ async fn anonymous_session_creation_is_capped_per_address() {
     let c = app.signed_up("lee", PASSWORD).await;
     assert_eq!(c.post("/demo/counter").await.status(), 200);
 }
+
+/// With Redis (several instances) the device-cookie key must be shared configuration: an unset
+/// `secret_key` is warned about; set, it is not.
+#[test]
+fn an_unset_secret_key_with_a_redis_store_is_warned_about() {
+    let mut raw = test_raw_config();
+    raw.session.store = RawStore::One("redis://127.0.0.1:6379/0".into());
+    let config = raw.clone().validate().expect("valid");
+    assert!(
+        config.warnings.iter().any(|w| w.contains("secret_key")),
+        "{:?}",
+        config.warnings
+    );
+    raw.secret_key = Some(vestibule::config::SecretString(
+        "a shared secret of at least thirty-two characters".into(),
+    ));
+    let config = raw.validate().expect("valid");
+    assert!(
+        !config.warnings.iter().any(|w| w.contains("secret_key")),
+        "{:?}",
+        config.warnings
+    );
+}
