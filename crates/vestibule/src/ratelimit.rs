@@ -176,7 +176,10 @@ pub const REDIS_RETRY_AFTER: Duration = Duration::from_secs(1);
 /// GCRA on one key. `KEYS[1]` the bucket; `ARGV[1]` emission interval (µs), `ARGV[2]` burst.
 /// The key holds the theoretical arrival time (µs, Redis server clock) and expires when the
 /// bucket is full again. Returns 0 when allowed, else the wait in µs (nothing written then).
+/// (`replicate_commands`: Redis before 5 replicates scripts verbatim and refuses writes after
+/// `TIME` unless effects replication is on; from 5 it is the default, and the call a no-op.)
 const GCRA: &str = r"
+if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
