@@ -121,6 +121,8 @@ pub struct RawConfig {
     pub dev: crate::proxy::RawDev,
     /// A built SPA served for every path no route or upstream takes (`--static DIR`).
     pub static_dir: Option<String>,
+    /// `[static_site]`: the served SPA's response headers (`[static_site.headers]`).
+    pub static_site: crate::proxy::config::RawStaticSite,
     /// Rate limits on login, signup, password change and token creation.
     pub rate_limits: RawRateLimits,
     /// Prometheus metrics.
@@ -463,6 +465,7 @@ impl Default for RawConfig {
             upstream: Vec::new(),
             dev: crate::proxy::RawDev::default(),
             static_dir: None,
+            static_site: crate::proxy::config::RawStaticSite::default(),
         }
     }
 }
@@ -960,7 +963,7 @@ impl RawConfig {
             );
         }
 
-        let proxy = crate::proxy::config::validate(
+        let mut proxy = crate::proxy::config::validate(
             &self.upstream,
             &self.dev,
             self.static_dir.as_deref(),
@@ -989,6 +992,7 @@ impl RawConfig {
             }
             _ => same_site,
         };
+        proxy.static_headers = crate::proxy::config::static_headers(&self.static_site, &mut p.0);
         let policy = public_origin.as_ref().and_then(|origin| {
             let overrides = CookieOverrides {
                 domain: self.session.cookie_domain.clone(),
@@ -1095,6 +1099,12 @@ impl RawConfig {
             own_origin: public_origin.clone(),
             trusted_origins: policy.csrf_trusted_origins(),
         };
+        if redis.is_some() && self.secret_key.is_none() {
+            // Shared state that is configuration, not store: every instance must be given it.
+            warnings.push(
+                "session.store is Redis (several instances) but secret_key is unset: each instance signs device cookies with its own random key, so a browser is recognised for the login rate limit only by the instance that saw it log in; set the same secret_key on every instance".into(),
+            );
+        }
         let mut store = store;
         if matches!(database, Some(crate::db::DatabaseLocation::Postgres(_)))
             && store == StoreKind::CachedSqlite

@@ -12,6 +12,8 @@
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -214,11 +216,34 @@ impl Database {
     pub async fn connect(location: &DatabaseLocation, timeout: Duration) -> Result<Self, DbError> {
         match location {
             DatabaseLocation::Sqlite(path) => Self::open(path).await,
-            DatabaseLocation::Postgres(url) => Self::open_postgres(url, timeout).await,
+            DatabaseLocation::Postgres(url) => Self::open_postgres(url, timeout, false).await,
         }
     }
 
-    async fn open_postgres(url: &str, timeout: Duration) -> Result<Self, DbError> {
+    /// [`Database::connect`] for a long-running server: an unreachable PostgreSQL is not an
+    /// error (the server starts not ready and recovers when it answers; see `open_postgres`).
+    /// One-shot commands use [`Database::connect`], which says at once that it is unreachable.
+    ///
+    /// # Errors
+    /// [`DbError`] when SQLite cannot be opened, or a reachable database cannot be migrated.
+    pub async fn connect_or_wait(
+        location: &DatabaseLocation,
+        timeout: Duration,
+    ) -> Result<Self, DbError> {
+        match location {
+            DatabaseLocation::Sqlite(path) => Self::open(path).await,
+            DatabaseLocation::Postgres(url) => Self::open_postgres(url, timeout, true).await,
+        }
+    }
+
+    /// With `wait`, PostgreSQL need not be up when the server starts: the pool connects lazily, the server
+    /// starts not ready (`/readyz` 503, requests that need the database 503 `store_unavailable`
+    /// within `timeout`), and the first connection that reaches the database runs the migrations
+    /// before anything else uses it, so the server recovers with no restart. A database that
+    /// answers at start is migrated before the server listens, and a failing migration (unlike
+    /// an unreachable server) still stops the start.
+    async fn open_postgres(url: &str, timeout: Duration, wait: bool) -> Result<Self, DbError> {
+        static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations-postgres");
         let err = |source| DbError::Connect {
             url: redact(url),
             source,
@@ -227,13 +252,44 @@ impl Database {
         let opts = PgConnectOptions::from_str(url)
             .map_err(err)?
             .options([("statement_timeout", statement_timeout.as_str())]);
+        let migrated = Arc::new(AtomicBool::new(false));
+        let on_connect = migrated.clone();
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(timeout)
-            .connect_with(opts)
-            .await
-            .map_err(err)?;
-        sqlx::migrate!("./migrations-postgres").run(&pool).await?;
+            .after_connect(move |conn, _meta| {
+                let migrated = on_connect.clone();
+                Box::pin(async move {
+                    // Migrations take an advisory lock: concurrent first connections (or
+                    // instances) wait for each other and the later ones find nothing to do.
+                    if !migrated.load(Ordering::Acquire) {
+                        // `run_direct`: `run(&mut *conn)` trips the compiler's "Acquire is not
+                        // general enough" in this closure (sqlx's own documented workaround).
+                        MIGRATOR
+                            .run_direct(None, conn, false)
+                            .await
+                            .map_err(|e| sqlx::Error::Migrate(Box::new(e)))?;
+                        migrated.store(true, Ordering::Release);
+                    }
+                    Ok(())
+                })
+            })
+            .connect_lazy_with(opts);
+        match tokio::time::timeout(timeout, pool.acquire()).await {
+            Ok(Ok(_conn)) => {}
+            Ok(Err(sqlx::Error::Migrate(e))) => return Err(DbError::Migrate(*e)),
+            Ok(Err(e)) if !wait => return Err(err(e)),
+            Err(_) if !wait => return Err(err(sqlx::Error::PoolTimedOut)),
+            Ok(Err(e)) => tracing::warn!(
+                url = %redact(url),
+                error = %e,
+                "PostgreSQL is unreachable: starting not ready; the migrations run when it answers"
+            ),
+            Err(_) => tracing::warn!(
+                url = %redact(url),
+                "PostgreSQL did not answer within {timeout:?}: starting not ready; the migrations run when it answers"
+            ),
+        }
         Ok(Self {
             pools: Pools::Postgres(pool),
         })

@@ -1,21 +1,38 @@
 //! Token-bucket rate limits on the calls an attacker repeats: login, signup, password change and
 //! token creation, per client address and per account.
 //!
-//! Buckets live in memory (GCRA from `governor`: one atomic word per key); idle keys are purged
-//! periodically so a flood of made-up usernames does not grow the process. A refusal carries
-//! `Retry-After`, so well-behaved clients wait exactly as long as needed.
+//! Buckets live in memory by default (GCRA from `governor`: one atomic word per key); idle keys
+//! are purged periodically so a flood of made-up usernames does not grow the process. A refusal
+//! carries `Retry-After`, so well-behaved clients wait exactly as long as needed.
+//!
+//! When the session store is Redis, the buckets live there instead ([`RedisBuckets`]), so every
+//! instance behind a load balancer draws on one budget: an attacker who spreads guesses over N
+//! instances gets no more than from one. Each check is one Lua script on one key (GCRA, atomic,
+//! cluster-safe, clocked by the Redis server so instances' clocks need not agree), and the key
+//! expires when its bucket is full again.
+//!
+//! **When Redis is down or slow** (no answer within `session.store_timeout`), a check falls back
+//! to this instance's in-memory bucket for the same key: the limit still holds, per instance,
+//! and the caller never sees a 5xx because of the limiter (fail-closed would turn a Redis outage
+//! into a login outage; fail-open would turn it into an unthrottled brute-force window). The
+//! first failure of an outage is logged once as a warning; after a failure Redis is left alone
+//! for [`REDIS_RETRY_AFTER`] so a dead Redis costs requests nothing, and the recovery is logged.
 
 use std::fmt;
 use std::hash::Hash;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::str::FromStr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 
 use crate::error::{Error, ErrorCode};
+use crate::session::stores::RedisStore;
 
 /// `N/period`: a burst of N, refilled evenly over the period ("10/min" = 10 at once, then one
 /// every 6 s). Periods: `s`, `min`, `h`, `d`, or any duration such as `15m`.
@@ -68,10 +85,12 @@ impl Rate {
     }
 }
 
-/// One bucket per key; `None` rate = unlimited.
+/// One bucket per key; `None` rate = unlimited. In memory, or in Redis (with the memory buckets
+/// as the fallback) once [`Limiter::shared`] is given a [`RedisBuckets`].
 pub struct Limiter<K: Hash + Eq + Clone> {
     rate: Option<Rate>,
     inner: Option<DefaultKeyedRateLimiter<K>>,
+    remote: Option<(Arc<RedisBuckets>, &'static str)>,
 }
 
 impl<K: Hash + Eq + Clone> fmt::Debug for Limiter<K> {
@@ -86,10 +105,40 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
         Self {
             rate,
             inner: rate.map(|r| governor::RateLimiter::keyed(r.quota())),
+            remote: None,
         }
     }
 
-    /// Takes one token from `key`'s bucket, or says how long until one is there.
+    /// The same limit with its buckets in Redis under `{prefix}rl:{name}:`, shared by every
+    /// instance using that Redis and prefix.
+    #[must_use]
+    pub fn shared(mut self, redis: Arc<RedisBuckets>, name: &'static str) -> Self {
+        self.remote = Some((redis, name));
+        self
+    }
+
+    /// Takes one token from `key`'s bucket: the shared one in Redis when there is one and it
+    /// answers in time, otherwise this instance's (see the module notes on outages).
+    ///
+    /// # Errors
+    /// [`RateLimited`] with the wait.
+    pub async fn take(&self, key: &K) -> Result<(), RateLimited>
+    where
+        K: fmt::Display,
+    {
+        let Some(rate) = self.rate else {
+            return Ok(());
+        };
+        if let Some((redis, name)) = &self.remote
+            && let Some(verdict) = redis.take(name, &key.to_string(), rate).await
+        {
+            return verdict;
+        }
+        self.check(key)
+    }
+
+    /// Takes one token from `key`'s bucket in this instance's memory, or says how long until one
+    /// is there (never consults Redis: see [`Limiter::take`]).
     ///
     /// # Errors
     /// [`RateLimited`] with the wait.
@@ -118,6 +167,112 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
     /// Whether no key is remembered.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// After a failed Redis check, how long checks use the in-memory buckets before trying again.
+pub const REDIS_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// GCRA on one key. `KEYS[1]` the bucket; `ARGV[1]` emission interval (µs), `ARGV[2]` burst.
+/// The key holds the theoretical arrival time (µs, Redis server clock) and expires when the
+/// bucket is full again. Returns 0 when allowed, else the wait in µs (nothing written then).
+/// (`replicate_commands`: Redis before 5 replicates scripts verbatim and refuses writes after
+/// `TIME` unless effects replication is on; from 5 it is the default, and the call a no-op.)
+const GCRA: &str = r"
+if redis.replicate_commands then redis.replicate_commands() end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local stored = redis.call('GET', KEYS[1])
+local tat = now
+if stored then tat = math.max(tonumber(stored) or now, now) end
+local new_tat = tat + interval
+local allow_at = new_tat - burst * interval
+if now < allow_at then return math.max(1, math.ceil(allow_at - now)) end
+redis.call('SET', KEYS[1], string.format('%.0f', new_tat),
+  'PX', string.format('%.0f', math.max(1, math.ceil((new_tat - now) / 1000))))
+return 0
+";
+
+/// Rate-limit buckets in Redis, on the session store's connection and key prefix.
+pub struct RedisBuckets {
+    store: RedisStore,
+    script: redis::Script,
+    /// Whether the last attempt failed (so the outage is logged once, and its end too).
+    down: AtomicBool,
+    /// Until when checks skip Redis after a failure.
+    skip_until: Mutex<Option<Instant>>,
+}
+
+impl fmt::Debug for RedisBuckets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisBuckets")
+            .field("prefix", &self.store.prefix())
+            .field("down", &self.down.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisBuckets {
+    /// Buckets on `store`'s connection, under its prefix, bounded by its timeout.
+    pub fn new(store: RedisStore) -> Self {
+        Self {
+            store,
+            script: redis::Script::new(GCRA),
+            down: AtomicBool::new(false),
+            skip_until: Mutex::new(None),
+        }
+    }
+
+    /// The Redis key of `key`'s bucket in the limit `name`.
+    fn bucket_key(&self, name: &str, key: &str) -> String {
+        format!("{}rl:{name}:{key}", self.store.prefix())
+    }
+
+    /// The shared verdict, or `None` when Redis did not give one in time (the caller then uses
+    /// its in-memory bucket).
+    async fn take(&self, name: &str, key: &str, rate: Rate) -> Option<Result<(), RateLimited>> {
+        if self
+            .skip_until
+            .lock()
+            .ok()
+            .and_then(|g| *g)
+            .is_some_and(|until| Instant::now() < until)
+        {
+            return None;
+        }
+        let interval = (rate.per / rate.burst.get()).as_micros().max(1);
+        let mut inv = self.script.key(self.bucket_key(name, key));
+        inv.arg(u64::try_from(interval).unwrap_or(u64::MAX))
+            .arg(rate.burst.get());
+        let result = self.store.invoke_script::<i64>(&inv).await;
+        match result {
+            Ok(wait_us) => {
+                if self.down.swap(false, Ordering::Relaxed) {
+                    tracing::info!("rate limits are shared through Redis again");
+                }
+                Some(if wait_us <= 0 {
+                    Ok(())
+                } else {
+                    Err(RateLimited {
+                        retry_after: Duration::from_micros(wait_us.unsigned_abs()),
+                    })
+                })
+            }
+            Err(e) => {
+                if !self.down.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        error = %e,
+                        "Redis is unavailable for rate limits: limiting per instance until it answers"
+                    );
+                }
+                if let Ok(mut g) = self.skip_until.lock() {
+                    *g = Some(Instant::now() + REDIS_RETRY_AFTER);
+                }
+                None
+            }
+        }
     }
 }
 
@@ -197,6 +352,21 @@ impl RateLimits {
             password_user: Limiter::new(config.password_per_user),
             token_user: Limiter::new(config.token_create_per_user),
             mfa_user: Limiter::new(config.mfa_per_user),
+        }
+    }
+
+    /// The same limits with their buckets in Redis (see [`RedisBuckets`]). The anonymous-session
+    /// cap stays per instance: it guards this process's memory, not a shared budget.
+    #[must_use]
+    pub fn shared(self, redis: &Arc<RedisBuckets>) -> Self {
+        Self {
+            login_ip: self.login_ip.shared(redis.clone(), "login_ip"),
+            login_user: self.login_user.shared(redis.clone(), "login_user"),
+            login_device: self.login_device.shared(redis.clone(), "login_device"),
+            signup_ip: self.signup_ip.shared(redis.clone(), "signup_ip"),
+            password_user: self.password_user.shared(redis.clone(), "password_user"),
+            token_user: self.token_user.shared(redis.clone(), "token_user"),
+            mfa_user: self.mfa_user.shared(redis.clone(), "mfa_user"),
         }
     }
 

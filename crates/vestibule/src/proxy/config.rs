@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use axum::http::uri::Authority;
+use axum::http::{HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Problem;
@@ -107,6 +108,106 @@ impl Default for RawDev {
     }
 }
 
+/// `[static_site]`: settings of the built SPA served with `static_dir` / `--static`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawStaticSite {
+    /// `[static_site.headers]`: response headers for every file of the SPA (`index.html` and
+    /// assets), on top of [`DEFAULT_STATIC_HEADERS`]: a name sets or replaces one, an empty value
+    /// removes a default. E.g. `"Content-Security-Policy" = "default-src 'self'; frame-ancestors 'none'"`,
+    /// `"Strict-Transport-Security" = "max-age=63072000; includeSubDomains"`.
+    pub headers: std::collections::BTreeMap<String, String>,
+}
+
+/// Headers every static response gets unless `[static_site.headers]` says otherwise: no framing
+/// by other sites (clickjacking), no `<base>` hijack, no plugins. They restrict nothing an SPA
+/// normally does (scripts, styles, fetches), so they are safe to have on by default; a full
+/// script CSP and HSTS depend on the app and the deployment, so they are the operator's to add.
+/// (`X-Content-Type-Options: nosniff` and `Referrer-Policy: no-referrer` are on every response
+/// of the server already; a configured `Referrer-Policy` replaces the latter for the SPA.)
+pub const DEFAULT_STATIC_HEADERS: &[(&str, &str)] = &[
+    (
+        "content-security-policy",
+        "frame-ancestors 'self'; base-uri 'self'; object-src 'none'",
+    ),
+    ("x-frame-options", "SAMEORIGIN"),
+];
+
+/// Headers `[static_site.headers]` may not set: the file server's own (type, length, encoding,
+/// caching, validators), hop-by-hop ones, and cookies (Vestibule's to set).
+const RESERVED_STATIC_HEADERS: &[&str] = &[
+    "accept-ranges",
+    "cache-control",
+    "connection",
+    "content-encoding",
+    "content-length",
+    "content-range",
+    "content-type",
+    "date",
+    "etag",
+    "keep-alive",
+    "last-modified",
+    "location",
+    "proxy-connection",
+    "set-cookie",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "vary",
+];
+
+/// The static site's response headers: the defaults merged with `[static_site.headers]`, each
+/// name and value checked (a problem per bad entry).
+pub(crate) fn static_headers(
+    raw: &RawStaticSite,
+    problems: &mut Vec<Problem>,
+) -> Vec<(HeaderName, HeaderValue)> {
+    let mut out: Vec<(HeaderName, HeaderValue)> = DEFAULT_STATIC_HEADERS
+        .iter()
+        .map(|(n, v)| (HeaderName::from_static(n), HeaderValue::from_static(v)))
+        .collect();
+    for (name, value) in &raw.headers {
+        let key = format!("static_site.headers.{name}");
+        let Ok(header) = HeaderName::from_bytes(name.trim().as_bytes()) else {
+            problems.push(Problem {
+                key,
+                message: format!("{name:?} is not a header name (letters, digits and -)"),
+            });
+            continue;
+        };
+        if RESERVED_STATIC_HEADERS.contains(&header.as_str()) {
+            problems.push(Problem {
+                key,
+                message: format!(
+                    "{header} is set by the static file server itself (or is Vestibule's) and cannot be configured"
+                ),
+            });
+            continue;
+        }
+        out.retain(|(n, _)| *n != header);
+        let value = value.trim();
+        if value.is_empty() {
+            continue; // removes the default
+        }
+        // Visible ASCII and spaces only: no line breaks (header injection), no obs-text.
+        match HeaderValue::from_str(value) {
+            Ok(v)
+                if value
+                    .bytes()
+                    .all(|b| b == b' ' || b == b'\t' || b.is_ascii_graphic()) =>
+            {
+                out.push((header, v));
+            }
+            _ => problems.push(Problem {
+                key,
+                message: "the value must be printable ASCII on one line".into(),
+            }),
+        }
+    }
+    out
+}
+
 /// A validated upstream.
 #[derive(Debug, Clone)]
 pub struct Upstream {
@@ -160,6 +261,8 @@ pub struct ProxyConfig {
     pub upstreams: Vec<Upstream>,
     /// A built SPA to serve for everything else.
     pub static_dir: Option<PathBuf>,
+    /// Response headers of the SPA's files (`[static_site.headers]` over the defaults).
+    pub static_headers: Vec<(HeaderName, HeaderValue)>,
     /// `vestibule dev` mode.
     pub dev: bool,
     /// The assertion signing key: loaded (or created) by `App::build` next to the database when
@@ -407,6 +510,7 @@ pub(crate) fn validate(
     ProxyConfig {
         upstreams,
         static_dir,
+        static_headers: Vec::new(),
         dev: dev.enabled,
         assertion_key: None,
     }
@@ -442,6 +546,67 @@ fn dev_upstream(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> (Vec<(String, String)>, Vec<String>) {
+        let raw = RawStaticSite {
+            headers: pairs
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+                .collect(),
+        };
+        let mut problems = Vec::new();
+        let out = static_headers(&raw, &mut problems)
+            .into_iter()
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("?").to_owned()))
+            .collect();
+        (out, problems.into_iter().map(|p| p.key).collect())
+    }
+
+    #[test]
+    fn static_headers_default_merge_and_remove() {
+        let (out, problems) = headers(&[]);
+        assert!(problems.is_empty());
+        assert_eq!(out.len(), DEFAULT_STATIC_HEADERS.len());
+        let (out, problems) = headers(&[
+            ("Content-Security-Policy", "default-src 'self'"),
+            ("X-Frame-Options", ""),
+            ("Strict-Transport-Security", "max-age=63072000"),
+        ]);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(
+            out,
+            vec![
+                (
+                    "content-security-policy".to_owned(),
+                    "default-src 'self'".to_owned()
+                ),
+                (
+                    "strict-transport-security".to_owned(),
+                    "max-age=63072000".to_owned()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn static_headers_refuse_bad_names_values_and_reserved_headers() {
+        for (name, value) in [
+            ("bad header", "x"),
+            ("x-ok", "line\r\nSet-Cookie: a=b"),
+            ("x-ok", "caf\u{e9}"),
+            ("Set-Cookie", "a=b"),
+            ("content-type", "text/plain"),
+            ("Cache-Control", "no-store"),
+            ("transfer-encoding", "chunked"),
+        ] {
+            let (_, problems) = headers(&[(name, value)]);
+            assert_eq!(
+                problems,
+                vec![format!("static_site.headers.{name}")],
+                "{name}: {value:?} accepted"
+            );
+        }
+    }
 
     fn up(prefix: &str, url: &str) -> RawUpstream {
         RawUpstream {

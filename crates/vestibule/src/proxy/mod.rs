@@ -10,7 +10,7 @@
 pub mod assertion;
 pub mod config;
 mod forward;
-mod rewrite;
+pub(crate) mod rewrite;
 mod static_site;
 
 use std::net::SocketAddr;
@@ -69,7 +69,7 @@ impl Gateway {
                 .proxy
                 .static_dir
                 .as_deref()
-                .map(static_site::StaticSite::new),
+                .map(|dir| static_site::StaticSite::new(dir, &config.proxy.static_headers)),
             assertion: config.proxy.needs_assertion_key().then(|| {
                 config
                     .proxy

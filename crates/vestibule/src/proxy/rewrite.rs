@@ -20,6 +20,7 @@ pub(crate) struct Rewrite<'a> {
 }
 
 impl Rewrite<'_> {
+    /// `path` with the stripped prefix put back (no-op when the prefix is not stripped).
     fn map_path(&self, path: &str) -> String {
         if self.strip_prefix && self.prefix != "/" {
             if path == "/" {
@@ -36,7 +37,10 @@ impl Rewrite<'_> {
     /// the proxy; a path gets the prefix back. Other sites are left alone.
     pub(crate) fn location(&self, value: &str) -> Option<String> {
         if value.starts_with('/') && !value.starts_with("//") {
-            return self.strip_prefix.then(|| self.map_path(value));
+            return self
+                .strip_prefix
+                .then(|| self.map_path(value))
+                .filter(|out| out != value);
         }
         let url = url::Url::parse(value).ok()?;
         if !matches!(url.scheme(), "http" | "https") {
@@ -58,16 +62,23 @@ impl Rewrite<'_> {
             out.push('#');
             out.push_str(f);
         }
+        // `http://upstream//evil.test/` must not become `//evil.test/`: scheme-relative, another
+        // site (found by fuzzing). Left as it was, it points at the upstream, which is harmless.
+        if out.starts_with("//") || out.starts_with("/\\") {
+            return None;
+        }
         Some(out)
     }
 
     /// The `Set-Cookie` to send to the browser: `Domain` removed (the cookie belongs to the
     /// proxy's host), `Secure` dropped on plain-http loopback (with `SameSite=None`, which needs
     /// `Secure`, turned into `Lax`: it is same-origin now), `Path` put under the prefix.
-    /// `None` (outer) drops the header: the upstream tried to set Vestibule's session cookie.
+    /// `None` (outer) drops the header: the upstream tried to set Vestibule's session cookie, or
+    /// sent one the parser cannot read (a browser might still store it, `Domain` and all, so it
+    /// is not passed through unchecked).
     pub(crate) fn set_cookie(&self, value: &str) -> Option<Option<String>> {
         let Ok(mut c) = Cookie::parse(value) else {
-            return Some(None);
+            return None;
         };
         let bare = |n: &str| {
             n.strip_prefix("__Host-")
@@ -78,7 +89,13 @@ impl Rewrite<'_> {
         if bare(c.name()) == bare(self.protected_cookie) {
             return None;
         }
-        let mut changed = false;
+        // A `Domain` the parser skipped (`Domain=.`, `Domain=`) still goes: the cookie is then
+        // written out again with only the attributes it understood.
+        let mut changed = value.split(';').skip(1).any(|a| {
+            a.split('=')
+                .next()
+                .is_some_and(|n| n.trim().eq_ignore_ascii_case("domain"))
+        });
         if c.domain().is_some() {
             c.unset_domain();
             changed = true;
@@ -91,7 +108,13 @@ impl Rewrite<'_> {
             changed = true;
         }
         if self.strip_prefix && self.prefix != "/" {
-            let path = c.path().unwrap_or("/").to_owned();
+            // A Path not starting with `/` is ignored by browsers (RFC 6265 §5.2.4): use `/`, so
+            // it cannot turn into `/apinotes`, outside the prefix (found by fuzzing).
+            let path = c
+                .path()
+                .filter(|p| p.starts_with('/'))
+                .unwrap_or("/")
+                .to_owned();
             c.set_path(self.map_path(&path));
             changed = true;
         }

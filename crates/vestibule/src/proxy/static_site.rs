@@ -1,12 +1,15 @@
 //! `--static DIR`: a built single-page app on the gateway's origin. Client-side routes get
 //! `index.html`; hashed assets are cached for a year; `index.html` is revalidated every time so
 //! a deploy is picked up at once; precompressed `.br`/`.gz` files are served when present.
+//! Every file answer (`index.html`, client-side routes and assets alike, 200 or 304) carries the
+//! configured `[static_site.headers]` (see `proxy::config::DEFAULT_STATIC_HEADERS`); the JSON
+//! 404 of a missing asset does not.
 
 use std::path::Path;
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tower::ServiceExt;
 use tower_http::services::ServeDir;
@@ -20,11 +23,13 @@ const REVALIDATE: &str = "no-cache";
 #[derive(Debug, Clone)]
 pub(crate) struct StaticSite {
     dir: ServeDir,
+    headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl StaticSite {
-    pub(crate) fn new(dir: &Path) -> Self {
+    pub(crate) fn new(dir: &Path, headers: &[(HeaderName, HeaderValue)]) -> Self {
         Self {
+            headers: headers.to_vec(),
             dir: ServeDir::new(dir)
                 .precompressed_br()
                 .precompressed_gzip()
@@ -84,6 +89,9 @@ impl StaticSite {
             };
             res.headers_mut()
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static(policy));
+            for (name, value) in &self.headers {
+                res.headers_mut().insert(name.clone(), value.clone());
+            }
         }
         res
     }

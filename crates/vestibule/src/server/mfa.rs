@@ -124,8 +124,8 @@ async fn pending(session: &Session) -> Result<Pending> {
 }
 
 /// Counts an attempt at a second factor against the account's budget.
-fn check_rate(app: &AppState, user_id: i64) -> Result<()> {
-    app.limits.mfa_user.check(&user_id).map_err(|l| {
+async fn check_rate(app: &AppState, user_id: i64) -> Result<()> {
+    app.limits.mfa_user.take(&user_id).await.map_err(|l| {
         app.limited(
             l,
             "second-factor attempts for this account",
@@ -226,7 +226,7 @@ pub(crate) async fn post_mfa_totp(
     Json(body): Json<CodeBody>,
 ) -> Result<Response> {
     let p = pending(&session).await?;
-    check_rate(&app, p.user_id)?;
+    check_rate(&app, p.user_id).await?;
     if !totp_ok(&app, p.user_id, &body.code).await? {
         return Err(refused(&app, &p, ip, "totp"));
     }
@@ -260,7 +260,7 @@ pub(crate) async fn post_mfa_recovery(
     Json(body): Json<CodeBody>,
 ) -> Result<Response> {
     let p = pending(&session).await?;
-    check_rate(&app, p.user_id)?;
+    check_rate(&app, p.user_id).await?;
     let used = body.code.len() <= 64
         && app
             .mfa
@@ -362,7 +362,7 @@ pub(crate) async fn post_totp_confirm(
 ) -> Result<axum::Json<RecoveryCodes>> {
     require_session(&session)?;
     require_recent(&session, app.reauth_window).await?;
-    check_rate(&app, user.id)?;
+    check_rate(&app, user.id).await?;
     let (sealed, confirmed) = app.mfa.store.totp(user.id).await?.ok_or_else(|| {
         Error::new(ErrorCode::MfaNotEnabled, "no TOTP enrolment to confirm")
             .with_hint("POST /auth/mfa/totp/enroll first")
@@ -823,7 +823,7 @@ pub(crate) async fn post_mfa_webauthn_finish(
     Json(body): Json<PasskeyAssertionBody>,
 ) -> Result<Response> {
     let p = pending(&session).await?;
-    check_rate(&app, p.user_id)?;
+    check_rate(&app, p.user_id).await?;
     let wa = webauthn(&app)?;
     let c = take_ceremony(&session, "mfa").await?;
     let state: PasskeyAuthentication = from_value(c.state)?;
@@ -868,7 +868,7 @@ pub(crate) async fn post_passkey_login_start(
 ) -> Result<axum::Json<Value>> {
     refuse_dead_bearer(&session).await?;
     // Each start creates a session record: counted as a login attempt from this address.
-    app.limits.login_ip.check(&ip).map_err(|l| {
+    app.limits.login_ip.take(&ip).await.map_err(|l| {
         app.limited(
             l,
             "login attempts from this address",

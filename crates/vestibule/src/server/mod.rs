@@ -191,7 +191,17 @@ pub type BuiltStore = (Arc<dyn SessionStore>, Option<CachedStore<SqliteStore>>);
 /// # Errors
 /// [`StartError::Other`] when the Redis configuration is unusable.
 pub fn build_store(config: &Config, db: &Database) -> Result<BuiltStore, StartError> {
-    let redis = || -> Result<(RedisStore, crate::session::stores::RedisConfig), StartError> {
+    build_store_sharing(config, db, &mut None)
+}
+
+/// [`build_store`], also handing out the Redis store (when there is one) so the rate limits can
+/// share its connection and prefix.
+fn build_store_sharing(
+    config: &Config,
+    db: &Database,
+    shared_redis: &mut Option<RedisStore>,
+) -> Result<BuiltStore, StartError> {
+    let mut redis = || -> Result<(RedisStore, crate::session::stores::RedisConfig), StartError> {
         let rc = config.redis.clone().ok_or_else(|| {
             crate::Error::new(
                 crate::error::ErrorCode::Internal,
@@ -199,6 +209,7 @@ pub fn build_store(config: &Config, db: &Database) -> Result<BuiltStore, StartEr
             )
         })?;
         let store = RedisStore::new(&rc).map_err(crate::Error::from)?;
+        *shared_redis = Some(store.clone());
         Ok((store, rc))
     };
     Ok(match config.store {
@@ -384,8 +395,16 @@ impl App {
                 .map_err(|source| StartError::IdentityKey { path, source })?;
             config.proxy.assertion_key = Some(Arc::new(key));
         }
-        let db = Database::connect(&config.database, config.store_timeout).await?;
-        let (store, cache) = build_store(&config, &db)?;
+        // A server starts while PostgreSQL is down (not ready) and migrates when it answers.
+        let db = Database::connect_or_wait(&config.database, config.store_timeout).await?;
+        let mut shared_redis = None;
+        let (store, cache) = build_store_sharing(&config, &db, &mut shared_redis)?;
+        // With Redis, the rate limits are shared by every instance too (see `ratelimit`).
+        let limits = crate::ratelimit::RateLimits::new(&config.rate_limits);
+        let limits = match shared_redis {
+            Some(r) => limits.shared(&Arc::new(crate::ratelimit::RedisBuckets::new(r))),
+            None => limits,
+        };
         let metrics = config
             .metrics_allow
             .clone()
@@ -441,7 +460,7 @@ impl App {
             },
             signup: config.signup,
             db,
-            limits: crate::ratelimit::RateLimits::new(&config.rate_limits),
+            limits,
             trusted_proxies: config.trusted_proxies.clone(),
             device: crate::auth::DeviceTrust::new(config.device_key, &config.session.cookie),
             max_sessions_per_user: config.max_sessions_per_user,

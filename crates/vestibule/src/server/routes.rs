@@ -222,7 +222,8 @@ pub(crate) async fn post_signup(
     }
     app.limits
         .signup_ip
-        .check(&ip)
+        .take(&ip)
+        .await
         .map_err(|l| app.limited(l, "signups from this address", "rate_limits.signup_per_ip"))?;
     let username = Username::parse(&body.username)?;
     app.policy.check(username.as_str(), &body.password)?;
@@ -274,13 +275,13 @@ pub(super) fn remember_device(
 /// Throttles login attempts per client address, then per account: from a device that logged
 /// in to the account before, against that device budget; from anywhere else, against the
 /// account's shared budget, which is what slows a distributed password-guessing attack.
-fn check_login_rate(
+async fn check_login_rate(
     app: &AppState,
     ip: std::net::IpAddr,
     headers: &HeaderMap,
     account: &str,
 ) -> Result<()> {
-    app.limits.login_ip.check(&ip).map_err(|l| {
+    app.limits.login_ip.take(&ip).await.map_err(|l| {
         app.limited(
             l,
             "login attempts from this address",
@@ -290,7 +291,8 @@ fn check_login_rate(
     if app.device.recognises(headers, account, now()) {
         app.limits
             .login_device
-            .check(&account.to_owned())
+            .take(&account.to_owned())
+            .await
             .map_err(|l| {
                 app.limited(
                     l,
@@ -301,7 +303,8 @@ fn check_login_rate(
     } else {
         app.limits
             .login_user
-            .check(&account.to_owned())
+            .take(&account.to_owned())
+            .await
             .map_err(|l| {
                 app.limited(
                     l,
@@ -340,7 +343,7 @@ pub(crate) async fn post_login(
     Json(body): Json<Credentials>,
 ) -> Result<Response> {
     refuse_dead_bearer(&session).await?;
-    if let Err(e) = check_login_rate(&app, ip, &headers, &account_key(&body.username)) {
+    if let Err(e) = check_login_rate(&app, ip, &headers, &account_key(&body.username)).await {
         app.login_failed("rate_limited");
         return Err(e);
     }
@@ -537,7 +540,7 @@ pub(crate) async fn post_password(
 ) -> Result<axum::Json<AuthBody>> {
     require_session(&session)?;
     require_recent(&session, app.reauth_window).await?;
-    app.limits.password_user.check(&user.id).map_err(|l| {
+    app.limits.password_user.take(&user.id).await.map_err(|l| {
         app.limited(
             l,
             "password change attempts",
@@ -640,7 +643,7 @@ pub(crate) async fn post_reauth(
 ) -> Result<axum::Json<ReauthBody>> {
     require_session(&session)?;
     // The same budgets as a login for this account: a stolen session cannot guess faster.
-    check_login_rate(&app, ip, &headers, &account_key(&user.username))?;
+    check_login_rate(&app, ip, &headers, &account_key(&user.username)).await?;
     let stored = app
         .users
         .by_id(user.id)
@@ -1045,7 +1048,7 @@ pub(crate) async fn post_token(
 ) -> Result<Response> {
     require_session(&session)?;
     require_recent(&session, app.reauth_window).await?;
-    app.limits.token_user.check(&user.id).map_err(|l| {
+    app.limits.token_user.take(&user.id).await.map_err(|l| {
         app.limited(
             l,
             "access tokens created",

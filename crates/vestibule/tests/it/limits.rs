@@ -6,8 +6,10 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use reqwest::Response;
 use serde_json::json;
-use vestibule::config::RawConfig;
+use vestibule::config::{RawConfig, RawStore};
+use vestibule::ratelimit;
 
+use crate::services;
 use crate::support::{PASSWORD, TestApp, assert_error, test_raw_config};
 
 /// Login attempt for `username` with no cookie, from `xff` as a trusted proxy reports it.
@@ -55,7 +57,54 @@ fn limits(raw: &mut RawConfig, pairs: &[(&str, &str)]) {
 
 #[tokio::test]
 async fn a_distributed_brute_force_is_slowed_and_the_owner_still_gets_in() {
+    brute_force_is_slowed_and_the_owner_gets_in(|_| {}).await;
+}
+
+/// The same attack with the buckets in Redis (the session store is Redis, so the limits are too).
+#[tokio::test]
+async fn a_distributed_brute_force_is_slowed_with_the_buckets_in_redis() {
+    let url = services::redis_url();
+    if !services::redis_reachable(&url).await {
+        return;
+    }
+    let prefix = services::random_prefix();
+    let _guard = services::RedisKeysGuard {
+        urls: vec![url.clone()],
+        prefix: prefix.clone(),
+    };
+    brute_force_is_slowed_and_the_owner_gets_in(|raw| redis_store(raw, &url, &prefix)).await;
+    let ttl = key_ttl(&url, &format!("{prefix}rl:login_user:victim")).await;
+    assert!(
+        (1..=3600).contains(&ttl),
+        "the account bucket expires within its horizon (1 h), TTL {ttl}"
+    );
+}
+
+/// Sessions (and so the rate limits) in the Redis at `url`, under `prefix`, uncached.
+fn redis_store(raw: &mut RawConfig, url: &str, prefix: &str) {
+    raw.session.store = RawStore::One(url.to_owned());
+    raw.session.redis_prefix = prefix.to_owned();
+    raw.session.redis_cache = false;
+    raw.session.store_timeout = "300ms".into();
+}
+
+/// `TTL key` in seconds (-2: no such key).
+async fn key_ttl(url: &str, key: &str) -> i64 {
+    let client = redis::Client::open(url).expect("redis url");
+    let mut c = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connection");
+    redis::cmd("TTL")
+        .arg(key)
+        .query_async(&mut c)
+        .await
+        .expect("TTL")
+}
+
+async fn brute_force_is_slowed_and_the_owner_gets_in(store: impl FnOnce(&mut RawConfig)) {
     let app = TestApp::spawn_with(|raw| {
+        store(raw);
         limits(
             raw,
             &[
@@ -105,6 +154,97 @@ async fn a_distributed_brute_force_is_slowed_and_the_owner_still_gets_in() {
     // A browser the account never saw still waits with the attackers (the documented trade-off).
     let stranger = attempt(&app, "victim", PASSWORD, "192.0.2.50").await;
     assert_limited(stranger).await;
+    app.stop().await;
+}
+
+/// Two instances on one Redis prefix draw on one account budget: guesses spread over A and B
+/// are refused once their total passes the limit, on either instance.
+#[tokio::test]
+async fn two_instances_share_the_login_budget_through_redis() {
+    let url = services::redis_url();
+    if !services::redis_reachable(&url).await {
+        return;
+    }
+    let prefix = services::random_prefix();
+    let _guard = services::RedisKeysGuard {
+        urls: vec![url.clone()],
+        prefix: prefix.clone(),
+    };
+    let spawn = || {
+        TestApp::spawn_with(|raw| {
+            redis_store(raw, &url, &prefix);
+            limits(raw, &[("login_per_user", "6/h")]);
+        })
+    };
+    let (a, b) = (spawn().await, spawn().await);
+    let mut answered = 0;
+    for i in 0..12u32 {
+        let app = if i % 2 == 0 { &a } else { &b };
+        let res = attempt(app, "victim", "wrong password!", &format!("10.1.0.{i}")).await;
+        match res.status().as_u16() {
+            401 => answered += 1,
+            429 => assert_limited(res).await,
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    // Per instance each would have allowed 6 (12 in all); shared, 6 in all.
+    assert_eq!(answered, 6, "the budget is shared");
+    assert_limited(attempt(&a, "victim", "wrong password!", "10.1.1.1").await).await;
+    assert_limited(attempt(&b, "victim", "wrong password!", "10.1.1.2").await).await;
+    // Another account has its own bucket.
+    let res = attempt(&b, "someone", "wrong password!", "10.1.1.3").await;
+    assert_error(res, 401, "invalid_credentials").await;
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Redis stops: the limits fall back to each instance's memory, so guesses are still refused
+/// (never a 5xx from the limiter), and a bounded time each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_hold_per_instance_while_redis_is_down() {
+    let Some(mut redis) = services::OwnedRedis::start(&[]).await else {
+        return;
+    };
+    let url = redis.url();
+    let app = TestApp::spawn_with(|raw| {
+        redis_store(raw, &url, &services::random_prefix());
+        limits(raw, &[("login_per_user", "3/h"), ("login_per_ip", "3/h")]);
+    })
+    .await;
+    // Shared while Redis is up: the account's budget is spent there.
+    for i in 0..3u32 {
+        let res = attempt(&app, "victim", "wrong password!", &format!("10.2.0.{i}")).await;
+        assert_error(res, 401, "invalid_credentials").await;
+    }
+    assert_limited(attempt(&app, "victim", "wrong password!", "10.2.0.9").await).await;
+    redis.stop();
+    // Down: the in-memory buckets take over (fresh, so a burst of 3 again), per account and
+    // per address, and nothing answers 5xx.
+    let mut answered = 0;
+    for i in 0..10u32 {
+        let started = std::time::Instant::now();
+        let res = attempt(&app, "victim", "wrong password!", &format!("10.3.0.{i}")).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the limiter hung"
+        );
+        match res.status().as_u16() {
+            401 => answered += 1,
+            429 => assert_limited(res).await,
+            other => panic!("unexpected status {other} while Redis is down"),
+        }
+    }
+    assert_eq!(answered, 3, "the account is limited locally");
+    for i in 0..3u32 {
+        let res = attempt(&app, &format!("u{i}"), "wrong password!", "10.4.0.1").await;
+        assert_eq!(res.status(), 401);
+    }
+    assert_limited(attempt(&app, "u9", "wrong password!", "10.4.0.1").await).await;
+    // Back: shared again (Redis kept the account's bucket on disk): still refused.
+    redis.launch().await.expect("redis restarts");
+    tokio::time::sleep(ratelimit::REDIS_RETRY_AFTER + Duration::from_millis(200)).await;
+    assert_limited(attempt(&app, "victim", "wrong password!", "10.5.0.1").await).await;
+    app.stop().await;
 }
 
 #[tokio::test]
@@ -114,12 +254,21 @@ async fn after_the_attack_the_account_refills_and_nothing_stays_locked() {
     })
     .await;
     drop(app.signed_up("carol", PASSWORD).await);
-    let mut saw_limit = false;
-    for i in 0..20 {
-        let res = attempt(&app, "carol", "nope nope nope", &format!("10.0.0.{i}")).await;
-        saw_limit |= res.status() == 429;
-    }
-    assert!(saw_limit, "20 quick guesses hit the 3/s account limit");
+    // All at once, so a slow machine (each guess is an Argon2 hash) cannot let the bucket refill
+    // between them.
+    let addresses: Vec<String> = (0..20).map(|i| format!("10.0.0.{i}")).collect();
+    let guesses = addresses
+        .iter()
+        .map(|xff| attempt(&app, "carol", "nope nope nope", xff));
+    let limited = futures_util::future::join_all(guesses)
+        .await
+        .iter()
+        .filter(|res| res.status() == 429)
+        .count();
+    assert!(
+        limited >= 10,
+        "20 simultaneous guesses hit the 3/s account limit ({limited} refused)"
+    );
     tokio::time::sleep(Duration::from_millis(1200)).await;
     // A new browser (no device cookie) gets in once the bucket has refilled: no lock-out.
     let res = attempt(&app, "carol", PASSWORD, "192.0.2.9").await;
@@ -317,6 +466,111 @@ async fn security_headers_on_api_answers_and_the_demo_page() {
     );
     let csp = h["content-security-policy"].to_str().expect("ascii");
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+}
+
+/// A built SPA for `static_dir`: an index, a hashed asset and a plain file.
+fn spa_dir() -> tempfile::TempDir {
+    let site = tempfile::tempdir().expect("tempdir");
+    let root = site.path();
+    std::fs::create_dir(root.join("assets")).expect("mkdir");
+    std::fs::write(root.join("index.html"), "<!doctype html><p>spa</p>").expect("write");
+    std::fs::write(root.join("assets/app-BXk3a9Zq.js"), "1").expect("write");
+    std::fs::write(root.join("robots.txt"), "ok").expect("write");
+    site
+}
+
+/// The served SPA's files carry the safe defaults, or the configured headers instead; the
+/// server-wide ones stay.
+#[tokio::test]
+async fn a_served_spa_gets_default_and_configured_headers() {
+    let site = spa_dir();
+    let dir = site.path().display().to_string();
+    let app = TestApp::spawn_with(|raw| raw.static_dir = Some(dir.clone())).await;
+    let http = app.raw_client();
+    for path in ["/", "/notes/7", "/assets/app-BXk3a9Zq.js", "/robots.txt"] {
+        let res = http.get(app.url(path)).send().await.expect("request");
+        assert_eq!(res.status(), 200, "{path}");
+        let h = res.headers();
+        assert_eq!(
+            h["content-security-policy"],
+            "frame-ancestors 'self'; base-uri 'self'; object-src 'none'",
+            "{path}"
+        );
+        assert_eq!(h["x-frame-options"], "SAMEORIGIN", "{path}");
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+    }
+    app.stop().await;
+
+    let app = TestApp::spawn_with(|raw| {
+        raw.static_dir = Some(dir.clone());
+        let h = &mut raw.static_site.headers;
+        h.insert(
+            "Content-Security-Policy".into(),
+            "default-src 'self'; frame-ancestors 'none'".into(),
+        );
+        h.insert(
+            "Strict-Transport-Security".into(),
+            "max-age=63072000; includeSubDomains".into(),
+        );
+        h.insert(
+            "Permissions-Policy".into(),
+            "camera=(), geolocation=()".into(),
+        );
+        h.insert(
+            "Referrer-Policy".into(),
+            "strict-origin-when-cross-origin".into(),
+        );
+        h.insert("X-Frame-Options".into(), String::new());
+    })
+    .await;
+    let http = app.raw_client();
+    for path in ["/", "/assets/app-BXk3a9Zq.js"] {
+        let res = http.get(app.url(path)).send().await.expect("request");
+        let h = res.headers();
+        assert_eq!(
+            h["content-security-policy"],
+            "default-src 'self'; frame-ancestors 'none'"
+        );
+        assert_eq!(
+            h["strict-transport-security"],
+            "max-age=63072000; includeSubDomains"
+        );
+        assert_eq!(h["permissions-policy"], "camera=(), geolocation=()");
+        assert_eq!(h["referrer-policy"], "strict-origin-when-cross-origin");
+        assert!(
+            h.get("x-frame-options").is_none(),
+            "an empty value removes a default"
+        );
+        assert_eq!(h["x-content-type-options"], "nosniff");
+    }
+    // The cache policy stays the file server's; Vestibule's own answers keep theirs.
+    let res = http.get(app.url("/")).send().await.expect("request");
+    assert_eq!(res.headers()["cache-control"], "no-cache");
+    let res = http
+        .get(app.url("/auth/csrf"))
+        .send()
+        .await
+        .expect("request");
+    assert!(res.headers().get("strict-transport-security").is_none());
+    assert_eq!(res.headers()["referrer-policy"], "no-referrer");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_static_site_headers_are_named() {
+    let mut raw = test_raw_config();
+    let h = &mut raw.static_site.headers;
+    h.insert("X-Injected".into(), "a\r\nSet-Cookie: s=1".into());
+    h.insert("Set-Cookie".into(), "s=1".into());
+    h.insert("bad name".into(), "x".into());
+    let err = raw.validate().expect_err("invalid").to_string();
+    for key in [
+        "static_site.headers.X-Injected",
+        "static_site.headers.Set-Cookie",
+        "static_site.headers.bad name",
+    ] {
+        assert!(err.contains(key), "{key} not named in {err}");
+    }
 }
 
 /// A raw TCP connection to the app.
@@ -609,4 +863,27 @@ async fn anonymous_session_creation_is_capped_per_address() {
     );
     let c = app.signed_up("lee", PASSWORD).await;
     assert_eq!(c.post("/demo/counter").await.status(), 200);
+}
+
+/// With Redis (several instances) the device-cookie key must be shared configuration: an unset
+/// `secret_key` is warned about; set, it is not.
+#[test]
+fn an_unset_secret_key_with_a_redis_store_is_warned_about() {
+    let mut raw = test_raw_config();
+    raw.session.store = RawStore::One("redis://127.0.0.1:6379/0".into());
+    let config = raw.clone().validate().expect("valid");
+    assert!(
+        config.warnings.iter().any(|w| w.contains("secret_key")),
+        "{:?}",
+        config.warnings
+    );
+    raw.secret_key = Some(vestibule::config::SecretString(
+        "a shared secret of at least thirty-two characters".into(),
+    ));
+    let config = raw.validate().expect("valid");
+    assert!(
+        !config.warnings.iter().any(|w| w.contains("secret_key")),
+        "{:?}",
+        config.warnings
+    );
 }

@@ -113,8 +113,9 @@ async fn cached_redis_outage_gives_bounded_503s_and_recovers() {
 }
 
 /// A server whose Redis is not there at all starts anyway (not ready), answers what needs no
-/// store, and refuses the rest with a bounded 503 instead of hanging or crashing.
-#[tokio::test]
+/// store, and refuses the rest with a bounded 503 instead of hanging or crashing; once a Redis
+/// appears at that address it becomes ready and works, with no restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_starts_not_ready_when_redis_is_absent() {
     let port = services::free_port(); // nothing listens there
     let app = TestApp::spawn_with(|raw| {
@@ -135,5 +136,21 @@ async fn a_server_starts_not_ready_when_redis_is_absent() {
         .await;
     assert!(started.elapsed() < BOUND);
     assert_error(res, 503, "store_unavailable").await;
+
+    let Some(_redis) = OwnedRedis::start_on(port, &[]).await else {
+        return;
+    };
+    let mut ready = false;
+    for _ in 0..100 {
+        if c.get("/readyz").await.status() == StatusCode::OK {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "/readyz never recovered once Redis came up");
+    // (Not "zoe": the refused signup above created the account before its session failed.)
+    let yan = app.signed_up("yan", "correct horse battery").await;
+    assert_eq!(yan.get("/auth/me").await.status(), StatusCode::OK);
     app.stop().await;
 }

@@ -5,7 +5,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use vestibule::config::RawStore;
 
-use crate::services::PgSchema;
+use crate::services::{self, PgSchema};
 use crate::support::{PASSWORD, TestApp, assert_error};
 
 #[tokio::test]
@@ -128,4 +128,85 @@ async fn a_stuck_postgres_gives_bounded_503s_and_recovers() {
     tx.rollback().await.expect("unlock");
     assert_eq!(alice.get("/auth/me").await.status(), 200);
     app.stop().await;
+}
+
+/// Polls `path` until it answers `status` (at most 10 s).
+async fn eventually(client: &crate::support::TestClient, path: &str, status: u16) -> bool {
+    for _ in 0..100 {
+        if client.get(path).await.status() == status {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// PostgreSQL is down when the server starts (a relay the test owns is off): the server starts
+/// anyway, live but not ready, and what needs the database gets a bounded 503. Once it answers,
+/// the migrations run into the fresh schema and everything works with no restart; a later outage
+/// and recovery behave the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_starts_while_postgres_is_down_and_recovers_without_restart() {
+    use std::time::{Duration, Instant};
+    let Some(schema) = PgSchema::create().await else {
+        return;
+    };
+    let relay = services::Relay::start(services::socket_of(&schema.url), false).await;
+    let url = services::via_port(&schema.url, relay.port);
+    let app = TestApp::spawn_with(|raw| {
+        raw.database_url = url;
+        raw.session.store = RawStore::One("database".into());
+        raw.session.store_timeout = "300ms".into();
+    })
+    .await;
+    let visitor = app.client();
+    assert_eq!(visitor.get("/healthz").await.status(), 200);
+    assert_error(visitor.get("/readyz").await, 503, "store_unavailable").await;
+    let started = Instant::now();
+    let res = app
+        .post_anon(
+            "/auth/signup",
+            &json!({"username": "alice", "password": PASSWORD}),
+        )
+        .await;
+    assert!(started.elapsed() < Duration::from_secs(5), "signup hung");
+    assert_error(res, 503, "store_unavailable").await;
+
+    // The database answers: migrated on first contact, ready, usable.
+    relay.set(true);
+    assert!(eventually(&visitor, "/readyz", 200).await, "never ready");
+    let alice = app.signed_up("alice", PASSWORD).await;
+    assert_eq!(alice.get("/auth/me").await.status(), 200);
+
+    // Down again: bounded 503s; back: the same session works.
+    relay.set(false);
+    let started = Instant::now();
+    let res = alice.get("/auth/me").await;
+    assert!(started.elapsed() < Duration::from_secs(5), "a request hung");
+    assert_error(res, 503, "store_unavailable").await;
+    assert_eq!(alice.get("/healthz").await.status(), 200);
+    assert_error(alice.get("/readyz").await, 503, "store_unavailable").await;
+    relay.set(true);
+    assert!(
+        eventually(&alice, "/auth/me", 200).await,
+        "the session never came back"
+    );
+    app.stop().await;
+}
+
+/// One-shot commands (`vestibule user …`) connect strictly: an unreachable PostgreSQL is an error
+/// at once, naming it without its password; only the server waits for it.
+#[tokio::test]
+async fn a_one_shot_connect_to_an_unreachable_postgres_fails_clearly() {
+    use vestibule::db::{Database, DatabaseLocation, DbError};
+    let url = services::via_port(
+        "postgres://vestibule:hunter2@127.0.0.1:5432/test",
+        services::free_port(),
+    );
+    let location = DatabaseLocation::parse(&url).expect("a PostgreSQL URL");
+    let err = Database::connect(&location, std::time::Duration::from_millis(300))
+        .await
+        .expect_err("nothing listens there");
+    assert!(matches!(err, DbError::Connect { .. }), "{err:?}");
+    assert!(!err.to_string().contains("hunter2"), "{err}");
 }

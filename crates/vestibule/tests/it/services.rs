@@ -106,7 +106,8 @@ impl OwnedRedis {
         Self::start_on(free_port(), extra).await
     }
 
-    async fn start_on(port: u16, extra: &[&str]) -> Option<Self> {
+    /// Starts one on `port`; `None` (after the skip message) without `redis-server`.
+    pub async fn start_on(port: u16, extra: &[&str]) -> Option<Self> {
         let mut r = Self {
             port,
             dir: tempfile::tempdir().expect("temp dir"),
@@ -348,4 +349,81 @@ impl OwnedCluster {
     pub fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(OwnedRedis::url).collect()
     }
+}
+
+/// A loopback TCP relay to a service, owned by one test, which turns it off (new connections are
+/// refused and open ones cut, as when the service goes down) and on again.
+pub struct Relay {
+    pub port: u16,
+    on: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    /// Relays a random loopback port to `target`, starting `on` or off.
+    pub async fn start(target: std::net::SocketAddr, on: bool) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("relay binds");
+        let port = listener.local_addr().expect("relay address").port();
+        let (tx, rx) = tokio::sync::watch::channel(on);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    continue;
+                };
+                if !*rx.borrow() {
+                    drop(client); // off: the connection is closed at once
+                    continue;
+                }
+                let mut rx = rx.clone();
+                tokio::spawn(async move {
+                    let Ok(Ok(mut server)) = tokio::time::timeout(
+                        Duration::from_secs(2),
+                        tokio::net::TcpStream::connect(target),
+                    )
+                    .await
+                    else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = rx.wait_for(|on| !*on) => {}
+                    }
+                });
+            }
+        });
+        Self { port, on: tx, task }
+    }
+
+    /// Turns the relay on or off (off cuts the relayed connections).
+    pub fn set(&self, on: bool) {
+        let _ = self.on.send(on);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.set(false);
+        self.task.abort();
+    }
+}
+
+/// `url` with its host and port replaced by a loopback port (e.g. a [`Relay`]'s).
+pub fn via_port(url: &str, port: u16) -> String {
+    let mut u = url::Url::parse(url).expect("a URL");
+    u.set_host(Some("127.0.0.1")).expect("host");
+    u.set_port(Some(port)).expect("port");
+    u.to_string()
+}
+
+/// Where a URL's service listens (for a [`Relay`] to reach it).
+pub fn socket_of(url: &str) -> std::net::SocketAddr {
+    let u = url::Url::parse(url).expect("a URL");
+    let host = u.host_str().unwrap_or("127.0.0.1");
+    let port = u.port_or_known_default().unwrap_or(5432);
+    std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+        .expect("resolves")
+        .next()
+        .expect("an address")
 }

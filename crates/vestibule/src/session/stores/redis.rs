@@ -302,6 +302,16 @@ impl RedisStore {
         &self.0.prefix
     }
 
+    /// Runs a one-key script on this store's connection, bounded by its timeout: how the rate
+    /// limiter shares the connection (see `ratelimit::RedisBuckets`).
+    pub(crate) async fn invoke_script<T: redis::FromRedisValue>(
+        &self,
+        inv: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, StoreError> {
+        let mut c = self.conn().await?;
+        bounded(self.0.timeout, inv.invoke_async(&mut c)).await
+    }
+
     pub(crate) async fn conn(&self) -> Result<Conn, StoreError> {
         self.0.connector.get().await
     }
