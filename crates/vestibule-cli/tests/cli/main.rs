@@ -1,6 +1,7 @@
 //! Tests of the `vestibule` binary: each runs it in a fresh temporary directory with every
 //! `VESTIBULE_*` variable removed, so nothing from the developer's environment leaks in.
 
+mod config_check;
 mod dev;
 mod doctor;
 mod gateway;
