@@ -68,6 +68,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- tools ------------------------------------------------------------------------------------
 apt_install() {
@@ -364,17 +365,17 @@ verdict() { awk -v v="$1" -v lim="$2" -v op="$3" 'BEGIN {
     if ((op == ">=" && v + 0 >= lim) || (op == "<" && v + 0 < lim)) print "PASS"; else print "FAIL" }'; }
 per_round() { # fn target -> one value per round
     local r
-    for r in $(seq 1 "$ROUNDS"); do "$1" "$2-r$r"; done
+    for r in $(seq 1 "$ROUNDS"); do printf '%s\n' "$("$1" "$2-r$r")"; done
 }
 p99() { pct "$1" 99; }
 p50() { pct "$1" 50; }
 ratio_rounds() { # a b scale -> per-round a/b
     local r
-    for r in $(seq 1 "$ROUNDS"); do div "$(rps "$1-r$r")" "$(rps "$2-r$r")" "$3"; done
+    for r in $(seq 1 "$ROUNDS"); do printf '%s\n' "$(div "$(rps "$1-r$r")" "$(rps "$2-r$r")" "$3")"; done
 }
 added_rounds() { # proxy -> per-round paced p99(proxy) - paced p99(direct)
     local r
-    for r in $(seq 1 "$ROUNDS"); do sub_ms "$(p99 "paced-$1-r$r")" "$(p99 "paced-direct-r$r")"; done
+    for r in $(seq 1 "$ROUNDS"); do printf '%s\n' "$(sub_ms "$(p99 "paced-$1-r$r")" "$(p99 "paced-direct-r$r")")"; done
 }
 ratio_line() { # label a b scale unit target op
     local vals m
@@ -394,6 +395,7 @@ mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
     echo "load tool:   $WRK_VERSION, -t1 -c$CONNS"
     echo "versions:    $("$NGINX_BIN" -v 2>&1 | sed 's/^nginx version: //'), node $(node --version 2>/dev/null || echo '?'), vite $( [ "$SKIP_VITE" = 1 ] && echo skipped || node -p "require('$VITE_DIR/node_modules/vite/package.json').version" 2>/dev/null)"
     echo "placement:   $PIN_NOTE"
+    echo "load avg:    $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end (1/5/15 min; above ~$(nproc) other processes were competing for the CPUs, and absolute figures and ratios are noisy)"
     echo "workers:     $WORKERS each: upstream and vestibule TOKIO_WORKER_THREADS=$WORKERS, nginx worker_processes $WORKERS, Vite one node process"
     echo "bodies:      ${BODY_NOTE[*]} bytes"
     echo "plan:        $ROUNDS round(s) x ${TARGETS[*]} (order rotating), wrk -d${DURATION}s each, after a ${WARMUP}s warm-up of each;"
