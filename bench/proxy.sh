@@ -373,9 +373,9 @@ ratio_rounds() { # a b scale -> per-round a/b
     local r
     for r in $(seq 1 "$ROUNDS"); do printf '%s\n' "$(div "$(rps "$1-r$r")" "$(rps "$2-r$r")" "$3")"; done
 }
-added_rounds() { # proxy -> per-round paced p99(proxy) - paced p99(direct)
-    local r
-    for r in $(seq 1 "$ROUNDS"); do printf '%s\n' "$(sub_ms "$(p99 "paced-$1-r$r")" "$(p99 "paced-direct-r$r")")"; done
+added_rounds() { # proxy [percentile fn] -> per-round paced p99(proxy) - paced p99(direct)
+    local r fn="${2:-p99}"
+    for r in $(seq 1 "$ROUNDS"); do printf '%s\n' "$(sub_ms "$("$fn" "paced-$1-r$r")" "$("$fn" "paced-direct-r$r")")"; done
 }
 ratio_line() { # label a b scale unit target op
     local vals m
@@ -436,6 +436,12 @@ mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
         m=$(median $vals)
         if [ "$t" = vestibule ]; then tgt="  target < 1 ms: $(verdict "$m" 1 '<')"; else tgt=""; fi
         printf '%-34s %8s ms (per round: %s)%s\n' "added p99 at -c$CONNS paced, $t" "$m" "${vals% }" "$tgt"
+    done
+    # The p50 difference is the steadier figure when other processes share the servers' CPU.
+    for t in vestibule nginx; do
+        vals=$(added_rounds "$t" p50 | tr '\n' ' ')
+        # shellcheck disable=SC2086
+        printf '%-34s %8s ms (per round: %s)\n' "added p50 at -c$CONNS paced, $t" "$(median $vals)" "${vals% }"
     done
     down_delta=$((DOWN_PEAK - DOWN_BEFORE))
     up_delta=$((UP_PEAK - UP_BEFORE))
