@@ -1,9 +1,22 @@
-//! Bare axum server with one route, `GET /auth/me`, returning a constant body of the same shape
-//! and size as vestibule's: the ceiling that vestibule's session handling is measured against.
+//! Bare axum server, two modes:
 //!
-//! Usage: `bench-baseline 127.0.0.1:9001`
+//! - default: one route, `GET /auth/me`, returning a constant body of the same shape and size as
+//!   vestibule's: the ceiling that vestibule's session handling is measured against (`run.sh`).
+//! - `upstream`: the backend that `proxy.sh` proxies to: `GET /api/json` (a constant 1 KB JSON
+//!   body), `GET /api/big?mb=N` (N MiB streamed in 64 KiB chunks, never held in memory) and
+//!   `POST /api/upload` (drains the body as it streams and answers its length).
+//!
+//! Usage: `bench-baseline 127.0.0.1:9001 [upstream]`
 
-use axum::{Router, http::header, response::IntoResponse, routing::get};
+use axum::{
+    Router,
+    body::{Body, Bytes},
+    extract::{Query, Request},
+    http::header,
+    response::IntoResponse,
+    routing::{get, post},
+};
+use futures_util::StreamExt;
 
 /// Same shape as vestibule's `/auth/me`: an 86-character base64url CSRF token and the user.
 const BODY: &str = concat!(
@@ -16,10 +29,62 @@ async fn me() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], BODY)
 }
 
+/// Exactly 1024 bytes of JSON: `{"items":[…],"pad":"xxx…"}` built once at start-up.
+fn json_1k() -> &'static str {
+    static ONCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ONCE.get_or_init(|| {
+        let items: Vec<String> = (0..10)
+            .map(|i| format!(r#"{{"id":{i},"name":"item {i}","done":false}}"#))
+            .collect();
+        let head = format!(r#"{{"items":[{}],"pad":""#, items.join(","));
+        let tail = r#""}"#;
+        let pad = 1024 - head.len() - tail.len();
+        format!("{head}{}{tail}", "x".repeat(pad))
+    })
+}
+
+async fn json() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], json_1k())
+}
+
+#[derive(serde::Deserialize)]
+struct Big {
+    mb: Option<usize>,
+}
+
+const CHUNK: usize = 64 * 1024;
+
+async fn big(Query(q): Query<Big>) -> impl IntoResponse {
+    let chunks = q.mb.unwrap_or(100).min(10_240) * (1024 * 1024 / CHUNK);
+    let chunk = Bytes::from(vec![b'x'; CHUNK]);
+    let stream = futures_util::stream::iter(
+        (0..chunks).map(move |_| Ok::<_, std::io::Error>(chunk.clone())),
+    );
+    (
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        Body::from_stream(stream),
+    )
+}
+
+async fn upload(req: Request) -> impl IntoResponse {
+    let mut body = req.into_body().into_data_stream();
+    let mut len: u64 = 0;
+    while let Some(Ok(chunk)) = body.next().await {
+        len += chunk.len() as u64;
+    }
+    ([(header::CONTENT_TYPE, "application/json")], format!(r#"{{"received":{len}}}"#))
+}
+
 #[tokio::main]
 async fn main() {
     let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9001".to_string());
-    let app = Router::new().route("/auth/me", get(me));
+    let app = match std::env::args().nth(2).as_deref() {
+        Some("upstream") => Router::new()
+            .route("/api/json", get(json))
+            .route("/api/big", get(big))
+            .route("/api/upload", post(upload)),
+        _ => Router::new().route("/auth/me", get(me)),
+    };
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .unwrap_or_else(|e| panic!("bind {addr}: {e}"));

@@ -2,6 +2,7 @@
 //! `VESTIBULE_*` variable removed, so nothing from the developer's environment leaks in.
 
 mod admin;
+mod config_check;
 mod dev;
 mod doctor;
 mod gateway;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use axum::http::uri::{PathAndQuery, Scheme};
 use axum::http::{Request, Response, StatusCode, Uri, Version};
 use axum::response::IntoResponse;
 use hyper_util::client::legacy::Client;
@@ -27,6 +28,10 @@ const HOP_BY_HOP: [HeaderName; 6] = [
     header::TRANSFER_ENCODING,
     header::UPGRADE,
 ];
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Removes every hop-by-hop header: those named by `Connection`, the fixed list, `Proxy-*`.
 pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
@@ -94,6 +99,10 @@ pub(crate) struct ClientSide {
 pub(crate) struct UpstreamProxy {
     pub(crate) upstream: Arc<Upstream>,
     client: Client<HttpConnector, Body>,
+    /// `Host` for `change_origin`, built once.
+    upstream_host: Option<HeaderValue>,
+    /// The metrics route label (`proxy /api`), built once.
+    pub(crate) route_label: Arc<str>,
 }
 
 impl UpstreamProxy {
@@ -106,6 +115,8 @@ impl UpstreamProxy {
             .pool_max_idle_per_host(256)
             .build(http);
         Self {
+            upstream_host: HeaderValue::from_str(upstream.authority.as_str()).ok(),
+            route_label: Arc::from(format!("proxy {}", upstream.prefix)),
             upstream: Arc::new(upstream),
             client,
         }
@@ -130,26 +141,27 @@ impl UpstreamProxy {
                 .authority()
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         });
-        let path_and_query = parts
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_owned();
-        let path_and_query = if up.strip_prefix && up.prefix != "/" {
-            match path_and_query.strip_prefix(up.prefix.as_str()) {
-                Some(rest) if rest.starts_with('/') => rest.to_owned(),
-                Some(rest) => format!("/{rest}"),
-                None => path_and_query,
+        // The path is shared with the request's (no copy) unless the prefix is stripped.
+        let path_and_query = match parts.uri.path_and_query() {
+            Some(pq) if up.strip_prefix && up.prefix != "/" => {
+                match pq.as_str().strip_prefix(up.prefix.as_str()) {
+                    Some(rest) if rest.starts_with('/') => PathAndQuery::try_from(rest),
+                    Some(rest) => PathAndQuery::try_from(format!("/{rest}")),
+                    None => Ok(pq.clone()),
+                }
             }
-        } else {
-            path_and_query
+            Some(pq) => Ok(pq.clone()),
+            None => Ok(PathAndQuery::from_static("/")),
         };
-        let uri = match Uri::builder()
-            .scheme("http")
-            .authority(up.authority.clone())
-            .path_and_query(path_and_query)
-            .build()
-        {
+        let uri = match path_and_query
+            .map_err(axum::http::Error::from)
+            .and_then(|pq| {
+                let mut uri = axum::http::uri::Parts::default();
+                uri.scheme = Some(Scheme::HTTP);
+                uri.authority = Some(up.authority.clone());
+                uri.path_and_query = Some(pq);
+                Uri::from_parts(uri).map_err(axum::http::Error::from)
+            }) {
             Ok(u) => u,
             Err(e) => {
                 return Error::new(
@@ -165,42 +177,51 @@ impl UpstreamProxy {
         let headers = &mut parts.headers;
         remove_hop_by_hop(headers);
         for name in [
-            "x-forwarded-for",
-            "x-forwarded-proto",
-            "x-forwarded-host",
-            "forwarded",
+            &X_FORWARDED_FOR,
+            &X_FORWARDED_PROTO,
+            &X_FORWARDED_HOST,
+            &header::FORWARDED,
         ] {
             headers.remove(name);
         }
         let host = if up.change_origin {
-            HeaderValue::from_str(up.authority.as_str()).ok()
+            self.upstream_host.clone()
         } else {
             original_host.clone()
         };
         if let Some(h) = host {
             headers.insert(header::HOST, h);
         }
-        let mut forwarded = String::new();
+        // `Forwarded` in one buffer: for=…;host="…";proto=… (RFC 7239).
+        let mut forwarded = String::with_capacity(96);
         if let Some(ip) = side.ip {
-            // Replaced, not appended: a client-sent X-Forwarded-For is not trusted.
-            if let Ok(v) = HeaderValue::from_str(&ip.to_string()) {
-                headers.insert("x-forwarded-for", v);
-            }
+            let text = ip.to_string();
             match ip {
-                IpAddr::V4(v4) => forwarded.push_str(&format!("for={v4};")),
-                IpAddr::V6(v6) => forwarded.push_str(&format!("for=\"[{v6}]\";")),
+                IpAddr::V4(_) => forwarded.push_str("for="),
+                IpAddr::V6(_) => forwarded.push_str("for=\"["),
+            }
+            forwarded.push_str(&text);
+            forwarded.push_str(if ip.is_ipv6() { "]\";" } else { ";" });
+            // Replaced, not appended: a client-sent X-Forwarded-For is not trusted.
+            if let Ok(v) = HeaderValue::try_from(text) {
+                headers.insert(X_FORWARDED_FOR, v);
             }
         }
-        headers.insert("x-forwarded-proto", HeaderValue::from_static(side.proto));
-        if let Some(h) = original_host.as_ref().and_then(|h| h.to_str().ok()) {
-            if let Ok(v) = HeaderValue::from_str(h) {
-                headers.insert("x-forwarded-host", v);
-            }
-            forwarded.push_str(&format!("host=\"{}\";", h.replace(['"', '\\'], "")));
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(side.proto));
+        if let Some(h) = original_host.as_ref().filter(|h| h.to_str().is_ok()) {
+            headers.insert(X_FORWARDED_HOST, h.clone());
+            forwarded.push_str("host=\"");
+            forwarded.extend(
+                h.to_str()
+                    .unwrap_or_default()
+                    .chars()
+                    .filter(|c| !matches!(c, '"' | '\\')),
+            );
+            forwarded.push_str("\";");
         }
         forwarded.push_str("proto=");
         forwarded.push_str(side.proto);
-        if let Ok(v) = HeaderValue::from_str(&forwarded) {
+        if let Ok(v) = HeaderValue::try_from(forwarded) {
             headers.insert(header::FORWARDED, v);
         }
         let body = if let Some(u) = &upgrade {

@@ -127,7 +127,7 @@ impl Gateway {
             if res.extensions().get::<forward::UpstreamFailed>().is_some() {
                 m.upstream_failed(prefix);
             }
-            crate::server::metrics::tag_route(&mut res, prefix);
+            crate::server::metrics::tag_route(&mut res, &proxy.route_label);
         }
         res
     }
@@ -238,12 +238,21 @@ fn percent_decode(s: &str) -> Vec<u8> {
 /// Removes every header that could pass for one of ours: `X-Vestibule-*` in any case, and with
 /// underscores, which CGI-style backends (Django's `META`, PHP) fold into the same name.
 fn strip_vestibule_headers(headers: &mut HeaderMap) {
+    // Header names are lower-case already; compared in place, no copy per header.
+    const OURS: &[u8] = b"x-vestibule";
+    let looks_like_ours = |name: &HeaderName| {
+        let n = name.as_str().as_bytes();
+        n.len() >= OURS.len()
+            && n.iter()
+                .zip(OURS)
+                .all(|(c, o)| c == o || (*c == b'_' && *o == b'-'))
+    };
+    if !headers.keys().any(looks_like_ours) {
+        return;
+    }
     let ours: Vec<HeaderName> = headers
         .keys()
-        .filter(|k| {
-            let n = k.as_str().replace('_', "-");
-            n.starts_with("x-vestibule")
-        })
+        .filter(|k| looks_like_ours(k))
         .cloned()
         .collect();
     for name in ours {

@@ -72,7 +72,22 @@ pub struct Metrics {
     sessions_live: Gauge,
     upstream_errors: Family<ReasonLabels, Counter>,
     allow: TrustedProxies,
+    /// Handles into `requests` and `latency` by route, so a request seen before is counted
+    /// without building (allocating) its label set.
+    handles: std::sync::RwLock<std::collections::HashMap<String, RouteHandles>>,
 }
+
+/// The counters and histogram of one route (the same metrics the families hold).
+#[derive(Debug)]
+struct RouteHandles {
+    latency: Histogram,
+    requests: Vec<(http::Method, u16, Counter)>,
+}
+
+/// Bounds on the handle cache: route patterns and statuses are few, but methods are free-form;
+/// past these, requests are counted through the families directly (correct, just slower).
+const MAX_CACHED_ROUTES: usize = 512;
+const MAX_CACHED_PER_ROUTE: usize = 64;
 
 impl Metrics {
     /// A fresh registry; `/metrics` answers only clients in `allow` (loopback by default).
@@ -137,6 +152,7 @@ impl Metrics {
             sessions_live,
             upstream_errors,
             allow,
+            handles: std::sync::RwLock::default(),
         }
     }
 
@@ -168,18 +184,53 @@ impl Metrics {
     }
 
     fn observe(&self, route: &str, method: &http::Method, status: u16, start: Instant) {
-        self.requests
+        let seconds = start.elapsed().as_secs_f64();
+        if let Ok(handles) = self.handles.read()
+            && let Some(h) = handles.get(route)
+            && let Some((_, _, counter)) = h
+                .requests
+                .iter()
+                .find(|(m, s, _)| *s == status && m == method)
+        {
+            counter.inc();
+            h.latency.observe(seconds);
+            return;
+        }
+        let counter = self
+            .requests
             .get_or_create(&RequestLabels {
                 route: route.to_owned(),
                 method: method.as_str().to_owned(),
                 status,
             })
-            .inc();
-        self.latency
+            .clone();
+        let latency = self
+            .latency
             .get_or_create(&RouteLabels {
                 route: route.to_owned(),
             })
-            .observe(start.elapsed().as_secs_f64());
+            .clone();
+        counter.inc();
+        latency.observe(seconds);
+        if let Ok(mut handles) = self.handles.write() {
+            if handles.len() >= MAX_CACHED_ROUTES && !handles.contains_key(route) {
+                return;
+            }
+            let h = handles
+                .entry(route.to_owned())
+                .or_insert_with(|| RouteHandles {
+                    latency,
+                    requests: Vec::new(),
+                });
+            if h.requests.len() < MAX_CACHED_PER_ROUTE
+                && !h
+                    .requests
+                    .iter()
+                    .any(|(m, s, _)| *s == status && m == method)
+            {
+                h.requests.push((method.clone(), status, counter));
+            }
+        }
     }
 
     fn render(&self) -> Result<String, std::fmt::Error> {
@@ -318,10 +369,10 @@ impl RouteTag {
     }
 }
 
-/// Labels a proxied response with its upstream prefix.
-pub(crate) fn tag_route<B>(res: &mut axum::http::Response<B>, prefix: &str) {
+/// Labels a proxied response with its upstream's label (`proxy /api`, built once per upstream).
+pub(crate) fn tag_route<B>(res: &mut axum::http::Response<B>, label: &Arc<str>) {
     res.extensions_mut()
-        .insert(RouteTag::Upstream(Arc::from(format!("proxy {prefix}"))));
+        .insert(RouteTag::Upstream(label.clone()));
 }
 
 /// A `route_layer` that copies the request's [`MatchedPath`] onto the response.
@@ -456,5 +507,56 @@ impl SessionStore for MeteredStore {
     }
     async fn count(&self) -> Result<u64, StoreError> {
         self.inner.count().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line<'a>(text: &'a str, needle: &str) -> Option<&'a str> {
+        text.lines().find(|l| l.contains(needle))
+    }
+
+    #[test]
+    fn cached_route_handles_count_into_the_same_families() {
+        let m = Metrics::new(TrustedProxies::default());
+        let start = Instant::now();
+        for _ in 0..3 {
+            m.observe("/auth/me", &http::Method::GET, 200, start);
+        }
+        m.observe("/auth/me", &http::Method::GET, 401, start);
+        m.observe("/auth/me", &http::Method::POST, 200, start);
+        m.observe("proxy /api", &http::Method::GET, 200, start);
+        let text = m.render().expect("render");
+        let get_200 =
+            line(&text, r#"route="/auth/me",method="GET",status="200""#).expect("get 200");
+        assert!(get_200.ends_with(" 3"), "{get_200}");
+        for needle in [
+            r#"route="/auth/me",method="GET",status="401""#,
+            r#"route="/auth/me",method="POST",status="200""#,
+            r#"route="proxy /api",method="GET",status="200""#,
+        ] {
+            let l = line(&text, needle).expect(needle);
+            assert!(l.ends_with(" 1"), "{l}");
+        }
+        let count = line(&text, r#"duration_seconds_count{route="/auth/me"}"#).expect("latency");
+        assert!(count.ends_with(" 5"), "{count}");
+    }
+
+    #[test]
+    fn the_handle_cache_is_bounded_per_route() {
+        let m = Metrics::new(TrustedProxies::default());
+        let start = Instant::now();
+        for status in 100..(100 + 2 * MAX_CACHED_PER_ROUTE as u16) {
+            m.observe("/x", &http::Method::GET, status, start);
+            m.observe("/x", &http::Method::GET, status, start);
+        }
+        let cached = m.handles.read().expect("lock")["/x"].requests.len();
+        assert_eq!(cached, MAX_CACHED_PER_ROUTE);
+        let text = m.render().expect("render");
+        let last = format!(r#"status="{}""#, 100 + 2 * MAX_CACHED_PER_ROUTE as u16 - 1);
+        let l = line(&text, &last).expect("uncached status counted");
+        assert!(l.ends_with(" 2"), "{l}");
     }
 }
