@@ -118,6 +118,21 @@ describe('cookie transport', () => {
     );
   });
 
+  test('reauth proves the password again with the CSRF token; a wrong one is refused', async () => {
+    const { client, requests } = await signedUp();
+    requests.length = 0;
+    const proof = /** @type {{ auth_time: number, reauth_until: number }} */ (await client.reauth({ password: PASSWORD }));
+    assert.ok(proof.reauth_until > proof.auth_time, JSON.stringify(proof));
+    assert.match(requests[0].headers.get('x-csrf-token') || '', /^[A-Za-z0-9_-]{40,}$/, 'the write carried the CSRF token');
+    await assert.rejects(client.reauth({ password: 'not the password at all' }), (e) => {
+      assert.ok(e instanceof VestibuleError);
+      assert.equal(e.status, 401);
+      assert.equal(e.code, 'invalid_credentials');
+      return true;
+    });
+    assert.ok(await client.me(), 'a failed reauth does not end the session');
+  });
+
   test('logout ends the session server-side', async () => {
     const { client, fetch } = await signedUp();
     await client.logout();

@@ -2,22 +2,15 @@
 //! tokens) is Vestibule's own router; `/api/notes` is ours, behind Vestibule's session and CSRF
 //! layers, and its handlers take [`AuthUser`] — the user of the session cookie or bearer token.
 
-use std::time::Duration;
-
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use vestibule::auth::AuthUser;
 use vestibule::config::Config;
-use vestibule::csrf::CsrfLayer;
 use vestibule::server::{App, Json};
-use vestibule::session::SessionLayer;
 
 use crate::notes::{Created, NewNote, NoteList, Notes, Owner};
-
-/// How often expired sessions are purged from the store.
-const PURGE_EVERY: Duration = Duration::from_secs(300);
 
 fn owner(user: &AuthUser) -> Owner {
     Owner {
@@ -43,38 +36,15 @@ async fn create(
     Ok((StatusCode::CREATED, axum::Json(created)))
 }
 
-/// The whole application: Vestibule's router with `/api/notes` added under the same session and
-/// CSRF layers. `config.listen` is not used: the caller serves the router (see [`crate::serve`]).
-///
-/// Vestibule builds its state (database, store, hasher, rate limits) in `App::build`, which
-/// also binds a listener; it is built here on port 0 and only its state is kept.
+/// The whole application: Vestibule with `/api/notes` mounted inside its layers (request ids,
+/// limits, CORS, sessions, CSRF, metrics), so the handlers take [`AuthUser`] like Vestibule's
+/// own. [`App::run_until_stopped`] serves it, purges expired sessions and watches the database.
 ///
 /// # Errors
-/// Vestibule's start-up errors (the database cannot be opened, …).
-pub async fn router(config: &Config, notes: Notes) -> anyhow::Result<Router> {
-    let mut build = config.clone();
-    build.listen = ([127, 0, 0, 1], 0).into();
-    let app = App::build(build).await?;
-    let state = app.state().clone();
-    drop(app);
-
-    // `App::run_until` purges expired sessions; this process serves the router itself.
-    let store = state.sessions.store().clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(PURGE_EVERY);
-        loop {
-            tick.tick().await;
-            if let Err(e) = store.delete_expired().await {
-                tracing::warn!(error = %e, "expired-session purge failed");
-            }
-        }
-    });
-
+/// Vestibule's start-up errors (the database cannot be opened, the address is taken, …).
+pub async fn app(config: Config, notes: Notes) -> anyhow::Result<App> {
     let api = Router::new()
         .route("/api/notes", get(list).post(create))
-        .with_state(notes)
-        // Inner: CSRF needs the session the outer layer loads.
-        .layer(CsrfLayer::new(config.csrf.clone()))
-        .layer(SessionLayer::new(state.sessions.clone()));
-    Ok(vestibule::server::router(state, config).merge(api))
+        .with_state(notes);
+    Ok(App::build_with_routes(config, api).await?)
 }

@@ -61,13 +61,9 @@ async fn bind(listen: &str) -> anyhow::Result<TcpListener> {
 }
 
 /// Tells the caller (a person, or a test reading stdout) where we listen.
-fn announce(mode: &str, listener: &TcpListener) -> anyhow::Result<()> {
+fn announce(mode: &str, addr: std::net::SocketAddr) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    writeln!(
-        out,
-        "notes-api ({mode}) listening on http://{}",
-        listener.local_addr()?
-    )?;
+    writeln!(out, "notes-api ({mode}) listening on http://{addr}")?;
     out.flush()?;
     Ok(())
 }
@@ -88,8 +84,8 @@ async fn main() -> anyhow::Result<()> {
             database,
             public_url,
         } => {
-            let listener = bind(&listen).await?;
-            let port = listener.local_addr()?.port();
+            // Vestibule binds its own listener: find a free port first when asked for port 0.
+            let port = bind(&listen).await?.local_addr()?.port();
             // Defaults, then vestibule.toml if present and VESTIBULE_* variables, then these.
             let overrides = serde_json::json!({
                 "listen": format!("127.0.0.1:{port}"),
@@ -100,9 +96,9 @@ async fn main() -> anyhow::Result<()> {
             let config = vestibule::config::RawConfig::load(None, overrides)?
                 .validate()
                 .context("Vestibule's configuration is not usable")?;
-            let router = notes_api::library::router(&config, notes).await?;
-            announce("library", &listener)?;
-            notes_api::serve(listener, router).await?;
+            let app = notes_api::library::app(config, notes).await?;
+            announce("library", app.local_addr()?)?;
+            app.run_until_stopped().await?;
         }
         Mode::Upstream {
             listen,
@@ -120,7 +116,7 @@ async fn main() -> anyhow::Result<()> {
                 None => None,
             };
             let router = notes_api::upstream::router(UpstreamState { notes, verifier });
-            announce("upstream", &listener)?;
+            announce("upstream", listener.local_addr()?)?;
             notes_api::serve(listener, router).await?;
         }
     }

@@ -1,7 +1,7 @@
 // The whole example: sign up / log in, who am I, the notes API (a protected call through
 // client.fetch), log out, and a switch between the cookie and bearer transports.
 import { useCallback, useEffect, useMemo, useState, type FormEvent } from 'react';
-import { createClient, VestibuleError, type Transport, type User, type VestibuleClient } from 'vestibule-client';
+import { createClient, VestibuleError, type MfaRequired, type Transport, type User, type VestibuleClient } from 'vestibule-client';
 
 /** One note, as notes-api answers (examples/notes-api). */
 interface Note {
@@ -47,6 +47,8 @@ async function listNotes(client: VestibuleClient): Promise<NoteList> {
 export function App() {
   const [transport, setTransport] = useState<Transport>(savedTransport);
   const [user, setUser] = useState<User | null>(null);
+  // A login that still needs its second factor (the account has TOTP or a passkey).
+  const [pending, setPending] = useState<MfaRequired | null>(null);
   const [loaded, setLoaded] = useState(false);
   const [busy, setBusy] = useState(false);
   const [status, setStatus] = useState('Loading…');
@@ -119,9 +121,26 @@ export function App() {
     const credentials = { username: String(form.get('username')), password: String(form.get('password')) };
     void run(async () => {
       const u = kind === 'signup' ? await client.signup(credentials) : await client.login(credentials);
+      if ('mfa_required' in u) {
+        setPending(u);
+        return 'Password accepted: enter the code from your authenticator app (or a recovery code)';
+      }
       setUser(u);
       await refresh(client);
       return kind === 'signup' ? `Signed up as ${u.username}` : `Logged in as ${u.username}`;
+    });
+  }
+
+  function secondFactor(event: FormEvent<HTMLFormElement>) {
+    event.preventDefault();
+    const code = String(new FormData(event.currentTarget).get('code')).trim();
+    void run(async () => {
+      // Six digits: a TOTP code; anything longer: one of the recovery codes.
+      const u = /^\d{6}$/.test(code) ? await client.mfa.totp(code) : await client.mfa.recovery(code);
+      setPending(null);
+      setUser(u);
+      await refresh(client);
+      return `Logged in as ${u.username}`;
     });
   }
 
@@ -168,7 +187,18 @@ export function App() {
         {status}
       </p>
 
-      {loaded && !user && (
+      {loaded && !user && pending && (
+        <form id="mfa-form" onSubmit={secondFactor}>
+          <label>
+            Code <input id="mfa-code" name="code" autoComplete="one-time-code" inputMode="numeric" required />
+          </label>
+          <button type="submit" disabled={busy}>
+            Verify
+          </button>
+        </form>
+      )}
+
+      {loaded && !user && !pending && (
         <form id="auth-form" onSubmit={(e) => authenticate(e, (e.nativeEvent as SubmitEvent).submitter?.id === 'signup' ? 'signup' : 'login')}>
           <label>
             Username <input id="username" name="username" autoComplete="username" required />

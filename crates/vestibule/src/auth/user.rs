@@ -337,6 +337,23 @@ impl UserStore {
         Ok(g.map(|g| u64::try_from(g).unwrap_or(0)))
     }
 
+    /// Removes an account that signup has just created and could not start a session for (the
+    /// session store was down), so the answer — 503 — is the whole truth and a retry can succeed
+    /// instead of finding the name taken. Only an account that never logged in is removed.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn undo_signup(&self, id: i64) -> Result<(), UserError> {
+        with_pool!(self.db, write, |pool, _d| {
+            sqlx::query("DELETE FROM users WHERE id = $1 AND last_login IS NULL")
+                .bind(id)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(())
+    }
+
     /// Records a successful login.
     ///
     /// # Errors

@@ -332,7 +332,9 @@ fn rewrite_response_headers(headers: &mut HeaderMap, rewrite: &Rewrite<'_>) {
             continue;
         };
         match rewrite.set_cookie(text) {
-            None => tracing::warn!("an upstream tried to set Vestibule's session cookie: dropped"),
+            None => tracing::warn!(
+                "an upstream Set-Cookie was dropped: it set Vestibule's own session cookie or could not be parsed"
+            ),
             Some(None) => {
                 headers.append(header::SET_COOKIE, value.clone());
             }

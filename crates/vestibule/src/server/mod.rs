@@ -256,6 +256,16 @@ async fn watch_outside_changes(db: Database, cache: CachedStore<SqliteStore>) {
 
 /// The router with every route and layer, over `state`.
 pub fn router(state: AppState, config: &Config) -> Router {
+    router_with(state, config, Router::new())
+}
+
+/// [`router`] with the application's own routes (`extra`) mounted beside `/auth`, inside every layer
+/// (request ids, limits, CORS, sessions, CSRF, metrics): their handlers take [`AuthUser`],
+/// [`Session`](crate::session::Session) and [`CsrfToken`](crate::csrf::CsrfToken) like
+/// Vestibule's own. A path both define is a start-up panic (axum's overlap check).
+///
+/// [`AuthUser`]: crate::auth::AuthUser
+pub fn router_with(state: AppState, config: &Config, extra: Router) -> Router {
     let mut app = Router::new();
     if config.debug_endpoint {
         // Development only: echoes what the server saw and the origin policy's verdict.
@@ -343,9 +353,15 @@ pub fn router(state: AppState, config: &Config) -> Router {
         Some(g) => app.fallback(move |req: axum::extract::Request| g.clone().handle(req)),
         None => app.fallback(routes::not_found),
     };
+    let extra = if extra.has_routes() {
+        extra.route_layer(metrics::RouteTagLayer)
+    } else {
+        extra
+    };
     let router = app
         .method_not_allowed_fallback(routes::method_not_allowed)
         .with_state(state.clone())
+        .merge(extra)
         .layer(
             ServiceBuilder::new()
                 // Request id, span and response log. No header is ever logged (a test runs the
@@ -385,7 +401,17 @@ impl App {
     ///
     /// # Errors
     /// [`StartError`] when the database cannot be opened or the address bound.
-    pub async fn build(mut config: Config) -> Result<Self, StartError> {
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        Self::build_with_routes(config, Router::new()).await
+    }
+
+    /// [`App::build`] for an application that mounts its own `routes` in-process (the DRF-style
+    /// use): see [`router_with`]. The server then purges sessions, watches the database and
+    /// serves everything on one listener.
+    ///
+    /// # Errors
+    /// As [`App::build`].
+    pub async fn build_with_routes(mut config: Config, routes: Router) -> Result<Self, StartError> {
         if config.proxy.needs_assertion_key() && config.proxy.assertion_key.is_none() {
             // Next to the database, so every process sharing it signs with the same key.
             let path = config
@@ -476,7 +502,7 @@ impl App {
                     addr: config.listen,
                     source,
                 })?;
-        let router = router(state.clone(), &config);
+        let router = router_with(state.clone(), &config, routes);
         Ok(Self {
             listener,
             router,

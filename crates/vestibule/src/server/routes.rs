@@ -231,7 +231,16 @@ pub(crate) async fn post_signup(
     let user = app.users.create(&username, &hash).await?;
     audit!("signup", user_id = user.id, client_ip = %ip, "user signed up");
     let transport = body.transport;
-    let body = start_session(&app, &session, user.id, &user.username, transport).await?;
+    let body = match start_session(&app, &session, user.id, &user.username, transport).await {
+        Ok(body) => body,
+        Err(e) => {
+            // All or nothing: an account the caller was told failed must not block a retry.
+            if let Err(undo) = app.users.undo_signup(user.id).await {
+                tracing::warn!(error = %undo, user_id = user.id, "could not undo a failed signup");
+            }
+            return Err(e);
+        }
+    };
     let mut res = (StatusCode::CREATED, axum::Json(body)).into_response();
     remember_device(&app, &mut res, &user.username, transport);
     Ok(res)

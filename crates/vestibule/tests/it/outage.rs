@@ -149,8 +149,8 @@ async fn a_server_starts_not_ready_when_redis_is_absent() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(ready, "/readyz never recovered once Redis came up");
-    // (Not "zoe": the refused signup above created the account before its session failed.)
-    let yan = app.signed_up("yan", "correct horse battery").await;
-    assert_eq!(yan.get("/auth/me").await.status(), StatusCode::OK);
+    // The refused signup left nothing behind: the same name signs up now.
+    let zoe = app.signed_up("zoe", "correct horse battery").await;
+    assert_eq!(zoe.get("/auth/me").await.status(), StatusCode::OK);
     app.stop().await;
 }
