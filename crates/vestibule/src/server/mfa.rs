@@ -887,9 +887,16 @@ pub(crate) async fn post_passkey_login_start(
         state: to_value(&state)?,
         user_handle: None,
     };
-    session
-        .restart_anonymous(CEREMONY_KEY, to_value(&c)?)
-        .await?;
+    if session.user().await?.is_some() {
+        // Signed in already (e.g. switching accounts): the ceremony rides in this session, which
+        // stays valid until the finish logs in as the passkey's owner (and rotates it). Starting
+        // a ceremony must not log anyone out.
+        session.insert(CEREMONY_KEY, &c).await?;
+    } else {
+        session
+            .restart_anonymous(CEREMONY_KEY, to_value(&c)?)
+            .await?;
+    }
     let mut out = to_value(&rcr)?;
     if let Some(o) = out.as_object_mut() {
         o.insert("csrf_token".into(), json!(session.csrf_token().await?));

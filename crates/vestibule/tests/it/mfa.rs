@@ -570,3 +570,30 @@ async fn adding_or_removing_a_factor_needs_a_recent_password() {
     // The TOTP factor is still there after the refusals (the login asks for it).
     password_step(&mut alice, "alice").await;
 }
+
+#[tokio::test]
+async fn starting_a_passkey_login_does_not_log_anyone_out() {
+    let app =
+        TestApp::spawn_with(|raw| raw.public_url = Some("http://localhost:8000".into())).await;
+    let mut alice = app.signed_up("alice", PASSWORD).await;
+    let res = alice
+        .post_json("/auth/passkey/login/start", &json!({}))
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(alice.get("/auth/me").await.status(), 200, "cookie session");
+    app.signed_up("bob", PASSWORD).await;
+    let token = app.bearer_login("bob", PASSWORD).await;
+    let res = app
+        .with_bearer(Method::POST, "/auth/passkey/login/start", &token)
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 200);
+    let me = app
+        .with_bearer(Method::GET, "/auth/me", &token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(me.status(), 200, "bearer session");
+}
