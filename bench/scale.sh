@@ -76,7 +76,7 @@ psql "$PG_URL" -qAtc "CREATE SCHEMA $SCHEMA" >/dev/null || die "PostgreSQL at $P
 [ -x "$BIN" ] || die "no $BIN"
 
 DB_URL="$PG_URL?options[search_path]=$SCHEMA"
-printf 'bench password 1\n' | (cd "$TMP" && "$BIN" --database "$DB_URL" user add bench --password-stdin >/dev/null)
+printf 'a long enough passphrase\n' | (cd "$TMP" && "$BIN" --database "$DB_URL" user add bench --password-stdin >/dev/null)
 
 start() { # name port cpus ("" = float)
     local dir="$TMP/$1"
@@ -102,7 +102,7 @@ TOML
 cookie() { # port → "Cookie: vestibule_session=…" (one login; the session is shared by both)
     curl -s -o /dev/null --max-time 10 -c "$TMP/jar" -H 'content-type: application/json' \
         -H 'sec-fetch-site: same-origin' \
-        -d '{"username":"bench","password":"bench password 1"}' "http://127.0.0.1:$1/auth/login"
+        -d '{"username":"bench","password":"a long enough passphrase"}' "http://127.0.0.1:$1/auth/login"
     local v
     v=$(awk -F'\t' '$6 == "vestibule_session" { print $7 }' "$TMP/jar" | tail -n1)
     [ -n "$v" ] || die "no session cookie from port $1"
