@@ -3,18 +3,16 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use axum::http::uri::{PathAndQuery, Scheme};
+use axum::http::uri::PathAndQuery;
 use axum::http::{Request, Response, StatusCode, Uri, Version};
 use axum::response::IntoResponse;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 
 use super::config::Upstream;
+use super::pool::Pool;
 use super::rewrite::Rewrite;
 use crate::error::{Error, ErrorCode};
 
@@ -33,36 +31,43 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-/// Removes every hop-by-hop header: those named by `Connection`, the fixed list, `Proxy-*`.
-pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
+/// A hop-by-hop header by its name (the fixed list, `Proxy-*`); those named by `Connection` go
+/// through [`remove_where`]'s `connection_named`.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name) || name.as_str().starts_with("proxy-")
+}
+
+/// Removes every header whose name matches `doomed` (and, with `connection_named`, the headers
+/// `Connection` names), in one pass over the names: a request has a handful of headers, and a
+/// removal by name costs a hash and a probe, so only the names present are removed.
+pub(crate) fn remove_where(
+    headers: &mut HeaderMap,
+    connection_named: bool,
+    doomed: impl Fn(&HeaderName) -> bool,
+) {
+    let mut gone: Vec<HeaderName> = Vec::new(); // no allocation unless something goes
+    let mut connection = false;
+    for name in headers.keys() {
+        connection |= connection_named && name == header::CONNECTION;
+        if doomed(name) {
+            gone.push(name.clone());
+        }
     }
-    for name in HOP_BY_HOP {
-        headers.remove(name);
+    if connection {
+        gone.extend(
+            headers
+                .get_all(header::CONNECTION)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok()),
+        );
     }
-    let proxy: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| k.as_str().starts_with("proxy-"))
-        .cloned()
-        .collect();
-    for name in proxy {
+    for name in gone {
         headers.remove(name);
     }
 }
 
-/// The `Upgrade` value when the request asks to switch to WebSocket (`Connection: upgrade`).
-///
-/// Only WebSocket is passed through: an `h2c` upgrade would open an HTTP/2 tunnel to the
-/// upstream whose later requests never pass the gateway (h2c smuggling); such a request is
-/// forwarded as a plain request with its upgrade headers removed.
 fn upgrade_of(headers: &HeaderMap) -> Option<HeaderValue> {
     let asks = headers
         .get_all(header::CONNECTION)
@@ -98,7 +103,7 @@ pub(crate) struct ClientSide {
 #[derive(Debug, Clone)]
 pub(crate) struct UpstreamProxy {
     pub(crate) upstream: Arc<Upstream>,
-    client: Client<HttpConnector, Body>,
+    pool: Arc<Pool>,
     /// `Host` for `change_origin`, built once.
     upstream_host: Option<HeaderValue>,
     /// The metrics route label (`proxy /api`), built once.
@@ -107,18 +112,16 @@ pub(crate) struct UpstreamProxy {
 
 impl UpstreamProxy {
     pub(crate) fn new(upstream: Upstream) -> Self {
-        let mut http = HttpConnector::new();
-        http.set_connect_timeout(Some(upstream.connect_timeout));
-        http.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(256)
-            .build(http);
+        let pool = Pool::new(
+            upstream.authority.host(),
+            upstream.authority.port_u16().unwrap_or(80),
+            upstream.connect_timeout,
+        );
         Self {
             upstream_host: HeaderValue::from_str(upstream.authority.as_str()).ok(),
             route_label: Arc::from(format!("proxy {}", upstream.prefix)),
             upstream: Arc::new(upstream),
-            client,
+            pool,
         }
     }
 
@@ -155,13 +158,9 @@ impl UpstreamProxy {
         };
         let uri = match path_and_query
             .map_err(axum::http::Error::from)
-            .and_then(|pq| {
-                let mut uri = axum::http::uri::Parts::default();
-                uri.scheme = Some(Scheme::HTTP);
-                uri.authority = Some(up.authority.clone());
-                uri.path_and_query = Some(pq);
-                Uri::from_parts(uri).map_err(axum::http::Error::from)
-            }) {
+            // Origin-form (`/path?query`): what an HTTP/1.1 server expects from a client.
+            .map(Uri::from)
+        {
             Ok(u) => u,
             Err(e) => {
                 return Error::new(
@@ -175,27 +174,28 @@ impl UpstreamProxy {
         };
 
         let headers = &mut parts.headers;
-        remove_hop_by_hop(headers);
-        for name in [
-            &X_FORWARDED_FOR,
-            &X_FORWARDED_PROTO,
-            &X_FORWARDED_HOST,
-            &header::FORWARDED,
-        ] {
-            headers.remove(name);
-        }
+        // Hop-by-hop headers, and a client's own forwarding headers (never trusted; ours are
+        // set below).
+        remove_where(headers, true, |name| {
+            is_hop_by_hop(name)
+                || name == X_FORWARDED_FOR
+                || name == X_FORWARDED_PROTO
+                || name == X_FORWARDED_HOST
+                || name == header::FORWARDED
+        });
         let host = if up.change_origin {
             self.upstream_host.clone()
         } else {
             original_host.clone()
         };
-        if let Some(h) = host {
+        // HTTP/1.1 requires Host; a client that sent none (HTTP/1.0) gets the upstream's.
+        if let Some(h) = host.or_else(|| self.upstream_host.clone()) {
             headers.insert(header::HOST, h);
         }
         // `Forwarded` in one buffer: for=…;host="…";proto=… (RFC 7239).
         let mut forwarded = String::with_capacity(96);
         if let Some(ip) = side.ip {
-            let text = ip.to_string();
+            let text = ip_text(ip);
             match ip {
                 IpAddr::V4(_) => forwarded.push_str("for="),
                 IpAddr::V6(_) => forwarded.push_str("for=\"["),
@@ -236,7 +236,7 @@ impl UpstreamProxy {
         parts.version = Version::HTTP_11;
         let upstream_req = Request::from_parts(parts, body);
 
-        let res = match tokio::time::timeout(up.response_timeout, self.client.request(upstream_req))
+        let res = match tokio::time::timeout(up.response_timeout, self.pool.send(upstream_req))
             .await
         {
             Ok(Ok(res)) => res,
@@ -255,8 +255,11 @@ impl UpstreamProxy {
             (switched && client_upgrade.is_some()).then(|| hyper::upgrade::on(&mut res));
         let (mut rparts, rbody) = res.into_parts();
         let upgrade_reply = rparts.headers.get(header::UPGRADE).cloned();
-        remove_hop_by_hop(&mut rparts.headers);
-        remove_cors(&mut rparts.headers);
+        // Hop-by-hop headers, and the upstream's CORS headers: the gateway's own policy
+        // answers for the origin (an upstream cannot widen it).
+        remove_where(&mut rparts.headers, true, |name| {
+            is_hop_by_hop(name) || name.as_str().starts_with("access-control-")
+        });
         let rewrite = Rewrite {
             upstream: &up.authority,
             prefix: &up.prefix,
@@ -292,20 +295,6 @@ impl UpstreamProxy {
         }
         // The body streams as it arrives: nothing is buffered here.
         Response::from_parts(rparts, Body::new(rbody))
-    }
-}
-
-/// Removes the upstream's CORS headers: the gateway owns the CORS policy (`spa_origins`), and a
-/// backend that reflects any `Origin` with credentials would otherwise open the gateway's
-/// cookie-authenticated responses to every site.
-fn remove_cors(headers: &mut HeaderMap) {
-    let cors: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| k.as_str().starts_with("access-control-"))
-        .cloned()
-        .collect();
-    for name in cors {
-        headers.remove(name);
     }
 }
 
@@ -345,6 +334,28 @@ fn rewrite_response_headers(headers: &mut HeaderMap, rewrite: &Rewrite<'_>) {
             }
         }
     }
+}
+
+/// An address as text; IPv4 without `fmt` (the `Display` impl costs more than the rest of the
+/// `Forwarded` header).
+fn ip_text(ip: IpAddr) -> String {
+    let IpAddr::V4(v4) = ip else {
+        return ip.to_string();
+    };
+    let mut s = String::with_capacity(15);
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            s.push('.');
+        }
+        if octet >= 100 {
+            s.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            s.push(char::from(b'0' + octet / 10 % 10));
+        }
+        s.push(char::from(b'0' + octet % 10));
+    }
+    s
 }
 
 /// A page navigation (HTML error page) rather than a fetch (JSON error).
@@ -448,9 +459,24 @@ mod tests {
         ] {
             h.append(k, HeaderValue::from_static(v));
         }
-        remove_hop_by_hop(&mut h);
+        remove_where(&mut h, true, is_hop_by_hop);
         assert_eq!(h.len(), 1, "{h:?}");
         assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn addresses_are_written_like_display_does() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.199.255",
+            "192.168.100.9",
+            "::1",
+            "2001:db8::7",
+        ] {
+            let ip: IpAddr = ip.parse().expect("ip");
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@
 pub mod assertion;
 pub mod config;
 mod forward;
+mod pool;
 pub(crate) mod rewrite;
 mod static_site;
 
@@ -168,11 +169,14 @@ impl Gateway {
             return Err(Error::not_authenticated());
         }
         let headers = req.headers_mut();
-        strip_vestibule_headers(headers);
-        if !up.forward_authorization {
-            headers.remove(header::AUTHORIZATION);
-        }
-        headers.remove(crate::csrf::CSRF_HEADER);
+        // A client's `X-Vestibule-*` (any spelling), its credentials unless configured, and the
+        // CSRF header never reach an upstream.
+        let forward_authorization = up.forward_authorization;
+        forward::remove_where(headers, false, |name| {
+            looks_like_ours(name)
+                || (!forward_authorization && name == header::AUTHORIZATION)
+                || name == crate::csrf::CSRF_HEADER
+        });
         if !up.forward_session_cookie {
             remove_cookie(headers, &self.side.session_cookie);
         }
@@ -237,30 +241,17 @@ fn percent_decode(s: &str) -> Vec<u8> {
 
 /// Removes every header that could pass for one of ours: `X-Vestibule-*` in any case, and with
 /// underscores, which CGI-style backends (Django's `META`, PHP) fold into the same name.
-fn strip_vestibule_headers(headers: &mut HeaderMap) {
+/// `X-Vestibule-*` in any case, with `_` for `-` (some backends fold underscores into dashes).
+fn looks_like_ours(name: &HeaderName) -> bool {
     // Header names are lower-case already; compared in place, no copy per header.
     const OURS: &[u8] = b"x-vestibule";
-    let looks_like_ours = |name: &HeaderName| {
-        let n = name.as_str().as_bytes();
-        n.len() >= OURS.len()
-            && n.iter()
-                .zip(OURS)
-                .all(|(c, o)| c == o || (*c == b'_' && *o == b'-'))
-    };
-    if !headers.keys().any(looks_like_ours) {
-        return;
-    }
-    let ours: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| looks_like_ours(k))
-        .cloned()
-        .collect();
-    for name in ours {
-        headers.remove(name);
-    }
+    let n = name.as_str().as_bytes();
+    n.len() >= OURS.len()
+        && n.iter()
+            .zip(OURS)
+            .all(|(c, o)| c == o || (*c == b'_' && *o == b'-'))
 }
 
-/// Removes the cookie `name` from every `Cookie` header, keeping the others.
 fn remove_cookie(headers: &mut HeaderMap, name: &str) {
     if !headers.contains_key(header::COOKIE) {
         return;
@@ -302,7 +293,7 @@ mod tests {
                 HeaderValue::from_static("1"),
             );
         }
-        strip_vestibule_headers(&mut h);
+        forward::remove_where(&mut h, false, looks_like_ours);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-other"));
     }

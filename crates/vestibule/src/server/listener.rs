@@ -27,8 +27,8 @@ pub(crate) struct ConnLimits {
     pub(crate) header_read_timeout: Duration,
     /// hyper's own cap on the header block (the configurable check is below it, with JSON).
     pub(crate) header_buf_bytes: usize,
-    /// hyper's own cap on the header count.
-    pub(crate) max_headers: usize,
+    /// hyper's own cap on the header count; `None` keeps hyper's default (100).
+    pub(crate) max_headers: Option<usize>,
 }
 
 /// How long shutdown waits for in-flight requests before closing their connections.
@@ -49,8 +49,10 @@ pub(crate) async fn serve(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.header_buf_bytes.max(8192))
-        .max_headers(limits.max_headers);
+        .max_buf_size(limits.header_buf_bytes.max(8192));
+    if let Some(n) = limits.max_headers {
+        builder.http1().max_headers(n);
+    }
     builder
         .http2()
         .timer(TokioTimer::new())

@@ -1,0 +1,201 @@
+#!/usr/bin/env bash
+# Instructions per request, counted by callgrind: a figure that does not depend on what else the
+# machine is doing (the wall-clock benchmarks do), so a regression on the request path shows up
+# here even on a busy 2-core machine. Loopback only; every loop is bounded.
+#
+#   bash bench/profile.sh            # all scenarios
+#   SCENARIOS="me proxy" bash bench/profile.sh
+#
+# Scenarios:
+#   base    the bare axum handler of bench/baseline (the ceiling for `me`)
+#   me      GET /auth/me with a session cookie (default store)
+#   bearer  GET /auth/me with a bearer session token
+#   up      the 1 KB JSON upstream of bench/baseline, directly (the ceiling for `proxy`)
+#   proxy   the same upstream through `vestibule serve` with an [[upstream]]
+#
+# Each scenario starts the server under `valgrind --tool=callgrind` with instrumentation off,
+# warms it up with WARM requests, switches instrumentation on, sends N requests over one
+# kept-alive connection (curl with a config file of N URLs), dumps the counts and stops it.
+# Only the server process under test is counted (for `proxy`: Vestibule, not the upstream).
+#
+# Knobs: N (requests counted, default 2000), WARM (default 200), TOP (functions listed, 25),
+# VEST_BIN, SKIP_BUILD (1 = use existing binaries), KEEP (a directory to keep the raw callgrind
+# dumps in, for callgrind_annotate or kcachegrind).
+# Output: bench/results/profile.txt (summary: instructions per request per scenario) and
+# bench/results/profile-<scenario>.txt (callgrind_annotate, inclusive, top functions).
+set -euo pipefail
+export LC_ALL=C
+export VESTIBULE_LOG=warn # every Vestibule started here; not via `env`, which valgrind would not follow
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+SCENARIOS="${SCENARIOS:-base me bearer up proxy}"
+N="${N:-2000}"
+WARM="${WARM:-200}"
+TOP="${TOP:-25}"
+SKIP_BUILD="${SKIP_BUILD:-0}"
+PORT=18451
+UP_PORT=18452
+HOST=127.0.0.1 # loopback only
+
+VEST_BIN="${VEST_BIN:-$ROOT/target/release/vestibule}"
+BASE_MANIFEST="$ROOT/bench/baseline/Cargo.toml"
+BASE_BIN="$ROOT/bench/baseline/target/release/bench-baseline"
+RESULTS_DIR="$ROOT/bench/results"
+OUT="$RESULTS_DIR/profile.txt"
+PASSWORD='quiet-harbour-lantern-42'
+
+log() { printf '[profile] %s\n' "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+PIDS=()
+TMP="$(mktemp -d -t vestibule-profile.XXXXXX)"
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]+"${PIDS[@]}"}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]+"${PIDS[@]}"}"; do
+        for _ in $(seq 1 25); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.2
+        done
+        kill -9 "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+for tool in valgrind callgrind_control callgrind_annotate curl; do
+    command -v "$tool" >/dev/null || die "$tool is missing (apt-get install valgrind curl)"
+done
+if [ "$SKIP_BUILD" != 1 ]; then
+    log "building release binaries"
+    cargo build --release -q -p vestibule-cli
+    cargo build --release -q --manifest-path "$BASE_MANIFEST"
+fi
+[ -x "$VEST_BIN" ] || die "no $VEST_BIN"
+[ -x "$BASE_BIN" ] || die "no $BASE_BIN"
+
+# Waits (bounded: 60 s, valgrind starts slowly) until $1 answers.
+wait_http() {
+    for _ in $(seq 1 300); do
+        curl -s -o /dev/null --max-time 2 "$1" && return 0
+        kill -0 "$2" 2>/dev/null || die "server exited; log: $(tail -5 "$3")"
+        sleep 0.2
+    done
+    die "$1 did not answer in 60 s"
+}
+
+# Writes a curl config of $2 requests to URL $1 (extra header lines in $3) into $4.
+curl_config() {
+    local i
+    : >"$4"
+    for ((i = 0; i < $2; i++)); do
+        printf 'url = "%s"\noutput = "/dev/null"\n' "$1" >>"$4"
+    done
+    if [ -n "$3" ]; then printf '%s\n' "$3" >>"$4"; fi
+}
+
+# Runs one scenario: $1 name, $2 URL to load, $3 curl header line ('' for none), then the
+# server command. The server runs under callgrind from $TMP.
+profile() {
+    local name=$1 url=$2 hdr=$3
+    shift 3
+    local out="$TMP/callgrind.$name.out"
+    log "$name: starting under callgrind"
+    (cd "$TMP" && exec valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out" \
+        "$@") >"$TMP/$name.log" 2>&1 &
+    local pid=$!
+    PIDS+=("$pid")
+    wait_http "$url" "$pid" "$TMP/$name.log"
+    curl_config "$url" "$WARM" "$hdr" "$TMP/warm.cfg"
+    curl_config "$url" "$N" "$hdr" "$TMP/run.cfg"
+    curl -s --max-time 600 -K "$TMP/warm.cfg"
+    callgrind_control -i on "$pid" >/dev/null
+    curl -s --max-time 600 -w '%{http_code}\n' -K "$TMP/run.cfg" >"$TMP/codes"
+    callgrind_control -d "$pid" >/dev/null
+    callgrind_control -i off "$pid" >/dev/null
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    local ok
+    ok=$(grep -c '^200$' "$TMP/codes" || true)
+    [ "$ok" = "$N" ] || die "$name: only $ok of $N requests answered 200"
+    # The dump written by `callgrind_control -d` is <out>.1 (the exit dump is <out>).
+    local dump="$out.1"
+    [ -f "$dump" ] || dump=$(ls "$out".* 2>/dev/null | head -1)
+    [ -f "$dump" ] || die "$name: no callgrind dump"
+    local total
+    total=$(grep -m1 '^summary:' "$dump" | awk '{print $2}')
+    [ -n "$total" ] || total=$(grep -m1 '^totals:' "$dump" | awk '{print $2}')
+    printf '%-8s %12d instructions/request  (%d requests, %s in all)\n' \
+        "$name" $((total / N)) "$N" "$total" | tee -a "$TMP/summary"
+    callgrind_annotate --inclusive=yes "$dump" >"$TMP/annotate.$name" 2>/dev/null || true
+    head -n $((TOP + 30)) "$TMP/annotate.$name" >"$RESULTS_DIR/profile-$name.txt"
+    if [ -n "${KEEP:-}" ]; then cp "$dump" "$KEEP/callgrind.$name.out"; fi
+}
+
+mkdir -p "$RESULTS_DIR"
+: >"$TMP/summary"
+
+for s in $SCENARIOS; do
+    case "$s" in
+    base)
+        profile base "http://$HOST:$PORT/auth/me" '' "$BASE_BIN" "$HOST:$PORT"
+        ;;
+    up)
+        profile up "http://$HOST:$PORT/api/json" '' "$BASE_BIN" "$HOST:$PORT" upstream
+        ;;
+    me | bearer)
+        db="$TMP/$s.db"
+        (cd "$TMP" && printf '%s\n' "$PASSWORD" | "$VEST_BIN" --database "$db" user add bench \
+            --password-stdin) >/dev/null 2>&1 || die "user add failed"
+        # Log in against a plain (uninstrumented) run to get the credential, then profile.
+        (cd "$TMP" && exec "$VEST_BIN" --database "$db" serve \
+            --listen "$HOST:$PORT") >"$TMP/login.log" 2>&1 &
+        lp=$!
+        PIDS+=("$lp")
+        wait_http "http://$HOST:$PORT/healthz" "$lp" "$TMP/login.log"
+        if [ "$s" = me ]; then
+            cred=$(curl -s -D - -o /dev/null --max-time 10 -H 'content-type: application/json' \
+                -d "{\"username\":\"bench\",\"password\":\"$PASSWORD\"}" \
+                "http://$HOST:$PORT/auth/login" | tr -d '\r' |
+                sed -n 's/^[Ss]et-[Cc]ookie: \(vestibule_session=[^;]*\).*/\1/p' | head -1)
+            [ -n "$cred" ] || die "login gave no session cookie"
+            hdr="header = \"Cookie: $cred\""
+        else
+            tok=$(curl -s --max-time 10 -H 'content-type: application/json' \
+                -d "{\"username\":\"bench\",\"password\":\"$PASSWORD\",\"transport\":\"bearer\"}" \
+                "http://$HOST:$PORT/auth/login" | sed -n 's/.*"token":"\([^"]*\)".*/\1/p')
+            [ -n "$tok" ] || die "bearer login gave no token"
+            hdr="header = \"Authorization: Bearer $tok\""
+        fi
+        kill "$lp"
+        wait "$lp" 2>/dev/null || true
+        profile "$s" "http://$HOST:$PORT/auth/me" "$hdr" \
+            "$VEST_BIN" --database "$db" serve --listen "$HOST:$PORT"
+        ;;
+    proxy)
+        "$BASE_BIN" "$HOST:$UP_PORT" upstream >"$TMP/upstream.log" 2>&1 &
+        up=$!
+        PIDS+=("$up")
+        wait_http "http://$HOST:$UP_PORT/api/json" "$up" "$TMP/upstream.log"
+        printf '[[upstream]]\nprefix = "/api"\nurl = "http://%s:%s"\npolicy = "anonymous_ok"\n' \
+            "$HOST" "$UP_PORT" >"$TMP/vestibule.toml"
+        profile proxy "http://$HOST:$PORT/api/json" '' "$VEST_BIN" \
+            --config "$TMP/vestibule.toml" --database "$TMP/proxy.db" serve --listen "$HOST:$PORT"
+        ;;
+    *) die "unknown scenario $s" ;;
+    esac
+done
+
+{
+    echo "Vestibule request path — instructions per request (callgrind)"
+    echo "date:   $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "git:    $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (with local changes)')"
+    echo "plan:   $WARM warm-up requests, then $N counted, one kept-alive connection (curl)"
+    echo
+    cat "$TMP/summary"
+} | tee "$OUT.new" >&2
+mv "$OUT.new" "$OUT"
