@@ -6,7 +6,8 @@
 //! cookie session, or a new bearer token), so every extractor, route and proxied upstream that
 //! needs a user still answers 401. Only the `/auth/mfa/*` routes read the pending state; the
 //! one that verifies the factor logs in like `POST /auth/login` would have (a rotated cookie
-//! session, or a new bearer token while the pending one dies).
+//! session, or a new bearer token while the pending one dies). A pending bearer token's record
+//! expires with the pending state (its absolute expiry), not at the idle timeout.
 
 use std::sync::Arc;
 
@@ -95,7 +96,8 @@ pub(super) async fn begin(
     if bearer {
         let mut data = Map::new();
         data.insert(PENDING_KEY.to_owned(), value);
-        let (token, _) = session.create_bearer(data).await?;
+        // The record dies with the pending state: a pending token is good for nothing after it.
+        let (token, _) = session.create_bearer(data, pending.expires_at).await?;
         body.token = Some(token.expose().to_owned());
     } else {
         // A new session id now, and again when the factor is given.

@@ -597,3 +597,113 @@ async fn starting_a_passkey_login_does_not_log_anyone_out() {
         .expect("request");
     assert_eq!(me.status(), 200, "bearer session");
 }
+
+async fn user_id(app: &TestApp, username: &str) -> i64 {
+    app.state
+        .users
+        .by_username(username)
+        .await
+        .expect("db")
+        .expect("user")
+        .id
+}
+
+/// Moves every timestamp of the session record `token` (and of the pending login inside it)
+/// `secs` into the past: the record as the store would hold it `secs` seconds from now.
+async fn age_session(app: &TestApp, token: &str, secs: i64) {
+    use vestibule::token::{SecretToken, TokenKind};
+    let key = SecretToken::parse(TokenKind::Session, token)
+        .expect("token")
+        .hash();
+    let store = app.state.sessions.store();
+    let mut r = (*store.load(&key).await.expect("load").expect("live record")).clone();
+    r.created_at -= secs;
+    r.last_seen -= secs;
+    r.expires_at -= secs;
+    r.absolute_expires_at -= secs;
+    if let Some(at) = r
+        .data
+        .get_mut("_mfa_pending")
+        .and_then(|p| p.get_mut("expires_at"))
+    {
+        *at = json!(at.as_i64().expect("expires_at") - secs);
+    }
+    assert!(store.delete(&key).await.expect("delete"));
+    store.create(&r).await.expect("create");
+}
+
+#[tokio::test]
+async fn a_pending_bearer_token_dies_with_the_pending_state() {
+    let app = TestApp::spawn().await;
+    app.signed_up("alice", PASSWORD).await;
+    let id = user_id(&app, "alice").await;
+    assert!(
+        app.state
+            .mfa
+            .store
+            .add_passkey(id, b"cred-1", &[7; 16], "{}", "laptop")
+            .await
+            .expect("db")
+    );
+    let login = json!({"username": "alice", "password": PASSWORD, "transport": "bearer"});
+    let res = app.post_anon("/auth/login", &login).await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.expect("json");
+    let pending = body["token"].as_str().expect("pending token").to_owned();
+    // The record's own expiry is the pending state's (5 minutes), not the idle timeout.
+    use vestibule::token::{SecretToken, TokenKind};
+    let key = SecretToken::parse(TokenKind::Session, &pending)
+        .expect("token")
+        .hash();
+    let record = app
+        .state
+        .sessions
+        .store()
+        .load(&key)
+        .await
+        .expect("load")
+        .expect("record");
+    let now = vestibule::session::now();
+    assert!(
+        (now + 295..=now + 300).contains(&record.absolute_expires_at),
+        "{} vs now {now}",
+        record.absolute_expires_at
+    );
+    assert!(record.expires_at <= record.absolute_expires_at);
+    // Live: the MFA routes take it (a wrong code is a wrong code, not a dead token).
+    let try_code = |token: String| {
+        app.with_bearer(Method::POST, "/auth/mfa/totp", &token)
+            .json(&json!({"code": "000000"}))
+            .send()
+    };
+    assert_error(
+        try_code(pending.clone()).await.expect("req"),
+        401,
+        "mfa_code_invalid",
+    )
+    .await;
+    // A real bearer session aged by as much lives on (its idle timeout is far longer)...
+    app.signed_up("bob", PASSWORD).await;
+    let real = app.bearer_login("bob", PASSWORD).await;
+    age_session(&app, &real, 301).await;
+    let res = app
+        .with_bearer(Method::GET, "/auth/me", &real)
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(res.status(), 200);
+    // ... while the pending token, five minutes and a second later, is dead everywhere.
+    age_session(&app, &pending, 301).await;
+    assert_error(
+        try_code(pending.clone()).await.expect("req"),
+        401,
+        "invalid_token",
+    )
+    .await;
+    let res = app
+        .with_bearer(Method::GET, "/auth/me", &pending)
+        .send()
+        .await
+        .expect("req");
+    assert_error(res, 401, "invalid_token").await;
+}
