@@ -60,6 +60,7 @@ test('a passkey registered in one browser logs in passwordlessly and as a second
       { username, password: PASSWORD },
     );
     assert.equal(registered.name, 'virtual');
+    assert.equal(registered.recovery_codes?.length, 10, 'the first factor brings recovery codes');
     assert.deepEqual(registered.listed, [{ id: registered.id, name: 'virtual' }]);
     const { credentials } = await cdp.send('WebAuthn.getCredentials', { authenticatorId });
     assert.equal(credentials.length, 1);
@@ -99,7 +100,7 @@ test('a passkey registered in one browser logs in passwordlessly and as a second
       { username, password: PASSWORD },
     );
     assert.equal(mfa.answer.mfa_required, true);
-    assert.deepEqual(mfa.answer.methods, ['webauthn']);
+    assert.deepEqual(mfa.answer.methods, ['webauthn', 'recovery']);
     assert.equal(mfa.pendingMe, null);
     assert.equal(mfa.user, username);
     assert.equal(mfa.me, username);

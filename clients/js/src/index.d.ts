@@ -58,6 +58,20 @@ export interface PasskeyInfo {
   name: string;
 }
 
+/** A passkey just registered: the account's first second factor also brings its recovery codes. */
+export interface RegisteredPasskey extends PasskeyInfo {
+  /** Ten single-use codes, present only when the account had none (shown this once). */
+  recovery_codes?: string[];
+}
+
+/** The signed-in user's second factors (`GET /auth/mfa`). */
+export interface MfaStatus {
+  totp: boolean;
+  passkeys: number;
+  /** Recovery codes not used yet (0 without a second factor). */
+  recovery_codes_left: number;
+}
+
 export interface Credentials {
   username: string;
   password: string;
@@ -130,12 +144,20 @@ export interface VestibuleClient {
   refreshCsrf(): Promise<string | null>;
   /** Proves the password again (`POST /auth/reauth`) before a sensitive action. */
   reauth(proof: { password: string }): Promise<unknown>;
-  /** Completes a login that answered `MfaRequired`; resolves with the user. */
   mfa: {
+    /** Completes a login that answered `MfaRequired` with a TOTP code; resolves with the user. */
     totp(code: string): Promise<User>;
+    /** Completes a login that answered `MfaRequired` with a recovery code (each works once). */
     recovery(code: string): Promise<User>;
-    /** Asks the browser for one of the user's passkeys. */
+    /** Completes a login that answered `MfaRequired`: asks the browser for one of the user's passkeys. */
     webauthn(): Promise<User>;
+    /** The signed-in user's second factors and how many recovery codes are left. */
+    status(): Promise<MfaStatus>;
+    /**
+     * Replaces every recovery code with 10 new ones (shown once; the old ones stop working).
+     * Needs a recent password (`reauth`) and a second factor (else `mfa_factor_required`).
+     */
+    regenerateRecoveryCodes(): Promise<string[]>;
   };
   /** The signed-in user's TOTP authenticator. */
   totp: {
@@ -147,8 +169,11 @@ export interface VestibuleClient {
   passkeys: {
     list(): Promise<PasskeyInfo[]>;
     remove(id: number | string): Promise<void>;
-    /** Creates a passkey for the signed-in user (discoverable: it also logs in without a password). */
-    register(options?: { name?: string }): Promise<PasskeyInfo>;
+    /**
+     * Creates a passkey for the signed-in user (discoverable: it also logs in without a password).
+     * A first second factor also resolves with the account's `recovery_codes` (shown once).
+     */
+    register(options?: { name?: string }): Promise<RegisteredPasskey>;
     /** Passwordless login with a passkey the browser offers (cookie transport). */
     login(): Promise<User>;
   };

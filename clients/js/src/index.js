@@ -494,6 +494,13 @@ export function createClient(options = {}) {
         const cred = await credentialsApi().get(requestOptions(options));
         return finishLogin('/auth/mfa/webauthn/finish', { credential: credentialJson(cred) });
       },
+      async status() {
+        return call('GET', '/auth/mfa');
+      },
+      async regenerateRecoveryCodes() {
+        const data = await call('POST', '/auth/mfa/recovery/regenerate');
+        return data.recovery_codes;
+      },
     },
 
     totp: {

@@ -1,9 +1,9 @@
 // vestibule-client's second factors against a real `vestibule serve`: TOTP enrolment and login
-// (cookie and bearer), recovery codes, and the WebAuthn plumbing (base64url both ways) with a
-// stand-in for navigator.credentials.
+// (cookie and bearer), recovery codes (status, regeneration, a first passkey's set), and the
+// WebAuthn plumbing (base64url both ways) with stand-ins for navigator.credentials.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHmac } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 
 import { createClient, VestibuleError } from '../src/index.js';
 import { cookieJarFetch, PASSWORD, startServer, uniqueName } from './support.js';
@@ -52,6 +52,69 @@ function totp(secret, steps = 0) {
 async function settle() {
   const left = 30 - (Math.floor(Date.now() / 1000) % 30);
   if (left < 6) await new Promise((r) => setTimeout(r, (left + 1) * 1000));
+}
+
+/** A CBOR (RFC 8949) head: major type, argument. */
+function cborHead(major, n) {
+  const m = major << 5;
+  if (n < 24) return Buffer.from([m | n]);
+  if (n < 256) return Buffer.from([m | 24, n]);
+  return Buffer.from([m | 25, n >> 8, n & 0xff]);
+}
+const cborText = (/** @type {string} */ s) => Buffer.concat([cborHead(3, Buffer.byteLength(s)), Buffer.from(s)]);
+const cborBytes = (/** @type {Buffer} */ b) => Buffer.concat([cborHead(2, b.length), b]);
+const arrayBuffer = (/** @type {Buffer} */ b) => b.buffer.slice(b.byteOffset, b.byteOffset + b.length);
+
+/**
+ * A software authenticator for `navigator.credentials.create` from `origin`: a new credential
+ * each call, "none" attestation, user present and verified, an ES256 key (the P-256 base point:
+ * a valid key; this stand-in never signs, so it cannot log in).
+ */
+function softAuthenticator(origin) {
+  const gx = Buffer.from('6b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296', 'hex');
+  const gy = Buffer.from('4fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5', 'hex');
+  let made = 0;
+  return {
+    async create(/** @type {any} */ options) {
+      const pk = options.publicKey;
+      made += 1;
+      const credId = Buffer.from(`soft-passkey-${made}`.padEnd(16, '-'));
+      const clientData = Buffer.from(JSON.stringify({
+        type: 'webauthn.create',
+        challenge: Buffer.from(pk.challenge).toString('base64url'),
+        origin,
+        crossOrigin: false,
+      }));
+      // COSE_Key {1: 2 (EC2), 3: -7 (ES256), -1: 1 (P-256), -2: x, -3: y}
+      const cose = Buffer.concat([Buffer.from([0xa5, 0x01, 0x02, 0x03, 0x26, 0x20, 0x01, 0x21]), cborBytes(gx), Buffer.from([0x22]), cborBytes(gy)]);
+      const idLength = Buffer.alloc(2);
+      idLength.writeUInt16BE(credId.length);
+      const authData = Buffer.concat([
+        createHash('sha256').update(pk.rp.id).digest(),
+        Buffer.from([0x45, 0, 0, 0, 0]), // UP | UV | AT, signature counter 0
+        Buffer.alloc(16), // AAGUID
+        idLength,
+        credId,
+        cose,
+      ]);
+      const attestation = Buffer.concat([
+        Buffer.from([0xa3]),
+        cborText('fmt'), cborText('none'),
+        cborText('attStmt'), Buffer.from([0xa0]),
+        cborText('authData'), cborBytes(authData),
+      ]);
+      return {
+        id: credId.toString('base64url'),
+        rawId: arrayBuffer(credId),
+        type: 'public-key',
+        response: { clientDataJSON: arrayBuffer(clientData), attestationObject: arrayBuffer(attestation), getTransports: () => ['internal'] },
+        getClientExtensionResults: () => ({}),
+      };
+    },
+    async get() {
+      throw new Error('not used');
+    },
+  };
 }
 
 function client(transport = 'cookie', extra = {}) {
@@ -118,6 +181,41 @@ describe('second factors', () => {
     await owner.totp.remove();
     const { client: e } = client();
     assert.equal((await e.login({ username, password: PASSWORD })).username, username);
+  });
+
+  test('mfa.status counts the recovery codes left; regenerateRecoveryCodes replaces them all', async () => {
+    const { username, codes, owner } = await withTotp();
+    assert.deepEqual(await owner.mfa.status(), { totp: true, passkeys: 0, recovery_codes_left: 10 });
+    const fresh = await owner.mfa.regenerateRecoveryCodes();
+    assert.equal(fresh.length, 10);
+    assert.ok(fresh.every((c) => !codes.includes(c)));
+    const { client: c } = client('bearer');
+    await c.login({ username, password: PASSWORD });
+    await assert.rejects(c.mfa.recovery(codes[0]), (e) => e instanceof VestibuleError && e.code === 'mfa_code_invalid');
+    assert.equal((await c.mfa.recovery(fresh[0])).username, username);
+    assert.equal((await owner.mfa.status()).recovery_codes_left, 9);
+    // Without a second factor there is nothing to regenerate.
+    await owner.totp.remove();
+    assert.deepEqual(await owner.mfa.status(), { totp: false, passkeys: 0, recovery_codes_left: 0 });
+    await assert.rejects(owner.mfa.regenerateRecoveryCodes(), (e) => e instanceof VestibuleError && e.status === 409 && e.code === 'mfa_factor_required');
+  });
+
+  test('a first passkey brings recovery codes, a second one none', async () => {
+    const jar = cookieJarFetch();
+    const credentials = softAuthenticator(`http://localhost:${server.port}`);
+    const c = createClient({ baseUrl: server.url, fetch: jar.fetch, credentials });
+    const username = uniqueName('pk');
+    await c.signup({ username, password: PASSWORD });
+    const first = await c.passkeys.register({ name: 'laptop' });
+    assert.equal(first.name, 'laptop');
+    assert.equal(first.recovery_codes?.length, 10);
+    const second = await c.passkeys.register({ name: 'phone' });
+    assert.equal(second.recovery_codes, undefined);
+    assert.deepEqual(await c.mfa.status(), { totp: false, passkeys: 2, recovery_codes_left: 10 });
+    const { client: d } = client();
+    const answer = await d.login({ username, password: PASSWORD });
+    assert.deepEqual(answer.methods, ['webauthn', 'recovery']);
+    assert.equal((await d.mfa.recovery(first.recovery_codes?.[0] ?? '')).username, username);
   });
 
   test('passkey registration converts the options to buffers and the credential to base64url', async () => {

@@ -20,7 +20,10 @@ export async function usage(): Promise<void> {
   const svg: string = (await client.totp.enroll()).qr_svg;
   const passkey = await client.passkeys.register({ name: 'laptop' });
   const passkeyId: number = passkey.id;
-  void [codes, svg, passkeyId];
+  const firstCodes: string[] | undefined = passkey.recovery_codes;
+  const left: number = (await client.mfa.status()).recovery_codes_left;
+  const regenerated: string[] = await client.mfa.regenerateRecoveryCodes();
+  void [codes, svg, passkeyId, firstCodes, left, regenerated];
   const me: User | null = await client.me();
   const sessions = await client.sessions.list();
   const current: boolean | undefined = sessions[0]?.current;
@@ -48,6 +51,9 @@ export async function usage(): Promise<void> {
   // @ts-expect-error login may answer MfaRequired: not assignable to User
   const unchecked: User = await client.login({ username: 'ada', password: 'x' });
   void unchecked;
+  // @ts-expect-error status() is the factors, not the codes
+  const notCodes: string[] = await client.mfa.status();
+  void notCodes;
   // @ts-expect-error changePassword takes camelCase fields
   await client.changePassword({ current_password: 'a', new_password: 'b' });
 }

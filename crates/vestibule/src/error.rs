@@ -110,6 +110,8 @@ pub enum ErrorCode {
     MfaAlreadyEnabled,
     /// The user has no such second factor (or no enrolment is waiting for confirmation).
     MfaNotEnabled,
+    /// The action needs a second factor and the user has none (recovery codes recover one).
+    MfaFactorRequired,
     /// Passkeys are off on this server (its public URL has no domain name).
     PasskeysUnavailable,
     /// A WebAuthn ceremony failed: no challenge pending, or the authenticator's answer did not verify.
@@ -159,7 +161,7 @@ impl ErrorCode {
             ErrorCode::MfaCodeInvalid | ErrorCode::MfaNotPending | ErrorCode::WebauthnFailed => {
                 StatusCode::UNAUTHORIZED
             }
-            ErrorCode::MfaAlreadyEnabled => StatusCode::CONFLICT,
+            ErrorCode::MfaAlreadyEnabled | ErrorCode::MfaFactorRequired => StatusCode::CONFLICT,
             ErrorCode::MfaNotEnabled | ErrorCode::PasskeysUnavailable => StatusCode::NOT_FOUND,
             ErrorCode::ReauthRequired => StatusCode::FORBIDDEN,
             ErrorCode::ResetTokenInvalid => StatusCode::BAD_REQUEST,

@@ -6,7 +6,12 @@
 //! cookie session, or a new bearer token), so every extractor, route and proxied upstream that
 //! needs a user still answers 401. Only the `/auth/mfa/*` routes read the pending state; the
 //! one that verifies the factor logs in like `POST /auth/login` would have (a rotated cookie
-//! session, or a new bearer token while the pending one dies).
+//! session, or a new bearer token while the pending one dies). A pending bearer token's record
+//! expires with the pending state (its absolute expiry), not at the idle timeout.
+//!
+//! Recovery codes come as a set of ten, shown once: at TOTP confirmation, at the registration of
+//! a passkey when the account has no set yet (a passkey-only account), and from
+//! `POST /auth/mfa/recovery/regenerate`. Removing the last second factor deletes the set.
 
 use std::sync::Arc;
 
@@ -95,7 +100,8 @@ pub(super) async fn begin(
     if bearer {
         let mut data = Map::new();
         data.insert(PENDING_KEY.to_owned(), value);
-        let (token, _) = session.create_bearer(data).await?;
+        // The record dies with the pending state: a pending token is good for nothing after it.
+        let (token, _) = session.create_bearer(data, pending.expires_at).await?;
         body.token = Some(token.expose().to_owned());
     } else {
         // A new session id now, and again when the factor is given.
@@ -391,8 +397,7 @@ pub(crate) async fn post_totp_confirm(
         return Err(Error::new(ErrorCode::MfaCodeInvalid, "the code is wrong")
             .with_hint("check the device clock; codes change every 30 s"));
     }
-    let codes = mfa::new_recovery_codes();
-    let hashes: Vec<[u8; 32]> = codes.iter().map(|c| mfa::recovery_hash(c)).collect();
+    let (codes, hashes) = new_codes();
     app.mfa.store.set_recovery_codes(user.id, &hashes).await?;
     audit!(
         "mfa.enable",
@@ -405,7 +410,101 @@ pub(crate) async fn post_totp_confirm(
     }))
 }
 
-/// Removes the TOTP authenticator and the recovery codes.
+/// A new set of recovery codes and their stored form.
+fn new_codes() -> (Vec<String>, Vec<[u8; 32]>) {
+    let codes = mfa::new_recovery_codes();
+    let hashes = codes.iter().map(|c| mfa::recovery_hash(c)).collect();
+    (codes, hashes)
+}
+
+/// `{"totp", "passkeys", "recovery_codes_left"}`: the signed-in user's second factors.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct MfaStatus {
+    /// Whether a confirmed TOTP authenticator is on.
+    totp: bool,
+    /// How many passkeys are registered.
+    passkeys: i64,
+    /// Recovery codes not used yet (0 when there is no second factor).
+    recovery_codes_left: i64,
+}
+
+/// The signed-in user's second factors and how many recovery codes are left.
+#[utoipa::path(
+    get,
+    path = "/auth/mfa",
+    tag = "mfa",
+    responses(
+        (status = 200, description = "The second factors", body = MfaStatus),
+        (status = 401, description = "`not_authenticated`, `session_expired`, `invalid_token`", body = ErrorBody),
+        (status = 403, description = "`session_required` (an access token)", body = ErrorBody),
+        (status = 503, description = "`store_unavailable`", body = ErrorBody),
+    ),
+    security(("session_cookie" = []), ("bearer" = [])),
+)]
+pub(crate) async fn get_mfa(
+    State(app): State<AppState>,
+    session: Session,
+    user: AuthUser,
+) -> Result<axum::Json<MfaStatus>> {
+    require_session(&session)?;
+    let m = app.mfa.store.methods(user.id).await?;
+    Ok(axum::Json(MfaStatus {
+        totp: m.totp,
+        passkeys: m.passkeys,
+        recovery_codes_left: if m.any() { m.recovery_codes } else { 0 },
+    }))
+}
+
+/// Replaces the recovery codes with ten new ones (the old ones stop working at once).
+#[utoipa::path(
+    post,
+    path = "/auth/mfa/recovery/regenerate",
+    tag = "mfa",
+    responses(
+        (status = 200, description = "The new recovery codes, shown once", body = RecoveryCodes),
+        (status = 401, description = "`not_authenticated`, `session_expired`, `invalid_token`", body = ErrorBody),
+        (status = 403, description = "`reauth_required`, `session_required`, or a CSRF refusal", body = ErrorBody),
+        (status = 409, description = "`mfa_factor_required`: no second factor to recover", body = ErrorBody),
+        (status = 429, description = "`rate_limited` (`rate_limits.mfa_per_user`)", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until a retry can succeed"))),
+        (status = 503, description = "`store_unavailable`", body = ErrorBody),
+    ),
+    security(("session_cookie" = [], "csrf_token" = []), ("bearer" = [])),
+)]
+pub(crate) async fn post_recovery_regenerate(
+    State(app): State<AppState>,
+    session: Session,
+    user: AuthUser,
+) -> Result<axum::Json<RecoveryCodes>> {
+    require_session(&session)?;
+    require_recent(&session, app.reauth_window).await?;
+    check_rate(&app, user.id).await?;
+    let (codes, hashes) = new_codes();
+    if !app
+        .mfa
+        .store
+        .regenerate_recovery_codes(user.id, &hashes)
+        .await?
+    {
+        return Err(Error::new(
+            ErrorCode::MfaFactorRequired,
+            "this account has no second factor, so it has no recovery codes",
+        )
+        .with_hint(
+            "enrol TOTP (POST /auth/mfa/totp/enroll) or register a passkey first: either issues the codes",
+        ));
+    }
+    audit!(
+        "mfa.recovery_regenerate",
+        user_id = user.id,
+        "recovery codes replaced"
+    );
+    Ok(axum::Json(RecoveryCodes {
+        recovery_codes: codes,
+    }))
+}
+
+/// Removes the TOTP authenticator, and the recovery codes when no passkey is left.
 #[utoipa::path(
     delete,
     path = "/auth/mfa/totp",
@@ -578,7 +677,20 @@ pub(crate) struct PasskeyView {
     name: String,
 }
 
-/// Finishes registering a passkey.
+/// `{"id", "name", "recovery_codes"?}`: the registered passkey, and the account's first set of
+/// recovery codes when it had none (shown this once).
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct PasskeyRegistered {
+    id: i64,
+    name: String,
+    /// Ten single-use codes, present only when this registration issued them (the account had
+    /// no recovery codes: a first second factor); store them offline.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recovery_codes: Option<Vec<String>>,
+}
+
+/// Finishes registering a passkey. The account's first second factor also brings ten recovery
+/// codes, returned this once.
 #[utoipa::path(
     post,
     path = "/auth/passkeys/register/finish",
@@ -588,7 +700,7 @@ pub(crate) struct PasskeyView {
         (status = 400, description = "`malformed_json`: the body is not valid JSON", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: the body exceeds `limits.body_bytes`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: the body is not declared as `application/json`", body = ErrorBody),
-        (status = 201, description = "Registered", body = PasskeyView),
+        (status = 201, description = "Registered; `recovery_codes` when the account had none", body = PasskeyRegistered),
         (status = 401, description = "`webauthn_failed` (no challenge, or the attestation did not verify), `not_authenticated`", body = ErrorBody),
         (status = 403, description = "`session_required`, or a CSRF refusal", body = ErrorBody),
         (status = 404, description = "`passkeys_unavailable`", body = ErrorBody),
@@ -647,7 +759,27 @@ pub(crate) async fn post_passkey_register_finish(
         method = "webauthn",
         "passkey registered"
     );
-    Ok((StatusCode::CREATED, axum::Json(PasskeyView { id, name })).into_response())
+    // A passkey-only account needs recovery codes like a TOTP one: issued with its first factor.
+    let (codes, hashes) = new_codes();
+    let recovery_codes = app
+        .mfa
+        .store
+        .issue_recovery_codes_if_none(user.id, &hashes)
+        .await?
+        .then_some(codes);
+    if recovery_codes.is_some() {
+        audit!(
+            "mfa.recovery_issue",
+            user_id = user.id,
+            "recovery codes issued with a first passkey"
+        );
+    }
+    let body = PasskeyRegistered {
+        id,
+        name,
+        recovery_codes,
+    };
+    Ok((StatusCode::CREATED, axum::Json(body)).into_response())
 }
 
 /// `{"passkeys": [{"id", "name"}]}`.
@@ -689,7 +821,8 @@ pub(crate) async fn get_passkeys(
     Ok(axum::Json(PasskeyList { passkeys }))
 }
 
-/// Removes one of the signed-in user's passkeys.
+/// Removes one of the signed-in user's passkeys (the last second factor takes the recovery codes
+/// with it).
 #[utoipa::path(
     delete,
     path = "/auth/passkeys/{id}",

@@ -310,7 +310,12 @@ pub fn router_with(state: AppState, config: &Config, extra: Router) -> Router {
         )
         .route("/auth/mfa/totp/enroll", post(mfa::post_totp_enroll))
         .route("/auth/mfa/totp/confirm", post(mfa::post_totp_confirm))
+        .route("/auth/mfa", get(mfa::get_mfa))
         .route("/auth/mfa/recovery", post(mfa::post_mfa_recovery))
+        .route(
+            "/auth/mfa/recovery/regenerate",
+            post(mfa::post_recovery_regenerate),
+        )
         .route(
             "/auth/mfa/webauthn/start",
             post(mfa::post_mfa_webauthn_start),

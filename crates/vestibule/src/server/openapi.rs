@@ -57,6 +57,8 @@ pub(crate) struct StatusBody {
         routes::delete_token,
         mfa::post_mfa_totp,
         mfa::post_mfa_recovery,
+        mfa::get_mfa,
+        mfa::post_recovery_regenerate,
         mfa::post_mfa_webauthn_start,
         mfa::post_mfa_webauthn_finish,
         mfa::post_totp_enroll,

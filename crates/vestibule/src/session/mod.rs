@@ -598,7 +598,7 @@ impl Session {
             AUTH_USER_KEY.to_owned(),
             serde_json::to_value(user).map_err(Error::internal)?,
         );
-        let (record, token) = self.create(Some(user_id), data).await?;
+        let (record, token) = self.create(Some(user_id), data, None).await?;
         Ok((token, record.expires_at.min(record.absolute_expires_at)))
     }
 
@@ -622,14 +622,17 @@ impl Session {
     }
 
     /// Creates a new, independent anonymous session holding `data` whose token travels as
-    /// `Authorization: Bearer` (the pending second-factor state of a bearer login). Returns the
-    /// token and its expiry.
+    /// `Authorization: Bearer` (the pending second-factor state of a bearer login), dead at
+    /// `until` at the latest: the record's absolute expiry, which the store enforces and no
+    /// request slides past, so the token dies with what it was made for instead of lingering
+    /// for the idle timeout. Returns the token and its expiry.
     pub(crate) async fn create_bearer(
         &self,
         data: Map<String, Value>,
+        until: UnixTime,
     ) -> Result<(SecretToken, UnixTime), Error> {
         self.bearer_supported()?;
-        let (record, token) = self.create(None, data).await?;
+        let (record, token) = self.create(None, data, Some(until)).await?;
         Ok((token, record.expires_at.min(record.absolute_expires_at)))
     }
 
@@ -650,7 +653,7 @@ impl Session {
         user_id: Option<i64>,
         data: Map<String, Value>,
     ) -> Result<(), Error> {
-        let (record, token) = self.create(user_id, data).await?;
+        let (record, token) = self.create(user_id, data, None).await?;
         st.token = Some(token);
         // A new identity: a sealed session takes the user's current generation at commit.
         st.generation = None;
@@ -663,14 +666,19 @@ impl Session {
     }
 
     /// Creates a record under a new token (retrying once on the astronomically unlikely collision).
+    /// Its absolute expiry is `session.absolute_timeout` from now, or `until` when that is earlier.
     async fn create(
         &self,
         user_id: Option<i64>,
         data: Map<String, Value>,
+        until: Option<UnixTime>,
     ) -> Result<(Record, SecretToken), Error> {
         let cfg = &self.inner.manager.config;
         let t = self.inner.started;
-        let absolute = t + secs(cfg.absolute_timeout);
+        let mut absolute = t + secs(cfg.absolute_timeout);
+        if let Some(until) = until {
+            absolute = absolute.min(until);
+        }
         let mut attempt = 0;
         loop {
             let token = SecretToken::generate(TokenKind::Session);
@@ -854,7 +862,7 @@ impl Session {
                                 )
                             })?;
                         }
-                        let (record, token) = self.create(None, data).await?;
+                        let (record, token) = self.create(None, data, None).await?;
                         st.token = Some(token);
                         st.record = Some(Arc::new(record));
                         st.cookie = CookieAction::Set;

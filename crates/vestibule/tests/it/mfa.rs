@@ -1,6 +1,7 @@
 //! Second factors: TOTP enrolment and login (replay refused, ±1 step only), recovery codes
-//! (single use), the pending state granting nothing, the attempt limit, session rotation, the
-//! bearer flow, and the same on PostgreSQL.
+//! (single use; issued with TOTP or a first passkey, regenerated, gone with the last factor), the
+//! pending state granting nothing (and a pending bearer token dying with it), the attempt limit,
+//! session rotation, the bearer flow, and the same on PostgreSQL.
 
 use axum::Router;
 use axum::routing::get;
@@ -546,8 +547,23 @@ async fn totp_login_works_on_postgres() {
         .post_json("/auth/mfa/recovery", &json!({"code": codes[0]}))
         .await;
     assert_eq!(res.status(), 200);
+    // Regeneration and the status on PostgreSQL (the user row lock, the set replaced).
+    assert_eq!(mfa_status(&alice).await["recovery_codes_left"], 9);
+    let res = alice
+        .post_json("/auth/mfa/recovery/regenerate", &json!({}))
+        .await;
+    assert_eq!(res.status(), 200);
+    let fresh = codes_of(&res.json().await.expect("json"));
+    assert_eq!(recover_with(&app, "alice", &codes[1]).await, 401);
+    assert_eq!(recover_with(&app, "alice", &fresh[0]).await, 200);
+    // The last factor takes the codes along.
     let res = alice.delete("/auth/mfa/totp").await;
     assert_eq!(res.status(), 204);
+    let id = user_id(&app, "alice").await;
+    assert_eq!(
+        app.state.mfa.store.methods(id).await.expect("db"),
+        vestibule::auth::mfa::MfaMethods::default()
+    );
 }
 
 #[tokio::test]
@@ -596,4 +612,464 @@ async fn starting_a_passkey_login_does_not_log_anyone_out() {
         .await
         .expect("request");
     assert_eq!(me.status(), 200, "bearer session");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Recovery codes for every second factor, their regeneration, and the pending bearer record.
+
+/// The origin (and `public_url`) of the passkey tests: the RP ID is `localhost`.
+const RP_ORIGIN: &str = "http://localhost:8000";
+
+/// Minimal CBOR (RFC 8949) head: major type `major`, argument `n`.
+fn cbor_head(major: u8, n: usize) -> Vec<u8> {
+    let m = major << 5;
+    match n {
+        0..=23 => vec![m | n as u8],
+        24..=255 => vec![m | 24, n as u8],
+        _ => {
+            let mut v = vec![m | 25];
+            v.extend_from_slice(&(n as u16).to_be_bytes());
+            v
+        }
+    }
+}
+
+fn cbor_text(s: &str) -> Vec<u8> {
+    let mut v = cbor_head(3, s.len());
+    v.extend_from_slice(s.as_bytes());
+    v
+}
+
+fn cbor_bytes(b: &[u8]) -> Vec<u8> {
+    let mut v = cbor_head(2, b.len());
+    v.extend_from_slice(b);
+    v
+}
+
+/// What a software authenticator answers to `navigator.credentials.create(options)` from
+/// [`RP_ORIGIN`]: a new credential `cred_id` with "none" attestation, user present and verified,
+/// and an ES256 public key (the P-256 base point: a valid key; no signature is ever made here).
+fn soft_registration(options: &Value, cred_id: &[u8]) -> Value {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use sha2::{Digest, Sha256};
+    const GX: &str = "6b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296";
+    const GY: &str = "4fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5";
+    let hex = |s: &str| -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+            .collect()
+    };
+    let pk = &options["publicKey"];
+    let client_data = json!({
+        "type": "webauthn.create",
+        "challenge": pk["challenge"].as_str().expect("challenge"),
+        "origin": RP_ORIGIN,
+        "crossOrigin": false,
+    })
+    .to_string();
+    // COSE_Key {1: 2 (EC2), 3: -7 (ES256), -1: 1 (P-256), -2: x, -3: y}.
+    let mut cose = vec![0xa5, 0x01, 0x02, 0x03, 0x26, 0x20, 0x01, 0x21];
+    cose.extend(cbor_bytes(&hex(GX)));
+    cose.push(0x22);
+    cose.extend(cbor_bytes(&hex(GY)));
+    let rp_id = pk["rp"]["id"].as_str().expect("rp id");
+    let mut auth_data = Sha256::digest(rp_id.as_bytes()).to_vec();
+    auth_data.push(0x45); // UP | UV | AT
+    auth_data.extend_from_slice(&0u32.to_be_bytes()); // signature counter
+    auth_data.extend_from_slice(&[0; 16]); // AAGUID
+    auth_data.extend_from_slice(&(cred_id.len() as u16).to_be_bytes());
+    auth_data.extend_from_slice(cred_id);
+    auth_data.extend(cose);
+    let mut attestation = vec![0xa3];
+    attestation.extend(cbor_text("fmt"));
+    attestation.extend(cbor_text("none"));
+    attestation.extend(cbor_text("attStmt"));
+    attestation.push(0xa0);
+    attestation.extend(cbor_text("authData"));
+    attestation.extend(cbor_bytes(&auth_data));
+    json!({
+        "id": B64.encode(cred_id),
+        "rawId": B64.encode(cred_id),
+        "type": "public-key",
+        "response": {
+            "attestationObject": B64.encode(&attestation),
+            "clientDataJSON": B64.encode(client_data.as_bytes()),
+        },
+    })
+}
+
+/// Registers a passkey for `c` through both ceremony routes; returns the 201 body.
+async fn register_passkey(c: &mut TestClient, cred_id: &[u8], name: &str) -> Value {
+    let res = c
+        .post_json("/auth/passkeys/register/start", &json!({}))
+        .await;
+    assert_eq!(res.status(), 200);
+    let options: Value = res.json().await.expect("json");
+    let credential = soft_registration(&options, cred_id);
+    let res = c
+        .post_json(
+            "/auth/passkeys/register/finish",
+            &json!({"credential": credential, "name": name}),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    res.json().await.expect("json")
+}
+
+fn codes_of(body: &Value) -> Vec<String> {
+    body["recovery_codes"]
+        .as_array()
+        .expect("recovery codes")
+        .iter()
+        .map(|c| c.as_str().expect("code").to_owned())
+        .collect()
+}
+
+async fn mfa_status(c: &TestClient) -> Value {
+    let res = c.get("/auth/mfa").await;
+    assert_eq!(res.status(), 200);
+    res.json().await.expect("json")
+}
+
+async fn user_id(app: &TestApp, username: &str) -> i64 {
+    app.state
+        .users
+        .by_username(username)
+        .await
+        .expect("db")
+        .expect("user")
+        .id
+}
+
+/// A pending login of `user` completed with recovery `code`: the status it answers.
+async fn recover_with(app: &TestApp, user: &str, code: &str) -> u16 {
+    let mut c = app.client();
+    password_step(&mut c, user).await;
+    let res = c
+        .post_json("/auth/mfa/recovery", &json!({"code": code}))
+        .await;
+    res.status().as_u16()
+}
+
+#[tokio::test]
+async fn a_first_passkey_brings_recovery_codes_and_the_last_factor_takes_them() {
+    let app = TestApp::spawn_with(|raw| raw.public_url = Some(RP_ORIGIN.into())).await;
+    let mut alice = app.signed_up("alice", PASSWORD).await;
+    assert_eq!(
+        mfa_status(&alice).await,
+        json!({"totp": false, "passkeys": 0, "recovery_codes_left": 0})
+    );
+    // The first passkey is the first second factor: ten codes, in this answer only.
+    let first = register_passkey(&mut alice, b"passkey-one-0001", "laptop").await;
+    assert_eq!(first["name"], "laptop");
+    let codes = codes_of(&first);
+    assert_eq!(codes.len(), 10);
+    let (body, _) = password_step(&mut app.client(), "alice").await;
+    assert_eq!(body["methods"], json!(["webauthn", "recovery"]));
+    assert_eq!(recover_with(&app, "alice", &codes[0]).await, 200);
+    assert_eq!(
+        mfa_status(&alice).await,
+        json!({"totp": false, "passkeys": 1, "recovery_codes_left": 9})
+    );
+    // A second passkey leaves the set alone (no new codes, the old ones still work).
+    let second = register_passkey(&mut alice, b"passkey-two-0002", "phone").await;
+    assert!(second.get("recovery_codes").is_none(), "{second}");
+    assert_eq!(mfa_status(&alice).await["recovery_codes_left"], 9);
+    // Removing one passkey keeps the codes; removing the last factor deletes them.
+    let first_id = first["id"].as_i64().expect("id");
+    let second_id = second["id"].as_i64().expect("id");
+    let res = alice.delete(&format!("/auth/passkeys/{first_id}")).await;
+    assert_eq!(res.status(), 204);
+    assert_eq!(mfa_status(&alice).await["recovery_codes_left"], 9);
+    let res = alice.delete(&format!("/auth/passkeys/{second_id}")).await;
+    assert_eq!(res.status(), 204);
+    let id = user_id(&app, "alice").await;
+    let left = app.state.mfa.store.methods(id).await.expect("db");
+    assert_eq!(left.recovery_codes, 0, "no dormant codes without a factor");
+    assert_eq!(
+        mfa_status(&alice).await,
+        json!({"totp": false, "passkeys": 0, "recovery_codes_left": 0})
+    );
+    // A new first factor issues a new set; the deleted codes do not come back.
+    let again = register_passkey(&mut alice, b"passkey-three-03", "key").await;
+    let fresh = codes_of(&again);
+    assert_eq!(fresh.len(), 10);
+    assert_eq!(recover_with(&app, "alice", &codes[1]).await, 401);
+    assert_eq!(recover_with(&app, "alice", &fresh[0]).await, 200);
+}
+
+#[tokio::test]
+async fn removing_totp_keeps_the_codes_while_a_passkey_remains() {
+    settle_in_step().await;
+    let app = TestApp::spawn_with(|raw| raw.public_url = Some(RP_ORIGIN.into())).await;
+    let mut alice = app.signed_up("alice", PASSWORD).await;
+    let (_, codes) = enrol(&mut alice).await;
+    // TOTP brought the set: the passkey brings none.
+    let pk = register_passkey(&mut alice, b"passkey-after-01", "laptop").await;
+    assert!(pk.get("recovery_codes").is_none(), "{pk}");
+    assert_eq!(
+        mfa_status(&alice).await,
+        json!({"totp": true, "passkeys": 1, "recovery_codes_left": 10})
+    );
+    assert_eq!(alice.delete("/auth/mfa/totp").await.status(), 204);
+    // The passkey is still a factor: its recovery codes stay and work.
+    assert_eq!(mfa_status(&alice).await["recovery_codes_left"], 10);
+    assert_eq!(recover_with(&app, "alice", &codes[0]).await, 200);
+    let pk_id = pk["id"].as_i64().expect("id");
+    assert_eq!(
+        alice
+            .delete(&format!("/auth/passkeys/{pk_id}"))
+            .await
+            .status(),
+        204
+    );
+    let id = user_id(&app, "alice").await;
+    let left = app.state.mfa.store.methods(id).await.expect("db");
+    assert_eq!(left, vestibule::auth::mfa::MfaMethods::default());
+}
+
+#[tokio::test]
+async fn regenerating_recovery_codes_replaces_the_whole_set() {
+    let app = TestApp::spawn().await;
+    let mut alice = app.signed_up("alice", PASSWORD).await;
+    let (_, old) = enrol(&mut alice).await;
+    assert_eq!(recover_with(&app, "alice", &old[0]).await, 200);
+    assert_eq!(mfa_status(&alice).await["recovery_codes_left"], 9);
+    let res = alice
+        .post_json("/auth/mfa/recovery/regenerate", &json!({}))
+        .await;
+    assert_eq!(res.status(), 200);
+    let new = codes_of(&res.json().await.expect("json"));
+    assert_eq!(new.len(), 10);
+    assert!(new.iter().all(|c| !old.contains(c)));
+    assert_eq!(mfa_status(&alice).await["recovery_codes_left"], 10);
+    // Every old code is dead, used or not; the new ones work once.
+    assert_eq!(recover_with(&app, "alice", &old[1]).await, 401);
+    assert_eq!(recover_with(&app, "alice", &old[0]).await, 401);
+    assert_eq!(recover_with(&app, "alice", &new[0]).await, 200);
+    assert_eq!(recover_with(&app, "alice", &new[0]).await, 401);
+    assert_eq!(mfa_status(&alice).await["recovery_codes_left"], 9);
+}
+
+#[tokio::test]
+async fn regenerating_needs_a_factor_a_recent_password_and_a_session() {
+    let app = TestApp::spawn_with(|raw| raw.rate_limits.mfa_per_user = "4/h".into()).await;
+    let mut alice = app.signed_up("alice", PASSWORD).await;
+    // No second factor: nothing to recover, no codes made.
+    let res = alice
+        .post_json("/auth/mfa/recovery/regenerate", &json!({}))
+        .await;
+    assert_error(res, 409, "mfa_factor_required").await;
+    let id = user_id(&app, "alice").await;
+    assert_eq!(
+        app.state.mfa.store.methods(id).await.expect("db"),
+        vestibule::auth::mfa::MfaMethods::default()
+    );
+    // A factor (what a verified registration leaves behind), and a first set.
+    assert!(
+        app.state
+            .mfa
+            .store
+            .add_passkey(id, b"cred-1", &[7; 16], "{}", "laptop")
+            .await
+            .expect("db")
+    );
+    let res = alice
+        .post_json("/auth/mfa/recovery/regenerate", &json!({}))
+        .await;
+    assert_eq!(res.status(), 200);
+    let codes = codes_of(&res.json().await.expect("json"));
+    // Without the CSRF token (cookie transport): refused.
+    let csrf = alice.csrf.take();
+    let res = alice
+        .post_json("/auth/mfa/recovery/regenerate", &json!({}))
+        .await;
+    assert_error(res, 403, "csrf_token_missing").await;
+    alice.csrf = csrf;
+    // An access token cannot, even a write one.
+    let res = alice
+        .post_json(
+            "/auth/tokens",
+            &json!({"name": "ci", "scopes": ["read", "write"]}),
+        )
+        .await;
+    let pat = res.json::<Value>().await.expect("json")["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let res = app
+        .with_bearer(Method::POST, "/auth/mfa/recovery/regenerate", &pat)
+        .send()
+        .await
+        .expect("req");
+    assert_error(res, 403, "session_required").await;
+    let res = app
+        .with_bearer(Method::GET, "/auth/mfa", &pat)
+        .send()
+        .await
+        .expect("req");
+    assert_error(res, 403, "session_required").await;
+    // A pending login is nobody.
+    let mut pending = app.client();
+    password_step(&mut pending, "alice").await;
+    let res = pending
+        .post_json("/auth/mfa/recovery/regenerate", &json!({}))
+        .await;
+    assert_error(res, 401, "not_authenticated").await;
+    assert_error(pending.get("/auth/mfa").await, 401, "not_authenticated").await;
+    // A stolen open session eleven minutes after the password: refused, the codes unchanged.
+    app.age_auth("alice", 660).await;
+    let res = alice
+        .post_json("/auth/mfa/recovery/regenerate", &json!({}))
+        .await;
+    assert_error(res, 403, "reauth_required").await;
+    assert_eq!(recover_with(&app, "alice", &codes[0]).await, 200);
+    // After re-authenticating it works again, within the per-account second-factor budget
+    // (4/h: the refusal for want of a factor, the first regeneration and the recovery above
+    // took three).
+    let res = alice
+        .post_json("/auth/reauth", &json!({"password": PASSWORD}))
+        .await;
+    assert_eq!(res.status(), 200);
+    let res = alice
+        .post_json("/auth/mfa/recovery/regenerate", &json!({}))
+        .await;
+    assert_eq!(res.status(), 200);
+    let res = alice
+        .post_json("/auth/mfa/recovery/regenerate", &json!({}))
+        .await;
+    assert_error(res, 429, "rate_limited").await;
+}
+
+/// Moves every timestamp of the session record `token` (and of the pending login inside it)
+/// `secs` into the past: the record as the store would hold it `secs` seconds from now.
+async fn age_session(app: &TestApp, token: &str, secs: i64) {
+    use vestibule::token::{SecretToken, TokenKind};
+    let key = SecretToken::parse(TokenKind::Session, token)
+        .expect("token")
+        .hash();
+    let store = app.state.sessions.store();
+    let mut r = (*store.load(&key).await.expect("load").expect("live record")).clone();
+    r.created_at -= secs;
+    r.last_seen -= secs;
+    r.expires_at -= secs;
+    r.absolute_expires_at -= secs;
+    if let Some(at) = r
+        .data
+        .get_mut("_mfa_pending")
+        .and_then(|p| p.get_mut("expires_at"))
+    {
+        *at = json!(at.as_i64().expect("expires_at") - secs);
+    }
+    assert!(store.delete(&key).await.expect("delete"));
+    store.create(&r).await.expect("create");
+}
+
+#[tokio::test]
+async fn a_pending_bearer_token_dies_with_the_pending_state() {
+    let app = TestApp::spawn().await;
+    app.signed_up("alice", PASSWORD).await;
+    let id = user_id(&app, "alice").await;
+    assert!(
+        app.state
+            .mfa
+            .store
+            .add_passkey(id, b"cred-1", &[7; 16], "{}", "laptop")
+            .await
+            .expect("db")
+    );
+    let login = json!({"username": "alice", "password": PASSWORD, "transport": "bearer"});
+    let res = app.post_anon("/auth/login", &login).await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.expect("json");
+    let pending = body["token"].as_str().expect("pending token").to_owned();
+    // The record's own expiry is the pending state's (5 minutes), not the idle timeout.
+    use vestibule::token::{SecretToken, TokenKind};
+    let key = SecretToken::parse(TokenKind::Session, &pending)
+        .expect("token")
+        .hash();
+    let record = app
+        .state
+        .sessions
+        .store()
+        .load(&key)
+        .await
+        .expect("load")
+        .expect("record");
+    let now = vestibule::session::now();
+    assert!(
+        (now + 295..=now + 300).contains(&record.absolute_expires_at),
+        "{} vs now {now}",
+        record.absolute_expires_at
+    );
+    assert!(record.expires_at <= record.absolute_expires_at);
+    // Live: the MFA routes take it (a wrong code is a wrong code, not a dead token).
+    let try_code = |token: String| {
+        app.with_bearer(Method::POST, "/auth/mfa/totp", &token)
+            .json(&json!({"code": "000000"}))
+            .send()
+    };
+    assert_error(
+        try_code(pending.clone()).await.expect("req"),
+        401,
+        "mfa_code_invalid",
+    )
+    .await;
+    // A real bearer session aged by as much lives on (its idle timeout is far longer)...
+    app.signed_up("bob", PASSWORD).await;
+    let real = app.bearer_login("bob", PASSWORD).await;
+    age_session(&app, &real, 301).await;
+    let res = app
+        .with_bearer(Method::GET, "/auth/me", &real)
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(res.status(), 200);
+    // ... while the pending token, five minutes and a second later, is dead everywhere.
+    age_session(&app, &pending, 301).await;
+    assert_error(
+        try_code(pending.clone()).await.expect("req"),
+        401,
+        "invalid_token",
+    )
+    .await;
+    let res = app
+        .with_bearer(Method::GET, "/auth/me", &pending)
+        .send()
+        .await
+        .expect("req");
+    assert_error(res, 401, "invalid_token").await;
+}
+
+#[tokio::test]
+async fn a_first_passkey_brings_recovery_codes_on_postgres() {
+    let Some(schema) = PgSchema::create().await else {
+        return;
+    };
+    let url = schema.url.clone();
+    let app = TestApp::spawn_with(|raw| {
+        raw.database_url = url;
+        raw.session.store = RawStore::One("database".into());
+        raw.public_url = Some(RP_ORIGIN.into());
+    })
+    .await;
+    let mut alice = app.signed_up("alice", PASSWORD).await;
+    let first = register_passkey(&mut alice, b"passkey-pg-00001", "laptop").await;
+    let codes = codes_of(&first);
+    assert_eq!(codes.len(), 10);
+    let second = register_passkey(&mut alice, b"passkey-pg-00002", "phone").await;
+    assert!(second.get("recovery_codes").is_none(), "{second}");
+    assert_eq!(recover_with(&app, "alice", &codes[0]).await, 200);
+    for pk in [&first, &second] {
+        let id = pk["id"].as_i64().expect("id");
+        let res = alice.delete(&format!("/auth/passkeys/{id}")).await;
+        assert_eq!(res.status(), 204);
+    }
+    let id = user_id(&app, "alice").await;
+    assert_eq!(
+        app.state.mfa.store.methods(id).await.expect("db"),
+        vestibule::auth::mfa::MfaMethods::default()
+    );
 }

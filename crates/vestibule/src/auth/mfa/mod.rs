@@ -8,8 +8,10 @@
 //! - The TOTP secret is sealed at rest (XChaCha20-Poly1305, key derived from `secret_key`, the
 //!   user id as associated data). Without `secret_key` the process has no stable key (a random
 //!   one would be lost at restart, and with it every enrolment), so the secret is stored as is.
-//! - Recovery codes: 10 per confirmation, 80 random bits each, shown once; only their SHA-256 is
-//!   stored (a hash of a high-entropy code needs no slow hash), compared in constant time.
+//! - Recovery codes: a set of 10, 80 random bits each, shown once; only their SHA-256 is stored
+//!   (a hash of a high-entropy code needs no slow hash), compared in constant time. A set is
+//!   issued at TOTP confirmation (replacing any other) and at a passkey registration when the
+//!   account has none; `regenerate` replaces it; removing the last second factor deletes it.
 
 mod store;
 mod webauthn;
@@ -42,7 +44,7 @@ pub struct Mfa {
 pub const TOTP_STEP: u64 = 30;
 /// Digits of a TOTP code.
 pub const TOTP_DIGITS: u8 = 6;
-/// Recovery codes issued at each TOTP confirmation.
+/// Recovery codes in a set (TOTP confirmation, first passkey, regeneration).
 pub const RECOVERY_CODES: usize = 10;
 
 const NONCE_LEN: usize = 24;

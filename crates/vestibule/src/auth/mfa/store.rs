@@ -3,7 +3,7 @@
 use sqlx::Row;
 use subtle::ConstantTimeEq;
 
-use crate::db::{Database, with_pool};
+use crate::db::{Database, Dialect, with_pool};
 use crate::error::{Error, ErrorCode};
 use crate::session::now;
 
@@ -14,6 +14,42 @@ fn db_error(e: sqlx::Error) -> Error {
     )
     .with_hint("retry shortly; the server log names the cause")
     .with_source(e)
+}
+
+/// Deletes the recovery codes of `$1` when no second factor is left (they recover a factor;
+/// without one they would be a dormant credential that a new factor could silently revive).
+const DELETE_CODES_WITHOUT_FACTOR: &str = "DELETE FROM mfa_recovery_codes WHERE user_id = $1 \
+     AND NOT EXISTS (SELECT 1 FROM webauthn_credentials WHERE user_id = $1) \
+     AND NOT EXISTS (SELECT 1 FROM mfa_totp WHERE user_id = $1 AND confirmed_at IS NOT NULL)";
+
+/// Starts a write transaction that serialises the changes to one user's factors and codes:
+/// SQLite takes the write lock at `BEGIN IMMEDIATE`; PostgreSQL locks the user's row.
+macro_rules! begin_user_tx {
+    ($pool:expr, $d:expr, $user_id:expr) => {{
+        let mut tx = $pool.begin_with($d.begin_write()).await.map_err(db_error)?;
+        if $d == Dialect::Postgres {
+            sqlx::query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
+                .bind($user_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        }
+        tx
+    }};
+}
+
+/// Inserts the recovery code hashes `$hashes` of `$user_id` inside the transaction `$tx`.
+macro_rules! insert_codes {
+    ($tx:expr, $user_id:expr, $hashes:expr) => {
+        for h in $hashes {
+            sqlx::query("INSERT INTO mfa_recovery_codes (user_id, code_hash) VALUES ($1, $2)")
+                .bind($user_id)
+                .bind(h.as_slice())
+                .execute(&mut *$tx)
+                .await
+                .map_err(db_error)?;
+        }
+    };
 }
 
 /// Which second factors a user has.
@@ -192,20 +228,21 @@ impl MfaStore {
         Ok(n == 1)
     }
 
-    /// Removes the TOTP authenticator and the recovery codes. `false` when there was none.
+    /// Removes the TOTP authenticator (confirmed or not), and the recovery codes when no passkey
+    /// is left. `false` when there was none.
     ///
     /// # Errors
     /// `store_unavailable`.
     pub async fn totp_remove(&self, user_id: i64) -> Result<bool, Error> {
-        with_pool!(self.db, write, |pool, _d| {
-            let mut tx = pool.begin().await.map_err(db_error)?;
+        with_pool!(self.db, write, |pool, d| {
+            let mut tx = begin_user_tx!(pool, d, user_id);
             let n = sqlx::query("DELETE FROM mfa_totp WHERE user_id = $1")
                 .bind(user_id)
                 .execute(&mut *tx)
                 .await
                 .map_err(db_error)?
                 .rows_affected();
-            sqlx::query("DELETE FROM mfa_recovery_codes WHERE user_id = $1")
+            sqlx::query(DELETE_CODES_WITHOUT_FACTOR)
                 .bind(user_id)
                 .execute(&mut *tx)
                 .await
@@ -215,28 +252,83 @@ impl MfaStore {
         })
     }
 
-    /// Replaces the recovery codes of `user_id` by `hashes`.
+    /// Replaces the recovery codes of `user_id` by `hashes` (TOTP confirmation).
     ///
     /// # Errors
     /// `store_unavailable`.
     pub async fn set_recovery_codes(&self, user_id: i64, hashes: &[[u8; 32]]) -> Result<(), Error> {
-        with_pool!(self.db, write, |pool, _d| {
-            let mut tx = pool.begin().await.map_err(db_error)?;
+        with_pool!(self.db, write, |pool, d| {
+            let mut tx = begin_user_tx!(pool, d, user_id);
             sqlx::query("DELETE FROM mfa_recovery_codes WHERE user_id = $1")
                 .bind(user_id)
                 .execute(&mut *tx)
                 .await
                 .map_err(db_error)?;
-            for h in hashes {
-                sqlx::query("INSERT INTO mfa_recovery_codes (user_id, code_hash) VALUES ($1, $2)")
-                    .bind(user_id)
-                    .bind(h.as_slice())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_error)?;
-            }
+            insert_codes!(tx, user_id, hashes);
             tx.commit().await.map_err(db_error)?;
             Ok(())
+        })
+    }
+
+    /// Stores `hashes` as the recovery codes of `user_id` if the user has none (neither unused
+    /// nor spent ones): the set a first factor brings. `false`, and nothing changes, when a set
+    /// exists already.
+    ///
+    /// # Errors
+    /// `store_unavailable`.
+    pub async fn issue_recovery_codes_if_none(
+        &self,
+        user_id: i64,
+        hashes: &[[u8; 32]],
+    ) -> Result<bool, Error> {
+        with_pool!(self.db, write, |pool, d| {
+            let mut tx = begin_user_tx!(pool, d, user_id);
+            let existing: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM mfa_recovery_codes WHERE user_id = $1")
+                    .bind(user_id)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+            if existing > 0 {
+                return Ok(false);
+            }
+            insert_codes!(tx, user_id, hashes);
+            tx.commit().await.map_err(db_error)?;
+            Ok(true)
+        })
+    }
+
+    /// Replaces every recovery code of `user_id` (used or not) by `hashes`, if the user has a
+    /// second factor. `false`, and nothing changes, when there is none: codes recover a factor.
+    ///
+    /// # Errors
+    /// `store_unavailable`.
+    pub async fn regenerate_recovery_codes(
+        &self,
+        user_id: i64,
+        hashes: &[[u8; 32]],
+    ) -> Result<bool, Error> {
+        with_pool!(self.db, write, |pool, d| {
+            let mut tx = begin_user_tx!(pool, d, user_id);
+            let factors: i64 = sqlx::query_scalar(
+                "SELECT (SELECT COUNT(*) FROM mfa_totp WHERE user_id = $1 AND confirmed_at IS NOT NULL) \
+                 + (SELECT COUNT(*) FROM webauthn_credentials WHERE user_id = $1)",
+            )
+            .bind(user_id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_error)?;
+            if factors == 0 {
+                return Ok(false);
+            }
+            sqlx::query("DELETE FROM mfa_recovery_codes WHERE user_id = $1")
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            insert_codes!(tx, user_id, hashes);
+            tx.commit().await.map_err(db_error)?;
+            Ok(true)
         })
     }
 
@@ -359,21 +451,32 @@ impl MfaStore {
         })
     }
 
-    /// Removes passkey `id` of `user_id`. `false` when no such passkey belongs to the user.
+    /// Removes passkey `id` of `user_id`, and the recovery codes when it was the last second
+    /// factor. `false` when no such passkey belongs to the user.
     ///
     /// # Errors
     /// `store_unavailable`.
     pub async fn remove_passkey(&self, user_id: i64, id: i64) -> Result<bool, Error> {
-        let n = with_pool!(self.db, write, |pool, _d| {
-            sqlx::query("DELETE FROM webauthn_credentials WHERE id = $1 AND user_id = $2")
+        with_pool!(self.db, write, |pool, d| {
+            let mut tx = begin_user_tx!(pool, d, user_id);
+            let n = sqlx::query("DELETE FROM webauthn_credentials WHERE id = $1 AND user_id = $2")
                 .bind(id)
                 .bind(user_id)
-                .execute(pool)
+                .execute(&mut *tx)
                 .await
                 .map_err(db_error)?
-                .rows_affected()
-        });
-        Ok(n == 1)
+                .rows_affected();
+            if n != 1 {
+                return Ok(false);
+            }
+            sqlx::query(DELETE_CODES_WITHOUT_FACTOR)
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            tx.commit().await.map_err(db_error)?;
+            Ok(true)
+        })
     }
 
     /// Saves a passkey after use (its signature counter moved).
