@@ -20,7 +20,7 @@ use std::task::{Context, Poll};
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, Method, Request, header};
+use axum::http::{HeaderMap, HeaderName, Method, Request, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -98,7 +98,8 @@ impl CsrfConfig {
     /// # Errors
     /// 403 `csrf_origin_untrusted`, with the origin seen and the config key that would allow it.
     pub fn check_origin(&self, headers: &HeaderMap) -> Result<(), Error> {
-        let site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+        const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
+        let site = headers.get(SEC_FETCH_SITE).and_then(|v| v.to_str().ok());
         if site == Some("same-origin") {
             return Ok(());
         }

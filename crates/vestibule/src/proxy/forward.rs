@@ -360,7 +360,9 @@ fn ip_text(ip: IpAddr) -> String {
 
 /// A page navigation (HTML error page) rather than a fetch (JSON error).
 pub(crate) fn is_navigation(headers: &HeaderMap) -> bool {
-    match headers.get("sec-fetch-mode").and_then(|v| v.to_str().ok()) {
+    // A constant name: a `&str` is parsed into a header name on every lookup.
+    const SEC_FETCH_MODE: HeaderName = HeaderName::from_static("sec-fetch-mode");
+    match headers.get(SEC_FETCH_MODE).and_then(|v| v.to_str().ok()) {
         Some(mode) => mode == "navigate",
         None => headers
             .get(header::ACCEPT)

@@ -373,7 +373,7 @@ pub fn router_with(state: AppState, config: &Config, extra: Router) -> Router {
                 // server at trace level and looks for secrets in the output).
                 .layer(trace::RequestTraceLayer)
                 // nosniff, Referrer-Policy, and no-store unless a handler chose a cache policy.
-                .layer(headers::security_headers())
+                .layer(headers::SecurityHeadersLayer)
                 .option_layer(state.metrics.clone().map(metrics::MetricsLayer))
                 // 414 / 431 with our JSON body, before anything parses the request.
                 .layer(limits::RequestLimitsLayer {

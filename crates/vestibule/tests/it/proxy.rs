@@ -21,9 +21,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use vestibule::config::RawConfig;
 use vestibule::proxy::{RawUpstream, UpstreamPolicy};
 
-use crate::support::{
-    COOKIE, PASSWORD, TestApp, assert_error, serve_router, set_cookie_value, set_cookies,
-};
+use crate::support::{COOKIE, PASSWORD, TestApp, assert_error, set_cookie_value, set_cookies};
 
 const MIB: usize = 1024 * 1024;
 
@@ -136,6 +134,13 @@ async fn slow() -> &'static str {
 
 /// An HTTP upstream on a random port: `/big`, `/redirect`, `/slow`, everything else echoes.
 async fn upstream() -> (String, Arc<Seen>) {
+    let (url, seen, _) = upstream_counted().await;
+    (url, seen)
+}
+
+/// [`upstream`], also counting the TCP connections it accepted.
+async fn upstream_counted() -> (String, Arc<Seen>, Arc<AtomicUsize>) {
+    use axum::serve::ListenerExt;
     let seen = Arc::new(Seen::default());
     let router = Router::new()
         .route("/api/big", get(big))
@@ -144,7 +149,19 @@ async fn upstream() -> (String, Arc<Seen>) {
         .route("/api/cors", get(reflect_cors))
         .fallback(any(echo))
         .with_state(seen.clone());
-    (serve_router(router).await, seen)
+    let conns = Arc::new(AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let counter = conns.clone();
+    let listener = listener.tap_io(move |_| {
+        counter.fetch_add(1, Ordering::SeqCst);
+    });
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    (format!("http://{addr}"), seen, conns)
 }
 
 fn upstream_cfg(prefix: &str, url: &str, policy: UpstreamPolicy) -> RawUpstream {
@@ -1126,4 +1143,154 @@ async fn dot_segments_cannot_move_a_request_to_another_prefix() {
         0,
         "nothing reached the upstream"
     );
+}
+
+// --- the upstream connection pool ------------------------------------------------------------
+
+#[tokio::test]
+async fn connections_to_an_upstream_are_kept_alive_and_reused() {
+    let (url, seen, conns) = upstream_counted().await;
+    let app = gateway(|r| {
+        r.upstream = vec![upstream_cfg("/api", &url, UpstreamPolicy::AnonymousOk)];
+    })
+    .await;
+    for i in 0..20 {
+        let echo = json_of(app.client().get(&format!("/api/n/{i}")).await).await;
+        assert_eq!(echo["uri"], format!("/api/n/{i}"));
+    }
+    assert_eq!(seen.hits.load(Ordering::SeqCst), 20);
+    assert_eq!(
+        conns.load(Ordering::SeqCst),
+        1,
+        "one kept-alive connection for 20 requests"
+    );
+}
+
+/// A raw HTTP/1.1 upstream that answers each request on a connection and closes the connection
+/// once it has been idle for 100 ms (a short keep-alive timeout, as nginx or gunicorn have).
+async fn impatient_upstream() -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let conns = Arc::new(AtomicUsize::new(0));
+    let counter = conns.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                // Bounded: at most 100 requests per connection.
+                for _ in 0..100 {
+                    let mut chunk = [0u8; 4096];
+                    let read =
+                        tokio::time::timeout(Duration::from_millis(100), sock.read(&mut chunk));
+                    match read.await {
+                        Ok(Ok(k)) if k > 0 => buf.extend_from_slice(&chunk[..k]),
+                        _ => return, // idle too long, or closed: drop the connection
+                    }
+                    if buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        buf.clear();
+                        let body = format!("conn {n}");
+                        let res = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if sock.write_all(res.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (format!("http://{addr}"), conns)
+}
+
+#[tokio::test]
+async fn a_connection_the_upstream_closed_while_idle_is_replaced_without_an_error() {
+    let (url, conns) = impatient_upstream().await;
+    let app = gateway(|r| {
+        r.upstream = vec![upstream_cfg("/api", &url, UpstreamPolicy::AnonymousOk)];
+    })
+    .await;
+    let c = app.client();
+    for round in 1..=3 {
+        let res = c.get("/api/x").await;
+        assert_eq!(res.status(), 200, "round {round}");
+        assert_eq!(res.text().await.expect("body"), format!("conn {round}"));
+        // Past the upstream's keep-alive: the pooled connection is closed under the pool.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(conns.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn a_streaming_response_does_not_hold_up_other_requests() {
+    let (url, seen, conns) = upstream_counted().await;
+    let app = gateway(|r| {
+        r.upstream = vec![upstream_cfg("/api", &url, UpstreamPolicy::AnonymousOk)];
+    })
+    .await;
+    // Warm one connection, then start a download that pauses after its first MiB.
+    assert_eq!(app.client().get("/api/warm").await.status(), 200);
+    let mut big = app
+        .raw_client()
+        .get(app.url("/api/big"))
+        .send()
+        .await
+        .expect("request");
+    let mut got = 0;
+    while got < MIB {
+        got += big.chunk().await.expect("chunk").expect("more").len();
+    }
+    // The download's connection is busy: this request takes another one and is not queued
+    // behind the paused stream.
+    let echo = tokio::time::timeout(Duration::from_secs(5), app.client().get("/api/during"))
+        .await
+        .expect("not held up by the paused download");
+    assert_eq!(json_of(echo).await["uri"], "/api/during");
+    assert_eq!(conns.load(Ordering::SeqCst), 2);
+    seen.release.notify_one();
+    while let Some(chunk) = big.chunk().await.expect("chunk") {
+        got += chunk.len();
+    }
+    assert_eq!(got, 8 * MIB);
+    // Both connections are idle again: no third one is opened.
+    for _ in 0..4 {
+        assert_eq!(app.client().get("/api/after").await.status(), 200);
+    }
+    assert_eq!(conns.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_response_abandoned_half_way_never_leaks_into_the_next_one() {
+    let (url, seen, conns) = upstream_counted().await;
+    let app = gateway(|r| {
+        r.upstream = vec![upstream_cfg("/api", &url, UpstreamPolicy::AnonymousOk)];
+    })
+    .await;
+    let mut big = app
+        .raw_client()
+        .get(app.url("/api/big"))
+        .send()
+        .await
+        .expect("request");
+    let mut got = 0;
+    while got < MIB {
+        got += big.chunk().await.expect("chunk").expect("more").len();
+    }
+    drop(big); // the browser went away in the middle of the download
+    seen.release.notify_one();
+    // The half-read connection is closed, not pooled: the next answers are whole and their own.
+    for i in 0..5 {
+        let res = tokio::time::timeout(
+            Duration::from_secs(5),
+            app.client().get(&format!("/api/next/{i}")),
+        )
+        .await
+        .expect("answered");
+        assert_eq!(json_of(res).await["uri"], format!("/api/next/{i}"));
+    }
+    assert_eq!(conns.load(Ordering::SeqCst), 2);
 }
