@@ -12,6 +12,8 @@
 #   bearer  GET /auth/me with a bearer session token
 #   up      the 1 KB JSON upstream of bench/baseline, directly (the ceiling for `proxy`)
 #   proxy   the same upstream through `vestibule serve` with an [[upstream]]
+#   bare    the same upstream through the smallest axum + hyper-util proxy (bench/baseline's
+#           `proxy` mode): the floor of the stack the gateway is built on
 #
 # Each scenario starts the server under `valgrind --tool=callgrind` with instrumentation off,
 # warms it up with WARM requests, switches instrumentation on, sends N requests over one
@@ -30,7 +32,7 @@ export VESTIBULE_LOG=warn # every Vestibule started here; not via `env`, which v
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-SCENARIOS="${SCENARIOS:-base me bearer up proxy}"
+SCENARIOS="${SCENARIOS:-base me bearer up proxy bare}"
 N="${N:-2000}"
 WARM="${WARM:-200}"
 TOP="${TOP:-25}"
@@ -176,11 +178,18 @@ for s in $SCENARIOS; do
         profile "$s" "http://$HOST:$PORT/auth/me" "$hdr" \
             "$VEST_BIN" --database "$db" serve --listen "$HOST:$PORT"
         ;;
-    proxy)
-        "$BASE_BIN" "$HOST:$UP_PORT" upstream >"$TMP/upstream.log" 2>&1 &
-        up=$!
-        PIDS+=("$up")
-        wait_http "http://$HOST:$UP_PORT/api/json" "$up" "$TMP/upstream.log"
+    proxy | bare)
+        if [ -z "${up:-}" ]; then
+            "$BASE_BIN" "$HOST:$UP_PORT" upstream >"$TMP/upstream.log" 2>&1 &
+            up=$!
+            PIDS+=("$up")
+            wait_http "http://$HOST:$UP_PORT/api/json" "$up" "$TMP/upstream.log"
+        fi
+        if [ "$s" = bare ]; then
+            profile bare "http://$HOST:$PORT/api/json" '' "$BASE_BIN" "$HOST:$PORT" proxy \
+                "http://$HOST:$UP_PORT"
+            continue
+        fi
         printf '[[upstream]]\nprefix = "/api"\nurl = "http://%s:%s"\npolicy = "anonymous_ok"\n' \
             "$HOST" "$UP_PORT" >"$TMP/vestibule.toml"
         profile proxy "http://$HOST:$PORT/api/json" '' "$VEST_BIN" \

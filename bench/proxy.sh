@@ -11,7 +11,9 @@
 # for wrk, default 1), SERVER_CPUS (CPU list for the upstream and the proxy under test,
 # default 0), STREAM_MB (100), PACE_MS (delay between a connection's requests in the
 # latency runs, default 5), VEST_BIN (the vestibule binary to measure), SKIP_BUILD (1 = use existing binaries and node_modules),
-# SKIP_VITE (1 = leave Vite out), UP_PORT/VEST_PORT/NGINX_PORT/VITE_PORT.
+# SKIP_VITE (1 = leave Vite out), UP_PORT/VEST_PORT/NGINX_PORT/VITE_PORT/BARE_PORT.
+# Also measured: `bare`, the smallest axum + hyper-util proxy (bench/baseline `proxy` mode), the
+# floor of the stack Vestibule's gateway is built on.
 # Output: a summary on stdout, also written to bench/results/proxy.txt (raw wrk outputs in
 # bench/results/proxy-raw.txt).
 set -euo pipefail
@@ -35,6 +37,7 @@ UP_PORT="${UP_PORT:-18442}"
 VEST_PORT="${VEST_PORT:-18443}"
 NGINX_PORT="${NGINX_PORT:-18444}"
 VITE_PORT="${VITE_PORT:-18445}"
+BARE_PORT="${BARE_PORT:-18446}"
 HOST=127.0.0.1 # loopback only, never anything else
 
 VEST_BIN="${VEST_BIN:-$ROOT/target/release/vestibule}" # override to compare two builds
@@ -209,6 +212,15 @@ NGINX_PID=$!
 PIDS+=("$NGINX_PID")
 wait_http "$NGINX_URL$PATH_JSON" "$NGINX_PID" "$TMP/nginx.log"
 
+# The floor: the smallest axum + hyper-util proxy (bench/baseline `proxy` mode), same workers.
+BARE_URL="http://$HOST:$BARE_PORT"
+log "starting the bare axum proxy on $BARE_URL"
+"${PIN_SRV[@]+"${PIN_SRV[@]}"}" env TOKIO_WORKER_THREADS="$WORKERS" "$BASE_BIN" "$HOST:$BARE_PORT" \
+    proxy "$UP_URL" >"$TMP/bare.log" 2>&1 &
+BARE_PID=$!
+PIDS+=("$BARE_PID")
+wait_http "$BARE_URL$PATH_JSON" "$BARE_PID" "$TMP/bare.log"
+
 VITE_URL="http://$HOST:$VITE_PORT"
 if [ "$SKIP_VITE" != 1 ]; then
     log "starting Vite's dev server (server.proxy) on $VITE_URL"
@@ -221,13 +233,14 @@ if [ "$SKIP_VITE" != 1 ]; then
 fi
 
 # Every target answers the same 1 KB body.
-TARGETS=(direct vestibule nginx)
+TARGETS=(direct vestibule nginx bare)
 [ "$SKIP_VITE" = 1 ] || TARGETS+=(vite)
 url_of() {
     case "$1" in
         direct) echo "$UP_URL$PATH_JSON" ;;
         vestibule) echo "$VEST_URL$PATH_JSON" ;;
         nginx) echo "$NGINX_URL$PATH_JSON" ;;
+        bare) echo "$BARE_URL$PATH_JSON" ;;
         vite) echo "$VITE_URL$PATH_JSON" ;;
     esac
 }
@@ -430,6 +443,8 @@ mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
     ratio_line "vestibule / nginx (same workers)" vestibule nginx 100 % 80 '>='
     [ "$SKIP_VITE" = 1 ] || ratio_line "vestibule / vite" vestibule vite 1 x 3 '>='
     ratio_line "nginx / direct (reference)" nginx direct 100 % 0 '>='
+    ratio_line "bare axum proxy / nginx (reference)" bare nginx 100 % 0 '>='
+    ratio_line "vestibule / bare axum proxy" vestibule bare 100 % 0 '>='
     for t in vestibule nginx; do
         vals=$(added_rounds "$t" | tr '\n' ' ')
         # shellcheck disable=SC2086
@@ -466,6 +481,7 @@ mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
     echo "  upstream:  ${PIN_SRV[*]+"${PIN_SRV[*]} "}env TOKIO_WORKER_THREADS=$WORKERS bench/baseline/target/release/bench-baseline $HOST:$UP_PORT upstream"
     echo "  vestibule: ${PIN_SRV[*]+"${PIN_SRV[*]} "}env TOKIO_WORKER_THREADS=$WORKERS VESTIBULE_LOG=warn ${VEST_BIN#"$ROOT"/} --config <tmp>/vestibule.toml --database <tmp>/bench.db serve --listen $HOST:$VEST_PORT"
     sed 's/^/    | /' "$TMP/vestibule.toml"
+    echo "  bare:      ${PIN_SRV[*]+"${PIN_SRV[*]} "}env TOKIO_WORKER_THREADS=$WORKERS bench/baseline/target/release/bench-baseline $HOST:$BARE_PORT proxy $UP_URL"
     echo "  nginx:     ${PIN_SRV[*]+"${PIN_SRV[*]} "}nginx -p <tmp>/nginx -c <tmp>/nginx/nginx.conf   (location /api/ { proxy_pass; keepalive 64; HTTP/1.1; X-Forwarded-*, Forwarded })"
     [ "$SKIP_VITE" = 1 ] || echo "  vite:      ${PIN_SRV[*]+"${PIN_SRV[*]} "}node node_modules/vite/bin/vite.js --config bench/vite-proxy/vite.config.js   (server.proxy '/api')"
     printf '%s\n' "${COMMANDS[@]}" | awk '!seen[$0]++' | sed 's/^/  /'

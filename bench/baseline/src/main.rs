@@ -6,17 +6,23 @@
 //!   body), `GET /api/big?mb=N` (N MiB streamed in 64 KiB chunks, never held in memory) and
 //!   `POST /api/upload` (drains the body as it streams and answers its length).
 //!
-//! Usage: `bench-baseline 127.0.0.1:9001 [upstream]`
+//! - `proxy URL`: the smallest reverse proxy axum and hyper-util make (every request forwarded
+//!   to `URL` through the pooled legacy client, no header work at all): the floor of the stack
+//!   Vestibule's gateway is built on (`proxy.sh`, `profile.sh`).
+//!
+//! Usage: `bench-baseline 127.0.0.1:9001 [upstream | proxy http://127.0.0.1:9002]`
 
 use axum::{
     Router,
     body::{Body, Bytes},
     extract::{Query, Request},
-    http::header,
+    http::{StatusCode, Uri, header},
     response::IntoResponse,
     routing::{get, post},
 };
 use futures_util::StreamExt;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
 
 /// Same shape as vestibule's `/auth/me`: an 86-character base64url CSRF token and the user.
 const BODY: &str = concat!(
@@ -79,6 +85,27 @@ async fn upload(req: Request) -> impl IntoResponse {
 async fn main() {
     let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9001".to_string());
     let app = match std::env::args().nth(2).as_deref() {
+        Some("proxy") => {
+            let upstream = std::env::args()
+                .nth(3)
+                .unwrap_or_else(|| "http://127.0.0.1:9002".to_string());
+            let client = Client::builder(TokioExecutor::new()).build_http::<Body>();
+            Router::new().fallback(move |mut req: Request| {
+                let client = client.clone();
+                let upstream = upstream.clone();
+                async move {
+                    let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+                    let Ok(uri) = format!("{upstream}{pq}").parse::<Uri>() else {
+                        return StatusCode::BAD_REQUEST.into_response();
+                    };
+                    *req.uri_mut() = uri;
+                    match client.request(req).await {
+                        Ok(res) => res.map(Body::new).into_response(),
+                        Err(_) => StatusCode::BAD_GATEWAY.into_response(),
+                    }
+                }
+            })
+        }
         Some("upstream") => Router::new()
             .route("/api/json", get(json))
             .route("/api/big", get(big))

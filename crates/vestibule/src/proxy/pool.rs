@@ -196,12 +196,6 @@ impl Pool {
             });
         });
     }
-
-    /// Idle connections held now (for tests).
-    #[cfg(test)]
-    fn idle_len(&self) -> usize {
-        self.idle.lock().map(|v| v.len()).unwrap_or(0)
-    }
 }
 
 /// A response body that returns its connection to the pool once read to the end.
