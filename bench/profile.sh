@@ -14,6 +14,8 @@
 #   proxy   the same upstream through `vestibule serve` with an [[upstream]]
 #   bare    the same upstream through the smallest axum + hyper-util proxy (bench/baseline's
 #           `proxy` mode): the floor of the stack the gateway is built on
+#   nginx   the same upstream through nginx `proxy_pass` (one process, master_process off, the
+#           same forwarding headers as bench/proxy.sh), for reference
 #
 # Each scenario starts the server under `valgrind --tool=callgrind` with instrumentation off,
 # warms it up with WARM requests, switches instrumentation on, sends N requests over one
@@ -32,7 +34,7 @@ export VESTIBULE_LOG=warn # every Vestibule started here; not via `env`, which v
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-SCENARIOS="${SCENARIOS:-base me bearer up proxy bare}"
+SCENARIOS="${SCENARIOS:-base me bearer up proxy bare nginx}"
 N="${N:-2000}"
 WARM="${WARM:-200}"
 TOP="${TOP:-25}"
@@ -48,26 +50,9 @@ RESULTS_DIR="$ROOT/bench/results"
 OUT="$RESULTS_DIR/profile.txt"
 PASSWORD='quiet-harbour-lantern-42'
 
-log() { printf '[profile] %s\n' "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-
-PIDS=()
-TMP="$(mktemp -d -t vestibule-profile.XXXXXX)"
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]+"${PIDS[@]}"}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]+"${PIDS[@]}"}"; do
-        for _ in $(seq 1 25); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.2
-        done
-        kill -9 "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+BENCH_NAME=profile
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
 for tool in valgrind callgrind_control callgrind_annotate curl; do
     command -v "$tool" >/dev/null || die "$tool is missing (apt-get install valgrind curl)"
@@ -80,15 +65,8 @@ fi
 [ -x "$VEST_BIN" ] || die "no $VEST_BIN"
 [ -x "$BASE_BIN" ] || die "no $BASE_BIN"
 
-# Waits (bounded: 60 s, valgrind starts slowly) until $1 answers.
-wait_http() {
-    for _ in $(seq 1 300); do
-        curl -s -o /dev/null --max-time 2 "$1" && return 0
-        kill -0 "$2" 2>/dev/null || die "server exited; log: $(tail -5 "$3")"
-        sleep 0.2
-    done
-    die "$1 did not answer in 60 s"
-}
+# valgrind starts slowly.
+wait_up() { wait_http "$1" "$2" "$3" 60; }
 
 # Writes a curl config of $2 requests to URL $1 (extra header lines in $3) into $4.
 curl_config() {
@@ -111,7 +89,7 @@ profile() {
         "$@") >"$TMP/$name.log" 2>&1 &
     local pid=$!
     PIDS+=("$pid")
-    wait_http "$url" "$pid" "$TMP/$name.log"
+    wait_up "$url" "$pid" "$TMP/$name.log"
     curl_config "$url" "$WARM" "$hdr" "$TMP/warm.cfg"
     curl_config "$url" "$N" "$hdr" "$TMP/run.cfg"
     curl -s --max-time 600 -K "$TMP/warm.cfg"
@@ -158,7 +136,7 @@ for s in $SCENARIOS; do
             --listen "$HOST:$PORT") >"$TMP/login.log" 2>&1 &
         lp=$!
         PIDS+=("$lp")
-        wait_http "http://$HOST:$PORT/healthz" "$lp" "$TMP/login.log"
+        wait_up "http://$HOST:$PORT/healthz" "$lp" "$TMP/login.log"
         if [ "$s" = me ]; then
             cred=$(curl -s -D - -o /dev/null --max-time 10 -H 'content-type: application/json' \
                 -d "{\"username\":\"bench\",\"password\":\"$PASSWORD\"}" \
@@ -178,12 +156,20 @@ for s in $SCENARIOS; do
         profile "$s" "http://$HOST:$PORT/auth/me" "$hdr" \
             "$VEST_BIN" --database "$db" serve --listen "$HOST:$PORT"
         ;;
-    proxy | bare)
+    proxy | bare | nginx)
         if [ -z "${up:-}" ]; then
             "$BASE_BIN" "$HOST:$UP_PORT" upstream >"$TMP/upstream.log" 2>&1 &
             up=$!
             PIDS+=("$up")
-            wait_http "http://$HOST:$UP_PORT/api/json" "$up" "$TMP/upstream.log"
+            wait_up "http://$HOST:$UP_PORT/api/json" "$up" "$TMP/upstream.log"
+        fi
+        if [ "$s" = nginx ]; then
+            command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || die "nginx is missing (apt-get install nginx)"
+            nginx_proxy_conf "$TMP/nginx" "$HOST:$PORT" "$HOST:$UP_PORT" "worker_processes 1;
+master_process off;"
+            profile nginx "http://$HOST:$PORT/api/json" '' "$(command -v nginx || echo /usr/sbin/nginx)" \
+                -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf"
+            continue
         fi
         if [ "$s" = bare ]; then
             profile bare "http://$HOST:$PORT/api/json" '' "$BASE_BIN" "$HOST:$PORT" proxy \
@@ -202,7 +188,7 @@ done
 {
     echo "Vestibule request path — instructions per request (callgrind)"
     echo "date:   $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    echo "git:    $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (with local changes)')"
+    echo "git:    $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet -- . ':!bench/results' 2>/dev/null || echo ' (with local changes)')"
     echo "plan:   $WARM warm-up requests, then $N counted, one kept-alive connection (curl)"
     echo
     cat "$TMP/summary"

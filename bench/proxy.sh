@@ -48,41 +48,12 @@ RESULTS_DIR="$ROOT/bench/results"
 OUT="$RESULTS_DIR/proxy.txt"
 PATH_JSON=/api/json
 
-log() { printf '[proxy-bench] %s\n' "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-
-# --- cleanup: every process this script starts is recorded by PID and killed on exit ---------
-PIDS=()
-TMP="$(mktemp -d -t vestibule-proxy-bench.XXXXXX)"
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]+"${PIDS[@]}"}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]+"${PIDS[@]}"}"; do
-        for _ in 1 2 3 4 5 6 7 8 9 10; do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.2
-        done
-        kill -9 "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+BENCH_NAME=proxy-bench
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- tools ------------------------------------------------------------------------------------
-apt_install() {
-    local apt_opts=(-y -q -o DPkg::Lock::Timeout=300) sudo=()
-    if [ "$(id -u)" -ne 0 ]; then
-        command -v sudo >/dev/null || die "need root or sudo to install $*"
-        sudo=(sudo)
-    fi
-    "${sudo[@]+"${sudo[@]}"}" apt-get update -qq -o DPkg::Lock::Timeout=300
-    "${sudo[@]+"${sudo[@]}"}" env DEBIAN_FRONTEND=noninteractive apt-get install "${apt_opts[@]}" "$@"
-}
 missing=()
 command -v wrk >/dev/null || missing+=(wrk)
 command -v curl >/dev/null || missing+=(curl)
@@ -131,15 +102,7 @@ for p in "$UP_PORT" "$VEST_PORT" "$NGINX_PORT" "$VITE_PORT"; do
     port_in_use "$p" && die "port $p already in use (set UP_PORT/VEST_PORT/NGINX_PORT/VITE_PORT)"
 done
 
-wait_http() { # url, pid, logfile: wait (at most 20 s) until the URL answers 200
-    local url="$1" pid="$2"
-    for _ in $(seq 1 200); do
-        kill -0 "$pid" 2>/dev/null || die "server for $url exited early: $(tail -c 800 "$3")"
-        if [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url")" = 200 ]; then return 0; fi
-        sleep 0.1
-    done
-    die "$url did not answer 200 within 20 s: $(tail -c 800 "$3")"
-}
+wait_200() { wait_http "$1" "$2" "$3" 20 200; }
 
 UP_URL="http://$HOST:$UP_PORT"
 log "starting the upstream on $UP_URL"
@@ -147,7 +110,7 @@ log "starting the upstream on $UP_URL"
     >"$TMP/upstream.log" 2>&1 &
 UP_PID=$!
 PIDS+=("$UP_PID")
-wait_http "$UP_URL$PATH_JSON" "$UP_PID" "$TMP/upstream.log"
+wait_200 "$UP_URL$PATH_JSON" "$UP_PID" "$TMP/upstream.log"
 
 # Vestibule: a fresh SQLite database, an anonymous_ok upstream for /api, run from the temp dir
 # so no stray vestibule.toml is read. TOKIO_WORKER_THREADS sets its runtime's worker count.
@@ -164,53 +127,19 @@ log "starting vestibule on $VEST_URL ($WORKERS worker thread(s))"
     --listen "$HOST:$VEST_PORT") >"$TMP/vestibule.log" 2>&1 &
 VEST_PID=$!
 PIDS+=("$VEST_PID")
-wait_http "$VEST_URL$PATH_JSON" "$VEST_PID" "$TMP/vestibule.log"
+wait_200 "$VEST_URL$PATH_JSON" "$VEST_PID" "$TMP/vestibule.log"
 
 # nginx: a test-owned master (daemon off) with its own config, pid file, logs and temp dirs;
 # the same worker count; HTTP/1.1 keep-alive to the upstream, and the same X-Forwarded-* /
 # Forwarded headers Vestibule sets, so both do the same work per request.
 NGINX_URL="http://$HOST:$NGINX_PORT"
-mkdir -p "$TMP/nginx"
-cat >"$TMP/nginx/nginx.conf" <<EOF
-worker_processes $WORKERS;
-daemon off;
-pid $TMP/nginx/nginx.pid;
-error_log $TMP/nginx/error.log warn;
-$( [ "$(id -u)" -eq 0 ] && echo "user root;" )
-events { worker_connections 1024; }
-http {
-    access_log off;
-    client_body_temp_path $TMP/nginx/body;
-    proxy_temp_path $TMP/nginx/proxy;
-    fastcgi_temp_path $TMP/nginx/fastcgi;
-    uwsgi_temp_path $TMP/nginx/uwsgi;
-    scgi_temp_path $TMP/nginx/scgi;
-    keepalive_requests 1000000;
-    upstream bench_up {
-        server $HOST:$UP_PORT;
-        keepalive 64;
-    }
-    server {
-        listen $HOST:$NGINX_PORT;
-        location /api/ {
-            proxy_pass http://bench_up;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host \$host;
-            proxy_set_header X-Forwarded-For \$remote_addr;
-            proxy_set_header X-Forwarded-Proto \$scheme;
-            proxy_set_header X-Forwarded-Host \$host;
-            proxy_set_header Forwarded "for=\$remote_addr;host=\"\$host\";proto=\$scheme";
-        }
-    }
-}
-EOF
+nginx_proxy_conf "$TMP/nginx" "$HOST:$NGINX_PORT" "$HOST:$UP_PORT" "worker_processes $WORKERS;"
 log "starting nginx on $NGINX_URL ($WORKERS worker process(es))"
 "${PIN_SRV[@]+"${PIN_SRV[@]}"}" "$NGINX_BIN" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" \
     >"$TMP/nginx.log" 2>&1 &
 NGINX_PID=$!
 PIDS+=("$NGINX_PID")
-wait_http "$NGINX_URL$PATH_JSON" "$NGINX_PID" "$TMP/nginx.log"
+wait_200 "$NGINX_URL$PATH_JSON" "$NGINX_PID" "$TMP/nginx.log"
 
 # The floor: the smallest axum + hyper-util proxy (bench/baseline `proxy` mode), same workers.
 BARE_URL="http://$HOST:$BARE_PORT"
@@ -219,7 +148,7 @@ log "starting the bare axum proxy on $BARE_URL"
     proxy "$UP_URL" >"$TMP/bare.log" 2>&1 &
 BARE_PID=$!
 PIDS+=("$BARE_PID")
-wait_http "$BARE_URL$PATH_JSON" "$BARE_PID" "$TMP/bare.log"
+wait_200 "$BARE_URL$PATH_JSON" "$BARE_PID" "$TMP/bare.log"
 
 VITE_URL="http://$HOST:$VITE_PORT"
 if [ "$SKIP_VITE" != 1 ]; then
@@ -229,7 +158,7 @@ if [ "$SKIP_VITE" != 1 ]; then
         --config vite.config.js) >"$TMP/vite.log" 2>&1 &
     VITE_PID=$!
     PIDS+=("$VITE_PID")
-    wait_http "$VITE_URL$PATH_JSON" "$VITE_PID" "$TMP/vite.log"
+    wait_200 "$VITE_URL$PATH_JSON" "$VITE_PID" "$TMP/vite.log"
 fi
 
 # Every target answers the same 1 KB body.

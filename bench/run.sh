@@ -33,46 +33,12 @@ BASE_BIN="$ROOT/bench/baseline/target/release/bench-baseline"
 RESULTS_DIR="$ROOT/bench/results"
 OUT="$RESULTS_DIR/latest.txt"
 
-log() { printf '[bench] %s\n' "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-
-# --- cleanup: every process this script starts is recorded by PID and killed on exit ---------
-PIDS=()
-TMP="$(mktemp -d -t vestibule-bench.XXXXXX)"
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]+"${PIDS[@]}"}"; do
-        if kill -0 "$pid" 2>/dev/null; then
-            kill "$pid" 2>/dev/null || true
-        fi
-    done
-    for pid in "${PIDS[@]+"${PIDS[@]}"}"; do
-        # Bounded wait, then force.
-        for _ in 1 2 3 4 5 6 7 8 9 10; do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.2
-        done
-        kill -9 "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+BENCH_NAME=bench
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- tools ------------------------------------------------------------------------------------
-apt_install() {
-    local apt_opts=(-y -q -o DPkg::Lock::Timeout=300)
-    if [ "$(id -u)" -ne 0 ]; then
-        command -v sudo >/dev/null || die "need root or sudo to install $*"
-        sudo apt-get update -qq -o DPkg::Lock::Timeout=300
-        sudo DEBIAN_FRONTEND=noninteractive apt-get install "${apt_opts[@]}" "$@"
-    else
-        apt-get update -qq -o DPkg::Lock::Timeout=300
-        DEBIAN_FRONTEND=noninteractive apt-get install "${apt_opts[@]}" "$@"
-    fi
-}
 missing=()
 command -v wrk >/dev/null || missing+=(wrk)
 command -v curl >/dev/null || missing+=(curl)
@@ -96,15 +62,6 @@ port_in_use() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
 port_in_use "$VEST_PORT" && die "port $VEST_PORT already in use (set VEST_PORT)"
 port_in_use "$BASE_PORT" && die "port $BASE_PORT already in use (set BASE_PORT)"
 
-wait_http() { # url, pid, logfile: wait (at most 15 s) until the URL answers at all
-    local url="$1" pid="$2"
-    for _ in $(seq 1 150); do
-        kill -0 "$pid" 2>/dev/null || die "server for $url exited early: $(tail -c 600 "$3")"
-        if curl -s -o /dev/null --max-time 1 "$url"; then return 0; fi
-        sleep 0.1
-    done
-    die "$url did not answer within 15 s"
-}
 
 DB="$TMP/bench.db"
 VEST_URL="http://$HOST:$VEST_PORT"

@@ -579,15 +579,9 @@ async fn a_reset_token_of_a_disabled_account_does_nothing() {
 
 #[tokio::test]
 async fn reset_tokens_work_on_postgres_through_the_same_data_layer() {
-    let Some(schema) = crate::services::PgSchema::create().await else {
+    let Some((app, _schema)) = crate::services::spawn_on_postgres(|_| {}).await else {
         return;
     };
-    let url = schema.url.clone();
-    let app = TestApp::spawn_with(|raw| {
-        raw.database_url = url;
-        raw.session.store = vestibule::config::RawStore::One("database".into());
-    })
-    .await;
     assert!(app.state.db.is_postgres());
     reset_flow(&app).await;
 }

@@ -377,16 +377,9 @@ async fn the_bearer_flow_swaps_the_pending_token_for_a_real_one() {
 async fn access_tokens_cannot_enrol_factors() {
     let app = TestApp::spawn().await;
     let mut alice = app.signed_up("alice", PASSWORD).await;
-    let res = alice
-        .post_json(
-            "/auth/tokens",
-            &json!({"name": "ci", "scopes": ["read", "write"]}),
-        )
+    let pat = alice
+        .create_token(&json!({"name": "ci", "scopes": ["read", "write"]}))
         .await;
-    let pat = res.json::<Value>().await.expect("json")["token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
     let res = app
         .with_bearer(Method::POST, "/auth/mfa/totp/enroll", &pat)
         .send()
@@ -889,16 +882,9 @@ async fn regenerating_needs_a_factor_a_recent_password_and_a_session() {
     assert_error(res, 403, "csrf_token_missing").await;
     alice.csrf = csrf;
     // An access token cannot, even a write one.
-    let res = alice
-        .post_json(
-            "/auth/tokens",
-            &json!({"name": "ci", "scopes": ["read", "write"]}),
-        )
+    let pat = alice
+        .create_token(&json!({"name": "ci", "scopes": ["read", "write"]}))
         .await;
-    let pat = res.json::<Value>().await.expect("json")["token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
     let res = app
         .with_bearer(Method::POST, "/auth/mfa/recovery/regenerate", &pat)
         .send()
@@ -1045,16 +1031,13 @@ async fn a_pending_bearer_token_dies_with_the_pending_state() {
 
 #[tokio::test]
 async fn a_first_passkey_brings_recovery_codes_on_postgres() {
-    let Some(schema) = PgSchema::create().await else {
-        return;
-    };
-    let url = schema.url.clone();
-    let app = TestApp::spawn_with(|raw| {
-        raw.database_url = url;
-        raw.session.store = RawStore::One("database".into());
+    let Some((app, _schema)) = crate::services::spawn_on_postgres(|raw| {
         raw.public_url = Some(RP_ORIGIN.into());
     })
-    .await;
+    .await
+    else {
+        return;
+    };
     let mut alice = app.signed_up("alice", PASSWORD).await;
     let first = register_passkey(&mut alice, b"passkey-pg-00001", "laptop").await;
     let codes = codes_of(&first);

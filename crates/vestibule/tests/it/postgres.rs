@@ -10,15 +10,9 @@ use crate::support::{PASSWORD, TestApp, assert_error};
 
 #[tokio::test]
 async fn accounts_tokens_and_sessions_work_on_postgres() {
-    let Some(schema) = PgSchema::create().await else {
+    let Some((app, _schema)) = services::spawn_on_postgres(|_| {}).await else {
         return;
     };
-    let url = schema.url.clone();
-    let app = TestApp::spawn_with(|raw| {
-        raw.database_url = url;
-        raw.session.store = RawStore::One("database".into());
-    })
-    .await;
     assert!(app.state.db.is_postgres());
     let mut alice = app.signed_up("alice", PASSWORD).await;
     // Usernames are unique regardless of case, as on SQLite.
@@ -33,15 +27,9 @@ async fn accounts_tokens_and_sessions_work_on_postgres() {
     assert_eq!(me["user"]["username"], "alice");
     // Logging in by another case finds the same user.
     let bearer = app.bearer_login("Alice", PASSWORD).await;
-    let res = alice
-        .post_json(
-            "/auth/tokens",
-            &json!({"name": "ci", "scopes": ["read", "write"]}),
-        )
+    let pat = alice
+        .create_token(&json!({"name": "ci", "scopes": ["read", "write"]}))
         .await;
-    assert_eq!(res.status(), 201);
-    let token: Value = res.json().await.expect("json");
-    let pat = token["token"].as_str().expect("token").to_owned();
     for t in [&bearer, &pat] {
         let res = app
             .with_bearer(Method::GET, "/auth/me", t)
@@ -97,16 +85,13 @@ async fn accounts_tokens_and_sessions_work_on_postgres() {
 async fn a_stuck_postgres_gives_bounded_503s_and_recovers() {
     use sqlx::Connection;
     use std::time::{Duration, Instant};
-    let Some(schema) = PgSchema::create().await else {
-        return;
-    };
-    let url = schema.url.clone();
-    let app = TestApp::spawn_with(|raw| {
-        raw.database_url = url;
-        raw.session.store = RawStore::One("database".into());
+    let Some((app, schema)) = services::spawn_on_postgres(|raw| {
         raw.session.store_timeout = "300ms".into();
     })
-    .await;
+    .await
+    else {
+        return;
+    };
     let alice = app.signed_up("alice", PASSWORD).await;
     assert_eq!(alice.get("/auth/me").await.status(), 200);
     let mut locker = sqlx::PgConnection::connect(&schema.url)

@@ -1147,6 +1147,22 @@ async fn dot_segments_cannot_move_a_request_to_another_prefix() {
 
 // --- the upstream connection pool ------------------------------------------------------------
 
+/// Starts `/api/big` through the gateway and reads its first MiB: the upstream then waits for
+/// `seen.release`. Answers the response and the bytes read.
+async fn paused_download(app: &TestApp) -> (reqwest::Response, usize) {
+    let mut big = app
+        .raw_client()
+        .get(app.url("/api/big"))
+        .send()
+        .await
+        .expect("request");
+    let mut got = 0;
+    while got < MIB {
+        got += big.chunk().await.expect("chunk").expect("more").len();
+    }
+    (big, got)
+}
+
 #[tokio::test]
 async fn connections_to_an_upstream_are_kept_alive_and_reused() {
     let (url, seen, conns) = upstream_counted().await;
@@ -1234,16 +1250,7 @@ async fn a_streaming_response_does_not_hold_up_other_requests() {
     .await;
     // Warm one connection, then start a download that pauses after its first MiB.
     assert_eq!(app.client().get("/api/warm").await.status(), 200);
-    let mut big = app
-        .raw_client()
-        .get(app.url("/api/big"))
-        .send()
-        .await
-        .expect("request");
-    let mut got = 0;
-    while got < MIB {
-        got += big.chunk().await.expect("chunk").expect("more").len();
-    }
+    let (mut big, mut got) = paused_download(&app).await;
     // The download's connection is busy: this request takes another one and is not queued
     // behind the paused stream.
     let echo = tokio::time::timeout(Duration::from_secs(5), app.client().get("/api/during"))
@@ -1270,16 +1277,7 @@ async fn a_response_abandoned_half_way_never_leaks_into_the_next_one() {
         r.upstream = vec![upstream_cfg("/api", &url, UpstreamPolicy::AnonymousOk)];
     })
     .await;
-    let mut big = app
-        .raw_client()
-        .get(app.url("/api/big"))
-        .send()
-        .await
-        .expect("request");
-    let mut got = 0;
-    while got < MIB {
-        got += big.chunk().await.expect("chunk").expect("more").len();
-    }
+    let (big, _) = paused_download(&app).await;
     drop(big); // the browser went away in the middle of the download
     seen.release.notify_one();
     // The half-read connection is closed, not pooled: the next answers are whole and their own.

@@ -245,6 +245,23 @@ impl PgSchema {
     }
 }
 
+/// A server whose users and sessions live in a fresh PostgreSQL schema (dropped with the returned
+/// [`PgSchema`]: keep it alive for the test); `None`, after the skip message, when PostgreSQL is
+/// unreachable. `tweak` runs after the database settings.
+pub async fn spawn_on_postgres(
+    tweak: impl FnOnce(&mut vestibule::config::RawConfig),
+) -> Option<(crate::support::TestApp, PgSchema)> {
+    let schema = PgSchema::create().await?;
+    let url = schema.url.clone();
+    let app = crate::support::TestApp::spawn_with(|raw| {
+        raw.database_url = url;
+        raw.session.store = vestibule::config::RawStore::One("database".into());
+        tweak(raw);
+    })
+    .await;
+    Some((app, schema))
+}
+
 impl Drop for PgSchema {
     fn drop(&mut self) {
         let base = self.base.clone();

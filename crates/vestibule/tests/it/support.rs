@@ -167,6 +167,15 @@ impl TestClient {
             .expect("request")
     }
 
+    /// Creates a personal access token (`POST /auth/tokens`, asserting 201) and returns its
+    /// secret.
+    pub async fn create_token(&mut self, body: &Value) -> String {
+        let res = self.post_json("/auth/tokens", body).await;
+        assert_eq!(res.status(), 201);
+        let created: Value = res.json().await.expect("json");
+        created["token"].as_str().expect("token").to_owned()
+    }
+
     pub async fn post(&self, path: &str) -> Response {
         self.http
             .post(format!("{}{path}", self.base))

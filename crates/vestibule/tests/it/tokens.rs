@@ -11,10 +11,7 @@ async fn create(c: &mut TestClient, body: Value) -> reqwest::Response {
 
 /// Creates a token and returns only its secret.
 async fn create_secret(c: &mut TestClient, body: Value) -> String {
-    create_ok(c, body).await["token"]
-        .as_str()
-        .expect("token")
-        .to_owned()
+    c.create_token(&body).await
 }
 
 async fn create_ok(c: &mut TestClient, body: Value) -> Value {
