@@ -9,6 +9,8 @@
 //! - a connection goes back on the stack only when its response body has been read to the end
 //!   ([`Returning`]); a response still streaming, an upgraded (101) connection or a body dropped
 //!   half-way never block another request, and a half-read connection is closed, not reused;
+//! - checkout takes the most recent connection that is ready: one still busy (writing a stalled
+//!   upload the upstream already answered) waits on the stack instead of holding a request up;
 //! - a connection closed by the upstream while idle is noticed at checkout (`is_closed`, or the
 //!   request handed back unsent by `try_send_request`) and the request goes to the next one;
 //! - idle connections are closed after `IDLE_TIMEOUT` by a reaper task that ends with the pool,
@@ -91,16 +93,12 @@ impl Pool {
         loop {
             let (mut sender, pooled) = match self.checkout() {
                 Some(s) => (s, true),
-                None => (self.connect().await?, false),
-            };
-            // Ready at once unless the previous exchange is still being wound up by the
-            // connection task; an error means the upstream closed it meanwhile.
-            if let Err(e) = sender.ready().await {
-                if pooled {
-                    continue;
+                None => {
+                    let mut fresh = self.connect().await?;
+                    fresh.ready().await?;
+                    (fresh, false)
                 }
-                return Err(PoolError::Http(e));
-            }
+            };
             match sender.try_send_request(req).await {
                 Ok(res) => return Ok(self.wrap(res, sender)),
                 Err(mut e) => match e.take_message() {
@@ -113,11 +111,22 @@ impl Pool {
         }
     }
 
+    /// The most recently used connection that is ready for a request. One that is not ready yet
+    /// (its connection task is still writing the previous request's body, say a stalled upload
+    /// the upstream answered early) stays for later instead of holding this request up; closed
+    /// and expired ones go.
     fn checkout(&self) -> Option<SendRequest<Body>> {
         let mut idle = self.idle.lock().ok()?;
-        while let Some(c) = idle.pop() {
-            if !c.sender.is_closed() && c.since.elapsed() < IDLE_TIMEOUT {
-                return Some(c.sender);
+        let mut i = idle.len();
+        while i > 0 {
+            i -= 1;
+            if idle[i].sender.is_closed() {
+                idle.remove(i);
+            } else if idle[i].sender.is_ready() {
+                let c = idle.remove(i);
+                if c.since.elapsed() < IDLE_TIMEOUT {
+                    return Some(c.sender);
+                }
             }
         }
         None

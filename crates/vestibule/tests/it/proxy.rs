@@ -1292,3 +1292,120 @@ async fn a_response_abandoned_half_way_never_leaks_into_the_next_one() {
     }
     assert_eq!(conns.load(Ordering::SeqCst), 2);
 }
+
+/// A raw HTTP/1.1 upstream that answers each request as soon as its headers arrive (with the
+/// request path as the body), then reads and drops the request body (by `Content-Length`) before
+/// the next request on the connection. Counts its connections.
+async fn early_answering_upstream() -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let conns = Arc::new(AtomicUsize::new(0));
+    let counter = conns.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf: Vec<u8> = Vec::new();
+                // Bounded: at most 100 requests per connection, 30 s per read.
+                for _ in 0..100 {
+                    let head_end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        let mut chunk = [0u8; 4096];
+                        match tokio::time::timeout(Duration::from_secs(30), sock.read(&mut chunk))
+                            .await
+                        {
+                            Ok(Ok(k)) if k > 0 => buf.extend_from_slice(&chunk[..k]),
+                            _ => return,
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+                    let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
+                    let mut body_left: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    buf.drain(..head_end);
+                    let res = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{path}",
+                        path.len()
+                    );
+                    if sock.write_all(res.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    // Now the body, which may still be on its way.
+                    while body_left > 0 {
+                        if !buf.is_empty() {
+                            let k = body_left.min(buf.len());
+                            buf.drain(..k);
+                            body_left -= k;
+                            continue;
+                        }
+                        let mut chunk = [0u8; 4096];
+                        match tokio::time::timeout(Duration::from_secs(30), sock.read(&mut chunk))
+                            .await
+                        {
+                            Ok(Ok(k)) if k > 0 => buf.extend_from_slice(&chunk[..k]),
+                            _ => return,
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (format!("http://{addr}"), conns)
+}
+
+#[tokio::test]
+async fn a_stalled_upload_the_upstream_answered_early_does_not_hold_up_the_next_request() {
+    let (url, conns) = early_answering_upstream().await;
+    let app = gateway(|r| {
+        r.upstream = vec![upstream_cfg("/api", &url, UpstreamPolicy::AnonymousOk)];
+    })
+    .await;
+    // A client starts a 100 kB upload, sends 10 bytes of it and stalls.
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let mut uploader = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    uploader
+        .write_all(
+            b"POST /api/upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n\r\n0123456789",
+        )
+        .await
+        .expect("write");
+    // The upstream answers it at once; the gateway passes the answer on.
+    let mut seen = Vec::new();
+    let answered = tokio::time::timeout(Duration::from_secs(5), async {
+        while !String::from_utf8_lossy(&seen).contains("/api/upload") {
+            let mut chunk = [0u8; 1024];
+            let k = uploader.read(&mut chunk).await.expect("read");
+            assert!(k > 0, "closed: {}", String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&chunk[..k]);
+        }
+    })
+    .await;
+    assert!(answered.is_ok(), "{}", String::from_utf8_lossy(&seen));
+    assert!(String::from_utf8_lossy(&seen).starts_with("HTTP/1.1 200"));
+    // That upstream connection is still busy carrying the stalled upload: the next request
+    // takes another one instead of waiting behind it.
+    let res = tokio::time::timeout(Duration::from_secs(3), app.client().get("/api/after"))
+        .await
+        .expect("not held up by the stalled upload");
+    assert_eq!(res.text().await.expect("body"), "/api/after");
+    assert_eq!(conns.load(Ordering::SeqCst), 2);
+    // The upload ends; both connections serve again and no third one is opened.
+    uploader
+        .write_all(&vec![b'x'; 100_000 - 10])
+        .await
+        .expect("write the rest");
+    for i in 0..4 {
+        let res = app.client().get(&format!("/api/again/{i}")).await;
+        assert_eq!(res.text().await.expect("body"), format!("/api/again/{i}"));
+    }
+    assert_eq!(conns.load(Ordering::SeqCst), 2);
+}
