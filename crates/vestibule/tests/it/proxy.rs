@@ -177,6 +177,14 @@ async fn gateway(tweak: impl FnOnce(&mut RawConfig)) -> TestApp {
     TestApp::spawn_with(tweak).await
 }
 
+/// A gateway forwarding `/api` to `url` for anyone (`anonymous_ok`).
+async fn api_gateway(url: &str) -> TestApp {
+    gateway(|r| {
+        r.upstream = vec![upstream_cfg("/api", url, UpstreamPolicy::AnonymousOk)];
+    })
+    .await
+}
+
 async fn json_of(res: reqwest::Response) -> Value {
     assert_eq!(res.status(), 200);
     res.json().await.expect("json")
@@ -341,10 +349,7 @@ async fn require_auth_refuses_anonymous_at_the_gateway_and_anonymous_ok_sends_no
 #[tokio::test]
 async fn csrf_is_enforced_on_every_proxied_write() {
     let (url, seen) = upstream().await;
-    let app = gateway(|r| {
-        r.upstream = vec![upstream_cfg("/api", &url, UpstreamPolicy::AnonymousOk)];
-    })
-    .await;
+    let app = api_gateway(&url).await;
     let client = app.signed_up("carol", PASSWORD).await;
     let res = client
         .http
@@ -443,10 +448,7 @@ async fn location_and_set_cookie_from_the_backend_work_on_the_proxy_origin() {
 #[tokio::test]
 async fn hop_by_hop_headers_do_not_cross_the_proxy() {
     let (url, _) = upstream().await;
-    let app = gateway(|r| {
-        r.upstream = vec![upstream_cfg("/api", &url, UpstreamPolicy::AnonymousOk)];
-    })
-    .await;
+    let app = api_gateway(&url).await;
     let res = raw(
         &app,
         "GET /api/h HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\n\
@@ -602,10 +604,7 @@ async fn a_slow_upstream_gets_a_504_after_the_response_timeout() {
 #[tokio::test]
 async fn a_download_streams_while_the_upstream_is_still_producing_it() {
     let (url, seen) = upstream().await;
-    let app = gateway(|r| {
-        r.upstream = vec![upstream_cfg("/api", &url, UpstreamPolicy::AnonymousOk)];
-    })
-    .await;
+    let app = api_gateway(&url).await;
     let mut res = app
         .raw_client()
         .get(app.url("/api/big"))
@@ -635,10 +634,7 @@ async fn a_download_streams_while_the_upstream_is_still_producing_it() {
 #[tokio::test]
 async fn an_upload_streams_to_the_upstream_before_the_client_finished_sending() {
     let (url, seen) = upstream().await;
-    let app = gateway(|r| {
-        r.upstream = vec![upstream_cfg("/api", &url, UpstreamPolicy::AnonymousOk)];
-    })
-    .await;
+    let app = api_gateway(&url).await;
     let addr = app.base.trim_start_matches("http://").to_owned();
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let chunk = vec![b'u'; MIB];
@@ -810,10 +806,7 @@ async fn a_cross_site_websocket_is_refused_at_the_gateway() {
 #[tokio::test]
 async fn smuggling_attempts_never_reach_the_upstream_as_extra_requests() {
     let (url, seen) = upstream().await;
-    let app = gateway(|r| {
-        r.upstream = vec![upstream_cfg("/api", &url, UpstreamPolicy::AnonymousOk)];
-    })
-    .await;
+    let app = api_gateway(&url).await;
     // Two different Content-Lengths: hyper refuses with 400 before any handler runs.
     let res = raw(
         &app,
@@ -1090,10 +1083,7 @@ async fn a_signed_identity_assertion_verifies_with_the_published_jwks() {
 #[tokio::test]
 async fn an_h2c_upgrade_is_not_tunnelled_past_the_gateway() {
     let (url, seen) = upstream().await;
-    let app = gateway(|r| {
-        r.upstream = vec![upstream_cfg("/api", &url, UpstreamPolicy::AnonymousOk)];
-    })
-    .await;
+    let app = api_gateway(&url).await;
     let res = raw(
         &app,
         "GET /api/h2c HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade, HTTP2-Settings\r\n\
@@ -1166,10 +1156,7 @@ async fn paused_download(app: &TestApp) -> (reqwest::Response, usize) {
 #[tokio::test]
 async fn connections_to_an_upstream_are_kept_alive_and_reused() {
     let (url, seen, conns) = upstream_counted().await;
-    let app = gateway(|r| {
-        r.upstream = vec![upstream_cfg("/api", &url, UpstreamPolicy::AnonymousOk)];
-    })
-    .await;
+    let app = api_gateway(&url).await;
     for i in 0..20 {
         let echo = json_of(app.client().get(&format!("/api/n/{i}")).await).await;
         assert_eq!(echo["uri"], format!("/api/n/{i}"));
@@ -1226,10 +1213,7 @@ async fn impatient_upstream() -> (String, Arc<AtomicUsize>) {
 #[tokio::test]
 async fn a_connection_the_upstream_closed_while_idle_is_replaced_without_an_error() {
     let (url, conns) = impatient_upstream().await;
-    let app = gateway(|r| {
-        r.upstream = vec![upstream_cfg("/api", &url, UpstreamPolicy::AnonymousOk)];
-    })
-    .await;
+    let app = api_gateway(&url).await;
     let c = app.client();
     for round in 1..=3 {
         let res = c.get("/api/x").await;
@@ -1244,10 +1228,7 @@ async fn a_connection_the_upstream_closed_while_idle_is_replaced_without_an_erro
 #[tokio::test]
 async fn a_streaming_response_does_not_hold_up_other_requests() {
     let (url, seen, conns) = upstream_counted().await;
-    let app = gateway(|r| {
-        r.upstream = vec![upstream_cfg("/api", &url, UpstreamPolicy::AnonymousOk)];
-    })
-    .await;
+    let app = api_gateway(&url).await;
     // Warm one connection, then start a download that pauses after its first MiB.
     assert_eq!(app.client().get("/api/warm").await.status(), 200);
     let (mut big, mut got) = paused_download(&app).await;
@@ -1273,10 +1254,7 @@ async fn a_streaming_response_does_not_hold_up_other_requests() {
 #[tokio::test]
 async fn a_response_abandoned_half_way_never_leaks_into_the_next_one() {
     let (url, seen, conns) = upstream_counted().await;
-    let app = gateway(|r| {
-        r.upstream = vec![upstream_cfg("/api", &url, UpstreamPolicy::AnonymousOk)];
-    })
-    .await;
+    let app = api_gateway(&url).await;
     let (big, _) = paused_download(&app).await;
     drop(big); // the browser went away in the middle of the download
     seen.release.notify_one();
@@ -1363,10 +1341,7 @@ async fn early_answering_upstream() -> (String, Arc<AtomicUsize>) {
 #[tokio::test]
 async fn a_stalled_upload_the_upstream_answered_early_does_not_hold_up_the_next_request() {
     let (url, conns) = early_answering_upstream().await;
-    let app = gateway(|r| {
-        r.upstream = vec![upstream_cfg("/api", &url, UpstreamPolicy::AnonymousOk)];
-    })
-    .await;
+    let app = api_gateway(&url).await;
     // A client starts a 100 kB upload, sends 10 bytes of it and stalls.
     let addr = app.base.trim_start_matches("http://").to_owned();
     let mut uploader = tokio::net::TcpStream::connect(&addr)
