@@ -25,7 +25,8 @@ const TIMEOUT_MS = 10_000;
 
 /**
  * Launches Chromium with a fresh --user-data-dir (removed by close()).
- * @param {{ hostRules?: string }} [opts] hostRules: --host-resolver-rules, e.g. "MAP *.acme.test 127.0.0.1"
+ * @param {{ hostRules?: string, ignoreHTTPSErrors?: boolean }} [opts] hostRules: --host-resolver-rules,
+ *   e.g. "MAP *.acme.test 127.0.0.1"; ignoreHTTPSErrors: accept a test's self-signed certificate
  */
 export async function launch(opts = {}) {
   const profile = mkdtempSync(join(tmpdir(), 'vestibule-e2e-profile-'));
@@ -43,6 +44,7 @@ export async function launch(opts = {}) {
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     headless: true,
     args,
+    ignoreHTTPSErrors: Boolean(opts.ignoreHTTPSErrors),
     timeout: 30_000,
   });
   context.setDefaultTimeout(TIMEOUT_MS);
