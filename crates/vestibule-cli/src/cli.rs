@@ -44,11 +44,45 @@ pub(crate) enum Command {
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Write a commented vestibule.toml for one layout (to --config FILE, default ./vestibule.toml).
+    Init(InitArgs),
     /// Explain why a browser drops (or never sends) the session cookie: probe a server
     /// (--page + --api), check a configuration offline (--config + --page), or scan a SPA's
     /// source for calls without credentials (--scan). Exit 0: every browser family works;
     /// 1: one would fail; 2: usage error.
     Doctor(DoctorArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct InitArgs {
+    /// How the SPA meets its API.
+    #[arg(value_enum)]
+    pub(crate) layout: Layout,
+    /// Replace an existing file.
+    #[arg(long)]
+    pub(crate) force: bool,
+}
+
+/// The layouts `vestibule init` writes.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum Layout {
+    /// Development: `vestibule dev` in front of the frontend dev server and the API (one origin).
+    DevProxy,
+    /// The SPA and the API on sibling subdomains (www. and api.): credentialed CORS.
+    Subdomains,
+    /// Production gateway: Vestibule serves the built SPA and guards the API (one origin).
+    Gateway,
+}
+
+impl Layout {
+    /// The name on the command line.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Layout::DevProxy => "dev-proxy",
+            Layout::Subdomains => "subdomains",
+            Layout::Gateway => "gateway",
+        }
+    }
 }
 
 #[derive(Debug, Args)]

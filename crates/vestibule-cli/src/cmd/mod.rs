@@ -3,6 +3,7 @@
 mod config_check;
 mod dev;
 mod doctor;
+mod init;
 mod serve;
 mod session;
 mod token;
@@ -43,6 +44,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config(_) => config_check::run(&cli),
         Command::Dev(_) => dev::run(&cli).await,
         Command::Doctor(args) => doctor::run(&cli, args).await,
+        Command::Init(args) => init::run(&cli, args),
         command => {
             let config = load_config(&cli)
                 .context("the configuration is not usable (run `vestibule config check`)")?;
@@ -55,6 +57,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Command::Config(_) => config_check::run(&cli),
                 Command::Dev(_) => dev::run(&cli).await,
                 Command::Doctor(args) => doctor::run(&cli, args).await,
+                Command::Init(args) => init::run(&cli, args),
             }
         }
     }

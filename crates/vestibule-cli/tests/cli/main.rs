@@ -6,6 +6,7 @@ mod config_check;
 mod dev;
 mod doctor;
 mod gateway;
+mod init;
 
 use std::io::Write;
 use std::net::TcpListener;
