@@ -116,8 +116,15 @@ pub fn human(d: &Diagnosis, color: bool) -> String {
         let _ = writeln!(out);
         let _ = writeln!(out, "{} {}", p.status(Status::Pass), passed.join(", "));
     }
+    // "(rule N)" in the findings: the numbered rules, each with the test that shows it.
+    let _ = writeln!(out);
+    let _ = writeln!(out, "{RULES_DOC}");
     out
 }
+
+/// Where the "(rule N)" references of the findings are explained.
+pub const RULES_DOC: &str =
+    "the rules cited as \"(rule N)\": docs/browser-cookie-rules.md in Vestibule's repository";
 
 /// The machine report: the whole diagnosis as JSON.
 pub fn json(d: &Diagnosis) -> serde_json::Value {
@@ -161,6 +168,35 @@ mod tests {
             )
         );
         assert!(!text.contains("secret"));
+    }
+
+    #[test]
+    fn every_rule_the_findings_cite_is_in_the_rules_document() {
+        assert!(human(&failing(), false).contains("docs/browser-cookie-rules.md"));
+        let doc = include_str!("../../../../docs/browser-cookie-rules.md");
+        // Every file whose messages cite a rule.
+        let sources = [
+            include_str!("rules.rs"),
+            include_str!("live.rs"),
+            include_str!("scan.rs"),
+            include_str!("../origins.rs"),
+            include_str!("../config.rs"),
+        ]
+        .concat();
+        let mut cited: Vec<u32> = sources
+            .split("(rule ")
+            .skip(1)
+            .filter_map(|rest| rest.split(')').next()?.parse().ok())
+            .collect();
+        cited.sort_unstable();
+        cited.dedup();
+        assert!(cited.len() >= 10, "the findings cite the rules: {cited:?}");
+        for n in cited {
+            assert!(
+                doc.lines().any(|l| l.starts_with(&format!("| {n} |"))),
+                "rule {n} is cited but has no row in docs/browser-cookie-rules.md"
+            );
+        }
     }
 
     #[test]
