@@ -83,3 +83,21 @@ test('with session.cookie_domain = "acme.test" the www host receives the cookie 
   assert.deepEqual((await cookiesSeenByWww(browser.page)).sort(), ['vestibule_device', 'vestibule_session']);
   await browser.context.clearCookies();
 });
+
+// Rule 13 (docs/browser-cookie-rules.md): on a plain-http name that is not loopback, Chromium
+// ignores Clear-Site-Data and loses the same answer's Max-Age=0 deletion with it. The server
+// sends Clear-Site-Data only on a secure context, so logout really removes the cookie here.
+test('logout removes the session cookie on a plain-http non-localhost API', async () => {
+  const { apiUrl } = await apiAt();
+  await signUpFromWww(browser.page, apiUrl);
+  assert.equal(sessionOnly(await browser.context.cookies(apiUrl)).length, 1);
+  const answer = await browser.page.evaluate(async (apiUrl) => {
+    const client = window.vestibule.createClient({ baseUrl: apiUrl });
+    await client.me();
+    await client.logout();
+    return { me: await client.me() };
+  }, apiUrl);
+  assert.equal(answer.me, null, 'the session ended server-side');
+  assert.deepEqual(sessionOnly(await browser.context.cookies(apiUrl)), [], 'and the browser deleted the cookie');
+  await browser.context.clearCookies();
+});

@@ -1147,7 +1147,10 @@ impl RawConfig {
                 touch_interval: touch,
                 cookie,
             },
-            clear_site_data: self.session.clear_site_data,
+            // Browsers honour Clear-Site-Data only on a secure context, and on any other origin
+            // the same answer's `Max-Age=0` deletion is lost with it (measured in Chromium:
+            // docs/browser-cookie-rules.md, rule 13), so it is sent only where it works.
+            clear_site_data: self.session.clear_site_data && public_origin.is_secure_context(),
             cache_capacity: self.session.cache_capacity,
             purge_interval: purge,
             signup: self.auth.signup || self.demo,
@@ -1555,6 +1558,25 @@ mod tests {
         let c = RawConfig::default().validate().expect("defaults");
         assert_eq!(c.hash_memory_budget, 256 << 20);
         assert_eq!(c.reauth_window, Duration::from_secs(600));
+    }
+
+    #[test]
+    fn clear_site_data_is_sent_only_where_browsers_honour_it() {
+        for (url, sent) in [
+            ("http://localhost:8000", true),
+            ("http://127.0.0.1:8000", true),
+            ("https://api.acme.test", true),
+            // Rule 13: ignored on plain http elsewhere, and the cookie deletion is lost with it.
+            ("http://api.acme.test:8000", false),
+        ] {
+            let mut raw = RawConfig::default();
+            raw.public_url = Some(url.into());
+            let c = raw.validate().expect("valid");
+            assert_eq!(c.clear_site_data, sent, "{url}");
+        }
+        let mut raw = RawConfig::default();
+        raw.session.clear_site_data = false;
+        assert!(!raw.validate().expect("valid").clear_site_data);
     }
 
     #[test]

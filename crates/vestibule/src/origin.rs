@@ -144,6 +144,12 @@ impl Origin {
         self.host.starts_with('[') || self.host.parse::<std::net::Ipv4Addr>().is_ok()
     }
 
+    /// Whether browsers treat pages and answers of this origin as a secure context: https, or a
+    /// loopback host over plain http. `Secure` cookies and `Clear-Site-Data` work only there.
+    pub fn is_secure_context(&self) -> bool {
+        self.scheme == "https" || self.is_loopback()
+    }
+
     /// Whether the host is a loopback name or address, which browsers treat as a secure context.
     pub fn is_loopback(&self) -> bool {
         self.host == "localhost"

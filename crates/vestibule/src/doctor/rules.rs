@@ -293,7 +293,7 @@ pub fn sec_fetch_site(page: &Origin, api: &Origin) -> Option<&'static str> {
 
 /// https, or a loopback host: a secure context that accepts `Secure` cookies (rule 6).
 pub fn is_trustworthy(o: &Origin) -> bool {
-    o.scheme() == "https" || o.is_loopback()
+    o.is_secure_context()
 }
 
 fn is_localhost_name(o: &Origin) -> bool {
