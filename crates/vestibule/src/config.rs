@@ -760,6 +760,16 @@ impl RawConfig {
                 None
             }
         };
+        match (listen, &self.public_url) {
+            (Some(a), None) if a.ip().is_unspecified() => warnings.push(format!(
+                "listen = \"{a}\" accepts connections from other machines, but public_url is unset: browsers are assumed to use http://localhost:{} (the Secure flag, CSRF's own origin and passkeys follow it); in a container or behind a proxy, set public_url to the URL browsers type",
+                a.port()
+            )),
+            (Some(a), None) if a.port() == 0 => warnings.push(
+                "listen has port 0 (chosen at start-up), so public_url cannot be derived from it: set public_url to the URL browsers use".into(),
+            ),
+            _ => {}
+        }
         let public_url = self.public_url.clone().unwrap_or_else(|| match listen {
             Some(a) if a.ip().is_loopback() || a.ip().is_unspecified() => {
                 format!("http://localhost:{}", a.port())
@@ -1100,6 +1110,12 @@ impl RawConfig {
             own_origin: public_origin.clone(),
             trusted_origins: policy.csrf_trusted_origins(),
         };
+        if self.secret_key.is_none() && public_origin.scheme() == "https" {
+            // Production without the one key that must survive a restart.
+            warnings.push(
+                "public_url is https but secret_key is unset: TOTP secrets are stored unsealed and every restart forgets which browsers logged in before (their own login budget); set VESTIBULE_SECRET_KEY to 32+ random characters and keep it".into(),
+            );
+        }
         if redis.is_some() && self.secret_key.is_none() {
             // Shared state that is configuration, not store: every instance must be given it.
             warnings.push(
@@ -1558,6 +1574,31 @@ mod tests {
         let c = RawConfig::default().validate().expect("defaults");
         assert_eq!(c.hash_memory_budget, 256 << 20);
         assert_eq!(c.reauth_window, Duration::from_secs(600));
+    }
+
+    #[test]
+    fn start_up_traps_are_warned_about() {
+        let warnings = |tweak: fn(&mut RawConfig)| {
+            let mut raw = RawConfig::default();
+            tweak(&mut raw);
+            raw.validate().expect("valid").warnings
+        };
+        let said = |w: &[String], what: &str| w.iter().any(|w| w.contains(what));
+        // Every interface without public_url: the container trap.
+        let w = warnings(|r| r.listen = "0.0.0.0:8000".into());
+        assert!(said(&w, "public_url is unset"), "{w:?}");
+        let w = warnings(|r| {
+            r.listen = "0.0.0.0:8000".into();
+            r.public_url = Some("https://api.acme.test".into());
+        });
+        assert!(!said(&w, "public_url is unset"), "{w:?}");
+        // A port chosen at start-up cannot be the public URL's.
+        let w = warnings(|r| r.listen = "127.0.0.1:0".into());
+        assert!(said(&w, "port 0"), "{w:?}");
+        // https without secret_key: unsealed TOTP secrets, devices forgotten at restart.
+        let w = warnings(|r| r.public_url = Some("https://api.acme.test".into()));
+        assert!(said(&w, "secret_key is unset"), "{w:?}");
+        assert!(!said(&warnings(|_| {}), "secret_key is unset"));
     }
 
     #[test]

@@ -28,9 +28,27 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<ExitCode> {
                  database this user may create tables in"
             ),
         },
+        // `{e:#}` would print the io error twice (once in the message, once as its source).
+        StartError::Bind { addr, source } => {
+            let why = if source.kind() == std::io::ErrorKind::AddrInUse {
+                "another process is listening there"
+            } else {
+                "the address cannot be used here"
+            };
+            anyhow::anyhow!(
+                "cannot listen on {addr}: {why} ({source})\nhint: choose another address with \
+                 --listen or VESTIBULE_LISTEN (e.g. --listen 127.0.0.1:8001)"
+            )
+        }
         other => other.into(),
     })?;
     let addr = app.local_addr()?;
+    // `--listen …:0`: the port is the one the OS chose, which no configuration could name.
+    let origin = if origin.port() == 0 {
+        format!("{}://{}:{}", origin.scheme(), origin.host(), addr.port())
+    } else {
+        origin.to_string()
+    };
     tracing::info!(%addr, public_url = %origin, database = %db, store = ?store, "vestibule listening");
     if demo {
         println!(

@@ -677,3 +677,45 @@ fn audit_events_are_json_lines_without_secrets() {
         assert!(!logs.contains(secret), "a secret reached the log: {secret}");
     }
 }
+
+#[test]
+fn a_busy_port_is_named_once_with_the_way_out() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let out = vestibule(dir.path())
+        .args(["serve", "--listen", &addr])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let said = text(&out);
+    assert!(said.contains(&format!("cannot listen on {addr}")), "{said}");
+    assert!(said.contains("--listen or VESTIBULE_LISTEN"), "{said}");
+    assert_eq!(
+        said.matches("os error 98").count(),
+        1,
+        "the io error once, not twice: {said}"
+    );
+}
+
+#[test]
+fn listen_port_zero_prints_the_port_the_os_chose() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = vestibule(dir.path())
+        .args(["serve", "--demo", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let server = Server(child);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).expect("a line");
+    drop(server);
+    assert!(line.contains("open http://localhost:"), "{line}");
+    assert!(
+        !line.contains("localhost:0/"),
+        "the real port, not 0: {line}"
+    );
+}
