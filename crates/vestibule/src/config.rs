@@ -1610,8 +1610,10 @@ mod tests {
             // Rule 13: ignored on plain http elsewhere, and the cookie deletion is lost with it.
             ("http://api.acme.test:8000", false),
         ] {
-            let mut raw = RawConfig::default();
-            raw.public_url = Some(url.into());
+            let raw = RawConfig {
+                public_url: Some(url.into()),
+                ..RawConfig::default()
+            };
             let c = raw.validate().expect("valid");
             assert_eq!(c.clear_site_data, sent, "{url}");
         }
