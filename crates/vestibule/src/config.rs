@@ -1741,8 +1741,10 @@ mod tests {
 
     type Tweak = fn(&mut RawConfig);
 
+    /// A production-like configuration: https, with the secret production needs.
     fn acme(raw: &mut RawConfig) {
         raw.public_url = Some("https://api.acme.com".into());
+        raw.secret_key = Some(SecretString("k".repeat(40)));
     }
 
     fn strs(list: &[&str]) -> Vec<String> {
