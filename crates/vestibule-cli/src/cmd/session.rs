@@ -41,10 +41,7 @@ async fn run_with(
     let find = |name: String| {
         let users = users.clone();
         async move {
-            users
-                .by_username(&name)
-                .await?
-                .with_context(|| format!("no user named {name:?}"))
+            super::find_user(&users, &name).await
         }
     };
     match command {
@@ -69,7 +66,7 @@ async fn run_with(
                     time(r.last_seen),
                     time(r.expires_at.min(r.absolute_expires_at)),
                     transport,
-                    r.user_agent.as_deref().unwrap_or("-")
+                    super::cell(r.user_agent.as_deref().unwrap_or("-"))
                 );
             }
             eprintln!("{} live session(s) of {}", records.len(), user.username);

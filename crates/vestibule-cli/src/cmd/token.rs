@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use vestibule::auth::{AccessTokens, Scope, UserStore};
 use vestibule::config::Config;
 use vestibule::config::TokenSettings;
@@ -28,10 +28,7 @@ async fn run_with(
         let users = users.clone();
         let name = name.to_owned();
         async move {
-            users
-                .by_username(&name)
-                .await?
-                .with_context(|| format!("no user named {name:?}"))
+            super::find_user(&users, &name).await
         }
     };
     match command {
@@ -74,7 +71,7 @@ async fn run_with(
                     t.id,
                     t.prefix,
                     scopes.join(","),
-                    t.name,
+                    super::cell(&t.name),
                     t.expires_at
                 );
             }
