@@ -102,6 +102,10 @@ mod tests {
         assert_eq!(cell("\u{1b}[2K\rread"), "\\u{1b}[2K\\u{d}read");
         assert_eq!(cell("a\0b\u{7f}\u{9b}"), "a\\u{0}b\\u{7f}\\u{9b}");
         assert_eq!(cell("w\u{202e}x\u{200b}"), "w\\u{202e}x\\u{200b}");
-        assert_eq!(cell("\\u{1b}"), "\\\\u{1b}", "a typed escape cannot pass for one");
+        assert_eq!(
+            cell("\\u{1b}"),
+            "\\\\u{1b}",
+            "a typed escape cannot pass for one"
+        );
     }
 }

@@ -40,9 +40,7 @@ async fn run_with(
     let store = build_store(config, db)?.0;
     let find = |name: String| {
         let users = users.clone();
-        async move {
-            super::find_user(&users, &name).await
-        }
+        async move { super::find_user(&users, &name).await }
     };
     match command {
         SessionCommand::List { user } => {

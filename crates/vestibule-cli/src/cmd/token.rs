@@ -27,9 +27,7 @@ async fn run_with(
     let owner = |name: &str| {
         let users = users.clone();
         let name = name.to_owned();
-        async move {
-            super::find_user(&users, &name).await
-        }
+        async move { super::find_user(&users, &name).await }
     };
     match command {
         TokenCommand::Create {

@@ -302,7 +302,10 @@ fn token_list_escapes_control_characters_in_names() {
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     for raw in ['\u{1b}', '\r', '\u{7}', '\u{202e}'] {
-        assert!(!stdout.contains(raw), "{raw:?} reached the terminal: {stdout:?}");
+        assert!(
+            !stdout.contains(raw),
+            "{raw:?} reached the terminal: {stdout:?}"
+        );
     }
     assert!(
         stdout.contains("\\u{1b}[2K\\u{d}    1  vpat_xxxx      read\\u{7}\\u{202e}"),

@@ -30,10 +30,7 @@ pub struct FactorProof {
 /// # Errors
 /// `store_unavailable`.
 pub async fn record_factor_proof(session: &Session, user_id: i64) -> Result<(), Error> {
-    let proof = FactorProof {
-        user_id,
-        at: now(),
-    };
+    let proof = FactorProof { user_id, at: now() };
     session.insert(FACTOR_PROOF_KEY, proof).await
 }
 

@@ -31,8 +31,7 @@ impl Username {
     /// 422 `invalid_username` saying what is allowed.
     pub fn parse(s: &str) -> Result<Self, Error> {
         let ok_char = |c: char| c.is_ascii_alphanumeric() || "@.+-_".contains(c);
-        if s.is_empty() || s.len() > 150 || !s.chars().all(ok_char) || s.chars().all(|c| c == '.')
-        {
+        if s.is_empty() || s.len() > 150 || !s.chars().all(ok_char) || s.chars().all(|c| c == '.') {
             return Err(Error::new(
                 ErrorCode::InvalidUsername,
                 "a username has 1 to 150 characters: ASCII letters, digits and @ . + - _, not only dots",

@@ -29,9 +29,7 @@ use webauthn_rs::prelude::{
 
 use super::json::Json;
 use super::openapi::ErrorBody;
-use super::routes::{
-    LoginTransport, refuse_dead_bearer, remember_device, rfc3339, start_session,
-};
+use super::routes::{LoginTransport, refuse_dead_bearer, remember_device, rfc3339, start_session};
 use super::{AppState, ClientIp};
 use crate::auth::mfa::{self, MfaMethods};
 use crate::auth::reauth::{record_factor_proof, require_recent_factor};

@@ -12,8 +12,8 @@ use super::openapi::{ErrorBody, StatusBody};
 use super::{AppState, ClientIp};
 use crate::auth::reauth::require_recent;
 use crate::auth::{AccessToken, AccountUser, AuthUser, MaybeAuthUser, Password, Scope, Username};
-use crate::ratelimit::account_key;
 use crate::error::{Error, ErrorCode, Result};
+use crate::ratelimit::account_key;
 use crate::session::{AUTH_USER_KEY, Session, SessionUser, Transport, UnixTime, now};
 use crate::token::TokenHash;
 

@@ -735,29 +735,50 @@ pub(crate) async fn no_string_field_makes_a_5xx(app: &TestApp) {
             ("/auth/signup", json!({"username": fresh, "password": v})),
             ("/auth/login", json!({"username": v, "password": PASSWORD})),
             ("/auth/login", json!({"username": "alice", "password": v})),
-            ("/auth/password/reset", json!({"token": v, "new_password": PASSWORD})),
-            ("/auth/password/reset", json!({"token": "vrst_x", "new_password": v})),
+            (
+                "/auth/password/reset",
+                json!({"token": v, "new_password": PASSWORD}),
+            ),
+            (
+                "/auth/password/reset",
+                json!({"token": "vrst_x", "new_password": v}),
+            ),
             ("/auth/reauth", json!({"password": v})),
             ("/auth/reauth", json!({"password": PASSWORD, "code": v})),
-            ("/auth/reauth", json!({"password": PASSWORD, "recovery_code": v})),
-            ("/auth/password", json!({"current_password": v, "new_password": "a new pass phrase"})),
-            ("/auth/password", json!({"current_password": "wrong password", "new_password": v})),
+            (
+                "/auth/reauth",
+                json!({"password": PASSWORD, "recovery_code": v}),
+            ),
+            (
+                "/auth/password",
+                json!({"current_password": v, "new_password": "a new pass phrase"}),
+            ),
+            (
+                "/auth/password",
+                json!({"current_password": "wrong password", "new_password": v}),
+            ),
             ("/auth/tokens", json!({"name": v})),
             ("/auth/mfa/totp", json!({"code": v})),
             ("/auth/mfa/recovery", json!({"code": v})),
             ("/auth/mfa/totp/confirm", json!({"code": v})),
-            ("/auth/passkeys/register/finish", json!({"name": v, "credential": {"id": v}})),
-            ("/auth/mfa/webauthn/finish", json!({"credential": {"id": v}})),
-            ("/auth/passkey/login/finish", json!({"credential": {"id": v}})),
+            (
+                "/auth/passkeys/register/finish",
+                json!({"name": v, "credential": {"id": v}}),
+            ),
+            (
+                "/auth/mfa/webauthn/finish",
+                json!({"credential": {"id": v}}),
+            ),
+            (
+                "/auth/passkey/login/finish",
+                json!({"credential": {"id": v}}),
+            ),
         ];
         for (path, body) in bodies {
             let res = alice.post_json(path, &body).await;
             let status = res.status();
             let text = res.text().await.unwrap_or_default();
-            assert!(
-                !status.is_server_error(),
-                "{path} {body}: {status} {text}"
-            );
+            assert!(!status.is_server_error(), "{path} {body}: {status} {text}");
             n += 1;
         }
         // The session must still be alice's (a refused input changes nothing).
@@ -792,7 +813,11 @@ const ACCOUNT_SECURITY_ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/auth/tokens", ""),
     ("POST", "/auth/tokens", r#"{"name":"more"}"#),
     ("DELETE", "/auth/tokens/1", ""),
-    ("POST", "/auth/password", r#"{"current_password":"x","new_password":"y"}"#),
+    (
+        "POST",
+        "/auth/password",
+        r#"{"current_password":"x","new_password":"y"}"#,
+    ),
     ("POST", "/auth/reauth", r#"{"password":"x"}"#),
     ("POST", "/auth/reauth/webauthn/start", ""),
     ("GET", "/auth/mfa", ""),
@@ -803,7 +828,11 @@ const ACCOUNT_SECURITY_ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/auth/passkeys", ""),
     ("DELETE", "/auth/passkeys/1", ""),
     ("POST", "/auth/passkeys/register/start", ""),
-    ("POST", "/auth/passkeys/register/finish", r#"{"credential":{}}"#),
+    (
+        "POST",
+        "/auth/passkeys/register/finish",
+        r#"{"credential":{}}"#,
+    ),
 ];
 
 /// Issue 21 item 8 (account part): a personal access token — read or write — can neither read
@@ -874,7 +903,9 @@ async fn token_names_with_control_characters_are_refused() {
         "write\u{202e}daer",
         "zero\u{200b}width",
     ] {
-        let res = alice.post_json("/auth/tokens", &json!({"name": name})).await;
+        let res = alice
+            .post_json("/auth/tokens", &json!({"name": name}))
+            .await;
         let body = assert_error(res, 400, "invalid_characters").await;
         assert!(body["hint"].is_string(), "{body}");
     }

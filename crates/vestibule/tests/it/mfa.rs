@@ -1137,9 +1137,16 @@ async fn the_password_alone_cannot_strip_or_add_a_second_factor() {
         );
     }
     // A wrong code, or a right code with a wrong password, proves nothing.
-    let wrong = if code(&secret, 1) == "123456" { "654321" } else { "123456" };
+    let wrong = if code(&secret, 1) == "123456" {
+        "654321"
+    } else {
+        "123456"
+    };
     let res = alice
-        .post_json("/auth/reauth", &json!({"password": PASSWORD, "code": wrong}))
+        .post_json(
+            "/auth/reauth",
+            &json!({"password": PASSWORD, "code": wrong}),
+        )
         .await;
     assert_error(res, 401, "mfa_code_invalid").await;
     let res = alice

@@ -200,8 +200,7 @@ async fn a_one_shot_connect_to_an_unreachable_postgres_fails_clearly() {
 /// collation made `ａｄｍｉｎ` log in as `admin` with a fresh rate-limit budget).
 #[tokio::test]
 async fn one_canonical_username_on_postgres() {
-    let Some((app, _schema)) =
-        services::spawn_on_postgres(crate::account::canonical_limits).await
+    let Some((app, _schema)) = services::spawn_on_postgres(crate::account::canonical_limits).await
     else {
         return;
     };
