@@ -120,6 +120,25 @@ export interface PasswordChange {
   newPassword: string;
 }
 
+/** What `reauth` sends: the password, and at most one second factor. */
+export interface ReauthProof {
+  password: string;
+  /** A current TOTP code. */
+  code?: string;
+  /** An unused recovery code (spent by this proof). */
+  recoveryCode?: string;
+  /** Prove one of the user's passkeys (a WebAuthn ceremony in the browser). */
+  passkey?: boolean;
+}
+
+/** What `reauth` answers. */
+export interface ReauthResult {
+  auth_time: string;
+  reauth_until: string;
+  /** Whether the proof included a second factor (needed to manage factors). */
+  second_factor: boolean;
+}
+
 export interface RequestOptions {
   method?: string;
   /** Sent as JSON. */
@@ -142,8 +161,13 @@ export interface VestibuleClient {
   changePassword(change: PasswordChange): Promise<User>;
   /** Cookie transport: fetches the current CSRF token (null: no session, none needed). */
   refreshCsrf(): Promise<string | null>;
-  /** Proves the password again (`POST /auth/reauth`) before a sensitive action. */
-  reauth(proof: { password: string }): Promise<unknown>;
+  /**
+   * Proves the password again (`POST /auth/reauth`) before a sensitive action. On an account with
+   * a second factor, adding or removing factors and regenerating recovery codes also need one
+   * factor in the same proof (else `mfa_reauth_required`): a TOTP `code`, a `recoveryCode`
+   * (spent), or `passkey: true` (asks the browser for one of the user's passkeys).
+   */
+  reauth(proof: ReauthProof): Promise<ReauthResult>;
   mfa: {
     /** Completes a login that answered `MfaRequired` with a TOTP code; resolves with the user. */
     totp(code: string): Promise<User>;
@@ -155,7 +179,8 @@ export interface VestibuleClient {
     status(): Promise<MfaStatus>;
     /**
      * Replaces every recovery code with 10 new ones (shown once; the old ones stop working).
-     * Needs a recent password (`reauth`) and a second factor (else `mfa_factor_required`).
+     * Needs a second factor (else `mfa_factor_required`) and a recent `reauth` that proved one
+     * (else `reauth_required` / `mfa_reauth_required`).
      */
     regenerateRecoveryCodes(): Promise<string[]>;
   };

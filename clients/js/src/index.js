@@ -200,6 +200,9 @@ function credentialJson(cred) {
  * @param {import('./index.js').ClientOptions} [options]
  * @returns {import('./index.js').VestibuleClient}
  */
+/** 401 codes of `POST /auth/reauth` that refuse the proof, not the session. */
+const REAUTH_REFUSALS = new Set(['invalid_credentials', 'mfa_code_invalid', 'webauthn_failed']);
+
 export function createClient(options = {}) {
   const transport = options.transport || 'cookie';
   if (transport !== 'cookie' && transport !== 'bearer') {
@@ -482,8 +485,29 @@ export function createClient(options = {}) {
 
     refreshCsrf,
 
-    async reauth({ password }) {
-      return call('POST', '/auth/reauth', { password });
+    async reauth({ password, code, recoveryCode, passkey }) {
+      // On an account with a second factor, managing factors needs one of them proved here too
+      // (else `mfa_reauth_required`): a TOTP `code`, a `recoveryCode`, or `passkey: true` (asks
+      // the browser for one of the user's passkeys).
+      /** @type {Record<string, unknown>} */
+      const body = { password };
+      if (code !== undefined) body.code = code;
+      if (recoveryCode !== undefined) body.recovery_code = recoveryCode;
+      if (passkey) {
+        const options = await call('POST', '/auth/reauth/webauthn/start');
+        const cred = await credentialsApi().get(requestOptions(options));
+        body.credential = credentialJson(cred);
+      }
+      try {
+        return await call('POST', '/auth/reauth', body, { hook: false });
+      } catch (err) {
+        // A wrong password, code or passkey answer is a 401 that leaves the session alive: only
+        // a dead session is "unauthenticated" (and drops a bearer token).
+        if (err instanceof VestibuleError && err.status === 401 && !REAUTH_REFUSALS.has(err.code)) {
+          unauthenticated(err);
+        }
+        throw err;
+      }
     },
 
     mfa: {

@@ -70,7 +70,7 @@ const arrayBuffer = (/** @type {Buffer} */ b) => b.buffer.slice(b.byteOffset, b.
  * each call, "none" attestation, user present and verified, an ES256 key (the P-256 base point:
  * a valid key; this stand-in never signs, so it cannot log in).
  */
-function softAuthenticator(origin) {
+function softAuthenticator(origin, prefix = 'soft-passkey') {
   const gx = Buffer.from('6b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296', 'hex');
   const gy = Buffer.from('4fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5', 'hex');
   let made = 0;
@@ -78,7 +78,7 @@ function softAuthenticator(origin) {
     async create(/** @type {any} */ options) {
       const pk = options.publicKey;
       made += 1;
-      const credId = Buffer.from(`soft-passkey-${made}`.padEnd(16, '-'));
+      const credId = Buffer.from(`${prefix}-${made}`.padEnd(16, '-'));
       const clientData = Buffer.from(JSON.stringify({
         type: 'webauthn.create',
         challenge: Buffer.from(pk.challenge).toString('base64url'),
@@ -261,6 +261,58 @@ describe('second factors', () => {
       extensions: {},
     });
     assert.equal(sent?.name, 'laptop');
+  });
+
+  test('reauth sends the second factor: the password alone cannot remove TOTP, a recovery code can', async () => {
+    await settle();
+    const { username, secret, codes } = await withTotp();
+    // A bearer login through the factor: its new token has not proved one itself.
+    const { client: c, requests } = client('bearer');
+    await c.login({ username, password: PASSWORD });
+    await c.mfa.totp(totp(secret, 1));
+    const aal1 = await c.reauth({ password: PASSWORD });
+    assert.equal(aal1.second_factor, false);
+    await assert.rejects(c.totp.remove(), (e) => e instanceof VestibuleError && e.status === 403 && e.code === 'mfa_reauth_required');
+    await assert.rejects(c.mfa.regenerateRecoveryCodes(), (e) => e instanceof VestibuleError && e.code === 'mfa_reauth_required');
+    await assert.rejects(c.reauth({ password: PASSWORD, code: '000000' === totp(secret, 1) ? '111111' : '000000' }), (e) => e instanceof VestibuleError && e.code === 'mfa_code_invalid');
+    const aal2 = await c.reauth({ password: PASSWORD, recoveryCode: codes[0] });
+    assert.equal(aal2.second_factor, true);
+    const sent = requests.filter((r) => r.url.endsWith('/auth/reauth')).map((r) => JSON.parse(String(r.body)));
+    assert.deepEqual(sent.at(-1), { password: PASSWORD, recovery_code: codes[0] });
+    await c.totp.remove();
+    assert.deepEqual(await c.mfa.status(), { totp: false, passkeys: 0, recovery_codes_left: 0 });
+  });
+
+  test('reauth with passkey: true runs the reauth ceremony and sends the credential', async () => {
+    const soft = softAuthenticator(`http://localhost:${server.port}`, 'reauth-passkey');
+    /** @type {any} */
+    let asked;
+    const credentials = {
+      create: soft.create,
+      async get(/** @type {any} */ options) {
+        asked = options;
+        const bytes = (/** @type {number[]} */ ...b) => new Uint8Array(b).buffer;
+        return {
+          id: 'AQID',
+          rawId: bytes(1, 2, 3),
+          type: 'public-key',
+          response: { clientDataJSON: bytes(123, 125), authenticatorData: bytes(1), signature: bytes(2), userHandle: null },
+          getClientExtensionResults: () => ({}),
+        };
+      },
+    };
+    const jar = cookieJarFetch();
+    const c = createClient({ baseUrl: server.url, fetch: jar.fetch, credentials });
+    await c.signup({ username: uniqueName('pk'), password: PASSWORD });
+    await c.passkeys.register({ name: 'laptop' });
+    // This stand-in cannot sign: the server refuses the answer, after the whole round trip.
+    await assert.rejects(c.reauth({ password: PASSWORD, passkey: true }), (e) => e instanceof VestibuleError && e.code === 'webauthn_failed');
+    assert.ok(asked.publicKey.challenge instanceof ArrayBuffer);
+    assert.ok(jar.requests.some((r) => r.url.endsWith('/auth/reauth/webauthn/start')));
+    const reauth = jar.requests.filter((r) => r.url.endsWith('/auth/reauth')).at(-1);
+    const body = JSON.parse(String(reauth?.body));
+    assert.equal(body.password, PASSWORD);
+    assert.equal(body.credential.id, 'AQID');
   });
 
   test('passkeys.login refuses the bearer transport up front', async () => {

@@ -114,7 +114,7 @@ export async function startServer(opts = {}) {
 export function cookieJarFetch() {
   /** @type {Map<string, Map<string, string>>} */
   const jar = new Map();
-  /** @type {{url: string, method: string, credentials: string | undefined, headers: Headers, status?: number}[]} */
+  /** @type {{url: string, method: string, credentials: string | undefined, headers: Headers, body?: unknown, status?: number}[]} */
   const requests = [];
   /** @type {(input: any, init?: any) => Promise<Response>} */
   const jarFetch = async (input, init = {}) => {
@@ -125,7 +125,7 @@ export function cookieJarFetch() {
     if (useCookies && cookies.size > 0) {
       headers.set('cookie', [...cookies].map(([k, v]) => `${k}=${v}`).join('; '));
     }
-    const record = { url: url.href, method: (init.method || 'GET').toUpperCase(), credentials: init.credentials, headers };
+    const record = { url: url.href, method: (init.method || 'GET').toUpperCase(), credentials: init.credentials, headers, body: init.body };
     requests.push(record);
     const res = await fetch(url, { ...init, headers, signal: init.signal || AbortSignal.timeout(10_000) });
     record.status = res.status;

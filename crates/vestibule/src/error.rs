@@ -116,6 +116,13 @@ pub enum ErrorCode {
     PasskeysUnavailable,
     /// A WebAuthn ceremony failed: no challenge pending, or the authenticator's answer did not verify.
     WebauthnFailed,
+    /// Managing second factors on an account that has one needs a re-authentication that proved
+    /// a second factor too (`POST /auth/reauth` with `code`, `recovery_code` or a passkey), not
+    /// the password alone.
+    MfaReauthRequired,
+    /// A string field holds characters the server does not accept there (a NUL byte anywhere,
+    /// control characters in a name): refused before any storage sees it.
+    InvalidCharacters,
 }
 
 impl ErrorCode {
@@ -163,7 +170,8 @@ impl ErrorCode {
             }
             ErrorCode::MfaAlreadyEnabled | ErrorCode::MfaFactorRequired => StatusCode::CONFLICT,
             ErrorCode::MfaNotEnabled | ErrorCode::PasskeysUnavailable => StatusCode::NOT_FOUND,
-            ErrorCode::ReauthRequired => StatusCode::FORBIDDEN,
+            ErrorCode::ReauthRequired | ErrorCode::MfaReauthRequired => StatusCode::FORBIDDEN,
+            ErrorCode::InvalidCharacters => StatusCode::BAD_REQUEST,
             ErrorCode::ResetTokenInvalid => StatusCode::BAD_REQUEST,
             ErrorCode::Busy => StatusCode::SERVICE_UNAVAILABLE,
         }

@@ -16,6 +16,38 @@ use vestibule::config::{Config, LogFormat, RawConfig};
 
 use crate::cli::{Cli, Command};
 
+/// Text that came from outside (token names, user agents, usernames) made safe for a terminal
+/// table: control and invisible characters ([`vestibule::auth::is_control_or_invisible`]) and the
+/// backslash are escaped (`\u{1b}`, `\\`), so a stored escape sequence is shown, never run, and
+/// a row cannot be made to read like another. Every CLI table prints outside text through this.
+pub(crate) fn cell(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c == '\\' {
+            out.push_str("\\\\");
+        } else if vestibule::auth::is_control_or_invisible(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Finds a user by name for a subcommand: the name parsed as a [`vestibule::auth::Username`]
+/// and looked up by its canonical form, like every other entry.
+pub(crate) async fn find_user(
+    users: &vestibule::auth::UserStore,
+    name: &str,
+) -> anyhow::Result<vestibule::auth::User> {
+    let username = vestibule::auth::Username::parse(name)
+        .map_err(|e| anyhow::anyhow!("{:?} is not a valid username: {e}", cell(name)))?;
+    users
+        .by_username(username.as_str())
+        .await?
+        .with_context(|| format!("no user named {:?}", cell(name)))
+}
+
 /// Loads and validates the configuration for a subcommand.
 fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     let raw = RawConfig::load_profile(
@@ -60,5 +92,23 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Command::Init(args) => init::run(&cli, args),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cell;
+
+    #[test]
+    fn cells_escape_control_and_invisible_characters_and_the_backslash() {
+        assert_eq!(cell("ci deploy 🚀"), "ci deploy 🚀");
+        assert_eq!(cell("\u{1b}[2K\rread"), "\\u{1b}[2K\\u{d}read");
+        assert_eq!(cell("a\0b\u{7f}\u{9b}"), "a\\u{0}b\\u{7f}\\u{9b}");
+        assert_eq!(cell("w\u{202e}x\u{200b}"), "w\\u{202e}x\\u{200b}");
+        assert_eq!(
+            cell("\\u{1b}"),
+            "\\\\u{1b}",
+            "a typed escape cannot pass for one"
+        );
     }
 }

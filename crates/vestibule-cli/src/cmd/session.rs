@@ -40,12 +40,7 @@ async fn run_with(
     let store = build_store(config, db)?.0;
     let find = |name: String| {
         let users = users.clone();
-        async move {
-            users
-                .by_username(&name)
-                .await?
-                .with_context(|| format!("no user named {name:?}"))
-        }
+        async move { super::find_user(&users, &name).await }
     };
     match command {
         SessionCommand::List { user } => {
@@ -69,7 +64,7 @@ async fn run_with(
                     time(r.last_seen),
                     time(r.expires_at.min(r.absolute_expires_at)),
                     transport,
-                    r.user_agent.as_deref().unwrap_or("-")
+                    super::cell(r.user_agent.as_deref().unwrap_or("-"))
                 );
             }
             eprintln!("{} live session(s) of {}", records.len(), user.username);

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use vestibule::auth::{AccessTokens, Scope, UserStore};
 use vestibule::config::Config;
 use vestibule::config::TokenSettings;
@@ -27,12 +27,7 @@ async fn run_with(
     let owner = |name: &str| {
         let users = users.clone();
         let name = name.to_owned();
-        async move {
-            users
-                .by_username(&name)
-                .await?
-                .with_context(|| format!("no user named {name:?}"))
-        }
+        async move { super::find_user(&users, &name).await }
     };
     match command {
         TokenCommand::Create {
@@ -74,7 +69,7 @@ async fn run_with(
                     t.id,
                     t.prefix,
                     scopes.join(","),
-                    t.name,
+                    super::cell(&t.name),
                     t.expires_at
                 );
             }

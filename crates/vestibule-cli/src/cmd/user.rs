@@ -51,10 +51,7 @@ pub(crate) async fn run(config: Config, command: &UserCommand) -> anyhow::Result
 }
 
 async fn find(users: &UserStore, username: &str) -> anyhow::Result<vestibule::auth::User> {
-    users
-        .by_username(username)
-        .await?
-        .with_context(|| format!("no user named {username:?}"))
+    super::find_user(users, username).await
 }
 
 async fn run_with(
@@ -89,7 +86,7 @@ async fn run_with(
                 println!(
                     "{:>6}  {:<24} {:<8} {}",
                     u.id,
-                    u.username,
+                    super::cell(&u.username),
                     if u.is_active { "yes" } else { "no" },
                     last
                 );

@@ -277,3 +277,47 @@ fn reset_password_prints_a_one_time_token_the_user_redeems() {
     );
     assert!(!out.status.success());
 }
+
+/// Issue 21 item 7: text stored from outside (here an access-token name with terminal escapes,
+/// as older servers accepted it) reaches the administrator's terminal escaped, never raw.
+#[test]
+fn token_list_escapes_control_characters_in_names() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run_with_stdin(
+        dir.path(),
+        &["user", "add", "eve", "--password-stdin"],
+        "a long password\n",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let evil = "\u{1b}[2K\r    1  vpat_xxxx      read\u{7}\u{202e}";
+    let out = vestibule(dir.path())
+        .args(["token", "create", "--user", "eve", "--name", evil])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", text(&out));
+    let out = vestibule(dir.path())
+        .args(["token", "list", "--user", "eve"])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for raw in ['\u{1b}', '\r', '\u{7}', '\u{202e}'] {
+        assert!(
+            !stdout.contains(raw),
+            "{raw:?} reached the terminal: {stdout:?}"
+        );
+    }
+    assert!(
+        stdout.contains("\\u{1b}[2K\\u{d}    1  vpat_xxxx      read\\u{7}\\u{202e}"),
+        "{stdout}"
+    );
+    // A name that cannot be a username is refused, and echoed escaped.
+    let out = vestibule(dir.path())
+        .args(["token", "list", "--user", "ｅve\u{1b}[31m"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let all = text(&out);
+    assert!(!all.contains('\u{1b}'), "{all:?}");
+    assert!(all.contains("not a valid username"), "{all}");
+}

@@ -437,6 +437,24 @@ $('#password-form').addEventListener('submit', (event) => {
   });
 });
 
+$('#reauth-form').addEventListener('submit', (event) => {
+  event.preventDefault();
+  const form = event.currentTarget;
+  run('Confirming', async () => {
+    const { password, code } = formValues(form);
+    const factor = String(code || '').trim();
+    // Six digits: a TOTP code; anything else typed: a recovery code; empty: the password alone.
+    const proof = factor === ''
+      ? { password }
+      : /^\d{6}$/.test(factor) ? { password, code: factor } : { password, recoveryCode: factor };
+    const answer = await client().reauth(proof);
+    form.reset();
+    return answer.second_factor
+      ? 'Confirmed with a second factor: sensitive actions and factor changes are allowed for 10 minutes'
+      : 'Password confirmed: sensitive actions are allowed for 10 minutes';
+  });
+});
+
 $('#logout').addEventListener('click', () => {
   run('Logging out', async () => {
     if (transport === 'bearer' && !bearerToken()) return 'No bearer token held: nothing to log out';

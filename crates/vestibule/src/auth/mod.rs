@@ -12,7 +12,7 @@ mod tokens;
 mod user;
 
 pub use device::{DEVICE_LIFETIME_SECS, DeviceTrust};
-pub use extract::{AuthUser, MaybeAuthUser};
+pub use extract::{AccountUser, AuthUser, MaybeAuthUser};
 pub use password::{
     DEFAULT_HASH_MEMORY_BUDGET, DEFAULT_HASH_QUEUE_TIMEOUT, HASH_MEMORY_BYTES, HashLimits,
     Password, PasswordHasher, PasswordPolicy,
@@ -20,4 +20,4 @@ pub use password::{
 pub use quality::MAX_PASSWORD_BYTES;
 pub use reset::PasswordResets;
 pub use tokens::{AccessToken, AccessTokens, Scope, TokenError, TokenOwner};
-pub use user::{User, UserError, UserStore, Username};
+pub use user::{User, UserError, UserStore, Username, is_control_or_invisible};

@@ -10,7 +10,16 @@ use crate::error::{Error, ErrorCode};
 use crate::session::{UnixTime, now};
 
 /// A valid username: 1–150 characters of ASCII letters, digits and `@ . + - _` (Django's set,
-/// ASCII-only so case-insensitive uniqueness is exact).
+/// ASCII-only so case-insensitive uniqueness is exact), not only dots (`.` and `..` read as
+/// paths in URLs, logs and file names).
+///
+/// **One canonical username.** Every entry that takes a username — signup, login, the CLI, the
+/// rate-limit keys — goes through [`Username::parse`], and every comparison uses
+/// [`Username::canonical`] (ASCII lowercase), which the database compares byte for byte
+/// (`lower(username)`, a unique index in both SQLite and PostgreSQL). No collation decides what
+/// is "equal": fullwidth, mathematical, circled letters, soft hyphens, zero-width and control
+/// characters never parse, so they can neither log in as `admin` nor get a rate-limit bucket
+/// of their own.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct Username(String);
@@ -22,13 +31,19 @@ impl Username {
     /// 422 `invalid_username` saying what is allowed.
     pub fn parse(s: &str) -> Result<Self, Error> {
         let ok_char = |c: char| c.is_ascii_alphanumeric() || "@.+-_".contains(c);
-        if s.is_empty() || s.len() > 150 || !s.chars().all(ok_char) {
+        if s.is_empty() || s.len() > 150 || !s.chars().all(ok_char) || s.chars().all(|c| c == '.') {
             return Err(Error::new(
                 ErrorCode::InvalidUsername,
-                "a username has 1 to 150 characters: ASCII letters, digits and @ . + - _",
+                "a username has 1 to 150 characters: ASCII letters, digits and @ . + - _, not only dots",
             ));
         }
         Ok(Self(s.to_owned()))
+    }
+
+    /// The canonical form: what two spellings of one account have in common (ASCII lowercase:
+    /// the characters are ASCII, so this is exact). Lookups and rate-limit keys use it.
+    pub fn canonical(&self) -> String {
+        self.0.to_ascii_lowercase()
     }
 
     /// The username.
@@ -48,6 +63,17 @@ impl<'de> Deserialize<'de> for Username {
         let s = String::deserialize(d)?;
         Username::parse(&s).map_err(|_| serde::de::Error::custom("invalid username"))
     }
+}
+
+/// Whether `c` is a control character (C0, DEL, C1) or an invisible formatting character that
+/// reorders or hides text (zero-width, soft hyphen, bidirectional embeddings and isolates, BOM).
+/// Labels that people read — access-token and passkey names — refuse them at the API, and the
+/// CLI escapes them in every table, so stored text cannot rewrite a terminal or disguise a row.
+pub fn is_control_or_invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{ad}' | '\u{61c}' | '\u{180e}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{206f}' | '\u{feff}' | '\u{fff9}'..='\u{fffb}')
 }
 
 /// A stored user.
@@ -166,18 +192,26 @@ impl UserStore {
         user.ok_or(UserError::Taken)
     }
 
-    /// Finds a user by username, case-insensitively.
+    /// Finds a user by username, case-insensitively. The one lookup by name (login, the CLI):
+    /// `username` is parsed first — a name that does not parse names nobody, and no query runs
+    /// (so input the database cannot take, such as NUL, never reaches it) — then its
+    /// [`Username::canonical`] form is compared byte for byte with `lower(username)` (a unique
+    /// index in both databases).
     ///
     /// # Errors
     /// A database error.
     pub async fn by_username(&self, username: &str) -> Result<Option<User>, UserError> {
+        let Ok(username) = Username::parse(username) else {
+            return Ok(None);
+        };
+        let canonical = username.canonical();
         Ok(with_pool!(self.db, read, |pool, _d| {
             let row = sqlx::query(concat!(
                 "SELECT ",
                 user_columns!(),
-                " FROM users WHERE username = $1"
+                " FROM users WHERE lower(username) = $1"
             ))
-            .bind(username)
+            .bind(canonical.as_str())
             .fetch_optional(pool)
             .await?;
             row.as_ref().map(|r| decode!(r)).transpose()?
@@ -396,8 +430,24 @@ mod tests {
             "a/b",
             &"x".repeat(151),
             "semi;colon",
+            ".",
+            "..",
+            "...",
+            "ａｄｍｉｎ",
+            "𝐚𝐝𝐦𝐢𝐧",
+            "ⓐdmin",
+            "ad\u{ad}min",
+            "adm\u{200b}in",
+            "admin\u{1}",
+            "admin\0",
+            "admin\n",
+            "ᵃdmin",
         ] {
-            assert!(Username::parse(bad).is_err(), "{bad}");
+            assert!(Username::parse(bad).is_err(), "{bad:?}");
         }
+        assert!(Username::parse(".a.").is_ok(), "dots with something else");
+        let a = Username::parse("AdMiN").expect("valid");
+        assert_eq!(a.canonical(), "admin");
+        assert_eq!(a.as_str(), "AdMiN", "kept as registered");
     }
 }

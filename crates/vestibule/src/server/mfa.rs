@@ -29,13 +29,11 @@ use webauthn_rs::prelude::{
 
 use super::json::Json;
 use super::openapi::ErrorBody;
-use super::routes::{
-    LoginTransport, refuse_dead_bearer, remember_device, require_session, rfc3339, start_session,
-};
+use super::routes::{LoginTransport, refuse_dead_bearer, remember_device, rfc3339, start_session};
 use super::{AppState, ClientIp};
 use crate::auth::mfa::{self, MfaMethods};
-use crate::auth::reauth::require_recent;
-use crate::auth::{AuthUser, User};
+use crate::auth::reauth::{record_factor_proof, require_recent_factor};
+use crate::auth::{AccountUser, User};
 use crate::error::{Error, ErrorCode, Result};
 use crate::session::{Session, UnixTime, now};
 
@@ -140,6 +138,28 @@ async fn check_rate(app: &AppState, user_id: i64) -> Result<()> {
     })
 }
 
+/// The gate of every route that adds or removes a second factor or recovery codes: a recent
+/// password and, on an account that has a second factor, a recent second factor too
+/// ([`require_recent_factor`]).
+async fn require_factor_reauth(app: &AppState, session: &Session, user_id: i64) -> Result<()> {
+    let has_factor = app.mfa.store.methods(user_id).await?.any();
+    require_recent_factor(session, app.reauth_window, has_factor).await
+}
+
+/// Audits the removal of the account's last second factor (the account is back to the password
+/// alone: worth an alert of its own).
+async fn audit_if_last_factor(app: &AppState, user_id: i64, method: &str) -> Result<()> {
+    if !app.mfa.store.methods(user_id).await?.any() {
+        audit!(
+            "mfa.last_factor_removed",
+            user_id,
+            method,
+            "the account's last second factor was removed: the password alone logs in"
+        );
+    }
+    Ok(())
+}
+
 fn refused(app: &AppState, p: &Pending, ip: std::net::IpAddr, method: &str) -> Error {
     app.login_failed("mfa_code_invalid");
     audit!("login.failure", reason = "mfa_code_invalid", method, user_id = p.user_id, client_ip = %ip, "second factor refused");
@@ -173,6 +193,12 @@ async fn complete(
     };
     audit!("login.success", user_id = user.id, client_ip = %ip, method, "user logged in with a second factor");
     let body = start_session(app, session, user.id, &user.username, transport).await?;
+    if transport == LoginTransport::Cookie {
+        // This session proved the second factor now: it counts for managing factors within
+        // the re-authentication window. (A bearer login's new token is another session: it
+        // proves a factor through `POST /auth/reauth`.)
+        record_factor_proof(session, user.id).await?;
+    }
     let mut res = axum::Json(body).into_response();
     remember_device(app, &mut res, &user.username, transport);
     Ok(res)
@@ -303,7 +329,7 @@ pub(crate) struct TotpEnrolment {
     responses(
         (status = 200, description = "The secret, URI and QR code", body = TotpEnrolment),
         (status = 401, description = "`not_authenticated`, `session_expired`, `invalid_token`", body = ErrorBody),
-        (status = 403, description = "`session_required` (an access token), or a CSRF refusal", body = ErrorBody),
+        (status = 403, description = "`reauth_required`, `mfa_reauth_required` (the account has a second factor: re-authenticate with one), `session_required`, or a CSRF refusal", body = ErrorBody),
         (status = 409, description = "`mfa_already_enabled`: remove the authenticator first", body = ErrorBody),
         (status = 503, description = "`store_unavailable`", body = ErrorBody),
     ),
@@ -312,10 +338,9 @@ pub(crate) struct TotpEnrolment {
 pub(crate) async fn post_totp_enroll(
     State(app): State<AppState>,
     session: Session,
-    user: AuthUser,
+    user: AccountUser,
 ) -> Result<axum::Json<TotpEnrolment>> {
-    require_session(&session)?;
-    require_recent(&session, app.reauth_window).await?;
+    require_factor_reauth(&app, &session, user.id).await?;
     let secret = mfa::new_totp_secret();
     let sealed = app.mfa.secrets.seal(user.id, &secret)?;
     if !app.mfa.store.totp_begin(user.id, &sealed).await? {
@@ -351,7 +376,7 @@ pub(crate) struct RecoveryCodes {
         (status = 415, description = "`unsupported_media_type`: the body is not declared as `application/json`", body = ErrorBody),
         (status = 200, description = "Enabled: the recovery codes, shown once", body = RecoveryCodes),
         (status = 401, description = "`mfa_code_invalid`, `not_authenticated`, `invalid_token`", body = ErrorBody),
-        (status = 403, description = "`session_required`, or a CSRF refusal", body = ErrorBody),
+        (status = 403, description = "`reauth_required`, `mfa_reauth_required` (the account has a second factor: re-authenticate with one), `session_required`, or a CSRF refusal", body = ErrorBody),
         (status = 404, description = "`mfa_not_enabled`: no enrolment waits for confirmation", body = ErrorBody),
         (status = 409, description = "`mfa_already_enabled`", body = ErrorBody),
         (status = 422, description = "`invalid_body`", body = ErrorBody),
@@ -363,11 +388,10 @@ pub(crate) struct RecoveryCodes {
 pub(crate) async fn post_totp_confirm(
     State(app): State<AppState>,
     session: Session,
-    user: AuthUser,
+    user: AccountUser,
     Json(body): Json<CodeBody>,
 ) -> Result<axum::Json<RecoveryCodes>> {
-    require_session(&session)?;
-    require_recent(&session, app.reauth_window).await?;
+    require_factor_reauth(&app, &session, user.id).await?;
     check_rate(&app, user.id).await?;
     let (sealed, confirmed) = app.mfa.store.totp(user.id).await?.ok_or_else(|| {
         Error::new(ErrorCode::MfaNotEnabled, "no TOTP enrolment to confirm")
@@ -405,6 +429,8 @@ pub(crate) async fn post_totp_confirm(
         method = "totp",
         "TOTP enabled"
     );
+    // The confirming code proved the factor: this session may go on managing factors.
+    record_factor_proof(&session, user.id).await?;
     Ok(axum::Json(RecoveryCodes {
         recovery_codes: codes,
     }))
@@ -443,10 +469,8 @@ pub(crate) struct MfaStatus {
 )]
 pub(crate) async fn get_mfa(
     State(app): State<AppState>,
-    session: Session,
-    user: AuthUser,
+    user: AccountUser,
 ) -> Result<axum::Json<MfaStatus>> {
-    require_session(&session)?;
     let m = app.mfa.store.methods(user.id).await?;
     Ok(axum::Json(MfaStatus {
         totp: m.totp,
@@ -463,7 +487,7 @@ pub(crate) async fn get_mfa(
     responses(
         (status = 200, description = "The new recovery codes, shown once", body = RecoveryCodes),
         (status = 401, description = "`not_authenticated`, `session_expired`, `invalid_token`", body = ErrorBody),
-        (status = 403, description = "`reauth_required`, `session_required`, or a CSRF refusal", body = ErrorBody),
+        (status = 403, description = "`reauth_required`, `mfa_reauth_required` (re-authenticate with a second factor), `session_required`, or a CSRF refusal", body = ErrorBody),
         (status = 409, description = "`mfa_factor_required`: no second factor to recover", body = ErrorBody),
         (status = 429, description = "`rate_limited` (`rate_limits.mfa_per_user`)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds until a retry can succeed"))),
@@ -474,10 +498,9 @@ pub(crate) async fn get_mfa(
 pub(crate) async fn post_recovery_regenerate(
     State(app): State<AppState>,
     session: Session,
-    user: AuthUser,
+    user: AccountUser,
 ) -> Result<axum::Json<RecoveryCodes>> {
-    require_session(&session)?;
-    require_recent(&session, app.reauth_window).await?;
+    require_factor_reauth(&app, &session, user.id).await?;
     check_rate(&app, user.id).await?;
     let (codes, hashes) = new_codes();
     if !app
@@ -512,7 +535,7 @@ pub(crate) async fn post_recovery_regenerate(
     responses(
         (status = 204, description = "Removed"),
         (status = 401, description = "`not_authenticated`, `session_expired`, `invalid_token`", body = ErrorBody),
-        (status = 403, description = "`session_required`, or a CSRF refusal", body = ErrorBody),
+        (status = 403, description = "`reauth_required`, `mfa_reauth_required` (the account has a second factor: re-authenticate with one), `session_required`, or a CSRF refusal", body = ErrorBody),
         (status = 404, description = "`mfa_not_enabled`", body = ErrorBody),
         (status = 503, description = "`store_unavailable`", body = ErrorBody),
     ),
@@ -521,10 +544,9 @@ pub(crate) async fn post_recovery_regenerate(
 pub(crate) async fn delete_totp(
     State(app): State<AppState>,
     session: Session,
-    user: AuthUser,
+    user: AccountUser,
 ) -> Result<StatusCode> {
-    require_session(&session)?;
-    require_recent(&session, app.reauth_window).await?;
+    require_factor_reauth(&app, &session, user.id).await?;
     if !app.mfa.store.totp_remove(user.id).await? {
         return Err(Error::new(ErrorCode::MfaNotEnabled, "TOTP is not enabled"));
     }
@@ -534,6 +556,7 @@ pub(crate) async fn delete_totp(
         method = "totp",
         "TOTP removed"
     );
+    audit_if_last_factor(&app, user.id, "totp").await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -613,7 +636,7 @@ fn from_value<T: serde::de::DeserializeOwned>(v: Value) -> Result<T> {
     responses(
         (status = 200, description = "The creation options", body = Object),
         (status = 401, description = "`not_authenticated`, `session_expired`, `invalid_token`", body = ErrorBody),
-        (status = 403, description = "`session_required`, or a CSRF refusal", body = ErrorBody),
+        (status = 403, description = "`reauth_required`, `mfa_reauth_required` (the account has a second factor: re-authenticate with one), `session_required`, or a CSRF refusal", body = ErrorBody),
         (status = 404, description = "`passkeys_unavailable`: the public URL has no domain name", body = ErrorBody),
         (status = 503, description = "`store_unavailable`", body = ErrorBody),
     ),
@@ -622,10 +645,9 @@ fn from_value<T: serde::de::DeserializeOwned>(v: Value) -> Result<T> {
 pub(crate) async fn post_passkey_register_start(
     State(app): State<AppState>,
     session: Session,
-    user: AuthUser,
+    user: AccountUser,
 ) -> Result<axum::Json<Value>> {
-    require_session(&session)?;
-    require_recent(&session, app.reauth_window).await?;
+    require_factor_reauth(&app, &session, user.id).await?;
     let wa = webauthn(&app)?;
     let existing = app.mfa.store.passkeys(user.id).await?;
     let handle = match existing.first() {
@@ -702,7 +724,7 @@ pub(crate) struct PasskeyRegistered {
         (status = 415, description = "`unsupported_media_type`: the body is not declared as `application/json`", body = ErrorBody),
         (status = 201, description = "Registered; `recovery_codes` when the account had none", body = PasskeyRegistered),
         (status = 401, description = "`webauthn_failed` (no challenge, or the attestation did not verify), `not_authenticated`", body = ErrorBody),
-        (status = 403, description = "`session_required`, or a CSRF refusal", body = ErrorBody),
+        (status = 403, description = "`reauth_required`, `mfa_reauth_required` (the account has a second factor: re-authenticate with one), `session_required`, or a CSRF refusal", body = ErrorBody),
         (status = 404, description = "`passkeys_unavailable`", body = ErrorBody),
         (status = 409, description = "`mfa_already_enabled`: this credential is registered already", body = ErrorBody),
         (status = 422, description = "`invalid_body`", body = ErrorBody),
@@ -713,17 +735,19 @@ pub(crate) struct PasskeyRegistered {
 pub(crate) async fn post_passkey_register_finish(
     State(app): State<AppState>,
     session: Session,
-    user: AuthUser,
+    user: AccountUser,
     Json(body): Json<PasskeyRegistrationBody>,
 ) -> Result<Response> {
-    require_session(&session)?;
-    require_recent(&session, app.reauth_window).await?;
+    require_factor_reauth(&app, &session, user.id).await?;
     let wa = webauthn(&app)?;
     let c = take_ceremony(&session, "register").await?;
     let state: PasskeyRegistration = from_value(c.state)?;
     let passkey = wa
         .finish_passkey_registration(&body.credential, &state)
         .map_err(|e| webauthn_failed(format!("the registration did not verify: {e}")))?;
+    if let Some(n) = &body.name {
+        super::routes::refuse_control_chars("name", n)?;
+    }
     let name: String = body
         .name
         .as_deref()
@@ -759,6 +783,8 @@ pub(crate) async fn post_passkey_register_finish(
         method = "webauthn",
         "passkey registered"
     );
+    // The registration proved possession of the new passkey.
+    record_factor_proof(&session, user.id).await?;
     // A passkey-only account needs recovery codes like a TOTP one: issued with its first factor.
     let (codes, hashes) = new_codes();
     let recovery_codes = app
@@ -803,10 +829,8 @@ pub(crate) struct PasskeyList {
 )]
 pub(crate) async fn get_passkeys(
     State(app): State<AppState>,
-    session: Session,
-    user: AuthUser,
+    user: AccountUser,
 ) -> Result<axum::Json<PasskeyList>> {
-    require_session(&session)?;
     let passkeys = app
         .mfa
         .store
@@ -831,7 +855,7 @@ pub(crate) async fn get_passkeys(
     responses(
         (status = 204, description = "Removed"),
         (status = 401, description = "`not_authenticated`, `session_expired`, `invalid_token`", body = ErrorBody),
-        (status = 403, description = "`session_required`, or a CSRF refusal", body = ErrorBody),
+        (status = 403, description = "`reauth_required`, `mfa_reauth_required` (the account has a second factor: re-authenticate with one), `session_required`, or a CSRF refusal", body = ErrorBody),
         (status = 404, description = "`mfa_not_enabled`: no passkey with this id belongs to the caller", body = ErrorBody),
         (status = 503, description = "`store_unavailable`", body = ErrorBody),
     ),
@@ -840,11 +864,10 @@ pub(crate) async fn get_passkeys(
 pub(crate) async fn delete_passkey(
     State(app): State<AppState>,
     session: Session,
-    user: AuthUser,
+    user: AccountUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
-    require_session(&session)?;
-    require_recent(&session, app.reauth_window).await?;
+    require_factor_reauth(&app, &session, user.id).await?;
     let not_found = || {
         Error::new(
             ErrorCode::MfaNotEnabled,
@@ -862,6 +885,7 @@ pub(crate) async fn delete_passkey(
         passkey_id = id,
         "passkey removed"
     );
+    audit_if_last_factor(&app, user.id, "webauthn").await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -1093,7 +1117,130 @@ pub(crate) async fn post_passkey_login_finish(
         .ok_or_else(|| Error::new(ErrorCode::AccountDisabled, "this account is disabled"))?;
     audit!("login.success", user_id = user.id, client_ip = %ip, method = "passkey", "user logged in with a passkey");
     let out = start_session(&app, &session, user.id, &user.username, body.transport).await?;
+    if body.transport == LoginTransport::Cookie {
+        // A passkey is a second factor: this session proved one now.
+        record_factor_proof(&session, user.id).await?;
+    }
     let mut res = axum::Json(out).into_response();
     remember_device(&app, &mut res, &user.username, body.transport);
     Ok(res)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Re-authentication with a second factor ("aal2")
+
+/// The second factor sent with `POST /auth/reauth` (at most one).
+pub(super) enum ReauthFactor<'a> {
+    /// A TOTP code of the confirmed authenticator.
+    Totp(&'a str),
+    /// An unused recovery code (spent by this proof).
+    Recovery(&'a str),
+    /// The answer to the challenge of `POST /auth/reauth/webauthn/start`.
+    Passkey(&'a PublicKeyCredential),
+}
+
+/// Verifies a second factor of `user_id` for a re-authentication, against the account's
+/// second-factor budget (`rate_limits.mfa_per_user`). On success the session records the proof
+/// ([`record_factor_proof`]); on failure: 401 `mfa_code_invalid` or `webauthn_failed`.
+pub(super) async fn verify_reauth_factor(
+    app: &AppState,
+    session: &Session,
+    user_id: i64,
+    ip: std::net::IpAddr,
+    factor: ReauthFactor<'_>,
+) -> Result<&'static str> {
+    check_rate(app, user_id).await?;
+    let method = match factor {
+        ReauthFactor::Totp(code) => {
+            if !totp_ok(app, user_id, code).await? {
+                audit!("reauth.failure", reason = "mfa_code_invalid", method = "totp", user_id, client_ip = %ip);
+                return Err(Error::new(
+                    ErrorCode::MfaCodeInvalid,
+                    "the code is wrong, expired or already used",
+                ));
+            }
+            "totp"
+        }
+        ReauthFactor::Recovery(code) => {
+            let used = code.len() <= 64
+                && app
+                    .mfa
+                    .store
+                    .use_recovery_code(user_id, &mfa::recovery_hash(code))
+                    .await?;
+            if !used {
+                audit!("reauth.failure", reason = "mfa_code_invalid", method = "recovery", user_id, client_ip = %ip);
+                return Err(Error::new(
+                    ErrorCode::MfaCodeInvalid,
+                    "the recovery code is unknown or already used",
+                ));
+            }
+            audit!("mfa.recovery_used", user_id, "recovery code spent");
+            "recovery"
+        }
+        ReauthFactor::Passkey(credential) => {
+            let wa = webauthn(app)?;
+            let c = take_ceremony(session, "reauth").await?;
+            let state: PasskeyAuthentication = from_value(c.state)?;
+            let res = match wa.finish_passkey_authentication(credential, &state) {
+                Ok(r) => r,
+                Err(e) => {
+                    audit!("reauth.failure", reason = "webauthn_failed", user_id, client_ip = %ip, error = %e);
+                    return Err(webauthn_failed("the passkey's answer did not verify"));
+                }
+            };
+            for s in app.mfa.store.passkeys(user_id).await? {
+                if let Ok(key) = serde_json::from_str::<Passkey>(&s.passkey)
+                    && key.cred_id() == res.cred_id()
+                {
+                    touch(app, s.id, key, &res).await?;
+                }
+            }
+            "webauthn"
+        }
+    };
+    record_factor_proof(session, user_id).await?;
+    Ok(method)
+}
+
+/// Starts a passkey re-authentication: the `navigator.credentials.get` options for the signed-in
+/// user's passkeys; the answer goes to `POST /auth/reauth` as `credential`, with the password.
+#[utoipa::path(
+    post,
+    path = "/auth/reauth/webauthn/start",
+    tag = "auth",
+    responses(
+        (status = 200, description = "The request options", body = Object),
+        (status = 401, description = "`not_authenticated`, `session_expired`, `invalid_token`", body = ErrorBody),
+        (status = 403, description = "`session_required` (an access token), or a CSRF refusal", body = ErrorBody),
+        (status = 404, description = "`passkeys_unavailable`, or `mfa_not_enabled` (no passkey)", body = ErrorBody),
+        (status = 503, description = "`store_unavailable`", body = ErrorBody),
+    ),
+    security(("session_cookie" = [], "csrf_token" = []), ("bearer" = [])),
+)]
+pub(crate) async fn post_reauth_webauthn_start(
+    State(app): State<AppState>,
+    session: Session,
+    user: AccountUser,
+) -> Result<axum::Json<Value>> {
+    let wa = webauthn(&app)?;
+    let keys: Vec<Passkey> = app
+        .mfa
+        .store
+        .passkeys(user.id)
+        .await?
+        .iter()
+        .filter_map(|k| serde_json::from_str(&k.passkey).ok())
+        .collect();
+    if keys.is_empty() {
+        return Err(Error::new(
+            ErrorCode::MfaNotEnabled,
+            "this account has no passkey",
+        ));
+    }
+    let (rcr, state) = wa
+        .start_passkey_authentication(&keys)
+        .map_err(|e| webauthn_failed(format!("cannot start the authentication: {e}")))?;
+    save_ceremony(&session, "reauth", to_value(&state)?, None).await?;
+    Ok(axum::Json(to_value(&rcr)?))
 }

@@ -296,6 +296,10 @@ pub fn router_with(state: AppState, config: &Config, extra: Router) -> Router {
         .route("/auth/csrf", get(routes::get_csrf))
         .route("/auth/password", post(routes::post_password))
         .route("/auth/reauth", post(routes::post_reauth))
+        .route(
+            "/auth/reauth/webauthn/start",
+            post(mfa::post_reauth_webauthn_start),
+        )
         .route("/auth/password/reset", post(routes::post_password_reset))
         .route("/auth/sessions", get(routes::get_sessions))
         .route("/auth/sessions/{id}", delete(routes::delete_session))

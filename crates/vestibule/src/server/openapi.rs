@@ -49,6 +49,7 @@ pub(crate) struct StatusBody {
         routes::get_csrf,
         routes::post_password,
         routes::post_reauth,
+        mfa::post_reauth_webauthn_start,
         routes::post_password_reset,
         routes::get_sessions,
         routes::delete_session,

@@ -11,8 +11,9 @@ use super::json::Json;
 use super::openapi::{ErrorBody, StatusBody};
 use super::{AppState, ClientIp};
 use crate::auth::reauth::require_recent;
-use crate::auth::{AccessToken, AuthUser, MaybeAuthUser, Password, Scope, Username};
+use crate::auth::{AccessToken, AccountUser, AuthUser, MaybeAuthUser, Password, Scope, Username};
 use crate::error::{Error, ErrorCode, Result};
+use crate::ratelimit::account_key;
 use crate::session::{AUTH_USER_KEY, Session, SessionUser, Transport, UnixTime, now};
 use crate::token::TokenHash;
 
@@ -256,16 +257,6 @@ pub(super) async fn refuse_dead_bearer(session: &Session) -> Result<()> {
     Ok(())
 }
 
-/// The account a login attempt is for, as the rate limits key it (usernames are
-/// case-insensitive; the length bound keeps made-up names from growing memory).
-fn account_key(username: &str) -> String {
-    username
-        .chars()
-        .take(150)
-        .collect::<String>()
-        .to_ascii_lowercase()
-}
-
 /// Gives a browser that logged in with the cookie transport the device cookie of `account`.
 pub(super) fn remember_device(
     app: &AppState,
@@ -290,13 +281,25 @@ async fn check_login_rate(
     headers: &HeaderMap,
     account: &str,
 ) -> Result<()> {
+    check_login_ip_rate(app, ip).await?;
+    check_account_rate(app, headers, account).await
+}
+
+/// The per-address half of [`check_login_rate`]: every attempt counts, even one whose username
+/// cannot name an account.
+async fn check_login_ip_rate(app: &AppState, ip: std::net::IpAddr) -> Result<()> {
     app.limits.login_ip.take(&ip).await.map_err(|l| {
         app.limited(
             l,
             "login attempts from this address",
             "rate_limits.login_per_ip",
         )
-    })?;
+    })
+}
+
+/// The per-account half of [`check_login_rate`], keyed by the canonical username
+/// ([`account_key`]): every spelling of one account draws from one bucket.
+async fn check_account_rate(app: &AppState, headers: &HeaderMap, account: &str) -> Result<()> {
     if app.device.recognises(headers, account, now()) {
         app.limits
             .login_device
@@ -352,15 +355,28 @@ pub(crate) async fn post_login(
     Json(body): Json<Credentials>,
 ) -> Result<Response> {
     refuse_dead_bearer(&session).await?;
-    if let Err(e) = check_login_rate(&app, ip, &headers, &account_key(&body.username)).await {
+    if let Err(e) = check_login_ip_rate(&app, ip).await {
         app.login_failed("rate_limited");
         return Err(e);
     }
-    let user = if body.username.len() <= 150 {
-        app.users.by_username(&body.username).await?
-    } else {
-        None
+    // One canonical username (auth/user.rs): a name that does not parse names no account, so it
+    // is refused here, before any database query or password hash, with the answer a wrong
+    // password gets. It spent this address's budget above; it has no account budget to spend.
+    let Ok(username) = Username::parse(&body.username) else {
+        app.login_failed("invalid_credentials");
+        audit!(
+            "login.failure",
+            reason = "invalid_username",
+            client_ip = %ip,
+            "login refused: the username is not valid"
+        );
+        return Err(invalid_credentials());
     };
+    if let Err(e) = check_account_rate(&app, &headers, &account_key(&username)).await {
+        app.login_failed("rate_limited");
+        return Err(e);
+    }
+    let user = app.users.by_username(username.as_str()).await?;
     // Unknown users are verified against a dummy hash: same answer, same time.
     let ok = match app
         .hasher
@@ -387,10 +403,7 @@ pub(crate) async fn post_login(
                 client_ip = %ip,
                 "login refused: invalid credentials"
             );
-            return Err(Error::new(
-                ErrorCode::InvalidCredentials,
-                "wrong username or password",
-            ));
+            return Err(invalid_credentials());
         }
     };
     if !user.is_active {
@@ -415,6 +428,12 @@ pub(crate) async fn post_login(
     let mut res = axum::Json(body_out).into_response();
     remember_device(&app, &mut res, &user.username, body.transport);
     Ok(res)
+}
+
+/// 401 `invalid_credentials`: the one answer for an unknown user, a wrong password and a
+/// username that cannot exist.
+fn invalid_credentials() -> Error {
+    Error::new(ErrorCode::InvalidCredentials, "wrong username or password")
 }
 
 /// Rehashes a password whose stored hash has older parameters than the current ones, now that
@@ -544,10 +563,9 @@ pub(crate) async fn get_csrf(session: Session) -> Result<axum::Json<CsrfBody>> {
 pub(crate) async fn post_password(
     State(app): State<AppState>,
     session: Session,
-    user: AuthUser,
+    user: AccountUser,
     Json(body): Json<PasswordChange>,
 ) -> Result<axum::Json<AuthBody>> {
-    require_session(&session)?;
     require_recent(&session, app.reauth_window).await?;
     app.limits.password_user.take(&user.id).await.map_err(|l| {
         app.limited(
@@ -604,11 +622,25 @@ pub(crate) async fn post_password(
     Ok(axum::Json(body))
 }
 
-/// `{"password"}`: the current password, proved again.
+/// `{"password", "code"? | "recovery_code"? | "credential"?}`: the current password, proved
+/// again, and on an account with a second factor one of its factors (at most one), which
+/// managing second factors needs.
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct Reauth {
     #[schema(value_type = String, format = Password)]
     password: Password,
+    /// A current TOTP code (6 digits).
+    #[serde(default)]
+    code: Option<String>,
+    /// An unused recovery code (spent by this proof).
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = Password)]
+    recovery_code: Option<Password>,
+    /// What `navigator.credentials.get` returned for the options of
+    /// `POST /auth/reauth/webauthn/start` (binary fields base64url).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    credential: Option<webauthn_rs::prelude::PublicKeyCredential>,
 }
 
 /// `{"auth_time", "reauth_until"}`: when the password was proved, and until when sensitive
@@ -619,6 +651,9 @@ pub(crate) struct ReauthBody {
     auth_time: String,
     #[schema(format = DateTime)]
     reauth_until: String,
+    /// Whether this proof included a second factor ("aal2"): managing second factors on an
+    /// account that has one needs it.
+    second_factor: bool,
 }
 
 /// Proves the password again, which lets this session perform sensitive actions (password
@@ -629,14 +664,15 @@ pub(crate) struct ReauthBody {
     tag = "auth",
     request_body = Reauth,
     responses(
-        (status = 200, description = "Proved: sensitive actions are allowed until `reauth_until`", body = ReauthBody),
+        (status = 200, description = "Proved: sensitive actions are allowed until `reauth_until`; managing second factors too when `second_factor` is true", body = ReauthBody),
         (status = 400, description = "`malformed_json`: the body is not valid JSON", body = ErrorBody),
-        (status = 401, description = "`invalid_credentials` (wrong password), `not_authenticated`, `session_expired` or `invalid_token`", body = ErrorBody),
+        (status = 401, description = "`invalid_credentials` (wrong password), `mfa_code_invalid` (wrong, used or replayed code), `webauthn_failed` (no challenge or a bad passkey answer), `not_authenticated`, `session_expired` or `invalid_token`", body = ErrorBody),
         (status = 403, description = "`session_required` (an access token), `insufficient_scope`, or a CSRF refusal", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: the body exceeds `limits.body_bytes`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: the body is not declared as `application/json`", body = ErrorBody),
-        (status = 422, description = "`invalid_body`: fields missing or of the wrong type", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: the account's login budget is spent; wait `Retry-After` seconds", body = ErrorBody,
+        (status = 404, description = "`passkeys_unavailable`: a `credential` on a server without passkeys", body = ErrorBody),
+        (status = 422, description = "`invalid_body`: fields missing or of the wrong type, or more than one second factor", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: the account's login budget (or its second-factor budget) is spent; wait `Retry-After` seconds", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds until a retry can succeed"))),
         (status = 503, description = "`store_unavailable` or `busy` (password hashing at capacity); retry", body = ErrorBody),
     ),
@@ -647,12 +683,26 @@ pub(crate) async fn post_reauth(
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
     session: Session,
-    user: AuthUser,
+    user: AccountUser,
     Json(body): Json<Reauth>,
 ) -> Result<axum::Json<ReauthBody>> {
-    require_session(&session)?;
+    let factor = match (&body.code, &body.recovery_code, &body.credential) {
+        (None, None, None) => None,
+        (Some(c), None, None) => Some(super::mfa::ReauthFactor::Totp(c)),
+        (None, Some(c), None) => Some(super::mfa::ReauthFactor::Recovery(c.expose())),
+        (None, None, Some(c)) => Some(super::mfa::ReauthFactor::Passkey(c)),
+        _ => {
+            return Err(Error::new(
+                ErrorCode::InvalidBody,
+                "send at most one second factor: code, recovery_code or credential",
+            ));
+        }
+    };
     // The same budgets as a login for this account: a stolen session cannot guess faster.
-    check_login_rate(&app, ip, &headers, &account_key(&user.username)).await?;
+    let key = Username::parse(&user.username)
+        .map(|u| account_key(&u))
+        .unwrap_or_else(|_| user.username.to_ascii_lowercase());
+    check_login_rate(&app, ip, &headers, &key).await?;
     let stored = app
         .users
         .by_id(user.id)
@@ -674,14 +724,21 @@ pub(crate) async fn post_reauth(
     let Some(mut su) = session.user().await? else {
         return Err(Error::not_authenticated());
     };
+    // The second factor, when one was sent: verified (and recorded as this session's factor
+    // proof) before anything is stamped, so a wrong code leaves the session as it was.
+    let method = match factor {
+        Some(f) => Some(super::mfa::verify_reauth_factor(&app, &session, user.id, ip, f).await?),
+        None => None,
+    };
     let t = now();
     su.auth_time = t;
     session.insert(AUTH_USER_KEY, &su).await?;
-    audit!("reauth.success", user_id = user.id, client_ip = %ip, "password proved again");
+    audit!("reauth.success", user_id = user.id, client_ip = %ip, second_factor = method, "password proved again");
     let window = i64::try_from(app.reauth_window.as_secs()).unwrap_or(i64::MAX);
     Ok(axum::Json(ReauthBody {
         auth_time: rfc3339(t),
         reauth_until: rfc3339(t.saturating_add(window)),
+        second_factor: method.is_some(),
     }))
 }
 
@@ -792,6 +849,7 @@ pub(crate) struct SessionView {
     responses(
         (status = 200, description = "The sessions", body = SessionList),
         (status = 401, description = "`not_authenticated`, `session_expired` or `invalid_token` (a bad bearer token)", body = ErrorBody),
+        (status = 403, description = "`session_required`: access tokens cannot list sessions", body = ErrorBody),
         (status = 503, description = "`store_unavailable`: the session store or database is down; retry", body = ErrorBody),
     ),
     security(("session_cookie" = []), ("bearer" = [])),
@@ -799,7 +857,7 @@ pub(crate) struct SessionView {
 pub(crate) async fn get_sessions(
     State(app): State<AppState>,
     session: Session,
-    user: AuthUser,
+    user: AccountUser,
 ) -> Result<axum::Json<SessionList>> {
     let current = session.id().await?;
     let records = if app.sessions.is_stateless() {
@@ -846,10 +904,9 @@ pub(crate) async fn get_sessions(
 pub(crate) async fn delete_session(
     State(app): State<AppState>,
     session: Session,
-    user: AuthUser,
+    user: AccountUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
-    require_session(&session)?;
     let not_found = || {
         Error::new(
             ErrorCode::SessionNotFound,
@@ -881,17 +938,20 @@ pub(crate) async fn delete_session(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Refuses access-token requests for account-management calls: a leaked script token must not
-/// mint more tokens, change the password or end the owner's sessions.
-pub(super) fn require_session(session: &Session) -> Result<()> {
-    if session.transport() == Transport::AccessToken {
+/// Refuses a label (an access token's or a passkey's name) holding control or invisible
+/// characters ([`crate::auth::is_control_or_invisible`]: NUL, which PostgreSQL cannot store,
+/// the escape sequences that would rewrite an administrator's terminal in `vestibule token
+/// list`, bidirectional overrides that disguise a row) with 400 `invalid_characters`, before
+/// anything stores it.
+pub(super) fn refuse_control_chars(field: &str, value: &str) -> Result<()> {
+    if value.chars().any(crate::auth::is_control_or_invisible) {
         return Err(Error::new(
-            ErrorCode::SessionRequired,
-            "access tokens cannot manage the account",
+            ErrorCode::InvalidCharacters,
+            format!("{field} must not contain control characters"),
         )
-        .with_hint(
-            "call this with a session: the cookie, or a bearer token from POST /auth/login",
-        ));
+        .with_hint(format!(
+            "send {field} as printable text: no NUL, escape, newline, other control or invisible formatting characters"
+        )));
     }
     Ok(())
 }
@@ -912,9 +972,8 @@ pub(super) fn require_session(session: &Session) -> Result<()> {
 pub(crate) async fn post_logout_all(
     State(app): State<AppState>,
     session: Session,
-    user: AuthUser,
+    user: AccountUser,
 ) -> Result<Response> {
-    require_session(&session)?;
     require_recent(&session, app.reauth_window).await?;
     // Ends stateless (cookie-store) sessions, which no store holds, at their next request.
     app.users.bump_session_generation(user.id).await?;
@@ -1036,7 +1095,7 @@ fn token_json(t: &AccessToken) -> TokenView {
     request_body = NewToken,
     responses(
         (status = 201, description = "Created", body = NewTokenBody),
-        (status = 400, description = "`malformed_json`: the body is not valid JSON", body = ErrorBody),
+        (status = 400, description = "`malformed_json`: the body is not valid JSON; `invalid_characters`: control characters in `name`", body = ErrorBody),
         (status = 401, description = "`not_authenticated`, `session_expired` or `invalid_token` (a bad bearer token)", body = ErrorBody),
         (status = 403, description = "`reauth_required` (no password proved within `auth.reauth_window`: `POST /auth/reauth`), `session_required` (an access token cannot mint tokens), `insufficient_scope`, or a CSRF refusal", body = ErrorBody),
         (status = 409, description = "`token_limit_reached`", body = ErrorBody),
@@ -1052,10 +1111,9 @@ fn token_json(t: &AccessToken) -> TokenView {
 pub(crate) async fn post_token(
     State(app): State<AppState>,
     session: Session,
-    user: AuthUser,
+    user: AccountUser,
     Json(body): Json<NewToken>,
 ) -> Result<Response> {
-    require_session(&session)?;
     require_recent(&session, app.reauth_window).await?;
     app.limits.token_user.take(&user.id).await.map_err(|l| {
         app.limited(
@@ -1066,6 +1124,7 @@ pub(crate) async fn post_token(
     })?;
     let limits = &app.token_settings;
     let name = body.name.trim();
+    refuse_control_chars("name", name)?;
     if name.is_empty() || name.chars().count() > 100 {
         return Err(Error::new(
             ErrorCode::InvalidBody,
@@ -1114,10 +1173,8 @@ pub(crate) async fn post_token(
 )]
 pub(crate) async fn get_tokens(
     State(app): State<AppState>,
-    session: Session,
-    user: AuthUser,
+    user: AccountUser,
 ) -> Result<axum::Json<TokenList>> {
-    require_session(&session)?;
     let tokens = app.access_tokens.list(user.id).await?;
     Ok(axum::Json(TokenList {
         tokens: tokens.iter().map(token_json).collect(),
@@ -1141,11 +1198,9 @@ pub(crate) async fn get_tokens(
 )]
 pub(crate) async fn delete_token(
     State(app): State<AppState>,
-    session: Session,
-    user: AuthUser,
+    user: AccountUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
-    require_session(&session)?;
     let not_found = || {
         Error::new(
             ErrorCode::TokenNotFound,

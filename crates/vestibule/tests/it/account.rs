@@ -585,3 +585,334 @@ async fn reset_tokens_work_on_postgres_through_the_same_data_layer() {
     assert!(app.state.db.is_postgres());
     reset_flow(&app).await;
 }
+
+/// Confusable and invisible spellings of `admin`: none parses as a username.
+const CONFUSABLES: &[&str] = &[
+    "ａｄｍｉｎ",
+    "Ａdmin",
+    "𝐚𝐝𝐦𝐢𝐧",
+    "ⓐdmin",
+    "ᵃdmin",
+    "ad\u{ad}min",
+    "adm\u{200b}in",
+    "admin\u{200d}",
+    "\u{feff}admin",
+    "admin\u{1}",
+    "admin\0",
+    "admin\u{7f}",
+    "admin\u{85}",
+    "ADMİN",
+    "admın",
+    "admin ",
+    " admin",
+    "admin\n",
+];
+
+/// Issue 21 item 1 on one database: each confusable spelling of an account is refused without a
+/// password check (even with the right password) and without touching the account's rate-limit
+/// bucket; the case variants, which are canonically equal, log in as the account and share its
+/// one bucket.
+pub(crate) async fn one_canonical_username(app: &TestApp) {
+    let _admin = app.signed_up("admin", PASSWORD).await;
+    for name in CONFUSABLES {
+        let res = app
+            .post_anon(
+                "/auth/login",
+                &json!({"username": name, "password": PASSWORD}),
+            )
+            .await;
+        assert_error(res, 401, "invalid_credentials").await;
+        let res = app
+            .post_anon(
+                "/auth/signup",
+                &json!({"username": name, "password": PASSWORD}),
+            )
+            .await;
+        assert_error(res, 422, "invalid_username").await;
+        assert!(
+            app.state
+                .users
+                .by_username(name)
+                .await
+                .expect("lookup")
+                .is_none(),
+            "{name:?} finds nobody"
+        );
+    }
+    assert_eq!(app.state.users.list().await.expect("list").len(), 1);
+    // The confusables (18 of them, over a budget of 5) spent nothing of admin's bucket.
+    let body = app.client().login_ok("admin", PASSWORD).await;
+    assert_eq!(body["user"]["username"], "admin");
+    for name in ["ADMIN", "Admin"] {
+        let body = app.client().login_ok(name, PASSWORD).await;
+        assert_eq!(body["user"]["username"], "admin", "{name}");
+    }
+    for _ in 0..2 {
+        let res = app
+            .post_anon(
+                "/auth/login",
+                &json!({"username": "aDmIn", "password": "wrong password"}),
+            )
+            .await;
+        assert_error(res, 401, "invalid_credentials").await;
+    }
+    // Five attempts over three spellings: one bucket, now empty for every spelling.
+    for name in ["admin", "ADMIN", "aDmIn"] {
+        let res = app
+            .post_anon(
+                "/auth/login",
+                &json!({"username": name, "password": PASSWORD}),
+            )
+            .await;
+        assert_error(res, 429, "rate_limited").await;
+    }
+    // The confusables are still refused the same way, never 429 (they have no bucket) nor 5xx.
+    for name in CONFUSABLES {
+        let res = app
+            .post_anon(
+                "/auth/login",
+                &json!({"username": name, "password": PASSWORD}),
+            )
+            .await;
+        assert_error(res, 401, "invalid_credentials").await;
+    }
+}
+
+pub(crate) fn canonical_limits(raw: &mut vestibule::config::RawConfig) {
+    raw.rate_limits.login_per_user = "5/h".into();
+}
+
+#[tokio::test]
+async fn one_canonical_username_on_sqlite() {
+    let app = TestApp::spawn_with(canonical_limits).await;
+    one_canonical_username(&app).await;
+}
+
+#[tokio::test]
+async fn usernames_of_only_dots_are_refused() {
+    let app = TestApp::spawn().await;
+    for name in [".", "..", "..."] {
+        let res = app
+            .post_anon(
+                "/auth/signup",
+                &json!({"username": name, "password": PASSWORD}),
+            )
+            .await;
+        assert_error(res, 422, "invalid_username").await;
+    }
+    app.signed_up(".dot.", PASSWORD).await;
+}
+
+/// Strings no storage should see: NUL, other controls, noncharacters, bidi overrides, the
+/// longest plausible input, SQL and format-string bait.
+fn nasty_strings() -> Vec<String> {
+    vec![
+        "\0".into(),
+        "a\0b".into(),
+        "\0\0\0\0\0\0\0\0\0\0".into(),
+        "\u{1}\u{1b}[2J\u{7}".into(),
+        "\u{7f}\u{85}\u{9f}".into(),
+        "\u{fffe}\u{ffff}".into(),
+        "\u{202e}evil\u{202c}".into(),
+        "💥".repeat(300),
+        "x".repeat(5000),
+        "' OR 1=1 --".into(),
+        "%s%n%x{}".into(),
+        String::new(),
+    ]
+}
+
+/// Issue 21 item 1: every string field of the API's JSON bodies, given each nasty string, gets a
+/// 4xx or a 2xx — never a 5xx (PostgreSQL refuses NUL in text: such input must be refused before
+/// any query). A bounded loop over fields × values.
+pub(crate) async fn no_string_field_makes_a_5xx(app: &TestApp) {
+    let mut alice = app.signed_up("alice", PASSWORD).await;
+    let mut n = 0u32;
+    for (i, v) in nasty_strings().into_iter().enumerate() {
+        let fresh = format!("fuzz{i}");
+        let bodies: Vec<(&str, serde_json::Value)> = vec![
+            ("/auth/signup", json!({"username": v, "password": PASSWORD})),
+            ("/auth/signup", json!({"username": fresh, "password": v})),
+            ("/auth/login", json!({"username": v, "password": PASSWORD})),
+            ("/auth/login", json!({"username": "alice", "password": v})),
+            (
+                "/auth/password/reset",
+                json!({"token": v, "new_password": PASSWORD}),
+            ),
+            (
+                "/auth/password/reset",
+                json!({"token": "vrst_x", "new_password": v}),
+            ),
+            ("/auth/reauth", json!({"password": v})),
+            ("/auth/reauth", json!({"password": PASSWORD, "code": v})),
+            (
+                "/auth/reauth",
+                json!({"password": PASSWORD, "recovery_code": v}),
+            ),
+            (
+                "/auth/password",
+                json!({"current_password": v, "new_password": "a new pass phrase"}),
+            ),
+            (
+                "/auth/password",
+                json!({"current_password": "wrong password", "new_password": v}),
+            ),
+            ("/auth/tokens", json!({"name": v})),
+            ("/auth/mfa/totp", json!({"code": v})),
+            ("/auth/mfa/recovery", json!({"code": v})),
+            ("/auth/mfa/totp/confirm", json!({"code": v})),
+            (
+                "/auth/passkeys/register/finish",
+                json!({"name": v, "credential": {"id": v}}),
+            ),
+            (
+                "/auth/mfa/webauthn/finish",
+                json!({"credential": {"id": v}}),
+            ),
+            (
+                "/auth/passkey/login/finish",
+                json!({"credential": {"id": v}}),
+            ),
+        ];
+        for (path, body) in bodies {
+            let res = alice.post_json(path, &body).await;
+            let status = res.status();
+            let text = res.text().await.unwrap_or_default();
+            assert!(!status.is_server_error(), "{path} {body}: {status} {text}");
+            n += 1;
+        }
+        // The session must still be alice's (a refused input changes nothing).
+        if alice.get("/auth/me").await.status() != 200 {
+            alice = app.client();
+            alice.login_ok("alice", PASSWORD).await;
+        }
+    }
+    // The same nasty strings in the path of the DELETE routes.
+    for v in ["%00", "a%00b", "%1b%5b2J", "%ef%bf%bf"] {
+        for path in ["/auth/sessions/", "/auth/tokens/", "/auth/passkeys/"] {
+            let status = alice.delete(&format!("{path}{v}")).await.status();
+            assert!(!status.is_server_error(), "{path}{v}: {status}");
+            n += 1;
+        }
+    }
+    assert!(n > 200, "{n} requests");
+}
+
+#[tokio::test]
+async fn no_string_field_makes_a_5xx_on_sqlite() {
+    let app = TestApp::spawn().await;
+    no_string_field_makes_a_5xx(&app).await;
+}
+
+/// Every account-security route: the one rule ([`vestibule::auth::AccountUser`]) applies to
+/// each. (method, path, body)
+const ACCOUNT_SECURITY_ROUTES: &[(&str, &str, &str)] = &[
+    ("GET", "/auth/sessions", ""),
+    ("DELETE", "/auth/sessions/00", ""),
+    ("POST", "/auth/logout-all", ""),
+    ("GET", "/auth/tokens", ""),
+    ("POST", "/auth/tokens", r#"{"name":"more"}"#),
+    ("DELETE", "/auth/tokens/1", ""),
+    (
+        "POST",
+        "/auth/password",
+        r#"{"current_password":"x","new_password":"y"}"#,
+    ),
+    ("POST", "/auth/reauth", r#"{"password":"x"}"#),
+    ("POST", "/auth/reauth/webauthn/start", ""),
+    ("GET", "/auth/mfa", ""),
+    ("POST", "/auth/mfa/totp/enroll", ""),
+    ("POST", "/auth/mfa/totp/confirm", r#"{"code":"123456"}"#),
+    ("DELETE", "/auth/mfa/totp", ""),
+    ("POST", "/auth/mfa/recovery/regenerate", ""),
+    ("GET", "/auth/passkeys", ""),
+    ("DELETE", "/auth/passkeys/1", ""),
+    ("POST", "/auth/passkeys/register/start", ""),
+    (
+        "POST",
+        "/auth/passkeys/register/finish",
+        r#"{"credential":{}}"#,
+    ),
+];
+
+/// Issue 21 item 8 (account part): a personal access token — read or write — can neither read
+/// nor change the account's security data on any route (a read token listed the sessions).
+#[tokio::test]
+async fn access_tokens_are_refused_on_every_account_security_route() {
+    let app =
+        TestApp::spawn_with(|raw| raw.public_url = Some("http://localhost:8000".into())).await;
+    let mut alice = app.signed_up("alice", PASSWORD).await;
+    let read = alice.create_token(&json!({"name": "read"})).await;
+    let write = alice
+        .create_token(&json!({"name": "write", "scopes": ["read", "write"]}))
+        .await;
+    let safe = |m: &str| m == "GET";
+    for (method, path, body) in ACCOUNT_SECURITY_ROUTES {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        for (kind, token) in [("read", &read), ("write", &write)] {
+            let mut req = app.with_bearer(m.clone(), path, token);
+            if !body.is_empty() {
+                req = req
+                    .header("content-type", "application/json")
+                    .body(body.to_string());
+            }
+            let res = req.send().await.expect("request");
+            let status = res.status();
+            let err: serde_json::Value = res.json().await.unwrap_or_default();
+            assert_eq!(status, 403, "{kind} token, {method} {path}: {err}");
+            // A write token, and a read token on a safe method, meet the account rule itself
+            // (a read token's unsafe request may be refused earlier, by its scope).
+            if kind == "write" || safe(method) {
+                assert_eq!(
+                    err["code"], "session_required",
+                    "{kind} token, {method} {path}: {err}"
+                );
+            } else {
+                assert!(
+                    err["code"] == "session_required" || err["code"] == "insufficient_scope",
+                    "{kind} token, {method} {path}: {err}"
+                );
+            }
+        }
+    }
+    // The session itself reads them (the refusal is about the credential, not the route).
+    for (method, path, _) in ACCOUNT_SECURITY_ROUTES.iter().filter(|r| safe(r.0)) {
+        assert_eq!(alice.get(path).await.status(), 200, "{method} {path}");
+    }
+    // And the tokens still work where they belong.
+    let res = app
+        .with_bearer(reqwest::Method::GET, "/auth/me", &read)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 200);
+}
+
+/// Issue 21 item 7: a token name with control or invisible characters (terminal escapes, a
+/// bidi override that makes a row read like another) is refused at the API with its own code.
+#[tokio::test]
+async fn token_names_with_control_characters_are_refused() {
+    let app = TestApp::spawn().await;
+    let mut alice = app.signed_up("alice", PASSWORD).await;
+    for name in [
+        "\u{1b}[2K\rread",
+        "ci\u{7}",
+        "a\0b",
+        "line\nbreak",
+        "\u{9b}31m",
+        "write\u{202e}daer",
+        "zero\u{200b}width",
+    ] {
+        let res = alice
+            .post_json("/auth/tokens", &json!({"name": name}))
+            .await;
+        let body = assert_error(res, 400, "invalid_characters").await;
+        assert!(body["hint"].is_string(), "{body}");
+    }
+    let res = alice
+        .post_json("/auth/tokens", &json!({"name": "déploiement 🚀"}))
+        .await;
+    assert_eq!(res.status(), 201, "printable Unicode is fine");
+    let list: serde_json::Value = alice.get("/auth/tokens").await.json().await.expect("json");
+    assert_eq!(list["tokens"].as_array().map(Vec::len), Some(1));
+}

@@ -449,7 +449,7 @@ async fn passkey_ceremonies_are_single_use_and_need_a_challenge() {
 #[tokio::test]
 async fn a_passkey_makes_webauthn_due_until_its_owner_removes_it() {
     let app = TestApp::spawn().await;
-    let alice = app.signed_up("alice", PASSWORD).await;
+    let mut alice = app.signed_up("alice", PASSWORD).await;
     let bob = app.signed_up("bob", PASSWORD).await;
     let id = app
         .state
@@ -486,6 +486,18 @@ async fn a_passkey_makes_webauthn_due_until_its_owner_removes_it() {
     )
     .await;
     assert_error(bob.delete("/auth/passkeys/x").await, 404, "mfa_not_enabled").await;
+    // Alice's session never proved that factor: the password alone does not remove it; a
+    // re-authentication with a recovery code does.
+    let res = alice.delete(&format!("/auth/passkeys/{pk}")).await;
+    assert_error(res, 403, "mfa_reauth_required").await;
+    seed_recovery_code(&app, id, "seeded-code-0001").await;
+    let res = alice
+        .post_json(
+            "/auth/reauth",
+            &json!({"password": PASSWORD, "recovery_code": "seeded-code-0001"}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
     assert_eq!(
         alice.delete(&format!("/auth/passkeys/{pk}")).await.status(),
         204
@@ -848,7 +860,7 @@ async fn regenerating_recovery_codes_replaces_the_whole_set() {
 
 #[tokio::test]
 async fn regenerating_needs_a_factor_a_recent_password_and_a_session() {
-    let app = TestApp::spawn_with(|raw| raw.rate_limits.mfa_per_user = "4/h".into()).await;
+    let app = TestApp::spawn_with(|raw| raw.rate_limits.mfa_per_user = "6/h".into()).await;
     let mut alice = app.signed_up("alice", PASSWORD).await;
     // No second factor: nothing to recover, no codes made.
     let res = alice
@@ -869,6 +881,19 @@ async fn regenerating_needs_a_factor_a_recent_password_and_a_session() {
             .await
             .expect("db")
     );
+    // Now the account has a factor: the session must have proved one (a seeded recovery code).
+    let res = alice
+        .post_json("/auth/mfa/recovery/regenerate", &json!({}))
+        .await;
+    assert_error(res, 403, "mfa_reauth_required").await;
+    seed_recovery_code(&app, id, "seeded-code-0002").await;
+    let res = alice
+        .post_json(
+            "/auth/reauth",
+            &json!({"password": PASSWORD, "recovery_code": "seeded-code-0002"}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
     let res = alice
         .post_json("/auth/mfa/recovery/regenerate", &json!({}))
         .await;
@@ -912,11 +937,15 @@ async fn regenerating_needs_a_factor_a_recent_password_and_a_session() {
         .await;
     assert_error(res, 403, "reauth_required").await;
     assert_eq!(recover_with(&app, "alice", &codes[0]).await, 200);
-    // After re-authenticating it works again, within the per-account second-factor budget
-    // (4/h: the refusal for want of a factor, the first regeneration and the recovery above
-    // took three).
+    // After re-authenticating with a second factor it works again, within the per-account
+    // second-factor budget (6/h: the refusal for want of a factor, the seeded code, the first
+    // regeneration, the recovery above and this re-authentication take five; the regeneration
+    // is the sixth, and a seventh attempt is refused).
     let res = alice
-        .post_json("/auth/reauth", &json!({"password": PASSWORD}))
+        .post_json(
+            "/auth/reauth",
+            &json!({"password": PASSWORD, "recovery_code": codes[1]}),
+        )
         .await;
     assert_eq!(res.status(), 200);
     let res = alice
@@ -1055,4 +1084,181 @@ async fn a_first_passkey_brings_recovery_codes_on_postgres() {
         app.state.mfa.store.methods(id).await.expect("db"),
         vestibule::auth::mfa::MfaMethods::default()
     );
+}
+
+/// Stores one recovery code `code` for `user_id` (what a first factor would have issued).
+async fn seed_recovery_code(app: &TestApp, user_id: i64, code: &str) {
+    let hash = vestibule::auth::mfa::recovery_hash(code);
+    app.state
+        .mfa
+        .store
+        .set_recovery_codes(user_id, &[hash])
+        .await
+        .expect("db");
+}
+
+/// Issue 15 item 3: with a stolen open session and the password, an attacker re-authenticates,
+/// but cannot remove TOTP, remove a passkey, regenerate the recovery codes nor add a factor; with
+/// a TOTP code or a recovery code the owner can.
+#[tokio::test]
+async fn the_password_alone_cannot_strip_or_add_a_second_factor() {
+    settle_in_step().await;
+    let app = TestApp::spawn_with(|raw| raw.public_url = Some(RP_ORIGIN.into())).await;
+    let mut alice = app.signed_up("alice", PASSWORD).await;
+    let (secret, codes) = enrol(&mut alice).await;
+    // Enrolling proved the factor: the same session adds a passkey right away.
+    let pk = register_passkey(&mut alice, b"passkey-strip-01", "laptop").await;
+    let pk_id = pk["id"].as_i64().expect("id");
+    // The attacker: alice's session eleven minutes on, and her password.
+    app.age_auth("alice", 660).await;
+    let res = alice
+        .post_json("/auth/reauth", &json!({"password": PASSWORD}))
+        .await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(body["second_factor"], false, "{body}");
+    let attempts: [(Method, String); 5] = [
+        (Method::DELETE, "/auth/mfa/totp".into()),
+        (Method::DELETE, format!("/auth/passkeys/{pk_id}")),
+        (Method::POST, "/auth/mfa/recovery/regenerate".into()),
+        (Method::POST, "/auth/passkeys/register/start".into()),
+        (Method::POST, "/auth/mfa/totp/enroll".into()),
+    ];
+    for (method, path) in &attempts {
+        let res = if *method == Method::DELETE {
+            alice.delete(path).await
+        } else {
+            alice.post_json(path, &json!({})).await
+        };
+        let body = assert_error(res, 403, "mfa_reauth_required").await;
+        assert!(
+            body["hint"].as_str().unwrap_or("").contains("/auth/reauth"),
+            "{path}: {body}"
+        );
+    }
+    // A wrong code, or a right code with a wrong password, proves nothing.
+    let wrong = if code(&secret, 1) == "123456" {
+        "654321"
+    } else {
+        "123456"
+    };
+    let res = alice
+        .post_json(
+            "/auth/reauth",
+            &json!({"password": PASSWORD, "code": wrong}),
+        )
+        .await;
+    assert_error(res, 401, "mfa_code_invalid").await;
+    let res = alice
+        .post_json(
+            "/auth/reauth",
+            &json!({"password": "not the password", "code": code(&secret, 1)}),
+        )
+        .await;
+    assert_error(res, 401, "invalid_credentials").await;
+    // Two factors at once are refused (one proof, one factor).
+    let res = alice
+        .post_json(
+            "/auth/reauth",
+            &json!({"password": PASSWORD, "code": wrong, "recovery_code": codes[0]}),
+        )
+        .await;
+    assert_error(res, 422, "invalid_body").await;
+    // A passkey answer without a challenge from /auth/reauth/webauthn/start proves nothing.
+    let forged = json!({"id": "AAAA", "rawId": "AAAA", "type": "public-key",
+        "response": {"authenticatorData": "AAAA", "clientDataJSON": "AAAA", "signature": "AAAA"}});
+    let res = alice
+        .post_json(
+            "/auth/reauth",
+            &json!({"password": PASSWORD, "credential": forged}),
+        )
+        .await;
+    assert_error(res, 401, "webauthn_failed").await;
+    let res = alice
+        .post_json("/auth/reauth/webauthn/start", &json!({}))
+        .await;
+    assert_eq!(res.status(), 200);
+    let options: Value = res.json().await.expect("json");
+    assert!(options["publicKey"]["challenge"].is_string(), "{options}");
+    let res = alice
+        .post_json(
+            "/auth/reauth",
+            &json!({"password": PASSWORD, "credential": forged}),
+        )
+        .await;
+    assert_error(res, 401, "webauthn_failed").await;
+    // Everything is still there.
+    assert_eq!(
+        mfa_status(&alice).await,
+        json!({"totp": true, "passkeys": 1, "recovery_codes_left": 10})
+    );
+    // With a TOTP code: the owner manages the factors.
+    let res = alice
+        .post_json(
+            "/auth/reauth",
+            &json!({"password": PASSWORD, "code": code(&secret, 1)}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(body["second_factor"], true, "{body}");
+    let res = alice
+        .post_json("/auth/mfa/recovery/regenerate", &json!({}))
+        .await;
+    assert_eq!(res.status(), 200);
+    let fresh = codes_of(&res.json().await.expect("json"));
+    assert_eq!(
+        alice
+            .delete(&format!("/auth/passkeys/{pk_id}"))
+            .await
+            .status(),
+        204
+    );
+    // Later, with a recovery code instead: the last factor goes.
+    app.age_auth("alice", 660).await;
+    assert_error(alice.delete("/auth/mfa/totp").await, 403, "reauth_required").await;
+    let res = alice
+        .post_json(
+            "/auth/reauth",
+            &json!({"password": PASSWORD, "recovery_code": fresh[0]}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(alice.delete("/auth/mfa/totp").await.status(), 204);
+    assert_eq!(
+        mfa_status(&alice).await,
+        json!({"totp": false, "passkeys": 0, "recovery_codes_left": 0})
+    );
+}
+
+/// A session whose login passed the second factor has a factor proof (for the window); a proof
+/// goes stale like the password's.
+#[tokio::test]
+async fn a_login_through_the_second_factor_counts_as_a_factor_proof() {
+    settle_in_step().await;
+    let app = TestApp::spawn().await;
+    let mut alice = app.signed_up("alice", PASSWORD).await;
+    let (secret, _) = enrol(&mut alice).await;
+    let mut other = app.client();
+    password_step(&mut other, "alice").await;
+    let res = other
+        .post_json("/auth/mfa/totp", &json!({"code": code(&secret, 1)}))
+        .await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.expect("json");
+    other.csrf = body["csrf_token"].as_str().map(str::to_owned);
+    let res = other
+        .post_json("/auth/mfa/recovery/regenerate", &json!({}))
+        .await;
+    assert_eq!(res.status(), 200);
+    // The proof is the session's own: alice's first session, aged, has lost it.
+    app.age_auth("alice", 660).await;
+    let res = alice
+        .post_json("/auth/reauth", &json!({"password": PASSWORD}))
+        .await;
+    assert_eq!(res.status(), 200);
+    let res = alice
+        .post_json("/auth/mfa/recovery/regenerate", &json!({}))
+        .await;
+    assert_error(res, 403, "mfa_reauth_required").await;
 }

@@ -19,6 +19,7 @@ const MOUNTED: &[(&str, &str)] = &[
     ("get", "/auth/csrf"),
     ("post", "/auth/password"),
     ("post", "/auth/reauth"),
+    ("post", "/auth/reauth/webauthn/start"),
     ("post", "/auth/password/reset"),
     ("get", "/auth/sessions"),
     ("delete", "/auth/sessions/{id}"),

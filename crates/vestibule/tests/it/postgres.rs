@@ -195,3 +195,24 @@ async fn a_one_shot_connect_to_an_unreachable_postgres_fails_clearly() {
     assert!(matches!(err, DbError::Connect { .. }), "{err:?}");
     assert!(!err.to_string().contains("hunter2"), "{err}");
 }
+
+/// Issue 21 item 1: the deterministic canonical username on PostgreSQL (the non-deterministic ICU
+/// collation made `ａｄｍｉｎ` log in as `admin` with a fresh rate-limit budget).
+#[tokio::test]
+async fn one_canonical_username_on_postgres() {
+    let Some((app, _schema)) = services::spawn_on_postgres(crate::account::canonical_limits).await
+    else {
+        return;
+    };
+    crate::account::one_canonical_username(&app).await;
+}
+
+/// Issue 21 item 1: NUL and other input PostgreSQL cannot take is refused before any query (it
+/// answered 503 `store_unavailable` and logged an ERROR).
+#[tokio::test]
+async fn no_string_field_makes_a_5xx_on_postgres() {
+    let Some((app, _schema)) = services::spawn_on_postgres(|_| {}).await else {
+        return;
+    };
+    crate::account::no_string_field_makes_a_5xx(&app).await;
+}

@@ -331,8 +331,9 @@ impl TestApp {
 }
 
 impl TestApp {
-    /// Moves the password proof of every session of `username` `secs` into the past, as if the
-    /// login happened that long ago (the test hook for `auth.reauth_window`).
+    /// Moves the password proof (and the second-factor proof) of every session of `username`
+    /// `secs` into the past, as if the login happened that long ago (the test hook for
+    /// `auth.reauth_window`).
     pub async fn age_auth(&self, username: &str, secs: i64) {
         let user = self
             .state
@@ -355,6 +356,12 @@ impl TestApp {
             delta
                 .set
                 .insert(vestibule::session::AUTH_USER_KEY.to_owned(), su);
+            // The second-factor proof, when there is one, ages with the password's.
+            let factor_key = vestibule::auth::reauth::FACTOR_PROOF_KEY;
+            if let Some(mut proof) = r.data.get(factor_key).cloned() {
+                proof["at"] = json!(proof["at"].as_i64().expect("at") - secs);
+                delta.set.insert(factor_key.to_owned(), proof);
+            }
             store.save(&r.key, &delta).await.expect("save");
         }
     }

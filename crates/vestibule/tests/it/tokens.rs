@@ -66,11 +66,19 @@ async fn a_read_token_cannot_write_and_a_write_token_has_no_session() {
         .expect("request");
     assert_error(res, 400, "session_unavailable").await;
     let res = app
-        .with_bearer(Method::GET, "/auth/sessions", &read)
+        .with_bearer(Method::GET, "/auth/me", &read)
         .send()
         .await
         .expect("request");
     assert_eq!(res.status(), 200, "reads are fine");
+    // Except the account's security data (issue 21 item 8; every such route is in
+    // account::access_tokens_are_refused_on_every_account_security_route).
+    let res = app
+        .with_bearer(Method::GET, "/auth/sessions", &read)
+        .send()
+        .await
+        .expect("request");
+    assert_error(res, 403, "session_required").await;
 }
 
 #[tokio::test]
