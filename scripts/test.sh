@@ -42,6 +42,9 @@ fi
 echo "== tsc --noEmit (clients/js: index.d.ts, index.js against it, typed usage)"
 node_modules/.bin/tsc -p clients/js/tsconfig.json
 
+echo "== npm pack --dry-run (clients/js): what npm would publish"
+node scripts/check-pack.mjs
+
 echo "== node tests of the JavaScript client"
 node --test --test-timeout=60000 clients/js/test/*.test.js
 

@@ -10,6 +10,9 @@ const here = fileURLToPath(new URL('.', import.meta.url));
 
 export default defineConfig({
   plugins: [react()],
+  // vestibule-client/react imports React from the linked package's own folder (../../clients/js),
+  // which has none: resolve it, once, from this app (what an installed npm package gets anyway).
+  resolve: { dedupe: ['react', 'react-dom'] },
   server: {
     // An IPv4 address, as `vestibule dev --frontend http://127.0.0.1:5173` names it (Vite's
     // default `localhost` may bind only ::1, and the proxy would find nothing at 127.0.0.1).

@@ -156,6 +156,13 @@ export interface VestibuleClient {
   login(credentials: Credentials): Promise<User | MfaRequired>;
   /** Ends the session server-side; resolves even when it had already ended. */
   logout(): Promise<void>;
+  /**
+   * Calls `listener` with the user (or null) whenever the client learns who is signed in:
+   * login, signup, a completed second factor or passkey login, me(), logout, logoutAll, and any
+   * 401 that ends the session. Returns the function that removes the listener.
+   * (`vestibule-client/react`'s `useSession` is built on it.)
+   */
+  onSessionChange(listener: (user: User | null) => void): () => void;
   /** The signed-in user, or null when nobody is (does not fire onUnauthenticated). */
   me(): Promise<User | null>;
   changePassword(change: PasswordChange): Promise<User>;

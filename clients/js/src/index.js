@@ -195,14 +195,14 @@ function credentialJson(cred) {
   };
 }
 
+/** 401 codes of `POST /auth/reauth` that refuse the proof, not the session. */
+const REAUTH_REFUSALS = new Set(['invalid_credentials', 'mfa_code_invalid', 'webauthn_failed']);
+
 /**
  * Creates a client bound to one Vestibule server.
  * @param {import('./index.js').ClientOptions} [options]
  * @returns {import('./index.js').VestibuleClient}
  */
-/** 401 codes of `POST /auth/reauth` that refuse the proof, not the session. */
-const REAUTH_REFUSALS = new Set(['invalid_credentials', 'mfa_code_invalid', 'webauthn_failed']);
-
 export function createClient(options = {}) {
   const transport = options.transport || 'cookie';
   if (transport !== 'cookie' && transport !== 'bearer') {
@@ -220,6 +220,23 @@ export function createClient(options = {}) {
   const doFetch = options.fetch || globalThis.fetch.bind(globalThis);
   const storage = options.storage || memoryStorage();
   const onUnauthenticated = options.onUnauthenticated;
+  /**
+   * `onSessionChange` listeners: told the user (or null) whenever the client learns who is
+   * signed in — login, signup, a completed second factor, me(), logout, and any 401.
+   * @type {Set<(user: import('./index.js').User | null) => void>}
+   */
+  const sessionListeners = new Set();
+  /** @param {import('./index.js').User | null} user */
+  function emit(user) {
+    for (const listener of [...sessionListeners]) {
+      try {
+        listener(user);
+      } catch (listenerError) {
+        if (typeof globalThis.reportError === 'function') globalThis.reportError(listenerError);
+        else console.error('vestibule-client: an onSessionChange listener threw', listenerError);
+      }
+    }
+  }
   /** `navigator.credentials`, or a stand-in (tests, other WebAuthn front ends). */
   const credentialsApi = () => {
     const api = options.credentials || globalThis.navigator?.credentials;
@@ -253,6 +270,7 @@ export function createClient(options = {}) {
   function unauthenticated(err) {
     if (transport === 'bearer') storage.set(null);
     else csrfToken = undefined;
+    emit(null);
     if (typeof onUnauthenticated !== 'function') return;
     try {
       onUnauthenticated(err);
@@ -415,6 +433,7 @@ export function createClient(options = {}) {
     // A second factor is due: the answer says which (the pending token, if bearer, is kept for
     // the mfa.* calls only — the server accepts it nowhere else).
     if (data?.mfa_required === true) return data;
+    emit(data.user);
     return data.user;
   }
 
@@ -429,6 +448,7 @@ export function createClient(options = {}) {
     // A wrong code is a 401 too, but not a reason to route to the login page.
     const data = await call('POST', path, body, { hook: false, anonymous });
     if (transport === 'bearer' && typeof data?.token === 'string') storage.set(data.token);
+    emit(data.user);
     return data.user;
   }
 
@@ -447,7 +467,10 @@ export function createClient(options = {}) {
     login: (credentials) => signIn('/auth/login', credentials),
 
     async logout() {
-      if (transport === 'bearer' && !storage.get()) return;
+      if (transport === 'bearer' && !storage.get()) {
+        emit(null);
+        return;
+      }
       try {
         await call('POST', '/auth/logout', undefined, { hook: false });
       } catch (err) {
@@ -455,18 +478,25 @@ export function createClient(options = {}) {
         if (!(err instanceof VestibuleError && err.status === 401)) throw err;
       }
       forget();
+      emit(null);
     },
 
     async me() {
-      if (transport === 'bearer' && !storage.get()) return null;
+      // No token, no session: an answer too, for every onSessionChange listener.
+      if (transport === 'bearer' && !storage.get()) {
+        emit(null);
+        return null;
+      }
       try {
         const data = await call('GET', '/auth/me', undefined, { hook: false });
+        emit(data.user);
         return data.user;
       } catch (err) {
         // The caller asked "who is signed in?": nobody is an answer, not an error.
         if (err instanceof VestibuleError && err.status === 401) {
           forget();
           if (transport === 'cookie') csrfToken = undefined;
+          emit(null);
           return null;
         }
         throw err;
@@ -484,6 +514,13 @@ export function createClient(options = {}) {
     },
 
     refreshCsrf,
+
+    onSessionChange(listener) {
+      sessionListeners.add(listener);
+      return () => {
+        sessionListeners.delete(listener);
+      };
+    },
 
     async reauth({ password, code, recoveryCode, passkey }) {
       // On an account with a second factor, managing factors needs one of them proved here too
@@ -583,6 +620,7 @@ export function createClient(options = {}) {
       async logoutAll() {
         await call('POST', '/auth/logout-all');
         forget();
+        emit(null);
       },
     },
 

@@ -253,6 +253,38 @@ describe('401 hook and errors', () => {
     assert.deepEqual(seen, [err]);
   });
 
+  test('onSessionChange follows signup, me, logout, login and a 401 until unsubscribed', async () => {
+    const { client } = cookieClient();
+    /** @type {(string | null)[]} */
+    const seen = [];
+    const stop = client.onSessionChange((user) => seen.push(user ? user.username : null));
+    const username = uniqueName();
+    await client.signup({ username, password: PASSWORD });
+    await client.me();
+    await client.logout();
+    await client.login({ username, password: PASSWORD });
+    // The session ends elsewhere (logout-all from another client of the same browser jar is
+    // not possible here: revoke it server-side through a second login's logout-all).
+    const { client: other } = bearerClient();
+    await other.login({ username, password: PASSWORD });
+    await other.sessions.logoutAll();
+    const err = await client.sessions.list().catch((e) => e);
+    assert.equal(err.status, 401);
+    assert.deepEqual(seen, [username, username, null, username, null]);
+    stop();
+    await client.me();
+    assert.equal(seen.length, 5, 'no call after unsubscribing');
+  });
+
+  test('onSessionChange answers a bearer client that holds no token yet', async () => {
+    const { client } = bearerClient();
+    /** @type {(string | null)[]} */
+    const seen = [];
+    client.onSessionChange((user) => seen.push(user ? user.username : null));
+    assert.equal(await client.me(), null);
+    assert.deepEqual(seen, [null], 'a hook waiting for the first answer gets one');
+  });
+
   test('a revoked bearer token fires the hook and is dropped', async () => {
     const seen = [];
     const { client } = await signedUp(bearerClient, { onUnauthenticated: (e) => seen.push(e.code) });

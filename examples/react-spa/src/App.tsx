@@ -1,7 +1,8 @@
 // The whole example: sign up / log in, who am I, the notes API (a protected call through
 // client.fetch), log out, and a switch between the cookie and bearer transports.
 import { useCallback, useEffect, useMemo, useState, type FormEvent } from 'react';
-import { createClient, VestibuleError, type MfaRequired, type Transport, type User, type VestibuleClient } from 'vestibule-client';
+import { createClient, VestibuleError, type MfaRequired, type Transport, type VestibuleClient } from 'vestibule-client';
+import { useSession } from 'vestibule-client/react';
 
 /** One note, as notes-api answers (examples/notes-api). */
 interface Note {
@@ -46,10 +47,10 @@ async function listNotes(client: VestibuleClient): Promise<NoteList> {
 
 export function App() {
   const [transport, setTransport] = useState<Transport>(savedTransport);
-  const [user, setUser] = useState<User | null>(null);
   // A login that still needs its second factor (the account has TOTP or a passkey).
   const [pending, setPending] = useState<MfaRequired | null>(null);
-  const [loaded, setLoaded] = useState(false);
+  // The client whose first answer (and its notes) is in: the page is loaded for that one only.
+  const [loadedFor, setLoadedFor] = useState<VestibuleClient | null>(null);
   const [busy, setBusy] = useState(false);
   const [status, setStatus] = useState('Loading…');
   const [notes, setNotes] = useState<Note[]>([]);
@@ -60,8 +61,8 @@ export function App() {
     () =>
       createClient({
         transport,
+        // useSession sees the 401 too (the user becomes null); the page says why.
         onUnauthenticated: () => {
-          setUser(null);
           setNotes([]);
           setStatus('Your session ended: log in again.');
         },
@@ -75,28 +76,33 @@ export function App() {
     setServedTo(list.user.username);
   }, []);
 
-  // On start and on each transport switch: who is signed in with this transport?
+  // Who is signed in, kept current by the client: login, second factor, logout and 401s.
+  const session = useSession(client);
+  const { user } = session;
+  const loaded = loadedFor === client && !session.loading;
+
+  // On start and on each transport switch: once the session is known, its notes, then the page.
   useEffect(() => {
+    if (session.loading) return;
     let current = true;
-    setLoaded(false);
     (async () => {
       try {
-        const me = await client.me();
-        if (!current) return;
-        setUser(me);
-        if (me) await refresh(client);
+        if (session.error) throw session.error;
+        if (session.user) await refresh(client);
         else setNotes([]);
-        if (current) setStatus(me ? `Signed in as ${me.username}` : 'Not signed in');
+        if (current) setStatus(session.user ? `Signed in as ${session.user.username}` : 'Not signed in');
       } catch (e) {
         if (current) setStatus(describe(e));
       } finally {
-        if (current) setLoaded(true);
+        if (current) setLoadedFor(client);
       }
     })();
     return () => {
       current = false;
     };
-  }, [client, refresh]);
+    // Only when the first answer arrives: later changes are the actions' own.
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [client, session.loading]);
 
   /** Runs one action at a time, with its outcome in the status line. */
   async function run(action: () => Promise<string>) {
@@ -125,7 +131,6 @@ export function App() {
         setPending(u);
         return 'Password accepted: enter the code from your authenticator app (or a recovery code)';
       }
-      setUser(u);
       await refresh(client);
       return kind === 'signup' ? `Signed up as ${u.username}` : `Logged in as ${u.username}`;
     });
@@ -138,7 +143,6 @@ export function App() {
       // Six digits: a TOTP code; anything longer: one of the recovery codes.
       const u = /^\d{6}$/.test(code) ? await client.mfa.totp(code) : await client.mfa.recovery(code);
       setPending(null);
-      setUser(u);
       await refresh(client);
       return `Logged in as ${u.username}`;
     });
@@ -221,7 +225,6 @@ export function App() {
             Signed in as <strong>{user.username}</strong> (user {user.id}) over the {transport} transport.{' '}
             <button id="logout" type="button" disabled={busy} onClick={() => void run(async () => {
               await client.logout();
-              setUser(null);
               setNotes([]);
               setServedTo(null);
               return 'Logged out';
