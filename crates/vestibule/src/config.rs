@@ -422,11 +422,15 @@ impl Default for TokenSettings {
 pub struct RawLimits {
     /// Largest request body, in bytes.
     pub body_bytes: usize,
-    /// Reverse proxies (addresses or CIDR networks) whose `X-Forwarded-For` / `Forwarded`
-    /// entries name the client; empty: the socket peer is the client. In the environment, a
+    /// Reverse proxies (addresses or CIDR networks) whose entries in `client_ip_header` name
+    /// the client; empty: the socket peer is the client. In the environment, a
     /// comma-separated list.
     #[serde(deserialize_with = "list_or_csv")]
     pub trusted_proxies: Vec<String>,
+    /// The one forwarding header the trusted proxies write: `x-forwarded-for` (default),
+    /// `forwarded` (RFC 7239) or `x-real-ip`. The others are ignored: a proxy passes through
+    /// the headers it does not write, so a client could fill them with any address.
+    pub client_ip_header: String,
     /// Longest request URI (414 beyond).
     pub uri_bytes: usize,
     /// Largest request header block (431 beyond).
@@ -536,6 +540,7 @@ impl Default for RawLimits {
         Self {
             body_bytes: 64 * 1024,
             trusted_proxies: Vec::new(),
+            client_ip_header: "x-forwarded-for".into(),
             uri_bytes: 8 * 1024,
             header_bytes: 16 * 1024,
             max_headers: 64,
@@ -648,7 +653,7 @@ pub struct Config {
     pub csrf: CsrfConfig,
     /// Largest request body in bytes.
     pub body_limit: usize,
-    /// Proxies whose forwarding headers name the client.
+    /// Proxies whose forwarding header (`limits.client_ip_header`) names the client.
     pub trusted_proxies: crate::client_ip::TrustedProxies,
     /// Rate limits.
     pub rate_limits: crate::ratelimit::RateLimitConfig,
@@ -911,9 +916,17 @@ impl RawConfig {
                 self.auth.min_password_length
             ));
         }
+        let client_ip_header =
+            match crate::client_ip::ClientIpHeader::parse(&self.limits.client_ip_header) {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    p.add("limits.client_ip_header", e);
+                    None
+                }
+            };
         let trusted_proxies =
             match crate::client_ip::TrustedProxies::parse(&self.limits.trusted_proxies) {
-                Ok(t) => Some(t),
+                Ok(t) => client_ip_header.map(|h| t.with_header(h)),
                 Err(e) => {
                     p.add("limits.trusted_proxies", e.to_string());
                     None
