@@ -319,7 +319,10 @@ mod tests {
         let two = headers(&[("x-real-ip", "6.6.6.6"), ("x-real-ip", "192.0.2.60")]);
         assert_eq!(real.client_ip(ip("127.0.0.1"), &two), ip("127.0.0.1"));
         assert_eq!(
-            real.client_ip(ip("127.0.0.1"), &headers(&[("x-real-ip", "6.6.6.6, 7.7.7.7")])),
+            real.client_ip(
+                ip("127.0.0.1"),
+                &headers(&[("x-real-ip", "6.6.6.6, 7.7.7.7")])
+            ),
             ip("127.0.0.1")
         );
     }

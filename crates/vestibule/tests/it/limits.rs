@@ -330,7 +330,10 @@ async fn a_client_cannot_pick_its_address_with_a_header_the_proxy_does_not_write
         let res = app
             .raw_client()
             .post(app.url("/auth/login"))
-            .header("forwarded", format!("for=10.{}.{}.{}", i / 65_536, (i / 256) % 256, i % 256))
+            .header(
+                "forwarded",
+                format!("for=10.{}.{}.{}", i / 65_536, (i / 256) % 256, i % 256),
+            )
             .header("x-real-ip", format!("10.99.0.{i}"))
             .header("x-forwarded-for", "198.51.100.20")
             .json(&json!({"username": format!("u{i}"), "password": "whatever12"}))
@@ -364,9 +367,12 @@ async fn the_forwarded_header_is_read_when_configured_and_x_forwarded_for_is_the
     };
     for i in 0..3 {
         // The client wrote the left entry; the proxy appended the right one.
-        let res = login(format!("for=10.0.0.{i}, for=203.0.113.5"), format!("10.1.0.{i}"))
-            .await
-            .expect("request");
+        let res = login(
+            format!("for=10.0.0.{i}, for=203.0.113.5"),
+            format!("10.1.0.{i}"),
+        )
+        .await
+        .expect("request");
         assert_eq!(res.status(), 401);
     }
     let res = login("for=10.0.0.99, for=203.0.113.5".into(), "10.1.0.99".into())
@@ -901,7 +907,8 @@ async fn metrics_are_hidden_from_addresses_outside_the_allowlist_and_can_be_off(
 /// the proxy names, like the rate limits do.
 #[tokio::test]
 async fn metrics_judge_the_client_behind_a_trusted_proxy_not_the_proxy() {
-    let app = TestApp::spawn_with(|raw| raw.limits.trusted_proxies = vec!["127.0.0.1".into()]).await;
+    let app =
+        TestApp::spawn_with(|raw| raw.limits.trusted_proxies = vec!["127.0.0.1".into()]).await;
     let scrape = |xff: Option<&'static str>| {
         let mut req = app.raw_client().get(app.url("/metrics"));
         if let Some(v) = xff {
@@ -922,7 +929,10 @@ async fn metrics_judge_the_client_behind_a_trusted_proxy_not_the_proxy() {
         .expect("request");
     assert_error(res, 404, "not_found").await;
     // A scraper on loopback, through the proxy or directly, is allowed.
-    assert_eq!(scrape(Some("127.0.0.1")).await.expect("request").status(), 200);
+    assert_eq!(
+        scrape(Some("127.0.0.1")).await.expect("request").status(),
+        200
+    );
     assert_eq!(scrape(None).await.expect("request").status(), 200);
 }
 
