@@ -330,3 +330,24 @@ impl hyper::body::Body for TimedBody {
         self.inner.size_hint()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::TimedBody;
+    use std::time::Duration;
+
+    const S: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn a_wait_may_last_the_timeout_at_most_and_the_rate_rule_shortens_it() {
+        // Nothing received yet: the whole head start, then what is left of it.
+        assert_eq!(TimedBody::budget(15 * S, 1024, 0, Duration::ZERO), 15 * S);
+        assert_eq!(TimedBody::budget(15 * S, 1024, 0, 14 * S), S);
+        assert_eq!(TimedBody::budget(15 * S, 1024, 0, 20 * S), Duration::ZERO);
+        // 10 KiB at 1 KiB/s earned 10 s more waiting; a single wait stays capped.
+        assert_eq!(TimedBody::budget(15 * S, 1024, 10 * 1024, 20 * S), 5 * S);
+        assert_eq!(TimedBody::budget(15 * S, 1024, 1 << 30, 20 * S), 15 * S);
+        // No rate rule: every wait gets the timeout, however long the body took.
+        assert_eq!(TimedBody::budget(15 * S, 0, 0, 3600 * S), 15 * S);
+    }
+}

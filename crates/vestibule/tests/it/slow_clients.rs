@@ -367,3 +367,47 @@ async fn a_trickling_http2_body_gets_408_and_the_connection_then_closes() {
         "the h2 connection stayed open after its stream ended"
     );
 }
+
+/// Stopping the server lets a request in flight finish, closes idle keep-alive connections at
+/// once, and returns when the last connection is gone.
+#[tokio::test]
+async fn shutdown_finishes_requests_in_flight_and_closes_idle_connections() {
+    let app = TestApp::spawn().await;
+    let (mut idle_r, mut idle_w) = connect(&app).await.into_split();
+    idle_w
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("request");
+    let mut buf = [0u8; 12];
+    idle_r.read_exact(&mut buf).await.expect("answer");
+    let (mut r, mut w) = connect(&app).await.into_split();
+    let body = br#"{"username": "nobody", "password": "whatever12"}"#;
+    w.write_all(
+        format!(
+            "POST /auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .expect("head");
+    w.write_all(&body[..10]).await.expect("half the body");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stopped = tokio::spawn(app.stop());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!stopped.is_finished(), "stopped with a request in flight");
+    let (rest, closed) = read_until_closed(&mut idle_r, Duration::from_secs(3)).await;
+    assert!(closed, "the idle connection stayed open during shutdown");
+    assert!(
+        rest.ends_with(r#"{"status":"ok"}"#),
+        "nothing more than its answer: {rest:?}"
+    );
+    w.write_all(&body[10..]).await.expect("rest of the body");
+    let (answer, closed) = read_until_closed(&mut r, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 401 "), "{answer:?}");
+    assert!(closed, "the connection closes after its last answer");
+    tokio::time::timeout(Duration::from_secs(5), stopped)
+        .await
+        .expect("the server stopped once drained")
+        .expect("task");
+}
