@@ -1,4 +1,4 @@
-//! `X-Forwarded-For` / `Forwarded` behind trusted proxies.
+//! `X-Forwarded-For` / `Forwarded` / `X-Real-IP` behind trusted proxies.
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
@@ -6,6 +6,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         .split(|b| *b == b'\n')
         .map(|line| match line.split_first() {
             Some((b'f', rest)) => (&b"forwarded"[..], rest),
+            Some((b'r', rest)) => (&b"x-real-ip"[..], rest),
             Some((_, rest)) => (&b"x-forwarded-for"[..], rest),
             None => (&b"x-forwarded-for"[..], line),
         })

@@ -422,11 +422,15 @@ impl Default for TokenSettings {
 pub struct RawLimits {
     /// Largest request body, in bytes.
     pub body_bytes: usize,
-    /// Reverse proxies (addresses or CIDR networks) whose `X-Forwarded-For` / `Forwarded`
-    /// entries name the client; empty: the socket peer is the client. In the environment, a
+    /// Reverse proxies (addresses or CIDR networks) whose entries in `client_ip_header` name
+    /// the client; empty: the socket peer is the client. In the environment, a
     /// comma-separated list.
     #[serde(deserialize_with = "list_or_csv")]
     pub trusted_proxies: Vec<String>,
+    /// The one forwarding header the trusted proxies write: `x-forwarded-for` (default),
+    /// `forwarded` (RFC 7239) or `x-real-ip`. The others are ignored: a proxy passes through
+    /// the headers it does not write, so a client could fill them with any address.
+    pub client_ip_header: String,
     /// Longest request URI (414 beyond).
     pub uri_bytes: usize,
     /// Largest request header block (431 beyond).
@@ -439,6 +443,20 @@ pub struct RawLimits {
     /// Time a client gets to send a request's headers, and to start its next request on an
     /// idle kept-alive connection ("15s"): what stops slowloris clients from holding sockets.
     pub header_read_timeout: String,
+    /// Longest wait for the next piece of a request body ("15s"), which is also the body's
+    /// head start for `body_min_rate`: a body that trickles in gets 408 and its connection is
+    /// closed (client-facing and, through the gateway, the upstream one).
+    pub body_read_timeout: String,
+    /// Slowest average a request body may arrive at, in bytes per second, once
+    /// `body_read_timeout` is used up (0: only `body_read_timeout` between two reads). Only time
+    /// spent waiting for the client counts.
+    pub body_min_rate: u64,
+    /// Serve HTTP/2 without TLS (h2c, prior knowledge) besides HTTP/1.1. Off: browsers never speak
+    /// h2c, so only a front proxy that does needs it, and each h2c connection carries many
+    /// requests past `max_connections`.
+    pub http2: bool,
+    /// Concurrent streams (requests) per HTTP/2 connection.
+    pub http2_max_streams: u32,
     /// Live sessions per user; a login beyond it ends the least recently used one.
     pub max_sessions_per_user: usize,
 }
@@ -536,11 +554,16 @@ impl Default for RawLimits {
         Self {
             body_bytes: 64 * 1024,
             trusted_proxies: Vec::new(),
+            client_ip_header: "x-forwarded-for".into(),
             uri_bytes: 8 * 1024,
             header_bytes: 16 * 1024,
             max_headers: 64,
             max_connections: 10_000,
             header_read_timeout: "15s".into(),
+            body_read_timeout: "15s".into(),
+            body_min_rate: 1024,
+            http2: false,
+            http2_max_streams: 100,
             max_sessions_per_user: 100,
         }
     }
@@ -648,7 +671,7 @@ pub struct Config {
     pub csrf: CsrfConfig,
     /// Largest request body in bytes.
     pub body_limit: usize,
-    /// Proxies whose forwarding headers name the client.
+    /// Proxies whose forwarding header (`limits.client_ip_header`) names the client.
     pub trusted_proxies: crate::client_ip::TrustedProxies,
     /// Rate limits.
     pub rate_limits: crate::ratelimit::RateLimitConfig,
@@ -666,8 +689,16 @@ pub struct Config {
     pub max_headers: usize,
     /// Open connections at most.
     pub max_connections: usize,
-    /// Header-read and keep-alive idle timeout.
+    /// Header-read and idle timeout (HTTP/1 keep-alive, HTTP/2 without open streams).
     pub header_read_timeout: Duration,
+    /// Longest wait for the next piece of a request body, and its head start.
+    pub body_read_timeout: Duration,
+    /// Slowest average request body in bytes per second (0: off).
+    pub body_min_rate: u64,
+    /// Whether h2c is served.
+    pub http2: bool,
+    /// Concurrent streams per HTTP/2 connection.
+    pub http2_max_streams: u32,
     /// Live sessions per user.
     pub max_sessions_per_user: usize,
     /// Things that work but deserve attention, said at start-up and by `config check`.
@@ -921,9 +952,17 @@ impl RawConfig {
                 self.auth.min_password_length
             ));
         }
+        let client_ip_header =
+            match crate::client_ip::ClientIpHeader::parse(&self.limits.client_ip_header) {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    p.add("limits.client_ip_header", e);
+                    None
+                }
+            };
         let trusted_proxies =
             match crate::client_ip::TrustedProxies::parse(&self.limits.trusted_proxies) {
-                Ok(t) => Some(t),
+                Ok(t) => client_ip_header.map(|h| t.with_header(h)),
                 Err(e) => {
                     p.add("limits.trusted_proxies", e.to_string());
                     None
@@ -952,6 +991,11 @@ impl RawConfig {
             "limits.header_read_timeout",
             &self.limits.header_read_timeout,
         );
+        let body_read_timeout =
+            p.duration("limits.body_read_timeout", &self.limits.body_read_timeout);
+        if self.limits.http2_max_streams == 0 {
+            p.add("limits.http2_max_streams", "must be at least 1".into());
+        }
         for (key, value, min) in [
             ("limits.uri_bytes", self.limits.uri_bytes, 256),
             ("limits.header_bytes", self.limits.header_bytes, 4096),
@@ -1059,6 +1103,7 @@ impl RawConfig {
             Some(rate_limits),
             Some(device_key),
             Some(header_read_timeout),
+            Some(body_read_timeout),
             Some(metrics_allow),
         ) = (
             listen,
@@ -1075,6 +1120,7 @@ impl RawConfig {
             rate_limits,
             device_key,
             header_read_timeout,
+            body_read_timeout,
             metrics_allow,
         )
         else {
@@ -1198,6 +1244,10 @@ impl RawConfig {
             max_headers: self.limits.max_headers,
             max_connections: self.limits.max_connections,
             header_read_timeout,
+            body_read_timeout,
+            body_min_rate: self.limits.body_min_rate,
+            http2: self.limits.http2,
+            http2_max_streams: self.limits.http2_max_streams,
             max_sessions_per_user: self.limits.max_sessions_per_user,
             warnings,
             proxy,

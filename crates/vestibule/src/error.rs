@@ -88,6 +88,9 @@ pub enum ErrorCode {
     UriTooLong,
     /// The request headers exceed `limits.header_bytes` or `limits.max_headers`.
     HeadersTooLarge,
+    /// The request body arrived too slowly (`limits.body_read_timeout`, `limits.body_min_rate`);
+    /// the connection is closed.
+    RequestTimeout,
     /// A proxied upstream (API backend, frontend dev server) refused or dropped the connection.
     UpstreamUnavailable,
     /// A proxied upstream did not send its response headers in time.
@@ -159,6 +162,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::UriTooLong => StatusCode::URI_TOO_LONG,
             ErrorCode::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorCode::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
             ErrorCode::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             ErrorCode::WebsocketOriginRefused => StatusCode::FORBIDDEN,

@@ -62,11 +62,20 @@ pub fn origin_pattern(pattern: &str, origin: &str) -> bool {
     p.matches(&o)
 }
 
-/// The client address behind trusted proxies from raw forwarding headers.
+/// The client address behind trusted proxies from raw forwarding headers, read as each
+/// `limits.client_ip_header` would (the `X-Forwarded-For` reading is returned).
 pub fn client_ip(pairs: &[(&[u8], &[u8])]) -> std::net::IpAddr {
+    use crate::client_ip::ClientIpHeader;
     let proxies = crate::client_ip::TrustedProxies::parse(&["127.0.0.0/8", "10.0.0.0/8", "::1"])
         .unwrap_or_default();
-    crate::client_ip::group(proxies.client_ip([127, 0, 0, 1].into(), &headers(pairs)))
+    let map = headers(pairs);
+    for header in [ClientIpHeader::Forwarded, ClientIpHeader::XRealIp] {
+        let _ = proxies
+            .clone()
+            .with_header(header)
+            .client_ip([127, 0, 0, 1].into(), &map);
+    }
+    crate::client_ip::group(proxies.client_ip([127, 0, 0, 1].into(), &map))
 }
 
 /// Configuration text as `vestibule.toml`; `true` when it loads and validates.
@@ -214,6 +223,7 @@ mod tests {
             Just(b"authorization".to_vec()),
             Just(b"x-forwarded-for".to_vec()),
             Just(b"forwarded".to_vec()),
+            Just(b"x-real-ip".to_vec()),
             proptest::collection::vec(any::<u8>(), 0..12),
         ];
         let value = prop_oneof![

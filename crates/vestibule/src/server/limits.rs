@@ -1,12 +1,23 @@
-//! Per-request size limits with our JSON errors: URI length (414) and the header block's size
-//! and count (431). hyper enforces larger hard caps below these (see `listener`), which answer
-//! without a body; these configurable ones explain themselves.
+//! Per-request limits with our JSON errors: URI length (414), the header block's size and count
+//! (431), and how slowly a body may arrive (408, [`BodyTimeoutLayer`]). hyper enforces larger
+//! hard caps below the size limits (see `listener`), which answer without a body; these
+//! configurable ones explain themselves.
 
-use std::task::{Context, Poll};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, ready as ready_poll};
+use std::time::{Duration, Instant};
 
+use axum::body::{Body, Bytes};
 use axum::extract::Request;
+use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use futures_util::future::{Either, Ready, ready};
+use hyper::body::{Body as _, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tokio::time::Sleep;
 use tower::{Layer, Service};
 
 use crate::error::{Error, ErrorCode};
@@ -105,5 +116,238 @@ where
             Some(err) => Either::Left(ready(Ok(err.into_response()))),
             None => Either::Right(self.inner.call(req)),
         }
+    }
+}
+
+/// How slowly a request body may arrive (`limits.body_read_timeout`, `limits.body_min_rate`).
+///
+/// hyper's `header_read_timeout` ends at the blank line after the headers: a client that then
+/// sends its body one byte every few seconds would hold its connection (and, through the
+/// gateway, an upstream connection) for as long as it likes. So the body gets a clock too, in
+/// the spirit of nginx's `client_body_timeout` (the longest wait between two reads) and Apache's
+/// `mod_reqtimeout` `MinRate` (a slow trickle is cut even if no single gap is long): the time
+/// spent *waiting for the client* may not exceed `timeout + received / min_rate`, and no single
+/// wait may exceed `timeout`. Only waiting while the body is polled counts: a handler or an
+/// upstream that reads late costs the client nothing.
+///
+/// The timeout is a body error, so everything reading the body sees it the same way: an
+/// extractor refuses, the gateway aborts the upstream request (hyper then closes that upstream
+/// connection: a half-sent body never goes back to the pool). The layer replaces whatever the
+/// reader answered with 408 `request_timeout`, and hyper closes the client connection because
+/// the body was not read to its end.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodyTimeoutLayer {
+    pub(crate) timeout: Duration,
+    /// Bytes per second; 0 turns the rate rule off (only the per-wait timeout).
+    pub(crate) min_rate: u64,
+}
+
+impl<S> Layer<S> for BodyTimeoutLayer {
+    type Service = BodyTimeout<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        BodyTimeout {
+            inner,
+            limits: *self,
+        }
+    }
+}
+
+/// The service of [`BodyTimeoutLayer`].
+#[derive(Debug, Clone)]
+pub(crate) struct BodyTimeout<S> {
+    inner: S,
+    limits: BodyTimeoutLayer,
+}
+
+impl<S> Service<Request> for BodyTimeout<S>
+where
+    S: Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Either<S::Future, TimedResponse<S::Future>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        // Most requests have no body: nothing to time, nothing allocated.
+        if req.body().is_end_stream() {
+            return Either::Left(self.inner.call(req));
+        }
+        let flag = Arc::new(AtomicBool::new(false));
+        let version = req.version();
+        let req = req.map(|body| {
+            Body::new(TimedBody {
+                inner: body,
+                timeout: self.limits.timeout,
+                min_rate: self.limits.min_rate,
+                received: 0,
+                waited: Duration::ZERO,
+                wait_start: None,
+                sleep: None,
+                timed_out: flag.clone(),
+            })
+        });
+        Either::Right(TimedResponse {
+            inner: self.inner.call(req),
+            flag,
+            version,
+        })
+    }
+}
+
+pin_project! {
+    /// The future of [`BodyTimeout`] for a request with a body.
+    pub(crate) struct TimedResponse<F> {
+        #[pin]
+        inner: F,
+        flag: Arc<AtomicBool>,
+        version: http::Version,
+    }
+}
+
+impl<F, E> Future for TimedResponse<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let res = ready_poll!(this.inner.poll(cx));
+        if !this.flag.load(Ordering::Acquire) {
+            return Poll::Ready(res);
+        }
+        let mut res = Error::new(
+            ErrorCode::RequestTimeout,
+            "the request body arrived too slowly",
+        )
+        .with_hint("the limits are limits.body_read_timeout and limits.body_min_rate")
+        .into_response();
+        if *this.version < http::Version::HTTP_2 {
+            // Said, not only done: hyper closes a connection whose body was not read anyway.
+            res.headers_mut()
+                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        Poll::Ready(Ok(res))
+    }
+}
+
+/// A request body that ran out of time (see [`BodyTimeoutLayer`]).
+#[derive(Debug, thiserror::Error)]
+#[error("the request body arrived too slowly")]
+pub(crate) struct BodyTooSlow;
+
+pin_project! {
+    /// The request body under the clock of [`BodyTimeoutLayer`].
+    struct TimedBody {
+        #[pin]
+        inner: Body,
+        timeout: Duration,
+        min_rate: u64,
+        received: u64,
+        // Time spent waiting for the client, over completed waits.
+        waited: Duration,
+        // When the current wait began (the body was polled and had nothing).
+        wait_start: Option<Instant>,
+        // Allocated at the first wait only.
+        sleep: Option<Pin<Box<Sleep>>>,
+        timed_out: Arc<AtomicBool>,
+    }
+}
+
+impl TimedBody {
+    /// The longest the current wait, begun at `start`, may last.
+    fn budget(timeout: Duration, min_rate: u64, received: u64, waited: Duration) -> Duration {
+        if min_rate == 0 {
+            return timeout;
+        }
+        let earned = Duration::from_millis(received.saturating_mul(1000) / min_rate);
+        timeout.min((timeout + earned).saturating_sub(waited))
+    }
+}
+
+impl hyper::body::Body for TimedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.project();
+        if this.timed_out.load(Ordering::Relaxed) {
+            // Never an end of stream after a timeout: a reader would take a cut body for whole.
+            return Poll::Ready(Some(Err(axum::Error::new(BodyTooSlow))));
+        }
+        match this.inner.poll_frame(cx) {
+            Poll::Ready(frame) => {
+                if let Some(start) = this.wait_start.take() {
+                    *this.waited += start.elapsed();
+                }
+                if let Some(Ok(data)) = frame.as_ref().map(|f| f.as_ref().map(Frame::data_ref)) {
+                    *this.received += data.map_or(0, |d| d.len() as u64);
+                }
+                Poll::Ready(frame)
+            }
+            Poll::Pending => {
+                let now = Instant::now();
+                let start = *this.wait_start.get_or_insert(now);
+                let deadline = start
+                    + Self::budget(*this.timeout, *this.min_rate, *this.received, *this.waited);
+                let sleep = match this.sleep {
+                    Some(s) => {
+                        if s.deadline() != deadline.into() {
+                            s.as_mut().reset(deadline.into());
+                        }
+                        s
+                    }
+                    None => this
+                        .sleep
+                        .insert(Box::pin(tokio::time::sleep_until(deadline.into()))),
+                };
+                if now < deadline && sleep.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                this.timed_out.store(true, Ordering::Release);
+                tracing::debug!(
+                    received = *this.received,
+                    "request body too slow: the request is refused and its connection closed"
+                );
+                Poll::Ready(Some(Err(axum::Error::new(BodyTooSlow))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TimedBody;
+    use std::time::Duration;
+
+    const S: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn a_wait_may_last_the_timeout_at_most_and_the_rate_rule_shortens_it() {
+        // Nothing received yet: the whole head start, then what is left of it.
+        assert_eq!(TimedBody::budget(15 * S, 1024, 0, Duration::ZERO), 15 * S);
+        assert_eq!(TimedBody::budget(15 * S, 1024, 0, 14 * S), S);
+        assert_eq!(TimedBody::budget(15 * S, 1024, 0, 20 * S), Duration::ZERO);
+        // 10 KiB at 1 KiB/s earned 10 s more waiting; a single wait stays capped.
+        assert_eq!(TimedBody::budget(15 * S, 1024, 10 * 1024, 20 * S), 5 * S);
+        assert_eq!(TimedBody::budget(15 * S, 1024, 1 << 30, 20 * S), 15 * S);
+        // No rate rule: every wait gets the timeout, however long the body took.
+        assert_eq!(TimedBody::budget(15 * S, 0, 0, 3600 * S), 15 * S);
     }
 }

@@ -1,21 +1,31 @@
 //! The accept loop: hyper with the limits an internet-facing server needs and `axum::serve`
 //! does not expose: a cap on open connections, a header-read timeout that is also the idle
-//! keep-alive timeout (hyper starts it whenever a connection waits for a request), and hard
-//! header-size backstops behind the configurable JSON checks of `server::limits`.
+//! keep-alive timeout (hyper starts it whenever a connection waits for a request), an idle
+//! timeout for HTTP/2 connections (hyper has none: a client answering PINGs kept one for ever),
+//! stream limits, h2c only when configured, and hard header-size backstops behind the
+//! configurable JSON checks of `server::limits`. Request bodies get their clock in
+//! `server::limits::BodyTimeoutLayer`.
 
 use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::ConnectInfo;
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Request};
+use axum::response::Response;
+use hyper::body::{Frame, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
-use tower::ServiceExt;
+use pin_project_lite::pin_project;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tower::Service;
 
 /// Connection-level limits (`[limits]`).
 #[derive(Debug, Clone, Copy)]
@@ -23,8 +33,12 @@ pub(crate) struct ConnLimits {
     /// Open connections at most; further clients wait in the kernel's backlog.
     pub(crate) max_connections: usize,
     /// Time a client has to send a request's headers, and to start its next request on a
-    /// kept-alive connection.
+    /// kept-alive connection; also how long an HTTP/2 connection may stay without a request.
     pub(crate) header_read_timeout: Duration,
+    /// Whether h2c (HTTP/2 with prior knowledge) is served besides HTTP/1.1.
+    pub(crate) http2: bool,
+    /// Concurrent streams per HTTP/2 connection.
+    pub(crate) http2_max_streams: u32,
     /// hyper's own cap on the header block (the configurable check is below it, with JSON).
     pub(crate) header_buf_bytes: usize,
     /// hyper's own cap on the header count; `None` keeps hyper's default (100).
@@ -44,24 +58,38 @@ pub(crate) async fn serve(
     limits: ConnLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let mut builder = Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
+    let mut h1 = hyper::server::conn::http1::Builder::new();
+    h1.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.header_buf_bytes.max(8192));
     if let Some(n) = limits.max_headers {
-        builder.http1().max_headers(n);
+        h1.max_headers(n);
     }
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.header_buf_bytes).unwrap_or(u32::MAX))
-        .keep_alive_interval(Some(limits.header_read_timeout))
-        .keep_alive_timeout(limits.header_read_timeout);
-    let builder = Arc::new(builder);
-    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let graceful = GracefulShutdown::new();
+    // h2c only when configured: `http1_only` does nothing for a connection served with
+    // upgrades, so HTTP/1.1-only connections are served by hyper's HTTP/1 builder itself.
+    let auto = limits.http2.then(|| {
+        let mut builder = Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .max_buf_size(limits.header_buf_bytes.max(8192));
+        if let Some(n) = limits.max_headers {
+            builder.http1().max_headers(n);
+        }
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(limits.header_buf_bytes).unwrap_or(u32::MAX))
+            .max_concurrent_streams(limits.http2_max_streams.max(1))
+            // A peer that stops answering PINGs while requests are open is dropped.
+            .keep_alive_interval(Some(limits.header_read_timeout))
+            .keep_alive_timeout(limits.header_read_timeout);
+        builder
+    });
+    let max = limits.max_connections.max(1);
+    let slots = Arc::new(Semaphore::new(max));
+    let (stop, stopping) = watch::channel(false);
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -84,30 +112,314 @@ pub(crate) async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let service = router
-            .clone()
-            .map_request(move |mut req: axum::extract::Request<_>| {
-                req.extensions_mut().insert(ConnectInfo(peer));
-                req
-            });
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
-            .into_owned();
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            // Client resets and timeouts end here; they are the client's business.
-            if let Err(e) = conn.await {
-                tracing::trace!(error = %e, "connection ended");
+        let activity = Arc::new(Activity::new());
+        let service = ConnService {
+            router: router.clone(),
+            peer,
+            activity: activity.clone(),
+        };
+        let io = TokioIo::new(stream);
+        let service = TowerToHyperService::new(service);
+        let stopping = stopping.clone();
+        let idle = limits.header_read_timeout;
+        match &auto {
+            Some(auto) => {
+                let conn = auto
+                    .serve_connection_with_upgrades(io, service)
+                    .into_owned();
+                tokio::spawn(drive(conn, activity, idle, stopping, permit));
             }
-            drop(permit);
-        });
+            None => {
+                let conn = ErrInto {
+                    inner: h1.serve_connection(io, service).with_upgrades(),
+                };
+                tokio::spawn(drive(conn, activity, idle, stopping, permit));
+            }
+        }
     }
     drop(listener);
-    if tokio::time::timeout(DRAIN, graceful.shutdown())
+    let _ = stop.send(true);
+    // Every connection holds a slot until it ends: all slots back means all drained.
+    let all = u32::try_from(max).unwrap_or(u32::MAX);
+    if tokio::time::timeout(DRAIN, slots.acquire_many(all))
         .await
         .is_err()
     {
         tracing::warn!("shutdown: connections still busy after {DRAIN:?}, closing them");
     }
     Ok(())
+}
+
+/// Runs one connection to its end, then gives its slot back: shuts it down gracefully when the
+/// server stops, or when it has had no request in flight for `idle` (HTTP/2 only: HTTP/1's idle
+/// time is hyper's header timeout); one still open `idle` after a graceful shutdown is dropped.
+async fn drive<C>(
+    conn: C,
+    activity: Arc<Activity>,
+    idle: Duration,
+    mut stopping: watch::Receiver<bool>,
+    permit: OwnedSemaphorePermit,
+) where
+    C: Future<Output = Result<(), ConnError>> + Graceful,
+{
+    tokio::pin!(conn);
+    let idle_wait = activity.idle_for(idle);
+    tokio::pin!(idle_wait);
+    let mut closing: Option<tokio::time::Instant> = None;
+    let mut server_stopping = false;
+    loop {
+        tokio::select! {
+            res = conn.as_mut() => {
+                // Client resets and timeouts end here; they are the client's business.
+                if let Err(e) = res {
+                    tracing::trace!(error = %e, "connection ended");
+                }
+                break;
+            }
+            _ = stopping.changed(), if !server_stopping => {
+                server_stopping = true;
+                conn.as_mut().shutdown_gracefully();
+            }
+            () = &mut idle_wait, if closing.is_none() => {
+                tracing::trace!("idle HTTP/2 connection closed");
+                conn.as_mut().shutdown_gracefully();
+                closing = Some(tokio::time::Instant::now() + idle);
+            }
+            () = sleep_until_some(closing) => {
+                // GOAWAY sent, and the peer still holds on: drop it.
+                break;
+            }
+        }
+    }
+    drop(permit);
+}
+
+/// The error both connection kinds end with.
+type ConnError = Box<dyn std::error::Error + Send + Sync>;
+
+type Svc = TowerToHyperService<ConnService>;
+
+/// A connection that can be asked to finish its in-flight requests and close.
+trait Graceful {
+    fn shutdown_gracefully(self: Pin<&mut Self>);
+}
+
+impl Graceful
+    for hyper_util::server::conn::auto::UpgradeableConnection<
+        'static,
+        TokioIo<TcpStream>,
+        Svc,
+        TokioExecutor,
+    >
+{
+    fn shutdown_gracefully(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+impl Graceful
+    for ErrInto<hyper::server::conn::http1::UpgradeableConnection<TokioIo<TcpStream>, Svc>>
+{
+    fn shutdown_gracefully(self: Pin<&mut Self>) {
+        self.project().inner.graceful_shutdown();
+    }
+}
+
+pin_project! {
+    /// hyper's HTTP/1 connection with its error boxed like hyper-util's.
+    struct ErrInto<C> {
+        #[pin]
+        inner: C,
+    }
+}
+
+impl<C> Future for ErrInto<C>
+where
+    C: Future<Output = Result<(), hyper::Error>>,
+{
+    type Output = Result<(), ConnError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.project().inner.poll(cx).map_err(Into::into)
+    }
+}
+
+/// Sleeps until `at`, or for ever without one.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What a connection is doing, for its idle timeout.
+#[derive(Debug)]
+struct Activity {
+    born: Instant,
+    /// An HTTP/1 request was seen: hyper's header timeout governs idleness then.
+    http1: AtomicBool,
+    /// HTTP/2 requests whose response has not been sent to its end (or dropped).
+    in_flight: AtomicUsize,
+    /// Milliseconds after `born` when the last HTTP/2 request ended.
+    last_end_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            born: Instant::now(),
+            http1: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+            last_end_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn since_born(&self) -> u64 {
+        u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Resolves once the connection has been without a request for `idle`; never for an
+    /// HTTP/1 connection that has had a request. Wakes at most once per `idle`.
+    async fn idle_for(&self, idle: Duration) {
+        loop {
+            if self.http1.load(Ordering::Relaxed) {
+                return std::future::pending().await;
+            }
+            let now = Instant::now();
+            let next = if self.in_flight.load(Ordering::Acquire) > 0 {
+                now + idle
+            } else {
+                let last =
+                    self.born + Duration::from_millis(self.last_end_ms.load(Ordering::Acquire));
+                if now >= last + idle {
+                    return;
+                }
+                last + idle
+            };
+            tokio::time::sleep_until(next.into()).await;
+        }
+    }
+}
+
+/// Ends one HTTP/2 request's share of [`Activity`] when dropped.
+#[derive(Debug)]
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn start(activity: &Arc<Activity>) -> Self {
+        activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        Self(activity.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0
+            .last_end_ms
+            .store(self.0.since_born(), Ordering::Release);
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The router as one connection sees it: the peer address goes in as `ConnectInfo` (the
+/// client address feeds the rate limits, see `client_ip`), and HTTP/2 requests are counted
+/// until their response is sent.
+#[derive(Clone)]
+struct ConnService {
+    router: Router,
+    peer: SocketAddr,
+    activity: Arc<Activity>,
+}
+
+impl<B> Service<http::Request<B>> for ConnService
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = Counted<<Router as Service<Request>>::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Service::<Request>::poll_ready(&mut self.router, cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let mut req = req.map(Body::new);
+        req.extensions_mut().insert(ConnectInfo(self.peer));
+        let in_flight = if req.version() == http::Version::HTTP_2 {
+            Some(InFlight::start(&self.activity))
+        } else {
+            if !self.activity.http1.load(Ordering::Relaxed) {
+                self.activity.http1.store(true, Ordering::Relaxed);
+            }
+            None
+        };
+        Counted {
+            inner: self.router.call(req),
+            in_flight,
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`ConnService`]: an HTTP/2 request stays in flight until its
+    /// response body is sent (or dropped).
+    struct Counted<F> {
+        #[pin]
+        inner: F,
+        in_flight: Option<InFlight>,
+    }
+}
+
+impl<F> Future for Counted<F>
+where
+    F: Future<Output = Result<Response, std::convert::Infallible>>,
+{
+    type Output = Result<Response, std::convert::Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let res = ready!(this.inner.poll(cx));
+        Poll::Ready(match this.in_flight.take() {
+            None => res,
+            Some(guard) => res.map(|r| {
+                r.map(|body| {
+                    Body::new(CountedBody {
+                        inner: body,
+                        _in_flight: guard,
+                    })
+                })
+            }),
+        })
+    }
+}
+
+pin_project! {
+    /// A response body that holds its request's [`InFlight`] until it is dropped.
+    struct CountedBody {
+        #[pin]
+        inner: Body,
+        _in_flight: InFlight,
+    }
+}
+
+impl hyper::body::Body for CountedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        self.project().inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }

@@ -5,14 +5,13 @@
 //! embedding app, the test suite — each count their own traffic.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use async_trait::async_trait;
-use axum::extract::{ConnectInfo, MatchedPath, State};
+use axum::extract::{MatchedPath, State};
 use axum::http::{HeaderValue, Request, header};
 use axum::response::{IntoResponse, Response};
 use pin_project_lite::pin_project;
@@ -241,13 +240,16 @@ impl Metrics {
 }
 
 /// `GET /metrics`: 404 to clients outside `metrics.allow` (the endpoint is not advertised).
+/// The client is the address the rate limits see (`client_ip`), not the socket peer: behind a
+/// same-host proxy every peer is loopback, which the default allow-list admits.
 pub(crate) async fn handler(State(app): State<AppState>, req: axum::extract::Request) -> Response {
-    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>();
     let Some(metrics) = app.metrics.as_ref() else {
         return Error::new(ErrorCode::NotFound, "no such endpoint").into_response();
     };
-    let allowed = peer
-        .is_some_and(|ConnectInfo(p)| metrics.allow.contains(crate::client_ip::normalize(p.ip())));
+    let allowed = app
+        .trusted_proxies
+        .resolve(req.extensions(), req.headers())
+        .is_some_and(|ip| metrics.allow.contains(ip));
     if !allowed {
         return Error::new(ErrorCode::NotFound, "no such endpoint").into_response();
     }

@@ -385,6 +385,11 @@ pub fn router_with(state: AppState, config: &Config, extra: Router) -> Router {
                     header_bytes: config.header_bytes_limit,
                     headers: config.max_headers,
                 })
+                // 408 for a body that trickles in; the gateway sees the same body error.
+                .layer(limits::BodyTimeoutLayer {
+                    timeout: config.body_read_timeout,
+                    min_rate: config.body_min_rate,
+                })
                 // Preflights are answered here: they never reach sessions, CSRF or the store.
                 .layer(crate::cors::cors_layer(config))
                 .layer(DefaultBodyLimit::max(config.body_limit))
@@ -521,6 +526,8 @@ impl App {
             conn_limits: listener::ConnLimits {
                 max_connections: config.max_connections,
                 header_read_timeout: config.header_read_timeout,
+                http2: config.http2,
+                http2_max_streams: config.http2_max_streams,
                 // hyper's hard caps sit well above the JSON-explained limits.
                 header_buf_bytes: (config.header_bytes_limit + config.uri_limit) * 2 + 8192,
                 // Under hyper's default cap (100) its fixed parse buffer is kept: setting any cap

@@ -319,6 +319,80 @@ async fn forwarded_headers_from_an_untrusted_peer_are_ignored() {
     assert_limited(res).await;
 }
 
+/// Behind a trusted proxy that appends `X-Forwarded-For` (the test client on loopback plays
+/// it), a client sending its own `Forwarded: for=<random>` on every attempt still draws from one
+/// budget: only the configured header is read.
+#[tokio::test]
+async fn a_client_cannot_pick_its_address_with_a_header_the_proxy_does_not_write() {
+    let app = TestApp::spawn_with(|raw| limits(raw, &[("login_per_ip", "5/h")])).await;
+    let mut statuses = Vec::new();
+    for i in 0..8u32 {
+        let res = app
+            .raw_client()
+            .post(app.url("/auth/login"))
+            .header(
+                "forwarded",
+                format!("for=10.{}.{}.{}", i / 65_536, (i / 256) % 256, i % 256),
+            )
+            .header("x-real-ip", format!("10.99.0.{i}"))
+            .header("x-forwarded-for", "198.51.100.20")
+            .json(&json!({"username": format!("u{i}"), "password": "whatever12"}))
+            .send()
+            .await
+            .expect("request");
+        statuses.push(res.status().as_u16());
+    }
+    assert_eq!(statuses, [401, 401, 401, 401, 401, 429, 429, 429]);
+    // The address the proxy wrote is the key: another one there is another client.
+    let res = attempt(&app, "u9", "whatever12", "198.51.100.21").await;
+    assert_error(res, 401, "invalid_credentials").await;
+}
+
+/// `limits.client_ip_header = "forwarded"`: the proxy's `Forwarded` is read, walked from the
+/// right, and a client's `X-Forwarded-For` is ignored.
+#[tokio::test]
+async fn the_forwarded_header_is_read_when_configured_and_x_forwarded_for_is_then_ignored() {
+    let app = TestApp::spawn_with(|raw| {
+        limits(raw, &[("login_per_ip", "3/h")]);
+        raw.limits.client_ip_header = "Forwarded".into();
+    })
+    .await;
+    let login = |forwarded: String, xff: String| {
+        app.raw_client()
+            .post(app.url("/auth/login"))
+            .header("forwarded", forwarded)
+            .header("x-forwarded-for", xff)
+            .json(&json!({"username": "x", "password": "whatever12"}))
+            .send()
+    };
+    for i in 0..3 {
+        // The client wrote the left entry; the proxy appended the right one.
+        let res = login(
+            format!("for=10.0.0.{i}, for=203.0.113.5"),
+            format!("10.1.0.{i}"),
+        )
+        .await
+        .expect("request");
+        assert_eq!(res.status(), 401);
+    }
+    let res = login("for=10.0.0.99, for=203.0.113.5".into(), "10.1.0.99".into())
+        .await
+        .expect("request");
+    assert_limited(res).await;
+    let res = login("for=203.0.113.6".into(), "10.1.0.98".into())
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 401, "another client behind the proxy");
+}
+
+#[test]
+fn an_unknown_client_ip_header_is_named() {
+    let mut raw = test_raw_config();
+    raw.limits.client_ip_header = "x-client-ip".into();
+    let err = raw.validate().expect_err("refused").to_string();
+    assert!(err.contains("limits.client_ip_header"), "{err}");
+}
+
 #[tokio::test]
 async fn signup_password_change_and_token_creation_are_limited() {
     let app = TestApp::spawn_with(|raw| {
@@ -827,6 +901,39 @@ async fn metrics_are_hidden_from_addresses_outside_the_allowlist_and_can_be_off(
     assert_error(app.client().get("/metrics").await, 404, "not_found").await;
     let app = TestApp::spawn_with(|raw| raw.metrics.enabled = false).await;
     assert_error(app.client().get("/metrics").await, 404, "not_found").await;
+}
+
+/// Behind a same-host proxy every socket peer is loopback: the allow-list must judge the client
+/// the proxy names, like the rate limits do.
+#[tokio::test]
+async fn metrics_judge_the_client_behind_a_trusted_proxy_not_the_proxy() {
+    let app =
+        TestApp::spawn_with(|raw| raw.limits.trusted_proxies = vec!["127.0.0.1".into()]).await;
+    let scrape = |xff: Option<&'static str>| {
+        let mut req = app.raw_client().get(app.url("/metrics"));
+        if let Some(v) = xff {
+            req = req.header("x-forwarded-for", v);
+        }
+        req.send()
+    };
+    let res = scrape(Some("203.0.113.9")).await.expect("request");
+    assert_error(res, 404, "not_found").await;
+    // A client's own Forwarded cannot claim loopback either.
+    let res = app
+        .raw_client()
+        .get(app.url("/metrics"))
+        .header("x-forwarded-for", "203.0.113.9")
+        .header("forwarded", "for=127.0.0.1")
+        .send()
+        .await
+        .expect("request");
+    assert_error(res, 404, "not_found").await;
+    // A scraper on loopback, through the proxy or directly, is allowed.
+    assert_eq!(
+        scrape(Some("127.0.0.1")).await.expect("request").status(),
+        200
+    );
+    assert_eq!(scrape(None).await.expect("request").status(), 200);
 }
 
 #[tokio::test]

@@ -21,6 +21,7 @@ mod robustness;
 mod services;
 mod session_layer;
 mod sessions;
+mod slow_clients;
 mod store_conformance;
 mod support;
 mod tokens;
