@@ -378,6 +378,14 @@ impl crate::session::stores::Generations for UserStore {
     async fn current(&self, user_id: i64) -> Result<Option<u64>, Error> {
         Ok(self.session_generation(user_id).await?)
     }
+
+    async fn bump(&self, user_id: i64) -> Result<(), Error> {
+        match self.bump_session_generation(user_id).await {
+            // No such user: no sealed session of theirs opens anyway (`current` is `None`).
+            Ok(()) | Err(UserError::NotFound) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ pub use self::config::{CookieConfig, DEFAULT_COOKIE_NAME, SessionConfig};
 pub(crate) use self::layer::credential_from_headers;
 pub use self::layer::{NO_TOUCH_HEADER, SessionLayer, SessionService};
 pub use self::record::{Delta, Record, UnixTime, now};
-pub use self::store::{SessionStore, StoreError};
+pub use self::store::{Ended, Revoke, SessionStore, StoreError, revoke_by_deleting};
 use crate::auth::AccessTokens;
 use crate::error::{Error, ErrorCode};
 use crate::token::{SecretToken, TokenHash, TokenKind};
@@ -131,10 +131,11 @@ impl SessionManager {
 
     /// Keeps sessions in the cookie itself, sealed by `backend` (`session.store = "cookie"`):
     /// nothing is stored server-side, so the store becomes a [`stores::StatelessStore`] that
-    /// holds nothing. What this cannot do (revoke one session, list sessions) is in the README.
+    /// holds nothing and ends sessions by bumping `backend`'s generations. What this cannot do
+    /// (revoke one session, list sessions) is in the README.
     pub fn with_cookie_sessions(mut self, backend: stores::CookieSessions) -> Self {
         let parts = Arc::make_mut(&mut self.0);
-        parts.store = Arc::new(stores::StatelessStore);
+        parts.store = Arc::new(stores::StatelessStore::new(backend.generations.clone()));
         parts.sealed = Some(Arc::new(backend));
         self
     }
@@ -180,6 +181,35 @@ impl SessionManager {
     pub fn config(&self) -> &SessionConfig {
         &self.config
     }
+}
+
+/// Ends sessions: the one function every way of ending them goes through — logout (the current
+/// session), ending one of one's sessions, logout everywhere, password change and reset,
+/// disabling a user, and the administrator's `vestibule session revoke`. Each store implements
+/// [`SessionStore::revoke`]: the server-side stores delete records, the cookie store bumps the
+/// user's generation and refuses to end one session by id (an error, never "ended 0").
+///
+/// # Errors
+/// `store_unavailable`, or `session_not_found` when the store cannot end one session by id.
+pub async fn end_sessions(store: &dyn SessionStore, what: Revoke<'_>) -> Result<Ended, Error> {
+    Ok(store.revoke(what).await?)
+}
+
+/// Ends every session of every user in `user_ids` (the administrator's "everyone": the stores
+/// have no user table, so the caller lists the users). Each user goes through
+/// [`end_sessions`]; anonymous sessions hold no account and are left to expire.
+///
+/// # Errors
+/// As [`end_sessions`]; users before the failing one are already done.
+pub async fn end_all_sessions(
+    store: &dyn SessionStore,
+    user_ids: impl IntoIterator<Item = i64>,
+) -> Result<Ended, Error> {
+    let mut total = Ended::Deleted(0);
+    for user_id in user_ids {
+        total = total.and(end_sessions(store, Revoke::User { user_id, keep: None }).await?);
+    }
+    Ok(total)
 }
 
 /// What the cookie must become when the response leaves.
@@ -520,8 +550,13 @@ impl Session {
     /// `store_unavailable`.
     pub async fn flush(&self) -> Result<(), Error> {
         let mut st = self.writable().await?;
-        if let Some(record) = st.record.take() {
-            self.inner.manager.store.delete(&record.key).await?;
+        if let Some(record) = st.record.take()
+            && self.inner.manager.sealed.is_none()
+        {
+            // The cookie store cannot end one session (a copy of the cookie opens until it
+            // expires or the generation changes: docs/SECURITY.md, Deviations); clearing the
+            // cookie below is all a logout does there.
+            end_sessions(&**self.inner.manager.store(), Revoke::One(&record.key)).await?;
         }
         st.token = None;
         st.pending.clear();

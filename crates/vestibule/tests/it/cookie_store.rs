@@ -413,6 +413,9 @@ impl Generations for Gen0 {
     async fn current(&self, _user_id: i64) -> Result<Option<u64>, vestibule::Error> {
         Ok(Some(0))
     }
+    async fn bump(&self, _user_id: i64) -> Result<(), vestibule::Error> {
+        Ok(())
+    }
 }
 
 fn ring() -> CookieKeyRing {

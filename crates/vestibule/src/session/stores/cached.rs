@@ -7,7 +7,7 @@ use moka::future::Cache;
 use moka::ops::compute::{CompResult, Op};
 
 use crate::session::record::{Delta, Record, now};
-use crate::session::store::{SessionStore, StoreError};
+use crate::session::store::{Ended, Revoke, SessionStore, StoreError};
 use crate::token::TokenHash;
 
 /// Caches records of a durable store.
@@ -229,6 +229,11 @@ impl<D: SessionStore> SessionStore for CachedStore<D> {
         }
         self.announce(&keys).await?;
         Ok(keys)
+    }
+
+    /// Through this wrapper's own `delete` and `delete_user`, which drop the cached copies.
+    async fn revoke(&self, what: Revoke<'_>) -> Result<Ended, StoreError> {
+        crate::session::store::revoke_by_deleting(self, what).await
     }
 
     async fn delete_expired(&self) -> Result<u64, StoreError> {

@@ -9,7 +9,7 @@ use moka::future::Cache;
 use moka::ops::compute::{CompResult, Op};
 
 use crate::session::record::{Delta, Record, now};
-use crate::session::store::{SessionStore, StoreError};
+use crate::session::store::{Ended, Revoke, SessionStore, StoreError};
 use crate::token::TokenHash;
 
 /// In-memory sessions. When full, the least recently used sessions are evicted first.
@@ -161,6 +161,10 @@ impl SessionStore for MemoryStore {
             self.cache.invalidate(k).await;
         }
         Ok(keys)
+    }
+
+    async fn revoke(&self, what: Revoke<'_>) -> Result<Ended, StoreError> {
+        crate::session::store::revoke_by_deleting(self, what).await
     }
 
     async fn delete_expired(&self) -> Result<u64, StoreError> {
