@@ -10,7 +10,7 @@ use vestibule::auth::UserStore;
 use vestibule::config::Config;
 use vestibule::db::Database;
 use vestibule::server::build_store;
-use vestibule::session::{Revoke, end_all_sessions, end_sessions};
+use vestibule::session::{Ended, Revoke, end_all_sessions, end_sessions};
 use vestibule::token::TokenHash;
 
 use crate::cli::SessionCommand;
@@ -97,9 +97,15 @@ async fn run_with(
             } else if let Some(id) = id {
                 let key = TokenHash::from_hex(id.trim())
                     .with_context(|| format!("{id:?} is not a session id from `session list`"))?;
-                end_sessions(&*store, Revoke::One(&key))
+                let ended = end_sessions(&*store, Revoke::One(&key))
                     .await
-                    .map_err(|e| anyhow::anyhow!("{e}"))?
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                if ended == Ended::Deleted(0) {
+                    anyhow::bail!(
+                        "no live session has the id {id:?} (already ended or expired?); see `vestibule session list --user NAME`"
+                    );
+                }
+                ended
             } else {
                 anyhow::bail!("name --user NAME, --all or a session id");
             };

@@ -107,11 +107,10 @@ async fn run_with(
         }
         UserCommand::Disable(arg) => {
             let user = find(users, &arg.username).await?;
-            users.set_active(user.id, false).await?;
-            let ended = end_user_sessions(config, db, user.id).await?;
-            // A disabled owner's tokens stop working at once either way (checked at every use);
-            // revoking them also makes re-enabling the account not bring them back.
-            let revoked = AccessTokens::new(db.clone()).revoke_all(user.id).await?;
+            let store = build_store(config, db)?.0;
+            let (ended, revoked) = vestibule::auth::disable_user(db, &*store, user.id)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             println!(
                 "disabled {}; {ended}; revoked {revoked} access token(s)",
                 user.username,

@@ -207,7 +207,16 @@ pub async fn end_all_sessions(
 ) -> Result<Ended, Error> {
     let mut total = Ended::Deleted(0);
     for user_id in user_ids {
-        total = total.and(end_sessions(store, Revoke::User { user_id, keep: None }).await?);
+        total = total.and(
+            end_sessions(
+                store,
+                Revoke::User {
+                    user_id,
+                    keep: None,
+                },
+            )
+            .await?,
+        );
     }
     Ok(total)
 }

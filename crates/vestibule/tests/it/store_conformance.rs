@@ -391,7 +391,10 @@ pub async fn revoke_ends_the_scope_on_the_next_load(s: Arc<dyn SessionStore>) {
         assert_eq!(s.load(k).await.expect("load"), None, "user 11 still loads");
     }
     assert!(s.load(&b.key).await.expect("load").is_some(), "other user");
-    assert!(s.load(&anon.key).await.expect("load").is_some(), "anonymous");
+    assert!(
+        s.load(&anon.key).await.expect("load").is_some(),
+        "anonymous"
+    );
     // A user with no session: nothing to end, and no error.
     s.revoke(Revoke::User {
         user_id: 13,
@@ -746,9 +749,8 @@ async fn redis_cluster_passes_the_conformance_suite() {
     };
     macro_rules! run {
         ($kind:ident, $case:ident) => {
-            let plain: Arc<dyn SessionStore> = Arc::new(
-                RedisStore::new(&config(&services::random_prefix())).expect("store"),
-            );
+            let plain: Arc<dyn SessionStore> =
+                Arc::new(RedisStore::new(&config(&services::random_prefix())).expect("store"));
             $case(plain).await;
             let cached: Arc<dyn SessionStore> =
                 Arc::new(cached_redis_store(&config(&services::random_prefix())));
