@@ -26,7 +26,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::sync::Mutex;
 
-pub use self::config::{CookieConfig, DEFAULT_COOKIE_NAME, SessionConfig};
+pub use self::config::{
+    CookieConfig, DEFAULT_ANONYMOUS_TIMEOUT, DEFAULT_COOKIE_NAME, SessionConfig,
+};
 pub(crate) use self::layer::credential_from_headers;
 pub use self::layer::{NO_TOUCH_HEADER, SessionLayer, SessionService};
 pub use self::record::{Delta, Record, UnixTime, now};
@@ -801,7 +803,7 @@ impl Session {
                 data: data.clone(),
                 created_at: t,
                 last_seen: t,
-                expires_at: (t + secs(cfg.idle_timeout)).min(absolute),
+                expires_at: (t + secs(cfg.idle_for(user_id))).min(absolute),
                 absolute_expires_at: absolute,
                 user_agent: self.user_agent_text(),
             };
@@ -984,7 +986,8 @@ impl Session {
                 Some(record) => {
                     let mut delta = Delta {
                         last_seen: t,
-                        expires_at: (t + secs(cfg.idle_timeout)).min(record.absolute_expires_at),
+                        expires_at: (t + secs(cfg.idle_for(record.user_id)))
+                            .min(record.absolute_expires_at),
                         ..Delta::default()
                     };
                     if st.no_touch {
@@ -1017,7 +1020,8 @@ impl Session {
         {
             let delta = Delta {
                 last_seen: t,
-                expires_at: (t + secs(cfg.idle_timeout)).min(record.absolute_expires_at),
+                expires_at: (t + secs(cfg.idle_for(record.user_id)))
+                    .min(record.absolute_expires_at),
                 ..Delta::default()
             };
             let merged = self.save_record(&record, &delta).await?;
