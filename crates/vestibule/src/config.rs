@@ -1302,6 +1302,9 @@ impl Problems {
     ) -> Option<crate::session::stores::CookieKeyRing> {
         use crate::session::stores::{CookieKey, CookieKeyRing};
         let key = "session.cookie_keys";
+        if store == StoreKind::Cookie {
+            warnings.push(crate::auth::mfa::PASSKEYS_NEED_A_SERVER_SIDE_STORE.to_owned());
+        }
         if store != StoreKind::Cookie {
             if !keys.is_empty() {
                 warnings.push(format!(

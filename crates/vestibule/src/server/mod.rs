@@ -450,7 +450,10 @@ impl App {
             None => store,
         };
         let mfa = {
-            let webauthn = crate::auth::mfa::webauthn_for(&config.csrf);
+            let mut webauthn = crate::auth::mfa::webauthn_for(&config.csrf);
+            if config.store == StoreKind::Cookie {
+                webauthn.webauthn = Err(crate::auth::mfa::PASSKEYS_NEED_A_SERVER_SIDE_STORE.into());
+            }
             if let Err(why) = &webauthn.webauthn {
                 tracing::info!("passkeys off: {why}");
             }
