@@ -266,6 +266,10 @@ pub struct RawSession {
     pub absolute_timeout: Option<String>,
     /// Minimum time between expiry-extending writes ("5m").
     pub touch_interval: String,
+    /// Sliding idle timeout of sessions without a logged-in user — anonymous data such as the
+    /// demo counter, a passkey ceremony, a pending second factor ("15m"; capped by
+    /// `idle_timeout`). Short, so that anonymous traffic cannot keep the store full for days.
+    pub anonymous_timeout: String,
     /// Cookie base name (a `__Host-` prefix is added over https).
     pub cookie_name: String,
     /// Cookie `Domain`; unset means host-only (recommended). Must cover the API host and must
@@ -501,6 +505,7 @@ impl Default for RawSession {
             absolute_timeout: None,
             clear_site_data: true,
             touch_interval: "5m".into(),
+            anonymous_timeout: "15m".into(),
             cookie_name: DEFAULT_COOKIE_NAME.into(),
             cookie_domain: None,
             same_site: None,
@@ -855,6 +860,7 @@ impl RawConfig {
                 .unwrap_or(absolute_default),
         );
         let touch = p.duration("session.touch_interval", &self.session.touch_interval);
+        let anonymous = p.duration("session.anonymous_timeout", &self.session.anonymous_timeout);
         let purge = p.duration("session.purge_interval", &self.session.purge_interval);
         let store_timeout = p.store_timeout(&self.session.store_timeout);
         let reauth_window = p.duration("auth.reauth_window", &self.auth.reauth_window);
@@ -1207,6 +1213,10 @@ impl RawConfig {
                 idle_timeout: idle,
                 absolute_timeout: absolute,
                 touch_interval: touch,
+                // Invalid: already a problem above; never longer than the idle timeout.
+                anonymous_timeout: anonymous
+                    .unwrap_or(crate::session::DEFAULT_ANONYMOUS_TIMEOUT)
+                    .min(idle),
                 cookie,
             },
             // Browsers honour Clear-Site-Data only on a secure context, and on any other origin
@@ -1361,6 +1371,9 @@ impl Problems {
     ) -> Option<crate::session::stores::CookieKeyRing> {
         use crate::session::stores::{CookieKey, CookieKeyRing};
         let key = "session.cookie_keys";
+        if store == StoreKind::Cookie {
+            warnings.push(crate::auth::mfa::PASSKEYS_NEED_A_SERVER_SIDE_STORE.to_owned());
+        }
         if store != StoreKind::Cookie {
             if !keys.is_empty() {
                 warnings.push(format!(

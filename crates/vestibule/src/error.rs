@@ -277,6 +277,8 @@ impl From<StoreError> for Error {
                 "the session ended while this request ran",
             )
             .with_source(err),
+            StoreError::Unsupported(why) => Error::new(ErrorCode::SessionNotFound, why)
+                .with_hint("end all of the user's sessions instead (logout everywhere, `vestibule session revoke --user NAME`)"),
             StoreError::Collision | StoreError::Corrupt(_) => Error::internal(err),
         }
     }

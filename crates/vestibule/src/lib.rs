@@ -44,6 +44,7 @@ mod audit;
 pub mod auth;
 pub mod client_ip;
 pub mod config;
+mod cookie_header;
 pub mod cors;
 pub mod csrf;
 pub mod db;

@@ -792,13 +792,8 @@ pub async fn debug_echo(
     });
     // Not deduplicated: two cookies with the session's name (one host-only, one with a
     // Domain, or two Paths) are a real cause of "logged out for no reason".
-    let cookie_names: Vec<String> = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.split('=').next())
-        .map(str::trim)
+    let cookie_names: Vec<String> = crate::cookie_header::pairs(&headers)
+        .map(|(name, _)| name)
         .filter(|n| !n.is_empty())
         .take(64)
         .map(str::to_owned)

@@ -10,6 +10,7 @@ use vestibule::auth::UserStore;
 use vestibule::config::Config;
 use vestibule::db::Database;
 use vestibule::server::build_store;
+use vestibule::session::{Ended, Revoke, end_all_sessions, end_sessions};
 use vestibule::token::TokenHash;
 
 use crate::cli::SessionCommand;
@@ -70,23 +71,40 @@ async fn run_with(
             eprintln!("{} live session(s) of {}", records.len(), user.username);
         }
         SessionCommand::Revoke { user, all, id } => {
+            // Every variant goes through the library's one revocation function; a store that
+            // cannot do what is asked (the cookie store, one session by id) fails the command.
             let ended = if let Some(name) = user {
                 let user = find(name.clone()).await?;
-                store.delete_user(user.id, None).await?.len()
+                end_sessions(
+                    &*store,
+                    Revoke::User {
+                        user_id: user.id,
+                        keep: None,
+                    },
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?
             } else if *all {
-                let mut n = 0;
-                for u in users.list().await? {
-                    n += store.delete_user(u.id, None).await?.len();
-                }
-                n
+                let ids = users.list().await?.into_iter().map(|u| u.id);
+                end_all_sessions(&*store, ids)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?
             } else if let Some(id) = id {
                 let key = TokenHash::from_hex(id.trim())
                     .with_context(|| format!("{id:?} is not a session id from `session list`"))?;
-                usize::from(store.delete(&key).await?)
+                let ended = end_sessions(&*store, Revoke::One(&key))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                if ended == Ended::Deleted(0) {
+                    anyhow::bail!(
+                        "no live session has the id {id:?} (already ended or expired?); see `vestibule session list --user NAME`"
+                    );
+                }
+                ended
             } else {
                 anyhow::bail!("name --user NAME, --all or a session id");
             };
-            println!("ended {ended} session(s)");
+            println!("{ended}");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -13,13 +13,23 @@ use vestibule::server::build_store;
 
 use crate::cli::{UserCommand, UserPasswordArgs};
 
-/// With `session.store = "cookie"` no store holds the sessions to count: say how they end.
-fn cookie_store_note(config: &Config) {
-    if config.store == vestibule::config::StoreKind::Cookie {
-        println!(
-            "cookie-store sessions are not counted: the user's session generation was bumped, so each one is refused at its next request"
-        );
-    }
+/// Ends every session of `user_id` through the library's one revocation function (the cookie
+/// store bumps the generation; the others delete): what disabling and setting a password do.
+async fn end_user_sessions(
+    config: &Config,
+    db: &Database,
+    user_id: i64,
+) -> anyhow::Result<vestibule::session::Ended> {
+    let store = build_store(config, db)?.0;
+    vestibule::session::end_sessions(
+        &*store,
+        vestibule::session::Revoke::User {
+            user_id,
+            keep: None,
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 fn read_password(args: &UserPasswordArgs) -> anyhow::Result<Password> {
@@ -94,21 +104,14 @@ async fn run_with(
         }
         UserCommand::Disable(arg) => {
             let user = find(users, &arg.username).await?;
-            users.set_active(user.id, false).await?;
-            let ended = build_store(config, db)?
-                .0
-                .delete_user(user.id, None)
-                .await?;
-            // A disabled owner's tokens stop working at once either way (checked at every use);
-            // revoking them also makes re-enabling the account not bring them back.
-            let revoked = AccessTokens::new(db.clone()).revoke_all(user.id).await?;
+            let store = build_store(config, db)?.0;
+            let (ended, revoked) = vestibule::auth::disable_user(db, &*store, user.id)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             println!(
-                "disabled {}, ended {} session(s) and revoked {} access token(s)",
+                "disabled {}; {ended}; revoked {revoked} access token(s)",
                 user.username,
-                ended.len(),
-                revoked
             );
-            cookie_store_note(config);
         }
         UserCommand::Enable(arg) => {
             let user = find(users, &arg.username).await?;
@@ -123,22 +126,16 @@ async fn run_with(
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             let hash = PasswordHasher::new(1).await?.hash(&password).await?;
             users.set_password_hash(user.id, &hash).await?;
-            let ended = build_store(config, db)?
-                .0
-                .delete_user(user.id, None)
-                .await?;
+            let ended = end_user_sessions(config, db, user.id).await?;
             let revoked = if config.tokens.revoke_on_password_change {
                 AccessTokens::new(db.clone()).revoke_all(user.id).await?
             } else {
                 0
             };
             println!(
-                "password of {} changed; ended {} session(s), revoked {} access token(s)",
+                "password of {} changed; {ended}; revoked {revoked} access token(s)",
                 user.username,
-                ended.len(),
-                revoked
             );
-            cookie_store_note(config);
         }
         UserCommand::ResetPassword(args) => {
             let user = find(users, &args.user).await?;

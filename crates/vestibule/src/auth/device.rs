@@ -40,11 +40,17 @@ impl DeviceTrust {
     /// the login endpoint exactly when the session cookie would) under its own name.
     pub fn new(key: [u8; 32], session_cookie: &CookieConfig) -> Self {
         let mut cookie = session_cookie.clone();
-        cookie.name = match cookie.name.strip_suffix("_session") {
-            Some(base) => format!("{base}_device"),
-            None => format!("{}_device", cookie.name),
-        };
+        cookie.name = Self::cookie_name_for(session_cookie);
         Self { key, cookie }
+    }
+
+    /// The device cookie's name next to the session cookie `session_cookie` (what the gateway
+    /// strips before an upstream, with the session cookie).
+    pub fn cookie_name_for(session_cookie: &CookieConfig) -> String {
+        match session_cookie.name.strip_suffix("_session") {
+            Some(base) => format!("{base}_device"),
+            None => format!("{}_device", session_cookie.name),
+        }
     }
 
     /// The cookie's name.
@@ -72,14 +78,8 @@ impl DeviceTrust {
     /// Whether the request carries a valid, unexpired device cookie for `account`
     /// (compared in constant time).
     pub fn recognises(&self, headers: &HeaderMap, account: &str, now: UnixTime) -> bool {
-        headers
-            .get_all(http::header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .filter(|(name, _)| *name == self.cookie.name)
-            .any(|(_, value)| self.verify(value, account, now))
+        crate::cookie_header::values(headers, &self.cookie.name)
+            .any(|value| self.verify(value, account, now))
     }
 
     fn verify(&self, value: &str, account: &str, now: UnixTime) -> bool {

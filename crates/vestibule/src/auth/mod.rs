@@ -20,4 +20,4 @@ pub use password::{
 pub use quality::MAX_PASSWORD_BYTES;
 pub use reset::PasswordResets;
 pub use tokens::{AccessToken, AccessTokens, Scope, TokenError, TokenOwner};
-pub use user::{User, UserError, UserStore, Username, is_control_or_invisible};
+pub use user::{User, UserError, UserStore, Username, disable_user, is_control_or_invisible};

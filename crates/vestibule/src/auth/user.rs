@@ -405,12 +405,50 @@ impl UserStore {
     }
 }
 
+/// Disables `user_id` and ends everything they are logged in with: every session through
+/// [`crate::session::end_sessions`] (the cookie store: the generation moves) and every access
+/// token (refused at once anyway, since each use checks the owner; revoked so that enabling the
+/// account again does not bring them back). The one path `vestibule user disable` takes.
+/// Returns what ended and how many tokens were revoked.
+///
+/// # Errors
+/// `not_found` for an unknown user, `store_unavailable`.
+pub async fn disable_user(
+    db: &crate::db::Database,
+    sessions: &dyn crate::session::SessionStore,
+    user_id: i64,
+) -> Result<(crate::session::Ended, u64), Error> {
+    UserStore::new(db.clone())
+        .set_active(user_id, false)
+        .await?;
+    let ended = crate::session::end_sessions(
+        sessions,
+        crate::session::Revoke::User {
+            user_id,
+            keep: None,
+        },
+    )
+    .await?;
+    let revoked = crate::auth::AccessTokens::new(db.clone())
+        .revoke_all(user_id)
+        .await?;
+    Ok((ended, revoked))
+}
+
 /// The cookie store reads generations from the users table on every authenticated load (one
 /// indexed primary-key read; no cache, so a bump on any instance is honoured by all at once).
 #[async_trait::async_trait]
 impl crate::session::stores::Generations for UserStore {
     async fn current(&self, user_id: i64) -> Result<Option<u64>, Error> {
         Ok(self.session_generation(user_id).await?)
+    }
+
+    async fn bump(&self, user_id: i64) -> Result<(), Error> {
+        match self.bump_session_generation(user_id).await {
+            // No such user: no sealed session of theirs opens anyway (`current` is `None`).
+            Ok(()) | Err(UserError::NotFound) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 }
 

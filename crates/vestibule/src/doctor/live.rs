@@ -212,12 +212,7 @@ impl LiveDoctor {
 }
 
 fn has_named_cookie(headers: &HeaderMap, name: &str) -> bool {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .any(|pair| pair.split('=').next().map(str::trim) == Some(name))
+    crate::cookie_header::has(headers, name)
 }
 
 /// The middleware (`axum::middleware::from_fn_with_state(live, live::middleware)`): requests

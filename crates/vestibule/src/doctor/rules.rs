@@ -727,6 +727,25 @@ pub fn default_path(path: &str) -> String {
     }
 }
 
+/// Whether a cookie named `name` set by `api` can be shadowed by a planted cookie of the same
+/// name ("cookie tossing"): any name without the `__Host-` prefix on a host other than loopback
+/// or `localhost`, where a sibling subdomain (or an active attacker on plain http) can set
+/// `name` with `Domain` of the parent, and the browser then sends both. Vestibule prefers the
+/// cookie that opens a live session and refuses two accounts at once, but a planted cookie can
+/// still log the user out or, on an anonymous visit, log them in as someone else.
+pub fn cookie_tossing(name: &str, api: &Origin) -> Option<Finding> {
+    if name.starts_with("__Host-") || api.is_loopback() || is_localhost_name(api) {
+        return None;
+    }
+    Some(
+        Finding::warn(
+            "cookie-tossing",
+            format!("{name} has no __Host- prefix on {}: a sibling subdomain or a plain-http answer can plant a cookie of the same name, which the browser sends along with it (cookie tossing)", api.host()),
+        )
+        .fix("serve public_url over https and leave session.cookie_domain unset: Vestibule then names the cookie __Host-… (no Domain, Path=/, Secure), which nothing else can set; otherwise trust every sibling subdomain"),
+    )
+}
+
 /// Every rule on one `Set-Cookie` line (rules 4–11, prefixes, size, third-party blocking).
 pub fn set_cookie(line: &str, ctx: &CookieContext<'_>) -> Vec<Finding> {
     let evidence = format!("Set-Cookie: {}", redact_set_cookie(line));
@@ -822,6 +841,13 @@ pub fn set_cookie(line: &str, ctx: &CookieContext<'_>) -> Vec<Finding> {
             ))
             .fix("send Secure over https, or drop the prefix"));
         }
+    }
+
+    // Cookie tossing: only `__Host-` makes a cookie that no sibling subdomain (and no plain-http
+    // response) can shadow with one of the same name; browsers send both, the planted one
+    // possibly first.
+    if let Some(f) = cookie_tossing(&name, &api) {
+        out.push(ev(f));
     }
 
     // Rules 9/10: Domain.
@@ -1653,6 +1679,35 @@ mod tests {
             "sid=v; Path=/",
         );
         assert_eq!(find(&fs, "cookie-sent-back")[0].status, Status::Pass);
+    }
+
+    #[test]
+    fn cookie_tossing_is_warned_where_the_host_prefix_cannot_be_used() {
+        let o = |u: &str| Origin::parse(u).expect("origin");
+        for (name, api) in [
+            ("vestibule_session", "http://app.acme.test"),
+            ("vestibule_session", "https://app.acme.test"),
+            ("__Secure-vestibule_session", "https://app.acme.test"),
+        ] {
+            let f = cookie_tossing(name, &o(api)).expect("a warning");
+            assert_eq!(f.status, Status::Warn);
+            assert_eq!(f.rule, "cookie-tossing");
+            assert!(f.fix.as_deref().is_some_and(|x| x.contains("__Host-")));
+        }
+        for (name, api) in [
+            ("__Host-vestibule_session", "https://app.acme.test"),
+            ("vestibule_session", "http://localhost:8000"),
+            ("vestibule_session", "http://127.0.0.1:8000"),
+        ] {
+            assert_eq!(cookie_tossing(name, &o(api)), None, "{name} on {api}");
+        }
+        // Through the Set-Cookie rules: the Domain-scoped cookie gets the warning.
+        let fs = cookie(
+            "https://www.acme.test",
+            "https://api.acme.test/auth/login",
+            "__Secure-sid=v; Path=/; Secure; Domain=acme.test; SameSite=Lax",
+        );
+        assert_eq!(find(&fs, "cookie-tossing")[0].status, Status::Warn);
     }
 
     #[test]

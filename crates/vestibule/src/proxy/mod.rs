@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
-use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use axum::http::header::{self, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 
 pub use self::config::{ProxyConfig, RawDev, RawUpstream, Upstream, UpstreamPolicy};
@@ -45,6 +45,8 @@ pub struct Gateway {
     issuer: String,
     csrf: CsrfConfig,
     side: ClientSide,
+    /// The login device cookie's name: Vestibule's own, never an upstream's business.
+    device_cookie: String,
     metrics: Option<Arc<crate::server::metrics::Metrics>>,
 }
 
@@ -90,6 +92,7 @@ impl Gateway {
                 drop_secure: origin.scheme() == "http" && origin.is_loopback(),
                 session_cookie: Arc::from(config.session.cookie.name.as_str()),
             },
+            device_cookie: crate::auth::DeviceTrust::cookie_name_for(&config.session.cookie),
             metrics,
         }))
     }
@@ -177,8 +180,15 @@ impl Gateway {
                 || (!forward_authorization && name == header::AUTHORIZATION)
                 || name == crate::csrf::CSRF_HEADER
         });
-        if !up.forward_session_cookie {
-            remove_cookie(headers, &self.side.session_cookie);
+        // Every cookie Vestibule owns is stripped: the device cookie always, the session cookie
+        // unless the upstream is configured to get it.
+        if up.forward_session_cookie {
+            crate::cookie_header::remove(headers, &[&self.device_cookie]);
+        } else {
+            crate::cookie_header::remove(
+                headers,
+                &[&self.side.session_cookie, &self.device_cookie],
+            );
         }
         if let (Some(user), true) = (&user, up.identity_headers) {
             headers.insert(USER_ID_HEADER, HeaderValue::from(user.id));
@@ -252,30 +262,10 @@ fn looks_like_ours(name: &HeaderName) -> bool {
             .all(|(c, o)| c == o || (*c == b'_' && *o == b'-'))
 }
 
-fn remove_cookie(headers: &mut HeaderMap, name: &str) {
-    if !headers.contains_key(header::COOKIE) {
-        return;
-    }
-    let kept: Vec<String> = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .map(str::trim)
-        .filter(|pair| !pair.is_empty() && pair.split('=').next().map(str::trim) != Some(name))
-        .map(str::to_owned)
-        .collect();
-    headers.remove(header::COOKIE);
-    if !kept.is_empty()
-        && let Ok(v) = HeaderValue::from_str(&kept.join("; "))
-    {
-        headers.insert(header::COOKIE, v);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::HeaderMap;
 
     #[test]
     fn every_spelling_of_our_headers_is_stripped() {
@@ -321,27 +311,5 @@ mod tests {
         ] {
             assert!(!is_plain_path(bad), "{bad}");
         }
-    }
-
-    #[test]
-    fn only_the_session_cookie_is_removed() {
-        let mut h = HeaderMap::new();
-        h.append(
-            header::COOKIE,
-            HeaderValue::from_static("a=1; vestibule_session=vst_x; b=2"),
-        );
-        h.append(
-            header::COOKIE,
-            HeaderValue::from_static("vestibule_session=y"),
-        );
-        remove_cookie(&mut h, "vestibule_session");
-        assert_eq!(h.get(header::COOKIE).expect("kept"), "a=1; b=2");
-        let mut h = HeaderMap::new();
-        h.append(
-            header::COOKIE,
-            HeaderValue::from_static("vestibule_session=y"),
-        );
-        remove_cookie(&mut h, "vestibule_session");
-        assert!(h.get(header::COOKIE).is_none());
     }
 }

@@ -500,6 +500,12 @@ impl SessionStore for MeteredStore {
         self.timed("delete_user", self.inner.delete_user(user_id, keep))
             .await
     }
+    async fn revoke(
+        &self,
+        what: crate::session::Revoke<'_>,
+    ) -> Result<crate::session::Ended, StoreError> {
+        self.timed("revoke", self.inner.revoke(what)).await
+    }
     async fn delete_expired(&self) -> Result<u64, StoreError> {
         self.timed("delete_expired", self.inner.delete_expired())
             .await

@@ -220,7 +220,12 @@ fn build_store_sharing(
         StoreKind::Sqlite => (Arc::new(SqliteStore::new(db.clone())), None),
         StoreKind::Memory => (Arc::new(MemoryStore::new(config.cache_capacity)), None),
         // Sessions are in the cookies; `App::build` adds the sealing backend to the manager.
-        StoreKind::Cookie => (Arc::new(crate::session::stores::StatelessStore), None),
+        StoreKind::Cookie => (
+            Arc::new(crate::session::stores::StatelessStore::new(Arc::new(
+                UserStore::new(db.clone()),
+            ))),
+            None,
+        ),
         StoreKind::Redis => (Arc::new(redis()?.0), None),
         StoreKind::CachedRedis => {
             let (store, rc) = redis()?;
@@ -454,7 +459,10 @@ impl App {
             None => store,
         };
         let mfa = {
-            let webauthn = crate::auth::mfa::webauthn_for(&config.csrf);
+            let mut webauthn = crate::auth::mfa::webauthn_for(&config.csrf);
+            if config.store == StoreKind::Cookie {
+                webauthn.webauthn = Err(crate::auth::mfa::PASSKEYS_NEED_A_SERVER_SIDE_STORE.into());
+            }
             if let Err(why) = &webauthn.webauthn {
                 tracing::info!("passkeys off: {why}");
             }

@@ -145,7 +145,7 @@ async fn make_room_for_session(app: &AppState, session: &Session, user_id: i64) 
     others.sort_by_key(|r| r.last_seen);
     let excess = others.len() + 1 - cap;
     for r in others.iter().take(excess) {
-        store.delete(&r.key).await?;
+        crate::session::end_sessions(&**store, crate::session::Revoke::One(&r.key)).await?;
     }
     audit!(
         "session.revoke",
@@ -602,11 +602,14 @@ pub(crate) async fn post_password(
     )
     .await?;
     let keep = session.id().await?;
-    let ended = app
-        .sessions
-        .store()
-        .delete_user(user.id, keep.as_ref())
-        .await?;
+    let ended = crate::session::end_sessions(
+        &**app.sessions.store(),
+        crate::session::Revoke::User {
+            user_id: user.id,
+            keep: keep.as_ref(),
+        },
+    )
+    .await?;
     let revoked = if app.token_settings.revoke_on_password_change {
         app.access_tokens.revoke_all(user.id).await?
     } else {
@@ -615,7 +618,7 @@ pub(crate) async fn post_password(
     audit!(
         "password.change",
         user_id = user.id,
-        ended = ended.len(),
+        ended = %ended,
         tokens_revoked = revoked,
         "password changed"
     );
@@ -798,7 +801,14 @@ pub(crate) async fn post_password_reset(
     if resets.redeem(&token, &hash).await?.is_none() {
         return Err(invalid());
     }
-    let ended = app.sessions.store().delete_user(user.id, None).await?;
+    let ended = crate::session::end_sessions(
+        &**app.sessions.store(),
+        crate::session::Revoke::User {
+            user_id: user.id,
+            keep: None,
+        },
+    )
+    .await?;
     let revoked = if app.token_settings.revoke_on_password_change {
         app.access_tokens.revoke_all(user.id).await?
     } else {
@@ -808,7 +818,7 @@ pub(crate) async fn post_password_reset(
         "password.reset",
         user_id = user.id,
         client_ip = %ip,
-        ended = ended.len(),
+        ended = %ended,
         tokens_revoked = revoked,
         "password set with a reset token"
     );
@@ -932,7 +942,11 @@ pub(crate) async fn delete_session(
         session.flush().await?;
     } else {
         require_recent(&session, app.reauth_window).await?;
-        app.sessions.store().delete(&record.key).await?;
+        crate::session::end_sessions(
+            &**app.sessions.store(),
+            crate::session::Revoke::One(&record.key),
+        )
+        .await?;
     }
     audit!("session.revoke", reason = "by_owner", user_id = user.id);
     Ok(StatusCode::NO_CONTENT)
@@ -975,15 +989,20 @@ pub(crate) async fn post_logout_all(
     user: AccountUser,
 ) -> Result<Response> {
     require_recent(&session, app.reauth_window).await?;
-    // Ends stateless (cookie-store) sessions, which no store holds, at their next request.
-    app.users.bump_session_generation(user.id).await?;
-    let ended = app.sessions.store().delete_user(user.id, None).await?;
+    let ended = crate::session::end_sessions(
+        &**app.sessions.store(),
+        crate::session::Revoke::User {
+            user_id: user.id,
+            keep: None,
+        },
+    )
+    .await?;
     session.flush().await?;
     audit!(
         "session.revoke",
         reason = "logout_all",
         user_id = user.id,
-        ended = ended.len(),
+        ended = %ended,
         "logged out everywhere"
     );
     Ok(logged_out(&app, &session))

@@ -13,8 +13,25 @@ pub struct SessionConfig {
     pub absolute_timeout: Duration,
     /// At most one expiry-extending store write per session per interval: 5 minutes by default.
     pub touch_interval: Duration,
+    /// Sliding idle timeout of sessions without a logged-in user (anonymous data, passkey
+    /// ceremonies, a pending second factor): [`DEFAULT_ANONYMOUS_TIMEOUT`] by default. Anonymous
+    /// sessions cost nothing to create, so they must not live as long as logins.
+    pub anonymous_timeout: Duration,
     /// Cookie attributes.
     pub cookie: CookieConfig,
+}
+
+/// How long an anonymous session lives without use: 15 minutes.
+pub const DEFAULT_ANONYMOUS_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+impl SessionConfig {
+    /// The sliding idle timeout of a session of `user_id` (`None`: anonymous).
+    pub fn idle_for(&self, user_id: Option<i64>) -> Duration {
+        match user_id {
+            Some(_) => self.idle_timeout,
+            None => self.anonymous_timeout.min(self.idle_timeout),
+        }
+    }
 }
 
 impl Default for SessionConfig {
@@ -23,6 +40,7 @@ impl Default for SessionConfig {
             idle_timeout: Duration::from_secs(14 * 24 * 3600),
             absolute_timeout: Duration::from_secs(30 * 24 * 3600),
             touch_interval: Duration::from_secs(300),
+            anonymous_timeout: DEFAULT_ANONYMOUS_TIMEOUT,
             cookie: CookieConfig::default(),
         }
     }

@@ -83,9 +83,12 @@ where
         // The cookie backend: the cookie holds a sealed session, not a token.
         let credential = match (&self.manager.sealed, credential) {
             (Some(_), Credential::None { had_cookie: true }) => {
-                match sealed_value_from_headers(req.headers(), &self.manager.config.cookie.name) {
-                    Some(v) => Credential::Sealed(v),
-                    None => Credential::None { had_cookie: true },
+                let values =
+                    sealed_values_from_headers(req.headers(), &self.manager.config.cookie.name);
+                if values.is_empty() {
+                    Credential::None { had_cookie: true }
+                } else {
+                    Credential::Sealed(values)
                 }
             }
             (_, c) => c,
@@ -225,10 +228,12 @@ pub(crate) fn credential_from_headers(
 ) -> Result<Credential, Error> {
     let mut auth = headers.get_all(header::AUTHORIZATION).iter();
     let Some(value) = auth.next() else {
-        let (token, had_cookie) = session_token_from_headers(headers, cookie_name);
-        return Ok(match token {
-            Some(t) => Credential::Cookie(t),
-            None => Credential::None { had_cookie },
+        let (mut tokens, had_cookie) = session_token_from_headers(headers, cookie_name);
+        return Ok(if tokens.is_empty() {
+            Credential::None { had_cookie }
+        } else {
+            let first = tokens.remove(0);
+            Credential::Cookie(first, tokens)
         });
     };
     let bad = |why: &str| Error::invalid_token(format!("malformed Authorization header: {why}"));
@@ -260,52 +265,36 @@ pub(crate) fn credential_from_headers(
     })
 }
 
-/// Finds the session cookie among all `Cookie` headers. Returns the first value that parses as a
-/// session token, and whether any cookie of that name was present at all. Anything malformed
-/// (non-UTF-8, bad token, wrong checksum) is skipped, never an error.
+/// Most session cookies of one name considered on one request: each well-formed one may cost a
+/// store read. A browser holds one; two mean a stale `Domain`/`Path` variant or cookie tossing.
+pub(crate) const MAX_SESSION_COOKIES: usize = 4;
+
+/// Finds the session cookies among all `Cookie` headers: every value that parses as a session
+/// token, in the order sent (at most [`MAX_SESSION_COOKIES`]), and whether any cookie of that
+/// name was present at all. Anything malformed (non-UTF-8, bad token, wrong checksum) is
+/// skipped, never an error. Which one is used is decided when the session loads: the one that
+/// opens a live session, not merely the first (see `Session::loaded`).
 pub(crate) fn session_token_from_headers(
     headers: &HeaderMap,
     name: &str,
-) -> (Option<SecretToken>, bool) {
-    let mut seen = false;
-    for value in headers.get_all(header::COOKIE) {
-        let Ok(s) = value.to_str() else { continue };
-        for pair in s.split(';') {
-            let Some((k, v)) = pair.split_once('=') else {
-                continue;
-            };
-            if k.trim() != name {
-                continue;
-            }
-            seen = true;
-            let v = v.trim().trim_matches('"');
-            if let Ok(token) = SecretToken::parse(TokenKind::Session, v) {
-                return (Some(token), true);
-            }
-        }
-    }
-    (None, seen)
+) -> (Vec<SecretToken>, bool) {
+    let seen = crate::cookie_header::has(headers, name);
+    let tokens = crate::cookie_header::values(headers, name)
+        .filter_map(|v| SecretToken::parse(TokenKind::Session, v).ok())
+        .take(MAX_SESSION_COOKIES)
+        .collect();
+    (tokens, seen)
 }
 
-/// The first sealed session (`v1.…`) among the cookies named `name`, for the cookie backend. Its
-/// authenticity is checked when it is opened; here only the shape and the size bound.
-pub(crate) fn sealed_value_from_headers(headers: &HeaderMap, name: &str) -> Option<String> {
-    for value in headers.get_all(header::COOKIE) {
-        let Ok(s) = value.to_str() else { continue };
-        for pair in s.split(';') {
-            let Some((k, v)) = pair.split_once('=') else {
-                continue;
-            };
-            let v = v.trim().trim_matches('"');
-            if k.trim() == name
-                && v.starts_with("v1.")
-                && v.len() <= super::stores::MAX_COOKIE_VALUE
-            {
-                return Some(v.to_owned());
-            }
-        }
-    }
-    None
+/// The sealed sessions (`v1.…`) among the cookies named `name`, in the order sent (at most
+/// [`MAX_SESSION_COOKIES`]), for the cookie backend. Their authenticity is checked when they are
+/// opened; here only the shape and the size bound.
+pub(crate) fn sealed_values_from_headers(headers: &HeaderMap, name: &str) -> Vec<String> {
+    crate::cookie_header::values(headers, name)
+        .filter(|v| v.starts_with("v1.") && v.len() <= super::stores::MAX_COOKIE_VALUE)
+        .take(MAX_SESSION_COOKIES)
+        .map(str::to_owned)
+        .collect()
 }
 
 #[cfg(test)]
@@ -332,16 +321,40 @@ mod tests {
         ]);
         let (found, seen) = session_token_from_headers(&h, "sid");
         assert!(seen);
-        assert_eq!(found.map(|f| f.hash()), Some(t.hash()));
+        assert_eq!(
+            found.iter().map(SecretToken::hash).collect::<Vec<_>>(),
+            vec![t.hash()]
+        );
     }
 
     #[test]
     fn garbage_is_no_session_but_is_noticed() {
         let h = headers(&[b"sid=garbage; other=1", b"\xff\xfe=\x80"]);
         let (found, seen) = session_token_from_headers(&h, "sid");
-        assert!(found.is_none());
+        assert!(found.is_empty());
         assert!(seen);
         let (found, seen) = session_token_from_headers(&HeaderMap::new(), "sid");
-        assert!(found.is_none() && !seen);
+        assert!(found.is_empty() && !seen);
+    }
+
+    #[test]
+    fn every_well_formed_session_cookie_is_a_candidate_in_order_up_to_the_cap() {
+        let ts: Vec<SecretToken> = (0..6)
+            .map(|_| SecretToken::generate(TokenKind::Session))
+            .collect();
+        let line = ts
+            .iter()
+            .map(|t| format!("sid={}", t.expose()))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let h = headers(&[format!("sid=garbage; {line}").as_bytes()]);
+        let (found, _) = session_token_from_headers(&h, "sid");
+        assert_eq!(
+            found.iter().map(SecretToken::hash).collect::<Vec<_>>(),
+            ts.iter()
+                .take(MAX_SESSION_COOKIES)
+                .map(SecretToken::hash)
+                .collect::<Vec<_>>()
+        );
     }
 }

@@ -26,11 +26,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::sync::Mutex;
 
-pub use self::config::{CookieConfig, DEFAULT_COOKIE_NAME, SessionConfig};
+pub use self::config::{
+    CookieConfig, DEFAULT_ANONYMOUS_TIMEOUT, DEFAULT_COOKIE_NAME, SessionConfig,
+};
 pub(crate) use self::layer::credential_from_headers;
 pub use self::layer::{NO_TOUCH_HEADER, SessionLayer, SessionService};
 pub use self::record::{Delta, Record, UnixTime, now};
-pub use self::store::{SessionStore, StoreError};
+pub use self::store::{Ended, Revoke, SessionStore, StoreError, revoke_by_deleting};
 use crate::auth::AccessTokens;
 use crate::error::{Error, ErrorCode};
 use crate::token::{SecretToken, TokenHash, TokenKind};
@@ -74,14 +76,15 @@ pub enum Transport {
 pub(crate) enum Credential {
     /// No usable credential; `had_cookie` when a session cookie was present but malformed.
     None { had_cookie: bool },
-    /// A well-formed session cookie.
-    Cookie(SecretToken),
+    /// A well-formed session cookie, and any further ones of the same name (see
+    /// [`pick_live`]: the one that loads a live session is used, not merely the first).
+    Cookie(SecretToken, Vec<SecretToken>),
     /// A well-formed session token in `Authorization: Bearer`.
     Bearer(SecretToken),
     /// A well-formed access token in `Authorization: Bearer`.
     AccessToken(SecretToken),
-    /// A sealed session cookie (the cookie backend), not yet opened.
-    Sealed(String),
+    /// The sealed session cookies (the cookie backend), not yet opened, in the order sent.
+    Sealed(Vec<String>),
 }
 
 /// The store plus the session settings: what [`SessionLayer`] needs to build a [`Session`] per
@@ -131,10 +134,11 @@ impl SessionManager {
 
     /// Keeps sessions in the cookie itself, sealed by `backend` (`session.store = "cookie"`):
     /// nothing is stored server-side, so the store becomes a [`stores::StatelessStore`] that
-    /// holds nothing. What this cannot do (revoke one session, list sessions) is in the README.
+    /// holds nothing and ends sessions by bumping `backend`'s generations. What this cannot do
+    /// (revoke one session, list sessions) is in the README.
     pub fn with_cookie_sessions(mut self, backend: stores::CookieSessions) -> Self {
         let parts = Arc::make_mut(&mut self.0);
-        parts.store = Arc::new(stores::StatelessStore);
+        parts.store = Arc::new(stores::StatelessStore::new(backend.generations.clone()));
         parts.sealed = Some(Arc::new(backend));
         self
     }
@@ -182,6 +186,44 @@ impl SessionManager {
     }
 }
 
+/// Ends sessions: the one function every way of ending them goes through — logout (the current
+/// session), ending one of one's sessions, logout everywhere, password change and reset,
+/// disabling a user, and the administrator's `vestibule session revoke`. Each store implements
+/// [`SessionStore::revoke`]: the server-side stores delete records, the cookie store bumps the
+/// user's generation and refuses to end one session by id (an error, never "ended 0").
+///
+/// # Errors
+/// `store_unavailable`, or `session_not_found` when the store cannot end one session by id.
+pub async fn end_sessions(store: &dyn SessionStore, what: Revoke<'_>) -> Result<Ended, Error> {
+    Ok(store.revoke(what).await?)
+}
+
+/// Ends every session of every user in `user_ids` (the administrator's "everyone": the stores
+/// have no user table, so the caller lists the users). Each user goes through
+/// [`end_sessions`]; anonymous sessions hold no account and are left to expire.
+///
+/// # Errors
+/// As [`end_sessions`]; users before the failing one are already done.
+pub async fn end_all_sessions(
+    store: &dyn SessionStore,
+    user_ids: impl IntoIterator<Item = i64>,
+) -> Result<Ended, Error> {
+    let mut total = Ended::Deleted(0);
+    for user_id in user_ids {
+        total = total.and(
+            end_sessions(
+                store,
+                Revoke::User {
+                    user_id,
+                    keep: None,
+                },
+            )
+            .await?,
+        );
+    }
+    Ok(total)
+}
+
 /// What the cookie must become when the response leaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum CookieAction {
@@ -204,8 +246,10 @@ struct State {
     invalid_bearer: bool,
     /// The resolved owner of an access token (resolved once per request).
     principal: Option<SessionUser>,
-    /// The sealed cookie of the request, until it is opened (cookie backend).
-    sealed_value: Option<String>,
+    /// The sealed cookies of the request, until they are opened (cookie backend).
+    sealed_values: Vec<String>,
+    /// Further session cookies of the same name as `token`, until the session loads.
+    other_tokens: Vec<SecretToken>,
     /// The user and generation the opened sealed session was issued under (cookie backend).
     generation: Option<(i64, u64)>,
 }
@@ -257,19 +301,23 @@ impl Session {
         unsafe_method: bool,
         client_ip: Option<std::net::IpAddr>,
     ) -> Self {
-        let mut sealed_value = None;
+        let mut sealed_values = Vec::new();
+        let mut other_tokens = Vec::new();
         let (token, access_token, transport, had_cookie) = match credential {
             Credential::None { had_cookie } => (None, None, Transport::Cookie, had_cookie),
             Credential::Sealed(v) => {
-                sealed_value = Some(v);
+                sealed_values = v;
                 (None, None, Transport::Cookie, true)
             }
-            Credential::Cookie(t) => (Some(t), None, Transport::Cookie, true),
+            Credential::Cookie(t, others) => {
+                other_tokens = others;
+                (Some(t), None, Transport::Cookie, true)
+            }
             Credential::Bearer(t) => (Some(t), None, Transport::Bearer, false),
             Credential::AccessToken(t) => (None, Some(t), Transport::AccessToken, false),
         };
         let state = State {
-            loaded: token.is_none() && sealed_value.is_none(),
+            loaded: token.is_none() && sealed_values.is_empty(),
             token,
             record: None,
             pending: BTreeMap::new(),
@@ -277,7 +325,8 @@ impl Session {
             no_touch,
             invalid_bearer: false,
             principal: None,
-            sealed_value,
+            sealed_values,
+            other_tokens,
             generation: None,
         };
         Self {
@@ -304,15 +353,28 @@ impl Session {
     async fn loaded(&self) -> Result<tokio::sync::MutexGuard<'_, State>, Error> {
         let mut st = self.inner.state.lock().await;
         if !st.loaded {
-            if let (Some(value), Some(backend)) =
-                (st.sealed_value.clone(), self.inner.manager.sealed.clone())
-            {
-                self.open_sealed(&mut st, &backend, &value).await?;
-                st.sealed_value = None;
-            } else if let Some(token) = &st.token {
-                let key = token.hash();
-                let record = self.inner.manager.store.load(&key).await?;
-                st.record = record.filter(|r| !r.is_expired(self.inner.started));
+            if let (false, Some(backend)) = (
+                st.sealed_values.is_empty(),
+                self.inner.manager.sealed.clone(),
+            ) {
+                let values = std::mem::take(&mut st.sealed_values);
+                self.open_sealed(&mut st, &backend, &values).await?;
+            } else if let Some(token) = st.token.take() {
+                let mut candidates = vec![token];
+                candidates.append(&mut st.other_tokens);
+                let mut live = Vec::new();
+                for token in candidates.iter() {
+                    if let Some(r) = self.inner.manager.store.load(&token.hash()).await?
+                        && !r.is_expired(self.inner.started)
+                    {
+                        live.push((token.clone(), r));
+                    }
+                }
+                let chosen = self.pick_among(candidates.len(), live, |(_, r)| r.user_id);
+                if let Some((token, record)) = chosen {
+                    st.token = Some(token);
+                    st.record = Some(record);
+                }
                 if st.record.is_none() {
                     // Unknown, expired or revoked: treated as no session, and never adopted as an id.
                     st.token = None;
@@ -331,18 +393,77 @@ impl Session {
         Ok(st)
     }
 
-    /// Opens the request's sealed session (cookie backend): authentic, not expired, and of the
-    /// user's current generation (one read of the users table). Anything else is "no session"
-    /// and the cookie is cleared; an older generation also marks the request as revoked.
+    /// Chooses among the live sessions that the request's session cookies (`presented` of them)
+    /// opened, by [`pick_live`], and logs when several cookies of the name arrived (without any
+    /// value): a stale `Domain`/`Path` variant, or cookie tossing from a sibling subdomain.
+    fn pick_among<T>(
+        &self,
+        presented: usize,
+        live: Vec<T>,
+        user_of: impl Fn(&T) -> Option<i64>,
+    ) -> Option<T> {
+        let users: Vec<Option<i64>> = live.iter().map(&user_of).collect();
+        let chosen = pick_live(&users);
+        if presented > 1 {
+            tracing::warn!(
+                cookie = %self.inner.manager.config.cookie.name,
+                presented,
+                live = live.len(),
+                used = chosen.is_some(),
+                "several session cookies of one name on a request (a stale Domain or Path variant, or cookie tossing from a sibling subdomain): the live one is used; live sessions of different users are both refused"
+            );
+        }
+        chosen.and_then(|i| live.into_iter().nth(i))
+    }
+
+    /// Opens the request's sealed sessions (cookie backend): authentic, not expired, and of the
+    /// user's current generation (one read of the users table each). The live one is chosen as
+    /// for the other stores ([`pick_live`]); with none, the request has no session and the cookie
+    /// is cleared; an older generation also marks the request as revoked.
     async fn open_sealed(
         &self,
         st: &mut State,
         backend: &stores::CookieSessions,
-        value: &str,
+        values: &[String],
     ) -> Result<(), Error> {
-        let refuse = |st: &mut State, why: &dyn std::fmt::Display| {
+        let mut live = Vec::new();
+        let mut revoked = false;
+        for value in values {
+            match self.open_one_sealed(backend, value).await? {
+                Ok(opened) => live.push(opened),
+                Err(stores::CookieError::Revoked) => revoked = true,
+                Err(_) => {}
+            }
+        }
+        let chosen = self.pick_among(values.len(), live, |(_, r, _)| r.user_id);
+        match chosen {
+            Some((token, record, generation)) => {
+                st.generation = generation;
+                st.record = Some(Arc::new(record));
+                st.token = Some(token);
+            }
+            None => {
+                if revoked {
+                    self.inner
+                        .revoked
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                st.cookie = CookieAction::Remove;
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens one sealed session cookie, or says why it is refused.
+    #[allow(clippy::type_complexity)]
+    async fn open_one_sealed(
+        &self,
+        backend: &stores::CookieSessions,
+        value: &str,
+    ) -> Result<Result<(SecretToken, Record, Option<(i64, u64)>), stores::CookieError>, Error> {
+        let refused = |why: stores::CookieError| {
             tracing::debug!(reason = %why, "sealed session cookie refused");
-            st.cookie = CookieAction::Remove;
+            Ok(Err(why))
         };
         let t = self.inner.started;
         let s = match backend
@@ -350,34 +471,23 @@ impl Session {
             .open_unchecked(value, &self.inner.manager.config.cookie.name)
         {
             Ok(s) => s,
-            Err(e) => {
-                refuse(st, &e);
-                return Ok(());
-            }
+            Err(e) => return refused(e),
         };
         if t >= s.expires_at || t >= s.absolute_expires_at {
-            refuse(st, &stores::CookieError::Expired);
-            return Ok(());
+            return refused(stores::CookieError::Expired);
         }
         let Ok(token) = SecretToken::parse(TokenKind::Session, &s.token) else {
-            refuse(st, &stores::CookieError::Malformed);
-            return Ok(());
+            return refused(stores::CookieError::Malformed);
         };
+        let mut generation = None;
         if let Some(uid) = s.user_id {
             if backend.generations.current(uid).await? != Some(s.generation) {
-                self.inner
-                    .revoked
-                    .store(true, std::sync::atomic::Ordering::Relaxed);
-                refuse(st, &stores::CookieError::Revoked);
-                return Ok(());
+                return refused(stores::CookieError::Revoked);
             }
-            st.generation = Some((uid, s.generation));
+            generation = Some((uid, s.generation));
         }
-        st.record = Some(Arc::new(
-            s.into_record(token.hash(), self.user_agent_text()),
-        ));
-        st.token = Some(token);
-        Ok(())
+        let record = s.into_record(token.hash(), self.user_agent_text());
+        Ok(Ok((token, record, generation)))
     }
 
     /// Seals `record` under `token` into a cookie value (cookie backend). An authenticated
@@ -520,8 +630,13 @@ impl Session {
     /// `store_unavailable`.
     pub async fn flush(&self) -> Result<(), Error> {
         let mut st = self.writable().await?;
-        if let Some(record) = st.record.take() {
-            self.inner.manager.store.delete(&record.key).await?;
+        if let Some(record) = st.record.take()
+            && self.inner.manager.sealed.is_none()
+        {
+            // The cookie store cannot end one session (a copy of the cookie opens until it
+            // expires or the generation changes: docs/SECURITY.md, Deviations); clearing the
+            // cookie below is all a logout does there.
+            end_sessions(&**self.inner.manager.store(), Revoke::One(&record.key)).await?;
         }
         st.token = None;
         st.pending.clear();
@@ -688,7 +803,7 @@ impl Session {
                 data: data.clone(),
                 created_at: t,
                 last_seen: t,
-                expires_at: (t + secs(cfg.idle_timeout)).min(absolute),
+                expires_at: (t + secs(cfg.idle_for(user_id))).min(absolute),
                 absolute_expires_at: absolute,
                 user_agent: self.user_agent_text(),
             };
@@ -871,7 +986,8 @@ impl Session {
                 Some(record) => {
                     let mut delta = Delta {
                         last_seen: t,
-                        expires_at: (t + secs(cfg.idle_timeout)).min(record.absolute_expires_at),
+                        expires_at: (t + secs(cfg.idle_for(record.user_id)))
+                            .min(record.absolute_expires_at),
                         ..Delta::default()
                     };
                     if st.no_touch {
@@ -904,7 +1020,8 @@ impl Session {
         {
             let delta = Delta {
                 last_seen: t,
-                expires_at: (t + secs(cfg.idle_timeout)).min(record.absolute_expires_at),
+                expires_at: (t + secs(cfg.idle_for(record.user_id)))
+                    .min(record.absolute_expires_at),
                 ..Delta::default()
             };
             let merged = self.save_record(&record, &delta).await?;
@@ -934,6 +1051,23 @@ impl Session {
     /// Whether the request arrived with a session cookie (valid or not).
     pub(crate) fn had_cookie(&self) -> bool {
         self.inner.had_cookie
+    }
+}
+
+/// Which of the live sessions opened by a request's session cookies (given by their user ids,
+/// in the order the cookies were sent) the request uses. Browsers send every cookie of a name
+/// that matches (host-only and `Domain` ones, every matching `Path`), so a sibling subdomain can
+/// plant a second one ("cookie tossing"); taking the first well-formed one would let a planted
+/// cookie answer as the attacker, and a dead one log the owner out. So: a dead cookie never wins
+/// (only live sessions are given here); an authenticated session wins over anonymous ones; and
+/// when live sessions of *different* users arrive together, neither is used (the request is
+/// anonymous): the server cannot tell whose browser it is, and answering as either could put the
+/// owner's actions in the attacker's account.
+pub(crate) fn pick_live(users: &[Option<i64>]) -> Option<usize> {
+    let mut authenticated = users.iter().enumerate().filter(|(_, u)| u.is_some());
+    match authenticated.next() {
+        Some((i, first)) => authenticated.all(|(_, u)| u == first).then_some(i),
+        None => (!users.is_empty()).then_some(0),
     }
 }
 
@@ -969,5 +1103,23 @@ impl<S: Send + Sync> FromRequestParts<S> for Session {
             .get::<Session>()
             .cloned()
             .ok_or_else(missing_layer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pick_live;
+
+    #[test]
+    fn the_live_authenticated_session_wins_and_two_users_are_refused() {
+        assert_eq!(pick_live(&[]), None);
+        assert_eq!(pick_live(&[None]), Some(0));
+        assert_eq!(pick_live(&[None, None]), Some(0));
+        // A planted anonymous session never shadows the owner's login.
+        assert_eq!(pick_live(&[None, Some(7)]), Some(1));
+        assert_eq!(pick_live(&[Some(7), None, Some(7)]), Some(0));
+        // Two accounts at once: neither.
+        assert_eq!(pick_live(&[Some(6), Some(7)]), None);
+        assert_eq!(pick_live(&[None, Some(7), Some(6)]), None);
     }
 }

@@ -23,6 +23,83 @@ pub enum StoreError {
     /// A stored record could not be decoded.
     #[error("corrupt session record: {0}")]
     Corrupt(String),
+    /// The store cannot do this by nature (the cookie store cannot end one session by id: the
+    /// server keeps nothing to forget). The message says what to do instead.
+    #[error("{0}")]
+    Unsupported(&'static str),
+}
+
+/// Which sessions [`SessionStore::revoke`] ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revoke<'a> {
+    /// One session, by id.
+    One(&'a TokenHash),
+    /// Every session of a user except `keep` (the session that stays, e.g. after a password
+    /// change, which the caller re-issues).
+    User {
+        /// The user.
+        user_id: i64,
+        /// A session of that user left alone.
+        keep: Option<&'a TokenHash>,
+    },
+}
+
+/// What [`SessionStore::revoke`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// This many server-side sessions were deleted; each is refused at its next request.
+    Deleted(u64),
+    /// The user's session generation was bumped (cookie store): every sealed session issued
+    /// before is refused at its next request. How many exist is unknown: the browsers hold them.
+    Generation,
+}
+
+impl Ended {
+    /// Two results together (ending several users' sessions).
+    #[must_use]
+    pub fn and(self, other: Ended) -> Ended {
+        match (self, other) {
+            (Ended::Deleted(a), Ended::Deleted(b)) => Ended::Deleted(a.saturating_add(b)),
+            _ => Ended::Generation,
+        }
+    }
+
+    /// The number of deleted sessions, `None` when they could not be counted (cookie store).
+    pub fn count(self) -> Option<u64> {
+        match self {
+            Ended::Deleted(n) => Some(n),
+            Ended::Generation => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ended::Deleted(n) => write!(f, "ended {n} session(s)"),
+            Ended::Generation => f.write_str(
+                "ended every session in scope: the session generation was bumped (cookie store), so each sealed session is refused at its next request",
+            ),
+        }
+    }
+}
+
+/// [`SessionStore::revoke`] for stores that hold the records: delete them. The server-side
+/// stores implement `revoke` with this; a wrapper forwards to its inner store instead.
+///
+/// # Errors
+/// What `delete` or `delete_user` answer.
+pub async fn revoke_by_deleting<S: SessionStore + ?Sized>(
+    store: &S,
+    what: Revoke<'_>,
+) -> Result<Ended, StoreError> {
+    Ok(match what {
+        Revoke::One(key) => Ended::Deleted(u64::from(store.delete(key).await?)),
+        Revoke::User { user_id, keep } => {
+            let n = store.delete_user(user_id, keep).await?.len();
+            Ended::Deleted(u64::try_from(n).unwrap_or(u64::MAX))
+        }
+    })
 }
 
 impl StoreError {
@@ -62,6 +139,13 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug + 'static {
         user_id: i64,
         keep: Option<&TokenHash>,
     ) -> Result<Vec<TokenHash>, StoreError>;
+    /// Ends sessions: the one operation every way of ending sessions reaches (logout, logout
+    /// everywhere, password change and reset, disabling a user, the owner's and the
+    /// administrator's revoke), through [`crate::session::end_sessions`]. Required, with no
+    /// default, so that no store (or wrapper) can inherit a revocation that does nothing: a
+    /// server-side store deletes ([`revoke_by_deleting`]), the cookie store bumps the user's
+    /// generation and refuses [`Revoke::One`] with [`StoreError::Unsupported`].
+    async fn revoke(&self, what: Revoke<'_>) -> Result<Ended, StoreError>;
     /// Removes expired records; returns how many. Called by the background purge task.
     async fn delete_expired(&self) -> Result<u64, StoreError>;
     /// Checks that the backend answers (for `/readyz`).

@@ -17,6 +17,7 @@ mod openapi;
 mod outage;
 mod postgres;
 mod proxy;
+mod revocation;
 mod robustness;
 mod services;
 mod session_layer;

@@ -52,6 +52,12 @@ impl SessionStore for Counting {
     ) -> Result<Vec<TokenHash>, StoreError> {
         self.inner.delete_user(u, keep).await
     }
+    async fn revoke(
+        &self,
+        what: vestibule::session::Revoke<'_>,
+    ) -> Result<vestibule::session::Ended, StoreError> {
+        self.inner.revoke(what).await
+    }
     async fn delete_expired(&self) -> Result<u64, StoreError> {
         self.inner.delete_expired().await
     }
@@ -389,6 +395,12 @@ impl SessionStore for Down {
         _: i64,
         _: Option<&TokenHash>,
     ) -> Result<Vec<TokenHash>, StoreError> {
+        Err(down())
+    }
+    async fn revoke(
+        &self,
+        _: vestibule::session::Revoke<'_>,
+    ) -> Result<vestibule::session::Ended, StoreError> {
         Err(down())
     }
     async fn delete_expired(&self) -> Result<u64, StoreError> {

@@ -8,7 +8,7 @@ use vestibule::session::stores::{
     CachedStore, Invalidation, MemoryStore, RedisConfig, RedisInvalidation, RedisStore, SqlStore,
     SqliteStore,
 };
-use vestibule::session::{Delta, Record, SessionStore, StoreError, now};
+use vestibule::session::{Delta, Ended, Record, Revoke, SessionStore, StoreError, now};
 use vestibule::token::{SecretToken, TokenKind};
 
 use crate::services;
@@ -352,11 +352,84 @@ pub async fn ping_answers(s: Arc<dyn SessionStore>) {
     s.ping().await.expect("ping");
 }
 
+/// Revocation, the operation every way of ending sessions reaches ([`SessionStore::revoke`]):
+/// ending a user's sessions makes each unloadable at once and leaves other users' and anonymous
+/// sessions alone; ending one session by id either ends exactly that one or (the cookie store,
+/// which keeps nothing to forget) is refused loudly, never reported as done.
+pub async fn revoke_ends_the_scope_on_the_next_load(s: Arc<dyn SessionStore>) {
+    let a1 = record(Some(11), json!({}));
+    let a2 = record(Some(11), json!({}));
+    let b = record(Some(12), json!({}));
+    let anon = record(None, json!({"a": 1}));
+    for r in [&a1, &a2, &b, &anon] {
+        s.create(r).await.expect("create");
+    }
+    let one_by_id = match s.revoke(Revoke::One(&a1.key)).await {
+        Ok(Ended::Deleted(1)) => {
+            assert_eq!(s.load(&a1.key).await.expect("load"), None);
+            assert!(s.load(&a2.key).await.expect("load").is_some(), "only a1");
+            true
+        }
+        Err(StoreError::Unsupported(why)) => {
+            assert!(why.contains("cannot end one session"), "{why}");
+            false
+        }
+        other => panic!("ending one session: {other:?}"),
+    };
+    let ended = s
+        .revoke(Revoke::User {
+            user_id: 11,
+            keep: None,
+        })
+        .await
+        .expect("revoke user");
+    match ended {
+        Ended::Deleted(n) => assert_eq!(n, if one_by_id { 1 } else { 2 }),
+        Ended::Generation => assert!(!one_by_id, "a generation store ends no session by id"),
+    }
+    for k in [&a1.key, &a2.key] {
+        assert_eq!(s.load(k).await.expect("load"), None, "user 11 still loads");
+    }
+    assert!(s.load(&b.key).await.expect("load").is_some(), "other user");
+    assert!(
+        s.load(&anon.key).await.expect("load").is_some(),
+        "anonymous"
+    );
+    // A user with no session: nothing to end, and no error.
+    s.revoke(Revoke::User {
+        user_id: 13,
+        keep: None,
+    })
+    .await
+    .expect("revoke a user without sessions");
+}
+
+/// The conformance cases, written once and stamped by every run ([`store_suite!`], the cookie
+/// backend's module, the Redis Cluster test): `all` cases apply to every store, `server` ones
+/// only to stores that hold records server-side (see [`CookieJar`] for why each is left out
+/// there). `$then!(kind, case)` is invoked once per case.
+macro_rules! conformance_cases {
+    ($then:ident) => {
+        $then!(all, create_then_load_round_trips);
+        $then!(server, create_never_overwrites);
+        $then!(all, save_merges_only_the_delta);
+        $then!(server, save_never_creates_or_resurrects);
+        $then!(server, expired_records_are_invisible_and_purged);
+        $then!(all, expiry_slides_but_never_past_the_absolute_cap);
+        $then!(server, rotation_moves_data_and_kills_the_old_key);
+        $then!(server, per_user_listing_and_revocation);
+        $then!(server, concurrent_writers_of_different_keys_lose_nothing);
+        $then!(server, large_records_round_trip);
+        $then!(all, ping_answers);
+        $then!(all, revoke_ends_the_scope_on_the_next_load);
+    };
+}
+
 macro_rules! store_suite {
     ($store:ident) => {
         mod $store {
             macro_rules! case {
-                ($case:ident) => {
+                ($kind:ident, $case:ident) => {
                     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                     async fn $case() {
                         // None: the backing service is unreachable and the skip was printed.
@@ -367,17 +440,7 @@ macro_rules! store_suite {
                     }
                 };
             }
-            case!(create_then_load_round_trips);
-            case!(create_never_overwrites);
-            case!(save_merges_only_the_delta);
-            case!(save_never_creates_or_resurrects);
-            case!(expired_records_are_invisible_and_purged);
-            case!(expiry_slides_but_never_past_the_absolute_cap);
-            case!(rotation_moves_data_and_kills_the_old_key);
-            case!(per_user_listing_and_revocation);
-            case!(concurrent_writers_of_different_keys_lose_nothing);
-            case!(large_records_round_trip);
-            case!(ping_answers);
+            conformance_cases!(case);
         }
     };
 }
@@ -413,6 +476,7 @@ store_suite!(cached_postgres);
 #[derive(Debug)]
 pub struct CookieJar {
     ring: vestibule::session::stores::CookieKeyRing,
+    generations: Arc<JarGenerations>,
     jar: std::sync::Mutex<
         std::collections::HashMap<vestibule::token::TokenHash, (String, Option<String>)>,
     >,
@@ -420,11 +484,44 @@ pub struct CookieJar {
 
 const JAR_COOKIE: &str = "vestibule_session";
 
+/// The server's per-user generations the jar's cookies are sealed under and checked against (the
+/// users table's column in production).
+#[derive(Debug, Default)]
+pub struct JarGenerations(std::sync::Mutex<std::collections::HashMap<i64, u64>>);
+
+impl JarGenerations {
+    fn get(&self, user_id: i64) -> u64 {
+        self.0
+            .lock()
+            .expect("generations")
+            .get(&user_id)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+#[async_trait::async_trait]
+impl vestibule::session::stores::Generations for JarGenerations {
+    async fn current(&self, user_id: i64) -> Result<Option<u64>, vestibule::Error> {
+        Ok(Some(self.get(user_id)))
+    }
+    async fn bump(&self, user_id: i64) -> Result<(), vestibule::Error> {
+        *self
+            .0
+            .lock()
+            .expect("generations")
+            .entry(user_id)
+            .or_insert(0) += 1;
+        Ok(())
+    }
+}
+
 impl CookieJar {
     fn new() -> Self {
         use vestibule::session::stores::{CookieKey, CookieKeyRing};
         Self {
             ring: CookieKeyRing::new(vec![CookieKey::from_secret([42; 32])]).expect("ring"),
+            generations: Arc::default(),
             jar: std::sync::Mutex::default(),
         }
     }
@@ -435,7 +532,11 @@ impl CookieJar {
         let value = self
             .ring
             .seal(
-                &SealedSession::from_record(r, token.expose(), 0),
+                &SealedSession::from_record(
+                    r,
+                    token.expose(),
+                    r.user_id.map_or(0, |u| self.generations.get(u)),
+                ),
                 JAR_COOKIE,
             )
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -449,7 +550,10 @@ impl CookieJar {
 
     fn open(&self, key: &vestibule::token::TokenHash) -> Option<Record> {
         let (value, ua) = self.jar.lock().expect("jar").get(key).cloned()?;
-        let s = self.ring.open(&value, JAR_COOKIE, now(), |_| 0).ok()?;
+        let s = self
+            .ring
+            .open(&value, JAR_COOKIE, now(), |u| self.generations.get(u))
+            .ok()?;
         Some(s.into_record(*key, ua))
     }
 }
@@ -488,11 +592,21 @@ impl SessionStore for CookieJar {
     ) -> Result<Vec<vestibule::token::TokenHash>, StoreError> {
         unreachable!("not applicable to the cookie store")
     }
+    async fn revoke(
+        &self,
+        what: vestibule::session::Revoke<'_>,
+    ) -> Result<vestibule::session::Ended, StoreError> {
+        vestibule::session::stores::StatelessStore::new(self.generations.clone())
+            .revoke(what)
+            .await
+    }
     async fn delete_expired(&self) -> Result<u64, StoreError> {
         Ok(0)
     }
     async fn ping(&self) -> Result<(), StoreError> {
-        vestibule::session::stores::StatelessStore.ping().await
+        vestibule::session::stores::StatelessStore::new(self.generations.clone())
+            .ping()
+            .await
     }
     async fn count(&self) -> Result<u64, StoreError> {
         Ok(self.jar.lock().expect("jar").len() as u64)
@@ -506,7 +620,8 @@ pub async fn cookie() -> Option<Fixture> {
 /// The applicable subset of the suite, stamped for the cookie backend (see [`CookieJar`]).
 mod cookie {
     macro_rules! case {
-        ($case:ident) => {
+        (server, $case:ident) => {};
+        (all, $case:ident) => {
             #[tokio::test]
             async fn $case() {
                 let Some(f) = super::cookie().await else {
@@ -516,10 +631,7 @@ mod cookie {
             }
         };
     }
-    case!(create_then_load_round_trips);
-    case!(save_merges_only_the_delta);
-    case!(expiry_slides_but_never_past_the_absolute_cap);
-    case!(ping_answers);
+    conformance_cases!(case);
 }
 
 /// The cache never serves a record its durable store no longer has when the change went through it.
@@ -636,29 +748,16 @@ async fn redis_cluster_passes_the_conformance_suite() {
         timeout: std::time::Duration::from_secs(2),
     };
     macro_rules! run {
-        ($($case:ident),*) => {$(
-            let plain: Arc<dyn SessionStore> = Arc::new(
-                RedisStore::new(&config(&services::random_prefix())).expect("store"),
-            );
+        ($kind:ident, $case:ident) => {
+            let plain: Arc<dyn SessionStore> =
+                Arc::new(RedisStore::new(&config(&services::random_prefix())).expect("store"));
             $case(plain).await;
             let cached: Arc<dyn SessionStore> =
                 Arc::new(cached_redis_store(&config(&services::random_prefix())));
             $case(cached).await;
-        )*};
+        };
     }
-    run!(
-        create_then_load_round_trips,
-        create_never_overwrites,
-        save_merges_only_the_delta,
-        save_never_creates_or_resurrects,
-        expired_records_are_invisible_and_purged,
-        expiry_slides_but_never_past_the_absolute_cap,
-        rotation_moves_data_and_kills_the_old_key,
-        per_user_listing_and_revocation,
-        concurrent_writers_of_different_keys_lose_nothing,
-        large_records_round_trip,
-        ping_answers
-    );
+    conformance_cases!(run);
     // Keys really are spread over the nodes.
     let holding = cluster
         .nodes

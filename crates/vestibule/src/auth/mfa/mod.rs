@@ -23,7 +23,7 @@ use chacha20poly1305::{Key, Tag, XChaCha20Poly1305, XNonce};
 use sha2::{Digest, Sha256};
 
 pub use self::store::{MfaMethods, MfaStore, StoredPasskey};
-pub use self::webauthn::{WebauthnSettings, webauthn_for};
+pub use self::webauthn::{PASSKEYS_NEED_A_SERVER_SIDE_STORE, WebauthnSettings, webauthn_for};
 use crate::error::{Error, ErrorCode};
 
 /// What the second-factor handlers share: the tables, the sealing key, the relying party and

@@ -16,6 +16,14 @@ pub struct WebauthnSettings {
     pub webauthn: Result<Arc<Webauthn>, String>,
 }
 
+/// Why passkeys are off with `session.store = "cookie"`. A WebAuthn ceremony keeps its
+/// challenge in the session between start and finish; in a sealed cookie, finishing only takes
+/// the challenge out of the *re-sealed* cookie, and a copy of the start cookie still holds it, so
+/// one assertion (of a passkey whose counter stays 0, as synced passkeys' do) could be accepted
+/// again and again, and one registration start finished twice. Keeping used challenges
+/// server-side would be per instance (or need a table); passkeys stay off instead, and say why.
+pub const PASSKEYS_NEED_A_SERVER_SIDE_STORE: &str = "passkeys are off with session.store = \"cookie\": a WebAuthn challenge kept in a sealed cookie could be replayed from an earlier copy of the cookie; use a server-side session store (sqlite, database, redis://…) for passkeys";
+
 /// The relying party for this server's origins. Passkeys are off (with the reason) when the
 /// public URL's host is an IP address: browsers refuse IP addresses as RP IDs (use
 /// `http://localhost:PORT` in development).

@@ -7,7 +7,7 @@ use moka::future::Cache;
 use moka::ops::compute::{CompResult, Op};
 
 use crate::session::record::{Delta, Record, now};
-use crate::session::store::{SessionStore, StoreError};
+use crate::session::store::{Ended, Revoke, SessionStore, StoreError};
 use crate::token::TokenHash;
 
 /// Caches records of a durable store.
@@ -60,6 +60,11 @@ impl CacheHandle {
 
 impl<D: SessionStore> CachedStore<D> {
     /// Caches up to `capacity` records of `durable`, least recently used evicted first.
+    ///
+    /// Only logged-in sessions are cached: anonymous ones cost a client nothing to create, and
+    /// caching them would let a flood of anonymous requests evict every login from the cache.
+    /// They are read from the durable store instead (their creation is rate-limited per client
+    /// address, and they expire after `session.anonymous_timeout`).
     ///
     /// No time-based eviction: every read checks the record's own expiry, and a time-to-live
     /// would cost moka a clock read per hit.
@@ -116,13 +121,21 @@ impl<D: SessionStore> SessionStore for CachedStore<D> {
             .entry(record.key)
             .and_try_compute_with(|_| async move {
                 durable.create(record).await?;
-                Ok::<_, StoreError>(Op::Put(Arc::new(record.clone())))
+                // Anonymous sessions are not cached (see `Self::new`).
+                Ok::<_, StoreError>(if record.user_id.is_some() {
+                    Op::Put(Arc::new(record.clone()))
+                } else {
+                    Op::Remove
+                })
             })
             .await?;
-        debug_assert!(matches!(
-            result,
-            CompResult::Inserted(_) | CompResult::ReplacedWith(_)
-        ));
+        debug_assert!(
+            record.user_id.is_none()
+                || matches!(
+                    result,
+                    CompResult::Inserted(_) | CompResult::ReplacedWith(_)
+                )
+        );
         Ok(())
     }
 
@@ -150,10 +163,12 @@ impl<D: SessionStore> SessionStore for CachedStore<D> {
                     None => match durable.load(key).await? {
                         // The feed was interrupted during the read: announcements may have been
                         // missed, so the record is used for this request only.
+                        // Anonymous sessions are never cached (see `Self::new`).
                         Some(r)
-                            if feed
-                                .as_ref()
-                                .is_some_and(|f| !f.is_live() || Some(f.epoch()) != epoch) =>
+                            if r.user_id.is_none()
+                                || feed
+                                    .as_ref()
+                                    .is_some_and(|f| !f.is_live() || Some(f.epoch()) != epoch) =>
                         {
                             *uncached_ref = Some(r);
                             Op::Nop
@@ -177,11 +192,18 @@ impl<D: SessionStore> SessionStore for CachedStore<D> {
 
     async fn save(&self, key: &TokenHash, delta: &Delta) -> Result<Arc<Record>, StoreError> {
         let durable = &self.durable;
+        let mut anonymous = None;
+        let anonymous_ref = &mut anonymous;
         let result = self
             .cache
             .entry(*key)
             .and_try_compute_with(|_| async move {
                 match durable.save(key, delta).await {
+                    // Anonymous sessions are never cached (see `Self::new`).
+                    Ok(merged) if merged.user_id.is_none() => {
+                        *anonymous_ref = Some(merged);
+                        Ok(Op::Remove)
+                    }
                     Ok(merged) => Ok(Op::Put(merged)),
                     Err(StoreError::NotFound) => Ok(Op::Remove),
                     Err(e) => Err(e),
@@ -189,6 +211,9 @@ impl<D: SessionStore> SessionStore for CachedStore<D> {
             })
             .await?;
         self.announce(std::slice::from_ref(key)).await?;
+        if let Some(merged) = anonymous {
+            return Ok(merged);
+        }
         match result {
             CompResult::Inserted(e) | CompResult::ReplacedWith(e) => Ok(e.into_value()),
             _ => Err(StoreError::NotFound),
@@ -229,6 +254,11 @@ impl<D: SessionStore> SessionStore for CachedStore<D> {
         }
         self.announce(&keys).await?;
         Ok(keys)
+    }
+
+    /// Through this wrapper's own `delete` and `delete_user`, which drop the cached copies.
+    async fn revoke(&self, what: Revoke<'_>) -> Result<Ended, StoreError> {
+        crate::session::store::revoke_by_deleting(self, what).await
     }
 
     async fn delete_expired(&self) -> Result<u64, StoreError> {

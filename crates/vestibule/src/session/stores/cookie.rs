@@ -384,6 +384,13 @@ pub trait Generations: Send + Sync + std::fmt::Debug + 'static {
     /// # Errors
     /// `store_unavailable` when the database cannot answer.
     async fn current(&self, user_id: i64) -> Result<Option<u64>, crate::Error>;
+
+    /// Moves the user to a new generation: every sealed session of theirs issued before is
+    /// refused at its next request (how the cookie store ends a user's sessions).
+    ///
+    /// # Errors
+    /// `store_unavailable` when the database cannot answer.
+    async fn bump(&self, user_id: i64) -> Result<(), crate::Error>;
 }
 
 /// The stateless cookie backend: the key ring, the cookie name it seals for, and where the
@@ -408,11 +415,22 @@ impl CookieSessions {
 
 /// The [`SessionStore`](crate::session::SessionStore) of the cookie backend: it holds nothing,
 /// because the sessions are in the browsers. Writes succeed without effect, reads find nothing,
-/// per-user listing and revocation see nothing (the generation does their work), and `/readyz`
-/// is always ready. It is what administrative code (purge, metrics, `vestibule user disable`)
-/// sees, so that code needs no special case.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct StatelessStore;
+/// per-user listing sees nothing, and `/readyz` is always ready. It is what administrative code
+/// (purge, metrics, `vestibule user disable`) sees. Ending sessions goes through
+/// [`SessionStore::revoke`](crate::session::SessionStore::revoke): a user's sessions end by
+/// bumping their generation; one session alone cannot be ended (the server cannot forget a
+/// cookie it issued), which is refused loudly rather than reported as "ended 0".
+#[derive(Debug, Clone)]
+pub struct StatelessStore {
+    generations: std::sync::Arc<dyn Generations>,
+}
+
+impl StatelessStore {
+    /// The store of the cookie backend, ending sessions through `generations`.
+    pub fn new(generations: std::sync::Arc<dyn Generations>) -> Self {
+        Self { generations }
+    }
+}
 
 #[async_trait::async_trait]
 impl crate::session::SessionStore for StatelessStore {
@@ -453,6 +471,26 @@ impl crate::session::SessionStore for StatelessStore {
         _keep: Option<&crate::token::TokenHash>,
     ) -> Result<Vec<crate::token::TokenHash>, crate::session::StoreError> {
         Ok(Vec::new())
+    }
+    async fn revoke(
+        &self,
+        what: crate::session::Revoke<'_>,
+    ) -> Result<crate::session::Ended, crate::session::StoreError> {
+        use crate::session::{Ended, Revoke, StoreError};
+        match what {
+            Revoke::One(_) => Err(StoreError::Unsupported(
+                "the cookie session store cannot end one session by id: the session lives in the browser's cookie and the server keeps nothing to forget",
+            )),
+            // `keep` needs nothing here: the kept session is the request's own, re-sealed under
+            // the new generation when its answer leaves (see `Session::seal`).
+            Revoke::User { user_id, .. } => {
+                self.generations
+                    .bump(user_id)
+                    .await
+                    .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+                Ok(Ended::Generation)
+            }
+        }
     }
     async fn delete_expired(&self) -> Result<u64, crate::session::StoreError> {
         Ok(0)

@@ -9,13 +9,18 @@ use moka::future::Cache;
 use moka::ops::compute::{CompResult, Op};
 
 use crate::session::record::{Delta, Record, now};
-use crate::session::store::{SessionStore, StoreError};
+use crate::session::store::{Ended, Revoke, SessionStore, StoreError};
 use crate::token::TokenHash;
 
 /// In-memory sessions. When full, the least recently used sessions are evicted first.
+///
+/// Logged-in and anonymous sessions are held apart, each up to the capacity: anonymous sessions
+/// cost a client nothing to create (one unsafe request without a cookie), so a flood of them
+/// may evict other anonymous sessions but never a login.
 #[derive(Debug, Clone)]
 pub struct MemoryStore {
     cache: Cache<TokenHash, Arc<Record>>,
+    anonymous: Cache<TokenHash, Arc<Record>>,
 }
 
 /// Entries expire at the record's own expiry, re-read at every write.
@@ -50,11 +55,33 @@ fn remaining(r: &Record) -> Duration {
 impl MemoryStore {
     /// A store holding at most `capacity` sessions.
     pub fn new(capacity: u64) -> Self {
-        Self {
-            cache: Cache::builder()
+        let part = || {
+            Cache::builder()
                 .max_capacity(capacity)
                 .expire_after(RecordExpiry)
-                .build(),
+                .build()
+        };
+        Self {
+            cache: part(),
+            anonymous: part(),
+        }
+    }
+
+    /// The partition a record of `user_id` lives in.
+    fn part(&self, user_id: Option<i64>) -> &Cache<TokenHash, Arc<Record>> {
+        match user_id {
+            Some(_) => &self.cache,
+            None => &self.anonymous,
+        }
+    }
+
+    /// The partition holding `key`, if any (a record never changes partition: a login is a new
+    /// key).
+    fn part_of(&self, key: &TokenHash) -> &Cache<TokenHash, Arc<Record>> {
+        if self.anonymous.contains_key(key) {
+            &self.anonymous
+        } else {
+            &self.cache
         }
     }
 }
@@ -65,6 +92,7 @@ impl MemoryStore {
         let t = now();
         self.cache
             .iter()
+            .chain(self.anonymous.iter())
             .filter(|(_, r)| !r.is_expired(t))
             .map(|(_, r)| (*r).clone())
             .collect()
@@ -81,8 +109,20 @@ impl Default for MemoryStore {
 impl SessionStore for MemoryStore {
     async fn create(&self, record: &Record) -> Result<(), StoreError> {
         let t = now();
+        let other = self.part(if record.user_id.is_some() {
+            None
+        } else {
+            Some(0)
+        });
+        if other
+            .get(&record.key)
+            .await
+            .is_some_and(|r| !r.is_expired(t))
+        {
+            return Err(StoreError::Collision);
+        }
         let result = self
-            .cache
+            .part(record.user_id)
             .entry(record.key)
             .and_compute_with(|cur| {
                 let op = match cur {
@@ -100,13 +140,17 @@ impl SessionStore for MemoryStore {
 
     async fn load(&self, key: &TokenHash) -> Result<Option<Arc<Record>>, StoreError> {
         let t = now();
-        Ok(self.cache.get(key).await.filter(|r| !r.is_expired(t)))
+        let found = match self.cache.get(key).await {
+            Some(r) => Some(r),
+            None => self.anonymous.get(key).await,
+        };
+        Ok(found.filter(|r| !r.is_expired(t)))
     }
 
     async fn save(&self, key: &TokenHash, delta: &Delta) -> Result<Arc<Record>, StoreError> {
         let t = now();
         let result = self
-            .cache
+            .part_of(key)
             .entry(*key)
             .and_compute_with(|cur| {
                 let op = match cur {
@@ -127,11 +171,18 @@ impl SessionStore for MemoryStore {
     }
 
     async fn delete(&self, key: &TokenHash) -> Result<bool, StoreError> {
-        Ok(self
+        let t = now();
+        let user = self
             .cache
             .remove(key)
             .await
-            .is_some_and(|r| !r.is_expired(now())))
+            .is_some_and(|r| !r.is_expired(t));
+        let anonymous = self
+            .anonymous
+            .remove(key)
+            .await
+            .is_some_and(|r| !r.is_expired(t));
+        Ok(user || anonymous)
     }
 
     async fn list_user(&self, user_id: i64) -> Result<Vec<Record>, StoreError> {
@@ -163,19 +214,26 @@ impl SessionStore for MemoryStore {
         Ok(keys)
     }
 
+    async fn revoke(&self, what: Revoke<'_>) -> Result<Ended, StoreError> {
+        crate::session::store::revoke_by_deleting(self, what).await
+    }
+
     async fn delete_expired(&self) -> Result<u64, StoreError> {
         let t = now();
-        let keys: Vec<TokenHash> = self
-            .cache
-            .iter()
-            .filter(|(_, r)| r.is_expired(t))
-            .map(|(k, _)| *k)
-            .collect();
-        for k in &keys {
-            self.cache.invalidate(k).await;
+        let mut n = 0;
+        for part in [&self.cache, &self.anonymous] {
+            let keys: Vec<TokenHash> = part
+                .iter()
+                .filter(|(_, r)| r.is_expired(t))
+                .map(|(k, _)| *k)
+                .collect();
+            for k in &keys {
+                part.invalidate(k).await;
+            }
+            part.run_pending_tasks().await;
+            n += keys.len() as u64;
         }
-        self.cache.run_pending_tasks().await;
-        Ok(keys.len() as u64)
+        Ok(n)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -184,6 +242,6 @@ impl SessionStore for MemoryStore {
 
     async fn count(&self) -> Result<u64, StoreError> {
         // moka hides expired entries at once but counts them until its housekeeping runs.
-        Ok(self.cache.iter().count() as u64)
+        Ok((self.cache.iter().count() + self.anonymous.iter().count()) as u64)
     }
 }

@@ -25,7 +25,7 @@ use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 use serde_json::{Map, Value as Json};
 
 use crate::session::record::{Delta, Record, now};
-use crate::session::store::{SessionStore, StoreError};
+use crate::session::store::{Ended, Revoke, SessionStore, StoreError};
 use crate::token::TokenHash;
 
 /// Where and how to reach Redis.
@@ -531,6 +531,10 @@ impl SessionStore for RedisStore {
         }
         self.unindex(user_id, &members).await?;
         Ok(deleted)
+    }
+
+    async fn revoke(&self, what: Revoke<'_>) -> Result<Ended, StoreError> {
+        crate::session::store::revoke_by_deleting(self, what).await
     }
 
     async fn delete_expired(&self) -> Result<u64, StoreError> {

@@ -8,7 +8,7 @@ use sqlx::Row;
 
 use crate::db::{Database, Dialect, with_pool};
 use crate::session::record::{Delta, Record, now};
-use crate::session::store::{SessionStore, StoreError};
+use crate::session::store::{Ended, Revoke, SessionStore, StoreError};
 use crate::token::TokenHash;
 
 /// Sessions in the `sessions` table; they survive restarts, and on PostgreSQL they are shared by
@@ -216,6 +216,10 @@ impl SessionStore for SqlStore {
                 .map(|row| key_from(row.try_get("key").map_err(corrupt)?))
                 .collect()
         })
+    }
+
+    async fn revoke(&self, what: Revoke<'_>) -> Result<Ended, StoreError> {
+        crate::session::store::revoke_by_deleting(self, what).await
     }
 
     async fn delete_expired(&self) -> Result<u64, StoreError> {
