@@ -31,18 +31,8 @@ use std::time::{Duration, Instant};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 
-use crate::auth::Username;
 use crate::error::{Error, ErrorCode};
 use crate::session::stores::RedisStore;
-
-/// The key of an account's login buckets (`rate_limits.login_per_user`, `login_per_device`): the
-/// canonical username ([`Username::canonical`]). Only a parsed [`Username`] has one, so every
-/// spelling that can reach an account — `Admin`, `ADMIN` — shares one bucket, and a spelling
-/// that cannot (fullwidth, invisible or control characters) never gets a bucket of its own:
-/// login refuses it before counting.
-pub fn account_key(username: &Username) -> String {
-    username.canonical()
-}
 
 /// `N/period`: a burst of N, refilled evenly over the period ("10/min" = 10 at once, then one
 /// every 6 s). Periods: `s`, `min`, `h`, `d`, or any duration such as `15m`.

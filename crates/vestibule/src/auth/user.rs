@@ -46,6 +46,15 @@ impl Username {
         self.0.to_ascii_lowercase()
     }
 
+    /// The key of the account's login buckets (`rate_limits.login_per_user`,
+    /// `login_per_device`): the canonical form. Only a parsed `Username` has one, so every
+    /// spelling that can reach an account — `Admin`, `ADMIN` — shares one bucket, and a spelling
+    /// that cannot (fullwidth, invisible or control characters) never gets a bucket of its own:
+    /// login refuses it before counting.
+    pub fn account_key(&self) -> String {
+        self.canonical()
+    }
+
     /// The username.
     pub fn as_str(&self) -> &str {
         &self.0

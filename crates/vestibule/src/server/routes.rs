@@ -13,7 +13,6 @@ use super::{AppState, ClientIp};
 use crate::auth::reauth::require_recent;
 use crate::auth::{AccessToken, AccountUser, AuthUser, MaybeAuthUser, Password, Scope, Username};
 use crate::error::{Error, ErrorCode, Result};
-use crate::ratelimit::account_key;
 use crate::session::{AUTH_USER_KEY, Session, SessionUser, Transport, UnixTime, now};
 use crate::token::TokenHash;
 
@@ -298,7 +297,7 @@ async fn check_login_ip_rate(app: &AppState, ip: std::net::IpAddr) -> Result<()>
 }
 
 /// The per-account half of [`check_login_rate`], keyed by the canonical username
-/// ([`account_key`]): every spelling of one account draws from one bucket.
+/// ([`Username::account_key`]): every spelling of one account draws from one bucket.
 async fn check_account_rate(app: &AppState, headers: &HeaderMap, account: &str) -> Result<()> {
     if app.device.recognises(headers, account, now()) {
         app.limits
@@ -372,7 +371,7 @@ pub(crate) async fn post_login(
         );
         return Err(invalid_credentials());
     };
-    if let Err(e) = check_account_rate(&app, &headers, &account_key(&username)).await {
+    if let Err(e) = check_account_rate(&app, &headers, &username.account_key()).await {
         app.login_failed("rate_limited");
         return Err(e);
     }
@@ -703,7 +702,7 @@ pub(crate) async fn post_reauth(
     };
     // The same budgets as a login for this account: a stolen session cannot guess faster.
     let key = Username::parse(&user.username)
-        .map(|u| account_key(&u))
+        .map(|u| u.account_key())
         .unwrap_or_else(|_| user.username.to_ascii_lowercase());
     check_login_rate(&app, ip, &headers, &key).await?;
     let stored = app
