@@ -176,9 +176,16 @@ async fn serve_raw(stream: TcpStream, conn: usize, log: Arc<Mutex<Vec<Parsed>>>)
         stream,
         buf: Vec::new(),
     };
+    // Logged when the head is parsed (the order requests arrived in), completed with the body.
     let push = |p: Parsed| {
-        if let Ok(mut l) = log.lock() {
+        log.lock().ok().map(|mut l| {
             l.push(p);
+            l.len() - 1
+        })
+    };
+    let set = |i: Option<usize>, p: Parsed| {
+        if let (Some(i), Ok(mut l)) = (i, log.lock()) {
+            l[i] = p;
         }
     };
     loop {
@@ -201,9 +208,13 @@ async fn serve_raw(stream: TcpStream, conn: usize, log: Arc<Mutex<Vec<Parsed>>>)
         };
         if !version.starts_with("HTTP/1.") {
             // Not a request line: what a desynchronised connection looks like.
-            push(parsed);
+            let _ = push(parsed);
             return;
         }
+        let at = push(Parsed {
+            complete: false,
+            ..parsed.clone()
+        });
         let target = parsed.target.clone();
         let answer = |status: &str, close: bool| {
             format!(
@@ -221,7 +232,7 @@ async fn serve_raw(stream: TcpStream, conn: usize, log: Arc<Mutex<Vec<Parsed>>>)
             }
             let (body, complete) = r.body(&fields, None).await;
             (parsed.body, parsed.complete) = (body, complete);
-            push(parsed);
+            set(at, parsed);
             if !complete {
                 return;
             }
@@ -234,13 +245,13 @@ async fn serve_raw(stream: TcpStream, conn: usize, log: Arc<Mutex<Vec<Parsed>>>)
             if parsed.header("transfer-encoding").is_none() {
                 parsed.body = r.body(&fields, Some(len / 2)).await.0;
             }
-            push(parsed);
+            set(at, parsed);
             let _ = r.stream.write_all(answer("200 OK", true).as_bytes()).await;
             return;
         } else if path == "/api/old" {
             let (body, complete) = r.body(&fields, None).await;
             (parsed.body, parsed.complete) = (body, complete);
-            push(parsed);
+            set(at, parsed);
             let _ = r
                 .stream
                 .write_all(b"HTTP/1.0 200 OK\r\ncontent-type: text/plain\r\n\r\nold")
@@ -249,7 +260,7 @@ async fn serve_raw(stream: TcpStream, conn: usize, log: Arc<Mutex<Vec<Parsed>>>)
         } else {
             let (body, complete) = r.body(&fields, None).await;
             (parsed.body, parsed.complete) = (body, complete);
-            push(parsed);
+            set(at, parsed);
             if !complete || r.stream.write_all(answer("200 OK", close).as_bytes()).await.is_err() {
                 return;
             }
@@ -816,16 +827,14 @@ fn check_client(
         prop_assert!(!req.refused(), "a handshake with a body reached the upstream: {:?}", p);
         let method = if req.post { "POST" } else { "GET" };
         prop_assert_eq!(&p.method, method);
+        // A request the upstream read to its end has exactly the body sent. One whose upstream
+        // connection ended inside the body (the client cut it, or went away before the gateway
+        // had delivered it) shows a prefix; `/api/half` reads what it chooses.
         let body = req.expected_body();
-        if outcome.whole[n] && p.complete {
+        if p.complete && outcome.whole[n] && !matches!(req.route, Route::Half) {
             prop_assert_eq!(&p.body, &body, "body of {}", p.target);
         } else {
-            // Cut by the client: the upstream saw a prefix and the end of the connection, or
-            // (on `/api/half`) what it chose to read.
             prop_assert!(body.starts_with(&p.body), "body of {}: {:?}", p.target, p);
-        }
-        if outcome.whole[n] {
-            prop_assert!(p.complete, "a whole request, cut on the way: {:?}", p);
         }
         match script.user.map(|u| &users[u]) {
             Some(u) => {
@@ -886,13 +895,13 @@ async fn run_case(
     .await;
     // Requests cut by a client end on the upstream when the gateway closes that connection;
     // wait (bounded) until the log stops growing.
-    let mut last = usize::MAX;
+    let mut last = Vec::new();
     for _ in 0..20 {
-        let len = up.parsed().len();
-        if len == last {
+        let now = up.parsed();
+        if now == last {
             break;
         }
-        last = len;
+        last = now;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let parsed = up.parsed();
