@@ -297,32 +297,31 @@ impl UpstreamProxy {
         parts.version = Version::HTTP_11;
         let upstream_req = Request::from_parts(parts, body);
 
-        let res = match tokio::time::timeout(up.response_timeout, self.pool.send(upstream_req))
-            .await
-        {
-            Ok(Ok(res)) => res,
-            Ok(Err(e)) => {
-                tracing::warn!(
-                    request_id = side.request_id.as_deref().unwrap_or(""),
-                    prefix = %up.prefix,
-                    upstream = %up.url,
-                    error = %e,
-                    source = ?std::error::Error::source(&e),
-                    "upstream not answering: {}", up.start_hint
-                );
-                return failure(up, Failure::Unavailable, navigation, side);
-            }
-            Err(_) => {
-                tracing::warn!(
-                    request_id = side.request_id.as_deref().unwrap_or(""),
-                    prefix = %up.prefix,
-                    upstream = %up.url,
-                    timeout = ?up.response_timeout,
-                    "upstream response timed out"
-                );
-                return failure(up, Failure::Timeout, navigation, side);
-            }
-        };
+        let res =
+            match tokio::time::timeout(up.response_timeout, self.pool.send(upstream_req)).await {
+                Ok(Ok(res)) => res,
+                Ok(Err(e)) => {
+                    tracing::warn!(
+                        request_id = side.request_id.as_deref().unwrap_or(""),
+                        prefix = %up.prefix,
+                        upstream = %up.url,
+                        error = %e,
+                        source = ?std::error::Error::source(&e),
+                        "upstream not answering: {}", up.start_hint
+                    );
+                    return failure(up, Failure::Unavailable, navigation, side);
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        request_id = side.request_id.as_deref().unwrap_or(""),
+                        prefix = %up.prefix,
+                        upstream = %up.url,
+                        timeout = ?up.response_timeout,
+                        "upstream response timed out"
+                    );
+                    return failure(up, Failure::Timeout, navigation, side);
+                }
+            };
         let mut res = res;
         let switched = res.status() == StatusCode::SWITCHING_PROTOCOLS;
         let upstream_upgrade =
@@ -465,7 +464,12 @@ fn failure(up: &Upstream, what: Failure, navigation: bool, side: &ClientSide) ->
 /// The 502/504. A production upstream's answer names the prefix and the request id only (the
 /// URL, name and hint are in the log line with that request id): an anonymous client learns
 /// nothing of the internal network or the configuration. `[dev]` upstreams say everything.
-fn failure_page(up: &Upstream, what: Failure, navigation: bool, side: &ClientSide) -> Response<Body> {
+fn failure_page(
+    up: &Upstream,
+    what: Failure,
+    navigation: bool,
+    side: &ClientSide,
+) -> Response<Body> {
     let code = match what {
         Failure::Unavailable => ErrorCode::UpstreamUnavailable,
         Failure::Timeout => ErrorCode::UpstreamTimeout,
@@ -482,9 +486,7 @@ fn failure_page(up: &Upstream, what: Failure, navigation: bool, side: &ClientSid
         };
         let hint = match what {
             Failure::Unavailable => up.start_hint.clone(),
-            Failure::Timeout => {
-                "check that it is not stuck, or raise response_timeout".to_owned()
-            }
+            Failure::Timeout => "check that it is not stuck, or raise response_timeout".to_owned(),
         };
         (message, hint)
     } else {

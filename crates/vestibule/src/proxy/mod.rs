@@ -229,7 +229,9 @@ impl Gateway {
                     ErrorCode::UpgradeWithBody,
                     "a WebSocket handshake cannot carry a body",
                 )
-                .with_hint("send the upgrade request without Content-Length or Transfer-Encoding"));
+                .with_hint(
+                    "send the upgrade request without Content-Length or Transfer-Encoding",
+                ));
             }
         }
         // The dev frontend needs no identity: its assets cost no session lookup.

@@ -72,11 +72,8 @@ impl<'a> NormalPath<'a> {
     /// it has any: the route chosen for it must be the route chosen for the path itself.
     pub(crate) fn separators_decoded(&self) -> Option<String> {
         let p = self.as_str();
-        (p.contains("%2F") || p.contains("%5C")).then(|| {
-            p.replace("%2F", "/")
-                .replace("%5C", "/")
-                .replace('\\', "/")
-        })
+        (p.contains("%2F") || p.contains("%5C"))
+            .then(|| p.replace("%2F", "/").replace("%5C", "/").replace('\\', "/"))
     }
 }
 

@@ -131,14 +131,20 @@ impl Reader {
 
     /// A body framed by `fields`; `(bytes, complete)`.
     async fn body(&mut self, fields: &[(String, String)], limit: Option<usize>) -> (Vec<u8>, bool) {
-        let get = |name: &str| fields.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+        let get = |name: &str| {
+            fields
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+        };
         if get("transfer-encoding").is_some_and(|te| te.to_ascii_lowercase().contains("chunked")) {
             let mut body = Vec::new();
             loop {
                 let Some(size) = self.line().await else {
                     return (body, false);
                 };
-                let Ok(size) = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)
+                let Ok(size) =
+                    usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)
                 else {
                     return (body, false);
                 };
@@ -222,12 +228,22 @@ async fn serve_raw(stream: TcpStream, conn: usize, log: Arc<Mutex<Vec<Parsed>>>)
                 if close { "connection: close\r\n" } else { "" }
             )
         };
-        let close = parsed.header("connection").is_some_and(|c| c.eq_ignore_ascii_case("close"));
+        let close = parsed
+            .header("connection")
+            .is_some_and(|c| c.eq_ignore_ascii_case("close"));
         let path = parsed.target.split('?').next().unwrap_or("").to_owned();
         if parsed.header("upgrade").is_some() || path == "/api/early" {
             // Answered before the body is read (no 101), then the announced body is drained.
-            let status = if path == "/api/early" { "200 OK" } else { "400 Bad Request" };
-            if r.stream.write_all(answer(status, false).as_bytes()).await.is_err() {
+            let status = if path == "/api/early" {
+                "200 OK"
+            } else {
+                "400 Bad Request"
+            };
+            if r.stream
+                .write_all(answer(status, false).as_bytes())
+                .await
+                .is_err()
+            {
                 return;
             }
             let (body, complete) = r.body(&fields, None).await;
@@ -261,7 +277,12 @@ async fn serve_raw(stream: TcpStream, conn: usize, log: Arc<Mutex<Vec<Parsed>>>)
             let (body, complete) = r.body(&fields, None).await;
             (parsed.body, parsed.complete) = (body, complete);
             set(at, parsed);
-            if !complete || r.stream.write_all(answer("200 OK", close).as_bytes()).await.is_err() {
+            if !complete
+                || r.stream
+                    .write_all(answer("200 OK", close).as_bytes())
+                    .await
+                    .is_err()
+            {
                 return;
             }
         }
@@ -446,8 +467,13 @@ async fn a_connection_whose_upgrade_was_refused_is_never_reused() {
     let mut c = RawClient::connect(&app).await;
     c.send(handshake("/api/ws", "").as_bytes()).await;
     let refused = c.answer().await.expect("an answer");
-    assert_eq!(refused.status(), 400, "the upstream's own refusal: {refused:?}");
-    c.send(b"GET /api/next HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
+    assert_eq!(
+        refused.status(),
+        400,
+        "the upstream's own refusal: {refused:?}"
+    );
+    c.send(b"GET /api/next HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await;
     let next = c.answer().await.expect("an answer");
     assert_eq!(next.header("x-seen"), Some("/api/next"));
     let parsed = up.parsed();
@@ -498,8 +524,16 @@ async fn connection_cannot_name_away_the_identity_the_gateway_adds() {
     let parsed = up.parsed();
     assert_eq!(parsed.len(), 2, "{parsed:?}");
     for p in &parsed {
-        assert_eq!(p.header("x-vestibule-user-id"), Some(&*user.id.to_string()), "{p:?}");
-        assert_eq!(p.header("x-vestibule-username"), Some("conn-alice"), "{p:?}");
+        assert_eq!(
+            p.header("x-vestibule-user-id"),
+            Some(&*user.id.to_string()),
+            "{p:?}"
+        );
+        assert_eq!(
+            p.header("x-vestibule-username"),
+            Some("conn-alice"),
+            "{p:?}"
+        );
         assert!(p.header("forwarded").is_some(), "{p:?}");
         assert!(p.header("x-forwarded-for").is_some(), "{p:?}");
         assert!(p.header("x-forwarded-proto").is_some(), "{p:?}");
@@ -513,12 +547,14 @@ async fn an_http_1_0_upstream_is_answered_in_the_clients_version() {
     let up = logging_upstream().await;
     let app = framing_gateway(&up.url).await;
     let mut c = RawClient::connect(&app).await;
-    c.send(b"GET /api/old HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
+    c.send(b"GET /api/old HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await;
     let a = c.answer().await.expect("an answer");
     assert!(a.status_line.starts_with("HTTP/1.1 200"), "{a:?}");
     assert_eq!(a.body, b"old");
     // Still a kept-alive HTTP/1.1 connection.
-    c.send(b"GET /api/next HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
+    c.send(b"GET /api/next HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await;
     let a = c.answer().await.expect("an answer");
     assert_eq!(a.header("x-seen"), Some("/api/next"), "{a:?}");
 }
@@ -551,9 +587,17 @@ async fn method_overrides_and_trace_never_reach_an_upstream() {
     let a = c.answer().await.expect("an answer");
     assert_eq!(a.status(), 200, "{a:?}");
     let parsed = up.parsed();
-    assert_eq!(parsed.len(), 1, "TRACE never reached the upstream: {parsed:?}");
+    assert_eq!(
+        parsed.len(),
+        1,
+        "TRACE never reached the upstream: {parsed:?}"
+    );
     assert_eq!(parsed[0].method, "GET");
-    for name in ["x-http-method-override", "x-http-method", "x-method-override"] {
+    for name in [
+        "x-http-method-override",
+        "x-http-method",
+        "x-method-override",
+    ] {
         assert!(parsed[0].header(name).is_none(), "{name}: {parsed:?}");
     }
 }
@@ -641,15 +685,17 @@ fn req_strategy() -> impl Strategy<Value = Req> {
         proptest::collection::vec(0..CONNECTION_NAMES.len(), 0..3),
         prop::bool::weighted(0.3),
     )
-        .prop_map(|(route, post, upgrade, body, expect, connection, spoof)| Req {
-            route,
-            post: post && !upgrade,
-            upgrade,
-            body,
-            expect,
-            connection,
-            spoof,
-        })
+        .prop_map(
+            |(route, post, upgrade, body, expect, connection, spoof)| Req {
+                route,
+                post: post && !upgrade,
+                upgrade,
+                body,
+                expect,
+                connection,
+                spoof,
+            },
+        )
 }
 
 fn script_strategy() -> impl Strategy<Value = Script> {
@@ -681,7 +727,8 @@ impl Req {
 
     /// Whether the gateway refuses it before the upstream (a handshake announcing a body).
     fn refused(&self) -> bool {
-        self.upgrade && !matches!(&self.body, BodyKind::None)
+        self.upgrade
+            && !matches!(&self.body, BodyKind::None)
             && !matches!(&self.body, BodyKind::Length(b) if b.is_empty())
     }
 
@@ -699,11 +746,19 @@ impl Req {
 
     fn encode(&self, target: &str, user: Option<&RawUser>, origin: &str) -> Vec<u8> {
         let method = if self.post { "POST" } else { "GET" };
-        let mut head = format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\nOrigin: {origin}\r\n");
+        let mut head =
+            format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\nOrigin: {origin}\r\n");
         if let Some(u) = user {
-            head.push_str(&format!("Cookie: {COOKIE}={}\r\nx-csrf-token: {}\r\n", u.cookie, u.csrf));
+            head.push_str(&format!(
+                "Cookie: {COOKIE}={}\r\nx-csrf-token: {}\r\n",
+                u.cookie, u.csrf
+            ));
         }
-        let mut connection: Vec<&str> = self.connection.iter().map(|i| CONNECTION_NAMES[*i]).collect();
+        let mut connection: Vec<&str> = self
+            .connection
+            .iter()
+            .map(|i| CONNECTION_NAMES[*i])
+            .collect();
         if self.upgrade {
             connection.insert(0, "Upgrade");
             head.push_str("Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n");
@@ -767,7 +822,9 @@ async fn run_client(
         .map(|(n, r)| r.encode(&r.target(case, client, n), user, TRUSTED))
         .collect();
     let total: usize = encoded.iter().map(Vec::len).sum();
-    let mut budget = script.cut.map_or(usize::MAX, |c| total * usize::from(c) / 1000);
+    let mut budget = script
+        .cut
+        .map_or(usize::MAX, |c| total * usize::from(c) / 1000);
     let mut c = RawClient::connect(app).await;
     let mut whole = Vec::new();
     let mut answers = Vec::new();
@@ -823,8 +880,17 @@ fn check_client(
     );
     for (p, &n) in parsed.iter().zip(&forwarded) {
         let req = &script.reqs[n];
-        prop_assert_eq!(&p.target, &req.target(case, client, n), "order: {:?}", parsed);
-        prop_assert!(!req.refused(), "a handshake with a body reached the upstream: {:?}", p);
+        prop_assert_eq!(
+            &p.target,
+            &req.target(case, client, n),
+            "order: {:?}",
+            parsed
+        );
+        prop_assert!(
+            !req.refused(),
+            "a handshake with a body reached the upstream: {:?}",
+            p
+        );
         let method = if req.post { "POST" } else { "GET" };
         prop_assert_eq!(&p.method, method);
         // A request the upstream read to its end has exactly the body sent. One whose upstream
@@ -838,23 +904,46 @@ fn check_client(
         }
         match script.user.map(|u| &users[u]) {
             Some(u) => {
-                prop_assert_eq!(p.header("x-vestibule-user-id"), Some(&*u.id.to_string()), "{:?}", p);
-                prop_assert_eq!(p.header("x-vestibule-username"), Some(u.name.as_str()), "{:?}", p);
+                prop_assert_eq!(
+                    p.header("x-vestibule-user-id"),
+                    Some(&*u.id.to_string()),
+                    "{:?}",
+                    p
+                );
+                prop_assert_eq!(
+                    p.header("x-vestibule-username"),
+                    Some(u.name.as_str()),
+                    "{:?}",
+                    p
+                );
             }
             None => {
                 prop_assert!(p.header("x-vestibule-user-id").is_none(), "{:?}", p);
                 prop_assert!(p.header("x-vestibule-username").is_none(), "{:?}", p);
             }
         }
-        let ours = p.headers.iter().filter(|(n, _)| n.starts_with("x-vestibule")).count();
+        let ours = p
+            .headers
+            .iter()
+            .filter(|(n, _)| n.starts_with("x-vestibule"))
+            .count();
         prop_assert_eq!(ours, if script.user.is_some() { 2 } else { 0 }, "{:?}", p);
         if req.connection.contains(&(CONNECTION_NAMES.len() - 1)) {
             prop_assert!(p.header("x-hop").is_none(), "named by Connection: {:?}", p);
         }
         for gone in ["expect", "x-csrf-token", "cookie"] {
-            prop_assert!(p.header(gone).is_none(), "{} reached the upstream: {:?}", gone, p);
+            prop_assert!(
+                p.header(gone).is_none(),
+                "{} reached the upstream: {:?}",
+                gone,
+                p
+            );
         }
-        prop_assert!(p.header("forwarded").is_some() && p.header("host").is_some(), "{:?}", p);
+        prop_assert!(
+            p.header("forwarded").is_some() && p.header("host").is_some(),
+            "{:?}",
+            p
+        );
         if req.upgrade {
             prop_assert!(
                 p.header("content-length").is_none() && p.header("transfer-encoding").is_none(),
@@ -908,7 +997,8 @@ async fn run_case(
     let tag = format!("case={case}&");
     for p in &parsed {
         // Anything not of our making is a desynchronised parse.
-        let ok = p.target.contains("?case=") && p.target.contains("&c=") && p.target.contains("&n=");
+        let ok =
+            p.target.contains("?case=") && p.target.contains("&c=") && p.target.contains("&n=");
         prop_assert!(ok, "the upstream parsed a request no client sent: {:?}", p);
     }
     for (i, (script, outcome)) in scripts.iter().zip(&outcomes).enumerate() {
@@ -935,7 +1025,10 @@ fn the_upstream_parses_exactly_the_requests_clients_sent() {
     let (app, up, users) = rt.block_on(async {
         let up = logging_upstream().await;
         let app = framing_gateway(&up.url).await;
-        let users = vec![raw_user(&app, "frame-ann").await, raw_user(&app, "frame-bob").await];
+        let users = vec![
+            raw_user(&app, "frame-ann").await,
+            raw_user(&app, "frame-bob").await,
+        ];
         (app, up, users)
     });
     let cases = std::env::var("PROPTEST_CASES")

@@ -535,12 +535,15 @@ async fn a_dead_upstream_gets_a_502_naming_only_its_prefix_html_for_pages_json_f
     // Anonymous clients learn the prefix and the request id, not the internal URL, the
     // upstream's name or the configuration key (those are logged with the request id).
     assert_eq!(body["message"], "the upstream for /api is not answering");
-    assert!(
-        body["hint"].as_str().unwrap_or("").contains(&id),
-        "{body}"
-    );
+    assert!(body["hint"].as_str().unwrap_or("").contains(&id), "{body}");
     let text = body.to_string();
-    for secret in [url.as_str(), "127.0.0.1", "notes API", "cargo run", "upstream["] {
+    for secret in [
+        url.as_str(),
+        "127.0.0.1",
+        "notes API",
+        "cargo run",
+        "upstream[",
+    ] {
         assert!(!text.contains(secret), "{secret} in {text}");
     }
     let res = app
@@ -563,7 +566,13 @@ async fn a_dead_upstream_gets_a_502_naming_only_its_prefix_html_for_pages_json_f
         page.contains("the upstream for /api is not answering"),
         "{page}"
     );
-    for secret in [url.as_str(), "127.0.0.1", "notes API", "cargo run", "upstream["] {
+    for secret in [
+        url.as_str(),
+        "127.0.0.1",
+        "notes API",
+        "cargo run",
+        "upstream[",
+    ] {
         assert!(!page.contains(secret), "{secret} in {page}");
     }
     assert!(
@@ -607,7 +616,10 @@ async fn a_slow_upstream_gets_a_504_after_the_response_timeout() {
         .await
         .expect("request");
     let body = assert_error(res, 504, "upstream_timeout").await;
-    assert_eq!(body["message"], "the upstream for /api did not answer in time");
+    assert_eq!(
+        body["message"],
+        "the upstream for /api did not answer in time"
+    );
     assert!(!body.to_string().contains(&url), "{body}");
 }
 
@@ -1155,9 +1167,8 @@ async fn percent_encoded_prefixes_are_routed_by_their_normal_form() {
         ];
     })
     .await;
-    let get = |path: &str| {
-        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-    };
+    let get =
+        |path: &str| format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     // `/%61dmin` is `/admin` to every backend: it gets `/admin`'s policy.
     for path in ["/%61dmin/panel", "/%61%64%6D%69%6E/panel", "/a%64min"] {
         let res = raw(&app, &get(path)).await;
@@ -1165,7 +1176,12 @@ async fn percent_encoded_prefixes_are_routed_by_their_normal_form() {
         assert!(res.contains("not_authenticated"), "{path}: {res}");
     }
     // An encoded slash or backslash that a decoding backend reads as `/admin/…`.
-    for path in ["/admin%2Fpanel", "/admin%2fpanel", "/admin%5Cpanel", "/%61dmin%5cpanel"] {
+    for path in [
+        "/admin%2Fpanel",
+        "/admin%2fpanel",
+        "/admin%5Cpanel",
+        "/%61dmin%5cpanel",
+    ] {
         let res = raw(&app, &get(path)).await;
         assert!(res.starts_with("HTTP/1.1 400"), "{path}: {res}");
         assert!(res.contains("invalid_path"), "{path}: {res}");
@@ -1173,7 +1189,11 @@ async fn percent_encoded_prefixes_are_routed_by_their_normal_form() {
     // A `%` that is no escape at all.
     let res = raw(&app, &get("/x%zz")).await;
     assert!(res.starts_with("HTTP/1.1 400"), "{res}");
-    assert_eq!(seen.hits.load(Ordering::SeqCst), 0, "nothing reached the upstream");
+    assert_eq!(
+        seen.hits.load(Ordering::SeqCst),
+        0,
+        "nothing reached the upstream"
+    );
     // Encoded slashes that stay under the same route pass; the upstream gets the normal form.
     let res = raw(&app, &get("/files/group%2fname/%7Euser")).await;
     assert!(res.starts_with("HTTP/1.1 200"), "{res}");
@@ -1182,7 +1202,10 @@ async fn percent_encoded_prefixes_are_routed_by_their_normal_form() {
     assert_eq!(res.status(), 200);
     assert_eq!(
         seen.paths(),
-        vec!["/files/group%2Fname/~user".to_owned(), "/admin/panel".to_owned()]
+        vec![
+            "/files/group%2Fname/~user".to_owned(),
+            "/admin/panel".to_owned()
+        ]
     );
     // The static site and its fallback decide on the same form: `/%61dmin` is not the SPA's.
     let dir = tempfile::tempdir().expect("dir");
@@ -1197,7 +1220,10 @@ async fn percent_encoded_prefixes_are_routed_by_their_normal_form() {
     let res = raw(&spa, &get("/admin%2Fpanel")).await;
     assert!(res.starts_with("HTTP/1.1 400"), "{res}");
     let res = raw(&spa, &get("/%61uth/nothing")).await;
-    assert!(res.starts_with("HTTP/1.1 404"), "Vestibule's own space: {res}");
+    assert!(
+        res.starts_with("HTTP/1.1 404"),
+        "Vestibule's own space: {res}"
+    );
     assert!(!res.contains("spa"), "{res}");
 }
 
