@@ -99,10 +99,7 @@ async fn take(s: &mut TcpStream, buf: &mut Vec<u8>, n: usize) -> bool {
     true
 }
 
-async fn upstream(
-    mut s: TcpStream,
-    log: Arc<Mutex<Vec<(String, String, Vec<(String, String)>)>>>,
-) {
+async fn upstream(mut s: TcpStream, log: Arc<Mutex<Vec<(String, String, Vec<(String, String)>)>>>) {
     let mut buf = Vec::new();
     while let Some(first) = line(&mut s, &mut buf).await {
         let mut headers = Vec::new();
@@ -137,15 +134,23 @@ async fn upstream(
         }
         let answer = format!(
             "HTTP/1.1 {}\r\ncontent-length: 2\r\n\r\nok",
-            if get("upgrade").is_some() { "400 No" } else { "200 OK" }
+            if get("upgrade").is_some() {
+                "400 No"
+            } else {
+                "200 OK"
+            }
         );
         if early && s.write_all(answer.as_bytes()).await.is_err() {
             return;
         }
         if chunked {
             loop {
-                let Some(size) = line(&mut s, &mut buf).await else { return };
-                let Ok(size) = usize::from_str_radix(size.trim(), 16) else { return };
+                let Some(size) = line(&mut s, &mut buf).await else {
+                    return;
+                };
+                let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+                    return;
+                };
                 if size == 0 {
                     if line(&mut s, &mut buf).await.is_none() {
                         return;
@@ -231,7 +236,9 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     }
     let count = sent.len();
     w.rt.block_on(async {
-        let Ok(mut s) = TcpStream::connect(&w.gateway).await else { return };
+        let Ok(mut s) = TcpStream::connect(&w.gateway).await else {
+            return;
+        };
         let _ = s.write_all(&bytes).await;
         // Read until the gateway has answered everything or goes quiet.
         let mut buf = Vec::new();
@@ -254,7 +261,10 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     for ((target, method, headers), (want_target, want_method, upgrade, _)) in
         mine.iter().zip(&forwarded)
     {
-        assert_eq!(target, want_target, "order or a request no client sent: {mine:?}");
+        assert_eq!(
+            target, want_target,
+            "order or a request no client sent: {mine:?}"
+        );
         assert_eq!(method, want_method);
         let get = |n: &str| headers.iter().any(|(k, _)| k == n);
         assert!(
@@ -263,7 +273,10 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         );
         assert!(get("host") && get("forwarded"), "{headers:?}");
         if *upgrade {
-            assert!(!get("content-length") && !get("transfer-encoding"), "{headers:?}");
+            assert!(
+                !get("content-length") && !get("transfer-encoding"),
+                "{headers:?}"
+            );
         }
     }
 });
