@@ -97,6 +97,9 @@ pub enum ErrorCode {
     UpstreamTimeout,
     /// A WebSocket handshake through the proxy from an origin the origins policy does not trust.
     WebsocketOriginRefused,
+    /// A WebSocket handshake through the proxy that announced a body (`Content-Length`,
+    /// `Transfer-Encoding`): refused, because its framing could desynchronise the upstream.
+    UpgradeWithBody,
     /// A path with dot-segments or encoded slashes, which a backend could resolve to another
     /// prefix than the one the gateway authorised.
     InvalidPath,
@@ -166,6 +169,7 @@ impl ErrorCode {
             ErrorCode::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
             ErrorCode::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             ErrorCode::WebsocketOriginRefused => StatusCode::FORBIDDEN,
+            ErrorCode::UpgradeWithBody => StatusCode::BAD_REQUEST,
             ErrorCode::InvalidPath => StatusCode::BAD_REQUEST,
             ErrorCode::SessionTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::BearerNotSupported => StatusCode::BAD_REQUEST,

@@ -31,6 +31,20 @@ impl Scope {
             Scope::Write => "write",
         }
     }
+
+    /// Whether a token holding only this scope may send `method`: `read` means GET, HEAD and
+    /// OPTIONS, nothing else. Not `Method::is_safe`, which also counts TRACE (a method that
+    /// echoes the request back, and that some backends route like any other); `write` may send
+    /// anything. The one rule for every place a token's scope is checked.
+    pub fn allows(self, method: &axum::http::Method) -> bool {
+        use axum::http::Method;
+        match self {
+            Scope::Write => true,
+            Scope::Read => {
+                *method == Method::GET || *method == Method::HEAD || *method == Method::OPTIONS
+            }
+        }
+    }
 }
 
 impl FromStr for Scope {
@@ -346,5 +360,33 @@ impl AccessTokens {
             });
         }
         Ok(Some((token, owner)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::Method;
+
+    use super::Scope;
+
+    #[test]
+    fn read_means_get_head_and_options_only() {
+        for m in [Method::GET, Method::HEAD, Method::OPTIONS] {
+            assert!(Scope::Read.allows(&m), "{m}");
+            assert!(Scope::Write.allows(&m), "{m}");
+        }
+        let propfind = Method::from_bytes(b"PROPFIND").expect("method");
+        for m in [
+            Method::TRACE,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+            Method::CONNECT,
+            propfind,
+        ] {
+            assert!(!Scope::Read.allows(&m), "{m}");
+            assert!(Scope::Write.allows(&m), "{m}");
+        }
     }
 }

@@ -242,6 +242,10 @@ pub struct Upstream {
     /// The 502 page reloads itself until the upstream answers (development: start the dev
     /// server and the tab recovers; never in production, where it would hammer a dead backend).
     pub reload_error_page: bool,
+    /// The 502/504 names the upstream's URL, name and start hint. Only for `[dev]` upstreams
+    /// (`vestibule dev`, on the developer's own machine); a production `[[upstream]]`'s answer
+    /// gives the code, the prefix and the request id, and the details go to the log.
+    pub detailed_errors: bool,
 }
 
 impl Upstream {
@@ -431,6 +435,7 @@ pub(crate) fn validate(
                     .unwrap_or_else(|| format!("start it, or fix upstream[{i}].url")),
                 identity_assertion: u.identity_assertion,
                 reload_error_page: false,
+                detailed_errors: false,
             });
         }
     }
@@ -540,6 +545,7 @@ fn dev_upstream(
         start_hint,
         identity_assertion: false,
         reload_error_page: true,
+        detailed_errors: true,
     }
 }
 

@@ -31,10 +31,76 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
+/// Method-override headers: some frameworks (Rails, Express' `method-override`, Symfony) run a
+/// `POST … X-HTTP-Method-Override: DELETE` as a DELETE. The gateway authorises the method on the
+/// request line (a `read` access token may only send GET, HEAD and OPTIONS), so the upstream
+/// must never see another one.
+const METHOD_OVERRIDE: [HeaderName; 3] = [
+    HeaderName::from_static("x-http-method-override"),
+    HeaderName::from_static("x-http-method"),
+    HeaderName::from_static("x-method-override"),
+];
+
 /// A hop-by-hop header by its name (the fixed list, `Proxy-*`); those named by `Connection` go
 /// through [`remove_where`]'s `connection_named`.
 fn is_hop_by_hop(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(name) || name.as_str().starts_with("proxy-")
+}
+
+/// Headers the gateway writes itself on the way upstream (identity, assertion, `Host`,
+/// `Forwarded`, `X-Forwarded-*`): a `Connection` list can never name them away.
+fn owned_by_gateway(name: &HeaderName) -> bool {
+    super::looks_like_ours(name)
+        || name == header::HOST
+        || name == header::FORWARDED
+        || name == X_FORWARDED_FOR
+        || name == X_FORWARDED_PROTO
+        || name == X_FORWARDED_HOST
+}
+
+/// Cleans a client's request headers for the upstream, before the gateway adds its own: the
+/// hop-by-hop headers and those `Connection` names, the client's forwarding headers (never
+/// trusted; the gateway's are set in `forward`), its framing (`Content-Length`; the framing
+/// upstream is derived from the body actually sent, see `frame`), `Expect` (the gateway has
+/// answered `100 Continue` itself and always sends the body), method overrides, and whatever
+/// `doomed` names.
+pub(crate) fn clean_request_headers(headers: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
+    remove_where(headers, true, |name| {
+        is_hop_by_hop(name)
+            || name == X_FORWARDED_FOR
+            || name == X_FORWARDED_PROTO
+            || name == X_FORWARDED_HOST
+            || name == header::FORWARDED
+            || name == header::CONTENT_LENGTH
+            || name == header::EXPECT
+            || METHOD_OVERRIDE.contains(name)
+            || doomed(name)
+    });
+}
+
+/// Whether a request announces a body (`Transfer-Encoding`, or a `Content-Length` other than 0).
+pub(crate) fn announces_body(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get_all(header::CONTENT_LENGTH)
+            .iter()
+            .any(|v| v.as_bytes() != b"0")
+}
+
+/// Sets the upstream request's framing from the body that is actually sent, never from what the
+/// client announced: no `Content-Length` when the body is empty (an upgrade, or a body dropped),
+/// hyper's own `Content-Length` when the size is known, `chunked` otherwise (hyper would send a
+/// GET of unknown size with no body at all, and cut the connection when the body came).
+fn frame(headers: &mut HeaderMap, body: &Body) {
+    use hyper::body::Body as _;
+    headers.remove(header::CONTENT_LENGTH);
+    headers.remove(header::TRANSFER_ENCODING);
+    if !body.is_end_stream() && body.size_hint().exact().is_none() {
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+    }
 }
 
 /// Removes every header whose name matches `doomed` (and, with `connection_named`, the headers
@@ -60,7 +126,8 @@ pub(crate) fn remove_where(
                 .iter()
                 .filter_map(|v| v.to_str().ok())
                 .flat_map(|v| v.split(','))
-                .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok()),
+                .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+                .filter(|n| !owned_by_gateway(n)),
         );
     }
     for name in gone {
@@ -68,7 +135,8 @@ pub(crate) fn remove_where(
     }
 }
 
-fn upgrade_of(headers: &HeaderMap) -> Option<HeaderValue> {
+/// The protocol a WebSocket handshake asks for (`Connection: upgrade` and `Upgrade: websocket`).
+pub(crate) fn upgrade_of(headers: &HeaderMap) -> Option<HeaderValue> {
     let asks = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -79,11 +147,6 @@ fn upgrade_of(headers: &HeaderMap) -> Option<HeaderValue> {
         .get(header::UPGRADE)
         .filter(|u| asks && u.as_bytes().eq_ignore_ascii_case(b"websocket"))
         .cloned()
-}
-
-/// Whether the request asks for a protocol switch (WebSocket).
-pub(crate) fn is_upgrade(headers: &HeaderMap) -> bool {
-    upgrade_of(headers).is_some()
 }
 
 /// What the proxy knows about the client side of a request.
@@ -97,6 +160,8 @@ pub(crate) struct ClientSide {
     pub(crate) drop_secure: bool,
     /// Vestibule's session cookie name, which upstreams may not set.
     pub(crate) session_cookie: Arc<str>,
+    /// The request id (`x-request-id`), named in a 502/504 so the client can quote it.
+    pub(crate) request_id: Option<Arc<str>>,
 }
 
 /// One upstream and its connection pool.
@@ -125,16 +190,17 @@ impl UpstreamProxy {
         }
     }
 
-    /// Forwards `req` (headers already cleaned of credentials by the gateway) and streams the
-    /// answer back. Never fails: a dead or slow upstream becomes a 502/504 naming it.
+    /// Forwards `req` (headers already cleaned by the gateway, `clean_request_headers`; a
+    /// WebSocket handshake asking for `upgrade`) and streams the answer back. Never fails: a dead
+    /// or slow upstream becomes a 502/504.
     pub(crate) async fn forward(
         &self,
         mut req: Request<Body>,
         side: &ClientSide,
+        upgrade: Option<HeaderValue>,
     ) -> Response<Body> {
         let up = &self.upstream;
         let navigation = is_navigation(req.headers());
-        let upgrade = upgrade_of(req.headers());
         let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
 
@@ -174,15 +240,6 @@ impl UpstreamProxy {
         };
 
         let headers = &mut parts.headers;
-        // Hop-by-hop headers, and a client's own forwarding headers (never trusted; ours are
-        // set below).
-        remove_where(headers, true, |name| {
-            is_hop_by_hop(name)
-                || name == X_FORWARDED_FOR
-                || name == X_FORWARDED_PROTO
-                || name == X_FORWARDED_HOST
-                || name == header::FORWARDED
-        });
         let host = if up.change_origin {
             self.upstream_host.clone()
         } else {
@@ -227,33 +284,50 @@ impl UpstreamProxy {
         let body = if let Some(u) = &upgrade {
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             headers.insert(header::UPGRADE, u.clone());
+            // The gateway refused a handshake that announced a body (`announces_body`).
             Body::empty()
         } else {
             body
         };
+        frame(headers, &body);
         parts.uri = uri;
+        // The answer goes back in the client's version, whatever the upstream spoke.
+        let client_version = parts.version;
         // Upgrades need HTTP/1.1, and the pool speaks it whatever the client spoke.
         parts.version = Version::HTTP_11;
         let upstream_req = Request::from_parts(parts, body);
 
-        let res = match tokio::time::timeout(up.response_timeout, self.pool.send(upstream_req))
-            .await
-        {
-            Ok(Ok(res)) => res,
-            Ok(Err(e)) => {
-                tracing::warn!(upstream = %up.url, error = %e, source = ?std::error::Error::source(&e), "upstream not answering");
-                return failure(up, Failure::Unavailable, navigation);
-            }
-            Err(_) => {
-                tracing::warn!(upstream = %up.url, timeout = ?up.response_timeout, "upstream response timed out");
-                return failure(up, Failure::Timeout, navigation);
-            }
-        };
+        let res =
+            match tokio::time::timeout(up.response_timeout, self.pool.send(upstream_req)).await {
+                Ok(Ok(res)) => res,
+                Ok(Err(e)) => {
+                    tracing::warn!(
+                        request_id = side.request_id.as_deref().unwrap_or(""),
+                        prefix = %up.prefix,
+                        upstream = %up.url,
+                        error = %e,
+                        source = ?std::error::Error::source(&e),
+                        "upstream not answering: {}", up.start_hint
+                    );
+                    return failure(up, Failure::Unavailable, navigation, side);
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        request_id = side.request_id.as_deref().unwrap_or(""),
+                        prefix = %up.prefix,
+                        upstream = %up.url,
+                        timeout = ?up.response_timeout,
+                        "upstream response timed out"
+                    );
+                    return failure(up, Failure::Timeout, navigation, side);
+                }
+            };
         let mut res = res;
         let switched = res.status() == StatusCode::SWITCHING_PROTOCOLS;
         let upstream_upgrade =
             (switched && client_upgrade.is_some()).then(|| hyper::upgrade::on(&mut res));
         let (mut rparts, rbody) = res.into_parts();
+        rparts.version = client_version;
         let upgrade_reply = rparts.headers.get(header::UPGRADE).cloned();
         // Hop-by-hop headers, and the upstream's CORS headers: the gateway's own policy
         // answers for the origin (an upstream cannot widen it).
@@ -381,31 +455,50 @@ enum Failure {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct UpstreamFailed;
 
-fn failure(up: &Upstream, what: Failure, navigation: bool) -> Response<Body> {
-    let mut res = failure_page(up, what, navigation);
+fn failure(up: &Upstream, what: Failure, navigation: bool, side: &ClientSide) -> Response<Body> {
+    let mut res = failure_page(up, what, navigation, side);
     res.extensions_mut().insert(UpstreamFailed);
     res
 }
 
-fn failure_page(up: &Upstream, what: Failure, navigation: bool) -> Response<Body> {
-    let (code, message) = match what {
-        Failure::Unavailable => (
-            ErrorCode::UpstreamUnavailable,
-            format!("{} at {} is not answering", up.name, up.url),
-        ),
-        Failure::Timeout => (
-            ErrorCode::UpstreamTimeout,
-            format!(
+/// The 502/504. A production upstream's answer names the prefix and the request id only (the
+/// URL, name and hint are in the log line with that request id): an anonymous client learns
+/// nothing of the internal network or the configuration. `[dev]` upstreams say everything.
+fn failure_page(
+    up: &Upstream,
+    what: Failure,
+    navigation: bool,
+    side: &ClientSide,
+) -> Response<Body> {
+    let code = match what {
+        Failure::Unavailable => ErrorCode::UpstreamUnavailable,
+        Failure::Timeout => ErrorCode::UpstreamTimeout,
+    };
+    let (message, hint) = if up.detailed_errors {
+        let message = match what {
+            Failure::Unavailable => format!("{} at {} is not answering", up.name, up.url),
+            Failure::Timeout => format!(
                 "{} at {} did not answer within {}",
                 up.name,
                 up.url,
                 humantime::format_duration(up.response_timeout)
             ),
-        ),
-    };
-    let hint = match what {
-        Failure::Unavailable => up.start_hint.clone(),
-        Failure::Timeout => "check that it is not stuck, or raise response_timeout".to_owned(),
+        };
+        let hint = match what {
+            Failure::Unavailable => up.start_hint.clone(),
+            Failure::Timeout => "check that it is not stuck, or raise response_timeout".to_owned(),
+        };
+        (message, hint)
+    } else {
+        let id = side.request_id.as_deref().unwrap_or("-");
+        let message = match what {
+            Failure::Unavailable => format!("the upstream for {} is not answering", up.prefix),
+            Failure::Timeout => format!("the upstream for {} did not answer in time", up.prefix),
+        };
+        (
+            message,
+            format!("try again later; the operator can find request id {id} in the log"),
+        )
     };
     if !navigation {
         return Error::new(code, message).with_hint(hint).into_response();

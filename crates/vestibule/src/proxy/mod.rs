@@ -10,15 +10,16 @@
 pub mod assertion;
 pub mod config;
 mod forward;
+mod path;
 mod pool;
 pub(crate) mod rewrite;
 mod static_site;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request};
+use axum::extract::Request;
+use axum::http::Method;
 use axum::http::header::{self, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 
@@ -35,6 +36,17 @@ pub const USER_ID_HEADER: &str = "x-vestibule-user-id";
 /// See [`USER_ID_HEADER`].
 pub const USERNAME_HEADER: &str = "x-vestibule-username";
 
+/// Where the gateway sends a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    /// Vestibule's own (404 here: its routes were tried first).
+    Ours,
+    /// The upstream at this index of `Gateway::upstreams`.
+    Upstream(usize),
+    /// The built SPA.
+    Static,
+}
+
 /// The router fallback: everything Vestibule does not answer itself goes to the upstream with
 /// the longest matching prefix (or the static site, or 404).
 #[derive(Debug)]
@@ -47,6 +59,9 @@ pub struct Gateway {
     side: ClientSide,
     /// The login device cookie's name: Vestibule's own, never an upstream's business.
     device_cookie: String,
+    /// Who may tell the client's address (`limits.trusted_proxies`): upstreams get the
+    /// resolved client in `X-Forwarded-For`/`Forwarded`, never the front proxy's address.
+    trusted: crate::client_ip::TrustedProxies,
     metrics: Option<Arc<crate::server::metrics::Metrics>>,
 }
 
@@ -91,8 +106,10 @@ impl Gateway {
                 },
                 drop_secure: origin.scheme() == "http" && origin.is_loopback(),
                 session_cookie: Arc::from(config.session.cookie.name.as_str()),
+                request_id: None,
             },
             device_cookie: crate::auth::DeviceTrust::cookie_name_for(&config.session.cookie),
+            trusted: config.trusted_proxies.clone(),
             metrics,
         }))
     }
@@ -102,28 +119,67 @@ impl Gateway {
         self.assertion.as_ref().map(|k| k.jwks())
     }
 
-    /// Handles one request that no Vestibule route took.
-    pub async fn handle(self: Arc<Self>, req: Request) -> Response {
-        let path = req.uri().path();
-        // Unknown `/auth/…` paths are Vestibule's 404, never the SPA's or a backend's.
-        let ours = path == "/auth" || path.starts_with("/auth/");
-        let found = self.upstreams.iter().find(|p| p.upstream.matches(path));
-        if found.is_some() && !ours && !is_plain_path(path) {
-            return Error::new(
-                ErrorCode::InvalidPath,
-                "the path has dot-segments or encoded slashes",
-            )
-            .with_hint("browsers never send these; resolve the path before sending it")
-            .into_response();
+    /// Where `path` (in normal form) goes. Vestibule's own `/auth/…` space comes first (an
+    /// unknown `/auth/…` path is Vestibule's 404, never the SPA's or a backend's), then the
+    /// upstream with the longest matching prefix (they are sorted so), then the static site.
+    fn route(&self, path: &str) -> Route {
+        if path == "/auth" || path.starts_with("/auth/") {
+            Route::Ours
+        } else if let Some(i) = self.upstreams.iter().position(|p| p.upstream.matches(path)) {
+            Route::Upstream(i)
+        } else if self.static_site.is_some() {
+            Route::Static
+        } else {
+            Route::Ours
         }
-        let Some(proxy) = found.filter(|_| !ours) else {
-            return match &self.static_site {
-                Some(site) if !ours => site.serve(req).await,
-                _ => Error::new(ErrorCode::NotFound, "no such route").into_response(),
-            };
+    }
+
+    /// Handles one request that no Vestibule route took.
+    pub async fn handle(self: Arc<Self>, mut req: Request) -> Response {
+        let invalid = |why: &str| {
+            Error::new(ErrorCode::InvalidPath, why.to_owned())
+                .with_hint("browsers never send these; resolve the path before sending it")
+                .into_response()
         };
+        // Every decision below is taken on the normal form (see `path`): a backend decodes
+        // `/%61dmin` into `/admin`, so the gateway must authorise it as `/admin`.
+        let Ok(normal) = path::NormalPath::new(req.uri().path()) else {
+            return invalid("the path has a `%` that is not a percent-encoded byte");
+        };
+        let route = self.route(normal.as_str());
+        // `/admin%2Fpanel` under `/` is `/admin/panel` under `/admin` to a decoding backend.
+        if normal
+            .separators_decoded()
+            .is_some_and(|decoded| self.route(&decoded) != route)
+        {
+            return invalid("an encoded slash or backslash would move the path to another route");
+        }
+        let proxy = match route {
+            Route::Upstream(i) => &self.upstreams[i],
+            Route::Static => {
+                return match &self.static_site {
+                    Some(site) => site.serve(req).await,
+                    None => Error::new(ErrorCode::NotFound, "no such route").into_response(),
+                };
+            }
+            Route::Ours => return Error::new(ErrorCode::NotFound, "no such route").into_response(),
+        };
+        if !is_plain_path(normal.as_str()) {
+            return invalid("the path has dot-segments or encoded slashes");
+        }
+        if normal.changed() {
+            // The upstream gets the path the gateway authorised.
+            let target = match req.uri().query() {
+                Some(q) => format!("{}?{q}", normal.as_str()),
+                None => normal.as_str().to_owned(),
+            };
+            match target.parse() {
+                Ok(uri) => *req.uri_mut() = uri,
+                Err(_) => return invalid("the normalised path is not a valid request target"),
+            }
+        }
         let mut res = match self.prepare(proxy, req).await {
-            Ok((req, side)) => proxy.forward(req, &side).await,
+            Ok((req, side, upgrade)) => proxy.forward(req, &side, upgrade).await,
             Err(e) => e.into_response(),
         };
         if let Some(m) = &self.metrics {
@@ -136,16 +192,27 @@ impl Gateway {
         res
     }
 
-    /// Authorises the request at the gateway and cleans its headers for the upstream.
+    /// Authorises the request at the gateway and cleans its headers for the upstream; answers
+    /// the request, the client side, and the protocol a WebSocket handshake asks for.
     async fn prepare(
         &self,
         proxy: &UpstreamProxy,
         mut req: Request,
-    ) -> Result<(Request<Body>, ClientSide), Error> {
+    ) -> Result<(Request<Body>, ClientSide, Option<HeaderValue>), Error> {
         let up = &proxy.upstream;
+        // TRACE echoes the request (cookies, credentials) back to the page; like nginx, the
+        // gateway never forwards it, whoever asks.
+        if req.method() == Method::TRACE || req.method().as_str() == "TRACK" {
+            return Err(Error::new(
+                ErrorCode::MethodNotAllowed,
+                "TRACE is not forwarded by the gateway",
+            ));
+        }
+        // Read before the hop-by-hop headers go: `Connection: upgrade` is one of them.
+        let upgrade = forward::upgrade_of(req.headers());
         // A WebSocket handshake is a GET, so CSRF does not see it; a page on another site could
         // open one with the victim's cookie (cross-site WebSocket hijacking).
-        if forward::is_upgrade(req.headers()) {
+        if upgrade.is_some() {
             self.csrf.check_origin(req.headers()).map_err(|_| {
                 let seen = req
                     .headers()
@@ -159,6 +226,19 @@ impl Gateway {
                 )
                 .with_hint("add the page's origin to spa_origins, or open the WebSocket from this origin")
             })?;
+            // A handshake has no body (RFC 6455 §4.1). One that announces one is refused rather
+            // than re-framed: after a 101 nobody can tell its bytes from the first frames, and
+            // after any other answer an upstream that drains it would read the next request on
+            // the connection as that body (request smuggling).
+            if forward::announces_body(req.headers()) {
+                return Err(Error::new(
+                    ErrorCode::UpgradeWithBody,
+                    "a WebSocket handshake cannot carry a body",
+                )
+                .with_hint(
+                    "send the upgrade request without Content-Length or Transfer-Encoding",
+                ));
+            }
         }
         // The dev frontend needs no identity: its assets cost no session lookup.
         let wants_user = up.policy == UpstreamPolicy::RequireAuth
@@ -171,11 +251,15 @@ impl Gateway {
         if user.is_none() && up.policy == UpstreamPolicy::RequireAuth {
             return Err(Error::not_authenticated());
         }
+        // Resolved before the forwarding headers go: behind a trusted proxy, the client it names.
+        let client_ip = self.trusted.resolve(req.extensions(), req.headers());
         let headers = req.headers_mut();
-        // A client's `X-Vestibule-*` (any spelling), its credentials unless configured, and the
-        // CSRF header never reach an upstream.
+        // First everything the client may not hand on: hop-by-hop headers and those its
+        // `Connection` names, its forwarding and framing headers, a client's `X-Vestibule-*`
+        // (any spelling), its credentials unless configured, and the CSRF header. Only then are
+        // Vestibule's own headers added, so no client header can remove them.
         let forward_authorization = up.forward_authorization;
-        forward::remove_where(headers, false, |name| {
+        forward::clean_request_headers(headers, |name| {
             looks_like_ours(name)
                 || (!forward_authorization && name == header::AUTHORIZATION)
                 || name == crate::csrf::CSRF_HEADER
@@ -204,11 +288,13 @@ impl Gateway {
             }
         }
         let mut side = self.side.clone();
-        side.ip = req
+        side.ip = client_ip;
+        side.request_id = req
             .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
-        Ok((req, side))
+            .get::<tower_http::request_id::RequestId>()
+            .and_then(|id| id.header_value().to_str().ok())
+            .map(Arc::from);
+        Ok((req, side, upgrade))
     }
 }
 
@@ -252,7 +338,7 @@ fn percent_decode(s: &str) -> Vec<u8> {
 /// Removes every header that could pass for one of ours: `X-Vestibule-*` in any case, and with
 /// underscores, which CGI-style backends (Django's `META`, PHP) fold into the same name.
 /// `X-Vestibule-*` in any case, with `_` for `-` (some backends fold underscores into dashes).
-fn looks_like_ours(name: &HeaderName) -> bool {
+pub(crate) fn looks_like_ours(name: &HeaderName) -> bool {
     // Header names are lower-case already; compared in place, no copy per header.
     const OURS: &[u8] = b"x-vestibule";
     let n = name.as_str().as_bytes();

@@ -9,6 +9,10 @@
 //! - a connection goes back on the stack only when its response body has been read to the end
 //!   ([`Returning`]); a response still streaming, an upgraded (101) connection or a body dropped
 //!   half-way never block another request, and a half-read connection is closed, not reused;
+//! - a connection that carried an upgrade request (`Upgrade`) is never reused, whatever the
+//!   answer: after a 101 it belongs to the tunnel, and after any other status the upstream's
+//!   idea of where the next request starts is not worth trusting (an upstream that answered
+//!   before reading a body it then drains would read the next request as that body);
 //! - checkout takes the most recent connection that is ready: one still busy (writing a stalled
 //!   upload the upstream already answered) waits on the stack instead of holding a request up;
 //! - a connection closed by the upstream while idle is noticed at checkout (`is_closed`, or the
@@ -90,6 +94,8 @@ impl Pool {
         self: &Arc<Self>,
         mut req: Request<Body>,
     ) -> Result<Response<Body>, PoolError> {
+        // See the module documentation: an upgrade's connection never comes back.
+        let reusable = !req.headers().contains_key(axum::http::header::UPGRADE);
         loop {
             let (mut sender, pooled) = match self.checkout() {
                 Some(s) => (s, true),
@@ -100,7 +106,9 @@ impl Pool {
                 }
             };
             match sender.try_send_request(req).await {
-                Ok(res) => return Ok(self.wrap(res, sender)),
+                Ok(res) if reusable => return Ok(self.wrap(res, sender)),
+                // Dropping the sender closes the connection once this exchange is over.
+                Ok(res) => return Ok(res.map(Body::new)),
                 Err(mut e) => match e.take_message() {
                     // Never written: the connection died between checkout and send. A pooled
                     // connection may do that (the upstream's keep-alive ran out); try another.
