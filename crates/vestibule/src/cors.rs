@@ -32,9 +32,9 @@ use axum::response::Response;
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
-use crate::config::{Config, ConfigError, Problem};
 use crate::origin::Origin;
 use crate::origins::OriginPattern;
+use crate::problem::{ConfigError, Problem};
 
 /// `Access-Control-Request-Private-Network` (Private Network Access preflights).
 pub const REQUEST_PRIVATE_NETWORK: HeaderName =
@@ -409,15 +409,15 @@ impl CorsLayer {
     }
 }
 
-/// The CORS layer of a validated [`Config`] (outermost layer of the server).
+/// The CORS layer of a validated configuration's `cors` (outermost layer of the server).
 ///
 /// `RawConfig::validate` already checked `config.cors`; should the public field have been
 /// changed into something invalid since, the layer fails closed (logged at error level): it
 /// allows no cross-origin reader and no `*`, but still sends `Vary` and never panics.
-pub fn cors_layer(config: &Config) -> CorsLayer {
-    CorsLayer::new(config.cors.clone()).unwrap_or_else(|e| {
+pub fn cors_layer(cors: &CorsConfig) -> CorsLayer {
+    CorsLayer::new(cors.clone()).unwrap_or_else(|e| {
         tracing::error!(error = %e, "invalid CORS configuration: no cross-origin page may read answers");
-        let mut safe = config.cors.clone();
+        let mut safe = cors.clone();
         safe.allowed_origins.clear();
         safe.allow_methods.retain(|m| m.as_str() != "*");
         safe.allow_headers.retain(|h| h.as_str() != "*");

@@ -4,8 +4,6 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::session::StoreError;
-
 /// Stable, machine-readable error codes. Clients switch on these; the messages are for humans.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -264,27 +262,6 @@ impl Error {
         Self::new(ErrorCode::NotAuthenticated, "authentication required").with_hint(
             "log in with POST /auth/login; a cross-origin SPA must send credentials: 'include'",
         )
-    }
-}
-
-impl From<StoreError> for Error {
-    fn from(err: StoreError) -> Self {
-        match err {
-            StoreError::Unavailable(_) => Error::new(
-                ErrorCode::StoreUnavailable,
-                "the session store is unavailable",
-            )
-            .with_hint("retry shortly; the server log names the cause")
-            .with_source(err),
-            StoreError::NotFound => Error::new(
-                ErrorCode::SessionExpired,
-                "the session ended while this request ran",
-            )
-            .with_source(err),
-            StoreError::Unsupported(why) => Error::new(ErrorCode::SessionNotFound, why)
-                .with_hint("end all of the user's sessions instead (logout everywhere, `vestibule session revoke --user NAME`)"),
-            StoreError::Collision | StoreError::Corrupt(_) => Error::internal(err),
-        }
     }
 }
 

@@ -52,8 +52,10 @@ pub mod doctor;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod metrics;
 pub mod origin;
 pub mod origins;
+pub mod problem;
 pub mod proxy;
 pub mod ratelimit;
 pub mod server;

@@ -69,7 +69,7 @@ pub async fn exchange(
             Ok::<_, Infallible>(res)
         }
     });
-    let svc = crate::cors::cors_layer(config).layer(inner);
+    let svc = crate::cors::cors_layer(&config.cors).layer(inner);
     let page_text = page.to_string();
     let call = |method: Method, path: &str, extra: &[(&str, &str)]| {
         let mut b = Request::builder()

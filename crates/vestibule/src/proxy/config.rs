@@ -8,7 +8,7 @@ use axum::http::uri::Authority;
 use axum::http::{HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 
-use crate::config::Problem;
+use crate::problem::Problem;
 
 /// Who may pass through an upstream prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

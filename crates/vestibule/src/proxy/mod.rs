@@ -62,14 +62,14 @@ pub struct Gateway {
     /// Who may tell the client's address (`limits.trusted_proxies`): upstreams get the
     /// resolved client in `X-Forwarded-For`/`Forwarded`, never the front proxy's address.
     trusted: crate::client_ip::TrustedProxies,
-    metrics: Option<Arc<crate::server::metrics::Metrics>>,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl Gateway {
     /// The gateway for a validated configuration, `None` when nothing is proxied.
     pub fn from_config(
         config: &Config,
-        metrics: Option<Arc<crate::server::metrics::Metrics>>,
+        metrics: Option<Arc<crate::metrics::Metrics>>,
     ) -> Option<Arc<Self>> {
         if !config.proxy.is_active() {
             return None;
@@ -187,7 +187,7 @@ impl Gateway {
             if res.extensions().get::<forward::UpstreamFailed>().is_some() {
                 m.upstream_failed(prefix);
             }
-            crate::server::metrics::tag_route(&mut res, &proxy.route_label);
+            crate::metrics::tag_route(&mut res, &proxy.route_label);
         }
         res
     }

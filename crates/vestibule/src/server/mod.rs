@@ -1,11 +1,11 @@
 //! The ready-made auth server: `App::build(config)` → `run_until_stopped()`.
 
+pub mod debug;
 mod demo;
 mod headers;
 mod json;
 mod limits;
 mod listener;
-pub mod metrics;
 mod mfa;
 mod openapi;
 mod routes;
@@ -27,6 +27,7 @@ use crate::auth::{AccessTokens, PasswordHasher, PasswordPolicy, UserStore};
 use crate::config::{Config, StoreKind, TokenSettings};
 use crate::csrf::CsrfLayer;
 use crate::db::{Database, DbError};
+use crate::metrics;
 use crate::session::stores::{
     CachedStore, Invalidation, MemoryStore, RedisInvalidation, RedisStore, SqliteStore,
 };
@@ -276,7 +277,7 @@ pub fn router_with(state: AppState, config: &Config, extra: Router) -> Router {
         // Development only: echoes what the server saw and the origin policy's verdict.
         app = app.route(
             "/auth/_debug",
-            get(crate::origins::debug_echo).with_state(config.origins.clone()),
+            get(debug::debug_echo).with_state(config.origins.clone()),
         );
     }
     // The same-origin proxy takes every path no route takes; `/` too when it has a frontend.
@@ -359,7 +360,7 @@ pub fn router_with(state: AppState, config: &Config, extra: Router) -> Router {
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))
         .route("/_vestibule/client.js", get(demo::client_js))
-        .route("/metrics", get(metrics::handler))
+        .route("/metrics", get(metrics_handler))
         // Carries the matched route pattern out to the metrics layer (the proxy's fallback
         // counts as `unmatched`).
         .route_layer(metrics::RouteTagLayer);
@@ -396,7 +397,7 @@ pub fn router_with(state: AppState, config: &Config, extra: Router) -> Router {
                     min_rate: config.body_min_rate,
                 })
                 // Preflights are answered here: they never reach sessions, CSRF or the store.
-                .layer(crate::cors::cors_layer(config))
+                .layer(crate::cors::cors_layer(&config.cors))
                 .layer(DefaultBodyLimit::max(config.body_limit))
                 .layer(SessionLayer::new(state.sessions.clone()))
                 .layer(CsrfLayer::new(config.csrf.clone())),
@@ -632,4 +633,18 @@ pub async fn shutdown_signal() {
         () = term => {},
     }
     tracing::info!("shutting down: finishing in-flight requests");
+}
+
+/// `GET /metrics`: the app's registry, judged on the client address the rate limits see.
+async fn metrics_handler(
+    axum::extract::State(app): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+) -> axum::response::Response {
+    let client = app.trusted_proxies.resolve(req.extensions(), req.headers());
+    metrics::answer(
+        app.metrics.as_deref(),
+        client,
+        app.sessions.store().as_ref(),
+    )
+    .await
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::record::{Delta, Record};
+use crate::error::{Error, ErrorCode};
 use crate::token::TokenHash;
 
 /// Why a store operation failed.
@@ -152,4 +153,27 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
     /// Number of records held, expired or not (for tests and metrics).
     async fn count(&self) -> Result<u64, StoreError>;
+}
+
+/// A store failure as the API's error: 503 while the store is down, 401 `session_expired` when
+/// the session went away mid-request. Here, next to the store, so `error` needs no `session`.
+impl From<StoreError> for Error {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Unavailable(_) => Error::new(
+                ErrorCode::StoreUnavailable,
+                "the session store is unavailable",
+            )
+            .with_hint("retry shortly; the server log names the cause")
+            .with_source(err),
+            StoreError::NotFound => Error::new(
+                ErrorCode::SessionExpired,
+                "the session ended while this request ran",
+            )
+            .with_source(err),
+            StoreError::Unsupported(why) => Error::new(ErrorCode::SessionNotFound, why)
+                .with_hint("end all of the user's sessions instead (logout everywhere, `vestibule session revoke --user NAME`)"),
+            StoreError::Collision | StoreError::Corrupt(_) => Error::internal(err),
+        }
+    }
 }

@@ -15,7 +15,8 @@ use reqwest::{Client, Method};
 use serde_json::Value;
 use vestibule::config::RawConfig;
 use vestibule::cors::{CorsConfig, CorsLayer, cors_layer};
-use vestibule::origins::{OriginPattern, debug_echo};
+use vestibule::origins::OriginPattern;
+use vestibule::server::debug::debug_echo;
 
 use crate::support::serve_router;
 
@@ -502,7 +503,7 @@ async fn the_configured_layer_and_the_debug_endpoint() {
             "/auth/_debug",
             get(debug_echo).with_state(config.origins.clone()),
         )
-        .layer(cors_layer(&config));
+        .layer(cors_layer(&config.cors));
     let base = serve_router(router).await;
     let http = Client::new();
     let get_debug = |headers: Vec<(&'static str, &'static str)>| {

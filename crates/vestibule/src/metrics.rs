@@ -11,7 +11,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use async_trait::async_trait;
-use axum::extract::{MatchedPath, State};
+use axum::extract::MatchedPath;
 use axum::http::{HeaderValue, Request, header};
 use axum::response::{IntoResponse, Response};
 use pin_project_lite::pin_project;
@@ -23,7 +23,6 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tower::{Layer, Service};
 
-use super::AppState;
 use crate::client_ip::TrustedProxies;
 use crate::error::{Error, ErrorCode};
 use crate::session::{Delta, Record, SessionStore, StoreError};
@@ -239,21 +238,19 @@ impl Metrics {
     }
 }
 
-/// `GET /metrics`: 404 to clients outside `metrics.allow` (the endpoint is not advertised).
-/// The client is the address the rate limits see (`client_ip`), not the socket peer: behind a
-/// same-host proxy every peer is loopback, which the default allow-list admits.
-pub(crate) async fn handler(State(app): State<AppState>, req: axum::extract::Request) -> Response {
-    let Some(metrics) = app.metrics.as_ref() else {
+/// `GET /metrics`: 404 when metrics are off or the client is outside `metrics.allow` (the
+/// endpoint is not advertised). `client` is the address the rate limits see (`client_ip`), not
+/// the socket peer: behind a same-host proxy every peer is loopback, which the default
+/// allow-list admits.
+pub(crate) async fn answer(
+    metrics: Option<&Metrics>,
+    client: Option<std::net::IpAddr>,
+    store: &dyn SessionStore,
+) -> Response {
+    let Some(metrics) = metrics.filter(|m| client.is_some_and(|ip| m.allow.contains(ip))) else {
         return Error::new(ErrorCode::NotFound, "no such endpoint").into_response();
     };
-    let allowed = app
-        .trusted_proxies
-        .resolve(req.extensions(), req.headers())
-        .is_some_and(|ip| metrics.allow.contains(ip));
-    if !allowed {
-        return Error::new(ErrorCode::NotFound, "no such endpoint").into_response();
-    }
-    match app.sessions.store().count().await {
+    match store.count().await {
         Ok(n) => {
             metrics
                 .sessions_live
