@@ -1003,7 +1003,9 @@ impl RawConfig {
             &self.upstream,
             &self.dev,
             self.static_dir.as_deref(),
+            &self.listen,
             &mut p.0,
+            &mut warnings,
         );
         // The strict profile asks for SameSite=Strict when it breaks no SPA: every SPA origin is
         // same-site with the API (a cross-site SPA keeps the derived None, said as a warning).

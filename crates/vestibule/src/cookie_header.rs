@@ -87,20 +87,24 @@ pub(crate) fn remove(headers: &mut HeaderMap, names: &[&str]) {
     }
 }
 
+/// Test support: a header map with one `Cookie` header per value (raw bytes, so tests can send
+/// what browsers should not).
+#[cfg(test)]
+pub(crate) fn test_headers(values: &[&[u8]]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for v in values {
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_bytes(v).expect("valid header bytes"),
+        );
+    }
+    h
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_headers as headers;
     use super::*;
-
-    fn headers(values: &[&[u8]]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for v in values {
-            h.append(
-                header::COOKIE,
-                HeaderValue::from_bytes(v).expect("valid header bytes"),
-            );
-        }
-        h
-    }
 
     #[test]
     fn pairs_of_every_header_in_order_trimmed_and_unquoted() {

@@ -2,7 +2,6 @@
 //! (`[[upstream]]`, `[dev]`) and the mistakes a prefix table invites (overlaps, loops, weaker
 //! policies nested in stricter ones), each named by its key.
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use vestibule::config::{ConfigError, Problem, RawConfig};
@@ -128,17 +127,10 @@ pub(crate) fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             for w in &config.warnings {
                 println!("warning: {w}");
             }
-            for w in &proxy.warnings {
-                println!("warning: {w}");
-            }
             Ok(ExitCode::SUCCESS)
         }
         Err(ConfigError::Invalid(problems)) => {
-            // The generic duplicate-prefix problem is replaced by ours, which names both keys.
-            let mut problems: Vec<Problem> = problems
-                .into_iter()
-                .filter(|p| !(p.key == "upstream" && p.message.contains("forwarded twice")))
-                .collect();
+            let mut problems = problems;
             for e in proxy.errors {
                 if !problems.contains(&e) {
                     problems.push(e);
@@ -168,218 +160,45 @@ fn policy_name(p: UpstreamPolicy) -> &'static str {
     }
 }
 
-/// One forwarded prefix as written, with the key that names it.
-struct Route {
-    /// `upstream[0]`, `dev.api[1]`, `dev.frontend`.
-    key: String,
-    /// The keys for the prefix and the URL (the same for a `dev.api` entry, `PREFIX=URL`).
-    prefix_key: String,
-    url_key: String,
-    prefix: String,
-    url: String,
-    policy: UpstreamPolicy,
-}
-
-/// What `config check` adds to the validation for the proxy tables: problems that make the
-/// configuration fail, warnings that do not, and the `vestibule dev` routes.
+/// What `config check` adds to the validation `serve` runs: the `vestibule dev` routes, listed,
+/// and `[dev]` checked as `vestibule dev` would see it (the prefix-table rules themselves live
+/// in the library's validation, so `serve` and `dev` refuse what this refuses).
 #[derive(Default)]
 struct ProxyCheck {
     errors: Vec<Problem>,
-    warnings: Vec<Problem>,
     dev_listing: Vec<String>,
 }
 
 impl ProxyCheck {
+    /// `[dev]`, when the table says anything.
     fn of(raw: &RawConfig) -> Self {
         let mut out = Self::default();
-        let routes: Vec<Route> = raw
-            .upstream
-            .iter()
-            .enumerate()
-            .map(|(i, u)| Route {
-                key: format!("upstream[{i}]"),
-                prefix_key: format!("upstream[{i}].prefix"),
-                url_key: format!("upstream[{i}].url"),
-                prefix: u.prefix.clone(),
-                url: u.url.clone(),
-                policy: u.policy,
-            })
-            .collect();
-        out.check_routes(&routes, &raw.listen);
-        for (i, u) in raw.upstream.iter().enumerate() {
-            if u.forward_session_cookie {
-                out.warnings.push(Problem {
-                    key: format!("upstream[{i}].forward_session_cookie"),
-                    message: "the browser's Vestibule session cookie reaches this upstream, which can then act as the user anywhere; the identity headers are enough for most backends".into(),
-                });
-            }
-            if u.forward_authorization {
-                out.warnings.push(Problem {
-                    key: format!("upstream[{i}].forward_authorization"),
-                    message: "clients' bearer tokens reach this upstream, which can replay them; the identity headers are enough for most backends".into(),
-                });
-            }
-            if u.prefix == "/" && u.policy == UpstreamPolicy::RequireAuth {
-                out.warnings.push(Problem {
-                    key: format!("upstream[{i}].policy"),
-                    message: "require_auth on \"/\" answers 401 to every page an anonymous visitor opens, the login page too; use anonymous_ok for the catch-all".into(),
-                });
-            }
-        }
-        out.check_dev(raw);
-        out
-    }
-
-    /// Duplicate and nested prefixes, and an upstream that is Vestibule itself.
-    fn check_routes(&mut self, routes: &[Route], listen: &str) {
-        for (j, b) in routes.iter().enumerate() {
-            for a in &routes[..j] {
-                if a.prefix == b.prefix {
-                    self.errors.push(Problem {
-                        key: b.prefix_key.clone(),
-                        message: format!(
-                            "{:?} is already forwarded by {}; each prefix goes to one upstream",
-                            b.prefix, a.key
-                        ),
-                    });
-                    continue;
-                }
-                // The longest prefix wins, so a nested one carves its paths out of the outer one.
-                let (outer, inner) = if nests(&a.prefix, &b.prefix) {
-                    (a, b)
-                } else if nests(&b.prefix, &a.prefix) {
-                    (b, a)
-                } else {
-                    continue;
-                };
-                if outer.policy == UpstreamPolicy::RequireAuth
-                    && inner.policy == UpstreamPolicy::AnonymousOk
-                {
-                    self.warnings.push(Problem {
-                        key: format!("{}.policy", inner.key),
-                        message: format!(
-                            "{} is anonymous_ok inside {} {} (require_auth): anonymous requests reach {} under it; intended?",
-                            inner.prefix, outer.key, outer.prefix, inner.url
-                        ),
-                    });
-                }
-            }
-            if points_at(&b.url, listen) {
-                self.errors.push(Problem {
-                    key: b.url_key.clone(),
-                    message: format!(
-                        "{} is Vestibule's own listen address ({listen}): requests would loop; point it at the backend",
-                        b.url
-                    ),
-                });
-            }
-        }
-    }
-
-    /// `[dev]`, checked as `vestibule dev` would see it, when the table says anything.
-    fn check_dev(&mut self, raw: &RawConfig) {
         if raw.dev.frontend.is_none() && raw.dev.api.is_empty() {
-            return;
+            return out;
         }
         let mut dev = raw.clone();
         apply_dev(&mut dev);
         let listen = dev.listen.clone();
-        let mut routes = Vec::new();
+        // The file's own problems were reported by the main check; these are [dev]'s.
+        if let Err(ConfigError::Invalid(problems)) = dev.validate() {
+            out.errors
+                .extend(problems.into_iter().filter(|p| p.key.starts_with("dev.")));
+        }
+        out.dev_listing
+            .push(format!("  vestibule dev (from [dev]; listens on {listen})"));
         for (i, entry) in raw.dev.api.iter().enumerate() {
             if let Some((prefix, url)) = entry.split_once('=') {
-                routes.push(Route {
-                    key: format!("dev.api[{i}]"),
-                    prefix_key: format!("dev.api[{i}]"),
-                    url_key: format!("dev.api[{i}]"),
-                    prefix: prefix.trim().into(),
-                    url: url.trim().into(),
-                    policy: UpstreamPolicy::AnonymousOk,
-                });
+                out.dev_listing.push(format!(
+                    "    {:<12} -> {} (dev.api[{i}])",
+                    prefix.trim(),
+                    url.trim()
+                ));
             }
         }
         if let Some(front) = &raw.dev.frontend {
-            routes.push(Route {
-                key: "dev.frontend".into(),
-                prefix_key: "dev.frontend".into(),
-                url_key: "dev.frontend".into(),
-                prefix: "/".into(),
-                url: front.clone(),
-                policy: UpstreamPolicy::AnonymousOk,
-            });
+            out.dev_listing
+                .push(format!("    {:<12} -> {} (dev.frontend)", "/", front));
         }
-        // The file's own problems were reported by the main check; these are [dev]'s.
-        if let Err(ConfigError::Invalid(problems)) = dev.validate() {
-            self.errors
-                .extend(problems.into_iter().filter(|p| p.key.starts_with("dev.")));
-        }
-        self.check_routes(&routes, &listen);
-        self.dev_listing
-            .push(format!("  vestibule dev (from [dev]; listens on {listen})"));
-        for r in &routes {
-            self.dev_listing
-                .push(format!("    {:<12} -> {} ({})", r.prefix, r.url, r.key));
-        }
-    }
-}
-
-/// Whether `inner` lies under `outer` (`/api/admin` under `/api`; everything under `/`).
-fn nests(outer: &str, inner: &str) -> bool {
-    outer == "/"
-        || inner
-            .strip_prefix(outer)
-            .is_some_and(|rest| rest.starts_with('/'))
-}
-
-/// Whether the upstream URL is the listen address itself (same port on a loopback or
-/// unspecified address, or the same host and port).
-fn points_at(url: &str, listen: &str) -> bool {
-    let (Ok(url), Ok(listen)) = (url::Url::parse(url), listen.parse::<SocketAddr>()) else {
-        return false;
-    };
-    let Some(port) = url.port_or_known_default() else {
-        return false;
-    };
-    if port != listen.port() {
-        return false;
-    }
-    match url.host() {
-        Some(url::Host::Domain(d)) => {
-            d.eq_ignore_ascii_case("localhost")
-                && (listen.ip().is_loopback() || listen.ip().is_unspecified())
-        }
-        Some(url::Host::Ipv4(ip)) => {
-            let ip = std::net::IpAddr::V4(ip);
-            ip == listen.ip() || (ip.is_loopback() && listen.ip().is_unspecified())
-        }
-        Some(url::Host::Ipv6(ip)) => {
-            let ip = std::net::IpAddr::V6(ip);
-            ip == listen.ip() || (ip.is_loopback() && listen.ip().is_unspecified())
-        }
-        None => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nested_prefixes_are_told_from_siblings() {
-        assert!(nests("/api", "/api/admin"));
-        assert!(nests("/", "/api"));
-        assert!(!nests("/api", "/apix"));
-        assert!(!nests("/api", "/api"));
-        assert!(!nests("/api/admin", "/api"));
-    }
-
-    #[test]
-    fn an_upstream_on_the_listen_address_is_a_loop() {
-        assert!(points_at("http://127.0.0.1:8080", "127.0.0.1:8080"));
-        assert!(points_at("http://localhost:8080", "127.0.0.1:8080"));
-        assert!(points_at("http://127.0.0.1:8080", "0.0.0.0:8080"));
-        assert!(points_at("http://[::1]:8080/", "[::1]:8080"));
-        assert!(!points_at("http://127.0.0.1:8001", "127.0.0.1:8080"));
-        assert!(!points_at("http://10.0.0.5:8080", "127.0.0.1:8080"));
-        assert!(!points_at("not a url", "127.0.0.1:8080"));
+        out
     }
 }

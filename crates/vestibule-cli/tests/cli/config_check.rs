@@ -188,3 +188,24 @@ fn config_check_names_an_unknown_policy() {
         "the key and the accepted values are named:\n{t}"
     );
 }
+
+/// `serve` runs the same validation as `config check`: a prefix forwarded twice or an upstream
+/// that is Vestibule itself stops it at start, named by key, instead of looping at run time.
+#[test]
+fn serve_refuses_what_config_check_refuses() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("vestibule.toml"),
+        "listen = \"127.0.0.1:8090\"\n[[upstream]]\nprefix = \"/api\"\nurl = \"http://127.0.0.1:8001\"\n\
+         [[upstream]]\nprefix = \"/api\"\nurl = \"http://127.0.0.1:8002\"\n\
+         [[upstream]]\nprefix = \"/self\"\nurl = \"http://localhost:8090\"\n",
+    )
+    .expect("write");
+    let out = vestibule(dir.path()).args(["serve"]).output().expect("run");
+    assert!(!out.status.success(), "serve started: {}", text(&out));
+    let said = text(&out);
+    assert!(said.contains("upstream[1].prefix"), "{said}");
+    assert!(said.contains("already forwarded by upstream[0]"), "{said}");
+    assert!(said.contains("upstream[2].url"), "{said}");
+    assert!(said.contains("own listen address"), "{said}");
+}

@@ -399,15 +399,40 @@ fn check_prefix(key: &str, prefix: &str, problems: &mut Vec<Problem>) -> bool {
 }
 
 /// Validates `[[upstream]]`, `[dev]` and `static_dir`, collecting every problem.
+///
+/// The prefix table's own mistakes are checked here too, so `serve` refuses what `config check`
+/// refuses: a prefix forwarded twice, an upstream that is Vestibule's own listen address (a
+/// loop); and warned about: a weaker policy nested in a stricter one, forwarded credentials,
+/// `require_auth` on `/`.
 pub(crate) fn validate(
     raw: &[RawUpstream],
     dev: &RawDev,
     static_dir: Option<&str>,
+    listen: &str,
     problems: &mut Vec<Problem>,
+    warnings: &mut Vec<String>,
 ) -> ProxyConfig {
     let mut upstreams = Vec::new();
+    let mut routes: Vec<Route> = Vec::new();
     for (i, u) in raw.iter().enumerate() {
         let key = |k: &str| format!("upstream[{i}].{k}");
+        routes.push(Route {
+            key: format!("upstream[{i}]"),
+            prefix_key: key("prefix"),
+            url_key: key("url"),
+            prefix: u.prefix.clone(),
+            url: u.url.clone(),
+            policy: u.policy,
+        });
+        if u.forward_session_cookie {
+            warnings.push(format!("{}: the browser's Vestibule session cookie reaches this upstream, which can then act as the user anywhere; the identity headers are enough for most backends", key("forward_session_cookie")));
+        }
+        if u.forward_authorization {
+            warnings.push(format!("{}: clients' bearer tokens reach this upstream, which can replay them; the identity headers are enough for most backends", key("forward_authorization")));
+        }
+        if u.prefix == "/" && u.policy == UpstreamPolicy::RequireAuth {
+            warnings.push(format!("{}: require_auth on \"/\" answers 401 to every page an anonymous visitor opens, the login page too; use anonymous_ok for the catch-all", key("policy")));
+        }
         let prefix_ok = check_prefix(&key("prefix"), &u.prefix, problems);
         let authority = parse_url(&key("url"), &u.url, problems);
         let connect_timeout = duration(&key("connect_timeout"), &u.connect_timeout, problems);
@@ -452,6 +477,14 @@ pub(crate) fn validate(
                 continue;
             };
             let prefix = prefix.trim();
+            routes.push(Route {
+                key: key.clone(),
+                prefix_key: key.clone(),
+                url_key: key.clone(),
+                prefix: prefix.into(),
+                url: url.trim().into(),
+                policy: UpstreamPolicy::AnonymousOk,
+            });
             let prefix_ok = check_prefix(&key, prefix, problems);
             if let (true, Some(authority)) = (prefix_ok, parse_url(&key, url.trim(), problems)) {
                 upstreams.push(dev_upstream(
@@ -465,6 +498,14 @@ pub(crate) fn validate(
         }
         match &dev.frontend {
             Some(url) => {
+                routes.push(Route {
+                    key: "dev.frontend".into(),
+                    prefix_key: "dev.frontend".into(),
+                    url_key: "dev.frontend".into(),
+                    prefix: "/".into(),
+                    url: url.clone(),
+                    policy: UpstreamPolicy::AnonymousOk,
+                });
                 if let Some(authority) = parse_url("dev.frontend", url, problems) {
                     let mut front = dev_upstream(
                         "/",
@@ -483,14 +524,7 @@ pub(crate) fn validate(
             }),
         }
     }
-    for (i, a) in upstreams.iter().enumerate() {
-        if upstreams[..i].iter().any(|b| b.prefix == a.prefix) {
-            problems.push(Problem {
-                key: "upstream".into(),
-                message: format!("the prefix {} is forwarded twice", a.prefix),
-            });
-        }
-    }
+    check_routes(&routes, listen, problems, warnings);
     let static_dir = static_dir.map(PathBuf::from);
     if let Some(dir) = &static_dir {
         if !dir.join("index.html").is_file() {
@@ -518,6 +552,102 @@ pub(crate) fn validate(
         static_headers: Vec::new(),
         dev: dev.enabled,
         assertion_key: None,
+    }
+}
+
+/// One entry of the prefix table, with the keys that name it in messages.
+struct Route {
+    key: String,
+    prefix_key: String,
+    url_key: String,
+    prefix: String,
+    url: String,
+    policy: UpstreamPolicy,
+}
+
+/// Duplicate and nested prefixes, and an upstream that is Vestibule itself.
+fn check_routes(
+    routes: &[Route],
+    listen: &str,
+    problems: &mut Vec<Problem>,
+    warnings: &mut Vec<String>,
+) {
+    for (j, b) in routes.iter().enumerate() {
+        for a in &routes[..j] {
+            if a.prefix == b.prefix {
+                problems.push(Problem {
+                    key: b.prefix_key.clone(),
+                    message: format!(
+                        "{:?} is already forwarded by {}; each prefix goes to one upstream",
+                        b.prefix, a.key
+                    ),
+                });
+                continue;
+            }
+            // The longest prefix wins, so a nested one carves its paths out of the outer one.
+            let (outer, inner) = if nests(&a.prefix, &b.prefix) {
+                (a, b)
+            } else if nests(&b.prefix, &a.prefix) {
+                (b, a)
+            } else {
+                continue;
+            };
+            if outer.policy == UpstreamPolicy::RequireAuth
+                && inner.policy == UpstreamPolicy::AnonymousOk
+            {
+                warnings.push(format!(
+                    "{}.policy: {} is anonymous_ok inside {} {} (require_auth): anonymous requests reach {} under it; intended?",
+                    inner.key, inner.prefix, outer.key, outer.prefix, inner.url
+                ));
+            }
+        }
+        if points_at(&b.url, listen) {
+            problems.push(Problem {
+                key: b.url_key.clone(),
+                message: format!(
+                    "{} is Vestibule's own listen address ({listen}): requests would loop; point it at the backend",
+                    b.url
+                ),
+            });
+        }
+    }
+}
+
+/// Whether `inner` lies under `outer` (`/api/admin` under `/api`; everything under `/`).
+fn nests(outer: &str, inner: &str) -> bool {
+    outer == "/"
+        || inner
+            .strip_prefix(outer)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// Whether the upstream URL is the listen address itself (same port on a loopback or
+/// unspecified address, or the same host and port).
+fn points_at(url: &str, listen: &str) -> bool {
+    let (Ok(url), Ok(listen)) = (url::Url::parse(url), listen.parse::<std::net::SocketAddr>())
+    else {
+        return false;
+    };
+    let Some(port) = url.port_or_known_default() else {
+        return false;
+    };
+    if port != listen.port() {
+        return false;
+    }
+    match url.host() {
+        Some(url::Host::Domain(d)) => {
+            d.eq_ignore_ascii_case("localhost")
+                && (listen.ip().is_loopback() || listen.ip().is_unspecified())
+        }
+        Some(url::Host::Ipv4(ip)) => {
+            let ip = std::net::IpAddr::V4(ip);
+            ip == listen.ip() || (ip.is_loopback() && listen.ip().is_unspecified())
+        }
+        Some(url::Host::Ipv6(ip)) => {
+            let ip = std::net::IpAddr::V6(ip);
+            ip == listen.ip() || (ip.is_loopback() && listen.ip().is_unspecified())
+        }
+        None => false,
     }
 }
 
@@ -552,6 +682,26 @@ fn dev_upstream(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nested_prefixes_are_told_from_siblings() {
+        assert!(nests("/api", "/api/admin"));
+        assert!(nests("/", "/api"));
+        assert!(!nests("/api", "/apix"));
+        assert!(!nests("/api", "/api"));
+        assert!(!nests("/api/admin", "/api"));
+    }
+
+    #[test]
+    fn an_upstream_on_the_listen_address_is_a_loop() {
+        assert!(points_at("http://127.0.0.1:8080", "127.0.0.1:8080"));
+        assert!(points_at("http://localhost:8080", "127.0.0.1:8080"));
+        assert!(points_at("http://127.0.0.1:8080", "0.0.0.0:8080"));
+        assert!(points_at("http://[::1]:8080/", "[::1]:8080"));
+        assert!(!points_at("http://127.0.0.1:8001", "127.0.0.1:8080"));
+        assert!(!points_at("http://10.0.0.5:8080", "127.0.0.1:8080"));
+        assert!(!points_at("not a url", "127.0.0.1:8080"));
+    }
 
     fn headers(pairs: &[(&str, &str)]) -> (Vec<(String, String)>, Vec<String>) {
         let raw = RawStaticSite {
@@ -632,7 +782,9 @@ mod tests {
             ],
             &RawDev::default(),
             None,
+            "127.0.0.1:8000",
             &mut p,
+            &mut Vec::new(),
         );
         assert!(p.is_empty(), "{p:?}");
         assert_eq!(c.upstreams[0].prefix, "/api/admin");
@@ -664,7 +816,9 @@ mod tests {
                 ..RawDev::default()
             },
             None,
+            "127.0.0.1:8000",
             &mut p,
+            &mut Vec::new(),
         );
         let keys: Vec<&str> = p.iter().map(|p| p.key.as_str()).collect();
         for k in [
@@ -709,7 +863,9 @@ mod tests {
                 ..RawDev::default()
             },
             None,
+            "127.0.0.1:3000",
             &mut p,
+            &mut Vec::new(),
         );
         assert!(p.is_empty(), "{p:?}");
         assert!(c.dev && c.serves_root());

@@ -908,11 +908,23 @@ pub(crate) async fn post_mfa_webauthn_start(
     session: Session,
 ) -> Result<axum::Json<Value>> {
     let p = pending(&session).await?;
-    let wa = webauthn(&app)?;
+    start_assertion(&app, &session, p.user_id, "mfa").await
+}
+
+/// Starts a passkey assertion for one known user (a pending login's second factor, or a
+/// re-authentication): the options for `navigator.credentials.get`, the ceremony state kept in
+/// the session under `ceremony` until its finish.
+async fn start_assertion(
+    app: &AppState,
+    session: &Session,
+    user_id: i64,
+    ceremony: &str,
+) -> Result<axum::Json<Value>> {
+    let wa = webauthn(app)?;
     let keys: Vec<Passkey> = app
         .mfa
         .store
-        .passkeys(p.user_id)
+        .passkeys(user_id)
         .await?
         .iter()
         .filter_map(|k| serde_json::from_str(&k.passkey).ok())
@@ -926,7 +938,7 @@ pub(crate) async fn post_mfa_webauthn_start(
     let (rcr, state) = wa
         .start_passkey_authentication(&keys)
         .map_err(|e| webauthn_failed(format!("cannot start the authentication: {e}")))?;
-    save_ceremony(&session, "mfa", to_value(&state)?, None).await?;
+    save_ceremony(session, ceremony, to_value(&state)?, None).await?;
     Ok(axum::Json(to_value(&rcr)?))
 }
 
@@ -1223,24 +1235,5 @@ pub(crate) async fn post_reauth_webauthn_start(
     session: Session,
     user: AccountUser,
 ) -> Result<axum::Json<Value>> {
-    let wa = webauthn(&app)?;
-    let keys: Vec<Passkey> = app
-        .mfa
-        .store
-        .passkeys(user.id)
-        .await?
-        .iter()
-        .filter_map(|k| serde_json::from_str(&k.passkey).ok())
-        .collect();
-    if keys.is_empty() {
-        return Err(Error::new(
-            ErrorCode::MfaNotEnabled,
-            "this account has no passkey",
-        ));
-    }
-    let (rcr, state) = wa
-        .start_passkey_authentication(&keys)
-        .map_err(|e| webauthn_failed(format!("cannot start the authentication: {e}")))?;
-    save_ceremony(&session, "reauth", to_value(&state)?, None).await?;
-    Ok(axum::Json(to_value(&rcr)?))
+    start_assertion(&app, &session, user.id, "reauth").await
 }

@@ -800,14 +800,7 @@ pub(crate) async fn post_password_reset(
     if resets.redeem(&token, &hash).await?.is_none() {
         return Err(invalid());
     }
-    let ended = crate::session::end_sessions(
-        &**app.sessions.store(),
-        crate::session::Revoke::User {
-            user_id: user.id,
-            keep: None,
-        },
-    )
-    .await?;
+    let ended = crate::session::end_all_sessions(&**app.sessions.store(), [user.id]).await?;
     let revoked = if app.token_settings.revoke_on_password_change {
         app.access_tokens.revoke_all(user.id).await?
     } else {
@@ -988,14 +981,7 @@ pub(crate) async fn post_logout_all(
     user: AccountUser,
 ) -> Result<Response> {
     require_recent(&session, app.reauth_window).await?;
-    let ended = crate::session::end_sessions(
-        &**app.sessions.store(),
-        crate::session::Revoke::User {
-            user_id: user.id,
-            keep: None,
-        },
-    )
-    .await?;
+    let ended = crate::session::end_all_sessions(&**app.sessions.store(), [user.id]).await?;
     session.flush().await?;
     audit!(
         "session.revoke",

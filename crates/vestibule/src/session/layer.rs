@@ -303,16 +303,7 @@ pub(crate) fn sealed_values_from_headers(headers: &HeaderMap, name: &str) -> Vec
 mod tests {
     use super::*;
 
-    fn headers(values: &[&[u8]]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for v in values {
-            h.append(
-                header::COOKIE,
-                HeaderValue::from_bytes(v).expect("valid header bytes"),
-            );
-        }
-        h
-    }
+    use crate::cookie_header::test_headers as headers;
 
     #[test]
     fn finds_the_token_among_other_cookies_and_headers() {
