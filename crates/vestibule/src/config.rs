@@ -594,6 +594,34 @@ fn list_or_csv<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D:
 
 pub use crate::problem::{ConfigError, Problem};
 
+/// Turns a configuration into `vestibule dev`'s: one origin, the dev proxy's. The file's
+/// production `public_url`, `spa_origins`, cookie domain, `[[upstream]]` and `static_dir` are set
+/// aside; `[dev]` (and the flags, already merged into it) decide. The default cookie name gets
+/// the port (`vestibule_session_3000`), so projects on other ports keep their own sessions;
+/// `/auth/_debug` and the live cookie-drop detection are on.
+pub fn apply_dev(raw: &mut RawConfig) {
+    raw.dev.enabled = true;
+    raw.listen = raw
+        .dev
+        .listen
+        .clone()
+        .unwrap_or_else(|| "127.0.0.1:3000".into());
+    raw.public_url = raw.dev.public_url.clone();
+    raw.spa_origins.clear();
+    raw.session.cookie_domain = None;
+    raw.session.same_site = None;
+    raw.upstream.clear();
+    raw.static_dir = None;
+    raw.auth.signup |= raw.dev.signup;
+    // Development: `/auth/_debug` and the live cookie-drop warnings (doctor::live).
+    raw.debug_endpoint = true;
+    if raw.session.cookie_name == crate::session::DEFAULT_COOKIE_NAME
+        && let Ok(addr) = raw.listen.parse::<std::net::SocketAddr>()
+    {
+        raw.session.cookie_name = format!("{}_{}", raw.session.cookie_name, addr.port());
+    }
+}
+
 /// A validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -685,6 +713,17 @@ pub struct Config {
     pub warnings: Vec<String>,
     /// The same-origin proxy: upstreams, dev mode, static SPA.
     pub proxy: crate::proxy::ProxyConfig,
+}
+
+impl Config {
+    /// The parts of this configuration the doctor's offline check runs on.
+    pub fn offline_server(&self) -> crate::doctor::offline::Server<'_> {
+        crate::doctor::offline::Server {
+            public_origin: &self.public_origin,
+            session: &self.session,
+            cors: &self.cors,
+        }
+    }
 }
 
 impl RawConfig {

@@ -32,16 +32,25 @@ use crate::error::{Error, ErrorCode};
 use crate::origin::Origin;
 use crate::origins::OriginPattern;
 use crate::session::{Session, Transport};
-use crate::token::{SecretToken, fill_fast_random};
+use crate::token::fill_fast_random;
 
 /// The request header that carries the token.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
 const SECRET_DOMAIN: &[u8] = b"vestibule/csrf/v1\0";
 
-/// The unmasked per-session secret.
-pub(crate) fn secret_for(token: &SecretToken) -> [u8; 32] {
-    token.derive(SECRET_DOMAIN)
+/// The unmasked CSRF secret of the request's cookie session (`None`: no cookie session).
+async fn session_secret(session: &Session) -> Result<Option<[u8; 32]>, Error> {
+    session.derived_secret(SECRET_DOMAIN).await
+}
+
+/// A CSRF token for the session, masked afresh on every call (so compression side channels such
+/// as BREACH learn nothing), or `None` when there is no cookie session (then none is needed).
+///
+/// # Errors
+/// `store_unavailable`.
+pub async fn session_token(session: &Session) -> Result<Option<String>, Error> {
+    Ok(session_secret(session).await?.map(|s| mask(&s)))
 }
 
 /// `base64url(mask ‖ secret ⊕ mask)` with a fresh random mask.
@@ -146,7 +155,7 @@ pub async fn check(
         return Ok(());
     }
     config.check_origin(headers)?;
-    let Some(secret) = session.csrf_secret().await? else {
+    let Some(secret) = session_secret(session).await? else {
         return Ok(());
     };
     let Some(sent) = headers.get(CSRF_HEADER) else {
@@ -257,15 +266,20 @@ impl<S: Send + Sync> FromRequestParts<S> for CsrfToken {
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let session = Session::from_request_parts(parts, state).await?;
-        Ok(CsrfToken(session.csrf_token().await?))
+        Ok(CsrfToken(session_token(&session).await?))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::token::TokenKind;
+    use crate::token::{SecretToken, TokenKind};
     use axum::http::HeaderValue;
+
+    /// The unmasked secret of a session token, as `session_secret` derives it.
+    fn secret_for(token: &SecretToken) -> [u8; 32] {
+        token.derive(SECRET_DOMAIN)
+    }
 
     #[test]
     fn masked_tokens_differ_each_time_but_verify() {

@@ -300,6 +300,18 @@ impl RateLimited {
     }
 }
 
+/// The anonymous-session cap of the session layer, counted like every other per-address limit.
+impl crate::session::AddressBudget for Limiter<IpAddr> {
+    fn take(&self, ip: IpAddr, config_key: &str) -> Result<(), Error> {
+        self.check(&ip)
+            .map_err(|l| l.into_error("new sessions from this address", config_key))
+    }
+
+    fn purge(&self) {
+        Limiter::purge(self);
+    }
+}
+
 /// `[rate_limits]`: each `None` turns that limit off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimitConfig {

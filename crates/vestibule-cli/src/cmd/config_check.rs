@@ -4,9 +4,9 @@
 
 use std::process::ExitCode;
 
+use vestibule::config::apply_dev;
 use vestibule::config::{ConfigError, Problem, RawConfig};
 use vestibule::proxy::UpstreamPolicy;
-use vestibule::proxy::config::apply_dev;
 
 use crate::cli::Cli;
 

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use vestibule::config::RawConfig;
-use vestibule::proxy::config::apply_dev;
+use vestibule::config::apply_dev;
 use vestibule::server::App;
 
 use crate::cli::Cli;

@@ -202,7 +202,7 @@ async fn offline_check(
         }
         Err(e) => return Err(usage(e.to_string())),
     };
-    let ex = offline::exchange(&config, &page, credentials)
+    let ex = offline::exchange(config.offline_server(), &page, credentials)
         .await
         .map_err(|e| usage(format!("public_url: {e}")))?;
     Ok(print(&diagnose(&ex), args.json))

@@ -15,7 +15,6 @@ use tower::{Layer, ServiceExt, service_fn};
 use url::Url;
 
 use super::rules::{Credentials, Exchange, Observed};
-use crate::config::Config;
 use crate::origin::Origin;
 
 /// The login path of the Vestibule API.
@@ -40,16 +39,29 @@ fn observe(res: &Response) -> Observed {
     }
 }
 
-/// The exchange between `page` and a server configured by `config`, with the SPA's
+/// What the offline check needs of a validated configuration (`Config` has all three): the
+/// parts a login answer is made of, not the whole configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct Server<'a> {
+    /// `public_url`'s origin.
+    pub public_origin: &'a Origin,
+    /// The session cookie and lifetimes.
+    pub session: &'a crate::session::SessionConfig,
+    /// The CORS section, run through the real layer.
+    pub cors: &'a crate::cors::CorsConfig,
+}
+
+/// The exchange between `page` and a server configured as `server`, with the SPA's
 /// `credentials` mode.
 ///
 /// # Errors
 /// Only if the configured public origin does not make a URL (validation prevents it).
 pub async fn exchange(
-    config: &Config,
+    server: Server<'_>,
     page: &Origin,
     credentials: Credentials,
 ) -> Result<Exchange, url::ParseError> {
+    let config = server;
     let base = config.public_origin.to_string();
     let api = Url::parse(&format!("{base}{LOGIN}"))?;
     let later = Url::parse(&format!("{base}{ME}"))?;
@@ -69,7 +81,7 @@ pub async fn exchange(
             Ok::<_, Infallible>(res)
         }
     });
-    let svc = crate::cors::cors_layer(&config.cors).layer(inner);
+    let svc = crate::cors::cors_layer(config.cors).layer(inner);
     let page_text = page.to_string();
     let call = |method: Method, path: &str, extra: &[(&str, &str)]| {
         let mut b = Request::builder()
@@ -88,7 +100,7 @@ pub async fn exchange(
             }
         }
     };
-    let cross_origin = *page != config.public_origin;
+    let cross_origin = page != config.public_origin;
     let preflight = if cross_origin {
         Some(
             call(
@@ -122,7 +134,7 @@ pub async fn exchange(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::RawConfig;
+    use crate::config::{Config, RawConfig};
     use crate::doctor::rules::{Status, diagnose};
 
     fn config(public_url: &str, spa: &[&str]) -> Config {
@@ -141,9 +153,13 @@ mod tests {
     #[tokio::test]
     async fn a_listed_same_site_spa_works_everywhere() {
         let c = config("http://localhost:8000", &["http://localhost:3000"]);
-        let ex = exchange(&c, &page("http://localhost:3000"), Credentials::Include)
-            .await
-            .expect("exchange");
+        let ex = exchange(
+            c.offline_server(),
+            &page("http://localhost:3000"),
+            Credentials::Include,
+        )
+        .await
+        .expect("exchange");
         let d = diagnose(&ex);
         assert!(d.all_work(), "{d:#?}");
         assert!(
@@ -157,9 +173,13 @@ mod tests {
     async fn an_unlisted_spa_is_told_the_config_key() {
         let c = config("http://localhost:8000", &["http://localhost:3000"]);
         let d = diagnose(
-            &exchange(&c, &page("http://localhost:4000"), Credentials::Include)
-                .await
-                .expect("exchange"),
+            &exchange(
+                c.offline_server(),
+                &page("http://localhost:4000"),
+                Credentials::Include,
+            )
+            .await
+            .expect("exchange"),
         );
         assert!(!d.all_work());
         let f = d
@@ -179,9 +199,13 @@ mod tests {
     async fn a_cross_site_spa_gets_chips_and_the_safari_caveat() {
         let c = config("https://api.acme.com", &["https://app.other.com"]);
         let d = diagnose(
-            &exchange(&c, &page("https://app.other.com"), Credentials::Include)
-                .await
-                .expect("exchange"),
+            &exchange(
+                c.offline_server(),
+                &page("https://app.other.com"),
+                Credentials::Include,
+            )
+            .await
+            .expect("exchange"),
         );
         let v: Vec<Status> = d.verdicts.iter().map(|v| v.status).collect();
         assert_eq!(

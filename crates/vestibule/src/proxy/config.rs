@@ -292,34 +292,6 @@ impl ProxyConfig {
     }
 }
 
-/// Turns a configuration into `vestibule dev`'s: one origin, the dev proxy's. The file's
-/// production `public_url`, `spa_origins`, cookie domain, `[[upstream]]` and `static_dir` are set
-/// aside; `[dev]` (and the flags, already merged into it) decide. The default cookie name gets
-/// the port (`vestibule_session_3000`), so projects on other ports keep their own sessions;
-/// `/auth/_debug` and the live cookie-drop detection are on.
-pub fn apply_dev(raw: &mut crate::config::RawConfig) {
-    raw.dev.enabled = true;
-    raw.listen = raw
-        .dev
-        .listen
-        .clone()
-        .unwrap_or_else(|| "127.0.0.1:3000".into());
-    raw.public_url = raw.dev.public_url.clone();
-    raw.spa_origins.clear();
-    raw.session.cookie_domain = None;
-    raw.session.same_site = None;
-    raw.upstream.clear();
-    raw.static_dir = None;
-    raw.auth.signup |= raw.dev.signup;
-    // Development: `/auth/_debug` and the live cookie-drop warnings (doctor::live).
-    raw.debug_endpoint = true;
-    if raw.session.cookie_name == crate::session::DEFAULT_COOKIE_NAME
-        && let Ok(addr) = raw.listen.parse::<std::net::SocketAddr>()
-    {
-        raw.session.cookie_name = format!("{}_{}", raw.session.cookie_name, addr.port());
-    }
-}
-
 /// Paths Vestibule answers itself; no upstream may take them.
 const RESERVED: [&str; 3] = ["/auth", "/healthz", "/readyz"];
 
@@ -844,7 +816,7 @@ mod tests {
         };
         raw.dev.listen = Some("127.0.0.1:3100".into());
         raw.dev.frontend = Some("http://127.0.0.1:5173".into());
-        apply_dev(&mut raw);
+        crate::config::apply_dev(&mut raw);
         let c = raw.validate().expect("valid");
         assert_eq!(c.session.cookie.name, "vestibule_session_3100");
         assert_eq!(c.public_origin.to_string(), "http://localhost:3100");

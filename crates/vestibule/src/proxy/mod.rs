@@ -25,7 +25,6 @@ use axum::response::{IntoResponse, Response};
 
 pub use self::config::{ProxyConfig, RawDev, RawUpstream, Upstream, UpstreamPolicy};
 use self::forward::{ClientSide, UpstreamProxy};
-use crate::config::Config;
 use crate::csrf::CsrfConfig;
 use crate::error::{Error, ErrorCode};
 use crate::session::Session;
@@ -47,6 +46,24 @@ enum Route {
     Static,
 }
 
+/// What the gateway is built from: the validated proxy section and the parts of the rest of the
+/// configuration it needs (so the gateway does not depend on the whole `Config`).
+#[derive(Debug)]
+pub struct GatewaySettings<'a> {
+    /// `[[upstream]]`, `[dev]` and `static_dir`, validated.
+    pub proxy: &'a ProxyConfig,
+    /// The origin browsers use (`public_url`).
+    pub public_origin: &'a crate::origin::Origin,
+    /// The CSRF policy (also the WebSocket origin check).
+    pub csrf: &'a CsrfConfig,
+    /// The session cookie (its name, and the device cookie's derived from it).
+    pub cookie: &'a crate::session::CookieConfig,
+    /// Who may name the client's address.
+    pub trusted_proxies: &'a crate::client_ip::TrustedProxies,
+    /// The server's metrics, when on.
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
+}
+
 /// The router fallback: everything Vestibule does not answer itself goes to the upstream with
 /// the longest matching prefix (or the static site, or 404).
 #[derive(Debug)]
@@ -66,37 +83,38 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// The gateway for a validated configuration, `None` when nothing is proxied.
-    pub fn from_config(
-        config: &Config,
-        metrics: Option<Arc<crate::metrics::Metrics>>,
-    ) -> Option<Arc<Self>> {
-        if !config.proxy.is_active() {
+    /// The gateway for a validated configuration's pieces, `None` when nothing is proxied.
+    pub fn new(settings: GatewaySettings<'_>) -> Option<Arc<Self>> {
+        let GatewaySettings {
+            proxy,
+            public_origin: origin,
+            csrf,
+            cookie,
+            trusted_proxies,
+            metrics,
+        } = settings;
+        if !proxy.is_active() {
             return None;
         }
-        let origin = &config.public_origin;
         Some(Arc::new(Self {
-            upstreams: config
-                .proxy
+            upstreams: proxy
                 .upstreams
                 .iter()
                 .cloned()
                 .map(UpstreamProxy::new)
                 .collect(),
-            static_site: config
-                .proxy
+            static_site: proxy
                 .static_dir
                 .as_deref()
-                .map(|dir| static_site::StaticSite::new(dir, &config.proxy.static_headers)),
-            assertion: config.proxy.needs_assertion_key().then(|| {
-                config
-                    .proxy
+                .map(|dir| static_site::StaticSite::new(dir, &proxy.static_headers)),
+            assertion: proxy.needs_assertion_key().then(|| {
+                proxy
                     .assertion_key
                     .clone()
                     .unwrap_or_else(|| Arc::new(assertion::IdentityKey::generate()))
             }),
             issuer: origin.to_string(),
-            csrf: config.csrf.clone(),
+            csrf: csrf.clone(),
             side: ClientSide {
                 ip: None,
                 proto: if origin.scheme() == "https" {
@@ -105,11 +123,11 @@ impl Gateway {
                     "http"
                 },
                 drop_secure: origin.scheme() == "http" && origin.is_loopback(),
-                session_cookie: Arc::from(config.session.cookie.name.as_str()),
+                session_cookie: Arc::from(cookie.name.as_str()),
                 request_id: None,
             },
-            device_cookie: crate::auth::DeviceTrust::cookie_name_for(&config.session.cookie),
-            trusted: config.trusted_proxies.clone(),
+            device_cookie: crate::auth::DeviceTrust::cookie_name_for(cookie),
+            trusted: trusted_proxies.clone(),
             metrics,
         }))
     }

@@ -104,7 +104,7 @@ pub(super) async fn begin(
     } else {
         // A new session id now, and again when the factor is given.
         session.restart_anonymous(PENDING_KEY, value).await?;
-        body.csrf_token = session.csrf_token().await?;
+        body.csrf_token = crate::csrf::session_token(session).await?;
     }
     Ok(axum::Json(body).into_response())
 }
@@ -1068,7 +1068,10 @@ pub(crate) async fn post_passkey_login_start(
     }
     let mut out = to_value(&rcr)?;
     if let Some(o) = out.as_object_mut() {
-        o.insert("csrf_token".into(), json!(session.csrf_token().await?));
+        o.insert(
+            "csrf_token".into(),
+            json!(crate::csrf::session_token(&session).await?),
+        );
     }
     Ok(axum::Json(out))
 }

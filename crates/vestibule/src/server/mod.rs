@@ -281,7 +281,14 @@ pub fn router_with(state: AppState, config: &Config, extra: Router) -> Router {
         );
     }
     // The same-origin proxy takes every path no route takes; `/` too when it has a frontend.
-    let gateway = crate::proxy::Gateway::from_config(config, state.metrics.clone());
+    let gateway = crate::proxy::Gateway::new(crate::proxy::GatewaySettings {
+        proxy: &config.proxy,
+        public_origin: &config.public_origin,
+        csrf: &config.csrf,
+        cookie: &config.session.cookie,
+        trusted_proxies: &config.trusted_proxies,
+        metrics: state.metrics.clone(),
+    });
     if let Some(jwks) = gateway.as_ref().and_then(|g| g.jwks()) {
         app = app.route(
             "/auth/jwks.json",
@@ -492,7 +499,12 @@ impl App {
                     ));
                 }
                 match config.rate_limits.anonymous_sessions_per_ip {
-                    Some(rate) => m.with_anonymous_limit(rate, config.trusted_proxies.clone()),
+                    Some(rate) => m.with_anonymous_limit(
+                        Arc::new(crate::ratelimit::Limiter::<std::net::IpAddr>::new(Some(
+                            rate,
+                        ))),
+                        config.trusted_proxies.clone(),
+                    ),
                     None => m,
                 }
             },

@@ -76,7 +76,7 @@ async fn user_body(session: &Session, id: i64, username: &str) -> Result<UserBod
             id,
             username: username.to_owned(),
         },
-        csrf_token: session.csrf_token().await?,
+        csrf_token: crate::csrf::session_token(session).await?,
     })
 }
 
@@ -535,7 +535,7 @@ pub(crate) struct CsrfBody {
 )]
 pub(crate) async fn get_csrf(session: Session) -> Result<axum::Json<CsrfBody>> {
     Ok(axum::Json(CsrfBody {
-        csrf_token: session.csrf_token().await?,
+        csrf_token: crate::csrf::session_token(&session).await?,
     }))
 }
 

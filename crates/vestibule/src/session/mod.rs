@@ -108,8 +108,21 @@ pub struct ManagerParts {
 /// the store.
 #[derive(Debug, Clone)]
 pub(crate) struct AnonymousLimit {
-    pub(crate) limiter: Arc<crate::ratelimit::Limiter<std::net::IpAddr>>,
+    pub(crate) budget: Arc<dyn AddressBudget>,
     pub(crate) proxies: crate::client_ip::TrustedProxies,
+}
+
+/// A budget per client address for creating anonymous sessions, implemented by the rate
+/// limits (`ratelimit::Limiter`): a trait here so that sessions stay below the rate limits in
+/// the layering, as `Generations` does for the user store.
+pub trait AddressBudget: std::fmt::Debug + Send + Sync {
+    /// Takes one from `ip`'s budget, or answers the refusal (429 with `Retry-After`).
+    ///
+    /// # Errors
+    /// `rate_limited`, naming `config_key`.
+    fn take(&self, ip: std::net::IpAddr, config_key: &str) -> Result<(), Error>;
+    /// Forgets addresses that have been idle long enough to have a full budget again.
+    fn purge(&self);
 }
 
 impl std::ops::Deref for SessionManager {
@@ -152,20 +165,17 @@ impl SessionManager {
     /// the rate limits take it: see [`crate::client_ip`]).
     pub fn with_anonymous_limit(
         mut self,
-        rate: crate::ratelimit::Rate,
+        budget: Arc<dyn AddressBudget>,
         proxies: crate::client_ip::TrustedProxies,
     ) -> Self {
-        Arc::make_mut(&mut self.0).anonymous_limit = Some(AnonymousLimit {
-            limiter: Arc::new(crate::ratelimit::Limiter::new(Some(rate))),
-            proxies,
-        });
+        Arc::make_mut(&mut self.0).anonymous_limit = Some(AnonymousLimit { budget, proxies });
         self
     }
 
     /// Forgets idle keys of the anonymous-session limit.
     pub fn purge_limits(&self) {
         if let Some(l) = &self.anonymous_limit {
-            l.limiter.purge();
+            l.budget.purge();
         }
     }
 
@@ -886,30 +896,20 @@ impl Session {
         Ok(self.loaded().await?.record.as_ref().map(|r| r.key))
     }
 
-    /// A CSRF token for this session, masked afresh on every call (so compression side channels
-    /// such as BREACH learn nothing), or `None` when there is no session.
+    /// A secret derived from this cookie session's token for `domain` (SHA-256 of the domain and
+    /// the token), or `None` when there is no cookie session. The CSRF token is built on it
+    /// (`csrf::session_token`): it changes with every rotation of the session id, and the token
+    /// itself never leaves the session.
     ///
     /// # Errors
     /// `store_unavailable`.
-    pub async fn csrf_token(&self) -> Result<Option<String>, Error> {
+    pub async fn derived_secret(&self, domain: &[u8]) -> Result<Option<[u8; 32]>, Error> {
         if self.inner.transport != Transport::Cookie {
             return Ok(None);
         }
         let st = self.loaded().await?;
         Ok(match (&st.record, &st.token) {
-            (Some(_), Some(token)) => Some(crate::csrf::mask(&crate::csrf::secret_for(token))),
-            _ => None,
-        })
-    }
-
-    /// The unmasked CSRF secret of the current session, for the CSRF check.
-    pub(crate) async fn csrf_secret(&self) -> Result<Option<[u8; 32]>, Error> {
-        if self.inner.transport != Transport::Cookie {
-            return Ok(None);
-        }
-        let st = self.loaded().await?;
-        Ok(match (&st.record, &st.token) {
-            (Some(_), Some(token)) => Some(crate::csrf::secret_for(token)),
+            (Some(_), Some(token)) => Some(token.derive(domain)),
             _ => None,
         })
     }
@@ -966,15 +966,9 @@ impl Session {
                                 .inner
                                 .client_ip
                                 .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
-                            limit.limiter.check(&ip).map_err(|l| {
-                                audit!(
-                                    "rate_limit",
-                                    limit = "rate_limits.anonymous_sessions_per_ip"
-                                );
-                                l.into_error(
-                                    "new sessions from this address",
-                                    "rate_limits.anonymous_sessions_per_ip",
-                                )
+                            const KEY: &str = "rate_limits.anonymous_sessions_per_ip";
+                            limit.budget.take(ip, KEY).inspect_err(|_| {
+                                audit!("rate_limit", limit = KEY);
                             })?;
                         }
                         let (record, token) = self.create(None, data, None).await?;

@@ -37,29 +37,11 @@ const FLOORS: &[&[&str]] = &[
 ];
 
 /// Upward imports still to remove (issue 16), each `(from, to, why it is still there)`.
-const PENDING: &[(&str, &str, &str)] = &[
-    (
-        "session",
-        "auth",
-        "the user lookup should be a trait in session, like Generations",
-    ),
-    (
-        "session",
-        "csrf",
-        "the CSRF token's session key belongs to csrf",
-    ),
-    (
-        "session",
-        "ratelimit",
-        "login rate limits belong to the login flow",
-    ),
-    (
-        "doctor",
-        "config",
-        "the offline check should take the policy, not the Config",
-    ),
-    ("proxy", "config", "the gateway should take its own section"),
-];
+const PENDING: &[(&str, &str, &str)] = &[(
+    "session",
+    "auth",
+    "the user lookup should be a trait in session, like Generations",
+)];
 
 fn floor_of(module: &str) -> Option<usize> {
     FLOORS.iter().position(|f| f.contains(&module))
