@@ -280,11 +280,21 @@ pub(crate) fn session_token_from_headers(
     headers: &HeaderMap,
     name: &str,
 ) -> (Vec<SecretToken>, bool) {
-    let seen = crate::cookie_header::has(headers, name);
-    let tokens = crate::cookie_header::values(headers, name)
-        .filter_map(|v| SecretToken::parse(TokenKind::Session, v).ok())
-        .take(MAX_SESSION_COOKIES)
-        .collect();
+    // One pass over the pairs (this runs on every request): presence and the tokens together.
+    let mut seen = false;
+    let mut tokens = Vec::new();
+    for (n, v) in crate::cookie_header::raw_pairs(headers) {
+        if n != name.as_bytes() {
+            continue;
+        }
+        seen = true;
+        if tokens.len() < MAX_SESSION_COOKIES
+            && let Ok(v) = std::str::from_utf8(v)
+            && let Ok(t) = SecretToken::parse(TokenKind::Session, v)
+        {
+            tokens.push(t);
+        }
+    }
     (tokens, seen)
 }
 

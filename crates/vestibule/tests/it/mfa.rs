@@ -490,14 +490,7 @@ async fn a_passkey_makes_webauthn_due_until_its_owner_removes_it() {
     // re-authentication with a recovery code does.
     let res = alice.delete(&format!("/auth/passkeys/{pk}")).await;
     assert_error(res, 403, "mfa_reauth_required").await;
-    seed_recovery_code(&app, id, "seeded-code-0001").await;
-    let res = alice
-        .post_json(
-            "/auth/reauth",
-            &json!({"password": PASSWORD, "recovery_code": "seeded-code-0001"}),
-        )
-        .await;
-    assert_eq!(res.status(), 200);
+    reauth_with_a_seeded_code(&app, &mut alice, id, "seeded-code-0001").await;
     assert_eq!(
         alice.delete(&format!("/auth/passkeys/{pk}")).await.status(),
         204
@@ -886,14 +879,7 @@ async fn regenerating_needs_a_factor_a_recent_password_and_a_session() {
         .post_json("/auth/mfa/recovery/regenerate", &json!({}))
         .await;
     assert_error(res, 403, "mfa_reauth_required").await;
-    seed_recovery_code(&app, id, "seeded-code-0002").await;
-    let res = alice
-        .post_json(
-            "/auth/reauth",
-            &json!({"password": PASSWORD, "recovery_code": "seeded-code-0002"}),
-        )
-        .await;
-    assert_eq!(res.status(), 200);
+    reauth_with_a_seeded_code(&app, &mut alice, id, "seeded-code-0002").await;
     let res = alice
         .post_json("/auth/mfa/recovery/regenerate", &json!({}))
         .await;
@@ -1095,6 +1081,24 @@ async fn seed_recovery_code(app: &TestApp, user_id: i64, code: &str) {
         .set_recovery_codes(user_id, &[hash])
         .await
         .expect("db");
+}
+
+/// Gives the account one known recovery code and proves it with the password in `client`'s
+/// session: a re-authentication with a second factor, as factor management needs.
+async fn reauth_with_a_seeded_code(
+    app: &TestApp,
+    client: &mut TestClient,
+    user_id: i64,
+    code: &str,
+) {
+    seed_recovery_code(app, user_id, code).await;
+    let res = client
+        .post_json(
+            "/auth/reauth",
+            &json!({"password": PASSWORD, "recovery_code": code}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
 }
 
 /// Issue 15 item 3: with a stolen open session and the password, an attacker re-authenticates,
