@@ -117,7 +117,7 @@ fn rewrite_for<'a>(
         prefix: PREFIXES[usize::from(flags >> 2) % PREFIXES.len()],
         strip_prefix: flags & 1 == 1,
         drop_secure: flags & 2 == 2,
-        protected_cookie: "vestibule_session",
+        protected_cookies: ["vestibule_session", "vestibule_device"],
     }
 }
 
@@ -128,7 +128,8 @@ const UPSTREAM: &str = "127.0.0.1:8001";
 /// loopback, bits 2–3 the prefix). Panics when a promise is broken: what reaches the browser
 /// never carries a `Domain`, keeps the name and value, loses `Secure` only on plain-http
 /// loopback, has its `Path` under the prefix when the prefix is stripped, and is never
-/// Vestibule's session cookie. Returns what the browser gets (`None`: the header is dropped).
+/// one of Vestibule's own cookies (session, login device). Returns what the browser gets
+/// (`None`: the header is dropped).
 pub fn set_cookie(value: &str, flags: u8) -> Option<String> {
     let upstream: axum::http::uri::Authority = match UPSTREAM.parse() {
         Ok(a) => a,
@@ -155,9 +156,9 @@ pub fn set_cookie(value: &str, flags: u8) -> Option<String> {
         .strip_prefix("__Host-")
         .or_else(|| name.strip_prefix("__Secure-"))
         .unwrap_or(&name);
-    assert_ne!(
-        bare, "vestibule_session",
-        "{value:?} sets the session cookie"
+    assert!(
+        !rw.protected_cookies.contains(&bare),
+        "{value:?} sets one of Vestibule's own cookies"
     );
     if !rw.drop_secure && has(&in_attrs, "secure") {
         assert!(has(&attrs, "secure"), "{value:?} lost Secure: {sent:?}");

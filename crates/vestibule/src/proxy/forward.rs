@@ -160,6 +160,8 @@ pub(crate) struct ClientSide {
     pub(crate) drop_secure: bool,
     /// Vestibule's session cookie name, which upstreams may not set.
     pub(crate) session_cookie: Arc<str>,
+    /// The login device cookie's name: Vestibule's too, never read or set by an upstream.
+    pub(crate) device_cookie: Arc<str>,
     /// The request id (`x-request-id`), named in a 502/504 so the client can quote it.
     pub(crate) request_id: Option<Arc<str>>,
 }
@@ -339,7 +341,7 @@ impl UpstreamProxy {
             prefix: &up.prefix,
             strip_prefix: up.strip_prefix,
             drop_secure: side.drop_secure,
-            protected_cookie: &side.session_cookie,
+            protected_cookies: [&side.session_cookie, &side.device_cookie],
         };
         rewrite_response_headers(&mut rparts.headers, &rewrite);
         if let (Some(client_up), Some(upstream_up)) = (client_upgrade, upstream_upgrade) {

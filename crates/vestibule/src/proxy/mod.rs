@@ -74,8 +74,6 @@ pub struct Gateway {
     issuer: String,
     csrf: CsrfConfig,
     side: ClientSide,
-    /// The login device cookie's name: Vestibule's own, never an upstream's business.
-    device_cookie: String,
     /// Who may tell the client's address (`limits.trusted_proxies`): upstreams get the
     /// resolved client in `X-Forwarded-For`/`Forwarded`, never the front proxy's address.
     trusted: crate::client_ip::TrustedProxies,
@@ -124,9 +122,9 @@ impl Gateway {
                 },
                 drop_secure: origin.scheme() == "http" && origin.is_loopback(),
                 session_cookie: Arc::from(cookie.name.as_str()),
+                device_cookie: Arc::from(crate::auth::DeviceTrust::cookie_name_for(cookie)),
                 request_id: None,
             },
-            device_cookie: crate::auth::DeviceTrust::cookie_name_for(cookie),
             trusted: trusted_proxies.clone(),
             metrics,
         }))
@@ -285,11 +283,11 @@ impl Gateway {
         // Every cookie Vestibule owns is stripped: the device cookie always, the session cookie
         // unless the upstream is configured to get it.
         if up.forward_session_cookie {
-            crate::cookie_header::remove(headers, &[&self.device_cookie]);
+            crate::cookie_header::remove(headers, &[&self.side.device_cookie]);
         } else {
             crate::cookie_header::remove(
                 headers,
-                &[&self.side.session_cookie, &self.device_cookie],
+                &[&self.side.session_cookie, &self.side.device_cookie],
             );
         }
         if let (Some(user), true) = (&user, up.identity_headers) {

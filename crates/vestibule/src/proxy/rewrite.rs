@@ -15,8 +15,9 @@ pub(crate) struct Rewrite<'a> {
     pub(crate) strip_prefix: bool,
     /// The proxy is plain-http loopback: a `Secure` cookie would never come back.
     pub(crate) drop_secure: bool,
-    /// Vestibule's own session cookie name: an upstream may not set it.
-    pub(crate) protected_cookie: &'a str,
+    /// Vestibule's own cookies (the session and the login device cookie): an upstream may set
+    /// neither, or it could plant a session or a device trust of its choosing.
+    pub(crate) protected_cookies: [&'a str; 2],
 }
 
 impl Rewrite<'_> {
@@ -73,7 +74,7 @@ impl Rewrite<'_> {
     /// The `Set-Cookie` to send to the browser: `Domain` removed (the cookie belongs to the
     /// proxy's host), `Secure` dropped on plain-http loopback (with `SameSite=None`, which needs
     /// `Secure`, turned into `Lax`: it is same-origin now), `Path` put under the prefix.
-    /// `None` (outer) drops the header: the upstream tried to set Vestibule's session cookie, or
+    /// `None` (outer) drops the header: the upstream tried to set one of Vestibule's cookies, or
     /// sent one the parser cannot read (a browser might still store it, `Domain` and all, so it
     /// is not passed through unchecked).
     pub(crate) fn set_cookie(&self, value: &str) -> Option<Option<String>> {
@@ -86,7 +87,8 @@ impl Rewrite<'_> {
                 .unwrap_or(n)
                 .to_owned()
         };
-        if bare(c.name()) == bare(self.protected_cookie) {
+        let name = bare(c.name());
+        if self.protected_cookies.iter().any(|own| bare(own) == name) {
             return None;
         }
         // A `Domain` the parser skipped (`Domain=.`, `Domain=`) still goes: the cookie is then
@@ -132,7 +134,7 @@ mod tests {
             prefix: "/api",
             strip_prefix: strip,
             drop_secure,
-            protected_cookie: "vestibule_session",
+            protected_cookies: ["vestibule_session", "vestibule_device"],
         }
     }
 
@@ -180,5 +182,11 @@ mod tests {
             r.set_cookie("__Host-vestibule_session=forged; Path=/"),
             None
         );
+        assert_eq!(
+            r.set_cookie("vestibule_device=forged; Path=/; Max-Age=999999"),
+            None,
+            "an upstream cannot plant a login device cookie either"
+        );
+        assert_eq!(r.set_cookie("__Secure-vestibule_device=forged"), None);
     }
 }

@@ -107,6 +107,7 @@ async fn redirect(headers: HeaderMap) -> Response {
     for c in [
         "pref=dark; Domain=backend.internal; Path=/; Secure; SameSite=None",
         "vestibule_session=planted; Path=/",
+        "vestibule_device=planted; Path=/",
     ] {
         h.append("set-cookie", c.parse().expect("value"));
     }
@@ -462,7 +463,7 @@ async fn location_and_set_cookie_from_the_backend_work_on_the_proxy_origin() {
     assert_eq!(
         cookies.len(),
         1,
-        "the planted session cookie is dropped: {cookies:?}"
+        "the planted session and device cookies are dropped: {cookies:?}"
     );
     let c = &cookies[0];
     assert!(c.starts_with("pref=dark"), "{c}");
