@@ -9,6 +9,7 @@
 //! same code paths run, but the record is opened from the cookie instead of loaded, and the commit
 //! re-seals it into the `Set-Cookie` instead of saving a delta; see [`SessionManager::with_cookie_sessions`].
 
+mod access;
 mod config;
 mod layer;
 mod record;
@@ -26,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::sync::Mutex;
 
+pub use self::access::{AccessGrant, AccessTokenLookup, is_read_method};
 pub use self::config::{
     CookieConfig, DEFAULT_ANONYMOUS_TIMEOUT, DEFAULT_COOKIE_NAME, SessionConfig,
 };
@@ -33,7 +35,6 @@ pub(crate) use self::layer::credential_from_headers;
 pub use self::layer::{NO_TOUCH_HEADER, SessionLayer, SessionService};
 pub use self::record::{Delta, Record, UnixTime, now};
 pub use self::store::{Ended, Revoke, SessionStore, StoreError, revoke_by_deleting};
-use crate::auth::AccessTokens;
 use crate::error::{Error, ErrorCode};
 use crate::token::{SecretToken, TokenHash, TokenKind};
 
@@ -97,7 +98,7 @@ pub struct SessionManager(Arc<ManagerParts>);
 pub struct ManagerParts {
     pub(crate) store: Arc<dyn SessionStore>,
     pub(crate) config: Arc<SessionConfig>,
-    pub(crate) access_tokens: Option<AccessTokens>,
+    pub(crate) access_tokens: Option<Arc<dyn AccessTokenLookup>>,
     pub(crate) anonymous_limit: Option<AnonymousLimit>,
     /// The stateless cookie backend, when `session.store = "cookie"`.
     pub(crate) sealed: Option<Arc<stores::CookieSessions>>,
@@ -179,9 +180,10 @@ impl SessionManager {
         }
     }
 
-    /// Also accept personal access tokens (`Authorization: Bearer vpat_…`) from `tokens`.
-    pub fn with_access_tokens(mut self, tokens: AccessTokens) -> Self {
-        Arc::make_mut(&mut self.0).access_tokens = Some(tokens);
+    /// Also accept personal access tokens (`Authorization: Bearer vpat_…`) looked up in
+    /// `tokens` (`auth::AccessTokens`).
+    pub fn with_access_tokens(mut self, tokens: impl AccessTokenLookup) -> Self {
+        Arc::make_mut(&mut self.0).access_tokens = Some(Arc::new(tokens));
         self
     }
 
@@ -858,12 +860,12 @@ impl Session {
         else {
             return Err(Error::invalid_token("access tokens are not accepted here"));
         };
-        let Some((record, owner)) = tokens.resolve(&token.hash()).await? else {
+        let Some(grant) = tokens.grant(&token.hash()).await? else {
             return Err(Error::invalid_token(
                 "the access token is unknown, expired or revoked",
             ));
         };
-        if self.inner.unsafe_method && !record.can_write() {
+        if self.inner.unsafe_method && !grant.can_write {
             return Err(Error::new(
                 ErrorCode::InsufficientScope,
                 "this access token has the read scope only; writes need the write scope",
@@ -871,9 +873,9 @@ impl Session {
             .with_hint("create a token with \"scopes\": [\"read\", \"write\"]"));
         }
         let user = SessionUser {
-            id: owner.id,
-            username: owner.username,
-            auth_time: record.created_at,
+            id: grant.user_id,
+            username: grant.username,
+            auth_time: grant.created_at,
             transport: Transport::AccessToken,
         };
         st.principal = Some(user.clone());
