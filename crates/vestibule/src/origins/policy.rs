@@ -6,6 +6,7 @@ use super::pattern::OriginPattern;
 use super::site::{Relation, Site, is_loopback_mix, is_public_suffix, relation, site_of};
 use crate::origin::Origin;
 use crate::problem::Problem;
+use crate::session::{CookieConfig, DEFAULT_COOKIE_NAME};
 
 /// Explicit cookie settings that override what the policy derives.
 #[derive(Debug, Clone, Default)]
@@ -15,6 +16,9 @@ pub struct CookieOverrides {
     pub domain: Option<String>,
     /// `session.same_site`.
     pub same_site: Option<SameSite>,
+    /// `session.cookie_name`: the base name ([`DEFAULT_COOKIE_NAME`] when unset); the policy
+    /// adds the `__Host-` or `__Secure-` prefix over https.
+    pub name: Option<String>,
 }
 
 /// The session cookie attributes derived from the origins (and overrides).
@@ -33,12 +37,18 @@ pub struct CookieAttributes {
 
 /// The validated origins policy: who may read answers (CORS), who may write with the cookie
 /// (CSRF), and how the cookie must look for the SPAs to receive it.
+///
+/// The one source of these answers: the CORS and CSRF layers, the gateway's WebSocket origin
+/// check, WebAuthn's allowed origins, the session cookie's attributes and `/auth/_debug` all ask
+/// one shared `Arc<OriginsPolicy>` instead of holding copies of its lists.
 #[derive(Debug, Clone)]
 pub struct OriginsPolicy {
     public_origin: Origin,
     api_site: Site,
     spa_origins: Vec<OriginPattern>,
     csrf_extra: Vec<OriginPattern>,
+    /// The exact CORS origins as browsers write them in `Origin`, matched without parsing.
+    cors_exact: Vec<String>,
     cookie: CookieAttributes,
     cookie_name: String,
 }
@@ -279,30 +289,34 @@ impl OriginsPolicy {
         if !problems.is_empty() {
             return Err(problems);
         }
-        Ok((
-            Self {
-                api_site,
-                public_origin,
-                spa_origins: spa_origins.into_iter().map(|(_, p)| p).collect(),
-                csrf_extra: csrf_trusted_origins.into_iter().map(|(_, p)| p).collect(),
-                cookie: CookieAttributes {
-                    secure,
-                    same_site,
-                    partitioned,
-                    domain,
-                },
-                cookie_name: crate::session::DEFAULT_COOKIE_NAME.to_owned(),
+        // Over https the name carries a prefix browsers enforce: `__Host-` (Secure, Path=/, no
+        // Domain) for a host-only cookie, `__Secure-` when a Domain is set.
+        let base = overrides.name.as_deref().unwrap_or(DEFAULT_COOKIE_NAME);
+        let cookie_name = match (https, &domain) {
+            (true, None) => format!("__Host-{base}"),
+            (true, Some(_)) => format!("__Secure-{base}"),
+            (false, _) => base.to_owned(),
+        };
+        let mut policy = Self {
+            api_site,
+            public_origin,
+            spa_origins: spa_origins.into_iter().map(|(_, p)| p).collect(),
+            csrf_extra: csrf_trusted_origins.into_iter().map(|(_, p)| p).collect(),
+            cors_exact: Vec::new(),
+            cookie: CookieAttributes {
+                secure,
+                same_site,
+                partitioned,
+                domain,
             },
-            warnings,
-        ))
-    }
-
-    /// Records the session cookie's full name (with any prefix), so the debug endpoint can tell
-    /// whether it arrived.
-    #[must_use]
-    pub fn with_cookie_name(mut self, name: impl Into<String>) -> Self {
-        self.cookie_name = name.into();
-        self
+            cookie_name,
+        };
+        policy.cors_exact = policy
+            .cors_allowed_origins()
+            .iter()
+            .filter_map(|p| p.as_origin().map(ToString::to_string))
+            .collect();
+        Ok((policy, warnings))
     }
 
     /// This server's public origin.
@@ -342,6 +356,13 @@ impl OriginsPolicy {
         *origin == self.public_origin || self.is_allowed_spa(origin)
     }
 
+    /// Whether an `Origin` header's text is, byte for byte, one of the exact CORS origins as
+    /// browsers write them: the CORS layer's answer without parsing. `false` says nothing (a
+    /// pattern may still match: ask [`Self::is_cors_allowed`]).
+    pub fn is_cors_allowed_exactly(&self, origin_header: &str) -> bool {
+        self.cors_exact.iter().any(|e| e == origin_header)
+    }
+
     /// The CSRF trusted origins besides this server's own: the SPA origins, then the extra
     /// `csrf.trusted_origins`.
     pub fn csrf_trusted_origins(&self) -> Vec<OriginPattern> {
@@ -354,19 +375,47 @@ impl OriginsPolicy {
         list
     }
 
-    /// Whether `origin` may make cookie-authenticated writes.
-    pub fn is_csrf_trusted(&self, origin: &Origin) -> bool {
-        *origin == self.public_origin
+    /// Whether a page at `origin` may make cookie-authenticated writes in a request whose
+    /// `Host` header is `host`: this server's origin, an SPA origin or a `csrf.trusted_origins`
+    /// entry, or the origin that `Host` names with this server's scheme (same origin by Host:
+    /// a browser cannot forge `Host` cross-origin, and the scheme is ours; this is what lets a
+    /// server reached under another name, e.g. `127.0.0.1` for `localhost`, accept its own
+    /// pages). The one rule the CSRF layer, the gateway's WebSocket check and `/auth/_debug`
+    /// apply.
+    pub fn is_csrf_trusted(&self, origin: &Origin, host: Option<&str>) -> bool {
+        if *origin == self.public_origin
             || self
                 .spa_origins
                 .iter()
                 .chain(&self.csrf_extra)
                 .any(|p| p.matches(origin))
+        {
+            return true;
+        }
+        host.and_then(|host| {
+            Origin::parse(&format!("{}://{host}", self.public_origin.scheme())).ok()
+        })
+        .is_some_and(|by_host| by_host == *origin)
     }
 
     /// The derived session cookie attributes.
     pub fn cookie(&self) -> &CookieAttributes {
         &self.cookie
+    }
+
+    /// The session cookie as the session layer sets it: the derived name and attributes,
+    /// `HttpOnly` and `Path=/`. The one place the cookie's `Secure`, `SameSite`, `Partitioned`,
+    /// `Domain` and prefix are decided.
+    pub fn session_cookie(&self) -> CookieConfig {
+        let c = &self.cookie;
+        CookieConfig {
+            name: self.cookie_name.clone(),
+            secure: c.secure,
+            same_site: c.same_site,
+            domain: c.domain.clone(),
+            partitioned: c.partitioned,
+            ..CookieConfig::default()
+        }
     }
 
     /// The session cookie's full name.
@@ -682,6 +731,7 @@ mod tests {
             CookieOverrides {
                 domain: Some(".Acme.com".into()),
                 same_site: Some(SameSite::Strict),
+                ..CookieOverrides::default()
             },
         )
         .expect("valid");
@@ -713,6 +763,48 @@ mod tests {
         )
         .expect("None is possible on loopback");
         assert!(p.cookie().secure && p.cookie().partitioned);
+    }
+
+    #[test]
+    fn the_session_cookie_is_derived_in_one_place() {
+        let cookie = |public: &str, spa: &[&str], domain: Option<&str>, name: Option<&str>| {
+            let overrides = CookieOverrides {
+                domain: domain.map(str::to_owned),
+                name: name.map(str::to_owned),
+                ..CookieOverrides::default()
+            };
+            let (p, _) = policy(public, spa, overrides).expect("valid");
+            let c = p.session_cookie();
+            assert_eq!(c.name, p.cookie_name());
+            assert_eq!(
+                (c.secure, c.same_site, c.partitioned, c.domain.clone()),
+                (
+                    p.cookie().secure,
+                    p.cookie().same_site,
+                    p.cookie().partitioned,
+                    p.cookie().domain.clone()
+                )
+            );
+            assert_eq!(c.path, "/");
+            c
+        };
+        let c = cookie("https://api.acme.com", &[], None, None);
+        assert_eq!(c.name, "__Host-vestibule_session");
+        assert!(c.secure);
+        let c = cookie("https://api.acme.com", &[], Some("acme.com"), Some("sid"));
+        assert_eq!(c.name, "__Secure-sid");
+        let c = cookie("http://localhost:8000", &[], None, None);
+        assert_eq!(c.name, "vestibule_session");
+        assert!(!c.secure);
+        // Secure without a prefix: SameSite=None on plain-http loopback (rule 6).
+        let c = cookie(
+            "http://localhost:8000",
+            &["http://www.acme.test"],
+            None,
+            None,
+        );
+        assert_eq!(c.name, "vestibule_session");
+        assert!(c.secure && c.partitioned);
     }
 
     #[test]
@@ -758,9 +850,15 @@ mod tests {
         );
         assert!(p.is_allowed_spa(&origin("https://pr-1.preview.acme.com")));
         assert!(!p.is_allowed_spa(&origin("https://admin.acme.com")));
-        assert!(p.is_csrf_trusted(&origin("https://admin.acme.com")));
-        assert!(p.is_csrf_trusted(&origin("https://api.acme.com")));
-        assert!(!p.is_csrf_trusted(&origin("https://evil.test")));
+        assert!(p.is_csrf_trusted(&origin("https://admin.acme.com"), None));
+        assert!(p.is_csrf_trusted(&origin("https://api.acme.com"), None));
+        assert!(!p.is_csrf_trusted(&origin("https://evil.test"), None));
+        // Same origin by Host, with this server's scheme only.
+        let by_host = Some("10.0.0.5:8443");
+        assert!(p.is_csrf_trusted(&origin("https://10.0.0.5:8443"), by_host));
+        assert!(!p.is_csrf_trusted(&origin("http://10.0.0.5:8443"), by_host));
+        assert!(!p.is_csrf_trusted(&origin("https://evil.test"), by_host));
+        assert!(!p.is_csrf_trusted(&origin("https://10.0.0.5:8443"), Some("bad host/")));
     }
 
     #[test]
