@@ -13,10 +13,9 @@ use serde::{Deserialize, Serialize};
 use axum::http::{HeaderName, Method};
 
 use crate::cors::{self, CorsConfig};
-use crate::csrf::CsrfConfig;
 use crate::origin::Origin;
 use crate::origins::{CookieOverrides, OriginPattern, OriginsPolicy};
-use crate::session::{CookieConfig, DEFAULT_COOKIE_NAME, SessionConfig};
+use crate::session::{DEFAULT_COOKIE_NAME, SessionConfig};
 
 /// Bound of one store operation when `session.store_timeout` is not set.
 pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -632,7 +631,7 @@ pub struct Config {
     /// The browser-origins policy everything below is derived from (also the state of the
     /// `/auth/_debug` handler).
     pub origins: Arc<OriginsPolicy>,
-    /// CORS, derived from `spa_origins` and `[cors]`.
+    /// `[cors]`: how CORS answers (which origins may read answers is `origins`).
     pub cors: CorsConfig,
     /// Bearer-token bounds.
     pub tokens: TokenSettings,
@@ -675,8 +674,6 @@ pub struct Config {
     pub hash_memory_budget: u64,
     /// Longest wait for a hashing slot (`auth.hash_queue_timeout`).
     pub hash_queue_timeout: Duration,
-    /// CSRF origins: this server's, `spa_origins` and `csrf.trusted_origins`.
-    pub csrf: CsrfConfig,
     /// Largest request body in bytes.
     pub body_limit: usize,
     /// Proxies whose forwarding header (`limits.client_ip_header`) names the client.
@@ -722,6 +719,7 @@ impl Config {
             public_origin: &self.public_origin,
             session: &self.session,
             cors: &self.cors,
+            origins: &self.origins,
         }
     }
 }
@@ -1074,6 +1072,7 @@ impl RawConfig {
             let overrides = CookieOverrides {
                 domain: self.session.cookie_domain.clone(),
                 same_site,
+                name: Some(self.session.cookie_name.clone()),
             };
             match OriginsPolicy::new_keyed(origin.clone(), spa, extra, overrides) {
                 Ok((policy, mut said)) => {
@@ -1151,33 +1150,13 @@ impl RawConfig {
         if !p.0.is_empty() {
             return Err(ConfigError::Invalid(p.0));
         }
-        let public_url = url::Url::parse(&public_origin.to_string()).map_err(|e| {
-            ConfigError::Invalid(vec![Problem {
-                key: "public_url".into(),
-                message: e.to_string(),
-            }])
-        })?;
-        let derived = policy.cookie().clone();
-        let mut cookie = CookieConfig::for_public_url(
-            &public_url,
-            &self.session.cookie_name,
-            derived.domain.clone(),
-        );
-        cookie.secure = derived.secure;
-        cookie.same_site = derived.same_site;
-        cookie.partitioned = derived.partitioned;
-        let policy = policy.with_cookie_name(cookie.name.clone());
-        let cors = CorsConfig {
-            allowed_origins: policy.cors_allowed_origins(),
-            ..cors_settings
-        };
+        // The policy is the one source of the cookie, the CORS origins and the CSRF trust: the
+        // layers are given the policy itself (`Config.origins`), the session its cookie.
+        let cookie = policy.session_cookie();
+        let cors = cors_settings;
         if let Err(found) = cors.validate() {
             return Err(ConfigError::Invalid(found));
         }
-        let csrf = CsrfConfig {
-            own_origin: public_origin.clone(),
-            trusted_origins: policy.csrf_trusted_origins(),
-        };
         if self.secret_key.is_none() && public_origin.scheme() == "https" {
             // Production without the one key that must survive a restart.
             warnings.push(
@@ -1250,7 +1229,6 @@ impl RawConfig {
             reauth_window,
             hash_memory_budget,
             hash_queue_timeout,
-            csrf,
             cors,
             tokens,
             debug_endpoint: self.debug_endpoint,
@@ -1513,7 +1491,6 @@ impl Problems {
             }
         }
         let config = CorsConfig {
-            allowed_origins: Vec::new(),
             allow_credentials: raw.allow_credentials,
             allow_methods: methods,
             allow_headers,
@@ -1900,9 +1877,14 @@ mod tests {
         assert!(cookie.secure && cookie.domain.is_none());
         assert_eq!(cookie.same_site, cookie::SameSite::Lax);
         assert!(!c.origins.cookie().partitioned);
+        assert_eq!(
+            c.origins.session_cookie().name,
+            cookie.name,
+            "one derivation"
+        );
         let cors: Vec<String> = c
-            .cors
-            .allowed_origins
+            .origins
+            .cors_allowed_origins()
             .iter()
             .map(ToString::to_string)
             .collect();
@@ -1915,8 +1897,8 @@ mod tests {
             ]
         );
         let csrf: Vec<String> = c
-            .csrf
-            .trusted_origins
+            .origins
+            .csrf_trusted_origins()
             .iter()
             .map(ToString::to_string)
             .collect();

@@ -33,7 +33,7 @@ use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 use crate::origin::Origin;
-use crate::origins::OriginPattern;
+use crate::origins::OriginsPolicy;
 use crate::problem::{ConfigError, Problem};
 
 /// `Access-Control-Request-Private-Network` (Private Network Access preflights).
@@ -46,12 +46,11 @@ pub const ALLOW_PRIVATE_NETWORK: HeaderName =
 const PREFLIGHT_VARY: &str =
     "Origin, Access-Control-Request-Method, Access-Control-Request-Headers";
 
-/// What CORS allows. Built from the origins policy by the configuration; validated by
-/// [`CorsConfig::validate`] before any layer uses it.
+/// How CORS answers (`[cors]`), validated by [`CorsConfig::validate`] before any layer uses it.
+/// Which origins may read answers is not here: the layer asks the origins policy
+/// ([`OriginsPolicy::is_cors_allowed`]), the one list CSRF and the debug endpoint also use.
 #[derive(Debug, Clone)]
 pub struct CorsConfig {
-    /// Origins whose pages may read answers (exact or `https://*.acme.com`).
-    pub allowed_origins: Vec<OriginPattern>,
     /// `Access-Control-Allow-Credentials: true`: needed for the session cookie. Default true.
     pub allow_credentials: bool,
     /// Methods a preflight may ask for. Default GET, HEAD, POST, PUT, PATCH, DELETE.
@@ -89,7 +88,6 @@ pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(600);
 impl Default for CorsConfig {
     fn default() -> Self {
         Self {
-            allowed_origins: Vec::new(),
             allow_credentials: true,
             allow_methods: DEFAULT_METHODS
                 .iter()
@@ -167,12 +165,11 @@ impl CorsConfig {
     }
 }
 
-/// The layer's compiled, immutable view of a valid [`CorsConfig`].
+/// The layer's compiled, immutable view of a valid [`CorsConfig`], and the policy it asks.
 #[derive(Debug)]
 struct Compiled {
-    origins: Vec<OriginPattern>,
-    /// The allowed exact origins as browsers write them, for a match without parsing.
-    exact: Vec<String>,
+    /// Who may read answers; `None` (a configuration that failed validation): nobody.
+    policy: Option<Arc<OriginsPolicy>>,
     credentials: bool,
     methods: Vec<Method>,
     any_method: bool,
@@ -185,7 +182,7 @@ struct Compiled {
 }
 
 impl Compiled {
-    fn new(config: CorsConfig) -> Self {
+    fn new(config: CorsConfig, policy: Option<Arc<OriginsPolicy>>) -> Self {
         let expose = (!config.expose_headers.is_empty())
             .then(|| {
                 let joined: Vec<&str> = config
@@ -197,12 +194,7 @@ impl Compiled {
             })
             .flatten();
         Self {
-            exact: config
-                .allowed_origins
-                .iter()
-                .filter_map(|p| p.as_origin().map(ToString::to_string))
-                .collect(),
-            origins: config.allowed_origins,
+            policy,
             credentials: config.allow_credentials,
             any_method: config.allow_methods.iter().any(|m| m.as_str() == "*"),
             methods: config.allow_methods,
@@ -231,11 +223,17 @@ impl Compiled {
         if text == "null" {
             return OriginVerdict::Null;
         }
-        if self.exact.iter().any(|e| e == text) {
+        let Some(policy) = &self.policy else {
+            return match Origin::parse(text) {
+                Ok(_) => OriginVerdict::NotListed,
+                Err(_) => OriginVerdict::Malformed,
+            };
+        };
+        if policy.is_cors_allowed_exactly(text) {
             return OriginVerdict::Allowed;
         }
         match Origin::parse(text) {
-            Ok(o) if self.origins.iter().any(|p| p.matches(&o)) => OriginVerdict::Allowed,
+            Ok(o) if policy.is_cors_allowed(&o) => OriginVerdict::Allowed,
             Ok(_) => OriginVerdict::NotListed,
             Err(_) => OriginVerdict::Malformed,
         }
@@ -397,14 +395,15 @@ pub struct CorsLayer {
 }
 
 impl CorsLayer {
-    /// A layer for `config`, validated first.
+    /// A layer answering as `config` says for the origins `policy` allows (the server's shared
+    /// origins policy), `config` validated first.
     ///
     /// # Errors
     /// [`ConfigError::Invalid`] with every problem of [`CorsConfig::validate`].
-    pub fn new(config: CorsConfig) -> Result<Self, ConfigError> {
+    pub fn new(config: CorsConfig, policy: Arc<OriginsPolicy>) -> Result<Self, ConfigError> {
         config.validate().map_err(ConfigError::Invalid)?;
         Ok(Self {
-            state: Arc::new(Compiled::new(config)),
+            state: Arc::new(Compiled::new(config, Some(policy))),
         })
     }
 }
@@ -414,16 +413,15 @@ impl CorsLayer {
 /// `RawConfig::validate` already checked `config.cors`; should the public field have been
 /// changed into something invalid since, the layer fails closed (logged at error level): it
 /// allows no cross-origin reader and no `*`, but still sends `Vary` and never panics.
-pub fn cors_layer(cors: &CorsConfig) -> CorsLayer {
-    CorsLayer::new(cors.clone()).unwrap_or_else(|e| {
+pub fn cors_layer(cors: &CorsConfig, policy: &Arc<OriginsPolicy>) -> CorsLayer {
+    CorsLayer::new(cors.clone(), policy.clone()).unwrap_or_else(|e| {
         tracing::error!(error = %e, "invalid CORS configuration: no cross-origin page may read answers");
         let mut safe = cors.clone();
-        safe.allowed_origins.clear();
         safe.allow_methods.retain(|m| m.as_str() != "*");
         safe.allow_headers.retain(|h| h.as_str() != "*");
         safe.expose_headers.retain(|h| h.as_str() != "*");
         CorsLayer {
-            state: Arc::new(Compiled::new(safe)),
+            state: Arc::new(Compiled::new(safe, None)),
         }
     })
 }
@@ -591,19 +589,29 @@ mod tests {
     use super::*;
 
     fn config() -> CorsConfig {
-        CorsConfig {
-            allowed_origins: vec![
+        CorsConfig::default()
+    }
+
+    /// `https://api.acme.com` called by `http://localhost:3000` and `https://*.acme.com`.
+    fn policy() -> Arc<OriginsPolicy> {
+        use crate::origins::{CookieOverrides, OriginPattern};
+        let (p, _) = OriginsPolicy::new(
+            Origin::parse("https://api.acme.com").expect("origin"),
+            vec![
                 OriginPattern::parse("http://localhost:3000").expect("pattern"),
                 OriginPattern::parse("https://*.acme.com").expect("pattern"),
             ],
-            ..CorsConfig::default()
-        }
+            vec![],
+            CookieOverrides::default(),
+        )
+        .expect("valid policy");
+        Arc::new(p)
     }
 
     #[test]
     fn defaults_are_valid() {
         assert!(CorsConfig::default().validate().is_ok());
-        assert!(CorsLayer::new(config()).is_ok());
+        assert!(CorsLayer::new(config(), policy()).is_ok());
     }
 
     #[test]
@@ -648,7 +656,7 @@ mod tests {
     fn paths_are_prefixes_on_segment_boundaries() {
         let mut c = config();
         c.paths = vec!["/auth".into(), "/api/".into()];
-        let compiled = Compiled::new(c);
+        let compiled = Compiled::new(c, Some(policy()));
         for (path, expected) in [
             ("/auth", true),
             ("/auth/me", true),
@@ -661,13 +669,14 @@ mod tests {
         ] {
             assert_eq!(compiled.applies_to(path), expected, "{path}");
         }
-        assert!(Compiled::new(config()).applies_to("/anything"));
+        assert!(Compiled::new(config(), Some(policy())).applies_to("/anything"));
     }
 
     #[test]
     fn origins_are_checked_exactly() {
-        let compiled = Compiled::new(config());
+        let compiled = Compiled::new(config(), Some(policy()));
         for (o, expected) in [
+            ("https://api.acme.com", OriginVerdict::Allowed),
             ("http://localhost:3000", OriginVerdict::Allowed),
             ("https://www.acme.com", OriginVerdict::Allowed),
             ("https://a.b.acme.com", OriginVerdict::Allowed),
@@ -680,6 +689,10 @@ mod tests {
             let v = HeaderValue::from_str(o).expect("header");
             assert_eq!(compiled.check_origin(&v), expected, "{o}");
         }
+        // A configuration that failed validation allows nobody.
+        let closed = Compiled::new(config(), None);
+        let v = HeaderValue::from_static("http://localhost:3000");
+        assert_eq!(closed.check_origin(&v), OriginVerdict::NotListed);
     }
 
     #[test]

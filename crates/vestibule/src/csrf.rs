@@ -30,7 +30,7 @@ use tower::{Layer, Service};
 
 use crate::error::{Error, ErrorCode};
 use crate::origin::Origin;
-use crate::origins::OriginPattern;
+use crate::origins::OriginsPolicy;
 use crate::session::{Session, Transport};
 use crate::token::fill_fast_random;
 
@@ -79,58 +79,37 @@ fn verify(masked: &str, secret: &[u8; 32]) -> bool {
     bool::from(unmasked.ct_eq(secret))
 }
 
-/// Which origins may make cookie-authenticated writes.
-#[derive(Debug, Clone)]
-pub struct CsrfConfig {
-    /// This server's public origin.
-    pub own_origin: Origin,
-    /// Other origins allowed to write with the cookie (the SPA origins when they are
-    /// cross-origin): exact, or anchored patterns like `https://*.preview.acme.com`.
-    pub trusted_origins: Vec<OriginPattern>,
-}
-
-impl CsrfConfig {
-    fn is_trusted(&self, origin: &Origin, headers: &HeaderMap) -> bool {
-        if *origin == self.own_origin || self.trusted_origins.iter().any(|p| p.matches(origin)) {
-            return true;
-        }
-        // Same origin by Host: a browser cannot forge Host cross-origin, and the scheme is ours.
-        headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .and_then(|host| Origin::parse(&format!("{}://{host}", self.own_origin.scheme())).ok())
-            .is_some_and(|by_host| by_host == *origin)
+/// The origin check alone: `Sec-Fetch-Site: same-origin` passes; else the `Origin` (or, without
+/// it, the `Referer`) must be one the policy trusts ([`OriginsPolicy::is_csrf_trusted`], with the
+/// request's `Host`); a request with none of the three headers is not from a browser and passes.
+///
+/// # Errors
+/// 403 `csrf_origin_untrusted`, with the origin seen and the config key that would allow it.
+pub fn check_origin(policy: &OriginsPolicy, headers: &HeaderMap) -> Result<(), Error> {
+    const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
+    let site = headers.get(SEC_FETCH_SITE).and_then(|v| v.to_str().ok());
+    if site == Some("same-origin") {
+        return Ok(());
     }
-
-    /// The origin check alone.
-    ///
-    /// # Errors
-    /// 403 `csrf_origin_untrusted`, with the origin seen and the config key that would allow it.
-    pub fn check_origin(&self, headers: &HeaderMap) -> Result<(), Error> {
-        const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
-        let site = headers.get(SEC_FETCH_SITE).and_then(|v| v.to_str().ok());
-        if site == Some("same-origin") {
-            return Ok(());
+    let claimed = headers
+        .get(header::ORIGIN)
+        .map(|v| (v, "Origin"))
+        .or_else(|| headers.get(header::REFERER).map(|v| (v, "Referer")));
+    let Some((value, which)) = claimed else {
+        if site.is_some() {
+            return Err(untrusted(
+                "a browser request (Sec-Fetch-Site) without Origin or Referer",
+            ));
         }
-        let claimed = headers
-            .get(header::ORIGIN)
-            .map(|v| (v, "Origin"))
-            .or_else(|| headers.get(header::REFERER).map(|v| (v, "Referer")));
-        let Some((value, which)) = claimed else {
-            if site.is_some() {
-                return Err(untrusted(
-                    "a browser request (Sec-Fetch-Site) without Origin or Referer",
-                ));
-            }
-            // No Origin, Referer or Sec-Fetch-Site: not a browser, so not a CSRF vector.
-            return Ok(());
-        };
-        let text = value.to_str().unwrap_or("");
-        match Origin::parse_prefix(text) {
-            Ok(origin) if self.is_trusted(&origin, headers) => Ok(()),
-            Ok(origin) => Err(untrusted(&format!("{which} {origin}"))),
-            Err(_) => Err(untrusted(&format!("{which} {text:?}"))),
-        }
+        // No Origin, Referer or Sec-Fetch-Site: not a browser, so not a CSRF vector.
+        return Ok(());
+    };
+    let text = value.to_str().unwrap_or("");
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    match Origin::parse_prefix(text) {
+        Ok(origin) if policy.is_csrf_trusted(&origin, host) => Ok(()),
+        Ok(origin) => Err(untrusted(&format!("{which} {origin}"))),
+        Err(_) => Err(untrusted(&format!("{which} {text:?}"))),
     }
 }
 
@@ -145,7 +124,7 @@ fn untrusted(what: &str) -> Error {
 /// 403 `csrf_origin_untrusted`, `csrf_token_missing` or `csrf_token_mismatch`; 503 when the
 /// session store is down.
 pub async fn check(
-    config: &CsrfConfig,
+    policy: &OriginsPolicy,
     method: &Method,
     headers: &HeaderMap,
     session: &Session,
@@ -154,7 +133,7 @@ pub async fn check(
     if is_safe(method) || session.transport() != Transport::Cookie {
         return Ok(());
     }
-    config.check_origin(headers)?;
+    check_origin(policy, headers)?;
     let Some(secret) = session_secret(session).await? else {
         return Ok(());
     };
@@ -177,15 +156,13 @@ pub async fn check(
 /// [`SessionLayer`](crate::session::SessionLayer).
 #[derive(Debug, Clone)]
 pub struct CsrfLayer {
-    config: Arc<CsrfConfig>,
+    policy: Arc<OriginsPolicy>,
 }
 
 impl CsrfLayer {
-    /// A layer with the given origin policy.
-    pub fn new(config: CsrfConfig) -> Self {
-        Self {
-            config: Arc::new(config),
-        }
+    /// A layer trusting what `policy` trusts (the server's shared origins policy).
+    pub fn new(policy: Arc<OriginsPolicy>) -> Self {
+        Self { policy }
     }
 }
 
@@ -195,7 +172,7 @@ impl<S> Layer<S> for CsrfLayer {
     fn layer(&self, inner: S) -> Self::Service {
         CsrfService {
             inner,
-            config: self.config.clone(),
+            policy: self.policy.clone(),
         }
     }
 }
@@ -204,7 +181,7 @@ impl<S> Layer<S> for CsrfLayer {
 #[derive(Debug, Clone)]
 pub struct CsrfService<S> {
     inner: S,
-    config: Arc<CsrfConfig>,
+    policy: Arc<OriginsPolicy>,
 }
 
 impl<S, B> Service<Request<B>> for CsrfService<S>
@@ -229,7 +206,7 @@ where
         }
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let config = self.config.clone();
+        let policy = self.policy.clone();
         Either::Right(Box::pin(async move {
             let Some(session) = req.extensions().get::<Session>().cloned() else {
                 return Ok(
@@ -238,7 +215,7 @@ where
                         .into_response(),
                 );
             };
-            match check(&config, req.method(), req.headers(), &session).await {
+            match check(&policy, req.method(), req.headers(), &session).await {
                 Ok(()) => inner.call(req).await,
                 Err(e) => {
                     audit!("csrf.refused", code = ?e.code(), method = %req.method(), path = %req.uri().path());
@@ -295,14 +272,19 @@ mod tests {
         assert!(!verify(&a[..40], &s));
     }
 
-    fn cfg() -> CsrfConfig {
-        CsrfConfig {
-            own_origin: Origin::parse("http://localhost:8000").expect("origin"),
-            trusted_origins: vec![
+    fn cfg() -> OriginsPolicy {
+        use crate::origins::{CookieOverrides, OriginPattern};
+        let (policy, _) = OriginsPolicy::new(
+            Origin::parse("https://api.acme.com").expect("origin"),
+            vec![],
+            vec![
                 OriginPattern::parse("http://localhost:3000").expect("pattern"),
                 OriginPattern::parse("https://*.preview.acme.com").expect("pattern"),
             ],
-        }
+            CookieOverrides::default(),
+        )
+        .expect("valid policy");
+        policy
     }
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
@@ -315,34 +297,25 @@ mod tests {
 
     #[test]
     fn origin_check_cases() {
-        let c = cfg();
-        assert!(c.check_origin(&headers(&[])).is_ok(), "non-browser client");
+        let p = cfg();
+        let ok = |h: HeaderMap| check_origin(&p, &h).is_ok();
+        assert!(ok(headers(&[])), "non-browser client");
+        assert!(ok(headers(&[("sec-fetch-site", "same-origin")])));
+        assert!(ok(headers(&[("origin", "http://localhost:3000")])));
+        assert!(ok(headers(&[("origin", "https://api.acme.com")])));
         assert!(
-            c.check_origin(&headers(&[("sec-fetch-site", "same-origin")]))
-                .is_ok()
-        );
-        assert!(
-            c.check_origin(&headers(&[("origin", "http://localhost:3000")]))
-                .is_ok()
-        );
-        assert!(
-            c.check_origin(&headers(&[("origin", "http://localhost:8000")]))
-                .is_ok()
-        );
-        assert!(
-            c.check_origin(&headers(&[
-                ("origin", "http://127.0.0.1:9000"),
+            ok(headers(&[
+                ("origin", "https://127.0.0.1:9000"),
                 ("host", "127.0.0.1:9000")
-            ]))
-            .is_ok()
+            ])),
+            "same origin by Host"
         );
+        assert!(ok(headers(&[(
+            "referer",
+            "http://localhost:3000/page?x=1"
+        )])));
         assert!(
-            c.check_origin(&headers(&[("referer", "http://localhost:3000/page?x=1")]))
-                .is_ok()
-        );
-        assert!(
-            c.check_origin(&headers(&[("origin", "https://pr-7.preview.acme.com")]))
-                .is_ok(),
+            ok(headers(&[("origin", "https://pr-7.preview.acme.com")])),
             "patterns are trusted"
         );
         for bad in [
@@ -359,8 +332,15 @@ mod tests {
             ]),
             headers(&[("referer", "http://evil.test/x")]),
             headers(&[("origin", "https://localhost:3000")]),
+            // Same host, another scheme than the server's: not same origin.
+            headers(&[
+                ("origin", "http://127.0.0.1:9000"),
+                ("host", "127.0.0.1:9000"),
+            ]),
+            // A Host naming another origin than the page's.
+            headers(&[("origin", "https://evil.test"), ("host", "api.acme.com")]),
         ] {
-            let err = c.check_origin(&bad).expect_err("must be refused");
+            let err = check_origin(&p, &bad).expect_err("must be refused");
             assert_eq!(err.code(), ErrorCode::CsrfOriginUntrusted, "{bad:?}");
         }
     }

@@ -9,8 +9,10 @@
 //! use std::sync::Arc;
 //! use axum::{Router, routing::{get, post}};
 //! use vestibule::auth::AuthUser;
-//! use vestibule::csrf::{CsrfConfig, CsrfLayer};
+//! use vestibule::csrf::CsrfLayer;
 //! use vestibule::origin::Origin;
+//! use vestibule::origins::{CookieOverrides, OriginsPolicy};
+//! use vestibule::problem::ConfigError;
 //! use vestibule::session::{Session, SessionConfig, SessionLayer, SessionManager, stores::MemoryStore};
 //!
 //! async fn hello(user: AuthUser) -> String {
@@ -24,12 +26,16 @@
 //! }
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let sessions = SessionManager::new(Arc::new(MemoryStore::default()), SessionConfig::default());
-//! let csrf = CsrfConfig { own_origin: Origin::parse("http://localhost:8000")?, trusted_origins: vec![] };
+//! // One policy for the origins: who may write with the cookie, and how the cookie looks.
+//! let public = Origin::parse("http://localhost:8000")?;
+//! let (policy, _warnings) = OriginsPolicy::new(public, vec![], vec![], CookieOverrides::default())
+//!     .map_err(ConfigError::Invalid)?;
+//! let config = SessionConfig { cookie: policy.session_cookie(), ..SessionConfig::default() };
+//! let sessions = SessionManager::new(Arc::new(MemoryStore::default()), config);
 //! let app = Router::new()
 //!     .route("/hello", get(hello))
 //!     .route("/visit", post(visit))
-//!     .layer(CsrfLayer::new(csrf))      // inner: needs the session
+//!     .layer(CsrfLayer::new(Arc::new(policy))) // inner: needs the session
 //!     .layer(SessionLayer::new(sessions)); // outer
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
 //! axum::serve(listener, app).await?;

@@ -152,10 +152,18 @@ impl Origin {
 
     /// Whether the host is a loopback name or address, which browsers treat as a secure context.
     pub fn is_loopback(&self) -> bool {
-        self.host == "localhost"
-            || self.host.ends_with(".localhost")
-            || self.host.starts_with("127.")
-            || self.host == "[::1]"
+        self.is_localhost_name() || self.host.starts_with("127.") || self.host == "[::1]"
+    }
+
+    /// Whether the host is a loopback *name* (`localhost`, `*.localhost`): a different site
+    /// from the loopback addresses to a browser (rule 4), though both are loopback.
+    pub fn is_localhost_name(&self) -> bool {
+        self.host == "localhost" || self.host.ends_with(".localhost")
+    }
+
+    /// Whether the host is a loopback IP address (`127.0.0.1`, `[::1]`).
+    pub fn is_loopback_ip(&self) -> bool {
+        self.is_ip() && self.is_loopback()
     }
 }
 
@@ -242,6 +250,26 @@ mod tests {
         assert!(Origin::parse("http://127.0.0.1:3000").expect("o").is_ip());
         assert!(Origin::parse("http://[::1]:3000").expect("o").is_ip());
         assert!(!Origin::parse("http://localhost:3000").expect("o").is_ip());
+    }
+
+    #[test]
+    fn tells_loopback_names_from_loopback_addresses() {
+        let o = |s| Origin::parse(s).expect("o");
+        for name in ["http://localhost:3000", "http://app.localhost"] {
+            assert!(
+                o(name).is_localhost_name() && !o(name).is_loopback_ip(),
+                "{name}"
+            );
+        }
+        for ip in ["http://127.0.0.1:3000", "http://[::1]:3000"] {
+            assert!(o(ip).is_loopback_ip() && !o(ip).is_localhost_name(), "{ip}");
+        }
+        for other in ["http://localhost.acme.test", "http://10.0.0.1"] {
+            assert!(
+                !o(other).is_localhost_name() && !o(other).is_loopback_ip(),
+                "{other}"
+            );
+        }
     }
 
     #[test]

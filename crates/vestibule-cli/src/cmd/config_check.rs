@@ -57,8 +57,8 @@ pub(crate) fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
                     .unwrap_or_default()
             );
             let trusted: Vec<String> = config
-                .csrf
-                .trusted_origins
+                .origins
+                .csrf_trusted_origins()
                 .iter()
                 .map(ToString::to_string)
                 .collect();
@@ -71,8 +71,8 @@ pub(crate) fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
                 }
             );
             let cors: Vec<String> = config
-                .cors
-                .allowed_origins
+                .origins
+                .cors_allowed_origins()
                 .iter()
                 .map(ToString::to_string)
                 .collect();

@@ -33,16 +33,13 @@ impl Scope {
     }
 
     /// Whether a token holding only this scope may send `method`: `read` means GET, HEAD and
-    /// OPTIONS, nothing else. Not `Method::is_safe`, which also counts TRACE (a method that
-    /// echoes the request back, and that some backends route like any other); `write` may send
-    /// anything. The one rule for every place a token's scope is checked.
+    /// OPTIONS, nothing else ([`crate::session::is_read_method`], which the session layer also
+    /// uses, so the two cannot disagree); `write` may send anything. The one rule for every
+    /// place a token's scope is checked.
     pub fn allows(self, method: &axum::http::Method) -> bool {
-        use axum::http::Method;
         match self {
             Scope::Write => true,
-            Scope::Read => {
-                *method == Method::GET || *method == Method::HEAD || *method == Method::OPTIONS
-            }
+            Scope::Read => crate::session::is_read_method(method),
         }
     }
 }
@@ -360,6 +357,26 @@ impl AccessTokens {
             });
         }
         Ok(Some((token, owner)))
+    }
+}
+
+/// The session layer resolves `Authorization: Bearer vpat_…` through this (sessions sit below
+/// `auth`, so they name the lookup, not this store).
+#[async_trait::async_trait]
+impl crate::session::AccessTokenLookup for AccessTokens {
+    async fn grant(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<Option<crate::session::AccessGrant>, crate::Error> {
+        Ok(self
+            .resolve(hash)
+            .await?
+            .map(|(token, owner)| crate::session::AccessGrant {
+                user_id: owner.id,
+                username: owner.username,
+                created_at: token.created_at,
+                can_write: token.can_write(),
+            }))
     }
 }
 

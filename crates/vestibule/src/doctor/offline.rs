@@ -39,7 +39,7 @@ fn observe(res: &Response) -> Observed {
     }
 }
 
-/// What the offline check needs of a validated configuration (`Config` has all three): the
+/// What the offline check needs of a validated configuration (`Config` has all four): the
 /// parts a login answer is made of, not the whole configuration.
 #[derive(Debug, Clone, Copy)]
 pub struct Server<'a> {
@@ -49,6 +49,8 @@ pub struct Server<'a> {
     pub session: &'a crate::session::SessionConfig,
     /// The CORS section, run through the real layer.
     pub cors: &'a crate::cors::CorsConfig,
+    /// The origins policy the CORS layer asks.
+    pub origins: &'a std::sync::Arc<crate::origins::OriginsPolicy>,
 }
 
 /// The exchange between `page` and a server configured as `server`, with the SPA's
@@ -81,7 +83,7 @@ pub async fn exchange(
             Ok::<_, Infallible>(res)
         }
     });
-    let svc = crate::cors::cors_layer(config.cors).layer(inner);
+    let svc = crate::cors::cors_layer(config.cors, config.origins).layer(inner);
     let page_text = page.to_string();
     let call = |method: Method, path: &str, extra: &[(&str, &str)]| {
         let mut b = Request::builder()

@@ -179,7 +179,9 @@ mod tests {
             include_str!("rules.rs"),
             include_str!("live.rs"),
             include_str!("scan.rs"),
-            include_str!("../origins.rs"),
+            include_str!("../origins/pattern.rs"),
+            include_str!("../origins/site.rs"),
+            include_str!("../origins/policy.rs"),
             include_str!("../config.rs"),
         ]
         .concat();

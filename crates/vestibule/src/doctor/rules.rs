@@ -12,7 +12,10 @@ use serde::Serialize;
 use url::Url;
 
 use crate::origin::Origin;
-use crate::origins::{Relation, is_public_suffix, site_of};
+/// How `page` relates to `api`: the origins policy's definition (schemeful same-site by the
+/// Public Suffix List; ports ignored).
+pub use crate::origins::relation;
+use crate::origins::{Relation, is_loopback_mix, is_public_suffix, site_of};
 
 /// A browser family whose cookie rules differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -267,17 +270,6 @@ impl Diagnosis {
     }
 }
 
-/// How `page` relates to `api` (schemeful same-site by the Public Suffix List; ports ignored).
-pub fn relation(page: &Origin, api: &Origin) -> Relation {
-    if page == api {
-        Relation::SameOrigin
-    } else if site_of(page) == site_of(api) {
-        Relation::SameSite
-    } else {
-        Relation::CrossSite
-    }
-}
-
 /// The `Sec-Fetch-Site` value Chromium sends, and whether it sends it at all (only to
 /// potentially trustworthy origins: https, localhost, 127.0.0.1).
 pub fn sec_fetch_site(page: &Origin, api: &Origin) -> Option<&'static str> {
@@ -294,10 +286,6 @@ pub fn sec_fetch_site(page: &Origin, api: &Origin) -> Option<&'static str> {
 /// https, or a loopback host: a secure context that accepts `Secure` cookies (rule 6).
 pub fn is_trustworthy(o: &Origin) -> bool {
     o.is_secure_context()
-}
-
-fn is_localhost_name(o: &Origin) -> bool {
-    o.host() == "localhost" || o.host().ends_with(".localhost")
 }
 
 /// Why the request needs a CORS preflight (`None`: a simple request). Applies to cross-origin
@@ -382,8 +370,7 @@ pub fn site_relation(page: &Origin, api: &Origin) -> Finding {
             ),
         ),
         Relation::CrossSite => {
-            let mix = (is_localhost_name(page) && api.is_ip() && api.is_loopback())
-                || (is_localhost_name(api) && page.is_ip() && page.is_loopback());
+            let mix = is_loopback_mix(page, api);
             let why = if mix {
                 "localhost and 127.0.0.1 are different sites (rule 4)".to_owned()
             } else if site_of(page).domain() == site_of(api).domain() {
@@ -734,7 +721,7 @@ pub fn default_path(path: &str) -> String {
 /// cookie that opens a live session and refuses two accounts at once, but a planted cookie can
 /// still log the user out or, on an anonymous visit, log them in as someone else.
 pub fn cookie_tossing(name: &str, api: &Origin) -> Option<Finding> {
-    if name.starts_with("__Host-") || api.is_loopback() || is_localhost_name(api) {
+    if name.starts_with("__Host-") || api.is_loopback() || api.is_localhost_name() {
         return None;
     }
     Some(

@@ -25,7 +25,6 @@ use axum::response::{IntoResponse, Response};
 
 pub use self::config::{ProxyConfig, RawDev, RawUpstream, Upstream, UpstreamPolicy};
 use self::forward::{ClientSide, UpstreamProxy};
-use crate::csrf::CsrfConfig;
 use crate::error::{Error, ErrorCode};
 use crate::session::Session;
 
@@ -54,8 +53,8 @@ pub struct GatewaySettings<'a> {
     pub proxy: &'a ProxyConfig,
     /// The origin browsers use (`public_url`).
     pub public_origin: &'a crate::origin::Origin,
-    /// The CSRF policy (also the WebSocket origin check).
-    pub csrf: &'a CsrfConfig,
+    /// The origins policy: the WebSocket origin check is the CSRF layer's.
+    pub origins: &'a Arc<crate::origins::OriginsPolicy>,
     /// The session cookie (its name, and the device cookie's derived from it).
     pub cookie: &'a crate::session::CookieConfig,
     /// Who may name the client's address.
@@ -72,7 +71,7 @@ pub struct Gateway {
     static_site: Option<static_site::StaticSite>,
     assertion: Option<Arc<assertion::IdentityKey>>,
     issuer: String,
-    csrf: CsrfConfig,
+    origins: Arc<crate::origins::OriginsPolicy>,
     side: ClientSide,
     /// Who may tell the client's address (`limits.trusted_proxies`): upstreams get the
     /// resolved client in `X-Forwarded-For`/`Forwarded`, never the front proxy's address.
@@ -86,7 +85,7 @@ impl Gateway {
         let GatewaySettings {
             proxy,
             public_origin: origin,
-            csrf,
+            origins,
             cookie,
             trusted_proxies,
             metrics,
@@ -112,7 +111,7 @@ impl Gateway {
                     .unwrap_or_else(|| Arc::new(assertion::IdentityKey::generate()))
             }),
             issuer: origin.to_string(),
-            csrf: csrf.clone(),
+            origins: origins.clone(),
             side: ClientSide {
                 ip: None,
                 proto: if origin.scheme() == "https" {
@@ -229,7 +228,7 @@ impl Gateway {
         // A WebSocket handshake is a GET, so CSRF does not see it; a page on another site could
         // open one with the victim's cookie (cross-site WebSocket hijacking).
         if upgrade.is_some() {
-            self.csrf.check_origin(req.headers()).map_err(|_| {
+            crate::csrf::check_origin(&self.origins, req.headers()).map_err(|_| {
                 let seen = req
                     .headers()
                     .get(header::ORIGIN)

@@ -133,7 +133,8 @@ pub async fn debug_echo(
         "verdict": {
             "origin": origin.as_ref().map(ToString::to_string),
             "cors_allowed": origin.as_ref().is_some_and(|o| policy.is_cors_allowed(o)),
-            "csrf_trusted": origin.as_ref().is_some_and(|o| policy.is_csrf_trusted(o)),
+            // The CSRF layer's own rule, with this request's Host (same origin by Host).
+            "csrf_trusted": origin.as_ref().is_some_and(|o| policy.is_csrf_trusted(o, host.as_deref())),
             "relation": origin.as_ref().map(|o| policy.relation(o)),
             "site": origin.as_ref().map(|o| crate::origins::site_of(o).to_string()),
             "cookie": policy.cookie_verdict(origin.as_ref()),

@@ -284,7 +284,7 @@ pub fn router_with(state: AppState, config: &Config, extra: Router) -> Router {
     let gateway = crate::proxy::Gateway::new(crate::proxy::GatewaySettings {
         proxy: &config.proxy,
         public_origin: &config.public_origin,
-        csrf: &config.csrf,
+        origins: &config.origins,
         cookie: &config.session.cookie,
         trusted_proxies: &config.trusted_proxies,
         metrics: state.metrics.clone(),
@@ -404,10 +404,10 @@ pub fn router_with(state: AppState, config: &Config, extra: Router) -> Router {
                     min_rate: config.body_min_rate,
                 })
                 // Preflights are answered here: they never reach sessions, CSRF or the store.
-                .layer(crate::cors::cors_layer(&config.cors))
+                .layer(crate::cors::cors_layer(&config.cors, &config.origins))
                 .layer(DefaultBodyLimit::max(config.body_limit))
                 .layer(SessionLayer::new(state.sessions.clone()))
-                .layer(CsrfLayer::new(config.csrf.clone())),
+                .layer(CsrfLayer::new(config.origins.clone())),
         );
     if config.debug_endpoint {
         // Development: notice logins whose session cookie never comes back (doctor/live.rs).
@@ -467,7 +467,7 @@ impl App {
             None => store,
         };
         let mfa = {
-            let mut webauthn = crate::auth::mfa::webauthn_for(&config.csrf);
+            let mut webauthn = crate::auth::mfa::webauthn_for(&config.origins);
             if config.store == StoreKind::Cookie {
                 webauthn.webauthn = Err(crate::auth::mfa::PASSKEYS_NEED_A_SERVER_SIDE_STORE.into());
             }

@@ -47,7 +47,9 @@ impl Default for SessionConfig {
 }
 
 /// Attributes of the session cookie. Defaults are the safe ones: `HttpOnly`, `SameSite=Lax`,
-/// `Path=/`, no `Domain`; `Secure` (and the `__Host-` prefix) come from [`CookieConfig::for_public_url`].
+/// `Path=/`, no `Domain`. A configured server takes the whole cookie from its origins policy
+/// (`origins::OriginsPolicy::session_cookie`: `Secure`, `SameSite`, `Partitioned`, `Domain` and the
+/// `__Host-`/`__Secure-` prefix decided in one place); sessions only apply what they are given.
 #[derive(Debug, Clone)]
 pub struct CookieConfig {
     /// Cookie name (including any `__Host-`/`__Secure-` prefix).
@@ -83,23 +85,6 @@ impl Default for CookieConfig {
 }
 
 impl CookieConfig {
-    /// The defaults for a server reached at `public_url`: `Secure` over https, and then the
-    /// `__Host-` prefix (which browsers only accept with `Secure`, `Path=/` and no `Domain`).
-    pub fn for_public_url(public_url: &url::Url, base_name: &str, domain: Option<String>) -> Self {
-        let secure = public_url.scheme() == "https";
-        let name = match (secure, &domain) {
-            (true, None) => format!("__Host-{base_name}"),
-            (true, Some(_)) => format!("__Secure-{base_name}"),
-            (false, _) => base_name.to_owned(),
-        };
-        Self {
-            name,
-            secure,
-            domain,
-            ..Self::default()
-        }
-    }
-
     /// Builds the `Set-Cookie` for a token that lives `max_age` more seconds.
     pub(crate) fn build(&self, value: String, max_age: i64) -> Cookie<'static> {
         let mut c = Cookie::build((self.name.clone(), value))

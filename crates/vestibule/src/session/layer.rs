@@ -100,8 +100,8 @@ where
             .get(NO_TOUCH_HEADER)
             .is_some_and(|v| v.as_bytes() == b"1");
         // A write, as far as an access token's scope goes: anything but GET, HEAD and OPTIONS
-        // (`Scope::allows`, the one rule; `Method::is_safe` would also let TRACE through).
-        let unsafe_method = !crate::auth::Scope::Read.allows(req.method());
+        // (`is_read_method`, the one rule; `Method::is_safe` would also let TRACE through).
+        let unsafe_method = !super::is_read_method(req.method());
         // Only anonymous requests need the address (for their session-creation limit).
         let client_ip = match (&self.manager.anonymous_limit, &credential) {
             (Some(limit), Credential::None { .. } | Credential::Sealed(_)) => {

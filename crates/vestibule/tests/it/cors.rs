@@ -15,7 +15,8 @@ use reqwest::{Client, Method};
 use serde_json::Value;
 use vestibule::config::RawConfig;
 use vestibule::cors::{CorsConfig, CorsLayer, cors_layer};
-use vestibule::origins::OriginPattern;
+use vestibule::origin::Origin;
+use vestibule::origins::{CookieOverrides, OriginPattern, OriginsPolicy};
 use vestibule::server::debug::debug_echo;
 
 use crate::support::serve_router;
@@ -43,17 +44,23 @@ async fn handler() -> ([(&'static str, &'static str); 2], &'static str) {
 }
 
 fn config() -> CorsConfig {
-    CorsConfig {
-        allowed_origins: [
-            "http://localhost:3000",
-            "https://www.acme.com",
-            "https://*.preview.acme.com",
-        ]
-        .iter()
-        .map(|o| OriginPattern::parse(o).expect("pattern"))
-        .collect(),
-        ..CorsConfig::default()
-    }
+    CorsConfig::default()
+}
+
+/// The origins the layer allows: `https://api.acme.com` (its own) and these SPA origins.
+fn policy() -> Arc<OriginsPolicy> {
+    let spa = [
+        "http://localhost:3000",
+        "https://www.acme.com",
+        "https://*.preview.acme.com",
+    ]
+    .iter()
+    .map(|o| OriginPattern::parse(o).expect("pattern"))
+    .collect();
+    let public = Origin::parse("https://api.acme.com").expect("origin");
+    let (policy, _) =
+        OriginsPolicy::new(public, spa, vec![], CookieOverrides::default()).expect("valid policy");
+    Arc::new(policy)
 }
 
 async fn serve(config: CorsConfig) -> Fixture {
@@ -62,7 +69,7 @@ async fn serve(config: CorsConfig) -> Fixture {
         .route("/api/thing", get(handler).post(handler).delete(handler))
         .route("/public/thing", get(handler))
         .layer(from_fn_with_state(calls.clone(), count))
-        .layer(CorsLayer::new(config).expect("valid CORS config"));
+        .layer(CorsLayer::new(config, policy()).expect("valid CORS config"));
     Fixture {
         base: serve_router(router).await,
         calls,
@@ -476,11 +483,14 @@ async fn invalid_configurations_never_build_a_layer() {
     let mut star = config();
     star.allow_headers
         .push(axum::http::HeaderName::from_static("*"));
-    assert!(CorsLayer::new(star).is_err(), "credentials with a * header");
+    assert!(
+        CorsLayer::new(star, policy()).is_err(),
+        "credentials with a * header"
+    );
     let mut no_methods = config();
     no_methods.allow_methods.clear();
-    assert!(CorsLayer::new(no_methods).is_err());
-    assert!(CorsLayer::new(config()).is_ok());
+    assert!(CorsLayer::new(no_methods, policy()).is_err());
+    assert!(CorsLayer::new(config(), policy()).is_ok());
 }
 
 /// The whole chain from the configuration: `spa_origins` → `Config.cors` → `cors_layer`, and the
@@ -503,7 +513,7 @@ async fn the_configured_layer_and_the_debug_endpoint() {
             "/auth/_debug",
             get(debug_echo).with_state(config.origins.clone()),
         )
-        .layer(cors_layer(&config.cors));
+        .layer(cors_layer(&config.cors, &config.origins));
     let base = serve_router(router).await;
     let http = Client::new();
     let get_debug = |headers: Vec<(&'static str, &'static str)>| {

@@ -169,3 +169,68 @@ async fn masked_tokens_change_per_response_and_all_verify() {
     c.csrf = a;
     assert_eq!(c.post("/demo/counter").await.status(), 200);
 }
+
+/// `/auth/_debug`'s `csrf_trusted` is the CSRF layer's own rule: on the same requests (the same
+/// `Origin` and `Host`), the debug endpoint says "trusted" exactly when the layer lets a cookie
+/// write through — the same-Host rule included, which the debug endpoint once lacked.
+#[tokio::test]
+async fn the_debug_endpoint_and_the_csrf_layer_agree() {
+    let app = TestApp::spawn_with(|raw| raw.debug_endpoint = true).await;
+    let http = app.raw_client();
+    let own_host = app.base.trim_start_matches("http://").to_owned();
+    let first: Value = http
+        .get(app.url("/auth/_debug"))
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
+    let public = first["policy"]["public_origin"]
+        .as_str()
+        .expect("public origin")
+        .to_owned();
+    let by_host = format!("http://{own_host}");
+    let cases: Vec<(String, Option<&str>, bool)> = vec![
+        // Same origin by Host: the server reached under another name than public_url.
+        (by_host.clone(), None, true),
+        (public.clone(), None, true),
+        ("http://localhost:3000".into(), None, true),
+        ("http://evil.test".into(), None, false),
+        // The Host's origin, but another scheme than the server's.
+        (format!("https://{own_host}"), None, false),
+        // A Host that names another origin than the page's.
+        (by_host.clone(), Some("evil.test"), false),
+    ];
+    for (origin, host, trusted) in cases {
+        let with_headers = |req: reqwest::RequestBuilder| {
+            let req = req.header("origin", &origin);
+            match host {
+                Some(h) => req.header("host", h),
+                None => req,
+            }
+        };
+        let debug: Value = with_headers(http.get(app.url("/auth/_debug")))
+            .send()
+            .await
+            .expect("request")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(
+            debug["verdict"]["csrf_trusted"], trusted,
+            "debug: {origin} with Host {host:?}: {debug}"
+        );
+        let res = with_headers(http.post(app.url("/demo/counter")))
+            .send()
+            .await
+            .expect("request");
+        let status = res.status().as_u16();
+        let body: Value = res.json().await.unwrap_or_default();
+        let refused = status == 403 && body["code"] == "csrf_origin_untrusted";
+        assert_eq!(
+            !refused, trusted,
+            "CSRF layer: {origin} with Host {host:?}: {status} {body}"
+        );
+    }
+}

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use webauthn_rs::prelude::Url;
 use webauthn_rs::{Webauthn, WebauthnBuilder};
 
-use crate::csrf::CsrfConfig;
+use crate::origins::OriginsPolicy;
 
 /// What `webauthn_for` decided, for logs and `/auth/passkeys` errors.
 #[derive(Debug, Clone)]
@@ -27,8 +27,8 @@ pub const PASSKEYS_NEED_A_SERVER_SIDE_STORE: &str = "passkeys are off with sessi
 /// The relying party for this server's origins. Passkeys are off (with the reason) when the
 /// public URL's host is an IP address: browsers refuse IP addresses as RP IDs (use
 /// `http://localhost:PORT` in development).
-pub fn webauthn_for(csrf: &CsrfConfig) -> WebauthnSettings {
-    let own = &csrf.own_origin;
+pub fn webauthn_for(policy: &OriginsPolicy) -> WebauthnSettings {
+    let own = policy.public_origin();
     let webauthn = (|| {
         let host = own.host().trim_start_matches('[').trim_end_matches(']');
         if host.parse::<std::net::IpAddr>().is_ok() {
@@ -40,7 +40,7 @@ pub fn webauthn_for(csrf: &CsrfConfig) -> WebauthnSettings {
         let mut b = WebauthnBuilder::new(host, &origin)
             .map_err(|e| format!("public_url cannot be a WebAuthn origin: {e}"))?
             .rp_name("Vestibule");
-        for p in &csrf.trusted_origins {
+        for p in &policy.csrf_trusted_origins() {
             if let Some(o) = p.as_origin()
                 && (o.host() == host || o.host().ends_with(&format!(".{host}")))
                 && let Ok(u) = Url::parse(&o.to_string())

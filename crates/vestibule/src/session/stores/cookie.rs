@@ -21,7 +21,9 @@ use chacha20poly1305::{Key, Tag, XChaCha20Poly1305, XNonce};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::session::Record;
 use crate::session::record::UnixTime;
+use crate::token::{SecretToken, TokenKind};
 
 /// Browsers keep cookies up to 4096 bytes for name, value and attributes together; this leaves
 /// room for the name and the attributes.
@@ -411,6 +413,99 @@ impl CookieSessions {
     pub fn ring(&self) -> &CookieKeyRing {
         &self.ring
     }
+
+    /// Opens one sealed session cookie named `cookie_name` at `now`: authentic, not expired, and
+    /// of the user's current generation (one read of the users table), or says why it is
+    /// refused. The record comes back without a `User-Agent`: the caller adds the request's to
+    /// the one it keeps.
+    ///
+    /// # Errors
+    /// `store_unavailable` when the generation cannot be read.
+    pub(crate) async fn open(
+        &self,
+        value: &str,
+        cookie_name: &str,
+        now: UnixTime,
+    ) -> Result<Result<Opened, CookieError>, crate::Error> {
+        let refused = |why: CookieError| {
+            tracing::debug!(reason = %why, "sealed session cookie refused");
+            Ok(Err(why))
+        };
+        let s = match self.ring.open_unchecked(value, cookie_name) {
+            Ok(s) => s,
+            Err(e) => return refused(e),
+        };
+        if now >= s.expires_at || now >= s.absolute_expires_at {
+            return refused(CookieError::Expired);
+        }
+        let Ok(token) = SecretToken::parse(TokenKind::Session, &s.token) else {
+            return refused(CookieError::Malformed);
+        };
+        let mut generation = None;
+        if let Some(uid) = s.user_id {
+            if self.generations.current(uid).await? != Some(s.generation) {
+                return refused(CookieError::Revoked);
+            }
+            generation = Some((uid, s.generation));
+        }
+        let record = s.into_record(token.hash(), None);
+        Ok(Ok(Opened {
+            token,
+            record,
+            generation,
+        }))
+    }
+
+    /// Seals `record` under `token` into the value of the cookie `cookie_name`. An authenticated
+    /// session carries its user's generation: `known` (the user and generation it was opened
+    /// under) when it is still that user's, else the current one (after a login).
+    ///
+    /// # Errors
+    /// 413 `session_too_large` when it does not fit in a cookie; `session_expired` when the user
+    /// was disabled meanwhile; `store_unavailable` when the generation cannot be read.
+    pub(crate) async fn seal_record(
+        &self,
+        known: Option<(i64, u64)>,
+        record: &Record,
+        token: &SecretToken,
+        cookie_name: &str,
+    ) -> Result<String, crate::Error> {
+        use crate::error::{Error, ErrorCode};
+        let generation = match (record.user_id, known) {
+            (None, _) => 0,
+            (Some(uid), Some((k, g))) if k == uid => g,
+            (Some(uid), _) => self.generations.current(uid).await?.ok_or_else(|| {
+                Error::new(
+                    ErrorCode::SessionExpired,
+                    "the account was disabled while this request ran",
+                )
+            })?,
+        };
+        let sealed = SealedSession::from_record(record, token.expose(), generation);
+        self.ring.seal(&sealed, cookie_name).map_err(|e| match e {
+            CookieError::TooLarge { size, limit } => {
+                tracing::warn!(
+                    size,
+                    limit,
+                    "session too large for the cookie store: {size} bytes sealed, over the {limit}-byte limit; the write was refused"
+                );
+                Error::new(ErrorCode::SessionTooLarge, e.to_string()).with_hint(
+                    "keep less in the session (ids, not documents), or use a server-side store (session.store = \"cached-sqlite\" or redis://…)",
+                )
+            }
+            other => Error::internal(other),
+        })
+    }
+}
+
+/// A sealed session cookie opened by [`CookieSessions::open`]: the identity token sealed inside
+/// (its hash is the record's key), the session (without a `User-Agent`), and the user and
+/// generation it was issued under.
+#[derive(Debug)]
+pub(crate) struct Opened {
+    pub(crate) token: SecretToken,
+    pub(crate) record: Record,
+    pub(crate) generation: Option<(i64, u64)>,
 }
 
 /// The [`SessionStore`](crate::session::SessionStore) of the cookie backend: it holds nothing,

@@ -1,308 +1,12 @@
-//! One browser-origins policy instead of four lists.
-//!
-//! The operator declares the API's public origin and the SPA origins once; everything a browser
-//! cares about is derived from them: the CORS allowlist, the CSRF trusted origins and the session
-//! cookie's `SameSite`, `Secure` and `Partitioned` attributes. The rules applied are the measured
-//! ones of `browser-cookie-rules.md` (cited as "rule N" in messages).
-//!
-//! - [`OriginPattern`]: an exact origin or an anchored `scheme://*.suffix[:port]` wildcard.
-//! - [`Site`] and [`site_of`]: schemeful same-site (scheme + registrable domain, ports ignored),
-//!   with the registrable domain taken from the Public Suffix List.
-//! - [`OriginsPolicy`]: the validated policy, its derived cookie attributes and the verdicts the
-//!   debug endpoint (`server::debug`) reports.
-
-use std::fmt;
+//! [`OriginsPolicy`]: the validated origins policy and everything derived from it.
 
 use cookie::SameSite;
-use serde::Serialize;
 
+use super::pattern::OriginPattern;
+use super::site::{Relation, Site, is_loopback_mix, is_public_suffix, relation, site_of};
 use crate::origin::Origin;
 use crate::problem::Problem;
-
-/// Why a configured origin or origin pattern is refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{input:?} is not an origin or origin pattern: {reason}")]
-pub struct PatternError {
-    input: String,
-    reason: String,
-}
-
-impl PatternError {
-    fn new(input: &str, reason: impl Into<String>) -> Self {
-        Self {
-            input: input.to_owned(),
-            reason: reason.into(),
-        }
-    }
-
-    /// What is wrong, without the input.
-    pub fn reason(&self) -> &str {
-        &self.reason
-    }
-}
-
-/// An allowed browser origin as configured: exact, or every subdomain of a domain.
-///
-/// Wildcards are anchored (unlike django-cors-headers' regexes): `https://*.acme.com` matches
-/// `https://a.acme.com` and `https://a.b.acme.com`, never `https://acme.com`, another scheme,
-/// another port, `https://evilacme.com` or `https://a.acme.com.evil.test`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct OriginPattern(Kind);
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Kind {
-    Exact(Origin),
-    Subdomains {
-        scheme: String,
-        /// Lower-case, IDNA-encoded, without the leading dot.
-        suffix: String,
-        port: u16,
-    },
-}
-
-impl OriginPattern {
-    /// Parses a configured origin (`https://www.acme.com`, `http://localhost:3000`) or pattern
-    /// (`https://*.preview.acme.com`, `https://*.acme.com:8443`).
-    ///
-    /// # Errors
-    /// [`PatternError`] for `*`, `null`, a missing or non-http(s) scheme, a path, query,
-    /// fragment, trailing slash or user info, a wildcard that is not the whole first label, and
-    /// a wildcard directly over a public suffix (`https://*.vercel.app`, `https://*.com`).
-    pub fn parse(input: &str) -> Result<Self, PatternError> {
-        let err = |reason: &str| PatternError::new(input, reason);
-        if input.trim() == "*" {
-            return Err(err(
-                "`*` would let every site read the API's answers; browsers refuse it with credentials (cookies) and Vestibule never allows it: list the SPA origins, or patterns like https://*.acme.com",
-            ));
-        }
-        if !input.contains('*') {
-            return Origin::parse_config(input)
-                .map(|o| Self(Kind::Exact(o)))
-                .map_err(|e| err(e.reason()));
-        }
-        let Some((scheme, rest)) = input.split_once("://") else {
-            return Err(err(
-                "missing scheme: write https://*.acme.com (http or https, as the browser sends it)",
-            ));
-        };
-        let wildcard_place = "a wildcard is allowed only as the whole first label of the host, as in https://*.acme.com";
-        let Some(after) = rest.strip_prefix("*.") else {
-            return Err(err(wildcard_place));
-        };
-        if after.contains('*') {
-            return Err(err(wildcard_place));
-        }
-        // Validate everything after the wildcard with a placeholder label in its place.
-        let probe =
-            Origin::parse_config(&format!("{scheme}://x.{after}")).map_err(|e| err(e.reason()))?;
-        if probe.is_ip() {
-            return Err(err("a wildcard needs a domain name after `*.`"));
-        }
-        let Some(suffix) = probe.host().strip_prefix("x.") else {
-            return Err(err(wildcard_place));
-        };
-        if is_public_suffix(suffix) {
-            return Err(PatternError::new(
-                input,
-                format!(
-                    "*.{suffix} spans every site under the public suffix {suffix:?} (each name under it belongs to someone else, like *.vercel.app or *.fly.dev); list your own origins instead"
-                ),
-            ));
-        }
-        Ok(Self(Kind::Subdomains {
-            scheme: probe.scheme().to_owned(),
-            suffix: suffix.to_owned(),
-            port: probe.port(),
-        }))
-    }
-
-    /// Whether `origin` is allowed by this pattern.
-    pub fn matches(&self, origin: &Origin) -> bool {
-        match &self.0 {
-            Kind::Exact(o) => o == origin,
-            Kind::Subdomains {
-                scheme,
-                suffix,
-                port,
-            } => {
-                origin.scheme() == scheme
-                    && origin.port() == *port
-                    && !origin.is_ip()
-                    && origin
-                        .host()
-                        .strip_suffix(suffix.as_str())
-                        .and_then(|head| head.strip_suffix('.'))
-                        .is_some_and(|labels| !labels.is_empty() && !labels.ends_with('.'))
-            }
-        }
-    }
-
-    /// The exact origin, when this is not a wildcard.
-    pub fn as_origin(&self) -> Option<&Origin> {
-        match &self.0 {
-            Kind::Exact(o) => Some(o),
-            Kind::Subdomains { .. } => None,
-        }
-    }
-
-    /// Whether this is a `*.` pattern.
-    pub fn is_wildcard(&self) -> bool {
-        matches!(self.0, Kind::Subdomains { .. })
-    }
-
-    /// `http` or `https`.
-    pub fn scheme(&self) -> &str {
-        match &self.0 {
-            Kind::Exact(o) => o.scheme(),
-            Kind::Subdomains { scheme, .. } => scheme,
-        }
-    }
-
-    /// The site every matching origin belongs to (a wildcard never spans a public suffix, so
-    /// all its matches share the suffix's registrable domain).
-    pub fn site(&self) -> Site {
-        match &self.0 {
-            Kind::Exact(o) => site_of(o),
-            Kind::Subdomains { scheme, suffix, .. } => Site {
-                scheme: scheme.clone(),
-                domain: registrable_domain(suffix).to_owned(),
-            },
-        }
-    }
-
-    /// Whether the host is a loopback name (`localhost`, `*.localhost`).
-    fn is_localhost_name(&self) -> bool {
-        self.as_origin().is_some_and(is_localhost_name)
-    }
-
-    /// Whether the host is a loopback IP address (`127.0.0.1`, `[::1]`).
-    fn is_loopback_ip(&self) -> bool {
-        self.as_origin().is_some_and(is_loopback_ip)
-    }
-}
-
-impl From<Origin> for OriginPattern {
-    fn from(origin: Origin) -> Self {
-        Self(Kind::Exact(origin))
-    }
-}
-
-impl fmt::Display for OriginPattern {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.0 {
-            Kind::Exact(o) => o.fmt(f),
-            Kind::Subdomains {
-                scheme,
-                suffix,
-                port,
-            } => {
-                let default = matches!((scheme.as_str(), port), ("http", 80) | ("https", 443));
-                if default {
-                    write!(f, "{scheme}://*.{suffix}")
-                } else {
-                    write!(f, "{scheme}://*.{suffix}:{port}")
-                }
-            }
-        }
-    }
-}
-
-/// Parses a configured list, naming each bad entry by its key (`spa_origins[2]`).
-pub fn parse_patterns(key: &str, items: &[String]) -> (Vec<OriginPattern>, Vec<Problem>) {
-    let mut patterns = Vec::new();
-    let mut problems = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        match OriginPattern::parse(item) {
-            Ok(p) => patterns.push(p),
-            Err(e) => problems.push(Problem {
-                key: format!("{key}[{i}]"),
-                message: format!(
-                    "{:?}: {}; write scheme://host[:port] (e.g. https://www.acme.com, http://localhost:3000) or https://*.acme.com",
-                    item,
-                    e.reason()
-                ),
-            }),
-        }
-    }
-    (patterns, problems)
-}
-
-/// A schemeful site: scheme + registrable domain. Browsers decide `SameSite` by it (rule 4);
-/// ports never matter.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Site {
-    scheme: String,
-    domain: String,
-}
-
-impl Site {
-    /// `http` or `https`.
-    pub fn scheme(&self) -> &str {
-        &self.scheme
-    }
-
-    /// The registrable domain (or the host itself for IP addresses, `localhost` and public
-    /// suffixes).
-    pub fn domain(&self) -> &str {
-        &self.domain
-    }
-}
-
-impl fmt::Display for Site {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}://{}", self.scheme, self.domain)
-    }
-}
-
-/// The site of an origin: `https://www.acme.com:8443` → `https://acme.com`;
-/// `http://localhost:3000` → `http://localhost`; `http://127.0.0.1:3000` → `http://127.0.0.1`.
-pub fn site_of(origin: &Origin) -> Site {
-    let domain = if origin.is_ip() {
-        origin.host()
-    } else {
-        registrable_domain(origin.host())
-    };
-    Site {
-        scheme: origin.scheme().to_owned(),
-        domain: domain.to_owned(),
-    }
-}
-
-/// The registrable domain of a host name by the Public Suffix List; the name itself when it is
-/// `localhost`, a public suffix or otherwise has none.
-fn registrable_domain(host: &str) -> &str {
-    if host == "localhost" {
-        return host;
-    }
-    psl::domain_str(host).unwrap_or(host)
-}
-
-/// Whether `name` is itself a public suffix (`com`, `co.uk`, `vercel.app`, `fly.dev`, and any
-/// bare top-level name such as `test` or `localhost`).
-pub fn is_public_suffix(name: &str) -> bool {
-    psl::suffix_str(name) == Some(name)
-}
-
-fn is_localhost_name(o: &Origin) -> bool {
-    o.host() == "localhost" || o.host().ends_with(".localhost")
-}
-
-fn is_loopback_ip(o: &Origin) -> bool {
-    o.is_ip() && o.is_loopback()
-}
-
-/// How a request's origin relates to the API's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Relation {
-    /// Same scheme, host and port: cookies flow with default fetch settings.
-    SameOrigin,
-    /// Same scheme and registrable domain: `SameSite=Lax` cookies flow with `credentials: 'include'`.
-    SameSite,
-    /// Another site: only `SameSite=None; Secure` cookies can flow, and third-party cookie
-    /// blocking drops those unless `Partitioned`.
-    CrossSite,
-}
+use crate::session::{CookieConfig, DEFAULT_COOKIE_NAME};
 
 /// Explicit cookie settings that override what the policy derives.
 #[derive(Debug, Clone, Default)]
@@ -312,6 +16,9 @@ pub struct CookieOverrides {
     pub domain: Option<String>,
     /// `session.same_site`.
     pub same_site: Option<SameSite>,
+    /// `session.cookie_name`: the base name ([`DEFAULT_COOKIE_NAME`] when unset); the policy
+    /// adds the `__Host-` or `__Secure-` prefix over https.
+    pub name: Option<String>,
 }
 
 /// The session cookie attributes derived from the origins (and overrides).
@@ -330,12 +37,18 @@ pub struct CookieAttributes {
 
 /// The validated origins policy: who may read answers (CORS), who may write with the cookie
 /// (CSRF), and how the cookie must look for the SPAs to receive it.
+///
+/// The one source of these answers: the CORS and CSRF layers, the gateway's WebSocket origin
+/// check, WebAuthn's allowed origins, the session cookie's attributes and `/auth/_debug` all ask
+/// one shared `Arc<OriginsPolicy>` instead of holding copies of its lists.
 #[derive(Debug, Clone)]
 pub struct OriginsPolicy {
     public_origin: Origin,
     api_site: Site,
     spa_origins: Vec<OriginPattern>,
     csrf_extra: Vec<OriginPattern>,
+    /// The exact CORS origins as browsers write them in `Origin`, matched without parsing.
+    cors_exact: Vec<String>,
     cookie: CookieAttributes,
     cookie_name: String,
 }
@@ -576,30 +289,34 @@ impl OriginsPolicy {
         if !problems.is_empty() {
             return Err(problems);
         }
-        Ok((
-            Self {
-                api_site,
-                public_origin,
-                spa_origins: spa_origins.into_iter().map(|(_, p)| p).collect(),
-                csrf_extra: csrf_trusted_origins.into_iter().map(|(_, p)| p).collect(),
-                cookie: CookieAttributes {
-                    secure,
-                    same_site,
-                    partitioned,
-                    domain,
-                },
-                cookie_name: crate::session::DEFAULT_COOKIE_NAME.to_owned(),
+        // Over https the name carries a prefix browsers enforce: `__Host-` (Secure, Path=/, no
+        // Domain) for a host-only cookie, `__Secure-` when a Domain is set.
+        let base = overrides.name.as_deref().unwrap_or(DEFAULT_COOKIE_NAME);
+        let cookie_name = match (https, &domain) {
+            (true, None) => format!("__Host-{base}"),
+            (true, Some(_)) => format!("__Secure-{base}"),
+            (false, _) => base.to_owned(),
+        };
+        let mut policy = Self {
+            api_site,
+            public_origin,
+            spa_origins: spa_origins.into_iter().map(|(_, p)| p).collect(),
+            csrf_extra: csrf_trusted_origins.into_iter().map(|(_, p)| p).collect(),
+            cors_exact: Vec::new(),
+            cookie: CookieAttributes {
+                secure,
+                same_site,
+                partitioned,
+                domain,
             },
-            warnings,
-        ))
-    }
-
-    /// Records the session cookie's full name (with any prefix), so the debug endpoint can tell
-    /// whether it arrived.
-    #[must_use]
-    pub fn with_cookie_name(mut self, name: impl Into<String>) -> Self {
-        self.cookie_name = name.into();
-        self
+            cookie_name,
+        };
+        policy.cors_exact = policy
+            .cors_allowed_origins()
+            .iter()
+            .filter_map(|p| p.as_origin().map(ToString::to_string))
+            .collect();
+        Ok((policy, warnings))
     }
 
     /// This server's public origin.
@@ -639,6 +356,13 @@ impl OriginsPolicy {
         *origin == self.public_origin || self.is_allowed_spa(origin)
     }
 
+    /// Whether an `Origin` header's text is, byte for byte, one of the exact CORS origins as
+    /// browsers write them: the CORS layer's answer without parsing. `false` says nothing (a
+    /// pattern may still match: ask [`Self::is_cors_allowed`]).
+    pub fn is_cors_allowed_exactly(&self, origin_header: &str) -> bool {
+        self.cors_exact.iter().any(|e| e == origin_header)
+    }
+
     /// The CSRF trusted origins besides this server's own: the SPA origins, then the extra
     /// `csrf.trusted_origins`.
     pub fn csrf_trusted_origins(&self) -> Vec<OriginPattern> {
@@ -651,19 +375,47 @@ impl OriginsPolicy {
         list
     }
 
-    /// Whether `origin` may make cookie-authenticated writes.
-    pub fn is_csrf_trusted(&self, origin: &Origin) -> bool {
-        *origin == self.public_origin
+    /// Whether a page at `origin` may make cookie-authenticated writes in a request whose
+    /// `Host` header is `host`: this server's origin, an SPA origin or a `csrf.trusted_origins`
+    /// entry, or the origin that `Host` names with this server's scheme (same origin by Host:
+    /// a browser cannot forge `Host` cross-origin, and the scheme is ours; this is what lets a
+    /// server reached under another name, e.g. `127.0.0.1` for `localhost`, accept its own
+    /// pages). The one rule the CSRF layer, the gateway's WebSocket check and `/auth/_debug`
+    /// apply.
+    pub fn is_csrf_trusted(&self, origin: &Origin, host: Option<&str>) -> bool {
+        if *origin == self.public_origin
             || self
                 .spa_origins
                 .iter()
                 .chain(&self.csrf_extra)
                 .any(|p| p.matches(origin))
+        {
+            return true;
+        }
+        host.and_then(|host| {
+            Origin::parse(&format!("{}://{host}", self.public_origin.scheme())).ok()
+        })
+        .is_some_and(|by_host| by_host == *origin)
     }
 
     /// The derived session cookie attributes.
     pub fn cookie(&self) -> &CookieAttributes {
         &self.cookie
+    }
+
+    /// The session cookie as the session layer sets it: the derived name and attributes,
+    /// `HttpOnly` and `Path=/`. The one place the cookie's `Secure`, `SameSite`, `Partitioned`,
+    /// `Domain` and prefix are decided.
+    pub fn session_cookie(&self) -> CookieConfig {
+        let c = &self.cookie;
+        CookieConfig {
+            name: self.cookie_name.clone(),
+            secure: c.secure,
+            same_site: c.same_site,
+            domain: c.domain.clone(),
+            partitioned: c.partitioned,
+            ..CookieConfig::default()
+        }
     }
 
     /// The session cookie's full name.
@@ -673,13 +425,7 @@ impl OriginsPolicy {
 
     /// How `origin` relates to this server's origin.
     pub fn relation(&self, origin: &Origin) -> Relation {
-        if *origin == self.public_origin {
-            Relation::SameOrigin
-        } else if site_of(origin) == self.api_site {
-            Relation::SameSite
-        } else {
-            Relation::CrossSite
-        }
+        relation(origin, &self.public_origin)
     }
 
     /// Which browser rule, if any, keeps the session cookie away from a request made by a page
@@ -701,9 +447,7 @@ impl OriginsPolicy {
             }
             Relation::SameSite => "same-site, cross-origin: the cookie is sent only when the page uses credentials: 'include' (fetch) or withCredentials (XHR, axios) on every call (rule 1)".into(),
             Relation::CrossSite => {
-                let loopback_mix = (is_localhost_name(origin) && is_loopback_ip(api))
-                    || (is_loopback_ip(origin) && is_localhost_name(api));
-                let why = if loopback_mix {
+                let why = if is_loopback_mix(origin, api) {
                     "localhost and 127.0.0.1 are different sites (rule 4)"
                 } else {
                     "cross-site"
@@ -764,119 +508,6 @@ mod tests {
 
     fn pattern(s: &str) -> OriginPattern {
         OriginPattern::parse(s).expect("pattern")
-    }
-
-    #[test]
-    fn patterns_parse_and_refuse_with_reasons() {
-        for ok in [
-            "https://www.acme.com",
-            "http://localhost:3000",
-            "https://*.acme.com",
-            "https://*.preview.acme.com",
-            "https://*.acme.com:8443",
-            "http://*.acme.test",
-            "https://*.myapp.vercel.app",
-        ] {
-            assert!(OriginPattern::parse(ok).is_ok(), "{ok}");
-        }
-        for (bad, why) in [
-            ("*", "every site"),
-            (" * ", "every site"),
-            ("null", "never be trusted"),
-            ("https://www.acme.com/", "trailing /"),
-            ("https://www.acme.com/app", "path"),
-            ("https://www.acme.com?x=1", "query"),
-            ("https://www.acme.com#x", "fragment"),
-            ("https://u:p@www.acme.com", "user info"),
-            ("www.acme.com", "missing scheme"),
-            ("*.acme.com", "missing scheme"),
-            ("ftp://x.acme.com", "http and https"),
-            ("ftp://*.acme.com", "http and https"),
-            ("https://a.*.acme.com", "first label"),
-            ("https://*acme.com", "first label"),
-            ("https://*.*.acme.com", "first label"),
-            ("https://acme.*", "first label"),
-            ("https://*.acme.com/", "trailing /"),
-            ("https://*.vercel.app", "public suffix"),
-            ("https://*.fly.dev", "public suffix"),
-            ("https://*.com", "public suffix"),
-            ("https://*.co.uk", "public suffix"),
-            ("https://*.github.io", "public suffix"),
-            ("http://*.localhost", "public suffix"),
-            ("http://*.0.0.1", "not a URL"),
-        ] {
-            let e = OriginPattern::parse(bad).expect_err(bad);
-            assert!(e.to_string().contains(why), "{bad}: {e}");
-        }
-    }
-
-    #[test]
-    fn wildcards_are_anchored() {
-        let p = pattern("https://*.acme.com");
-        for (o, expected) in [
-            ("https://a.acme.com", true),
-            ("https://a.b.acme.com", true),
-            ("https://A.ACME.com", true),
-            ("https://a.acme.com:443", true),
-            ("https://acme.com", false),
-            ("http://a.acme.com", false),
-            ("https://a.acme.com:8443", false),
-            ("https://evilacme.com", false),
-            ("https://a.evilacme.com", false),
-            ("https://a.acme.com.evil.test", false),
-            ("https://acme.com.evil.test", false),
-        ] {
-            assert_eq!(p.matches(&origin(o)), expected, "{o}");
-        }
-        let port = pattern("https://*.acme.com:8443");
-        assert!(port.matches(&origin("https://a.acme.com:8443")));
-        assert!(!port.matches(&origin("https://a.acme.com")));
-        let exact = pattern("http://localhost:3000");
-        assert!(exact.matches(&origin("http://localhost:3000")));
-        assert!(!exact.matches(&origin("http://localhost:3001")));
-        assert!(!exact.matches(&origin("http://127.0.0.1:3000")));
-    }
-
-    #[test]
-    fn patterns_display_as_written() {
-        assert_eq!(
-            pattern("HTTPS://*.Acme.com:443").to_string(),
-            "https://*.acme.com"
-        );
-        assert_eq!(
-            pattern("https://*.acme.com:8443").to_string(),
-            "https://*.acme.com:8443"
-        );
-        assert_eq!(
-            pattern("http://localhost:3000").to_string(),
-            "http://localhost:3000"
-        );
-    }
-
-    #[test]
-    fn sites_are_schemeful_and_portless() {
-        for (a, b, same) in [
-            ("http://localhost:3000", "http://localhost:8000", true),
-            ("http://127.0.0.1:3000", "http://127.0.0.1:8000", true),
-            ("https://www.acme.com", "https://api.acme.com", true),
-            ("https://www.acme.co.uk", "https://api.acme.co.uk", true),
-            ("http://www.acme.test", "http://api.acme.test", true),
-            ("http://localhost:3000", "http://127.0.0.1:8000", false),
-            ("http://www.acme.com", "https://api.acme.com", false),
-            ("https://acme.test", "https://evil.test", false),
-            ("https://a.vercel.app", "https://b.vercel.app", false),
-            ("https://a.fly.dev", "https://b.fly.dev", false),
-        ] {
-            assert_eq!(site_of(&origin(a)) == site_of(&origin(b)), same, "{a} {b}");
-        }
-        assert_eq!(
-            site_of(&origin("https://www.acme.com:8443")).to_string(),
-            "https://acme.com"
-        );
-        assert_eq!(
-            pattern("https://*.preview.acme.com").site().to_string(),
-            "https://acme.com"
-        );
     }
 
     fn policy(
@@ -1100,6 +731,7 @@ mod tests {
             CookieOverrides {
                 domain: Some(".Acme.com".into()),
                 same_site: Some(SameSite::Strict),
+                ..CookieOverrides::default()
             },
         )
         .expect("valid");
@@ -1131,6 +763,48 @@ mod tests {
         )
         .expect("None is possible on loopback");
         assert!(p.cookie().secure && p.cookie().partitioned);
+    }
+
+    #[test]
+    fn the_session_cookie_is_derived_in_one_place() {
+        let cookie = |public: &str, spa: &[&str], domain: Option<&str>, name: Option<&str>| {
+            let overrides = CookieOverrides {
+                domain: domain.map(str::to_owned),
+                name: name.map(str::to_owned),
+                ..CookieOverrides::default()
+            };
+            let (p, _) = policy(public, spa, overrides).expect("valid");
+            let c = p.session_cookie();
+            assert_eq!(c.name, p.cookie_name());
+            assert_eq!(
+                (c.secure, c.same_site, c.partitioned, c.domain.clone()),
+                (
+                    p.cookie().secure,
+                    p.cookie().same_site,
+                    p.cookie().partitioned,
+                    p.cookie().domain.clone()
+                )
+            );
+            assert_eq!(c.path, "/");
+            c
+        };
+        let c = cookie("https://api.acme.com", &[], None, None);
+        assert_eq!(c.name, "__Host-vestibule_session");
+        assert!(c.secure);
+        let c = cookie("https://api.acme.com", &[], Some("acme.com"), Some("sid"));
+        assert_eq!(c.name, "__Secure-sid");
+        let c = cookie("http://localhost:8000", &[], None, None);
+        assert_eq!(c.name, "vestibule_session");
+        assert!(!c.secure);
+        // Secure without a prefix: SameSite=None on plain-http loopback (rule 6).
+        let c = cookie(
+            "http://localhost:8000",
+            &["http://www.acme.test"],
+            None,
+            None,
+        );
+        assert_eq!(c.name, "vestibule_session");
+        assert!(c.secure && c.partitioned);
     }
 
     #[test]
@@ -1176,9 +850,15 @@ mod tests {
         );
         assert!(p.is_allowed_spa(&origin("https://pr-1.preview.acme.com")));
         assert!(!p.is_allowed_spa(&origin("https://admin.acme.com")));
-        assert!(p.is_csrf_trusted(&origin("https://admin.acme.com")));
-        assert!(p.is_csrf_trusted(&origin("https://api.acme.com")));
-        assert!(!p.is_csrf_trusted(&origin("https://evil.test")));
+        assert!(p.is_csrf_trusted(&origin("https://admin.acme.com"), None));
+        assert!(p.is_csrf_trusted(&origin("https://api.acme.com"), None));
+        assert!(!p.is_csrf_trusted(&origin("https://evil.test"), None));
+        // Same origin by Host, with this server's scheme only.
+        let by_host = Some("10.0.0.5:8443");
+        assert!(p.is_csrf_trusted(&origin("https://10.0.0.5:8443"), by_host));
+        assert!(!p.is_csrf_trusted(&origin("http://10.0.0.5:8443"), by_host));
+        assert!(!p.is_csrf_trusted(&origin("https://evil.test"), by_host));
+        assert!(!p.is_csrf_trusted(&origin("https://10.0.0.5:8443"), Some("bad host/")));
     }
 
     #[test]
