@@ -12,6 +12,7 @@
 mod config;
 mod layer;
 mod record;
+mod section;
 mod store;
 pub mod stores;
 
@@ -32,6 +33,7 @@ pub use self::config::{
 pub(crate) use self::layer::credential_from_headers;
 pub use self::layer::{NO_TOUCH_HEADER, SessionLayer, SessionService};
 pub use self::record::{Delta, Record, UnixTime, now};
+pub use self::section::{Lifetimes, RawSession, SessionSection};
 pub use self::store::{Ended, Revoke, SessionStore, StoreError, revoke_by_deleting};
 use crate::auth::AccessTokens;
 use crate::error::{Error, ErrorCode};

@@ -18,6 +18,7 @@ const FLOORS: &[&[&str]] = &[
     &[
         "error",
         "problem",
+        "settings",
         "token",
         "origin",
         "audit",
