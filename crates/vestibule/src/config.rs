@@ -6,8 +6,10 @@
 //! [`Problem`]s; this module keeps the top-level keys, the profiles, the loading and the
 //! assembly of the sections into one [`Config`] (the origins policy and what derives from it).
 
+mod check;
 mod limits;
 mod load;
+pub mod schema;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -17,6 +17,10 @@ pub(crate) fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         cli.overrides(),
     ) {
         Ok(raw) => raw,
+        Err(ConfigError::Invalid(problems)) => {
+            print_problems(problems);
+            return Ok(ExitCode::FAILURE);
+        }
         Err(e) => {
             println!("configuration error: {e}");
             return Ok(ExitCode::FAILURE);

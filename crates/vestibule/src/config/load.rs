@@ -7,6 +7,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::Serialize;
 
+use super::schema::{Schema, suggest};
 use super::{ConfigError, Problem, RawConfig};
 
 /// The file read from the working directory when no `--config` is given.
@@ -16,9 +17,13 @@ impl RawConfig {
     /// Reads defaults, then the file (`path`, or `vestibule.toml` if it exists), then
     /// `VESTIBULE_*` variables, then `overrides` (command-line flags, already serialized).
     ///
+    /// The file is checked first, all at once: every syntax error, unknown key and wrong type,
+    /// each with its line ([`ConfigError::Invalid`]). A `VESTIBULE_*` variable that is not a key
+    /// is ignored and said in [`RawConfig::load_warnings`] (CI and tools set their own).
+    ///
     /// # Errors
-    /// [`ConfigError::Load`] on a syntax error, unknown key or wrong type, and when an explicitly
-    /// named file is missing.
+    /// [`ConfigError::Invalid`] for the file's problems, a variable of the wrong type, and when
+    /// an explicitly named file is missing.
     pub fn load(path: Option<&Path>, overrides: impl Serialize) -> Result<Self, ConfigError> {
         Self::load_profile(path, None, overrides)
     }
@@ -45,6 +50,24 @@ impl RawConfig {
             }
             None => Path::new(DEFAULT_CONFIG_FILE).to_owned(),
         };
+        let schema = Schema::new();
+        // The default file is optional; figment reports an explicit one it cannot read.
+        if let Ok(text) = std::fs::read_to_string(&file) {
+            let problems = super::check::check_file(&text, &file.display().to_string());
+            if !problems.is_empty() {
+                return Err(ConfigError::Invalid(problems));
+            }
+        }
+        let strays = stray_variables(
+            &schema,
+            std::env::vars_os().filter_map(|(name, _)| name.into_string().ok()),
+        );
+        let mut ignored: Vec<String> = ["config", "log", "profile"].map(String::from).to_vec();
+        for (name, _) in &strays {
+            let key = name[ENV_PREFIX.len()..].to_ascii_lowercase();
+            ignored.push(key.replace("__", "."));
+            ignored.push(key);
+        }
         let mut fig = Figment::from(Serialized::defaults(RawConfig::default()));
         // An explicit file must exist (checked above); the default one is optional.
         fig = if path.is_some() {
@@ -70,13 +93,92 @@ impl RawConfig {
         }
         fig = fig
             .merge(
-                Env::prefixed("VESTIBULE_")
+                Env::prefixed(ENV_PREFIX)
                     .split("__")
-                    .ignore(&["config", "log", "profile"]),
+                    .filter(move |key| !ignored.iter().any(|i| i.as_str() == key)),
             )
             .merge(Serialized::globals(overrides));
-        fig.extract().map_err(|e| ConfigError::Load(Box::new(e)))
+        let mut raw: RawConfig = fig
+            .extract()
+            .map_err(|e| ConfigError::Invalid(figment_problems(e)))?;
+        raw.load_warnings = strays.into_iter().map(|(_, warning)| warning).collect();
+        Ok(raw)
     }
+}
+
+/// The prefix of the environment variables that set keys.
+pub(crate) const ENV_PREFIX: &str = "VESTIBULE_";
+
+/// The `VESTIBULE_*` names among `names` that are not configuration keys (nor `VESTIBULE_CONFIG`,
+/// `VESTIBULE_PROFILE`, `VESTIBULE_LOG`), each with the warning that says so: ignored, not
+/// refused, because the prefix is shared with tools (CI sets `VESTIBULE_REQUIRE_SERVICES`).
+pub(crate) fn stray_variables(
+    schema: &Schema,
+    names: impl Iterator<Item = String>,
+) -> Vec<(String, String)> {
+    let env_names: Vec<String> = schema
+        .leaves()
+        .into_iter()
+        .filter(|(key, _)| !key.contains("[]"))
+        .map(|(key, _)| env_name(&key))
+        .collect();
+    let mut out = Vec::new();
+    for name in names {
+        let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        let key = rest.to_ascii_lowercase();
+        if ["config", "profile", "log"].contains(&key.as_str()) {
+            continue;
+        }
+        let path: Vec<&str> = key.split("__").collect();
+        if schema.at(&path).is_some() {
+            continue;
+        }
+        let hint = suggest(&name, env_names.iter().map(String::as_str))
+            .map(|near| format!("; did you mean {near}?"))
+            .unwrap_or_default();
+        let warning = format!(
+            "{name} is not a configuration key and is ignored{hint} (variables that set keys are listed in docs/CONFIG.md)"
+        );
+        out.push((name, warning));
+    }
+    out.sort();
+    out
+}
+
+/// `VESTIBULE_SESSION__IDLE_TIMEOUT` for `session.idle_timeout`.
+pub(crate) fn env_name(key: &str) -> String {
+    format!(
+        "{ENV_PREFIX}{}",
+        key.replace('.', "__").to_ascii_uppercase()
+    )
+}
+
+/// figment's errors, each as a problem named by its key and where the value came from (an
+/// environment variable, a flag).
+fn figment_problems(error: figment::Error) -> Vec<Problem> {
+    error
+        .into_iter()
+        .map(|e| {
+            let source = match &e.metadata {
+                // figment's own interpolation loses the prefix and the `__`.
+                Some(m) if m.name.contains("environment") && !e.path.is_empty() => {
+                    format!(" (from {})", env_name(&e.path.join(".")))
+                }
+                Some(m) => format!(" (from {})", m.name),
+                None => String::new(),
+            };
+            Problem {
+                key: if e.path.is_empty() {
+                    "configuration".into()
+                } else {
+                    e.path.join(".")
+                },
+                message: format!("{}{source}", e.kind),
+            }
+        })
+        .collect()
 }
 
 /// Turns a configuration into `vestibule dev`'s: one origin, the dev proxy's. The file's
