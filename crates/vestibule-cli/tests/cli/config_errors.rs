@@ -97,3 +97,41 @@ fn the_file_stays_strict_and_a_variable_of_the_wrong_type_is_named() {
     assert!(t.contains("  - auth.signup: "), "{t}");
     assert!(t.contains("VESTIBULE_AUTH__SIGNUP"), "{t}");
 }
+
+#[test]
+fn config_schema_prints_the_json_schema_of_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = vestibule(dir.path())
+        .args(["config", "schema"])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", text(&out));
+    let schema: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(schema["title"], "vestibule.toml");
+    assert_eq!(schema["additionalProperties"], false);
+    assert!(schema["properties"]["spa_origins"]["description"].is_string());
+    assert!(schema["$defs"]["RawSession"]["properties"]["idle_timeout"].is_object());
+}
+
+#[test]
+fn config_check_without_a_file_says_it_checked_the_defaults() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = vestibule(dir.path())
+        .args(["config", "check"])
+        .output()
+        .expect("run");
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains("no vestibule.toml here and no --config: checking the defaults"),
+        "{t}"
+    );
+    std::fs::write(dir.path().join("vestibule.toml"), "").expect("write");
+    let t = text(
+        &vestibule(dir.path())
+            .args(["config", "check"])
+            .output()
+            .expect("run"),
+    );
+    assert!(!t.contains("checking the defaults"), "{t}");
+}

@@ -177,3 +177,124 @@ pub(crate) fn suggest<'a>(
         .min_by_key(|(d, _)| *d)
         .map(|(_, k)| k)
 }
+
+/// `docs/CONFIG.md`: every key with its default, its environment variable and its meaning,
+/// rendered from the schema (so from the types and their doc comments).
+pub fn reference() -> String {
+    let schema = Schema::new();
+    let mut out = String::from(
+        "# Configuration reference\n\n\
+         Generated from the configuration types by `cargo test -p vestibule --lib config::schema`\n\
+         (`UPDATE_CONFIG_DOC=1` rewrites it); do not edit by hand. Keys are read from\n\
+         `vestibule.toml` (or `--config FILE`), then from `VESTIBULE_*` variables (sections joined\n\
+         by `__`; lists comma-separated), then from flags. `vestibule config schema` prints the\n\
+         JSON Schema editors use to complete and check the file. `[profile.NAME]` tables take the\n\
+         same keys and are merged over the top level with `--profile NAME`.\n",
+    );
+    let mut leaves = schema.leaves();
+    let table_of = |key: &str| {
+        key.rsplit_once('.')
+            .map_or(String::new(), |(t, _)| t.to_owned())
+    };
+    // The top level first, then each table's keys together.
+    leaves.sort_by_key(|(key, _)| table_of(key));
+    let mut section: Option<String> = None;
+    for (key, node) in leaves {
+        let table = table_of(&key);
+        if section.as_deref() != Some(table.as_str()) {
+            let title = if table.is_empty() {
+                "Top level".to_owned()
+            } else if let Some(list) = table.strip_suffix("[]") {
+                format!("`[[{list}]]`")
+            } else {
+                format!("`[{table}]`")
+            };
+            out.push_str(&format!(
+                "\n## {title}\n\n| Key | Default | Environment | Meaning |\n|---|---|---|---|\n"
+            ));
+            section = Some(table);
+        }
+        let default = match node.get("default") {
+            None | Some(Value::Null) => "(unset)".to_owned(),
+            Some(v) => format!("`{}`", v.to_string().replace('|', "\\|")),
+        };
+        let env = if key.contains("[]") {
+            "(file only)".to_owned()
+        } else {
+            format!("`{}`", super::load::env_name(&key))
+        };
+        let meaning = node
+            .get("description")
+            .and_then(Value::as_str)
+            .or_else(|| {
+                schema
+                    .resolve(node)
+                    .get("description")
+                    .and_then(Value::as_str)
+            })
+            .unwrap_or("")
+            .replace('\n', " ")
+            .replace('|', "\\|");
+        let name = key.rsplit('.').next().unwrap_or(&key);
+        out.push_str(&format!("| `{name}` | {default} | {env} | {meaning} |\n"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    fn repo() -> &'static Path {
+        Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+    }
+
+    #[test]
+    fn docs_config_md_is_current() {
+        let path = repo().join("docs/CONFIG.md");
+        let fresh = super::reference();
+        if std::env::var_os("UPDATE_CONFIG_DOC").is_some() {
+            std::fs::write(&path, &fresh).expect("write docs/CONFIG.md");
+        }
+        let written = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            written == fresh,
+            "docs/CONFIG.md is not current: run `UPDATE_CONFIG_DOC=1 cargo test -p vestibule --lib config::schema` and commit it"
+        );
+        for key in [
+            "spa_origins",
+            "idle_timeout",
+            "VESTIBULE_SESSION__IDLE_TIMEOUT",
+            "`[[upstream]]`",
+        ] {
+            assert!(fresh.contains(key), "{key} missing");
+        }
+    }
+
+    /// The schema (through the file check, which takes its keys from it) accepts every `vestibule
+    /// init` template and the deploy recipe's file, and refuses a typo in each.
+    #[test]
+    fn the_schema_accepts_the_shipped_configurations_and_refuses_a_typo() {
+        let mut files = vec![repo().join("deploy/vestibule.toml")];
+        let init = repo().join("crates/vestibule-cli/src/cmd/init");
+        for entry in std::fs::read_dir(&init).expect("init templates") {
+            files.push(entry.expect("entry").path());
+        }
+        assert!(files.len() >= 4, "{files:?}");
+        for file in files {
+            let text = std::fs::read_to_string(&file).expect("read");
+            let problems = super::super::check::check_file(&text, "f.toml");
+            assert!(problems.is_empty(), "{}: {problems:?}", file.display());
+            let typo = format!("spa_orgins = []\n{text}");
+            let problems = super::super::check::check_file(&typo, "f.toml");
+            assert_eq!(problems.len(), 1, "{}: {problems:?}", file.display());
+            assert!(problems[0].message.contains("did you mean spa_origins?"));
+        }
+        let schema = super::json_schema();
+        assert_eq!(schema["additionalProperties"], false);
+        assert_eq!(
+            schema["$defs"]["RawSession"]["properties"]["idle_timeout"]["type"],
+            serde_json::json!(["string", "null"])
+        );
+    }
+}
