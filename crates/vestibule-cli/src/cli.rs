@@ -266,6 +266,8 @@ pub(crate) struct UserPasswordArgs {
 pub(crate) enum ConfigCommand {
     /// Validate the configuration and explain every problem found.
     Check,
+    /// Print the JSON Schema of vestibule.toml (for editors: Taplo, Even Better TOML).
+    Schema,
 }
 
 impl Cli {

@@ -36,6 +36,9 @@ use crate::origin::Origin;
 use crate::origins::OriginsPolicy;
 use crate::problem::{ConfigError, Problem};
 
+mod section;
+pub use section::RawCors;
+
 /// `Access-Control-Request-Private-Network` (Private Network Access preflights).
 pub const REQUEST_PRIVATE_NETWORK: HeaderName =
     HeaderName::from_static("access-control-request-private-network");

@@ -66,6 +66,7 @@ pub mod proxy;
 pub mod ratelimit;
 pub mod server;
 pub mod session;
+pub mod settings;
 pub mod token;
 
 pub use error::{Error, ErrorCode, Result};

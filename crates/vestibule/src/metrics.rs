@@ -28,6 +28,9 @@ use crate::error::{Error, ErrorCode};
 use crate::session::{Delta, Record, SessionStore, StoreError};
 use crate::token::TokenHash;
 
+mod section;
+pub use section::RawMetrics;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     route: String,

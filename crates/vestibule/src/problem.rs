@@ -28,3 +28,42 @@ pub enum ConfigError {
     #[error("invalid configuration:\n{}", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
     Invalid(Vec<Problem>),
 }
+
+/// The problems a validation has found so far: each section's `validate` adds to one collector,
+/// so a configuration is refused with every problem at once, not the first.
+#[derive(Debug, Default)]
+pub struct Problems(pub Vec<Problem>);
+
+impl Problems {
+    /// Records that `key` is wrong, and why.
+    pub fn add(&mut self, key: &str, message: String) {
+        self.0.push(Problem {
+            key: key.into(),
+            message,
+        });
+    }
+
+    /// How many problems were found; compare before and after a section's checks.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether nothing was found.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// A positive duration (`"14d"`, `"30m"`, `"90s"`), or a problem under `key`.
+    pub fn duration(&mut self, key: &str, v: &str) -> Option<std::time::Duration> {
+        match humantime::parse_duration(v) {
+            Ok(d) if d.as_secs() > 0 => Some(d),
+            _ => {
+                self.add(
+                    key,
+                    format!("{v:?} is not a duration like \"14d\", \"30m\" or \"90s\""),
+                );
+                None
+            }
+        }
+    }
+}

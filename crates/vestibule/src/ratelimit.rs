@@ -34,6 +34,9 @@ use governor::{DefaultKeyedRateLimiter, Quota};
 use crate::error::{Error, ErrorCode};
 use crate::session::stores::RedisStore;
 
+mod section;
+pub use section::RawRateLimits;
+
 /// `N/period`: a burst of N, refilled evenly over the period ("10/min" = 10 at once, then one
 /// every 6 s). Periods: `s`, `min`, `h`, `d`, or any duration such as `15m`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

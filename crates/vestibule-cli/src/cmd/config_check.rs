@@ -5,18 +5,34 @@
 use std::process::ExitCode;
 
 use vestibule::config::apply_dev;
-use vestibule::config::{ConfigError, Problem, RawConfig};
+use vestibule::config::{ConfigError, DEFAULT_CONFIG_FILE, Problem, RawConfig};
 use vestibule::proxy::UpstreamPolicy;
 
-use crate::cli::Cli;
+use crate::cli::{Cli, Command, ConfigCommand};
 
 pub(crate) fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Config(ConfigCommand::Schema) = &cli.command {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&vestibule::config::schema::json_schema())?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if cli.config.is_none() && !std::path::Path::new(DEFAULT_CONFIG_FILE).exists() {
+        println!(
+            "no {DEFAULT_CONFIG_FILE} here and no --config: checking the defaults (with VESTIBULE_* variables and flags)"
+        );
+    }
     let raw = match RawConfig::load_profile(
         cli.config.as_deref(),
         cli.profile.as_deref(),
         cli.overrides(),
     ) {
         Ok(raw) => raw,
+        Err(ConfigError::Invalid(problems)) => {
+            print_problems(problems);
+            return Ok(ExitCode::FAILURE);
+        }
         Err(e) => {
             println!("configuration error: {e}");
             return Ok(ExitCode::FAILURE);

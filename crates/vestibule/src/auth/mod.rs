@@ -8,6 +8,7 @@ mod password;
 pub mod quality;
 pub mod reauth;
 pub mod reset;
+mod section;
 mod tokens;
 mod user;
 
@@ -19,5 +20,6 @@ pub use password::{
 };
 pub use quality::MAX_PASSWORD_BYTES;
 pub use reset::PasswordResets;
+pub use section::{AuthSettings, RawAuth, RawTokens, TokenSettings};
 pub use tokens::{AccessToken, AccessTokens, Scope, TokenError, TokenOwner};
 pub use user::{User, UserError, UserStore, Username, disable_user, is_control_or_invisible};

@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use crate::problem::Problem;
 
 /// Who may pass through an upstream prefix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum UpstreamPolicy {
     /// Anonymous requests get 401 at the gateway and never reach the upstream (the default:
@@ -23,7 +25,7 @@ pub enum UpstreamPolicy {
 }
 
 /// One `[[upstream]]` table as written.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawUpstream {
     /// Path prefix forwarded to this upstream (`/api` matches `/api` and `/api/…`).
@@ -74,7 +76,7 @@ impl Default for RawUpstream {
 }
 
 /// `[dev]`: `vestibule dev` settings (flags override them).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawDev {
     /// Set by `vestibule dev`; turns the rest of this table on.
@@ -109,7 +111,7 @@ impl Default for RawDev {
 }
 
 /// `[static_site]`: settings of the built SPA served with `static_dir` / `--static`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawStaticSite {
     /// `[static_site.headers]`: response headers for every file of the SPA (`index.html` and

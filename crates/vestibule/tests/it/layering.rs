@@ -19,6 +19,7 @@ const FLOORS: &[&[&str]] = &[
     &[
         "error",
         "problem",
+        "settings",
         "token",
         "origin",
         "audit",

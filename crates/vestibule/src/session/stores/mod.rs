@@ -5,6 +5,7 @@ mod cookie;
 mod memory;
 mod redis;
 mod redis_feed;
+pub(crate) mod section;
 mod sql;
 
 pub use cached::{CacheHandle, CachedStore, Invalidation};
@@ -15,4 +16,5 @@ pub use cookie::{
 pub use memory::MemoryStore;
 pub use redis::{DEFAULT_PREFIX as REDIS_DEFAULT_PREFIX, RedisConfig, RedisStore};
 pub use redis_feed::RedisInvalidation;
+pub use section::{DEFAULT_STORE_TIMEOUT, RawStore, StoreKind};
 pub use sql::{SqlStore, SqliteStore};

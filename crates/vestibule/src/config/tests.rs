@@ -1,0 +1,636 @@
+//! Tests of the assembled configuration: defaults, every key's problems and warnings, the
+//! origins-derived cookie, CORS and CSRF.
+
+use super::*;
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+
+#[test]
+fn hash_memory_budget_must_hold_one_hash() {
+    let mut raw = RawConfig::default();
+    raw.auth.hash_memory_budget = "10MiB".into();
+    assert!(
+        matches!(raw.validate(), Err(ConfigError::Invalid(p)) if p.iter().any(|p| p.key == "auth.hash_memory_budget"))
+    );
+    let c = RawConfig::default().validate().expect("defaults");
+    assert_eq!(c.hash_memory_budget, 256 << 20);
+    assert_eq!(c.reauth_window, Duration::from_secs(600));
+}
+
+#[test]
+fn start_up_traps_are_warned_about() {
+    let warnings = |tweak: fn(&mut RawConfig)| {
+        let mut raw = RawConfig::default();
+        tweak(&mut raw);
+        raw.validate().expect("valid").warnings
+    };
+    let said = |w: &[String], what: &str| w.iter().any(|w| w.contains(what));
+    // Every interface without public_url: the container trap.
+    let w = warnings(|r| r.listen = "0.0.0.0:8000".into());
+    assert!(said(&w, "public_url is unset"), "{w:?}");
+    let w = warnings(|r| {
+        r.listen = "0.0.0.0:8000".into();
+        r.public_url = Some("https://api.acme.test".into());
+    });
+    assert!(!said(&w, "public_url is unset"), "{w:?}");
+    // A port chosen at start-up cannot be the public URL's.
+    let w = warnings(|r| r.listen = "127.0.0.1:0".into());
+    assert!(said(&w, "port 0"), "{w:?}");
+    // https without secret_key: unsealed TOTP secrets, devices forgotten at restart.
+    let w = warnings(|r| r.public_url = Some("https://api.acme.test".into()));
+    assert!(said(&w, "secret_key is unset"), "{w:?}");
+    assert!(!said(&warnings(|_| {}), "secret_key is unset"));
+}
+
+#[test]
+fn clear_site_data_is_sent_only_where_browsers_honour_it() {
+    for (url, sent) in [
+        ("http://localhost:8000", true),
+        ("http://127.0.0.1:8000", true),
+        ("https://api.acme.test", true),
+        // Rule 13: ignored on plain http elsewhere, and the cookie deletion is lost with it.
+        ("http://api.acme.test:8000", false),
+    ] {
+        let raw = RawConfig {
+            public_url: Some(url.into()),
+            ..RawConfig::default()
+        };
+        let c = raw.validate().expect("valid");
+        assert_eq!(c.clear_site_data, sent, "{url}");
+    }
+    let mut raw = RawConfig::default();
+    raw.session.clear_site_data = false;
+    assert!(!raw.validate().expect("valid").clear_site_data);
+}
+
+#[test]
+fn defaults_are_valid_and_safe() {
+    let c = RawConfig::default().validate().expect("defaults validate");
+    assert_eq!(c.listen.to_string(), "127.0.0.1:8000");
+    assert_eq!(c.public_origin.to_string(), "http://localhost:8000");
+    assert_eq!(c.store, StoreKind::CachedSqlite);
+    assert!(!c.session.cookie.secure);
+    assert_eq!(c.session.cookie.name, "vestibule_session");
+    assert_eq!(c.session.idle_timeout, Duration::from_secs(14 * 86400));
+    assert!(!c.signup);
+    assert!(c.warnings.iter().any(|w| w.contains("without Secure")));
+}
+
+#[test]
+fn session_store_takes_names_redis_urls_and_cluster_nodes() {
+    let with = |store: RawStore, tweak: fn(&mut RawSession)| {
+        let mut raw = RawConfig::default();
+        raw.session.store = store;
+        tweak(&mut raw.session);
+        raw.validate()
+    };
+    let c = with(RawStore::One("redis://127.0.0.1:6379/0".into()), |_| {}).expect("valid");
+    assert_eq!(c.store, StoreKind::CachedRedis);
+    let redis = c.redis.expect("redis config");
+    assert_eq!(redis.urls, vec!["redis://127.0.0.1:6379/0".to_owned()]);
+    assert!(!redis.cluster);
+    assert_eq!(redis.timeout, Duration::from_secs(2));
+    assert_eq!(redis.prefix, "vestibule:");
+    let c = with(RawStore::One("redis://h:1".into()), |s| {
+        s.redis_cache = false;
+        s.store_timeout = "250ms".into();
+    })
+    .expect("valid");
+    assert_eq!(c.store, StoreKind::Redis);
+    assert_eq!(c.store_timeout, Duration::from_millis(250));
+    // A list, or commas (the environment), names cluster nodes.
+    for store in [
+        RawStore::Nodes(vec!["redis://a:7000".into(), "redis://b:7001".into()]),
+        RawStore::One("redis://a:7000, redis://b:7001".into()),
+    ] {
+        let redis = with(store, |_| {}).expect("valid").redis.expect("redis");
+        assert!(redis.cluster);
+        assert_eq!(redis.urls.len(), 2);
+    }
+    let c = with(RawStore::One("sqlite".into()), |_| {}).expect("valid");
+    assert_eq!((c.store, c.redis), (StoreKind::Sqlite, None));
+    for (store, tweak, key) in [
+        (
+            RawStore::One("mongo".into()),
+            (|_| {}) as fn(&mut RawSession),
+            "session.store",
+        ),
+        (
+            RawStore::One("http://h:6379".into()),
+            |_| {},
+            "session.store",
+        ),
+        (RawStore::Nodes(vec![]), |_| {}, "session.store"),
+        (
+            RawStore::One("redis://h".into()),
+            |s| s.store_timeout = "5ms".into(),
+            "session.store_timeout",
+        ),
+        (
+            RawStore::One("redis://h".into()),
+            |s| s.redis_prefix = String::new(),
+            "session.redis_prefix",
+        ),
+    ] {
+        let Err(ConfigError::Invalid(problems)) = with(store.clone(), tweak) else {
+            panic!("{store:?} accepted");
+        };
+        assert!(problems.iter().any(|p| p.key == key), "{problems:?}");
+    }
+}
+
+#[test]
+fn https_public_url_makes_a_host_prefixed_secure_cookie() {
+    let raw = RawConfig {
+        public_url: Some("https://api.acme.com".into()),
+        ..RawConfig::default()
+    };
+    let c = raw.validate().expect("valid");
+    assert!(c.session.cookie.secure);
+    assert_eq!(c.session.cookie.name, "__Host-vestibule_session");
+}
+
+#[test]
+fn every_problem_is_reported_with_its_key() {
+    let mut raw = RawConfig {
+        listen: "nope".into(),
+        ..RawConfig::default()
+    };
+    raw.session.idle_timeout = Some("forever".into());
+    raw.csrf.trusted_origins = vec![
+        "https://*.acme.com".into(),
+        "http://localhost:3000/app".into(),
+    ];
+    let Err(ConfigError::Invalid(problems)) = raw.validate() else {
+        panic!("must be invalid")
+    };
+    let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+    assert!(keys.contains(&"listen"));
+    assert!(keys.contains(&"session.idle_timeout"));
+    assert!(keys.contains(&"csrf.trusted_origins[0]"));
+    assert!(keys.contains(&"csrf.trusted_origins[1]"));
+}
+
+#[test]
+fn idle_longer_than_absolute_is_refused() {
+    let mut raw = RawConfig::default();
+    raw.session.idle_timeout = Some("40d".into());
+    assert!(
+        matches!(raw.validate(), Err(ConfigError::Invalid(p)) if p[0].key == "session.idle_timeout")
+    );
+}
+
+type Tweak = fn(&mut RawConfig);
+
+/// A production-like configuration: https, with the secret production needs.
+fn acme(raw: &mut RawConfig) {
+    raw.public_url = Some("https://api.acme.com".into());
+    raw.secret_key = Some(SecretString("k".repeat(40)));
+}
+
+fn strs(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| (*s).to_owned()).collect()
+}
+
+#[test]
+fn session_profiles_set_lifetimes_and_strict_same_site_where_possible() {
+    let c = RawConfig::default().validate().expect("valid");
+    assert_eq!(c.session.idle_timeout, Duration::from_secs(14 * 86400));
+    assert_eq!(c.session.absolute_timeout, Duration::from_secs(30 * 86400));
+
+    let mut raw = RawConfig::default();
+    acme(&mut raw);
+    raw.spa_origins = strs(&["https://app.acme.com"]);
+    raw.session.profile = "strict".into();
+    let c = raw.clone().validate().expect("valid");
+    assert_eq!(c.session.idle_timeout, Duration::from_secs(30 * 60));
+    assert_eq!(c.session.absolute_timeout, Duration::from_secs(12 * 3600));
+    assert_eq!(c.session.cookie.same_site, cookie::SameSite::Strict);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+
+    // An explicit timeout still wins over the preset.
+    raw.session.idle_timeout = Some("10m".into());
+    let c = raw.clone().validate().expect("valid");
+    assert_eq!(c.session.idle_timeout, Duration::from_secs(600));
+
+    // A cross-site SPA keeps the cookie it needs; the profile says why it is not Strict.
+    raw.spa_origins = strs(&["https://acme-app.net"]);
+    let c = raw.clone().validate().expect("valid");
+    assert_eq!(c.session.cookie.same_site, cookie::SameSite::None);
+    assert!(
+        c.warnings.iter().any(|w| w.contains("session.profile")),
+        "{:?}",
+        c.warnings
+    );
+
+    raw.session.profile = "paranoid".into();
+    assert!(
+        matches!(raw.validate(), Err(ConfigError::Invalid(p)) if p.iter().any(|p| p.key == "session.profile"))
+    );
+}
+
+#[test]
+fn cookie_prefix_follows_secure_and_domain() {
+    let mut raw = RawConfig::default();
+    acme(&mut raw);
+    let c = raw.clone().validate().expect("valid");
+    assert_eq!(c.session.cookie.name, "__Host-vestibule_session");
+    raw.session.cookie_domain = Some("acme.com".into());
+    let c = raw.clone().validate().expect("valid");
+    assert_eq!(c.session.cookie.name, "__Secure-vestibule_session");
+    assert_eq!(c.session.cookie.domain.as_deref(), Some("acme.com"));
+    assert!(c.session.cookie.secure);
+    // Plain-http localhost: browsers would drop a prefixed cookie set without Secure.
+    let raw = RawConfig {
+        public_url: Some("http://localhost:8000".into()),
+        ..RawConfig::default()
+    };
+    let c = raw.validate().expect("valid");
+    assert_eq!(c.session.cookie.name, "vestibule_session");
+    assert!(!c.session.cookie.secure);
+}
+
+#[test]
+fn one_declaration_derives_cors_csrf_and_cookie() {
+    let mut raw = RawConfig::default();
+    acme(&mut raw);
+    raw.spa_origins = strs(&["https://www.acme.com", "https://*.preview.acme.com"]);
+    let c = raw.validate().expect("valid");
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let cookie = &c.session.cookie;
+    assert_eq!(cookie.name, "__Host-vestibule_session");
+    assert!(cookie.secure && cookie.domain.is_none());
+    assert_eq!(cookie.same_site, cookie::SameSite::Lax);
+    assert!(!c.origins.cookie().partitioned);
+    assert_eq!(
+        c.origins.session_cookie().name,
+        cookie.name,
+        "one derivation"
+    );
+    let cors: Vec<String> = c
+        .origins
+        .cors_allowed_origins()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        cors,
+        [
+            "https://api.acme.com",
+            "https://www.acme.com",
+            "https://*.preview.acme.com"
+        ]
+    );
+    let csrf: Vec<String> = c
+        .origins
+        .csrf_trusted_origins()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(csrf, ["https://www.acme.com", "https://*.preview.acme.com"]);
+    assert!(c.cors.allow_credentials);
+    assert_eq!(c.cors.max_age, Duration::from_secs(600));
+    assert_eq!(c.tokens, TokenSettings::default());
+    assert_eq!(c.tokens.default_expiry, Duration::from_secs(30 * 86400));
+    assert!(!c.debug_endpoint);
+    assert_eq!(c.origins.cookie_name(), "__Host-vestibule_session");
+}
+
+#[test]
+fn cross_site_spa_gets_a_partitioned_none_cookie() {
+    let mut raw = RawConfig::default();
+    acme(&mut raw);
+    raw.spa_origins = strs(&["https://acme-web.vercel.app"]);
+    let c = raw.validate().expect("valid");
+    assert_eq!(c.session.cookie.same_site, cookie::SameSite::None);
+    assert!(c.session.cookie.secure);
+    assert!(c.origins.cookie().partitioned);
+    assert!(c.warnings.iter().any(|w| w.contains("same-origin proxy")));
+}
+
+#[test]
+fn lists_and_durations_read_from_toml_and_csv() {
+    let raw: RawConfig = Figment::from(Serialized::defaults(RawConfig::default()))
+        .merge(Toml::string(
+            "spa_origins = \"https://www.acme.com, https://*.preview.acme.com\"\n\
+             debug_endpoint = true\n\
+             [session]\nsame_site = \"Strict\"\n\
+             [cors]\nmax_age = 60\nallow_headers = \"content-type,x-csrf-token,x-custom\"\npaths = [\"/auth\"]\n\
+             [tokens]\ndefault_expiry_days = 7\n",
+        ))
+        .extract()
+        .expect("reads");
+    assert_eq!(raw.spa_origins.len(), 2);
+    assert_eq!(raw.cors.max_age, RawDuration::Seconds(60));
+    assert_eq!(raw.session.same_site.as_deref(), Some("Strict"));
+    let mut raw = raw;
+    acme(&mut raw);
+    let c = raw.validate().expect("valid");
+    assert_eq!(c.session.cookie.same_site, cookie::SameSite::Strict);
+    assert_eq!(c.cors.max_age, Duration::from_secs(60));
+    assert_eq!(c.cors.paths, ["/auth"]);
+    assert_eq!(c.cors.allow_headers.len(), 3);
+    assert!(c.debug_endpoint);
+    assert_eq!(c.tokens.default_expiry, Duration::from_secs(7 * 86400));
+    let text: RawConfig = Figment::from(Serialized::defaults(RawConfig::default()))
+        .merge(Toml::string("[cors]\nmax_age = \"2m\"\n"))
+        .extract()
+        .expect("reads");
+    assert_eq!(
+        text.validate().expect("valid").cors.max_age,
+        Duration::from_secs(120)
+    );
+}
+
+#[test]
+fn every_start_up_error_names_its_key() {
+    let cases: Vec<(Tweak, &str, &str)> = vec![
+        (
+            |r| r.spa_origins = strs(&["*"]),
+            "spa_origins[0]",
+            "every site",
+        ),
+        (
+            |r| r.spa_origins = strs(&["http://localhost:3000", "http://localhost:3001/"]),
+            "spa_origins[1]",
+            "trailing /",
+        ),
+        (
+            |r| r.spa_origins = strs(&["http://localhost:3000/app"]),
+            "spa_origins[0]",
+            "no path",
+        ),
+        (
+            |r| r.spa_origins = strs(&["http://localhost:3000?x=1"]),
+            "spa_origins[0]",
+            "query",
+        ),
+        (
+            |r| r.spa_origins = strs(&["localhost:3000"]),
+            "spa_origins[0]",
+            "missing scheme",
+        ),
+        (
+            |r| r.spa_origins = strs(&["null"]),
+            "spa_origins[0]",
+            "never be trusted",
+        ),
+        (
+            |r| {
+                acme(r);
+                r.spa_origins = strs(&["https://*.vercel.app"])
+            },
+            "spa_origins[0]",
+            "public suffix",
+        ),
+        (
+            |r| {
+                acme(r);
+                r.spa_origins = strs(&["https://www.*.acme.com"])
+            },
+            "spa_origins[0]",
+            "first label",
+        ),
+        (
+            |r| r.spa_origins = strs(&["http://127.0.0.1:3000"]),
+            "spa_origins[0]",
+            "different sites",
+        ),
+        (
+            |r| {
+                r.public_url = Some("http://127.0.0.1:8000".into());
+                r.spa_origins = strs(&["http://localhost:3000"])
+            },
+            "spa_origins[0]",
+            "localhost and 127.0.0.1",
+        ),
+        (
+            |r| {
+                r.public_url = Some("http://api.acme.test".into());
+                r.spa_origins = strs(&["http://www.other.test"])
+            },
+            "spa_origins[0]",
+            "rule 6",
+        ),
+        (
+            |r| r.spa_origins = strs(&["https://www.acme.com"]),
+            "spa_origins[0]",
+            "mixed content",
+        ),
+        (
+            |r| r.csrf.trusted_origins = strs(&["https://*.acme.com"]),
+            "csrf.trusted_origins[0]",
+            "mixed content",
+        ),
+        (
+            |r| r.csrf.trusted_origins = strs(&["http://a.test/"]),
+            "csrf.trusted_origins[0]",
+            "trailing /",
+        ),
+        (
+            |r| {
+                r.public_url = Some("http://api.acme.test".into());
+                r.session.same_site = Some("none".into())
+            },
+            "session.same_site",
+            "rule 5",
+        ),
+        (
+            |r| r.session.same_site = Some("sometimes".into()),
+            "session.same_site",
+            "lax, strict or none",
+        ),
+        (
+            |r| {
+                acme(r);
+                r.session.cookie_domain = Some("www.acme.com".into())
+            },
+            "session.cookie_domain",
+            "does not cover",
+        ),
+        (
+            |r| {
+                r.public_url = Some("https://acme-api.fly.dev".into());
+                r.session.cookie_domain = Some("fly.dev".into())
+            },
+            "session.cookie_domain",
+            "public suffix",
+        ),
+        (
+            |r| {
+                acme(r);
+                r.session.cookie_domain = Some("com".into())
+            },
+            "session.cookie_domain",
+            "public suffix",
+        ),
+        (
+            |r| r.cors.allow_headers.push("*".into()),
+            "cors.allow_headers",
+            "allows nothing",
+        ),
+        (
+            |r| r.cors.allow_methods = strs(&["*"]),
+            "cors.allow_methods",
+            "allows nothing",
+        ),
+        (
+            |r| r.cors.expose_headers = strs(&["*"]),
+            "cors.expose_headers",
+            "allows nothing",
+        ),
+        (
+            |r| r.cors.allow_methods.clear(),
+            "cors.allow_methods",
+            "is empty",
+        ),
+        (
+            |r| r.cors.allow_methods = strs(&["GE T"]),
+            "cors.allow_methods[0]",
+            "not an HTTP method",
+        ),
+        (
+            |r| r.cors.allow_headers = strs(&["content-type", "bad header"]),
+            "cors.allow_headers[1]",
+            "not a header name",
+        ),
+        (
+            |r| r.cors.max_age = RawDuration::Text("soon".into()),
+            "cors.max_age",
+            "not a duration",
+        ),
+        (
+            |r| r.cors.paths = strs(&["auth"]),
+            "cors.paths[0]",
+            "starting with /",
+        ),
+        (
+            |r| r.tokens.default_expiry_days = 0,
+            "tokens.default_expiry_days",
+            "at least 1",
+        ),
+        (
+            |r| r.tokens.max_expiry_days = 10,
+            "tokens.default_expiry_days",
+            "caps it",
+        ),
+        (
+            |r| r.tokens.per_user_limit = 0,
+            "tokens.per_user_limit",
+            "at least 1",
+        ),
+        (
+            |r| r.public_url = Some("api.acme.com".into()),
+            "public_url",
+            "missing scheme",
+        ),
+    ];
+    for (tweak, key, why) in cases {
+        let mut raw = RawConfig::default();
+        tweak(&mut raw);
+        let Err(ConfigError::Invalid(problems)) = raw.validate() else {
+            panic!("{key}: must be invalid")
+        };
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.key == key && p.message.contains(why)),
+            "want {key} / {why:?}, got {problems:#?}"
+        );
+    }
+}
+
+#[test]
+fn every_start_up_warning_is_said() {
+    let cases: Vec<(Tweak, &str)> = vec![
+        (
+            |r| {
+                acme(r);
+                r.spa_origins = strs(&["https://app.other.com"])
+            },
+            "SameSite=None; Secure; Partitioned",
+        ),
+        (
+            |r| {
+                acme(r);
+                r.spa_origins = strs(&["https://app.other.com"])
+            },
+            "Safari",
+        ),
+        (
+            |r| {
+                acme(r);
+                r.spa_origins = strs(&["http://localhost:3000"])
+            },
+            "plain http while public_url is https",
+        ),
+        (
+            |r| {
+                acme(r);
+                r.spa_origins = strs(&["https://api.acme.com"])
+            },
+            "unnecessary",
+        ),
+        (
+            |r| {
+                acme(r);
+                r.session.same_site = Some("strict".into())
+            },
+            "e-mail link",
+        ),
+        (
+            |r| {
+                acme(r);
+                r.session.same_site = Some("lax".into());
+                r.spa_origins = strs(&["https://app.other.com"])
+            },
+            "never sent",
+        ),
+        (
+            |r| {
+                acme(r);
+                r.session.cookie_domain = Some("acme.com".into())
+            },
+            "every subdomain",
+        ),
+        (
+            |r| r.spa_origins = strs(&["http://www.acme.test"]),
+            "plain-http loopback",
+        ),
+        (
+            |r| r.cors.max_age = RawDuration::Text("3h".into()),
+            "2 hours",
+        ),
+        (|r| r.cors.allow_credentials = false, "rule 3"),
+        (
+            |r| r.cors.allow_headers = strs(&["content-type"]),
+            "lacks x-csrf-token",
+        ),
+        (|r| r.debug_endpoint = true, "/auth/_debug"),
+        (
+            |r| {
+                acme(r);
+                r.debug_endpoint = true
+            },
+            "turn it off",
+        ),
+        (|_| {}, "without Secure"),
+        (
+            |r| r.public_url = Some("http://api.acme.test".into()),
+            "travels in clear",
+        ),
+        (|r| r.auth.min_password_length = 6, "below 8"),
+    ];
+    for (tweak, want) in cases {
+        let mut raw = RawConfig::default();
+        tweak(&mut raw);
+        let c = raw
+            .validate()
+            .unwrap_or_else(|e| panic!("{want}: must be valid: {e}"));
+        assert!(
+            c.warnings.iter().any(|w| w.contains(want)),
+            "want {want:?} in {:#?}",
+            c.warnings
+        );
+    }
+}
