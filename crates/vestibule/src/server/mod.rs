@@ -6,7 +6,6 @@ mod headers;
 mod json;
 mod limits;
 mod listener;
-mod mfa;
 mod openapi;
 mod routes;
 mod trace;
@@ -301,71 +300,83 @@ pub fn router_with(state: AppState, config: &Config, extra: Router) -> Router {
             .route("/demo/{file}", get(demo::asset));
     }
     let app = app
-        .route("/auth/signup", post(routes::post_signup))
-        .route("/auth/login", post(routes::post_login))
-        .route("/auth/logout", post(routes::post_logout))
-        .route("/auth/logout-all", post(routes::post_logout_all))
-        .route("/auth/me", get(routes::get_me))
-        .route("/auth/csrf", get(routes::get_csrf))
-        .route("/auth/password", post(routes::post_password))
-        .route("/auth/reauth", post(routes::post_reauth))
+        .route("/auth/signup", post(routes::auth::post_signup))
+        .route("/auth/login", post(routes::auth::post_login))
+        .route("/auth/logout", post(routes::auth::post_logout))
+        .route("/auth/logout-all", post(routes::sessions::post_logout_all))
+        .route("/auth/me", get(routes::auth::get_me))
+        .route("/auth/csrf", get(routes::auth::get_csrf))
+        .route("/auth/password", post(routes::password::post_password))
+        .route("/auth/reauth", post(routes::password::post_reauth))
         .route(
             "/auth/reauth/webauthn/start",
-            post(mfa::post_reauth_webauthn_start),
+            post(routes::passkeys::post_reauth_webauthn_start),
         )
-        .route("/auth/password/reset", post(routes::post_password_reset))
-        .route("/auth/sessions", get(routes::get_sessions))
-        .route("/auth/sessions/{id}", delete(routes::delete_session))
+        .route(
+            "/auth/password/reset",
+            post(routes::password::post_password_reset),
+        )
+        .route("/auth/sessions", get(routes::sessions::get_sessions))
+        .route(
+            "/auth/sessions/{id}",
+            delete(routes::sessions::delete_session),
+        )
         .route(
             "/auth/tokens",
-            get(routes::get_tokens).post(routes::post_token),
+            get(routes::tokens::get_tokens).post(routes::tokens::post_token),
         )
-        .route("/auth/tokens/{id}", delete(routes::delete_token))
+        .route("/auth/tokens/{id}", delete(routes::tokens::delete_token))
         .route(
             "/auth/mfa/totp",
-            post(mfa::post_mfa_totp).delete(mfa::delete_totp),
+            post(routes::mfa::post_mfa_totp).delete(routes::mfa::delete_totp),
         )
-        .route("/auth/mfa/totp/enroll", post(mfa::post_totp_enroll))
-        .route("/auth/mfa/totp/confirm", post(mfa::post_totp_confirm))
-        .route("/auth/mfa", get(mfa::get_mfa))
-        .route("/auth/mfa/recovery", post(mfa::post_mfa_recovery))
+        .route("/auth/mfa/totp/enroll", post(routes::mfa::post_totp_enroll))
+        .route(
+            "/auth/mfa/totp/confirm",
+            post(routes::mfa::post_totp_confirm),
+        )
+        .route("/auth/mfa", get(routes::mfa::get_mfa))
+        .route("/auth/mfa/recovery", post(routes::mfa::post_mfa_recovery))
         .route(
             "/auth/mfa/recovery/regenerate",
-            post(mfa::post_recovery_regenerate),
+            post(routes::mfa::post_recovery_regenerate),
         )
         .route(
             "/auth/mfa/webauthn/start",
-            post(mfa::post_mfa_webauthn_start),
+            post(routes::passkeys::post_mfa_webauthn_start),
         )
         .route(
             "/auth/mfa/webauthn/finish",
-            post(mfa::post_mfa_webauthn_finish),
+            post(routes::passkeys::post_mfa_webauthn_finish),
         )
-        .route("/auth/passkeys", get(mfa::get_passkeys))
-        .route("/auth/passkeys/{id}", delete(mfa::delete_passkey))
+        .route("/auth/passkeys", get(routes::passkeys::get_passkeys))
+        .route(
+            "/auth/passkeys/{id}",
+            delete(routes::passkeys::delete_passkey),
+        )
         .route(
             "/auth/passkeys/register/start",
-            post(mfa::post_passkey_register_start),
+            post(routes::passkeys::post_passkey_register_start),
         )
         .route(
             "/auth/passkeys/register/finish",
-            post(mfa::post_passkey_register_finish),
+            post(routes::passkeys::post_passkey_register_finish),
         )
         .route(
             "/auth/passkey/login/start",
-            post(mfa::post_passkey_login_start),
+            post(routes::passkeys::post_passkey_login_start),
         )
         .route(
             "/auth/passkey/login/finish",
-            post(mfa::post_passkey_login_finish),
+            post(routes::passkeys::post_passkey_login_finish),
         )
         .route(
             "/demo/counter",
-            get(routes::get_counter).post(routes::post_counter),
+            get(routes::counter::get_counter).post(routes::counter::post_counter),
         )
         .route("/openapi.json", get(openapi::get_openapi))
-        .route("/healthz", get(routes::healthz))
-        .route("/readyz", get(routes::readyz))
+        .route("/healthz", get(routes::health::healthz))
+        .route("/readyz", get(routes::health::readyz))
         .route("/_vestibule/client.js", get(demo::client_js))
         .route("/metrics", get(metrics_handler))
         // Carries the matched route pattern out to the metrics layer (the proxy's fallback
