@@ -51,15 +51,7 @@ impl AppState {
         what: &str,
         config_key: &str,
     ) -> crate::Error {
-        if let Some(m) = &self.metrics {
-            m.rate_limited(config_key);
-        }
-        audit!(
-            "rate_limit",
-            limit = config_key,
-            "rate limit tripped: {what}"
-        );
-        l.into_error(what, config_key)
+        crate::auth::login::rate_limited(self.metrics.as_deref(), l, what, config_key)
     }
 
     /// Counts a refused login.
@@ -97,14 +89,12 @@ pub struct Shared {
     pub token_settings: TokenSettings,
     /// The database.
     pub db: Database,
-    /// Rate-limit buckets.
-    pub limits: crate::ratelimit::RateLimits,
+    /// Rate-limit buckets (shared with the login flow).
+    pub limits: Arc<crate::ratelimit::RateLimits>,
     /// Which peers' forwarding headers name the client.
     pub trusted_proxies: crate::client_ip::TrustedProxies,
     /// The login rate limit's device cookie.
     pub device: crate::auth::DeviceTrust,
-    /// Live sessions per user.
-    pub max_sessions_per_user: usize,
     /// Prometheus metrics, when on.
     pub metrics: Option<Arc<metrics::Metrics>>,
     /// Second factors: TOTP, recovery codes, passkeys.
@@ -113,6 +103,10 @@ pub struct Shared {
     pub reauth_window: std::time::Duration,
     /// Whether logout answers `Clear-Site-Data: "cookies"` (`session.clear_site_data`).
     pub clear_site_data: bool,
+    /// The login flow (password, second factor, rotation, session cap, device cookie, audit):
+    /// the `/auth` routes' and, as the [`Login`](crate::auth::Login) extractor, the
+    /// application's routes'.
+    pub login: crate::auth::LoginFlow,
 }
 
 /// Why the server could not start.
@@ -387,7 +381,10 @@ pub fn router_with(state: AppState, config: &Config, extra: Router) -> Router {
         None => app.fallback(routes::not_found),
     };
     let extra = if extra.has_routes() {
-        extra.route_layer(metrics::RouteTagLayer)
+        // The application's handlers log users in through the `Login` extractor (auth/login).
+        extra
+            .route_layer(metrics::RouteTagLayer)
+            .layer(axum::Extension(state.login.clone()))
     } else {
         extra
     };
@@ -465,10 +462,10 @@ impl App {
         let (store, cache) = build_store_sharing(&config, &db, &mut shared_redis)?;
         // With Redis, the rate limits are shared by every instance too (see `ratelimit`).
         let limits = crate::ratelimit::RateLimits::new(&config.rate_limits);
-        let limits = match shared_redis {
+        let limits = Arc::new(match shared_redis {
             Some(r) => limits.shared(&Arc::new(crate::ratelimit::RedisBuckets::new(r))),
             None => limits,
-        };
+        });
         let metrics = config
             .metrics_allow
             .clone()
@@ -492,8 +489,26 @@ impl App {
                 issuer: config.public_origin.host().to_owned(),
             }
         };
+        let users = UserStore::new(db.clone());
+        let hasher = PasswordHasher::with_limits(crate::auth::HashLimits {
+            parallelism: config.hash_parallelism,
+            memory_budget: config.hash_memory_budget,
+            queue_timeout: config.hash_queue_timeout,
+        })
+        .await?;
+        let device = crate::auth::DeviceTrust::new(config.device_key, &config.session.cookie);
+        let login = crate::auth::LoginFlow::new(
+            users.clone(),
+            hasher.clone(),
+            device.clone(),
+            mfa.store.clone(),
+        )
+        .with_rate_limits(limits.clone())
+        .with_trusted_proxies(config.trusted_proxies.clone())
+        .with_max_sessions_per_user(config.max_sessions_per_user)
+        .with_metrics(metrics.clone());
         let state = AppState::new(Shared {
-            users: UserStore::new(db.clone()),
+            users,
             sessions: {
                 let mut m = SessionManager::new(store, config.session.clone())
                     .with_access_tokens(AccessTokens::new(db.clone()));
@@ -521,12 +536,7 @@ impl App {
             },
             access_tokens: AccessTokens::new(db.clone()),
             token_settings: config.tokens,
-            hasher: PasswordHasher::with_limits(crate::auth::HashLimits {
-                parallelism: config.hash_parallelism,
-                memory_budget: config.hash_memory_budget,
-                queue_timeout: config.hash_queue_timeout,
-            })
-            .await?,
+            hasher,
             policy: PasswordPolicy {
                 min_length: config.min_password_length,
             },
@@ -534,12 +544,12 @@ impl App {
             db,
             limits,
             trusted_proxies: config.trusted_proxies.clone(),
-            device: crate::auth::DeviceTrust::new(config.device_key, &config.session.cookie),
-            max_sessions_per_user: config.max_sessions_per_user,
+            device,
             metrics,
             mfa,
             reauth_window: config.reauth_window,
             clear_site_data: config.clear_site_data,
+            login,
         });
         let listener =
             TcpListener::bind(config.listen)

@@ -1,127 +1,30 @@
-//! Second factors over HTTP: the pending login state, TOTP enrolment and login, recovery codes,
-//! passkey registration, passkeys as a second factor and passwordless passkey login.
-//!
-//! When a user with a second factor gives the right password, `POST /auth/login` does not log
-//! in: it records `{user, expiry}` under [`PENDING_KEY`] in a session that has no user (a fresh
-//! cookie session, or a new bearer token), so every extractor, route and proxied upstream that
-//! needs a user still answers 401. Only the `/auth/mfa/*` routes read the pending state; the
-//! one that verifies the factor logs in like `POST /auth/login` would have (a rotated cookie
-//! session, or a new bearer token while the pending one dies). A pending bearer token's record
-//! expires with the pending state (its absolute expiry), not at the idle timeout.
+//! Second factors over HTTP: completing a pending login (the library's login flow records it
+//! after a correct password: [`crate::auth::login`]) with TOTP or a recovery code, TOTP
+//! enrolment, the factor status, recovery codes, and the second factor of a re-authentication.
+//! Passkeys are in `passkeys.rs`.
 //!
 //! Recovery codes come as a set of ten, shown once: at TOTP confirmation, at the registration of
 //! a passkey when the account has no set yet (a passkey-only account), and from
 //! `POST /auth/mfa/recovery/regenerate`. Removing the last second factor deletes the set.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use serde_json::Map;
 use utoipa::ToSchema;
 use webauthn_rs::prelude::{Passkey, PasskeyAuthentication, PublicKeyCredential};
 
-use super::auth::{remember_device, start_session};
+use super::AuthBody;
 use super::webauthn::{from_value, take_ceremony, touch, webauthn, webauthn_failed};
-use super::{AuthBody, LoginTransport, rfc3339};
-use crate::auth::mfa::{self, MfaMethods};
+use crate::auth::login::pending_login;
+use crate::auth::mfa;
 use crate::auth::reauth::{record_factor_proof, require_recent_factor};
-use crate::auth::{AccountUser, User};
+use crate::auth::{AccountUser, PendingLogin, Proof};
 use crate::error::{Error, ErrorCode, Result};
 use crate::server::json::Json;
 use crate::server::openapi::ErrorBody;
 use crate::server::{AppState, ClientIp};
-use crate::session::{Session, UnixTime, now};
-
-/// Session key of the pending login (a correct password waiting for its second factor).
-pub(crate) const PENDING_KEY: &str = "_mfa_pending";
-/// Session key of a WebAuthn ceremony in progress (its challenge: single use).
-pub(super) const CEREMONY_KEY: &str = "_webauthn";
-/// How long a pending login and a WebAuthn challenge live.
-pub(super) const PENDING_SECS: i64 = 300;
-
-/// The pending login.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(super) struct Pending {
-    pub(super) user_id: i64,
-    pub(super) username: String,
-    pub(super) expires_at: UnixTime,
-    /// Whether the login asked for the bearer transport.
-    pub(super) bearer: bool,
-}
-
-/// `{"mfa_required": true, "methods", "expires_at", "csrf_token" | "token"}`: the answer of a
-/// correct password when a second factor is due.
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct MfaRequiredBody {
-    /// Always `true`.
-    mfa_required: bool,
-    /// What completes the login: `"totp"` (`POST /auth/mfa/totp`), `"webauthn"`
-    /// (`POST /auth/mfa/webauthn/start` then `/finish`), `"recovery"` (`POST /auth/mfa/recovery`).
-    methods: Vec<String>,
-    /// When the pending state ends (5 minutes).
-    #[schema(format = DateTime)]
-    expires_at: String,
-    /// Cookie transport: the CSRF token of the pending session, for the `/auth/mfa/*` calls.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    csrf_token: Option<String>,
-    /// Bearer transport: a pending token that only the `/auth/mfa/*` routes accept.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    token: Option<String>,
-}
-
-/// Records the pending state after a correct password (called by `post_login`).
-pub(super) async fn begin(
-    session: &Session,
-    user: &User,
-    methods: &MfaMethods,
-    bearer: bool,
-) -> Result<Response> {
-    let pending = Pending {
-        user_id: user.id,
-        username: user.username.clone(),
-        expires_at: now() + PENDING_SECS,
-        bearer,
-    };
-    let value = serde_json::to_value(&pending).map_err(Error::internal)?;
-    let mut body = MfaRequiredBody {
-        mfa_required: true,
-        methods: methods.names().into_iter().map(str::to_owned).collect(),
-        expires_at: rfc3339(pending.expires_at),
-        csrf_token: None,
-        token: None,
-    };
-    if bearer {
-        let mut data = Map::new();
-        data.insert(PENDING_KEY.to_owned(), value);
-        // The record dies with the pending state: a pending token is good for nothing after it.
-        let (token, _) = session.create_bearer(data, pending.expires_at).await?;
-        body.token = Some(token.expose().to_owned());
-    } else {
-        // A new session id now, and again when the factor is given.
-        session.restart_anonymous(PENDING_KEY, value).await?;
-        body.csrf_token = crate::csrf::session_token(session).await?;
-    }
-    Ok(axum::Json(body).into_response())
-}
-
-fn not_pending(why: &str) -> Error {
-    Error::new(ErrorCode::MfaNotPending, why.to_owned()).with_hint(
-        "POST /auth/login with the password first; the second factor is due within 5 minutes",
-    )
-}
-
-/// The live pending login of this session.
-pub(super) async fn pending(session: &Session) -> Result<Pending> {
-    match session.get::<Pending>(PENDING_KEY).await? {
-        Some(p) if p.expires_at > now() => Ok(p),
-        Some(_) => {
-            session.remove(PENDING_KEY).await?;
-            Err(not_pending("the pending login expired"))
-        }
-        None => Err(not_pending("no login is waiting for a second factor")),
-    }
-}
+use crate::session::{Session, now};
 
 /// Counts an attempt at a second factor against the account's budget.
 pub(super) async fn check_rate(app: &AppState, user_id: i64) -> Result<()> {
@@ -160,48 +63,29 @@ pub(super) async fn audit_if_last_factor(app: &AppState, user_id: i64, method: &
     Ok(())
 }
 
-fn refused(app: &AppState, p: &Pending, ip: std::net::IpAddr, method: &str) -> Error {
+fn refused(app: &AppState, p: &PendingLogin, ip: std::net::IpAddr, method: &str) -> Error {
     app.login_failed("mfa_code_invalid");
-    audit!("login.failure", reason = "mfa_code_invalid", method, user_id = p.user_id, client_ip = %ip, "second factor refused");
+    audit!("login.failure", reason = "mfa_code_invalid", method, user_id = p.user_id(), client_ip = %ip, "second factor refused");
     Error::new(
         ErrorCode::MfaCodeInvalid,
         "the code is wrong, expired or already used",
     )
 }
 
-/// Logs the pending user in: the pending state ends, the session id rotates (cookie) or a new
-/// token replaces the pending one (bearer).
+/// Logs the pending user in with the library's flow (the pending state ends, the session
+/// rotates or a new bearer token replaces the pending one).
 pub(super) async fn complete(
     app: &AppState,
     session: &Session,
-    p: &Pending,
+    p: &PendingLogin,
     ip: std::net::IpAddr,
-    method: &str,
+    proof: Proof,
 ) -> Result<Response> {
-    let user = app
-        .users
-        .by_id(p.user_id)
+    let login = app.login.for_caller(ip, HeaderMap::new());
+    Ok(login
+        .complete_pending(session, p, proof)
         .await?
-        .filter(|u| u.is_active)
-        .ok_or_else(|| Error::new(ErrorCode::AccountDisabled, "this account is disabled"))?;
-    let transport = if p.bearer {
-        session.flush().await?;
-        LoginTransport::Bearer
-    } else {
-        session.remove(PENDING_KEY).await?;
-        LoginTransport::Cookie
-    };
-    audit!("login.success", user_id = user.id, client_ip = %ip, method, "user logged in with a second factor");
-    let body = start_session(app, session, user.id, &user.username, transport).await?;
-    if transport == LoginTransport::Cookie {
-        // This session proved the second factor now: it counts for managing factors within
-        // the re-authentication window. (A bearer login's new token is another session: it
-        // proves a factor through `POST /auth/reauth`.)
-        record_factor_proof(session, user.id).await?;
-    }
-    let mut res = axum::Json(body).into_response();
-    remember_device(app, &mut res, &user.username, transport);
-    Ok(res)
+        .into_response())
 }
 
 /// `{"code"}`.
@@ -257,12 +141,12 @@ pub(crate) async fn post_mfa_totp(
     session: Session,
     Json(body): Json<CodeBody>,
 ) -> Result<Response> {
-    let p = pending(&session).await?;
-    check_rate(&app, p.user_id).await?;
-    if !totp_ok(&app, p.user_id, &body.code).await? {
+    let p = pending_login(&session).await?;
+    check_rate(&app, p.user_id()).await?;
+    if !totp_ok(&app, p.user_id(), &body.code).await? {
         return Err(refused(&app, &p, ip, "totp"));
     }
-    complete(&app, &session, &p, ip, "totp").await
+    complete(&app, &session, &p, ip, Proof::Totp).await
 }
 
 /// Completes a pending login with a recovery code (each works once).
@@ -291,23 +175,23 @@ pub(crate) async fn post_mfa_recovery(
     session: Session,
     Json(body): Json<CodeBody>,
 ) -> Result<Response> {
-    let p = pending(&session).await?;
-    check_rate(&app, p.user_id).await?;
+    let p = pending_login(&session).await?;
+    check_rate(&app, p.user_id()).await?;
     let used = body.code.len() <= 64
         && app
             .mfa
             .store
-            .use_recovery_code(p.user_id, &mfa::recovery_hash(&body.code))
+            .use_recovery_code(p.user_id(), &mfa::recovery_hash(&body.code))
             .await?;
     if !used {
         return Err(refused(&app, &p, ip, "recovery"));
     }
     audit!(
         "mfa.recovery_used",
-        user_id = p.user_id,
+        user_id = p.user_id(),
         "recovery code spent"
     );
-    complete(&app, &session, &p, ip, "recovery").await
+    complete(&app, &session, &p, ip, Proof::RecoveryCode).await
 }
 
 /// `{"secret", "otpauth_uri", "qr_svg"}`: a TOTP enrolment to confirm with a first code.

@@ -20,9 +20,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
-use crate::auth::Password;
+pub(crate) use crate::auth::login::{AuthBody, UserBody, refuse_dead_bearer, rfc3339, user_body};
+use crate::auth::{LoginTransport, Password};
 use crate::error::{Error, ErrorCode, Result};
-use crate::session::{Session, Transport, UnixTime};
+use crate::session::{Session, Transport};
 
 /// `{"username", "password", "transport"?}`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -36,58 +37,6 @@ pub(crate) struct Credentials {
     transport: LoginTransport,
 }
 
-/// How a login's session travels.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum LoginTransport {
-    #[default]
-    Cookie,
-    Bearer,
-}
-
-pub(super) fn rfc3339(t: UnixTime) -> String {
-    time::OffsetDateTime::from_unix_timestamp(t)
-        .ok()
-        .and_then(|d| {
-            d.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
-}
-
-/// `{"user": {"id", "username"}, "csrf_token"}`: what login, signup, me and password answer.
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct UserBody {
-    user: UserView,
-    #[schema(required = true)]
-    csrf_token: Option<String>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-struct UserView {
-    id: i64,
-    username: String,
-}
-
-async fn user_body(session: &Session, id: i64, username: &str) -> Result<UserBody> {
-    Ok(UserBody {
-        user: UserView {
-            id,
-            username: username.to_owned(),
-        },
-        csrf_token: crate::csrf::session_token(session).await?,
-    })
-}
-
-/// `{"user", "token", "expires_at"}`: a login with the bearer transport.
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct BearerBody {
-    user: UserView,
-    token: String,
-    #[schema(format = DateTime)]
-    expires_at: String,
-}
-
 /// What `POST /auth/login` answers: a login, or the second factor it waits for.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(untagged)]
@@ -96,43 +45,7 @@ pub(crate) enum LoginAnswer {
     /// Logged in.
     Done(AuthBody),
     /// The password was right; a second factor is due.
-    MfaRequired(mfa::MfaRequiredBody),
-}
-
-/// What login, signup and password change answer, by transport.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(untagged)]
-pub(crate) enum AuthBody {
-    /// The cookie carries the session; the body carries the CSRF token.
-    Cookie(UserBody),
-    /// The body carries the session token itself.
-    Bearer(BearerBody),
-}
-
-fn bearer_body(
-    id: i64,
-    username: &str,
-    token: &crate::token::SecretToken,
-    expires_at: UnixTime,
-) -> AuthBody {
-    AuthBody::Bearer(BearerBody {
-        user: UserView {
-            id,
-            username: username.to_owned(),
-        },
-        token: token.expose().to_owned(),
-        expires_at: rfc3339(expires_at),
-    })
-}
-
-/// A request whose `Authorization: Bearer` names no live session is refused (401
-/// `invalid_token`) even on login and signup, which would otherwise never load it: when the
-/// header is present it is the only credential considered, everywhere.
-pub(super) async fn refuse_dead_bearer(session: &Session) -> Result<()> {
-    if session.transport() == Transport::Bearer {
-        session.id().await?;
-    }
-    Ok(())
+    MfaRequired(crate::auth::login::MfaRequiredBody),
 }
 
 /// 204 after a logout; for a browser (cookie transport), with `Clear-Site-Data: "cookies"` when

@@ -3,7 +3,7 @@
 //! passwordless login, and the start of a passkey re-authentication.
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -13,18 +13,15 @@ use webauthn_rs::prelude::{
     PublicKeyCredential, RegisterPublicKeyCredential, Uuid,
 };
 
-use super::auth::{remember_device, start_session};
-use super::mfa::{
-    CEREMONY_KEY, PENDING_SECS, audit_if_last_factor, check_rate, complete, new_codes, pending,
-    require_factor_reauth,
-};
+use super::mfa::{audit_if_last_factor, check_rate, complete, new_codes, require_factor_reauth};
 use super::webauthn::{
-    Ceremony, from_value, save_ceremony, start_assertion, take_ceremony, to_value, touch, webauthn,
-    webauthn_failed,
+    CEREMONY_KEY, Ceremony, from_value, save_ceremony, start_assertion, take_ceremony, to_value,
+    touch, webauthn, webauthn_failed,
 };
-use super::{AuthBody, LoginTransport, refuse_control_chars, refuse_dead_bearer};
-use crate::auth::AccountUser;
+use super::{AuthBody, refuse_control_chars, refuse_dead_bearer};
+use crate::auth::login::{PENDING_SECS, pending_login};
 use crate::auth::reauth::record_factor_proof;
+use crate::auth::{AccountUser, LoginTransport, Proof};
 use crate::error::{Error, ErrorCode, Result};
 use crate::server::json::Json;
 use crate::server::openapi::ErrorBody;
@@ -312,8 +309,8 @@ pub(crate) async fn post_mfa_webauthn_start(
     State(app): State<AppState>,
     session: Session,
 ) -> Result<axum::Json<Value>> {
-    let p = pending(&session).await?;
-    start_assertion(&app, &session, p.user_id, "mfa").await
+    let p = pending_login(&session).await?;
+    start_assertion(&app, &session, p.user_id(), "mfa").await
 }
 
 /// `{"credential"}`: what `navigator.credentials.get` returned (binary fields base64url).
@@ -351,19 +348,19 @@ pub(crate) async fn post_mfa_webauthn_finish(
     session: Session,
     Json(body): Json<PasskeyAssertionBody>,
 ) -> Result<Response> {
-    let p = pending(&session).await?;
-    check_rate(&app, p.user_id).await?;
+    let p = pending_login(&session).await?;
+    check_rate(&app, p.user_id()).await?;
     let wa = webauthn(&app)?;
     let c = take_ceremony(&session, "mfa").await?;
     let state: PasskeyAuthentication = from_value(c.state)?;
     let res = match wa.finish_passkey_authentication(&body.credential, &state) {
         Ok(r) => r,
         Err(e) => {
-            audit!("login.failure", reason = "webauthn_failed", user_id = p.user_id, client_ip = %ip, error = %e);
+            audit!("login.failure", reason = "webauthn_failed", user_id = p.user_id(), client_ip = %ip, error = %e);
             return Err(webauthn_failed("the passkey's answer did not verify"));
         }
     };
-    let stored = app.mfa.store.passkeys(p.user_id).await?;
+    let stored = app.mfa.store.passkeys(p.user_id()).await?;
     for s in stored {
         if let Ok(key) = serde_json::from_str::<Passkey>(&s.passkey)
             && key.cred_id() == res.cred_id()
@@ -371,7 +368,7 @@ pub(crate) async fn post_mfa_webauthn_finish(
             touch(&app, s.id, key, &res).await?;
         }
     }
-    complete(&app, &session, &p, ip, "webauthn").await
+    complete(&app, &session, &p, ip, Proof::SecurityKey).await
 }
 
 /// Starts a passwordless login with a discoverable passkey: `{"publicKey": …, "csrf_token"}`
@@ -490,15 +487,12 @@ pub(crate) async fn post_passkey_login_finish(
         .await?
         .filter(|u| u.is_active)
         .ok_or_else(|| Error::new(ErrorCode::AccountDisabled, "this account is disabled"))?;
-    audit!("login.success", user_id = user.id, client_ip = %ip, method = "passkey", "user logged in with a passkey");
-    let out = start_session(&app, &session, user.id, &user.username, body.transport).await?;
-    if body.transport == LoginTransport::Cookie {
-        // A passkey is a second factor: this session proved one now.
-        record_factor_proof(&session, user.id).await?;
-    }
-    let mut res = axum::Json(out).into_response();
-    remember_device(&app, &mut res, &user.username, body.transport);
-    Ok(res)
+    // A passkey is a second factor: a cookie session proves one now (see `Proof::Passkey`).
+    let login = app.login.for_caller(ip, HeaderMap::new());
+    let done = login
+        .complete(&session, &user, body.transport, Proof::Passkey)
+        .await?;
+    Ok(done.into_response())
 }
 
 /// Starts a passkey re-authentication: the `navigator.credentials.get` options for the signed-in

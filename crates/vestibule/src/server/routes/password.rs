@@ -6,7 +6,6 @@ use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::auth::{check_login_rate, start_session};
 use super::{AuthBody, LoginTransport, rfc3339};
 use crate::auth::reauth::require_recent;
 use crate::auth::{AccountUser, Password, Username};
@@ -78,14 +77,12 @@ pub(crate) async fn post_password(
     let hash = app.hasher.hash(&body.new_password).await?;
     app.users.set_password_hash(user.id, &hash).await?;
     // The session is bound to the password: this one moves to a new token, every other one ends.
-    let body = start_session(
-        &app,
-        &session,
-        user.id,
-        &stored.username,
-        LoginTransport::Cookie,
-    )
-    .await?;
+    // (No device cookie: this is not a login from a new device.)
+    let body = app
+        .login
+        .start(&session, user.id, &stored.username, LoginTransport::Cookie)
+        .await?
+        .into_body();
     let keep = session.id().await?;
     let ended = crate::session::end_sessions(
         &**app.sessions.store(),
@@ -190,7 +187,7 @@ pub(crate) async fn post_reauth(
     let key = Username::parse(&user.username)
         .map(|u| u.account_key())
         .unwrap_or_else(|_| user.username.to_ascii_lowercase());
-    check_login_rate(&app, ip, &headers, &key).await?;
+    app.login.for_caller(ip, headers).check_rate(&key).await?;
     let stored = app
         .users
         .by_id(user.id)

@@ -9,10 +9,13 @@ use serde_json::Value;
 use webauthn_rs::Webauthn;
 use webauthn_rs::prelude::Passkey;
 
-use super::mfa::{CEREMONY_KEY, PENDING_SECS};
+use crate::auth::login::PENDING_SECS;
 use crate::error::{Error, ErrorCode, Result};
 use crate::server::AppState;
 use crate::session::{Session, UnixTime, now};
+
+/// Session key of a WebAuthn ceremony in progress (its challenge: single use).
+pub(super) const CEREMONY_KEY: &str = "_webauthn";
 
 pub(super) fn webauthn(app: &AppState) -> Result<Arc<Webauthn>> {
     app.mfa.webauthn.webauthn.clone().map_err(|why| {
