@@ -190,6 +190,215 @@ async fn library_mode_keeps_notes_per_user_behind_vestibule_sessions_and_csrf() 
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
 }
 
+/// `POST` with the CSRF token of a cookie session.
+async fn post_csrf(c: &reqwest::Client, url: &str, csrf: &str, body: Value) -> reqwest::Response {
+    c.post(url)
+        .header("x-csrf-token", csrf)
+        .json(&body)
+        .send()
+        .await
+        .expect("post")
+}
+
+#[tokio::test]
+async fn library_mode_logs_users_in_through_vestibules_login_flow() {
+    let api = start(&["library", "--database", "vestibule.db"]);
+    let notes = format!("{}/api/notes", api.base);
+    let login = format!("{}/api/login", api.base);
+    signed_up(&api, "carol").await;
+
+    // A wrong password: Vestibule's answer, and no session.
+    let c = http();
+    let res = c
+        .post(&login)
+        .json(&json!({"username": "carol", "password": "not the password"}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        res.json::<Value>().await.expect("json")["code"],
+        "invalid_credentials"
+    );
+    let res = c.get(&notes).send().await.expect("get");
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    // An unknown user gets the same answer.
+    let res = c
+        .post(&login)
+        .json(&json!({"username": "nobody", "password": PASSWORD}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+
+    // The right password: a cookie session that opens the notes, the CSRF token for writes, and
+    // the device cookie a browser login gets.
+    let res = c
+        .post(&login)
+        .json(&json!({"username": "carol", "password": PASSWORD}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(res.status(), StatusCode::OK);
+    let cookies: Vec<String> = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_owned))
+        .collect();
+    assert!(
+        cookies.iter().any(|c| c.contains("_session=")),
+        "{cookies:?}"
+    );
+    assert!(
+        cookies.iter().any(|c| c.contains("_device=")),
+        "{cookies:?}"
+    );
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(body["user"]["username"], "carol");
+    let csrf = body["csrf_token"].as_str().expect("csrf_token").to_owned();
+    let res = post_csrf(&c, &notes, &csrf, json!({"text": "from /api/login"})).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let me: Value = c
+        .get(format!("{}/auth/me", api.base))
+        .send()
+        .await
+        .expect("me")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(me["user"]["username"], "carol");
+
+    // The bearer transport: the session token in the body, no cookie.
+    let res = reqwest::Client::new()
+        .post(&login)
+        .json(&json!({"username": "carol", "password": PASSWORD, "transport": "bearer"}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.headers().get("set-cookie").is_none());
+    let token = res.json::<Value>().await.expect("json")["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let list: Value = reqwest::Client::new()
+        .get(&notes)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(list["user"]["username"], "carol");
+    assert_eq!(list["notes"].as_array().map(Vec::len), Some(1));
+}
+
+/// RFC 4648 base32 (no padding), as Vestibule shows a TOTP secret.
+fn base32_decode(s: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut out = Vec::new();
+    let (mut buf, mut bits) = (0u64, 0u32);
+    for c in s.bytes().filter(|c| *c != b'=') {
+        let v = ALPHABET
+            .iter()
+            .position(|a| *a == c.to_ascii_uppercase())
+            .expect("base32 character") as u64;
+        buf = (buf << 5) | v;
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buf >> bits) as u8);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn library_mode_login_leaves_a_second_factor_pending() {
+    let api = start(&["library", "--database", "vestibule.db"]);
+    let notes = format!("{}/api/notes", api.base);
+
+    // Dave turns TOTP on (the signup proved his password just now).
+    let (dave, csrf) = signed_up(&api, "dave").await;
+    let res = post_csrf(
+        &dave,
+        &format!("{}/auth/mfa/totp/enroll", api.base),
+        &csrf,
+        json!({}),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let secret = base32_decode(
+        res.json::<Value>().await.expect("json")["secret"]
+            .as_str()
+            .expect("secret"),
+    );
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let code = vestibule::auth::mfa::code_at(&secret, now).expect("code");
+    let res = post_csrf(
+        &dave,
+        &format!("{}/auth/mfa/totp/confirm", api.base),
+        &csrf,
+        json!({"code": code}),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let recovery = res.json::<Value>().await.expect("json")["recovery_codes"][0]
+        .as_str()
+        .expect("recovery code")
+        .to_owned();
+
+    // The password through /api/login logs nobody in: a pending state, which opens no notes.
+    let c = http();
+    let res = c
+        .post(format!("{}/api/login", api.base))
+        .json(&json!({"username": "dave", "password": PASSWORD}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(body["mfa_required"], true, "{body}");
+    assert!(
+        body["methods"]
+            .as_array()
+            .is_some_and(|m| m.contains(&json!("totp"))),
+        "{body}"
+    );
+    assert!(body.get("user").is_none(), "{body}");
+    let pending_csrf = body["csrf_token"].as_str().expect("csrf_token").to_owned();
+    let res = c.get(&notes).send().await.expect("get");
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+
+    // Vestibule's second-factor route completes it: now the session is Dave's.
+    let res = post_csrf(
+        &c,
+        &format!("{}/auth/mfa/recovery", api.base),
+        &pending_csrf,
+        json!({"code": recovery}),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        res.json::<Value>().await.expect("json")["user"]["username"],
+        "dave"
+    );
+    let list: Value = c
+        .get(&notes)
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(list["user"]["username"], "dave");
+}
+
 fn gateway_get(url: &str, id: &str, username: &str) -> reqwest::RequestBuilder {
     reqwest::Client::new()
         .get(url)

@@ -3,6 +3,7 @@
 
 mod device;
 mod extract;
+pub mod login;
 pub mod mfa;
 mod password;
 pub mod quality;
@@ -14,6 +15,9 @@ mod user;
 
 pub use device::{DEVICE_LIFETIME_SECS, DeviceTrust};
 pub use extract::{AccountUser, AuthUser, MaybeAuthUser};
+pub use login::{
+    LoggedIn, Login, LoginFlow, LoginStep, LoginTransport, PendingLogin, Proof, SecondFactorDue,
+};
 pub use password::{
     DEFAULT_HASH_MEMORY_BUDGET, DEFAULT_HASH_QUEUE_TIMEOUT, HASH_MEMORY_BYTES, HashLimits,
     Password, PasswordHasher, PasswordPolicy,

@@ -6,7 +6,6 @@ mod headers;
 mod json;
 mod limits;
 mod listener;
-mod mfa;
 mod openapi;
 mod routes;
 mod trace;
@@ -52,15 +51,7 @@ impl AppState {
         what: &str,
         config_key: &str,
     ) -> crate::Error {
-        if let Some(m) = &self.metrics {
-            m.rate_limited(config_key);
-        }
-        audit!(
-            "rate_limit",
-            limit = config_key,
-            "rate limit tripped: {what}"
-        );
-        l.into_error(what, config_key)
+        crate::auth::login::rate_limited(self.metrics.as_deref(), l, what, config_key)
     }
 
     /// Counts a refused login.
@@ -98,14 +89,12 @@ pub struct Shared {
     pub token_settings: TokenSettings,
     /// The database.
     pub db: Database,
-    /// Rate-limit buckets.
-    pub limits: crate::ratelimit::RateLimits,
+    /// Rate-limit buckets (shared with the login flow).
+    pub limits: Arc<crate::ratelimit::RateLimits>,
     /// Which peers' forwarding headers name the client.
     pub trusted_proxies: crate::client_ip::TrustedProxies,
     /// The login rate limit's device cookie.
     pub device: crate::auth::DeviceTrust,
-    /// Live sessions per user.
-    pub max_sessions_per_user: usize,
     /// Prometheus metrics, when on.
     pub metrics: Option<Arc<metrics::Metrics>>,
     /// Second factors: TOTP, recovery codes, passkeys.
@@ -114,6 +103,10 @@ pub struct Shared {
     pub reauth_window: std::time::Duration,
     /// Whether logout answers `Clear-Site-Data: "cookies"` (`session.clear_site_data`).
     pub clear_site_data: bool,
+    /// The login flow (password, second factor, rotation, session cap, device cookie, audit):
+    /// the `/auth` routes' and, as the [`Login`](crate::auth::Login) extractor, the
+    /// application's routes'.
+    pub login: crate::auth::LoginFlow,
 }
 
 /// Why the server could not start.
@@ -301,71 +294,83 @@ pub fn router_with(state: AppState, config: &Config, extra: Router) -> Router {
             .route("/demo/{file}", get(demo::asset));
     }
     let app = app
-        .route("/auth/signup", post(routes::post_signup))
-        .route("/auth/login", post(routes::post_login))
-        .route("/auth/logout", post(routes::post_logout))
-        .route("/auth/logout-all", post(routes::post_logout_all))
-        .route("/auth/me", get(routes::get_me))
-        .route("/auth/csrf", get(routes::get_csrf))
-        .route("/auth/password", post(routes::post_password))
-        .route("/auth/reauth", post(routes::post_reauth))
+        .route("/auth/signup", post(routes::auth::post_signup))
+        .route("/auth/login", post(routes::auth::post_login))
+        .route("/auth/logout", post(routes::auth::post_logout))
+        .route("/auth/logout-all", post(routes::sessions::post_logout_all))
+        .route("/auth/me", get(routes::auth::get_me))
+        .route("/auth/csrf", get(routes::auth::get_csrf))
+        .route("/auth/password", post(routes::password::post_password))
+        .route("/auth/reauth", post(routes::password::post_reauth))
         .route(
             "/auth/reauth/webauthn/start",
-            post(mfa::post_reauth_webauthn_start),
+            post(routes::passkeys::post_reauth_webauthn_start),
         )
-        .route("/auth/password/reset", post(routes::post_password_reset))
-        .route("/auth/sessions", get(routes::get_sessions))
-        .route("/auth/sessions/{id}", delete(routes::delete_session))
+        .route(
+            "/auth/password/reset",
+            post(routes::password::post_password_reset),
+        )
+        .route("/auth/sessions", get(routes::sessions::get_sessions))
+        .route(
+            "/auth/sessions/{id}",
+            delete(routes::sessions::delete_session),
+        )
         .route(
             "/auth/tokens",
-            get(routes::get_tokens).post(routes::post_token),
+            get(routes::tokens::get_tokens).post(routes::tokens::post_token),
         )
-        .route("/auth/tokens/{id}", delete(routes::delete_token))
+        .route("/auth/tokens/{id}", delete(routes::tokens::delete_token))
         .route(
             "/auth/mfa/totp",
-            post(mfa::post_mfa_totp).delete(mfa::delete_totp),
+            post(routes::mfa::post_mfa_totp).delete(routes::mfa::delete_totp),
         )
-        .route("/auth/mfa/totp/enroll", post(mfa::post_totp_enroll))
-        .route("/auth/mfa/totp/confirm", post(mfa::post_totp_confirm))
-        .route("/auth/mfa", get(mfa::get_mfa))
-        .route("/auth/mfa/recovery", post(mfa::post_mfa_recovery))
+        .route("/auth/mfa/totp/enroll", post(routes::mfa::post_totp_enroll))
+        .route(
+            "/auth/mfa/totp/confirm",
+            post(routes::mfa::post_totp_confirm),
+        )
+        .route("/auth/mfa", get(routes::mfa::get_mfa))
+        .route("/auth/mfa/recovery", post(routes::mfa::post_mfa_recovery))
         .route(
             "/auth/mfa/recovery/regenerate",
-            post(mfa::post_recovery_regenerate),
+            post(routes::mfa::post_recovery_regenerate),
         )
         .route(
             "/auth/mfa/webauthn/start",
-            post(mfa::post_mfa_webauthn_start),
+            post(routes::passkeys::post_mfa_webauthn_start),
         )
         .route(
             "/auth/mfa/webauthn/finish",
-            post(mfa::post_mfa_webauthn_finish),
+            post(routes::passkeys::post_mfa_webauthn_finish),
         )
-        .route("/auth/passkeys", get(mfa::get_passkeys))
-        .route("/auth/passkeys/{id}", delete(mfa::delete_passkey))
+        .route("/auth/passkeys", get(routes::passkeys::get_passkeys))
+        .route(
+            "/auth/passkeys/{id}",
+            delete(routes::passkeys::delete_passkey),
+        )
         .route(
             "/auth/passkeys/register/start",
-            post(mfa::post_passkey_register_start),
+            post(routes::passkeys::post_passkey_register_start),
         )
         .route(
             "/auth/passkeys/register/finish",
-            post(mfa::post_passkey_register_finish),
+            post(routes::passkeys::post_passkey_register_finish),
         )
         .route(
             "/auth/passkey/login/start",
-            post(mfa::post_passkey_login_start),
+            post(routes::passkeys::post_passkey_login_start),
         )
         .route(
             "/auth/passkey/login/finish",
-            post(mfa::post_passkey_login_finish),
+            post(routes::passkeys::post_passkey_login_finish),
         )
         .route(
             "/demo/counter",
-            get(routes::get_counter).post(routes::post_counter),
+            get(routes::counter::get_counter).post(routes::counter::post_counter),
         )
         .route("/openapi.json", get(openapi::get_openapi))
-        .route("/healthz", get(routes::healthz))
-        .route("/readyz", get(routes::readyz))
+        .route("/healthz", get(routes::health::healthz))
+        .route("/readyz", get(routes::health::readyz))
         .route("/_vestibule/client.js", get(demo::client_js))
         .route("/metrics", get(metrics_handler))
         // Carries the matched route pattern out to the metrics layer (the proxy's fallback
@@ -376,7 +381,10 @@ pub fn router_with(state: AppState, config: &Config, extra: Router) -> Router {
         None => app.fallback(routes::not_found),
     };
     let extra = if extra.has_routes() {
-        extra.route_layer(metrics::RouteTagLayer)
+        // The application's handlers log users in through the `Login` extractor (auth/login).
+        extra
+            .route_layer(metrics::RouteTagLayer)
+            .layer(axum::Extension(state.login.clone()))
     } else {
         extra
     };
@@ -454,10 +462,10 @@ impl App {
         let (store, cache) = build_store_sharing(&config, &db, &mut shared_redis)?;
         // With Redis, the rate limits are shared by every instance too (see `ratelimit`).
         let limits = crate::ratelimit::RateLimits::new(&config.rate_limits);
-        let limits = match shared_redis {
+        let limits = Arc::new(match shared_redis {
             Some(r) => limits.shared(&Arc::new(crate::ratelimit::RedisBuckets::new(r))),
             None => limits,
-        };
+        });
         let metrics = config
             .metrics_allow
             .clone()
@@ -481,8 +489,26 @@ impl App {
                 issuer: config.public_origin.host().to_owned(),
             }
         };
+        let users = UserStore::new(db.clone());
+        let hasher = PasswordHasher::with_limits(crate::auth::HashLimits {
+            parallelism: config.hash_parallelism,
+            memory_budget: config.hash_memory_budget,
+            queue_timeout: config.hash_queue_timeout,
+        })
+        .await?;
+        let device = crate::auth::DeviceTrust::new(config.device_key, &config.session.cookie);
+        let login = crate::auth::LoginFlow::new(
+            users.clone(),
+            hasher.clone(),
+            device.clone(),
+            mfa.store.clone(),
+        )
+        .with_rate_limits(limits.clone())
+        .with_trusted_proxies(config.trusted_proxies.clone())
+        .with_max_sessions_per_user(config.max_sessions_per_user)
+        .with_metrics(metrics.clone());
         let state = AppState::new(Shared {
-            users: UserStore::new(db.clone()),
+            users,
             sessions: {
                 let mut m = SessionManager::new(store, config.session.clone())
                     .with_access_tokens(AccessTokens::new(db.clone()));
@@ -510,12 +536,7 @@ impl App {
             },
             access_tokens: AccessTokens::new(db.clone()),
             token_settings: config.tokens,
-            hasher: PasswordHasher::with_limits(crate::auth::HashLimits {
-                parallelism: config.hash_parallelism,
-                memory_budget: config.hash_memory_budget,
-                queue_timeout: config.hash_queue_timeout,
-            })
-            .await?,
+            hasher,
             policy: PasswordPolicy {
                 min_length: config.min_password_length,
             },
@@ -523,12 +544,12 @@ impl App {
             db,
             limits,
             trusted_proxies: config.trusted_proxies.clone(),
-            device: crate::auth::DeviceTrust::new(config.device_key, &config.session.cookie),
-            max_sessions_per_user: config.max_sessions_per_user,
+            device,
             metrics,
             mfa,
             reauth_window: config.reauth_window,
             clear_site_data: config.clear_site_data,
+            login,
         });
         let listener =
             TcpListener::bind(config.listen)
