@@ -546,7 +546,7 @@ pub(crate) async fn get_csrf(session: Session) -> Result<axum::Json<CsrfBody>> {
     tag = "auth",
     request_body = PasswordChange,
     responses(
-        (status = 200, description = "Changed: the new CSRF token, or the new session token for a bearer session", body = AuthBody),
+        (status = 200, description = "Changed: the new CSRF token, or the new session token for a bearer session, and how many other sessions and access tokens ended", body = super::ended::PasswordChanged),
         (status = 400, description = "`malformed_json`: the body is not valid JSON", body = ErrorBody),
         (status = 401, description = "`invalid_credentials` (wrong current password), `not_authenticated`, `invalid_token`", body = ErrorBody),
         (status = 403, description = "`reauth_required` (no password proved within `auth.reauth_window`: `POST /auth/reauth`), `session_required` (an access token), `insufficient_scope`, or a CSRF refusal", body = ErrorBody),
@@ -564,7 +564,7 @@ pub(crate) async fn post_password(
     session: Session,
     user: AccountUser,
     Json(body): Json<PasswordChange>,
-) -> Result<axum::Json<AuthBody>> {
+) -> Result<axum::Json<super::ended::PasswordChanged>> {
     require_recent(&session, app.reauth_window).await?;
     app.limits.password_user.take(&user.id).await.map_err(|l| {
         app.limited(
@@ -621,7 +621,10 @@ pub(crate) async fn post_password(
         tokens_revoked = revoked,
         "password changed"
     );
-    Ok(axum::Json(body))
+    Ok(axum::Json(super::ended::PasswordChanged {
+        auth: body,
+        ended: super::ended::EndedCounts::new(ended, revoked),
+    }))
 }
 
 /// `{"password", "code"? | "recovery_code"? | "credential"?}`: the current password, proved
@@ -836,6 +839,10 @@ pub(crate) struct SessionView {
     expires_at: String,
     #[schema(required = true)]
     user_agent: Option<String>,
+    /// A short label parsed from `user_agent` for people ("Chrome 156 on Linux", "curl 8.5.0"):
+    /// the major browsers and systems only; `null` when nothing was recognised.
+    #[schema(required = true)]
+    browser: Option<String>,
     /// `"cookie"` or `"bearer"`, as stored with the login.
     #[schema(value_type = String)]
     transport: Value,
@@ -876,6 +883,7 @@ pub(crate) async fn get_sessions(
             last_seen: rfc3339(r.last_seen),
             expires_at: rfc3339(r.expires_at.min(r.absolute_expires_at)),
             user_agent: r.user_agent.clone(),
+            browser: r.user_agent.as_deref().and_then(super::user_agent::label),
             transport: r
                 .data
                 .get(AUTH_USER_KEY)
