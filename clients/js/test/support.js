@@ -47,7 +47,8 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
  * Starts `vestibule serve` in a fresh temporary directory with `toml` (a function of the port,
  * returning the config file's text) and waits (at most 15 s) until /healthz answers. Demo mode
  * is on unless `demo: false`: the tests write session data through its `/demo/counter`.
- * @param {{ toml?: (port: number) => string, host?: string, demo?: boolean }} [opts]
+ * `env` adds variables (e.g. `VESTIBULE_LOG`) to the server's environment.
+ * @param {{ toml?: (port: number) => string, host?: string, demo?: boolean, env?: Record<string, string> }} [opts]
  */
 export async function startServer(opts = {}) {
   const toml = opts.toml || ((port) => `listen = "127.0.0.1:${port}"\n[auth]\nsignup = true\n`);
@@ -64,7 +65,7 @@ export async function startServer(opts = {}) {
     const child = spawn(BIN, ['serve', '--config', config], {
       cwd: dir,
       stdio: ['ignore', out, err],
-      env: serverEnv(),
+      env: { ...serverEnv(), ...(opts.env || {}) },
     });
     closeSync(out);
     closeSync(err);
