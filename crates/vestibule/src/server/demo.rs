@@ -26,8 +26,7 @@ pub(crate) fn routes(proxy_serves_root: bool) -> Router<AppState> {
     if proxy_serves_root {
         return app;
     }
-    app.route("/", get(index))
-        .route("/demo/{file}", get(asset))
+    app.route("/", get(index)).route("/demo/{file}", get(asset))
 }
 
 #[derive(RustEmbed)]

@@ -343,7 +343,10 @@ async fn password_change_answers_how_many_sessions_and_tokens_it_ended() {
         json!({"sessions": 2, "access_tokens": 1}),
         "{body}"
     );
-    assert!(body["csrf_token"].is_string(), "the login answer is still flat: {body}");
+    assert!(
+        body["csrf_token"].is_string(),
+        "the login answer is still flat: {body}"
+    );
     assert_eq!(body["user"]["username"], "max");
     one.csrf = body["csrf_token"].as_str().map(str::to_owned);
     assert_error(two.get("/auth/me").await, 401, "not_authenticated").await;
