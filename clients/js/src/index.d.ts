@@ -87,7 +87,10 @@ export interface SessionInfo {
   created_at: string;
   last_seen: string;
   expires_at: string;
+  /** The raw `User-Agent` the session was created with. */
   user_agent: string | null;
+  /** A short label parsed from it by the server ("Chrome 156 on Linux"); null when unrecognised. */
+  browser: string | null;
   transport: Transport;
   current: boolean;
 }
@@ -118,6 +121,20 @@ export interface NewAccessToken {
 export interface PasswordChange {
   currentPassword: string;
   newPassword: string;
+}
+
+/** What a password change ended besides the caller's own session (which moved to a new token). */
+export interface EndedCounts {
+  /** The user's other sessions; null with the cookie session store, which cannot count them (all ended). */
+  sessions: number | null;
+  /** Access tokens revoked (0 when the server keeps them: `tokens.revoke_on_password_change = false`). */
+  access_tokens: number;
+}
+
+/** What `changePassword` resolves with. */
+export interface PasswordChanged {
+  user: User;
+  ended: EndedCounts;
 }
 
 /** What `reauth` sends: the password, and at most one second factor. */
@@ -165,7 +182,8 @@ export interface VestibuleClient {
   onSessionChange(listener: (user: User | null) => void): () => void;
   /** The signed-in user, or null when nobody is (does not fire onUnauthenticated). */
   me(): Promise<User | null>;
-  changePassword(change: PasswordChange): Promise<User>;
+  /** Changes the password: this session moves to a new token, the others end; says how many ended. */
+  changePassword(change: PasswordChange): Promise<PasswordChanged>;
   /** Cookie transport: fetches the current CSRF token (null: no session, none needed). */
   refreshCsrf(): Promise<string | null>;
   /**

@@ -383,6 +383,11 @@ export function createClient(options = {}) {
         res = await send(url, init, own, anonymous);
       }
     }
+    // `null` meant "no session, no token needed", but a write answered meanwhile may have
+    // created one (an anonymous session: a counter, a cart, a passkey ceremony) whose token
+    // this answer does not carry: the next write asks first instead of going out without a
+    // token, being refused (`csrf_token_missing`, logged as `csrf.refused`) and retried.
+    if (own && transport === 'cookie' && unsafe && csrfToken === null) csrfToken = undefined;
     return res;
   }
 
@@ -510,7 +515,7 @@ export function createClient(options = {}) {
       });
       // Bearer: the session moved to a new token; the old one is dead.
       if (transport === 'bearer' && typeof data?.token === 'string') storage.set(data.token);
-      return data.user;
+      return { user: data.user, ended: data.ended };
     },
 
     refreshCsrf,

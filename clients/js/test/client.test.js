@@ -55,6 +55,21 @@ describe('cookie transport', () => {
     for (const r of requests) assert.equal(r.credentials, 'include', `${r.method} ${r.url} includes credentials`);
   });
 
+  test('a write that creates an anonymous session is followed by writes with its token, never a refusal', async () => {
+    const { client, requests } = cookieClient();
+    assert.equal(await client.me(), null);
+    for (let i = 1; i <= 3; i += 1) {
+      assert.deepEqual(await client.request('/demo/counter', { method: 'POST' }), { counter: i });
+    }
+    const writes = requests.filter((r) => r.method === 'POST');
+    assert.deepEqual(writes.map((r) => r.status), [200, 200, 200], 'no 403 and no retry');
+    // The first write had no session to protect; the later ones carry the new session's token.
+    assert.equal(writes[0].headers.get('x-csrf-token'), null);
+    assert.ok(writes[1].headers.get('x-csrf-token'));
+    assert.ok(writes[2].headers.get('x-csrf-token'));
+    assert.doesNotMatch(server.logs(), /csrf\.refused/);
+  });
+
   test('unsafe requests carry the CSRF token from the last answer; safe ones do not', async () => {
     const { client, requests } = await signedUp();
     requests.length = 0;
@@ -147,8 +162,9 @@ describe('cookie transport', () => {
     const { fetch: otherFetch } = cookieJarFetch();
     const other = createClient({ baseUrl: server.url, fetch: otherFetch });
     await other.login({ username, password: PASSWORD });
-    const user = await client.changePassword({ currentPassword: PASSWORD, newPassword: 'a new long password' });
+    const { user, ended } = await client.changePassword({ currentPassword: PASSWORD, newPassword: 'a new long password' });
     assert.equal(user.username, username);
+    assert.deepEqual(ended, { sessions: 1, access_tokens: 0 }, 'the answer says what ended');
     assert.equal(await other.me(), null, 'the other session ended');
     // The rotated CSRF token came with the answer: the next write needs no refresh.
     requests.length = 0;

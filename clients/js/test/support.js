@@ -45,8 +45,10 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * Starts `vestibule serve` in a fresh temporary directory with `toml` (a function of the port,
- * returning the config file's text) and waits (at most 15 s) until /healthz answers.
- * @param {{ toml?: (port: number) => string, host?: string }} [opts]
+ * returning the config file's text) and waits (at most 15 s) until /healthz answers. Demo mode
+ * is on unless `demo: false`: the tests write session data through its `/demo/counter`.
+ * `env` adds variables (e.g. `VESTIBULE_LOG`) to the server's environment.
+ * @param {{ toml?: (port: number) => string, host?: string, demo?: boolean, env?: Record<string, string> }} [opts]
  */
 export async function startServer(opts = {}) {
   const toml = opts.toml || ((port) => `listen = "127.0.0.1:${port}"\n[auth]\nsignup = true\n`);
@@ -56,13 +58,14 @@ export async function startServer(opts = {}) {
     const port = await freePort();
     const dir = mkdtempSync(join(tmpdir(), 'vestibule-js-'));
     const config = join(dir, 'vestibule.toml');
-    writeFileSync(config, `database_url = ${JSON.stringify(join(dir, 'vestibule.db'))}\n${toml(port)}`);
+    const demo = `demo = ${opts.demo !== false}\n`;
+    writeFileSync(config, `database_url = ${JSON.stringify(join(dir, 'vestibule.db'))}\n${demo}${toml(port)}`);
     const out = openSync(join(dir, 'server.out'), 'w');
     const err = openSync(join(dir, 'server.err'), 'w');
     const child = spawn(BIN, ['serve', '--config', config], {
       cwd: dir,
       stdio: ['ignore', out, err],
-      env: serverEnv(),
+      env: { ...serverEnv(), ...(opts.env || {}) },
     });
     closeSync(out);
     closeSync(err);

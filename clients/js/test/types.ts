@@ -26,6 +26,8 @@ export async function usage(): Promise<void> {
   void [codes, svg, passkeyId, firstCodes, left, regenerated];
   const me: User | null = await client.me();
   const sessions = await client.sessions.list();
+  const browser: string | null = sessions[0].browser;
+  void browser;
   const current: boolean | undefined = sessions[0]?.current;
   const created = await client.tokens.create({ name: 'ci', scopes: ['read', 'write'], expiresInDays: 7 });
   const secret: string = created.token;
@@ -35,7 +37,11 @@ export async function usage(): Promise<void> {
   const first: string | undefined = notes.notes[0];
   const token: string | null = bearer.getToken();
   try {
-    await client.changePassword({ currentPassword: 'a', newPassword: 'b' });
+    const changed = await client.changePassword({ currentPassword: 'a', newPassword: 'b' });
+    const endedSessions: number | null = changed.ended.sessions;
+    const endedTokens: number = changed.ended.access_tokens;
+    const changedName: string = changed.user.username;
+    void [endedSessions, endedTokens, changedName];
   } catch (e) {
     if (e instanceof VestibuleError) {
       const hint: string = e.hint;

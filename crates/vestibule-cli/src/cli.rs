@@ -175,7 +175,8 @@ pub(crate) struct ServeArgs {
     /// The URL browsers use to reach this server (decides Secure cookies and CSRF's own origin).
     #[arg(long)]
     pub(crate) public_url: Option<String>,
-    /// Demo mode: signup enabled, and the URL to open is printed.
+    /// Demo mode: the demo page at / (and /demo/*), signup enabled, and the URL to open is
+    /// printed. Without it, / and /demo/* are a plain 404 (or the upstream's / static site's).
     #[arg(long)]
     pub(crate) demo: bool,
     /// Serve this built SPA (e.g. dist/) for every path no route or upstream takes.

@@ -78,7 +78,8 @@ pub struct RawConfig {
     /// Users, access tokens and durable sessions: an SQLite file (or `sqlite://path`), or
     /// `postgres://user:password@host:port/database` for several instances.
     pub database_url: String,
-    /// Demo mode: signup on, and the URL printed at start-up.
+    /// Demo mode: the demo page at `/` and `/demo/*` (a plain 404 without it), signup on, and the
+    /// URL printed at start-up.
     pub demo: bool,
     /// Log format.
     pub log_format: LogFormat,

@@ -279,11 +279,19 @@ fn start_server(dir: &Path) -> (Server, u16) {
 }
 
 fn start_server_with(dir: &Path, env: &[(&str, &str)]) -> (Server, u16) {
+    start_serve(dir, &["--demo"], env)
+}
+
+/// Starts `vestibule serve {flags} --listen 127.0.0.1:{a free port}` in `dir`.
+fn start_serve(dir: &Path, flags: &[&str], env: &[(&str, &str)]) -> (Server, u16) {
     let port = free_port();
     let out = std::fs::File::create(dir.join("server.out")).expect("log file");
     let err = std::fs::File::create(dir.join("server.err")).expect("log file");
+    let listen = format!("127.0.0.1:{port}");
     let child = vestibule(dir)
-        .args(["serve", "--demo", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("serve")
+        .args(flags)
+        .args(["--listen", &listen])
         .envs(env.iter().copied())
         .stdout(out)
         .stderr(err)
@@ -372,6 +380,29 @@ fn serve_demo_answers_and_stops_gracefully_on_sigterm() {
         out.contains(&format!("http://localhost:{port}/")),
         "demo prints the URL: {out}"
     );
+}
+
+#[test]
+fn serve_without_demo_serves_no_demo_page_and_the_config_key_turns_it_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut server, port) = start_serve(dir.path(), &[], &[]);
+    for path in ["/", "/demo/counter", "/demo/app.js"] {
+        let res = http_get(port, path).expect("answer");
+        assert!(res.starts_with("HTTP/1.1 404"), "{path}: {res}");
+        assert!(res.contains("application/json"), "{path}: {res}");
+        assert!(res.contains(r#""code":"not_found""#), "{path}: {res}");
+    }
+    let out = std::fs::read_to_string(dir.path().join("server.out")).expect("stdout");
+    assert!(!out.contains("Vestibule demo"), "no demo banner: {out}");
+    stop(&mut server);
+
+    std::fs::write(dir.path().join("vestibule.toml"), "demo = true\n").expect("config");
+    let (_server, port) = start_serve(dir.path(), &["--config", "vestibule.toml"], &[]);
+    let page = http_get(port, "/").expect("demo page");
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.contains("text/html"), "{page}");
+    let counter = http_get(port, "/demo/counter").expect("counter");
+    assert!(counter.ends_with(r#"{"counter":0}"#), "{counter}");
 }
 
 fn stop(server: &mut Server) {

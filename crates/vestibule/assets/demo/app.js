@@ -62,8 +62,18 @@ function setStatus(text) {
   $('#status').textContent = text;
 }
 
-function showError(err) {
-  const box = $('#error');
+/** Empties every error box (the page's and each form's). */
+function clearErrors() {
+  for (const box of document.querySelectorAll('.error')) box.replaceChildren();
+}
+
+/**
+ * Shows `err` in the box `at` (the failed form's own, so the message appears where the user
+ * clicked, not in a box scrolled out of view) and moves focus to it: `role="alert"` announces
+ * it, and keyboard users land on it. Without `at`, the page's box at the top.
+ */
+function showError(err, at = '#error') {
+  const box = $(at) || $('#error');
   box.replaceChildren();
   if (!err) return;
   const head = document.createElement('p');
@@ -77,6 +87,7 @@ function showError(err) {
     hint.textContent = `Hint: ${err.hint}`;
     box.append(hint);
   }
+  box.focus();
 }
 
 function formatDate(value) {
@@ -142,6 +153,13 @@ function renderMe(user) {
     me.textContent = 'Not signed in';
   }
   document.body.classList.toggle('signed-in', Boolean(user));
+  // Show what fits the state: sign-up and log-in forms only while signed out; log out, the
+  // sessions, tokens, second factor, password and re-authentication panels only while signed in.
+  for (const el of document.querySelectorAll('[data-when]')) {
+    el.hidden = el.dataset.when !== (user ? 'signed-in' : 'signed-out');
+  }
+  if (user) showMfaStep(null);
+  else renderMfaStatus(null);
   // For password managers: the account whose password the password form changes.
   $('#password-username').value = user ? user.username : '';
   // Access tokens can only be managed with a session.
@@ -188,7 +206,8 @@ function renderSessions(sessions) {
     const via = document.createElement('td');
     via.className = 'transport';
     via.append(pill(kind, `pill-${kind}`));
-    const agent = cell(s.user_agent || 'unknown', 'agent');
+    // The server's short label ("Chrome 156 on Linux"); the raw User-Agent on hover.
+    const agent = cell(s.browser || s.user_agent || 'unknown', 'agent');
     agent.title = s.user_agent || '';
     if (s.current) {
       const badge = document.createElement('span');
@@ -292,9 +311,75 @@ function renderNewToken(t) {
   box.append(head, row, warn, usage);
 }
 
+/** Shows the second-factor step of a login (`pending`: the login's `MfaRequired` answer) or hides it. */
+function showMfaStep(pending) {
+  $('#mfa-form').hidden = !pending;
+  $('#login-form').hidden = Boolean(pending);
+  $('#mfa-passkey').hidden = !pending || !pending.methods.includes('webauthn');
+  if (pending) $('#mfa-code').focus();
+}
+
+/** The signed-in user's factors (`GET /auth/mfa`), or null when signed out. */
+function renderMfaStatus(status) {
+  const el = $('#mfa-status');
+  if (!status) {
+    el.textContent = 'No second factor yet';
+    return;
+  }
+  const parts = [];
+  if (status.totp) parts.push('authenticator app on');
+  if (status.passkeys > 0) parts.push(`${plural(status.passkeys, 'passkey')}`);
+  el.textContent = parts.length === 0
+    ? 'No second factor yet: the password alone logs in'
+    : `Second factor: ${parts.join(', ')}; ${plural(status.recovery_codes_left, 'recovery code')} left`;
+  $('#totp-enroll').hidden = status.totp;
+  if (status.totp) $('#totp-setup').hidden = true;
+}
+
+/** Shows fresh recovery codes: the only time they are ever visible. */
+function renderRecoveryCodes(codes) {
+  const box = $('#recovery-codes');
+  box.replaceChildren();
+  if (!codes || codes.length === 0) return;
+  const head = document.createElement('p');
+  const title = document.createElement('strong');
+  title.textContent = 'Your recovery codes';
+  head.append(title, ': each one logs in once when your authenticator or passkey is not at hand.');
+  const list = document.createElement('ol');
+  list.className = 'codes';
+  for (const code of codes) {
+    const li = document.createElement('li');
+    li.append(codeEl(code));
+    list.append(li);
+  }
+  const warn = document.createElement('p');
+  warn.className = 'warn';
+  warn.textContent = 'Write them down now: they will not be shown again.';
+  box.append(head, list, warn);
+}
+
+/** `1 passkey`, `2 passkeys`. */
+function plural(n, noun) {
+  return `${n} ${noun}${n === 1 ? '' : 's'}`;
+}
+
+/** "2 other sessions and 1 access token were ended", from a password change's `ended` counts. */
+function endedMessage(ended) {
+  /** @type {[string, number][]} what ended, and how many (for "was" / "were") */
+  const items = [];
+  // null: the cookie session store cannot count them, but every other session ended.
+  if (ended.sessions === null) items.push(['every other session', 1]);
+  else if (ended.sessions > 0) items.push([plural(ended.sessions, 'other session'), ended.sessions]);
+  if (ended.access_tokens > 0) items.push([plural(ended.access_tokens, 'access token'), ended.access_tokens]);
+  if (items.length === 0) return 'no other session or access token was ended';
+  const singular = items.length === 1 && items[0][1] === 1;
+  return `${items.map(([text]) => text).join(' and ')} ${singular ? 'was' : 'were'} ended`;
+}
+
 /** Clears every view of the signed-in user (the credential is gone). */
 function renderSignedOut() {
   renderMe(null);
+  showMfaStep(null);
   renderSessions(null);
   renderTokens(null);
   if (transport === 'bearer') renderCounter(0);
@@ -326,6 +411,7 @@ async function refresh() {
   renderCounter((await api('GET', '/demo/counter')).counter);
   renderSessions(user ? await client().sessions.list() : null);
   renderTokens(user ? await client().tokens.list() : null);
+  renderMfaStatus(user ? await client().mfa.status() : null);
   return user;
 }
 
@@ -338,19 +424,21 @@ let pending = 0;
  * Runs one user action: clears the last error, marks the page busy, shows the outcome.
  * `main[aria-busy="false"]` tells an automated test that every queued action has finished.
  */
-function run(label, action) {
+function run(label, action, errorAt) {
   const main = $('#main');
   pending += 1;
   main.setAttribute('aria-busy', 'true');
   queue = queue.then(async () => {
-    showError(null);
+    clearErrors();
     renderNewToken(null);
+    renderRecoveryCodes(null);
+    $('#password-result').textContent = '';
     setStatus(`${label}…`);
     try {
       const done = await action();
       setStatus(done || `${label}: done`);
     } catch (err) {
-      showError(err);
+      showError(err, errorAt);
       setStatus(`${label}: failed`);
     } finally {
       pending -= 1;
@@ -406,7 +494,7 @@ $('#signup-form').addEventListener('submit', (event) => {
     form.reset();
     await refresh();
     return `Signed up and signed in as ${user.username}`;
-  });
+  }, '#signup-error');
 });
 
 $('#login-form').addEventListener('submit', (event) => {
@@ -416,9 +504,93 @@ $('#login-form').addEventListener('submit', (event) => {
     const { username, password } = formValues(form);
     const user = await signIn('login', username, password);
     form.reset();
+    if (user.mfa_required) {
+      // No refresh here: the pending login is not a session yet (/auth/me answers 401, and a
+      // bearer client would drop the pending token it needs for the second factor).
+      showMfaStep(user);
+      return 'Password accepted: enter a code from your authenticator app, a recovery code, or use a passkey';
+    }
     await refresh();
     return `Logged in as ${user.username}`;
-  });
+  }, '#login-error');
+});
+
+/** Finishes a login waiting for its second factor. */
+async function finishMfa(prove) {
+  const user = await prove();
+  showMfaStep(null);
+  renderTransport();
+  await refresh();
+  return `Logged in as ${user.username} with a second factor`;
+}
+
+$('#mfa-form').addEventListener('submit', (event) => {
+  event.preventDefault();
+  const form = event.currentTarget;
+  run('Verifying the second factor', async () => {
+    const code = String(formValues(form).code || '').trim();
+    // Six digits: a TOTP code; anything else: a recovery code (each works once).
+    const done = await finishMfa(() => (/^\d{6}$/.test(code) ? client().mfa.totp(code) : client().mfa.recovery(code)));
+    form.reset();
+    return done;
+  }, '#login-error');
+});
+
+$('#mfa-passkey').addEventListener('click', () => {
+  run('Verifying with a passkey', () => finishMfa(() => client().mfa.webauthn()), '#login-error');
+});
+
+$('#passkey-login').addEventListener('click', () => {
+  run('Logging in with a passkey', async () => {
+    const user = await client().passkeys.login();
+    await refresh();
+    return `Logged in as ${user.username} with a passkey`;
+  }, '#login-error');
+});
+
+$('#totp-enroll').addEventListener('click', () => {
+  run('Setting up an authenticator app', async () => {
+    const enrolment = await client().totp.enroll();
+    // The server's own SVG (no script, no style attribute: the page's CSP allows neither).
+    const svg = new DOMParser().parseFromString(enrolment.qr_svg, 'image/svg+xml').documentElement;
+    const qr = $('#totp-qr');
+    qr.replaceChildren();
+    if (svg && svg.nodeName === 'svg') {
+      svg.setAttribute('role', 'img');
+      svg.setAttribute('aria-label', 'QR code of the authenticator secret');
+      qr.append(document.importNode(svg, true));
+    }
+    $('#totp-secret').textContent = enrolment.secret;
+    $('#totp-setup').hidden = false;
+    $('#totp-code').focus();
+    return 'Scan the QR code (or type the secret), then enter the code your app shows';
+  }, '#mfa-error');
+});
+
+$('#totp-form').addEventListener('submit', (event) => {
+  event.preventDefault();
+  const form = event.currentTarget;
+  run('Turning on the authenticator app', async () => {
+    const codes = await client().totp.confirm(String(formValues(form).code || '').trim());
+    form.reset();
+    $('#totp-setup').hidden = true;
+    $('#totp-secret').textContent = '';
+    $('#totp-qr').replaceChildren();
+    renderMfaStatus(await client().mfa.status());
+    renderRecoveryCodes(codes);
+    return 'Authenticator app on: logins now ask for its code. Write down your recovery codes';
+  }, '#mfa-error');
+});
+
+$('#passkey-register').addEventListener('click', () => {
+  run('Adding a passkey', async () => {
+    const made = await client().passkeys.register({ name: 'This browser' });
+    renderMfaStatus(await client().mfa.status());
+    renderRecoveryCodes(made.recovery_codes);
+    return made.recovery_codes
+      ? 'Passkey added: it logs in without a password. Write down your recovery codes'
+      : 'Passkey added: it logs in without a password';
+  }, '#mfa-error');
 });
 
 $('#password-form').addEventListener('submit', (event) => {
@@ -427,14 +599,17 @@ $('#password-form').addEventListener('submit', (event) => {
   run('Changing password', async () => {
     const { current_password, new_password } = formValues(form);
     // Bearer: the session rotates, so the old token dies and the client keeps the new one.
-    await client().changePassword({ currentPassword: current_password, newPassword: new_password });
+    const { ended } = await client().changePassword({ currentPassword: current_password, newPassword: new_password });
     renderTransport();
     form.reset();
     await refresh();
+    // Say what ended: a revoked token otherwise just vanishes from the list below.
+    const what = endedMessage(ended);
+    $('#password-result').textContent = `Password changed: ${what}.`;
     return transport === 'bearer'
-      ? 'Password changed; your other sessions were signed out and this page holds a new token'
-      : 'Password changed; your other sessions were signed out';
-  });
+      ? `Password changed: ${what}; this page holds a new token`
+      : `Password changed: ${what}`;
+  }, '#password-error');
 });
 
 $('#reauth-form').addEventListener('submit', (event) => {
@@ -452,7 +627,7 @@ $('#reauth-form').addEventListener('submit', (event) => {
     return answer.second_factor
       ? 'Confirmed with a second factor: sensitive actions and factor changes are allowed for 10 minutes'
       : 'Password confirmed: sensitive actions are allowed for 10 minutes';
-  });
+  }, '#reauth-error');
 });
 
 $('#logout').addEventListener('click', () => {
@@ -463,7 +638,7 @@ $('#logout').addEventListener('click', () => {
     renderTransport();
     await refresh();
     return 'Logged out';
-  });
+  }, '#me-error');
 });
 
 $('#logout-all').addEventListener('click', () => {
@@ -472,7 +647,7 @@ $('#logout-all').addEventListener('click', () => {
     renderTransport();
     await refresh();
     return 'Logged out of every session';
-  });
+  }, '#me-error');
 });
 
 $('#counter-inc').addEventListener('click', () => {
@@ -488,14 +663,14 @@ $('#counter-inc').addEventListener('click', () => {
     const { counter } = await api('POST', '/demo/counter');
     renderCounter(counter);
     return `Counter is now ${counter}`;
-  });
+  }, '#counter-error');
 });
 
 $('#sessions-refresh').addEventListener('click', () => {
   run('Loading sessions', async () => {
     await refresh();
     return 'Sessions reloaded';
-  });
+  }, '#sessions-error');
 });
 
 // One listener for every revoke button, including rows rendered later.
@@ -510,7 +685,7 @@ $('#sessions').addEventListener('click', (event) => {
     renderTransport();
     await refresh();
     return current ? 'Revoked the current session: you are logged out' : 'Session revoked';
-  });
+  }, '#sessions-error');
 });
 
 $('#token-form').addEventListener('submit', (event) => {
@@ -528,7 +703,7 @@ $('#token-form').addEventListener('submit', (event) => {
     form.reset();
     await loadTokens();
     return `Access token “${created.name}” created: copy it now`;
-  });
+  }, '#tokens-error');
 });
 
 $('#tokens').addEventListener('click', (event) => {
@@ -538,7 +713,7 @@ $('#tokens').addEventListener('click', (event) => {
     await client().tokens.revoke(btn.dataset.id);
     await loadTokens();
     return 'Access token revoked';
-  });
+  }, '#tokens-error');
 });
 
 // Copying is not an action: it must not clear the secret it copies.

@@ -1,12 +1,33 @@
 //! The built-in demo page: plain HTML and JS modules embedded in the binary, and the JavaScript
 //! client (`clients/js/src/index.js`, the file the npm package ships) at `/_vestibule/client.js`.
+//!
+//! The page (`/`, `/demo/*`) and its counter (`/demo/counter`) exist only in demo mode
+//! (`--demo`, `demo = true`): a production server answers them with a plain 404 JSON (or hands
+//! them to its upstream or static site), so nothing a user did not ask for is on the origin.
+//! The client file stays mounted everywhere: pages on other origins import it.
 
+use axum::Router;
 use axum::extract::Path;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use rust_embed::RustEmbed;
 
+use super::{AppState, routes};
 use crate::error::{Error, ErrorCode};
+
+/// The demo's routes: the counter, and the page itself unless `/` belongs to the proxy (a
+/// catch-all upstream or a static site).
+pub(crate) fn routes(proxy_serves_root: bool) -> Router<AppState> {
+    let app = Router::new().route(
+        "/demo/counter",
+        get(routes::counter::get_counter).post(routes::counter::post_counter),
+    );
+    if proxy_serves_root {
+        return app;
+    }
+    app.route("/", get(index)).route("/demo/{file}", get(asset))
+}
 
 #[derive(RustEmbed)]
 #[folder = "assets/demo/"]
@@ -62,10 +83,10 @@ pub(crate) async fn client_js() -> Response {
     res
 }
 
-pub(crate) async fn index() -> Response {
+async fn index() -> Response {
     serve("index.html")
 }
 
-pub(crate) async fn asset(Path(file): Path<String>) -> Response {
+async fn asset(Path(file): Path<String>) -> Response {
     serve(&file)
 }

@@ -2,6 +2,7 @@
 
 pub mod debug;
 mod demo;
+mod ended;
 mod headers;
 mod json;
 mod limits;
@@ -9,6 +10,7 @@ mod listener;
 mod openapi;
 mod routes;
 mod trace;
+mod user_agent;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -288,10 +290,8 @@ pub fn router_with(state: AppState, config: &Config, extra: Router) -> Router {
             get(move || std::future::ready(axum::Json(jwks.clone()))),
         );
     }
-    if !config.proxy.serves_root() {
-        app = app
-            .route("/", get(demo::index))
-            .route("/demo/{file}", get(demo::asset));
+    if config.demo {
+        app = app.merge(demo::routes(config.proxy.serves_root()));
     }
     let app = app
         .route("/auth/signup", post(routes::auth::post_signup))
@@ -363,10 +363,6 @@ pub fn router_with(state: AppState, config: &Config, extra: Router) -> Router {
         .route(
             "/auth/passkey/login/finish",
             post(routes::passkeys::post_passkey_login_finish),
-        )
-        .route(
-            "/demo/counter",
-            get(routes::counter::get_counter).post(routes::counter::post_counter),
         )
         .route("/openapi.json", get(openapi::get_openapi))
         .route("/healthz", get(routes::health::healthz))

@@ -155,7 +155,12 @@ async fn weak_passwords_are_refused() {
 
 #[tokio::test]
 async fn signup_can_be_turned_off() {
-    let app = TestApp::spawn_with(|raw| raw.auth.signup = false).await;
+    // Demo mode opens signup: off here, as in production.
+    let app = TestApp::spawn_with(|raw| {
+        raw.auth.signup = false;
+        raw.demo = false;
+    })
+    .await;
     let mut c = app.client();
     let res = c
         .post_json(
@@ -318,6 +323,53 @@ async fn password_change_rotates_this_session_and_ends_every_other() {
 }
 
 #[tokio::test]
+async fn password_change_answers_how_many_sessions_and_tokens_it_ended() {
+    let app = TestApp::spawn().await;
+    let mut one = app.signed_up("max", PASSWORD).await;
+    one.create_token(&json!({"name": "backup"})).await;
+    let mut two = app.client();
+    two.login_ok("max", PASSWORD).await;
+    let bearer = app.bearer_login("max", PASSWORD).await;
+    let res = one
+        .post_json(
+            "/auth/password",
+            &json!({"current_password": PASSWORD, "new_password": "a brand new secret"}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(
+        body["ended"],
+        json!({"sessions": 2, "access_tokens": 1}),
+        "{body}"
+    );
+    assert!(
+        body["csrf_token"].is_string(),
+        "the login answer is still flat: {body}"
+    );
+    assert_eq!(body["user"]["username"], "max");
+    one.csrf = body["csrf_token"].as_str().map(str::to_owned);
+    assert_error(two.get("/auth/me").await, 401, "not_authenticated").await;
+    let res = app
+        .raw_client()
+        .get(app.url("/auth/me"))
+        .bearer_auth(&bearer)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 401, "the bearer session ended too");
+    // Nothing else left to end: a second change counts zero of each.
+    let res = one
+        .post_json(
+            "/auth/password",
+            &json!({"current_password": "a brand new secret", "new_password": "yet another secret"}),
+        )
+        .await;
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(body["ended"], json!({"sessions": 0, "access_tokens": 0}));
+}
+
+#[tokio::test]
 async fn password_change_needs_the_current_password() {
     let app = TestApp::spawn().await;
     let mut c = app.signed_up("ned", PASSWORD).await;
@@ -392,6 +444,19 @@ async fn the_demo_page_is_served_with_a_csp() {
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
     assert!(res.text().await.expect("body").contains("/demo/app.js"));
     assert_eq!(app.client().get("/demo/app.js").await.status(), 200);
+}
+
+#[tokio::test]
+async fn without_demo_mode_the_page_and_the_counter_are_a_plain_404() {
+    let app = TestApp::spawn_with(|raw| raw.demo = false).await;
+    let c = app.client();
+    for path in ["/", "/demo/counter", "/demo/app.js", "/demo/index.html"] {
+        let body = assert_error(c.get(path).await, 404, "not_found").await;
+        assert!(body["message"].is_string(), "{path}: {body}");
+    }
+    assert_error(c.post("/demo/counter").await, 404, "not_found").await;
+    // The client module stays: pages on other origins import it.
+    assert_eq!(c.get("/_vestibule/client.js").await.status(), 200);
 }
 
 #[tokio::test]

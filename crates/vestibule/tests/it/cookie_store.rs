@@ -256,6 +256,12 @@ async fn password_change_ends_other_browsers_and_keeps_this_one() {
     assert_eq!(res.status(), StatusCode::OK);
     let a2 = set_cookie_value(&res, COOKIE).expect("re-sealed under a new identity");
     assert_ne!(a2, a);
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(
+        body["ended"],
+        json!({"sessions": null, "access_tokens": 0}),
+        "the cookie store cannot count the sessions it ended"
+    );
     assert_eq!(
         me(&app, &a2).await.status(),
         StatusCode::OK,

@@ -23,7 +23,11 @@ async fn a_user_lists_their_sessions_and_revokes_one() {
             .as_str()
             .is_some_and(|t| t.contains('T'))
     );
-    assert!(other["user_agent"].is_string());
+    assert_eq!(other["user_agent"], "vestibule-tests");
+    assert_eq!(
+        other["browser"], "vestibule-tests",
+        "a label beside the raw string"
+    );
     let id = other["id"].as_str().expect("id");
     assert_eq!(
         one.delete(&format!("/auth/sessions/{id}")).await.status(),

@@ -20,13 +20,15 @@ pub struct TestApp {
     handle: Option<JoinHandle<std::io::Result<()>>>,
 }
 
-/// A raw configuration for tests: random port, signup on.
+/// A raw configuration for tests: random port, signup on, demo mode on.
 pub fn test_raw_config() -> RawConfig {
     let mut raw = RawConfig {
         listen: "127.0.0.1:0".into(),
         ..RawConfig::default()
     };
     raw.auth.signup = true;
+    // The demo counter (`/demo/counter`) is the tests' plain session-writing route.
+    raw.demo = true;
     raw.csrf.trusted_origins = vec!["http://localhost:3000".into()];
     // Tests log in far more often than people do; `limits.rs` turns the limits back on.
     raw.rate_limits = RawRateLimits::off();

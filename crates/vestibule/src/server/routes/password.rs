@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{AuthBody, LoginTransport, rfc3339};
+use super::{LoginTransport, rfc3339};
 use crate::auth::reauth::require_recent;
 use crate::auth::{AccountUser, Password, Username};
 use crate::error::{Error, ErrorCode, Result};
@@ -31,7 +31,7 @@ pub(crate) struct PasswordChange {
     tag = "auth",
     request_body = PasswordChange,
     responses(
-        (status = 200, description = "Changed: the new CSRF token, or the new session token for a bearer session", body = AuthBody),
+        (status = 200, description = "Changed: the new CSRF token, or the new session token for a bearer session, and how many other sessions and access tokens ended", body = crate::server::ended::PasswordChanged),
         (status = 400, description = "`malformed_json`: the body is not valid JSON", body = ErrorBody),
         (status = 401, description = "`invalid_credentials` (wrong current password), `not_authenticated`, `invalid_token`", body = ErrorBody),
         (status = 403, description = "`reauth_required` (no password proved within `auth.reauth_window`: `POST /auth/reauth`), `session_required` (an access token), `insufficient_scope`, or a CSRF refusal", body = ErrorBody),
@@ -49,7 +49,7 @@ pub(crate) async fn post_password(
     session: Session,
     user: AccountUser,
     Json(body): Json<PasswordChange>,
-) -> Result<axum::Json<AuthBody>> {
+) -> Result<axum::Json<crate::server::ended::PasswordChanged>> {
     require_recent(&session, app.reauth_window).await?;
     app.limits.password_user.take(&user.id).await.map_err(|l| {
         app.limited(
@@ -104,7 +104,10 @@ pub(crate) async fn post_password(
         tokens_revoked = revoked,
         "password changed"
     );
-    Ok(axum::Json(body))
+    Ok(axum::Json(crate::server::ended::PasswordChanged {
+        auth: body,
+        ended: crate::server::ended::EndedCounts::new(ended, revoked),
+    }))
 }
 
 /// `{"password", "code"? | "recovery_code"? | "credential"?}`: the current password, proved

@@ -35,6 +35,10 @@ pub(crate) struct SessionView {
     expires_at: String,
     #[schema(required = true)]
     user_agent: Option<String>,
+    /// A short label parsed from `user_agent` for people ("Chrome 156 on Linux", "curl 8.5.0"):
+    /// the major browsers and systems only; `null` when nothing was recognised.
+    #[schema(required = true)]
+    browser: Option<String>,
     /// `"cookie"` or `"bearer"`, as stored with the login.
     #[schema(value_type = String)]
     transport: Value,
@@ -75,6 +79,7 @@ pub(crate) async fn get_sessions(
             last_seen: rfc3339(r.last_seen),
             expires_at: rfc3339(r.expires_at.min(r.absolute_expires_at)),
             user_agent: r.user_agent.clone(),
+            browser: r.user_agent.as_deref().and_then(crate::server::user_agent::label),
             transport: r
                 .data
                 .get(AUTH_USER_KEY)
