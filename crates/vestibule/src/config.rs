@@ -722,6 +722,7 @@ impl Config {
             public_origin: &self.public_origin,
             session: &self.session,
             cors: &self.cors,
+            csrf: &self.csrf,
         }
     }
 }
