@@ -187,10 +187,14 @@ pub(crate) enum TokenCommand {
 /// The user a subcommand is about: positional (`user reset-password NAME`), like `user add NAME`.
 /// The older `--user NAME` still works, hidden from the help, so existing scripts do not break.
 #[derive(Debug, Args)]
-#[group(id = "subject", required = true, multiple = false)]
 pub(crate) struct Subject {
     /// Username.
-    #[arg(id = "username", value_name = "NAME")]
+    #[arg(
+        id = "username",
+        value_name = "NAME",
+        required_unless_present = "user",
+        conflicts_with = "user"
+    )]
     username: Option<String>,
     /// Same as NAME (the older spelling, kept for scripts).
     #[arg(id = "user", long = "user", hide = true, value_name = "NAME")]
@@ -198,7 +202,7 @@ pub(crate) struct Subject {
 }
 
 impl Subject {
-    /// The username, whichever spelling was used (clap's group makes exactly one present).
+    /// The username, whichever spelling was used (clap makes exactly one present).
     pub(crate) fn name(&self) -> &str {
         self.username
             .as_deref()
