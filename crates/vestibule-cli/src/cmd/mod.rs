@@ -65,9 +65,8 @@ pub(crate) async fn find_user(
     users: &vestibule::auth::UserStore,
     name: &str,
 ) -> anyhow::Result<vestibule::auth::User> {
-    let username = vestibule::auth::Username::parse(name).map_err(|e| {
-        api_error(e).context(format!("{:?} is not a valid username", cell(name)))
-    })?;
+    let username = vestibule::auth::Username::parse(name)
+        .map_err(|e| api_error(e).context(format!("{:?} is not a valid username", cell(name))))?;
     users
         .by_username(username.as_str())
         .await?

@@ -11,15 +11,23 @@ use vestibule::db::Database;
 use crate::cli::TokenCommand;
 
 /// `token revoke NAME ID`, or the older `token revoke --user NAME ID`: the owner and the id.
-fn revoke_args<'a>(args: &'a [String], user_flag: Option<&'a str>) -> anyhow::Result<(&'a str, i64)> {
+fn revoke_args<'a>(
+    args: &'a [String],
+    user_flag: Option<&'a str>,
+) -> anyhow::Result<(&'a str, i64)> {
     let (name, id) = match (user_flag, args) {
         (Some(name), [id]) => (name, id),
         (None, [name, id]) => (name.as_str(), id),
-        _ => bail!("write `vestibule token revoke NAME ID` (the owner, then the id from `token list`)"),
+        _ => bail!(
+            "write `vestibule token revoke NAME ID` (the owner, then the id from `token list`)"
+        ),
     };
-    let id = id
-        .parse()
-        .map_err(|_| anyhow::anyhow!("{:?} is not a token id (a number from `token list`)", super::cell(id)))?;
+    let id = id.parse().map_err(|_| {
+        anyhow::anyhow!(
+            "{:?} is not a token id (a number from `token list`)",
+            super::cell(id)
+        )
+    })?;
     Ok((name, id))
 }
 
@@ -84,7 +92,8 @@ async fn run_with(
                     scopes.join(","),
                     super::cell(&t.name),
                     super::date(t.expires_at),
-                    t.last_used_at.map_or_else(|| "never".to_owned(), super::date),
+                    t.last_used_at
+                        .map_or_else(|| "never".to_owned(), super::date),
                 );
             }
         }

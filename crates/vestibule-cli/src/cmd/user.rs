@@ -90,9 +90,7 @@ async fn run_with(
         UserCommand::List => {
             println!("{:>6}  {:<24} {:<8} last login", "id", "username", "active");
             for u in users.list().await? {
-                let last = u
-                    .last_login
-                    .map_or_else(|| "never".to_owned(), super::date);
+                let last = u.last_login.map_or_else(|| "never".to_owned(), super::date);
                 println!(
                     "{:>6}  {:<24} {:<8} {}",
                     u.id,

@@ -15,13 +15,26 @@ fn ok(dir: &std::path::Path, args: &[&str]) -> String {
 fn the_subject_user_is_positional_and_the_old_flag_still_works() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    let out = run_with_stdin(d, &["user", "add", "amy", "--password-stdin"], "a long password\n");
+    let out = run_with_stdin(
+        d,
+        &["user", "add", "amy", "--password-stdin"],
+        "a long password\n",
+    );
     assert!(out.status.success(), "{}", text(&out));
     ok(d, &["token", "create", "amy", "--name", "new-style"]);
-    ok(d, &["token", "create", "--user", "amy", "--name", "old-style"]);
-    for list in [&["token", "list", "amy"][..], &["token", "list", "--user", "amy"][..]] {
+    ok(
+        d,
+        &["token", "create", "--user", "amy", "--name", "old-style"],
+    );
+    for list in [
+        &["token", "list", "amy"][..],
+        &["token", "list", "--user", "amy"][..],
+    ] {
         let l = ok(d, list);
-        assert!(l.contains("new-style") && l.contains("old-style"), "{list:?}: {l}");
+        assert!(
+            l.contains("new-style") && l.contains("old-style"),
+            "{list:?}: {l}"
+        );
     }
     ok(d, &["token", "revoke", "amy", "1"]);
     ok(d, &["token", "revoke", "--user", "amy", "2"]);
@@ -31,7 +44,10 @@ fn the_subject_user_is_positional_and_the_old_flag_still_works() {
     ok(d, &["session", "list", "--user", "amy"]);
     let new = ok(d, &["user", "reset-password", "amy", "--valid-for", "10m"]);
     let old = ok(d, &["user", "reset-password", "--user", "amy"]);
-    assert!(new.starts_with("vrst_") && old.starts_with("vrst_"), "{new}{old}");
+    assert!(
+        new.starts_with("vrst_") && old.starts_with("vrst_"),
+        "{new}{old}"
+    );
     // Both spellings at once, or neither, is a usage error; the help shows only the positional.
     for bad in [
         &["user", "reset-password", "amy", "--user", "amy"][..],
@@ -40,7 +56,11 @@ fn the_subject_user_is_positional_and_the_old_flag_still_works() {
         &["token", "revoke", "amy", "one"][..],
     ] {
         let out = vestibule(d).args(bad).output().expect("run");
-        assert!(!out.status.success(), "{bad:?} was accepted: {}", text(&out));
+        assert!(
+            !out.status.success(),
+            "{bad:?} was accepted: {}",
+            text(&out)
+        );
     }
     let help = ok(d, &["user", "reset-password", "--help"]);
     assert!(help.contains("NAME") && !help.contains("--user"), "{help}");
@@ -61,8 +81,15 @@ fn cli_errors_print_the_api_code_message_and_hint() {
         "the API's code: {all}"
     );
     assert!(all.contains("\nhint: "), "the API's hint: {all}");
-    assert!(!all.contains("PasswordContainsUsername"), "no Rust names: {all}");
-    let out = run_with_stdin(dir.path(), &["user", "add", "a b", "--password-stdin"], "a long password\n");
+    assert!(
+        !all.contains("PasswordContainsUsername"),
+        "no Rust names: {all}"
+    );
+    let out = run_with_stdin(
+        dir.path(),
+        &["user", "add", "a b", "--password-stdin"],
+        "a long password\n",
+    );
     assert!(text(&out).contains("invalid_username: "), "{}", text(&out));
 }
 
@@ -70,12 +97,22 @@ fn cli_errors_print_the_api_code_message_and_hint() {
 fn token_list_shows_dates_like_session_list() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    let out = run_with_stdin(d, &["user", "add", "amy", "--password-stdin"], "a long password\n");
+    let out = run_with_stdin(
+        d,
+        &["user", "add", "amy", "--password-stdin"],
+        "a long password\n",
+    );
     assert!(out.status.success(), "{}", text(&out));
-    ok(d, &["token", "create", "amy", "--name", "ci", "--days", "30"]);
+    ok(
+        d,
+        &["token", "create", "amy", "--name", "ci", "--days", "30"],
+    );
     let l = ok(d, &["token", "list", "amy"]);
     assert!(!l.contains("unix"), "{l}");
-    let row = l.lines().find(|r| r.contains(" ci ")).expect("the token's row");
+    let row = l
+        .lines()
+        .find(|r| r.contains(" ci "))
+        .expect("the token's row");
     let date = row
         .split_whitespace()
         .find(|w| w.len() == 20 && w.ends_with('Z'))
@@ -100,8 +137,17 @@ fn doctor_help_lists_only_what_the_doctor_reads_grouped_by_mode() {
         .split("Probe a server (with --api only):")
         .nth(1)
         .unwrap_or_else(|| panic!("a probe section:\n{help}"));
-    for flag in ["--username", "--password-stdin", "--resolve", "--cacert", "--then"] {
-        assert!(probe.contains(flag), "{flag} under the probe heading:\n{help}");
+    for flag in [
+        "--username",
+        "--password-stdin",
+        "--resolve",
+        "--cacert",
+        "--then",
+    ] {
+        assert!(
+            probe.contains(flag),
+            "{flag} under the probe heading:\n{help}"
+        );
     }
     assert!(help.contains("Modes: --page + --api (probe), --page + --config (offline), --scan"));
     // Still accepted, so a shared alias passing them does not break.

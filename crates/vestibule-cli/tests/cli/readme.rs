@@ -206,8 +206,12 @@ fn serve(block: &Block) {
             if Instant::now() > deadline || child.try_wait().ok().flatten().is_some() {
                 let _ = child.kill();
                 let _ = child.wait();
-                let log = std::fs::read_to_string(dir.path().join("server.err")).unwrap_or_default();
-                panic!("README.md:{}: `{c}` did not answer on {addr}\n{log}", block.line);
+                let log =
+                    std::fs::read_to_string(dir.path().join("server.err")).unwrap_or_default();
+                panic!(
+                    "README.md:{}: `{c}` did not answer on {addr}\n{log}",
+                    block.line
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         };
@@ -246,7 +250,11 @@ fn every_shell_block_of_the_readme_is_run_or_says_why_not() {
 
     let mut ran = 0;
     for b in &blocks {
-        assert!(!b.commands.is_empty(), "README.md:{}: an empty block", b.line);
+        assert!(
+            !b.commands.is_empty(),
+            "README.md:{}: an empty block",
+            b.line
+        );
         match &b.marker {
             Marker::Skip(_) => continue,
             Marker::Serve => serve(b),

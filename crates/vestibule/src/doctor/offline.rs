@@ -304,6 +304,9 @@ mod tests {
         .await
         .expect("exchange");
         assert_eq!(ex.response.as_ref().map(|r| r.status), Some(200));
-        assert!(!diagnose(&ex).all_work(), "the page still cannot read the answer");
+        assert!(
+            !diagnose(&ex).all_work(),
+            "the page still cannot read the answer"
+        );
     }
 }

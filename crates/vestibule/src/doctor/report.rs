@@ -370,7 +370,9 @@ mod tests {
             error_body: Some(r#"{"code":"csrf_origin_untrusted","message":"cross-origin write refused","hint":"add the SPA's origin to spa_origins"}"#.into()),
         };
         let preflight = refused.clone();
-        refused.headers.push(("content-type".into(), "application/json".into()));
+        refused
+            .headers
+            .push(("content-type".into(), "application/json".into()));
         diagnose(&Exchange {
             page: Origin::parse("http://localhost:4000").expect("origin"),
             api: api.clone(),
@@ -389,7 +391,11 @@ mod tests {
     #[test]
     fn an_unlisted_origin_is_one_cause_with_the_failures_folded_under_it() {
         let d = unlisted(ServerKind::Vestibule);
-        let fails = d.findings.iter().filter(|f| f.status == Status::Fail).count();
+        let fails = d
+            .findings
+            .iter()
+            .filter(|f| f.status == Status::Fail)
+            .count();
         assert!(fails >= 4, "the raw diagnosis has the cascade: {d:#?}");
         let c = causes(&d);
         assert_eq!(c.len(), 1, "{c:#?}");
@@ -397,16 +403,29 @@ mod tests {
             c[0].line,
             "http://localhost:4000 is not in spa_origins → add it to spa_origins (VESTIBULE_SPA_ORIGINS)"
         );
-        for rule in ["preflight-status", "cors-allow-origin", "response-status", "set-cookie"] {
+        for rule in [
+            "preflight-status",
+            "cors-allow-origin",
+            "response-status",
+            "set-cookie",
+        ] {
             assert!(c[0].follows.contains(&rule), "{rule} folded: {c:#?}");
         }
         let text = human(&d, false);
         assert!(
-            text.starts_with("cause: http://localhost:4000 is not in spa_origins → add it to spa_origins"),
+            text.starts_with(
+                "cause: http://localhost:4000 is not in spa_origins → add it to spa_origins"
+            ),
             "{text}"
         );
-        assert!(!text.contains("Failing rules"), "everything is folded: {text}");
-        assert!(!text.contains("Django"), "a Vestibule server gets its own keys: {text}");
+        assert!(
+            !text.contains("Failing rules"),
+            "everything is folded: {text}"
+        );
+        assert!(
+            !text.contains("Django"),
+            "a Vestibule server gets its own keys: {text}"
+        );
         assert!(text.contains("follows from it"), "{text}");
         assert_eq!(json(&d)["causes"][0]["rule"], "preflight-allow-origin");
         assert_eq!(json(&d)["server"], "vestibule");
@@ -429,8 +448,14 @@ mod tests {
         assert_eq!(rules, ["cors-allow-origin", "credentials-mode"], "{c:#?}");
         assert!(c.iter().all(|c| c.follows.is_empty()), "{c:#?}");
         assert!(c[1].line.contains("credentials: 'include'"));
-        // A healthy exchange has no cause and does not start with one.
-        assert!(!human(&d, false).lines().nth(1).unwrap_or_default().starts_with("cause:"));
+        // Both causes lead, one line each, before the header.
+        let text = human(&d, false);
+        let first: Vec<&str> = text.lines().take(3).collect();
+        assert!(
+            first[0].starts_with("cause: ") && first[1].starts_with("cause: "),
+            "{text}"
+        );
+        assert!(first[2].starts_with("vestibule doctor: "), "{text}");
     }
 
     #[test]

@@ -751,12 +751,7 @@ pub fn cors_response(page: &Origin, mode: Credentials, answer: &Observed) -> Vec
 /// The real request's status: a refusal (CSRF, a missing route, a crash) means no session,
 /// whatever the cookie rules say; a 401 is most likely the probe's own credentials. A Vestibule
 /// server's 403 is told its config keys only; another server's, the common frameworks'.
-pub fn response_status(
-    method: &str,
-    api: &Url,
-    answer: &Observed,
-    server: ServerKind,
-) -> Finding {
+pub fn response_status(method: &str, api: &Url, answer: &Observed, server: ServerKind) -> Finding {
     let evidence = match &answer.error_body {
         Some(b) => format!("{method} {api} → {} {b}", answer.status),
         None => format!("{method} {api} → {}", answer.status),
@@ -1209,7 +1204,10 @@ pub fn diagnose(ex: &Exchange) -> Diagnosis {
                 };
                 findings.push(Finding::warn(
                     "set-cookie",
-                    format!("the answer ({}) set no cookie, so no cookie rule could be checked ({why})", resp.status),
+                    format!(
+                        "the answer ({}) set no cookie, so no cookie rule could be checked ({why})",
+                        resp.status
+                    ),
                 ));
             }
             for line in &lines {
@@ -2048,8 +2046,15 @@ mod tests {
 
     #[test]
     fn quoted_bodies_cut_mid_string_end_with_an_ellipsis() {
-        assert_eq!(quote_body(b"{\"code\":\"x\"}", 300).as_deref(), Some("{\"code\":\"x\"}"));
-        assert_eq!(quote_body(b"abcdef", 6).as_deref(), Some("abcdef"), "fits: no ellipsis");
+        assert_eq!(
+            quote_body(b"{\"code\":\"x\"}", 300).as_deref(),
+            Some("{\"code\":\"x\"}")
+        );
+        assert_eq!(
+            quote_body(b"abcdef", 6).as_deref(),
+            Some("abcdef"),
+            "fits: no ellipsis"
+        );
         assert_eq!(quote_body(b"abcdefg", 6).as_deref(), Some("abcdef…"));
         // A character split by the cut is dropped, not shown as U+FFFD.
         let e = "ab\u{e9}".as_bytes();
@@ -2065,9 +2070,8 @@ mod tests {
         let cookie = obs(200, &[("set-cookie", "__Host-vestibule_session=x; Path=/")]);
         assert_eq!(ServerKind::recognise([&cookie]), ServerKind::Vestibule);
         let mut problem = obs(403, &[]);
-        problem.error_body = Some(
-            r#"{"code":"csrf_origin_untrusted","message":"m","hint":"h"}"#.into(),
-        );
+        problem.error_body =
+            Some(r#"{"code":"csrf_origin_untrusted","message":"m","hint":"h"}"#.into());
         assert_eq!(ServerKind::recognise([&problem]), ServerKind::Vestibule);
         // Django's CSRF page, another framework's JSON, another realm: not Vestibule.
         let mut django = obs(403, &[("set-cookie", "csrftoken=x; Path=/")]);
@@ -2085,11 +2089,15 @@ mod tests {
     fn a_vestibule_csrf_refusal_names_its_keys_and_no_framework() {
         let api = u("http://localhost:8000/auth/login");
         let mut refused = obs(403, &[]);
-        refused.error_body = Some(r#"{"code":"csrf_origin_untrusted","message":"m","hint":"h"}"#.into());
+        refused.error_body =
+            Some(r#"{"code":"csrf_origin_untrusted","message":"m","hint":"h"}"#.into());
         let f = response_status("POST", &api, &refused, ServerKind::Vestibule);
         assert!(f.summary.contains("csrf_origin_untrusted"), "{f:?}");
         let fix = f.fix.unwrap_or_default();
-        assert!(fix.contains("spa_origins") && !fix.contains("Django"), "{fix}");
+        assert!(
+            fix.contains("spa_origins") && !fix.contains("Django"),
+            "{fix}"
+        );
         let f = response_status("POST", &api, &refused, ServerKind::Unknown);
         assert!(f.fix.unwrap_or_default().contains("CSRF_TRUSTED_ORIGINS"));
     }
@@ -2101,7 +2109,13 @@ mod tests {
                 "http://localhost:3000",
                 "http://localhost:8000/auth/login",
                 Credentials::Include,
-                obs(status, &[("access-control-allow-origin", "http://localhost:3000"), ("access-control-allow-credentials", "true")]),
+                obs(
+                    status,
+                    &[
+                        ("access-control-allow-origin", "http://localhost:3000"),
+                        ("access-control-allow-credentials", "true"),
+                    ],
+                ),
             );
             ex.login_given = login_given;
             let d = diagnose(&ex);
