@@ -12,7 +12,7 @@ import { createServer } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -218,10 +218,61 @@ try {
     if (!ok) mismatches += 1;
     console.log(`${ok ? 'agree   ' : 'MISMATCH'}  live detection, credentials ${mode}: logged the drop ${count} time(s), expected ${expected}`);
   }
+  // The offline check (`doctor --config … --page …`) runs the server's own CSRF decision: a
+  // real `vestibule serve` whose spa_origins leave the page out refuses Chromium's login from it
+  // with 403 csrf_origin_untrusted, and the offline check must predict that 403 (it used to
+  // predict 200 and a stored cookie); with the page listed, neither refuses.
+  for (const trusted of [false, true]) {
+    const p = await pageServer(false);
+    const pageOrigin = `http://localhost:${p.address().port}`;
+    const probe = await listen(() => {});
+    const port = probe.address().port;
+    probe.close();
+    const dir = mkdtempSync(join(tmpdir(), 'vestibule-doctor-e2e-csrf-'));
+    const config = join(dir, 'vestibule.toml');
+    const listed = trusted ? pageOrigin : 'http://localhost:1';
+    writeFileSync(config, `public_url = "http://localhost:${port}"\nspa_origins = ["${listed}"]\n`);
+    const server = spawn(VESTIBULE, ['serve', '--config', config, '--listen', `127.0.0.1:${port}`], { cwd: dir, env: serverEnv() });
+    let logs = '';
+    server.stderr.on('data', (d) => { logs += d; });
+    for (let i = 0; i < 100; i += 1) {
+      const up = await fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.ok, () => false);
+      if (up) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const page = await context.newPage();
+    await page.goto(`${pageOrigin}/`);
+    // A simple request (no preflight), so the login reaches the server whatever CORS says.
+    await page.evaluate(async (api) => {
+      try {
+        await fetch(`${api}/auth/login`, { method: 'POST', mode: 'no-cors', credentials: 'include', headers: { 'content-type': 'text/plain' }, body: '{"username":"e2e","password":"a long password"}' });
+      } catch {}
+    }, `http://localhost:${port}`);
+    await page.close();
+    await context.clearCookies();
+    await new Promise((r) => setTimeout(r, 200));
+    server.kill('SIGTERM');
+    await new Promise((r) => server.on('exit', r));
+    const refused = /csrf\.refused.*CsrfOriginUntrusted|CsrfOriginUntrusted.*csrf\.refused/.test(logs);
+    let out;
+    try {
+      ({ stdout: out } = await promisify(execFile)(VESTIBULE, ['doctor', '--config', config, '--page', pageOrigin, '--json'], { encoding: 'utf8', cwd: dir, env: serverEnv() }));
+    } catch (e) {
+      if (e.code !== 1) throw e;
+      out = e.stdout;
+    }
+    rmSync(dir, { recursive: true, force: true });
+    p.close();
+    const status = JSON.parse(out).findings.find((f) => f.rule === 'response-status');
+    const predicted = status?.status === 'fail' && status.summary.includes('csrf_origin_untrusted');
+    const ok = refused === !trusted && predicted === refused;
+    if (!ok) mismatches += 1;
+    console.log(`${ok ? 'agree   ' : 'MISMATCH'}  page ${trusted ? 'in' : 'not in'} spa_origins: the server ${refused ? 'refused' : 'did not refuse'} Chromium's login (csrf_origin_untrusted), the offline doctor ${predicted ? 'predicts' : 'does not predict'} that refusal`);
+  }
 } finally {
   await context.close();
   rmSync(profile, { recursive: true, force: true });
   rmSync(certDir, { recursive: true, force: true });
 }
-console.log(mismatches === 0 ? `all ${scenarios.length} scenarios and the live detection agree` : `${mismatches} mismatch(es)`);
+console.log(mismatches === 0 ? `all ${scenarios.length} scenarios, the live detection and the CSRF prediction agree` : `${mismatches} mismatch(es)`);
 process.exit(mismatches === 0 ? 0 : 1);

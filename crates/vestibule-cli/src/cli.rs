@@ -10,7 +10,8 @@ use vestibule::config::LogFormat;
 #[derive(Debug, Parser)]
 #[command(name = "vestibule", version, about)]
 pub(crate) struct Cli {
-    /// Configuration file (default: ./vestibule.toml if it exists).
+    /// Configuration file (default: ./vestibule.toml if it exists). For `doctor`: the offline
+    /// check's configuration.
     #[arg(long, global = true, env = "VESTIBULE_CONFIG")]
     pub(crate) config: Option<PathBuf>,
     /// Merge the config file's `[profile.NAME]` table over its top-level keys (e.g. `dev`).
@@ -85,62 +86,78 @@ impl Layout {
     }
 }
 
+/// `--help` groups the options by mode, so each says when it applies: `--page` with `--api`
+/// probes a server, `--page` with `--config` (or ./vestibule.toml) checks a configuration
+/// offline, `--scan` reads a SPA's source.
 #[derive(Debug, Args)]
 pub(crate) struct DoctorArgs {
-    /// The SPA page's URL or origin (e.g. http://localhost:3000).
-    #[arg(long)]
+    /// The SPA page's URL or origin (e.g. http://localhost:3000). Probe and offline check; narrows
+    /// --scan.
+    #[arg(long, help_heading = MODES)]
     pub(crate) page: Option<String>,
-    /// The API URL the page calls (e.g. http://localhost:8000/auth/login). Without it, the
-    /// configuration (--config or ./vestibule.toml) is checked offline.
-    #[arg(long)]
+    /// The API URL the page calls (e.g. http://localhost:8000/auth/login): probe this server.
+    /// Without it (and without --scan), the configuration (--config or ./vestibule.toml) is
+    /// checked offline. Narrows --scan.
+    #[arg(long, help_heading = MODES)]
     pub(crate) api: Option<String>,
+    /// Scan a SPA's JavaScript/TypeScript source for fetch/axios/XHR calls without
+    /// credentials: 'include' / withCredentials (narrowed by --api and --page when given).
+    #[arg(long, value_name = "DIR", help_heading = MODES)]
+    pub(crate) scan: Option<PathBuf>,
+    /// The SPA's fetch credentials mode: include, same-origin (fetch's default) or omit. Probe
+    /// and offline check.
+    #[arg(long, default_value = "include", help_heading = MODES)]
+    pub(crate) credentials: String,
+    /// Print the diagnosis as JSON (every mode).
+    #[arg(long, help_heading = MODES)]
+    pub(crate) json: bool,
     /// Method of the call (default POST with a body, else GET).
-    #[arg(long)]
+    #[arg(long, help_heading = PROBE)]
     pub(crate) method: Option<String>,
     /// A JSON body (sent with Content-Type: application/json, as a SPA would).
-    #[arg(long, conflicts_with = "username")]
+    #[arg(long, conflicts_with = "username", help_heading = PROBE)]
     pub(crate) json_body: Option<String>,
     /// Log in as this user: the body is {"username","password"}; needs --password-stdin.
-    #[arg(long, requires = "password_stdin")]
+    #[arg(long, requires = "password_stdin", help_heading = PROBE)]
     pub(crate) username: Option<String>,
     /// Read the password from the first line of standard input.
-    #[arg(long, requires = "username")]
+    #[arg(long, requires = "username", help_heading = PROBE)]
     pub(crate) password_stdin: bool,
     /// A header the SPA sends, `Name: value` (repeatable).
-    #[arg(long = "header", value_name = "K:V")]
+    #[arg(long = "header", value_name = "K:V", help_heading = PROBE)]
     pub(crate) headers: Vec<String>,
-    /// The SPA's fetch credentials mode: include, same-origin (fetch's default) or omit.
-    #[arg(long, default_value = "include")]
-    pub(crate) credentials: String,
     /// Where the SPA calls next, sent with the returned cookies (default: …/login → …/me).
-    #[arg(long = "then", value_name = "URL")]
+    #[arg(long = "then", value_name = "URL", help_heading = PROBE)]
     pub(crate) then: Option<String>,
     /// Resolve a host name to an address instead of DNS, `host:ip` (repeatable), to test named
     /// hosts on loopback.
-    #[arg(long = "resolve", value_name = "HOST:IP")]
+    #[arg(long = "resolve", value_name = "HOST:IP", help_heading = PROBE)]
     pub(crate) resolve: Vec<String>,
     /// A PEM file of certificates to trust besides the system's (a development CA).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = PROBE)]
     pub(crate) cacert: Option<PathBuf>,
     /// Seconds to wait for each answer.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, help_heading = PROBE)]
     pub(crate) timeout: u64,
-    /// Print the diagnosis as JSON.
-    #[arg(long)]
-    pub(crate) json: bool,
-    /// Scan a SPA's JavaScript/TypeScript source for fetch/axios/XHR calls without
-    /// credentials: 'include' / withCredentials (narrowed by --api and --page when given).
-    #[arg(long, value_name = "DIR")]
-    pub(crate) scan: Option<PathBuf>,
+    // The global options the doctor has no use for, accepted (a shared shell alias may pass
+    // them) but hidden from `doctor --help`, which then lists only what the doctor reads.
+    #[arg(long, hide = true)]
+    database: Option<String>,
+    #[arg(long, hide = true)]
+    log_json: bool,
 }
+
+/// `doctor --help`: the options every mode reads (and the ones choosing the mode).
+const MODES: &str = "Modes: --page + --api (probe), --page + --config (offline), --scan";
+/// `doctor --help`: the options only the probe of a running server (`--api`) reads.
+const PROBE: &str = "Probe a server (with --api only)";
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum TokenCommand {
     /// Create an access token for a user; the token is printed once.
     Create {
-        /// Owner.
-        #[arg(long)]
-        user: String,
+        #[command(flatten)]
+        user: Subject,
         /// A name to recognise the token by.
         #[arg(long)]
         name: String,
@@ -153,18 +170,45 @@ pub(crate) enum TokenCommand {
     },
     /// List a user's access tokens (never the secrets).
     List {
-        /// Owner.
-        #[arg(long)]
-        user: String,
+        #[command(flatten)]
+        user: Subject,
     },
-    /// Revoke an access token by id.
+    /// Revoke an access token by id: `token revoke NAME ID`.
     Revoke {
-        /// Owner.
-        #[arg(long)]
-        user: String,
-        /// Token id (from `token list`).
-        id: i64,
+        /// The owner's username, then the token id (from `token list`).
+        #[arg(value_name = "NAME ID", num_args = 1..=2, required = true)]
+        args: Vec<String>,
+        /// The owner (older spelling of NAME, kept for scripts).
+        #[arg(long = "user", hide = true, value_name = "NAME")]
+        user_flag: Option<String>,
     },
+}
+
+/// The user a subcommand is about: positional (`user reset-password NAME`), like `user add NAME`.
+/// The older `--user NAME` still works, hidden from the help, so existing scripts do not break.
+#[derive(Debug, Args)]
+pub(crate) struct Subject {
+    /// Username.
+    #[arg(
+        id = "username",
+        value_name = "NAME",
+        required_unless_present = "user",
+        conflicts_with = "user"
+    )]
+    username: Option<String>,
+    /// Same as NAME (the older spelling, kept for scripts).
+    #[arg(id = "user", long = "user", hide = true, value_name = "NAME")]
+    user_flag: Option<String>,
+}
+
+impl Subject {
+    /// The username, whichever spelling was used (clap makes exactly one present).
+    pub(crate) fn name(&self) -> &str {
+        self.username
+            .as_deref()
+            .or(self.user_flag.as_deref())
+            .unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Args)]
@@ -217,9 +261,8 @@ pub(crate) enum UserCommand {
 
 #[derive(Debug, Args)]
 pub(crate) struct ResetPasswordArgs {
-    /// Username.
-    #[arg(long)]
-    pub(crate) user: String,
+    #[command(flatten)]
+    pub(crate) user: Subject,
     /// How long the token works ("1h" by default, at most "7d").
     #[arg(long, default_value = "1h")]
     pub(crate) valid_for: String,
@@ -229,12 +272,12 @@ pub(crate) struct ResetPasswordArgs {
 pub(crate) enum SessionCommand {
     /// List a user's live sessions.
     List {
-        /// Username.
-        #[arg(long)]
-        user: String,
+        #[command(flatten)]
+        user: Subject,
     },
-    /// End sessions: every session of one user (--user), every logged-in session (--all), or
-    /// one session by id (from `session list`).
+    /// End sessions: every session of one user (--user NAME), every logged-in session (--all),
+    /// or one session by id (from `session list`). Here the subject is the sessions, so the
+    /// user is a selector flag beside --all, not a positional that could be mistaken for an id.
     #[command(group(clap::ArgGroup::new("which").required(true).args(["user", "all", "id"])))]
     Revoke {
         /// End every session of this user.
@@ -313,5 +356,16 @@ impl Cli {
             m.insert("dev".into(), Value::Object(dev));
         }
         Value::Object(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        // Duplicate ids and the like panic only when a subcommand is first parsed: check all.
+        super::Cli::command().debug_assert();
     }
 }

@@ -2,10 +2,10 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Stable, machine-readable error codes. Clients switch on these; the messages are for humans.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ErrorCode {
@@ -239,6 +239,16 @@ impl Error {
     /// The stable code.
     pub fn code(&self) -> ErrorCode {
         self.code
+    }
+
+    /// The human message, as the API answers it (`message`).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// What the caller can change, as the API answers it (`hint`).
+    pub fn hint(&self) -> Option<&str> {
+        self.hint.as_deref()
     }
 
     /// A failure of ours, details logged only.

@@ -159,6 +159,7 @@ async fn run_inner(cli: &Cli, args: &DoctorArgs) -> Result<ExitCode, Usage> {
         resolve,
         timeout: Duration::from_secs(args.timeout.max(1)),
         extra_roots,
+        login: args.username.is_some(),
     };
     match probe(&req).await {
         Ok(ex) => Ok(print(&diagnose(&ex), args.json)),

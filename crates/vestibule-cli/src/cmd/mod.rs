@@ -34,6 +34,31 @@ pub(crate) fn cell(s: &str) -> String {
     out
 }
 
+/// An API error as the CLI prints it: the code, message and hint the HTTP API answers
+/// (`password_contains_username: …` then `hint: …`), never the Rust variant's name, so a message
+/// reads the same in a terminal and in a browser's network tab.
+pub(crate) fn api_error(e: vestibule::Error) -> anyhow::Error {
+    let code = serde_json::to_value(e.code())
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| "error".to_owned());
+    match e.hint() {
+        Some(hint) => anyhow::anyhow!("{code}: {}\nhint: {hint}", e.message()),
+        None => anyhow::anyhow!("{code}: {}", e.message()),
+    }
+}
+
+/// A Unix time as the CLI's tables show it (RFC 3339, UTC); the number if it is out of range.
+pub(crate) fn date(t: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|d| {
+            d.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| t.to_string())
+}
+
 /// Finds a user by name for a subcommand: the name parsed as a [`vestibule::auth::Username`]
 /// and looked up by its canonical form, like every other entry.
 pub(crate) async fn find_user(
@@ -41,7 +66,7 @@ pub(crate) async fn find_user(
     name: &str,
 ) -> anyhow::Result<vestibule::auth::User> {
     let username = vestibule::auth::Username::parse(name)
-        .map_err(|e| anyhow::anyhow!("{:?} is not a valid username: {e}", cell(name)))?;
+        .map_err(|e| api_error(e).context(format!("{:?} is not a valid username", cell(name))))?;
     users
         .by_username(username.as_str())
         .await?

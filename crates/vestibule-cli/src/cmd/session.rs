@@ -22,16 +22,6 @@ pub(crate) async fn run(config: Config, command: &SessionCommand) -> anyhow::Res
     result
 }
 
-fn time(t: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(t)
-        .ok()
-        .and_then(|d| {
-            d.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| t.to_string())
-}
-
 async fn run_with(
     config: &Config,
     db: &Database,
@@ -45,7 +35,7 @@ async fn run_with(
     };
     match command {
         SessionCommand::List { user } => {
-            let user = find(user.clone()).await?;
+            let user = find(user.name().to_owned()).await?;
             let records = store.list_user(user.id).await?;
             println!(
                 "{:<64}  {:<20}  {:<20}  {:<20}  {:<9} user agent",
@@ -61,9 +51,9 @@ async fn run_with(
                 println!(
                     "{:<64}  {:<20}  {:<20}  {:<20}  {:<9} {}",
                     r.key.to_hex(),
-                    time(r.created_at),
-                    time(r.last_seen),
-                    time(r.expires_at.min(r.absolute_expires_at)),
+                    super::date(r.created_at),
+                    super::date(r.last_seen),
+                    super::date(r.expires_at.min(r.absolute_expires_at)),
                     transport,
                     super::cell(r.user_agent.as_deref().unwrap_or("-"))
                 );
@@ -83,18 +73,18 @@ async fn run_with(
                     },
                 )
                 .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .map_err(super::api_error)?
             } else if *all {
                 let ids = users.list().await?.into_iter().map(|u| u.id);
                 end_all_sessions(&*store, ids)
                     .await
-                    .map_err(|e| anyhow::anyhow!("{e}"))?
+                    .map_err(super::api_error)?
             } else if let Some(id) = id {
                 let key = TokenHash::from_hex(id.trim())
                     .with_context(|| format!("{id:?} is not a session id from `session list`"))?;
                 let ended = end_sessions(&*store, Revoke::One(&key))
                     .await
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    .map_err(super::api_error)?;
                 if ended == Ended::Deleted(0) {
                     anyhow::bail!(
                         "no live session has the id {id:?} (already ended or expired?); see `vestibule session list --user NAME`"

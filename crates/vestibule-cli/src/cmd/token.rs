@@ -10,6 +10,27 @@ use vestibule::db::Database;
 
 use crate::cli::TokenCommand;
 
+/// `token revoke NAME ID`, or the older `token revoke --user NAME ID`: the owner and the id.
+fn revoke_args<'a>(
+    args: &'a [String],
+    user_flag: Option<&'a str>,
+) -> anyhow::Result<(&'a str, i64)> {
+    let (name, id) = match (user_flag, args) {
+        (Some(name), [id]) => (name, id),
+        (None, [name, id]) => (name.as_str(), id),
+        _ => bail!(
+            "write `vestibule token revoke NAME ID` (the owner, then the id from `token list`)"
+        ),
+    };
+    let id = id.parse().map_err(|_| {
+        anyhow::anyhow!(
+            "{:?} is not a token id (a number from `token list`)",
+            super::cell(id)
+        )
+    })?;
+    Ok((name, id))
+}
+
 pub(crate) async fn run(config: Config, command: &TokenCommand) -> anyhow::Result<ExitCode> {
     let db = Database::connect(&config.database, config.store_timeout).await?;
     let result = run_with(&db, &config.tokens, command).await;
@@ -36,7 +57,7 @@ async fn run_with(
             days,
             scopes,
         } => {
-            let user = owner(user).await?;
+            let user = owner(user.name()).await?;
             let expires_at = limits.expiry_for(*days).map_err(|e| anyhow::anyhow!(e))?;
             let mut parsed = Vec::new();
             for s in scopes {
@@ -48,7 +69,7 @@ async fn run_with(
             let (token, secret) = tokens
                 .create(user.id, name, &parsed, expires_at, limits.per_user_limit)
                 .await
-                .map_err(|e| anyhow::anyhow!("{}", vestibule::Error::from(e)))?;
+                .map_err(|e| super::api_error(vestibule::Error::from(e)))?;
             println!(
                 "created access token {} ({}) for {}",
                 token.id, token.prefix, user.username
@@ -57,25 +78,29 @@ async fn run_with(
             println!("{}", secret.expose());
         }
         TokenCommand::List { user } => {
-            let user = owner(user).await?;
+            let user = owner(user.name()).await?;
             println!(
-                "{:>6}  {:<14} {:<12} {:<24} expires (unix)",
-                "id", "prefix", "scopes", "name"
+                "{:>6}  {:<14} {:<12} {:<24} {:<20}  last used",
+                "id", "prefix", "scopes", "name", "expires"
             );
             for t in tokens.list(user.id).await? {
                 let scopes: Vec<&str> = t.scopes.iter().map(|s| s.as_str()).collect();
                 println!(
-                    "{:>6}  {:<14} {:<12} {:<24} {}",
+                    "{:>6}  {:<14} {:<12} {:<24} {:<20}  {}",
                     t.id,
                     t.prefix,
                     scopes.join(","),
                     super::cell(&t.name),
-                    t.expires_at
+                    super::date(t.expires_at),
+                    t.last_used_at
+                        .map_or_else(|| "never".to_owned(), super::date),
                 );
             }
         }
-        TokenCommand::Revoke { user, id } => {
-            let user = owner(user).await?;
+        TokenCommand::Revoke { args, user_flag } => {
+            let (name, id) = revoke_args(args, user_flag.as_deref())?;
+            let user = owner(name).await?;
+            let id = &id;
             if !tokens.revoke(user.id, *id).await? {
                 bail!("no access token {id} belongs to {}", user.username);
             }

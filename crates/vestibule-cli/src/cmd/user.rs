@@ -29,7 +29,7 @@ async fn end_user_sessions(
         },
     )
     .await
-    .map_err(|e| anyhow::anyhow!("{e}"))
+    .map_err(super::api_error)
 }
 
 fn read_password(args: &UserPasswordArgs) -> anyhow::Result<Password> {
@@ -75,24 +75,22 @@ async fn run_with(
     };
     match command {
         UserCommand::Add(args) => {
-            let username = Username::parse(&args.username).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let username = Username::parse(&args.username).map_err(super::api_error)?;
             let password = read_password(args)?;
             policy
                 .check(username.as_str(), &password)
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+                .map_err(super::api_error)?;
             let hash = PasswordHasher::new(1).await?.hash(&password).await?;
             let user = users
                 .create(&username, &hash)
                 .await
-                .map_err(|e| anyhow::anyhow!("{}", vestibule::Error::from(e)))?;
+                .map_err(|e| super::api_error(vestibule::Error::from(e)))?;
             println!("created user {} (id {})", user.username, user.id);
         }
         UserCommand::List => {
             println!("{:>6}  {:<24} {:<8} last login", "id", "username", "active");
             for u in users.list().await? {
-                let last = u
-                    .last_login
-                    .map_or_else(|| "never".to_owned(), |t| t.to_string());
+                let last = u.last_login.map_or_else(|| "never".to_owned(), super::date);
                 println!(
                     "{:>6}  {:<24} {:<8} {}",
                     u.id,
@@ -107,7 +105,7 @@ async fn run_with(
             let store = build_store(config, db)?.0;
             let (ended, revoked) = vestibule::auth::disable_user(db, &*store, user.id)
                 .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+                .map_err(super::api_error)?;
             println!(
                 "disabled {}; {ended}; revoked {revoked} access token(s)",
                 user.username,
@@ -123,7 +121,7 @@ async fn run_with(
             let password = read_password(args)?;
             policy
                 .check(&user.username, &password)
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+                .map_err(super::api_error)?;
             let hash = PasswordHasher::new(1).await?.hash(&password).await?;
             users.set_password_hash(user.id, &hash).await?;
             let ended = end_user_sessions(config, db, user.id).await?;
@@ -138,7 +136,7 @@ async fn run_with(
             );
         }
         UserCommand::ResetPassword(args) => {
-            let user = find(users, &args.user).await?;
+            let user = find(users, args.user.name()).await?;
             if !user.is_active {
                 bail!(
                     "{} is disabled: enable the account first (`vestibule user enable {}`)",
@@ -158,14 +156,15 @@ async fn run_with(
             let (token, expires_at) = PasswordResets::new(db.clone())
                 .issue(user.id, lifetime)
                 .await
-                .map_err(|e| anyhow::anyhow!("{}", vestibule::Error::from(e)))?;
+                .map_err(|e| super::api_error(vestibule::Error::from(e)))?;
             // The token on stdout (alone on its line, for scripts); the explanation on stderr.
             println!("{}", token.expose());
             eprintln!(
-                "one-time reset token for {} (valid until {expires_at}, Unix time; any older token is void).\n\
+                "one-time reset token for {} (valid until {}; any older token is void).\n\
                  Hand it over privately; the user sets a password with\n  \
                  POST /auth/password/reset {{\"token\": \"…\", \"new_password\": \"…\"}}",
-                user.username
+                user.username,
+                super::date(expires_at),
             );
         }
     }

@@ -2,11 +2,13 @@
 //! `VESTIBULE_*` variable removed, so nothing from the developer's environment leaks in.
 
 mod admin;
+mod args;
 mod config_check;
 mod dev;
 mod doctor;
 mod gateway;
 mod init;
+mod readme;
 
 use std::io::Write;
 use std::net::TcpListener;

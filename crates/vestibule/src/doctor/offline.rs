@@ -2,9 +2,12 @@
 //! configuration would have with the page, derived with no server and no database.
 //!
 //! The answers come from the server's own code, not from a re-implementation: the preflight and
-//! the CORS headers from [`crate::cors::cors_layer`] (run in process), the `Set-Cookie` from the
-//! session cookie configuration the server would use. The login is assumed to succeed and the
-//! SPA to call like the Vestibule client (`credentials: 'include'`, a JSON body).
+//! the CORS headers from [`crate::cors::cors_layer`] (run in process), the CSRF origin decision
+//! from [`crate::csrf::check_origin`] (a refused login is the server's 403
+//! `csrf_origin_untrusted`, body and all), the `Set-Cookie` from the session cookie
+//! configuration the server would use. A login the CSRF check lets through is assumed to
+//! succeed, and the SPA to call like the Vestibule client (`credentials: 'include'`, a JSON
+//! body, the headers Chromium adds).
 
 use std::convert::Infallible;
 
@@ -14,7 +17,7 @@ use axum::response::Response;
 use tower::{Layer, ServiceExt, service_fn};
 use url::Url;
 
-use super::rules::{Credentials, Exchange, Observed};
+use super::rules::{Credentials, Exchange, Observed, ServerKind, quote_body, sec_fetch_site};
 use crate::origin::Origin;
 
 /// The login path of the Vestibule API.
@@ -22,7 +25,22 @@ const LOGIN: &str = "/auth/login";
 /// Where the SPA calls next.
 const ME: &str = "/auth/me";
 
-fn observe(res: &Response) -> Observed {
+/// The most of an error body kept as evidence (the probe keeps as much).
+const BODY_LIMIT: usize = 300;
+
+async fn observe(res: Response) -> Observed {
+    let mut seen = observe_head(&res);
+    if res.status().as_u16() >= 400 {
+        // In process and small (the server's own error JSON); the quote is cut to BODY_LIMIT.
+        let bytes = axum::body::to_bytes(res.into_body(), 64 * 1024)
+            .await
+            .unwrap_or_default();
+        seen.error_body = quote_body(&bytes, BODY_LIMIT);
+    }
+    seen
+}
+
+fn observe_head(res: &Response) -> Observed {
     Observed {
         status: res.status().as_u16(),
         headers: res
@@ -49,7 +67,7 @@ pub struct Server<'a> {
     pub session: &'a crate::session::SessionConfig,
     /// The CORS section, run through the real layer.
     pub cors: &'a crate::cors::CorsConfig,
-    /// The origins policy the CORS layer asks.
+    /// The origins policy the CORS layer and the CSRF decision ask.
     pub origins: &'a std::sync::Arc<crate::origins::OriginsPolicy>,
 }
 
@@ -69,9 +87,16 @@ pub async fn exchange(
     let later = Url::parse(&format!("{base}{ME}"))?;
     let cookie = config.session.cookie.clone();
     let max_age = i64::try_from(config.session.idle_timeout.as_secs()).unwrap_or(i64::MAX / 2);
+    let policy = config.origins.clone();
     let inner = service_fn(move |req: Request<Body>| {
         let cookie = cookie.clone();
+        let policy = policy.clone();
         async move {
+            if req.method() == Method::POST
+                && let Err(refused) = crate::csrf::check_origin(&policy, req.headers())
+            {
+                return Ok::<_, Infallible>(axum::response::IntoResponse::into_response(refused));
+            }
             let mut res = Response::new(Body::empty());
             if req.uri().path() == LOGIN {
                 // A placeholder of a real token's length; values are redacted in reports anyway.
@@ -85,11 +110,23 @@ pub async fn exchange(
     });
     let svc = crate::cors::cors_layer(config.cors, config.origins).layer(inner);
     let page_text = page.to_string();
+    // What Chromium adds to the page's fetch: the CSRF decision reads Sec-Fetch-Site and Host.
+    let site = sec_fetch_site(page, config.public_origin);
+    let host = api.host_str().map(|h| match api.port() {
+        Some(p) => format!("{h}:{p}"),
+        None => h.to_owned(),
+    });
     let call = |method: Method, path: &str, extra: &[(&str, &str)]| {
         let mut b = Request::builder()
             .method(method)
             .uri(path)
             .header(header::ORIGIN, page_text.as_str());
+        if let Some(site) = site {
+            b = b.header("sec-fetch-site", site);
+        }
+        if let Some(host) = &host {
+            b = b.header(header::HOST, host.as_str());
+        }
         for (n, v) in extra {
             b = b.header(*n, *v);
         }
@@ -97,7 +134,7 @@ pub async fn exchange(
         let svc = svc.clone();
         async move {
             match svc.oneshot(req).await {
-                Ok(res) => observe(&res),
+                Ok(res) => observe(res).await,
                 Err(never) => match never {},
             }
         }
@@ -130,6 +167,8 @@ pub async fn exchange(
         response: Some(response),
         later,
         followup: Some(followup),
+        server: ServerKind::Vestibule,
+        login_given: true,
     })
 }
 
@@ -214,6 +253,60 @@ mod tests {
             v,
             [Status::Pass, Status::Pass, Status::Pass, Status::Fail],
             "{d:#?}"
+        );
+    }
+
+    /// The bug this fixes: the offline check predicted 200 (and a stored cookie) for a login the
+    /// server refuses with 403 `csrf_origin_untrusted`.
+    #[tokio::test]
+    async fn a_page_not_trusted_for_csrf_is_predicted_a_403_csrf_origin_untrusted() {
+        let c = config("http://localhost:8000", &["http://localhost:3000"]);
+        let ex = exchange(
+            c.offline_server(),
+            &page("http://localhost:4000"),
+            Credentials::Include,
+        )
+        .await
+        .expect("exchange");
+        let login = ex.response.as_ref().expect("answer");
+        assert_eq!(login.status, 403);
+        assert!(login.get("set-cookie").is_none(), "no cookie on a refusal");
+        assert_eq!(
+            crate::doctor::rules::error_code(login).as_deref(),
+            Some("csrf_origin_untrusted"),
+            "{login:?}"
+        );
+        let d = diagnose(&ex);
+        let f = d
+            .findings
+            .iter()
+            .find(|f| f.rule == "response-status")
+            .expect("status finding");
+        assert_eq!(f.status, Status::Fail);
+        assert!(f.summary.contains("csrf_origin_untrusted"), "{f:?}");
+    }
+
+    #[tokio::test]
+    async fn trusted_for_writes_only_passes_csrf_but_not_cors() {
+        let raw = RawConfig {
+            public_url: Some("http://localhost:8000".into()),
+            csrf: crate::config::RawCsrf {
+                trusted_origins: vec!["http://localhost:4000".into()],
+            },
+            ..RawConfig::default()
+        };
+        let c = raw.validate().expect("valid config");
+        let ex = exchange(
+            c.offline_server(),
+            &page("http://localhost:4000"),
+            Credentials::Include,
+        )
+        .await
+        .expect("exchange");
+        assert_eq!(ex.response.as_ref().map(|r| r.status), Some(200));
+        assert!(
+            !diagnose(&ex).all_work(),
+            "the page still cannot read the answer"
         );
     }
 }

@@ -18,8 +18,8 @@ use std::time::Duration;
 use url::Url;
 
 use super::rules::{
-    Credentials, Exchange, Observed, preflight_reason, redact_set_cookie, relation,
-    request_headers_list, sec_fetch_site,
+    Credentials, Exchange, Observed, ServerKind, preflight_reason, quote_body, redact_set_cookie,
+    relation, request_headers_list, sec_fetch_site,
 };
 use crate::origin::Origin;
 use crate::origins::Relation;
@@ -49,6 +49,9 @@ pub struct ProbeRequest {
     /// PEM certificates to trust besides the system's (`--cacert`), e.g. a development CA.
     /// Certificates are always verified, as a browser would.
     pub extra_roots: Vec<Vec<u8>>,
+    /// Whether `body` is a real login (`--username … --password-stdin`): the report then does
+    /// not advise logging in.
+    pub login: bool,
 }
 
 /// Why the probe could not observe an answer.
@@ -102,26 +105,21 @@ fn observe(res: &reqwest::Response) -> Observed {
     }
 }
 
-/// The first bytes of an error answer's body (text, single line), for evidence.
+/// The first bytes of an error answer's body, quoted ([`quote_body`]: one line, "…" when cut).
 async fn error_body(res: &mut reqwest::Response) -> Option<String> {
     const LIMIT: usize = 300;
     if res.status().as_u16() < 400 {
         return None;
     }
     let mut buf = Vec::new();
-    while buf.len() < LIMIT {
+    // One byte past the limit tells a body cut short from one that fits exactly.
+    while buf.len() <= LIMIT {
         match res.chunk().await {
             Ok(Some(chunk)) => buf.extend_from_slice(&chunk),
             _ => break,
         }
     }
-    buf.truncate(LIMIT);
-    let text: String = String::from_utf8_lossy(&buf)
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    let text = text.trim().to_owned();
-    (!text.is_empty()).then_some(text)
+    quote_body(&buf, LIMIT)
 }
 
 const USER_AGENT: &str = concat!("vestibule-doctor/", env!("CARGO_PKG_VERSION"));
@@ -237,6 +235,12 @@ pub async fn probe(req: &ProbeRequest) -> Result<Exchange, ProbeError> {
         set_cookie = ?response.get_all("set-cookie").map(redact_set_cookie).collect::<Vec<_>>(),
         "doctor probe done"
     );
+    let server = ServerKind::recognise(
+        preflight
+            .iter()
+            .chain(std::iter::once(&response))
+            .chain(followup.iter()),
+    );
     Ok(Exchange {
         page: req.page.clone(),
         api: req.api.clone(),
@@ -245,6 +249,8 @@ pub async fn probe(req: &ProbeRequest) -> Result<Exchange, ProbeError> {
         credentials: req.credentials,
         preflight,
         response: Some(response),
+        server,
+        login_given: req.login,
         later,
         followup,
     })

@@ -235,6 +235,94 @@ pub struct Exchange {
     pub later: Url,
     /// The follow-up answer, sent with the returned cookies.
     pub followup: Option<Observed>,
+    /// Which server answered ([`ServerKind::recognise`]): a Vestibule server is told its own
+    /// config keys instead of every framework's.
+    pub server: ServerKind,
+    /// Whether the doctor logged in with real credentials (`--username … --password-stdin`, or
+    /// the offline check's assumed login): then a missing cookie is not "log in to see more".
+    pub login_given: bool,
+}
+
+/// Which server the doctor talked to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServerKind {
+    /// A Vestibule server: its answers carry Vestibule's marks (see [`ServerKind::recognise`]).
+    Vestibule,
+    /// Anything else (Django, Express, …): advice names the common frameworks' settings.
+    #[default]
+    Unknown,
+}
+
+impl ServerKind {
+    /// Recognises a Vestibule server from what it answered, with no extra request: every 401 it
+    /// sends carries `WWW-Authenticate: Bearer realm="vestibule"` (the follow-up `GET /auth/me`
+    /// without a session gets one), its session cookie is `vestibule_session` (or
+    /// `__Host-vestibule_session`) unless renamed, and its errors are `{code, message, hint}`
+    /// with one of its codes.
+    pub fn recognise<'a>(answers: impl IntoIterator<Item = &'a Observed>) -> ServerKind {
+        let vestibule = |o: &Observed| {
+            o.get_all("www-authenticate")
+                .any(|v| v.contains("realm=\"vestibule\""))
+                || o.get_all("set-cookie").any(|c| {
+                    let name = c.split('=').next().unwrap_or_default().trim();
+                    name.trim_start_matches("__Host-")
+                        .trim_start_matches("__Secure-")
+                        == "vestibule_session"
+                })
+                || error_code(o).is_some_and(|code| {
+                    serde_json::from_value::<crate::error::ErrorCode>(code.into()).is_ok()
+                        && o.error_body
+                            .as_deref()
+                            .is_some_and(|b| b.contains("\"message\":") && b.contains("\"hint\":"))
+                })
+        };
+        if answers.into_iter().any(vestibule) {
+            ServerKind::Vestibule
+        } else {
+            ServerKind::Unknown
+        }
+    }
+}
+
+/// The `code` of a JSON error answer (`{"code": "csrf_origin_untrusted", …}`), if it has one.
+pub fn error_code(answer: &Observed) -> Option<String> {
+    let body = answer.error_body.as_deref()?;
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(body) {
+        return v.get("code")?.as_str().map(str::to_owned);
+    }
+    // A quote cut short is no longer JSON; the code comes first in Vestibule's answers.
+    let rest = body.trim_start().strip_prefix("{\"code\":\"")?;
+    let code = rest.split('"').next()?;
+    code.bytes()
+        .all(|b| b.is_ascii_lowercase() || b == b'_')
+        .then(|| code.to_owned())
+}
+
+/// The start of an answer's body for evidence: one line (control characters become spaces), at
+/// most `limit` bytes cut on a character boundary, and ending with "…" when it was cut, so a
+/// quote never reads as complete when it is not.
+pub fn quote_body(bytes: &[u8], limit: usize) -> Option<String> {
+    let cut = bytes.len() > limit;
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(limit)]).into_owned();
+    // A multi-byte character split by the cut decodes as U+FFFD at the end: drop it.
+    let text = if cut {
+        text.trim_end_matches('\u{fffd}').to_owned()
+    } else {
+        text
+    };
+    let text: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let text = text.trim();
+    if text.is_empty() {
+        None
+    } else if cut {
+        Some(format!("{text}…"))
+    } else {
+        Some(text.to_owned())
+    }
 }
 
 /// The outcome for one family.
@@ -261,6 +349,8 @@ pub struct Diagnosis {
     pub verdicts: Vec<Verdict>,
     /// Every finding, failures first.
     pub findings: Vec<Finding>,
+    /// Which server answered.
+    pub server: ServerKind,
 }
 
 impl Diagnosis {
@@ -646,8 +736,9 @@ pub fn cors_response(page: &Origin, mode: Credentials, answer: &Observed) -> Vec
 }
 
 /// The real request's status: a refusal (CSRF, a missing route, a crash) means no session,
-/// whatever the cookie rules say; a 401 is most likely the probe's own credentials.
-pub fn response_status(method: &str, api: &Url, answer: &Observed) -> Finding {
+/// whatever the cookie rules say; a 401 is most likely the probe's own credentials. A Vestibule
+/// server's 403 is told its config keys only; another server's, the common frameworks'.
+pub fn response_status(method: &str, api: &Url, answer: &Observed, server: ServerKind) -> Finding {
     let evidence = match &answer.error_body {
         Some(b) => format!("{method} {api} → {} {b}", answer.status),
         None => format!("{method} {api} → {}", answer.status),
@@ -659,12 +750,24 @@ pub fn response_status(method: &str, api: &Url, answer: &Observed) -> Finding {
             "the request was answered 401: check the credentials given to the doctor (--username/--password-stdin or --json-body)",
         )
         .evidence(evidence),
+        403 if error_code(answer).as_deref() == Some("csrf_origin_untrusted") => Finding::fail(
+            "response-status",
+            "the server refused the request (403 csrf_origin_untrusted): the page's origin is not trusted for writes, so no cookie is set",
+        )
+        .evidence(evidence)
+        .fix(match server {
+            ServerKind::Vestibule => "add the page's origin to spa_origins (or to csrf.trusted_origins for writes only)",
+            ServerKind::Unknown => "trust the page's origin for writes (Django: CSRF_TRUSTED_ORIGINS; Vestibule: spa_origins or csrf.trusted_origins)",
+        }),
         403 => Finding::fail(
             "response-status",
             "the server refused the request (403): a cross-origin login is often refused by the CSRF origin check, before any cookie is set",
         )
         .evidence(evidence)
-        .fix("trust the page's origin for writes (Vestibule: spa_origins, or csrf.trusted_origins; Django: CSRF_TRUSTED_ORIGINS)"),
+        .fix(match server {
+            ServerKind::Vestibule => "read the answer's code and hint above; an untrusted origin is fixed in spa_origins (or csrf.trusted_origins)",
+            ServerKind::Unknown => "trust the page's origin for writes (Vestibule: spa_origins, or csrf.trusted_origins; Django: CSRF_TRUSTED_ORIGINS)",
+        }),
         status => Finding::fail(
             "response-status",
             format!("the server answered {status}: no session is made"),
@@ -1065,7 +1168,7 @@ pub fn diagnose(ex: &Exchange) -> Diagnosis {
             "no answer to the real request (connection refused or failed)",
         )),
         Some(resp) => {
-            findings.push(response_status(&ex.method, &ex.api, resp));
+            findings.push(response_status(&ex.method, &ex.api, resp, ex.server));
             if cross_origin {
                 findings.extend(cors_response(page, ex.credentials, resp));
             }
@@ -1077,9 +1180,21 @@ pub fn diagnose(ex: &Exchange) -> Diagnosis {
             };
             let lines: Vec<&str> = resp.get_all("set-cookie").collect();
             if lines.is_empty() {
+                // Advice to log in only helps when the doctor did not, and the request was not
+                // refused for another reason (a 403 is explained by its own finding).
+                let why = if resp.status >= 400 {
+                    "the refusal above comes first"
+                } else if ex.login_given {
+                    "is --api the login endpoint?"
+                } else {
+                    "log in with valid credentials: --username U --password-stdin"
+                };
                 findings.push(Finding::warn(
                     "set-cookie",
-                    format!("the answer ({}) set no cookie, so no cookie rule could be checked (log in with valid credentials: --username U --password-stdin)", resp.status),
+                    format!(
+                        "the answer ({}) set no cookie, so no cookie rule could be checked ({why})",
+                        resp.status
+                    ),
                 ));
             }
             for line in &lines {
@@ -1112,6 +1227,7 @@ pub fn diagnose(ex: &Exchange) -> Diagnosis {
         relation: rel,
         verdicts,
         findings,
+        server: ex.server,
     }
 }
 
@@ -1427,16 +1543,16 @@ mod tests {
     fn response_status_rules() {
         let api = u("http://localhost:8000/auth/login");
         assert_eq!(
-            response_status("POST", &api, &obs(200, &[])).status,
+            response_status("POST", &api, &obs(200, &[]), ServerKind::Unknown).status,
             Status::Pass
         );
         assert_eq!(
-            response_status("POST", &api, &obs(401, &[])).status,
+            response_status("POST", &api, &obs(401, &[]), ServerKind::Unknown).status,
             Status::Warn
         );
         let mut refused = obs(403, &[]);
         refused.error_body = Some("{\"code\":\"csrf_origin_untrusted\"}".into());
-        let f = response_status("POST", &api, &refused);
+        let f = response_status("POST", &api, &refused, ServerKind::Unknown);
         assert_eq!(f.status, Status::Fail);
         assert!(
             f.evidence
@@ -1449,7 +1565,7 @@ mod tests {
                 .is_some_and(|x| x.contains("CSRF_TRUSTED_ORIGINS"))
         );
         assert_eq!(
-            response_status("POST", &api, &obs(500, &[])).status,
+            response_status("POST", &api, &obs(500, &[]), ServerKind::Unknown).status,
             Status::Fail
         );
     }
@@ -1857,6 +1973,8 @@ mod tests {
             response: Some(response),
             later: u(api),
             followup: None,
+            server: ServerKind::Unknown,
+            login_given: false,
         }
     }
 
@@ -1911,5 +2029,93 @@ mod tests {
         ));
         let v: Vec<Status> = d.verdicts.iter().map(|v| v.status).collect();
         assert_eq!(v, [Status::Pass, Status::Pass, Status::Pass, Status::Fail]);
+    }
+
+    #[test]
+    fn quoted_bodies_cut_mid_string_end_with_an_ellipsis() {
+        assert_eq!(
+            quote_body(b"{\"code\":\"x\"}", 300).as_deref(),
+            Some("{\"code\":\"x\"}")
+        );
+        assert_eq!(
+            quote_body(b"abcdef", 6).as_deref(),
+            Some("abcdef"),
+            "fits: no ellipsis"
+        );
+        assert_eq!(quote_body(b"abcdefg", 6).as_deref(), Some("abcdef…"));
+        // A character split by the cut is dropped, not shown as U+FFFD.
+        let e = "ab\u{e9}".as_bytes();
+        assert_eq!(quote_body(&[e, b"z"].concat(), 3).as_deref(), Some("ab…"));
+        assert_eq!(quote_body(b"a\r\nb", 300).as_deref(), Some("a  b"));
+        assert_eq!(quote_body(b"  ", 300), None);
+    }
+
+    #[test]
+    fn a_vestibule_server_is_recognised_by_its_answers_only() {
+        let realm = obs(401, &[("www-authenticate", "Bearer realm=\"vestibule\"")]);
+        assert_eq!(ServerKind::recognise([&realm]), ServerKind::Vestibule);
+        let cookie = obs(200, &[("set-cookie", "__Host-vestibule_session=x; Path=/")]);
+        assert_eq!(ServerKind::recognise([&cookie]), ServerKind::Vestibule);
+        let mut problem = obs(403, &[]);
+        problem.error_body =
+            Some(r#"{"code":"csrf_origin_untrusted","message":"m","hint":"h"}"#.into());
+        assert_eq!(ServerKind::recognise([&problem]), ServerKind::Vestibule);
+        // Django's CSRF page, another framework's JSON, another realm: not Vestibule.
+        let mut django = obs(403, &[("set-cookie", "csrftoken=x; Path=/")]);
+        django.error_body = Some("<h1>Forbidden (403)</h1> CSRF verification failed".into());
+        let mut other = obs(403, &[]);
+        other.error_body = Some(r#"{"code":"forbidden","message":"m","hint":"h"}"#.into());
+        let basic = obs(401, &[("www-authenticate", "Basic realm=\"api\"")]);
+        assert_eq!(
+            ServerKind::recognise([&django, &other, &basic]),
+            ServerKind::Unknown
+        );
+    }
+
+    #[test]
+    fn a_vestibule_csrf_refusal_names_its_keys_and_no_framework() {
+        let api = u("http://localhost:8000/auth/login");
+        let mut refused = obs(403, &[]);
+        refused.error_body =
+            Some(r#"{"code":"csrf_origin_untrusted","message":"m","hint":"h"}"#.into());
+        let f = response_status("POST", &api, &refused, ServerKind::Vestibule);
+        assert!(f.summary.contains("csrf_origin_untrusted"), "{f:?}");
+        let fix = f.fix.unwrap_or_default();
+        assert!(
+            fix.contains("spa_origins") && !fix.contains("Django"),
+            "{fix}"
+        );
+        let f = response_status("POST", &api, &refused, ServerKind::Unknown);
+        assert!(f.fix.unwrap_or_default().contains("CSRF_TRUSTED_ORIGINS"));
+    }
+
+    #[test]
+    fn a_refusal_after_a_real_login_does_not_advise_logging_in() {
+        let no_cookie = |status: u16, login_given: bool| {
+            let mut ex = exchange(
+                "http://localhost:3000",
+                "http://localhost:8000/auth/login",
+                Credentials::Include,
+                obs(
+                    status,
+                    &[
+                        ("access-control-allow-origin", "http://localhost:3000"),
+                        ("access-control-allow-credentials", "true"),
+                    ],
+                ),
+            );
+            ex.login_given = login_given;
+            let d = diagnose(&ex);
+            d.findings
+                .into_iter()
+                .find(|f| f.rule == "set-cookie")
+                .map(|f| f.summary)
+                .unwrap_or_default()
+        };
+        for (status, given) in [(403, true), (403, false), (200, true)] {
+            let said = no_cookie(status, given);
+            assert!(!said.contains("--username"), "{status} {given}: {said}");
+        }
+        assert!(no_cookie(200, false).contains("--username U --password-stdin"));
     }
 }

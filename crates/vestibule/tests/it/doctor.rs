@@ -128,6 +128,7 @@ fn request(page: &str, api: &str, credentials: Credentials) -> ProbeRequest {
             .collect(),
         timeout: Duration::from_secs(5),
         extra_roots: Vec::new(),
+        login: false,
     }
 }
 
