@@ -189,7 +189,8 @@ impl PasswordHasher {
     /// `internal` if the dummy hash cannot be computed.
     pub async fn with_limits(limits: HashLimits) -> Result<Self, Error> {
         let capacity = limits.permits();
-        let dummy = dummy_hash().map_err(|e| Error::internal(std::io::Error::other(e.to_string())))?;
+        let dummy =
+            dummy_hash().map_err(|e| Error::internal(std::io::Error::other(e.to_string())))?;
         Ok(Self {
             permits: Arc::new(Semaphore::new(capacity)),
             capacity,
@@ -330,7 +331,11 @@ mod tests {
         let d = dummy_hash().expect("dummy");
         assert!(d.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{d}");
         assert!(!PasswordHasher::needs_rehash(&d));
-        assert_ne!(dummy_hash().expect("dummy"), d, "salted and random each time");
+        assert_ne!(
+            dummy_hash().expect("dummy"),
+            d,
+            "salted and random each time"
+        );
         assert!(argon2().verify_password(b"", d.as_str()).is_err());
     }
 

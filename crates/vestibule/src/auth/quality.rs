@@ -50,7 +50,11 @@ impl CommonList {
             tracing::error!("the bundled common-password list does not decompress");
             raw.clear();
         }
-        let mut entries: Vec<&str> = raw.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        let mut entries: Vec<&str> = raw
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
         entries.sort_unstable();
         entries.dedup();
         let mut text = String::with_capacity(entries.iter().map(|e| e.len()).sum());
