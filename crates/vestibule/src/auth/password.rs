@@ -129,6 +129,28 @@ fn argon2() -> Argon2<'static> {
     Argon2::default()
 }
 
+/// The hash unknown usernames are verified against: the current parameters, a random salt and
+/// a random output. Verifying against it runs the same Argon2id work as a real hash, and no
+/// password matches it (that would take a 256-bit preimage), so it needs no hashing to make:
+/// computing one at start held a 19 MiB block array that the allocator kept resident while the
+/// server sat idle.
+fn dummy_hash() -> Result<String, argon2::password_hash::Error> {
+    use argon2::password_hash::phc::{Output, ParamsString, Salt};
+    let mut salt = [0u8; 16];
+    crate::token::fill_random(&mut salt);
+    let mut output = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    crate::token::fill_random(&mut output);
+    let a = argon2();
+    Ok(argon2::PasswordHash {
+        algorithm: argon2::Algorithm::default().ident(),
+        version: Some(argon2::Version::default().into()),
+        params: ParamsString::try_from(a.params())?,
+        salt: Some(Salt::new(&salt)?),
+        hash: Some(Output::new(&output)?),
+    }
+    .to_string())
+}
+
 /// Counts hashes actually running (inside the blocking task) and keeps the high-water mark.
 struct Running<'a> {
     running: &'a AtomicUsize,
@@ -167,14 +189,8 @@ impl PasswordHasher {
     /// `internal` if the dummy hash cannot be computed.
     pub async fn with_limits(limits: HashLimits) -> Result<Self, Error> {
         let capacity = limits.permits();
-        let dummy = tokio::task::spawn_blocking(|| {
-            let mut salt_src = [0u8; 16];
-            crate::token::fill_random(&mut salt_src);
-            argon2().hash_password(&salt_src).map(|h| h.to_string())
-        })
-        .await
-        .map_err(Error::internal)?
-        .map_err(|e| Error::internal(std::io::Error::other(e.to_string())))?;
+        let dummy =
+            dummy_hash().map_err(|e| Error::internal(std::io::Error::other(e.to_string())))?;
         Ok(Self {
             permits: Arc::new(Semaphore::new(capacity)),
             capacity,
@@ -308,6 +324,19 @@ mod tests {
         );
         assert!(!PasswordHasher::needs_rehash(&a));
         assert!(h.peak_concurrency() >= 1);
+    }
+
+    #[test]
+    fn the_dummy_hash_has_the_current_parameters_and_matches_nothing() {
+        let d = dummy_hash().expect("dummy");
+        assert!(d.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{d}");
+        assert!(!PasswordHasher::needs_rehash(&d));
+        assert_ne!(
+            dummy_hash().expect("dummy"),
+            d,
+            "salted and random each time"
+        );
+        assert!(argon2().verify_password(b"", d.as_str()).is_err());
     }
 
     #[test]
