@@ -79,7 +79,10 @@ pub(crate) async fn get_sessions(
             last_seen: rfc3339(r.last_seen),
             expires_at: rfc3339(r.expires_at.min(r.absolute_expires_at)),
             user_agent: r.user_agent.clone(),
-            browser: r.user_agent.as_deref().and_then(crate::server::user_agent::label),
+            browser: r
+                .user_agent
+                .as_deref()
+                .and_then(crate::server::user_agent::label),
             transport: r
                 .data
                 .get(AUTH_USER_KEY)
