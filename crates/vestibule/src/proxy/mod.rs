@@ -14,6 +14,7 @@ mod path;
 mod pool;
 pub(crate) mod rewrite;
 mod static_site;
+mod validate;
 
 use std::sync::Arc;
 

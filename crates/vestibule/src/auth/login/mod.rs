@@ -305,7 +305,7 @@ impl LoginFlow {
 }
 
 /// One request's login: the flow, the caller's address and headers. An extractor inside
-/// Vestibule's layers (`App::build_with_routes`, [`crate::server::router_with`]); elsewhere
+/// Vestibule's layers (`App::build_with_routes`, `server::router_with`); elsewhere
 /// [`LoginFlow::for_caller`].
 #[derive(Debug, Clone)]
 pub struct Login {
