@@ -14,6 +14,40 @@ use super::routes;
 use crate::error::ErrorCode;
 use crate::session::DEFAULT_COOKIE_NAME;
 
+/// What every route reading a JSON body can answer before its handler runs (`server::Json`'s
+/// rejections): written once here, named in each such route's `responses(...)`.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // describes answers for the OpenAPI document; never built
+pub(crate) enum JsonBodyErrors {
+    #[response(
+        status = 400,
+        description = "`malformed_json`: the body is not valid JSON"
+    )]
+    Malformed(ErrorBody),
+    #[response(
+        status = 413,
+        description = "`payload_too_large`: the body exceeds `limits.body_bytes`"
+    )]
+    TooLarge(ErrorBody),
+    #[response(
+        status = 415,
+        description = "`unsupported_media_type`: the body is not declared as `application/json`"
+    )]
+    NotJson(ErrorBody),
+}
+
+/// What every route that reads or writes the session store or the database answers while it is
+/// down (written once; routes that can also answer `busy` keep their own, longer 503 row).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // describes answers for the OpenAPI document; never built
+pub(crate) enum StoreErrors {
+    #[response(
+        status = 503,
+        description = "`store_unavailable`: the session store or database is down; retry"
+    )]
+    Unavailable(ErrorBody),
+}
+
 /// Every error body: `{"code", "message", "hint"}` (the shape `crate::Error` renders).
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct ErrorBody {

@@ -1,6 +1,7 @@
 //! Signup, password login, logout, the current user and the CSRF token. The login itself is the
 //! library's flow ([`crate::auth::login`]); these handlers only read the request and answer.
 
+use crate::server::openapi::{JsonBodyErrors, StoreErrors};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -24,17 +25,15 @@ use crate::session::Session;
     tag = "auth",
     request_body = Credentials,
     responses(
+        StoreErrors,
+        JsonBodyErrors,
         (status = 201, description = "Signed up and logged in: the CSRF token (cookie transport) or the session token (bearer transport)", body = AuthBody),
-        (status = 400, description = "`malformed_json`: the body is not valid JSON", body = ErrorBody),
         (status = 401, description = "`not_authenticated`, `session_expired` or `invalid_token` (a bad bearer token)", body = ErrorBody),
         (status = 403, description = "`signup_disabled`, or a CSRF refusal", body = ErrorBody),
         (status = 409, description = "`username_taken`", body = ErrorBody),
-        (status = 413, description = "`payload_too_large`: the body exceeds `limits.body_bytes`", body = ErrorBody),
-        (status = 415, description = "`unsupported_media_type`: the body is not declared as `application/json`", body = ErrorBody),
         (status = 422, description = "`invalid_username`, `password_too_short`, `password_too_long`, `password_too_common`, `password_contains_username` or `invalid_body`", body = ErrorBody),
         (status = 429, description = "`rate_limited`: wait `Retry-After` seconds", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds until a retry can succeed"))),
-        (status = 503, description = "`store_unavailable`: the session store or database is down; retry", body = ErrorBody),
     ),
     security((), ("session_cookie" = [], "csrf_token" = []), ("bearer" = [])),
 )]
@@ -117,10 +116,10 @@ pub(crate) async fn post_login(
     path = "/auth/logout",
     tag = "auth",
     responses(
+        StoreErrors,
         (status = 204, description = "Logged out; `Clear-Site-Data: \"cookies\"` for a cookie session unless `session.clear_site_data = false`"),
         (status = 401, description = "`invalid_token`: a bad bearer token", body = ErrorBody),
         (status = 403, description = "`csrf_origin_untrusted`, `csrf_token_missing`, `csrf_token_mismatch`", body = ErrorBody),
-        (status = 503, description = "`store_unavailable`: the session store or database is down; retry", body = ErrorBody),
     ),
     security((), ("session_cookie" = [], "csrf_token" = []), ("bearer" = [])),
 )]
@@ -140,9 +139,9 @@ pub(crate) async fn post_logout(
     path = "/auth/me",
     tag = "auth",
     responses(
+        StoreErrors,
         (status = 200, description = "The user", body = UserBody),
         (status = 401, description = "`not_authenticated`, `session_expired` or `invalid_token` (a bad bearer token)", body = ErrorBody),
-        (status = 503, description = "`store_unavailable`: the session store or database is down; retry", body = ErrorBody),
     ),
     security(("session_cookie" = []), ("bearer" = [])),
 )]
@@ -165,9 +164,9 @@ pub(crate) struct CsrfBody {
     path = "/auth/csrf",
     tag = "auth",
     responses(
+        StoreErrors,
         (status = 200, description = "The masked CSRF token", body = CsrfBody),
         (status = 401, description = "`invalid_token`: a bad bearer token", body = ErrorBody),
-        (status = 503, description = "`store_unavailable`: the session store or database is down; retry", body = ErrorBody),
     ),
     security((), ("session_cookie" = []), ("bearer" = [])),
 )]

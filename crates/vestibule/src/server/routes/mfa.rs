@@ -7,6 +7,7 @@
 //! a passkey when the account has no set yet (a passkey-only account), and from
 //! `POST /auth/mfa/recovery/regenerate`. Removing the last second factor deletes the set.
 
+use crate::server::openapi::{JsonBodyErrors, StoreErrors};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -122,16 +123,14 @@ async fn totp_ok(app: &AppState, user_id: i64, code: &str) -> Result<bool> {
     tag = "mfa",
     request_body = CodeBody,
     responses(
-        (status = 400, description = "`malformed_json`: the body is not valid JSON", body = ErrorBody),
-        (status = 413, description = "`payload_too_large`: the body exceeds `limits.body_bytes`", body = ErrorBody),
-        (status = 415, description = "`unsupported_media_type`: the body is not declared as `application/json`", body = ErrorBody),
+        StoreErrors,
+        JsonBodyErrors,
         (status = 200, description = "Logged in, as `POST /auth/login` answers", body = AuthBody),
         (status = 401, description = "`mfa_code_invalid` (wrong, expired or replayed), `mfa_not_pending`", body = ErrorBody),
         (status = 403, description = "`account_disabled`, or a CSRF refusal", body = ErrorBody),
         (status = 422, description = "`invalid_body`", body = ErrorBody),
         (status = 429, description = "`rate_limited`: wait `Retry-After` seconds", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds until a retry can succeed"))),
-        (status = 503, description = "`store_unavailable`", body = ErrorBody),
     ),
     security(("session_cookie" = [], "csrf_token" = []), ("bearer" = [])),
 )]
@@ -156,16 +155,14 @@ pub(crate) async fn post_mfa_totp(
     tag = "mfa",
     request_body = CodeBody,
     responses(
-        (status = 400, description = "`malformed_json`: the body is not valid JSON", body = ErrorBody),
-        (status = 413, description = "`payload_too_large`: the body exceeds `limits.body_bytes`", body = ErrorBody),
-        (status = 415, description = "`unsupported_media_type`: the body is not declared as `application/json`", body = ErrorBody),
+        StoreErrors,
+        JsonBodyErrors,
         (status = 200, description = "Logged in, as `POST /auth/login` answers", body = AuthBody),
         (status = 401, description = "`mfa_code_invalid` (unknown or used), `mfa_not_pending`", body = ErrorBody),
         (status = 403, description = "`account_disabled`, or a CSRF refusal", body = ErrorBody),
         (status = 422, description = "`invalid_body`", body = ErrorBody),
         (status = 429, description = "`rate_limited`: wait `Retry-After` seconds", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds until a retry can succeed"))),
-        (status = 503, description = "`store_unavailable`", body = ErrorBody),
     ),
     security(("session_cookie" = [], "csrf_token" = []), ("bearer" = [])),
 )]
@@ -211,11 +208,11 @@ pub(crate) struct TotpEnrolment {
     path = "/auth/mfa/totp/enroll",
     tag = "mfa",
     responses(
+        StoreErrors,
         (status = 200, description = "The secret, URI and QR code", body = TotpEnrolment),
         (status = 401, description = "`not_authenticated`, `session_expired`, `invalid_token`", body = ErrorBody),
         (status = 403, description = "`reauth_required`, `mfa_reauth_required` (the account has a second factor: re-authenticate with one), `session_required`, or a CSRF refusal", body = ErrorBody),
         (status = 409, description = "`mfa_already_enabled`: remove the authenticator first", body = ErrorBody),
-        (status = 503, description = "`store_unavailable`", body = ErrorBody),
     ),
     security(("session_cookie" = [], "csrf_token" = []), ("bearer" = [])),
 )]
@@ -255,9 +252,8 @@ pub(crate) struct RecoveryCodes {
     tag = "mfa",
     request_body = CodeBody,
     responses(
-        (status = 400, description = "`malformed_json`: the body is not valid JSON", body = ErrorBody),
-        (status = 413, description = "`payload_too_large`: the body exceeds `limits.body_bytes`", body = ErrorBody),
-        (status = 415, description = "`unsupported_media_type`: the body is not declared as `application/json`", body = ErrorBody),
+        StoreErrors,
+        JsonBodyErrors,
         (status = 200, description = "Enabled: the recovery codes, shown once", body = RecoveryCodes),
         (status = 401, description = "`mfa_code_invalid`, `not_authenticated`, `invalid_token`", body = ErrorBody),
         (status = 403, description = "`reauth_required`, `mfa_reauth_required` (the account has a second factor: re-authenticate with one), `session_required`, or a CSRF refusal", body = ErrorBody),
@@ -265,7 +261,6 @@ pub(crate) struct RecoveryCodes {
         (status = 409, description = "`mfa_already_enabled`", body = ErrorBody),
         (status = 422, description = "`invalid_body`", body = ErrorBody),
         (status = 429, description = "`rate_limited`", body = ErrorBody),
-        (status = 503, description = "`store_unavailable`", body = ErrorBody),
     ),
     security(("session_cookie" = [], "csrf_token" = []), ("bearer" = [])),
 )]
@@ -344,10 +339,10 @@ pub(crate) struct MfaStatus {
     path = "/auth/mfa",
     tag = "mfa",
     responses(
+        StoreErrors,
         (status = 200, description = "The second factors", body = MfaStatus),
         (status = 401, description = "`not_authenticated`, `session_expired`, `invalid_token`", body = ErrorBody),
         (status = 403, description = "`session_required` (an access token)", body = ErrorBody),
-        (status = 503, description = "`store_unavailable`", body = ErrorBody),
     ),
     security(("session_cookie" = []), ("bearer" = [])),
 )]
@@ -369,13 +364,13 @@ pub(crate) async fn get_mfa(
     path = "/auth/mfa/recovery/regenerate",
     tag = "mfa",
     responses(
+        StoreErrors,
         (status = 200, description = "The new recovery codes, shown once", body = RecoveryCodes),
         (status = 401, description = "`not_authenticated`, `session_expired`, `invalid_token`", body = ErrorBody),
         (status = 403, description = "`reauth_required`, `mfa_reauth_required` (re-authenticate with a second factor), `session_required`, or a CSRF refusal", body = ErrorBody),
         (status = 409, description = "`mfa_factor_required`: no second factor to recover", body = ErrorBody),
         (status = 429, description = "`rate_limited` (`rate_limits.mfa_per_user`)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds until a retry can succeed"))),
-        (status = 503, description = "`store_unavailable`", body = ErrorBody),
     ),
     security(("session_cookie" = [], "csrf_token" = []), ("bearer" = [])),
 )]
@@ -417,11 +412,11 @@ pub(crate) async fn post_recovery_regenerate(
     path = "/auth/mfa/totp",
     tag = "mfa",
     responses(
+        StoreErrors,
         (status = 204, description = "Removed"),
         (status = 401, description = "`not_authenticated`, `session_expired`, `invalid_token`", body = ErrorBody),
         (status = 403, description = "`reauth_required`, `mfa_reauth_required` (the account has a second factor: re-authenticate with one), `session_required`, or a CSRF refusal", body = ErrorBody),
         (status = 404, description = "`mfa_not_enabled`", body = ErrorBody),
-        (status = 503, description = "`store_unavailable`", body = ErrorBody),
     ),
     security(("session_cookie" = [], "csrf_token" = []), ("bearer" = [])),
 )]

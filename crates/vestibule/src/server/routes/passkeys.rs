@@ -2,6 +2,7 @@
 //! recovery codes), the list and removal, a passkey as the second factor of a pending login,
 //! passwordless login, and the start of a passkey re-authentication.
 
+use crate::server::openapi::{JsonBodyErrors, StoreErrors};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -36,11 +37,11 @@ use crate::session::{Session, now};
     path = "/auth/passkeys/register/start",
     tag = "mfa",
     responses(
+        StoreErrors,
         (status = 200, description = "The creation options", body = Object),
         (status = 401, description = "`not_authenticated`, `session_expired`, `invalid_token`", body = ErrorBody),
         (status = 403, description = "`reauth_required`, `mfa_reauth_required` (the account has a second factor: re-authenticate with one), `session_required`, or a CSRF refusal", body = ErrorBody),
         (status = 404, description = "`passkeys_unavailable`: the public URL has no domain name", body = ErrorBody),
-        (status = 503, description = "`store_unavailable`", body = ErrorBody),
     ),
     security(("session_cookie" = [], "csrf_token" = []), ("bearer" = [])),
 )]
@@ -121,16 +122,14 @@ pub(crate) struct PasskeyRegistered {
     tag = "mfa",
     request_body = PasskeyRegistrationBody,
     responses(
-        (status = 400, description = "`malformed_json`: the body is not valid JSON", body = ErrorBody),
-        (status = 413, description = "`payload_too_large`: the body exceeds `limits.body_bytes`", body = ErrorBody),
-        (status = 415, description = "`unsupported_media_type`: the body is not declared as `application/json`", body = ErrorBody),
+        StoreErrors,
+        JsonBodyErrors,
         (status = 201, description = "Registered; `recovery_codes` when the account had none", body = PasskeyRegistered),
         (status = 401, description = "`webauthn_failed` (no challenge, or the attestation did not verify), `not_authenticated`", body = ErrorBody),
         (status = 403, description = "`reauth_required`, `mfa_reauth_required` (the account has a second factor: re-authenticate with one), `session_required`, or a CSRF refusal", body = ErrorBody),
         (status = 404, description = "`passkeys_unavailable`", body = ErrorBody),
         (status = 409, description = "`mfa_already_enabled`: this credential is registered already", body = ErrorBody),
         (status = 422, description = "`invalid_body`", body = ErrorBody),
-        (status = 503, description = "`store_unavailable`", body = ErrorBody),
     ),
     security(("session_cookie" = [], "csrf_token" = []), ("bearer" = [])),
 )]
@@ -222,10 +221,10 @@ pub(crate) struct PasskeyList {
     path = "/auth/passkeys",
     tag = "mfa",
     responses(
+        StoreErrors,
         (status = 200, description = "The passkeys", body = PasskeyList),
         (status = 401, description = "`not_authenticated`, `session_expired`, `invalid_token`", body = ErrorBody),
         (status = 403, description = "`session_required` (an access token)", body = ErrorBody),
-        (status = 503, description = "`store_unavailable`", body = ErrorBody),
     ),
     security(("session_cookie" = []), ("bearer" = [])),
 )]
@@ -255,11 +254,11 @@ pub(crate) async fn get_passkeys(
     tag = "mfa",
     params(("id" = String, Path, description = "The passkey id from `GET /auth/passkeys`")),
     responses(
+        StoreErrors,
         (status = 204, description = "Removed"),
         (status = 401, description = "`not_authenticated`, `session_expired`, `invalid_token`", body = ErrorBody),
         (status = 403, description = "`reauth_required`, `mfa_reauth_required` (the account has a second factor: re-authenticate with one), `session_required`, or a CSRF refusal", body = ErrorBody),
         (status = 404, description = "`mfa_not_enabled`: no passkey with this id belongs to the caller", body = ErrorBody),
-        (status = 503, description = "`store_unavailable`", body = ErrorBody),
     ),
     security(("session_cookie" = [], "csrf_token" = []), ("bearer" = [])),
 )]
@@ -298,10 +297,10 @@ pub(crate) async fn delete_passkey(
     path = "/auth/mfa/webauthn/start",
     tag = "mfa",
     responses(
+        StoreErrors,
         (status = 200, description = "The request options", body = Object),
         (status = 401, description = "`mfa_not_pending`", body = ErrorBody),
         (status = 404, description = "`passkeys_unavailable`, or `mfa_not_enabled` (no passkey)", body = ErrorBody),
-        (status = 503, description = "`store_unavailable`", body = ErrorBody),
     ),
     security(("session_cookie" = [], "csrf_token" = []), ("bearer" = [])),
 )]
@@ -330,15 +329,13 @@ pub(crate) struct PasskeyAssertionBody {
     tag = "mfa",
     request_body = PasskeyAssertionBody,
     responses(
-        (status = 400, description = "`malformed_json`: the body is not valid JSON", body = ErrorBody),
-        (status = 413, description = "`payload_too_large`: the body exceeds `limits.body_bytes`", body = ErrorBody),
-        (status = 415, description = "`unsupported_media_type`: the body is not declared as `application/json`", body = ErrorBody),
+        StoreErrors,
+        JsonBodyErrors,
         (status = 200, description = "Logged in, as `POST /auth/login` answers", body = AuthBody),
         (status = 401, description = "`webauthn_failed`, `mfa_not_pending`", body = ErrorBody),
         (status = 404, description = "`passkeys_unavailable`", body = ErrorBody),
         (status = 422, description = "`invalid_body`", body = ErrorBody),
         (status = 429, description = "`rate_limited`", body = ErrorBody),
-        (status = 503, description = "`store_unavailable`", body = ErrorBody),
     ),
     security(("session_cookie" = [], "csrf_token" = []), ("bearer" = [])),
 )]
@@ -378,12 +375,12 @@ pub(crate) async fn post_mfa_webauthn_finish(
     path = "/auth/passkey/login/start",
     tag = "mfa",
     responses(
+        StoreErrors,
         (status = 200, description = "The request options (no allowCredentials: the authenticator picks) and the CSRF token", body = Object),
         (status = 401, description = "`invalid_token`: a bad bearer token", body = ErrorBody),
         (status = 404, description = "`passkeys_unavailable`", body = ErrorBody),
         (status = 429, description = "`rate_limited` (`rate_limits.login_per_ip`)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds until a retry can succeed"))),
-        (status = 503, description = "`store_unavailable`", body = ErrorBody),
     ),
     security((), ("session_cookie" = [], "csrf_token" = [])),
 )]
@@ -440,15 +437,13 @@ pub(crate) async fn post_passkey_login_start(
     tag = "mfa",
     request_body = PasskeyAssertionBody,
     responses(
-        (status = 400, description = "`malformed_json`: the body is not valid JSON", body = ErrorBody),
-        (status = 413, description = "`payload_too_large`: the body exceeds `limits.body_bytes`", body = ErrorBody),
-        (status = 415, description = "`unsupported_media_type`: the body is not declared as `application/json`", body = ErrorBody),
+        StoreErrors,
+        JsonBodyErrors,
         (status = 200, description = "Logged in, as `POST /auth/login` answers", body = AuthBody),
         (status = 401, description = "`webauthn_failed`: no challenge, unknown passkey, or the answer did not verify", body = ErrorBody),
         (status = 403, description = "`account_disabled`, or a CSRF refusal", body = ErrorBody),
         (status = 404, description = "`passkeys_unavailable`", body = ErrorBody),
         (status = 422, description = "`invalid_body`", body = ErrorBody),
-        (status = 503, description = "`store_unavailable`", body = ErrorBody),
     ),
     security((), ("session_cookie" = [], "csrf_token" = [])),
 )]
@@ -502,11 +497,11 @@ pub(crate) async fn post_passkey_login_finish(
     path = "/auth/reauth/webauthn/start",
     tag = "auth",
     responses(
+        StoreErrors,
         (status = 200, description = "The request options", body = Object),
         (status = 401, description = "`not_authenticated`, `session_expired`, `invalid_token`", body = ErrorBody),
         (status = 403, description = "`session_required` (an access token), or a CSRF refusal", body = ErrorBody),
         (status = 404, description = "`passkeys_unavailable`, or `mfa_not_enabled` (no passkey)", body = ErrorBody),
-        (status = 503, description = "`store_unavailable`", body = ErrorBody),
     ),
     security(("session_cookie" = [], "csrf_token" = []), ("bearer" = [])),
 )]

@@ -1,6 +1,7 @@
 //! The password: change it, prove it again (re-authentication, with a second factor when the
 //! account has one), or set a new one with an administrator's reset token.
 
+use crate::server::openapi::{JsonBodyErrors, StoreErrors};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
@@ -31,16 +32,14 @@ pub(crate) struct PasswordChange {
     tag = "auth",
     request_body = PasswordChange,
     responses(
+        StoreErrors,
+        JsonBodyErrors,
         (status = 200, description = "Changed: the new CSRF token, or the new session token for a bearer session, and how many other sessions and access tokens ended", body = crate::server::ended::PasswordChanged),
-        (status = 400, description = "`malformed_json`: the body is not valid JSON", body = ErrorBody),
         (status = 401, description = "`invalid_credentials` (wrong current password), `not_authenticated`, `invalid_token`", body = ErrorBody),
         (status = 403, description = "`reauth_required` (no password proved within `auth.reauth_window`: `POST /auth/reauth`), `session_required` (an access token), `insufficient_scope`, or a CSRF refusal", body = ErrorBody),
-        (status = 413, description = "`payload_too_large`: the body exceeds `limits.body_bytes`", body = ErrorBody),
-        (status = 415, description = "`unsupported_media_type`: the body is not declared as `application/json`", body = ErrorBody),
         (status = 422, description = "`password_too_short`, `password_too_long`, `password_too_common`, `password_contains_username` or `invalid_body`", body = ErrorBody),
         (status = 429, description = "`rate_limited`: wait `Retry-After` seconds", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds until a retry can succeed"))),
-        (status = 503, description = "`store_unavailable`: the session store or database is down; retry", body = ErrorBody),
     ),
     security(("session_cookie" = [], "csrf_token" = []), ("bearer" = [])),
 )]
@@ -152,12 +151,10 @@ pub(crate) struct ReauthBody {
     tag = "auth",
     request_body = Reauth,
     responses(
+        JsonBodyErrors,
         (status = 200, description = "Proved: sensitive actions are allowed until `reauth_until`; managing second factors too when `second_factor` is true", body = ReauthBody),
-        (status = 400, description = "`malformed_json`: the body is not valid JSON", body = ErrorBody),
         (status = 401, description = "`invalid_credentials` (wrong password), `mfa_code_invalid` (wrong, used or replayed code), `webauthn_failed` (no challenge or a bad passkey answer), `not_authenticated`, `session_expired` or `invalid_token`", body = ErrorBody),
         (status = 403, description = "`session_required` (an access token), `insufficient_scope`, or a CSRF refusal", body = ErrorBody),
-        (status = 413, description = "`payload_too_large`: the body exceeds `limits.body_bytes`", body = ErrorBody),
-        (status = 415, description = "`unsupported_media_type`: the body is not declared as `application/json`", body = ErrorBody),
         (status = 404, description = "`passkeys_unavailable`: a `credential` on a server without passkeys", body = ErrorBody),
         (status = 422, description = "`invalid_body`: fields missing or of the wrong type, or more than one second factor", body = ErrorBody),
         (status = 429, description = "`rate_limited`: the account's login budget (or its second-factor budget) is spent; wait `Retry-After` seconds", body = ErrorBody,

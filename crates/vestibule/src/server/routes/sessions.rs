@@ -1,5 +1,6 @@
 //! The caller's sessions: list them, end one, end them all.
 
+use crate::server::openapi::StoreErrors;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -52,10 +53,10 @@ pub(crate) struct SessionView {
     path = "/auth/sessions",
     tag = "auth",
     responses(
+        StoreErrors,
         (status = 200, description = "The sessions", body = SessionList),
         (status = 401, description = "`not_authenticated`, `session_expired` or `invalid_token` (a bad bearer token)", body = ErrorBody),
         (status = 403, description = "`session_required`: access tokens cannot list sessions", body = ErrorBody),
-        (status = 503, description = "`store_unavailable`: the session store or database is down; retry", body = ErrorBody),
     ),
     security(("session_cookie" = []), ("bearer" = [])),
 )]
@@ -102,11 +103,11 @@ pub(crate) async fn get_sessions(
     tag = "auth",
     params(("id" = String, Path, description = "The session id from `GET /auth/sessions`")),
     responses(
+        StoreErrors,
         (status = 204, description = "Ended"),
         (status = 401, description = "`not_authenticated`, `session_expired` or `invalid_token` (a bad bearer token)", body = ErrorBody),
         (status = 403, description = "`reauth_required` (ending another session: `POST /auth/reauth` first), `session_required`, `insufficient_scope`, or a CSRF refusal", body = ErrorBody),
         (status = 404, description = "`session_not_found`: no session with this id belongs to the caller", body = ErrorBody),
-        (status = 503, description = "`store_unavailable`: the session store or database is down; retry", body = ErrorBody),
     ),
     security(("session_cookie" = [], "csrf_token" = []), ("bearer" = [])),
 )]
@@ -157,10 +158,10 @@ pub(crate) async fn delete_session(
     path = "/auth/logout-all",
     tag = "auth",
     responses(
+        StoreErrors,
         (status = 204, description = "Logged out everywhere; `Clear-Site-Data: \"cookies\"` for a cookie session unless `session.clear_site_data = false`"),
         (status = 401, description = "`not_authenticated`, `session_expired` or `invalid_token` (a bad bearer token)", body = ErrorBody),
         (status = 403, description = "`reauth_required` (`POST /auth/reauth` first), `session_required`, `insufficient_scope`, or a CSRF refusal", body = ErrorBody),
-        (status = 503, description = "`store_unavailable`: the session store or database is down; retry", body = ErrorBody),
     ),
     security(("session_cookie" = [], "csrf_token" = []), ("bearer" = [])),
 )]

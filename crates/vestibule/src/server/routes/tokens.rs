@@ -1,5 +1,6 @@
 //! Personal access tokens: create (the secret shown once), list, revoke.
 
+use crate::server::openapi::StoreErrors;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -74,6 +75,7 @@ fn token_json(t: &AccessToken) -> TokenView {
     tag = "auth",
     request_body = NewToken,
     responses(
+        StoreErrors,
         (status = 201, description = "Created", body = NewTokenBody),
         (status = 400, description = "`malformed_json`: the body is not valid JSON; `invalid_characters`: control characters in `name`", body = ErrorBody),
         (status = 401, description = "`not_authenticated`, `session_expired` or `invalid_token` (a bad bearer token)", body = ErrorBody),
@@ -84,7 +86,6 @@ fn token_json(t: &AccessToken) -> TokenView {
         (status = 422, description = "`invalid_body`: a bad name, expiry or scope list", body = ErrorBody),
         (status = 429, description = "`rate_limited`: wait `Retry-After` seconds", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds until a retry can succeed"))),
-        (status = 503, description = "`store_unavailable`: the session store or database is down; retry", body = ErrorBody),
     ),
     security(("session_cookie" = [], "csrf_token" = []), ("bearer" = [])),
 )]
@@ -144,10 +145,10 @@ pub(crate) async fn post_token(
     path = "/auth/tokens",
     tag = "auth",
     responses(
+        StoreErrors,
         (status = 200, description = "The tokens", body = TokenList),
         (status = 401, description = "`not_authenticated`, `session_expired` or `invalid_token` (a bad bearer token)", body = ErrorBody),
         (status = 403, description = "`session_required`: access tokens cannot list tokens", body = ErrorBody),
-        (status = 503, description = "`store_unavailable`: the session store or database is down; retry", body = ErrorBody),
     ),
     security(("session_cookie" = []), ("bearer" = [])),
 )]
@@ -168,11 +169,11 @@ pub(crate) async fn get_tokens(
     tag = "auth",
     params(("id" = String, Path, description = "The token id from `GET /auth/tokens`")),
     responses(
+        StoreErrors,
         (status = 204, description = "Revoked"),
         (status = 401, description = "`not_authenticated`, `session_expired` or `invalid_token` (a bad bearer token)", body = ErrorBody),
         (status = 403, description = "`session_required`, `insufficient_scope`, or a CSRF refusal", body = ErrorBody),
         (status = 404, description = "`token_not_found`: no access token with this id belongs to the caller", body = ErrorBody),
-        (status = 503, description = "`store_unavailable`: the session store or database is down; retry", body = ErrorBody),
     ),
     security(("session_cookie" = [], "csrf_token" = []), ("bearer" = [])),
 )]
