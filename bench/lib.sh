@@ -7,7 +7,7 @@
 #
 # Defines: log, die, PIDS (append every background PID), TMP (removed on exit), apt_install,
 # wait_http URL PID LOGFILE [SECONDS] [any|200], nginx_proxy_conf DIR LISTEN UPSTREAM [extra
-# main-context lines].
+# main-context lines]; the wrk-output readers to_ms, rps, pct, median, spread, div.
 
 log() { printf '[%s] %s\n' "${BENCH_NAME:-bench}" "$*" >&2; }
 die() {
@@ -104,3 +104,30 @@ http {
 }
 EOF
 }
+
+# --- wrk output (the files are $TMP/wrk-NAME.txt, written with --latency) ---------------------
+# to_ms VALUE: wrk's "812.00us" / "1.20ms" / "2.00s" in milliseconds; rps NAME; pct NAME P (the
+# P-th percentile in ms); median / spread (min-max) of numbers, skipping "?"; div A B [SCALE].
+to_ms() {
+    awk -v v="$1" 'BEGIN {
+        n = v; sub(/[a-z]+$/, "", n); u = v; sub(/^[0-9.]+/, "", u);
+        f = (u == "us") ? 0.001 : (u == "ms") ? 1 : (u == "s") ? 1000 : (u == "m") ? 60000 : -1;
+        if (f < 0) { print "?"; exit }
+        printf "%.3f", n * f }'
+}
+rps() { awk '/^Requests\/sec:/ { print $2 }' "$TMP/wrk-$1.txt"; }
+pct() {
+    local raw
+    raw=$(awk -v p="$2%" '$1 == p && NF == 2 { print $2; exit }' "$TMP/wrk-$1.txt")
+    [ -n "$raw" ] && to_ms "$raw" || echo "?"
+}
+median() {
+    printf '%s\n' "$@" | grep -v '^?$' | sort -g | awk '{ v[NR] = $1 }
+        END { if (!NR) { print "?"; exit }
+              m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.3f", m }'
+}
+spread() { # min-max of the arguments
+    printf '%s\n' "$@" | grep -v '^?$' | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 }
+        END { if (!NR) print "?"; else printf "%s-%s", lo, hi }'
+}
+div() { awk -v a="$1" -v b="$2" -v s="${3:-1}" 'BEGIN { if (b > 0) printf "%.2f", s * a / b; else print "?" }'; }

@@ -16,6 +16,9 @@
 #           `proxy` mode): the floor of the stack the gateway is built on
 #   nginx   the same upstream through nginx `proxy_pass` (one process, master_process off, the
 #           same forwarding headers as bench/proxy.sh), for reference
+#   peer    GET /auth/me with a session cookie on the hand-rolled axum + tower-sessions peer
+#           (bench/baseline's `peer` mode, memory store): the stack `me` is measured against
+#   peerbearer  the same peer's hand-written bearer lookup (against `bearer`)
 #
 # Each scenario starts the server under `valgrind --tool=callgrind` with instrumentation off,
 # warms it up with WARM requests, switches instrumentation on, sends N requests over one
@@ -34,7 +37,7 @@ export VESTIBULE_LOG=warn # every Vestibule started here; not via `env`, which v
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-SCENARIOS="${SCENARIOS:-base me bearer up proxy bare nginx}"
+SCENARIOS="${SCENARIOS:-base me bearer peer peerbearer up proxy bare nginx}"
 N="${N:-2000}"
 WARM="${WARM:-200}"
 TOP="${TOP:-25}"
@@ -90,6 +93,9 @@ profile() {
     local pid=$!
     PIDS+=("$pid")
     wait_up "$url" "$pid" "$TMP/$name.log"
+    # A scenario whose credential lives only in the server's memory logs in here, while the
+    # instrumentation is still off (PREP sets hdr).
+    if [ -n "${PREP:-}" ]; then "$PREP"; fi
     curl_config "$url" "$WARM" "$hdr" "$TMP/warm.cfg"
     curl_config "$url" "$N" "$hdr" "$TMP/run.cfg"
     curl -s --max-time 600 -K "$TMP/warm.cfg"
@@ -155,6 +161,25 @@ for s in $SCENARIOS; do
         wait "$lp" 2>/dev/null || true
         profile "$s" "http://$HOST:$PORT/auth/me" "$hdr" \
             "$VEST_BIN" --database "$db" serve --listen "$HOST:$PORT"
+        ;;
+    peer | peerbearer)
+        peer_login() {
+            local body
+            body=$(curl -s -c "$TMP/peer.jar" --max-time 30 -X POST "http://$HOST:$PORT/auth/login")
+            if [ "$s" = peer ]; then
+                local id
+                id=$(awk '$6 == "id" {print $7}' "$TMP/peer.jar")
+                [ -n "$id" ] || die "peer login gave no session cookie"
+                hdr="header = \"Cookie: id=$id\""
+            else
+                local tok
+                tok=$(printf '%s' "$body" | sed -n 's/.*"token":"\([^"]*\)".*/\1/p')
+                [ -n "$tok" ] || die "peer login gave no bearer token"
+                hdr="header = \"Authorization: Bearer $tok\""
+            fi
+        }
+        # wait_up polls /auth/me, which answers 401 until the login: any answer means up.
+        PREP=peer_login profile "$s" "http://$HOST:$PORT/auth/me" '' "$BASE_BIN" "$HOST:$PORT" peer
         ;;
     proxy | bare | nginx)
         if [ -z "${up:-}" ]; then

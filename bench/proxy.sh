@@ -38,6 +38,7 @@ VEST_PORT="${VEST_PORT:-18443}"
 NGINX_PORT="${NGINX_PORT:-18444}"
 VITE_PORT="${VITE_PORT:-18445}"
 BARE_PORT="${BARE_PORT:-18446}"
+CADDY_PORT="${CADDY_PORT:-18447}"
 HOST=127.0.0.1 # loopback only, never anything else
 
 VEST_BIN="${VEST_BIN:-$ROOT/target/release/vestibule}" # override to compare two builds
@@ -59,6 +60,7 @@ command -v wrk >/dev/null || missing+=(wrk)
 command -v curl >/dev/null || missing+=(curl)
 command -v taskset >/dev/null || missing+=(util-linux)
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || missing+=(nginx)
+command -v caddy >/dev/null || missing+=(caddy)
 if [ "$SKIP_VITE" != 1 ]; then command -v npm >/dev/null || missing+=(nodejs npm); fi
 if [ "${#missing[@]}" -gt 0 ]; then
     log "installing ${missing[*]} (Debian packages)"
@@ -150,6 +152,29 @@ BARE_PID=$!
 PIDS+=("$BARE_PID")
 wait_200 "$BARE_URL$PATH_JSON" "$BARE_PID" "$TMP/bare.log"
 
+# Caddy (Debian's package): reverse_proxy with its defaults (HTTP/1.1 keep-alive upstream,
+# X-Forwarded-* set), no admin endpoint, no automatic HTTPS; GOMAXPROCS as the worker count.
+CADDY_URL="http://$HOST:$CADDY_PORT"
+mkdir -p "$TMP/caddy"
+cat >"$TMP/caddy/Caddyfile" <<CADDY
+{
+    admin off
+    auto_https off
+    storage file_system $TMP/caddy/data
+}
+http://$HOST:$CADDY_PORT {
+    bind $HOST
+    reverse_proxy $HOST:$UP_PORT
+}
+CADDY
+log "starting Caddy on $CADDY_URL"
+(cd "$TMP/caddy" && exec "${PIN_SRV[@]+"${PIN_SRV[@]}"}" env GOMAXPROCS="$WORKERS" \
+    HOME="$TMP/caddy" XDG_DATA_HOME="$TMP/caddy" XDG_CONFIG_HOME="$TMP/caddy" \
+    caddy run --config "$TMP/caddy/Caddyfile" --adapter caddyfile) >"$TMP/caddy.log" 2>&1 &
+CADDY_PID=$!
+PIDS+=("$CADDY_PID")
+wait_200 "$CADDY_URL$PATH_JSON" "$CADDY_PID" "$TMP/caddy.log"
+
 VITE_URL="http://$HOST:$VITE_PORT"
 if [ "$SKIP_VITE" != 1 ]; then
     log "starting Vite's dev server (server.proxy) on $VITE_URL"
@@ -162,7 +187,7 @@ if [ "$SKIP_VITE" != 1 ]; then
 fi
 
 # Every target answers the same 1 KB body.
-TARGETS=(direct vestibule nginx bare)
+TARGETS=(direct vestibule nginx caddy bare)
 [ "$SKIP_VITE" = 1 ] || TARGETS+=(vite)
 url_of() {
     case "$1" in
@@ -170,6 +195,7 @@ url_of() {
         vestibule) echo "$VEST_URL$PATH_JSON" ;;
         nginx) echo "$NGINX_URL$PATH_JSON" ;;
         bare) echo "$BARE_URL$PATH_JSON" ;;
+        caddy) echo "$CADDY_URL$PATH_JSON" ;;
         vite) echo "$VITE_URL$PATH_JSON" ;;
     esac
 }
@@ -237,35 +263,12 @@ run_wrk() { # name duration url [extra wrk args...]
     timeout $((d + 30)) "${PIN_WRK[@]+"${PIN_WRK[@]}"}" "${cmd[@]}" >"$TMP/wrk-$name.txt" 2>&1 \
         || die "wrk [$name] failed: $(cat "$TMP/wrk-$name.txt")"
 }
-to_ms() {
-    awk -v v="$1" 'BEGIN {
-        n = v; sub(/[a-z]+$/, "", n); u = v; sub(/^[0-9.]+/, "", u);
-        f = (u == "us") ? 0.001 : (u == "ms") ? 1 : (u == "s") ? 1000 : (u == "m") ? 60000 : -1;
-        if (f < 0) { print "?"; exit }
-        printf "%.3f", n * f }'
-}
-rps() { awk '/^Requests\/sec:/ { print $2 }' "$TMP/wrk-$1.txt"; }
-pct() {
-    local raw
-    raw=$(awk -v p="$2%" '$1 == p && NF == 2 { print $2; exit }' "$TMP/wrk-$1.txt")
-    [ -n "$raw" ] && to_ms "$raw" || echo "?"
-}
 total_reqs() { awk '/requests in/ { print $1; exit }' "$TMP/wrk-$1.txt"; }
 non2xx() { awk '/Non-2xx or 3xx responses:/ { print $NF; f = 1 } END { if (!f) print 0 }' "$TMP/wrk-$1.txt"; }
 sock_err() {
     awk '/Socket errors:/ { sub(/^ *Socket errors: */, ""); print; f = 1 } END { if (!f) print "none" }' \
         "$TMP/wrk-$1.txt"
 }
-median() {
-    printf '%s\n' "$@" | grep -v '^?$' | sort -g | awk '{ v[NR] = $1 }
-        END { if (!NR) { print "?"; exit }
-              m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.3f", m }'
-}
-spread() { # min-max of the arguments
-    printf '%s\n' "$@" | grep -v '^?$' | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 }
-        END { if (!NR) print "?"; else printf "%s-%s", lo, hi }'
-}
-div() { awk -v a="$1" -v b="$2" -v s="${3:-1}" 'BEGIN { if (b > 0) printf "%.2f", s * a / b; else print "?" }'; }
 sub_ms() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "?" || b == "?") print "?"; else printf "%.3f", a - b }'; }
 
 log "warm-up (${WARMUP}s each)"
@@ -370,6 +373,7 @@ mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
     echo
     ratio_line "vestibule / direct" vestibule direct 100 % 60 '>='
     ratio_line "vestibule / nginx (same workers)" vestibule nginx 100 % 80 '>='
+    ratio_line "vestibule / caddy (same workers)" vestibule caddy 1 x 1.3 '>='
     [ "$SKIP_VITE" = 1 ] || ratio_line "vestibule / vite" vestibule vite 1 x 3 '>='
     ratio_line "nginx / direct (reference)" nginx direct 100 % 0 '>='
     ratio_line "bare axum proxy / nginx (reference)" bare nginx 100 % 0 '>='
@@ -411,6 +415,7 @@ mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
     echo "  vestibule: ${PIN_SRV[*]+"${PIN_SRV[*]} "}env TOKIO_WORKER_THREADS=$WORKERS VESTIBULE_LOG=warn ${VEST_BIN#"$ROOT"/} --config <tmp>/vestibule.toml --database <tmp>/bench.db serve --listen $HOST:$VEST_PORT"
     sed 's/^/    | /' "$TMP/vestibule.toml"
     echo "  bare:      ${PIN_SRV[*]+"${PIN_SRV[*]} "}env TOKIO_WORKER_THREADS=$WORKERS bench/baseline/target/release/bench-baseline $HOST:$BARE_PORT proxy $UP_URL"
+    echo "  caddy:     ${PIN_SRV[*]+"${PIN_SRV[*]} "}env GOMAXPROCS=$WORKERS caddy run (reverse_proxy $HOST:$UP_PORT, admin off, auto_https off)"
     echo "  nginx:     ${PIN_SRV[*]+"${PIN_SRV[*]} "}nginx -p <tmp>/nginx -c <tmp>/nginx/nginx.conf   (location /api/ { proxy_pass; keepalive 64; HTTP/1.1; X-Forwarded-*, Forwarded })"
     [ "$SKIP_VITE" = 1 ] || echo "  vite:      ${PIN_SRV[*]+"${PIN_SRV[*]} "}node node_modules/vite/bin/vite.js --config bench/vite-proxy/vite.config.js   (server.proxy '/api')"
     printf '%s\n' "${COMMANDS[@]}" | awk '!seen[$0]++' | sed 's/^/  /'

@@ -10,7 +10,15 @@
 //!   to `URL` through the pooled legacy client, no header work at all): the floor of the stack
 //!   Vestibule's gateway is built on (`proxy.sh`, `profile.sh`).
 //!
-//! Usage: `bench-baseline 127.0.0.1:9001 [upstream | proxy http://127.0.0.1:9002]`
+//! - `peer`: the stack a team would write by hand instead of Vestibule — axum + tower-sessions
+//!   (its memory store) for the cookie, a hand-written bearer lookup for scripts:
+//!   `POST /auth/login` starts a session holding the user and a CSRF token and answers a bearer
+//!   token; `GET /auth/me` answers the same JSON shape as Vestibule's from the bearer token if one
+//!   is sent, else from the session (401 without either). What it leaves out, and Vestibule does
+//!   not: hashed ids at rest (tower-sessions keys its store by the raw id, the bearer map by the
+//!   raw token), durability (memory only), rotation, expiry sliding, revocation, audit.
+//!
+//! Usage: `bench-baseline 127.0.0.1:9001 [upstream | proxy http://127.0.0.1:9002 | peer]`
 
 use axum::{
     Router,
@@ -21,6 +29,9 @@ use axum::{
     routing::{get, post},
 };
 use futures_util::StreamExt;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use tower_sessions::{MemoryStore, Session, SessionManagerLayer};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
@@ -81,6 +92,70 @@ async fn upload(req: Request) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], format!(r#"{{"received":{len}}}"#))
 }
 
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+struct User {
+    id: i64,
+    username: String,
+}
+
+#[derive(serde::Serialize)]
+struct Me<'a> {
+    csrf_token: &'a str,
+    user: &'a User,
+}
+
+/// Bearer token → user (and the CSRF token a bearer client does not need, for the same shape).
+type Bearers = Arc<RwLock<HashMap<String, User>>>;
+
+fn random_token() -> String {
+    use base64::Engine as _;
+    let bytes: [u8; 32] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+async fn peer_login(
+    session: Session,
+    axum::extract::State(bearers): axum::extract::State<Bearers>,
+) -> axum::response::Response {
+    let user = User { id: 1, username: "bench".into() };
+    let csrf = format!("{}{}", random_token(), random_token());
+    if session.cycle_id().await.is_err()
+        || session.insert("user", &user).await.is_err()
+        || session.insert("csrf", &csrf).await.is_err()
+    {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    let token = random_token();
+    if let Ok(mut map) = bearers.write() {
+        map.insert(token.clone(), user);
+    }
+    axum::Json(serde_json::json!({ "token": token, "csrf_token": csrf })).into_response()
+}
+
+async fn peer_me(
+    session: Session,
+    axum::extract::State(bearers): axum::extract::State<Bearers>,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    if let Some(token) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    {
+        let found = bearers.read().ok().and_then(|m| m.get(token).cloned());
+        return match found {
+            Some(user) => axum::Json(Me { csrf_token: "", user: &user }).into_response(),
+            None => StatusCode::UNAUTHORIZED.into_response(),
+        };
+    }
+    let user: Option<User> = session.get("user").await.ok().flatten();
+    let csrf: Option<String> = session.get("csrf").await.ok().flatten();
+    match (user, csrf) {
+        (Some(user), Some(csrf)) => axum::Json(Me { csrf_token: &csrf, user: &user }).into_response(),
+        _ => StatusCode::UNAUTHORIZED.into_response(),
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9001".to_string());
@@ -110,6 +185,11 @@ async fn main() {
             .route("/api/json", get(json))
             .route("/api/big", get(big))
             .route("/api/upload", post(upload)),
+        Some("peer") => Router::new()
+            .route("/auth/login", post(peer_login))
+            .route("/auth/me", get(peer_me))
+            .with_state(Bearers::default())
+            .layer(SessionManagerLayer::new(MemoryStore::default()).with_secure(false)),
         _ => Router::new().route("/auth/me", get(me)),
     };
     let listener = tokio::net::TcpListener::bind(&addr)

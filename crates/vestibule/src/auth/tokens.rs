@@ -292,18 +292,21 @@ impl AccessTokens {
         Ok(done > 0)
     }
 
-    /// Revokes every token of the user; returns how many.
+    /// Revokes every token of the user; returns how many were still live. Expired rows that the
+    /// purge has not reached yet are deleted too but not counted: the count is what the caller
+    /// is told was ended (`ended.access_tokens`), and an expired token had already stopped working.
     ///
     /// # Errors
     /// A database error.
     pub async fn revoke_all(&self, user_id: i64) -> Result<u64, TokenError> {
-        Ok(with_pool!(self.db, write, |pool, _d| {
-            sqlx::query("DELETE FROM access_tokens WHERE user_id = $1")
+        let t = now();
+        let expiries: Vec<i64> = with_pool!(self.db, write, |pool, _d| {
+            sqlx::query_scalar("DELETE FROM access_tokens WHERE user_id = $1 RETURNING expires_at")
                 .bind(user_id)
-                .execute(pool)
+                .fetch_all(pool)
                 .await?
-                .rows_affected()
-        }))
+        });
+        Ok(expiries.iter().filter(|&&at| at > t).count() as u64)
     }
 
     /// Finds the live token with this hash whose owner is active (one indexed lookup), and

@@ -327,6 +327,26 @@ async fn password_change_answers_how_many_sessions_and_tokens_it_ended() {
     let app = TestApp::spawn().await;
     let mut one = app.signed_up("max", PASSWORD).await;
     one.create_token(&json!({"name": "backup"})).await;
+    // An expired token the purge has not reached yet: deleted by the change, but not counted
+    // (it had already stopped working).
+    let max = app
+        .state
+        .users
+        .by_username("max")
+        .await
+        .expect("lookup")
+        .expect("max");
+    app.state
+        .access_tokens
+        .create(
+            max.id,
+            "expired",
+            &[vestibule::auth::Scope::Read],
+            vestibule::session::now() - 60,
+            10,
+        )
+        .await
+        .expect("create expired token");
     let mut two = app.client();
     two.login_ok("max", PASSWORD).await;
     let bearer = app.bearer_login("max", PASSWORD).await;

@@ -1,0 +1,220 @@
+#!/usr/bin/env bash
+# GET /auth/me on Vestibule beside the stacks a team would use instead, in one run, interleaved:
+#
+#   bare        bench/baseline's constant JSON handler (the ceiling: axum with nothing to do)
+#   peer        axum + tower-sessions (memory store), session cookie (bench/baseline `peer`)
+#   peerbearer  the same peer's hand-written bearer lookup
+#   me          Vestibule /auth/me with a session cookie, default store (SQLite + read cache)
+#   bearer      Vestibule /auth/me with a bearer session token
+#   django      Django + DRF, cache sessions on LocMem, gunicorn sync, one worker
+#               (bench/django-peer, installed into bench/django-peer/.venv from PyPI)
+#
+# Every server runs pinned to SERVER_CPUS and wrk (-t1) to WRK_CPUS, so the load generator
+# never competes with the server for a core. Rounds rotate the order, so a drift of the host's
+# speed touches every target alike; read the ratios, which are taken round by round. Resident
+# memory of each server is read from /proc idle (after start-up and one login) and after the load.
+# Loopback only; every run is bounded (DURATION s).
+#
+#   bash bench/peers.sh
+#
+# Knobs: DURATION (s per run, 10), ROUNDS (3), WARMUP (s, 2), CONNS (32), WORKERS (runtime
+# threads per Rust server, default the number of SERVER_CPUS), SERVER_CPUS (0), WRK_CPUS (1),
+# TARGETS (default all above), SKIP_BUILD=1, VEST_BIN.
+# Output: bench/results/peers.txt.
+set -euo pipefail
+export LC_ALL=C
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+DURATION="${DURATION:-10}"
+ROUNDS="${ROUNDS:-3}"
+WARMUP="${WARMUP:-2}"
+CONNS="${CONNS:-32}"
+SERVER_CPUS="${SERVER_CPUS:-0}"
+WRK_CPUS="${WRK_CPUS:-1}"
+WORKERS="${WORKERS:-$(awk -F, '{ print NF }' <<<"$SERVER_CPUS")}"
+TARGETS_LIST="${TARGETS:-bare peer peerbearer me bearer django}"
+HOST=127.0.0.1 # loopback only
+PORT0=18460
+VEST_BIN="${VEST_BIN:-$ROOT/target/release/vestibule}"
+BASE_MANIFEST="$ROOT/bench/baseline/Cargo.toml"
+BASE_BIN="$ROOT/bench/baseline/target/release/bench-baseline"
+DJANGO_DIR="$ROOT/bench/django-peer"
+OUT="$ROOT/bench/results/peers.txt"
+PASSWORD='quiet-harbour-lantern-42'
+BENCH_NAME=peers
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+
+missing=()
+for tool in wrk curl taskset; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+if [ "${#missing[@]}" -gt 0 ]; then
+    log "installing ${missing[*]} (Debian packages)"
+    apt_install "${missing[@]/taskset/util-linux}" >&2
+fi
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+    log "building release binaries"
+    cargo build --release -q -p vestibule-cli
+    cargo build --release -q --manifest-path "$BASE_MANIFEST"
+fi
+[ -x "$VEST_BIN" ] || die "no $VEST_BIN"
+[ -x "$BASE_BIN" ] || die "no $BASE_BIN"
+case " $TARGETS_LIST " in *" django "*)
+    if [ ! -x "$DJANGO_DIR/.venv/bin/gunicorn" ]; then
+        log "installing Django, DRF and gunicorn into bench/django-peer/.venv (PyPI)"
+        python3 -m venv "$DJANGO_DIR/.venv"
+        "$DJANGO_DIR/.venv/bin/pip" install -q -r "$DJANGO_DIR/requirements.txt" >&2
+    fi
+    ;;
+esac
+
+PIN_SRV=(taskset -c "$SERVER_CPUS")
+PIN_WRK=(taskset -c "$WRK_CPUS")
+declare -A PORT PID_OF HDR RSS_IDLE
+n=0
+for t in $TARGETS_LIST; do
+    PORT[$t]=$((PORT0 + n))
+    n=$((n + 1))
+done
+
+# Starts target $1 on its port and logs in where it needs a credential (HDR: wrk's header).
+start() {
+    local t=$1 port=${PORT[$1]} url="http://$HOST:${PORT[$1]}"
+    case "$t" in
+    bare)
+        "${PIN_SRV[@]}" env TOKIO_WORKER_THREADS="$WORKERS" "$BASE_BIN" "$HOST:$port" >"$TMP/$t.log" 2>&1 &
+        ;;
+    peer | peerbearer)
+        "${PIN_SRV[@]}" env TOKIO_WORKER_THREADS="$WORKERS" "$BASE_BIN" "$HOST:$port" peer >"$TMP/$t.log" 2>&1 &
+        ;;
+    me | bearer)
+        (cd "$TMP" && printf '%s\n' "$PASSWORD" | "$VEST_BIN" --database "$TMP/$t.db" user add bench \
+            --password-stdin) >/dev/null 2>&1 || die "user add failed"
+        (cd "$TMP" && exec "${PIN_SRV[@]}" env TOKIO_WORKER_THREADS="$WORKERS" VESTIBULE_LOG=warn \
+            "$VEST_BIN" --database "$TMP/$t.db" serve --listen "$HOST:$port") >"$TMP/$t.log" 2>&1 &
+        ;;
+    django)
+        "${PIN_SRV[@]}" "$DJANGO_DIR/.venv/bin/gunicorn" --chdir "$DJANGO_DIR" -w 1 \
+            -b "$HOST:$port" --log-level warning peer:application >"$TMP/$t.log" 2>&1 &
+        ;;
+    *) die "unknown target $t" ;;
+    esac
+    PID_OF[$t]=$!
+    PIDS+=("${PID_OF[$t]}")
+    wait_http "$url/auth/me" "${PID_OF[$t]}" "$TMP/$t.log" 30
+    local body cookie
+    case "$t" in
+    bare) HDR[$t]="" ;;
+    peer | django)
+        curl -s -c "$TMP/$t.jar" --max-time 10 -X POST "$url/auth/login" >/dev/null
+        cookie=$(awk '$6 == "id" || $6 == "sessionid" { print $6 "=" $7 }' "$TMP/$t.jar" | head -1)
+        [ -n "$cookie" ] || die "$t: login gave no session cookie"
+        HDR[$t]="Cookie: $cookie"
+        ;;
+    peerbearer)
+        body=$(curl -s --max-time 10 -X POST "$url/auth/login")
+        HDR[$t]="Authorization: Bearer $(printf '%s' "$body" | sed -n 's/.*"token":"\([^"]*\)".*/\1/p')"
+        ;;
+    me)
+        cookie=$(curl -s -D - -o /dev/null --max-time 10 -H 'content-type: application/json' \
+            -d "{\"username\":\"bench\",\"password\":\"$PASSWORD\"}" "$url/auth/login" | tr -d '\r' |
+            sed -n 's/^[Ss]et-[Cc]ookie: \(vestibule_session=[^;]*\).*/\1/p' | head -1)
+        [ -n "$cookie" ] || die "me: login gave no session cookie: $(tail -c 600 "$TMP/$t.log")"
+        HDR[$t]="Cookie: $cookie"
+        ;;
+    bearer)
+        body=$(curl -s --max-time 10 -H 'content-type: application/json' \
+            -d "{\"username\":\"bench\",\"password\":\"$PASSWORD\",\"transport\":\"bearer\"}" "$url/auth/login")
+        HDR[$t]="Authorization: Bearer $(printf '%s' "$body" | sed -n 's/.*"token":"\([^"]*\)".*/\1/p')"
+        ;;
+    esac
+    local code
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 ${HDR[$t]:+-H "${HDR[$t]}"} "$url/auth/me")
+    [ "$code" = 200 ] || die "$t: /auth/me answered $code with its credential"
+}
+
+# Resident set of a target: every process of it (gunicorn's master and worker together).
+rss_mb() {
+    local pid=$1 total=0 p
+    for p in $pid $(pgrep -P "$pid" || true); do
+        total=$((total + $(awk '/^VmRSS:/ { print $2 }' "/proc/$p/status" 2>/dev/null || echo 0)))
+    done
+    awk -v k="$total" 'BEGIN { printf "%.1f", k / 1024 }'
+}
+
+for t in $TARGETS_LIST; do
+    log "starting $t on port ${PORT[$t]}"
+    start "$t"
+done
+sleep 2
+for t in $TARGETS_LIST; do RSS_IDLE[$t]=$(rss_mb "${PID_OF[$t]}"); done
+
+run_wrk() { # target name duration
+    local t=$1 name=$2 d=$3
+    local cmd=(wrk -t1 "-c$CONNS" "-d${d}s" --latency --timeout 5s)
+    if [ -n "${HDR[$t]}" ]; then cmd+=(-H "${HDR[$t]}"); fi
+    timeout $((d + 30)) "${PIN_WRK[@]}" "${cmd[@]}" "http://$HOST:${PORT[$t]}/auth/me" \
+        >"$TMP/wrk-$name.txt" 2>&1 || die "wrk [$name] failed: $(cat "$TMP/wrk-$name.txt")"
+    if grep -q 'Non-2xx' "$TMP/wrk-$name.txt"; then
+        die "$name: some answers were not 200: $(grep 'Non-2xx' "$TMP/wrk-$name.txt")"
+    fi
+}
+
+read -r -a ORDER <<<"$TARGETS_LIST"
+for t in "${ORDER[@]}"; do run_wrk "$t" "warm-$t" "$WARMUP"; done
+for r in $(seq 1 "$ROUNDS"); do
+    # Rotate the order by one each round.
+    rot=$(((r - 1) % ${#ORDER[@]}))
+    for t in "${ORDER[@]:$rot}" "${ORDER[@]:0:$rot}"; do
+        log "round $r: $t"
+        run_wrk "$t" "$t-r$r" "$DURATION"
+    done
+done
+
+per_round() { # metric target
+    local r
+    for r in $(seq 1 "$ROUNDS"); do "$1" "$2-r$r" ${3:+"$3"}; done
+}
+ratio_rounds() { # a b: a's req/s over b's, round by round
+    local r
+    for r in $(seq 1 "$ROUNDS"); do div "$(rps "$1-r$r")" "$(rps "$2-r$r")"; done
+}
+has() { case " $TARGETS_LIST " in *" $1 "*) return 0 ;; esac; return 1; }
+ratio() { # label a b target
+    has "$2" && has "$3" || return 0
+    # shellcheck disable=SC2046
+    local vals
+    vals=$(ratio_rounds "$2" "$3" | tr '\n' ' ')
+    # shellcheck disable=SC2086
+    printf '  %-34s %6sx  (rounds: %s)%s\n' "$1" "$(median $vals)" "${vals% }" "${4:+  target $4}"
+}
+
+{
+    echo "GET /auth/me beside its peers (bench/peers.sh)"
+    echo "date:    $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "git:     $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- crates 2>/dev/null || echo ' (+ uncommitted changes under crates/)')"
+    echo "host:    $(nproc) cores; load before $LOAD_START, after $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "plan:    servers on CPU $SERVER_CPUS (Rust servers: $WORKERS runtime thread(s)), wrk -t1 -c$CONNS on CPU $WRK_CPUS, $ROUNDS x ${DURATION}s, order rotated per round"
+    echo
+    printf '  %-11s %10s %-19s %9s %9s %9s %9s\n' target req/s "(rounds)" "p50 ms" "p99 ms" "RSS idle" "RSS load"
+    for t in "${ORDER[@]}"; do
+        # shellcheck disable=SC2046
+        printf '  %-11s %10s %-19s %9s %9s %8sM %8sM\n' "$t" "$(median $(per_round rps "$t"))" \
+            "($(spread $(per_round rps "$t")))" "$(median $(per_round pct "$t" 50))" \
+            "$(median $(per_round pct "$t" 99))" "${RSS_IDLE[$t]}" "$(rss_mb "${PID_OF[$t]}")"
+    done
+    echo
+    echo "ratios (median of per-round ratios):"
+    ratio "peer / bare" peer bare
+    ratio "me / bare" me bare
+    ratio "me / peer (cookie)" me peer ">= 1.0"
+    ratio "bearer / peerbearer" bearer peerbearer ">= 1.0"
+    ratio "me / django" me django ">= 60"
+    echo
+    echo "what each does per request: peer and peerbearer look the raw id or token up in memory"
+    echo "(no hashing, no durability, no expiry sliding); me and bearer hash the token (SHA-256),"
+    echo "read the session through the read cache over SQLite and derive the CSRF token."
+} | tee "$OUT.new"
+mv "$OUT.new" "$OUT"
+log "written $OUT"
