@@ -168,6 +168,8 @@ impl LoginFlow {
             token_create_per_user: None,
             anonymous_sessions_per_ip: None,
             mfa_per_user: None,
+            email_per_ip: None,
+            email_per_address: None,
         };
         Self(Arc::new(Inner {
             users,
