@@ -7,6 +7,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The email tests talk to a real SMTP server on loopback: aiosmtpd from PyPI, in a venv in
+# target/ (crates/vestibule/tests/it/smtp_sink.py runs on its python).
+AIOSMTPD_VERSION=1.4.6
+smtp_venv="$PWD/target/aiosmtpd-venv"
+if ! "$smtp_venv/bin/python" -m pip show aiosmtpd 2>/dev/null | grep -qx "Version: $AIOSMTPD_VERSION"; then
+  echo "== installing aiosmtpd $AIOSMTPD_VERSION into $smtp_venv"
+  python3 -m venv "$smtp_venv"
+  "$smtp_venv/bin/python" -m pip install --quiet --disable-pip-version-check "aiosmtpd==$AIOSMTPD_VERSION"
+fi
+export VESTIBULE_TEST_SMTP_PYTHON="$smtp_venv/bin/python"
+
 echo "== cargo test --workspace"
 cargo test --workspace
 

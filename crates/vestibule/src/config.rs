@@ -354,16 +354,18 @@ impl RawConfig {
         let limits = self.limits.validate(&mut p);
         let rate_limits = self.rate_limits.validate(&mut p);
         let metrics_allow = self.metrics.allow_list(&mut p);
-        let email = self.email.validate(
-            &public_url,
-            self.demo,
-            &mut p,
-            &mut warnings,
-        );
-        if self.auth.require_verified_email && email.as_ref().is_some_and(|e| e.transport == crate::email::TransportKind::Off) {
+        let email = self
+            .email
+            .validate(&public_url, self.demo, &mut p, &mut warnings);
+        if self.auth.require_verified_email
+            && email
+                .as_ref()
+                .is_some_and(|e| e.transport == crate::email::TransportKind::Off)
+        {
             p.add(
                 "auth.require_verified_email",
-                "needs email: set email.smtp_url (or email.transport = \"log\" in development)".into(),
+                "needs email: set email.smtp_url (or email.transport = \"log\" in development)"
+                    .into(),
             );
         }
         let device_key = match &self.secret_key {

@@ -147,7 +147,10 @@ pub async fn issue_verification(
 ///
 /// # Errors
 /// [`UserError::EmailTaken`] (another account took the address meanwhile), a database error.
-pub async fn verify(db: &Database, token: &SecretToken) -> Result<Option<(i64, String)>, UserError> {
+pub async fn verify(
+    db: &Database,
+    token: &SecretToken,
+) -> Result<Option<(i64, String)>, UserError> {
     let hash = token.hash();
     let t = now();
     let result: Result<Option<(i64, String)>, sqlx::Error> = async {
@@ -163,7 +166,10 @@ pub async fn verify(db: &Database, token: &SecretToken) -> Result<Option<(i64, S
             .fetch_optional(&mut *tx)
             .await?;
             let found = match row {
-                Some(r) => Some((r.try_get::<i64, _>("user_id")?, r.try_get::<String, _>("email")?)),
+                Some(r) => Some((
+                    r.try_get::<i64, _>("user_id")?,
+                    r.try_get::<String, _>("email")?,
+                )),
                 None => None,
             };
             if let Some((id, email)) = &found {

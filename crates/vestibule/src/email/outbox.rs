@@ -175,7 +175,12 @@ impl Outbox {
     ///
     /// # Errors
     /// A database error.
-    pub async fn mark_retry(&self, id: i64, next: UnixTime, error: &str) -> Result<(), sqlx::Error> {
+    pub async fn mark_retry(
+        &self,
+        id: i64,
+        next: UnixTime,
+        error: &str,
+    ) -> Result<(), sqlx::Error> {
         with_pool!(self.db, write, |pool, _d| {
             sqlx::query(
                 "UPDATE outbox SET next_attempt_at = $1, locked_until = NULL, last_error = $2 \
@@ -215,10 +220,12 @@ impl Outbox {
     /// A database error.
     pub async fn pending(&self) -> Result<i64, sqlx::Error> {
         Ok(with_pool!(self.db, read, |pool, _d| {
-            sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL")
-                .fetch_one(pool)
-                .await?
-                .try_get::<i64, _>("n")?
+            sqlx::query(
+                "SELECT COUNT(*) AS n FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL",
+            )
+            .fetch_one(pool)
+            .await?
+            .try_get::<i64, _>("n")?
         }))
     }
 

@@ -187,15 +187,15 @@ impl RawEmail {
         if transport == Some(TransportKind::Log) && !demo {
             warnings.push("email.transport = \"log\": messages, with their live links, are printed on standard output instead of sent (development only)".into());
         }
-        if transport == Some(TransportKind::Off) {
-            warnings.push("email is off (no email.smtp_url): password recovery and address verification send nothing".into());
-        }
         let from = match self.from.parse::<lettre::message::Mailbox>() {
             Ok(m) => Some(m),
             Err(_) => {
                 p.add(
                     "email.from",
-                    format!("{:?} is not a sender like \"Acme <noreply@acme.com>\"", self.from),
+                    format!(
+                        "{:?} is not a sender like \"Acme <noreply@acme.com>\"",
+                        self.from
+                    ),
                 );
                 None
             }

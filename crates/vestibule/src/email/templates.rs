@@ -102,7 +102,9 @@ impl Templates {
                 text: text.to_owned(),
                 html: format!(
                     "<!doctype html><html><body><p>{}</p></body></html>",
-                    text.trim_end().replace("\n\n", "</p><p>").replace('\n', "<br>")
+                    text.trim_end()
+                        .replace("\n\n", "</p><p>")
+                        .replace('\n', "<br>")
                 ),
             };
             if let Some(dir) = dir {
@@ -134,7 +136,11 @@ impl Templates {
             return (String::new(), String::new(), String::new());
         };
         let subject = fill(&p.subject, vars, false).replace(['\r', '\n'], " ");
-        (subject, fill(&p.text, vars, false), fill(&p.html, vars, true))
+        (
+            subject,
+            fill(&p.text, vars, false),
+            fill(&p.html, vars, true),
+        )
     }
 }
 
@@ -181,7 +187,10 @@ mod tests {
     #[test]
     fn placeholders_are_filled_once_and_escaped_in_html() {
         let vars = [("a", "<b>{{a}}</b>"), ("link", "https://x/?t=1&u=2")];
-        assert_eq!(fill("x {{a}} {{ link }} {{zz}}", &vars, false), "x <b>{{a}}</b> https://x/?t=1&u=2 {{zz}}");
+        assert_eq!(
+            fill("x {{a}} {{ link }} {{zz}}", &vars, false),
+            "x <b>{{a}}</b> https://x/?t=1&u=2 {{zz}}"
+        );
         assert_eq!(fill("{{a}}", &vars, true), "&lt;b&gt;{{a}}&lt;/b&gt;");
         assert_eq!(fill("tail {{a", &vars, false), "tail {{a");
     }
@@ -189,8 +198,11 @@ mod tests {
     #[test]
     fn a_directory_overrides_one_part() {
         let dir = tempfile::tempdir().expect("dir");
-        std::fs::write(dir.path().join("password_reset.subject.txt"), "Acme: {{product}}\n")
-            .expect("write");
+        std::fs::write(
+            dir.path().join("password_reset.subject.txt"),
+            "Acme: {{product}}\n",
+        )
+        .expect("write");
         let t = Templates::load(Some(dir.path())).expect("load");
         let (s, text, html) = t.render(Kind::PasswordReset, &[("product", "P"), ("link", "L")]);
         assert_eq!(s, "Acme: P");
