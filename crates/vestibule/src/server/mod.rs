@@ -459,7 +459,9 @@ impl App {
                 wake: Arc::new(tokio::sync::Notify::new()),
             })),
             None => {
-                tracing::info!("email off (no email.smtp_url): password recovery and address verification send nothing");
+                tracing::info!(
+                    "email off (no email.smtp_url): password recovery and address verification send nothing"
+                );
                 None
             }
         };

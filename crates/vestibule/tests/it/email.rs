@@ -682,3 +682,93 @@ async fn two_instances_on_postgres_send_each_message_once_across_an_outage() {
     drop(b);
     drop(a);
 }
+
+#[tokio::test]
+async fn security_notices_reach_a_verified_address_and_can_be_turned_off() {
+    let Some(sink) = SmtpSink::start().await else {
+        return;
+    };
+    let app = TestApp::spawn_with(|raw| email_config(raw, &sink.url())).await;
+    assert_eq!(
+        signup_with_email(&app, "jane", "jane@example.test")
+            .await
+            .status(),
+        201
+    );
+    let got = sink.wait_for(1, 10).await;
+    let token = token_in(&got[0], "/verify");
+    assert_eq!(
+        app.post_anon("/auth/email/verify", &json!({"token": token}))
+            .await
+            .status(),
+        200
+    );
+    // A login from a browser that never signed in: a notice; the same browser again: none.
+    let mut c = app.client();
+    c.login_ok("jane", "correct horse battery").await;
+    let got = sink.wait_for(2, 10).await;
+    let new_device = of_kind(&got, "jane@example.test", "New sign-in");
+    assert_eq!(new_device.len(), 1, "{got:?}");
+    assert!(
+        new_device[0]["text"]
+            .as_str()
+            .expect("text")
+            .contains("127.0.0.1")
+    );
+    c.login_ok("jane", "correct horse battery").await;
+    // A password change: a notice.
+    let res = c
+        .post_json("/auth/password", &json!({"current_password": "correct horse battery", "new_password": "another fine passphrase"}))
+        .await;
+    assert_eq!(res.status(), 200);
+    let got = sink.wait_for(3, 10).await;
+    assert_eq!(
+        of_kind(&got, "jane@example.test", "password was changed").len(),
+        1,
+        "{got:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        sink.messages().len(),
+        3,
+        "the second login from the same browser sent nothing"
+    );
+
+    // Turned off: nothing.
+    let Some(quiet_sink) = SmtpSink::start().await else {
+        return;
+    };
+    let quiet = TestApp::spawn_with(|raw| {
+        email_config(raw, &quiet_sink.url());
+        raw.email.notify.new_device = false;
+        raw.email.notify.password_changed = false;
+    })
+    .await;
+    assert_eq!(
+        signup_with_email(&quiet, "kim", "kim@example.test")
+            .await
+            .status(),
+        201
+    );
+    let got = quiet_sink.wait_for(1, 10).await;
+    let token = token_in(&got[0], "/verify");
+    assert_eq!(
+        quiet
+            .post_anon("/auth/email/verify", &json!({"token": token}))
+            .await
+            .status(),
+        200
+    );
+    let mut c = quiet.client();
+    c.login_ok("kim", "correct horse battery").await;
+    let res = c
+        .post_json("/auth/password", &json!({"current_password": "correct horse battery", "new_password": "another fine passphrase"}))
+        .await;
+    assert_eq!(res.status(), 200);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        quiet_sink.messages().len(),
+        1,
+        "only the verification message"
+    );
+}

@@ -171,11 +171,37 @@ pub(crate) async fn post_login(
     Json(body): Json<Credentials>,
 ) -> Result<Response> {
     // The library's login flow (auth/login): budgets, password, second factor, rotation.
+    let cookie_headers = headers.clone();
     let login = app.login.for_caller(ip, headers);
     let step = login
         .password(&session, &body.username, &body.password, body.transport)
         .await?;
+    if let crate::auth::LoginStep::LoggedIn(done) = &step {
+        new_device_notice(&app, ip, &cookie_headers, done.user_id()).await;
+    }
     Ok(step.into_response())
+}
+
+/// A sign-in from a browser without the account's device cookie: the owner is told (when the
+/// account has a verified address and `email.notify.new_device` is on).
+async fn new_device_notice(
+    app: &AppState,
+    ip: std::net::IpAddr,
+    headers: &HeaderMap,
+    user_id: i64,
+) {
+    if app.mailer.is_none() {
+        return;
+    }
+    let Ok(Some(user)) = app.users.by_id(user_id).await else {
+        return;
+    };
+    let key = Username::parse(&user.username)
+        .map(|u| u.account_key())
+        .unwrap_or_else(|_| user.username.to_ascii_lowercase());
+    if !app.device.recognises(headers, &key, crate::session::now()) {
+        super::email::notify(app, user_id, super::email::Notice::NewDevice(ip)).await;
+    }
 }
 
 /// Ends the current session (a no-op without one).

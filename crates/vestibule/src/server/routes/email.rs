@@ -287,3 +287,75 @@ pub(crate) async fn post_email_resend(
         "if an account has this username or address and it is not verified yet, a new link is on its way",
     ))
 }
+
+/// Which security notice, and whether `[email.notify]` has it on.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Notice {
+    /// Password changed or reset.
+    PasswordChanged,
+    /// A second factor added (`true`) or removed (`false`), with its method.
+    SecondFactor(bool, &'static str),
+    /// A sign-in from a browser that had not signed in to the account before.
+    NewDevice(std::net::IpAddr),
+}
+
+/// Writes a security notice to the account's verified address (an unverified address may be
+/// someone else's: it gets nothing), when email is on and `[email.notify]` keeps this one.
+/// Best effort after the change: a failure is logged, never the caller's error.
+pub(crate) async fn notify(app: &AppState, user_id: i64, notice: Notice) {
+    let Some(mailer) = &app.mailer else {
+        return;
+    };
+    let on = &mailer.settings.notify;
+    let wanted = match notice {
+        Notice::PasswordChanged => on.password_changed,
+        Notice::SecondFactor(..) => on.second_factor,
+        Notice::NewDevice(_) => on.new_device,
+    };
+    if !wanted {
+        return;
+    }
+    let run = async {
+        let Some(user) = app.users.by_id(user_id).await? else {
+            return Ok(());
+        };
+        let (Some(to), true) = (&user.email, user.email_verified) else {
+            return Ok(());
+        };
+        let ip;
+        let change;
+        let message = match notice {
+            Notice::PasswordChanged => {
+                mailer.render(Kind::PasswordChanged, to, &[("username", &user.username)])
+            }
+            Notice::SecondFactor(added, method) => {
+                change = format!(
+                    "a second factor ({method}) was {}",
+                    if added { "added" } else { "removed" }
+                );
+                mailer.render(
+                    Kind::SecondFactor,
+                    to,
+                    &[("username", &user.username), ("change", &change)],
+                )
+            }
+            Notice::NewDevice(addr) => {
+                ip = addr.to_string();
+                mailer.render(
+                    Kind::NewDevice,
+                    to,
+                    &[("username", &user.username), ("client_ip", &ip)],
+                )
+            }
+        };
+        crate::email::Outbox::new(app.db.clone())
+            .enqueue(&message)
+            .await
+            .map_err(crate::auth::UserError::from)?;
+        mailer.wake();
+        Ok::<(), Error>(())
+    };
+    if let Err(e) = run.await {
+        tracing::warn!(error = %e, user_id, "security notice: could not write the message");
+    }
+}

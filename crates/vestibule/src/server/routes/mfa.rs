@@ -308,6 +308,12 @@ pub(crate) async fn post_totp_confirm(
         method = "totp",
         "TOTP enabled"
     );
+    super::email::notify(
+        &app,
+        user.id,
+        super::email::Notice::SecondFactor(true, "TOTP"),
+    )
+    .await;
     // The confirming code proved the factor: this session may go on managing factors.
     record_factor_proof(&session, user.id).await?;
     Ok(axum::Json(RecoveryCodes {
@@ -435,6 +441,12 @@ pub(crate) async fn delete_totp(
         method = "totp",
         "TOTP removed"
     );
+    super::email::notify(
+        &app,
+        user.id,
+        super::email::Notice::SecondFactor(false, "TOTP"),
+    )
+    .await;
     audit_if_last_factor(&app, user.id, "totp").await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -103,6 +103,7 @@ pub(crate) async fn post_password(
         tokens_revoked = revoked,
         "password changed"
     );
+    super::email::notify(&app, user.id, super::email::Notice::PasswordChanged).await;
     Ok(axum::Json(crate::server::ended::PasswordChanged {
         auth: body,
         ended: crate::server::ended::EndedCounts::new(ended, revoked),
@@ -297,5 +298,6 @@ pub(crate) async fn post_password_reset(
         tokens_revoked = revoked,
         "password set with a reset token"
     );
+    super::email::notify(&app, user.id, super::email::Notice::PasswordChanged).await;
     Ok(StatusCode::NO_CONTENT)
 }
