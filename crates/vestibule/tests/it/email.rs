@@ -772,3 +772,89 @@ async fn security_notices_reach_a_verified_address_and_can_be_turned_off() {
         "only the verification message"
     );
 }
+
+#[tokio::test]
+async fn a_message_written_before_a_restart_is_sent_once_after_it() {
+    let Some(mut sink) = SmtpSink::start().await else {
+        return;
+    };
+    sink.stop();
+    let url = sink.url();
+    let dir = std::sync::Arc::new(tempfile::tempdir().expect("dir"));
+    let app = TestApp::spawn_in(dir.clone(), |raw| email_config(raw, &url)).await;
+    assert_eq!(
+        signup_with_email(&app, "leo", "leo@example.test")
+            .await
+            .status(),
+        201
+    );
+    assert_eq!(
+        app.post_anon("/auth/password/forgot", &json!({"login": "leo"}))
+            .await
+            .status(),
+        202
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    app.stop().await;
+    sink.launch().await;
+    let app = TestApp::spawn_in(dir, |raw| email_config(raw, &url)).await;
+    let got = sink.wait_for(2, 15).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(sink.messages().len(), 2, "{got:?}");
+    assert_eq!(of_kind(&got, "leo@example.test", "Verify").len(), 1);
+    assert_eq!(of_kind(&got, "leo@example.test", "Reset").len(), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_message_is_given_up_after_email_give_up_after() {
+    let Some(mut sink) = SmtpSink::start().await else {
+        return;
+    };
+    sink.stop();
+    let url = sink.url();
+    let app = TestApp::spawn_with(|raw| {
+        email_config(raw, &url);
+        raw.email.give_up_after = "2s".into();
+    })
+    .await;
+    assert_eq!(
+        signup_with_email(&app, "mia", "mia@example.test")
+            .await
+            .status(),
+        201
+    );
+    let outbox = vestibule::email::Outbox::new(app.state.db.clone());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let rows = outbox.list().await.expect("list");
+        if rows[0].failed_at.is_some() {
+            assert!(rows[0].attempts >= 2, "retried before giving up: {rows:?}");
+            assert!(rows[0].last_error.is_some(), "{rows:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never given up: {rows:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Back up: a given-up message stays given up.
+    sink.launch().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(sink.messages().is_empty());
+    let metrics = app
+        .raw_client()
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("vestibule_email_failures_total{reason=\"gave_up\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("vestibule_email_outbox_pending 0"),
+        "{metrics}"
+    );
+}

@@ -228,10 +228,11 @@ pub(crate) async fn post_reauth(
     }))
 }
 
-/// `{"token", "new_password"}`: a one-time token from `vestibule user reset-password`.
+/// `{"token", "new_password"}`: a one-time token from `vestibule user reset-password` or from
+/// the link of `POST /auth/password/forgot`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct PasswordReset {
-    /// The `vrst_…` token the administrator handed over.
+    /// The `vrst_…` token the administrator handed over, or the recovery link's.
     #[schema(value_type = String, format = Password)]
     token: Password,
     #[schema(value_type = String, format = Password)]
@@ -268,7 +269,7 @@ pub(crate) async fn post_password_reset(
             "this reset token is unknown, expired or already used",
         )
         .with_hint(
-            "ask an administrator for a new one (`vestibule user reset-password --user NAME`)",
+            "ask for a new link (POST /auth/password/forgot), or an administrator for a token (`vestibule user reset-password --user NAME`)",
         )
     };
     let token = crate::token::SecretToken::parse(
