@@ -191,6 +191,11 @@ export interface VestibuleClient {
     verify(token: string): Promise<{ email: string }>;
     /** Sends a new verification link (resolves the same whether or not the account exists). */
     resend(login: string): Promise<void>;
+    /**
+     * Asks to change the account's address (needs a recent password: `reauth`); it takes effect
+     * when the link sent to the new address is followed, and the old address is told.
+     */
+    change(email: string): Promise<{ pendingEmail: string }>;
   };
   /** The user, or `MfaRequired` when the account has a second factor (not an error). */
   login(credentials: Credentials): Promise<User | MfaRequired>;

@@ -539,6 +539,10 @@ export function createClient(options = {}) {
       async resend(login) {
         await call('POST', '/auth/email/verify/resend', { login }, { hook: false, anonymous: true });
       },
+      async change(email) {
+        const data = await call('POST', '/auth/email', { email });
+        return { pendingEmail: data.pending_email };
+      },
     },
 
     refreshCsrf,

@@ -141,19 +141,29 @@ pub async fn issue_verification(
     Ok(())
 }
 
+/// What a followed verification link did.
+#[derive(Debug, Clone)]
+pub struct VerifiedAddress {
+    /// The account.
+    pub user_id: i64,
+    /// The address now verified on it.
+    pub email: String,
+    /// The address it replaced, when the link was for a change (it gets a notice).
+    pub previous: Option<String>,
+}
+
 /// Uses a verification token up and marks its address verified on its account (the address
-/// becomes the account's, if it was a change). Returns the user id and the address, `None` for
-/// an unknown, expired or used token.
+/// becomes the account's, if it was a change). `None` for an unknown, expired or used token.
 ///
 /// # Errors
 /// [`UserError::EmailTaken`] (another account took the address meanwhile), a database error.
 pub async fn verify(
     db: &Database,
     token: &SecretToken,
-) -> Result<Option<(i64, String)>, UserError> {
+) -> Result<Option<VerifiedAddress>, UserError> {
     let hash = token.hash();
     let t = now();
-    let result: Result<Option<(i64, String)>, sqlx::Error> = async {
+    let result: Result<Option<VerifiedAddress>, sqlx::Error> = async {
         Ok(with_pool!(db, write, |pool, d| {
             let mut tx = pool.begin_with(d.begin_write()).await?;
             let row = sqlx::query(
@@ -172,15 +182,26 @@ pub async fn verify(
                 )),
                 None => None,
             };
-            if let Some((id, email)) = &found {
+            let mut verified = None;
+            if let Some((id, email)) = found {
+                let previous: Option<String> = sqlx::query("SELECT email FROM users WHERE id = $1")
+                    .bind(id)
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .try_get("email")?;
                 sqlx::query("UPDATE users SET email = $1, email_verified = TRUE WHERE id = $2")
                     .bind(email.as_str())
-                    .bind(*id)
+                    .bind(id)
                     .execute(&mut *tx)
                     .await?;
+                verified = Some(VerifiedAddress {
+                    user_id: id,
+                    previous: previous.filter(|p| !p.eq_ignore_ascii_case(&email)),
+                    email,
+                });
             }
             tx.commit().await?;
-            found
+            verified
         }))
     }
     .await;

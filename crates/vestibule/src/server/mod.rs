@@ -245,6 +245,7 @@ pub fn router_with(state: AppState, config: &Config, extra: Router) -> Router {
             "/auth/password/forgot",
             post(routes::email::post_password_forgot),
         )
+        .route("/auth/email", post(routes::email::post_email_change))
         .route("/auth/email/verify", post(routes::email::post_email_verify))
         .route(
             "/auth/email/verify/resend",

@@ -108,6 +108,7 @@ pub(crate) struct StatusBody {
         routes::health::healthz,
         routes::health::readyz,
         routes::email::post_password_forgot,
+        routes::email::post_email_change,
         routes::email::post_email_verify,
         routes::email::post_email_resend,
     ),

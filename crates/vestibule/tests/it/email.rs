@@ -858,3 +858,117 @@ async fn a_message_is_given_up_after_email_give_up_after() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn an_address_change_takes_effect_when_verified_and_the_old_address_is_told() {
+    let Some(sink) = SmtpSink::start().await else {
+        return;
+    };
+    let app = TestApp::spawn_with(|raw| email_config(raw, &sink.url())).await;
+    let mut c = app.client();
+    let res = c
+        .post_json(
+            "/auth/signup",
+            &json!({"username": "noor", "password": "correct horse battery", "email": "noor@example.test"}),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    c.refresh_csrf().await;
+    let got = sink.wait_for(1, 10).await;
+    let token = token_in(&got[0], "/verify");
+    assert_eq!(
+        app.post_anon("/auth/email/verify", &json!({"token": token}))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        signup_with_email(&app, "omar", "omar@example.test")
+            .await
+            .status(),
+        201
+    );
+    sink.wait_for(2, 10).await;
+    // Someone else's address: refused.
+    assert_error(
+        c.post_json("/auth/email", &json!({"email": "OMAR@example.test"}))
+            .await,
+        409,
+        "email_taken",
+    )
+    .await;
+    assert_error(
+        c.post_json("/auth/email", &json!({"email": "nope"})).await,
+        422,
+        "invalid_email",
+    )
+    .await;
+    // Without a recent password: refused.
+    app.age_auth("noor", 3600).await;
+    assert_error(
+        c.post_json("/auth/email", &json!({"email": "noor@new.test"}))
+            .await,
+        403,
+        "reauth_required",
+    )
+    .await;
+    let res = c
+        .post_json(
+            "/auth/reauth",
+            &json!({"password": "correct horse battery"}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let res = c
+        .post_json("/auth/email", &json!({"email": "noor@new.test"}))
+        .await;
+    assert_eq!(res.status(), 202);
+    let got = sink.wait_for(3, 10).await;
+    let link = of_kind(&got, "noor@new.test", "Verify");
+    assert_eq!(link.len(), 1, "{got:?}");
+    // Not yet: the new address does not log in, the old one still does.
+    let mut d = app.client();
+    assert_eq!(
+        d.login("noor@new.test", "correct horse battery")
+            .await
+            .status(),
+        401
+    );
+    let mut d = app.client();
+    assert_eq!(
+        d.login("noor@example.test", "correct horse battery")
+            .await
+            .status(),
+        200
+    );
+    let res = app
+        .post_anon(
+            "/auth/email/verify",
+            &json!({"token": token_in(link[0], "/verify")}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let got = sink.wait_for(5, 10).await;
+    let notice = of_kind(&got, "noor@example.test", "address was changed");
+    assert_eq!(notice.len(), 1, "{got:?}");
+    assert!(
+        notice[0]["text"]
+            .as_str()
+            .expect("text")
+            .contains("noor@new.test")
+    );
+    let mut d = app.client();
+    assert_eq!(
+        d.login("noor@new.test", "correct horse battery")
+            .await
+            .status(),
+        200
+    );
+    let mut d = app.client();
+    assert_eq!(
+        d.login("noor@example.test", "correct horse battery")
+            .await
+            .status(),
+        401
+    );
+}

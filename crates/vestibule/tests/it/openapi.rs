@@ -22,6 +22,7 @@ const MOUNTED: &[(&str, &str)] = &[
     ("post", "/auth/reauth/webauthn/start"),
     ("post", "/auth/password/reset"),
     ("post", "/auth/password/forgot"),
+    ("post", "/auth/email"),
     ("post", "/auth/email/verify"),
     ("post", "/auth/email/verify/resend"),
     ("get", "/auth/sessions"),

@@ -230,15 +230,21 @@ pub(crate) async fn post_email_verify(
         body.token.expose().trim(),
     )
     .map_err(|_| invalid())?;
-    let before = match account_email::verify(&app.db, &token).await? {
-        Some((user_id, email)) => (user_id, email),
-        None => return Err(invalid()),
+    let Some(done) = account_email::verify(&app.db, &token).await? else {
+        return Err(invalid());
     };
-    let (user_id, email) = before;
-    audit!("email.verified", user_id, client_ip = %ip, "email address verified");
+    audit!("email.verified", user_id = done.user_id, client_ip = %ip, changed = done.previous.is_some(), "email address verified");
+    if let Some(previous) = &done.previous {
+        notify(
+            &app,
+            done.user_id,
+            Notice::EmailChanged(previous.clone(), done.email.clone()),
+        )
+        .await;
+    }
     Ok(axum::Json(Verified {
         verified: true,
-        email,
+        email: done.email,
     }))
 }
 
@@ -289,7 +295,7 @@ pub(crate) async fn post_email_resend(
 }
 
 /// Which security notice, and whether `[email.notify]` has it on.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) enum Notice {
     /// Password changed or reset.
     PasswordChanged,
@@ -297,6 +303,8 @@ pub(crate) enum Notice {
     SecondFactor(bool, &'static str),
     /// A sign-in from a browser that had not signed in to the account before.
     NewDevice(std::net::IpAddr),
+    /// The address changed from the first to the second: the old address is told.
+    EmailChanged(String, String),
 }
 
 /// Writes a security notice to the account's verified address (an unverified address may be
@@ -307,10 +315,11 @@ pub(crate) async fn notify(app: &AppState, user_id: i64, notice: Notice) {
         return;
     };
     let on = &mailer.settings.notify;
-    let wanted = match notice {
+    let wanted = match &notice {
         Notice::PasswordChanged => on.password_changed,
         Notice::SecondFactor(..) => on.second_factor,
         Notice::NewDevice(_) => on.new_device,
+        Notice::EmailChanged(..) => on.email_changed,
     };
     if !wanted {
         return;
@@ -319,19 +328,25 @@ pub(crate) async fn notify(app: &AppState, user_id: i64, notice: Notice) {
         let Some(user) = app.users.by_id(user_id).await? else {
             return Ok(());
         };
-        let (Some(to), true) = (&user.email, user.email_verified) else {
+        // A change's notice goes to the old address (verified until now).
+        let to = match &notice {
+            Notice::EmailChanged(old, _) => Some(old.clone()),
+            _ => user.email.clone().filter(|_| user.email_verified),
+        };
+        let Some(to) = to else {
             return Ok(());
         };
+        let to = &to;
         let ip;
         let change;
-        let message = match notice {
+        let message = match &notice {
             Notice::PasswordChanged => {
                 mailer.render(Kind::PasswordChanged, to, &[("username", &user.username)])
             }
             Notice::SecondFactor(added, method) => {
                 change = format!(
                     "a second factor ({method}) was {}",
-                    if added { "added" } else { "removed" }
+                    if *added { "added" } else { "removed" }
                 );
                 mailer.render(
                     Kind::SecondFactor,
@@ -339,6 +354,11 @@ pub(crate) async fn notify(app: &AppState, user_id: i64, notice: Notice) {
                     &[("username", &user.username), ("change", &change)],
                 )
             }
+            Notice::EmailChanged(_, new_email) => mailer.render(
+                Kind::EmailChanged,
+                to,
+                &[("username", &user.username), ("new_email", new_email)],
+            ),
             Notice::NewDevice(addr) => {
                 ip = addr.to_string();
                 mailer.render(
@@ -358,4 +378,63 @@ pub(crate) async fn notify(app: &AppState, user_id: i64, notice: Notice) {
     if let Err(e) = run.await {
         tracing::warn!(error = %e, user_id, "security notice: could not write the message");
     }
+}
+
+/// `{"email"}`: the new address.
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct EmailChange {
+    /// The new address.
+    email: String,
+}
+
+/// `{"pending_email"}`: where the verification link went.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct EmailChangePending {
+    pending_email: String,
+}
+
+/// Changes the account's address: needs a recent password (`POST /auth/reauth`), and takes
+/// effect only when the link sent to the new address is followed (`POST /auth/email/verify`),
+/// at which point the old address gets a notice.
+#[utoipa::path(
+    post,
+    path = "/auth/email",
+    tag = "auth",
+    request_body = EmailChange,
+    responses(
+        JsonBodyErrors,
+        crate::server::openapi::StoreErrors,
+        (status = 202, description = "A verification link went to the new address; the old one stays until it is followed", body = EmailChangePending),
+        (status = 401, description = "`not_authenticated`, `session_expired` or `invalid_token`", body = ErrorBody),
+        (status = 403, description = "`reauth_required` (no password proved within `auth.reauth_window`), `session_required` (an access token), `insufficient_scope`, or a CSRF refusal", body = ErrorBody),
+        (status = 409, description = "`email_taken`", body = ErrorBody),
+        (status = 422, description = "`invalid_email` or `invalid_body`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: wait `Retry-After` seconds", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until a retry can succeed"))),
+    ),
+    security(("session_cookie" = [], "csrf_token" = []), ("bearer" = [])),
+)]
+pub(crate) async fn post_email_change(
+    State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
+    session: crate::session::Session,
+    user: crate::auth::AccountUser,
+    Json(body): Json<EmailChange>,
+) -> Result<(StatusCode, axum::Json<EmailChangePending>)> {
+    crate::auth::reauth::require_recent(&session, app.reauth_window).await?;
+    let email = crate::email::EmailAddress::parse(&body.email)?;
+    take_budgets(&app, ip, email.as_str()).await?;
+    if let Some(owner) = app.users.by_email(email.as_str()).await?
+        && owner.id != user.id
+    {
+        return Err(crate::auth::UserError::EmailTaken.into());
+    }
+    send_verification(&app, user.id, &user.username, email.as_str()).await?;
+    audit!("email.change_requested", user_id = user.id, client_ip = %ip, "address change: verification link written to the outbox");
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(EmailChangePending {
+            pending_email: email.as_str().to_owned(),
+        }),
+    ))
 }
