@@ -139,6 +139,9 @@ pub enum ErrorCode {
     EmailUnverified,
     /// The verification token is malformed, unknown, expired or already used.
     VerificationTokenInvalid,
+    /// The account has a second factor: a password reset must prove it too (`code` or
+    /// `recovery_code`) before the new password takes effect.
+    SecondFactorRequired,
 }
 
 impl ErrorCode {
@@ -195,6 +198,7 @@ impl ErrorCode {
             ErrorCode::InvalidEmail | ErrorCode::EmailRequired => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::EmailUnverified => StatusCode::FORBIDDEN,
             ErrorCode::VerificationTokenInvalid => StatusCode::BAD_REQUEST,
+            ErrorCode::SecondFactorRequired => StatusCode::UNAUTHORIZED,
             ErrorCode::Busy => StatusCode::SERVICE_UNAVAILABLE,
         }
     }

@@ -972,3 +972,66 @@ async fn an_address_change_takes_effect_when_verified_and_the_old_address_is_tol
         401
     );
 }
+
+#[tokio::test]
+async fn a_recovery_on_an_account_with_a_second_factor_needs_it_too() {
+    let Some(sink) = SmtpSink::start().await else {
+        return;
+    };
+    let app = TestApp::spawn_with(|raw| email_config(raw, &sink.url())).await;
+    let mut c = app.client();
+    let res = c
+        .post_json(
+            "/auth/signup",
+            &json!({"username": "pia", "password": "correct horse battery", "email": "pia@example.test"}),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    c.refresh_csrf().await;
+    let (_secret, recovery) = crate::mfa::enrol(&mut c).await;
+    assert_eq!(
+        app.post_anon("/auth/password/forgot", &json!({"login": "pia"}))
+            .await
+            .status(),
+        202
+    );
+    let got = sink.wait_for(2, 10).await;
+    let token = token_in(of_kind(&got, "pia@example.test", "Reset")[0], "/reset");
+    let reset = |extra: Value| {
+        let mut body = json!({"token": token, "new_password": "new staple battery horse"});
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        let app = &app;
+        async move { app.post_anon("/auth/password/reset", &body).await }
+    };
+    // The link alone does not set the password; a wrong factor neither; the token survives both.
+    assert_error(reset(json!({})).await, 401, "second_factor_required").await;
+    assert_error(
+        reset(json!({"code": "000000"})).await,
+        401,
+        "mfa_code_invalid",
+    )
+    .await;
+    assert_error(
+        reset(json!({"recovery_code": "not-a-code"})).await,
+        401,
+        "mfa_code_invalid",
+    )
+    .await;
+    let mut d = app.client();
+    assert_eq!(
+        d.login("pia", "correct horse battery").await.status(),
+        200,
+        "the old password still works"
+    );
+    assert_eq!(
+        reset(json!({"recovery_code": recovery[0]})).await.status(),
+        204
+    );
+    let mut d = app.client();
+    assert_eq!(
+        d.login("pia", "new staple battery horse").await.status(),
+        200
+    );
+}

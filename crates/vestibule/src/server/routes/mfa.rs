@@ -102,7 +102,7 @@ fn unix_now() -> u64 {
 }
 
 /// Verifies a TOTP code of `user_id`'s confirmed authenticator and spends its time step.
-async fn totp_ok(app: &AppState, user_id: i64, code: &str) -> Result<bool> {
+pub(super) async fn totp_ok(app: &AppState, user_id: i64, code: &str) -> Result<bool> {
     let Some((sealed, true)) = app.mfa.store.totp(user_id).await? else {
         return Ok(false);
     };

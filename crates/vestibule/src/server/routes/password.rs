@@ -237,6 +237,13 @@ pub(crate) struct PasswordReset {
     token: Password,
     #[schema(value_type = String, format = Password)]
     new_password: Password,
+    /// On an account with a second factor: a current TOTP code (or `recovery_code`).
+    #[serde(default)]
+    code: Option<String>,
+    /// On an account with a second factor: an unused recovery code (spent by this reset).
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = Password)]
+    recovery_code: Option<Password>,
 }
 
 /// Sets a new password with a one-time reset token; every session and (with
@@ -253,7 +260,10 @@ pub(crate) struct PasswordReset {
         (status = 403, description = "A CSRF refusal (an untrusted Origin)", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: the body exceeds `limits.body_bytes`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: the body is not declared as `application/json`", body = ErrorBody),
+        (status = 401, description = "`second_factor_required` (the account has a second factor: send `code` or `recovery_code`; the token stays usable) or `mfa_code_invalid`", body = ErrorBody),
         (status = 422, description = "`password_too_short`, `password_too_long`, `password_too_common`, `password_contains_username` (the token stays usable) or `invalid_body`", body = ErrorBody),
+        (status = 429, description = "`rate_limited` (`rate_limits.mfa_per_user`)", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until a retry can succeed"))),
         (status = 503, description = "`store_unavailable` or `busy`; retry", body = ErrorBody),
     ),
     security(()),
@@ -281,6 +291,44 @@ pub(crate) async fn post_password_reset(
     let user_id = resets.peek(&token).await?.ok_or_else(invalid)?;
     let user = app.users.by_id(user_id).await?.ok_or_else(invalid)?;
     app.policy.check(&user.username, &body.new_password)?;
+    // A reset does not bypass a second factor (ASVS 6.4.3): the account's factor is proved
+    // before the new password takes effect.
+    if app.mfa.store.methods(user.id).await?.any() {
+        let proved = match (&body.code, &body.recovery_code) {
+            (None, None) => {
+                return Err(Error::new(
+                    ErrorCode::SecondFactorRequired,
+                    "this account has a second factor: prove it to set a new password",
+                )
+                .with_hint("send \"code\" (from the authenticator app) or \"recovery_code\" with the new password; the token stays usable"));
+            }
+            (code, recovery) => {
+                super::mfa::check_rate(&app, user.id).await?;
+                match (code, recovery) {
+                    (Some(c), _) => super::mfa::totp_ok(&app, user.id, c).await?,
+                    (None, Some(r)) => {
+                        r.expose().len() <= 64
+                            && app
+                                .mfa
+                                .store
+                                .use_recovery_code(
+                                    user.id,
+                                    &crate::auth::mfa::recovery_hash(r.expose()),
+                                )
+                                .await?
+                    }
+                    (None, None) => false,
+                }
+            }
+        };
+        if !proved {
+            audit!("password.reset_failure", reason = "mfa_code_invalid", user_id = user.id, client_ip = %ip);
+            return Err(Error::new(
+                ErrorCode::MfaCodeInvalid,
+                "the code is wrong, expired or already used",
+            ));
+        }
+    }
     let hash = app.hasher.hash(&body.new_password).await?;
     if resets.redeem(&token, &hash).await?.is_none() {
         return Err(invalid());
