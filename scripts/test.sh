@@ -7,6 +7,31 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The email tests talk to a real SMTP server on loopback: aiosmtpd from PyPI, in a venv in
+# target/ (crates/vestibule/tests/it/smtp_sink.py runs on its python).
+AIOSMTPD_VERSION=1.4.6
+smtp_venv="$PWD/target/aiosmtpd-venv"
+smtp_pkgs="$PWD/target/aiosmtpd-pkgs"
+if "$smtp_venv/bin/python" -m pip show aiosmtpd 2>/dev/null | grep -qx "Version: $AIOSMTPD_VERSION"; then
+  export VESTIBULE_TEST_SMTP_PYTHON="$smtp_venv/bin/python"
+elif [ -f "$smtp_pkgs/.version" ] && [ "$(cat "$smtp_pkgs/.version")" = "$AIOSMTPD_VERSION" ]; then
+  export VESTIBULE_TEST_SMTP_PYTHON="$smtp_pkgs/python"
+elif python3 -m venv "$smtp_venv" >/dev/null 2>&1 && [ -x "$smtp_venv/bin/python" ]; then
+  echo "== installing aiosmtpd $AIOSMTPD_VERSION into $smtp_venv"
+  "$smtp_venv/bin/python" -m pip install --quiet --disable-pip-version-check "aiosmtpd==$AIOSMTPD_VERSION"
+  export VESTIBULE_TEST_SMTP_PYTHON="$smtp_venv/bin/python"
+else
+  # No venv module (Debian without python3-venv): a plain `pip install --target` directory and
+  # a small launcher that puts it on PYTHONPATH.
+  echo "== installing aiosmtpd $AIOSMTPD_VERSION into $smtp_pkgs"
+  rm -rf "$smtp_pkgs"
+  python3 -m pip install --quiet --disable-pip-version-check --target "$smtp_pkgs" "aiosmtpd==$AIOSMTPD_VERSION"
+  printf '#!/bin/sh\nPYTHONPATH="%s" exec python3 "$@"\n' "$smtp_pkgs" >"$smtp_pkgs/python"
+  chmod +x "$smtp_pkgs/python"
+  echo "$AIOSMTPD_VERSION" >"$smtp_pkgs/.version"
+  export VESTIBULE_TEST_SMTP_PYTHON="$smtp_pkgs/python"
+fi
+
 echo "== cargo test --workspace"
 cargo test --workspace
 

@@ -73,8 +73,17 @@ export interface MfaStatus {
 }
 
 export interface Credentials {
+  /** The username; `login` also takes the account's email address here. */
   username: string;
   password: string;
+  /** Signup only: the account's address (a verification link is sent to it). */
+  email?: string;
+}
+
+/** What `signup` resolves with under `auth.require_verified_email`: signed up, not logged in. */
+export interface SignupPending {
+  email_verification_required: true;
+  email: string;
 }
 
 export interface User {
@@ -168,7 +177,26 @@ export interface VestibuleClient {
   readonly transport: Transport;
   /** The resolved API base, without a trailing slash. */
   readonly baseUrl: string;
-  signup(credentials: Credentials): Promise<User>;
+  signup(credentials: Credentials): Promise<User | SignupPending>;
+  /** Password recovery by email. */
+  password: {
+    /** Asks for a recovery link for a username or address (resolves the same whether or not it exists). */
+    forgot(login: string): Promise<void>;
+    /** Sets a new password with the token of a recovery link; every session ends: log in again. */
+    reset(reset: { token: string; newPassword: string }): Promise<void>;
+  };
+  /** Address verification. */
+  email: {
+    /** Verifies the address with the token of the link sent to it. */
+    verify(token: string): Promise<{ email: string }>;
+    /** Sends a new verification link (resolves the same whether or not the account exists). */
+    resend(login: string): Promise<void>;
+    /**
+     * Asks to change the account's address (needs a recent password: `reauth`); it takes effect
+     * when the link sent to the new address is followed, and the old address is told.
+     */
+    change(email: string): Promise<{ pendingEmail: string }>;
+  };
   /** The user, or `MfaRequired` when the account has a second factor (not an error). */
   login(credentials: Credentials): Promise<User | MfaRequired>;
   /** Ends the session server-side; resolves even when it had already ended. */

@@ -427,9 +427,10 @@ export function createClient(options = {}) {
    * @param {string} path
    * @param {import('./index.js').Credentials} credentials
    */
-  async function signIn(path, { username, password }) {
+  async function signIn(path, { username, password, email }) {
     /** @type {Record<string, string>} */
     const body = { username, password };
+    if (typeof email === 'string' && email !== '') body.email = email;
     if (transport === 'bearer') body.transport = 'bearer';
     // A wrong password is a 401 too, but not a reason to route to the login page. A token
     // still held must not go along: a dead one would get the login refused as invalid_token.
@@ -438,6 +439,8 @@ export function createClient(options = {}) {
     // A second factor is due: the answer says which (the pending token, if bearer, is kept for
     // the mfa.* calls only — the server accepts it nowhere else).
     if (data?.mfa_required === true) return data;
+    // Signed up but not logged in: the server waits for the address to be verified.
+    if (data?.email_verification_required === true) return data;
     emit(data.user);
     return data.user;
   }
@@ -516,6 +519,30 @@ export function createClient(options = {}) {
       // Bearer: the session moved to a new token; the old one is dead.
       if (transport === 'bearer' && typeof data?.token === 'string') storage.set(data.token);
       return { user: data.user, ended: data.ended };
+    },
+
+    password: {
+      // The same answer whether or not the account exists: nothing to read in it.
+      async forgot(login) {
+        await call('POST', '/auth/password/forgot', { login }, { hook: false, anonymous: true });
+      },
+      async reset({ token, newPassword }) {
+        await call('POST', '/auth/password/reset', { token, new_password: newPassword }, { hook: false, anonymous: true });
+      },
+    },
+
+    email: {
+      async verify(token) {
+        const data = await call('POST', '/auth/email/verify', { token }, { hook: false, anonymous: true });
+        return { email: data.email };
+      },
+      async resend(login) {
+        await call('POST', '/auth/email/verify/resend', { login }, { hook: false, anonymous: true });
+      },
+      async change(email) {
+        const data = await call('POST', '/auth/email', { email });
+        return { pendingEmail: data.pending_email };
+      },
     },
 
     refreshCsrf,

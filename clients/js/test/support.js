@@ -35,7 +35,8 @@ function serverEnv() {
   // Every test client logs in from 127.0.0.1, far more often than people do: lift the login,
   // signup and token rate limits (their own tests live in the Rust suite).
   for (const limit of ['LOGIN_PER_IP', 'LOGIN_PER_USER', 'LOGIN_PER_DEVICE', 'SIGNUP_PER_IP',
-    'PASSWORD_PER_USER', 'TOKEN_CREATE_PER_USER', 'ANONYMOUS_SESSIONS_PER_IP', 'MFA_PER_USER']) {
+    'PASSWORD_PER_USER', 'TOKEN_CREATE_PER_USER', 'ANONYMOUS_SESSIONS_PER_IP', 'MFA_PER_USER',
+    'EMAIL_PER_IP', 'EMAIL_PER_ADDRESS']) {
     env[`VESTIBULE_RATE_LIMITS__${limit}`] = 'off';
   }
   return env;

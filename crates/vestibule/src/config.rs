@@ -107,6 +107,8 @@ pub struct RawConfig {
     pub rate_limits: RawRateLimits,
     /// Prometheus metrics.
     pub metrics: RawMetrics,
+    /// Email: transport, sender, links, templates, retries, security notices.
+    pub email: crate::email::RawEmail,
     /// Signs the login rate limit's device-recognition cookie (any string of 32+ characters;
     /// keep it secret, and the same on every instance). Unset: a random key per process, so
     /// devices are recognised until the next restart, by this instance only.
@@ -148,6 +150,7 @@ impl Default for RawConfig {
             limits: RawLimits::default(),
             rate_limits: RawRateLimits::default(),
             metrics: RawMetrics::default(),
+            email: crate::email::RawEmail::default(),
             secret_key: None,
             upstream: Vec::new(),
             dev: crate::proxy::RawDev::default(),
@@ -247,6 +250,12 @@ pub struct Config {
     pub warnings: Vec<String>,
     /// The same-origin proxy: upstreams, dev mode, static SPA.
     pub proxy: crate::proxy::ProxyConfig,
+    /// `[email]`.
+    pub email: crate::email::EmailSettings,
+    /// Signup must give an email address (`auth.require_email`).
+    pub require_email: bool,
+    /// Login waits for a verified address (`auth.require_verified_email`).
+    pub require_verified_email: bool,
 }
 
 impl Config {
@@ -345,6 +354,20 @@ impl RawConfig {
         let limits = self.limits.validate(&mut p);
         let rate_limits = self.rate_limits.validate(&mut p);
         let metrics_allow = self.metrics.allow_list(&mut p);
+        let email = self
+            .email
+            .validate(&public_url, self.demo, &mut p, &mut warnings);
+        if self.auth.require_verified_email
+            && email
+                .as_ref()
+                .is_some_and(|e| e.transport == crate::email::TransportKind::Off)
+        {
+            p.add(
+                "auth.require_verified_email",
+                "needs email: set email.smtp_url (or email.transport = \"log\" in development)"
+                    .into(),
+            );
+        }
         let device_key = match &self.secret_key {
             Some(SecretString(k)) if k.chars().count() < 32 => {
                 p.add(
@@ -491,7 +514,7 @@ impl RawConfig {
                 "database_url is PostgreSQL: sessions are read from it uncached (a per-instance cache would not see other instances' revocations); use session.store = \"redis://…\" for a coherent cache".into(),
             );
         }
-        let (Some(database), Some(auth)) = (database, auth) else {
+        let (Some(database), Some(auth), Some(email)) = (database, auth, email) else {
             return Err(ConfigError::Invalid(p.0));
         };
         Ok(Config {
@@ -552,6 +575,9 @@ impl RawConfig {
             max_sessions_per_user: self.limits.max_sessions_per_user,
             warnings,
             proxy,
+            email,
+            require_email: self.auth.require_email || self.auth.require_verified_email,
+            require_verified_email: self.auth.require_verified_email,
         })
     }
 }

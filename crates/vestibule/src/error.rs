@@ -127,6 +127,21 @@ pub enum ErrorCode {
     /// A string field holds characters the server does not accept there (a NUL byte anywhere,
     /// control characters in a name): refused before any storage sees it.
     InvalidCharacters,
+    /// The email address is already used by another account (case-insensitively).
+    EmailTaken,
+    /// The email address is not one this server accepts (ASCII `local@domain`, at most 254
+    /// characters).
+    InvalidEmail,
+    /// `auth.require_email` is on and the signup gave no `email`.
+    EmailRequired,
+    /// `auth.require_verified_email` is on and this account's address is not verified yet:
+    /// follow the link sent to it (`POST /auth/email/verify`).
+    EmailUnverified,
+    /// The verification token is malformed, unknown, expired or already used.
+    VerificationTokenInvalid,
+    /// The account has a second factor: a password reset must prove it too (`code` or
+    /// `recovery_code`) before the new password takes effect.
+    SecondFactorRequired,
 }
 
 impl ErrorCode {
@@ -179,6 +194,11 @@ impl ErrorCode {
             ErrorCode::ReauthRequired | ErrorCode::MfaReauthRequired => StatusCode::FORBIDDEN,
             ErrorCode::InvalidCharacters => StatusCode::BAD_REQUEST,
             ErrorCode::ResetTokenInvalid => StatusCode::BAD_REQUEST,
+            ErrorCode::EmailTaken => StatusCode::CONFLICT,
+            ErrorCode::InvalidEmail | ErrorCode::EmailRequired => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::EmailUnverified => StatusCode::FORBIDDEN,
+            ErrorCode::VerificationTokenInvalid => StatusCode::BAD_REQUEST,
+            ErrorCode::SecondFactorRequired => StatusCode::UNAUTHORIZED,
             ErrorCode::Busy => StatusCode::SERVICE_UNAVAILABLE,
         }
     }

@@ -55,6 +55,7 @@ pub mod cors;
 pub mod csrf;
 pub mod db;
 pub mod doctor;
+pub mod email;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -72,6 +72,8 @@ pub struct Metrics {
     store_latency: HistogramFamily<OpLabels>,
     sessions_live: Gauge,
     upstream_errors: Family<ReasonLabels, Counter>,
+    email_queue: Gauge,
+    email_failures: Family<ReasonLabels, Counter>,
     allow: TrustedProxies,
     /// Handles into `requests` and `latency` by route, so a request seen before is counted
     /// without building (allocating) its label set.
@@ -142,6 +144,18 @@ impl Metrics {
             "Proxied requests whose upstream failed, by upstream",
             upstream_errors.clone(),
         );
+        let email_queue = Gauge::default();
+        registry.register(
+            "email_outbox_pending",
+            "Emails in the outbox waiting to be sent (read by the email worker)",
+            email_queue.clone(),
+        );
+        let email_failures = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "email_failures",
+            "Email delivery attempts that failed, by outcome (retry, gave_up)",
+            email_failures.clone(),
+        );
         Self {
             registry,
             requests,
@@ -152,6 +166,8 @@ impl Metrics {
             store_latency,
             sessions_live,
             upstream_errors,
+            email_queue,
+            email_failures,
             allow,
             handles: std::sync::RwLock::default(),
         }
@@ -180,6 +196,20 @@ impl Metrics {
         self.upstream_errors
             .get_or_create(&ReasonLabels {
                 reason: upstream.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Sets the number of emails waiting in the outbox.
+    pub fn email_pending(&self, n: i64) {
+        self.email_queue.set(n);
+    }
+
+    /// Counts a failed email delivery attempt (`retry` or `gave_up`).
+    pub fn email_failed(&self, outcome: &str) {
+        self.email_failures
+            .get_or_create(&ReasonLabels {
+                reason: outcome.to_owned(),
             })
             .inc();
     }

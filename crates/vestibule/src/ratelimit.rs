@@ -335,6 +335,10 @@ pub struct RateLimitConfig {
     pub anonymous_sessions_per_ip: Option<Rate>,
     /// Second-factor attempts per account (a 6-digit code must not be guessable).
     pub mfa_per_user: Option<Rate>,
+    /// Email requests (password recovery, verification resends) per client address.
+    pub email_per_ip: Option<Rate>,
+    /// Email requests per address or account named (one inbox cannot be flooded).
+    pub email_per_address: Option<Rate>,
 }
 
 /// The live buckets of every limit.
@@ -354,6 +358,10 @@ pub struct RateLimits {
     pub token_user: Limiter<i64>,
     /// Second-factor attempts by user id.
     pub mfa_user: Limiter<i64>,
+    /// Email requests by client address group.
+    pub email_ip: Limiter<IpAddr>,
+    /// Email requests by the login or address named (canonical, lowercase).
+    pub email_address: Limiter<String>,
 }
 
 impl RateLimits {
@@ -367,6 +375,8 @@ impl RateLimits {
             password_user: Limiter::new(config.password_per_user),
             token_user: Limiter::new(config.token_create_per_user),
             mfa_user: Limiter::new(config.mfa_per_user),
+            email_ip: Limiter::new(config.email_per_ip),
+            email_address: Limiter::new(config.email_per_address),
         }
     }
 
@@ -382,6 +392,8 @@ impl RateLimits {
             password_user: self.password_user.shared(redis.clone(), "password_user"),
             token_user: self.token_user.shared(redis.clone(), "token_user"),
             mfa_user: self.mfa_user.shared(redis.clone(), "mfa_user"),
+            email_ip: self.email_ip.shared(redis.clone(), "email_ip"),
+            email_address: self.email_address.shared(redis.clone(), "email_address"),
         }
     }
 
@@ -394,6 +406,8 @@ impl RateLimits {
         self.password_user.purge();
         self.token_user.purge();
         self.mfa_user.purge();
+        self.email_ip.purge();
+        self.email_address.purge();
     }
 }
 

@@ -27,6 +27,8 @@ pub enum TokenKind {
     AccessToken,
     /// A one-time password reset token from `vestibule user reset-password`.
     PasswordReset,
+    /// A one-time email verification token (the link or code sent to an address).
+    EmailVerification,
 }
 
 impl TokenKind {
@@ -36,6 +38,7 @@ impl TokenKind {
             TokenKind::Session => "vst_",
             TokenKind::AccessToken => "vpat_",
             TokenKind::PasswordReset => "vrst_",
+            TokenKind::EmailVerification => "vevf_",
         }
     }
 
@@ -44,6 +47,7 @@ impl TokenKind {
             TokenKind::Session => b"vestibule/session-token/v1\0",
             TokenKind::AccessToken => b"vestibule/access-token/v1\0",
             TokenKind::PasswordReset => b"vestibule/password-reset/v1\0",
+            TokenKind::EmailVerification => b"vestibule/email-verification/v1\0",
         }
     }
 }

@@ -131,6 +131,9 @@ export function App() {
         setPending(u);
         return 'Password accepted: enter the code from your authenticator app (or a recovery code)';
       }
+      if ('email_verification_required' in u) {
+        return `Signed up: follow the link sent to ${u.email}, then log in`;
+      }
       await refresh(client);
       return kind === 'signup' ? `Signed up as ${u.username}` : `Logged in as ${u.username}`;
     });

@@ -453,10 +453,10 @@ function formValues(form) {
 }
 
 /** Login or signup with the current transport; bearer mode keeps the token it answers. */
-async function signIn(kind, username, password) {
+async function signIn(kind, username, password, email) {
   const c = client();
   const old = bearerToken();
-  const user = kind === 'signup' ? await c.signup({ username, password }) : await c.login({ username, password });
+  const user = kind === 'signup' ? await c.signup({ username, password, email }) : await c.login({ username, password });
   if (transport === 'bearer') {
     bearerDropped = '';
     renderTransport();
@@ -489,9 +489,12 @@ $('#signup-form').addEventListener('submit', (event) => {
   event.preventDefault();
   const form = event.currentTarget;
   run('Signing up', async () => {
-    const { username, password } = formValues(form);
-    const user = await signIn('signup', username, password);
+    const { username, password, email } = formValues(form);
+    const user = await signIn('signup', username, password, email);
     form.reset();
+    if (user.email_verification_required) {
+      return `Signed up: follow the link sent to ${user.email}, then log in`;
+    }
     await refresh();
     return `Signed up and signed in as ${user.username}`;
   }, '#signup-error');
@@ -734,6 +737,51 @@ $('#new-token').addEventListener('click', async (event) => {
     setStatus('Press Ctrl+C (⌘C) to copy the selected token');
   }
 });
+
+// ---------------------------------------------------------------------------
+// Email: "Forgot password?", and the pages the links open (/reset, /verify ?token=…)
+// ---------------------------------------------------------------------------
+
+$('#forgot-form').addEventListener('submit', (event) => {
+  event.preventDefault();
+  const form = event.currentTarget;
+  run('Asking for a link', async () => {
+    const { login } = formValues(form);
+    await client().password.forgot(login);
+    form.reset();
+    return 'If an account has this username or address, a link is on its way to its address';
+  }, '#forgot-error');
+});
+
+const linkToken = new URLSearchParams(window.location.search).get('token');
+
+$('#reset-form').addEventListener('submit', (event) => {
+  event.preventDefault();
+  const form = event.currentTarget;
+  run('Setting the new password', async () => {
+    const { password } = formValues(form);
+    await client().password.reset({ token: linkToken, newPassword: password });
+    form.reset();
+    form.hidden = true;
+    $('#forgot-form').hidden = false;
+    window.history.replaceState(null, '', '/');
+    return 'Password set: every session ended; log in with the new password';
+  }, '#forgot-error');
+});
+
+if (linkToken && window.location.pathname === '/reset') {
+  $('#forgot-form').hidden = true;
+  $('#reset-form').hidden = false;
+  $('#reset-password').focus();
+}
+
+if (linkToken && window.location.pathname === '/verify') {
+  run('Verifying the address', async () => {
+    const { email } = await client().email.verify(linkToken);
+    window.history.replaceState(null, '', '/');
+    return `Address ${email} verified`;
+  });
+}
 
 // ---------------------------------------------------------------------------
 // Start

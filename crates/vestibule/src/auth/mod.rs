@@ -2,6 +2,7 @@
 //! (the analogue of `django.contrib.auth` and DRF's `SessionAuthentication`).
 
 mod device;
+pub mod email;
 mod extract;
 pub mod login;
 pub mod mfa;

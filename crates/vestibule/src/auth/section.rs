@@ -26,6 +26,10 @@ pub struct RawAuth {
     pub hash_memory_budget: String,
     /// How long a login waits for a hashing slot before 503 `busy` ("2s").
     pub hash_queue_timeout: String,
+    /// Whether signup must give an `email` (on when `require_verified_email` is).
+    pub require_email: bool,
+    /// Whether login waits until the account's address is verified (403 `email_unverified`).
+    pub require_verified_email: bool,
 }
 
 impl Default for RawAuth {
@@ -37,6 +41,8 @@ impl Default for RawAuth {
             reauth_window: "10m".into(),
             hash_memory_budget: "256MiB".into(),
             hash_queue_timeout: "2s".into(),
+            require_email: false,
+            require_verified_email: false,
         }
     }
 }

@@ -101,6 +101,10 @@ pub struct User {
     pub created_at: UnixTime,
     /// Last successful login.
     pub last_login: Option<UnixTime>,
+    /// The account's address, when it has one.
+    pub email: Option<String>,
+    /// Whether `email` was verified (a link sent to it was followed).
+    pub email_verified: bool,
 }
 
 impl fmt::Debug for User {
@@ -120,6 +124,9 @@ pub enum UserError {
     /// The username is taken (case-insensitively).
     #[error("username already taken")]
     Taken,
+    /// The email address belongs to another account (case-insensitively).
+    #[error("email address already taken")]
+    EmailTaken,
     /// No such user.
     #[error("no such user")]
     NotFound,
@@ -132,6 +139,11 @@ impl From<UserError> for Error {
     fn from(e: UserError) -> Self {
         match e {
             UserError::Taken => Error::new(ErrorCode::UsernameTaken, "this username is taken"),
+            UserError::EmailTaken => Error::new(
+                ErrorCode::EmailTaken,
+                "this email address belongs to another account",
+            )
+            .with_hint("log in to that account, or recover it with POST /auth/password/forgot"),
             UserError::NotFound => Error::new(ErrorCode::NotFound, "no such user"),
             UserError::Db(_) => Error::new(
                 ErrorCode::StoreUnavailable,
@@ -151,7 +163,7 @@ pub struct UserStore {
 
 macro_rules! user_columns {
     () => {
-        "id, username, password_hash, is_active, created_at, last_login"
+        "id, username, password_hash, is_active, created_at, last_login, email, email_verified"
     };
 }
 
@@ -166,6 +178,8 @@ macro_rules! decode {
             is_active: row.try_get("is_active")?,
             created_at: row.try_get("created_at")?,
             last_login: row.try_get("last_login")?,
+            email: row.try_get("email")?,
+            email_verified: row.try_get("email_verified")?,
         })
     }};
 }
@@ -225,6 +239,44 @@ impl UserStore {
             .await?;
             row.as_ref().map(|r| decode!(r)).transpose()?
         }))
+    }
+
+    /// Finds a user by email address, case-insensitively; an address that does not parse names
+    /// nobody and runs no query.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn by_email(&self, email: &str) -> Result<Option<User>, UserError> {
+        let Ok(email) = crate::email::EmailAddress::parse(email) else {
+            return Ok(None);
+        };
+        let canonical = email.canonical();
+        Ok(with_pool!(self.db, read, |pool, _d| {
+            let row = sqlx::query(concat!(
+                "SELECT ",
+                user_columns!(),
+                " FROM users WHERE lower(email) = $1"
+            ))
+            .bind(canonical.as_str())
+            .fetch_optional(pool)
+            .await?;
+            row.as_ref().map(|r| decode!(r)).transpose()?
+        }))
+    }
+
+    /// Finds a user by what a person types to log in: the username, else (when it has an `@`)
+    /// the email address. A username wins over another account's address.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn by_login(&self, login: &str) -> Result<Option<User>, UserError> {
+        if let Some(u) = self.by_username(login).await? {
+            return Ok(Some(u));
+        }
+        if login.contains('@') {
+            return self.by_email(login).await;
+        }
+        Ok(None)
     }
 
     /// Finds a user by id.
@@ -297,16 +349,24 @@ impl UserStore {
     /// # Errors
     /// [`UserError::NotFound`], or a database error.
     pub async fn set_password_hash(&self, id: i64, hash: &str) -> Result<(), UserError> {
-        let done = with_pool!(self.db, write, |pool, _d| {
-            sqlx::query(
+        let done = with_pool!(self.db, write, |pool, d| {
+            let mut tx = pool.begin_with(d.begin_write()).await?;
+            let done = sqlx::query(
                 "UPDATE users SET password_hash = $1, \
                  session_generation = session_generation + 1 WHERE id = $2",
             )
             .bind(hash)
             .bind(id)
-            .execute(pool)
+            .execute(&mut *tx)
             .await?
-            .rows_affected()
+            .rows_affected();
+            // A password change voids every reset link still in flight.
+            sqlx::query("DELETE FROM password_resets WHERE user_id = $1 AND used_at IS NULL")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            done
         });
         if done == 0 {
             Err(UserError::NotFound)

@@ -634,3 +634,68 @@ fn every_start_up_warning_is_said() {
         );
     }
 }
+
+#[test]
+fn email_keys_are_checked_and_the_transport_derived() {
+    let problem_keys = |tweak: fn(&mut RawConfig)| -> Vec<String> {
+        let mut raw = RawConfig::default();
+        tweak(&mut raw);
+        match raw.validate() {
+            Err(ConfigError::Invalid(p)) => p.into_iter().map(|p| p.key).collect(),
+            Ok(_) => Vec::new(),
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let transport = |tweak: fn(&mut RawConfig)| {
+        let mut raw = RawConfig::default();
+        tweak(&mut raw);
+        raw.validate().expect("valid").email.transport
+    };
+    use crate::email::TransportKind;
+    assert_eq!(transport(|_| {}), TransportKind::Off);
+    assert_eq!(transport(|r| r.demo = true), TransportKind::Log);
+    assert!(matches!(
+        transport(|r| r.email.smtp_url = Some(SecretString("smtps://u:p@mail.acme.test".into()))),
+        TransportKind::Smtp(_)
+    ));
+    assert_eq!(
+        problem_keys(|r| r.email.smtp_url = Some(SecretString("http://mail".into()))),
+        ["email.smtp_url"]
+    );
+    assert_eq!(
+        problem_keys(|r| r.email.transport = Some("smtp".into())),
+        ["email.smtp_url"]
+    );
+    assert_eq!(
+        problem_keys(|r| r.email.transport = Some("pigeon".into())),
+        ["email.transport"]
+    );
+    assert_eq!(
+        problem_keys(|r| r.email.from = "not a sender".into()),
+        ["email.from"]
+    );
+    assert_eq!(
+        problem_keys(|r| r.email.link_base = Some("ftp://x".into())),
+        ["email.link_base"]
+    );
+    assert_eq!(
+        problem_keys(|r| r.email.retry_initial = "soon".into()),
+        ["email.retry_initial"]
+    );
+    // Verified addresses need a way to send the link.
+    assert_eq!(
+        problem_keys(|r| r.auth.require_verified_email = true),
+        ["auth.require_verified_email"]
+    );
+    assert!(
+        problem_keys(|r| {
+            r.auth.require_verified_email = true;
+            r.demo = true;
+        })
+        .is_empty()
+    );
+    // The smtp URL holds a password: never in Debug.
+    let mut raw = RawConfig::default();
+    raw.email.smtp_url = Some(SecretString("smtps://u:hunter2@mail.acme.test".into()));
+    assert!(!format!("{:?}", raw.validate().expect("valid")).contains("hunter2"));
+}

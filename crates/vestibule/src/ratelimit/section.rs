@@ -27,6 +27,12 @@ pub struct RawRateLimits {
     pub anonymous_sessions_per_ip: String,
     /// Second-factor code attempts (TOTP, recovery code, passkey) per account.
     pub mfa_per_user: String,
+    /// Emails asked for (`POST /auth/password/forgot`, `/auth/email/verify/resend`) per client
+    /// address.
+    pub email_per_ip: String,
+    /// Emails asked for per login or address named: one inbox cannot be flooded from many
+    /// addresses. Counted the same whether or not an account exists.
+    pub email_per_address: String,
 }
 
 impl RawRateLimits {
@@ -42,6 +48,8 @@ impl RawRateLimits {
             token_create_per_user: off(),
             anonymous_sessions_per_ip: off(),
             mfa_per_user: off(),
+            email_per_ip: off(),
+            email_per_address: off(),
         }
     }
 
@@ -65,6 +73,8 @@ impl RawRateLimits {
                 &raw.anonymous_sessions_per_ip,
             )?,
             mfa_per_user: rate(p, "rate_limits.mfa_per_user", &raw.mfa_per_user)?,
+            email_per_ip: rate(p, "rate_limits.email_per_ip", &raw.email_per_ip)?,
+            email_per_address: rate(p, "rate_limits.email_per_address", &raw.email_per_address)?,
         })
     }
 }
@@ -93,6 +103,8 @@ impl Default for RawRateLimits {
             token_create_per_user: "20/h".into(),
             anonymous_sessions_per_ip: "30/min".into(),
             mfa_per_user: "5/5m".into(),
+            email_per_ip: "10/h".into(),
+            email_per_address: "3/h".into(),
         }
     }
 }

@@ -26,7 +26,12 @@ pub(crate) fn routes(proxy_serves_root: bool) -> Router<AppState> {
     if proxy_serves_root {
         return app;
     }
-    app.route("/", get(index)).route("/demo/{file}", get(asset))
+    // `/reset` and `/verify`: where the demo's email links land (`email.link_base` defaults to
+    // `public_url`); the page reads `?token=`.
+    app.route("/", get(index))
+        .route("/reset", get(index))
+        .route("/verify", get(index))
+        .route("/demo/{file}", get(asset))
 }
 
 #[derive(RustEmbed)]

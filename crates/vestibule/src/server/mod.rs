@@ -112,6 +112,12 @@ pub struct Shared {
     /// the `/auth` routes' and, as the [`Login`](crate::auth::Login) extractor, the
     /// application's routes'.
     pub login: crate::auth::LoginFlow,
+    /// Email (`[email]`): templates, links, the worker's wake-up; `None` when email is off.
+    pub mailer: Option<Arc<crate::email::Mailer>>,
+    /// Signup must give an address (`auth.require_email`).
+    pub require_email: bool,
+    /// Login waits for a verified address (`auth.require_verified_email`).
+    pub require_verified_email: bool,
 }
 
 /// Why the server could not start.
@@ -153,6 +159,7 @@ pub struct App {
     purge_interval: Duration,
     cache: Option<CachedStore<SqliteStore>>,
     conn_limits: listener::ConnLimits,
+    email_transport: Option<crate::email::Transport>,
 }
 
 /// How often the server checks whether another process changed the database.
@@ -233,6 +240,16 @@ pub fn router_with(state: AppState, config: &Config, extra: Router) -> Router {
         .route(
             "/auth/password/reset",
             post(routes::password::post_password_reset),
+        )
+        .route(
+            "/auth/password/forgot",
+            post(routes::email::post_password_forgot),
+        )
+        .route("/auth/email", post(routes::email::post_email_change))
+        .route("/auth/email/verify", post(routes::email::post_email_verify))
+        .route(
+            "/auth/email/verify/resend",
+            post(routes::email::post_email_resend),
         )
         .route("/auth/sessions", get(routes::sessions::get_sessions))
         .route(
@@ -426,7 +443,29 @@ impl App {
         .with_rate_limits(limits.clone())
         .with_trusted_proxies(config.trusted_proxies.clone())
         .with_max_sessions_per_user(config.max_sessions_per_user)
-        .with_metrics(metrics.clone());
+        .with_metrics(metrics.clone())
+        .with_require_verified_email(config.require_verified_email);
+        let email_transport = crate::email::Transport::build(&config.email)
+            .map_err(|e| crate::Error::new(crate::error::ErrorCode::Internal, e))?;
+        let mailer = match &email_transport {
+            Some(_) => Some(Arc::new(crate::email::Mailer {
+                templates: crate::email::Templates::load(config.email.templates_dir.as_deref())
+                    .map_err(|e| {
+                        crate::Error::new(
+                            crate::error::ErrorCode::Internal,
+                            format!("email.templates_dir: {e}"),
+                        )
+                    })?,
+                settings: config.email.clone(),
+                wake: Arc::new(tokio::sync::Notify::new()),
+            })),
+            None => {
+                tracing::info!(
+                    "email off (no email.smtp_url): password recovery and address verification send nothing"
+                );
+                None
+            }
+        };
         let state = AppState::new(Shared {
             users,
             sessions: {
@@ -470,6 +509,9 @@ impl App {
             reauth_window: config.reauth_window,
             clear_site_data: config.clear_site_data,
             login,
+            mailer,
+            require_email: config.require_email,
+            require_verified_email: config.require_verified_email,
         });
         let listener =
             TcpListener::bind(config.listen)
@@ -496,6 +538,7 @@ impl App {
                 // makes it allocate and fill one per request (2,400 instructions of ~60,000).
                 max_headers: (config.max_headers >= 100).then_some(config.max_headers * 2),
             },
+            email_transport,
         })
     }
 
@@ -537,12 +580,25 @@ impl App {
                 }
             }
         });
+        // The outbox worker: SMTP being down never touches readiness (the outbox keeps the mail).
+        let mail_worker = match (self.email_transport, &self.state.mailer) {
+            (Some(t), Some(m)) => Some(tokio::spawn(crate::email::worker::run(
+                crate::email::Outbox::new(self.state.db.clone()),
+                t,
+                m.clone(),
+                self.state.metrics.clone(),
+            ))),
+            _ => None,
+        };
         let watcher = self
             .cache
             .map(|cache| tokio::spawn(watch_outside_changes(self.state.db.clone(), cache)));
         // The peer address feeds the rate limits (see `client_ip`).
         let result = listener::serve(self.listener, self.router, self.conn_limits, shutdown).await;
         purge.abort();
+        if let Some(w) = mail_worker {
+            w.abort();
+        }
         if let Some(w) = watcher {
             w.abort();
         }

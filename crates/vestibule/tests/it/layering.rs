@@ -29,7 +29,7 @@ const FLOORS: &[&[&str]] = &[
     ],
     &["session"],
     &["origins", "metrics"],
-    &["csrf", "cors", "ratelimit"],
+    &["csrf", "cors", "ratelimit", "email"],
     &["auth"],
     &["proxy", "doctor"],
     &["config"],

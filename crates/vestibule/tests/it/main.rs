@@ -10,6 +10,7 @@ mod cookie_store;
 mod cors;
 mod csrf;
 mod doctor;
+mod email;
 mod framing;
 mod layering;
 mod limits;

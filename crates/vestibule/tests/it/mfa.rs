@@ -54,14 +54,14 @@ fn base32_decode(s: &str) -> Vec<u8> {
 }
 
 /// The code of `secret` `steps` steps away from now.
-fn code(secret: &[u8], steps: i64) -> String {
+pub fn code(secret: &[u8], steps: i64) -> String {
     let t = (unix_now() as i64 + steps * STEP as i64) as u64;
     vestibule::auth::mfa::code_at(secret, t).expect("code")
 }
 
 /// Enrols TOTP for a logged-in client: returns the secret and the recovery codes. The
 /// confirming code is the current step's.
-async fn enrol(c: &mut TestClient) -> (Vec<u8>, Vec<String>) {
+pub async fn enrol(c: &mut TestClient) -> (Vec<u8>, Vec<String>) {
     let res = c.post_json("/auth/mfa/totp/enroll", &json!({})).await;
     assert_eq!(res.status(), 200);
     let e: Value = res.json().await.expect("json");

@@ -113,6 +113,7 @@ struct Inner {
     trusted_proxies: TrustedProxies,
     max_sessions_per_user: usize,
     metrics: Option<Arc<Metrics>>,
+    require_verified_email: bool,
 }
 
 /// The 429 for a tripped rate limit, counted and audited (`config_key` names the limit).
@@ -168,6 +169,8 @@ impl LoginFlow {
             token_create_per_user: None,
             anonymous_sessions_per_ip: None,
             mfa_per_user: None,
+            email_per_ip: None,
+            email_per_address: None,
         };
         Self(Arc::new(Inner {
             users,
@@ -178,6 +181,7 @@ impl LoginFlow {
             trusted_proxies: TrustedProxies::default(),
             max_sessions_per_user: 100,
             metrics: None,
+            require_verified_email: false,
         }))
     }
 
@@ -209,6 +213,13 @@ impl LoginFlow {
     #[must_use]
     pub fn with_metrics(self, metrics: Option<Arc<Metrics>>) -> Self {
         self.edit(|p| p.metrics = metrics)
+    }
+
+    /// Refuses to log in an account whose address is not verified (403 `email_unverified`,
+    /// `auth.require_verified_email`).
+    #[must_use]
+    pub fn with_require_verified_email(self, on: bool) -> Self {
+        self.edit(|p| p.require_verified_email = on)
     }
 
     /// This flow for one request, from `client_ip` (already resolved) with `headers` (the
@@ -359,7 +370,11 @@ impl Login {
         // One canonical username (auth/user.rs): a name that does not parse names no account,
         // so it is refused here, before any database query or password hash, with the answer a
         // wrong password gets. It spent this address's budget above; it has no account budget.
-        let Ok(username) = Username::parse(username) else {
+        // An email address (with `@`) names the account that has it, when no username does.
+        let parsed = Username::parse(username);
+        let is_email =
+            username.contains('@') && crate::email::EmailAddress::parse(username).is_ok();
+        if parsed.is_err() && !is_email {
             self.flow.failed("invalid_credentials");
             audit!(
                 "login.failure",
@@ -368,13 +383,28 @@ impl Login {
                 "login refused: the username is not valid"
             );
             return Err(invalid_credentials());
+        }
+        let flow = &self.flow.0;
+        let user = match &parsed {
+            Ok(name) => flow.users.by_username(name.as_str()).await?,
+            Err(_) => None,
         };
-        if let Err(e) = self.check_account_rate(&username.account_key()).await {
+        let user = match user {
+            None if is_email => flow.users.by_email(username).await?,
+            found => found,
+        };
+        // The account's budget is one whatever spelling named it (username or address).
+        let account_key = match (&user, &parsed) {
+            (Some(u), _) => Username::parse(&u.username)
+                .map(|n| n.account_key())
+                .unwrap_or_else(|_| u.username.to_ascii_lowercase()),
+            (None, Ok(name)) => name.account_key(),
+            (None, Err(_)) => username.trim().to_ascii_lowercase(),
+        };
+        if let Err(e) = self.check_account_rate(&account_key).await {
             self.flow.failed("rate_limited");
             return Err(e);
         }
-        let flow = &self.flow.0;
-        let user = flow.users.by_username(username.as_str()).await?;
         // Unknown users are verified against a dummy hash: same answer, same time.
         let stored = user.as_ref().map(|u| u.password_hash.as_str());
         let ok = match flow.hasher.verify(stored, password).await {
@@ -422,6 +452,7 @@ impl Login {
         user: &User,
         transport: LoginTransport,
     ) -> Result<LoginStep> {
+        self.refuse_unverified(user)?;
         let methods = self.flow.0.mfa.methods(user.id).await?;
         if methods.any() {
             audit!("login.mfa_required", user_id = user.id, client_ip = %self.client_ip, "password accepted; second factor required");
@@ -452,6 +483,7 @@ impl Login {
         transport: LoginTransport,
         proof: Proof,
     ) -> Result<LoggedIn> {
+        self.refuse_unverified(user)?;
         let ip = self.client_ip;
         match proof {
             Proof::Password => {
@@ -475,6 +507,21 @@ impl Login {
             record_factor_proof(session, user.id).await?;
         }
         Ok(done)
+    }
+
+    /// 403 `email_unverified` under `auth.require_verified_email` for an account whose address
+    /// is not verified (after the password: the answer tells only someone who knows it).
+    fn refuse_unverified(&self, user: &User) -> Result<()> {
+        if self.flow.0.require_verified_email && !user.email_verified {
+            self.flow.failed("email_unverified");
+            audit!("login.failure", reason = "email_unverified", user_id = user.id, client_ip = %self.client_ip, "login refused: the address is not verified");
+            return Err(Error::new(
+                ErrorCode::EmailUnverified,
+                "this account's email address is not verified yet",
+            )
+            .with_hint("follow the link sent to the address, or ask for a new one: POST /auth/email/verify/resend {\"login\"}"));
+        }
+        Ok(())
     }
 
     /// The login of this session that waits for its second factor.

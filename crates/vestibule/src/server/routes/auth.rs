@@ -18,20 +18,44 @@ use crate::server::openapi::ErrorBody;
 use crate::server::{AppState, ClientIp};
 use crate::session::Session;
 
+/// `{"username", "password", "email"?, "transport"?}`.
+#[derive(Debug, serde::Deserialize, ToSchema)]
+pub(crate) struct Signup {
+    username: String,
+    #[schema(value_type = String, format = Password)]
+    password: crate::auth::Password,
+    /// The account's address (required with `auth.require_email`): a verification link is
+    /// sent to it; it can then be used to log in and to recover the password.
+    #[serde(default)]
+    email: Option<String>,
+    /// `"cookie"` (default) or `"bearer"`, as for `POST /auth/login`.
+    #[serde(default)]
+    transport: crate::auth::LoginTransport,
+}
+
+/// `{"email_verification_required": true, "email"}`: signed up, not logged in
+/// (`auth.require_verified_email`): the link sent to the address must be followed first.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct SignupPending {
+    email_verification_required: bool,
+    email: String,
+}
+
 /// Creates an account and logs it in (when `auth.signup` is on).
 #[utoipa::path(
     post,
     path = "/auth/signup",
     tag = "auth",
-    request_body = Credentials,
+    request_body = Signup,
     responses(
         StoreErrors,
         JsonBodyErrors,
         (status = 201, description = "Signed up and logged in: the CSRF token (cookie transport) or the session token (bearer transport)", body = AuthBody),
+        (status = 202, description = "Signed up, not logged in: `auth.require_verified_email` waits for the link sent to the address", body = SignupPending),
         (status = 401, description = "`not_authenticated`, `session_expired` or `invalid_token` (a bad bearer token)", body = ErrorBody),
         (status = 403, description = "`signup_disabled`, or a CSRF refusal", body = ErrorBody),
-        (status = 409, description = "`username_taken`", body = ErrorBody),
-        (status = 422, description = "`invalid_username`, `password_too_short`, `password_too_long`, `password_too_common`, `password_contains_username` or `invalid_body`", body = ErrorBody),
+        (status = 409, description = "`username_taken` or `email_taken`", body = ErrorBody),
+        (status = 422, description = "`invalid_email`, `email_required`, `invalid_username`, `password_too_short`, `password_too_long`, `password_too_common`, `password_contains_username` or `invalid_body`", body = ErrorBody),
         (status = 429, description = "`rate_limited`: wait `Retry-After` seconds", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds until a retry can succeed"))),
     ),
@@ -41,7 +65,7 @@ pub(crate) async fn post_signup(
     State(app): State<AppState>,
     ClientIp(ip): ClientIp,
     session: Session,
-    Json(body): Json<Credentials>,
+    Json(body): Json<Signup>,
 ) -> Result<Response> {
     refuse_dead_bearer(&session).await?;
     if !app.signup {
@@ -54,10 +78,54 @@ pub(crate) async fn post_signup(
         .await
         .map_err(|l| app.limited(l, "signups from this address", "rate_limits.signup_per_ip"))?;
     let username = Username::parse(&body.username)?;
+    let email = match body.email.as_deref().map(str::trim) {
+        Some(e) if !e.is_empty() => Some(crate::email::EmailAddress::parse(e)?),
+        _ if app.require_email => {
+            return Err(Error::new(
+                ErrorCode::EmailRequired,
+                "this server needs an email address to sign up",
+            )
+            .with_hint("send \"email\" with the signup"));
+        }
+        _ => None,
+    };
     app.policy.check(username.as_str(), &body.password)?;
     let hash = app.hasher.hash(&body.password).await?;
-    let user = app.users.create(&username, &hash).await?;
+    let user = match &email {
+        // The user, the verification token and its message: one transaction.
+        Some(email) => {
+            let hours = (crate::auth::email::VERIFICATION_LIFETIME.as_secs() / 3600).to_string();
+            let user =
+                crate::auth::email::create_with_email(&app.db, &username, &hash, email, |token| {
+                    app.mailer.as_ref().map(|m| {
+                        super::email::verification_message(
+                            m,
+                            token,
+                            email.as_str(),
+                            username.as_str(),
+                            &hours,
+                        )
+                    })
+                })
+                .await?;
+            if let Some(m) = &app.mailer {
+                m.wake();
+            }
+            user
+        }
+        None => app.users.create(&username, &hash).await?,
+    };
     audit!("signup", user_id = user.id, client_ip = %ip, "user signed up");
+    if app.require_verified_email {
+        return Ok((
+            StatusCode::ACCEPTED,
+            axum::Json(SignupPending {
+                email_verification_required: true,
+                email: user.email.clone().unwrap_or_default(),
+            }),
+        )
+            .into_response());
+    }
     let done = match app
         .login
         .start(&session, user.id, &user.username, body.transport)
@@ -103,11 +171,37 @@ pub(crate) async fn post_login(
     Json(body): Json<Credentials>,
 ) -> Result<Response> {
     // The library's login flow (auth/login): budgets, password, second factor, rotation.
+    let cookie_headers = headers.clone();
     let login = app.login.for_caller(ip, headers);
     let step = login
         .password(&session, &body.username, &body.password, body.transport)
         .await?;
+    if let crate::auth::LoginStep::LoggedIn(done) = &step {
+        new_device_notice(&app, ip, &cookie_headers, done.user_id()).await;
+    }
     Ok(step.into_response())
+}
+
+/// A sign-in from a browser without the account's device cookie: the owner is told (when the
+/// account has a verified address and `email.notify.new_device` is on).
+async fn new_device_notice(
+    app: &AppState,
+    ip: std::net::IpAddr,
+    headers: &HeaderMap,
+    user_id: i64,
+) {
+    if app.mailer.is_none() {
+        return;
+    }
+    let Ok(Some(user)) = app.users.by_id(user_id).await else {
+        return;
+    };
+    let key = Username::parse(&user.username)
+        .map(|u| u.account_key())
+        .unwrap_or_else(|_| user.username.to_ascii_lowercase());
+    if !app.device.recognises(headers, &key, crate::session::now()) {
+        super::email::notify(app, user_id, super::email::Notice::NewDevice(ip)).await;
+    }
 }
 
 /// Ends the current session (a no-op without one).

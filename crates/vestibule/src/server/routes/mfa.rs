@@ -102,7 +102,7 @@ fn unix_now() -> u64 {
 }
 
 /// Verifies a TOTP code of `user_id`'s confirmed authenticator and spends its time step.
-async fn totp_ok(app: &AppState, user_id: i64, code: &str) -> Result<bool> {
+pub(super) async fn totp_ok(app: &AppState, user_id: i64, code: &str) -> Result<bool> {
     let Some((sealed, true)) = app.mfa.store.totp(user_id).await? else {
         return Ok(false);
     };
@@ -308,6 +308,12 @@ pub(crate) async fn post_totp_confirm(
         method = "totp",
         "TOTP enabled"
     );
+    super::email::notify(
+        &app,
+        user.id,
+        super::email::Notice::SecondFactor(true, "TOTP"),
+    )
+    .await;
     // The confirming code proved the factor: this session may go on managing factors.
     record_factor_proof(&session, user.id).await?;
     Ok(axum::Json(RecoveryCodes {
@@ -435,6 +441,12 @@ pub(crate) async fn delete_totp(
         method = "totp",
         "TOTP removed"
     );
+    super::email::notify(
+        &app,
+        user.id,
+        super::email::Notice::SecondFactor(false, "TOTP"),
+    )
+    .await;
     audit_if_last_factor(&app, user.id, "totp").await?;
     Ok(StatusCode::NO_CONTENT)
 }

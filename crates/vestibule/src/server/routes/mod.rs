@@ -6,6 +6,7 @@
 
 pub(super) mod auth;
 pub(super) mod counter;
+pub(super) mod email;
 pub(super) mod health;
 pub(super) mod mfa;
 pub(super) mod passkeys;

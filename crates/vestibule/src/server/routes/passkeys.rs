@@ -184,6 +184,12 @@ pub(crate) async fn post_passkey_register_finish(
         method = "webauthn",
         "passkey registered"
     );
+    super::email::notify(
+        &app,
+        user.id,
+        super::email::Notice::SecondFactor(true, "passkey"),
+    )
+    .await;
     // The registration proved possession of the new passkey.
     record_factor_proof(&session, user.id).await?;
     // A passkey-only account needs recovery codes like a TOTP one: issued with its first factor.
@@ -286,6 +292,12 @@ pub(crate) async fn delete_passkey(
         passkey_id = id,
         "passkey removed"
     );
+    super::email::notify(
+        &app,
+        user.id,
+        super::email::Notice::SecondFactor(false, "passkey"),
+    )
+    .await;
     audit_if_last_factor(&app, user.id, "webauthn").await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -103,6 +103,7 @@ pub(crate) async fn post_password(
         tokens_revoked = revoked,
         "password changed"
     );
+    super::email::notify(&app, user.id, super::email::Notice::PasswordChanged).await;
     Ok(axum::Json(crate::server::ended::PasswordChanged {
         auth: body,
         ended: crate::server::ended::EndedCounts::new(ended, revoked),
@@ -227,14 +228,22 @@ pub(crate) async fn post_reauth(
     }))
 }
 
-/// `{"token", "new_password"}`: a one-time token from `vestibule user reset-password`.
+/// `{"token", "new_password"}`: a one-time token from `vestibule user reset-password` or from
+/// the link of `POST /auth/password/forgot`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct PasswordReset {
-    /// The `vrst_…` token the administrator handed over.
+    /// The `vrst_…` token the administrator handed over, or the recovery link's.
     #[schema(value_type = String, format = Password)]
     token: Password,
     #[schema(value_type = String, format = Password)]
     new_password: Password,
+    /// On an account with a second factor: a current TOTP code (or `recovery_code`).
+    #[serde(default)]
+    code: Option<String>,
+    /// On an account with a second factor: an unused recovery code (spent by this reset).
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = Password)]
+    recovery_code: Option<Password>,
 }
 
 /// Sets a new password with a one-time reset token; every session and (with
@@ -251,7 +260,10 @@ pub(crate) struct PasswordReset {
         (status = 403, description = "A CSRF refusal (an untrusted Origin)", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: the body exceeds `limits.body_bytes`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: the body is not declared as `application/json`", body = ErrorBody),
+        (status = 401, description = "`second_factor_required` (the account has a second factor: send `code` or `recovery_code`; the token stays usable) or `mfa_code_invalid`", body = ErrorBody),
         (status = 422, description = "`password_too_short`, `password_too_long`, `password_too_common`, `password_contains_username` (the token stays usable) or `invalid_body`", body = ErrorBody),
+        (status = 429, description = "`rate_limited` (`rate_limits.mfa_per_user`)", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until a retry can succeed"))),
         (status = 503, description = "`store_unavailable` or `busy`; retry", body = ErrorBody),
     ),
     security(()),
@@ -267,7 +279,7 @@ pub(crate) async fn post_password_reset(
             "this reset token is unknown, expired or already used",
         )
         .with_hint(
-            "ask an administrator for a new one (`vestibule user reset-password --user NAME`)",
+            "ask for a new link (POST /auth/password/forgot), or an administrator for a token (`vestibule user reset-password --user NAME`)",
         )
     };
     let token = crate::token::SecretToken::parse(
@@ -279,6 +291,44 @@ pub(crate) async fn post_password_reset(
     let user_id = resets.peek(&token).await?.ok_or_else(invalid)?;
     let user = app.users.by_id(user_id).await?.ok_or_else(invalid)?;
     app.policy.check(&user.username, &body.new_password)?;
+    // A reset does not bypass a second factor (ASVS 6.4.3): the account's factor is proved
+    // before the new password takes effect.
+    if app.mfa.store.methods(user.id).await?.any() {
+        let proved = match (&body.code, &body.recovery_code) {
+            (None, None) => {
+                return Err(Error::new(
+                    ErrorCode::SecondFactorRequired,
+                    "this account has a second factor: prove it to set a new password",
+                )
+                .with_hint("send \"code\" (from the authenticator app) or \"recovery_code\" with the new password; the token stays usable"));
+            }
+            (code, recovery) => {
+                super::mfa::check_rate(&app, user.id).await?;
+                match (code, recovery) {
+                    (Some(c), _) => super::mfa::totp_ok(&app, user.id, c).await?,
+                    (None, Some(r)) => {
+                        r.expose().len() <= 64
+                            && app
+                                .mfa
+                                .store
+                                .use_recovery_code(
+                                    user.id,
+                                    &crate::auth::mfa::recovery_hash(r.expose()),
+                                )
+                                .await?
+                    }
+                    (None, None) => false,
+                }
+            }
+        };
+        if !proved {
+            audit!("password.reset_failure", reason = "mfa_code_invalid", user_id = user.id, client_ip = %ip);
+            return Err(Error::new(
+                ErrorCode::MfaCodeInvalid,
+                "the code is wrong, expired or already used",
+            ));
+        }
+    }
     let hash = app.hasher.hash(&body.new_password).await?;
     if resets.redeem(&token, &hash).await?.is_none() {
         return Err(invalid());
@@ -297,5 +347,6 @@ pub(crate) async fn post_password_reset(
         tokens_revoked = revoked,
         "password set with a reset token"
     );
+    super::email::notify(&app, user.id, super::email::Notice::PasswordChanged).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,0 +1,249 @@
+//! Email addresses on accounts: signup with an address, verification tokens (256-bit, only
+//! their SHA-256 stored, 24 hours, single use), and password recovery by email. Every message
+//! is written into the outbox in the transaction of the change that causes it
+//! ([`crate::email`]).
+
+use std::time::Duration;
+
+use sqlx::Row;
+
+use super::{User, UserError, Username};
+use crate::db::{Database, with_pool};
+use crate::email::{EmailAddress, Outgoing, outbox::enqueue};
+use crate::session::{UnixTime, now};
+use crate::token::{SecretToken, TokenKind};
+
+/// How long a verification link works.
+pub const VERIFICATION_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+/// How long a recovery link works.
+pub const RECOVERY_LIFETIME: Duration = Duration::from_secs(30 * 60);
+
+fn expiry(t: UnixTime, d: Duration) -> UnixTime {
+    t.saturating_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+/// Creates a user with an (unverified) address, its verification token and the message that
+/// carries it, in one transaction. `message` gets the raw token (shown only in the message).
+///
+/// # Errors
+/// [`UserError::Taken`], [`UserError::EmailTaken`], or a database error.
+pub async fn create_with_email(
+    db: &Database,
+    username: &Username,
+    password_hash: &str,
+    email: &EmailAddress,
+    message: impl FnOnce(&SecretToken) -> Option<Outgoing>,
+) -> Result<User, UserError> {
+    let token = SecretToken::generate(TokenKind::EmailVerification);
+    let hash = token.hash();
+    let outgoing = message(&token);
+    let t = now();
+    let result: Result<User, sqlx::Error> = async {
+        Ok(with_pool!(db, write, |pool, d| {
+            let mut tx = pool.begin_with(d.begin_write()).await?;
+            let row = sqlx::query(
+                "INSERT INTO users (username, password_hash, is_active, created_at, email, email_verified) \
+                 VALUES ($1, $2, TRUE, $3, $4, FALSE) \
+                 RETURNING id, username, password_hash, is_active, created_at, last_login, email, email_verified",
+            )
+            .bind(username.as_str())
+            .bind(password_hash)
+            .bind(t)
+            .bind(email.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+            let user = User {
+                id: row.try_get("id")?,
+                username: row.try_get("username")?,
+                password_hash: row.try_get("password_hash")?,
+                is_active: row.try_get("is_active")?,
+                created_at: row.try_get("created_at")?,
+                last_login: row.try_get("last_login")?,
+                email: row.try_get("email")?,
+                email_verified: row.try_get("email_verified")?,
+            };
+            sqlx::query(
+                "INSERT INTO email_verifications (user_id, email, token_hash, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(user.id)
+            .bind(email.as_str())
+            .bind(&hash.as_bytes()[..])
+            .bind(t)
+            .bind(expiry(t, VERIFICATION_LIFETIME))
+            .execute(&mut *tx)
+            .await?;
+            if let Some(m) = &outgoing {
+                enqueue!(&mut *tx, m)?;
+            }
+            tx.commit().await?;
+            user
+        }))
+    }
+    .await;
+    match result {
+        Ok(u) => Ok(u),
+        Err(e) if is_unique_violation(&e) => {
+            // Which one: the username index or the email index.
+            let users = super::UserStore::new(db.clone());
+            if users.by_username(username.as_str()).await?.is_some() {
+                Err(UserError::Taken)
+            } else {
+                Err(UserError::EmailTaken)
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Issues a new verification token for `user_id`'s `email` (the older ones stop working) and
+/// writes its message, in one transaction.
+///
+/// # Errors
+/// A database error.
+pub async fn issue_verification(
+    db: &Database,
+    user_id: i64,
+    email: &str,
+    message: impl FnOnce(&SecretToken) -> Option<Outgoing>,
+) -> Result<(), UserError> {
+    let token = SecretToken::generate(TokenKind::EmailVerification);
+    let hash = token.hash();
+    let outgoing = message(&token);
+    let t = now();
+    with_pool!(db, write, |pool, d| {
+        let mut tx = pool.begin_with(d.begin_write()).await?;
+        sqlx::query("DELETE FROM email_verifications WHERE user_id = $1 AND used_at IS NULL")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO email_verifications (user_id, email, token_hash, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(user_id)
+        .bind(email)
+        .bind(&hash.as_bytes()[..])
+        .bind(t)
+        .bind(expiry(t, VERIFICATION_LIFETIME))
+        .execute(&mut *tx)
+        .await?;
+        if let Some(m) = &outgoing {
+            enqueue!(&mut *tx, m)?;
+        }
+        tx.commit().await?;
+    });
+    Ok(())
+}
+
+/// What a followed verification link did.
+#[derive(Debug, Clone)]
+pub struct VerifiedAddress {
+    /// The account.
+    pub user_id: i64,
+    /// The address now verified on it.
+    pub email: String,
+    /// The address it replaced, when the link was for a change (it gets a notice).
+    pub previous: Option<String>,
+}
+
+/// Uses a verification token up and marks its address verified on its account (the address
+/// becomes the account's, if it was a change). `None` for an unknown, expired or used token.
+///
+/// # Errors
+/// [`UserError::EmailTaken`] (another account took the address meanwhile), a database error.
+pub async fn verify(
+    db: &Database,
+    token: &SecretToken,
+) -> Result<Option<VerifiedAddress>, UserError> {
+    let hash = token.hash();
+    let t = now();
+    let result: Result<Option<VerifiedAddress>, sqlx::Error> = async {
+        Ok(with_pool!(db, write, |pool, d| {
+            let mut tx = pool.begin_with(d.begin_write()).await?;
+            let row = sqlx::query(
+                "UPDATE email_verifications SET used_at = $1 \
+                 WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1 \
+                 AND user_id IN (SELECT id FROM users WHERE is_active) RETURNING user_id, email",
+            )
+            .bind(t)
+            .bind(&hash.as_bytes()[..])
+            .fetch_optional(&mut *tx)
+            .await?;
+            let found = match row {
+                Some(r) => Some((
+                    r.try_get::<i64, _>("user_id")?,
+                    r.try_get::<String, _>("email")?,
+                )),
+                None => None,
+            };
+            let mut verified = None;
+            if let Some((id, email)) = found {
+                let previous: Option<String> = sqlx::query("SELECT email FROM users WHERE id = $1")
+                    .bind(id)
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .try_get("email")?;
+                sqlx::query("UPDATE users SET email = $1, email_verified = TRUE WHERE id = $2")
+                    .bind(email.as_str())
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                verified = Some(VerifiedAddress {
+                    user_id: id,
+                    previous: previous.filter(|p| !p.eq_ignore_ascii_case(&email)),
+                    email,
+                });
+            }
+            tx.commit().await?;
+            verified
+        }))
+    }
+    .await;
+    match result {
+        Err(e) if is_unique_violation(&e) => Err(UserError::EmailTaken),
+        other => Ok(other?),
+    }
+}
+
+/// Issues a recovery token for `user_id` (a `vrst_` token, redeemed by the one reset path,
+/// `POST /auth/password/reset`; valid [`RECOVERY_LIFETIME`]; the user's older tokens stop
+/// working) and writes its message, in one transaction.
+///
+/// # Errors
+/// A database error.
+pub async fn issue_recovery(
+    db: &Database,
+    user_id: i64,
+    message: impl FnOnce(&SecretToken) -> Outgoing,
+) -> Result<(), UserError> {
+    let token = SecretToken::generate(TokenKind::PasswordReset);
+    let hash = token.hash();
+    let outgoing = message(&token);
+    let t = now();
+    with_pool!(db, write, |pool, d| {
+        let mut tx = pool.begin_with(d.begin_write()).await?;
+        sqlx::query("DELETE FROM password_resets WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO password_resets (user_id, token_hash, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(user_id)
+        .bind(&hash.as_bytes()[..])
+        .bind(t)
+        .bind(expiry(t, RECOVERY_LIFETIME))
+        .execute(&mut *tx)
+        .await?;
+        enqueue!(&mut *tx, &outgoing)?;
+        tx.commit().await?;
+    });
+    Ok(())
+}

@@ -1,0 +1,440 @@
+//! Email routes: password recovery (`POST /auth/password/forgot`, whose link feeds the one reset
+//! path, `POST /auth/password/reset`) and address verification (`POST /auth/email/verify`,
+//! `/auth/email/verify/resend`). The two that name an account answer the same body and status,
+//! at the same speed, whether or not it exists: they spend the rate limits, hand the work to a
+//! task and answer at once (the message goes through the outbox).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::auth::email as account_email;
+use crate::email::Kind;
+use crate::error::{Error, ErrorCode, Result};
+use crate::server::json::Json;
+use crate::server::openapi::{ErrorBody, JsonBodyErrors};
+use crate::server::{AppState, ClientIp};
+
+/// `{"login"}`: a username or an email address.
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct LoginName {
+    /// The username or the address of the account.
+    login: String,
+}
+
+/// The one answer of the routes that must not tell whether an account exists.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Accepted {
+    /// Always `true`.
+    accepted: bool,
+    /// What happens next, for people.
+    message: &'static str,
+}
+
+/// The budgets of a request that sends mail: per client address, then per name (counted
+/// whether or not an account has it, so the 429 tells nothing either).
+async fn take_budgets(app: &AppState, ip: std::net::IpAddr, login: &str) -> Result<String> {
+    let key = login.trim().to_ascii_lowercase();
+    if key.is_empty() || key.len() > 254 || key.chars().any(char::is_control) {
+        return Err(Error::new(
+            ErrorCode::InvalidBody,
+            "login must be a username or an email address",
+        ));
+    }
+    app.limits.email_ip.take(&ip).await.map_err(|l| {
+        app.limited(
+            l,
+            "emails asked for from this address",
+            "rate_limits.email_per_ip",
+        )
+    })?;
+    app.limits.email_address.take(&key).await.map_err(|l| {
+        app.limited(
+            l,
+            "emails asked for this account",
+            "rate_limits.email_per_address",
+        )
+    })?;
+    Ok(key)
+}
+
+/// Asks for a password recovery link: when an active account has this username or address
+/// and an address, a one-time link (30 minutes; a newer request or a password change voids it)
+/// is sent there. The answer is the same whether or not the account exists.
+#[utoipa::path(
+    post,
+    path = "/auth/password/forgot",
+    tag = "auth",
+    request_body = LoginName,
+    responses(
+        JsonBodyErrors,
+        (status = 202, description = "Accepted (the same answer whether or not the account exists)", body = Accepted),
+        (status = 403, description = "A CSRF refusal", body = ErrorBody),
+        (status = 422, description = "`invalid_body`", body = ErrorBody),
+        (status = 429, description = "`rate_limited` (`rate_limits.email_per_ip`, `rate_limits.email_per_address`): wait `Retry-After` seconds", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until a retry can succeed"))),
+    ),
+    security(()),
+)]
+pub(crate) async fn post_password_forgot(
+    State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Json(body): Json<LoginName>,
+) -> Result<(StatusCode, axum::Json<Accepted>)> {
+    let key = take_budgets(&app, ip, &body.login).await?;
+    // The lookup and the write happen after the answer, so its timing is the same either way.
+    let task_app = app.clone();
+    tokio::spawn(async move {
+        // Let the answer go out first.
+        tokio::task::yield_now().await;
+        if let Err(e) = send_recovery(&task_app, &key, ip).await {
+            tracing::warn!(error = %e, "password recovery: could not write the message");
+        }
+    });
+    Ok(accepted(
+        "if an account has this username or address, a link to set a new password is on its way to its address",
+    ))
+}
+
+fn accepted(message: &'static str) -> (StatusCode, axum::Json<Accepted>) {
+    (
+        StatusCode::ACCEPTED,
+        axum::Json(Accepted {
+            accepted: true,
+            message,
+        }),
+    )
+}
+
+async fn send_recovery(app: &AppState, login: &str, ip: std::net::IpAddr) -> Result<()> {
+    let Some(mailer) = &app.mailer else {
+        return Ok(());
+    };
+    let user = app.users.by_login(login).await?;
+    let Some((user, to)) = user
+        .filter(|u| u.is_active)
+        .and_then(|u| u.email.clone().map(|e| (u, e)))
+    else {
+        audit!("password.forgot", found = false, client_ip = %ip, "password recovery asked for no account with an address");
+        return Ok(());
+    };
+    let minutes = (account_email::RECOVERY_LIFETIME.as_secs() / 60).to_string();
+    account_email::issue_recovery(&app.db, user.id, |token| {
+        let link = mailer.link("/reset", token.expose());
+        mailer.render(
+            Kind::PasswordReset,
+            &to,
+            &[
+                ("link", &link),
+                ("minutes", &minutes),
+                ("username", &user.username),
+            ],
+        )
+    })
+    .await?;
+    mailer.wake();
+    audit!("password.forgot", found = true, user_id = user.id, client_ip = %ip, "password recovery link written to the outbox");
+    Ok(())
+}
+
+/// Writes a verification message for `user_id`'s `email` (a new token; older ones die).
+pub(crate) async fn send_verification(
+    app: &AppState,
+    user_id: i64,
+    username: &str,
+    email: &str,
+) -> Result<()> {
+    let Some(mailer) = &app.mailer else {
+        return Ok(());
+    };
+    let hours = (account_email::VERIFICATION_LIFETIME.as_secs() / 3600).to_string();
+    account_email::issue_verification(&app.db, user_id, email, |token| {
+        Some(verification_message(mailer, token, email, username, &hours))
+    })
+    .await?;
+    mailer.wake();
+    Ok(())
+}
+
+/// The verification message carrying `token`.
+pub(crate) fn verification_message(
+    mailer: &crate::email::Mailer,
+    token: &crate::token::SecretToken,
+    email: &str,
+    username: &str,
+    hours: &str,
+) -> crate::email::Outgoing {
+    let link = mailer.link("/verify", token.expose());
+    mailer.render(
+        Kind::VerifyEmail,
+        email,
+        &[
+            ("link", &link),
+            ("token", token.expose()),
+            ("hours", hours),
+            ("username", username),
+        ],
+    )
+}
+
+/// `{"token"}`: the token of a verification link (or the code typed from the message).
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct VerifyBody {
+    /// The `vevf_…` token.
+    #[schema(value_type = String, format = Password)]
+    token: crate::auth::Password,
+}
+
+/// `{"verified": true, "email"}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Verified {
+    /// Always `true`.
+    verified: bool,
+    /// The address now verified on the account.
+    email: String,
+}
+
+/// Verifies an address with the token sent to it (single use, 24 hours). Needs no session:
+/// the link may be opened in another browser.
+#[utoipa::path(
+    post,
+    path = "/auth/email/verify",
+    tag = "auth",
+    request_body = VerifyBody,
+    responses(
+        JsonBodyErrors,
+        (status = 200, description = "Verified", body = Verified),
+        (status = 400, description = "`verification_token_invalid` (malformed, unknown, expired or used) or `malformed_json`", body = ErrorBody),
+        (status = 403, description = "A CSRF refusal", body = ErrorBody),
+        (status = 409, description = "`email_taken`: another account verified this address meanwhile", body = ErrorBody),
+        (status = 422, description = "`invalid_body`", body = ErrorBody),
+        (status = 503, description = "`store_unavailable`; retry", body = ErrorBody),
+    ),
+    security(()),
+)]
+pub(crate) async fn post_email_verify(
+    State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Json(body): Json<VerifyBody>,
+) -> Result<axum::Json<Verified>> {
+    let invalid = || {
+        Error::new(
+            ErrorCode::VerificationTokenInvalid,
+            "this verification link is unknown, expired or already used",
+        )
+        .with_hint("ask for a new one: POST /auth/email/verify/resend {\"login\"}")
+    };
+    let token = crate::token::SecretToken::parse(
+        crate::token::TokenKind::EmailVerification,
+        body.token.expose().trim(),
+    )
+    .map_err(|_| invalid())?;
+    let Some(done) = account_email::verify(&app.db, &token).await? else {
+        return Err(invalid());
+    };
+    audit!("email.verified", user_id = done.user_id, client_ip = %ip, changed = done.previous.is_some(), "email address verified");
+    if let Some(previous) = &done.previous {
+        notify(
+            &app,
+            done.user_id,
+            Notice::EmailChanged(previous.clone(), done.email.clone()),
+        )
+        .await;
+    }
+    Ok(axum::Json(Verified {
+        verified: true,
+        email: done.email,
+    }))
+}
+
+/// Sends a new verification link to the account's unverified address (older links die). The
+/// answer is the same whether or not the account exists or needs one.
+#[utoipa::path(
+    post,
+    path = "/auth/email/verify/resend",
+    tag = "auth",
+    request_body = LoginName,
+    responses(
+        JsonBodyErrors,
+        (status = 202, description = "Accepted (the same answer whether or not the account exists)", body = Accepted),
+        (status = 403, description = "A CSRF refusal", body = ErrorBody),
+        (status = 422, description = "`invalid_body`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: wait `Retry-After` seconds", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until a retry can succeed"))),
+    ),
+    security(()),
+)]
+pub(crate) async fn post_email_resend(
+    State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Json(body): Json<LoginName>,
+) -> Result<(StatusCode, axum::Json<Accepted>)> {
+    let key = take_budgets(&app, ip, &body.login).await?;
+    let task_app = app.clone();
+    tokio::spawn(async move {
+        tokio::task::yield_now().await;
+        let run = async {
+            if let Some(u) = task_app.users.by_login(&key).await?
+                && u.is_active
+                && !u.email_verified
+                && let Some(email) = &u.email
+            {
+                send_verification(&task_app, u.id, &u.username, email).await?;
+                audit!("email.verify_resend", user_id = u.id, client_ip = %ip, "verification link written to the outbox");
+            }
+            Ok::<(), Error>(())
+        };
+        if let Err(e) = run.await {
+            tracing::warn!(error = %e, "verification resend: could not write the message");
+        }
+    });
+    Ok(accepted(
+        "if an account has this username or address and it is not verified yet, a new link is on its way",
+    ))
+}
+
+/// Which security notice, and whether `[email.notify]` has it on.
+#[derive(Debug, Clone)]
+pub(crate) enum Notice {
+    /// Password changed or reset.
+    PasswordChanged,
+    /// A second factor added (`true`) or removed (`false`), with its method.
+    SecondFactor(bool, &'static str),
+    /// A sign-in from a browser that had not signed in to the account before.
+    NewDevice(std::net::IpAddr),
+    /// The address changed from the first to the second: the old address is told.
+    EmailChanged(String, String),
+}
+
+/// Writes a security notice to the account's verified address (an unverified address may be
+/// someone else's: it gets nothing), when email is on and `[email.notify]` keeps this one.
+/// Best effort after the change: a failure is logged, never the caller's error.
+pub(crate) async fn notify(app: &AppState, user_id: i64, notice: Notice) {
+    let Some(mailer) = &app.mailer else {
+        return;
+    };
+    let on = &mailer.settings.notify;
+    let wanted = match &notice {
+        Notice::PasswordChanged => on.password_changed,
+        Notice::SecondFactor(..) => on.second_factor,
+        Notice::NewDevice(_) => on.new_device,
+        Notice::EmailChanged(..) => on.email_changed,
+    };
+    if !wanted {
+        return;
+    }
+    let run = async {
+        let Some(user) = app.users.by_id(user_id).await? else {
+            return Ok(());
+        };
+        // A change's notice goes to the old address (verified until now).
+        let to = match &notice {
+            Notice::EmailChanged(old, _) => Some(old.clone()),
+            _ => user.email.clone().filter(|_| user.email_verified),
+        };
+        let Some(to) = to else {
+            return Ok(());
+        };
+        let to = &to;
+        let ip;
+        let change;
+        let message = match &notice {
+            Notice::PasswordChanged => {
+                mailer.render(Kind::PasswordChanged, to, &[("username", &user.username)])
+            }
+            Notice::SecondFactor(added, method) => {
+                change = format!(
+                    "a second factor ({method}) was {}",
+                    if *added { "added" } else { "removed" }
+                );
+                mailer.render(
+                    Kind::SecondFactor,
+                    to,
+                    &[("username", &user.username), ("change", &change)],
+                )
+            }
+            Notice::EmailChanged(_, new_email) => mailer.render(
+                Kind::EmailChanged,
+                to,
+                &[("username", &user.username), ("new_email", new_email)],
+            ),
+            Notice::NewDevice(addr) => {
+                ip = addr.to_string();
+                mailer.render(
+                    Kind::NewDevice,
+                    to,
+                    &[("username", &user.username), ("client_ip", &ip)],
+                )
+            }
+        };
+        crate::email::Outbox::new(app.db.clone())
+            .enqueue(&message)
+            .await
+            .map_err(crate::auth::UserError::from)?;
+        mailer.wake();
+        Ok::<(), Error>(())
+    };
+    if let Err(e) = run.await {
+        tracing::warn!(error = %e, user_id, "security notice: could not write the message");
+    }
+}
+
+/// `{"email"}`: the new address.
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct EmailChange {
+    /// The new address.
+    email: String,
+}
+
+/// `{"pending_email"}`: where the verification link went.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct EmailChangePending {
+    pending_email: String,
+}
+
+/// Changes the account's address: needs a recent password (`POST /auth/reauth`), and takes
+/// effect only when the link sent to the new address is followed (`POST /auth/email/verify`),
+/// at which point the old address gets a notice.
+#[utoipa::path(
+    post,
+    path = "/auth/email",
+    tag = "auth",
+    request_body = EmailChange,
+    responses(
+        JsonBodyErrors,
+        crate::server::openapi::StoreErrors,
+        (status = 202, description = "A verification link went to the new address; the old one stays until it is followed", body = EmailChangePending),
+        (status = 401, description = "`not_authenticated`, `session_expired` or `invalid_token`", body = ErrorBody),
+        (status = 403, description = "`reauth_required` (no password proved within `auth.reauth_window`), `session_required` (an access token), `insufficient_scope`, or a CSRF refusal", body = ErrorBody),
+        (status = 409, description = "`email_taken`", body = ErrorBody),
+        (status = 422, description = "`invalid_email` or `invalid_body`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: wait `Retry-After` seconds", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until a retry can succeed"))),
+    ),
+    security(("session_cookie" = [], "csrf_token" = []), ("bearer" = [])),
+)]
+pub(crate) async fn post_email_change(
+    State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
+    session: crate::session::Session,
+    user: crate::auth::AccountUser,
+    Json(body): Json<EmailChange>,
+) -> Result<(StatusCode, axum::Json<EmailChangePending>)> {
+    crate::auth::reauth::require_recent(&session, app.reauth_window).await?;
+    let email = crate::email::EmailAddress::parse(&body.email)?;
+    take_budgets(&app, ip, email.as_str()).await?;
+    if let Some(owner) = app.users.by_email(email.as_str()).await?
+        && owner.id != user.id
+    {
+        return Err(crate::auth::UserError::EmailTaken.into());
+    }
+    send_verification(&app, user.id, &user.username, email.as_str()).await?;
+    audit!("email.change_requested", user_id = user.id, client_ip = %ip, "address change: verification link written to the outbox");
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(EmailChangePending {
+            pending_email: email.as_str().to_owned(),
+        }),
+    ))
+}
