@@ -107,6 +107,8 @@ pub struct RawConfig {
     pub rate_limits: RawRateLimits,
     /// Prometheus metrics.
     pub metrics: RawMetrics,
+    /// Sign-in through OpenID Connect providers (`[[oidc.provider]]`).
+    pub oidc: crate::auth::oidc::RawOidc,
     /// Signs the login rate limit's device-recognition cookie (any string of 32+ characters;
     /// keep it secret, and the same on every instance). Unset: a random key per process, so
     /// devices are recognised until the next restart, by this instance only.
@@ -148,6 +150,7 @@ impl Default for RawConfig {
             limits: RawLimits::default(),
             rate_limits: RawRateLimits::default(),
             metrics: RawMetrics::default(),
+            oidc: crate::auth::oidc::RawOidc::default(),
             secret_key: None,
             upstream: Vec::new(),
             dev: crate::proxy::RawDev::default(),
@@ -247,6 +250,8 @@ pub struct Config {
     pub warnings: Vec<String>,
     /// The same-origin proxy: upstreams, dev mode, static SPA.
     pub proxy: crate::proxy::ProxyConfig,
+    /// `[oidc]`: OpenID Connect providers.
+    pub oidc: crate::auth::oidc::OidcSettings,
 }
 
 impl Config {
@@ -345,6 +350,7 @@ impl RawConfig {
         let limits = self.limits.validate(&mut p);
         let rate_limits = self.rate_limits.validate(&mut p);
         let metrics_allow = self.metrics.allow_list(&mut p);
+        let oidc = self.oidc.validate(&mut p);
         let device_key = match &self.secret_key {
             Some(SecretString(k)) if k.chars().count() < 32 => {
                 p.add(
@@ -552,6 +558,7 @@ impl RawConfig {
             max_sessions_per_user: self.limits.max_sessions_per_user,
             warnings,
             proxy,
+            oidc,
         })
     }
 }

@@ -5,6 +5,7 @@ mod device;
 mod extract;
 pub mod login;
 pub mod mfa;
+pub mod oidc;
 mod password;
 pub mod quality;
 pub mod reauth;

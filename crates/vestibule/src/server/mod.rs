@@ -112,6 +112,8 @@ pub struct Shared {
     /// the `/auth` routes' and, as the [`Login`](crate::auth::Login) extractor, the
     /// application's routes'.
     pub login: crate::auth::LoginFlow,
+    /// Sign-in through OpenID providers, when `[[oidc.provider]]` names any.
+    pub oidc: Option<crate::auth::oidc::RelyingParty>,
 }
 
 /// Why the server could not start.
@@ -288,6 +290,12 @@ pub fn router_with(state: AppState, config: &Config, extra: Router) -> Router {
             "/auth/passkey/login/finish",
             post(routes::passkeys::post_passkey_login_finish),
         )
+        .route("/auth/oidc/providers", get(routes::oidc::get_providers))
+        .route("/auth/oidc/{provider}/start", get(routes::oidc::get_start))
+        .route(
+            "/auth/oidc/{provider}/callback",
+            get(routes::oidc::get_callback),
+        )
         .route("/openapi.json", get(openapi::get_openapi))
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
@@ -427,7 +435,19 @@ impl App {
         .with_trusted_proxies(config.trusted_proxies.clone())
         .with_max_sessions_per_user(config.max_sessions_per_user)
         .with_metrics(metrics.clone());
+        let oidc = if config.oidc.providers.is_empty() {
+            None
+        } else {
+            Some(crate::auth::oidc::RelyingParty::new(
+                config.oidc.clone(),
+                config.public_origin.clone(),
+                config.origins.clone(),
+                crate::auth::oidc::Identities::new(db.clone()),
+                users.clone(),
+            )?)
+        };
         let state = AppState::new(Shared {
+            oidc,
             users,
             sessions: {
                 let mut m = SessionManager::new(store, config.session.clone())

@@ -107,6 +107,9 @@ pub(crate) struct StatusBody {
         routes::passkeys::post_passkey_login_finish,
         routes::health::healthz,
         routes::health::readyz,
+        routes::oidc::get_providers,
+        routes::oidc::get_start,
+        routes::oidc::get_callback,
     ),
     components(schemas(ErrorBody, ErrorCode, StatusBody)),
     modifiers(&SecuritySchemes),
@@ -114,6 +117,7 @@ pub(crate) struct StatusBody {
         (name = "auth", description = "Users, login, sessions, CSRF and access tokens"),
         (name = "health", description = "Liveness and readiness"),
         (name = "mfa", description = "Second factors (TOTP, recovery codes, passkeys) and passwordless passkey login"),
+        (name = "oidc", description = "Sign-in through OpenID Connect providers; the provider's tokens stay on the server"),
     )
 )]
 pub(crate) struct ApiDoc;

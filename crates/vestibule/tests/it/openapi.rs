@@ -43,6 +43,9 @@ const MOUNTED: &[(&str, &str)] = &[
     ("post", "/auth/passkey/login/finish"),
     ("get", "/healthz"),
     ("get", "/readyz"),
+    ("get", "/auth/oidc/providers"),
+    ("get", "/auth/oidc/{provider}/start"),
+    ("get", "/auth/oidc/{provider}/callback"),
 ];
 
 const METHODS: &[&str] = &["get", "post", "put", "patch", "delete"];

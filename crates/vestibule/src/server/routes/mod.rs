@@ -8,6 +8,7 @@ pub(super) mod auth;
 pub(super) mod counter;
 pub(super) mod health;
 pub(super) mod mfa;
+pub(super) mod oidc;
 pub(super) mod passkeys;
 pub(super) mod password;
 pub(super) mod sessions;
