@@ -209,6 +209,7 @@ pub fn router_with(state: AppState, config: &Config, extra: Router) -> Router {
         cookie: &config.session.cookie,
         trusted_proxies: &config.trusted_proxies,
         metrics: state.metrics.clone(),
+        oidc: state.oidc.clone(),
     });
     if let Some(jwks) = gateway.as_ref().and_then(|g| g.jwks()) {
         app = app.route(
@@ -444,6 +445,7 @@ impl App {
                 config.origins.clone(),
                 crate::auth::oidc::Identities::new(db.clone()),
                 users.clone(),
+                crate::auth::mfa::SecretBox::new(config.mfa_key),
             )?)
         };
         let state = AppState::new(Shared {

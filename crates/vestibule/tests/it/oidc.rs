@@ -710,3 +710,99 @@ fn config_refuses_alg_none_a_plain_http_issuer_and_a_missing_secret() {
         assert!(err.contains(key), "{key} in {err}");
     }
 }
+
+/// An upstream that answers every request with the `Authorization` header it received.
+async fn echo_upstream() -> String {
+    let router = Router::new().fallback(|headers: axum::http::HeaderMap| async move {
+        headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    });
+    crate::support::serve_router(router).await
+}
+
+/// Whether the provider's userinfo endpoint accepts `authorization` (a live access token).
+async fn provider_accepts(idp: &Idp, authorization: &str) -> bool {
+    let res = Client::new()
+        .get(format!("{}/me", idp.issuer))
+        .header("authorization", authorization)
+        .send()
+        .await
+        .expect("userinfo");
+    res.status() == 200
+}
+
+#[tokio::test]
+async fn an_upstream_gets_the_providers_access_token_refreshed_once_per_session_when_due() {
+    let port = free_port();
+    let cb = format!("http://127.0.0.1:{port}/auth/oidc/test/callback");
+    // Access tokens live 2 s: the relay refreshes within a second of expiry.
+    let Some(idp) = Idp::start(json!({"redirect_uris": [cb], "access_token_ttl": 2})).await else {
+        return;
+    };
+    let upstream = echo_upstream().await;
+    let app = vestibule(port, |raw| {
+        provider(raw, "test", &idp.issuer, "vestibule", &idp.client_secret);
+        raw.upstream.push(vestibule::proxy::RawUpstream {
+            prefix: "/api".into(),
+            url: upstream.clone(),
+            forward_access_token: true,
+            ..Default::default()
+        });
+        raw.upstream.push(vestibule::proxy::RawUpstream {
+            prefix: "/plain".into(),
+            url: upstream.clone(),
+            ..Default::default()
+        });
+    })
+    .await;
+    let c = browser();
+    let cb_url = provider_login(&c, &app, "dave", "/").await;
+    let res = c.get(&cb_url).send().await.expect("callback");
+    assert_eq!(res.status(), 303);
+    // Nothing the browser was sent carries a token.
+    let seen = format!("{:?}", res.headers());
+    assert!(!seen.to_lowercase().contains("bearer"));
+
+    let first = c.get(app.url("/api/x")).send().await.expect("api");
+    assert_eq!(first.status(), 200);
+    let first = first.text().await.expect("body");
+    assert!(first.starts_with("Bearer "), "{first:?}");
+    assert!(provider_accepts(&idp, &first).await, "a valid access token");
+    // An upstream without the option gets no token.
+    let plain = c.get(app.url("/plain/x")).send().await.expect("plain");
+    assert_eq!(plain.text().await.expect("body"), "");
+
+    // Past the refresh point, four concurrent calls: one refresh, one new token for all.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let calls: Vec<_> = (0..4)
+        .map(|_| {
+            let c = c.clone();
+            let url = app.url("/api/y");
+            tokio::spawn(async move {
+                c.get(url)
+                    .send()
+                    .await
+                    .expect("api")
+                    .text()
+                    .await
+                    .expect("body")
+            })
+        })
+        .collect();
+    let mut tokens = Vec::new();
+    for call in calls {
+        tokens.push(call.await.expect("task"));
+    }
+    assert!(
+        tokens.iter().all(|t| t == &tokens[0]),
+        "single-flight: {tokens:?}"
+    );
+    assert_ne!(tokens[0], first, "refreshed");
+    assert!(
+        provider_accepts(&idp, &tokens[0]).await,
+        "the refreshed token is valid"
+    );
+}

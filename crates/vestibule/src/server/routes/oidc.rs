@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::auth::oidc::{CallbackQuery, RelyingParty, TOKENS_KEY};
+use crate::auth::oidc::{CallbackQuery, RelyingParty};
 use crate::auth::{LoginStep, LoginTransport, Proof};
 use crate::error::{Error, ErrorCode, Result};
 use crate::server::openapi::{ErrorBody, StoreErrors};
@@ -166,9 +166,7 @@ pub(crate) async fn get_callback(
         Err(e) => return back(e),
     };
     // The provider's tokens stay on the server, sealed under `secret_key` when one is set.
-    let json = serde_json::to_vec(&verified.tokens).map_err(Error::internal)?;
-    let sealed = app.mfa.secrets.seal(user.id, &json)?;
-    session.insert(TOKENS_KEY, sealed).await?;
+    rp.keep_tokens(&session, user.id, &verified.tokens).await?;
     Ok(match step {
         LoginStep::LoggedIn(mut done) => {
             let mut res = see_other(&verified.return_to);
