@@ -76,6 +76,8 @@ const provider = new Provider(issuer, {
     backchannelLogout: { enabled: true },
     rpInitiatedLogout: { enabled: true },
   },
+  // The scopes' claims go into the ID token too (Vestibule reads the ID token, not userinfo).
+  conformIdTokenClaims: false,
   pkce: { required: () => true },
   ttl: {
     AccessToken: options.access_token_ttl || 60,

@@ -292,6 +292,11 @@ pub fn router_with(state: AppState, config: &Config, extra: Router) -> Router {
             post(routes::passkeys::post_passkey_login_finish),
         )
         .route("/auth/oidc/providers", get(routes::oidc::get_providers))
+        .route("/auth/identities", get(routes::oidc::get_identities))
+        .route(
+            "/auth/identities/{id}",
+            delete(routes::oidc::delete_identity),
+        )
         .route("/auth/oidc/{provider}/start", get(routes::oidc::get_start))
         .route(
             "/auth/oidc/{provider}/callback",

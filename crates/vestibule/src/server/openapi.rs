@@ -110,6 +110,8 @@ pub(crate) struct StatusBody {
         routes::oidc::get_providers,
         routes::oidc::get_start,
         routes::oidc::get_callback,
+        routes::oidc::get_identities,
+        routes::oidc::delete_identity,
     ),
     components(schemas(ErrorBody, ErrorCode, StatusBody)),
     modifiers(&SecuritySchemes),

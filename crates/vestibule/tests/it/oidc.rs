@@ -806,3 +806,85 @@ async fn an_upstream_gets_the_providers_access_token_refreshed_once_per_session_
         "the refreshed token is valid"
     );
 }
+
+#[tokio::test]
+async fn a_verified_email_links_when_opted_in_and_the_last_way_in_cannot_be_unlinked() {
+    let port = free_port();
+    let cb = format!("http://127.0.0.1:{port}/auth/oidc/test/callback");
+    let Some(idp) = Idp::start(json!({"redirect_uris": [cb]})).await else {
+        return;
+    };
+    let app = vestibule(port, |raw| {
+        raw.oidc.link_verified_email = true;
+        provider(raw, "test", &idp.issuer, "vestibule", &idp.client_secret);
+    })
+    .await;
+    // An account with a password whose username is the provider's verified e-mail.
+    let owner = app
+        .signed_up("erin@example.test", "correct horse battery staple")
+        .await;
+    let owner_id = owner
+        .get("/auth/me")
+        .await
+        .json::<Value>()
+        .await
+        .expect("json")["user"]["id"]
+        .as_i64();
+    let c = browser();
+    let cb_url = provider_login(&c, &app, "erin", "/").await;
+    assert_eq!(callback(&c, &cb_url).await, app.url("/"));
+    let who = me(&c, &app).await;
+    assert_eq!(
+        who["user"]["id"].as_i64(),
+        owner_id,
+        "linked by the verified e-mail"
+    );
+    let csrf = who["csrf_token"].as_str().expect("csrf").to_owned();
+    let list: Value = c
+        .get(app.url("/auth/identities"))
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    let ids = list["identities"].as_array().expect("identities");
+    assert_eq!(ids.len(), 1);
+    assert_eq!(ids[0]["subject"], "erin");
+    let id = ids[0]["id"].as_i64().expect("id");
+    // The account has a password: the identity can go.
+    let res = c
+        .delete(app.url(&format!("/auth/identities/{id}")))
+        .header("x-csrf-token", &csrf)
+        .header("origin", app.url(""))
+        .send()
+        .await
+        .expect("unlink");
+    assert_eq!(res.status(), 204);
+
+    // A user made by the provider has no password: its only identity stays.
+    let c = browser();
+    let cb_url = provider_login(&c, &app, "frank", "/").await;
+    assert_eq!(callback(&c, &cb_url).await, app.url("/"));
+    let csrf = me(&c, &app).await["csrf_token"]
+        .as_str()
+        .expect("csrf")
+        .to_owned();
+    let list: Value = c
+        .get(app.url("/auth/identities"))
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    let id = list["identities"][0]["id"].as_i64().expect("id");
+    let res = c
+        .delete(app.url(&format!("/auth/identities/{id}")))
+        .header("x-csrf-token", &csrf)
+        .header("origin", app.url(""))
+        .send()
+        .await
+        .expect("unlink");
+    assert_error(res, 409, "oidc_last_login").await;
+}

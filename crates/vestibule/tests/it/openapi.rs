@@ -46,6 +46,8 @@ const MOUNTED: &[(&str, &str)] = &[
     ("get", "/auth/oidc/providers"),
     ("get", "/auth/oidc/{provider}/start"),
     ("get", "/auth/oidc/{provider}/callback"),
+    ("get", "/auth/identities"),
+    ("delete", "/auth/identities/{id}"),
 ];
 
 const METHODS: &[&str] = &["get", "post", "put", "patch", "delete"];

@@ -9,7 +9,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::auth::oidc::{CallbackQuery, RelyingParty};
-use crate::auth::{LoginStep, LoginTransport, Proof};
+use crate::auth::{AccountUser, LoginStep, LoginTransport, Proof};
 use crate::error::{Error, ErrorCode, Result};
 use crate::server::openapi::{ErrorBody, StoreErrors};
 use crate::server::{AppState, ClientIp};
@@ -213,4 +213,94 @@ pub(crate) async fn get_providers(State(app): State<AppState>) -> axum::Json<Vec
             })
             .unwrap_or_default(),
     )
+}
+
+/// `{"identities"}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct IdentityList {
+    identities: Vec<crate::auth::oidc::Identity>,
+}
+
+/// The signed-in user's linked provider identities.
+#[utoipa::path(
+    get,
+    path = "/auth/identities",
+    tag = "oidc",
+    responses(
+        StoreErrors,
+        (status = 200, description = "The identities", body = IdentityList),
+        (status = 401, description = "`not_authenticated`, `session_expired`, `invalid_token`", body = ErrorBody),
+        (status = 403, description = "`session_required`", body = ErrorBody),
+    ),
+    security(("session_cookie" = []), ("bearer" = [])),
+)]
+pub(crate) async fn get_identities(
+    State(app): State<AppState>,
+    user: AccountUser,
+) -> Result<axum::Json<IdentityList>> {
+    let identities = match &app.oidc {
+        Some(rp) => rp.identities().list(user.id).await?,
+        None => Vec::new(),
+    };
+    Ok(axum::Json(IdentityList { identities }))
+}
+
+/// Unlinks one of the signed-in user's identities (re-authentication required; never the last
+/// way in: an account without a password keeps its last identity).
+#[utoipa::path(
+    delete,
+    path = "/auth/identities/{id}",
+    tag = "oidc",
+    params(("id" = String, Path, description = "The identity id from `GET /auth/identities`")),
+    responses(
+        StoreErrors,
+        (status = 204, description = "Unlinked"),
+        (status = 401, description = "`not_authenticated`, `session_expired`, `invalid_token`", body = ErrorBody),
+        (status = 403, description = "`reauth_required`, `session_required`, or a CSRF refusal", body = ErrorBody),
+        (status = 404, description = "`not_found`: no identity with this id belongs to the caller", body = ErrorBody),
+        (status = 409, description = "`oidc_last_login`: the account has no password and no other identity", body = ErrorBody),
+    ),
+    security(("session_cookie" = [], "csrf_token" = []), ("bearer" = [])),
+)]
+pub(crate) async fn delete_identity(
+    State(app): State<AppState>,
+    session: Session,
+    user: AccountUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
+    crate::auth::reauth::require_recent(&session, app.reauth_window).await?;
+    let not_found = || {
+        Error::new(
+            ErrorCode::NotFound,
+            "no identity with this id belongs to you",
+        )
+    };
+    let id: i64 = id.parse().map_err(|_| not_found())?;
+    let rp = app.oidc.as_ref().ok_or_else(not_found)?;
+    let linked = rp.identities().list(user.id).await?;
+    if !linked.iter().any(|i| i.id == id) {
+        return Err(not_found());
+    }
+    let has_password = app
+        .users
+        .by_id(user.id)
+        .await?
+        .is_some_and(|u| u.password_hash != crate::auth::oidc::NO_PASSWORD);
+    if !has_password && linked.len() <= 1 {
+        return Err(Error::new(
+            ErrorCode::OidcLastLogin,
+            "this identity is the account's only way to log in",
+        )
+        .with_hint("set a password or link another identity first"));
+    }
+    if !rp.identities().unlink(user.id, id).await? {
+        return Err(not_found());
+    }
+    audit!(
+        "oidc.unlink",
+        user_id = user.id,
+        identity_id = id,
+        "identity unlinked"
+    );
+    Ok(StatusCode::NO_CONTENT)
 }
