@@ -32,6 +32,22 @@ else
   export VESTIBULE_TEST_SMTP_PYTHON="$smtp_pkgs/python"
 fi
 
+# npm first: the Rust suite's OpenID tests start `oidc-provider` (a real, certified provider) from
+# node_modules (crates/vestibule/tests/it/oidc.rs, e2e/oidc/provider.mjs).
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  echo "node and npm are needed for the JavaScript tests (Node 20 or later)" >&2
+  exit 1
+fi
+
+# npm ci when node_modules is missing or was installed from another package-lock.json.
+lock_sum="$(sha256sum package-lock.json | cut -d' ' -f1)"
+stamp=node_modules/.vestibule-lock.sha256
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_sum" ]; then
+  echo "== npm ci"
+  npm ci --no-audit --no-fund
+  echo "$lock_sum" >"$stamp"
+fi
+
 echo "== cargo test --workspace"
 cargo test --workspace
 
@@ -48,20 +64,6 @@ export TEST_NOTES_API_BIN="$PWD/target/debug/notes-api"
 if [ ! -x "$TEST_NOTES_API_BIN" ]; then
   echo "$TEST_NOTES_API_BIN is missing after cargo test" >&2
   exit 1
-fi
-
-if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-  echo "node and npm are needed for the JavaScript tests (Node 20 or later)" >&2
-  exit 1
-fi
-
-# npm ci when node_modules is missing or was installed from another package-lock.json.
-lock_sum="$(sha256sum package-lock.json | cut -d' ' -f1)"
-stamp=node_modules/.vestibule-lock.sha256
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_sum" ]; then
-  echo "== npm ci"
-  npm ci --no-audit --no-fund
-  echo "$lock_sum" >"$stamp"
 fi
 
 echo "== tsc --noEmit (clients/js: index.d.ts, index.js against it, typed usage)"

@@ -86,6 +86,13 @@ export interface SignupPending {
   email: string;
 }
 
+export interface OidcProvider {
+  /** The name in `/auth/oidc/{name}/start`. */
+  name: string;
+  /** The button's label. */
+  label: string;
+}
+
 export interface User {
   id: number;
   username: string;
@@ -254,6 +261,18 @@ export interface VestibuleClient {
     register(options?: { name?: string }): Promise<RegisteredPasskey>;
     /** Passwordless login with a passkey the browser offers (cookie transport). */
     login(): Promise<User>;
+  };
+  /** Sign-in through the OpenID Connect providers configured on the server (`[[oidc.provider]]`). */
+  oidc: {
+    /** The configured providers, for "Sign in with …" buttons. */
+    providers(): Promise<OidcProvider[]>;
+    /** The URL that starts a login through `provider` and comes back to `returnTo` (default: this page). */
+    loginUrl(provider: string, options?: { returnTo?: string }): string;
+    /**
+     * Navigates the page to the provider. Back at `returnTo`, the query holds `oidc_error=<code>`
+     * on a refusal, or `mfa_required=1` when a second factor is due.
+     */
+    login(provider: string, options?: { returnTo?: string }): void;
   };
   sessions: {
     list(): Promise<SessionInfo[]>;

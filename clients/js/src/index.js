@@ -199,6 +199,20 @@ function credentialJson(cred) {
 const REAUTH_REFUSALS = new Set(['invalid_credentials', 'mfa_code_invalid', 'webauthn_failed']);
 
 /**
+ * `/auth/oidc/{provider}/start?return_to=…` (the server checks return_to against public_url and
+ * spa_origins: no open redirect). Without `returnTo`, the current page.
+ * @param {string} baseHref
+ * @param {{ href: string } | null} page
+ * @param {string} provider
+ * @param {string | undefined} returnTo
+ */
+function oidcStartUrl(baseHref, page, provider, returnTo) {
+  const to = returnTo !== undefined ? returnTo : page ? page.href : undefined;
+  const query = to !== undefined ? `?return_to=${encodeURIComponent(String(to))}` : '';
+  return `${baseHref}/auth/oidc/${encodeURIComponent(String(provider))}/start${query}`;
+}
+
+/**
  * Creates a client bound to one Vestibule server.
  * @param {import('./index.js').ClientOptions} [options]
  * @returns {import('./index.js').VestibuleClient}
@@ -638,6 +652,28 @@ export function createClient(options = {}) {
         const options = await call('POST', '/auth/passkey/login/start', undefined, { hook: false, anonymous: true });
         const cred = await credentialsApi().get(requestOptions(options));
         return finishLogin('/auth/passkey/login/finish', { credential: credentialJson(cred) }, { anonymous: true });
+      },
+    },
+
+    oidc: {
+      async providers() {
+        return call('GET', '/auth/oidc/providers');
+      },
+      loginUrl(provider, { returnTo } = {}) {
+        return oidcStartUrl(baseHref, page, provider, returnTo);
+      },
+      login(provider, options = {}) {
+        // A full-page navigation: the provider's login page, then the callback, then returnTo
+        // (with `oidc_error=<code>` or `mfa_required=1` in its query when there is more to do).
+        if (!page || typeof globalThis.location.assign !== 'function') {
+          throw new VestibuleError({
+            status: 0,
+            code: 'unsupported_environment',
+            message: 'oidc.login() navigates the page: it needs a browser page',
+            hint: 'outside a page, open oidc.loginUrl(provider) in a browser',
+          });
+        }
+        globalThis.location.assign(oidcStartUrl(baseHref, page, provider, options.returnTo));
       },
     },
 

@@ -454,3 +454,16 @@ describe('client.fetch for the app\'s own API', () => {
     }
   });
 });
+
+describe('oidc', () => {
+  test('providers() lists none on a server without [[oidc.provider]]; loginUrl() names the start route', async () => {
+    const { client } = cookieClient();
+    assert.deepEqual(await client.oidc.providers(), []);
+    assert.equal(
+      client.oidc.loginUrl('test idp', { returnTo: 'http://localhost:5173/after?x=1' }),
+      `${server.url}/auth/oidc/test%20idp/start?return_to=${encodeURIComponent('http://localhost:5173/after?x=1')}`,
+    );
+    assert.equal(client.oidc.loginUrl('test'), `${server.url}/auth/oidc/test/start`);
+    assert.throws(() => client.oidc.login('test'), (e) => e instanceof VestibuleError && e.code === 'unsupported_environment');
+  });
+});

@@ -109,6 +109,8 @@ pub struct RawConfig {
     pub metrics: RawMetrics,
     /// Email: transport, sender, links, templates, retries, security notices.
     pub email: crate::email::RawEmail,
+    /// Sign-in through OpenID Connect providers (`[[oidc.provider]]`).
+    pub oidc: crate::auth::oidc::RawOidc,
     /// Signs the login rate limit's device-recognition cookie (any string of 32+ characters;
     /// keep it secret, and the same on every instance). Unset: a random key per process, so
     /// devices are recognised until the next restart, by this instance only.
@@ -151,6 +153,7 @@ impl Default for RawConfig {
             rate_limits: RawRateLimits::default(),
             metrics: RawMetrics::default(),
             email: crate::email::RawEmail::default(),
+            oidc: crate::auth::oidc::RawOidc::default(),
             secret_key: None,
             upstream: Vec::new(),
             dev: crate::proxy::RawDev::default(),
@@ -256,6 +259,8 @@ pub struct Config {
     pub require_email: bool,
     /// Login waits for a verified address (`auth.require_verified_email`).
     pub require_verified_email: bool,
+    /// `[oidc]`: OpenID Connect providers.
+    pub oidc: crate::auth::oidc::OidcSettings,
 }
 
 impl Config {
@@ -368,6 +373,7 @@ impl RawConfig {
                     .into(),
             );
         }
+        let oidc = self.oidc.validate(&mut p);
         let device_key = match &self.secret_key {
             Some(SecretString(k)) if k.chars().count() < 32 => {
                 p.add(
@@ -578,6 +584,7 @@ impl RawConfig {
             email,
             require_email: self.auth.require_email || self.auth.require_verified_email,
             require_verified_email: self.auth.require_verified_email,
+            oidc,
         })
     }
 }

@@ -142,6 +142,30 @@ pub enum ErrorCode {
     /// The account has a second factor: a password reset must prove it too (`code` or
     /// `recovery_code`) before the new password takes effect.
     SecondFactorRequired,
+    /// No OpenID provider of this name is configured (`[[oidc.provider]]`).
+    OidcProviderUnknown,
+    /// `return_to` is neither on this server's origin nor an allowed SPA origin.
+    OidcReturnToRefused,
+    /// The OpenID callback's `state` does not match a login started in this session (none,
+    /// another one, already completed or expired).
+    OidcStateMismatch,
+    /// The authorization response or ID token names another issuer than the provider's (mix-up).
+    OidcIssuerMismatch,
+    /// The provider answered an error instead of a code (the user declined, …).
+    OidcProviderError,
+    /// The provider refused the authorization code (used, another client's, wrong PKCE verifier).
+    OidcCodeRejected,
+    /// The ID token does not verify: signature, algorithm (`none`, an HMAC not configured),
+    /// audience, or a missing token.
+    OidcIdTokenInvalid,
+    /// The ID token's nonce is not this login's (a replayed token).
+    OidcNonceMismatch,
+    /// The ID token has expired.
+    OidcIdTokenExpired,
+    /// The OpenID provider did not answer (discovery, keys, token endpoint); retry later.
+    OidcProviderUnavailable,
+    /// Unlinking this identity would leave the account without any way to log in.
+    OidcLastLogin,
 }
 
 impl ErrorCode {
@@ -200,6 +224,17 @@ impl ErrorCode {
             ErrorCode::VerificationTokenInvalid => StatusCode::BAD_REQUEST,
             ErrorCode::SecondFactorRequired => StatusCode::UNAUTHORIZED,
             ErrorCode::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::OidcProviderUnknown => StatusCode::NOT_FOUND,
+            ErrorCode::OidcReturnToRefused
+            | ErrorCode::OidcStateMismatch
+            | ErrorCode::OidcIssuerMismatch => StatusCode::BAD_REQUEST,
+            ErrorCode::OidcProviderError
+            | ErrorCode::OidcCodeRejected
+            | ErrorCode::OidcIdTokenInvalid
+            | ErrorCode::OidcNonceMismatch
+            | ErrorCode::OidcIdTokenExpired => StatusCode::UNAUTHORIZED,
+            ErrorCode::OidcProviderUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::OidcLastLogin => StatusCode::CONFLICT,
         }
     }
 }

@@ -794,3 +794,24 @@ run('Loading', async () => {
   const user = await refresh();
   return user ? `Welcome back, ${user.username}` : 'Ready: sign up, log in, or try the counter';
 });
+
+// ---------------------------------------------------------------------------
+// Sign in with an OpenID provider ([[oidc.provider]]): one button per provider; a refused
+// login comes back with ?oidc_error=<code>.
+// ---------------------------------------------------------------------------
+
+{
+  const refused = new URLSearchParams(window.location.search).get('oidc_error');
+  if (refused) {
+    showError({ code: refused, message: 'the sign-in through the provider was refused' }, '#login-error');
+  }
+  clients.cookie.oidc.providers().then((providers) => {
+    for (const p of providers) {
+      const button = document.createElement('button');
+      button.type = 'button';
+      button.textContent = `Sign in with ${p.label}`;
+      button.addEventListener('click', () => clients.cookie.oidc.login(p.name, { returnTo: window.location.pathname }));
+      $('#oidc-buttons').append(button);
+    }
+  }, () => {});
+}

@@ -6,6 +6,7 @@ pub mod email;
 mod extract;
 pub mod login;
 pub mod mfa;
+pub mod oidc;
 mod password;
 pub mod quality;
 pub mod reauth;

@@ -54,6 +54,9 @@ pub struct RawUpstream {
     /// Also send `X-Vestibule-Assertion`: a 60-second EdDSA JWT of the identity, verifiable
     /// with `GET /auth/jwks.json`.
     pub identity_assertion: bool,
+    /// Send `Authorization: Bearer <access token>` of a session that logged in through an
+    /// OpenID provider (refreshed shortly before it expires; the browser never sees it).
+    pub forward_access_token: bool,
 }
 
 impl Default for RawUpstream {
@@ -71,6 +74,7 @@ impl Default for RawUpstream {
             name: None,
             start_hint: None,
             identity_assertion: false,
+            forward_access_token: false,
         }
     }
 }
@@ -241,6 +245,8 @@ pub struct Upstream {
     pub start_hint: String,
     /// Send a signed identity assertion.
     pub identity_assertion: bool,
+    /// Send the OpenID provider's access token as `Authorization: Bearer`.
+    pub forward_access_token: bool,
     /// The 502 page reloads itself until the upstream answers (development: start the dev
     /// server and the tab recovers; never in production, where it would hammer a dead backend).
     pub reload_error_page: bool,

@@ -62,6 +62,9 @@ pub struct GatewaySettings<'a> {
     pub trusted_proxies: &'a crate::client_ip::TrustedProxies,
     /// The server's metrics, when on.
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// The OpenID relying party, whose sessions' access tokens go to `forward_access_token`
+    /// upstreams.
+    pub oidc: Option<crate::auth::oidc::RelyingParty>,
 }
 
 /// The router fallback: everything Vestibule does not answer itself goes to the upstream with
@@ -72,6 +75,8 @@ pub struct Gateway {
     static_site: Option<static_site::StaticSite>,
     assertion: Option<Arc<assertion::IdentityKey>>,
     issuer: String,
+    /// Relays OpenID sessions' access tokens (`forward_access_token`).
+    oidc: Option<crate::auth::oidc::RelyingParty>,
     origins: Arc<crate::origins::OriginsPolicy>,
     side: ClientSide,
     /// Who may tell the client's address (`limits.trusted_proxies`): upstreams get the
@@ -90,6 +95,7 @@ impl Gateway {
             cookie,
             trusted_proxies,
             metrics,
+            oidc,
         } = settings;
         if !proxy.is_active() {
             return None;
@@ -112,6 +118,7 @@ impl Gateway {
                     .unwrap_or_else(|| Arc::new(assertion::IdentityKey::generate()))
             }),
             issuer: origin.to_string(),
+            oidc,
             origins: origins.clone(),
             side: ClientSide {
                 ip: None,
@@ -259,7 +266,8 @@ impl Gateway {
         // The dev frontend needs no identity: its assets cost no session lookup.
         let wants_user = up.policy == UpstreamPolicy::RequireAuth
             || up.identity_headers
-            || up.identity_assertion;
+            || up.identity_assertion
+            || up.forward_access_token;
         let user = match req.extensions().get::<Session>() {
             Some(session) if wants_user => session.user().await?,
             _ => None,
@@ -267,6 +275,14 @@ impl Gateway {
         if user.is_none() && up.policy == UpstreamPolicy::RequireAuth {
             return Err(Error::not_authenticated());
         }
+        // The provider's access token of a session that logged in through OpenID (refreshed
+        // when due): the backend-for-frontend relay; the browser never holds it.
+        let access_token = match (&user, &self.oidc, req.extensions().get::<Session>()) {
+            (Some(u), Some(rp), Some(session)) if up.forward_access_token => {
+                rp.access_token(session, u.id).await?
+            }
+            _ => None,
+        };
         // Resolved before the forwarding headers go: behind a trusted proxy, the client it names.
         let client_ip = self.trusted.resolve(req.extensions(), req.headers());
         let headers = req.headers_mut();
@@ -296,6 +312,11 @@ impl Gateway {
             if let Ok(v) = HeaderValue::from_str(&user.username) {
                 headers.insert(USERNAME_HEADER, v);
             }
+        }
+        if let Some(v) =
+            access_token.and_then(|t| HeaderValue::try_from(format!("Bearer {t}")).ok())
+        {
+            headers.insert(header::AUTHORIZATION, v);
         }
         if let (Some(user), Some(key), true) = (&user, &self.assertion, up.identity_assertion) {
             let jwt = key.assert(&self.issuer, &up.url, user, crate::session::now());

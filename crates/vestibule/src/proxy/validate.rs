@@ -118,6 +118,13 @@ pub(crate) fn validate(
         if u.forward_session_cookie {
             warnings.push(format!("{}: the browser's Vestibule session cookie reaches this upstream, which can then act as the user anywhere; the identity headers are enough for most backends", key("forward_session_cookie")));
         }
+        if u.forward_authorization && u.forward_access_token {
+            problems.push(Problem {
+                key: key("forward_access_token"),
+                message: "cannot be combined with forward_authorization: both write Authorization"
+                    .into(),
+            });
+        }
         if u.forward_authorization {
             warnings.push(format!("{}: clients' bearer tokens reach this upstream, which can replay them; the identity headers are enough for most backends", key("forward_authorization")));
         }
@@ -150,6 +157,7 @@ pub(crate) fn validate(
                     .clone()
                     .unwrap_or_else(|| format!("start it, or fix upstream[{i}].url")),
                 identity_assertion: u.identity_assertion,
+                forward_access_token: u.forward_access_token,
                 reload_error_page: false,
                 detailed_errors: false,
             });
@@ -365,6 +373,7 @@ fn dev_upstream(
         name,
         start_hint,
         identity_assertion: false,
+        forward_access_token: false,
         reload_error_page: true,
         detailed_errors: true,
     }

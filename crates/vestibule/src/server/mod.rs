@@ -118,6 +118,8 @@ pub struct Shared {
     pub require_email: bool,
     /// Login waits for a verified address (`auth.require_verified_email`).
     pub require_verified_email: bool,
+    /// Sign-in through OpenID providers, when `[[oidc.provider]]` names any.
+    pub oidc: Option<crate::auth::oidc::RelyingParty>,
 }
 
 /// Why the server could not start.
@@ -214,6 +216,7 @@ pub fn router_with(state: AppState, config: &Config, extra: Router) -> Router {
         cookie: &config.session.cookie,
         trusted_proxies: &config.trusted_proxies,
         metrics: state.metrics.clone(),
+        oidc: state.oidc.clone(),
     });
     if let Some(jwks) = gateway.as_ref().and_then(|g| g.jwks()) {
         app = app.route(
@@ -304,6 +307,17 @@ pub fn router_with(state: AppState, config: &Config, extra: Router) -> Router {
         .route(
             "/auth/passkey/login/finish",
             post(routes::passkeys::post_passkey_login_finish),
+        )
+        .route("/auth/oidc/providers", get(routes::oidc::get_providers))
+        .route("/auth/identities", get(routes::oidc::get_identities))
+        .route(
+            "/auth/identities/{id}",
+            delete(routes::oidc::delete_identity),
+        )
+        .route("/auth/oidc/{provider}/start", get(routes::oidc::get_start))
+        .route(
+            "/auth/oidc/{provider}/callback",
+            get(routes::oidc::get_callback),
         )
         .route("/openapi.json", get(openapi::get_openapi))
         .route("/healthz", get(routes::health::healthz))
@@ -466,7 +480,20 @@ impl App {
                 None
             }
         };
+        let oidc = if config.oidc.providers.is_empty() {
+            None
+        } else {
+            Some(crate::auth::oidc::RelyingParty::new(
+                config.oidc.clone(),
+                config.public_origin.clone(),
+                config.origins.clone(),
+                crate::auth::oidc::Identities::new(db.clone()),
+                users.clone(),
+                crate::auth::mfa::SecretBox::new(config.mfa_key),
+            )?)
+        };
         let state = AppState::new(Shared {
+            oidc,
             users,
             sessions: {
                 let mut m = SessionManager::new(store, config.session.clone())

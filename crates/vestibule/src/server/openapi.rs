@@ -111,6 +111,11 @@ pub(crate) struct StatusBody {
         routes::email::post_email_change,
         routes::email::post_email_verify,
         routes::email::post_email_resend,
+        routes::oidc::get_providers,
+        routes::oidc::get_start,
+        routes::oidc::get_callback,
+        routes::oidc::get_identities,
+        routes::oidc::delete_identity,
     ),
     components(schemas(ErrorBody, ErrorCode, StatusBody)),
     modifiers(&SecuritySchemes),
@@ -118,6 +123,7 @@ pub(crate) struct StatusBody {
         (name = "auth", description = "Users, login, sessions, CSRF and access tokens"),
         (name = "health", description = "Liveness and readiness"),
         (name = "mfa", description = "Second factors (TOTP, recovery codes, passkeys) and passwordless passkey login"),
+        (name = "oidc", description = "Sign-in through OpenID Connect providers; the provider's tokens stay on the server"),
     )
 )]
 pub(crate) struct ApiDoc;

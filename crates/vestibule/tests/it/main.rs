@@ -15,6 +15,7 @@ mod framing;
 mod layering;
 mod limits;
 mod mfa;
+mod oidc;
 mod openapi;
 mod outage;
 mod postgres;

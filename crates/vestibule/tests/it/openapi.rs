@@ -47,6 +47,11 @@ const MOUNTED: &[(&str, &str)] = &[
     ("post", "/auth/passkey/login/finish"),
     ("get", "/healthz"),
     ("get", "/readyz"),
+    ("get", "/auth/oidc/providers"),
+    ("get", "/auth/oidc/{provider}/start"),
+    ("get", "/auth/oidc/{provider}/callback"),
+    ("get", "/auth/identities"),
+    ("delete", "/auth/identities/{id}"),
 ];
 
 const METHODS: &[&str] = &["get", "post", "put", "patch", "delete"];

@@ -124,6 +124,12 @@ pub struct LoggedIn {
 }
 
 impl LoggedIn {
+    /// The device-recognition cookie to set (a cookie login), for an answer other than the
+    /// JSON one (the OpenID callback's redirect).
+    pub fn take_device_cookie(&mut self) -> Option<HeaderValue> {
+        self.device_cookie.take()
+    }
+
     /// The user now logged in.
     pub fn user_id(&self) -> i64 {
         self.user_id

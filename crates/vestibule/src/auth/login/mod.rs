@@ -83,6 +83,11 @@ pub enum Proof {
     SecurityKey,
     /// A passkey alone (passwordless login; a passkey counts as a second factor).
     Passkey,
+    /// An OpenID provider's login (the first factor).
+    Oidc,
+    /// An OpenID provider's multi-factor login (`amr`), trusted by the operator
+    /// (`oidc.provider.trust_mfa`): counts as a second factor.
+    OidcMfa,
 }
 
 impl Proof {
@@ -94,6 +99,8 @@ impl Proof {
             Self::RecoveryCode => "recovery",
             Self::SecurityKey => "webauthn",
             Self::Passkey => "passkey",
+            Self::Oidc => "oidc",
+            Self::OidcMfa => "oidc_mfa",
         }
     }
 }
@@ -453,6 +460,22 @@ impl Login {
         transport: LoginTransport,
     ) -> Result<LoginStep> {
         self.refuse_unverified(user)?;
+        self.verified_by(session, user, transport, Proof::Password)
+            .await
+    }
+
+    /// [`verified`](Self::verified) with the first factor named (`Proof::Password` or
+    /// `Proof::Oidc`) for the audit event.
+    ///
+    /// # Errors
+    /// As [`verified`](Self::verified).
+    pub async fn verified_by(
+        &self,
+        session: &Session,
+        user: &User,
+        transport: LoginTransport,
+        proof: Proof,
+    ) -> Result<LoginStep> {
         let methods = self.flow.0.mfa.methods(user.id).await?;
         if methods.any() {
             audit!("login.mfa_required", user_id = user.id, client_ip = %self.client_ip, "password accepted; second factor required");
@@ -461,9 +484,7 @@ impl Login {
             let due = pending::begin(session, user, &methods, bearer).await?;
             return Ok(LoginStep::SecondFactorDue(due));
         }
-        let done = self
-            .complete(session, user, transport, Proof::Password)
-            .await?;
+        let done = self.complete(session, user, transport, proof).await?;
         Ok(LoginStep::LoggedIn(done))
     }
 
@@ -492,6 +513,9 @@ impl Login {
             Proof::Passkey => {
                 audit!("login.success", user_id = user.id, client_ip = %ip, method = "passkey", "user logged in with a passkey");
             }
+            Proof::Oidc | Proof::OidcMfa => {
+                audit!("login.success", user_id = user.id, client_ip = %ip, method = proof.method(), "user logged in through an OpenID provider");
+            }
             _ => {
                 audit!("login.success", user_id = user.id, client_ip = %ip, method = proof.method(), "user logged in with a second factor");
             }
@@ -500,7 +524,7 @@ impl Login {
             .flow
             .start(session, user.id, &user.username, transport)
             .await?;
-        if proof != Proof::Password && transport == LoginTransport::Cookie {
+        if !matches!(proof, Proof::Password | Proof::Oidc) && transport == LoginTransport::Cookie {
             // This session proved a second factor now: it counts for managing factors within
             // the re-authentication window. (A bearer login's new token is another session: it
             // proves a factor through `POST /auth/reauth`.)

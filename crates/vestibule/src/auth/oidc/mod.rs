@@ -1,0 +1,779 @@
+//! Sign-in through OpenID Connect providers: Vestibule as the relying party and the
+//! backend-for-frontend that keeps the provider's tokens (IETF "OAuth 2.0 for Browser-Based
+//! Applications", the BFF pattern).
+//!
+//! The protocol is `openidconnect`'s: discovery (the document's `issuer` must be the configured
+//! one), the authorization URL with PKCE (S256), the code exchange as a confidential client, and
+//! the ID token's validation — signature against the provider's JWKS with only the configured
+//! algorithms (never `none`; HMAC with the client secret only when listed), issuer, audience,
+//! expiry, nonce. What is Vestibule's own, and written here: where the flow's secrets live
+//! between start and callback (the server-side session, single use), the `return_to` check
+//! against the one [`OriginsPolicy`] (no open redirect), the RFC 9207 `iss` check against
+//! mix-up, a fresh JWKS fetch when a token names a key the cached set lacks (key rotation),
+//! and the mapping of an identity (issuer, subject) to a Vestibule user.
+
+mod http;
+mod identities;
+mod section;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openidconnect::core::{
+    CoreAuthenticationFlow, CoreClient, CoreIdTokenClaims, CoreJwsSigningAlgorithm,
+    CoreProviderMetadata,
+};
+use openidconnect::{
+    AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, IssuerUrl,
+    Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl,
+    RequestTokenError, Scope, SignatureVerificationError, TokenResponse,
+};
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+pub use self::identities::{Identities, Identity};
+pub use self::section::{OidcSettings, ProviderSettings, RawClaims, RawOidc, RawProvider};
+use crate::auth::mfa::SecretBox;
+use crate::auth::{User, UserStore, Username};
+use crate::error::{Error, ErrorCode, Result};
+use crate::origin::Origin;
+use crate::origins::OriginsPolicy;
+use crate::session::{Session, now};
+use crate::token::{SecretToken, TokenHash, TokenKind};
+
+/// The session key of a login between start and callback.
+const FLOW_KEY: &str = "oidc.flow";
+/// The session key of the provider's tokens after a login.
+pub const TOKENS_KEY: &str = "oidc.tokens";
+/// How long discovered metadata (and its JWKS) is reused before it is fetched again.
+const METADATA_TTL: Duration = Duration::from_secs(3600);
+/// The password hash of a user created through a provider: no password verifies against it
+/// (Django's unusable password), so the provider is its only way in until one is set.
+pub const NO_PASSWORD: &str = "!";
+
+/// A login between `/start` and `/callback`, kept in the server-side session (never in the
+/// browser: the PKCE verifier and nonce are secrets of this login).
+#[derive(Debug, Serialize, Deserialize)]
+struct Flow {
+    provider: String,
+    state: String,
+    nonce: String,
+    pkce_verifier: String,
+    return_to: String,
+    expires_at: i64,
+}
+
+/// What the callback proved: who the provider says the user is, and its tokens.
+#[derive(Debug)]
+pub struct Verified {
+    /// The provider's configured name.
+    pub provider: String,
+    /// The issuer.
+    pub issuer: String,
+    /// The subject.
+    pub subject: String,
+    /// The claim configured as the username, when present.
+    pub username: Option<String>,
+    /// The e-mail claim.
+    pub email: Option<String>,
+    /// Whether the provider says the e-mail is verified.
+    pub email_verified: bool,
+    /// Whether `amr` shows a multi-factor login and the provider is trusted for it.
+    pub trusted_mfa: bool,
+    /// Where the browser goes afterwards.
+    pub return_to: String,
+    /// The provider's tokens, to keep in the session.
+    pub tokens: ProviderTokens,
+}
+
+/// The provider's tokens as the session keeps them (see [`TOKENS_KEY`]); never sent to the
+/// browser.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProviderTokens {
+    /// The provider's name.
+    pub provider: String,
+    /// The access token.
+    pub access_token: String,
+    /// The refresh token, when the provider issued one.
+    pub refresh_token: Option<String>,
+    /// When the access token expires (Unix seconds), when the provider said.
+    pub expires_at: Option<i64>,
+    /// The subject (back-channel logout by `sub`).
+    pub subject: String,
+    /// The access token's lifetime in seconds as the provider gave it (the refresh margin is
+    /// a share of it).
+    #[serde(default)]
+    pub lifetime: Option<i64>,
+}
+
+impl ProviderTokens {
+    /// Whether the access token is due for a refresh: within 30 seconds (or half its lifetime,
+    /// if shorter) of its expiry.
+    fn due(&self, at: i64) -> bool {
+        let margin = self.lifetime.map_or(30, |l| (l / 2).min(30));
+        self.expires_at.is_some_and(|e| e - at <= margin)
+    }
+}
+
+/// A refused callback: the error, and the `return_to` to send it to when the flow was known.
+#[derive(Debug)]
+pub struct CallbackError {
+    /// What went wrong.
+    pub error: Error,
+    /// Where the browser should be told (with `oidc_error=`); `None`: no flow was found.
+    pub return_to: Option<String>,
+}
+
+/// The callback's query.
+#[derive(Debug, Default, Deserialize)]
+pub struct CallbackQuery {
+    /// The authorization code.
+    pub code: Option<String>,
+    /// The state sent at start.
+    pub state: Option<String>,
+    /// RFC 9207: the issuer that answered.
+    pub iss: Option<String>,
+    /// An error the provider answered instead of a code.
+    pub error: Option<String>,
+}
+
+/// The configured relying party (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct RelyingParty(Arc<Inner>);
+
+#[derive(Debug)]
+struct Inner {
+    settings: OidcSettings,
+    public_origin: Origin,
+    origins: Arc<OriginsPolicy>,
+    http: http::Http,
+    metadata: tokio::sync::Mutex<HashMap<String, (CoreProviderMetadata, Instant)>>,
+    identities: Identities,
+    users: UserStore,
+    secrets: SecretBox,
+    /// One refresh at a time per session (single-flight), and what it got: requests that waited
+    /// take the refreshed tokens instead of refreshing again. Idle entries go after 10 minutes.
+    flights: moka::future::Cache<TokenHash, Arc<tokio::sync::Mutex<Option<ProviderTokens>>>>,
+}
+
+fn err(code: ErrorCode, message: impl Into<String>) -> Error {
+    Error::new(code, message)
+}
+
+impl RelyingParty {
+    /// The relying party for `settings`; callbacks come back to `public_origin`.
+    ///
+    /// # Errors
+    /// 500 `internal` when the HTTP client cannot be built (no TLS roots).
+    pub fn new(
+        settings: OidcSettings,
+        public_origin: Origin,
+        origins: Arc<OriginsPolicy>,
+        identities: Identities,
+        users: UserStore,
+        secrets: SecretBox,
+    ) -> Result<Self> {
+        let http = http::Http::new(Duration::from_secs(10)).map_err(Error::internal)?;
+        Ok(Self(Arc::new(Inner {
+            settings,
+            public_origin,
+            origins,
+            http,
+            metadata: tokio::sync::Mutex::new(HashMap::new()),
+            identities,
+            users,
+            secrets,
+            flights: moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_idle(Duration::from_secs(600))
+                .build(),
+        })))
+    }
+
+    /// Keeps the provider's `tokens` in the session of `user_id`, sealed under `secret_key`
+    /// (when one is set).
+    ///
+    /// # Errors
+    /// 503 `store_unavailable`.
+    pub async fn keep_tokens(
+        &self,
+        session: &Session,
+        user_id: i64,
+        tokens: &ProviderTokens,
+    ) -> Result<()> {
+        let json = serde_json::to_vec(tokens).map_err(Error::internal)?;
+        let sealed = self.0.secrets.seal(user_id, &json)?;
+        session.insert(TOKENS_KEY, sealed).await
+    }
+
+    async fn tokens(&self, session: &Session, user_id: i64) -> Result<Option<ProviderTokens>> {
+        let Some(sealed) = session.get::<String>(TOKENS_KEY).await? else {
+            return Ok(None);
+        };
+        let json = self.0.secrets.open(user_id, &sealed)?;
+        serde_json::from_slice(&json)
+            .map(Some)
+            .map_err(Error::internal)
+    }
+
+    /// The provider's access token of this session (logged in as `user_id`), refreshed first
+    /// when it is about to expire — one refresh per session at a time; `None` when the session
+    /// did not log in through a provider. When the provider refuses the refresh token for good,
+    /// the session ends.
+    ///
+    /// # Errors
+    /// 401 `session_expired` (the refresh was refused: logged out), 503
+    /// `oidc_provider_unavailable` (the provider did not answer and the token has expired), 503
+    /// `store_unavailable`.
+    pub async fn access_token(&self, session: &Session, user_id: i64) -> Result<Option<String>> {
+        let Some(tokens) = self.tokens(session, user_id).await? else {
+            return Ok(None);
+        };
+        let at = now();
+        if !tokens.due(at) {
+            return Ok(Some(tokens.access_token));
+        }
+        let Some(key) = session.id().await? else {
+            return Ok(Some(tokens.access_token));
+        };
+        let flight = self
+            .0
+            .flights
+            .get_with(key, async { Arc::new(tokio::sync::Mutex::new(None)) })
+            .await;
+        let mut latest = flight.lock().await;
+        if let Some(done) = latest.as_ref()
+            && !done.due(at)
+            && done.expires_at >= tokens.expires_at
+        {
+            // Another request of this session refreshed while this one waited.
+            let done = done.clone();
+            self.keep_tokens(session, user_id, &done).await?;
+            return Ok(Some(done.access_token));
+        }
+        let Some(refresh) = tokens.refresh_token.clone() else {
+            return Ok(Some(tokens.access_token));
+        };
+        let p = self.provider(&tokens.provider)?;
+        let m = self.metadata(p, false).await?;
+        let client = self.client(p, m)?;
+        let answer = client
+            .exchange_refresh_token(&openidconnect::RefreshToken::new(refresh.clone()))
+            .map_err(|e| {
+                err(
+                    ErrorCode::OidcProviderUnavailable,
+                    "the provider has no token endpoint",
+                )
+                .with_source(e)
+            })?
+            .request_async(&self.0.http)
+            .await;
+        match answer {
+            Ok(r) => {
+                let lifetime = r
+                    .expires_in()
+                    .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+                let fresh = ProviderTokens {
+                    provider: tokens.provider.clone(),
+                    access_token: r.access_token().secret().clone(),
+                    refresh_token: Some(r.refresh_token().map_or(refresh, |t| t.secret().clone())),
+                    expires_at: lifetime.map(|l| now().saturating_add(l)),
+                    subject: tokens.subject.clone(),
+                    lifetime,
+                };
+                self.keep_tokens(session, user_id, &fresh).await?;
+                audit!("oidc.refresh", user_id, provider = %tokens.provider, "provider access token refreshed");
+                *latest = Some(fresh.clone());
+                Ok(Some(fresh.access_token))
+            }
+            Err(RequestTokenError::ServerResponse(r)) => {
+                // Refused for good (revoked, expired, the user logged out at the provider):
+                // this session's login through the provider is over.
+                audit!("oidc.refresh_refused", user_id, provider = %tokens.provider, error = %r.error().as_ref(), "provider refused the refresh token: session ended");
+                session.flush().await?;
+                Err(err(
+                    ErrorCode::SessionExpired,
+                    "the provider ended this login (its refresh token was refused)",
+                )
+                .with_hint("log in again"))
+            }
+            Err(e) => {
+                tracing::warn!(provider = %tokens.provider, error = %e, "token refresh failed");
+                if tokens.expires_at.is_some_and(|x| x > at) {
+                    Ok(Some(tokens.access_token))
+                } else {
+                    Err(err(
+                        ErrorCode::OidcProviderUnavailable,
+                        "the provider did not answer the token refresh",
+                    )
+                    .with_retry_after(5))
+                }
+            }
+        }
+    }
+
+    /// The configured providers.
+    pub fn providers(&self) -> &[ProviderSettings] {
+        &self.0.settings.providers
+    }
+
+    /// The identities table.
+    pub fn identities(&self) -> &Identities {
+        &self.0.identities
+    }
+
+    fn provider(&self, name: &str) -> Result<&ProviderSettings> {
+        self.0
+            .settings
+            .providers
+            .iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| {
+                err(
+                    ErrorCode::OidcProviderUnknown,
+                    "no OpenID provider of this name is configured",
+                )
+                .with_hint("the names are those of [[oidc.provider]] in the configuration")
+            })
+    }
+
+    /// `{public_url}/auth/oidc/{name}/callback`: the redirect URI to register at the provider.
+    pub fn callback_url(&self, name: &str) -> String {
+        format!("{}/auth/oidc/{name}/callback", self.0.public_origin)
+    }
+
+    /// Checks `return_to`: an absolute URL whose origin is `public_url`'s or an allowed SPA
+    /// origin, or a path on `public_url` (no open redirect). `None`: `public_url`'s root.
+    ///
+    /// # Errors
+    /// 400 `oidc_return_to_refused`.
+    pub fn check_return_to(&self, return_to: Option<&str>) -> Result<String> {
+        let refused = || {
+            err(
+                ErrorCode::OidcReturnToRefused,
+                "return_to must be on this server's origin or an allowed SPA origin",
+            )
+            .with_hint("add the SPA's origin to spa_origins, or pass a path such as /app")
+        };
+        let Some(raw) = return_to else {
+            return Ok(format!("{}/", self.0.public_origin));
+        };
+        // A path: only a single leading slash (`//evil.com` and `/\evil.com` are other hosts to
+        // a browser).
+        let absolute = if raw.starts_with('/') {
+            if raw.starts_with("//") || raw.starts_with("/\\") {
+                return Err(refused());
+            }
+            format!("{}{raw}", self.0.public_origin)
+        } else {
+            raw.to_owned()
+        };
+        let url = url::Url::parse(&absolute).map_err(|_| refused())?;
+        let origin = Origin::from_url(&url).ok_or_else(refused)?;
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(refused());
+        }
+        if origin == self.0.public_origin || self.0.origins.is_allowed_spa(&origin) {
+            Ok(url.to_string())
+        } else {
+            Err(refused())
+        }
+    }
+
+    /// The provider's discovery document and keys, cached for an hour (`fresh`: fetched now,
+    /// for a key the cached set lacks).
+    async fn metadata(&self, p: &ProviderSettings, fresh: bool) -> Result<CoreProviderMetadata> {
+        let mut cache = self.0.metadata.lock().await;
+        if !fresh
+            && let Some((m, at)) = cache.get(&p.name)
+            && at.elapsed() < METADATA_TTL
+        {
+            return Ok(m.clone());
+        }
+        let issuer = IssuerUrl::new(p.issuer.clone()).map_err(|e| {
+            err(
+                ErrorCode::OidcProviderUnavailable,
+                "the issuer URL is invalid",
+            )
+            .with_source(e)
+        })?;
+        let m = CoreProviderMetadata::discover_async(issuer, &self.0.http)
+            .await
+            .map_err(|e| {
+                tracing::warn!(provider = %p.name, error = %e, "OpenID discovery failed");
+                err(
+                    ErrorCode::OidcProviderUnavailable,
+                    "the OpenID provider did not answer its discovery document",
+                )
+                .with_hint("retry later; `vestibule doctor` checks the issuer")
+                .with_retry_after(5)
+            })?;
+        cache.insert(p.name.clone(), (m.clone(), Instant::now()));
+        Ok(m)
+    }
+
+    fn client(
+        &self,
+        p: &ProviderSettings,
+        m: CoreProviderMetadata,
+    ) -> Result<
+        CoreClient<
+            openidconnect::EndpointSet,
+            openidconnect::EndpointNotSet,
+            openidconnect::EndpointNotSet,
+            openidconnect::EndpointNotSet,
+            openidconnect::EndpointMaybeSet,
+            openidconnect::EndpointMaybeSet,
+        >,
+    > {
+        let redirect = RedirectUrl::new(self.callback_url(&p.name)).map_err(Error::internal)?;
+        Ok(CoreClient::from_provider_metadata(
+            m,
+            ClientId::new(p.client_id.clone()),
+            p.client_secret
+                .as_ref()
+                .map(|s| ClientSecret::new(s.0.clone())),
+        )
+        .set_redirect_uri(redirect))
+    }
+
+    /// Starts a login through `provider`: the flow (state, nonce, PKCE verifier, `return_to`)
+    /// goes into the session; the answer is the provider's authorization URL.
+    ///
+    /// # Errors
+    /// 404 `oidc_provider_unknown`, 400 `oidc_return_to_refused`, 503
+    /// `oidc_provider_unavailable` or `store_unavailable`.
+    pub async fn start(
+        &self,
+        session: &Session,
+        provider: &str,
+        return_to: Option<&str>,
+    ) -> Result<String> {
+        let p = self.provider(provider)?;
+        let return_to = self.check_return_to(return_to)?;
+        let m = self.metadata(p, false).await?;
+        let client = self.client(p, m)?;
+        // Every secret of the flow from Vestibule's CSPRNG (`token`).
+        let state = SecretToken::generate(TokenKind::Session)
+            .expose()
+            .to_owned();
+        let nonce = SecretToken::generate(TokenKind::Session)
+            .expose()
+            .to_owned();
+        let verifier = PkceCodeVerifier::new(
+            SecretToken::generate(TokenKind::Session)
+                .expose()
+                .replace('_', "-"),
+        );
+        let challenge = PkceCodeChallenge::from_code_verifier_sha256(&verifier);
+        let (st, nc) = (state.clone(), nonce.clone());
+        let mut req = client
+            .authorize_url(
+                CoreAuthenticationFlow::AuthorizationCode,
+                move || CsrfToken::new(st),
+                move || Nonce::new(nc),
+            )
+            .set_pkce_challenge(challenge);
+        for s in &p.scopes {
+            req = req.add_scope(Scope::new(s.clone()));
+        }
+        let (url, _, _) = req.url();
+        let timeout = i64::try_from(self.0.settings.flow_timeout.as_secs()).unwrap_or(600);
+        session
+            .insert(
+                FLOW_KEY,
+                Flow {
+                    provider: p.name.clone(),
+                    state,
+                    nonce,
+                    pkce_verifier: verifier.secret().clone(),
+                    return_to,
+                    expires_at: now().saturating_add(timeout),
+                },
+            )
+            .await?;
+        Ok(url.to_string())
+    }
+
+    /// Completes a login at `provider`'s callback: the flow is taken out of the session (single
+    /// use), `state` compared in constant time, the `iss` parameter checked (mix-up), the code
+    /// exchanged with the PKCE verifier, the ID token validated.
+    ///
+    /// # Errors
+    /// [`CallbackError`]: 400 `oidc_state_mismatch` (no flow, another provider's, a wrong or
+    /// expired state), 400 `oidc_issuer_mismatch`, 401 `oidc_provider_error` (the provider
+    /// answered an error), 401 `oidc_code_rejected`, 401 `oidc_id_token_invalid`, 401
+    /// `oidc_nonce_mismatch`, 401 `oidc_id_token_expired`, 503 `oidc_provider_unavailable`.
+    pub async fn callback(
+        &self,
+        session: &Session,
+        provider: &str,
+        q: &CallbackQuery,
+    ) -> Result<Verified, CallbackError> {
+        let no_flow = |error| CallbackError {
+            error,
+            return_to: None,
+        };
+        let p = self.provider(provider).map_err(no_flow)?;
+        let flow: Option<Flow> = session.get(FLOW_KEY).await.map_err(no_flow)?;
+        let Some(flow) = flow else {
+            return Err(no_flow(state_mismatch(
+                "no login through a provider was started in this session (or it was completed already)",
+            )));
+        };
+        // Single use: whatever happens next, this flow cannot be completed twice.
+        session.remove(FLOW_KEY).await.map_err(no_flow)?;
+        let return_to = flow.return_to.clone();
+        let fail = |error| CallbackError {
+            error,
+            return_to: Some(return_to.clone()),
+        };
+        let state_ok = q
+            .state
+            .as_deref()
+            .is_some_and(|s| bool::from(s.as_bytes().ct_eq(flow.state.as_bytes())));
+        if flow.provider != p.name || !state_ok {
+            audit!("oidc.refused", provider = %p.name, reason = "state_mismatch", "OpenID callback refused: wrong state");
+            return Err(fail(state_mismatch(
+                "the state does not match the login started in this session",
+            )));
+        }
+        if flow.expires_at < now() {
+            return Err(fail(state_mismatch(
+                "the login took longer than oidc.flow_timeout",
+            )));
+        }
+        let m = self.metadata(p, false).await.map_err(&fail)?;
+        if let Some(iss) = &q.iss
+            && iss.as_str() != m.issuer().as_str()
+        {
+            audit!("oidc.refused", provider = %p.name, reason = "issuer_mismatch", "OpenID callback refused: the response names another issuer");
+            return Err(fail(err(
+                ErrorCode::OidcIssuerMismatch,
+                "the authorization response comes from another issuer than the one this login went to",
+            )));
+        }
+        if let Some(e) = &q.error {
+            let e: String = e
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .take(64)
+                .collect();
+            return Err(fail(err(
+                ErrorCode::OidcProviderError,
+                format!("the provider refused the login: {e}"),
+            )));
+        }
+        let Some(code) = q.code.clone() else {
+            return Err(fail(err(
+                ErrorCode::OidcCodeRejected,
+                "the callback has no authorization code",
+            )));
+        };
+        let client = self.client(p, m.clone()).map_err(&fail)?;
+        let response = client
+            .exchange_code(AuthorizationCode::new(code))
+            .map_err(|e| {
+                fail(err(
+                    ErrorCode::OidcProviderUnavailable,
+                    "the provider has no token endpoint",
+                )
+                .with_source(e))
+            })?
+            .set_pkce_verifier(PkceCodeVerifier::new(flow.pkce_verifier.clone()))
+            .request_async(&self.0.http)
+            .await
+            .map_err(|e| match e {
+                RequestTokenError::ServerResponse(r) => {
+                    audit!("oidc.refused", provider = %p.name, reason = "code_rejected", "OpenID code exchange refused by the provider");
+                    fail(err(
+                        ErrorCode::OidcCodeRejected,
+                        format!(
+                            "the provider refused the authorization code: {}",
+                            r.error().as_ref()
+                        ),
+                    ))
+                }
+                RequestTokenError::Parse(e, _) => fail(
+                    err(
+                        ErrorCode::OidcIdTokenInvalid,
+                        "the token response does not parse (a malformed ID token?)",
+                    )
+                    .with_source(e),
+                ),
+                other => fail(
+                    err(
+                        ErrorCode::OidcProviderUnavailable,
+                        "the provider's token endpoint did not answer as expected",
+                    )
+                    .with_source(other),
+                ),
+            })?;
+        let Some(id_token) = response.id_token() else {
+            return Err(fail(err(
+                ErrorCode::OidcIdTokenInvalid,
+                "the provider answered no ID token",
+            )));
+        };
+        let nonce = Nonce::new(flow.nonce.clone());
+        let algs: Vec<CoreJwsSigningAlgorithm> = p
+            .id_token_algs
+            .iter()
+            .filter_map(|a| serde_plain_alg(a))
+            .collect();
+        let verify = |c: &CoreClient<_, _, _, _, _, _>| -> std::result::Result<CoreIdTokenClaims, ClaimsVerificationError> {
+            let verifier = c.id_token_verifier().set_allowed_algs(algs.clone());
+            id_token.claims(&verifier, &nonce).cloned()
+        };
+        let claims = match verify(&client) {
+            Err(ClaimsVerificationError::SignatureVerification(
+                SignatureVerificationError::NoMatchingKey,
+            )) => {
+                // A key the cached set lacks: the provider rotated its keys. Fetch once more.
+                let m = self.metadata(p, true).await.map_err(&fail)?;
+                let client = self.client(p, m).map_err(&fail)?;
+                verify(&client)
+            }
+            other => other,
+        }
+        .map_err(|e| {
+            let reason = match &e {
+                ClaimsVerificationError::Expired(_) => "expired",
+                ClaimsVerificationError::InvalidNonce(_) => "nonce",
+                ClaimsVerificationError::InvalidIssuer(_) => "issuer",
+                _ => "invalid",
+            };
+            audit!("oidc.refused", provider = %p.name, reason, "OpenID ID token refused");
+            tracing::info!(provider = %p.name, error = %e, "ID token refused");
+            fail(match e {
+                ClaimsVerificationError::Expired(_) => {
+                    err(ErrorCode::OidcIdTokenExpired, "the ID token has expired")
+                }
+                ClaimsVerificationError::InvalidNonce(_) => err(
+                    ErrorCode::OidcNonceMismatch,
+                    "the ID token was not issued for this login (nonce)",
+                ),
+                ClaimsVerificationError::InvalidIssuer(_) => err(
+                    ErrorCode::OidcIssuerMismatch,
+                    "the ID token names another issuer than the provider's",
+                ),
+                other => err(
+                    ErrorCode::OidcIdTokenInvalid,
+                    format!("the ID token does not verify: {other}"),
+                ),
+            })
+        })?;
+        let username = match p.username_claim.as_str() {
+            "email" => claims.email().map(|e| e.to_string()),
+            "name" => claims
+                .name()
+                .and_then(|n| n.get(None))
+                .map(|n| n.to_string()),
+            "sub" => Some(claims.subject().to_string()),
+            _ => claims.preferred_username().map(|u| u.to_string()),
+        };
+        let mfa = claims.auth_method_refs().is_some_and(|amr| {
+            amr.iter()
+                .any(|m| matches!(m.as_str(), "mfa" | "otp" | "hwk" | "swk" | "fido" | "sc"))
+        });
+        let lifetime = response
+            .expires_in()
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let expires_at = lifetime.map(|l| now().saturating_add(l));
+        Ok(Verified {
+            provider: p.name.clone(),
+            issuer: claims.issuer().to_string(),
+            subject: claims.subject().to_string(),
+            username,
+            email: claims.email().map(|e| e.to_string()),
+            email_verified: claims.email_verified().unwrap_or(false),
+            trusted_mfa: p.trust_mfa && mfa,
+            return_to,
+            tokens: ProviderTokens {
+                provider: p.name.clone(),
+                access_token: response.access_token().secret().clone(),
+                refresh_token: response.refresh_token().map(|t| t.secret().clone()),
+                expires_at,
+                subject: claims.subject().to_string(),
+                lifetime,
+            },
+        })
+    }
+
+    /// The Vestibule user `v` is: the linked one; else, with `oidc.link_verified_email`, the
+    /// user named after the verified e-mail (then linked); else, with `oidc.signup`, a new user
+    /// (no usable password) linked to it.
+    ///
+    /// # Errors
+    /// 403 `account_disabled`, 403 `signup_disabled` (no linked user and signup off), 409
+    /// `username_taken` / 422 `invalid_username` (the username claim cannot name a new user),
+    /// 503 `store_unavailable`.
+    pub async fn resolve_user(&self, v: &Verified) -> Result<User> {
+        let inner = &self.0;
+        let linked = inner.identities.user_for(&v.issuer, &v.subject).await?;
+        let user = match linked {
+            Some(id) => inner.users.by_id(id).await?,
+            None => None,
+        };
+        if let Some(user) = user {
+            return active(user);
+        }
+        if inner.settings.link_verified_email
+            && v.email_verified
+            && let Some(email) = &v.email
+            && let Some(user) = inner.users.by_username(email).await?
+        {
+            inner
+                .identities
+                .link(user.id, &v.provider, &v.issuer, &v.subject, Some(email))
+                .await?;
+            audit!("oidc.link", user_id = user.id, provider = %v.provider, how = "verified_email", "identity linked by a verified e-mail");
+            return active(user);
+        }
+        if !inner.settings.signup {
+            return Err(err(
+                ErrorCode::SignupDisabled,
+                "no account is linked to this identity and signup through providers is off",
+            )
+            .with_hint("set oidc.signup = true, or link the identity from a logged-in session"));
+        }
+        let name = v.username.clone().unwrap_or_else(|| v.subject.clone());
+        let username = Username::parse(&name)?;
+        let user = inner.users.create(&username, NO_PASSWORD).await?;
+        if let Err(e) = inner
+            .identities
+            .link(
+                user.id,
+                &v.provider,
+                &v.issuer,
+                &v.subject,
+                v.email.as_deref(),
+            )
+            .await
+        {
+            let _ = inner.users.undo_signup(user.id).await;
+            return Err(e.into());
+        }
+        audit!("signup", user_id = user.id, provider = %v.provider, "user signed up through an OpenID provider");
+        Ok(user)
+    }
+}
+
+fn active(user: User) -> Result<User> {
+    if user.is_active {
+        Ok(user)
+    } else {
+        Err(err(ErrorCode::AccountDisabled, "this account is disabled"))
+    }
+}
+
+fn state_mismatch(message: &str) -> Error {
+    err(ErrorCode::OidcStateMismatch, message)
+        .with_hint("start the login again from /auth/oidc/{provider}/start, in the same browser")
+}
+
+/// An algorithm name of the configuration as `openidconnect`'s type (the names were validated).
+fn serde_plain_alg(name: &str) -> Option<CoreJwsSigningAlgorithm> {
+    serde_json::from_value(serde_json::Value::String(name.to_owned())).ok()
+}

@@ -1,0 +1,259 @@
+//! `[oidc]` and `[[oidc.provider]]` as written in `vestibule.toml`, and their validation.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::problem::Problems;
+use crate::settings::SecretString;
+
+/// `[oidc]`: sign-in through OpenID Connect providers.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawOidc {
+    /// Whether a first login through a provider creates a Vestibule user (named after the
+    /// provider's `preferred_username`, or the `claims.username` claim).
+    pub signup: bool,
+    /// Whether a first login whose e-mail the provider marks `email_verified` is linked to the
+    /// existing user with that username (usernames are e-mail addresses on such servers). Off:
+    /// no account is ever taken over through an e-mail claim.
+    pub link_verified_email: bool,
+    /// How long a login started at `/auth/oidc/{provider}/start` may take to come back ("10m").
+    pub flow_timeout: String,
+    /// The providers.
+    pub provider: Vec<RawProvider>,
+}
+
+impl Default for RawOidc {
+    fn default() -> Self {
+        Self {
+            signup: false,
+            link_verified_email: false,
+            flow_timeout: "10m".into(),
+            provider: Vec::new(),
+        }
+    }
+}
+
+/// `[[oidc.provider]]`.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawProvider {
+    /// The name in the URLs (`/auth/oidc/{name}/start`): lowercase letters, digits, `-`, `_`.
+    pub name: String,
+    /// The label of the demo page's button ("Sign in with …"); default: the name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// The issuer URL; `{issuer}/.well-known/openid-configuration` must answer.
+    pub issuer: String,
+    /// The client id registered at the provider.
+    pub client_id: String,
+    /// The client secret (`client_secret_basic`). Keep it out of the file: `VESTIBULE_OIDC__…`
+    /// or a secrets manager.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<SecretString>,
+    /// Scopes asked for besides `openid`.
+    pub scopes: Vec<String>,
+    /// ID-token signature algorithms accepted. `none` is never accepted; `HS256`/`HS384`/`HS512`
+    /// (signed with the client secret) only when listed here.
+    pub id_token_algs: Vec<String>,
+    /// Which claims name the user.
+    pub claims: RawClaims,
+    /// Whether the provider's own multi-factor login (`amr` with `mfa`, `otp`, `hwk`, `swk`
+    /// or `fido`) stands in for Vestibule's second factor. Off: a user with a TOTP or passkey
+    /// still proves it after the provider's login.
+    pub trust_mfa: bool,
+}
+
+impl Default for RawProvider {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            label: None,
+            issuer: String::new(),
+            client_id: String::new(),
+            client_secret: None,
+            scopes: vec!["profile".into(), "email".into()],
+            id_token_algs: vec![
+                "RS256".into(),
+                "PS256".into(),
+                "ES256".into(),
+                "EdDSA".into(),
+            ],
+            claims: RawClaims::default(),
+            trust_mfa: false,
+        }
+    }
+}
+
+/// `[oidc.provider.claims]`: the claims mapping.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawClaims {
+    /// The claim a new user's username is taken from: `preferred_username`, `email`, `name`
+    /// or `sub`.
+    pub username: String,
+}
+
+impl Default for RawClaims {
+    fn default() -> Self {
+        Self {
+            username: "preferred_username".into(),
+        }
+    }
+}
+
+/// The algorithms an ID token may be signed with (RFC 7518 names; `none` is not one).
+const ASYMMETRIC: &[&str] = &[
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
+];
+const HMAC: &[&str] = &["HS256", "HS384", "HS512"];
+/// The claims a username can come from.
+const USERNAME_CLAIMS: &[&str] = &["preferred_username", "email", "name", "sub"];
+
+/// One provider, validated.
+#[derive(Debug, Clone)]
+pub struct ProviderSettings {
+    /// URL name.
+    pub name: String,
+    /// Button label.
+    pub label: String,
+    /// Issuer URL as configured (compared exactly with `iss`).
+    pub issuer: String,
+    /// Client id.
+    pub client_id: String,
+    /// Client secret.
+    pub client_secret: Option<SecretString>,
+    /// Scopes besides `openid`.
+    pub scopes: Vec<String>,
+    /// Accepted ID-token algorithms (validated names).
+    pub id_token_algs: Vec<String>,
+    /// The username claim.
+    pub username_claim: String,
+    /// Whether the provider's MFA replaces Vestibule's second factor.
+    pub trust_mfa: bool,
+}
+
+/// `[oidc]` validated.
+#[derive(Debug, Clone, Default)]
+pub struct OidcSettings {
+    /// First logins create users.
+    pub signup: bool,
+    /// Link by a verified e-mail claim.
+    pub link_verified_email: bool,
+    /// Longest start → callback.
+    pub flow_timeout: Duration,
+    /// Providers, in configuration order.
+    pub providers: Vec<ProviderSettings>,
+}
+
+impl RawOidc {
+    /// Every `[oidc]` value. An issuer that is plain http off loopback is refused (its tokens
+    /// would travel in clear).
+    pub fn validate(&self, p: &mut Problems) -> OidcSettings {
+        let flow_timeout = p
+            .duration("oidc.flow_timeout", &self.flow_timeout)
+            .unwrap_or(Duration::from_secs(600));
+        let mut providers = Vec::new();
+        for (i, raw) in self.provider.iter().enumerate() {
+            let key = |k: &str| format!("oidc.provider[{i}].{k}");
+            let name_ok = !raw.name.is_empty()
+                && raw.name.len() <= 64
+                && raw.name.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
+                });
+            if !name_ok {
+                p.add(
+                    &key("name"),
+                    format!(
+                        "{:?} must be 1-64 lowercase letters, digits, '-' or '_' (it is part of /auth/oidc/{{name}}/callback)",
+                        raw.name
+                    ),
+                );
+            }
+            if self.provider[..i].iter().any(|o| o.name == raw.name) {
+                p.add(&key("name"), format!("{:?} is used twice", raw.name));
+            }
+            match url::Url::parse(&raw.issuer) {
+                Ok(u) if u.scheme() == "https" => {}
+                Ok(u)
+                    if u.scheme() == "http"
+                        && u.host_str().is_some_and(|h| {
+                            h == "localhost"
+                                || h.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_loopback())
+                                || h.trim_matches(['[', ']'])
+                                    .parse::<std::net::IpAddr>()
+                                    .is_ok_and(|a| a.is_loopback())
+                        }) => {}
+                _ => p.add(
+                    &key("issuer"),
+                    format!(
+                        "{:?} must be an https URL (plain http only on loopback, for tests)",
+                        raw.issuer
+                    ),
+                ),
+            }
+            if raw.client_id.is_empty() {
+                p.add(&key("client_id"), "is required".into());
+            }
+            if raw.client_secret.as_ref().is_none_or(|s| s.0.is_empty()) {
+                p.add(
+                    &key("client_secret"),
+                    "is required (a confidential client: Vestibule is the backend that holds the tokens)".into(),
+                );
+            }
+            let mut algs = Vec::new();
+            for alg in &raw.id_token_algs {
+                if ASYMMETRIC.contains(&alg.as_str()) {
+                    algs.push(alg.clone());
+                } else if HMAC.contains(&alg.as_str()) {
+                    // Listed by the operator: the provider signs with the client secret.
+                    algs.push(alg.clone());
+                } else {
+                    p.add(
+                        &key("id_token_algs"),
+                        format!(
+                            "{alg:?} is not accepted: use {} (or HS256/HS384/HS512 when the provider signs with the client secret); `none` never",
+                            ASYMMETRIC.join(", ")
+                        ),
+                    );
+                }
+            }
+            if algs.is_empty() && !raw.id_token_algs.is_empty() {
+                // Said above.
+            } else if algs.is_empty() {
+                p.add(
+                    &key("id_token_algs"),
+                    "must name at least one algorithm".into(),
+                );
+            }
+            if !USERNAME_CLAIMS.contains(&raw.claims.username.as_str()) {
+                p.add(
+                    &key("claims.username"),
+                    format!(
+                        "{:?} must be one of {}",
+                        raw.claims.username,
+                        USERNAME_CLAIMS.join(", ")
+                    ),
+                );
+            }
+            providers.push(ProviderSettings {
+                name: raw.name.clone(),
+                label: raw.label.clone().unwrap_or_else(|| raw.name.clone()),
+                issuer: raw.issuer.clone(),
+                client_id: raw.client_id.clone(),
+                client_secret: raw.client_secret.clone(),
+                scopes: raw.scopes.clone(),
+                id_token_algs: algs,
+                username_claim: raw.claims.username.clone(),
+                trust_mfa: raw.trust_mfa,
+            });
+        }
+        OidcSettings {
+            signup: self.signup,
+            link_verified_email: self.link_verified_email,
+            flow_timeout,
+            providers,
+        }
+    }
+}

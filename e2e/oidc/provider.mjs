@@ -1,0 +1,168 @@
+// A real, OpenID Certified provider (`oidc-provider` from npm) on loopback, for the tests of
+// Vestibule as a relying party (crates/vestibule/tests/it/oidc.rs and the browser test).
+//
+//   node e2e/oidc/provider.mjs '{"redirect_uris": ["http://127.0.0.1:1234/auth/oidc/test/callback"]}'
+//
+// Prints one JSON line once it listens: {"issuer", "client_id", "client_secret", "other_client_id",
+// "other_client_secret"}. Two confidential clients: `vestibule` (the one under test) and
+// `other` (whose codes must not work for `vestibule`: code injection).
+//
+// Its login page is a one-field form (any username logs in as that account: this is a test
+// provider); consent is granted automatically. Options (the JSON argument):
+//   redirect_uris         the callback URLs of `vestibule`
+//   access_token_ttl      seconds an access token lives (default 60)
+//   backchannel_logout_uri  where to send logout tokens for `vestibule`
+import http from 'node:http';
+import { once } from 'node:events';
+import Provider from 'oidc-provider';
+
+const options = JSON.parse(process.argv[2] || '{}');
+const server = http.createServer();
+server.listen(0, '127.0.0.1');
+await once(server, 'listening');
+const { port } = server.address();
+const issuer = `http://127.0.0.1:${port}`;
+
+const CLIENT = { id: 'vestibule', secret: 'vestibule-test-secret-0123456789abcdef' };
+const OTHER = { id: 'other', secret: 'other-test-secret-0123456789abcdefgh' };
+
+const accounts = new Map();
+const provider = new Provider(issuer, {
+  clients: [
+    {
+      client_id: CLIENT.id,
+      client_secret: CLIENT.secret,
+      redirect_uris: options.redirect_uris || [],
+      post_logout_redirect_uris: options.post_logout_redirect_uris || [],
+      grant_types: ['authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      token_endpoint_auth_method: 'client_secret_basic',
+      ...(options.backchannel_logout_uri
+        ? { backchannel_logout_uri: options.backchannel_logout_uri, backchannel_logout_session_required: true }
+        : {}),
+    },
+    {
+      client_id: OTHER.id,
+      client_secret: OTHER.secret,
+      redirect_uris: ['http://127.0.0.1:9/other/callback'],
+      grant_types: ['authorization_code'],
+      response_types: ['code'],
+      token_endpoint_auth_method: 'client_secret_basic',
+    },
+  ],
+  async findAccount(_ctx, id) {
+    const account = accounts.get(id) || { mfa: false };
+    return {
+      accountId: id,
+      async claims() {
+        return {
+          sub: id,
+          preferred_username: id,
+          name: id,
+          email: `${id}@example.test`,
+          email_verified: true,
+        };
+      },
+      mfa: account.mfa,
+    };
+  },
+  claims: {
+    openid: ['sub'],
+    profile: ['preferred_username', 'name'],
+    email: ['email', 'email_verified'],
+  },
+  features: {
+    devInteractions: { enabled: false },
+    backchannelLogout: { enabled: true },
+    rpInitiatedLogout: { enabled: true },
+  },
+  // The scopes' claims go into the ID token too (Vestibule reads the ID token, not userinfo).
+  conformIdTokenClaims: false,
+  pkce: { required: () => true },
+  ttl: {
+    AccessToken: options.access_token_ttl || 60,
+    AuthorizationCode: 60,
+    IdToken: 300,
+    Interaction: 600,
+    Session: 3600,
+    Grant: 3600,
+    RefreshToken: 3600,
+  },
+  issueRefreshToken: async () => true,
+  interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
+  // Consent is granted automatically (a test provider): every scope and claim asked for.
+  async loadExistingGrant(ctx) {
+    const grantId =
+      ctx.oidc.result?.consent?.grantId || ctx.oidc.session.grantIdFor(ctx.oidc.client.clientId);
+    if (grantId) {
+      const found = await ctx.oidc.provider.Grant.find(grantId);
+      if (found) return found;
+    }
+    const grant = new ctx.oidc.provider.Grant({
+      clientId: ctx.oidc.client.clientId,
+      accountId: ctx.oidc.session.accountId,
+    });
+    grant.addOIDCScope('openid profile email offline_access');
+    grant.addOIDCClaims(['preferred_username', 'name', 'email', 'email_verified']);
+    await grant.save();
+    return grant;
+  },
+  cookies: { keys: ['vestibule-test-provider-cookie-key'] },
+});
+
+function page(res, status, html) {
+  res.writeHead(status, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
+  res.end(`<!doctype html><html><head><title>Test IdP</title></head><body>${html}</body></html>`);
+}
+
+async function body(req) {
+  let data = '';
+  for await (const chunk of req) data += chunk;
+  return new URLSearchParams(data);
+}
+
+const handler = provider.callback();
+server.on('request', async (req, res) => {
+  try {
+    const m = /^\/interaction\/([^/?]+)(\/login)?/.exec(req.url);
+    if (!m) return handler(req, res);
+    const details = await provider.interactionDetails(req, res);
+    if (req.method === 'GET' && !m[2]) {
+      return page(
+        res,
+        200,
+        `<h1>Test IdP</h1><form method="post" action="/interaction/${details.uid}/login">` +
+          `<label>Username <input name="login" autofocus></label>` +
+          `<label><input type="checkbox" name="mfa" value="1"> with a second factor</label>` +
+          `<button type="submit">Sign in</button></form>`,
+      );
+    }
+    if (req.method === 'POST' && m[2]) {
+      const form = await body(req);
+      const login = (form.get('login') || '').trim();
+      if (!login) return page(res, 400, 'username required');
+      const mfa = form.get('mfa') === '1';
+      accounts.set(login, { mfa });
+      return provider.interactionFinished(
+        req,
+        res,
+        { login: { accountId: login, amr: mfa ? ['pwd', 'otp', 'mfa'] : ['pwd'] } },
+        { mergeWithLastSubmission: false },
+      );
+    }
+    return page(res, 405, 'method not allowed');
+  } catch (e) {
+    page(res, 500, String(e && e.message));
+  }
+});
+
+process.stdout.write(
+  `${JSON.stringify({
+    issuer,
+    client_id: CLIENT.id,
+    client_secret: CLIENT.secret,
+    other_client_id: OTHER.id,
+    other_client_secret: OTHER.secret,
+  })}\n`,
+);
+process.on('SIGTERM', () => process.exit(0));
