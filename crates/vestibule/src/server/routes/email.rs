@@ -83,18 +83,26 @@ pub(crate) async fn post_password_forgot(
     Json(body): Json<LoginName>,
 ) -> Result<(StatusCode, axum::Json<Accepted>)> {
     let key = take_budgets(&app, ip, &body.login).await?;
-    // The lookup and the write happen after the answer, so its timing is the same either way.
     let task_app = app.clone();
-    tokio::spawn(async move {
-        // Let the answer go out first.
-        tokio::task::yield_now().await;
-        if let Err(e) = send_recovery(&task_app, &key, ip).await {
-            tracing::warn!(error = %e, "password recovery: could not write the message");
-        }
+    after_answer("password recovery", async move {
+        send_recovery(&task_app, &key, ip).await
     });
     Ok(accepted(
         "if an account has this username or address, a link to set a new password is on its way to its address",
     ))
+}
+
+/// Runs `work` (the account lookup and the outbox write) after the answer has gone out, so the
+/// answer's timing is the same whether or not the account exists; a failure is logged, since
+/// nobody is waiting for it.
+fn after_answer(what: &'static str, work: impl Future<Output = Result<()>> + Send + 'static) {
+    tokio::spawn(async move {
+        // Let the answer go out first.
+        tokio::task::yield_now().await;
+        if let Err(e) = work.await {
+            tracing::warn!(error = %e, "{what}: could not write the message");
+        }
+    });
 }
 
 fn accepted(message: &'static str) -> (StatusCode, axum::Json<Accepted>) {
@@ -272,22 +280,16 @@ pub(crate) async fn post_email_resend(
 ) -> Result<(StatusCode, axum::Json<Accepted>)> {
     let key = take_budgets(&app, ip, &body.login).await?;
     let task_app = app.clone();
-    tokio::spawn(async move {
-        tokio::task::yield_now().await;
-        let run = async {
-            if let Some(u) = task_app.users.by_login(&key).await?
-                && u.is_active
-                && !u.email_verified
-                && let Some(email) = &u.email
-            {
-                send_verification(&task_app, u.id, &u.username, email).await?;
-                audit!("email.verify_resend", user_id = u.id, client_ip = %ip, "verification link written to the outbox");
-            }
-            Ok::<(), Error>(())
-        };
-        if let Err(e) = run.await {
-            tracing::warn!(error = %e, "verification resend: could not write the message");
+    after_answer("verification resend", async move {
+        if let Some(u) = task_app.users.by_login(&key).await?
+            && u.is_active
+            && !u.email_verified
+            && let Some(email) = &u.email
+        {
+            send_verification(&task_app, u.id, &u.username, email).await?;
+            audit!("email.verify_resend", user_id = u.id, client_ip = %ip, "verification link written to the outbox");
         }
+        Ok(())
     });
     Ok(accepted(
         "if an account has this username or address and it is not verified yet, a new link is on its way",
