@@ -178,7 +178,8 @@ per_round() { # metric target
 }
 ratio_rounds() { # a b: a's req/s over b's, round by round
     local r
-    for r in $(seq 1 "$ROUNDS"); do div "$(rps "$1-r$r")" "$(rps "$2-r$r")"; done
+    # div prints no newline: one ratio per line, so the rounds read apart.
+    for r in $(seq 1 "$ROUNDS"); do echo "$(div "$(rps "$1-r$r")" "$(rps "$2-r$r")")"; done
 }
 has() { case " $TARGETS_LIST " in *" $1 "*) return 0 ;; esac; return 1; }
 ratio() { # label a b target

@@ -16,6 +16,10 @@
 #             two instances on cores 0 and 1; wrk, Redis and PostgreSQL float.
 #   unpinned: every process floats over both cores.
 #
+# Besides req/s, each run reports the CPU time (user + system, /proc/PID/stat) both instances
+# spent per 10,000 requests answered: the figure that shows whether sharing the stores costs
+# anything, since on 2 cores two instances cannot add throughput (target: two/one <= 1.10).
+#
 # Knobs: DURATION (s per wrk run, 8), ROUNDS (3), WARMUP (2), CONNS (total connections, 32),
 # REDIS_URL, PG_URL, SKIP_BUILD (1 = use the existing binary), BIN (default target/release/vestibule).
 # Output: bench/results/scale.txt.
@@ -92,6 +96,7 @@ TOML
     [ -z "$3" ] || pin=(taskset -c "$3")
     (cd "$dir" && VESTIBULE_LOG=warn exec "${pin[@]}" "$BIN" serve --listen "127.0.0.1:$2") >"$dir/log" 2>&1 &
     PIDS+=("$!")
+    INSTANCES+=("$!")
     for _ in $(seq 1 100); do
         curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$2/readyz" && return 0
         sleep 0.1
@@ -110,29 +115,53 @@ cookie() { # port → "Cookie: vestibule_session=…" (one login; the session is
 }
 
 rps_of() { awk '/Requests\/sec/ { print $2 }'; }
+reqs_of() { awk '/ requests in / { print $1 }'; }
+
+# CPU time of the running instances (user + system, from /proc/PID/stat, in clock ticks): what
+# shared state costs shows here even on 2 cores, where two instances cannot show a throughput
+# gain (the load generator, Redis and PostgreSQL need the same cores).
+HZ=$(getconf CLK_TCK)
+INSTANCES=()
+cpu_ticks() {
+    local pid total=0
+    for pid in "${INSTANCES[@]}"; do
+        total=$((total + $(awk '{ print $14 + $15 }' "/proc/$pid/stat")))
+    done
+    echo "$total"
+}
+ms_per_10k() { # ticks requests
+    awk -v d="$1" -v n="$2" -v hz="$HZ" 'BEGIN { if (n > 0) printf "%.1f", d * 1000 / hz / n * 10000; else print "?" }'
+}
 non2xx_of() { awk '/Non-2xx/ { n = $NF } END { print n + 0 }'; }
 
 RESULTS="$TMP/results"
 : >"$RESULTS"
 one() { # label port cookie
-    local out
+    local out t0 t1
+    t0=$(cpu_ticks)
     out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" "http://127.0.0.1:$2/auth/me" -H "$3")
+    t1=$(cpu_ticks)
     echo "$out" >>"$TMP/raw"
-    printf '%s\t%s\t%s\n' "$1" "$(echo "$out" | rps_of)" "$(echo "$out" | non2xx_of)" >>"$RESULTS"
+    printf '%s\t%s\t%s\t%s\n' "$1" "$(echo "$out" | rps_of)" "$(echo "$out" | non2xx_of)" \
+        "$(ms_per_10k $((t1 - t0)) "$(echo "$out" | reqs_of)")" >>"$RESULTS"
     log "$1: $(echo "$out" | rps_of) req/s"
 }
 two() { # label portA portB cookie
-    local half=$((CONNS / 2))
+    local half=$((CONNS / 2)) t0 t1
+    t0=$(cpu_ticks)
     wrk -t1 -c"$half" -d"${DURATION}s" "http://127.0.0.1:$2/auth/me" -H "$4" >"$TMP/a.out" &
     local wa=$!
     wrk -t1 -c"$half" -d"${DURATION}s" "http://127.0.0.1:$3/auth/me" -H "$4" >"$TMP/b.out" &
     local wb=$!
     wait "$wa" "$wb"
+    t1=$(cpu_ticks)
     cat "$TMP/a.out" "$TMP/b.out" >>"$TMP/raw"
     local ra rb na nb
     ra=$(rps_of <"$TMP/a.out"); rb=$(rps_of <"$TMP/b.out")
     na=$(non2xx_of <"$TMP/a.out"); nb=$(non2xx_of <"$TMP/b.out")
-    printf '%s\t%s\t%s\n' "$1" "$(awk -v a="$ra" -v b="$rb" 'BEGIN { printf "%.2f", a + b }')" "$((na + nb))" >>"$RESULTS"
+    local reqs=$(($(reqs_of <"$TMP/a.out") + $(reqs_of <"$TMP/b.out")))
+    printf '%s\t%s\t%s\t%s\n' "$1" "$(awk -v a="$ra" -v b="$rb" 'BEGIN { printf "%.2f", a + b }')" "$((na + nb))" \
+        "$(ms_per_10k $((t1 - t0)) "$reqs")" >>"$RESULTS"
     log "$1: $ra + $rb req/s"
 }
 
@@ -151,6 +180,7 @@ layout() { # name cpuA cpuB
         two "$1-two-r$r" 18451 18452 "$c"
     done
     stop_all
+    INSTANCES=()
 }
 
 layout pinned 0 1
@@ -161,20 +191,25 @@ layout unpinned "" ""
     echo "# GET /auth/me with a session cookie; sessions in Redis (coherent cache on), users in PostgreSQL"
     echo "# one = one instance, wrk -t1 -c$CONNS; two = two instances, one wrk -t1 -c$((CONNS / 2)) each (split per connection)"
     echo "# pinned: instance A on core 0, B on core 1 (taskset), wrk/Redis/PostgreSQL float; unpinned: all float"
-    printf 'run\treq/s\tnon-2xx\n'
+    echo "# cpu ms/10k = user + system CPU time of both instances (/proc/PID/stat) per 10,000 requests answered"
+    printf 'run\treq/s\tnon-2xx\tcpu ms/10k\n'
     cat "$RESULTS"
     awk -F'\t' '
         {
             name = $1; sub(/-r[0-9]+$/, "", name)
             r = substr($1, length(name) + 3) + 0
-            by[name, r] = $2; if (r > n) n = r
+            by[name, r] = $2; cpu[name, r] = $4; if (r > n) n = r
         }
         END {
             for (i = 1; i <= n; i++) {
                 p = p sprintf(" %.2f", by["pinned-two", i] / by["pinned-one", i])
                 u = u sprintf(" %.2f", by["unpinned-two", i] / by["unpinned-one", i])
+                if (cpu["pinned-one", i] > 0) pc = pc sprintf(" %.2f", cpu["pinned-two", i] / cpu["pinned-one", i])
+                if (cpu["unpinned-one", i] > 0) uc = uc sprintf(" %.2f", cpu["unpinned-two", i] / cpu["unpinned-one", i])
             }
             print "per-round two/one, pinned:" p "   (target >= 1.70)"
             print "per-round two/one, unpinned:" u
+            print "per-round CPU per 10k requests, two/one, pinned:" pc "   (target <= 1.10)"
+            print "per-round CPU per 10k requests, two/one, unpinned:" uc "   (target <= 1.10)"
         }' "$RESULTS"
 } | tee "$OUT"
