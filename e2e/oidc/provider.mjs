@@ -11,14 +11,18 @@
 // provider); consent is granted automatically. Options (the JSON argument):
 //   redirect_uris         the callback URLs of `vestibule`
 //   access_token_ttl      seconds an access token lives (default 60)
-//   backchannel_logout_uri  where to send logout tokens for `vestibule`
+//   backchannel_logout_uri  where to send logout tokens for `vestibule` (its ID tokens then
+//                         carry `sid`); a logout at /session/end sends them
+//   post_logout_redirect_uris  where /session/end may send the browser back to
+//   port                  the port to listen on (default: one the OS picks), for a relying
+//                         party whose configuration must name the issuer before it starts
 import http from 'node:http';
 import { once } from 'node:events';
 import Provider from 'oidc-provider';
 
 const options = JSON.parse(process.argv[2] || '{}');
 const server = http.createServer();
-server.listen(0, '127.0.0.1');
+server.listen(options.port || 0, '127.0.0.1');
 await once(server, 'listening');
 const { port } = server.address();
 const issuer = `http://127.0.0.1:${port}`;
@@ -120,6 +124,11 @@ async function body(req) {
   for await (const chunk of req) data += chunk;
   return new URLSearchParams(data);
 }
+
+// Back-channel logout calls that the relying party refused, on stderr (the tests' diagnosis).
+provider.on('backchannel.error', (err, client) => {
+  process.stderr.write(`backchannel logout to ${client.clientId} failed: ${err && err.message}\n`);
+});
 
 const handler = provider.callback();
 server.on('request', async (req, res) => {
