@@ -24,11 +24,12 @@
 //! The seen `jti`s are kept in the database too (`oidc_logout_jtis`, until the token's `iat`
 //! leaves the accepted window), so a replay is refused by every instance sharing it.
 
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use openidconnect::core::{CoreJsonWebKey, CoreJsonWebKeyUse};
+use openidconnect::core::{CoreJsonWebKey, CoreJsonWebKeyUse, CoreProviderMetadata};
 use openidconnect::JsonWebKey;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -82,10 +83,11 @@ fn sid_hash(issuer: &str, sid: &str) -> String {
     h.update(issuer.as_bytes());
     h.update([0]);
     h.update(sid.as_bytes());
-    h.finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    let mut out = String::with_capacity(64);
+    for b in h.finalize() {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
 }
 
 /// The claims of a JWS compact token, unverified (the caller verifies, or did).
@@ -263,35 +265,34 @@ impl RelyingParty {
                 .verify_signature(&alg, message.as_bytes(), &signature)
                 .map_err(|_| invalid("the logout token's signature does not verify"))?;
         } else {
-            let mut fetched = false;
-            loop {
-                let candidates: Vec<&CoreJsonWebKey> = m
-                    .jwks()
+            let matching = |m: &CoreProviderMetadata| -> Vec<CoreJsonWebKey> {
+                m.jwks()
                     .keys()
                     .iter()
-                    .filter(|k| kid.is_none_or(|kid| k.key_id().is_some_and(|i| i.as_str() == kid)))
+                    .filter(|k| kid.is_none_or(|kid| k.key_id().is_some_and(|i| **i == kid)))
                     .filter(|k| {
                         k.key_use()
                             .is_none_or(|u| matches!(u, CoreJsonWebKeyUse::Signature))
                     })
-                    .collect();
-                if candidates.is_empty() && !fetched {
-                    // A key the cached set lacks: the provider rotated its keys. Fetch once more.
-                    m = self.metadata(p, true).await?;
-                    fetched = true;
-                    continue;
-                }
-                let ok = candidates
-                    .iter()
-                    .any(|k| k.verify_signature(&alg, message.as_bytes(), &signature).is_ok());
-                if !ok {
-                    return Err(invalid(if candidates.is_empty() {
-                        "no key of the provider's JWKS matches the logout token's kid"
-                    } else {
-                        "the logout token's signature does not verify"
-                    }));
-                }
-                break;
+                    .cloned()
+                    .collect()
+            };
+            let mut keys = matching(&m);
+            if keys.is_empty() {
+                // A key the cached set lacks: the provider rotated its keys. Fetch once more.
+                m = self.metadata(p, true).await?;
+                keys = matching(&m);
+            }
+            if keys.is_empty() {
+                return Err(invalid(
+                    "no key of the provider's JWKS matches the logout token's kid",
+                ));
+            }
+            if !keys
+                .iter()
+                .any(|k| k.verify_signature(&alg, message.as_bytes(), &signature).is_ok())
+            {
+                return Err(invalid("the logout token's signature does not verify"));
             }
         }
         let issuer = m.issuer().as_str();
