@@ -126,7 +126,7 @@ async function body(req) {
 }
 
 // Back-channel logout calls that the relying party refused, on stderr (the tests' diagnosis).
-provider.on('backchannel.error', (err, client) => {
+provider.on('backchannel.error', (_ctx, err, client) => {
   process.stderr.write(`backchannel logout to ${client.clientId} failed: ${err && err.message}\n`);
 });
 

@@ -137,7 +137,8 @@ fn logout_header() -> Value {
 async fn send_logout(app: &TestApp, token: &str) -> reqwest::Response {
     Client::new()
         .post(app.url("/auth/oidc/fake/backchannel-logout"))
-        .form(&[("logout_token", token)])
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("logout_token", token)]))
         .send()
         .await
         .expect("backchannel")
@@ -281,7 +282,8 @@ async fn logout_tokens_that_break_a_rule_are_refused_and_a_valid_one_ends_only_i
     // No token, or not a form.
     let res = Client::new()
         .post(app.url("/auth/oidc/fake/backchannel-logout"))
-        .form(&[("other", "x")])
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("other", "x")]))
         .send()
         .await
         .expect("post");
@@ -362,11 +364,19 @@ async fn logout_tokens_that_break_a_rule_are_refused_and_a_valid_one_ends_only_i
     // Unknown provider.
     let res = Client::new()
         .post(app.url("/auth/oidc/nope/backchannel-logout"))
-        .form(&[("logout_token", valid.as_str())])
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("logout_token", valid.as_str())]))
         .send()
         .await
         .expect("post");
     assert_error(res, 404, "oidc_provider_unknown").await;
+}
+
+/// `application/x-www-form-urlencoded` of `pairs`.
+fn form(pairs: &[(&str, &str)]) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
 }
 
 fn rand_hex() -> String {
@@ -401,7 +411,8 @@ async fn confirm_provider_logout(c: &Client, url: &str) -> String {
         .to_owned();
     let mut res = c
         .post(absolute(&url, &action))
-        .form(&[("xsrf", xsrf.as_str()), ("logout", "yes")])
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("xsrf", xsrf.as_str()), ("logout", "yes")]))
         .send()
         .await
         .expect("confirm");
