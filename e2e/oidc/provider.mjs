@@ -21,6 +21,8 @@ import { once } from 'node:events';
 import Provider from 'oidc-provider';
 
 const options = JSON.parse(process.argv[2] || '{}');
+// The test reads the first line and may close the pipe: later writes must not crash the provider.
+process.stdout.on('error', () => {});
 const server = http.createServer();
 server.listen(options.port || 0, '127.0.0.1');
 await once(server, 'listening');
@@ -112,6 +114,12 @@ const provider = new Provider(issuer, {
     return grant;
   },
   cookies: { keys: ['vestibule-test-provider-cookie-key'] },
+  // The provider's outgoing requests (back-channel logout) go to the relying party on loopback,
+  // which oidc-provider's SSRF guard refuses by default: a test provider lifts it.
+  fetch(url, options) {
+    const { dispatcher: _guard, ...rest } = options;
+    return globalThis.fetch(url, rest);
+  },
 });
 
 function page(res, status, html) {
@@ -127,7 +135,7 @@ async function body(req) {
 
 // Back-channel logout calls that the relying party refused, on stderr (the tests' diagnosis).
 provider.on('backchannel.error', (_ctx, err, client) => {
-  process.stderr.write(`backchannel logout to ${client.clientId} failed: ${err && err.message}\n`);
+  process.stderr.write(`backchannel logout to ${client.clientId} failed: ${err && err.message} ${err && err.cause ? String(err.cause) : ""}\n`);
 });
 
 const handler = provider.callback();
