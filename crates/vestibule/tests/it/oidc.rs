@@ -97,7 +97,13 @@ impl Idp {
     }
 }
 
-pub(crate) fn provider(raw: &mut RawConfig, name: &str, issuer: &str, client_id: &str, secret: &str) {
+pub(crate) fn provider(
+    raw: &mut RawConfig,
+    name: &str,
+    issuer: &str,
+    client_id: &str,
+    secret: &str,
+) {
     raw.oidc.provider.push(vestibule::auth::oidc::RawProvider {
         name: name.into(),
         issuer: issuer.into(),
@@ -156,7 +162,10 @@ pub(crate) fn param(url: &str, key: &str) -> Option<String> {
 
 /// Follows redirects from `url` until one points at Vestibule's callback (returned, not
 /// followed) or a page answers (then the HTML and its URL).
-pub(crate) async fn follow_to_callback(c: &Client, mut url: String) -> Result<String, (String, String)> {
+pub(crate) async fn follow_to_callback(
+    c: &Client,
+    mut url: String,
+) -> Result<String, (String, String)> {
     for _ in 0..20 {
         if url.contains("/auth/oidc/") && url.contains("/callback") {
             return Ok(url);
@@ -174,7 +183,12 @@ pub(crate) async fn follow_to_callback(c: &Client, mut url: String) -> Result<St
 
 /// The provider's callback URL after `username` signs in at the provider, from Vestibule's
 /// start with `return_to`.
-pub(crate) async fn provider_login(c: &Client, app: &TestApp, username: &str, return_to: &str) -> String {
+pub(crate) async fn provider_login(
+    c: &Client,
+    app: &TestApp,
+    username: &str,
+    return_to: &str,
+) -> String {
     let res = c
         .get(app.url(&format!("/auth/oidc/test/start?return_to={return_to}")))
         .send()

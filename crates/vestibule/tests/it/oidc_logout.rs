@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 use vestibule::config::RawStore;
 
 use crate::oidc::{
-    FAKE_SECRET, Idp, absolute, b64, browser, callback, chrono_now, free_port, location, me,
-    param, provider, provider_login, rsa_key, vestibule,
+    FAKE_SECRET, Idp, absolute, b64, browser, callback, chrono_now, free_port, location, me, param,
+    provider, provider_login, rsa_key, vestibule,
 };
 use crate::services::PgSchema;
 use crate::support::{TestApp, assert_error};
@@ -36,7 +36,10 @@ fn sign(header: &Value, claims: &Value) -> String {
         b64(claims.to_string().as_bytes())
     );
     let sig = rsa_key()
-        .sign(&CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256, msg.as_bytes())
+        .sign(
+            &CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+            msg.as_bytes(),
+        )
         .expect("signed");
     format!("{msg}.{}", b64(&sig))
 }
@@ -309,7 +312,11 @@ async fn logout_tokens_that_break_a_rule_are_refused_and_a_valid_one_ends_only_i
         Some("no-store")
     );
     assert_eq!(status_of_me(&b, &app).await, 401, "sid-b ended");
-    assert_eq!(status_of_me(&a, &app).await, 200, "sid-a is another session");
+    assert_eq!(
+        status_of_me(&a, &app).await,
+        200,
+        "sid-a is another session"
+    );
 
     // Replayed: refused (and a fresh login in sid-b is not ended by it).
     let b2 = login_with_sid(&app, &idp, "sid-b").await;
@@ -319,7 +326,11 @@ async fn logout_tokens_that_break_a_rule_are_refused_and_a_valid_one_ends_only_i
         body["message"].as_str().is_some_and(|m| m.contains("jti")),
         "{body}"
     );
-    assert_eq!(status_of_me(&b2, &app).await, 200, "the replay ended nothing");
+    assert_eq!(
+        status_of_me(&b2, &app).await,
+        200,
+        "the replay ended nothing"
+    );
 
     // A sid nobody has: 200, nothing ends.
     let other = sign(
@@ -567,7 +578,10 @@ async fn rp_initiated_logout_ends_the_session_here_and_at_the_provider() {
         401,
         "the Vestibule session ended at once"
     );
-    assert!(signed_in_at_provider(&c, &app).await, "not yet at the provider");
+    assert!(
+        signed_in_at_provider(&c, &app).await,
+        "not yet at the provider"
+    );
 
     // The browser follows it: the provider's session ends and it comes back to return_to.
     let back = confirm_provider_logout(&c, url).await;

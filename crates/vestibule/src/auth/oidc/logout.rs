@@ -29,8 +29,8 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use openidconnect::core::{CoreJsonWebKey, CoreJsonWebKeyUse, CoreProviderMetadata};
 use openidconnect::JsonWebKey;
+use openidconnect::core::{CoreJsonWebKey, CoreJsonWebKeyUse, CoreProviderMetadata};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -239,8 +239,7 @@ impl RelyingParty {
             .map_err(|_| invalid("the logout token's payload is not a JSON object"))?;
         let signature = decode(s64, "signature")?;
         let alg_name = header.get("alg").and_then(Value::as_str).unwrap_or("none");
-        if alg_name.eq_ignore_ascii_case("none") || !p.id_token_algs.iter().any(|a| a == alg_name)
-        {
+        if alg_name.eq_ignore_ascii_case("none") || !p.id_token_algs.iter().any(|a| a == alg_name) {
             return Err(invalid(format!(
                 "the logout token's algorithm {alg_name:?} is not accepted (the provider's id_token_algs; never none)"
             )));
@@ -260,7 +259,11 @@ impl RelyingParty {
         let mut m = self.metadata(p, false).await?;
         if alg_name.starts_with("HS") {
             // HMAC: the client secret is the key (only when the operator listed the algorithm).
-            let secret = p.client_secret.as_ref().map(|s| s.0.clone()).unwrap_or_default();
+            let secret = p
+                .client_secret
+                .as_ref()
+                .map(|s| s.0.clone())
+                .unwrap_or_default();
             CoreJsonWebKey::new_symmetric(secret.into_bytes())
                 .verify_signature(&alg, message.as_bytes(), &signature)
                 .map_err(|_| invalid("the logout token's signature does not verify"))?;
@@ -288,16 +291,18 @@ impl RelyingParty {
                     "no key of the provider's JWKS matches the logout token's kid",
                 ));
             }
-            if !keys
-                .iter()
-                .any(|k| k.verify_signature(&alg, message.as_bytes(), &signature).is_ok())
-            {
+            if !keys.iter().any(|k| {
+                k.verify_signature(&alg, message.as_bytes(), &signature)
+                    .is_ok()
+            }) {
                 return Err(invalid("the logout token's signature does not verify"));
             }
         }
         let issuer = m.issuer().as_str();
         if claims.get("iss").and_then(Value::as_str) != Some(issuer) {
-            return Err(invalid("the logout token's iss is not the provider's issuer"));
+            return Err(invalid(
+                "the logout token's iss is not the provider's issuer",
+            ));
         }
         let aud_ok = match claims.get("aud") {
             Some(Value::String(a)) => *a == p.client_id,

@@ -48,23 +48,27 @@ pub(crate) async fn post_backchannel_logout(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    no_store(
-        match backchannel(&app, &provider, &headers, &body).await {
-            Ok(()) => StatusCode::OK.into_response(),
-            Err(e) => e.into_response(),
-        },
-    )
+    no_store(match backchannel(&app, &provider, &headers, &body).await {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(e) => e.into_response(),
+    })
 }
 
-async fn backchannel(app: &AppState, provider: &str, headers: &HeaderMap, body: &[u8]) -> Result<()> {
+async fn backchannel(
+    app: &AppState,
+    provider: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<()> {
     let rp = super::oidc::relying_party(app)?;
     let form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| {
-            v.split(';')
-                .next()
-                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+            v.split(';').next().is_some_and(|m| {
+                m.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            })
         });
     if !form {
         return Err(Error::new(
@@ -78,8 +82,11 @@ async fn backchannel(app: &AppState, provider: &str, headers: &HeaderMap, body: 
         .map(|(_, v)| v.into_owned())
         .filter(|t| !t.is_empty())
         .ok_or_else(|| {
-            Error::new(ErrorCode::OidcLogoutTokenInvalid, "the body has no logout_token")
-                .with_hint("send logout_token=<JWT> as a form")
+            Error::new(
+                ErrorCode::OidcLogoutTokenInvalid,
+                "the body has no logout_token",
+            )
+            .with_hint("send logout_token=<JWT> as a form")
         })?;
     rp.back_channel_logout(&app.sessions, provider, &token)
         .await
@@ -135,7 +142,10 @@ pub(crate) async fn post_oidc_logout(
         OidcLogoutBody::default()
     } else {
         serde_json::from_slice(&body).map_err(|e| {
-            Error::new(ErrorCode::InvalidBody, format!("the body is not {{\"return_to\"?}}: {e}"))
+            Error::new(
+                ErrorCode::InvalidBody,
+                format!("the body is not {{\"return_to\"?}}: {e}"),
+            )
         })?
     };
     let mut end_session_url = None;
@@ -158,7 +168,11 @@ pub(crate) async fn post_oidc_logout(
         };
     }
     session.flush().await?;
-    audit!("logout", user_id = user.0.as_ref().map(|u| u.id), provider_logout = end_session_url.is_some());
+    audit!(
+        "logout",
+        user_id = user.0.as_ref().map(|u| u.id),
+        provider_logout = end_session_url.is_some()
+    );
     let done = logged_out(&app, &session);
     let mut res = axum::Json(OidcLoggedOut { end_session_url }).into_response();
     res.headers_mut().extend(done.headers().clone());
