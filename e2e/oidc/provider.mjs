@@ -11,14 +11,20 @@
 // provider); consent is granted automatically. Options (the JSON argument):
 //   redirect_uris         the callback URLs of `vestibule`
 //   access_token_ttl      seconds an access token lives (default 60)
-//   backchannel_logout_uri  where to send logout tokens for `vestibule`
+//   backchannel_logout_uri  where to send logout tokens for `vestibule` (its ID tokens then
+//                         carry `sid`); a logout at /session/end sends them
+//   post_logout_redirect_uris  where /session/end may send the browser back to
+//   port                  the port to listen on (default: one the OS picks), for a relying
+//                         party whose configuration must name the issuer before it starts
 import http from 'node:http';
 import { once } from 'node:events';
 import Provider from 'oidc-provider';
 
 const options = JSON.parse(process.argv[2] || '{}');
+// The test reads the first line and may close the pipe: later writes must not crash the provider.
+process.stdout.on('error', () => {});
 const server = http.createServer();
-server.listen(0, '127.0.0.1');
+server.listen(options.port || 0, '127.0.0.1');
 await once(server, 'listening');
 const { port } = server.address();
 const issuer = `http://127.0.0.1:${port}`;
@@ -108,6 +114,12 @@ const provider = new Provider(issuer, {
     return grant;
   },
   cookies: { keys: ['vestibule-test-provider-cookie-key'] },
+  // The provider's outgoing requests (back-channel logout) go to the relying party on loopback,
+  // which oidc-provider's SSRF guard refuses by default: a test provider lifts it.
+  fetch(url, options) {
+    const { dispatcher: _guard, ...rest } = options;
+    return globalThis.fetch(url, rest);
+  },
 });
 
 function page(res, status, html) {
@@ -120,6 +132,11 @@ async function body(req) {
   for await (const chunk of req) data += chunk;
   return new URLSearchParams(data);
 }
+
+// Back-channel logout calls that the relying party refused, on stderr (the tests' diagnosis).
+provider.on('backchannel.error', (_ctx, err, client) => {
+  process.stderr.write(`backchannel logout to ${client.clientId} failed: ${err && err.message} ${err && err.cause ? String(err.cause) : ""}\n`);
+});
 
 const handler = provider.callback();
 server.on('request', async (req, res) => {

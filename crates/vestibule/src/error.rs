@@ -166,6 +166,9 @@ pub enum ErrorCode {
     OidcProviderUnavailable,
     /// Unlinking this identity would leave the account without any way to log in.
     OidcLastLogin,
+    /// A back-channel logout token does not verify (signature, algorithm, issuer, audience,
+    /// `iat`, event, `nonce`, `sid`/`sub`) or was received before (`jti`).
+    OidcLogoutTokenInvalid,
 }
 
 impl ErrorCode {
@@ -235,6 +238,7 @@ impl ErrorCode {
             | ErrorCode::OidcIdTokenExpired => StatusCode::UNAUTHORIZED,
             ErrorCode::OidcProviderUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::OidcLastLogin => StatusCode::CONFLICT,
+            ErrorCode::OidcLogoutTokenInvalid => StatusCode::BAD_REQUEST,
         }
     }
 }

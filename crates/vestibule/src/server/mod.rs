@@ -319,6 +319,14 @@ pub fn router_with(state: AppState, config: &Config, extra: Router) -> Router {
             "/auth/oidc/{provider}/callback",
             get(routes::oidc::get_callback),
         )
+        .route(
+            "/auth/oidc/{provider}/backchannel-logout",
+            post(routes::oidc_logout::post_backchannel_logout),
+        )
+        .route(
+            "/auth/oidc/logout",
+            post(routes::oidc_logout::post_oidc_logout),
+        )
         .route("/openapi.json", get(openapi::get_openapi))
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))

@@ -116,6 +116,8 @@ pub(crate) struct StatusBody {
         routes::oidc::get_callback,
         routes::oidc::get_identities,
         routes::oidc::delete_identity,
+        routes::oidc_logout::post_backchannel_logout,
+        routes::oidc_logout::post_oidc_logout,
     ),
     components(schemas(ErrorBody, ErrorCode, StatusBody)),
     modifiers(&SecuritySchemes),

@@ -16,6 +16,7 @@ mod layering;
 mod limits;
 mod mfa;
 mod oidc;
+mod oidc_logout;
 mod openapi;
 mod outage;
 mod postgres;

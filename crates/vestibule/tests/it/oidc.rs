@@ -28,7 +28,7 @@ use crate::support::{TestApp, assert_error};
 
 const RSA_PEM: &str = include_str!("fixtures/oidc-test-rsa.pem");
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -41,9 +41,9 @@ fn repo_root() -> std::path::PathBuf {
 }
 
 /// `oidc-provider` running on loopback; killed on drop.
-struct Idp {
-    issuer: String,
-    client_secret: String,
+pub(crate) struct Idp {
+    pub(crate) issuer: String,
+    pub(crate) client_secret: String,
     child: std::process::Child,
 }
 
@@ -58,7 +58,7 @@ impl Idp {
     /// Starts the provider with `vestibule`'s callback registered; `None` (after saying why)
     /// when node or the npm package is missing, which `VESTIBULE_REQUIRE_SERVICES=1` makes a
     /// failure.
-    async fn start(options: Value) -> Option<Self> {
+    pub(crate) async fn start(options: Value) -> Option<Self> {
         let root = repo_root();
         if !root
             .join("node_modules/oidc-provider/package.json")
@@ -97,7 +97,13 @@ impl Idp {
     }
 }
 
-fn provider(raw: &mut RawConfig, name: &str, issuer: &str, client_id: &str, secret: &str) {
+pub(crate) fn provider(
+    raw: &mut RawConfig,
+    name: &str,
+    issuer: &str,
+    client_id: &str,
+    secret: &str,
+) {
     raw.oidc.provider.push(vestibule::auth::oidc::RawProvider {
         name: name.into(),
         issuer: issuer.into(),
@@ -108,7 +114,7 @@ fn provider(raw: &mut RawConfig, name: &str, issuer: &str, client_id: &str, secr
 }
 
 /// Vestibule on `port` (known before the provider starts, for its registered callback).
-async fn vestibule(port: u16, tweak: impl FnOnce(&mut RawConfig)) -> TestApp {
+pub(crate) async fn vestibule(port: u16, tweak: impl FnOnce(&mut RawConfig)) -> TestApp {
     TestApp::spawn_with(|raw| {
         raw.listen = format!("127.0.0.1:{port}");
         raw.public_url = Some(format!("http://127.0.0.1:{port}"));
@@ -122,7 +128,7 @@ async fn vestibule(port: u16, tweak: impl FnOnce(&mut RawConfig)) -> TestApp {
 }
 
 /// A browser: a cookie jar, redirects followed by hand.
-fn browser() -> Client {
+pub(crate) fn browser() -> Client {
     Client::builder()
         .cookie_store(true)
         .redirect(redirect::Policy::none())
@@ -130,7 +136,7 @@ fn browser() -> Client {
         .expect("client")
 }
 
-fn location(res: &reqwest::Response) -> String {
+pub(crate) fn location(res: &reqwest::Response) -> String {
     res.headers()
         .get("location")
         .and_then(|v| v.to_str().ok())
@@ -139,14 +145,14 @@ fn location(res: &reqwest::Response) -> String {
 }
 
 /// `url` made absolute against `base`.
-fn absolute(base: &str, url: &str) -> String {
+pub(crate) fn absolute(base: &str, url: &str) -> String {
     reqwest::Url::parse(base)
         .and_then(|b| b.join(url))
         .expect("url")
         .to_string()
 }
 
-fn param(url: &str, key: &str) -> Option<String> {
+pub(crate) fn param(url: &str, key: &str) -> Option<String> {
     reqwest::Url::parse(url)
         .expect("url")
         .query_pairs()
@@ -156,7 +162,10 @@ fn param(url: &str, key: &str) -> Option<String> {
 
 /// Follows redirects from `url` until one points at Vestibule's callback (returned, not
 /// followed) or a page answers (then the HTML and its URL).
-async fn follow_to_callback(c: &Client, mut url: String) -> Result<String, (String, String)> {
+pub(crate) async fn follow_to_callback(
+    c: &Client,
+    mut url: String,
+) -> Result<String, (String, String)> {
     for _ in 0..20 {
         if url.contains("/auth/oidc/") && url.contains("/callback") {
             return Ok(url);
@@ -174,7 +183,12 @@ async fn follow_to_callback(c: &Client, mut url: String) -> Result<String, (Stri
 
 /// The provider's callback URL after `username` signs in at the provider, from Vestibule's
 /// start with `return_to`.
-async fn provider_login(c: &Client, app: &TestApp, username: &str, return_to: &str) -> String {
+pub(crate) async fn provider_login(
+    c: &Client,
+    app: &TestApp,
+    username: &str,
+    return_to: &str,
+) -> String {
     let res = c
         .get(app.url(&format!("/auth/oidc/test/start?return_to={return_to}")))
         .send()
@@ -214,13 +228,13 @@ async fn provider_login(c: &Client, app: &TestApp, username: &str, return_to: &s
 }
 
 /// Completes the callback; the redirect's target.
-async fn callback(c: &Client, url: &str) -> String {
+pub(crate) async fn callback(c: &Client, url: &str) -> String {
     let res = c.get(url).send().await.expect("callback");
     assert_eq!(res.status(), 303, "callback redirects");
     location(&res)
 }
 
-async fn me(c: &Client, app: &TestApp) -> Value {
+pub(crate) async fn me(c: &Client, app: &TestApp) -> Value {
     let res = c.get(app.url("/auth/me")).send().await.expect("me");
     assert_eq!(res.status(), 200);
     res.json().await.expect("json")
@@ -407,7 +421,7 @@ fn urlencode(s: &str) -> String {
     url_escape(s)
 }
 
-fn url_escape(s: &str) -> String {
+pub(crate) fn url_escape(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
@@ -483,9 +497,9 @@ struct Fake {
     forge: Arc<Mutex<Forge>>,
 }
 
-const FAKE_SECRET: &str = "fake-client-secret-0123456789abcdef";
+pub(crate) const FAKE_SECRET: &str = "fake-client-secret-0123456789abcdef";
 
-fn b64(bytes: &[u8]) -> String {
+pub(crate) fn b64(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
@@ -545,7 +559,7 @@ fn id_token(f: &Fake) -> String {
     .to_string()
 }
 
-fn chrono_now() -> i64 {
+pub(crate) fn chrono_now() -> i64 {
     i64::try_from(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -559,7 +573,7 @@ fn ts(secs: i64) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp(secs, 0).expect("timestamp")
 }
 
-fn rsa_key() -> CoreRsaPrivateSigningKey {
+pub(crate) fn rsa_key() -> CoreRsaPrivateSigningKey {
     CoreRsaPrivateSigningKey::from_pem(RSA_PEM, Some(JsonWebKeyId::new("k1".into())))
         .expect("test key")
 }

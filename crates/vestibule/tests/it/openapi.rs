@@ -52,6 +52,8 @@ const MOUNTED: &[(&str, &str)] = &[
     ("get", "/auth/oidc/{provider}/callback"),
     ("get", "/auth/identities"),
     ("delete", "/auth/identities/{id}"),
+    ("post", "/auth/oidc/{provider}/backchannel-logout"),
+    ("post", "/auth/oidc/logout"),
 ];
 
 const METHODS: &[&str] = &["get", "post", "put", "patch", "delete"];

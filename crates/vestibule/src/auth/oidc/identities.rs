@@ -37,6 +37,11 @@ impl Identities {
         Self { db }
     }
 
+    /// The database (the logout index lives next to the identities).
+    pub(super) fn db(&self) -> &Database {
+        &self.db
+    }
+
     /// The user linked to (`issuer`, `subject`), recording this login.
     ///
     /// # Errors

@@ -14,6 +14,7 @@
 
 mod http;
 mod identities;
+mod logout;
 mod section;
 
 use std::collections::HashMap;
@@ -33,6 +34,7 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 pub use self::identities::{Identities, Identity};
+pub use self::logout::{LOGIN_KEY, SID_KEY};
 pub use self::section::{OidcSettings, ProviderSettings, RawClaims, RawOidc, RawProvider};
 use crate::auth::mfa::SecretBox;
 use crate::auth::{User, UserStore, Username};
@@ -85,6 +87,9 @@ pub struct Verified {
     pub return_to: String,
     /// The provider's tokens, to keep in the session.
     pub tokens: ProviderTokens,
+    /// The ID token as issued (verified): `id_token_hint` at logout, its `sid` for back-channel
+    /// logout (`logout.rs`).
+    pub id_token: String,
 }
 
 /// The provider's tokens as the session keeps them (see [`TOKENS_KEY`]); never sent to the
@@ -698,6 +703,7 @@ impl RelyingParty {
                 subject: claims.subject().to_string(),
                 lifetime,
             },
+            id_token: id_token.to_string(),
         })
     }
 

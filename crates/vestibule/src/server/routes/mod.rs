@@ -10,6 +10,7 @@ pub(super) mod email;
 pub(super) mod health;
 pub(super) mod mfa;
 pub(super) mod oidc;
+pub(super) mod oidc_logout;
 pub(super) mod passkeys;
 pub(super) mod password;
 pub(super) mod sessions;

@@ -15,7 +15,7 @@ use crate::server::openapi::{ErrorBody, StoreErrors};
 use crate::server::{AppState, ClientIp};
 use crate::session::Session;
 
-fn relying_party(app: &AppState) -> Result<&RelyingParty> {
+pub(super) fn relying_party(app: &AppState) -> Result<&RelyingParty> {
     app.oidc.as_ref().ok_or_else(|| {
         Error::new(
             ErrorCode::OidcProviderUnknown,
@@ -167,6 +167,14 @@ pub(crate) async fn get_callback(
     };
     // The provider's tokens stay on the server, sealed under `secret_key` when one is set.
     rp.keep_tokens(&session, user.id, &verified.tokens).await?;
+    // The ID token (RP-initiated logout) and the provider's `sid` (back-channel logout).
+    rp.keep_login(
+        &session,
+        user.id,
+        &verified,
+        app.sessions.config().absolute_timeout,
+    )
+    .await?;
     Ok(match step {
         LoginStep::LoggedIn(mut done) => {
             let mut res = see_other(&verified.return_to);
