@@ -166,6 +166,8 @@ pub enum ErrorCode {
     OidcProviderUnavailable,
     /// Unlinking this identity would leave the account without any way to log in.
     OidcLastLogin,
+    /// The identity a logged-in user tried to link belongs to another account.
+    OidcIdentityTaken,
 }
 
 impl ErrorCode {
@@ -235,6 +237,7 @@ impl ErrorCode {
             | ErrorCode::OidcIdTokenExpired => StatusCode::UNAUTHORIZED,
             ErrorCode::OidcProviderUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::OidcLastLogin => StatusCode::CONFLICT,
+            ErrorCode::OidcIdentityTaken => StatusCode::CONFLICT,
         }
     }
 }

@@ -116,6 +116,7 @@ pub(crate) struct StatusBody {
         routes::oidc::get_callback,
         routes::oidc::get_identities,
         routes::oidc::delete_identity,
+        routes::oidc::post_link,
     ),
     components(schemas(ErrorBody, ErrorCode, StatusBody)),
     modifiers(&SecuritySchemes),

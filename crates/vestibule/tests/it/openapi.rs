@@ -52,6 +52,7 @@ const MOUNTED: &[(&str, &str)] = &[
     ("get", "/auth/oidc/{provider}/callback"),
     ("get", "/auth/identities"),
     ("delete", "/auth/identities/{id}"),
+    ("post", "/auth/oidc/{provider}/link"),
 ];
 
 const METHODS: &[&str] = &["get", "post", "put", "patch", "delete"];

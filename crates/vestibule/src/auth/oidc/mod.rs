@@ -36,7 +36,7 @@ use subtle::ConstantTimeEq;
 pub use self::identities::{Identities, Identity};
 pub use self::relay::ProviderTokens;
 pub use self::section::{OidcSettings, ProviderSettings, RawClaims, RawOidc, RawProvider};
-use crate::auth::mfa::SecretBox;
+use crate::auth::mfa::{Domain, SecretBox};
 use crate::auth::{User, UserStore, Username};
 use crate::error::{Error, ErrorCode, Result};
 use crate::origin::Origin;
@@ -48,6 +48,12 @@ use crate::token::{SecretToken, TokenHash, TokenKind};
 const FLOW_KEY: &str = "oidc.flow";
 /// The session key of the provider's tokens after a login.
 pub const TOKENS_KEY: &str = "oidc.tokens";
+/// The associated-data domain of the provider tokens sealed in sessions: a TOTP secret's sealed
+/// blob never opens as tokens, nor the other way round.
+pub const TOKENS_DOMAIN: Domain = Domain {
+    aad: "vestibule-oidc-tokens",
+    what: "provider tokens",
+};
 /// How long discovered metadata (and its JWKS) is reused before it is fetched again.
 const METADATA_TTL: Duration = Duration::from_secs(3600);
 /// The password hash of a user created through a provider: no password verifies against it
@@ -64,6 +70,9 @@ struct Flow {
     pkce_verifier: String,
     return_to: String,
     expires_at: i64,
+    /// A link from a logged-in session: the user the identity is linked to (no login happens).
+    #[serde(default)]
+    link_user: Option<i64>,
 }
 
 /// What the callback proved: who the provider says the user is, and its tokens.
@@ -85,6 +94,9 @@ pub struct Verified {
     pub trusted_mfa: bool,
     /// Where the browser goes afterwards.
     pub return_to: String,
+    /// `Some(user)`: this flow links the identity to the logged-in `user` ([`RelyingParty::link`])
+    /// instead of logging in.
+    pub link_user: Option<i64>,
     /// The provider's tokens, to keep in the session.
     pub tokens: ProviderTokens,
 }
@@ -156,7 +168,7 @@ impl RelyingParty {
             metadata: tokio::sync::Mutex::new(HashMap::new()),
             identities,
             users,
-            secrets,
+            secrets: secrets.with_domain(TOKENS_DOMAIN),
             flights: moka::future::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_idle(Duration::from_secs(600))
@@ -301,6 +313,33 @@ impl RelyingParty {
         provider: &str,
         return_to: Option<&str>,
     ) -> Result<String> {
+        self.begin(session, provider, return_to, None).await
+    }
+
+    /// Starts linking an identity at `provider` to `user_id`, the user logged in to `session`
+    /// (the caller checked the re-authentication): the same flow as [`start`](Self::start),
+    /// which the callback completes with [`link`](Self::link) instead of a login.
+    ///
+    /// # Errors
+    /// As [`start`](Self::start).
+    pub async fn start_link(
+        &self,
+        session: &Session,
+        provider: &str,
+        return_to: Option<&str>,
+        user_id: i64,
+    ) -> Result<String> {
+        self.begin(session, provider, return_to, Some(user_id))
+            .await
+    }
+
+    async fn begin(
+        &self,
+        session: &Session,
+        provider: &str,
+        return_to: Option<&str>,
+        link_user: Option<i64>,
+    ) -> Result<String> {
         let p = self.provider(provider)?;
         let return_to = self.check_return_to(return_to)?;
         let m = self.metadata(p, false).await?;
@@ -341,6 +380,7 @@ impl RelyingParty {
                     pkce_verifier: verifier.secret().clone(),
                     return_to,
                     expires_at: now().saturating_add(timeout),
+                    link_user,
                 },
             )
             .await?;
@@ -541,6 +581,7 @@ impl RelyingParty {
             email_verified: claims.email_verified().unwrap_or(false),
             trusted_mfa: p.trust_mfa && mfa,
             return_to,
+            link_user: flow.link_user,
             tokens: ProviderTokens {
                 provider: p.name.clone(),
                 access_token: response.access_token().secret().clone(),
@@ -608,6 +649,44 @@ impl RelyingParty {
         }
         audit!("signup", user_id = user.id, provider = %v.provider, "user signed up through an OpenID provider");
         Ok(user)
+    }
+}
+
+impl RelyingParty {
+    /// Links the identity `v` proved to `user_id` (a link flow: `v.link_user`); nobody logs in.
+    /// Linking it again to the same user is a success.
+    ///
+    /// # Errors
+    /// 409 `oidc_identity_taken` (the identity belongs to another user), 503 `store_unavailable`.
+    pub async fn link(&self, v: &Verified, user_id: i64) -> Result<()> {
+        let ids = &self.0.identities;
+        match ids
+            .link(
+                user_id,
+                &v.provider,
+                &v.issuer,
+                &v.subject,
+                v.email.as_deref(),
+            )
+            .await
+        {
+            Ok(()) => {
+                audit!("oidc.link", user_id, provider = %v.provider, how = "session", "identity linked from a logged-in session");
+                Ok(())
+            }
+            Err(crate::auth::UserError::Taken) => {
+                if ids.users_of(&v.issuer, &v.subject).await?.contains(&user_id) {
+                    return Ok(());
+                }
+                audit!("oidc.link_refused", user_id, provider = %v.provider, reason = "identity_taken", "identity belongs to another user");
+                Err(err(
+                    ErrorCode::OidcIdentityTaken,
+                    "this identity is linked to another account",
+                )
+                .with_hint("log in with it and unlink it there first"))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 }
 

@@ -162,3 +162,26 @@ impl RelyingParty {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::TOKENS_DOMAIN;
+    use crate::auth::mfa::SecretBox;
+
+    #[test]
+    fn sealed_tokens_and_totp_secrets_do_not_open_as_each_other() {
+        let totp = SecretBox::new(Some([7; 32]));
+        let tokens = totp.clone().with_domain(TOKENS_DOMAIN);
+        let secret = totp.seal(1, b"totp secret").expect("seal");
+        let sealed = tokens.seal(1, br#"{"access_token":"a"}"#).expect("seal");
+        assert_eq!(totp.open(1, &secret).expect("own domain"), b"totp secret");
+        assert_eq!(
+            tokens.open(1, &sealed).expect("own domain"),
+            br#"{"access_token":"a"}"#
+        );
+        let e = tokens.open(1, &secret).expect_err("a TOTP blob is no token");
+        assert!(e.to_string().contains("provider tokens"), "{e}");
+        assert!(totp.open(1, &sealed).is_err(), "a token blob is no TOTP secret");
+        assert!(tokens.open(2, &sealed).is_err(), "still bound to the user");
+    }
+}
