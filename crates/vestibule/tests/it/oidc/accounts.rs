@@ -373,3 +373,88 @@ async fn a_trusted_providers_mfa_stands_in_for_the_second_factor_and_nothing_els
     assert_eq!(param(&to, "mfa_required").as_deref(), Some("1"), "{to}");
     assert_eq!(me(&c, &app).await.0, 401, "not logged in before the factor");
 }
+
+/// Deleting a user removes what belongs to it — a linked identity, an access token — in one go,
+/// ends its sessions, and frees the identity for another account; undoing a signup does too,
+/// for an account that never logged in only.
+async fn deleting_a_user_takes_its_identities(app: &TestApp) {
+    let mut judy = app.signed_up("judy", PASSWORD).await;
+    judy.create_token(&json!({"name": "ci"})).await;
+    let judy_id = app
+        .state
+        .users
+        .by_username("judy")
+        .await
+        .expect("db")
+        .expect("judy")
+        .id;
+    let ids = vestibule::auth::oidc::Identities::new(app.state.db.clone());
+    ids.link(judy_id, "test", "https://idp.example", "judy-sub", None)
+        .await
+        .expect("link");
+
+    let store = app.state.sessions.store().clone();
+    vestibule::auth::delete_user(&app.state.db, &*store, judy_id)
+        .await
+        .expect("deleted despite the identity and the token");
+    assert!(app.state.users.by_id(judy_id).await.expect("db").is_none());
+    assert!(
+        ids.users_of("https://idp.example", "judy-sub")
+            .await
+            .expect("db")
+            .is_empty(),
+        "the identity went with the user"
+    );
+    assert_eq!(judy.get("/auth/me").await.status(), 401, "sessions ended");
+    let e = vestibule::auth::delete_user(&app.state.db, &*store, judy_id)
+        .await
+        .expect_err("gone");
+    assert_eq!(e.code(), vestibule::ErrorCode::NotFound);
+
+    // The identity is free: another account can have it.
+    app.signed_up("kim", PASSWORD).await;
+    let kim = app
+        .state
+        .users
+        .by_username("kim")
+        .await
+        .expect("db")
+        .expect("kim");
+    ids.link(kim.id, "test", "https://idp.example", "judy-sub", None)
+        .await
+        .expect("linked to kim");
+
+    // Undoing a signup takes the identity too; an account that logged in is not undone.
+    let username = vestibule::auth::Username::parse("lee").expect("name");
+    let lee = app.state.users.create(&username, "!").await.expect("create");
+    ids.link(lee.id, "test", "https://idp.example", "lee-sub", None)
+        .await
+        .expect("link");
+    app.state.users.undo_signup(lee.id).await.expect("undo");
+    assert!(app.state.users.by_id(lee.id).await.expect("db").is_none());
+    assert!(
+        ids.users_of("https://idp.example", "lee-sub")
+            .await
+            .expect("db")
+            .is_empty()
+    );
+    app.state.users.undo_signup(kim.id).await.expect("undo");
+    assert!(
+        app.state.users.by_id(kim.id).await.expect("db").is_some(),
+        "kim logged in (signup does): not undone"
+    );
+}
+
+#[tokio::test]
+async fn deleting_a_user_takes_its_identities_on_sqlite() {
+    let app = TestApp::spawn().await;
+    deleting_a_user_takes_its_identities(&app).await;
+}
+
+#[tokio::test]
+async fn deleting_a_user_takes_its_identities_on_postgres() {
+    let Some((app, _schema)) = crate::services::spawn_on_postgres(|_| {}).await else {
+        return;
+    };
+    deleting_a_user_takes_its_identities(&app).await;
+}
