@@ -12,6 +12,9 @@
 //   redirect_uris         the callback URLs of `vestibule`
 //   access_token_ttl      seconds an access token lives (default 60)
 //   backchannel_logout_uri  where to send logout tokens for `vestibule`
+//
+// GET /_test/refreshes answers {"refreshes", "refresh_errors"}: the refresh_token grants served
+// and refused so far (the test of one refresh across Vestibule instances counts them).
 import http from 'node:http';
 import { once } from 'node:events';
 import Provider from 'oidc-provider';
@@ -110,6 +113,15 @@ const provider = new Provider(issuer, {
   cookies: { keys: ['vestibule-test-provider-cookie-key'] },
 });
 
+let refreshes = 0;
+let refreshErrors = 0;
+provider.on('grant.success', (ctx) => {
+  if (ctx.oidc?.params?.grant_type === 'refresh_token') refreshes += 1;
+});
+provider.on('grant.error', (ctx) => {
+  if (ctx.oidc?.params?.grant_type === 'refresh_token') refreshErrors += 1;
+});
+
 function page(res, status, html) {
   res.writeHead(status, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
   res.end(`<!doctype html><html><head><title>Test IdP</title></head><body>${html}</body></html>`);
@@ -124,6 +136,10 @@ async function body(req) {
 const handler = provider.callback();
 server.on('request', async (req, res) => {
   try {
+    if (req.url === '/_test/refreshes') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      return res.end(JSON.stringify({ refreshes, refresh_errors: refreshErrors }));
+    }
     const m = /^\/interaction\/([^/?]+)(\/login)?/.exec(req.url);
     if (!m) return handler(req, res);
     const details = await provider.interactionDetails(req, res);

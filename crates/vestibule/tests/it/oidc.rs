@@ -890,3 +890,4 @@ async fn a_verified_email_links_when_opted_in_and_the_last_way_in_cannot_be_unli
 }
 
 mod accounts;
+mod refresh;

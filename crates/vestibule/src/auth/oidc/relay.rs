@@ -2,13 +2,30 @@
 //! handed to upstreams, refreshed first when due — one refresh per session at a time.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use openidconnect::{OAuth2TokenResponse, RequestTokenError};
 use serde::{Deserialize, Serialize};
 
 use super::{RelyingParty, TOKENS_KEY, err};
 use crate::error::{Error, ErrorCode, Result};
-use crate::session::{Session, now};
+use crate::session::{Delta, Session, SharedLock, now};
+use crate::token::TokenHash;
+
+/// How long the shared refresh lock lives at most (past the provider client's 10 s timeout).
+const SHARED_LOCK_TTL: Duration = Duration::from_secs(15);
+/// How long a request waits for another instance's refresh.
+const SHARED_WAIT: Duration = Duration::from_secs(16);
+/// How often a waiting request looks again.
+const SHARED_POLL: Duration = Duration::from_millis(50);
+
+/// Whose refresh it is.
+enum Turn {
+    /// This request's: the lock (or [`SharedLock::Local`] on a store of one process).
+    Mine(SharedLock),
+    /// Another instance refreshed: its tokens.
+    Refreshed(ProviderTokens),
+}
 
 /// The provider's tokens as the session keeps them (see [`TOKENS_KEY`]); never sent to the
 /// browser.
@@ -101,8 +118,50 @@ impl RelyingParty {
             self.keep_tokens(session, user_id, &done).await?;
             return Ok(Some(done.access_token));
         }
+        // Across instances on a shared store (Redis): the provider rotates refresh tokens, so a
+        // second refresh with the old one would fail and end the session. One instance refreshes;
+        // the others wait and take its tokens from the store.
+        let store = session.manager().store().clone();
+        let name = format!("oidc-refresh:{}", key.to_hex());
+        let lock = match self
+            .shared_turn(&*store, &name, &key, user_id, &tokens)
+            .await?
+        {
+            Turn::Mine(lock) => lock,
+            Turn::Refreshed(fresh) => {
+                self.keep_tokens(session, user_id, &fresh).await?;
+                *latest = Some(fresh.clone());
+                return Ok(Some(fresh.access_token));
+            }
+        };
+        let out = self.refresh(session, user_id, &tokens, at).await;
+        if let Ok(Some(fresh)) = &out {
+            *latest = Some(fresh.clone());
+            if matches!(lock, SharedLock::Held(_))
+                && let Err(e) = self.publish(&*store, &key, user_id, fresh).await
+            {
+                tracing::warn!(error = %e, "refreshed provider tokens not published to the shared store");
+            }
+        }
+        if let Err(e) = store.unlock(&name, &lock).await {
+            // It expires by itself (SHARED_LOCK_TTL).
+            tracing::warn!(error = %e, "refresh lock not released");
+        }
+        out.map(|fresh| Some(fresh.map_or(tokens.access_token, |f| f.access_token)))
+    }
+
+    /// Refreshes `tokens` at the provider: `Some` the new tokens (kept in the session), `None`
+    /// to go on with the current access token (no refresh token, or the provider did not answer
+    /// and the token is still valid).
+    async fn refresh(
+        &self,
+        session: &Session,
+        user_id: i64,
+        tokens: &ProviderTokens,
+        at: i64,
+    ) -> Result<Option<ProviderTokens>> {
         let Some(refresh) = tokens.refresh_token.clone() else {
-            return Ok(Some(tokens.access_token));
+            return Ok(None);
         };
         let p = self.provider(&tokens.provider)?;
         let m = self.metadata(p, false).await?;
@@ -133,8 +192,7 @@ impl RelyingParty {
                 };
                 self.keep_tokens(session, user_id, &fresh).await?;
                 audit!("oidc.refresh", user_id, provider = %tokens.provider, "provider access token refreshed");
-                *latest = Some(fresh.clone());
-                Ok(Some(fresh.access_token))
+                Ok(Some(fresh))
             }
             Err(RequestTokenError::ServerResponse(r)) => {
                 // Refused for good (revoked, expired, the user logged out at the provider):
@@ -150,7 +208,7 @@ impl RelyingParty {
             Err(e) => {
                 tracing::warn!(provider = %tokens.provider, error = %e, "token refresh failed");
                 if tokens.expires_at.is_some_and(|x| x > at) {
-                    Ok(Some(tokens.access_token))
+                    Ok(None)
                 } else {
                     Err(err(
                         ErrorCode::OidcProviderUnavailable,
@@ -160,6 +218,96 @@ impl RelyingParty {
                 }
             }
         }
+    }
+
+    /// Waits for this session's turn to refresh across instances: the shared lock is taken
+    /// ([`Turn::Mine`]), or another instance refreshed meanwhile and its tokens are in the store
+    /// ([`Turn::Refreshed`]).
+    ///
+    /// # Errors
+    /// 503 `oidc_provider_unavailable` when another instance holds the lock past the wait, 503
+    /// `store_unavailable`.
+    async fn shared_turn(
+        &self,
+        store: &dyn crate::session::SessionStore,
+        name: &str,
+        key: &TokenHash,
+        user_id: i64,
+        tokens: &ProviderTokens,
+    ) -> Result<Turn> {
+        let deadline = Instant::now() + SHARED_WAIT;
+        loop {
+            let lock = store.try_lock(name, SHARED_LOCK_TTL).await?;
+            if lock == SharedLock::Local {
+                return Ok(Turn::Mine(lock));
+            }
+            // Taken or not, another instance may have refreshed already: its tokens are in the
+            // store, and no second refresh happens.
+            if let Some(fresh) = self.stored_tokens(store, key, user_id).await?
+                && !fresh.due(now())
+                && fresh.access_token != tokens.access_token
+            {
+                store.unlock(name, &lock).await?;
+                return Ok(Turn::Refreshed(fresh));
+            }
+            if lock != SharedLock::Busy {
+                return Ok(Turn::Mine(lock));
+            }
+            if Instant::now() >= deadline {
+                return Err(err(
+                    ErrorCode::OidcProviderUnavailable,
+                    "another instance is still refreshing this session's provider tokens",
+                )
+                .with_retry_after(1));
+            }
+            // Polled: the holder is another process (a refresh takes one provider round trip).
+            tokio::time::sleep(SHARED_POLL).await;
+        }
+    }
+
+    /// The provider tokens of session `key` as the shared store has them now.
+    async fn stored_tokens(
+        &self,
+        store: &dyn crate::session::SessionStore,
+        key: &TokenHash,
+        user_id: i64,
+    ) -> Result<Option<ProviderTokens>> {
+        let Some(record) = store.load(key).await? else {
+            return Ok(None);
+        };
+        let Some(sealed) = record.data.get(TOKENS_KEY).and_then(|v| v.as_str()) else {
+            return Ok(None);
+        };
+        let json = self.0.secrets.open(user_id, sealed)?;
+        serde_json::from_slice(&json)
+            .map(Some)
+            .map_err(Error::internal)
+    }
+
+    /// Writes `fresh` into session `key` in the shared store now (not when the response
+    /// leaves), so the instances waiting for the lock find it before it is released.
+    async fn publish(
+        &self,
+        store: &dyn crate::session::SessionStore,
+        key: &TokenHash,
+        user_id: i64,
+        fresh: &ProviderTokens,
+    ) -> Result<()> {
+        let Some(record) = store.load(key).await? else {
+            return Ok(());
+        };
+        let json = serde_json::to_vec(fresh).map_err(Error::internal)?;
+        let sealed = self.0.secrets.seal(user_id, &json)?;
+        let mut delta = Delta {
+            last_seen: record.last_seen,
+            expires_at: record.expires_at,
+            ..Delta::default()
+        };
+        delta
+            .set
+            .insert(TOKENS_KEY.to_owned(), serde_json::Value::String(sealed));
+        store.save(key, &delta).await?;
+        Ok(())
     }
 }
 
