@@ -12,6 +12,8 @@
 //   redirect_uris         the callback URLs of `vestibule`
 //   access_token_ttl      seconds an access token lives (default 60)
 //   backchannel_logout_uri  where to send logout tokens for `vestibule`
+//   conform_id_token_claims true: the scopes' claims only at userinfo, not in the ID token
+//                         (Core 5.4, as many providers do; default false)
 //
 // GET /_test/refreshes answers {"refreshes", "refresh_errors"}: the refresh_token grants served
 // and refused so far (the test of one refresh across Vestibule instances counts them).
@@ -80,7 +82,7 @@ const provider = new Provider(issuer, {
     rpInitiatedLogout: { enabled: true },
   },
   // The scopes' claims go into the ID token too (Vestibule reads the ID token, not userinfo).
-  conformIdTokenClaims: false,
+  conformIdTokenClaims: options.conform_id_token_claims === true,
   pkce: { required: () => true },
   ttl: {
     AccessToken: options.access_token_ttl || 60,

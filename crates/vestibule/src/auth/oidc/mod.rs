@@ -16,6 +16,7 @@ mod http;
 mod identities;
 mod relay;
 mod section;
+mod userinfo;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -555,15 +556,34 @@ impl RelyingParty {
                 ),
             })
         })?;
-        let username = match p.username_claim.as_str() {
-            "email" => claims.email().map(|e| e.to_string()),
-            "name" => claims
-                .name()
-                .and_then(|n| n.get(None))
-                .map(|n| n.to_string()),
-            "sub" => Some(claims.subject().to_string()),
-            _ => claims.preferred_username().map(|u| u.to_string()),
+        let email = claims.email().map(|e| e.to_string());
+        let mut claimed = userinfo::Claimed {
+            username: userinfo::username(
+                &p.username_claim,
+                email.clone(),
+                claims
+                    .name()
+                    .and_then(|n| n.get(None))
+                    .map(|n| n.to_string()),
+                claims.subject().to_string(),
+                claims.preferred_username().map(|u| u.to_string()),
+            ),
+            email,
+            email_verified: claims.email_verified().unwrap_or(false),
         };
+        if claimed.incomplete() {
+            // A provider that keeps the scopes' claims out of the ID token (Core 5.4) has them
+            // at its userinfo endpoint; its `sub` must be the ID token's.
+            let request = client
+                .user_info(
+                    response.access_token().clone(),
+                    Some(claims.subject().clone()),
+                )
+                .ok();
+            if let Some(more) = userinfo::fetch(&self.0.http, request, &p.username_claim).await {
+                claimed.fill(more);
+            }
+        }
         let mfa = claims.auth_method_refs().is_some_and(|amr| {
             amr.iter()
                 .any(|m| matches!(m.as_str(), "mfa" | "otp" | "hwk" | "swk" | "fido" | "sc"))
@@ -576,9 +596,9 @@ impl RelyingParty {
             provider: p.name.clone(),
             issuer: claims.issuer().to_string(),
             subject: claims.subject().to_string(),
-            username,
-            email: claims.email().map(|e| e.to_string()),
-            email_verified: claims.email_verified().unwrap_or(false),
+            username: claimed.username,
+            email: claimed.email,
+            email_verified: claimed.email_verified,
             trusted_mfa: p.trust_mfa && mfa,
             return_to,
             link_user: flow.link_user,

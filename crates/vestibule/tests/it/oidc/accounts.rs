@@ -458,3 +458,35 @@ async fn deleting_a_user_takes_its_identities_on_postgres() {
     };
     deleting_a_user_takes_its_identities(&app).await;
 }
+
+#[tokio::test]
+async fn claims_missing_from_the_id_token_come_from_userinfo() {
+    let port = free_port();
+    let cb = format!("http://127.0.0.1:{port}/auth/oidc/test/callback");
+    // The provider keeps `email` and `preferred_username` out of the ID token (Core 5.4).
+    let Some(idp) =
+        Idp::start(json!({"redirect_uris": [cb], "conform_id_token_claims": true})).await
+    else {
+        return;
+    };
+    let app = vestibule(port, |raw| {
+        provider(raw, "test", &idp.issuer, "vestibule", &idp.client_secret);
+        raw.oidc.provider[0].claims.username = "email".into();
+    })
+    .await;
+    let (c, to) = provider_login_as(&app, "test", "olga", false).await;
+    assert_eq!(to, app.url("/app"));
+    let (_, who) = me(&c, &app).await;
+    assert_eq!(
+        who["user"]["username"], "olga@example.test",
+        "named after the userinfo's e-mail, not the subject"
+    );
+    let c = TestClient {
+        http: c,
+        base: app.base.clone(),
+        csrf: None,
+    };
+    let ids = identities(&c).await;
+    assert_eq!(ids[0]["email"], "olga@example.test");
+    assert_eq!(ids[0]["subject"], "olga");
+}
