@@ -72,7 +72,9 @@ const provider = new Provider(issuer, {
     };
   },
   claims: {
-    openid: ['sub'],
+    // `amr` with the openid scope: in the ID token, as most providers send it (the login below
+    // says ['pwd'], or ['pwd', 'otp', 'mfa'] with the second-factor box ticked).
+    openid: ['sub', 'amr'],
     profile: ['preferred_username', 'name'],
     email: ['email', 'email_verified'],
   },

@@ -7,7 +7,7 @@ use sqlx::Row;
 
 mod owned;
 
-pub use self::owned::{OWNED, Removal, delete_user};
+pub use self::owned::{Removal, delete_user};
 use crate::db::{Database, with_pool};
 use crate::error::{Error, ErrorCode};
 use crate::session::{UnixTime, now};

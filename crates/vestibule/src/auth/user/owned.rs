@@ -11,7 +11,7 @@ use crate::error::Error;
 
 /// The tables whose rows belong to one user, and the statement that removes them: children
 /// before the `users` row (the foreign keys). Static text per table: no SQL is assembled.
-pub const OWNED: &[(&str, &str)] = &[
+pub(crate) const OWNED: &[(&str, &str)] = &[
     (
         "access_tokens",
         "DELETE FROM access_tokens WHERE user_id = $1",
