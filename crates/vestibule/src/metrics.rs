@@ -553,7 +553,11 @@ impl SessionStore for MeteredStore {
     ) -> Result<crate::session::SharedLock, StoreError> {
         self.inner.try_lock(name, ttl).await
     }
-    async fn unlock(&self, name: &str, lock: &crate::session::SharedLock) -> Result<(), StoreError> {
+    async fn unlock(
+        &self,
+        name: &str,
+        lock: &crate::session::SharedLock,
+    ) -> Result<(), StoreError> {
         self.inner.unlock(name, lock).await
     }
 }

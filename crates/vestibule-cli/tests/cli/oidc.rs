@@ -105,7 +105,11 @@ fn config_check_lists_the_callback_to_register_and_warns_without_public_url() {
         "{}",
         text(&out)
     );
-    assert!(!text(&out).contains("public_url is unset"), "{}", text(&out));
+    assert!(
+        !text(&out).contains("public_url is unset"),
+        "{}",
+        text(&out)
+    );
 
     std::fs::write(
         dir.path().join("vestibule.toml"),

@@ -695,7 +695,11 @@ impl RelyingParty {
                 Ok(())
             }
             Err(crate::auth::UserError::Taken) => {
-                if ids.users_of(&v.issuer, &v.subject).await?.contains(&user_id) {
+                if ids
+                    .users_of(&v.issuer, &v.subject)
+                    .await?
+                    .contains(&user_id)
+                {
                     return Ok(());
                 }
                 audit!("oidc.link_refused", user_id, provider = %v.provider, reason = "identity_taken", "identity belongs to another user");

@@ -327,9 +327,14 @@ mod tests {
             tokens.open(1, &sealed).expect("own domain"),
             br#"{"access_token":"a"}"#
         );
-        let e = tokens.open(1, &secret).expect_err("a TOTP blob is no token");
+        let e = tokens
+            .open(1, &secret)
+            .expect_err("a TOTP blob is no token");
         assert!(e.to_string().contains("provider tokens"), "{e}");
-        assert!(totp.open(1, &sealed).is_err(), "a token blob is no TOTP secret");
+        assert!(
+            totp.open(1, &sealed).is_err(),
+            "a token blob is no TOTP secret"
+        );
         assert!(tokens.open(2, &sealed).is_err(), "still bound to the user");
     }
 }

@@ -3,8 +3,8 @@
 //! …) there, not in the ID token of a code flow. Asked only when a claim Vestibule uses is
 //! missing; the answer's `sub` must be the ID token's (`openidconnect` checks it).
 
-use openidconnect::core::{CoreGenderClaim, CoreUserInfoClaims};
 use openidconnect::StandardClaims;
+use openidconnect::core::{CoreGenderClaim, CoreUserInfoClaims};
 
 use super::http::Http;
 
@@ -79,7 +79,11 @@ pub(super) type Request<'a> = openidconnect::UserInfoRequest<
 
 /// Asks the userinfo endpoint (`request`: `None` when the provider has none); `None` (logged)
 /// when it does not answer as it should: the login goes on with the ID token's claims.
-pub(super) async fn fetch(http: &Http, request: Option<Request<'_>>, claim: &str) -> Option<Claimed> {
+pub(super) async fn fetch(
+    http: &Http,
+    request: Option<Request<'_>>,
+    claim: &str,
+) -> Option<Claimed> {
     let request = request?;
     match request.request_async(http).await {
         Ok(info) => {

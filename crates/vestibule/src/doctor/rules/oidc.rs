@@ -197,7 +197,10 @@ mod tests {
         assert_eq!(f.status, Status::Fail, "plain http off loopback");
         let f = callback("corp", &origin("https://auth.example"), true);
         assert_eq!(f.status, Status::Pass);
-        assert!(f.summary.contains("https://auth.example/auth/oidc/corp/callback"));
+        assert!(
+            f.summary
+                .contains("https://auth.example/auth/oidc/corp/callback")
+        );
         assert!(!f.is_problem());
     }
 

@@ -279,7 +279,11 @@ impl<D: SessionStore> SessionStore for CachedStore<D> {
     ) -> Result<crate::session::SharedLock, StoreError> {
         self.durable.try_lock(name, ttl).await
     }
-    async fn unlock(&self, name: &str, lock: &crate::session::SharedLock) -> Result<(), StoreError> {
+    async fn unlock(
+        &self,
+        name: &str,
+        lock: &crate::session::SharedLock,
+    ) -> Result<(), StoreError> {
         self.durable.unlock(name, lock).await
     }
 }

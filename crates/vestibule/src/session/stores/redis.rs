@@ -584,7 +584,11 @@ impl SessionStore for RedisStore {
 
     /// Deletes the lock only while it still holds this holder's value (one script: no other
     /// holder's lock is released between the compare and the delete).
-    async fn unlock(&self, name: &str, lock: &crate::session::SharedLock) -> Result<(), StoreError> {
+    async fn unlock(
+        &self,
+        name: &str,
+        lock: &crate::session::SharedLock,
+    ) -> Result<(), StoreError> {
         let crate::session::SharedLock::Held(value) = lock else {
             return Ok(());
         };

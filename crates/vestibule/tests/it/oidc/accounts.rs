@@ -174,13 +174,19 @@ async fn a_logged_in_user_links_an_identity_to_the_own_account_after_reauthentic
     let tokens_box = totp_box
         .clone()
         .with_domain(vestibule::auth::oidc::TOKENS_DOMAIN);
-    assert!(totp_box.open(grace_id, &sealed).is_err(), "not a TOTP secret");
+    assert!(
+        totp_box.open(grace_id, &sealed).is_err(),
+        "not a TOTP secret"
+    );
     let tokens: vestibule::auth::oidc::ProviderTokens =
         serde_json::from_slice(&tokens_box.open(grace_id, &sealed).expect("opens as tokens"))
             .expect("tokens");
     assert_eq!(tokens.subject, "grace-at-idp");
     let totp_sealed = totp_box.seal(grace_id, b"a totp secret").expect("seal");
-    assert!(tokens_box.open(grace_id, &totp_sealed).is_err(), "not tokens");
+    assert!(
+        tokens_box.open(grace_id, &totp_sealed).is_err(),
+        "not tokens"
+    );
 }
 
 #[tokio::test]
@@ -426,7 +432,12 @@ async fn deleting_a_user_takes_its_identities(app: &TestApp) {
 
     // Undoing a signup takes the identity too; an account that logged in is not undone.
     let username = vestibule::auth::Username::parse("lee").expect("name");
-    let lee = app.state.users.create(&username, "!").await.expect("create");
+    let lee = app
+        .state
+        .users
+        .create(&username, "!")
+        .await
+        .expect("create");
     ids.link(lee.id, "test", "https://idp.example", "lee-sub", None)
         .await
         .expect("link");
