@@ -16,6 +16,11 @@
 //   post_logout_redirect_uris  where /session/end may send the browser back to
 //   port                  the port to listen on (default: one the OS picks), for a relying
 //                         party whose configuration must name the issuer before it starts
+//   conform_id_token_claims true: the scopes' claims only at userinfo, not in the ID token
+//                         (Core 5.4, as many providers do; default false)
+//
+// GET /_test/refreshes answers {"refreshes", "refresh_errors"}: the refresh_token grants served
+// and refused so far (the test of one refresh across Vestibule instances counts them).
 import http from 'node:http';
 import { once } from 'node:events';
 import Provider from 'oidc-provider';
@@ -73,7 +78,9 @@ const provider = new Provider(issuer, {
     };
   },
   claims: {
-    openid: ['sub'],
+    // `amr` with the openid scope: in the ID token, as most providers send it (the login below
+    // says ['pwd'], or ['pwd', 'otp', 'mfa'] with the second-factor box ticked).
+    openid: ['sub', 'amr'],
     profile: ['preferred_username', 'name'],
     email: ['email', 'email_verified'],
   },
@@ -83,7 +90,7 @@ const provider = new Provider(issuer, {
     rpInitiatedLogout: { enabled: true },
   },
   // The scopes' claims go into the ID token too (Vestibule reads the ID token, not userinfo).
-  conformIdTokenClaims: false,
+  conformIdTokenClaims: options.conform_id_token_claims === true,
   pkce: { required: () => true },
   ttl: {
     AccessToken: options.access_token_ttl || 60,
@@ -122,6 +129,15 @@ const provider = new Provider(issuer, {
   },
 });
 
+let refreshes = 0;
+let refreshErrors = 0;
+provider.on('grant.success', (ctx) => {
+  if (ctx.oidc?.params?.grant_type === 'refresh_token') refreshes += 1;
+});
+provider.on('grant.error', (ctx) => {
+  if (ctx.oidc?.params?.grant_type === 'refresh_token') refreshErrors += 1;
+});
+
 function page(res, status, html) {
   res.writeHead(status, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
   res.end(`<!doctype html><html><head><title>Test IdP</title></head><body>${html}</body></html>`);
@@ -141,6 +157,10 @@ provider.on('backchannel.error', (_ctx, err, client) => {
 const handler = provider.callback();
 server.on('request', async (req, res) => {
   try {
+    if (req.url === '/_test/refreshes') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      return res.end(JSON.stringify({ refreshes, refresh_errors: refreshErrors }));
+    }
     const m = /^\/interaction\/([^/?]+)(\/login)?/.exec(req.url);
     if (!m) return handler(req, res);
     const details = await provider.interactionDetails(req, res);

@@ -98,6 +98,21 @@ export interface User {
   username: string;
 }
 
+/** A provider identity linked to the signed-in user (`GET /auth/identities`). */
+export interface LinkedIdentity {
+  /** Its id (for `identities.unlink`). */
+  id: number;
+  /** The provider's configured name. */
+  provider: string;
+  issuer: string;
+  /** The subject at that issuer. */
+  subject: string;
+  /** The e-mail address the provider gave at linking, if any. */
+  email: string | null;
+  /** When it was linked (Unix seconds). */
+  created_at: number;
+}
+
 export interface SessionInfo {
   id: string;
   created_at: string;
@@ -273,6 +288,20 @@ export interface VestibuleClient {
      * on a refusal, or `mfa_required=1` when a second factor is due.
      */
     login(provider: string, options?: { returnTo?: string }): void;
+    /**
+     * Links an identity at `provider` to the signed-in user (needs a recent `reauth`; on an
+     * account with a second factor, one proved in it). Resolves with the provider's URL, where a
+     * page is sent unless `navigate: false`. Back at `returnTo` (default: this page), the query
+     * holds `oidc_linked=<provider>`, or `oidc_error=<code>` (`oidc_identity_taken`: the identity
+     * belongs to another account).
+     */
+    link(provider: string, options?: { returnTo?: string; navigate?: boolean }): Promise<string>;
+  };
+  /** The signed-in user's linked provider identities. */
+  identities: {
+    list(): Promise<LinkedIdentity[]>;
+    /** Needs a recent `reauth`; refused (`oidc_last_login`) for the account's last way in. */
+    unlink(id: number | string): Promise<void>;
   };
   sessions: {
     list(): Promise<SessionInfo[]>;

@@ -675,6 +675,31 @@ export function createClient(options = {}) {
         }
         globalThis.location.assign(oidcStartUrl(baseHref, page, provider, options.returnTo));
       },
+      async link(provider, { returnTo, navigate } = {}) {
+        // Links an identity at `provider` to the signed-in user (needs a recent `reauth`). The
+        // server answers the provider's authorization URL; in a page the client goes there
+        // (unless `navigate: false`), and the provider comes back to `returnTo` with
+        // `oidc_linked=<provider>` or `oidc_error=<code>` in its query.
+        /** @type {Record<string, unknown>} */
+        const body = {};
+        const to = returnTo !== undefined ? returnTo : page ? page.href : undefined;
+        if (to !== undefined) body.return_to = String(to);
+        const data = await call('POST', `/auth/oidc/${encodeURIComponent(String(provider))}/link`, body);
+        if (navigate !== false && page && typeof globalThis.location.assign === 'function') {
+          globalThis.location.assign(data.url);
+        }
+        return data.url;
+      },
+    },
+
+    identities: {
+      async list() {
+        const data = await call('GET', '/auth/identities');
+        return data.identities;
+      },
+      async unlink(id) {
+        await call('DELETE', `/auth/identities/${encodeURIComponent(String(id))}`);
+      },
     },
 
     sessions: {

@@ -49,14 +49,15 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
  * returning the config file's text) and waits (at most 15 s) until /healthz answers. Demo mode
  * is on unless `demo: false`: the tests write session data through its `/demo/counter`.
  * `env` adds variables (e.g. `VESTIBULE_LOG`) to the server's environment.
- * @param {{ toml?: (port: number) => string, host?: string, demo?: boolean, env?: Record<string, string> }} [opts]
+ * @param {{ toml?: (port: number) => string, host?: string, demo?: boolean, env?: Record<string, string>, port?: number }} [opts]
  */
 export async function startServer(opts = {}) {
   const toml = opts.toml || ((port) => `listen = "127.0.0.1:${port}"\n[auth]\nsignup = true\n`);
   let lastError = '';
   // A port can be taken between freePort() and the bind: try a few.
   for (let attempt = 0; attempt < 3; attempt += 1) {
-    const port = await freePort();
+    // `port`: chosen by the caller (who registered it elsewhere first, e.g. at an OpenID provider).
+    const port = opts.port || (await freePort());
     const dir = mkdtempSync(join(tmpdir(), 'vestibule-js-'));
     const config = join(dir, 'vestibule.toml');
     const demo = `demo = ${opts.demo !== false}\n`;

@@ -1,5 +1,6 @@
 // Compile-time test of index.d.ts: typical app code must type-check, misuse must not.
 import { createClient, sessionStorageAdapter, VestibuleError, type User, type VestibuleClient } from '../src/index.js';
+import type { LinkedIdentity } from '../src/index.js';
 
 const client: VestibuleClient = createClient({
   baseUrl: 'http://localhost:8000',
@@ -49,6 +50,11 @@ export async function usage(): Promise<void> {
     }
   }
   void [user, me, current, secret, res, first, token];
+
+  const linked: LinkedIdentity[] = await client.identities.list();
+  await client.identities.unlink(linked[0]?.id ?? 1);
+  const linkUrl: string = await client.oidc.link('google', { returnTo: '/settings', navigate: false });
+  void linkUrl;
 
   // @ts-expect-error transport is 'cookie' or 'bearer'
   createClient({ transport: 'jwt' });

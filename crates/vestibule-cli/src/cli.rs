@@ -257,6 +257,10 @@ pub(crate) enum UserCommand {
     /// expiry), redeemed with POST /auth/password/reset: the administrator never sets or sees
     /// the password.
     ResetPassword(ResetPasswordArgs),
+    /// Delete a user for good: their sessions end, and the account goes with everything that
+    /// belongs to it (access tokens, second factors, linked provider identities, pending
+    /// resets and verifications) in one transaction.
+    Delete(UserArg),
 }
 
 #[derive(Debug, Args)]

@@ -283,6 +283,7 @@ impl RawConfig {
     pub fn validate(mut self) -> Result<Config, ConfigError> {
         let mut p = Problems::default();
         let mut warnings = std::mem::take(&mut self.load_warnings);
+        let public_url_set = self.public_url.is_some();
 
         let listen: Option<SocketAddr> = match self.listen.parse() {
             Ok(a) => Some(a),
@@ -374,6 +375,18 @@ impl RawConfig {
             );
         }
         let oidc = self.oidc.validate(&mut p);
+        if let Some(origin) = &public_origin {
+            // The redirect URI each provider must have registered (doctor's `oidc-callback`).
+            for prov in &oidc.providers {
+                let f = crate::doctor::rules::oidc::callback(&prov.name, origin, public_url_set);
+                if f.is_problem() {
+                    warnings.push(match &f.fix {
+                        Some(fix) => format!("{}: {fix}", f.summary),
+                        None => f.summary.clone(),
+                    });
+                }
+            }
+        }
         let device_key = match &self.secret_key {
             Some(SecretString(k)) if k.chars().count() < 32 => {
                 p.add(

@@ -169,6 +169,8 @@ pub enum ErrorCode {
     /// A back-channel logout token does not verify (signature, algorithm, issuer, audience,
     /// `iat`, event, `nonce`, `sid`/`sub`) or was received before (`jti`).
     OidcLogoutTokenInvalid,
+    /// The identity a logged-in user tried to link belongs to another account.
+    OidcIdentityTaken,
 }
 
 impl ErrorCode {
@@ -239,6 +241,7 @@ impl ErrorCode {
             ErrorCode::OidcProviderUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::OidcLastLogin => StatusCode::CONFLICT,
             ErrorCode::OidcLogoutTokenInvalid => StatusCode::BAD_REQUEST,
+            ErrorCode::OidcIdentityTaken => StatusCode::CONFLICT,
         }
     }
 }

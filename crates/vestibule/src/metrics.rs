@@ -546,6 +546,20 @@ impl SessionStore for MeteredStore {
     async fn count(&self) -> Result<u64, StoreError> {
         self.inner.count().await
     }
+    async fn try_lock(
+        &self,
+        name: &str,
+        ttl: std::time::Duration,
+    ) -> Result<crate::session::SharedLock, StoreError> {
+        self.inner.try_lock(name, ttl).await
+    }
+    async fn unlock(
+        &self,
+        name: &str,
+        lock: &crate::session::SharedLock,
+    ) -> Result<(), StoreError> {
+        self.inner.unlock(name, lock).await
+    }
 }
 
 #[cfg(test)]

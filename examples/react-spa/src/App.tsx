@@ -3,6 +3,7 @@
 import { useCallback, useEffect, useMemo, useState, type FormEvent } from 'react';
 import { createClient, VestibuleError, type MfaRequired, type Transport, type VestibuleClient } from 'vestibule-client';
 import { useSession } from 'vestibule-client/react';
+import { LinkedIdentities, SignInButtons } from './Identities';
 
 /** One note, as notes-api answers (examples/notes-api). */
 interface Note {
@@ -222,6 +223,8 @@ export function App() {
         </form>
       )}
 
+      {loaded && !user && !pending && transport === 'cookie' && <SignInButtons client={client} disabled={busy} />}
+
       {user && (
         <>
           <section id="me">
@@ -253,6 +256,8 @@ export function App() {
               ))}
             </ul>
           </section>
+
+          {transport === 'cookie' && <LinkedIdentities client={client} disabled={busy} run={run} />}
         </>
       )}
     </main>

@@ -140,6 +140,17 @@ pub(crate) fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             for line in &proxy.dev_listing {
                 println!("{line}");
             }
+            for prov in &config.oidc.providers {
+                println!(
+                    "  oidc          {} ({}): register {}/auth/oidc/{}/callback at the provider",
+                    prov.name, prov.issuer, config.public_origin, prov.name
+                );
+            }
+            if !config.oidc.providers.is_empty() {
+                println!(
+                    "  (whether each issuer answers its discovery document is not checked offline: `vestibule doctor --config FILE --page URL` fetches it)"
+                );
+            }
             for w in &config.warnings {
                 println!("warning: {w}");
             }

@@ -189,6 +189,7 @@ async fn offline_check(
         cli.profile.as_deref(),
         serde_json::Value::Object(serde_json::Map::new()),
     );
+    let public_url_set = raw.as_ref().is_ok_and(|r| r.public_url.is_some());
     let config = match raw.and_then(RawConfig::validate) {
         Ok(c) => c,
         Err(ConfigError::Invalid(problems)) => {
@@ -206,7 +207,23 @@ async fn offline_check(
     let ex = offline::exchange(config.offline_server(), &page, credentials)
         .await
         .map_err(|e| usage(format!("public_url: {e}")))?;
-    Ok(print(&diagnose(&ex), args.json))
+    let mut d = diagnose(&ex);
+    // The OpenID providers: discovery fetched now, the callback, the page as a return_to.
+    let oidc = vestibule::doctor::oidc::check(
+        &config.oidc.providers,
+        &config.public_origin,
+        public_url_set,
+        &config.origins,
+        Some(&page),
+        Duration::from_secs(args.timeout.max(1)),
+    )
+    .await;
+    let oidc_fails = oidc
+        .iter()
+        .any(|f| f.status == vestibule::doctor::rules::Status::Fail);
+    d.findings.extend(oidc);
+    let code = print(&d, args.json);
+    Ok(if oidc_fails { ExitCode::from(1) } else { code })
 }
 
 fn scan(dir: &std::path::Path, args: &DoctorArgs) -> Result<ExitCode, Usage> {

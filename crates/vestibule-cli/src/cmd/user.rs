@@ -111,6 +111,14 @@ async fn run_with(
                 user.username,
             );
         }
+        UserCommand::Delete(arg) => {
+            let user = find(users, &arg.username).await?;
+            let store = build_store(config, db)?.0;
+            let ended = vestibule::auth::delete_user(db, &*store, user.id)
+                .await
+                .map_err(super::api_error)?;
+            println!("deleted {} (id {}); {ended}", user.username, user.id);
+        }
         UserCommand::Enable(arg) => {
             let user = find(users, &arg.username).await?;
             users.set_active(user.id, true).await?;

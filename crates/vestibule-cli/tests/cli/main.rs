@@ -8,6 +8,7 @@ mod dev;
 mod doctor;
 mod gateway;
 mod init;
+mod oidc;
 mod readme;
 
 use std::io::Write;

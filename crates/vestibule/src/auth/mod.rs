@@ -28,4 +28,5 @@ pub use quality::MAX_PASSWORD_BYTES;
 pub use reset::PasswordResets;
 pub use section::{AuthSettings, RawAuth, RawTokens, TokenSettings};
 pub use tokens::{AccessToken, AccessTokens, Scope, TokenError, TokenOwner};
+pub use user::{Removal, delete_user};
 pub use user::{User, UserError, UserStore, Username, disable_user, is_control_or_invisible};

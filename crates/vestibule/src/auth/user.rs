@@ -5,6 +5,9 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
+mod owned;
+
+pub use self::owned::{Removal, delete_user};
 use crate::db::{Database, with_pool};
 use crate::error::{Error, ErrorCode};
 use crate::session::{UnixTime, now};
@@ -447,13 +450,8 @@ impl UserStore {
     /// # Errors
     /// A database error.
     pub async fn undo_signup(&self, id: i64) -> Result<(), UserError> {
-        with_pool!(self.db, write, |pool, _d| {
-            sqlx::query("DELETE FROM users WHERE id = $1 AND last_login IS NULL")
-                .bind(id)
-                .execute(pool)
-                .await?
-                .rows_affected()
-        });
+        // With what belongs to it (an identity a provider signup linked): one place, `owned`.
+        self.remove(id, Removal::NeverLoggedIn).await?;
         Ok(())
     }
 

@@ -12,6 +12,7 @@
 
 pub mod live;
 pub mod offline;
+pub mod oidc;
 #[cfg(feature = "doctor")]
 pub mod probe;
 pub mod report;

@@ -17,6 +17,8 @@ use crate::origin::Origin;
 pub use crate::origins::relation;
 use crate::origins::{Relation, is_loopback_mix, is_public_suffix, site_of};
 
+pub mod oidc;
+
 /// A browser family whose cookie rules differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]

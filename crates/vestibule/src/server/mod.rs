@@ -315,6 +315,7 @@ pub fn router_with(state: AppState, config: &Config, extra: Router) -> Router {
             delete(routes::oidc::delete_identity),
         )
         .route("/auth/oidc/{provider}/start", get(routes::oidc::get_start))
+        .route("/auth/oidc/{provider}/link", post(routes::oidc::post_link))
         .route(
             "/auth/oidc/{provider}/callback",
             get(routes::oidc::get_callback),

@@ -118,6 +118,7 @@ pub(crate) struct StatusBody {
         routes::oidc::delete_identity,
         routes::oidc_logout::post_backchannel_logout,
         routes::oidc_logout::post_oidc_logout,
+        routes::oidc::post_link,
     ),
     components(schemas(ErrorBody, ErrorCode, StatusBody)),
     modifiers(&SecuritySchemes),

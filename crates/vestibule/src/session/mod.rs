@@ -40,6 +40,7 @@ pub(crate) use self::layer::credential_from_headers;
 pub use self::layer::{NO_TOUCH_HEADER, SessionLayer, SessionService};
 pub use self::record::{Delta, Record, UnixTime, now};
 pub use self::section::{Lifetimes, RawSession, SessionSection};
+pub use self::store::SharedLock;
 pub use self::store::{Ended, Revoke, SessionStore, StoreError, revoke_by_deleting};
 use crate::error::Error;
 use crate::token::SecretToken;

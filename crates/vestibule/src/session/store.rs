@@ -8,6 +8,19 @@ use super::record::{Delta, Record};
 use crate::error::{Error, ErrorCode};
 use crate::token::TokenHash;
 
+/// What [`SessionStore::try_lock`] got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SharedLock {
+    /// The store keeps no locks shared between processes (one process owns it: memory, SQLite,
+    /// or no store at all): a lock in this process is enough.
+    Local,
+    /// Taken, under this random value: release it with [`SessionStore::unlock`] (it also
+    /// expires by itself).
+    Held(String),
+    /// Another holder has it.
+    Busy,
+}
+
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -153,6 +166,26 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
     /// Number of records held, expired or not (for tests and metrics).
     async fn count(&self) -> Result<u64, StoreError>;
+
+    /// Takes the short lock `name`, shared by every instance on this store, for at most `ttl`
+    /// (a crashed holder cannot keep it). For work that must happen once across instances
+    /// (refreshing a session's rotating provider tokens). The default, [`SharedLock::Local`], is
+    /// for stores that one process owns; a shared store implements it, a wrapper forwards it.
+    async fn try_lock(
+        &self,
+        name: &str,
+        ttl: std::time::Duration,
+    ) -> Result<SharedLock, StoreError> {
+        let _ = (name, ttl);
+        Ok(SharedLock::Local)
+    }
+
+    /// Releases a lock [`try_lock`](Self::try_lock) took, only if it is still this holder's
+    /// (compare, then delete: an expired lock someone else took since is left alone).
+    async fn unlock(&self, name: &str, lock: &SharedLock) -> Result<(), StoreError> {
+        let _ = (name, lock);
+        Ok(())
+    }
 }
 
 /// A store failure as the API's error: 503 while the store is down, 401 `session_expired` when

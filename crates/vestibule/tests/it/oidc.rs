@@ -902,3 +902,6 @@ async fn a_verified_email_links_when_opted_in_and_the_last_way_in_cannot_be_unli
         .expect("unlink");
     assert_error(res, 409, "oidc_last_login").await;
 }
+
+mod accounts;
+mod refresh;

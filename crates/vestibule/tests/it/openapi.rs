@@ -54,6 +54,7 @@ const MOUNTED: &[(&str, &str)] = &[
     ("delete", "/auth/identities/{id}"),
     ("post", "/auth/oidc/{provider}/backchannel-logout"),
     ("post", "/auth/oidc/logout"),
+    ("post", "/auth/oidc/{provider}/link"),
 ];
 
 const METHODS: &[&str] = &["get", "post", "put", "patch", "delete"];

@@ -51,16 +51,34 @@ const NONCE_LEN: usize = 24;
 const TAG_LEN: usize = 16;
 
 /// Seals and opens TOTP secrets at rest with a key derived from `secret_key` (or stores them as
-/// is when there is none: see the module docs).
+/// is when there is none: see the module docs). Each use has its own associated-data domain
+/// ([`with_domain`](Self::with_domain)): a blob sealed for one never opens as another's.
 #[derive(Clone)]
 pub struct SecretBox {
     cipher: Option<XChaCha20Poly1305>,
+    domain: Domain,
 }
+
+/// What a [`SecretBox`] seals: the associated data's prefix, and the name in its errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Domain {
+    /// The associated data's prefix (before the user id); never the same for two uses.
+    pub aad: &'static str,
+    /// What the errors call the sealed thing ("TOTP secret").
+    pub what: &'static str,
+}
+
+/// The domain of TOTP secrets ([`SecretBox::new`]'s).
+pub const TOTP_DOMAIN: Domain = Domain {
+    aad: "vestibule-totp",
+    what: "TOTP secret",
+};
 
 impl std::fmt::Debug for SecretBox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SecretBox")
             .field("sealed", &self.cipher.is_some())
+            .field("domain", &self.domain.aad)
             .finish()
     }
 }
@@ -70,11 +88,19 @@ impl SecretBox {
     pub fn new(key: Option<[u8; 32]>) -> Self {
         Self {
             cipher: key.map(|k| XChaCha20Poly1305::new(&Key::from(k))),
+            domain: TOTP_DOMAIN,
         }
     }
 
-    fn aad(user_id: i64) -> Vec<u8> {
-        format!("vestibule-totp\0{user_id}").into_bytes()
+    /// The same key for another use: what it seals opens only in `domain`.
+    #[must_use]
+    pub fn with_domain(mut self, domain: Domain) -> Self {
+        self.domain = domain;
+        self
+    }
+
+    fn aad(&self, user_id: i64) -> Vec<u8> {
+        format!("{}\0{user_id}", self.domain.aad).into_bytes()
     }
 
     /// The stored form of `secret` for `user_id`.
@@ -88,10 +114,15 @@ impl SecretBox {
         let tag = cipher
             .encrypt_inout_detached(
                 &XNonce::from(nonce),
-                &Self::aad(user_id),
+                &self.aad(user_id),
                 buf.as_mut_slice().into(),
             )
-            .map_err(|_| Error::new(ErrorCode::Internal, "cannot seal the TOTP secret"))?;
+            .map_err(|_| {
+                Error::new(
+                    ErrorCode::Internal,
+                    format!("cannot seal the {}", self.domain.what),
+                )
+            })?;
         let mut out = Vec::with_capacity(NONCE_LEN + buf.len() + TAG_LEN);
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&buf);
@@ -103,11 +134,18 @@ impl SecretBox {
     /// changed or was removed) or was tampered with.
     pub fn open(&self, user_id: i64, stored: &str) -> Result<Vec<u8>, Error> {
         let unusable = || {
-            Error::new(
+            let e = Error::new(
                 ErrorCode::Internal,
-                "the stored TOTP secret cannot be opened with the configured secret_key",
-            )
-            .with_hint("secret_key changed since enrolment: restore it, or use a recovery code and enrol again")
+                format!(
+                    "the stored {} cannot be opened with the configured secret_key",
+                    self.domain.what
+                ),
+            );
+            if self.domain == TOTP_DOMAIN {
+                e.with_hint("secret_key changed since enrolment: restore it, or use a recovery code and enrol again")
+            } else {
+                e.with_hint("secret_key changed since it was sealed: restore it")
+            }
         };
         if let Some(plain) = stored.strip_prefix("plain:") {
             return STANDARD.decode(plain).map_err(|_| unusable());
@@ -127,7 +165,7 @@ impl SecretBox {
         cipher
             .decrypt_inout_detached(
                 &XNonce::from(nonce),
-                &Self::aad(user_id),
+                &self.aad(user_id),
                 buf.as_mut_slice().into(),
                 &Tag::from(tag),
             )

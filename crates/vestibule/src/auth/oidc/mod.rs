@@ -15,7 +15,9 @@
 mod http;
 mod identities;
 mod logout;
+mod relay;
 mod section;
+mod userinfo;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -35,8 +37,9 @@ use subtle::ConstantTimeEq;
 
 pub use self::identities::{Identities, Identity};
 pub use self::logout::{LOGIN_KEY, SID_KEY};
+pub use self::relay::ProviderTokens;
 pub use self::section::{OidcSettings, ProviderSettings, RawClaims, RawOidc, RawProvider};
-use crate::auth::mfa::SecretBox;
+use crate::auth::mfa::{Domain, SecretBox};
 use crate::auth::{User, UserStore, Username};
 use crate::error::{Error, ErrorCode, Result};
 use crate::origin::Origin;
@@ -48,6 +51,12 @@ use crate::token::{SecretToken, TokenHash, TokenKind};
 const FLOW_KEY: &str = "oidc.flow";
 /// The session key of the provider's tokens after a login.
 pub const TOKENS_KEY: &str = "oidc.tokens";
+/// The associated-data domain of the provider tokens sealed in sessions: a TOTP secret's sealed
+/// blob never opens as tokens, nor the other way round.
+pub const TOKENS_DOMAIN: Domain = Domain {
+    aad: "vestibule-oidc-tokens",
+    what: "provider tokens",
+};
 /// How long discovered metadata (and its JWKS) is reused before it is fetched again.
 const METADATA_TTL: Duration = Duration::from_secs(3600);
 /// The password hash of a user created through a provider: no password verifies against it
@@ -64,6 +73,9 @@ struct Flow {
     pkce_verifier: String,
     return_to: String,
     expires_at: i64,
+    /// A link from a logged-in session: the user the identity is linked to (no login happens).
+    #[serde(default)]
+    link_user: Option<i64>,
 }
 
 /// What the callback proved: who the provider says the user is, and its tokens.
@@ -85,40 +97,14 @@ pub struct Verified {
     pub trusted_mfa: bool,
     /// Where the browser goes afterwards.
     pub return_to: String,
+    /// `Some(user)`: this flow links the identity to the logged-in `user` ([`RelyingParty::link`])
+    /// instead of logging in.
+    pub link_user: Option<i64>,
     /// The provider's tokens, to keep in the session.
     pub tokens: ProviderTokens,
     /// The ID token as issued (verified): `id_token_hint` at logout, its `sid` for back-channel
     /// logout (`logout.rs`).
     pub id_token: String,
-}
-
-/// The provider's tokens as the session keeps them (see [`TOKENS_KEY`]); never sent to the
-/// browser.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ProviderTokens {
-    /// The provider's name.
-    pub provider: String,
-    /// The access token.
-    pub access_token: String,
-    /// The refresh token, when the provider issued one.
-    pub refresh_token: Option<String>,
-    /// When the access token expires (Unix seconds), when the provider said.
-    pub expires_at: Option<i64>,
-    /// The subject (back-channel logout by `sub`).
-    pub subject: String,
-    /// The access token's lifetime in seconds as the provider gave it (the refresh margin is
-    /// a share of it).
-    #[serde(default)]
-    pub lifetime: Option<i64>,
-}
-
-impl ProviderTokens {
-    /// Whether the access token is due for a refresh: within 30 seconds (or half its lifetime,
-    /// if shorter) of its expiry.
-    fn due(&self, at: i64) -> bool {
-        let margin = self.lifetime.map_or(30, |l| (l / 2).min(30));
-        self.expires_at.is_some_and(|e| e - at <= margin)
-    }
 }
 
 /// A refused callback: the error, and the `return_to` to send it to when the flow was known.
@@ -188,134 +174,12 @@ impl RelyingParty {
             metadata: tokio::sync::Mutex::new(HashMap::new()),
             identities,
             users,
-            secrets,
+            secrets: secrets.with_domain(TOKENS_DOMAIN),
             flights: moka::future::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_idle(Duration::from_secs(600))
                 .build(),
         })))
-    }
-
-    /// Keeps the provider's `tokens` in the session of `user_id`, sealed under `secret_key`
-    /// (when one is set).
-    ///
-    /// # Errors
-    /// 503 `store_unavailable`.
-    pub async fn keep_tokens(
-        &self,
-        session: &Session,
-        user_id: i64,
-        tokens: &ProviderTokens,
-    ) -> Result<()> {
-        let json = serde_json::to_vec(tokens).map_err(Error::internal)?;
-        let sealed = self.0.secrets.seal(user_id, &json)?;
-        session.insert(TOKENS_KEY, sealed).await
-    }
-
-    async fn tokens(&self, session: &Session, user_id: i64) -> Result<Option<ProviderTokens>> {
-        let Some(sealed) = session.get::<String>(TOKENS_KEY).await? else {
-            return Ok(None);
-        };
-        let json = self.0.secrets.open(user_id, &sealed)?;
-        serde_json::from_slice(&json)
-            .map(Some)
-            .map_err(Error::internal)
-    }
-
-    /// The provider's access token of this session (logged in as `user_id`), refreshed first
-    /// when it is about to expire — one refresh per session at a time; `None` when the session
-    /// did not log in through a provider. When the provider refuses the refresh token for good,
-    /// the session ends.
-    ///
-    /// # Errors
-    /// 401 `session_expired` (the refresh was refused: logged out), 503
-    /// `oidc_provider_unavailable` (the provider did not answer and the token has expired), 503
-    /// `store_unavailable`.
-    pub async fn access_token(&self, session: &Session, user_id: i64) -> Result<Option<String>> {
-        let Some(tokens) = self.tokens(session, user_id).await? else {
-            return Ok(None);
-        };
-        let at = now();
-        if !tokens.due(at) {
-            return Ok(Some(tokens.access_token));
-        }
-        let Some(key) = session.id().await? else {
-            return Ok(Some(tokens.access_token));
-        };
-        let flight = self
-            .0
-            .flights
-            .get_with(key, async { Arc::new(tokio::sync::Mutex::new(None)) })
-            .await;
-        let mut latest = flight.lock().await;
-        if let Some(done) = latest.as_ref()
-            && !done.due(at)
-            && done.expires_at >= tokens.expires_at
-        {
-            // Another request of this session refreshed while this one waited.
-            let done = done.clone();
-            self.keep_tokens(session, user_id, &done).await?;
-            return Ok(Some(done.access_token));
-        }
-        let Some(refresh) = tokens.refresh_token.clone() else {
-            return Ok(Some(tokens.access_token));
-        };
-        let p = self.provider(&tokens.provider)?;
-        let m = self.metadata(p, false).await?;
-        let client = self.client(p, m)?;
-        let answer = client
-            .exchange_refresh_token(&openidconnect::RefreshToken::new(refresh.clone()))
-            .map_err(|e| {
-                err(
-                    ErrorCode::OidcProviderUnavailable,
-                    "the provider has no token endpoint",
-                )
-                .with_source(e)
-            })?
-            .request_async(&self.0.http)
-            .await;
-        match answer {
-            Ok(r) => {
-                let lifetime = r
-                    .expires_in()
-                    .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-                let fresh = ProviderTokens {
-                    provider: tokens.provider.clone(),
-                    access_token: r.access_token().secret().clone(),
-                    refresh_token: Some(r.refresh_token().map_or(refresh, |t| t.secret().clone())),
-                    expires_at: lifetime.map(|l| now().saturating_add(l)),
-                    subject: tokens.subject.clone(),
-                    lifetime,
-                };
-                self.keep_tokens(session, user_id, &fresh).await?;
-                audit!("oidc.refresh", user_id, provider = %tokens.provider, "provider access token refreshed");
-                *latest = Some(fresh.clone());
-                Ok(Some(fresh.access_token))
-            }
-            Err(RequestTokenError::ServerResponse(r)) => {
-                // Refused for good (revoked, expired, the user logged out at the provider):
-                // this session's login through the provider is over.
-                audit!("oidc.refresh_refused", user_id, provider = %tokens.provider, error = %r.error().as_ref(), "provider refused the refresh token: session ended");
-                session.flush().await?;
-                Err(err(
-                    ErrorCode::SessionExpired,
-                    "the provider ended this login (its refresh token was refused)",
-                )
-                .with_hint("log in again"))
-            }
-            Err(e) => {
-                tracing::warn!(provider = %tokens.provider, error = %e, "token refresh failed");
-                if tokens.expires_at.is_some_and(|x| x > at) {
-                    Ok(Some(tokens.access_token))
-                } else {
-                    Err(err(
-                        ErrorCode::OidcProviderUnavailable,
-                        "the provider did not answer the token refresh",
-                    )
-                    .with_retry_after(5))
-                }
-            }
-        }
     }
 
     /// The configured providers.
@@ -455,6 +319,33 @@ impl RelyingParty {
         provider: &str,
         return_to: Option<&str>,
     ) -> Result<String> {
+        self.begin(session, provider, return_to, None).await
+    }
+
+    /// Starts linking an identity at `provider` to `user_id`, the user logged in to `session`
+    /// (the caller checked the re-authentication): the same flow as [`start`](Self::start),
+    /// which the callback completes with [`link`](Self::link) instead of a login.
+    ///
+    /// # Errors
+    /// As [`start`](Self::start).
+    pub async fn start_link(
+        &self,
+        session: &Session,
+        provider: &str,
+        return_to: Option<&str>,
+        user_id: i64,
+    ) -> Result<String> {
+        self.begin(session, provider, return_to, Some(user_id))
+            .await
+    }
+
+    async fn begin(
+        &self,
+        session: &Session,
+        provider: &str,
+        return_to: Option<&str>,
+        link_user: Option<i64>,
+    ) -> Result<String> {
         let p = self.provider(provider)?;
         let return_to = self.check_return_to(return_to)?;
         let m = self.metadata(p, false).await?;
@@ -495,6 +386,7 @@ impl RelyingParty {
                     pkce_verifier: verifier.secret().clone(),
                     return_to,
                     expires_at: now().saturating_add(timeout),
+                    link_user,
                 },
             )
             .await?;
@@ -669,15 +561,34 @@ impl RelyingParty {
                 ),
             })
         })?;
-        let username = match p.username_claim.as_str() {
-            "email" => claims.email().map(|e| e.to_string()),
-            "name" => claims
-                .name()
-                .and_then(|n| n.get(None))
-                .map(|n| n.to_string()),
-            "sub" => Some(claims.subject().to_string()),
-            _ => claims.preferred_username().map(|u| u.to_string()),
+        let email = claims.email().map(|e| e.to_string());
+        let mut claimed = userinfo::Claimed {
+            username: userinfo::username(
+                &p.username_claim,
+                email.clone(),
+                claims
+                    .name()
+                    .and_then(|n| n.get(None))
+                    .map(|n| n.to_string()),
+                claims.subject().to_string(),
+                claims.preferred_username().map(|u| u.to_string()),
+            ),
+            email,
+            email_verified: claims.email_verified().unwrap_or(false),
         };
+        if claimed.incomplete() {
+            // A provider that keeps the scopes' claims out of the ID token (Core 5.4) has them
+            // at its userinfo endpoint; its `sub` must be the ID token's.
+            let request = client
+                .user_info(
+                    response.access_token().clone(),
+                    Some(claims.subject().clone()),
+                )
+                .ok();
+            if let Some(more) = userinfo::fetch(&self.0.http, request, &p.username_claim).await {
+                claimed.fill(more);
+            }
+        }
         let mfa = claims.auth_method_refs().is_some_and(|amr| {
             amr.iter()
                 .any(|m| matches!(m.as_str(), "mfa" | "otp" | "hwk" | "swk" | "fido" | "sc"))
@@ -690,11 +601,12 @@ impl RelyingParty {
             provider: p.name.clone(),
             issuer: claims.issuer().to_string(),
             subject: claims.subject().to_string(),
-            username,
-            email: claims.email().map(|e| e.to_string()),
-            email_verified: claims.email_verified().unwrap_or(false),
+            username: claimed.username,
+            email: claimed.email,
+            email_verified: claimed.email_verified,
             trusted_mfa: p.trust_mfa && mfa,
             return_to,
+            link_user: flow.link_user,
             tokens: ProviderTokens {
                 provider: p.name.clone(),
                 access_token: response.access_token().secret().clone(),
@@ -763,6 +675,48 @@ impl RelyingParty {
         }
         audit!("signup", user_id = user.id, provider = %v.provider, "user signed up through an OpenID provider");
         Ok(user)
+    }
+}
+
+impl RelyingParty {
+    /// Links the identity `v` proved to `user_id` (a link flow: `v.link_user`); nobody logs in.
+    /// Linking it again to the same user is a success.
+    ///
+    /// # Errors
+    /// 409 `oidc_identity_taken` (the identity belongs to another user), 503 `store_unavailable`.
+    pub async fn link(&self, v: &Verified, user_id: i64) -> Result<()> {
+        let ids = &self.0.identities;
+        match ids
+            .link(
+                user_id,
+                &v.provider,
+                &v.issuer,
+                &v.subject,
+                v.email.as_deref(),
+            )
+            .await
+        {
+            Ok(()) => {
+                audit!("oidc.link", user_id, provider = %v.provider, how = "session", "identity linked from a logged-in session");
+                Ok(())
+            }
+            Err(crate::auth::UserError::Taken) => {
+                if ids
+                    .users_of(&v.issuer, &v.subject)
+                    .await?
+                    .contains(&user_id)
+                {
+                    return Ok(());
+                }
+                audit!("oidc.link_refused", user_id, provider = %v.provider, reason = "identity_taken", "identity belongs to another user");
+                Err(err(
+                    ErrorCode::OidcIdentityTaken,
+                    "this identity is linked to another account",
+                )
+                .with_hint("log in with it and unlink it there first"))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 }
 

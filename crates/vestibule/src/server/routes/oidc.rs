@@ -146,6 +146,9 @@ pub(crate) async fn get_callback(
             &code_name(&e),
         )))
     };
+    if let Some(uid) = verified.link_user {
+        return finish_link(rp, &session, &verified, uid).await;
+    }
     let user = match rp.resolve_user(&verified).await {
         Ok(u) => u,
         Err(e) => return back(e),
@@ -264,7 +267,7 @@ pub(crate) async fn get_identities(
         StoreErrors,
         (status = 204, description = "Unlinked"),
         (status = 401, description = "`not_authenticated`, `session_expired`, `invalid_token`", body = ErrorBody),
-        (status = 403, description = "`reauth_required`, `session_required`, or a CSRF refusal", body = ErrorBody),
+        (status = 403, description = "`reauth_required`, `mfa_reauth_required` (the account has a second factor: prove it too), `session_required`, or a CSRF refusal", body = ErrorBody),
         (status = 404, description = "`not_found`: no identity with this id belongs to the caller", body = ErrorBody),
         (status = 409, description = "`oidc_last_login`: the account has no password and no other identity", body = ErrorBody),
     ),
@@ -276,7 +279,9 @@ pub(crate) async fn delete_identity(
     user: AccountUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
-    crate::auth::reauth::require_recent(&session, app.reauth_window).await?;
+    // The same gate as linking and as second factors: a recent password, and a recent second
+    // factor on an account that has one.
+    super::mfa::require_factor_reauth(&app, &session, user.id).await?;
     let not_found = || {
         Error::new(
             ErrorCode::NotFound,
@@ -311,4 +316,95 @@ pub(crate) async fn delete_identity(
         "identity unlinked"
     );
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `{"return_to"?}` of `POST /auth/oidc/{provider}/link`.
+#[derive(Debug, Default, serde::Deserialize, ToSchema)]
+pub(crate) struct LinkRequest {
+    /// Where the browser goes after the provider: a URL on this server's origin or an allowed SPA
+    /// origin, or a path; default: `/`.
+    #[serde(default)]
+    return_to: Option<String>,
+}
+
+/// `{"url"}`: where to send the browser.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct LinkStarted {
+    /// The provider's authorization URL.
+    url: String,
+}
+
+/// Starts linking a provider identity to the signed-in user (re-authentication required, as for
+/// second factors): the answer is the provider's authorization URL to send the browser to; the
+/// callback links the identity to this user (nobody else logs in) and redirects to `return_to`,
+/// with `oidc_error=oidc_identity_taken` when the identity belongs to another account.
+#[utoipa::path(
+    post,
+    path = "/auth/oidc/{provider}/link",
+    tag = "oidc",
+    params(("provider" = String, Path, description = "The provider's configured name")),
+    request_body = LinkRequest,
+    responses(
+        StoreErrors,
+        (status = 200, description = "The provider's authorization URL", body = LinkStarted),
+        (status = 400, description = "`oidc_return_to_refused`, `malformed_json`", body = ErrorBody),
+        (status = 401, description = "`not_authenticated`, `session_expired`, `invalid_token`", body = ErrorBody),
+        (status = 403, description = "`reauth_required`, `mfa_reauth_required`, `session_required` (an access token or a bearer session: the provider comes back to the browser's cookie session), or a CSRF refusal", body = ErrorBody),
+        (status = 404, description = "`oidc_provider_unknown`", body = ErrorBody),
+    ),
+    security(("session_cookie" = [], "csrf_token" = [])),
+)]
+pub(crate) async fn post_link(
+    State(app): State<AppState>,
+    session: Session,
+    user: AccountUser,
+    Path(provider): Path<String>,
+    crate::server::json::Json(body): crate::server::json::Json<LinkRequest>,
+) -> Result<axum::Json<LinkStarted>> {
+    let rp = relying_party(&app)?;
+    if session.transport() != crate::session::Transport::Cookie {
+        return Err(Error::new(
+            ErrorCode::SessionRequired,
+            "linking an identity needs the browser's cookie session: the provider redirects back to the browser",
+        )
+        .with_hint("call this from the browser that is logged in"));
+    }
+    super::mfa::require_factor_reauth(&app, &session, user.id).await?;
+    let url = rp
+        .start_link(&session, &provider, body.return_to.as_deref(), user.id)
+        .await?;
+    Ok(axum::Json(LinkStarted { url }))
+}
+
+/// The callback of a link flow: the session must still be the user's who started it; the
+/// identity is linked to that user, nobody logs in; refusals go to `return_to` as
+/// `oidc_error=<code>`.
+async fn finish_link(
+    rp: &RelyingParty,
+    session: &Session,
+    verified: &crate::auth::oidc::Verified,
+    user_id: i64,
+) -> Result<Response> {
+    let back = |e: &Error| {
+        see_other(&with_param(
+            &verified.return_to,
+            "oidc_error",
+            &code_name(e),
+        ))
+    };
+    let current = session.user().await?.map(|u| u.id);
+    if current != Some(user_id) {
+        return Ok(back(&Error::new(
+            ErrorCode::OidcStateMismatch,
+            "the link was started by another login than this session's",
+        )));
+    }
+    match rp.link(verified, user_id).await {
+        Ok(()) => Ok(see_other(&with_param(
+            &verified.return_to,
+            "oidc_linked",
+            &verified.provider,
+        ))),
+        Err(e) => Ok(back(&e)),
+    }
 }

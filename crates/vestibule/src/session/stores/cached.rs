@@ -272,4 +272,18 @@ impl<D: SessionStore> SessionStore for CachedStore<D> {
     async fn count(&self) -> Result<u64, StoreError> {
         self.durable.count().await
     }
+    async fn try_lock(
+        &self,
+        name: &str,
+        ttl: std::time::Duration,
+    ) -> Result<crate::session::SharedLock, StoreError> {
+        self.durable.try_lock(name, ttl).await
+    }
+    async fn unlock(
+        &self,
+        name: &str,
+        lock: &crate::session::SharedLock,
+    ) -> Result<(), StoreError> {
+        self.durable.unlock(name, lock).await
+    }
 }

@@ -324,6 +324,10 @@ impl RedisStore {
         format!("{}u:{user_id}", self.0.prefix)
     }
 
+    fn lock_key(&self, name: &str) -> String {
+        format!("{}l:{name}", self.0.prefix)
+    }
+
     async fn run<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T, StoreError> {
         let mut c = self.conn().await?;
         bounded(self.0.timeout, cmd.query_async(&mut c)).await
@@ -550,7 +554,63 @@ impl SessionStore for RedisStore {
     async fn count(&self) -> Result<u64, StoreError> {
         self.scan_count().await
     }
+
+    /// `SET key value NX PX ttl` with a random value: taken by one instance at a time.
+    async fn try_lock(
+        &self,
+        name: &str,
+        ttl: std::time::Duration,
+    ) -> Result<crate::session::SharedLock, StoreError> {
+        let mut value = [0u8; 16];
+        crate::token::fill_random(&mut value);
+        let value: String = value.iter().map(|b| format!("{b:02x}")).collect();
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let set: Option<String> = self
+            .run(
+                redis::cmd("SET")
+                    .arg(self.lock_key(name))
+                    .arg(&value)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ms),
+            )
+            .await?;
+        Ok(if set.is_some() {
+            crate::session::SharedLock::Held(value)
+        } else {
+            crate::session::SharedLock::Busy
+        })
+    }
+
+    /// Deletes the lock only while it still holds this holder's value (one script: no other
+    /// holder's lock is released between the compare and the delete).
+    async fn unlock(
+        &self,
+        name: &str,
+        lock: &crate::session::SharedLock,
+    ) -> Result<(), StoreError> {
+        let crate::session::SharedLock::Held(value) = lock else {
+            return Ok(());
+        };
+        self.run::<i64>(
+            redis::cmd("EVAL")
+                .arg(UNLOCK)
+                .arg(1)
+                .arg(self.lock_key(name))
+                .arg(value),
+        )
+        .await?;
+        Ok(())
+    }
 }
+
+/// `KEYS[1]` the lock, `ARGV[1]` the holder's value: deleted only if it is still that value.
+const UNLOCK: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,340 @@
+//! The token relay: the provider's tokens kept in the session (sealed), and the access token
+//! handed to upstreams, refreshed first when due — one refresh per session at a time.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openidconnect::{OAuth2TokenResponse, RequestTokenError};
+use serde::{Deserialize, Serialize};
+
+use super::{RelyingParty, TOKENS_KEY, err};
+use crate::error::{Error, ErrorCode, Result};
+use crate::session::{Delta, Session, SharedLock, now};
+use crate::token::TokenHash;
+
+/// How long the shared refresh lock lives at most (past the provider client's 10 s timeout).
+const SHARED_LOCK_TTL: Duration = Duration::from_secs(15);
+/// How long a request waits for another instance's refresh.
+const SHARED_WAIT: Duration = Duration::from_secs(16);
+/// How often a waiting request looks again.
+const SHARED_POLL: Duration = Duration::from_millis(50);
+
+/// Whose refresh it is.
+enum Turn {
+    /// This request's: the lock (or [`SharedLock::Local`] on a store of one process).
+    Mine(SharedLock),
+    /// Another instance refreshed: its tokens.
+    Refreshed(ProviderTokens),
+}
+
+/// The provider's tokens as the session keeps them (see [`TOKENS_KEY`]); never sent to the
+/// browser.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProviderTokens {
+    /// The provider's name.
+    pub provider: String,
+    /// The access token.
+    pub access_token: String,
+    /// The refresh token, when the provider issued one.
+    pub refresh_token: Option<String>,
+    /// When the access token expires (Unix seconds), when the provider said.
+    pub expires_at: Option<i64>,
+    /// The subject (back-channel logout by `sub`).
+    pub subject: String,
+    /// The access token's lifetime in seconds as the provider gave it (the refresh margin is
+    /// a share of it).
+    #[serde(default)]
+    pub lifetime: Option<i64>,
+}
+
+impl ProviderTokens {
+    /// Whether the access token is due for a refresh: within 30 seconds (or half its lifetime,
+    /// if shorter) of its expiry.
+    fn due(&self, at: i64) -> bool {
+        let margin = self.lifetime.map_or(30, |l| (l / 2).min(30));
+        self.expires_at.is_some_and(|e| e - at <= margin)
+    }
+}
+
+impl RelyingParty {
+    /// Keeps the provider's `tokens` in the session of `user_id`, sealed under `secret_key`
+    /// (when one is set).
+    ///
+    /// # Errors
+    /// 503 `store_unavailable`.
+    pub async fn keep_tokens(
+        &self,
+        session: &Session,
+        user_id: i64,
+        tokens: &ProviderTokens,
+    ) -> Result<()> {
+        let json = serde_json::to_vec(tokens).map_err(Error::internal)?;
+        let sealed = self.0.secrets.seal(user_id, &json)?;
+        session.insert(TOKENS_KEY, sealed).await
+    }
+
+    async fn tokens(&self, session: &Session, user_id: i64) -> Result<Option<ProviderTokens>> {
+        let Some(sealed) = session.get::<String>(TOKENS_KEY).await? else {
+            return Ok(None);
+        };
+        let json = self.0.secrets.open(user_id, &sealed)?;
+        serde_json::from_slice(&json)
+            .map(Some)
+            .map_err(Error::internal)
+    }
+
+    /// The provider's access token of this session (logged in as `user_id`), refreshed first
+    /// when it is about to expire — one refresh per session at a time; `None` when the session
+    /// did not log in through a provider. When the provider refuses the refresh token for good,
+    /// the session ends.
+    ///
+    /// # Errors
+    /// 401 `session_expired` (the refresh was refused: logged out), 503
+    /// `oidc_provider_unavailable` (the provider did not answer and the token has expired), 503
+    /// `store_unavailable`.
+    pub async fn access_token(&self, session: &Session, user_id: i64) -> Result<Option<String>> {
+        let Some(tokens) = self.tokens(session, user_id).await? else {
+            return Ok(None);
+        };
+        let at = now();
+        if !tokens.due(at) {
+            return Ok(Some(tokens.access_token));
+        }
+        let Some(key) = session.id().await? else {
+            return Ok(Some(tokens.access_token));
+        };
+        let flight = self
+            .0
+            .flights
+            .get_with(key, async { Arc::new(tokio::sync::Mutex::new(None)) })
+            .await;
+        let mut latest = flight.lock().await;
+        if let Some(done) = latest.as_ref()
+            && !done.due(at)
+            && done.expires_at >= tokens.expires_at
+        {
+            // Another request of this session refreshed while this one waited.
+            let done = done.clone();
+            self.keep_tokens(session, user_id, &done).await?;
+            return Ok(Some(done.access_token));
+        }
+        // Across instances on a shared store (Redis): the provider rotates refresh tokens, so a
+        // second refresh with the old one would fail and end the session. One instance refreshes;
+        // the others wait and take its tokens from the store.
+        let store = session.manager().store().clone();
+        let name = format!("oidc-refresh:{}", key.to_hex());
+        let lock = match self
+            .shared_turn(&*store, &name, &key, user_id, &tokens)
+            .await?
+        {
+            Turn::Mine(lock) => lock,
+            Turn::Refreshed(fresh) => {
+                self.keep_tokens(session, user_id, &fresh).await?;
+                *latest = Some(fresh.clone());
+                return Ok(Some(fresh.access_token));
+            }
+        };
+        let out = self.refresh(session, user_id, &tokens, at).await;
+        if let Ok(Some(fresh)) = &out {
+            *latest = Some(fresh.clone());
+            if matches!(lock, SharedLock::Held(_))
+                && let Err(e) = self.publish(&*store, &key, user_id, fresh).await
+            {
+                tracing::warn!(error = %e, "refreshed provider tokens not published to the shared store");
+            }
+        }
+        if let Err(e) = store.unlock(&name, &lock).await {
+            // It expires by itself (SHARED_LOCK_TTL).
+            tracing::warn!(error = %e, "refresh lock not released");
+        }
+        out.map(|fresh| Some(fresh.map_or(tokens.access_token, |f| f.access_token)))
+    }
+
+    /// Refreshes `tokens` at the provider: `Some` the new tokens (kept in the session), `None`
+    /// to go on with the current access token (no refresh token, or the provider did not answer
+    /// and the token is still valid).
+    async fn refresh(
+        &self,
+        session: &Session,
+        user_id: i64,
+        tokens: &ProviderTokens,
+        at: i64,
+    ) -> Result<Option<ProviderTokens>> {
+        let Some(refresh) = tokens.refresh_token.clone() else {
+            return Ok(None);
+        };
+        let p = self.provider(&tokens.provider)?;
+        let m = self.metadata(p, false).await?;
+        let client = self.client(p, m)?;
+        let answer = client
+            .exchange_refresh_token(&openidconnect::RefreshToken::new(refresh.clone()))
+            .map_err(|e| {
+                err(
+                    ErrorCode::OidcProviderUnavailable,
+                    "the provider has no token endpoint",
+                )
+                .with_source(e)
+            })?
+            .request_async(&self.0.http)
+            .await;
+        match answer {
+            Ok(r) => {
+                let lifetime = r
+                    .expires_in()
+                    .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+                let fresh = ProviderTokens {
+                    provider: tokens.provider.clone(),
+                    access_token: r.access_token().secret().clone(),
+                    refresh_token: Some(r.refresh_token().map_or(refresh, |t| t.secret().clone())),
+                    expires_at: lifetime.map(|l| now().saturating_add(l)),
+                    subject: tokens.subject.clone(),
+                    lifetime,
+                };
+                self.keep_tokens(session, user_id, &fresh).await?;
+                audit!("oidc.refresh", user_id, provider = %tokens.provider, "provider access token refreshed");
+                Ok(Some(fresh))
+            }
+            Err(RequestTokenError::ServerResponse(r)) => {
+                // Refused for good (revoked, expired, the user logged out at the provider):
+                // this session's login through the provider is over.
+                audit!("oidc.refresh_refused", user_id, provider = %tokens.provider, error = %r.error().as_ref(), "provider refused the refresh token: session ended");
+                session.flush().await?;
+                Err(err(
+                    ErrorCode::SessionExpired,
+                    "the provider ended this login (its refresh token was refused)",
+                )
+                .with_hint("log in again"))
+            }
+            Err(e) => {
+                tracing::warn!(provider = %tokens.provider, error = %e, "token refresh failed");
+                if tokens.expires_at.is_some_and(|x| x > at) {
+                    Ok(None)
+                } else {
+                    Err(err(
+                        ErrorCode::OidcProviderUnavailable,
+                        "the provider did not answer the token refresh",
+                    )
+                    .with_retry_after(5))
+                }
+            }
+        }
+    }
+
+    /// Waits for this session's turn to refresh across instances: the shared lock is taken
+    /// ([`Turn::Mine`]), or another instance refreshed meanwhile and its tokens are in the store
+    /// ([`Turn::Refreshed`]).
+    ///
+    /// # Errors
+    /// 503 `oidc_provider_unavailable` when another instance holds the lock past the wait, 503
+    /// `store_unavailable`.
+    async fn shared_turn(
+        &self,
+        store: &dyn crate::session::SessionStore,
+        name: &str,
+        key: &TokenHash,
+        user_id: i64,
+        tokens: &ProviderTokens,
+    ) -> Result<Turn> {
+        let deadline = Instant::now() + SHARED_WAIT;
+        loop {
+            let lock = store.try_lock(name, SHARED_LOCK_TTL).await?;
+            if lock == SharedLock::Local {
+                return Ok(Turn::Mine(lock));
+            }
+            // Taken or not, another instance may have refreshed already: its tokens are in the
+            // store, and no second refresh happens.
+            if let Some(fresh) = self.stored_tokens(store, key, user_id).await?
+                && !fresh.due(now())
+                && fresh.access_token != tokens.access_token
+            {
+                store.unlock(name, &lock).await?;
+                return Ok(Turn::Refreshed(fresh));
+            }
+            if lock != SharedLock::Busy {
+                return Ok(Turn::Mine(lock));
+            }
+            if Instant::now() >= deadline {
+                return Err(err(
+                    ErrorCode::OidcProviderUnavailable,
+                    "another instance is still refreshing this session's provider tokens",
+                )
+                .with_retry_after(1));
+            }
+            // Polled: the holder is another process (a refresh takes one provider round trip).
+            tokio::time::sleep(SHARED_POLL).await;
+        }
+    }
+
+    /// The provider tokens of session `key` as the shared store has them now.
+    async fn stored_tokens(
+        &self,
+        store: &dyn crate::session::SessionStore,
+        key: &TokenHash,
+        user_id: i64,
+    ) -> Result<Option<ProviderTokens>> {
+        let Some(record) = store.load(key).await? else {
+            return Ok(None);
+        };
+        let Some(sealed) = record.data.get(TOKENS_KEY).and_then(|v| v.as_str()) else {
+            return Ok(None);
+        };
+        let json = self.0.secrets.open(user_id, sealed)?;
+        serde_json::from_slice(&json)
+            .map(Some)
+            .map_err(Error::internal)
+    }
+
+    /// Writes `fresh` into session `key` in the shared store now (not when the response
+    /// leaves), so the instances waiting for the lock find it before it is released.
+    async fn publish(
+        &self,
+        store: &dyn crate::session::SessionStore,
+        key: &TokenHash,
+        user_id: i64,
+        fresh: &ProviderTokens,
+    ) -> Result<()> {
+        let Some(record) = store.load(key).await? else {
+            return Ok(());
+        };
+        let json = serde_json::to_vec(fresh).map_err(Error::internal)?;
+        let sealed = self.0.secrets.seal(user_id, &json)?;
+        let mut delta = Delta {
+            last_seen: record.last_seen,
+            expires_at: record.expires_at,
+            ..Delta::default()
+        };
+        delta
+            .set
+            .insert(TOKENS_KEY.to_owned(), serde_json::Value::String(sealed));
+        store.save(key, &delta).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::TOKENS_DOMAIN;
+    use crate::auth::mfa::SecretBox;
+
+    #[test]
+    fn sealed_tokens_and_totp_secrets_do_not_open_as_each_other() {
+        let totp = SecretBox::new(Some([7; 32]));
+        let tokens = totp.clone().with_domain(TOKENS_DOMAIN);
+        let secret = totp.seal(1, b"totp secret").expect("seal");
+        let sealed = tokens.seal(1, br#"{"access_token":"a"}"#).expect("seal");
+        assert_eq!(totp.open(1, &secret).expect("own domain"), b"totp secret");
+        assert_eq!(
+            tokens.open(1, &sealed).expect("own domain"),
+            br#"{"access_token":"a"}"#
+        );
+        let e = tokens
+            .open(1, &secret)
+            .expect_err("a TOTP blob is no token");
+        assert!(e.to_string().contains("provider tokens"), "{e}");
+        assert!(
+            totp.open(1, &sealed).is_err(),
+            "a token blob is no TOTP secret"
+        );
+        assert!(tokens.open(2, &sealed).is_err(), "still bound to the user");
+    }
+}

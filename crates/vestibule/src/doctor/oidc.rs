@@ -1,0 +1,60 @@
+//! The OpenID Connect checks of a configuration (`vestibule doctor --config`): each provider's
+//! discovery document fetched now (the one online part), its callback, and whether the page's
+//! origin may be a `return_to`. The verdicts are the pure rules of [`rules::oidc`](super::rules::oidc).
+
+use std::time::Duration;
+
+use super::rules::Finding;
+use super::rules::oidc::{Discovery, callback, discovery, discovery_url, return_to};
+use crate::auth::oidc::ProviderSettings;
+use crate::origin::Origin;
+use crate::origins::OriginsPolicy;
+
+/// Fetches `issuer`'s discovery document as the relying party would (no redirects, a bounded
+/// wait).
+pub async fn fetch_discovery(issuer: &str, timeout: Duration) -> Discovery {
+    let client = match reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(timeout)
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => return Discovery::Unreachable(e.to_string()),
+    };
+    match client.get(discovery_url(issuer)).send().await {
+        Err(e) => Discovery::Unreachable(e.to_string()),
+        Ok(res) => {
+            let status = res.status().as_u16();
+            let issuer = res
+                .json::<serde_json::Value>()
+                .await
+                .ok()
+                .and_then(|v| v.get("issuer").and_then(|i| i.as_str()).map(str::to_owned));
+            Discovery::Answered { status, issuer }
+        }
+    }
+}
+
+/// Every provider's findings (discovery, callback), then the page's `return_to` when a page is
+/// given.
+pub async fn check(
+    providers: &[ProviderSettings],
+    public: &Origin,
+    public_url_set: bool,
+    policy: &OriginsPolicy,
+    page: Option<&Origin>,
+    timeout: Duration,
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for p in providers {
+        let answer = fetch_discovery(&p.issuer, timeout).await;
+        out.push(discovery(&p.name, &p.issuer, &answer));
+        out.push(callback(&p.name, public, public_url_set));
+    }
+    if !providers.is_empty()
+        && let Some(page) = page
+    {
+        out.push(return_to(page, policy));
+    }
+    out
+}
