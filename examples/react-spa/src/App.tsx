@@ -4,6 +4,8 @@ import { useCallback, useEffect, useMemo, useState, type FormEvent } from 'react
 import { createClient, VestibuleError, type MfaRequired, type Transport, type VestibuleClient } from 'vestibule-client';
 import { useSession } from 'vestibule-client/react';
 
+import { EmailLink, ForgotPassword } from './Recovery';
+
 /** One note, as notes-api answers (examples/notes-api). */
 interface Note {
   id: number;
@@ -194,6 +196,8 @@ export function App() {
         {status}
       </p>
 
+      <EmailLink client={client} onDone={setStatus} />
+
       {loaded && !user && pending && (
         <form id="mfa-form" onSubmit={secondFactor}>
           <label>
@@ -221,6 +225,8 @@ export function App() {
           </button>
         </form>
       )}
+
+      {loaded && !user && !pending && <ForgotPassword client={client} />}
 
       {user && (
         <>

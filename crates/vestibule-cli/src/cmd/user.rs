@@ -123,7 +123,10 @@ async fn run_with(
                 .check(&user.username, &password)
                 .map_err(super::api_error)?;
             let hash = PasswordHasher::new(1).await?.hash(&password).await?;
-            users.set_password_hash(user.id, &hash).await?;
+            // An administrator's change: no notice (the CLI does not send mail).
+            users
+                .set_password_hash(user.id, &hash, &vestibule::email::Notice::none())
+                .await?;
             let ended = end_user_sessions(config, db, user.id).await?;
             let revoked = if config.tokens.revoke_on_password_change {
                 AccessTokens::new(db.clone()).revoke_all(user.id).await?

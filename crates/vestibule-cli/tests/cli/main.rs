@@ -8,6 +8,7 @@ mod dev;
 mod doctor;
 mod gateway;
 mod init;
+mod outbox;
 mod readme;
 
 use std::io::Write;
