@@ -100,9 +100,7 @@ async fn run_with(outbox: &Outbox, command: &OutboxCommand) -> anyhow::Result<Ex
 fn cutoff(flag: &str, value: &str) -> anyhow::Result<i64> {
     let v = value.trim();
     let at = if let Ok(age) = humantime::parse_duration(v) {
-        SystemTime::now()
-            .checked_sub(age)
-            .unwrap_or(UNIX_EPOCH)
+        SystemTime::now().checked_sub(age).unwrap_or(UNIX_EPOCH)
     } else {
         let full = if v.len() == 10 {
             format!("{v}T00:00:00Z")
@@ -110,7 +108,9 @@ fn cutoff(flag: &str, value: &str) -> anyhow::Result<i64> {
             v.to_owned()
         };
         humantime::parse_rfc3339_weak(&full).with_context(|| {
-            format!("{flag} {value:?}: give a date (2026-01-31), an RFC 3339 time, or an age like 30d")
+            format!(
+                "{flag} {value:?}: give a date (2026-01-31), an RFC 3339 time, or an age like 30d"
+            )
         })?
     };
     let secs = at

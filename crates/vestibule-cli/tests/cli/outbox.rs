@@ -77,9 +77,15 @@ fn outbox_list_retry_and_purge() {
     assert!(!listing.contains("LIVESECRET"), "no body: {listing}");
     assert!(line(&listing, "sent@acme.test").is_none(), "{listing}");
     let failed = line(&listing, "gaveup@acme.test").expect("given-up row");
-    assert!(failed.contains("failed") && failed.contains("550 5.1.1"), "{failed}");
+    assert!(
+        failed.contains("failed") && failed.contains("550 5.1.1"),
+        "{failed}"
+    );
     // The stored error is shown, its escape sequence escaped.
-    assert!(failed.contains("\\u{1b}[2K") && !failed.contains('\u{1b}'), "{failed}");
+    assert!(
+        failed.contains("\\u{1b}[2K") && !failed.contains('\u{1b}'),
+        "{failed}"
+    );
     let pending = line(&listing, "pending@acme.test").expect("pending row");
     assert!(
         pending.contains("pending") && pending.contains("connection refused"),
@@ -87,7 +93,10 @@ fn outbox_list_retry_and_purge() {
     );
     assert!(listing.contains("1 pending, 1 given up"), "{listing}");
     let (ok, all) = run(dir.path(), &["outbox", "list", "--all"]);
-    assert!(ok && line(&all, "sent@acme.test").is_some_and(|l| l.contains("sent")), "{all}");
+    assert!(
+        ok && line(&all, "sent@acme.test").is_some_and(|l| l.contains("sent")),
+        "{all}"
+    );
 
     // A sent message is never re-sent; an unknown id says so.
     let (ok, out) = run(dir.path(), &["outbox", "retry", "1"]);
@@ -102,7 +111,10 @@ fn outbox_list_retry_and_purge() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 
     let (ok, out) = run(dir.path(), &["outbox", "retry", "--all-failed"]);
-    assert!(ok && out.contains("1 message(s) back in the queue"), "{out}");
+    assert!(
+        ok && out.contains("1 message(s) back in the queue"),
+        "{out}"
+    );
     let (_, listing) = run(dir.path(), &["outbox", "list"]);
     let back = line(&listing, "gaveup@acme.test").expect("row");
     assert!(back.contains("pending"), "{back}");
@@ -124,13 +136,26 @@ fn outbox_list_retry_and_purge() {
     });
 
     // Purge: the sent row goes; the pending ones stay.
-    let (ok, out) = run(dir.path(), &["outbox", "purge", "--sent-before", "bad date"]);
+    let (ok, out) = run(
+        dir.path(),
+        &["outbox", "purge", "--sent-before", "bad date"],
+    );
     assert!(!ok && out.contains("--sent-before"), "{out}");
-    let (ok, out) = run(dir.path(), &["outbox", "purge", "--sent-before", "2000-01-01"]);
+    let (ok, out) = run(
+        dir.path(),
+        &["outbox", "purge", "--sent-before", "2000-01-01"],
+    );
     assert!(ok && out.contains("deleted 0 message(s)"), "{out}");
     let (ok, out) = run(
         dir.path(),
-        &["outbox", "purge", "--sent-before", "2999-01-01", "--failed-before", "1h"],
+        &[
+            "outbox",
+            "purge",
+            "--sent-before",
+            "2999-01-01",
+            "--failed-before",
+            "1h",
+        ],
     );
     assert!(ok && out.contains("deleted 1 message(s)"), "{out}");
     let (_, all) = run(dir.path(), &["outbox", "list", "--all"]);

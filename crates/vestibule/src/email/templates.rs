@@ -291,15 +291,24 @@ mod tests {
             Templates::load(Some(dir.path())).expect_err(name)
         };
         let e = broken("password_reset.txt", "go to {{lnk}}");
-        assert!(e.contains("password_reset.txt") && e.contains("{{lnk}}"), "{e}");
+        assert!(
+            e.contains("password_reset.txt") && e.contains("{{lnk}}"),
+            "{e}"
+        );
         assert!(e.contains("link, minutes, username"), "{e}");
         let e = broken("verify_email.html", "<a href=\"{{link\">");
-        assert!(e.contains("verify_email.html") && e.contains("without its }}"), "{e}");
+        assert!(
+            e.contains("verify_email.html") && e.contains("without its }}"),
+            "{e}"
+        );
         // A value another message has is not this one's.
         let e = broken("password_changed.txt", "{{link}}");
         assert!(e.contains("{{link}}"), "{e}");
         let e = broken("pasword_reset.txt", "{{link}}");
-        assert!(e.contains("pasword_reset.txt") && e.contains("not a template"), "{e}");
+        assert!(
+            e.contains("pasword_reset.txt") && e.contains("not a template"),
+            "{e}"
+        );
         let e = Templates::load(Some(Path::new("/nonexistent/templates"))).expect_err("dir");
         assert!(e.contains("/nonexistent/templates"), "{e}");
     }

@@ -103,12 +103,7 @@ impl Transport {
 /// again after its lease (at least once) — reaches the receiver as two copies of one message,
 /// which mail systems may fold into one.
 pub fn message_id(m: &Claimed, from: &Mailbox) -> String {
-    format!(
-        "<outbox.{}.{}@{}>",
-        m.id,
-        m.created_at,
-        from.email.domain()
-    )
+    format!("<outbox.{}.{}@{}>", m.id, m.created_at, from.email.domain())
 }
 
 #[cfg(test)]

@@ -1103,9 +1103,7 @@ async fn a_security_notice_commits_with_its_change_or_not_at_all() {
     let app = TestApp::spawn_with(|raw| email_config(raw, &sink.url())).await;
     let mut c = app.client();
     let email = verified_account(&app, &sink, &mut c, "quinn").await;
-    let change = |from: &'static str, to: &'static str| {
-        json!({"current_password": from, "new_password": to})
-    };
+    let change = |from: &'static str, to: &'static str| json!({"current_password": from, "new_password": to});
 
     // The outbox refuses every row: the password change fails as a whole.
     sqlite_exec(
@@ -1153,6 +1151,8 @@ async fn a_security_notice_commits_with_its_change_or_not_at_all() {
         .await;
     assert_eq!(res.status(), 200);
     assert_eq!(outbox_rows(&app, "password_changed", &email).await, 1);
+    // The change moved the session to a new token (and CSRF token).
+    c.refresh_csrf().await;
     let res = c
         .post_json(
             "/auth/mfa/totp/confirm",
@@ -1166,7 +1166,11 @@ async fn a_security_notice_commits_with_its_change_or_not_at_all() {
     assert_eq!(outbox_rows(&app, "second_factor", &email).await, 2);
     // And the worker delivers them: the verification link, then the three notices.
     let got = sink.wait_for(4, 10).await;
-    assert_eq!(of_kind(&got, &email, "password was changed").len(), 1, "{got:?}");
+    assert_eq!(
+        of_kind(&got, &email, "password was changed").len(),
+        1,
+        "{got:?}"
+    );
     assert_eq!(of_kind(&got, &email, "second factor").len(), 2, "{got:?}");
 }
 
@@ -1202,7 +1206,11 @@ async fn recovery_goes_only_to_an_address_the_policy_allows() {
     // Untouched and never verified: the signup address is the only way in, and gets the link.
     forgot("sam").await;
     let got = sink.wait_for(2, 10).await;
-    assert_eq!(of_kind(&got, "sam@example.test", "Reset").len(), 1, "{got:?}");
+    assert_eq!(
+        of_kind(&got, "sam@example.test", "Reset").len(),
+        1,
+        "{got:?}"
+    );
     let res = sam
         .post_json("/auth/email", &json!({"email": "sam@new.test"}))
         .await;
@@ -1267,7 +1275,11 @@ async fn recovery_goes_only_to_an_address_the_policy_allows() {
         .await;
     assert_eq!(res.status(), 202);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(strict_sink.messages().len(), 1, "no link to an unverified address");
+    assert_eq!(
+        strict_sink.messages().len(),
+        1,
+        "no link to an unverified address"
+    );
     assert_eq!(
         strict
             .post_anon("/auth/email/verify", &json!({"token": link}))
@@ -1280,7 +1292,11 @@ async fn recovery_goes_only_to_an_address_the_policy_allows() {
         .await;
     assert_eq!(res.status(), 202);
     let got = strict_sink.wait_for(2, 10).await;
-    assert_eq!(of_kind(&got, "uli@example.test", "Reset").len(), 1, "{got:?}");
+    assert_eq!(
+        of_kind(&got, "uli@example.test", "Reset").len(),
+        1,
+        "{got:?}"
+    );
 }
 
 /// `email.templates_dir`: the overriding text and HTML reach the real SMTP server with the
@@ -1294,7 +1310,10 @@ async fn an_override_directory_changes_what_the_server_receives() {
     let write = |name: &str, body: &str| {
         std::fs::write(templates.path().join(name), body).expect("write");
     };
-    write("password_reset.subject.txt", "{{product}}: Reset link inside\n");
+    write(
+        "password_reset.subject.txt",
+        "{{product}}: Reset link inside\n",
+    );
     write(
         "password_reset.txt",
         "Hello {{username}}, follow {{link}} within {{minutes}} minutes. -- {{product}} at {{public_url}}\n",
@@ -1329,7 +1348,10 @@ async fn an_override_directory_changes_what_the_server_receives() {
         text.starts_with("Hello vic, follow https://www.acme.test/reset?token=vrst_"),
         "{text}"
     );
-    assert!(text.contains("within 30 minutes. -- Acme at http"), "{text}");
+    assert!(
+        text.contains("within 30 minutes. -- Acme at http"),
+        "{text}"
+    );
     let html = reset[0]["html"].as_str().expect("html");
     assert!(
         html.contains("<p>Hello vic, <a href=\"https://www.acme.test/reset?token=vrst_")

@@ -110,7 +110,8 @@ pub(super) async fn totp_ok(app: &AppState, user_id: i64, code: &str) -> Result<
     match mfa::matching_step(&secret, code, unix_now()) {
         Some(step) => {
             let step = i64::try_from(step).map_err(Error::internal)?;
-            app.mfa.store
+            app.mfa
+                .store
                 .totp_accept(user_id, step, false, &crate::email::Notice::none())
                 .await
         }
