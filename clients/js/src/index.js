@@ -541,10 +541,13 @@ export function createClient(options = {}) {
         await call('POST', '/auth/password/forgot', { login }, { hook: false, anonymous: true });
       },
       async reset({ token, newPassword, code, recoveryCode }) {
-        const body = { token, new_password: newPassword };
         // An account with a second factor proves it too (`second_factor_required` otherwise).
-        if (typeof code === 'string' && code !== '') body.code = code;
-        if (typeof recoveryCode === 'string' && recoveryCode !== '') body.recovery_code = recoveryCode;
+        const body = {
+          token,
+          new_password: newPassword,
+          ...(typeof code === 'string' && code !== '' ? { code } : {}),
+          ...(typeof recoveryCode === 'string' && recoveryCode !== '' ? { recovery_code: recoveryCode } : {}),
+        };
         await call('POST', '/auth/password/reset', body, { hook: false, anonymous: true });
       },
     },
