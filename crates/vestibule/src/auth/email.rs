@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use sqlx::Row;
 
+use super::reset::use_up_token;
 use super::{User, UserError, Username};
 use crate::db::{Database, with_pool};
 use crate::email::outbox::{commit_with, enqueue};
@@ -172,15 +173,7 @@ pub async fn verify(
     let result: Result<Option<VerifiedAddress>, sqlx::Error> = async {
         Ok(with_pool!(db, write, |pool, d| {
             let mut tx = pool.begin_with(d.begin_write()).await?;
-            let row = sqlx::query(
-                "UPDATE email_verifications SET used_at = $1 \
-                 WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1 \
-                 AND user_id IN (SELECT id FROM users WHERE is_active) RETURNING user_id, email",
-            )
-            .bind(t)
-            .bind(&hash.as_bytes()[..])
-            .fetch_optional(&mut *tx)
-            .await?;
+            let row = use_up_token!(&mut *tx, "email_verifications", "user_id, email", hash, t)?;
             let found = match row {
                 Some(r) => Some((
                     r.try_get::<i64, _>("user_id")?,

@@ -16,6 +16,28 @@ use crate::email::{Notice, Outgoing};
 use crate::session::{UnixTime, now};
 use crate::token::{SecretToken, TokenKind};
 
+/// Uses up, with the executor `$ex`, the live token whose hash is `$hash` at time `$t` in
+/// `$table` — `password_resets` or `email_verifications`, the two single-use links — returning
+/// the columns `$returning` of its row (`None`: unknown, expired, used, or its user disabled).
+/// The one rule of what a live link is: unused, unexpired, of an active account; the `UPDATE`
+/// makes two concurrent redemptions of one token succeed at most once.
+macro_rules! use_up_token {
+    ($ex:expr, $table:literal, $returning:literal, $hash:expr, $t:expr) => {
+        sqlx::query(concat!(
+            "UPDATE ",
+            $table,
+            " SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1 \
+             AND user_id IN (SELECT id FROM users WHERE is_active) RETURNING ",
+            $returning
+        ))
+        .bind($t)
+        .bind(&$hash.as_bytes()[..])
+        .fetch_optional($ex)
+        .await
+    };
+}
+pub(crate) use use_up_token;
+
 /// How long a reset token works unless the administrator says otherwise.
 pub const DEFAULT_RESET_LIFETIME: Duration = Duration::from_secs(3600);
 
@@ -129,17 +151,10 @@ impl PasswordResets {
         let t = now();
         Ok(with_pool!(self.db, write, |pool, d| {
             let mut tx = pool.begin_with(d.begin_write()).await?;
-            let user_id: Option<i64> = sqlx::query(
-                "UPDATE password_resets SET used_at = $1 \
-                 WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1 \
-                 AND user_id IN (SELECT id FROM users WHERE is_active) RETURNING user_id",
-            )
-            .bind(t)
-            .bind(&hash.as_bytes()[..])
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(|row| row.try_get::<i64, _>("user_id"))
-            .transpose()?;
+            let user_id: Option<i64> =
+                use_up_token!(&mut *tx, "password_resets", "user_id", hash, t)?
+                    .map(|row| row.try_get::<i64, _>("user_id"))
+                    .transpose()?;
             if let Some(id) = user_id {
                 sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
                     .bind(new_hash)
