@@ -163,3 +163,75 @@ fn outbox_list_retry_and_purge() {
     assert!(line(&all, "gaveup@acme.test").is_some(), "{all}");
     assert!(line(&all, "pending@acme.test").is_some(), "{all}");
 }
+
+/// `vestibule user set-password` tells the user like their own change does: the notice is in the
+/// outbox with the new password (to the verified address; nothing with email off).
+#[test]
+fn set_password_queues_the_password_changed_notice() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("vestibule.toml"),
+        "[email]\ntransport = \"log\"\n",
+    )
+    .expect("config");
+    // Two accounts with an address: one verified, one not.
+    block_on(async {
+        use vestibule::auth::{Password, PasswordHasher, Username};
+        let db = Database::open(&dir.path().join("vestibule.db"))
+            .await
+            .expect("db");
+        let hash = PasswordHasher::new(1)
+            .await
+            .expect("hasher")
+            .hash(&Password::new("an old passphrase"))
+            .await
+            .expect("hash");
+        for (name, verified) in [("vera", true), ("una", false)] {
+            let mut token = None;
+            vestibule::auth::email::create_with_email(
+                &db,
+                &Username::parse(name).expect("name"),
+                &hash,
+                &vestibule::email::EmailAddress::parse(&format!("{name}@acme.test"))
+                    .expect("email"),
+                |t| {
+                    token = Some(t.expose().to_owned());
+                    None
+                },
+            )
+            .await
+            .expect("user");
+            if verified {
+                let t = vestibule::token::SecretToken::parse(
+                    vestibule::token::TokenKind::EmailVerification,
+                    &token.expect("token"),
+                )
+                .expect("parse");
+                vestibule::auth::email::verify(&db, &t, |_| vestibule::email::Notice::none())
+                    .await
+                    .expect("verify")
+                    .expect("verified");
+            }
+        }
+        db.close().await;
+    });
+    for name in ["vera", "una"] {
+        let out = super::run_with_stdin(
+            dir.path(),
+            &["user", "set-password", name, "--password-stdin"],
+            "a new fine passphrase\n",
+        );
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let (ok, listing) = run(dir.path(), &["outbox", "list"]);
+    assert!(ok, "{listing}");
+    let vera = line(&listing, "vera@acme.test").expect("vera's notice");
+    assert!(
+        vera.contains("password_changed") && vera.contains("pending"),
+        "{vera}"
+    );
+    assert!(
+        line(&listing, "una@acme.test").is_none(),
+        "an unverified address gets no notice: {listing}"
+    );
+}
