@@ -86,3 +86,62 @@ test('forgot password: link by email, new password, log in, the link is dead', a
     await own.close();
   }
 });
+
+/** The `n`-th verification link the log transport printed to `to`. */
+async function verifyLink(to, n) {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const out = readFileSync(join(server.dir, 'server.out'), 'utf8');
+    const links = out
+      .split('---- email ')
+      .filter((block) => block.startsWith(`verify_email to ${to} `))
+      .map((block) => block.match(/(http:\/\/localhost:\d+\/verify\?token=[A-Za-z0-9_]+)/)?.[1])
+      .filter(Boolean);
+    if (links.length >= n) return links[n - 1];
+    if (Date.now() > deadline) throw new Error(`no verification link ${n} to ${to}:\n${out}`);
+    await sleep(50);
+  }
+}
+
+test('verify banner: shown while the address is unverified, resend sends a new link, gone once verified', async () => {
+  const username = uniqueName('banner');
+  const email = `${username}@example.test`;
+  const res = await fetch(`${origin()}/auth/signup`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ username, password: PASSWORD, email }),
+  });
+  assert.equal(res.status, 201);
+  await verifyLink(email, 1);
+
+  const own = await launch();
+  const { page } = own;
+  try {
+    await page.goto(`${origin()}/`);
+    await settled(page);
+    assert.equal(await page.isVisible('#verify-banner'), false, 'signed out: no banner');
+    await page.fill('#login-username', username);
+    await page.fill('#login-password', PASSWORD);
+    await page.click('#login-form button[type="submit"]');
+    await settled(page);
+    assert.equal(await page.isVisible('#verify-banner'), true);
+    assert.equal(await page.textContent('#verify-email'), email);
+    await page.screenshot({ path: artifact('email-verify-banner.png') });
+
+    await page.click('#verify-resend');
+    await settled(page);
+    assert.match(await page.textContent('#status'), new RegExp(`A new link is on its way to ${email}`));
+    // The resend's link is the one that works (the first one died with it).
+    const link = await verifyLink(email, 2);
+    // Opened while signed in: the page verifies, then loads the account: no banner any more.
+    await page.goto(link);
+    await settled(page);
+    assert.match(await page.textContent('#me'), new RegExp(username));
+    assert.equal(await page.isVisible('#verify-banner'), false, 'verified: no banner');
+    await page.goto(`${origin()}/`);
+    await settled(page);
+    assert.equal(await page.isVisible('#verify-banner'), false, 'still verified after a reload');
+  } finally {
+    await own.close();
+  }
+});

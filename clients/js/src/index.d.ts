@@ -205,7 +205,14 @@ export interface VestibuleClient {
     /** Asks for a recovery link for a username or address (resolves the same whether or not it exists). */
     forgot(login: string): Promise<void>;
     /** Sets a new password with the token of a recovery link; every session ends: log in again. */
-    reset(reset: { token: string; newPassword: string }): Promise<void>;
+    reset(reset: {
+      token: string;
+      newPassword: string;
+      /** On an account with a second factor: a current TOTP code… */
+      code?: string;
+      /** …or one of its recovery codes. */
+      recoveryCode?: string;
+    }): Promise<void>;
   };
   /** Address verification. */
   email: {
@@ -218,6 +225,11 @@ export interface VestibuleClient {
      * when the link sent to the new address is followed, and the old address is told.
      */
     change(email: string): Promise<{ pendingEmail: string }>;
+    /**
+     * The signed-in account's address: whether it is verified (show "verify your address" with
+     * `resend` when not), and an address change waiting for its link.
+     */
+    status(): Promise<{ email: string | null; verified: boolean; pendingEmail: string | null }>;
   };
   /** The user, or `MfaRequired` when the account has a second factor (not an error). */
   login(credentials: Credentials): Promise<User | MfaRequired>;

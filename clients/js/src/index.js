@@ -540,8 +540,15 @@ export function createClient(options = {}) {
       async forgot(login) {
         await call('POST', '/auth/password/forgot', { login }, { hook: false, anonymous: true });
       },
-      async reset({ token, newPassword }) {
-        await call('POST', '/auth/password/reset', { token, new_password: newPassword }, { hook: false, anonymous: true });
+      async reset({ token, newPassword, code, recoveryCode }) {
+        // An account with a second factor proves it too (`second_factor_required` otherwise).
+        const body = {
+          token,
+          new_password: newPassword,
+          ...(typeof code === 'string' && code !== '' ? { code } : {}),
+          ...(typeof recoveryCode === 'string' && recoveryCode !== '' ? { recovery_code: recoveryCode } : {}),
+        };
+        await call('POST', '/auth/password/reset', body, { hook: false, anonymous: true });
       },
     },
 
@@ -556,6 +563,10 @@ export function createClient(options = {}) {
       async change(email) {
         const data = await call('POST', '/auth/email', { email });
         return { pendingEmail: data.pending_email };
+      },
+      async status() {
+        const data = await call('GET', '/auth/email');
+        return { email: data.email, verified: data.verified, pendingEmail: data.pending_email };
       },
     },
 

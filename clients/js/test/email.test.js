@@ -31,11 +31,14 @@ test('signup with an address, verify it, forget the password and reset it by ema
     const client = createClient({ baseUrl: server.url, fetch: cookieJarFetch().fetch });
     const user = await client.signup({ username: 'mailer', password: PASSWORD, email: 'mailer@example.test' });
     assert.equal(user.username, 'mailer');
+    assert.deepEqual(await client.email.status(), { email: 'mailer@example.test', verified: false, pendingEmail: null });
     const verify = await linkToken(server, '/verify', 1);
     assert.deepEqual(await client.email.verify(verify), { email: 'mailer@example.test' });
+    assert.deepEqual(await client.email.status(), { email: 'mailer@example.test', verified: true, pendingEmail: null });
     await assert.rejects(client.email.verify(verify), (e) => e instanceof VestibuleError && e.code === 'verification_token_invalid');
     await client.email.resend('mailer');
     assert.deepEqual(await client.email.change('mailer@new.test'), { pendingEmail: 'mailer@new.test' });
+    assert.deepEqual(await client.email.status(), { email: 'mailer@example.test', verified: true, pendingEmail: 'mailer@new.test' });
     // (The resend above sent nothing: the address was verified already.)
     await client.email.verify(await linkToken(server, '/verify', 2));
 

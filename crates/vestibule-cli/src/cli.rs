@@ -45,6 +45,9 @@ pub(crate) enum Command {
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Inspect and manage the email outbox: what waits, what was given up, retry, purge.
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
     /// Write a commented vestibule.toml for one layout (to --config FILE, default ./vestibule.toml).
     Init(InitArgs),
     /// Explain why a browser drops (or never sends) the session cookie: probe a server
@@ -292,6 +295,38 @@ pub(crate) enum SessionCommand {
         all: bool,
         /// The session id (hex) from `session list`.
         id: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum OutboxCommand {
+    /// List the messages not sent yet: pending (with their next try) and given up, with their
+    /// attempts and last error. Message bodies (which may hold live links) are never printed.
+    List {
+        /// Also list the sent messages.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Put a message (by id, from `outbox list`) or every given-up one back in the queue, due
+    /// now; a running server's worker sends it at its next poll.
+    #[command(group(clap::ArgGroup::new("which").required(true).args(["id", "all_failed"])))]
+    Retry {
+        /// The message id.
+        id: Option<i64>,
+        /// Every given-up message.
+        #[arg(long)]
+        all_failed: bool,
+    },
+    /// Delete old rows: sent before a time, and/or given up before a time. A time is a date
+    /// (2026-01-31, or RFC 3339) or an age ("30d": that long ago). Pending messages are kept.
+    #[command(group(clap::ArgGroup::new("when").required(true).multiple(true).args(["sent_before", "failed_before"])))]
+    Purge {
+        /// Delete the messages sent before this time.
+        #[arg(long)]
+        sent_before: Option<String>,
+        /// Delete the messages given up before this time.
+        #[arg(long)]
+        failed_before: Option<String>,
     },
 }
 

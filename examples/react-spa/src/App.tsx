@@ -4,6 +4,7 @@ import { useCallback, useEffect, useMemo, useState, type FormEvent } from 'react
 import { createClient, VestibuleError, type MfaRequired, type Transport, type VestibuleClient } from 'vestibule-client';
 import { useSession } from 'vestibule-client/react';
 import { LinkedIdentities, SignInButtons } from './Identities';
+import { EmailLink, ForgotPassword } from './Recovery';
 
 /** One note, as notes-api answers (examples/notes-api). */
 interface Note {
@@ -195,6 +196,8 @@ export function App() {
         {status}
       </p>
 
+      <EmailLink client={client} onDone={setStatus} />
+
       {loaded && !user && pending && (
         <form id="mfa-form" onSubmit={secondFactor}>
           <label>
@@ -224,6 +227,7 @@ export function App() {
       )}
 
       {loaded && !user && !pending && transport === 'cookie' && <SignInButtons client={client} disabled={busy} />}
+      {loaded && !user && !pending && <ForgotPassword client={client} />}
 
       {user && (
         <>

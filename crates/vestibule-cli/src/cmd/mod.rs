@@ -4,6 +4,7 @@ mod config_check;
 mod dev;
 mod doctor;
 mod init;
+mod outbox;
 mod serve;
 mod session;
 mod token;
@@ -111,6 +112,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Command::User(u) => user::run(config, u).await,
                 Command::Token(t) => token::run(config, t).await,
                 Command::Session(c) => session::run(config, c).await,
+                Command::Outbox(c) => outbox::run(config, c).await,
                 Command::Config(_) => config_check::run(&cli),
                 Command::Dev(_) => dev::run(&cli).await,
                 Command::Doctor(args) => doctor::run(&cli, args).await,

@@ -32,6 +32,26 @@ async fn end_user_sessions(
     .map_err(super::api_error)
 }
 
+/// The "password changed" notice for `user` when `[email]` is on and the account has a verified
+/// address (`[email.notify] password_changed` decides, as for the HTTP API).
+fn password_notice(config: &Config, user: &vestibule::auth::User) -> vestibule::email::Notice {
+    // The templates were checked when the configuration was validated.
+    let Ok(templates) = vestibule::email::Templates::load(config.email.templates_dir.as_deref())
+    else {
+        return vestibule::email::Notice::none();
+    };
+    let mailer = vestibule::email::Mailer {
+        settings: config.email.clone(),
+        templates,
+        wake: std::sync::Arc::new(tokio::sync::Notify::new()),
+    };
+    mailer.notice(
+        &vestibule::email::SecurityNotice::PasswordChanged,
+        &user.username,
+        user.email.as_deref().filter(|_| user.email_verified),
+    )
+}
+
 fn read_password(args: &UserPasswordArgs) -> anyhow::Result<Password> {
     let text = if args.password_stdin {
         let mut line = String::new();
@@ -131,7 +151,10 @@ async fn run_with(
                 .check(&user.username, &password)
                 .map_err(super::api_error)?;
             let hash = PasswordHasher::new(1).await?.hash(&password).await?;
-            users.set_password_hash(user.id, &hash).await?;
+            // The user is told, like after their own change: the notice commits with the new
+            // password, and a running server's worker sends it at its next poll.
+            let notice = password_notice(config, &user);
+            users.set_password_hash(user.id, &hash, &notice).await?;
             let ended = end_user_sessions(config, db, user.id).await?;
             let revoked = if config.tokens.revoke_on_password_change {
                 AccessTokens::new(db.clone()).revoke_all(user.id).await?

@@ -9,6 +9,7 @@ mod doctor;
 mod gateway;
 mod init;
 mod oidc;
+mod outbox;
 mod readme;
 
 use std::io::Write;

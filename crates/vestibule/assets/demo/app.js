@@ -382,6 +382,7 @@ function renderSignedOut() {
   showMfaStep(null);
   renderSessions(null);
   renderTokens(null);
+  renderEmailStatus(null);
   if (transport === 'bearer') renderCounter(0);
 }
 
@@ -412,6 +413,7 @@ async function refresh() {
   renderSessions(user ? await client().sessions.list() : null);
   renderTokens(user ? await client().tokens.list() : null);
   renderMfaStatus(user ? await client().mfa.status() : null);
+  renderEmailStatus(user ? await client().email.status() : null);
   return user;
 }
 
@@ -782,6 +784,21 @@ if (linkToken && window.location.pathname === '/verify') {
     return `Address ${email} verified`;
   });
 }
+
+/** "Verify your address" with a resend button, while the signed-in account's address is not verified. */
+function renderEmailStatus(status) {
+  const unverified = Boolean(status && status.email && !status.verified);
+  $('#verify-banner').hidden = !unverified;
+  $('#verify-email').textContent = unverified ? status.email : '';
+}
+
+$('#verify-resend').addEventListener('click', () => {
+  run('Sending the link again', async () => {
+    const email = $('#verify-email').textContent;
+    await client().email.resend(email);
+    return `A new link is on its way to ${email}`;
+  }, '#me-error');
+});
 
 // ---------------------------------------------------------------------------
 // Start

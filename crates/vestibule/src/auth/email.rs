@@ -7,9 +7,11 @@ use std::time::Duration;
 
 use sqlx::Row;
 
+use super::reset::use_up_token;
 use super::{User, UserError, Username};
 use crate::db::{Database, with_pool};
-use crate::email::{EmailAddress, Outgoing, outbox::enqueue};
+use crate::email::outbox::{commit_with, enqueue};
+use crate::email::{EmailAddress, Notice, Outgoing};
 use crate::session::{UnixTime, now};
 use crate::token::{SecretToken, TokenKind};
 
@@ -150,31 +152,28 @@ pub struct VerifiedAddress {
     pub email: String,
     /// The address it replaced, when the link was for a change (it gets a notice).
     pub previous: Option<String>,
+    /// The account's username.
+    pub username: String,
 }
 
 /// Uses a verification token up and marks its address verified on its account (the address
-/// becomes the account's, if it was a change). `None` for an unknown, expired or used token.
+/// becomes the account's, if it was a change), with the notice `notice` gives for what was
+/// verified (the old address is told of a change) in the same transaction. `None` for an
+/// unknown, expired or used token.
 ///
 /// # Errors
 /// [`UserError::EmailTaken`] (another account took the address meanwhile), a database error.
 pub async fn verify(
     db: &Database,
     token: &SecretToken,
+    notice: impl FnOnce(&VerifiedAddress) -> Notice,
 ) -> Result<Option<VerifiedAddress>, UserError> {
     let hash = token.hash();
     let t = now();
     let result: Result<Option<VerifiedAddress>, sqlx::Error> = async {
         Ok(with_pool!(db, write, |pool, d| {
             let mut tx = pool.begin_with(d.begin_write()).await?;
-            let row = sqlx::query(
-                "UPDATE email_verifications SET used_at = $1 \
-                 WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1 \
-                 AND user_id IN (SELECT id FROM users WHERE is_active) RETURNING user_id, email",
-            )
-            .bind(t)
-            .bind(&hash.as_bytes()[..])
-            .fetch_optional(&mut *tx)
-            .await?;
+            let row = use_up_token!(&mut *tx, "email_verifications", "user_id, email", hash, t)?;
             let found = match row {
                 Some(r) => Some((
                     r.try_get::<i64, _>("user_id")?,
@@ -183,24 +182,29 @@ pub async fn verify(
                 None => None,
             };
             let mut verified = None;
+            let mut message = Notice::none();
             if let Some((id, email)) = found {
-                let previous: Option<String> = sqlx::query("SELECT email FROM users WHERE id = $1")
+                let row = sqlx::query("SELECT email, username FROM users WHERE id = $1")
                     .bind(id)
                     .fetch_one(&mut *tx)
-                    .await?
-                    .try_get("email")?;
+                    .await?;
+                let previous: Option<String> = row.try_get("email")?;
+                let username: String = row.try_get("username")?;
                 sqlx::query("UPDATE users SET email = $1, email_verified = TRUE WHERE id = $2")
                     .bind(email.as_str())
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
-                verified = Some(VerifiedAddress {
+                let done = VerifiedAddress {
                     user_id: id,
                     previous: previous.filter(|p| !p.eq_ignore_ascii_case(&email)),
                     email,
-                });
+                    username,
+                };
+                message = notice(&done);
+                verified = Some(done);
             }
-            tx.commit().await?;
+            commit_with!(tx, &message)?;
             verified
         }))
     }
@@ -213,7 +217,8 @@ pub async fn verify(
 
 /// Issues a recovery token for `user_id` (a `vrst_` token, redeemed by the one reset path,
 /// `POST /auth/password/reset`; valid [`RECOVERY_LIFETIME`]; the user's older tokens stop
-/// working) and writes its message, in one transaction.
+/// working) and writes its message, in one transaction: the one reset-token writer,
+/// [`PasswordResets::issue_with`](super::PasswordResets::issue_with).
 ///
 /// # Errors
 /// A database error.
@@ -222,28 +227,59 @@ pub async fn issue_recovery(
     user_id: i64,
     message: impl FnOnce(&SecretToken) -> Outgoing,
 ) -> Result<(), UserError> {
-    let token = SecretToken::generate(TokenKind::PasswordReset);
-    let hash = token.hash();
-    let outgoing = message(&token);
-    let t = now();
-    with_pool!(db, write, |pool, d| {
-        let mut tx = pool.begin_with(d.begin_write()).await?;
-        sqlx::query("DELETE FROM password_resets WHERE user_id = $1")
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "INSERT INTO password_resets (user_id, token_hash, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4)",
+    super::PasswordResets::new(db.clone())
+        .issue_with(user_id, RECOVERY_LIFETIME, |token| Some(message(token)))
+        .await?;
+    Ok(())
+}
+
+/// Whether a recovery link may go to an account's address (`docs/SECURITY.md`, "Recovery goes
+/// to which address"): a verified address, always; an unverified one only when
+/// `auth.require_verified_email` is off and no change of address is pending — the address given
+/// at signup and never verified is then the only way back in, while an address the user has
+/// asked to replace (or any unverified address on a server that requires verified ones) may
+/// belong to someone else. The pending new address itself never receives one: it is not the
+/// account's address until its link is followed.
+pub fn recovery_allowed(verified: bool, require_verified: bool, change_pending: bool) -> bool {
+    verified || (!require_verified && !change_pending)
+}
+
+/// The address `user_id` asked to change to (another than `current`) and has not verified yet:
+/// an unused verification token for another address.
+///
+/// # Errors
+/// A database error.
+pub async fn pending_change(
+    db: &Database,
+    user_id: i64,
+    current: Option<&str>,
+) -> Result<Option<String>, UserError> {
+    Ok(with_pool!(db, read, |pool, _d| {
+        sqlx::query_scalar::<_, String>(
+            "SELECT email FROM email_verifications WHERE user_id = $1 AND used_at IS NULL \
+             AND ($2 IS NULL OR lower(email) <> lower($2)) ORDER BY id DESC LIMIT 1",
         )
         .bind(user_id)
-        .bind(&hash.as_bytes()[..])
-        .bind(t)
-        .bind(expiry(t, RECOVERY_LIFETIME))
-        .execute(&mut *tx)
-        .await?;
-        enqueue!(&mut *tx, &outgoing)?;
-        tx.commit().await?;
-    });
-    Ok(())
+        .bind(current)
+        .fetch_optional(pool)
+        .await?
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::recovery_allowed;
+
+    #[test]
+    fn recovery_goes_to_a_verified_address_or_the_untouched_signup_address() {
+        // Verified: always.
+        assert!(recovery_allowed(true, true, false));
+        assert!(recovery_allowed(true, false, true));
+        // Never verified, never changed, verification not required: the only way in.
+        assert!(recovery_allowed(false, false, false));
+        // Unverified with verification required, or with a change pending: never.
+        assert!(!recovery_allowed(false, true, false));
+        assert!(!recovery_allowed(false, false, true));
+        assert!(!recovery_allowed(false, true, true));
+    }
 }

@@ -344,14 +344,20 @@ impl UserStore {
         }
     }
 
-    /// Replaces the password hash.
+    /// Replaces the password hash, and writes `notice` (the password-changed notice, or
+    /// [`Notice::none`](crate::email::Notice::none)) in the same transaction.
     ///
     /// Also bumps the session generation: a password change ends every stateless (cookie-store)
     /// session issued before it.
     ///
     /// # Errors
     /// [`UserError::NotFound`], or a database error.
-    pub async fn set_password_hash(&self, id: i64, hash: &str) -> Result<(), UserError> {
+    pub async fn set_password_hash(
+        &self,
+        id: i64,
+        hash: &str,
+        notice: &crate::email::Notice,
+    ) -> Result<(), UserError> {
         let done = with_pool!(self.db, write, |pool, d| {
             let mut tx = pool.begin_with(d.begin_write()).await?;
             let done = sqlx::query(
@@ -368,7 +374,12 @@ impl UserStore {
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
-            tx.commit().await?;
+            if done == 0 {
+                // No such user: nothing to tell anyone.
+                tx.commit().await?;
+            } else {
+                crate::email::outbox::commit_with!(tx, notice)?;
+            }
             done
         });
         if done == 0 {

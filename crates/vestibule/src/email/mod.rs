@@ -3,17 +3,21 @@
 //! transport (SMTP through `lettre`, or the development `log` transport that prints).
 //!
 //! **Delivery that loses nothing.** A message is a row of the `outbox` table, written by the
-//! caller in the same transaction as the change that causes it ([`enqueue!`]), so a change
+//! caller in the same transaction as the change that causes it ([`enqueue!`]; a security
+//! notice through [`notice`]'s one rule), so a change
 //! never commits without its message and a message never leaves for a change that rolled back.
 //! The [`worker`] claims due rows with a lease (PostgreSQL: `FOR UPDATE SKIP LOCKED`, so several
 //! instances share the table without sending one row twice; SQLite: its single writer), sends
 //! them, and either marks them sent (wiping the bodies, which may hold a live link), or keeps
 //! the error and retries with exponential backoff, or gives up (a permanent refusal, or
-//! `email.give_up_after` elapsed) with an `email.give_up` audit event. A crash between the
+//! `email.give_up_after` elapsed) with an `email.give_up` audit event, keeping the message for
+//! `vestibule outbox retry` until `vestibule outbox purge`. A crash between the
 //! SMTP answer and the mark re-sends that one message after the lease: at least once, exactly
-//! once without a crash. One row has one recipient, so a refused address stops nobody else's.
+//! once without a crash; every attempt at a row carries the same `Message-ID`
+//! ([`message_id`]), so a receiver can tell the copies are one message. One row has one recipient, so a refused address stops nobody else's.
 
 mod address;
+pub mod notice;
 pub(crate) mod outbox;
 mod section;
 mod templates;
@@ -21,10 +25,11 @@ mod transport;
 pub mod worker;
 
 pub use address::EmailAddress;
-pub use outbox::{Outbox, Outgoing};
+pub use notice::{Notice, SecurityNotice};
+pub use outbox::{Claimed, Outbox, OutboxRow, Outgoing, RetryWhich};
 pub use section::{EmailSettings, Notify, RawEmail, RawNotify, TransportKind};
 pub use templates::{Kind, Templates};
-pub use transport::Transport;
+pub use transport::{Transport, message_id};
 
 use std::sync::Arc;
 

@@ -45,6 +45,25 @@ macro_rules! enqueue {
 }
 pub(crate) use enqueue;
 
+/// Commits the transaction `$tx` (of either backend, inside `with_pool!`) with the
+/// [`Notice`](crate::email::Notice) `$notice` written into the outbox first: the one way a change
+/// that has a security notice commits, so the change and its notice are one transaction
+/// (see [`crate::email::notice`]). Evaluates to `Result<(), sqlx::Error>`; on an error nothing
+/// is committed (the transaction rolls back when dropped).
+macro_rules! commit_with {
+    ($tx:ident, $notice:expr) => {{
+        let written = match $notice.message() {
+            Some(m) => $crate::email::outbox::enqueue!(&mut *$tx, m).map(|_| ()),
+            None => Ok(()),
+        };
+        match written {
+            Ok(()) => $tx.commit().await,
+            Err(e) => Err(e),
+        }
+    }};
+}
+pub(crate) use commit_with;
+
 /// A claimed row.
 #[derive(Debug, Clone)]
 pub struct Claimed {
@@ -89,6 +108,19 @@ pub struct OutboxRow {
     pub sent_at: Option<UnixTime>,
     /// Given up at.
     pub failed_at: Option<UnixTime>,
+    /// When it was written (or last put back by [`Outbox::retry`]).
+    pub created_at: UnixTime,
+    /// When the next attempt is due (pending rows).
+    pub next_attempt_at: UnixTime,
+}
+
+/// Which rows [`Outbox::retry`] puts back in the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryWhich {
+    /// One row, pending or given up.
+    Id(i64),
+    /// Every given-up row.
+    AllFailed,
 }
 
 impl Outbox {
@@ -195,15 +227,18 @@ impl Outbox {
         Ok(())
     }
 
-    /// Gives a row up, keeping `error`, and wipes its bodies.
+    /// Gives a row up, keeping `error`. The bodies stay, so that `vestibule outbox retry` can
+    /// send it once the cause is fixed; `vestibule outbox purge --failed-before` deletes it.
+    /// (A link in it expires on its own schedule: 30 minutes for recovery, 24 hours for
+    /// verification.)
     ///
     /// # Errors
     /// A database error.
     pub async fn mark_failed(&self, id: i64, error: &str) -> Result<(), sqlx::Error> {
         with_pool!(self.db, write, |pool, _d| {
             sqlx::query(
-                "UPDATE outbox SET failed_at = $1, locked_until = NULL, last_error = $2, \
-                 body_text = '', body_html = '' WHERE id = $3",
+                "UPDATE outbox SET failed_at = $1, locked_until = NULL, last_error = $2 \
+                 WHERE id = $3",
             )
             .bind(now())
             .bind(error)
@@ -229,6 +264,66 @@ impl Outbox {
         }))
     }
 
+    /// Puts rows back in the queue, due now: a given-up row (or, by id, a pending one) gets a
+    /// fresh start (no attempts, the `email.give_up_after` clock restarted; its last error
+    /// stays until the next attempt). Sent rows are never re-sent. Returns how many rows.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn retry(&self, which: RetryWhich) -> Result<u64, sqlx::Error> {
+        let t = now();
+        Ok(with_pool!(self.db, write, |pool, _d| {
+            let q = match which {
+                RetryWhich::Id(id) => sqlx::query(
+                    "UPDATE outbox SET failed_at = NULL, attempts = 0, created_at = $1, \
+                     next_attempt_at = $1, locked_until = NULL WHERE id = $2 AND sent_at IS NULL",
+                )
+                .bind(t)
+                .bind(id),
+                RetryWhich::AllFailed => sqlx::query(
+                    "UPDATE outbox SET failed_at = NULL, attempts = 0, created_at = $1, \
+                     next_attempt_at = $1, locked_until = NULL \
+                     WHERE failed_at IS NOT NULL AND sent_at IS NULL",
+                )
+                .bind(t),
+            };
+            q.execute(pool).await?.rows_affected()
+        }))
+    }
+
+    /// Deletes the rows sent before `sent_before` and the rows given up before `failed_before`
+    /// (either may be `None`: that kind is kept). Pending rows are never deleted. Returns how
+    /// many rows.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn purge(
+        &self,
+        sent_before: Option<UnixTime>,
+        failed_before: Option<UnixTime>,
+    ) -> Result<u64, sqlx::Error> {
+        let mut n = 0;
+        with_pool!(self.db, write, |pool, _d| {
+            if let Some(t) = sent_before {
+                n += sqlx::query("DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < $1")
+                    .bind(t)
+                    .execute(pool)
+                    .await?
+                    .rows_affected();
+            }
+            if let Some(t) = failed_before {
+                n += sqlx::query(
+                    "DELETE FROM outbox WHERE failed_at IS NOT NULL AND failed_at < $1",
+                )
+                .bind(t)
+                .execute(pool)
+                .await?
+                .rows_affected();
+            }
+        });
+        Ok(n)
+    }
+
     /// Every row, oldest first (tests, the operator).
     ///
     /// # Errors
@@ -236,7 +331,8 @@ impl Outbox {
     pub async fn list(&self) -> Result<Vec<OutboxRow>, sqlx::Error> {
         Ok(with_pool!(self.db, read, |pool, _d| {
             let rows = sqlx::query(
-                "SELECT id, kind, recipient, attempts, last_error, sent_at, failed_at FROM outbox ORDER BY id",
+                "SELECT id, kind, recipient, attempts, last_error, sent_at, failed_at, created_at, \
+                 next_attempt_at FROM outbox ORDER BY id",
             )
             .fetch_all(pool)
             .await?;
@@ -250,6 +346,8 @@ impl Outbox {
                         last_error: r.try_get("last_error")?,
                         sent_at: r.try_get("sent_at")?,
                         failed_at: r.try_get("failed_at")?,
+                        created_at: r.try_get("created_at")?,
+                        next_attempt_at: r.try_get("next_attempt_at")?,
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()?

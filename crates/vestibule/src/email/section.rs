@@ -60,6 +60,9 @@ pub struct RawEmail {
     /// A directory of templates replacing the built-in ones: `{kind}.subject.txt`, `{kind}.txt`,
     /// `{kind}.html` for the kinds `password_reset`, `verify_email`, `password_changed`,
     /// `email_changed`, `second_factor`, `new_device` (any file missing: the built-in one).
+    /// Checked at start: another file name, a `{{` without `}}`, or a placeholder the message
+    /// does not have (`{{product}}`, `{{public_url}}`, and per kind e.g. `{{link}}`) is a
+    /// configuration error.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub templates_dir: Option<String>,
     /// First wait before a failed message is tried again; doubled after each failure.
@@ -214,6 +217,12 @@ impl RawEmail {
                 format!("{link_base:?} must be an http(s) URL, like https://www.acme.com"),
             );
         }
+        let templates_dir = self.templates_dir.as_ref().map(PathBuf::from);
+        if let Some(dir) = &templates_dir
+            && let Err(why) = super::templates::Templates::load(Some(dir))
+        {
+            p.add("email.templates_dir", why);
+        }
         let retry_initial = p.duration("email.retry_initial", &self.retry_initial);
         let retry_max = p.duration("email.retry_max", &self.retry_max);
         let give_up_after = p.duration("email.give_up_after", &self.give_up_after);
@@ -225,7 +234,7 @@ impl RawEmail {
             link_base,
             public_url: public_url.trim_end_matches('/').to_owned(),
             product_name: self.product_name.clone(),
-            templates_dir: self.templates_dir.as_ref().map(PathBuf::from),
+            templates_dir,
             retry_initial: retry_initial?,
             retry_max: retry_max?,
             give_up_after: give_up_after?,

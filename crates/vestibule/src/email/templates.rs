@@ -46,6 +46,18 @@ impl Kind {
         }
     }
 
+    /// The placeholders its message may use (besides `product` and `public_url`).
+    fn vars(self) -> &'static [&'static str] {
+        match self {
+            Kind::PasswordReset => &["link", "minutes", "username"],
+            Kind::VerifyEmail => &["link", "token", "hours", "username"],
+            Kind::PasswordChanged => &["username"],
+            Kind::EmailChanged => &["username", "new_email"],
+            Kind::SecondFactor => &["username", "change"],
+            Kind::NewDevice => &["username", "client_ip"],
+        }
+    }
+
     fn builtin(self) -> (&'static str, &'static str) {
         match self {
             Kind::PasswordReset => (
@@ -89,11 +101,18 @@ struct Parts {
 pub struct Templates(HashMap<Kind, Parts>);
 
 impl Templates {
-    /// Loads the built-in templates, then `dir`'s files.
+    /// Loads the built-in templates, then `dir`'s files, each checked: a file whose name is not
+    /// `{kind}.subject.txt`, `{kind}.txt` or `{kind}.html` of a known kind (a typo would silently
+    /// leave the built-in message in force), a `{{` without its `}}`, or a placeholder the message
+    /// does not have is refused, so a broken override stops the start instead of sending broken
+    /// mail.
     ///
     /// # Errors
-    /// A file that exists but cannot be read.
-    pub fn load(dir: Option<&Path>) -> std::io::Result<Self> {
+    /// What is wrong, naming the file.
+    pub fn load(dir: Option<&Path>) -> Result<Self, String> {
+        if let Some(dir) = dir {
+            check_names(dir)?;
+        }
         let mut map = HashMap::new();
         for kind in KINDS {
             let (subject, text) = kind.builtin();
@@ -108,12 +127,16 @@ impl Templates {
                 ),
             };
             if let Some(dir) = dir {
-                let read = |suffix: &str| -> std::io::Result<Option<String>> {
-                    match std::fs::read_to_string(dir.join(format!("{}.{suffix}", kind.name()))) {
-                        Ok(s) => Ok(Some(s)),
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                        Err(e) => Err(e),
-                    }
+                let read = |suffix: &str| -> Result<Option<String>, String> {
+                    let path = dir.join(format!("{}.{suffix}", kind.name()));
+                    let s = match std::fs::read_to_string(&path) {
+                        Ok(s) => s,
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+                    };
+                    check_placeholders(kind, &s)
+                        .map_err(|why| format!("{}: {why}", path.display()))?;
+                    Ok(Some(s))
                 };
                 if let Some(s) = read("subject.txt")? {
                     parts.subject = s.trim().to_owned();
@@ -142,6 +165,56 @@ impl Templates {
             fill(&p.html, vars, true),
         )
     }
+}
+
+/// Every file of `dir` is a known kind's part (dot files aside).
+fn check_names(dir: &Path) -> Result<(), String> {
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        let known = KINDS.iter().any(|k| {
+            ["subject.txt", "txt", "html"]
+                .iter()
+                .any(|suffix| name == format!("{}.{suffix}", k.name()))
+        });
+        if !known {
+            let kinds: Vec<_> = KINDS.iter().map(|k| k.name()).collect();
+            return Err(format!(
+                "{}: not a template this server has; name files KIND.subject.txt, KIND.txt or KIND.html, KIND one of {}",
+                dir.join(&name).display(),
+                kinds.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Every `{{…}}` of `template` is closed and names a value of `kind`'s message.
+fn check_placeholders(kind: Kind, template: &str) -> Result<(), String> {
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else {
+            return Err("a {{ without its }}".into());
+        };
+        let name = after[..end].trim();
+        if !["product", "public_url"].contains(&name) && !kind.vars().contains(&name) {
+            let mut known = vec!["product", "public_url"];
+            known.extend_from_slice(kind.vars());
+            return Err(format!(
+                "{{{{{name}}}}} is not a value of the {} message (it has {})",
+                kind.name(),
+                known.join(", ")
+            ));
+        }
+        rest = &after[end + 2..];
+    }
+    Ok(())
 }
 
 /// Replaces each `{{name}}` by its value (HTML-escaped when `html`), in one pass: a value is
@@ -208,5 +281,35 @@ mod tests {
         assert_eq!(s, "Acme: P");
         assert!(text.contains("L"), "{text}");
         assert!(html.contains("L"), "{html}");
+    }
+
+    #[test]
+    fn a_broken_override_is_refused_with_its_file_named() {
+        let broken = |name: &str, body: &str| {
+            let dir = tempfile::tempdir().expect("dir");
+            std::fs::write(dir.path().join(name), body).expect("write");
+            Templates::load(Some(dir.path())).expect_err(name)
+        };
+        let e = broken("password_reset.txt", "go to {{lnk}}");
+        assert!(
+            e.contains("password_reset.txt") && e.contains("{{lnk}}"),
+            "{e}"
+        );
+        assert!(e.contains("link, minutes, username"), "{e}");
+        let e = broken("verify_email.html", "<a href=\"{{link\">");
+        assert!(
+            e.contains("verify_email.html") && e.contains("without its }}"),
+            "{e}"
+        );
+        // A value another message has is not this one's.
+        let e = broken("password_changed.txt", "{{link}}");
+        assert!(e.contains("{{link}}"), "{e}");
+        let e = broken("pasword_reset.txt", "{{link}}");
+        assert!(
+            e.contains("pasword_reset.txt") && e.contains("not a template"),
+            "{e}"
+        );
+        let e = Templates::load(Some(Path::new("/nonexistent/templates"))).expect_err("dir");
+        assert!(e.contains("/nonexistent/templates"), "{e}");
     }
 }

@@ -76,6 +76,7 @@ impl Transport {
                     permanent: true,
                 })?;
                 let msg = Message::builder()
+                    .message_id(Some(message_id(m, from)))
                     .from(from.clone())
                     .to(to)
                     .subject(m.subject.clone())
@@ -93,5 +94,40 @@ impl Transport {
                 })
             }
         }
+    }
+}
+
+/// The `Message-ID` of outbox row `m`: made of the row's id and creation time (and the sender's
+/// domain), so every attempt at one row carries the same id. A message sent twice — the process
+/// died between the server's acceptance and the row being marked sent, and the row was sent
+/// again after its lease (at least once) — reaches the receiver as two copies of one message,
+/// which mail systems may fold into one.
+pub fn message_id(m: &Claimed, from: &Mailbox) -> String {
+    format!("<outbox.{}.{}@{}>", m.id, m.created_at, from.email.domain())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_message_id_is_the_rows_and_only_the_rows() {
+        let row = |id, attempts| Claimed {
+            id,
+            kind: "password_reset".into(),
+            recipient: "a@b.test".into(),
+            subject: "s".into(),
+            text: "t".into(),
+            html: "h".into(),
+            attempts,
+            created_at: 1_700_000_000,
+        };
+        let from: Mailbox = "Acme <noreply@acme.test>".parse().expect("mailbox");
+        assert_eq!(
+            message_id(&row(7, 1), &from),
+            "<outbox.7.1700000000@acme.test>"
+        );
+        assert_eq!(message_id(&row(7, 1), &from), message_id(&row(7, 3), &from));
+        assert_ne!(message_id(&row(7, 1), &from), message_id(&row(8, 1), &from));
     }
 }

@@ -248,7 +248,10 @@ pub fn router_with(state: AppState, config: &Config, extra: Router) -> Router {
             "/auth/password/forgot",
             post(routes::email::post_password_forgot),
         )
-        .route("/auth/email", post(routes::email::post_email_change))
+        .route(
+            "/auth/email",
+            post(routes::email::post_email_change).get(routes::email::get_email),
+        )
         .route("/auth/email/verify", post(routes::email::post_email_verify))
         .route(
             "/auth/email/verify/resend",
@@ -472,6 +475,7 @@ impl App {
             .map_err(|e| crate::Error::new(crate::error::ErrorCode::Internal, e))?;
         let mailer = match &email_transport {
             Some(_) => Some(Arc::new(crate::email::Mailer {
+                // Checked by the configuration's validation already; read again here.
                 templates: crate::email::Templates::load(config.email.templates_dir.as_deref())
                     .map_err(|e| {
                         crate::Error::new(

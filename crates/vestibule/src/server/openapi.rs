@@ -111,6 +111,7 @@ pub(crate) struct StatusBody {
         routes::email::post_email_change,
         routes::email::post_email_verify,
         routes::email::post_email_resend,
+        routes::email::get_email,
         routes::oidc::get_providers,
         routes::oidc::get_start,
         routes::oidc::get_callback,

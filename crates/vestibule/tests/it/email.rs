@@ -1035,3 +1035,424 @@ async fn a_recovery_on_an_account_with_a_second_factor_needs_it_too() {
         200
     );
 }
+
+/// Runs `sql` on the SQLite database of `app` from a connection of its own.
+async fn sqlite_exec(app: &TestApp, sql: &str) {
+    use sqlx::Connection;
+    let path = app.dir.path().join("vestibule.db");
+    let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .expect("connect");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+        .execute(&mut c)
+        .await
+        .expect("sql");
+    c.close().await.expect("close");
+}
+
+/// The outbox rows of `kind` to `to`, read straight from the table.
+async fn outbox_rows(app: &TestApp, kind: &str, to: &str) -> usize {
+    vestibule::email::Outbox::new(app.state.db.clone())
+        .list()
+        .await
+        .expect("list")
+        .iter()
+        .filter(|r| r.kind == kind && r.recipient == to)
+        .count()
+}
+
+/// Signs `name` up with `name@example.test` on `c` (logged in) and follows the link the sink
+/// received, so the address is verified. `seen` is how many messages the sink had before.
+async fn verified_account(
+    app: &TestApp,
+    sink: &SmtpSink,
+    c: &mut crate::support::TestClient,
+    name: &str,
+) -> String {
+    let email = format!("{name}@example.test");
+    let seen = sink.messages().len();
+    let res = c
+        .post_json(
+            "/auth/signup",
+            &json!({"username": name, "password": "correct horse battery", "email": email}),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    c.refresh_csrf().await;
+    let got = sink.wait_for(seen + 1, 10).await;
+    let link = of_kind(&got, &email, "Verify");
+    assert_eq!(link.len(), 1, "{got:?}");
+    let res = app
+        .post_anon(
+            "/auth/email/verify",
+            &json!({"token": token_in(link[0], "/verify")}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    email
+}
+
+/// A security notice is written by the transaction of its change: when the outbox refuses the
+/// row, the change does not happen either (on the old code the password changed and the notice
+/// was lost); when the change commits, its row is in the outbox as soon as the answer is back.
+#[tokio::test]
+async fn a_security_notice_commits_with_its_change_or_not_at_all() {
+    let Some(sink) = SmtpSink::start().await else {
+        return;
+    };
+    let app = TestApp::spawn_with(|raw| email_config(raw, &sink.url())).await;
+    let mut c = app.client();
+    let email = verified_account(&app, &sink, &mut c, "quinn").await;
+    let change = |from: &'static str, to: &'static str| json!({"current_password": from, "new_password": to});
+
+    // The outbox refuses every row: the password change fails as a whole.
+    sqlite_exec(
+        &app,
+        "CREATE TRIGGER refuse_outbox BEFORE INSERT ON outbox \
+         BEGIN SELECT RAISE(ABORT, 'outbox refused'); END",
+    )
+    .await;
+    let res = c
+        .post_json(
+            "/auth/password",
+            &change("correct horse battery", "another fine passphrase"),
+        )
+        .await;
+    assert_error(res, 503, "store_unavailable").await;
+    let mut d = app.client();
+    assert_eq!(
+        d.login("quinn", "another fine passphrase").await.status(),
+        401,
+        "the change rolled back with its notice"
+    );
+    assert_eq!(outbox_rows(&app, "password_changed", &email).await, 0);
+    // TOTP: the confirmation rolls back too, so the factor is not on.
+    let res = c.post_json("/auth/mfa/totp/enroll", &json!({})).await;
+    assert_eq!(res.status(), 200);
+    let e: Value = res.json().await.expect("json");
+    let secret = crate::mfa::base32_decode(e["secret"].as_str().expect("secret"));
+    let res = c
+        .post_json(
+            "/auth/mfa/totp/confirm",
+            &json!({"code": crate::mfa::code(&secret, 0)}),
+        )
+        .await;
+    assert_error(res, 503, "store_unavailable").await;
+    let me: Value = c.get("/auth/mfa").await.json().await.expect("json");
+    assert_eq!(me["totp"], json!(false), "{me}");
+
+    // The outbox takes rows again: each committed change has its row when the answer is back.
+    sqlite_exec(&app, "DROP TRIGGER refuse_outbox").await;
+    let res = c
+        .post_json(
+            "/auth/password",
+            &change("correct horse battery", "another fine passphrase"),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(outbox_rows(&app, "password_changed", &email).await, 1);
+    // The change moved the session to a new token (and CSRF token).
+    c.refresh_csrf().await;
+    let res = c
+        .post_json(
+            "/auth/mfa/totp/confirm",
+            &json!({"code": crate::mfa::code(&secret, 0)}),
+        )
+        .await;
+    assert_eq!(res.status(), 200, "{:?}", res.text().await);
+    assert_eq!(outbox_rows(&app, "second_factor", &email).await, 1);
+    // The confirmation proved the factor: this session may remove it.
+    assert_eq!(c.delete("/auth/mfa/totp").await.status(), 204);
+    assert_eq!(outbox_rows(&app, "second_factor", &email).await, 2);
+    // And the worker delivers them: the verification link, then the three notices.
+    let got = sink.wait_for(4, 10).await;
+    assert_eq!(
+        of_kind(&got, &email, "password was changed").len(),
+        1,
+        "{got:?}"
+    );
+    assert_eq!(of_kind(&got, &email, "second factor").len(), 2, "{got:?}");
+}
+
+/// Where recovery goes (docs/SECURITY.md): a verified address; the never-verified signup
+/// address only when verification is not required and no change of address is pending; never
+/// the pending new address.
+#[tokio::test]
+async fn recovery_goes_only_to_an_address_the_policy_allows() {
+    let Some(sink) = SmtpSink::start().await else {
+        return;
+    };
+    let app = TestApp::spawn_with(|raw| email_config(raw, &sink.url())).await;
+    let forgot = |login: &'static str| {
+        let app = &app;
+        async move {
+            let res = app
+                .post_anon("/auth/password/forgot", &json!({"login": login}))
+                .await;
+            assert_eq!(res.status(), 202);
+        }
+    };
+    // Sam: an unverified signup address, then a change to another address asked for.
+    let mut sam = app.client();
+    let res = sam
+        .post_json(
+            "/auth/signup",
+            &json!({"username": "sam", "password": "correct horse battery", "email": "sam@example.test"}),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    sam.refresh_csrf().await;
+    sink.wait_for(1, 10).await;
+    // Untouched and never verified: the signup address is the only way in, and gets the link.
+    forgot("sam").await;
+    let got = sink.wait_for(2, 10).await;
+    assert_eq!(
+        of_kind(&got, "sam@example.test", "Reset").len(),
+        1,
+        "{got:?}"
+    );
+    let res = sam
+        .post_json("/auth/email", &json!({"email": "sam@new.test"}))
+        .await;
+    assert_eq!(res.status(), 202);
+    sink.wait_for(3, 10).await;
+    // Tia: verified, then a change asked for.
+    let mut tia = app.client();
+    verified_account(&app, &sink, &mut tia, "tia").await;
+    let res = tia
+        .post_json("/auth/email", &json!({"email": "tia@new.test"}))
+        .await;
+    assert_eq!(res.status(), 202);
+    sink.wait_for(5, 10).await;
+
+    forgot("sam").await;
+    forgot("tia").await;
+    forgot("sam@new.test").await;
+    let got = sink.wait_for(6, 10).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let got = if sink.messages().len() > got.len() {
+        sink.messages()
+    } else {
+        got
+    };
+    assert_eq!(
+        of_kind(&got, "tia@example.test", "Reset").len(),
+        1,
+        "the verified address gets it: {got:?}"
+    );
+    assert_eq!(
+        of_kind(&got, "sam@example.test", "Reset").len(),
+        1,
+        "no second link to an unverified address whose change is pending: {got:?}"
+    );
+    for pending in ["sam@new.test", "tia@new.test"] {
+        assert!(
+            of_kind(&got, pending, "Reset").is_empty(),
+            "never to the pending new address: {got:?}"
+        );
+    }
+    assert_eq!(got.len(), 6, "{got:?}");
+
+    // With auth.require_verified_email: nothing until the address is verified.
+    let Some(strict_sink) = SmtpSink::start().await else {
+        return;
+    };
+    let strict = TestApp::spawn_with(|raw| {
+        email_config(raw, &strict_sink.url());
+        raw.auth.require_verified_email = true;
+    })
+    .await;
+    assert_eq!(
+        signup_with_email(&strict, "uli", "uli@example.test")
+            .await
+            .status(),
+        202
+    );
+    let got = strict_sink.wait_for(1, 10).await;
+    let link = token_in(&got[0], "/verify");
+    let res = strict
+        .post_anon("/auth/password/forgot", &json!({"login": "uli"}))
+        .await;
+    assert_eq!(res.status(), 202);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        strict_sink.messages().len(),
+        1,
+        "no link to an unverified address"
+    );
+    assert_eq!(
+        strict
+            .post_anon("/auth/email/verify", &json!({"token": link}))
+            .await
+            .status(),
+        200
+    );
+    let res = strict
+        .post_anon("/auth/password/forgot", &json!({"login": "uli"}))
+        .await;
+    assert_eq!(res.status(), 202);
+    let got = strict_sink.wait_for(2, 10).await;
+    assert_eq!(
+        of_kind(&got, "uli@example.test", "Reset").len(),
+        1,
+        "{got:?}"
+    );
+}
+
+/// `email.templates_dir`: the overriding text and HTML reach the real SMTP server with the
+/// product name, `public_url` and the link filled in, and the link works.
+#[tokio::test]
+async fn an_override_directory_changes_what_the_server_receives() {
+    let Some(sink) = SmtpSink::start().await else {
+        return;
+    };
+    let templates = tempfile::tempdir().expect("dir");
+    let write = |name: &str, body: &str| {
+        std::fs::write(templates.path().join(name), body).expect("write");
+    };
+    write(
+        "password_reset.subject.txt",
+        "{{product}}: Reset link inside\n",
+    );
+    write(
+        "password_reset.txt",
+        "Hello {{username}}, follow {{link}} within {{minutes}} minutes. -- {{product}} at {{public_url}}\n",
+    );
+    write(
+        "password_reset.html",
+        "<p>Hello {{username}}, <a href=\"{{link}}\">choose a new password</a> ({{product}})</p>",
+    );
+    let dir = templates.path().display().to_string();
+    let app = TestApp::spawn_with(|raw| {
+        email_config(raw, &sink.url());
+        raw.email.templates_dir = Some(dir);
+    })
+    .await;
+    assert_eq!(
+        signup_with_email(&app, "vic", "vic@example.test")
+            .await
+            .status(),
+        201
+    );
+    sink.wait_for(1, 10).await;
+    let res = app
+        .post_anon("/auth/password/forgot", &json!({"login": "vic"}))
+        .await;
+    assert_eq!(res.status(), 202);
+    let got = sink.wait_for(2, 10).await;
+    let reset = of_kind(&got, "vic@example.test", "Reset link inside");
+    assert_eq!(reset.len(), 1, "{got:?}");
+    assert_eq!(reset[0]["headers"]["subject"], "Acme: Reset link inside");
+    let text = reset[0]["text"].as_str().expect("text");
+    assert!(
+        text.starts_with("Hello vic, follow https://www.acme.test/reset?token=vrst_"),
+        "{text}"
+    );
+    assert!(
+        text.contains("within 30 minutes. -- Acme at http"),
+        "{text}"
+    );
+    let html = reset[0]["html"].as_str().expect("html");
+    assert!(
+        html.contains("<p>Hello vic, <a href=\"https://www.acme.test/reset?token=vrst_")
+            && html.contains("(Acme)</p>"),
+        "{html}"
+    );
+    // The built-in verification message is untouched.
+    assert!(of_kind(&got, "vic@example.test", "Verify your address").len() == 1);
+    let res = app
+        .post_anon(
+            "/auth/password/reset",
+            &json!({"token": token_in(reset[0], "/reset"), "new_password": "new staple battery horse"}),
+        )
+        .await;
+    assert_eq!(res.status(), 204);
+}
+
+/// A broken override is a configuration error naming the file, before anything is sent.
+#[tokio::test]
+async fn a_broken_template_is_a_configuration_error_at_start() {
+    let templates = tempfile::tempdir().expect("dir");
+    std::fs::write(
+        templates.path().join("password_reset.txt"),
+        "Follow {{lnik}} now\n",
+    )
+    .expect("write");
+    let mut raw = crate::support::test_raw_config();
+    email_config(&mut raw, "smtp://127.0.0.1:9");
+    raw.email.templates_dir = Some(templates.path().display().to_string());
+    match raw.validate() {
+        Err(vestibule::config::ConfigError::Invalid(problems)) => {
+            let p = problems
+                .iter()
+                .find(|p| p.key == "email.templates_dir")
+                .unwrap_or_else(|| panic!("{problems:?}"));
+            assert!(
+                p.message.contains("password_reset.txt") && p.message.contains("{{lnik}}"),
+                "{}",
+                p.message
+            );
+        }
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("a broken template was accepted"),
+    }
+}
+
+/// At least once: a worker that sent a row and died before marking it leaves it to be sent
+/// again after the lease. Both copies carry the same `Message-ID`, made of the row, so the
+/// receiver can tell they are one message.
+#[tokio::test]
+async fn a_resent_message_keeps_its_message_id() {
+    let Some(sink) = SmtpSink::start().await else {
+        return;
+    };
+    // The app only lends its validated settings; the outbox here is a database of its own, so
+    // no running worker touches it.
+    let app = TestApp::spawn_with(|raw| email_config(raw, &sink.url())).await;
+    let mailer = app.state.mailer.clone().expect("email on");
+    let transport = vestibule::email::Transport::build(&mailer.settings)
+        .expect("transport")
+        .expect("smtp");
+    let dir = tempfile::tempdir().expect("dir");
+    let db = vestibule::db::Database::open(&dir.path().join("outbox.db"))
+        .await
+        .expect("db");
+    let outbox = vestibule::email::Outbox::new(db.clone());
+    outbox
+        .enqueue(&mailer.render(
+            vestibule::email::Kind::PasswordChanged,
+            "wes@example.test",
+            &[("username", "wes")],
+        ))
+        .await
+        .expect("enqueue");
+    let lease = Duration::from_secs(1);
+    let first = outbox.claim(lease, 10).await.expect("claim");
+    assert_eq!(first.len(), 1);
+    transport
+        .send(&mailer.settings.from, &first[0])
+        .await
+        .expect("sent");
+    // The "crash": the row is never marked sent. After the lease it is claimed again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let again = loop {
+        let c = outbox.claim(lease, 10).await.expect("claim");
+        if !c.is_empty() {
+            break c;
+        }
+        assert!(Instant::now() < deadline, "never claimed again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(again[0].id, first[0].id);
+    assert_eq!(again[0].attempts, 2);
+    transport
+        .send(&mailer.settings.from, &again[0])
+        .await
+        .expect("sent");
+    let got = sink.wait_for(2, 10).await;
+    assert_eq!(got.len(), 2, "{got:?}");
+    let expected = format!("<outbox.{}.{}@acme.test>", first[0].id, first[0].created_at);
+    assert_eq!(got[0]["headers"]["message-id"], expected.as_str());
+    assert_eq!(got[1]["headers"]["message-id"], expected.as_str());
+    db.close().await;
+}

@@ -34,7 +34,7 @@ async fn settle_in_step() {
 }
 
 /// RFC 4648 base32 (no padding), as the enrolment shows the secret.
-fn base32_decode(s: &str) -> Vec<u8> {
+pub fn base32_decode(s: &str) -> Vec<u8> {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     let mut out = Vec::new();
     let (mut buf, mut bits) = (0u64, 0u32);
@@ -464,7 +464,14 @@ async fn a_passkey_makes_webauthn_due_until_its_owner_removes_it() {
         app.state
             .mfa
             .store
-            .add_passkey(id, b"cred-1", &[7; 16], "{}", "laptop")
+            .add_passkey(
+                id,
+                b"cred-1",
+                &[7; 16],
+                "{}",
+                "laptop",
+                &vestibule::email::Notice::none(),
+            )
             .await
             .expect("db")
     );
@@ -870,7 +877,14 @@ async fn regenerating_needs_a_factor_a_recent_password_and_a_session() {
         app.state
             .mfa
             .store
-            .add_passkey(id, b"cred-1", &[7; 16], "{}", "laptop")
+            .add_passkey(
+                id,
+                b"cred-1",
+                &[7; 16],
+                "{}",
+                "laptop",
+                &vestibule::email::Notice::none(),
+            )
             .await
             .expect("db")
     );
@@ -977,7 +991,14 @@ async fn a_pending_bearer_token_dies_with_the_pending_state() {
         app.state
             .mfa
             .store
-            .add_passkey(id, b"cred-1", &[7; 16], "{}", "laptop")
+            .add_passkey(
+                id,
+                b"cred-1",
+                &[7; 16],
+                "{}",
+                "laptop",
+                &vestibule::email::Notice::none(),
+            )
             .await
             .expect("db")
     );

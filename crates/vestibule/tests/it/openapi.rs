@@ -23,6 +23,7 @@ const MOUNTED: &[(&str, &str)] = &[
     ("post", "/auth/password/reset"),
     ("post", "/auth/password/forgot"),
     ("post", "/auth/email"),
+    ("get", "/auth/email"),
     ("post", "/auth/email/verify"),
     ("post", "/auth/email/verify/resend"),
     ("get", "/auth/sessions"),

@@ -4,6 +4,8 @@ use sqlx::Row;
 use subtle::ConstantTimeEq;
 
 use crate::db::{Database, Dialect, with_pool};
+use crate::email::Notice;
+use crate::email::outbox::commit_with;
 use crate::error::{Error, ErrorCode};
 use crate::session::now;
 
@@ -201,12 +203,19 @@ impl MfaStore {
     /// Records that a code of `step` was accepted: confirms a pending enrolment (`confirm`), or
     /// for a confirmed authenticator, advances the last used step. `false` when the step is not
     /// after the last accepted one (a replay) or the state changed meanwhile. Atomic: two
-    /// requests with one code cannot both succeed.
+    /// requests with one code cannot both succeed. `notice` (a confirmation's "second factor
+    /// added") is written in the same transaction, only when the step was accepted.
     ///
     /// # Errors
     /// `store_unavailable`.
-    pub async fn totp_accept(&self, user_id: i64, step: i64, confirm: bool) -> Result<bool, Error> {
-        let n = with_pool!(self.db, write, |pool, _d| {
+    pub async fn totp_accept(
+        &self,
+        user_id: i64,
+        step: i64,
+        confirm: bool,
+        notice: &Notice,
+    ) -> Result<bool, Error> {
+        let n = with_pool!(self.db, write, |pool, d| {
             let q = if confirm {
                 sqlx::query(
                     "UPDATE mfa_totp SET confirmed_at = $3, last_step = $2 \
@@ -223,17 +232,27 @@ impl MfaStore {
                 .bind(user_id)
                 .bind(step)
             };
-            q.execute(pool).await.map_err(db_error)?.rows_affected()
+            if notice.is_some() {
+                let mut tx = pool.begin_with(d.begin_write()).await.map_err(db_error)?;
+                let n = q.execute(&mut *tx).await.map_err(db_error)?.rows_affected();
+                if n == 1 {
+                    commit_with!(tx, notice).map_err(db_error)?;
+                }
+                n
+            } else {
+                q.execute(pool).await.map_err(db_error)?.rows_affected()
+            }
         });
         Ok(n == 1)
     }
 
     /// Removes the TOTP authenticator (confirmed or not), and the recovery codes when no passkey
-    /// is left. `false` when there was none.
+    /// is left, with `notice` in the same transaction. `false` (and no notice) when there was
+    /// none.
     ///
     /// # Errors
     /// `store_unavailable`.
-    pub async fn totp_remove(&self, user_id: i64) -> Result<bool, Error> {
+    pub async fn totp_remove(&self, user_id: i64, notice: &Notice) -> Result<bool, Error> {
         with_pool!(self.db, write, |pool, d| {
             let mut tx = begin_user_tx!(pool, d, user_id);
             let n = sqlx::query("DELETE FROM mfa_totp WHERE user_id = $1")
@@ -242,13 +261,16 @@ impl MfaStore {
                 .await
                 .map_err(db_error)?
                 .rows_affected();
+            if n == 0 {
+                return Ok(false);
+            }
             sqlx::query(DELETE_CODES_WITHOUT_FACTOR)
                 .bind(user_id)
                 .execute(&mut *tx)
                 .await
                 .map_err(db_error)?;
-            tx.commit().await.map_err(db_error)?;
-            Ok(n > 0)
+            commit_with!(tx, notice).map_err(db_error)?;
+            Ok(true)
         })
     }
 
@@ -374,7 +396,8 @@ impl MfaStore {
         Ok(n == 1)
     }
 
-    /// Stores a new passkey. `false` when the credential id is registered already.
+    /// Stores a new passkey, with `notice` in the same transaction. `false` (and no notice)
+    /// when the credential id is registered already.
     ///
     /// # Errors
     /// `store_unavailable`.
@@ -385,9 +408,11 @@ impl MfaStore {
         user_handle: &[u8],
         passkey: &str,
         name: &str,
+        notice: &Notice,
     ) -> Result<bool, Error> {
-        let n = with_pool!(self.db, write, |pool, _d| {
-            sqlx::query(
+        let n = with_pool!(self.db, write, |pool, d| {
+            let mut tx = pool.begin_with(d.begin_write()).await.map_err(db_error)?;
+            let n = sqlx::query(
                 "INSERT INTO webauthn_credentials \
                  (user_id, credential_id, user_handle, passkey, name, created_at) \
                  VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
@@ -398,10 +423,14 @@ impl MfaStore {
             .bind(passkey)
             .bind(name)
             .bind(now())
-            .execute(pool)
+            .execute(&mut *tx)
             .await
             .map_err(db_error)?
-            .rows_affected()
+            .rows_affected();
+            if n == 1 {
+                commit_with!(tx, notice).map_err(db_error)?;
+            }
+            n
         });
         Ok(n == 1)
     }
@@ -452,11 +481,17 @@ impl MfaStore {
     }
 
     /// Removes passkey `id` of `user_id`, and the recovery codes when it was the last second
-    /// factor. `false` when no such passkey belongs to the user.
+    /// factor, with `notice` in the same transaction. `false` (and no notice) when no such
+    /// passkey belongs to the user.
     ///
     /// # Errors
     /// `store_unavailable`.
-    pub async fn remove_passkey(&self, user_id: i64, id: i64) -> Result<bool, Error> {
+    pub async fn remove_passkey(
+        &self,
+        user_id: i64,
+        id: i64,
+        notice: &Notice,
+    ) -> Result<bool, Error> {
         with_pool!(self.db, write, |pool, d| {
             let mut tx = begin_user_tx!(pool, d, user_id);
             let n = sqlx::query("DELETE FROM webauthn_credentials WHERE id = $1 AND user_id = $2")
@@ -474,7 +509,7 @@ impl MfaStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(db_error)?;
-            tx.commit().await.map_err(db_error)?;
+            commit_with!(tx, notice).map_err(db_error)?;
             Ok(true)
         })
     }

@@ -200,7 +200,7 @@ async fn new_device_notice(
         .map(|u| u.account_key())
         .unwrap_or_else(|_| user.username.to_ascii_lowercase());
     if !app.device.recognises(headers, &key, crate::session::now()) {
-        super::email::notify(app, user_id, super::email::Notice::NewDevice(ip)).await;
+        super::email::notify_new_device(app, user_id, ip).await;
     }
 }
 

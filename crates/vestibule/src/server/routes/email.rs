@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::auth::email as account_email;
-use crate::email::Kind;
+use crate::email::{Kind, SecurityNotice};
 use crate::error::{Error, ErrorCode, Result};
 use crate::server::json::Json;
 use crate::server::openapi::{ErrorBody, JsonBodyErrors};
@@ -127,6 +127,18 @@ async fn send_recovery(app: &AppState, login: &str, ip: std::net::IpAddr) -> Res
         audit!("password.forgot", found = false, client_ip = %ip, "password recovery asked for no account with an address");
         return Ok(());
     };
+    if !user.email_verified
+        && !account_email::recovery_allowed(
+            false,
+            app.require_verified_email,
+            account_email::pending_change(&app.db, user.id, Some(&to))
+                .await?
+                .is_some(),
+        )
+    {
+        audit!("password.forgot", found = true, sent = false, user_id = user.id, client_ip = %ip, "password recovery refused: the account's address is not verified (auth.require_verified_email, or a change of address is pending)");
+        return Ok(());
+    }
     let minutes = (account_email::RECOVERY_LIFETIME.as_secs() / 60).to_string();
     account_email::issue_recovery(&app.db, user.id, |token| {
         let link = mailer.link("/reset", token.expose());
@@ -238,18 +250,27 @@ pub(crate) async fn post_email_verify(
         body.token.expose().trim(),
     )
     .map_err(|_| invalid())?;
-    let Some(done) = account_email::verify(&app.db, &token).await? else {
+    let mut written = crate::email::Notice::none();
+    let Some(done) = account_email::verify(&app.db, &token, |done| {
+        written = match (&app.mailer, &done.previous) {
+            (Some(m), Some(old)) => m.notice(
+                &SecurityNotice::EmailChanged {
+                    old: old.clone(),
+                    new: done.email.clone(),
+                },
+                &done.username,
+                None,
+            ),
+            _ => crate::email::Notice::none(),
+        };
+        written.clone()
+    })
+    .await?
+    else {
         return Err(invalid());
     };
+    notice_written(&app, &written);
     audit!("email.verified", user_id = done.user_id, client_ip = %ip, changed = done.previous.is_some(), "email address verified");
-    if let Some(previous) = &done.previous {
-        notify(
-            &app,
-            done.user_id,
-            Notice::EmailChanged(previous.clone(), done.email.clone()),
-        )
-        .await;
-    }
     Ok(axum::Json(Verified {
         verified: true,
         email: done.email,
@@ -296,89 +317,65 @@ pub(crate) async fn post_email_resend(
     ))
 }
 
-/// Which security notice, and whether `[email.notify]` has it on.
-#[derive(Debug, Clone)]
-pub(crate) enum Notice {
-    /// Password changed or reset.
-    PasswordChanged,
-    /// A second factor added (`true`) or removed (`false`), with its method.
-    SecondFactor(bool, &'static str),
-    /// A sign-in from a browser that had not signed in to the account before.
-    NewDevice(std::net::IpAddr),
-    /// The address changed from the first to the second: the old address is told.
-    EmailChanged(String, String),
+/// The notice of `what` for `user`, rendered now and written by the change's own transaction
+/// (the store function that makes the change takes it: [`crate::email::notice`]). Nothing when
+/// email is off, `[email.notify]` turns this one off, or the account has no verified address.
+pub(crate) fn notice_for(
+    app: &AppState,
+    user: &crate::auth::User,
+    what: &SecurityNotice,
+) -> crate::email::Notice {
+    match &app.mailer {
+        Some(m) => m.notice(
+            what,
+            &user.username,
+            user.email.as_deref().filter(|_| user.email_verified),
+        ),
+        None => crate::email::Notice::none(),
+    }
 }
 
-/// Writes a security notice to the account's verified address (an unverified address may be
-/// someone else's: it gets nothing), when email is on and `[email.notify]` keeps this one.
-/// Best effort after the change: a failure is logged, never the caller's error.
-pub(crate) async fn notify(app: &AppState, user_id: i64, notice: Notice) {
-    let Some(mailer) = &app.mailer else {
-        return;
-    };
-    let on = &mailer.settings.notify;
-    let wanted = match &notice {
-        Notice::PasswordChanged => on.password_changed,
-        Notice::SecondFactor(..) => on.second_factor,
-        Notice::NewDevice(_) => on.new_device,
-        Notice::EmailChanged(..) => on.email_changed,
-    };
-    if !wanted {
-        return;
+/// [`notice_for`] the account `user_id` (read now).
+pub(crate) async fn notice(
+    app: &AppState,
+    user_id: i64,
+    what: &SecurityNotice,
+) -> Result<crate::email::Notice> {
+    if app.mailer.is_none() {
+        return Ok(crate::email::Notice::none());
     }
+    Ok(match app.users.by_id(user_id).await? {
+        Some(user) => notice_for(app, &user, what),
+        None => crate::email::Notice::none(),
+    })
+}
+
+/// After the change (and its notice) committed: wakes this instance's worker.
+pub(crate) fn notice_written(app: &AppState, notice: &crate::email::Notice) {
+    if notice.is_some()
+        && let Some(m) = &app.mailer
+    {
+        m.wake();
+    }
+}
+
+/// A sign-in from a new browser: no database change goes with it (the session lives in the
+/// session store), so its notice is written on its own, before the login's answer leaves.
+/// Best effort: a failure is logged, never the login's error.
+pub(crate) async fn notify_new_device(app: &AppState, user_id: i64, ip: std::net::IpAddr) {
     let run = async {
-        let Some(user) = app.users.by_id(user_id).await? else {
-            return Ok(());
-        };
-        // A change's notice goes to the old address (verified until now).
-        let to = match &notice {
-            Notice::EmailChanged(old, _) => Some(old.clone()),
-            _ => user.email.clone().filter(|_| user.email_verified),
-        };
-        let Some(to) = to else {
-            return Ok(());
-        };
-        let to = &to;
-        let ip;
-        let change;
-        let message = match &notice {
-            Notice::PasswordChanged => {
-                mailer.render(Kind::PasswordChanged, to, &[("username", &user.username)])
-            }
-            Notice::SecondFactor(added, method) => {
-                change = format!(
-                    "a second factor ({method}) was {}",
-                    if *added { "added" } else { "removed" }
-                );
-                mailer.render(
-                    Kind::SecondFactor,
-                    to,
-                    &[("username", &user.username), ("change", &change)],
-                )
-            }
-            Notice::EmailChanged(_, new_email) => mailer.render(
-                Kind::EmailChanged,
-                to,
-                &[("username", &user.username), ("new_email", new_email)],
-            ),
-            Notice::NewDevice(addr) => {
-                ip = addr.to_string();
-                mailer.render(
-                    Kind::NewDevice,
-                    to,
-                    &[("username", &user.username), ("client_ip", &ip)],
-                )
-            }
-        };
-        crate::email::Outbox::new(app.db.clone())
-            .enqueue(&message)
-            .await
-            .map_err(crate::auth::UserError::from)?;
-        mailer.wake();
+        let n = notice(app, user_id, &SecurityNotice::NewDevice(ip)).await?;
+        if let Some(m) = n.message() {
+            crate::email::Outbox::new(app.db.clone())
+                .enqueue(m)
+                .await
+                .map_err(crate::auth::UserError::from)?;
+        }
+        notice_written(app, &n);
         Ok::<(), Error>(())
     };
     if let Err(e) = run.await {
-        tracing::warn!(error = %e, user_id, "security notice: could not write the message");
+        tracing::warn!(error = %e, user_id, "new-device notice: could not write the message");
     }
 }
 
@@ -439,4 +436,47 @@ pub(crate) async fn post_email_change(
             pending_email: email.as_str().to_owned(),
         }),
     ))
+}
+
+/// `{"email", "verified", "pending_email"}`: the account's address and its state.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct EmailStatus {
+    /// The account's address (`null`: none).
+    email: Option<String>,
+    /// Whether it is verified.
+    verified: bool,
+    /// An address change waiting for its link to be followed (`null`: none).
+    pending_email: Option<String>,
+}
+
+/// The signed-in account's address: whether it is verified (a page shows "verify your address"
+/// with a resend button when not), and a change waiting for its link.
+#[utoipa::path(
+    get,
+    path = "/auth/email",
+    tag = "auth",
+    responses(
+        crate::server::openapi::StoreErrors,
+        (status = 200, description = "The address and its state", body = EmailStatus),
+        (status = 401, description = "`not_authenticated`, `session_expired` or `invalid_token`", body = ErrorBody),
+        (status = 403, description = "`session_required` (an access token)", body = ErrorBody),
+    ),
+    security(("session_cookie" = []), ("bearer" = [])),
+)]
+pub(crate) async fn get_email(
+    State(app): State<AppState>,
+    user: crate::auth::AccountUser,
+) -> Result<axum::Json<EmailStatus>> {
+    let stored = app
+        .users
+        .by_id(user.id)
+        .await?
+        .ok_or_else(Error::not_authenticated)?;
+    let pending_email =
+        account_email::pending_change(&app.db, stored.id, stored.email.as_deref()).await?;
+    Ok(axum::Json(EmailStatus {
+        verified: stored.email.is_some() && stored.email_verified,
+        email: stored.email,
+        pending_email,
+    }))
 }

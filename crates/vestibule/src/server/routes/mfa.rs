@@ -110,7 +110,10 @@ pub(super) async fn totp_ok(app: &AppState, user_id: i64, code: &str) -> Result<
     match mfa::matching_step(&secret, code, unix_now()) {
         Some(step) => {
             let step = i64::try_from(step).map_err(Error::internal)?;
-            app.mfa.store.totp_accept(user_id, step, false).await
+            app.mfa
+                .store
+                .totp_accept(user_id, step, false, &crate::email::Notice::none())
+                .await
         }
         None => Ok(false),
     }
@@ -287,7 +290,18 @@ pub(crate) async fn post_totp_confirm(
     let ok = match step {
         Some(s) => {
             let s = i64::try_from(s).map_err(Error::internal)?;
-            app.mfa.store.totp_accept(user.id, s, true).await?
+            // "A second factor was added" commits with the confirmation.
+            let notice = super::email::notice(
+                &app,
+                user.id,
+                &crate::email::SecurityNotice::SecondFactor(true, "TOTP"),
+            )
+            .await?;
+            let ok = app.mfa.store.totp_accept(user.id, s, true, &notice).await?;
+            if ok {
+                super::email::notice_written(&app, &notice);
+            }
+            ok
         }
         None => false,
     };
@@ -308,12 +322,6 @@ pub(crate) async fn post_totp_confirm(
         method = "totp",
         "TOTP enabled"
     );
-    super::email::notify(
-        &app,
-        user.id,
-        super::email::Notice::SecondFactor(true, "TOTP"),
-    )
-    .await;
     // The confirming code proved the factor: this session may go on managing factors.
     record_factor_proof(&session, user.id).await?;
     Ok(axum::Json(RecoveryCodes {
@@ -432,21 +440,22 @@ pub(crate) async fn delete_totp(
     user: AccountUser,
 ) -> Result<StatusCode> {
     require_factor_reauth(&app, &session, user.id).await?;
-    if !app.mfa.store.totp_remove(user.id).await? {
+    let notice = super::email::notice(
+        &app,
+        user.id,
+        &crate::email::SecurityNotice::SecondFactor(false, "TOTP"),
+    )
+    .await?;
+    if !app.mfa.store.totp_remove(user.id, &notice).await? {
         return Err(Error::new(ErrorCode::MfaNotEnabled, "TOTP is not enabled"));
     }
+    super::email::notice_written(&app, &notice);
     audit!(
         "mfa.disable",
         user_id = user.id,
         method = "totp",
         "TOTP removed"
     );
-    super::email::notify(
-        &app,
-        user.id,
-        super::email::Notice::SecondFactor(false, "TOTP"),
-    )
-    .await;
     audit_if_last_factor(&app, user.id, "totp").await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -161,10 +161,16 @@ pub(crate) async fn post_passkey_register_finish(
     let handle = c.user_handle.unwrap_or_default();
     let json = serde_json::to_string(&passkey).map_err(Error::internal)?;
     let cred_id: &[u8] = passkey.cred_id().as_ref();
+    let notice = super::email::notice(
+        &app,
+        user.id,
+        &crate::email::SecurityNotice::SecondFactor(true, "passkey"),
+    )
+    .await?;
     if !app
         .mfa
         .store
-        .add_passkey(user.id, cred_id, &handle, &json, &name)
+        .add_passkey(user.id, cred_id, &handle, &json, &name, &notice)
         .await?
     {
         return Err(Error::new(
@@ -184,12 +190,7 @@ pub(crate) async fn post_passkey_register_finish(
         method = "webauthn",
         "passkey registered"
     );
-    super::email::notify(
-        &app,
-        user.id,
-        super::email::Notice::SecondFactor(true, "passkey"),
-    )
-    .await;
+    super::email::notice_written(&app, &notice);
     // The registration proved possession of the new passkey.
     record_factor_proof(&session, user.id).await?;
     // A passkey-only account needs recovery codes like a TOTP one: issued with its first factor.
@@ -282,9 +283,16 @@ pub(crate) async fn delete_passkey(
         )
     };
     let id: i64 = id.parse().map_err(|_| not_found())?;
-    if !app.mfa.store.remove_passkey(user.id, id).await? {
+    let notice = super::email::notice(
+        &app,
+        user.id,
+        &crate::email::SecurityNotice::SecondFactor(false, "passkey"),
+    )
+    .await?;
+    if !app.mfa.store.remove_passkey(user.id, id, &notice).await? {
         return Err(not_found());
     }
+    super::email::notice_written(&app, &notice);
     audit!(
         "mfa.disable",
         user_id = user.id,
@@ -292,12 +300,6 @@ pub(crate) async fn delete_passkey(
         passkey_id = id,
         "passkey removed"
     );
-    super::email::notify(
-        &app,
-        user.id,
-        super::email::Notice::SecondFactor(false, "passkey"),
-    )
-    .await;
     audit_if_last_factor(&app, user.id, "webauthn").await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -74,7 +74,14 @@ pub(crate) async fn post_password(
     }
     app.policy.check(&stored.username, &body.new_password)?;
     let hash = app.hasher.hash(&body.new_password).await?;
-    app.users.set_password_hash(user.id, &hash).await?;
+    // The notice commits with the new password (one transaction): never one without the other.
+    let notice = super::email::notice_for(
+        &app,
+        &stored,
+        &crate::email::SecurityNotice::PasswordChanged,
+    );
+    app.users.set_password_hash(user.id, &hash, &notice).await?;
+    super::email::notice_written(&app, &notice);
     // The session is bound to the password: this one moves to a new token, every other one ends.
     // (No device cookie: this is not a login from a new device.)
     let body = app
@@ -103,7 +110,6 @@ pub(crate) async fn post_password(
         tokens_revoked = revoked,
         "password changed"
     );
-    super::email::notify(&app, user.id, super::email::Notice::PasswordChanged).await;
     Ok(axum::Json(crate::server::ended::PasswordChanged {
         auth: body,
         ended: crate::server::ended::EndedCounts::new(ended, revoked),
@@ -330,9 +336,12 @@ pub(crate) async fn post_password_reset(
         }
     }
     let hash = app.hasher.hash(&body.new_password).await?;
-    if resets.redeem(&token, &hash).await?.is_none() {
+    let notice =
+        super::email::notice_for(&app, &user, &crate::email::SecurityNotice::PasswordChanged);
+    if resets.redeem(&token, &hash, &notice).await?.is_none() {
         return Err(invalid());
     }
+    super::email::notice_written(&app, &notice);
     let ended = crate::session::end_all_sessions(&**app.sessions.store(), [user.id]).await?;
     let revoked = if app.token_settings.revoke_on_password_change {
         app.access_tokens.revoke_all(user.id).await?
@@ -347,6 +356,5 @@ pub(crate) async fn post_password_reset(
         tokens_revoked = revoked,
         "password set with a reset token"
     );
-    super::email::notify(&app, user.id, super::email::Notice::PasswordChanged).await;
     Ok(StatusCode::NO_CONTENT)
 }
