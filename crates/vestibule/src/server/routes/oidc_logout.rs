@@ -126,7 +126,8 @@ pub(crate) struct OidcLoggedOut {
     responses(
         StoreErrors,
         (status = 200, description = "Logged out; `Clear-Site-Data: \"cookies\"` for a cookie session unless `session.clear_site_data = false`", body = OidcLoggedOut),
-        (status = 400, description = "`oidc_return_to_refused`, `malformed_json`, `invalid_body`", body = ErrorBody),
+        (status = 400, description = "`oidc_return_to_refused`", body = ErrorBody),
+        (status = 422, description = "`invalid_body`: not JSON, or a field other than `return_to`", body = ErrorBody),
         (status = 401, description = "`invalid_token`: a bad bearer token", body = ErrorBody),
         (status = 403, description = "`csrf_origin_untrusted`, `csrf_token_missing`, `csrf_token_mismatch`", body = ErrorBody),
     ),
