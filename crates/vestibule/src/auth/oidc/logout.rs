@@ -40,7 +40,7 @@ use super::{ProviderSettings, RelyingParty, Verified, err, serde_plain_alg};
 use crate::auth::UserError;
 use crate::db::{Database, with_pool};
 use crate::error::{Error, ErrorCode, Result};
-use crate::session::{Ended, Revoke, Session, SessionManager, end_sessions, now};
+use crate::session::{Ended, Revoke, Session, SessionManager, end_all_sessions, end_sessions, now};
 
 /// The session key of the provider login (sealed [`ProviderLogin`]): what RP-initiated logout
 /// needs.
@@ -425,20 +425,7 @@ impl RelyingParty {
         };
         let Some(sid) = &c.sid else {
             // By `sub` alone: every session of the user.
-            let mut total = Ended::Deleted(0);
-            for user_id in users {
-                total = total.and(
-                    end_sessions(
-                        store,
-                        Revoke::User {
-                            user_id,
-                            keep: None,
-                        },
-                    )
-                    .await?,
-                );
-            }
-            return Ok(total);
+            return end_all_sessions(store, users).await;
         };
         let hash = sid_hash(&c.issuer, sid);
         let by_sid = self
