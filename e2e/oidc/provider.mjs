@@ -102,6 +102,10 @@ const provider = new Provider(issuer, {
     RefreshToken: 3600,
   },
   issueRefreshToken: async () => true,
+  // Every refresh hands out a new refresh token and uses up the old one (what OAuth 2.0 Security
+  // BCP 4.14 asks of providers and many do): a second refresh with a used-up token is refused
+  // and revokes the grant, so a relying party that refreshes twice loses the login.
+  rotateRefreshToken: true,
   interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
   // Consent is granted automatically (a test provider): every scope and claim asked for.
   async loadExistingGrant(ctx) {

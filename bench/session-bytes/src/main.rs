@@ -36,6 +36,9 @@ impl SessionStore for Nothing {
     async fn load(&self, _: &TokenHash) -> Result<Option<Arc<Record>>, StoreError> {
         Ok(None)
     }
+    async fn load_latest(&self, _: &TokenHash) -> Result<Option<Arc<Record>>, StoreError> {
+        Ok(None)
+    }
     async fn save(&self, _: &TokenHash, _: &Delta) -> Result<Arc<Record>, StoreError> {
         Err(StoreError::NotFound)
     }

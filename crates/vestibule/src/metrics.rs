@@ -513,6 +513,9 @@ impl SessionStore for MeteredStore {
     async fn load(&self, key: &TokenHash) -> Result<Option<Arc<Record>>, StoreError> {
         self.timed("load", self.inner.load(key)).await
     }
+    async fn load_latest(&self, key: &TokenHash) -> Result<Option<Arc<Record>>, StoreError> {
+        self.timed("load_latest", self.inner.load_latest(key)).await
+    }
     async fn save(&self, key: &TokenHash, delta: &Delta) -> Result<Arc<Record>, StoreError> {
         self.timed("save", self.inner.save(key, delta)).await
     }
@@ -565,6 +568,50 @@ impl SessionStore for MeteredStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The metered wrapper forwards `load_latest` to its inner store's, not to its `load`:
+    /// behind it sits the read cache, whose `load` may answer a stale copy.
+    #[tokio::test]
+    async fn the_metered_store_forwards_load_latest_past_the_cache() {
+        use crate::session::stores::{CachedStore, MemoryStore};
+        let durable = MemoryStore::new(100);
+        let cached: Arc<dyn SessionStore> = Arc::new(CachedStore::new(durable.clone(), 100));
+        let metered = MeteredStore::new(cached, Arc::new(Metrics::new(TrustedProxies::default())));
+        let t = crate::session::now();
+        let key = crate::token::SecretToken::generate(crate::token::TokenKind::Session).hash();
+        let mut record = Record {
+            key,
+            user_id: Some(1),
+            data: serde_json::Map::new(),
+            created_at: t,
+            last_seen: t,
+            expires_at: t + 60,
+            absolute_expires_at: t + 120,
+            user_agent: None,
+        };
+        record.data.insert("v".into(), serde_json::json!(1));
+        metered.create(&record).await.expect("create");
+        assert!(metered.load(&key).await.expect("load").is_some());
+        let mut delta = Delta {
+            last_seen: t,
+            expires_at: t + 60,
+            ..Delta::default()
+        };
+        delta.set.insert("v".into(), serde_json::json!(2));
+        durable
+            .save(&key, &delta)
+            .await
+            .expect("write behind the cache");
+        let v = |r: Option<Arc<Record>>| r.expect("exists").data["v"].clone();
+        assert_eq!(
+            v(metered.load(&key).await.expect("load")),
+            serde_json::json!(1)
+        );
+        assert_eq!(
+            v(metered.load_latest(&key).await.expect("latest")),
+            serde_json::json!(2)
+        );
+    }
 
     fn line<'a>(text: &'a str, needle: &str) -> Option<&'a str> {
         text.lines().find(|l| l.contains(needle))

@@ -141,6 +141,13 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug + 'static {
     async fn create(&self, record: &Record) -> Result<(), StoreError>;
     /// The live record under `key`, if any.
     async fn load(&self, key: &TokenHash) -> Result<Option<Arc<Record>>, StoreError>;
+    /// The live record under `key` as every instance sees it now: a caching store reads its
+    /// durable store, not its own copy, which learns of other instances' writes only when their
+    /// announcement arrives. For decisions that must not act on a stale copy (whether another
+    /// instance already refreshed a session's provider tokens). Required, with no default, so
+    /// that no wrapper can inherit a read that goes to its own (or its inner store's) cache: a
+    /// store without a cache answers what [`load`](Self::load) answers, a wrapper forwards.
+    async fn load_latest(&self, key: &TokenHash) -> Result<Option<Arc<Record>>, StoreError>;
     /// Merges `delta` into the live record under `key` and returns the result.
     async fn save(&self, key: &TokenHash, delta: &Delta) -> Result<Arc<Record>, StoreError>;
     /// Deletes the record; `true` when one existed.

@@ -35,6 +35,9 @@ impl SessionStore for Counting {
     async fn load(&self, k: &TokenHash) -> Result<Option<Arc<Record>>, StoreError> {
         self.inner.load(k).await
     }
+    async fn load_latest(&self, k: &TokenHash) -> Result<Option<Arc<Record>>, StoreError> {
+        self.inner.load_latest(k).await
+    }
     async fn save(&self, k: &TokenHash, d: &Delta) -> Result<Arc<Record>, StoreError> {
         self.saves.fetch_add(1, Ordering::SeqCst);
         self.inner.save(k, d).await
@@ -379,6 +382,9 @@ impl SessionStore for Down {
         Err(down())
     }
     async fn load(&self, _: &TokenHash) -> Result<Option<Arc<Record>>, StoreError> {
+        Err(down())
+    }
+    async fn load_latest(&self, _: &TokenHash) -> Result<Option<Arc<Record>>, StoreError> {
         Err(down())
     }
     async fn save(&self, _: &TokenHash, _: &Delta) -> Result<Arc<Record>, StoreError> {

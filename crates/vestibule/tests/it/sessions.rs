@@ -225,6 +225,13 @@ impl vestibule::session::SessionStore for CountingLoads {
     ) -> Result<(), vestibule::session::StoreError> {
         self.inner.create(r).await
     }
+    async fn load_latest(
+        &self,
+        k: &vestibule::token::TokenHash,
+    ) -> Result<Option<std::sync::Arc<vestibule::session::Record>>, vestibule::session::StoreError>
+    {
+        self.inner.load_latest(k).await
+    }
     async fn load(
         &self,
         k: &vestibule::token::TokenHash,

@@ -162,6 +162,32 @@ pub async fn create_then_load_round_trips(s: Arc<dyn SessionStore>) {
     );
 }
 
+/// `load_latest` answers the record every write left, at once.
+pub async fn load_latest_sees_every_write(s: Arc<dyn SessionStore>) {
+    let r = record(Some(7), json!({"a": 1}));
+    s.create(&r).await.expect("create");
+    assert_eq!(
+        s.load_latest(&r.key).await.expect("latest").as_deref(),
+        Some(&r)
+    );
+    let merged = s
+        .save(&r.key, &delta(json!({"a": 2}), &[]))
+        .await
+        .expect("save");
+    let latest = s
+        .load_latest(&r.key)
+        .await
+        .expect("latest")
+        .expect("exists");
+    assert_eq!(latest.data, merged.data);
+    assert_eq!(
+        s.load_latest(&record(None, json!({})).key)
+            .await
+            .expect("latest"),
+        None
+    );
+}
+
 pub async fn create_never_overwrites(s: Arc<dyn SessionStore>) {
     let r = record(None, json!({"a": 1}));
     s.create(&r).await.expect("create");
@@ -411,6 +437,7 @@ pub async fn revoke_ends_the_scope_on_the_next_load(s: Arc<dyn SessionStore>) {
 macro_rules! conformance_cases {
     ($then:ident) => {
         $then!(all, create_then_load_round_trips);
+        $then!(all, load_latest_sees_every_write);
         $then!(server, create_never_overwrites);
         $then!(all, save_merges_only_the_delta);
         $then!(server, save_never_creates_or_resurrects);
@@ -452,6 +479,46 @@ store_suite!(redis);
 store_suite!(cached_redis);
 store_suite!(postgres);
 store_suite!(cached_postgres);
+
+/// A cached store's `load_latest` reads past its copy: a write another instance made (here: to
+/// the durable store directly, unannounced) shows there at once, while `load` still answers the
+/// copy until the announcement arrives. The relay's refresh decision depends on this
+/// (tests/it/oidc/refresh.rs).
+#[tokio::test]
+async fn a_cached_stores_load_latest_reads_past_its_copy() {
+    let (db, _dir) = sqlite_db().await;
+    let durable = SqliteStore::new(db);
+    let cached = CachedStore::new(durable.clone(), 100);
+    let r = record(Some(3), json!({"tokens": "old"}));
+    cached.create(&r).await.expect("create");
+    assert_eq!(
+        cached
+            .load(&r.key)
+            .await
+            .expect("load")
+            .expect("cached")
+            .data["tokens"],
+        json!("old")
+    );
+    durable
+        .save(&r.key, &delta(json!({"tokens": "new"}), &[]))
+        .await
+        .expect("another instance's write");
+    assert_eq!(
+        cached.load(&r.key).await.expect("load").expect("copy").data["tokens"],
+        json!("old"),
+        "the copy is stale until an announcement drops it"
+    );
+    assert_eq!(
+        cached
+            .load_latest(&r.key)
+            .await
+            .expect("latest")
+            .expect("exists")
+            .data["tokens"],
+        json!("new")
+    );
+}
 
 /// The cookie backend (`session.store = "cookie"`) seen through the store contract: the "store" is
 /// the browsers' cookie jars, modelled here as a map from session id to the sealed value the
@@ -568,6 +635,12 @@ impl SessionStore for CookieJar {
         key: &vestibule::token::TokenHash,
     ) -> Result<Option<Arc<Record>>, StoreError> {
         Ok(self.open(key).map(Arc::new))
+    }
+    async fn load_latest(
+        &self,
+        key: &vestibule::token::TokenHash,
+    ) -> Result<Option<Arc<Record>>, StoreError> {
+        self.load(key).await
     }
     async fn save(
         &self,

@@ -21,8 +21,10 @@ const SHARED_POLL: Duration = Duration::from_millis(50);
 
 /// Whose refresh it is.
 enum Turn {
-    /// This request's: the lock (or [`SharedLock::Local`] on a store of one process).
-    Mine(SharedLock),
+    /// This request's: the lock (or [`SharedLock::Local`] on a store of one process), and the
+    /// tokens to refresh — the shared store's, which may be newer than the ones this request
+    /// loaded (another instance refreshed, its new tokens already due again).
+    Mine(SharedLock, Box<ProviderTokens>),
     /// Another instance refreshed: its tokens.
     Refreshed(ProviderTokens),
 }
@@ -123,11 +125,11 @@ impl RelyingParty {
         // the others wait and take its tokens from the store.
         let store = session.manager().store().clone();
         let name = format!("oidc-refresh:{}", key.to_hex());
-        let lock = match self
-            .shared_turn(&*store, &name, &key, user_id, &tokens)
+        let (lock, tokens) = match self
+            .shared_turn(&*store, &name, &key, user_id, tokens)
             .await?
         {
-            Turn::Mine(lock) => lock,
+            Turn::Mine(lock, tokens) => (lock, *tokens),
             Turn::Refreshed(fresh) => {
                 self.keep_tokens(session, user_id, &fresh).await?;
                 *latest = Some(fresh.clone());
@@ -224,6 +226,12 @@ impl RelyingParty {
     /// ([`Turn::Mine`]), or another instance refreshed meanwhile and its tokens are in the store
     /// ([`Turn::Refreshed`]).
     ///
+    /// The store is read with [`load_latest`](crate::session::SessionStore::load_latest), past
+    /// any read cache: this instance's cached copy learns of another instance's refresh only
+    /// when the invalidation arrives, and a decision taken on it would refresh again with the
+    /// refresh token the other instance used up (a rotating provider refuses it and revokes the
+    /// login: tests/it/oidc/refresh.rs).
+    ///
     /// # Errors
     /// 503 `oidc_provider_unavailable` when another instance holds the lock past the wait, 503
     /// `store_unavailable`.
@@ -233,25 +241,27 @@ impl RelyingParty {
         name: &str,
         key: &TokenHash,
         user_id: i64,
-        tokens: &ProviderTokens,
+        tokens: ProviderTokens,
     ) -> Result<Turn> {
         let deadline = Instant::now() + SHARED_WAIT;
         loop {
             let lock = store.try_lock(name, SHARED_LOCK_TTL).await?;
             if lock == SharedLock::Local {
-                return Ok(Turn::Mine(lock));
+                return Ok(Turn::Mine(lock, Box::new(tokens)));
             }
             // Taken or not, another instance may have refreshed already: its tokens are in the
             // store, and no second refresh happens.
-            if let Some(fresh) = self.stored_tokens(store, key, user_id).await?
+            let stored = self.stored_tokens(store, key, user_id).await?;
+            if let Some(fresh) = &stored
                 && !fresh.due(now())
                 && fresh.access_token != tokens.access_token
             {
                 store.unlock(name, &lock).await?;
-                return Ok(Turn::Refreshed(fresh));
+                return Ok(Turn::Refreshed(fresh.clone()));
             }
             if lock != SharedLock::Busy {
-                return Ok(Turn::Mine(lock));
+                // Ours to refresh, with the newest refresh token there is.
+                return Ok(Turn::Mine(lock, Box::new(stored.unwrap_or(tokens))));
             }
             if Instant::now() >= deadline {
                 return Err(err(
@@ -265,14 +275,14 @@ impl RelyingParty {
         }
     }
 
-    /// The provider tokens of session `key` as the shared store has them now.
+    /// The provider tokens of session `key` as the shared store has them now (past any cache).
     async fn stored_tokens(
         &self,
         store: &dyn crate::session::SessionStore,
         key: &TokenHash,
         user_id: i64,
     ) -> Result<Option<ProviderTokens>> {
-        let Some(record) = store.load(key).await? else {
+        let Some(record) = store.load_latest(key).await? else {
             return Ok(None);
         };
         let Some(sealed) = record.data.get(TOKENS_KEY).and_then(|v| v.as_str()) else {
@@ -293,7 +303,7 @@ impl RelyingParty {
         user_id: i64,
         fresh: &ProviderTokens,
     ) -> Result<()> {
-        let Some(record) = store.load(key).await? else {
+        let Some(record) = store.load_latest(key).await? else {
             return Ok(());
         };
         let json = serde_json::to_vec(fresh).map_err(Error::internal)?;

@@ -139,6 +139,13 @@ impl<D: SessionStore> SessionStore for CachedStore<D> {
         Ok(())
     }
 
+    async fn load_latest(&self, key: &TokenHash) -> Result<Option<Arc<Record>>, StoreError> {
+        // The durable store, never the copy here: another instance's write reaches this cache
+        // only when its announcement does. The copy is left as it is (the announcement, or this
+        // instance's next write, updates it).
+        self.durable.load_latest(key).await
+    }
+
     async fn load(&self, key: &TokenHash) -> Result<Option<Arc<Record>>, StoreError> {
         let t = now();
         let epoch = match &self.feed {

@@ -535,6 +535,12 @@ impl crate::session::SessionStore for StatelessStore {
     ) -> Result<(), crate::session::StoreError> {
         Ok(())
     }
+    async fn load_latest(
+        &self,
+        key: &crate::token::TokenHash,
+    ) -> Result<Option<std::sync::Arc<crate::session::Record>>, crate::session::StoreError> {
+        self.load(key).await
+    }
     async fn load(
         &self,
         _key: &crate::token::TokenHash,

@@ -138,6 +138,11 @@ impl SessionStore for MemoryStore {
         }
     }
 
+    async fn load_latest(&self, key: &TokenHash) -> Result<Option<Arc<Record>>, StoreError> {
+        // No cache here: every load is the latest.
+        self.load(key).await
+    }
+
     async fn load(&self, key: &TokenHash) -> Result<Option<Arc<Record>>, StoreError> {
         let t = now();
         let found = match self.cache.get(key).await {

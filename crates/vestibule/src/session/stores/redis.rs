@@ -447,6 +447,11 @@ impl SessionStore for RedisStore {
         }
     }
 
+    async fn load_latest(&self, key: &TokenHash) -> Result<Option<Arc<Record>>, StoreError> {
+        // No cache here: every load is the latest.
+        self.load(key).await
+    }
+
     async fn load(&self, key: &TokenHash) -> Result<Option<Arc<Record>>, StoreError> {
         Ok(self.load_raw(key).await?.map(Arc::new))
     }

@@ -116,6 +116,11 @@ impl SessionStore for SqlStore {
         }
     }
 
+    async fn load_latest(&self, key: &TokenHash) -> Result<Option<Arc<Record>>, StoreError> {
+        // No cache here: every load is the latest.
+        self.load(key).await
+    }
+
     async fn load(&self, key: &TokenHash) -> Result<Option<Arc<Record>>, StoreError> {
         let record = with_pool!(self.db, read, |pool, _d| {
             let row = sqlx::query(SELECT_LIVE)

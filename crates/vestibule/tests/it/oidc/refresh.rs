@@ -5,8 +5,10 @@
 
 use std::sync::Arc;
 
+use reqwest::Client;
 use serde_json::{Value, json};
 use vestibule::config::{RawConfig, SecretString};
+use vestibule::session::stores::RedisConfig;
 
 use super::{
     Idp, browser, callback, echo_upstream, free_port, provider, provider_accepts, provider_login,
@@ -27,20 +29,22 @@ async fn refreshes(idp: &Idp) -> (u64, u64) {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_instances_on_redis_refresh_a_session_once_and_relay_the_same_token() {
-    let Some((redis, _guard)) = crate::store_conformance::redis_config().await else {
-        return;
-    };
+/// Two instances of one deployment: one user database, one Redis (same prefix), one
+/// secret_key, both answering for instance A's public_url, relaying `/api` to `upstream` with
+/// the provider's access token. B keeps a read cache; A does when `cache_a`.
+struct Pair {
+    a: TestApp,
+    b: TestApp,
+    idp: Idp,
+}
+
+/// Starts the provider (access tokens living `ttl` seconds) and the two instances; `None` when
+/// the provider cannot run here (the skip message was printed).
+async fn two_instances(redis: &RedisConfig, ttl: u64, cache_a: bool) -> Option<Pair> {
     let (port_a, port_b) = (free_port(), free_port());
     let cb = format!("http://127.0.0.1:{port_a}/auth/oidc/test/callback");
-    // Access tokens live 2 s: the relay refreshes within a second of expiry.
-    let Some(idp) = Idp::start(json!({"redirect_uris": [cb], "access_token_ttl": 2})).await else {
-        return;
-    };
+    let idp = Idp::start(json!({"redirect_uris": [cb], "access_token_ttl": ttl})).await?;
     let upstream = echo_upstream().await;
-    // One user database, one Redis (same prefix), one secret_key: two instances of one
-    // deployment, both answering for public_url A's sessions.
     let dir = Arc::new(tempfile::tempdir().expect("dir"));
     let setup = |raw: &mut RawConfig, port: u16| {
         raw.listen = format!("127.0.0.1:{port}");
@@ -59,30 +63,52 @@ async fn two_instances_on_redis_refresh_a_session_once_and_relay_the_same_token(
             ..Default::default()
         });
     };
-    let a = TestApp::spawn_in(dir.clone(), |raw| setup(raw, port_a)).await;
+    let a = TestApp::spawn_in(dir.clone(), |raw| {
+        setup(raw, port_a);
+        raw.session.redis_cache = cache_a;
+    })
+    .await;
     let b = TestApp::spawn_in(dir.clone(), |raw| setup(raw, port_b)).await;
+    Some(Pair { a, b, idp })
+}
 
+/// What the upstream received as `Authorization` for one call through `app`.
+async fn relayed(c: Client, app_url: String) -> String {
+    let res = c.get(app_url).send().await.expect("api");
+    assert_eq!(res.status(), 200, "the relayed call answered");
+    res.text().await.expect("body")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_redis_refresh_a_session_once_and_relay_the_same_token() {
+    let Some((redis, _guard)) = crate::store_conformance::redis_config().await else {
+        return;
+    };
+    // Access tokens live 6 s, so the relay refreshes within 3 s of expiry: a token refreshed
+    // during the concurrent calls below is not due again before they have all finished, even on
+    // a loaded machine (with 2 s tokens a slow run saw a legitimate second refresh).
+    let Some(Pair { a, b, idp }) = two_instances(&redis, 6, true).await else {
+        return;
+    };
     let c = browser();
     let cb_url = provider_login(&c, &a, "nina", "/").await;
     assert_eq!(callback(&c, &cb_url).await, a.url("/"));
-    let relayed = |app: &TestApp| {
-        let c = c.clone();
-        let url = app.url("/api/y");
-        async move {
-            let res = c.get(url).send().await.expect("api");
-            assert_eq!(res.status(), 200);
-            res.text().await.expect("body")
-        }
-    };
-    let first = relayed(&a).await;
+    let first = relayed(c.clone(), a.url("/api/y")).await;
     assert!(first.starts_with("Bearer "), "{first:?}");
-    assert_eq!(relayed(&b).await, first, "B serves the same session");
+    assert_eq!(
+        relayed(c.clone(), b.url("/api/y")).await,
+        first,
+        "B serves the same session"
+    );
     assert_eq!(refreshes(&idp).await, (0, 0));
 
     // Past the refresh point: concurrent calls through both instances.
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(3300)).await;
     let calls: Vec<_> = (0..6)
-        .map(|i| tokio::spawn(relayed(if i % 2 == 0 { &a } else { &b })))
+        .map(|i| {
+            let app = if i % 2 == 0 { &a } else { &b };
+            tokio::spawn(relayed(c.clone(), app.url("/api/y")))
+        })
         .collect();
     let mut tokens = Vec::new();
     for call in calls {
@@ -98,11 +124,47 @@ async fn two_instances_on_redis_refresh_a_session_once_and_relay_the_same_token(
         (1, 0),
         "the provider saw one refresh, and no refused one"
     );
-    // And the session goes on through either instance, with a token the provider accepts (it
-    // may have been refreshed once more meanwhile: these tokens live 2 s).
+    // And the session goes on through either instance, with a token the provider accepts.
     for app in [&b, &a] {
-        let token = relayed(app).await;
+        let token = relayed(c.clone(), app.url("/api/y")).await;
         assert!(provider_accepts(&idp, &token).await, "{token}");
     }
     assert_eq!(refreshes(&idp).await.1, 0, "no refresh was refused");
+}
+
+/// An instance decides whether to refresh from the shared store, never from its own read
+/// cache: the cache learns of another instance's write through the invalidation feed, which
+/// arrives a moment later (or, during a feed outage, not at all). Here instance A runs without a
+/// cache, so its writes are never announced and B's cached copy stays stale for as long as the
+/// test needs: the window made deterministic. Before the fix B, finding the lock free, compared
+/// the tokens in its stale copy with themselves, refreshed with the refresh token A had already
+/// used up, and the provider refused it: the session ended (401).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_with_a_stale_cached_copy_takes_the_refreshed_tokens_from_the_store() {
+    let Some((redis, _guard)) = crate::store_conformance::redis_config().await else {
+        return;
+    };
+    let Some(Pair { a, b, idp }) = two_instances(&redis, 6, false).await else {
+        return;
+    };
+    let c = browser();
+    let cb_url = provider_login(&c, &a, "nina", "/").await;
+    assert_eq!(callback(&c, &cb_url).await, a.url("/"));
+    let first = relayed(c.clone(), b.url("/api/y")).await;
+    assert!(first.starts_with("Bearer "), "{first:?}");
+
+    // Due: A refreshes (B's cached copy still holds the first tokens).
+    tokio::time::sleep(std::time::Duration::from_millis(3300)).await;
+    let refreshed = relayed(c.clone(), a.url("/api/y")).await;
+    assert_ne!(refreshed, first, "A refreshed");
+    assert_eq!(refreshes(&idp).await, (1, 0));
+
+    // B's copy says "due"; the store says "refreshed": B relays A's token, no second refresh.
+    assert_eq!(relayed(c.clone(), b.url("/api/y")).await, refreshed);
+    assert_eq!(
+        refreshes(&idp).await,
+        (1, 0),
+        "no second refresh, none refused"
+    );
+    assert!(provider_accepts(&idp, &refreshed).await);
 }
