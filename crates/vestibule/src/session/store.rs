@@ -11,14 +11,24 @@ use crate::token::TokenHash;
 /// What [`SessionStore::try_lock`] got.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SharedLock {
-    /// The store keeps no locks shared between processes (one process owns it: memory, SQLite,
-    /// or no store at all): a lock in this process is enough.
+    /// The store keeps no locks shared between processes (one process owns it: memory, the
+    /// cookie store): a lock in this process is enough.
     Local,
     /// Taken, under this random value: release it with [`SessionStore::unlock`] (it also
     /// expires by itself).
     Held(String),
     /// Another holder has it.
     Busy,
+}
+
+impl SharedLock {
+    /// A new holder's value for a store that keeps its locks as values: 128 random bits
+    /// (CSPRNG), hex, so no other holder can guess it and release the lock.
+    pub(crate) fn new_holder() -> String {
+        let mut value = [0u8; 16];
+        crate::token::fill_random(&mut value);
+        value.iter().map(|b| format!("{b:02x}")).collect()
+    }
 }
 
 /// Why a store operation failed.
@@ -177,7 +187,9 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug + 'static {
     /// Takes the short lock `name`, shared by every instance on this store, for at most `ttl`
     /// (a crashed holder cannot keep it). For work that must happen once across instances
     /// (refreshing a session's rotating provider tokens). The default, [`SharedLock::Local`], is
-    /// for stores that one process owns; a shared store implements it, a wrapper forwards it.
+    /// for stores that one process owns (memory, the cookie store); a shared store implements it
+    /// (Redis: `SET NX PX`; SQLite and PostgreSQL: the `shared_locks` table), a wrapper forwards
+    /// it.
     async fn try_lock(
         &self,
         name: &str,

@@ -188,6 +188,74 @@ pub async fn load_latest_sees_every_write(s: Arc<dyn SessionStore>) {
     );
 }
 
+/// A shared lock is held by one holder at a time, released only by its holder, and taken
+/// again once its lifetime is over (a crashed holder cannot keep it). Stores that one process
+/// owns answer `Local` every time.
+pub async fn shared_locks_exclude_other_holders_and_expire(s: Arc<dyn SessionStore>) {
+    use std::time::Duration;
+    use vestibule::session::SharedLock;
+    let name = format!(
+        "test-lock:{}",
+        SecretToken::generate(TokenKind::Session).hash().to_hex()
+    );
+    let first = s
+        .try_lock(&name, Duration::from_secs(30))
+        .await
+        .expect("lock");
+    if first == SharedLock::Local {
+        assert_eq!(
+            s.try_lock(&name, Duration::from_secs(30))
+                .await
+                .expect("lock"),
+            SharedLock::Local
+        );
+        return;
+    }
+    assert!(matches!(first, SharedLock::Held(_)), "{first:?}");
+    assert_eq!(
+        s.try_lock(&name, Duration::from_secs(30))
+            .await
+            .expect("lock"),
+        SharedLock::Busy,
+        "one holder at a time"
+    );
+    // Another holder's release (a guessed or stale value) releases nothing.
+    s.unlock(&name, &SharedLock::Held("not-the-holder".into()))
+        .await
+        .expect("unlock");
+    assert_eq!(
+        s.try_lock(&name, Duration::from_secs(30))
+            .await
+            .expect("lock"),
+        SharedLock::Busy
+    );
+    s.unlock(&name, &first).await.expect("unlock");
+    let short = s
+        .try_lock(&name, Duration::from_millis(200))
+        .await
+        .expect("lock");
+    assert!(matches!(short, SharedLock::Held(_)), "free after release");
+    assert_ne!(short, first, "a new holder value each time");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = s
+        .try_lock(&name, Duration::from_secs(30))
+        .await
+        .expect("lock");
+    assert!(
+        matches!(after, SharedLock::Held(_)),
+        "free once expired: {after:?}"
+    );
+    // The expired holder's late release leaves the new holder's lock alone.
+    s.unlock(&name, &short).await.expect("unlock");
+    assert_eq!(
+        s.try_lock(&name, Duration::from_secs(30))
+            .await
+            .expect("lock"),
+        SharedLock::Busy
+    );
+    s.unlock(&name, &after).await.expect("unlock");
+}
+
 pub async fn create_never_overwrites(s: Arc<dyn SessionStore>) {
     let r = record(None, json!({"a": 1}));
     s.create(&r).await.expect("create");
@@ -438,6 +506,7 @@ macro_rules! conformance_cases {
     ($then:ident) => {
         $then!(all, create_then_load_round_trips);
         $then!(all, load_latest_sees_every_write);
+        $then!(all, shared_locks_exclude_other_holders_and_expire);
         $then!(server, create_never_overwrites);
         $then!(all, save_merges_only_the_delta);
         $then!(server, save_never_creates_or_resurrects);

@@ -566,9 +566,7 @@ impl SessionStore for RedisStore {
         name: &str,
         ttl: std::time::Duration,
     ) -> Result<crate::session::SharedLock, StoreError> {
-        let mut value = [0u8; 16];
-        crate::token::fill_random(&mut value);
-        let value: String = value.iter().map(|b| format!("{b:02x}")).collect();
+        let value = crate::session::SharedLock::new_holder();
         let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let set: Option<String> = self
             .run(

@@ -8,7 +8,7 @@ use sqlx::Row;
 
 use crate::db::{Database, Dialect, with_pool};
 use crate::session::record::{Delta, Record, now};
-use crate::session::store::{Ended, Revoke, SessionStore, StoreError};
+use crate::session::store::{Ended, Revoke, SessionStore, SharedLock, StoreError};
 use crate::token::TokenHash;
 
 /// Sessions in the `sessions` table; they survive restarts, and on PostgreSQL they are shared by
@@ -229,6 +229,12 @@ impl SessionStore for SqlStore {
 
     async fn delete_expired(&self) -> Result<u64, StoreError> {
         Ok(with_pool!(self.db, write, |pool, _d| {
+            // Expired shared locks too (one row per session that ever refreshed provider tokens).
+            sqlx::query("DELETE FROM shared_locks WHERE expires_at <= $1")
+                .bind(now_ms())
+                .execute(pool)
+                .await
+                .map_err(unavailable)?;
             sqlx::query("DELETE FROM sessions WHERE expires_at <= $1 OR absolute_expires_at <= $1")
                 .bind(now())
                 .execute(pool)
@@ -251,4 +257,62 @@ impl SessionStore for SqlStore {
         });
         Ok(u64::try_from(n).unwrap_or(0))
     }
+
+    /// A row in `shared_locks`: inserted, or an expired one overwritten, in one statement (the
+    /// conflict check and the update are atomic on both databases), so one instance at a time
+    /// holds it. On PostgreSQL every instance of the deployment shares it; on SQLite it also
+    /// covers several processes on one file.
+    async fn try_lock(
+        &self,
+        name: &str,
+        ttl: std::time::Duration,
+    ) -> Result<SharedLock, StoreError> {
+        let holder = SharedLock::new_holder();
+        let t = now_ms();
+        let until = t.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1));
+        let taken = with_pool!(self.db, write, |pool, _d| {
+            sqlx::query(
+                "INSERT INTO shared_locks (name, holder, expires_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, \
+                 expires_at = excluded.expires_at WHERE shared_locks.expires_at <= $4",
+            )
+            .bind(name)
+            .bind(&holder)
+            .bind(until)
+            .bind(t)
+            .execute(pool)
+            .await
+            .map_err(unavailable)?
+            .rows_affected()
+        });
+        Ok(if taken == 1 {
+            SharedLock::Held(holder)
+        } else {
+            SharedLock::Busy
+        })
+    }
+
+    /// Deletes the row only while it still names this holder: a lock that expired and was taken
+    /// by another instance meanwhile stays taken.
+    async fn unlock(&self, name: &str, lock: &SharedLock) -> Result<(), StoreError> {
+        let SharedLock::Held(holder) = lock else {
+            return Ok(());
+        };
+        with_pool!(self.db, write, |pool, _d| {
+            sqlx::query("DELETE FROM shared_locks WHERE name = $1 AND holder = $2")
+                .bind(name)
+                .bind(holder)
+                .execute(pool)
+                .await
+                .map_err(unavailable)?;
+        });
+        Ok(())
+    }
+}
+
+/// Now in Unix milliseconds (lock lifetimes are seconds or less: whole seconds are too coarse).
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

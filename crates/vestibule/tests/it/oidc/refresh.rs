@@ -29,9 +29,17 @@ async fn refreshes(idp: &Idp) -> (u64, u64) {
     )
 }
 
-/// Two instances of one deployment: one user database, one Redis (same prefix), one
-/// secret_key, both answering for instance A's public_url, relaying `/api` to `upstream` with
-/// the provider's access token. B keeps a read cache; A does when `cache_a`.
+/// What the two instances share their sessions through.
+enum Shared<'a> {
+    /// One Redis (same prefix); B keeps a read cache, A does when the flag says so.
+    Redis(&'a RedisConfig, bool),
+    /// One PostgreSQL database (its URL) for users and sessions.
+    Postgres(&'a str),
+}
+
+/// Two instances of one deployment: one user database, one session store, one secret_key,
+/// both answering for instance A's public_url, relaying `/api` to `upstream` with the
+/// provider's access token.
 struct Pair {
     a: TestApp,
     b: TestApp,
@@ -40,7 +48,7 @@ struct Pair {
 
 /// Starts the provider (access tokens living `ttl` seconds) and the two instances; `None` when
 /// the provider cannot run here (the skip message was printed).
-async fn two_instances(redis: &RedisConfig, ttl: u64, cache_a: bool) -> Option<Pair> {
+async fn two_instances(shared: Shared<'_>, ttl: u64) -> Option<Pair> {
     let (port_a, port_b) = (free_port(), free_port());
     let cb = format!("http://127.0.0.1:{port_a}/auth/oidc/test/callback");
     let idp = Idp::start(json!({"redirect_uris": [cb], "access_token_ttl": ttl})).await?;
@@ -54,8 +62,16 @@ async fn two_instances(redis: &RedisConfig, ttl: u64, cache_a: bool) -> Option<P
         ));
         raw.oidc.signup = true;
         provider(raw, "test", &idp.issuer, "vestibule", &idp.client_secret);
-        raw.session.store = vestibule::config::RawStore::One(redis.urls[0].clone());
-        raw.session.redis_prefix = redis.prefix.clone();
+        match &shared {
+            Shared::Redis(redis, _) => {
+                raw.session.store = vestibule::config::RawStore::One(redis.urls[0].clone());
+                raw.session.redis_prefix = redis.prefix.clone();
+            }
+            Shared::Postgres(url) => {
+                raw.database_url = (*url).to_owned();
+                raw.session.store = vestibule::config::RawStore::One("database".into());
+            }
+        }
         raw.upstream.push(vestibule::proxy::RawUpstream {
             prefix: "/api".into(),
             url: upstream.clone(),
@@ -65,7 +81,9 @@ async fn two_instances(redis: &RedisConfig, ttl: u64, cache_a: bool) -> Option<P
     };
     let a = TestApp::spawn_in(dir.clone(), |raw| {
         setup(raw, port_a);
-        raw.session.redis_cache = cache_a;
+        if let Shared::Redis(_, cache_a) = shared {
+            raw.session.redis_cache = cache_a;
+        }
     })
     .await;
     let b = TestApp::spawn_in(dir.clone(), |raw| setup(raw, port_b)).await;
@@ -87,9 +105,25 @@ async fn two_instances_on_redis_refresh_a_session_once_and_relay_the_same_token(
     // Access tokens live 6 s, so the relay refreshes within 3 s of expiry: a token refreshed
     // during the concurrent calls below is not due again before they have all finished, even on
     // a loaded machine (with 2 s tokens a slow run saw a legitimate second refresh).
-    let Some(Pair { a, b, idp }) = two_instances(&redis, 6, true).await else {
+    if let Some(pair) = two_instances(Shared::Redis(&redis, true), 6).await {
+        refresh_once_across(pair).await;
+    }
+}
+
+/// The same on PostgreSQL: the lock is a row in `shared_locks`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_postgresql_refresh_a_session_once_and_relay_the_same_token() {
+    let Some(schema) = crate::services::PgSchema::create().await else {
         return;
     };
+    if let Some(pair) = two_instances(Shared::Postgres(&schema.url), 6).await {
+        refresh_once_across(pair).await;
+    }
+}
+
+/// Logs in through A, then, once the access token is due, sends concurrent calls through both
+/// instances: one refresh at the provider, one new token for every call.
+async fn refresh_once_across(Pair { a, b, idp }: Pair) {
     let c = browser();
     let cb_url = provider_login(&c, &a, "nina", "/").await;
     assert_eq!(callback(&c, &cb_url).await, a.url("/"));
@@ -144,7 +178,7 @@ async fn an_instance_with_a_stale_cached_copy_takes_the_refreshed_tokens_from_th
     let Some((redis, _guard)) = crate::store_conformance::redis_config().await else {
         return;
     };
-    let Some(Pair { a, b, idp }) = two_instances(&redis, 6, false).await else {
+    let Some(Pair { a, b, idp }) = two_instances(Shared::Redis(&redis, false), 6).await else {
         return;
     };
     let c = browser();
