@@ -679,6 +679,42 @@ async fn two_instances_on_postgres_send_each_message_once_across_an_outage() {
         assert_eq!(of_kind(&got_after, &to, "Verify").len(), 1, "{to}");
         assert_eq!(of_kind(&got_after, &to, "Reset").len(), 1, "{to}");
     }
+    // The links work on PostgreSQL too, on either instance: p1 verifies its address through b
+    // (it signed up on a), p2 resets its password through b (it asked on a) and logs in on a.
+    let verify = token_in(
+        of_kind(&got_after, "p1@example.test", "Verify")[0],
+        "/verify",
+    );
+    let res = b
+        .post_anon("/auth/email/verify", &json!({"token": verify}))
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.json::<Value>().await.expect("json")["email"],
+        "p1@example.test"
+    );
+    let reset = token_in(of_kind(&got_after, "p2@example.test", "Reset")[0], "/reset");
+    let res = b
+        .post_anon(
+            "/auth/password/reset",
+            &json!({"token": reset, "new_password": "new staple battery horse"}),
+        )
+        .await;
+    assert_eq!(res.status(), 204);
+    assert_eq!(
+        a.client()
+            .login("p2", "correct horse battery")
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(
+        a.client()
+            .login("p2@example.test", "new staple battery horse")
+            .await
+            .status(),
+        200
+    );
     drop(b);
     drop(a);
 }
