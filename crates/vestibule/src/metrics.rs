@@ -582,6 +582,7 @@ mod tests {
         let mut record = Record {
             key,
             user_id: Some(1),
+            user: None,
             data: serde_json::Map::new(),
             created_at: t,
             last_seen: t,

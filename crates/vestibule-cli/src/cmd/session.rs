@@ -42,12 +42,7 @@ async fn run_with(
                 "id", "created", "last seen", "expires", "transport"
             );
             for r in &records {
-                let transport = r
-                    .data
-                    .get(vestibule::session::AUTH_USER_KEY)
-                    .and_then(|u| u.get("transport"))
-                    .and_then(|t| t.as_str())
-                    .unwrap_or("cookie");
+                let transport = r.user.as_ref().map_or("cookie", |u| u.transport.as_str());
                 println!(
                     "{:<64}  {:<20}  {:<20}  {:<20}  {:<9} {}",
                     r.key.to_hex(),

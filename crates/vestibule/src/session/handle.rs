@@ -302,6 +302,15 @@ impl Session {
         let st = self.loaded().await?;
         let value: Option<&Value> = match st.pending.get(key) {
             Some(v) => v.as_ref(),
+            None if key == AUTH_USER_KEY => {
+                // Held typed, not among the data (see `SessionUser`): the rare generic read of
+                // it goes through JSON; `user()` reads it directly.
+                let user = st.record.as_ref().and_then(|r| r.user.as_ref());
+                return user
+                    .map(|u| T::deserialize(u.to_value()))
+                    .transpose()
+                    .map_err(Error::internal);
+            }
             None => st.record.as_ref().and_then(|r| r.data.get(key)),
         };
         // Deserialize from a borrow: no copy of the stored value.
@@ -379,7 +388,16 @@ impl Session {
         if self.inner.transport == Transport::AccessToken {
             return self.access_token_user().await.map(Some);
         }
-        self.get(AUTH_USER_KEY).await
+        let st = self.loaded().await?;
+        match st.pending.get(AUTH_USER_KEY) {
+            // Written by this request (a login, a password change's new auth_time).
+            Some(v) => v
+                .as_ref()
+                .map(<SessionUser as serde::Deserialize>::deserialize)
+                .transpose()
+                .map_err(Error::internal),
+            None => Ok(st.record.as_ref().and_then(|r| r.user.clone())),
+        }
     }
 
     /// Resolves the access token of this request (once), checking expiry, revocation, the

@@ -28,7 +28,6 @@ pub mod stores;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 pub use self::access::{AccessGrant, AccessTokenLookup, is_read_method};
@@ -38,7 +37,7 @@ pub use self::config::{
 pub use self::handle::Session;
 pub(crate) use self::layer::credential_from_headers;
 pub use self::layer::{NO_TOUCH_HEADER, SessionLayer, SessionService};
-pub use self::record::{Delta, Record, UnixTime, now};
+pub use self::record::{AUTH_USER_KEY, Delta, Record, SessionUser, Transport, UnixTime, now};
 pub use self::section::{Lifetimes, RawSession, SessionSection};
 pub use self::store::SharedLock;
 pub use self::store::{Ended, Revoke, SessionStore, StoreError, revoke_by_deleting};
@@ -47,37 +46,6 @@ use crate::token::SecretToken;
 
 /// Longest `User-Agent` kept with a session; the rest is cut (it is only shown in session lists).
 const MAX_USER_AGENT: usize = 256;
-
-/// Reserved data key holding the logged-in user (like Django's `_auth_user_id`).
-pub const AUTH_USER_KEY: &str = "_auth_user";
-
-/// The user a session is logged in as, cached in the session so `/auth/me` needs no user lookup.
-/// Disabling a user or changing a password deletes the user's sessions, so this never goes stale.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SessionUser {
-    /// User id.
-    pub id: i64,
-    /// Username at login time.
-    pub username: String,
-    /// When the session proved the password (Unix seconds).
-    pub auth_time: UnixTime,
-    /// How the session's token travels.
-    #[serde(default)]
-    pub transport: Transport,
-}
-
-/// How a request's credential travels, which decides CSRF, cookies and what a session may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Transport {
-    /// The session cookie (an ambient credential: CSRF checks apply).
-    #[default]
-    Cookie,
-    /// A session token in `Authorization: Bearer` (no cookie, no CSRF).
-    Bearer,
-    /// A personal access token in `Authorization: Bearer`: a user, scopes, and no session data.
-    AccessToken,
-}
 
 /// The credential [`SessionLayer`] found on a request.
 #[derive(Debug)]

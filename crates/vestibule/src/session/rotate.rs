@@ -26,7 +26,7 @@ impl Session {
         let Some(old) = st.record.clone() else {
             return Ok(());
         };
-        let mut data = old.data.clone();
+        let mut data = old.stored_data().into_owned();
         merge_pending(&mut data, std::mem::take(&mut st.pending));
         self.replace(&mut st, Some(&old), old.user_id, data).await
     }
@@ -40,7 +40,7 @@ impl Session {
         if let Some(old) = &old
             && (old.user_id.is_none() || old.user_id == Some(user.id))
         {
-            data = old.data.clone();
+            data = old.stored_data().into_owned();
         }
         merge_pending(&mut data, std::mem::take(&mut st.pending));
         let user_id = user.id;
@@ -96,7 +96,7 @@ impl Session {
         if let Some(old) = &old
             && old.user_id.is_none()
         {
-            data = old.data.clone();
+            data = old.stored_data().into_owned();
         }
         merge_pending(&mut data, std::mem::take(&mut st.pending));
         data.remove(AUTH_USER_KEY);
@@ -165,9 +165,10 @@ impl Session {
         let mut attempt = 0;
         loop {
             let token = SecretToken::generate(TokenKind::Session);
-            let record = Record {
+            let mut record = Record {
                 key: token.hash(),
                 user_id,
+                user: None,
                 data: data.clone(),
                 created_at: t,
                 last_seen: t,
@@ -175,6 +176,9 @@ impl Session {
                 absolute_expires_at: absolute,
                 user_agent: self.user_agent_text(),
             };
+            // The data as built here holds the user under its key (login); the record holds it
+            // typed.
+            record.take_user_from_data().map_err(Error::internal)?;
             match self.inner.manager.store.create(&record).await {
                 Ok(()) => return Ok((record, token)),
                 Err(StoreError::Collision) if attempt == 0 => attempt += 1,

@@ -288,6 +288,7 @@ fn store_record(user_id: Option<i64>) -> vestibule::session::Record {
     vestibule::session::Record {
         key: vestibule::token::SecretToken::generate(vestibule::token::TokenKind::Session).hash(),
         user_id,
+        user: None,
         data: serde_json::Map::new(),
         created_at: t,
         last_seen: t,

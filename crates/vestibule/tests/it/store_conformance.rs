@@ -133,6 +133,7 @@ pub fn record(user_id: Option<i64>, data: Value) -> Record {
     Record {
         key: SecretToken::generate(TokenKind::Session).hash(),
         user_id,
+        user: None,
         data,
         created_at: t,
         last_seen: t,
@@ -254,6 +255,36 @@ pub async fn shared_locks_exclude_other_holders_and_expire(s: Arc<dyn SessionSto
         SharedLock::Busy
     );
     s.unlock(&name, &after).await.expect("unlock");
+}
+
+/// A logged-in session's typed user survives the store, and a delta that writes the user's key
+/// (a password change's new `auth_time`) changes the user, never the data.
+pub async fn a_logged_in_record_keeps_its_user(s: Arc<dyn SessionStore>) {
+    use vestibule::session::{AUTH_USER_KEY, SessionUser, Transport};
+    let mut r = record(Some(9), json!({"a": 1}));
+    let user = SessionUser {
+        id: 9,
+        username: "zoë".into(),
+        auth_time: now() - 5,
+        transport: Transport::Bearer,
+    };
+    r.user = Some(user.clone());
+    s.create(&r).await.expect("create");
+    assert_eq!(s.load(&r.key).await.expect("load").as_deref(), Some(&r));
+    let mut later = user.clone();
+    later.auth_time += 5;
+    let mut d = delta(json!({}), &[]);
+    d.set.insert(AUTH_USER_KEY.into(), later.to_value());
+    let merged = s.save(&r.key, &d).await.expect("save");
+    assert_eq!(merged.user.as_ref(), Some(&later));
+    let loaded = s.load(&r.key).await.expect("load").expect("exists");
+    assert_eq!(loaded.user.as_ref(), Some(&later));
+    assert!(
+        !loaded.data.contains_key(AUTH_USER_KEY),
+        "{:?}",
+        loaded.data
+    );
+    assert_eq!(loaded.data["a"], json!(1));
 }
 
 pub async fn create_never_overwrites(s: Arc<dyn SessionStore>) {
@@ -506,6 +537,7 @@ macro_rules! conformance_cases {
     ($then:ident) => {
         $then!(all, create_then_load_round_trips);
         $then!(all, load_latest_sees_every_write);
+        $then!(all, a_logged_in_record_keeps_its_user);
         $then!(all, shared_locks_exclude_other_holders_and_expire);
         $then!(server, create_never_overwrites);
         $then!(all, save_merges_only_the_delta);
@@ -548,6 +580,33 @@ store_suite!(redis);
 store_suite!(cached_redis);
 store_suite!(postgres);
 store_suite!(cached_postgres);
+
+/// Sessions written before the user was held typed (the user as JSON among the data) load
+/// with their user, on both databases: the stored form did not change.
+#[tokio::test]
+async fn a_session_stored_with_the_user_among_its_data_loads_with_its_user() {
+    let (db, _dir) = sqlite_db().await;
+    let mut stores: Vec<(Arc<dyn SessionStore>, Option<services::PgSchema>)> =
+        vec![(Arc::new(SqliteStore::new(db)), None)];
+    if let Some((pg, schema)) = postgres_db().await {
+        stores.push((Arc::new(SqlStore::new(pg)), Some(schema)));
+    }
+    for (s, _schema) in stores {
+        // What an earlier version's login wrote: no typed user, the JSON under its key.
+        let r = record(
+            Some(4),
+            json!({"_auth_user": {"id": 4, "username": "old", "auth_time": 100, "transport": "cookie"}, "b": 2}),
+        );
+        s.create(&r).await.expect("create");
+        let loaded = s.load(&r.key).await.expect("load").expect("exists");
+        let user = loaded.user.as_ref().expect("the user, typed");
+        assert_eq!(
+            (user.id, user.username.as_str(), user.auth_time),
+            (4, "old", 100)
+        );
+        assert_eq!(Value::Object(loaded.data.clone()), json!({"b": 2}));
+    }
+}
 
 /// A cached store's `load_latest` reads past its copy: a write another instance made (here: to
 /// the durable store directly, unannounced) shows there at once, while `load` still answers the
@@ -690,7 +749,7 @@ impl CookieJar {
             .ring
             .open(&value, JAR_COOKIE, now(), |u| self.generations.get(u))
             .ok()?;
-        Some(s.into_record(*key, ua))
+        s.into_record(*key, ua).ok()
     }
 }
 

@@ -348,8 +348,9 @@ impl TestApp {
         let records = store.list_user(user.id).await.expect("list");
         assert!(!records.is_empty(), "{username} has sessions");
         for r in records {
-            let mut su = r.data[vestibule::session::AUTH_USER_KEY].clone();
-            su["auth_time"] = json!(su["auth_time"].as_i64().expect("auth_time") - secs);
+            let mut su = r.user.clone().expect("a logged-in session");
+            su.auth_time -= secs;
+            let su = su.to_value();
             let mut delta = vestibule::session::Delta {
                 last_seen: r.last_seen,
                 expires_at: r.expires_at,

@@ -14,7 +14,7 @@ use crate::auth::reauth::require_recent;
 use crate::error::{Error, ErrorCode, Result};
 use crate::server::AppState;
 use crate::server::openapi::ErrorBody;
-use crate::session::{AUTH_USER_KEY, Session};
+use crate::session::Session;
 use crate::token::TokenHash;
 
 /// `{"sessions": [...]}`: the caller's live sessions.
@@ -84,12 +84,7 @@ pub(crate) async fn get_sessions(
                 .user_agent
                 .as_deref()
                 .and_then(crate::server::user_agent::label),
-            transport: r
-                .data
-                .get(AUTH_USER_KEY)
-                .and_then(|u| u.get("transport"))
-                .cloned()
-                .unwrap_or_else(|| json!("cookie")),
+            transport: json!(r.user.as_ref().map_or("cookie", |u| u.transport.as_str())),
             current: Some(r.key) == current,
         })
         .collect();

@@ -135,7 +135,7 @@ impl SealedSession {
             token: token.to_owned(),
             user_id: record.user_id,
             generation,
-            data: record.data.clone(),
+            data: record.stored_data().into_owned(),
             created_at: record.created_at,
             last_seen: record.last_seen,
             expires_at: record.expires_at,
@@ -145,21 +145,29 @@ impl SealedSession {
 
     /// The record again, keyed by `key` (the hash of the identity token), with the `User-Agent`
     /// of the request that presented the cookie.
+    ///
+    /// # Errors
+    /// [`CookieError::Malformed`] when the data's user is not a user.
     pub fn into_record(
         self,
         key: crate::token::TokenHash,
         user_agent: Option<String>,
-    ) -> crate::session::Record {
-        crate::session::Record {
+    ) -> Result<crate::session::Record, CookieError> {
+        let mut record = crate::session::Record {
             key,
             user_id: self.user_id,
+            user: None,
             data: self.data,
             created_at: self.created_at,
             last_seen: self.last_seen,
             expires_at: self.expires_at,
             absolute_expires_at: self.absolute_expires_at,
             user_agent,
-        }
+        };
+        record
+            .take_user_from_data()
+            .map_err(|_| CookieError::Malformed)?;
+        Ok(record)
     }
 }
 
@@ -448,7 +456,9 @@ impl CookieSessions {
             }
             generation = Some((uid, s.generation));
         }
-        let record = s.into_record(token.hash(), None);
+        let Ok(record) = s.into_record(token.hash(), None) else {
+            return refused(CookieError::Malformed);
+        };
         Ok(Ok(Opened {
             token,
             record,

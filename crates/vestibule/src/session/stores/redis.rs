@@ -249,6 +249,7 @@ fn decode(key: TokenHash, pairs: Vec<(String, String)>) -> Result<Option<Record>
     let mut r = Record {
         key,
         user_id: None,
+        user: None,
         data: Map::new(),
         created_at: 0,
         last_seen: 0,
@@ -273,6 +274,7 @@ fn decode(key: TokenHash, pairs: Vec<(String, String)>) -> Result<Option<Record>
             _ => {}
         }
     }
+    r.take_user_from_data().map_err(corrupt)?;
     Ok((!r.is_expired(now())).then_some(r))
 }
 
@@ -435,7 +437,7 @@ impl SessionStore for RedisStore {
         if let Some(ua) = &r.user_agent {
             inv.arg("g").arg(ua);
         }
-        for (k, v) in &r.data {
+        for (k, v) in r.stored_data().iter() {
             inv.arg(format!("d:{k}")).arg(json_text(v)?);
         }
         let mut c = self.conn().await?;

@@ -65,16 +65,19 @@ macro_rules! decode {
         let row = $row;
         let data: String = row.try_get("data").map_err(corrupt)?;
         let data: Map<String, Value> = serde_json::from_str(&data).map_err(corrupt)?;
-        Ok::<Record, StoreError>(Record {
+        let mut record = Record {
             key: key_from(row.try_get("key").map_err(corrupt)?)?,
             user_id: row.try_get("user_id").map_err(corrupt)?,
+            user: None,
             data,
             created_at: row.try_get("created_at").map_err(corrupt)?,
             last_seen: row.try_get("last_seen").map_err(corrupt)?,
             expires_at: row.try_get("expires_at").map_err(corrupt)?,
             absolute_expires_at: row.try_get("absolute_expires_at").map_err(corrupt)?,
             user_agent: row.try_get("user_agent").map_err(corrupt)?,
-        })
+        };
+        record.take_user_from_data().map_err(corrupt)?;
+        Ok::<Record, StoreError>(record)
     }};
 }
 
@@ -89,7 +92,7 @@ fn encode_data(data: &Map<String, Value>) -> Result<String, StoreError> {
 #[async_trait]
 impl SessionStore for SqlStore {
     async fn create(&self, r: &Record) -> Result<(), StoreError> {
-        let data = encode_data(&r.data)?;
+        let data = encode_data(&r.stored_data())?;
         let done = with_pool!(self.db, write, |pool, _d| {
             sqlx::query(concat!(
                 "INSERT INTO sessions (",
@@ -161,7 +164,7 @@ impl SessionStore for SqlStore {
             sqlx::query(
                 "UPDATE sessions SET data = $1, last_seen = $2, expires_at = $3 WHERE key = $4",
             )
-            .bind(encode_data(&record.data)?)
+            .bind(encode_data(&record.stored_data())?)
             .bind(record.last_seen)
             .bind(record.expires_at)
             .bind(&key.as_bytes()[..])
