@@ -92,9 +92,12 @@ fn session(i: u64) -> Record {
         last_seen: t,
         expires_at: t + 14 * 86_400,
         absolute_expires_at: t + 30 * 86_400,
+        // Decoders and the session handle intern the User-Agent (`shared_user_agent`): a
+        // million sessions from a few browsers hold a few copies, not a million.
         user_agent: (!empty).then(|| {
-            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36"
-                .into()
+            vestibule::session::shared_user_agent(
+                "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36",
+            )
         }),
     }
 }

@@ -371,12 +371,13 @@ impl Session {
     }
 
     /// The request's `User-Agent` as kept with a session (cut to [`MAX_USER_AGENT`]).
-    pub(super) fn user_agent_text(&self) -> Option<String> {
+    pub(super) fn user_agent_text(&self) -> Option<std::sync::Arc<str>> {
         self.inner.user_agent.as_ref().map(|v| {
-            String::from_utf8_lossy(v.as_bytes())
+            let text: String = String::from_utf8_lossy(v.as_bytes())
                 .chars()
                 .take(MAX_USER_AGENT)
-                .collect()
+                .collect();
+            super::record::shared_user_agent(&text)
         })
     }
 

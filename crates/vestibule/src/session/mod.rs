@@ -37,7 +37,10 @@ pub use self::config::{
 pub use self::handle::Session;
 pub(crate) use self::layer::credential_from_headers;
 pub use self::layer::{NO_TOUCH_HEADER, SessionLayer, SessionService};
-pub use self::record::{AUTH_USER_KEY, Delta, Record, SessionUser, Transport, UnixTime, now};
+pub use self::record::{
+    AUTH_USER_KEY, Delta, Record, SHARED_USER_AGENTS, SessionUser, Transport, UnixTime, now,
+    shared_user_agent,
+};
 pub use self::section::{Lifetimes, RawSession, SessionSection};
 pub use self::store::SharedLock;
 pub use self::store::{Ended, Revoke, SessionStore, StoreError, revoke_by_deleting};

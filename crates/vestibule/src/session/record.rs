@@ -1,5 +1,8 @@
 //! What a store holds for one session, and the change one request makes to it.
 
+use std::collections::HashSet;
+use std::sync::{Arc, LazyLock, RwLock};
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -74,6 +77,60 @@ impl Transport {
     }
 }
 
+/// How many distinct `User-Agent` values [`shared_user_agent`] keeps one copy of.
+pub const SHARED_USER_AGENTS: usize = 1024;
+
+/// The one copy of `text` every record in this process shares.
+///
+/// Why: the User-Agent was a fifth of a cached session's memory (bench/session_bytes.sh, 1M
+/// logged-in sessions in the read cache: 653 B each with a 111-byte value, 524 B without), and the
+/// sessions of one deployment carry a few hundred distinct values between them. Every store's
+/// decoder and the session layer take their value from here, so a session costs a pointer for it.
+/// Bounded (see [`AgentSet`]), so a client sending random values cannot grow it.
+pub fn shared_user_agent(text: &str) -> Arc<str> {
+    static SEEN: LazyLock<RwLock<AgentSet>> =
+        LazyLock::new(|| RwLock::new(AgentSet::new(SHARED_USER_AGENTS)));
+    if let Ok(seen) = SEEN.read()
+        && let Some(shared) = seen.0.get(text)
+    {
+        return Arc::clone(shared);
+    }
+    // A poisoned lock only means another thread panicked mid-insert: the set is still a set.
+    SEEN.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get_or_insert(text)
+}
+
+/// At most `bound` distinct values, one copy each.
+///
+/// When full, the values no record holds any more are dropped, and if every one is still held,
+/// all of them: values change over a process's life (browsers update every few weeks), so a set
+/// that stopped taking new values once full would end up sharing nothing. Records keep their own
+/// `Arc`, so dropping a value from the set costs at most one more copy of it later.
+#[derive(Debug)]
+struct AgentSet(HashSet<Arc<str>>, usize);
+
+impl AgentSet {
+    fn new(bound: usize) -> Self {
+        Self(HashSet::new(), bound)
+    }
+
+    fn get_or_insert(&mut self, text: &str) -> Arc<str> {
+        if let Some(shared) = self.0.get(text) {
+            return Arc::clone(shared);
+        }
+        if self.0.len() >= self.1 {
+            self.0.retain(|v| Arc::strong_count(v) > 1);
+            if self.0.len() >= self.1 {
+                self.0.clear();
+            }
+        }
+        let fresh: Arc<str> = Arc::from(text);
+        self.0.insert(Arc::clone(&fresh));
+        fresh
+    }
+}
+
 /// One session as stored: keyed by the hash of its token, never by the token.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
@@ -94,8 +151,9 @@ pub struct Record {
     pub expires_at: UnixTime,
     /// Absolute cap: the idle expiry never slides past it.
     pub absolute_expires_at: UnixTime,
-    /// The `User-Agent` that created the session, for the session list.
-    pub user_agent: Option<String>,
+    /// The `User-Agent` that created the session, for the session list; one copy per distinct
+    /// value in the process (see [`shared_user_agent`]).
+    pub user_agent: Option<Arc<str>>,
 }
 
 impl Record {
@@ -171,6 +229,43 @@ pub struct Delta {
 mod tests {
     use super::*;
     use crate::token::{SecretToken, TokenKind};
+
+    #[test]
+    fn one_copy_per_user_agent_in_the_process() {
+        let first = shared_user_agent("curl/8.5.0 (record test)");
+        assert!(Arc::ptr_eq(
+            &first,
+            &shared_user_agent("curl/8.5.0 (record test)")
+        ));
+        let other = shared_user_agent("curl/8.6.0 (record test)");
+        assert!(!Arc::ptr_eq(&first, &other));
+        assert_eq!(&*other, "curl/8.6.0 (record test)");
+    }
+
+    #[test]
+    fn a_full_set_drops_unheld_values_first_and_keeps_taking_new_ones() {
+        let mut set = AgentSet::new(3);
+        let held = set.get_or_insert("held");
+        drop(set.get_or_insert("a"));
+        drop(set.get_or_insert("b"));
+        // Full: "a" and "b" are held by no record, so they make room; "held" stays shared.
+        let c = set.get_or_insert("c");
+        assert_eq!(set.0.len(), 2);
+        assert!(Arc::ptr_eq(&held, &set.get_or_insert("held")));
+        assert!(Arc::ptr_eq(&c, &set.get_or_insert("c")));
+        // Every value held and the set full: it starts over rather than stop sharing.
+        let d = set.get_or_insert("d");
+        let e = set.get_or_insert("e");
+        assert!(set.0.len() <= 3, "{:?}", set.0);
+        assert!(Arc::ptr_eq(&e, &set.get_or_insert("e")));
+        assert_eq!((&*held, &*c, &*d), ("held", "c", "d"));
+        // Random values never grow it past its bound.
+        let kept: Vec<_> = (0..100)
+            .map(|i| set.get_or_insert(&format!("r{i}")))
+            .collect();
+        assert!(set.0.len() <= 3);
+        assert_eq!(&*kept[99], "r99");
+    }
 
     #[test]
     fn a_users_hand_built_json_is_what_serde_writes_and_reads_back() {

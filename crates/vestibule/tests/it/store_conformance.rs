@@ -287,6 +287,31 @@ pub async fn a_logged_in_record_keeps_its_user(s: Arc<dyn SessionStore>) {
     assert_eq!(loaded.data["a"], json!(1));
 }
 
+/// Records loaded from the store share one copy of a `User-Agent` (the read cache holds up to a
+/// million sessions; a copy per session was a fifth of each one's memory).
+pub async fn records_share_one_copy_of_a_user_agent(s: Arc<dyn SessionStore>) {
+    use vestibule::session::shared_user_agent;
+    let ua = "Mozilla/5.0 (conformance) Chrome/156.0.0.0";
+    let mut records = Vec::new();
+    for _ in 0..2 {
+        let mut r = record(Some(11), json!({}));
+        r.user_agent = Some(shared_user_agent(ua));
+        s.create(&r).await.expect("create");
+        records.push(r);
+    }
+    let mut loaded = Vec::new();
+    for r in &records {
+        let l = s.load(&r.key).await.expect("load").expect("exists");
+        assert_eq!(l.user_agent.as_deref(), Some(ua));
+        loaded.push(l.user_agent.clone().expect("user agent"));
+    }
+    assert!(
+        Arc::ptr_eq(&loaded[0], &loaded[1]),
+        "two records with one User-Agent hold two copies of it"
+    );
+    assert!(Arc::ptr_eq(&loaded[0], &shared_user_agent(ua)));
+}
+
 pub async fn create_never_overwrites(s: Arc<dyn SessionStore>) {
     let r = record(None, json!({"a": 1}));
     s.create(&r).await.expect("create");
@@ -538,6 +563,7 @@ macro_rules! conformance_cases {
         $then!(all, create_then_load_round_trips);
         $then!(all, load_latest_sees_every_write);
         $then!(all, a_logged_in_record_keeps_its_user);
+        $then!(all, records_share_one_copy_of_a_user_agent);
         $then!(all, shared_locks_exclude_other_holders_and_expire);
         $then!(server, create_never_overwrites);
         $then!(all, save_merges_only_the_delta);
@@ -672,10 +698,11 @@ async fn a_cached_stores_load_latest_reads_past_its_copy() {
 pub struct CookieJar {
     ring: vestibule::session::stores::CookieKeyRing,
     generations: Arc<JarGenerations>,
-    jar: std::sync::Mutex<
-        std::collections::HashMap<vestibule::token::TokenHash, (String, Option<String>)>,
-    >,
+    jar: std::sync::Mutex<std::collections::HashMap<vestibule::token::TokenHash, JarEntry>>,
 }
+
+/// What the jar keeps per session: the sealed cookie value and the `User-Agent` beside it.
+type JarEntry = (String, Option<Arc<str>>);
 
 const JAR_COOKIE: &str = "vestibule_session";
 

@@ -79,7 +79,7 @@ pub(crate) async fn get_sessions(
             created_at: rfc3339(r.created_at),
             last_seen: rfc3339(r.last_seen),
             expires_at: rfc3339(r.expires_at.min(r.absolute_expires_at)),
-            user_agent: r.user_agent.clone(),
+            user_agent: r.user_agent.as_deref().map(str::to_owned),
             browser: r
                 .user_agent
                 .as_deref()

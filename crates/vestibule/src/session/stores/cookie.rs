@@ -151,7 +151,7 @@ impl SealedSession {
     pub fn into_record(
         self,
         key: crate::token::TokenHash,
-        user_agent: Option<String>,
+        user_agent: Option<std::sync::Arc<str>>,
     ) -> Result<crate::session::Record, CookieError> {
         let mut record = crate::session::Record {
             key,

@@ -270,7 +270,7 @@ fn decode(key: TokenHash, pairs: Vec<(String, String)>) -> Result<Option<Record>
             "l" => r.last_seen = int(&value)?,
             "e" => r.expires_at = int(&value)?,
             "a" => r.absolute_expires_at = int(&value)?,
-            "g" => r.user_agent = Some(value),
+            "g" => r.user_agent = Some(crate::session::record::shared_user_agent(&value)),
             _ => {}
         }
     }
@@ -435,7 +435,7 @@ impl SessionStore for RedisStore {
             inv.arg("u").arg(uid);
         }
         if let Some(ua) = &r.user_agent {
-            inv.arg("g").arg(ua);
+            inv.arg("g").arg(&**ua);
         }
         for (k, v) in r.stored_data().iter() {
             inv.arg(format!("d:{k}")).arg(json_text(v)?);

@@ -74,7 +74,10 @@ macro_rules! decode {
             last_seen: row.try_get("last_seen").map_err(corrupt)?,
             expires_at: row.try_get("expires_at").map_err(corrupt)?,
             absolute_expires_at: row.try_get("absolute_expires_at").map_err(corrupt)?,
-            user_agent: row.try_get("user_agent").map_err(corrupt)?,
+            user_agent: row
+                .try_get::<Option<String>, _>("user_agent")
+                .map_err(corrupt)?
+                .map(|ua| crate::session::record::shared_user_agent(&ua)),
         };
         record.take_user_from_data().map_err(corrupt)?;
         Ok::<Record, StoreError>(record)
@@ -106,7 +109,7 @@ impl SessionStore for SqlStore {
             .bind(r.last_seen)
             .bind(r.expires_at)
             .bind(r.absolute_expires_at)
-            .bind(&r.user_agent)
+            .bind(r.user_agent.as_deref())
             .execute(pool)
             .await
             .map_err(unavailable)?
