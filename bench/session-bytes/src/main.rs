@@ -2,7 +2,7 @@
 //!
 //! - `cache N`: this process's resident set (`/proc/self/statm`) before and after N logged-in
 //!   sessions go through `CachedStore::create` in front of a durable store that keeps nothing, so
-//!   the difference is the read cache alone (moka's entry, the `Arc<Record>`, its JSON map).
+//!   the difference is the read cache alone (its entry, the `Arc<Record>`, the record's data).
 //! - `redis N URL`: Redis's `used_memory` (`INFO memory`) before and after N sessions go through
 //!   `RedisStore::create` under a fresh key prefix, which is deleted afterwards.
 //!
@@ -11,7 +11,6 @@
 //! Prints one line: `<store> <N> <bytes per session>`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use async_trait::async_trait;
@@ -115,26 +114,18 @@ fn resident_bytes() -> Result<u64> {
 
 async fn cache(n: u64) -> Result<f64> {
     let store = CachedStore::new(Nothing, n);
-    let samples = [0, n / 2, n.saturating_sub(1)];
-    let mut kept = Vec::with_capacity(samples.len());
     let before = resident_bytes()?;
     for i in 0..n {
-        let record = session(i);
-        if samples.contains(&i) {
-            kept.push(record.key);
-        }
-        store.create(&record).await.context("create")?;
+        store.create(&session(i)).await.context("create")?;
     }
-    // moka applies inserts through its pending queue; let it settle.
-    tokio::time::sleep(Duration::from_millis(200)).await;
     let after = resident_bytes()?;
-    // The figure only means something if the cache kept what it was given (nothing evicted).
-    for key in &kept {
-        if store.load(key).await.context("load")?.is_none() {
-            bail!("the cache did not keep its records");
-        }
+    // The cache divides its capacity among shards, so a full one may have let a few go: the
+    // figure is per record it holds, and only means something if it holds nearly all of them.
+    let held = store.cached_len() as u64;
+    if held < n - n / 20 {
+        bail!("the cache kept {held} of {n} records");
     }
-    Ok(after.saturating_sub(before) as f64 / n as f64)
+    Ok(after.saturating_sub(before) as f64 / held as f64)
 }
 
 async fn used_memory(conn: &mut redis::aio::MultiplexedConnection) -> Result<u64> {

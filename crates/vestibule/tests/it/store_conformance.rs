@@ -674,6 +674,114 @@ async fn a_cached_stores_load_latest_reads_past_its_copy() {
     );
 }
 
+/// A durable store whose `load` stops after reading, until told to go on: lets a test put a
+/// write between a cache fill's read and its insert.
+#[derive(Debug)]
+struct PausedLoads {
+    inner: MemoryStore,
+    read: tokio::sync::Notify,
+    go: tokio::sync::Notify,
+}
+
+#[async_trait::async_trait]
+impl SessionStore for PausedLoads {
+    async fn create(&self, r: &Record) -> Result<(), StoreError> {
+        self.inner.create(r).await
+    }
+    async fn load(
+        &self,
+        k: &vestibule::token::TokenHash,
+    ) -> Result<Option<Arc<Record>>, StoreError> {
+        let r = self.inner.load(k).await;
+        self.read.notify_one();
+        self.go.notified().await;
+        r
+    }
+    async fn load_latest(
+        &self,
+        k: &vestibule::token::TokenHash,
+    ) -> Result<Option<Arc<Record>>, StoreError> {
+        self.inner.load_latest(k).await
+    }
+    async fn save(
+        &self,
+        k: &vestibule::token::TokenHash,
+        d: &Delta,
+    ) -> Result<Arc<Record>, StoreError> {
+        self.inner.save(k, d).await
+    }
+    async fn delete(&self, k: &vestibule::token::TokenHash) -> Result<bool, StoreError> {
+        self.inner.delete(k).await
+    }
+    async fn list_user(&self, id: i64) -> Result<Vec<Record>, StoreError> {
+        self.inner.list_user(id).await
+    }
+    async fn delete_user(
+        &self,
+        id: i64,
+        keep: Option<&vestibule::token::TokenHash>,
+    ) -> Result<Vec<vestibule::token::TokenHash>, StoreError> {
+        self.inner.delete_user(id, keep).await
+    }
+    async fn revoke(&self, what: Revoke<'_>) -> Result<Ended, StoreError> {
+        vestibule::session::revoke_by_deleting(self, what).await
+    }
+    async fn delete_expired(&self) -> Result<u64, StoreError> {
+        self.inner.delete_expired().await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn count(&self) -> Result<u64, StoreError> {
+        self.inner.count().await
+    }
+}
+
+/// A cache fill that read a record before a delete went through cannot put it back afterwards:
+/// the fill and the delete of one key run one after the other (the key's lock). Without that,
+/// the revoked session would be served from memory until evicted.
+#[tokio::test]
+async fn a_fill_racing_a_delete_never_puts_the_record_back() {
+    let durable = PausedLoads {
+        inner: MemoryStore::new(100),
+        read: tokio::sync::Notify::new(),
+        go: tokio::sync::Notify::new(),
+    };
+    let r = record(Some(9), json!({}));
+    durable.inner.create(&r).await.expect("create");
+    let cached = Arc::new(CachedStore::new(durable, 100));
+    let key = r.key;
+    let fill = tokio::spawn({
+        let cached = cached.clone();
+        async move { cached.load(&key).await }
+    });
+    // The fill has read the live record and is paused before caching it.
+    cached.durable().read.notified().await;
+    let delete = tokio::spawn({
+        let cached = cached.clone();
+        async move { cached.delete(&key).await }
+    });
+    // Give the delete every chance to run ahead of the paused fill.
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    cached.durable().go.notify_one();
+    let filled = fill.await.expect("join").expect("load");
+    assert!(
+        filled.is_some(),
+        "the fill read the record before the delete"
+    );
+    assert!(delete.await.expect("join").expect("delete"));
+    // The next load misses the cache and reads the durable store again: let it through.
+    cached.durable().go.notify_one();
+    assert_eq!(
+        cached.load(&key).await.expect("load"),
+        None,
+        "a revoked session came back from the cache"
+    );
+}
+
 /// The cookie backend (`session.store = "cookie"`) seen through the store contract: the "store" is
 /// the browsers' cookie jars, modelled here as a map from session id to the sealed value the
 /// browser holds (plus the `User-Agent` it sends along). Every write seals the whole record with

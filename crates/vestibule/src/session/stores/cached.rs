@@ -3,8 +3,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use moka::future::Cache;
-use moka::ops::compute::{CompResult, Op};
+use tokio::sync::{Mutex, MutexGuard};
 
 use crate::session::record::{Delta, Record, now};
 use crate::session::store::{Ended, Revoke, SessionStore, StoreError};
@@ -12,16 +11,58 @@ use crate::token::TokenHash;
 
 /// Caches records of a durable store.
 ///
-/// Every write and every cache fill for a key runs under that key's lock (moka's per-key
-/// `compute`), so a fill that raced a write can never put a stale record back. Within one process
-/// the cache is therefore exactly as fresh as the durable store. Across processes it needs an
-/// [`Invalidation`] feed ([`CachedStore::coherent`]): every write is announced to the other
-/// instances, which drop their copy, and while this instance's feed is down the cache is bypassed.
+/// Every write and every cache fill for a key runs under that key's lock, so a fill that raced a
+/// write can never put a stale record back. Within one process the cache is therefore exactly as
+/// fresh as the durable store. Across processes it needs an [`Invalidation`] feed
+/// ([`CachedStore::coherent`]): every write is announced to the other instances, which drop their
+/// copy, and while this instance's feed is down the cache is bypassed.
 #[derive(Debug, Clone)]
 pub struct CachedStore<D> {
-    cache: Cache<TokenHash, Arc<Record>>,
+    shared: Arc<Shared>,
     durable: D,
     feed: Option<Arc<dyn Invalidation>>,
+}
+
+/// The cache and its key locks, shared with the [`CacheHandle`] an invalidation feed holds.
+///
+/// Why `quick_cache` and striped locks rather than moka's per-key `and_compute_with` (what this
+/// used until 2026-12-06): moka's entry costs about 310 bytes beside the record (its deques'
+/// nodes, access timestamps, a key hash in its own allocation) and every hit records itself in a
+/// channel for the LRU policy. quick_cache (S3-FIFO, no background work) keeps an entry in a
+/// slot of a sharded table. The per-key exclusion moka gave is a fixed array of locks indexed by
+/// the key (a SHA-256, so uniformly spread): two keys share a lock one time in
+/// [`KEY_LOCKS`], and then only their writes and fills wait for each other, never reads.
+/// `bench/session_bytes.sh` measures both (bench/RESULTS.md, "Bytes per session").
+#[derive(Debug)]
+struct Shared {
+    cache: quick_cache::sync::Cache<TokenHash, Arc<Record>>,
+    locks: Box<[Mutex<()>]>,
+}
+
+/// How many key locks a cache has (about 40 KB of them): enough that two requests writing
+/// different sessions at the same moment almost never share one.
+const KEY_LOCKS: usize = 1024;
+
+impl Shared {
+    fn new(capacity: u64) -> Self {
+        Self {
+            cache: quick_cache::sync::Cache::new(usize::try_from(capacity).unwrap_or(usize::MAX)),
+            locks: (0..KEY_LOCKS).map(|_| Mutex::new(())).collect(),
+        }
+    }
+
+    /// The lock for `key`'s writes and fills.
+    async fn lock(&self, key: &TokenHash) -> MutexGuard<'_, ()> {
+        let b = key.as_bytes();
+        let i = usize::from(u16::from_le_bytes([b[0], b[1]])) % self.locks.len();
+        self.locks[i].lock().await
+    }
+
+    /// Drops one key, under its lock (after any fill in flight for it).
+    async fn drop_key(&self, key: &TokenHash) {
+        let _held = self.lock(key).await;
+        self.cache.remove(key);
+    }
 }
 
 /// A channel between instances sharing one durable store: announces the keys this instance
@@ -41,36 +82,33 @@ pub trait Invalidation: Send + Sync + std::fmt::Debug + 'static {
 
 /// What an [`Invalidation`] feed may do to a cache when another instance announces a change.
 #[derive(Debug, Clone)]
-pub struct CacheHandle(Cache<TokenHash, Arc<Record>>);
+pub struct CacheHandle(Arc<Shared>);
 
 impl CacheHandle {
     /// Drops one key, under its lock (after any fill in flight for it).
     pub async fn drop_key(&self, key: TokenHash) {
-        self.0
-            .entry(key)
-            .and_compute_with(|_| std::future::ready(Op::Remove))
-            .await;
+        self.0.drop_key(&key).await;
     }
 
     /// Drops everything (the feed was interrupted: announcements may have been missed).
     pub fn drop_all(&self) {
-        self.0.invalidate_all();
+        self.0.cache.clear();
     }
 }
 
 impl<D: SessionStore> CachedStore<D> {
-    /// Caches up to `capacity` records of `durable`, least recently used evicted first.
+    /// Caches up to `capacity` records of `durable`; the eviction policy (S3-FIFO) keeps the
+    /// sessions in use and lets one-hit wonders go first.
     ///
     /// Only logged-in sessions are cached: anonymous ones cost a client nothing to create, and
     /// caching them would let a flood of anonymous requests evict every login from the cache.
     /// They are read from the durable store instead (their creation is rate-limited per client
     /// address, and they expire after `session.anonymous_timeout`).
     ///
-    /// No time-based eviction: every read checks the record's own expiry, and a time-to-live
-    /// would cost moka a clock read per hit.
+    /// No time-based eviction: every read checks the record's own expiry.
     pub fn new(durable: D, capacity: u64) -> Self {
         Self {
-            cache: Cache::builder().max_capacity(capacity).build(),
+            shared: Arc::new(Shared::new(capacity)),
             durable,
             feed: None,
         }
@@ -85,7 +123,7 @@ impl<D: SessionStore> CachedStore<D> {
         connect: impl FnOnce(CacheHandle) -> Arc<dyn Invalidation>,
     ) -> Self {
         let mut store = Self::new(durable, capacity);
-        store.feed = Some(connect(CacheHandle(store.cache.clone())));
+        store.feed = Some(connect(CacheHandle(store.shared.clone())));
         store
     }
 
@@ -103,39 +141,36 @@ impl<D: SessionStore> CachedStore<D> {
 
     /// Drops every cached record, e.g. when another process changed the durable store.
     pub fn invalidate_all(&self) {
-        self.cache.invalidate_all();
+        self.shared.cache.clear();
+    }
+
+    /// How many records are cached now.
+    pub fn cached_len(&self) -> usize {
+        self.shared.cache.len()
     }
 
     /// The durable store behind the cache.
     pub fn durable(&self) -> &D {
         &self.durable
     }
+
+    /// Puts `record` in the cache if it is a logged-in one, else drops `key` (anonymous sessions
+    /// are never cached, see [`Self::new`]). Callers hold the key's lock.
+    fn keep(&self, key: &TokenHash, record: &Arc<Record>) {
+        if record.user_id.is_some() {
+            self.shared.cache.insert(*key, record.clone());
+        } else {
+            self.shared.cache.remove(key);
+        }
+    }
 }
 
 #[async_trait]
 impl<D: SessionStore> SessionStore for CachedStore<D> {
     async fn create(&self, record: &Record) -> Result<(), StoreError> {
-        let durable = &self.durable;
-        let result = self
-            .cache
-            .entry(record.key)
-            .and_try_compute_with(|_| async move {
-                durable.create(record).await?;
-                // Anonymous sessions are not cached (see `Self::new`).
-                Ok::<_, StoreError>(if record.user_id.is_some() {
-                    Op::Put(Arc::new(record.clone()))
-                } else {
-                    Op::Remove
-                })
-            })
-            .await?;
-        debug_assert!(
-            record.user_id.is_none()
-                || matches!(
-                    result,
-                    CompResult::Inserted(_) | CompResult::ReplacedWith(_)
-                )
-        );
+        let _held = self.shared.lock(&record.key).await;
+        self.durable.create(record).await?;
+        self.keep(&record.key, &Arc::new(record.clone()));
         Ok(())
     }
 
@@ -154,90 +189,55 @@ impl<D: SessionStore> SessionStore for CachedStore<D> {
             Some(feed) => Some(feed.epoch()),
             None => None,
         };
-        if let Some(r) = self.cache.get(key).await {
+        if let Some(r) = self.shared.cache.get(key) {
             return Ok((!r.is_expired(t)).then_some(r));
         }
-        let durable = &self.durable;
-        let feed = &self.feed;
-        let mut uncached = None;
-        let uncached_ref = &mut uncached;
-        let result = self
-            .cache
-            .entry(*key)
-            .and_try_compute_with(|cur| async move {
-                Ok::<_, StoreError>(match cur {
-                    Some(_) => Op::Nop,
-                    None => match durable.load(key).await? {
-                        // The feed was interrupted during the read: announcements may have been
-                        // missed, so the record is used for this request only.
-                        // Anonymous sessions are never cached (see `Self::new`).
-                        Some(r)
-                            if r.user_id.is_none()
-                                || feed
-                                    .as_ref()
-                                    .is_some_and(|f| !f.is_live() || Some(f.epoch()) != epoch) =>
-                        {
-                            *uncached_ref = Some(r);
-                            Op::Nop
-                        }
-                        Some(r) => Op::Put(r),
-                        None => Op::Nop,
-                    },
-                })
-            })
-            .await?;
-        if let Some(r) = uncached {
-            return Ok(Some(r).filter(|r| !r.is_expired(t)));
+        let _held = self.shared.lock(key).await;
+        // A write or fill that held the lock before us may have cached it meanwhile.
+        if let Some(r) = self.shared.cache.get(key) {
+            return Ok((!r.is_expired(t)).then_some(r));
         }
-        Ok(match result {
-            CompResult::Inserted(e) | CompResult::ReplacedWith(e) | CompResult::Unchanged(e) => {
-                Some(e.into_value()).filter(|r| !r.is_expired(t))
-            }
-            _ => None,
-        })
+        let Some(r) = self.durable.load(key).await? else {
+            return Ok(None);
+        };
+        // The feed was interrupted during the read: announcements may have been missed, so the
+        // record is used for this request only. Anonymous sessions are never cached.
+        let interrupted = self
+            .feed
+            .as_ref()
+            .is_some_and(|f| !f.is_live() || Some(f.epoch()) != epoch);
+        if r.user_id.is_some() && !interrupted {
+            self.shared.cache.insert(*key, r.clone());
+        }
+        Ok((!r.is_expired(t)).then_some(r))
     }
 
     async fn save(&self, key: &TokenHash, delta: &Delta) -> Result<Arc<Record>, StoreError> {
-        let durable = &self.durable;
-        let mut anonymous = None;
-        let anonymous_ref = &mut anonymous;
-        let result = self
-            .cache
-            .entry(*key)
-            .and_try_compute_with(|_| async move {
-                match durable.save(key, delta).await {
-                    // Anonymous sessions are never cached (see `Self::new`).
-                    Ok(merged) if merged.user_id.is_none() => {
-                        *anonymous_ref = Some(merged);
-                        Ok(Op::Remove)
-                    }
-                    Ok(merged) => Ok(Op::Put(merged)),
-                    Err(StoreError::NotFound) => Ok(Op::Remove),
-                    Err(e) => Err(e),
+        let merged = {
+            let _held = self.shared.lock(key).await;
+            match self.durable.save(key, delta).await {
+                Ok(merged) => {
+                    self.keep(key, &merged);
+                    Ok(merged)
                 }
-            })
-            .await?;
+                Err(StoreError::NotFound) => {
+                    self.shared.cache.remove(key);
+                    Err(StoreError::NotFound)
+                }
+                Err(e) => return Err(e),
+            }
+        };
         self.announce(std::slice::from_ref(key)).await?;
-        if let Some(merged) = anonymous {
-            return Ok(merged);
-        }
-        match result {
-            CompResult::Inserted(e) | CompResult::ReplacedWith(e) => Ok(e.into_value()),
-            _ => Err(StoreError::NotFound),
-        }
+        merged
     }
 
     async fn delete(&self, key: &TokenHash) -> Result<bool, StoreError> {
-        let durable = &self.durable;
-        let mut existed = false;
-        let existed_ref = &mut existed;
-        self.cache
-            .entry(*key)
-            .and_try_compute_with(|_| async move {
-                *existed_ref = durable.delete(key).await?;
-                Ok::<_, StoreError>(Op::Remove)
-            })
-            .await?;
+        let existed = {
+            let _held = self.shared.lock(key).await;
+            let existed = self.durable.delete(key).await?;
+            self.shared.cache.remove(key);
+            existed
+        };
         self.announce(std::slice::from_ref(key)).await?;
         Ok(existed)
     }
@@ -254,10 +254,7 @@ impl<D: SessionStore> SessionStore for CachedStore<D> {
         let keys = self.durable.delete_user(user_id, keep).await?;
         for k in &keys {
             // Under the key's lock, so a fill that read the record before the delete is undone.
-            self.cache
-                .entry(*k)
-                .and_compute_with(|_| std::future::ready(Op::Remove))
-                .await;
+            self.shared.drop_key(k).await;
         }
         self.announce(&keys).await?;
         Ok(keys)
