@@ -11,6 +11,7 @@
 //! Prints one line: `<store> <N> <bytes per session>`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use async_trait::async_trait;
