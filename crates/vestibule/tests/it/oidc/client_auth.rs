@@ -155,7 +155,7 @@ async fn private_key_jwt_with_an_rsa_key_and_its_kid_logs_in_and_no_secret_is_se
     let c = browser();
     let cb_url = provider_login(&c, &app, "jay", "/app").await;
     assert_eq!(callback(&c, &cb_url).await, app.url("/app"), "logged in");
-    assert_eq!(me(&c, &app).await["username"], "jay");
+    assert_eq!(me(&c, &app).await["user"]["username"], "jay");
     let log = token_requests(&idp).await;
     assert_eq!(log.len(), 1, "{log:?}");
     assert_eq!(log[0]["grant_type"], "authorization_code");
@@ -263,7 +263,7 @@ async fn a_key_the_provider_does_not_hold_is_refused_with_oidc_client_rejected()
 }
 
 #[tokio::test]
-async fn client_secret_post_logs_in_and_a_wrong_secret_or_method_is_refused() {
+async fn client_secret_post_logs_in_and_a_wrong_secret_is_refused_with_oidc_client_rejected() {
     let ports = [free_port(), free_port(), free_port()];
     let cbs: Vec<String> = ports
         .iter()
@@ -272,16 +272,25 @@ async fn client_secret_post_logs_in_and_a_wrong_secret_or_method_is_refused() {
     let Some(idp) = Idp::start(json!({"redirect_uris": cbs})).await else {
         return;
     };
-    let post = |secret: &str, method: &str| {
-        let (issuer, secret, method) = (idp.issuer.clone(), secret.to_owned(), method.to_owned());
+    let client = |id: &str, secret: &str, method: &str| {
+        let (issuer, id, secret, method) = (
+            idp.issuer.clone(),
+            id.to_owned(),
+            secret.to_owned(),
+            method.to_owned(),
+        );
         move |raw: &mut RawConfig| {
-            provider(raw, "test", &issuer, "vestibule-post", &secret);
+            provider(raw, "test", &issuer, &id, &secret);
             raw.oidc.provider[0].client_auth = method;
         }
     };
     let good = vestibule(
         ports[0],
-        post(&idp.post_client_secret, "client_secret_post"),
+        client(
+            "vestibule-post",
+            &idp.post_client_secret,
+            "client_secret_post",
+        ),
     )
     .await;
     let c = browser();
@@ -293,16 +302,27 @@ async fn client_secret_post_logs_in_and_a_wrong_secret_or_method_is_refused() {
     assert_eq!(log[0]["client_id"], "vestibule-post", "{log:?}");
     assert_eq!(log[0]["status"], 200, "{log:?}");
 
-    // A wrong secret; the right secret by the method the client is not registered for.
+    // A wrong secret, in the body and (the default method) in the header: the provider answers
+    // invalid_client, which is the operator's configuration, not a bad code.
+    // (oidc-provider takes either secret method from a client registered for one of them, so
+    // a method mismatch between the two is not refused there.)
     for (port, tweak, method) in [
         (
             ports[1],
-            post("not-the-secret-0123456789", "client_secret_post"),
+            client(
+                "vestibule-post",
+                "not-the-secret-0123456789",
+                "client_secret_post",
+            ),
             "client_secret_post",
         ),
         (
             ports[2],
-            post(&idp.post_client_secret, "client_secret_basic"),
+            client(
+                "vestibule",
+                "not-the-secret-0123456789",
+                "client_secret_basic",
+            ),
             "client_secret_basic",
         ),
     ] {
@@ -383,8 +403,8 @@ async fn a_refresh_refused_with_invalid_client_answers_502_and_keeps_the_session
     assert_eq!(last["error"], "invalid_client", "{last}");
     // The operator's mistake costs the user nothing: still logged in on both instances, and the
     // refresh token (never accepted from `bad`) still works from `good`.
-    assert_eq!(me(&c, &bad).await["username"], "rolf");
-    assert_eq!(me(&c, &good).await["username"], "rolf");
+    assert_eq!(me(&c, &bad).await["user"]["username"], "rolf");
+    assert_eq!(me(&c, &good).await["user"]["username"], "rolf");
     let refreshed = relayed(&c, good.url("/api/x")).await;
     assert_ne!(refreshed, first, "refreshed by the good instance");
     assert!(provider_accepts(&idp, &refreshed).await);
