@@ -35,13 +35,13 @@ use super::{ProviderSettings, RelyingParty, err};
 use crate::error::{Error, ErrorCode};
 
 /// RFC 7523 section 2.2: the `client_assertion_type` of a JWT client assertion.
-pub(crate) const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /// How long an assertion is valid: one token request, plus clock skew. The provider keeps each
 /// `jti` until `exp` to refuse a replay, so a short life also bounds what it must remember.
 const ASSERTION_LIFETIME: i64 = 60;
 
 /// The configuration names of the methods, in `client_auth`.
-pub(crate) const METHODS: &[&str] = &[
+pub(super) const METHODS: &[&str] = &[
     "client_secret_basic",
     "client_secret_post",
     "private_key_jwt",
@@ -372,6 +372,8 @@ mod tests {
     use aws_lc_rs::signature::{self, KeyPair, UnparsedPublicKey};
     use base64::Engine;
     use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    use rustls_pki_types::PrivatePkcs1KeyDer;
+    use rustls_pki_types::pem::PemObject;
     use serde_json::Value;
 
     use super::AssertionKey;
@@ -428,12 +430,8 @@ mod tests {
         let key =
             AssertionKey::from_pem(RSA_PKCS1.as_bytes(), Some("k1".into())).expect("PKCS#1 reads");
         assert_eq!(key.alg(), "RS256");
-        let parsed = aws_lc_rs::rsa::KeyPair::from_der(
-            &rustls_pki_types::pem::PemObject::from_pem_slice(RSA_PKCS1.as_bytes())
-                .map(|k: rustls_pki_types::PrivatePkcs1KeyDer<'_>| k.secret_pkcs1_der().to_vec())
-                .expect("pem"),
-        )
-        .expect("rsa");
+        let pkcs1 = PrivatePkcs1KeyDer::from_pem_slice(RSA_PKCS1.as_bytes()).expect("pem");
+        let parsed = aws_lc_rs::rsa::KeyPair::from_der(pkcs1.secret_pkcs1_der()).expect("rsa");
         let jws = key
             .assertion("vestibule-jwt", "https://idp.example/token", 1_700_000_000)
             .expect("signs");

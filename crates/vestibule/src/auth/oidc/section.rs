@@ -62,8 +62,8 @@ pub struct RawProvider {
     pub client_auth: String,
     /// `private_key_jwt`: the PEM file of the client's private key, unencrypted — RSA (signs
     /// RS256, 2048 bits at least) or EC P-256 (ES256), in PKCS#8 (`BEGIN PRIVATE KEY`), PKCS#1
-    /// (`BEGIN RSA PRIVATE KEY`) or SEC1 (`BEGIN EC PRIVATE KEY`). Read at start; register its
-    /// public key (or a JWKS URL serving it) at the provider.
+    /// (`BEGIN RSA PRIVATE KEY`) or SEC1 (`BEGIN EC PRIVATE KEY`). Read and checked at start (a
+    /// relative path from the working directory); register its public key at the provider.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub private_key_file: Option<String>,
     /// `private_key_jwt`: the `kid` of the assertions' header, as registered with the public key
