@@ -403,7 +403,8 @@ impl RelyingParty {
     /// [`CallbackError`]: 400 `oidc_state_mismatch` (no flow, another provider's, a wrong or
     /// expired state), 400 `oidc_issuer_mismatch`, 401 `oidc_provider_error` (the provider
     /// answered an error), 401 `oidc_code_rejected`, 401 `oidc_id_token_invalid`, 401
-    /// `oidc_nonce_mismatch`, 401 `oidc_id_token_expired`, 503 `oidc_provider_unavailable`.
+    /// `oidc_nonce_mismatch`, 401 `oidc_id_token_expired`, 502 `oidc_client_rejected` (the
+    /// provider refused this server's client authentication), 503 `oidc_provider_unavailable`.
     pub async fn callback(
         &self,
         session: &Session,
