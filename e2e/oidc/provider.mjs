@@ -4,8 +4,11 @@
 //   node e2e/oidc/provider.mjs '{"redirect_uris": ["http://127.0.0.1:1234/auth/oidc/test/callback"]}'
 //
 // Prints one JSON line once it listens: {"issuer", "client_id", "client_secret", "other_client_id",
-// "other_client_secret"}. Two confidential clients: `vestibule` (the one under test) and
-// `other` (whose codes must not work for `vestibule`: code injection).
+// "other_client_secret", "post_client_id", "post_client_secret", "jwt_client_id"}. Confidential
+// clients: `vestibule` (the one under test, client_secret_basic), `other` (whose codes must not
+// work for `vestibule`: code injection), `vestibule-post` (client_secret_post) and, with
+// `jwt_client_keys`, `vestibule-jwt` (private_key_jwt). The vestibule* clients share
+// redirect_uris.
 //
 // Its login page is a one-field form (any username logs in as that account: this is a test
 // provider); consent is granted automatically. Options (the JSON argument):
@@ -18,10 +21,17 @@
 //                         party whose configuration must name the issuer before it starts
 //   conform_id_token_claims true: the scopes' claims only at userinfo, not in the ID token
 //                         (Core 5.4, as many providers do; default false)
+//   refresh_token_ttl     seconds a refresh token lives (default 3600)
+//   jwt_client_keys       the public keys of `vestibule-jwt`: [{"pem": "-----BEGIN PUBLIC KEY-----…",
+//                         "kid": "k1"}] (kid optional), registered as its jwks
 //
 // GET /_test/refreshes answers {"refreshes", "refresh_errors"}: the refresh_token grants served
 // and refused so far (the test of one refresh across Vestibule instances counts them).
+// GET /_test/token_auth answers {"requests": [...]}: every token endpoint request so far, in
+// order, as {grant_type, client_id, method, status, error, and for private_key_jwt: alg, kid,
+// jti, iss, sub, aud, iat, exp} (method: how the client authenticated, read from the request).
 import http from 'node:http';
+import { createPublicKey } from 'node:crypto';
 import { once } from 'node:events';
 import Provider from 'oidc-provider';
 
@@ -36,6 +46,20 @@ const issuer = `http://127.0.0.1:${port}`;
 
 const CLIENT = { id: 'vestibule', secret: 'vestibule-test-secret-0123456789abcdef' };
 const OTHER = { id: 'other', secret: 'other-test-secret-0123456789abcdefgh' };
+const POST = { id: 'vestibule-post', secret: 'vestibule-post-test-secret-0123456789ab' };
+const JWT = { id: 'vestibule-jwt' };
+
+// `vestibule-jwt`'s keys: the public PEMs given, as a JWKS.
+const jwtKeys = (options.jwt_client_keys || []).map(({ pem, kid }) => ({
+  ...createPublicKey(pem).export({ format: 'jwk' }),
+  ...(kid ? { kid } : {}),
+  use: 'sig',
+}));
+const relyingParty = {
+  redirect_uris: options.redirect_uris || [],
+  grant_types: ['authorization_code', 'refresh_token'],
+  response_types: ['code'],
+};
 
 const accounts = new Map();
 const provider = new Provider(issuer, {
@@ -52,6 +76,10 @@ const provider = new Provider(issuer, {
         ? { backchannel_logout_uri: options.backchannel_logout_uri, backchannel_logout_session_required: true }
         : {}),
     },
+    { client_id: POST.id, client_secret: POST.secret, ...relyingParty, token_endpoint_auth_method: 'client_secret_post' },
+    ...(jwtKeys.length
+      ? [{ client_id: JWT.id, ...relyingParty, token_endpoint_auth_method: 'private_key_jwt', jwks: { keys: jwtKeys } }]
+      : []),
     {
       client_id: OTHER.id,
       client_secret: OTHER.secret,
@@ -99,7 +127,7 @@ const provider = new Provider(issuer, {
     Interaction: 600,
     Session: 3600,
     Grant: 3600,
-    RefreshToken: 3600,
+    RefreshToken: options.refresh_token_ttl || 3600,
   },
   issueRefreshToken: async () => true,
   // Every refresh hands out a new refresh token and uses up the old one (what OAuth 2.0 Security
@@ -142,6 +170,49 @@ provider.on('grant.error', (ctx) => {
   if (ctx.oidc?.params?.grant_type === 'refresh_token') refreshErrors += 1;
 });
 
+// Every token endpoint request: which client, how it authenticated, what it got.
+const tokenRequests = [];
+function segment(jwt, i) {
+  try {
+    return JSON.parse(Buffer.from(jwt.split('.')[i], 'base64url').toString('utf8'));
+  } catch {
+    return {};
+  }
+}
+provider.use(async (ctx, next) => {
+  await next();
+  if (ctx.method !== 'POST' || ctx.path !== '/token') return;
+  const params = ctx.oidc?.params || {};
+  const authorization = ctx.headers.authorization || '';
+  const entry = { grant_type: params.grant_type, status: ctx.status, error: ctx.body?.error };
+  if (authorization.toLowerCase().startsWith('basic ')) {
+    entry.method = 'client_secret_basic';
+    entry.client_id = decodeURIComponent(Buffer.from(authorization.slice(6), 'base64').toString().split(':')[0]);
+  } else if (params.client_assertion) {
+    const header = segment(params.client_assertion, 0);
+    const payload = segment(params.client_assertion, 1);
+    Object.assign(entry, {
+      method: 'private_key_jwt',
+      client_id: params.client_id || payload.sub,
+      alg: header.alg,
+      kid: header.kid,
+      jti: payload.jti,
+      iss: payload.iss,
+      sub: payload.sub,
+      aud: payload.aud,
+      iat: payload.iat,
+      exp: payload.exp,
+    });
+  } else if (params.client_secret) {
+    entry.method = 'client_secret_post';
+    entry.client_id = params.client_id;
+  } else {
+    entry.method = 'none';
+    entry.client_id = params.client_id;
+  }
+  tokenRequests.push(entry);
+});
+
 function page(res, status, html) {
   res.writeHead(status, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
   res.end(`<!doctype html><html><head><title>Test IdP</title></head><body>${html}</body></html>`);
@@ -161,6 +232,10 @@ provider.on('backchannel.error', (_ctx, err, client) => {
 const handler = provider.callback();
 server.on('request', async (req, res) => {
   try {
+    if (req.url === '/_test/token_auth') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      return res.end(JSON.stringify({ requests: tokenRequests }));
+    }
     if (req.url === '/_test/refreshes') {
       res.writeHead(200, { 'content-type': 'application/json' });
       return res.end(JSON.stringify({ refreshes, refresh_errors: refreshErrors }));
@@ -204,6 +279,9 @@ process.stdout.write(
     client_secret: CLIENT.secret,
     other_client_id: OTHER.id,
     other_client_secret: OTHER.secret,
+    post_client_id: POST.id,
+    post_client_secret: POST.secret,
+    jwt_client_id: jwtKeys.length ? JWT.id : null,
   })}\n`,
 );
 process.on('SIGTERM', () => process.exit(0));

@@ -164,6 +164,11 @@ pub enum ErrorCode {
     OidcIdTokenExpired,
     /// The OpenID provider did not answer (discovery, keys, token endpoint); retry later.
     OidcProviderUnavailable,
+    /// The provider's token endpoint refused this server's client authentication
+    /// (`invalid_client`: a wrong client secret or key, or a `client_auth` method the client is
+    /// not registered for). The operator's configuration, not the user's doing: a session that
+    /// was relaying the provider's tokens is kept.
+    OidcClientRejected,
     /// Unlinking this identity would leave the account without any way to log in.
     OidcLastLogin,
     /// A back-channel logout token does not verify (signature, algorithm, issuer, audience,
@@ -239,6 +244,7 @@ impl ErrorCode {
             | ErrorCode::OidcNonceMismatch
             | ErrorCode::OidcIdTokenExpired => StatusCode::UNAUTHORIZED,
             ErrorCode::OidcProviderUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::OidcClientRejected => StatusCode::BAD_GATEWAY,
             ErrorCode::OidcLastLogin => StatusCode::CONFLICT,
             ErrorCode::OidcLogoutTokenInvalid => StatusCode::BAD_REQUEST,
             ErrorCode::OidcIdentityTaken => StatusCode::CONFLICT,

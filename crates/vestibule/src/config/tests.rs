@@ -699,3 +699,158 @@ fn email_keys_are_checked_and_the_transport_derived() {
     raw.email.smtp_url = Some(SecretString("smtps://u:hunter2@mail.acme.test".into()));
     assert!(!format!("{:?}", raw.validate().expect("valid")).contains("hunter2"));
 }
+
+/// `[[oidc.provider]]` `client_auth`: each method asks for its own credential, and a
+/// `private_key_jwt` key must be readable and usable when the configuration is loaded (not at the
+/// first login).
+#[test]
+fn oidc_client_auth_methods_need_their_credentials() {
+    use crate::auth::oidc::{ClientAuth, RawProvider};
+    let dir = tempfile::tempdir().expect("dir");
+    let rsa = format!(
+        "{}/tests/it/fixtures/oidc-test-rsa.pem",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let not_a_key = dir.path().join("not-a-key.pem");
+    std::fs::write(
+        &not_a_key,
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .expect("write");
+    let not_a_key = not_a_key.display().to_string();
+    let missing = dir.path().join("missing.pem").display().to_string();
+    let with = |tweak: &dyn Fn(&mut RawProvider)| {
+        let mut raw = RawConfig::default();
+        let mut p = RawProvider {
+            name: "idp".into(),
+            issuer: "https://idp.example".into(),
+            client_id: "vestibule".into(),
+            ..Default::default()
+        };
+        tweak(&mut p);
+        raw.oidc.provider.push(p);
+        raw.validate()
+    };
+    let problems = |tweak: &dyn Fn(&mut RawProvider)| -> Vec<(String, String)> {
+        match with(tweak) {
+            Err(ConfigError::Invalid(p)) => p.into_iter().map(|p| (p.key, p.message)).collect(),
+            Ok(_) => Vec::new(),
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let said = |tweak: &dyn Fn(&mut RawProvider), key: &str, why: &str| {
+        let got = problems(tweak);
+        assert!(
+            got.iter()
+                .any(|(k, m)| k == &format!("oidc.provider[0].{key}") && m.contains(why)),
+            "want {key} / {why:?}, got {got:#?}"
+        );
+    };
+    let secret = |p: &mut RawProvider| p.client_secret = Some(SecretString("s3cret".into()));
+
+    // The default, client_secret_basic, and client_secret_post need the secret.
+    said(&|_| {}, "client_secret", "private_key_jwt");
+    said(
+        &|p| p.client_auth = "client_secret_post".into(),
+        "client_secret",
+        "is required",
+    );
+    let c = with(&|p| {
+        secret(p);
+        p.client_auth = "client_secret_post".into();
+    })
+    .expect("valid");
+    assert!(matches!(
+        c.oidc.providers[0].client_auth,
+        ClientAuth::SecretPost
+    ));
+    let c = with(&secret).expect("valid");
+    assert!(matches!(
+        c.oidc.providers[0].client_auth,
+        ClientAuth::SecretBasic
+    ));
+    said(
+        &|p| {
+            secret(p);
+            p.client_auth = "client_secret_jwt".into();
+        },
+        "client_auth",
+        "private_key_jwt",
+    );
+    // A key with a secret method is a mistake, not a silent no-op.
+    said(
+        &|p| {
+            secret(p);
+            p.private_key_file = Some(rsa.clone());
+        },
+        "private_key_file",
+        "only with client_auth = \"private_key_jwt\"",
+    );
+    said(
+        &|p| {
+            secret(p);
+            p.key_id = Some("k1".into());
+        },
+        "key_id",
+        "only with",
+    );
+
+    // private_key_jwt: no secret, a key file that reads and parses.
+    let jwt = |p: &mut RawProvider| p.client_auth = "private_key_jwt".into();
+    said(&jwt, "private_key_file", "is required");
+    said(
+        &|p| {
+            jwt(p);
+            p.private_key_file = Some(missing.clone());
+        },
+        "private_key_file",
+        "cannot read",
+    );
+    said(
+        &|p| {
+            jwt(p);
+            p.private_key_file = Some(not_a_key.clone());
+        },
+        "private_key_file",
+        "no unencrypted private key",
+    );
+    said(
+        &|p| {
+            jwt(p);
+            p.private_key_file = Some(rsa.clone());
+            p.key_id = Some(String::new());
+        },
+        "key_id",
+        "1-256 characters",
+    );
+    let ok = |p: &mut RawProvider| {
+        jwt(p);
+        p.private_key_file = Some(rsa.clone());
+        p.key_id = Some("k1".into());
+    };
+    let c = with(&ok).expect("valid without a secret");
+    let ClientAuth::PrivateKeyJwt(key) = &c.oidc.providers[0].client_auth else {
+        panic!("private_key_jwt");
+    };
+    assert_eq!(key.alg(), "RS256");
+    assert!(c.oidc.providers[0].client_secret.is_none());
+    assert!(
+        !format!("{c:?}").contains("MII"),
+        "no key material in Debug"
+    );
+    // HMAC ID tokens are verified with the client secret: not without one.
+    said(
+        &|p| {
+            ok(p);
+            p.id_token_algs = vec!["HS256".into()];
+        },
+        "id_token_algs",
+        "set client_secret",
+    );
+    with(&|p| {
+        ok(p);
+        secret(p);
+        p.id_token_algs = vec!["HS256".into()];
+    })
+    .expect("HS256 with a secret");
+}

@@ -44,6 +44,8 @@ fn repo_root() -> std::path::PathBuf {
 pub(crate) struct Idp {
     pub(crate) issuer: String,
     pub(crate) client_secret: String,
+    /// `vestibule-post`'s secret (client_secret_post).
+    pub(crate) post_client_secret: String,
     child: std::process::Child,
 }
 
@@ -92,6 +94,10 @@ impl Idp {
         Some(Self {
             issuer: info["issuer"].as_str().expect("issuer").to_owned(),
             client_secret: info["client_secret"].as_str().expect("secret").to_owned(),
+            post_client_secret: info["post_client_secret"]
+                .as_str()
+                .expect("post secret")
+                .to_owned(),
             child,
         })
     }
@@ -904,4 +910,5 @@ async fn a_verified_email_links_when_opted_in_and_the_last_way_in_cannot_be_unli
 }
 
 mod accounts;
+mod client_auth;
 mod refresh;

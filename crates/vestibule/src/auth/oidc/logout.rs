@@ -259,11 +259,14 @@ impl RelyingParty {
         let mut m = self.metadata(p, false).await?;
         if alg_name.starts_with("HS") {
             // HMAC: the client secret is the key (only when the operator listed the algorithm).
+            // Never an empty key: without a secret (private_key_jwt) no HMAC token verifies
+            // (the configuration refuses HS* without client_secret too).
             let secret = p
                 .client_secret
                 .as_ref()
                 .map(|s| s.0.clone())
-                .unwrap_or_default();
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| invalid("an HMAC-signed logout token, and no client secret"))?;
             CoreJsonWebKey::new_symmetric(secret.into_bytes())
                 .verify_signature(&alg, message.as_bytes(), &signature)
                 .map_err(|_| invalid("the logout token's signature does not verify"))?;

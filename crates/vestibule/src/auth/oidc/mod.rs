@@ -12,6 +12,7 @@
 //! mix-up, a fresh JWKS fetch when a token names a key the cached set lacks (key rotation),
 //! and the mapping of an identity (issuer, subject) to a Vestibule user.
 
+mod client_auth;
 mod http;
 mod identities;
 mod logout;
@@ -28,13 +29,14 @@ use openidconnect::core::{
     CoreProviderMetadata,
 };
 use openidconnect::{
-    AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, IssuerUrl,
-    Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl,
-    RequestTokenError, Scope, SignatureVerificationError, TokenResponse,
+    ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce,
+    OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope,
+    SignatureVerificationError, TokenResponse,
 };
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
+pub use self::client_auth::{AssertionKey, ClientAuth};
 pub use self::identities::{Identities, Identity};
 pub use self::logout::{LOGIN_KEY, SID_KEY};
 pub use self::relay::ProviderTokens;
@@ -401,7 +403,8 @@ impl RelyingParty {
     /// [`CallbackError`]: 400 `oidc_state_mismatch` (no flow, another provider's, a wrong or
     /// expired state), 400 `oidc_issuer_mismatch`, 401 `oidc_provider_error` (the provider
     /// answered an error), 401 `oidc_code_rejected`, 401 `oidc_id_token_invalid`, 401
-    /// `oidc_nonce_mismatch`, 401 `oidc_id_token_expired`, 503 `oidc_provider_unavailable`.
+    /// `oidc_nonce_mismatch`, 401 `oidc_id_token_expired`, 502 `oidc_client_rejected` (the
+    /// provider refused this server's client authentication), 503 `oidc_provider_unavailable`.
     pub async fn callback(
         &self,
         session: &Session,
@@ -469,44 +472,23 @@ impl RelyingParty {
             )));
         };
         let client = self.client(p, m.clone()).map_err(&fail)?;
-        let response = client
-            .exchange_code(AuthorizationCode::new(code))
-            .map_err(|e| {
+        let grant = client_auth::Grant::Code {
+            code,
+            verifier: flow.pkce_verifier.clone(),
+        };
+        let response = self.token_request(p, &m, grant).await.map_err(|e| match e {
+            client_auth::TokenFailure::ClientRejected(e) => fail(e),
+            client_auth::TokenFailure::GrantRefused(code) => {
+                audit!("oidc.refused", provider = %p.name, reason = "code_rejected", "OpenID code exchange refused by the provider");
                 fail(err(
-                    ErrorCode::OidcProviderUnavailable,
-                    "the provider has no token endpoint",
-                )
-                .with_source(e))
-            })?
-            .set_pkce_verifier(PkceCodeVerifier::new(flow.pkce_verifier.clone()))
-            .request_async(&self.0.http)
-            .await
-            .map_err(|e| match e {
-                RequestTokenError::ServerResponse(r) => {
-                    audit!("oidc.refused", provider = %p.name, reason = "code_rejected", "OpenID code exchange refused by the provider");
-                    fail(err(
-                        ErrorCode::OidcCodeRejected,
-                        format!(
-                            "the provider refused the authorization code: {}",
-                            r.error().as_ref()
-                        ),
-                    ))
-                }
-                RequestTokenError::Parse(e, _) => fail(
-                    err(
-                        ErrorCode::OidcIdTokenInvalid,
-                        "the token response does not parse (a malformed ID token?)",
-                    )
-                    .with_source(e),
-                ),
-                other => fail(
-                    err(
-                        ErrorCode::OidcProviderUnavailable,
-                        "the provider's token endpoint did not answer as expected",
-                    )
-                    .with_source(other),
-                ),
-            })?;
+                    ErrorCode::OidcCodeRejected,
+                    format!("the provider refused the authorization code: {code}"),
+                ))
+            }
+            client_auth::TokenFailure::Malformed(e) | client_auth::TokenFailure::Unavailable(e) => {
+                fail(e)
+            }
+        })?;
         let Some(id_token) = response.id_token() else {
             return Err(fail(err(
                 ErrorCode::OidcIdTokenInvalid,

@@ -4,9 +4,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use openidconnect::{OAuth2TokenResponse, RequestTokenError};
+use openidconnect::OAuth2TokenResponse;
 use serde::{Deserialize, Serialize};
 
+use super::client_auth::TokenFailure;
 use super::{RelyingParty, TOKENS_KEY, err};
 use crate::error::{Error, ErrorCode, Result};
 use crate::session::{Delta, Session, SharedLock, now};
@@ -91,7 +92,8 @@ impl RelyingParty {
     /// the session ends.
     ///
     /// # Errors
-    /// 401 `session_expired` (the refresh was refused: logged out), 503
+    /// 401 `session_expired` (the refresh was refused: logged out), 502 `oidc_client_rejected`
+    /// (the provider refused Vestibule's client authentication: the session is kept), 503
     /// `oidc_provider_unavailable` (the provider did not answer and the token has expired), 503
     /// `store_unavailable`.
     pub async fn access_token(&self, session: &Session, user_id: i64) -> Result<Option<String>> {
@@ -167,17 +169,8 @@ impl RelyingParty {
         };
         let p = self.provider(&tokens.provider)?;
         let m = self.metadata(p, false).await?;
-        let client = self.client(p, m)?;
-        let answer = client
-            .exchange_refresh_token(&openidconnect::RefreshToken::new(refresh.clone()))
-            .map_err(|e| {
-                err(
-                    ErrorCode::OidcProviderUnavailable,
-                    "the provider has no token endpoint",
-                )
-                .with_source(e)
-            })?
-            .request_async(&self.0.http)
+        let answer = self
+            .token_request(p, &m, super::client_auth::Grant::Refresh(refresh.clone()))
             .await;
         match answer {
             Ok(r) => {
@@ -196,10 +189,10 @@ impl RelyingParty {
                 audit!("oidc.refresh", user_id, provider = %tokens.provider, "provider access token refreshed");
                 Ok(Some(fresh))
             }
-            Err(RequestTokenError::ServerResponse(r)) => {
+            Err(TokenFailure::GrantRefused(error)) => {
                 // Refused for good (revoked, expired, the user logged out at the provider):
                 // this session's login through the provider is over.
-                audit!("oidc.refresh_refused", user_id, provider = %tokens.provider, error = %r.error().as_ref(), "provider refused the refresh token: session ended");
+                audit!("oidc.refresh_refused", user_id, provider = %tokens.provider, error = %error, "provider refused the refresh token: session ended");
                 session.flush().await?;
                 Err(err(
                     ErrorCode::SessionExpired,
@@ -207,7 +200,14 @@ impl RelyingParty {
                 )
                 .with_hint("log in again"))
             }
-            Err(e) => {
+            Err(TokenFailure::ClientRejected(e)) => {
+                // The provider refused Vestibule itself (a wrong secret or key: the operator's
+                // configuration), not this login: the session and its refresh token stay, and
+                // work again once the configuration is fixed (or on a correctly configured
+                // instance).
+                Err(e)
+            }
+            Err(TokenFailure::Malformed(e) | TokenFailure::Unavailable(e)) => {
                 tracing::warn!(provider = %tokens.provider, error = %e, "token refresh failed");
                 if tokens.expires_at.is_some_and(|x| x > at) {
                     Ok(None)

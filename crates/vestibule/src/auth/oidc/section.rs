@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::client_auth::{AssertionKey, ClientAuth, METHODS};
 use crate::problem::Problems;
 use crate::settings::SecretString;
 
@@ -48,10 +49,27 @@ pub struct RawProvider {
     pub issuer: String,
     /// The client id registered at the provider.
     pub client_id: String,
-    /// The client secret (`client_secret_basic`). Keep it out of the file: `VESTIBULE_OIDC__…`
-    /// or a secrets manager.
+    /// The client secret (`client_secret_basic` and `client_secret_post`; with
+    /// `private_key_jwt` only to verify ID tokens signed with it, `HS256`…). Keep it out of the
+    /// file: `VESTIBULE_OIDC__…` or a secrets manager.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_secret: Option<SecretString>,
+    /// How Vestibule authenticates to the provider's token endpoint (the code exchange and every
+    /// refresh): `client_secret_basic` (the secret in the `Authorization` header),
+    /// `client_secret_post` (in the form body) or `private_key_jwt` (a JWT signed with
+    /// `private_key_file`, RFC 7523: no shared secret). The provider must have the client
+    /// registered with the same method.
+    pub client_auth: String,
+    /// `private_key_jwt`: the PEM file of the client's private key, unencrypted — RSA (signs
+    /// RS256, 2048 bits at least) or EC P-256 (ES256), in PKCS#8 (`BEGIN PRIVATE KEY`), PKCS#1
+    /// (`BEGIN RSA PRIVATE KEY`) or SEC1 (`BEGIN EC PRIVATE KEY`). Read and checked at start (a
+    /// relative path from the working directory); register its public key at the provider.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub private_key_file: Option<String>,
+    /// `private_key_jwt`: the `kid` of the assertions' header, as registered with the public key
+    /// at the provider (needed when the provider holds several keys for the client).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
     /// Scopes asked for besides `openid`.
     pub scopes: Vec<String>,
     /// ID-token signature algorithms accepted. `none` is never accepted; `HS256`/`HS384`/`HS512`
@@ -73,6 +91,9 @@ impl Default for RawProvider {
             issuer: String::new(),
             client_id: String::new(),
             client_secret: None,
+            client_auth: "client_secret_basic".into(),
+            private_key_file: None,
+            key_id: None,
             scopes: vec!["profile".into(), "email".into()],
             id_token_algs: vec![
                 "RS256".into(),
@@ -124,6 +145,8 @@ pub struct ProviderSettings {
     pub client_id: String,
     /// Client secret.
     pub client_secret: Option<SecretString>,
+    /// How the token endpoint is told who Vestibule is (with the key for `private_key_jwt`).
+    pub client_auth: ClientAuth,
     /// Scopes besides `openid`.
     pub scopes: Vec<String>,
     /// Accepted ID-token algorithms (validated names).
@@ -196,10 +219,15 @@ impl RawOidc {
             if raw.client_id.is_empty() {
                 p.add(&key("client_id"), "is required".into());
             }
-            if raw.client_secret.as_ref().is_none_or(|s| s.0.is_empty()) {
+            let client_auth = client_auth(raw, &key, p);
+            let has_secret = raw.client_secret.as_ref().is_some_and(|s| !s.0.is_empty());
+            if !has_secret && !matches!(client_auth, Some(ClientAuth::PrivateKeyJwt(_))) {
                 p.add(
                     &key("client_secret"),
-                    "is required (a confidential client: Vestibule is the backend that holds the tokens)".into(),
+                    format!(
+                        "is required with client_auth = {:?} (a confidential client: Vestibule is the backend that holds the tokens); client_auth = \"private_key_jwt\" needs a private_key_file instead",
+                        raw.client_auth
+                    ),
                 );
             }
             let mut algs = Vec::new();
@@ -207,7 +235,14 @@ impl RawOidc {
                 if ASYMMETRIC.contains(&alg.as_str()) {
                     algs.push(alg.clone());
                 } else if HMAC.contains(&alg.as_str()) {
-                    // Listed by the operator: the provider signs with the client secret.
+                    // Listed by the operator: the provider signs with the client secret, which
+                    // must then be set (an empty key would let anyone sign).
+                    if !has_secret {
+                        p.add(
+                            &key("id_token_algs"),
+                            format!("{alg:?} is verified with the client secret: set client_secret, or leave {alg:?} out"),
+                        );
+                    }
                     algs.push(alg.clone());
                 } else {
                     p.add(
@@ -242,7 +277,8 @@ impl RawOidc {
                 label: raw.label.clone().unwrap_or_else(|| raw.name.clone()),
                 issuer: raw.issuer.clone(),
                 client_id: raw.client_id.clone(),
-                client_secret: raw.client_secret.clone(),
+                client_secret: raw.client_secret.clone().filter(|s| !s.0.is_empty()),
+                client_auth: client_auth.unwrap_or(ClientAuth::SecretBasic),
                 scopes: raw.scopes.clone(),
                 id_token_algs: algs,
                 username_claim: raw.claims.username.clone(),
@@ -254,6 +290,82 @@ impl RawOidc {
             link_verified_email: self.link_verified_email,
             flow_timeout,
             providers,
+        }
+    }
+}
+
+/// `client_auth` with its key: `None` (after saying why) when the method is unknown or its key
+/// cannot be used.
+fn client_auth(
+    raw: &RawProvider,
+    key: &dyn Fn(&str) -> String,
+    p: &mut Problems,
+) -> Option<ClientAuth> {
+    let jwt_only = |p: &mut Problems, k: &str| {
+        p.add(
+            &key(k),
+            format!(
+                "is used only with client_auth = \"private_key_jwt\" (client_auth is {:?})",
+                raw.client_auth
+            ),
+        );
+    };
+    match raw.client_auth.as_str() {
+        "client_secret_basic" | "client_secret_post" => {
+            if raw.private_key_file.is_some() {
+                jwt_only(p, "private_key_file");
+            }
+            if raw.key_id.is_some() {
+                jwt_only(p, "key_id");
+            }
+            Some(if raw.client_auth == "client_secret_post" {
+                ClientAuth::SecretPost
+            } else {
+                ClientAuth::SecretBasic
+            })
+        }
+        "private_key_jwt" => {
+            let kid = raw.key_id.clone();
+            if let Some(kid) = &kid
+                && (kid.is_empty() || kid.len() > 256 || kid.chars().any(char::is_control))
+            {
+                p.add(
+                    &key("key_id"),
+                    "must be 1-256 characters without control characters (the kid registered at the provider)".into(),
+                );
+                return None;
+            }
+            let Some(file) = raw.private_key_file.as_deref().filter(|f| !f.is_empty()) else {
+                p.add(
+                    &key("private_key_file"),
+                    "is required with client_auth = \"private_key_jwt\": the PEM file of the client's private key (RSA or EC P-256)".into(),
+                );
+                return None;
+            };
+            let pem = match std::fs::read(file) {
+                Ok(pem) => pem,
+                Err(e) => {
+                    p.add(
+                        &key("private_key_file"),
+                        format!("cannot read {file:?}: {e}"),
+                    );
+                    return None;
+                }
+            };
+            match AssertionKey::from_pem(&pem, kid) {
+                Ok(k) => Some(ClientAuth::PrivateKeyJwt(std::sync::Arc::new(k))),
+                Err(why) => {
+                    p.add(&key("private_key_file"), format!("{file:?} {why}"));
+                    None
+                }
+            }
+        }
+        other => {
+            p.add(
+                &key("client_auth"),
+                format!("{other:?} must be one of {}", METHODS.join(", ")),
+            );
+            None
         }
     }
 }

@@ -104,7 +104,7 @@ pub(crate) async fn get_start(
     ),
     responses(
         StoreErrors,
-        (status = 303, description = "To `return_to`: logged in, or `?mfa_required=1` (a second factor is due: `/auth/mfa/*`), or `?oidc_error=<code>`: `oidc_state_mismatch`, `oidc_issuer_mismatch`, `oidc_provider_error`, `oidc_code_rejected`, `oidc_id_token_invalid`, `oidc_nonce_mismatch`, `oidc_id_token_expired`, `oidc_provider_unavailable`, `signup_disabled`, `account_disabled`, `username_taken`"),
+        (status = 303, description = "To `return_to`: logged in, or `?mfa_required=1` (a second factor is due: `/auth/mfa/*`), or `?oidc_error=<code>`: `oidc_state_mismatch`, `oidc_issuer_mismatch`, `oidc_provider_error`, `oidc_code_rejected`, `oidc_id_token_invalid`, `oidc_nonce_mismatch`, `oidc_id_token_expired`, `oidc_provider_unavailable`, `oidc_client_rejected` (the provider refused this server's client authentication: its configuration), `signup_disabled`, `account_disabled`, `username_taken`"),
         (status = 400, description = "`oidc_state_mismatch`: no login through a provider was started in this session", body = ErrorBody),
         (status = 404, description = "`oidc_provider_unknown`", body = ErrorBody),
     ),
