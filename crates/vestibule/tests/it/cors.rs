@@ -608,43 +608,9 @@ async fn the_configured_layer_and_the_debug_endpoint() {
     assert_eq!(body["verdict"]["csrf_trusted"], true);
 }
 
-/// Log lines written while a test runs (the test runtime is single-threaded, so the server's
-/// tasks log to the same thread-local subscriber).
-#[derive(Clone, Default)]
-struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if let Ok(mut v) = self.0.lock() {
-            v.extend_from_slice(buf);
-        }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        self.0
-            .lock()
-            .map(|v| String::from_utf8_lossy(&v).into_owned())
-            .unwrap_or_default()
-    }
-}
-
 #[tokio::test]
 async fn refusals_are_logged_with_the_origin_and_the_key_that_would_allow_it() {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = crate::support::Captured::install();
     let f = serve(config()).await;
     f.preflight("https://evil.test", "POST", None).await;
     f.preflight("http://localhost:3000", "PROPFIND", None).await;

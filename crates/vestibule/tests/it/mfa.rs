@@ -165,6 +165,32 @@ async fn totp_login_needs_a_fresh_code_and_rotates_the_session() {
     assert_error(alice.delete("/auth/mfa/totp").await, 404, "mfa_not_enabled").await;
 }
 
+/// Removing the account's last second factor is audited (`mfa.last_factor_removed`, named in
+/// docs/SECURITY.md): the account is back to the password alone.
+#[tokio::test]
+async fn removing_the_last_factor_is_audited() {
+    let (logs, _guard) = crate::support::Captured::install();
+    settle_in_step().await;
+    let app = TestApp::spawn().await;
+    let mut alice = app.signed_up("alice", PASSWORD).await;
+    let me: Value = alice.get("/auth/me").await.json().await.expect("json");
+    let id = me["user"]["id"].as_i64().expect("user id");
+    enrol(&mut alice).await;
+    assert!(
+        !logs.text().contains("mfa.last_factor_removed"),
+        "no removal yet:\n{}",
+        logs.text()
+    );
+    assert_eq!(alice.delete("/auth/mfa/totp").await.status(), 204);
+    let text = logs.text();
+    assert!(
+        text.lines().any(|l| l.contains("mfa.last_factor_removed")
+            && l.contains(&format!("user_id={id}"))
+            && l.contains("totp")),
+        "no audit line for the removal:\n{text}"
+    );
+}
+
 #[tokio::test]
 async fn codes_two_steps_away_are_refused_one_step_back_accepted() {
     settle_in_step().await;

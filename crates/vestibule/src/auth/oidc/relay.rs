@@ -31,8 +31,8 @@ enum Turn {
 }
 
 /// The provider's tokens as the session keeps them (see [`TOKENS_KEY`]); never sent to the
-/// browser.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// browser. Its `Debug` leaves the tokens out, so a `{:?}` in a log line cannot leak them.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct ProviderTokens {
     /// The provider's name.
     pub provider: String,
@@ -321,10 +321,44 @@ impl RelyingParty {
     }
 }
 
+impl std::fmt::Debug for ProviderTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderTokens")
+            .field("provider", &self.provider)
+            .field("access_token", &"<redacted>")
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("expires_at", &self.expires_at)
+            .field("subject", &self.subject)
+            .field("lifetime", &self.lifetime)
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::TOKENS_DOMAIN;
     use crate::auth::mfa::SecretBox;
+
+    #[test]
+    fn debug_output_holds_no_token() {
+        let t = super::ProviderTokens {
+            provider: "idp".into(),
+            access_token: "at-5ecret".into(),
+            refresh_token: Some("rt-5ecret".into()),
+            expires_at: Some(1),
+            subject: "sub-1".into(),
+            lifetime: Some(60),
+        };
+        let shown = format!("{t:?}");
+        assert!(!shown.contains("5ecret"), "{shown}");
+        assert!(
+            shown.contains("sub-1") && shown.contains("<redacted>"),
+            "{shown}"
+        );
+    }
 
     #[test]
     fn sealed_tokens_and_totp_secrets_do_not_open_as_each_other() {
