@@ -51,7 +51,17 @@ pub(super) fn build_store_sharing(
             ))),
             None,
         ),
-        StoreKind::Redis => (Arc::new(redis()?.0), None),
+        StoreKind::Redis => {
+            // No cache here, yet its writes are announced: instances with a cache on the same
+            // Redis drop what this one changes (see `CachedStore::announcing`).
+            let (store, rc) = redis()?;
+            let publisher = store.clone();
+            let announcing = CachedStore::announcing(store, |handle| {
+                let feed: Arc<dyn Invalidation> = RedisInvalidation::start(publisher, &rc, handle);
+                feed
+            });
+            (Arc::new(announcing), None)
+        }
         StoreKind::CachedRedis => {
             let (store, rc) = redis()?;
             let publisher = store.clone();

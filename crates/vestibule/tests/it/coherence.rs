@@ -125,3 +125,75 @@ async fn the_cache_is_bypassed_while_the_feed_is_down() {
         .expect("delete behind the cache");
     assert!(cached.load(&r2.key).await.expect("load").is_some());
 }
+
+/// An instance without a read cache (`session.redis_cache = false`) beside one with it on the
+/// same Redis, both built as the server builds them: a session the uncached one ends is not
+/// served by the cached one's next read (it was, until its copy was evicted, when only cached
+/// instances announced their writes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uncached_instances_writes_reach_the_cached_ones() {
+    let Some((rc, _guard)) = redis_config().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = vestibule::db::Database::open(&dir.path().join("u.db"))
+        .await
+        .expect("db opens");
+    let build = |cache: bool| {
+        let mut raw = crate::support::test_raw_config();
+        raw.session.store = vestibule::config::RawStore::One(rc.urls[0].clone());
+        raw.session.redis_prefix = rc.prefix.clone();
+        raw.session.redis_cache = cache;
+        let config = raw.validate().expect("valid config");
+        vestibule::server::build_store(&config, &db)
+            .expect("store builds")
+            .0
+    };
+    let uncached = build(false);
+    let cached = build(true);
+    // Behind both: writes nobody announces, to see when the cached instance serves its copy.
+    let raw = RedisStore::new(&rc).expect("redis store");
+    let mut serving_copies = false;
+    for _ in 0..200 {
+        let r = record(Some(1), json!({"n": 0}));
+        uncached.create(&r).await.expect("create");
+        cached.load(&r.key).await.expect("load");
+        raw.save(&r.key, &touch(json!({"n": 1})))
+            .await
+            .expect("save");
+        let seen = cached.load(&r.key).await.expect("load").expect("live");
+        if seen.data["n"] == json!(0) {
+            serving_copies = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(serving_copies, "the cached instance never used its cache");
+    for round in 0..10 {
+        let r = record(Some(100 + round), json!({"n": 0}));
+        uncached.create(&r).await.expect("create");
+        assert!(cached.load(&r.key).await.expect("load").is_some());
+        uncached
+            .save(&r.key, &touch(json!({"n": 1})))
+            .await
+            .expect("save");
+        assert_eq!(
+            cached.load(&r.key).await.expect("load").expect("live").data["n"],
+            json!(1),
+            "round {round}: a stale copy after the uncached instance's write"
+        );
+        if round % 2 == 0 {
+            assert!(uncached.delete(&r.key).await.expect("delete"));
+        } else {
+            uncached
+                .delete_user(100 + round, None)
+                .await
+                .expect("revoke");
+        }
+        assert_eq!(
+            cached.load(&r.key).await.expect("load"),
+            None,
+            "round {round}: the cached instance served a session the uncached one ended"
+        );
+    }
+}

@@ -21,6 +21,8 @@ pub struct CachedStore<D> {
     shared: Arc<Shared>,
     durable: D,
     feed: Option<Arc<dyn Invalidation>>,
+    /// `false` for [`CachedStore::announcing`]: nothing is kept, writes are only announced.
+    caching: bool,
 }
 
 /// The cache and its key locks, shared with the [`CacheHandle`] an invalidation feed holds.
@@ -111,6 +113,7 @@ impl<D: SessionStore> CachedStore<D> {
             shared: Arc::new(Shared::new(capacity)),
             durable,
             feed: None,
+            caching: true,
         }
     }
 
@@ -124,6 +127,20 @@ impl<D: SessionStore> CachedStore<D> {
     ) -> Self {
         let mut store = Self::new(durable, capacity);
         store.feed = Some(connect(CacheHandle(store.shared.clone())));
+        store
+    }
+
+    /// No cache, but this instance's writes are announced on the feed like a coherent cache's:
+    /// what an instance without a read cache (`session.redis_cache = false`) runs, so the
+    /// instances with one that share its store drop what it changes (a deployment switching the
+    /// cache on or off runs both kinds at once). Without it, they would serve a session it
+    /// ended until their copy was evicted.
+    pub fn announcing(
+        durable: D,
+        connect: impl FnOnce(CacheHandle) -> Arc<dyn Invalidation>,
+    ) -> Self {
+        let mut store = Self::coherent(durable, 1, connect);
+        store.caching = false;
         store
     }
 
@@ -157,7 +174,7 @@ impl<D: SessionStore> CachedStore<D> {
     /// Puts `record` in the cache if it is a logged-in one, else drops `key` (anonymous sessions
     /// are never cached, see [`Self::new`]). Callers hold the key's lock.
     fn keep(&self, key: &TokenHash, record: &Arc<Record>) {
-        if record.user_id.is_some() {
+        if self.caching && record.user_id.is_some() {
             self.shared.cache.insert(*key, record.clone());
         } else {
             self.shared.cache.remove(key);
@@ -183,6 +200,9 @@ impl<D: SessionStore> SessionStore for CachedStore<D> {
 
     async fn load(&self, key: &TokenHash) -> Result<Option<Arc<Record>>, StoreError> {
         let t = now();
+        if !self.caching {
+            return self.durable.load(key).await;
+        }
         let epoch = match &self.feed {
             // Deaf to the other instances: the cache may be stale, so it is neither read nor filled.
             Some(feed) if !feed.is_live() => return self.durable.load(key).await,
