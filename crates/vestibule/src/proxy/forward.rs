@@ -204,6 +204,11 @@ impl UpstreamProxy {
         let up = &self.upstream;
         let navigation = is_navigation(req.headers());
         let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+        // What the connection's owner asks an upgraded connection to hold until it ends (the
+        // server's connection slot, see `HeldByUpgrade`).
+        let held = upgrade
+            .as_ref()
+            .and_then(|_| req.extensions().get::<HeldByUpgrade>().cloned());
         let (mut parts, body) = req.into_parts();
 
         let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
@@ -353,6 +358,7 @@ impl UpstreamProxy {
             }
             let url = up.url.clone();
             tokio::spawn(async move {
+                let _held = held;
                 let (client, upstream) = tokio::join!(client_up, upstream_up);
                 match (client, upstream) {
                     (Ok(c), Ok(u)) => {
@@ -371,6 +377,19 @@ impl UpstreamProxy {
         }
         // The body streams as it arrives: nothing is buffered here.
         Response::from_parts(rparts, Body::new(rbody))
+    }
+}
+
+/// Something a connection's owner needs kept alive as long as the connection is, put in each
+/// request's extensions. An upgraded (WebSocket) connection outlives the HTTP exchange that
+/// started it: the tunnel holds this until it closes, so the server's `limits.max_connections`
+/// slot stays taken (hyper hands the socket over and ends the HTTP connection at the upgrade).
+#[derive(Clone)]
+pub struct HeldByUpgrade(pub Arc<dyn Send + Sync>);
+
+impl std::fmt::Debug for HeldByUpgrade {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HeldByUpgrade")
     }
 }
 

@@ -25,6 +25,7 @@ use axum::http::header::{self, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 
 pub use self::config::{ProxyConfig, RawDev, RawUpstream, Upstream, UpstreamPolicy};
+pub use self::forward::HeldByUpgrade;
 use self::forward::{ClientSide, UpstreamProxy};
 use crate::error::{Error, ErrorCode};
 use crate::session::Session;

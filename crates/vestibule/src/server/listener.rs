@@ -27,6 +27,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tower::Service;
 
+use crate::proxy::HeldByUpgrade;
+
 /// Connection-level limits (`[limits]`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ConnLimits {
@@ -113,10 +115,13 @@ pub(crate) async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let activity = Arc::new(Activity::new());
+        // The slot is held by the connection and, past a WebSocket upgrade, by the tunnel.
+        let slot = Arc::new(permit);
         let service = ConnService {
             router: router.clone(),
             peer,
             activity: activity.clone(),
+            held: HeldByUpgrade(slot.clone()),
         };
         let io = TokioIo::new(stream);
         let service = TowerToHyperService::new(service);
@@ -127,13 +132,13 @@ pub(crate) async fn serve(
                 let conn = auto
                     .serve_connection_with_upgrades(io, service)
                     .into_owned();
-                tokio::spawn(drive(conn, activity, idle, stopping, permit));
+                tokio::spawn(drive(conn, activity, idle, stopping, slot));
             }
             None => {
                 let conn = ErrInto {
                     inner: h1.serve_connection(io, service).with_upgrades(),
                 };
-                tokio::spawn(drive(conn, activity, idle, stopping, permit));
+                tokio::spawn(drive(conn, activity, idle, stopping, slot));
             }
         }
     }
@@ -158,7 +163,7 @@ async fn drive<C>(
     activity: Arc<Activity>,
     idle: Duration,
     mut stopping: watch::Receiver<bool>,
-    permit: OwnedSemaphorePermit,
+    slot: Arc<OwnedSemaphorePermit>,
 ) where
     C: Future<Output = Result<(), ConnError>> + Graceful,
 {
@@ -191,7 +196,7 @@ async fn drive<C>(
             }
         }
     }
-    drop(permit);
+    drop(slot);
 }
 
 /// The error both connection kinds end with.
@@ -329,6 +334,7 @@ struct ConnService {
     router: Router,
     peer: SocketAddr,
     activity: Arc<Activity>,
+    held: HeldByUpgrade,
 }
 
 impl<B> Service<http::Request<B>> for ConnService
@@ -347,6 +353,7 @@ where
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let mut req = req.map(Body::new);
         req.extensions_mut().insert(ConnectInfo(self.peer));
+        req.extensions_mut().insert(self.held.clone());
         let in_flight = if req.version() == http::Version::HTTP_2 {
             Some(InFlight::start(&self.activity))
         } else {

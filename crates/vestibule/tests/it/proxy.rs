@@ -821,6 +821,64 @@ async fn websockets_pass_through_with_origin_and_subprotocol() {
     assert_eq!(seen, vec![(origin, "vite-hmr".to_owned())]);
 }
 
+/// An open WebSocket keeps its `limits.max_connections` slot until it closes: the upgraded
+/// tunnel outlives the HTTP connection that started it, and used to give the slot back at the
+/// upgrade (so a client could hold any number of sockets open past the cap).
+#[tokio::test]
+async fn open_websockets_count_against_max_connections() {
+    let (url, _) = ws_upstream().await;
+    let app = gateway(|r| {
+        r.upstream = vec![upstream_cfg("/ws", &url, UpstreamPolicy::AnonymousOk)];
+        r.limits.max_connections = 2;
+    })
+    .await;
+    let open = || async {
+        let mut req = format!("{}/ws", app.base.replace("http://", "ws://"))
+            .into_client_request()
+            .expect("request");
+        req.headers_mut()
+            .insert("origin", app.base.parse().expect("value"));
+        let (mut ws, _) = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio_tungstenite::connect_async(req),
+        )
+        .await
+        .expect("in time")
+        .expect("handshake through the proxy");
+        ws.send(Message::text("hi")).await.expect("send");
+        let back = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("echo in time")
+            .expect("open")
+            .expect("message");
+        assert_eq!(back.into_text().expect("text").as_str(), "hi");
+        ws
+    };
+    let mut first = open().await;
+    let _second = open().await;
+    // Both slots are held by the tunnels: a third connection is not served.
+    let health = app.url("/healthz");
+    let refused = reqwest::Client::new()
+        .get(&health)
+        .timeout(Duration::from_millis(800))
+        .send()
+        .await;
+    assert!(
+        refused.is_err(),
+        "a third connection was served while two WebSockets held both slots: {refused:?}"
+    );
+    // Closing one gives its slot back.
+    let _ = first.close(None).await;
+    drop(first);
+    let res = reqwest::Client::new()
+        .get(&health)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .expect("served once a WebSocket closed");
+    assert_eq!(res.status(), 200);
+}
+
 #[tokio::test]
 async fn a_cross_site_websocket_is_refused_at_the_gateway() {
     let (url, seen) = ws_upstream().await;
