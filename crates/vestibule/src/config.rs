@@ -243,6 +243,8 @@ pub struct Config {
     pub body_read_timeout: Duration,
     /// Slowest average request body in bytes per second (0: off).
     pub body_min_rate: u64,
+    /// Longest a response write may wait for the client to read.
+    pub send_timeout: Duration,
     /// Whether h2c is served.
     pub http2: bool,
     /// Concurrent streams per HTTP/2 connection.
@@ -589,6 +591,7 @@ impl RawConfig {
             header_read_timeout: limits.header_read_timeout,
             body_read_timeout: limits.body_read_timeout,
             body_min_rate: self.limits.body_min_rate,
+            send_timeout: limits.send_timeout,
             http2: self.limits.http2,
             http2_max_streams: self.limits.http2_max_streams,
             max_sessions_per_user: self.limits.max_sessions_per_user,

@@ -45,6 +45,10 @@ pub struct RawLimits {
     /// `body_read_timeout` is used up (0: only `body_read_timeout` between two reads). Only time
     /// spent waiting for the client counts.
     pub body_min_rate: u64,
+    /// Longest a response write may wait for the client to read ("60s", like nginx's
+    /// `send_timeout`): a client that asks for a large answer and stops reading is cut off
+    /// instead of holding its connection slot for ever.
+    pub send_timeout: String,
     /// Serve HTTP/2 without TLS (h2c, prior knowledge) besides HTTP/1.1. Off: browsers never speak
     /// h2c, so only a front proxy that does needs it, and each h2c connection carries many
     /// requests past `max_connections`.
@@ -68,6 +72,7 @@ impl Default for RawLimits {
             header_read_timeout: "15s".into(),
             body_read_timeout: "15s".into(),
             body_min_rate: 1024,
+            send_timeout: "60s".into(),
             http2: false,
             http2_max_streams: 100,
             max_sessions_per_user: 100,
@@ -81,6 +86,7 @@ pub(crate) struct LimitSettings {
     pub(crate) trusted_proxies: TrustedProxies,
     pub(crate) header_read_timeout: Duration,
     pub(crate) body_read_timeout: Duration,
+    pub(crate) send_timeout: Duration,
 }
 
 impl RawLimits {
@@ -103,6 +109,7 @@ impl RawLimits {
         let header_read_timeout =
             p.duration("limits.header_read_timeout", &self.header_read_timeout);
         let body_read_timeout = p.duration("limits.body_read_timeout", &self.body_read_timeout);
+        let send_timeout = p.duration("limits.send_timeout", &self.send_timeout);
         if self.http2_max_streams == 0 {
             p.add("limits.http2_max_streams", "must be at least 1".into());
         }
@@ -131,6 +138,7 @@ impl RawLimits {
             trusted_proxies: trusted_proxies?,
             header_read_timeout: header_read_timeout?,
             body_read_timeout: body_read_timeout?,
+            send_timeout: send_timeout?,
         })
     }
 }

@@ -37,6 +37,8 @@ pub(crate) struct ConnLimits {
     /// Time a client has to send a request's headers, and to start its next request on a
     /// kept-alive connection; also how long an HTTP/2 connection may stay without a request.
     pub(crate) header_read_timeout: Duration,
+    /// Longest a write may wait for the client to read (`limits.send_timeout`).
+    pub(crate) send_timeout: Duration,
     /// Whether h2c (HTTP/2 with prior knowledge) is served besides HTTP/1.1.
     pub(crate) http2: bool,
     /// Concurrent streams per HTTP/2 connection.
@@ -123,7 +125,7 @@ pub(crate) async fn serve(
             activity: activity.clone(),
             held: HeldByUpgrade(slot.clone()),
         };
-        let io = TokioIo::new(stream);
+        let io = TokioIo::new(SendTimeout::new(stream, limits.send_timeout));
         let service = TowerToHyperService::new(service);
         let stopping = stopping.clone();
         let idle = limits.header_read_timeout;
@@ -212,7 +214,7 @@ trait Graceful {
 impl Graceful
     for hyper_util::server::conn::auto::UpgradeableConnection<
         'static,
-        TokioIo<TcpStream>,
+        TokioIo<SendTimeout>,
         Svc,
         TokioExecutor,
     >
@@ -223,7 +225,7 @@ impl Graceful
 }
 
 impl Graceful
-    for ErrInto<hyper::server::conn::http1::UpgradeableConnection<TokioIo<TcpStream>, Svc>>
+    for ErrInto<hyper::server::conn::http1::UpgradeableConnection<TokioIo<SendTimeout>, Svc>>
 {
     fn shutdown_gracefully(self: Pin<&mut Self>) {
         self.project().inner.graceful_shutdown();
@@ -428,5 +430,102 @@ impl hyper::body::Body for CountedBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+pin_project! {
+    /// The client socket, whose writes fail once one has waited `limit` for the client to make
+    /// room (it stopped reading). hyper has no write timeout, and its header and body timeouts
+    /// only cover reading: without this, a client that asks for a large answer and never reads
+    /// it keeps its connection slot for ever. Only a write that is pending arms the timer, so
+    /// the fast path is a plain delegation.
+    pub(crate) struct SendTimeout {
+        #[pin]
+        inner: TcpStream,
+        limit: Duration,
+        stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+    }
+}
+
+impl SendTimeout {
+    fn new(inner: TcpStream, limit: Duration) -> Self {
+        Self {
+            inner,
+            limit,
+            stalled: None,
+        }
+    }
+}
+
+/// What a write that made progress or failed returns as is, and a pending one checks against
+/// the deadline (armed at its first `Pending`).
+fn check_stall<T>(
+    res: Poll<std::io::Result<T>>,
+    stalled: &mut Option<Pin<Box<tokio::time::Sleep>>>,
+    limit: Duration,
+    cx: &mut Context<'_>,
+) -> Poll<std::io::Result<T>> {
+    match res {
+        Poll::Ready(r) => {
+            *stalled = None;
+            Poll::Ready(r)
+        }
+        Poll::Pending => {
+            let timer = stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+            if timer.as_mut().poll(cx).is_ready() {
+                *stalled = None;
+                return Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the client stopped reading (limits.send_timeout)",
+                )));
+            }
+            Poll::Pending
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for SendTimeout {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        self.project().inner.poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for SendTimeout {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.project();
+        let res = this.inner.poll_write(cx, buf);
+        check_stall(res, this.stalled, *this.limit, cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.project();
+        let res = this.inner.poll_write_vectored(cx, bufs);
+        check_stall(res, this.stalled, *this.limit, cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.project();
+        let res = this.inner.poll_flush(cx);
+        check_stall(res, this.stalled, *this.limit, cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.project().inner.poll_shutdown(cx)
     }
 }

@@ -570,6 +570,7 @@ impl App {
             conn_limits: listener::ConnLimits {
                 max_connections: config.max_connections,
                 header_read_timeout: config.header_read_timeout,
+                send_timeout: config.send_timeout,
                 http2: config.http2,
                 http2_max_streams: config.http2_max_streams,
                 // hyper's hard caps sit well above the JSON-explained limits.

@@ -411,3 +411,54 @@ async fn shutdown_finishes_requests_in_flight_and_closes_idle_connections() {
         .expect("the server stopped once drained")
         .expect("task");
 }
+
+/// A client that asks for a large answer and stops reading is cut off after
+/// `limits.send_timeout` (its connection slot freed), instead of holding the connection while
+/// the server waits to write: here through the gateway, a 64 MiB download never read.
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_off_at_the_send_timeout() {
+    const BIG: usize = 64 << 20;
+    let router = Router::new().route("/api/big", axum::routing::get(|| async { vec![b'x'; BIG] }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    let app = TestApp::spawn_with(|raw| {
+        short_timeouts(raw);
+        raw.limits.send_timeout = "1s".into();
+        raw.limits.max_connections = 2;
+        raw.upstream = vec![RawUpstream {
+            prefix: "/api".into(),
+            url: format!("http://{addr}"),
+            policy: UpstreamPolicy::AnonymousOk,
+            ..RawUpstream::default()
+        }];
+    })
+    .await;
+    let (mut r, mut w) = connect(&app).await.into_split();
+    w.write_all(b"GET /api/big HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("request");
+    // Not reading: the socket buffers fill and the server's write waits.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    let deadline = tokio::time::Instant::now() + CLOSED_WITHIN;
+    let closed = loop {
+        match tokio::time::timeout_at(deadline, r.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => break true,
+            Ok(Ok(n)) => got += n,
+            Err(_) => break false,
+        }
+    };
+    assert!(closed, "the connection stayed open");
+    assert!(
+        got < BIG,
+        "the whole answer was still there to read ({got} bytes): the server waited for the client"
+    );
+    healthz_answers_within_a_second(&app).await;
+    drop(w);
+}
