@@ -248,7 +248,7 @@ if [ "${SKIP_PURGE:-0}" != 1 ]; then
     # `expiry` deletes them all. Its debug line says when it finished.
     PURGE_INTERVAL_TOML="${PURGE_INTERVAL}s" SERVER_LOG="warn,vestibule::server=debug" \
         start_server "$dir" "$dir/vestibule.db" cached-sqlite
-    before=$(sqlite3 "file:$dir/vestibule.db?mode=ro" 'SELECT count(*) FROM sessions' 2>/dev/null || echo "?")
+    before=$(sqlite3 -readonly "$dir/vestibule.db" 'SELECT count(*) FROM sessions' 2>/dev/null || echo "?")
     : >"$TMP/purge-windows.tsv"
     # Bounded: windows until two purge intervals (and 15 s) after expiry, at most 400.
     stop_at=$((expiry + 2 * PURGE_INTERVAL + 15))
@@ -257,18 +257,20 @@ if [ "${SKIP_PURGE:-0}" != 1 ]; then
         ws=$(date +%s.%N)
         timeout $((PURGE_WINDOW + 20)) "${PIN_WRK[@]}" wrk -t1 -c"$CONNS" -d"${PURGE_WINDOW}s" --latency \
             -H "$COOKIE" "http://$HOST:$PORT/auth/me" >"$TMP/wrk-purge-$w.txt"
-        printf '%s\t%s\t%s\t%s\t%s\n' "$w" "$ws" "$(rps "purge-$w")" "$(pct "purge-$w" 99)" \
-            "$(awk '/Latency/ && NF >= 4 { print $4; exit }' "$TMP/wrk-purge-$w.txt")" >>"$TMP/purge-windows.tsv"
+        # window, start (Unix s), req/s, p99 ms, max, start relative to the sessions' expiry (s)
+        printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$w" "$ws" "$(rps "purge-$w")" "$(pct "purge-$w" 99)" \
+            "$(awk '/Latency/ && NF >= 4 { print $4; exit }' "$TMP/wrk-purge-$w.txt")" \
+            "$(awk -v a="$ws" -v e="$expiry" 'BEGIN { printf "%+.1f", a - e }')" >>"$TMP/purge-windows.tsv"
     done
-    after=$(sqlite3 "file:$dir/vestibule.db?mode=ro" 'SELECT count(*) FROM sessions' 2>/dev/null || echo "?")
+    after=$(sqlite3 -readonly "$dir/vestibule.db" 'SELECT count(*) FROM sessions' 2>/dev/null || echo "?")
     purged_line=$(grep -m1 'expired sessions purged' "$dir/server.log" || true)
     stop_server
     cp "$TMP/purge-windows.tsv" "$RES/growth-purge.tsv"
     # shellcheck disable=SC2046 # one number per window
     med_p99=$(median $(cut -f4 "$TMP/purge-windows.tsv"))
     PURGE_LINE=$(awk -F'\t' -v before="$before" -v after="$after" -v n="$PURGE_N" -v med="$med_p99" '
-        { if ($4 != "?" && $4 + 0 > worst) { worst = $4 + 0; ww = $1; wr = $3 }
-          if (NR == 1 || $3 + 0 < minr) { minr = $3 + 0; mw = $1 } }
+        { if ($4 != "?" && $4 + 0 > worst) { worst = $4 + 0; ww = $1 " (at expiry" $6 " s)"; wr = $3 }
+          if (NR == 1 || $3 + 0 < minr) { minr = $3 + 0; mw = $1 " (at expiry" $6 " s)" } }
         END { printf "purge: %d windows of '"$PURGE_WINDOW"' s; sessions %s before, %s after (%d seeded to expire); worst p99 window #%s: %.2f ms (%s req/s); median window p99 %s ms; slowest window #%s: %s req/s", NR, before, after, n - 1, ww, worst, wr, med, mw, minr }' \
         "$TMP/purge-windows.tsv")
     PURGE_WORST=$(awk -F'\t' '$4 != "?" && $4 + 0 > w { w = $4 + 0 } END { printf "%.2f", w }' "$TMP/purge-windows.tsv")
