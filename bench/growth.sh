@@ -13,7 +13,7 @@
 #
 # Knobs: COUNTS ("1000 100000 1000000"), STORES ("cached-sqlite sqlite"), DURATION (s per wrk
 # run, 10), ROUNDS (3), WARMUP (s, 2), CONNS (32), SERVER_CPUS (0), WRK_CPUS (1),
-# PG_URL (postgres://127.0.0.1:5432/postgres: where to CREATE/DROP the run's database; empty
+# PG_URL (postgres://postgres@127.0.0.1:5432/postgres: where to CREATE/DROP the run's database; empty
 # skips PostgreSQL), SKIP_LOGIN=1, LOGIN_CONNS (4), SKIP_PURGE=1, PURGE_N (1000000), PURGE_TTL
 # (s from seeding until those sessions expire, 150), PURGE_INTERVAL (s, 20), PURGE_WINDOW (s per
 # wrk window, 2), SKIP_BUILD=1, VEST_BIN, SEED_BIN, CARGO_TARGET_DIR.
@@ -32,7 +32,7 @@ WARMUP="${WARMUP:-2}"
 CONNS="${CONNS:-32}"
 SERVER_CPUS="${SERVER_CPUS:-0}"
 WRK_CPUS="${WRK_CPUS:-1}"
-PG_URL="${PG_URL-postgres://127.0.0.1:5432/postgres}"
+PG_URL="${PG_URL-postgres://postgres@127.0.0.1:5432/postgres}"
 LOGIN_CONNS="${LOGIN_CONNS:-4}"
 PURGE_N="${PURGE_N:-1000000}"
 PURGE_TTL="${PURGE_TTL:-150}"
@@ -119,7 +119,7 @@ purge_interval = "${PURGE_INTERVAL_TOML:-10m}"
 login_per_ip = "off"
 login_per_user = "off"
 login_per_device = "off"
-$4
+${4:-}
 TOML
     (cd "$dir" && exec "${PIN_SRV[@]}" env -i PATH="$PATH" HOME="$HOME" TOKIO_WORKER_THREADS="$WORKERS" \
         VESTIBULE_LOG="${SERVER_LOG:-warn}" "$VEST_BIN" serve --listen "$HOST:$PORT") >"$dir/server.log" 2>&1 &
@@ -263,7 +263,7 @@ if [ "${SKIP_PURGE:-0}" != 1 ]; then
             "$(awk -v a="$ws" -v e="$expiry" 'BEGIN { printf "%+.1f", a - e }')" >>"$TMP/purge-windows.tsv"
     done
     after=$(sqlite3 -readonly "$dir/vestibule.db" 'SELECT count(*) FROM sessions' 2>/dev/null || echo "?")
-    purged_line=$(grep -m1 'expired sessions purged' "$dir/server.log" || true)
+    purged_line=$(sed 's/[[0-9;]*m//g' "$dir/server.log" | grep -m1 'expired sessions purged' || true)
     stop_server
     cp "$TMP/purge-windows.tsv" "$RES/growth-purge.tsv"
     # shellcheck disable=SC2046 # one number per window
