@@ -263,7 +263,7 @@ if [ "${SKIP_PURGE:-0}" != 1 ]; then
             "$(awk -v a="$ws" -v e="$expiry" 'BEGIN { printf "%+.1f", a - e }')" >>"$TMP/purge-windows.tsv"
     done
     after=$(sqlite3 -readonly "$dir/vestibule.db" 'SELECT count(*) FROM sessions' 2>/dev/null || echo "?")
-    purged_line=$(sed 's/[[0-9;]*m//g' "$dir/server.log" | grep -m1 'expired sessions purged' || true)
+    purged_line=$(sed 's/\x1b\[[0-9;]*m//g' "$dir/server.log" | grep -m1 'expired sessions purged' || true)
     stop_server
     cp "$TMP/purge-windows.tsv" "$RES/growth-purge.tsv"
     # shellcheck disable=SC2046 # one number per window
