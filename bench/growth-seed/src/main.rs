@@ -182,19 +182,25 @@ async fn seed_postgres(url: &str, n: u64, ttl: i64) -> Result<SecretToken> {
     let db = Database::connect(&location, Duration::from_secs(30)).await?;
     db.close().await;
     use sqlx::ConnectOptions;
-    let mut conn: sqlx::PgConnection = url.parse::<sqlx::postgres::PgConnectOptions>()?.connect().await?;
+    let mut conn: sqlx::PgConnection = url
+        .parse::<sqlx::postgres::PgConnectOptions>()?
+        .connect()
+        .await?;
     let token = seed!(conn, n, ttl, true);
     // Later inserts (a login's new user, say) must not collide with the explicit ids.
-    sqlx::query("SELECT setval(pg_get_serial_sequence('users', 'id'), (SELECT max(id) FROM users))")
-        .execute(&mut conn)
-        .await?;
+    sqlx::query(
+        "SELECT setval(pg_get_serial_sequence('users', 'id'), (SELECT max(id) FROM users))",
+    )
+    .execute(&mut conn)
+    .await?;
     sqlx::query("ANALYZE users").execute(&mut conn).await?;
     sqlx::query("ANALYZE sessions").execute(&mut conn).await?;
     sqlx::Connection::close(conn).await?;
     Ok(token)
 }
 
-const USAGE: &str = "usage: vestibule-bench-growth-seed sqlite|postgres <db path|url> <N> <ttl seconds>";
+const USAGE: &str =
+    "usage: vestibule-bench-growth-seed sqlite|postgres <db path|url> <N> <ttl seconds>";
 
 #[tokio::main]
 async fn main() -> Result<()> {
