@@ -52,6 +52,8 @@ BENCH_NAME=growth
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+# The commit measured: taken now, so a commit made while the run goes on does not relabel it.
+COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo '+dirty')"
 PG_DB="vestibule_growth_$$"
 
 missing=()
@@ -288,7 +290,7 @@ mv "$TSV.tmp" "$TSV"
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 {
     echo "# How cost grows: GET /auth/me (cookie) and POST /auth/login against store size"
-    echo "# $(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo '+dirty'), $(nproc) cores ($(awk -F: '/model name/ { print $2; exit }' /proc/cpuinfo | sed 's/^ *//'))"
+    echo "# $(date -u +%Y-%m-%dT%H:%MZ), commit $COMMIT, $(nproc) cores ($(awk -F: '/model name/ { print $2; exit }' /proc/cpuinfo | sed 's/^ *//'))"
     echo "# load average at start: $LOAD_START, at end: $LOAD_END"
     echo "# server pinned to CPU $SERVER_CPUS ($WORKERS runtime thread(s)), wrk -t1 -c$CONNS on CPU $WRK_CPUS"
     echo "# /auth/me: warm-up ${WARMUP}s, then $ROUNDS x ${DURATION}s; medians of the rounds (spread min-max)"
