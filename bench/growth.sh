@@ -13,11 +13,12 @@
 #
 # Knobs: COUNTS ("1000 100000 1000000"), STORES ("cached-sqlite sqlite"), DURATION (s per wrk
 # run, 10), ROUNDS (3), WARMUP (s, 2), CONNS (32), SERVER_CPUS (0), WRK_CPUS (1),
-# PG_URL (postgres://postgres@127.0.0.1:5432/postgres: where to CREATE/DROP the run's database; empty
+# REDIS_URL (redis://127.0.0.1:6379/0; empty skips Redis), NAME (growth: the output files'
+# names), PG_URL (postgres://postgres@127.0.0.1:5432/postgres: where to CREATE/DROP the run's database; empty
 # skips PostgreSQL), SKIP_LOGIN=1, LOGIN_CONNS (4), SKIP_PURGE=1, PURGE_N (1000000), PURGE_TTL
 # (s from seeding until those sessions expire, 150), PURGE_INTERVAL (s, 20), PURGE_WINDOW (s per
 # wrk window, 2), SKIP_BUILD=1, VEST_BIN, SEED_BIN, CARGO_TARGET_DIR.
-# Output: bench/results/growth.txt (figures and conditions), growth.tsv (raw rows), growth.svg
+# Output (NAME=growth): bench/results/growth.txt (figures and conditions), growth.tsv (raw rows), growth.svg
 # (req/s and p99 against session count; bench/growth_plot.py).
 set -euo pipefail
 export LC_ALL=C
@@ -44,10 +45,12 @@ SEED_BIN="${SEED_BIN:-$CARGO_TARGET_DIR/release/vestibule-bench-growth-seed}"
 HOST=127.0.0.1 # loopback only
 PORT=18480
 PASSWORD='growth-lantern-harbour-77'
+REDIS_URL="${REDIS_URL-redis://127.0.0.1:6379/0}"
+NAME="${NAME:-growth}"
 RES="$ROOT/bench/results"
-OUT="$RES/growth.txt"
-TSV="$RES/growth.tsv"
-SVG="$RES/growth.svg"
+OUT="$RES/$NAME.txt"
+TSV="$RES/$NAME.tsv"
+SVG="$RES/$NAME.svg"
 BENCH_NAME=growth
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
@@ -76,9 +79,19 @@ PIN_WRK=(taskset -c "$WRK_CPUS")
 WORKERS="$(awk -F, '{ print NF }' <<<"$SERVER_CPUS")"
 SRV_PID=
 
-# The run's PostgreSQL database is dropped on every exit, after the server using it has stopped.
+# Deletes every key under a Redis prefix this run used (bounded: SCAN batches, at most 5M keys).
+REDIS_PREFIXES=()
+redis_clean() {
+    redis-cli -u "$REDIS_URL" --scan --pattern "$1*" --count 1000 2>/dev/null | head -n 5000000 |
+        xargs -r -n 1000 redis-cli -u "$REDIS_URL" unlink >/dev/null 2>&1 || true
+}
+
+# The run's PostgreSQL database is dropped and its Redis prefixes deleted on every exit, after
+# the server using them has stopped.
 pg_cleanup() {
     [ -n "$SRV_PID" ] && stop_server
+    local p
+    for p in "${REDIS_PREFIXES[@]+"${REDIS_PREFIXES[@]}"}"; do redis_clean "$p"; done
     if [ -n "$PG_URL" ]; then
         psql -q -X "$PG_URL" -c "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null 2>&1 || true
     fi
@@ -96,11 +109,11 @@ new_db() {
         die "user add failed: $(tail -c 600 "$dir/user-add.log")"
 }
 
-# seed KIND TARGET N TTL: prints the known session token; logs the seeding time.
+# seed KIND TARGET N TTL [REDIS_PREFIX]: prints the known session token; logs the seeding time.
 seed() {
     local t0 t1 token
     t0=$(date +%s.%N)
-    token=$(timeout 900 "$SEED_BIN" "$1" "$2" "$3" "$4" 2>"$TMP/seed.log") ||
+    token=$(timeout 900 "$SEED_BIN" "$@" 2>"$TMP/seed.log") ||
         die "seeding $1 with $3 failed: $(tail -c 600 "$TMP/seed.log")"
     t1=$(date +%s.%N)
     SEED_S=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
@@ -108,7 +121,7 @@ seed() {
     printf '%s' "$token"
 }
 
-# start_server DIR DATABASE_URL STORE [extra toml lines]: serves on $PORT, pinned; dies unless
+# start_server DIR DATABASE_URL STORE [extra [session] lines]: serves on $PORT, pinned; dies unless
 # /auth/me answers 200 with the cookie.
 start_server() {
     local dir=$1
@@ -117,11 +130,11 @@ database_url = "$2"
 [session]
 store = "$3"
 purge_interval = "${PURGE_INTERVAL_TOML:-10m}"
+${4:-}
 [rate_limits]
 login_per_ip = "off"
 login_per_user = "off"
 login_per_device = "off"
-${4:-}
 TOML
     (cd "$dir" && exec "${PIN_SRV[@]}" env -i PATH="$PATH" HOME="$HOME" TOKIO_WORKER_THREADS="$WORKERS" \
         VESTIBULE_LOG="${SERVER_LOG:-warn}" "$VEST_BIN" serve --listen "$HOST:$PORT") >"$dir/server.log" 2>&1 &
@@ -203,6 +216,20 @@ for n in $COUNTS; do
         start_server "$dir" "$dir/vestibule.db" cached-sqlite
         login_run sqlite "$n"
         stop_server
+    fi
+    # Redis: the same N sessions under a fresh prefix (users stay in this SQLite file), read from
+    # Redis on every request (no read cache); the prefix is deleted right after.
+    if [ -n "$REDIS_URL" ] && redis-cli -u "$REDIS_URL" ping >/dev/null 2>&1; then
+        prefix="vestibule-growth-$$-$n:"
+        REDIS_PREFIXES+=("$prefix")
+        token=$(seed redis "$REDIS_URL" "$n" 86400 "$prefix")
+        SEEDED["redis-$n"]=$(awk '/seeded/ { print $(NF-1) }' "$TMP/seed.log")
+        printf 'seed\tredis\t-\t%s\t%s\t-\t-\t-\t-\n' "$n" "${SEEDED["redis-$n"]}" >>"$TSV.tmp"
+        COOKIE="Cookie: vestibule_session=$token"
+        start_server "$dir" "$dir/vestibule.db" "$REDIS_URL" "redis_prefix = \"$prefix\""
+        me_runs redis redis "$n"
+        stop_server
+        redis_clean "$prefix"
     fi
     rm -rf "$dir"
 done

@@ -3,6 +3,7 @@
 //!
 //!   vestibule-bench-growth-seed sqlite  <db path>  <N> <ttl seconds>
 //!   vestibule-bench-growth-seed postgres <url>     <N> <ttl seconds>
+//!   vestibule-bench-growth-seed redis    <url>     <N> <ttl seconds> <key prefix>   (sessions only)
 //!
 //! The database must already hold user id 1 (`vestibule user add bench`, so its password hash is
 //! the server's own and the bench can log in as it); users 2..=N copy that hash (one Argon2 run,
@@ -21,7 +22,8 @@ use anyhow::{Context, Result, bail};
 use serde_json::Map;
 use sqlx::{QueryBuilder, Row};
 use vestibule::db::{Database, DatabaseLocation};
-use vestibule::session::{Record, SessionUser, Transport, now};
+use vestibule::session::stores::{RedisConfig, RedisStore};
+use vestibule::session::{Record, SessionStore, SessionUser, Transport, now};
 use vestibule::token::{SecretToken, TokenKind};
 
 /// Rows per INSERT statement: 8 bound values each stays under SQLite's and PostgreSQL's limits.
@@ -39,8 +41,25 @@ struct SessionRow {
     absolute_expires_at: i64,
 }
 
-/// Session `i` (user `i + 1`), as a cookie login writes it; returns its token too.
+/// Session `i` (user `i + 1`) as a row of the sessions table; returns its token too.
 fn session(i: u64, t: i64, ttl: i64) -> Result<(SecretToken, SessionRow)> {
+    let (token, record) = record(i, t, ttl)?;
+    let data = serde_json::to_string(&record.stored_data())?;
+    Ok((
+        token,
+        SessionRow {
+            key: record.key.as_bytes().to_vec(),
+            user_id: record.user_id.unwrap_or_default(),
+            data,
+            created_at: record.created_at,
+            expires_at: record.expires_at,
+            absolute_expires_at: record.absolute_expires_at,
+        },
+    ))
+}
+
+/// Session `i` (user `i + 1`), as a cookie login writes it; returns its token too.
+fn record(i: u64, t: i64, ttl: i64) -> Result<(SecretToken, Record)> {
     let token = SecretToken::generate(TokenKind::Session);
     let id = i64::try_from(i + 1).context("user id")?;
     let username = if i == 0 {
@@ -66,18 +85,7 @@ fn session(i: u64, t: i64, ttl: i64) -> Result<(SecretToken, SessionRow)> {
         absolute_expires_at: t + 30 * 86_400,
         user_agent: Some(vestibule::session::shared_user_agent(USER_AGENT)),
     };
-    let data = serde_json::to_string(&record.stored_data())?;
-    Ok((
-        token,
-        SessionRow {
-            key: record.key.as_bytes().to_vec(),
-            user_id: id,
-            data,
-            created_at: record.created_at,
-            expires_at: record.expires_at,
-            absolute_expires_at: record.absolute_expires_at,
-        },
-    ))
+    Ok((token, record))
 }
 
 /// Inserts users 2..=n and sessions 0..n on `$conn` (a SQLite or PostgreSQL connection; the SQL
@@ -199,8 +207,34 @@ async fn seed_postgres(url: &str, n: u64, ttl: i64) -> Result<SecretToken> {
     Ok(token)
 }
 
-const USAGE: &str =
-    "usage: vestibule-bench-growth-seed sqlite|postgres <db path|url> <N> <ttl seconds>";
+/// Sessions only (users stay in the SQL database): created through the library's `RedisStore`
+/// under `prefix`, 256 at a time. The caller deletes the prefix afterwards.
+async fn seed_redis(url: &str, n: u64, ttl: i64, prefix: &str) -> Result<SecretToken> {
+    let mut config = RedisConfig::single(url);
+    config.prefix = prefix.to_owned();
+    config.timeout = Duration::from_secs(10);
+    let store = RedisStore::new(&config).context("redis store")?;
+    let t = now();
+    let (known, first) = record(0, t, ttl)?;
+    store.create(&first).await.context("create")?;
+    let mut done = 1u64;
+    while done < n {
+        let end = (done + 256).min(n);
+        let mut tasks = Vec::with_capacity(256);
+        for i in done..end {
+            let (_, r) = record(i, t, ttl)?;
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move { store.create(&r).await }));
+        }
+        for task in tasks {
+            task.await.context("join")?.context("create")?;
+        }
+        done = end;
+    }
+    Ok(known)
+}
+
+const USAGE: &str = "usage: vestibule-bench-growth-seed sqlite|postgres|redis <db path|url> <N> <ttl seconds> [redis key prefix]";
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -219,6 +253,10 @@ async fn main() -> Result<()> {
     let token = match kind.as_str() {
         "sqlite" => seed_sqlite(target, n, ttl).await?,
         "postgres" => seed_postgres(target, n, ttl).await?,
+        "redis" => {
+            let prefix = args.get(5).context("redis needs a key prefix")?;
+            seed_redis(target, n, ttl, prefix).await?
+        }
         _ => bail!(USAGE),
     };
     eprintln!(
