@@ -217,8 +217,9 @@ for n in $COUNTS; do
         login_run sqlite "$n"
         stop_server
     fi
-    # Redis: the same N sessions under a fresh prefix (users stay in this SQLite file), read from
-    # Redis on every request (no read cache); the prefix is deleted right after.
+    # Redis: the same N sessions under a fresh prefix (users stay in this SQLite file), with
+    # Redis's defaults (redis_cache = true: the coherent read cache in front of it); the prefix is
+    # deleted right after.
     if [ -n "$REDIS_URL" ] && redis-cli -u "$REDIS_URL" ping >/dev/null 2>&1; then
         prefix="vestibule-growth-$$-$n:"
         REDIS_PREFIXES+=("$prefix")
@@ -227,7 +228,7 @@ for n in $COUNTS; do
         printf 'seed\tredis\t-\t%s\t%s\t-\t-\t-\t-\n' "$n" "${SEEDED["redis-$n"]}" >>"$TSV.tmp"
         COOKIE="Cookie: vestibule_session=$token"
         start_server "$dir" "$dir/vestibule.db" "$REDIS_URL" "redis_prefix = \"$prefix\""
-        me_runs redis redis "$n"
+        me_runs redis cached-redis "$n"
         stop_server
         redis_clean "$prefix"
     fi
