@@ -79,10 +79,11 @@ PIN_WRK=(taskset -c "$WRK_CPUS")
 WORKERS="$(awk -F, '{ print NF }' <<<"$SERVER_CPUS")"
 SRV_PID=
 
-# Deletes every key under a Redis prefix this run used (bounded: SCAN batches, at most 5M keys).
+# Deletes every key under a Redis prefix this run used (bounded: at most 5M keys; no --count,
+# which older redis-cli refuses).
 REDIS_PREFIXES=()
 redis_clean() {
-    redis-cli -u "$REDIS_URL" --scan --pattern "$1*" --count 1000 2>/dev/null | head -n 5000000 |
+    redis-cli -u "$REDIS_URL" --scan --pattern "$1*" 2>/dev/null | head -n 5000000 |
         xargs -r -n 1000 redis-cli -u "$REDIS_URL" unlink >/dev/null 2>&1 || true
 }
 
