@@ -296,7 +296,7 @@ if [ "${SKIP_PURGE:-0}" != 1 ]; then
     after=$(sqlite3 -readonly "$dir/vestibule.db" 'SELECT count(*) FROM sessions' 2>/dev/null || echo "?")
     purged_line=$(sed 's/\x1b\[[0-9;]*m//g' "$dir/server.log" | grep -m1 'expired sessions purged' || true)
     stop_server
-    cp "$TMP/purge-windows.tsv" "$RES/growth-purge.tsv"
+    cp "$TMP/purge-windows.tsv" "$RES/$NAME-purge.tsv"
     # shellcheck disable=SC2046 # one number per window
     med_p99=$(median $(cut -f4 "$TMP/purge-windows.tsv"))
     PURGE_LINE=$(awk -F'\t' -v before="$before" -v after="$after" -v n="$PURGE_N" -v med="$med_p99" '
