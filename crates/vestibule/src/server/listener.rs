@@ -355,7 +355,10 @@ where
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let mut req = req.map(Body::new);
         req.extensions_mut().insert(ConnectInfo(self.peer));
-        req.extensions_mut().insert(self.held.clone());
+        // Only a request asking for an upgrade can start a tunnel (no allocation on the others).
+        if req.headers().contains_key(http::header::UPGRADE) {
+            req.extensions_mut().insert(self.held.clone());
+        }
         let in_flight = if req.version() == http::Version::HTTP_2 {
             Some(InFlight::start(&self.activity))
         } else {
