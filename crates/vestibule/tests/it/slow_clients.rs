@@ -419,20 +419,14 @@ async fn shutdown_finishes_requests_in_flight_and_closes_idle_connections() {
 async fn a_client_that_stops_reading_is_cut_off_at_the_send_timeout() {
     const BIG: usize = 64 << 20;
     let router = Router::new().route("/api/big", axum::routing::get(|| async { vec![b'x'; BIG] }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
+    let url = crate::support::serve_router(router).await;
     let app = TestApp::spawn_with(|raw| {
         short_timeouts(raw);
         raw.limits.send_timeout = "1s".into();
         raw.limits.max_connections = 2;
         raw.upstream = vec![RawUpstream {
             prefix: "/api".into(),
-            url: format!("http://{addr}"),
+            url,
             policy: UpstreamPolicy::AnonymousOk,
             ..RawUpstream::default()
         }];
