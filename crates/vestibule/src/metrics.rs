@@ -476,24 +476,66 @@ where
 pub(crate) struct MeteredStore {
     inner: Arc<dyn SessionStore>,
     metrics: Arc<Metrics>,
+    /// Each operation's latency histogram, looked up in the family at its first use and kept:
+    /// `load` runs on every request, and the family lookup (a lock, a hash of the label set)
+    /// cost more than the cached load it timed. Filled lazily so `/metrics` still lists only
+    /// operations that ran.
+    latency: [std::sync::OnceLock<Histogram>; StoreOp::COUNT],
+}
+
+/// The timed store operations (the `op` label), an index into [`MeteredStore`]'s handles.
+#[derive(Debug, Clone, Copy)]
+enum StoreOp {
+    Create,
+    Load,
+    LoadLatest,
+    Save,
+    Delete,
+    ListUser,
+    DeleteUser,
+    Revoke,
+    DeleteExpired,
+    Ping,
+}
+
+impl StoreOp {
+    const COUNT: usize = 10;
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Create => "create",
+            Self::Load => "load",
+            Self::LoadLatest => "load_latest",
+            Self::Save => "save",
+            Self::Delete => "delete",
+            Self::ListUser => "list_user",
+            Self::DeleteUser => "delete_user",
+            Self::Revoke => "revoke",
+            Self::DeleteExpired => "delete_expired",
+            Self::Ping => "ping",
+        }
+    }
 }
 
 impl MeteredStore {
     pub(crate) fn new(inner: Arc<dyn SessionStore>, metrics: Arc<Metrics>) -> Self {
-        Self { inner, metrics }
+        Self {
+            inner,
+            metrics,
+            latency: Default::default(),
+        }
     }
 
     async fn timed<T>(
         &self,
-        op: &'static str,
+        op: StoreOp,
         fut: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         let start = Instant::now();
         let out = fut.await;
-        let labels = OpLabels { op };
-        self.metrics
-            .store_latency
-            .get_or_create(&labels)
+        let labels = OpLabels { op: op.label() };
+        self.latency[op as usize]
+            .get_or_init(|| self.metrics.store_latency.get_or_create(&labels).clone())
             .observe(start.elapsed().as_secs_f64());
         if matches!(
             out,
@@ -508,43 +550,45 @@ impl MeteredStore {
 #[async_trait]
 impl SessionStore for MeteredStore {
     async fn create(&self, record: &Record) -> Result<(), StoreError> {
-        self.timed("create", self.inner.create(record)).await
+        self.timed(StoreOp::Create, self.inner.create(record)).await
     }
     async fn load(&self, key: &TokenHash) -> Result<Option<Arc<Record>>, StoreError> {
-        self.timed("load", self.inner.load(key)).await
+        self.timed(StoreOp::Load, self.inner.load(key)).await
     }
     async fn load_latest(&self, key: &TokenHash) -> Result<Option<Arc<Record>>, StoreError> {
-        self.timed("load_latest", self.inner.load_latest(key)).await
+        self.timed(StoreOp::LoadLatest, self.inner.load_latest(key))
+            .await
     }
     async fn save(&self, key: &TokenHash, delta: &Delta) -> Result<Arc<Record>, StoreError> {
-        self.timed("save", self.inner.save(key, delta)).await
+        self.timed(StoreOp::Save, self.inner.save(key, delta)).await
     }
     async fn delete(&self, key: &TokenHash) -> Result<bool, StoreError> {
-        self.timed("delete", self.inner.delete(key)).await
+        self.timed(StoreOp::Delete, self.inner.delete(key)).await
     }
     async fn list_user(&self, user_id: i64) -> Result<Vec<Record>, StoreError> {
-        self.timed("list_user", self.inner.list_user(user_id)).await
+        self.timed(StoreOp::ListUser, self.inner.list_user(user_id))
+            .await
     }
     async fn delete_user(
         &self,
         user_id: i64,
         keep: Option<&TokenHash>,
     ) -> Result<Vec<TokenHash>, StoreError> {
-        self.timed("delete_user", self.inner.delete_user(user_id, keep))
+        self.timed(StoreOp::DeleteUser, self.inner.delete_user(user_id, keep))
             .await
     }
     async fn revoke(
         &self,
         what: crate::session::Revoke<'_>,
     ) -> Result<crate::session::Ended, StoreError> {
-        self.timed("revoke", self.inner.revoke(what)).await
+        self.timed(StoreOp::Revoke, self.inner.revoke(what)).await
     }
     async fn delete_expired(&self) -> Result<u64, StoreError> {
-        self.timed("delete_expired", self.inner.delete_expired())
+        self.timed(StoreOp::DeleteExpired, self.inner.delete_expired())
             .await
     }
     async fn ping(&self) -> Result<(), StoreError> {
-        self.timed("ping", self.inner.ping()).await
+        self.timed(StoreOp::Ping, self.inner.ping()).await
     }
     async fn count(&self) -> Result<u64, StoreError> {
         self.inner.count().await

@@ -239,9 +239,9 @@ pub(crate) async fn post_logout(
     ),
     security(("session_cookie" = []), ("bearer" = [])),
 )]
-pub(crate) async fn get_me(session: Session, user: AuthUser) -> Result<axum::Json<UserBody>> {
-    Ok(axum::Json(
-        user_body(&session, user.id, &user.username).await?,
+pub(crate) async fn get_me(session: Session, user: AuthUser) -> Result<Response> {
+    Ok(crate::server::headers::json_answer(
+        &user_body(&session, user.id, &user.username).await?,
     ))
 }
 
@@ -264,8 +264,8 @@ pub(crate) struct CsrfBody {
     ),
     security((), ("session_cookie" = []), ("bearer" = [])),
 )]
-pub(crate) async fn get_csrf(session: Session) -> Result<axum::Json<CsrfBody>> {
-    Ok(axum::Json(CsrfBody {
+pub(crate) async fn get_csrf(session: Session) -> Result<Response> {
+    Ok(crate::server::headers::json_answer(&CsrfBody {
         csrf_token: crate::csrf::session_token(&session).await?,
     }))
 }
