@@ -4,6 +4,11 @@
 #   bare        bench/baseline's constant JSON handler (the ceiling: axum with nothing to do)
 #   peer        axum + tower-sessions (memory store), session cookie (bench/baseline `peer`)
 #   peerbearer  the same peer's hand-written bearer lookup
+#   peerfull    the same axum peer doing the per-request work Vestibule's /auth/me promises (token
+#               hashed before the lookup, derived and masked CSRF token, request id, security
+#               headers; hand-written memory map, no durability): the floor of the stack for `me`
+#               (bench/baseline `peerfull`)
+#   peerfullbearer  the same with a bearer token, hashed before the lookup: the floor for `bearer`
 #   me          Vestibule /auth/me with a session cookie, default store (SQLite + read cache)
 #   bearer      Vestibule /auth/me with a bearer session token
 #   django      Django + DRF, cache sessions on LocMem, gunicorn sync, one worker
@@ -33,7 +38,7 @@ CONNS="${CONNS:-32}"
 SERVER_CPUS="${SERVER_CPUS:-0}"
 WRK_CPUS="${WRK_CPUS:-1}"
 WORKERS="${WORKERS:-$(awk -F, '{ print NF }' <<<"$SERVER_CPUS")}"
-TARGETS_LIST="${TARGETS:-bare peer peerbearer me bearer django}"
+TARGETS_LIST="${TARGETS:-bare peer peerbearer peerfull peerfullbearer me bearer django}"
 HOST=127.0.0.1 # loopback only
 PORT0=18460
 VEST_BIN="${VEST_BIN:-$ROOT/target/release/vestibule}"
@@ -88,6 +93,9 @@ start() {
     peer | peerbearer)
         "${PIN_SRV[@]}" env TOKIO_WORKER_THREADS="$WORKERS" "$BASE_BIN" "$HOST:$port" peer >"$TMP/$t.log" 2>&1 &
         ;;
+    peerfull | peerfullbearer)
+        "${PIN_SRV[@]}" env TOKIO_WORKER_THREADS="$WORKERS" "$BASE_BIN" "$HOST:$port" peerfull >"$TMP/$t.log" 2>&1 &
+        ;;
     me | bearer)
         (cd "$TMP" && printf '%s\n' "$PASSWORD" | "$VEST_BIN" --database "$TMP/$t.db" user add bench \
             --password-stdin) >/dev/null 2>&1 || die "user add failed"
@@ -106,13 +114,13 @@ start() {
     local body cookie
     case "$t" in
     bare) HDR[$t]="" ;;
-    peer | django)
+    peer | peerfull | django)
         curl -s -c "$TMP/$t.jar" --max-time 10 -X POST "$url/auth/login" >/dev/null
         cookie=$(awk '$6 == "id" || $6 == "sessionid" { print $6 "=" $7 }' "$TMP/$t.jar" | head -1)
         [ -n "$cookie" ] || die "$t: login gave no session cookie"
         HDR[$t]="Cookie: $cookie"
         ;;
-    peerbearer)
+    peerbearer | peerfullbearer)
         body=$(curl -s --max-time 10 -X POST "$url/auth/login")
         HDR[$t]="Authorization: Bearer $(printf '%s' "$body" | sed -n 's/.*"token":"\([^"]*\)".*/\1/p')"
         ;;
@@ -198,10 +206,10 @@ ratio() { # label a b target
     echo "host:    $(nproc) cores; load before $LOAD_START, after $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "plan:    servers on CPU $SERVER_CPUS (Rust servers: $WORKERS runtime thread(s)), wrk -t1 -c$CONNS on CPU $WRK_CPUS, $ROUNDS x ${DURATION}s, order rotated per round"
     echo
-    printf '  %-11s %10s %-19s %9s %9s %9s %9s\n' target req/s "(rounds)" "p50 ms" "p99 ms" "RSS idle" "RSS load"
+    printf '  %-14s %10s %-19s %9s %9s %9s %9s\n' target req/s "(rounds)" "p50 ms" "p99 ms" "RSS idle" "RSS load"
     for t in "${ORDER[@]}"; do
         # shellcheck disable=SC2046
-        printf '  %-11s %10s %-19s %9s %9s %8sM %8sM\n' "$t" "$(median $(per_round rps "$t"))" \
+        printf '  %-14s %10s %-19s %9s %9s %8sM %8sM\n' "$t" "$(median $(per_round rps "$t"))" \
             "($(spread $(per_round rps "$t")))" "$(median $(per_round pct "$t" 50))" \
             "$(median $(per_round pct "$t" 99))" "${RSS_IDLE[$t]}" "$(rss_mb "${PID_OF[$t]}")"
     done
@@ -211,11 +219,19 @@ ratio() { # label a b target
     ratio "me / bare" me bare
     ratio "me / peer (cookie)" me peer ">= 1.0"
     ratio "bearer / peerbearer" bearer peerbearer ">= 1.0"
+    ratio "peerfull / peer" peerfull peer
+    ratio "peerfullbearer / peerbearer" peerfullbearer peerbearer
+    ratio "me / peerfull" me peerfull
+    ratio "bearer / peerfullbearer" bearer peerfullbearer
     ratio "me / django" me django ">= 60"
     echo
     echo "what each does per request: peer and peerbearer look the raw id or token up in memory"
     echo "(no hashing, no durability, no expiry sliding); me and bearer hash the token (SHA-256),"
     echo "read the session through the read cache over SQLite and derive the CSRF token."
+    if has peerfull || has peerfullbearer; then
+        echo "peerfull and peerfullbearer do Vestibule's per-request work on the same stack (hash the"
+        echo "token, derive and mask the CSRF token, request id, security headers) from a memory map."
+    fi
 } | tee "$OUT.new"
 mv "$OUT.new" "$OUT"
 log "written $OUT"

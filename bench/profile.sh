@@ -19,6 +19,11 @@
 #   peer    GET /auth/me with a session cookie on the hand-rolled axum + tower-sessions peer
 #           (bench/baseline's `peer` mode, memory store): the stack `me` is measured against
 #   peerbearer  the same peer's hand-written bearer lookup (against `bearer`)
+#   peerfull    GET /auth/me with a session cookie on the same axum peer doing the per-request work
+#               Vestibule's /auth/me promises (bench/baseline's `peerfull` mode: token hashed before
+#               the lookup, derived and masked CSRF token, request id, security headers; memory
+#               map): the floor of the stack for `me`
+#   peerfullbearer  the same with a bearer token, hashed before the lookup (the floor for `bearer`)
 #
 # Each scenario starts the server under `valgrind --tool=callgrind` with instrumentation off,
 # warms it up with WARM requests, switches instrumentation on, sends N requests over one
@@ -37,7 +42,7 @@ export VESTIBULE_LOG=warn # every Vestibule started here; not via `env`, which v
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-SCENARIOS="${SCENARIOS:-base me bearer peer peerbearer up proxy bare nginx}"
+SCENARIOS="${SCENARIOS:-base me bearer peer peerbearer peerfull peerfullbearer up proxy bare nginx}"
 N="${N:-2000}"
 WARM="${WARM:-200}"
 TOP="${TOP:-25}"
@@ -115,7 +120,7 @@ profile() {
     local total
     total=$(grep -m1 '^summary:' "$dump" | awk '{print $2}')
     [ -n "$total" ] || total=$(grep -m1 '^totals:' "$dump" | awk '{print $2}')
-    printf '%-8s %12d instructions/request  (%d requests, %s in all)\n' \
+    printf '%-14s %12d instructions/request  (%d requests, %s in all)\n' \
         "$name" $((total / N)) "$N" "$total" | tee -a "$TMP/summary"
     callgrind_annotate --inclusive=yes "$dump" >"$TMP/annotate.$name" 2>/dev/null || true
     head -n $((TOP + 30)) "$TMP/annotate.$name" >"$RESULTS_DIR/profile-$name.txt"
@@ -162,11 +167,11 @@ for s in $SCENARIOS; do
         profile "$s" "http://$HOST:$PORT/auth/me" "$hdr" \
             "$VEST_BIN" --database "$db" serve --listen "$HOST:$PORT"
         ;;
-    peer | peerbearer)
+    peer | peerbearer | peerfull | peerfullbearer)
         peer_login() {
             local body
             body=$(curl -s -c "$TMP/peer.jar" --max-time 30 -X POST "http://$HOST:$PORT/auth/login")
-            if [ "$s" = peer ]; then
+            if [ "$s" = peer ] || [ "$s" = peerfull ]; then
                 local id
                 id=$(awk '$6 == "id" {print $7}' "$TMP/peer.jar")
                 [ -n "$id" ] || die "peer login gave no session cookie"
@@ -179,7 +184,9 @@ for s in $SCENARIOS; do
             fi
         }
         # wait_up polls /auth/me, which answers 401 until the login: any answer means up.
-        PREP=peer_login profile "$s" "http://$HOST:$PORT/auth/me" '' "$BASE_BIN" "$HOST:$PORT" peer
+        mode=peer
+        case "$s" in peerfull*) mode=peerfull ;; esac
+        PREP=peer_login profile "$s" "http://$HOST:$PORT/auth/me" '' "$BASE_BIN" "$HOST:$PORT" "$mode"
         ;;
     proxy | bare | nginx)
         if [ -z "${up:-}" ]; then

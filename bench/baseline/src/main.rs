@@ -18,7 +18,12 @@
 //!   not: hashed ids at rest (tower-sessions keys its store by the raw id, the bearer map by the
 //!   raw token), durability (memory only), rotation, expiry sliding, revocation, audit.
 //!
-//! Usage: `bench-baseline 127.0.0.1:9001 [upstream | proxy http://127.0.0.1:9002 | peer]`
+//! - `peerfull`: the same peer doing the per-request work Vestibule's `/auth/me` must do by its
+//!   security promises (token hashed before the lookup, a derived and masked CSRF token, request
+//!   id and security headers); a hand-written session map, as tower-sessions cannot key by a
+//!   hashed id. The floor of the stack for Vestibule's answer: see `full.rs`.
+//!
+//! Usage: `bench-baseline 127.0.0.1:9001 [upstream | proxy http://127.0.0.1:9002 | peer | peerfull]`
 
 use axum::{
     Router,
@@ -29,6 +34,8 @@ use axum::{
     routing::{get, post},
 };
 use futures_util::StreamExt;
+
+mod full;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use tower_sessions::{MemoryStore, Session, SessionManagerLayer};
@@ -185,6 +192,7 @@ async fn main() {
             .route("/api/json", get(json))
             .route("/api/big", get(big))
             .route("/api/upload", post(upload)),
+        Some("peerfull") => full::router(),
         Some("peer") => Router::new()
             .route("/auth/login", post(peer_login))
             .route("/auth/me", get(peer_me))
