@@ -306,85 +306,21 @@ pub(crate) async fn answer(
     }
 }
 
-/// Records each request's route, status and latency. The route is the matched pattern
-/// (`/auth/sessions/{id}`, never the id itself), carried out of the router by [`RouteTagLayer`];
-/// requests no route matched count as `unmatched`.
-#[derive(Debug, Clone)]
-pub(crate) struct MetricsLayer(pub(crate) Arc<Metrics>);
-
-impl<S> Layer<S> for MetricsLayer {
-    type Service = MetricsService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        MetricsService {
-            inner,
-            metrics: self.0.clone(),
-        }
+impl Metrics {
+    /// Records one answered request: its route, method, status and latency. The route is the
+    /// matched pattern (`/auth/sessions/{id}`, never the id itself), carried out of the router
+    /// by [`RouteTagLayer`]; requests no route matched count as `unmatched`. Called by the
+    /// front service (`server/front.rs`) for every response.
+    pub(crate) fn record(&self, res: &Response, method: &http::Method, start: Instant) {
+        let route = res
+            .extensions()
+            .get::<RouteTag>()
+            .map_or("unmatched", RouteTag::as_str);
+        self.observe(route, method, res.status().as_u16(), start);
     }
 }
 
-/// The service of [`MetricsLayer`].
-#[derive(Debug, Clone)]
-pub(crate) struct MetricsService<S> {
-    inner: S,
-    metrics: Arc<Metrics>,
-}
-
-impl<S, B> Service<Request<B>> for MetricsService<S>
-where
-    S: Service<Request<B>, Response = Response>,
-{
-    type Response = Response;
-    type Error = S::Error;
-    type Future = MetricsFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        MetricsFuture {
-            method: req.method().clone(),
-            inner: self.inner.call(req),
-            metrics: self.metrics.clone(),
-            start: Instant::now(),
-        }
-    }
-}
-
-pin_project! {
-    /// The future of [`MetricsService`].
-    pub(crate) struct MetricsFuture<F> {
-        #[pin]
-        inner: F,
-        metrics: Arc<Metrics>,
-        method: http::Method,
-        start: Instant,
-    }
-}
-
-impl<F, E> Future for MetricsFuture<F>
-where
-    F: Future<Output = Result<Response, E>>,
-{
-    type Output = Result<Response, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let res = ready!(this.inner.poll(cx));
-        if let Ok(res) = &res {
-            let route = res
-                .extensions()
-                .get::<RouteTag>()
-                .map_or("unmatched", RouteTag::as_str);
-            this.metrics
-                .observe(route, this.method, res.status().as_u16(), *this.start);
-        }
-        Poll::Ready(res)
-    }
-}
-
-/// The route label of a response for [`MetricsLayer`]: the matched route pattern, or the
+/// The route label of a response for [`Metrics::record`]: the matched route pattern, or the
 /// upstream prefix of a proxied request (`proxy /api`).
 #[derive(Debug, Clone)]
 enum RouteTag {

@@ -1,5 +1,5 @@
 //! Per-request limits with our JSON errors: URI length (414), the header block's size and count
-//! (431), and how slowly a body may arrive (408, [`BodyTimeoutLayer`]). hyper enforces larger
+//! (431), and how slowly a body may arrive (408, [`BodyClock`]). hyper enforces larger
 //! hard caps below the size limits (see `listener`), which answer without a body; these
 //! configurable ones explain themselves.
 
@@ -7,31 +7,31 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll, ready as ready_poll};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
-use futures_util::future::{Either, Ready, ready};
 use hyper::body::{Body as _, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
-use tower::{Layer, Service};
 
 use crate::error::{Error, ErrorCode};
 
-/// The limits, from `[limits]`.
+/// The size limits, from `[limits]`, checked by the front service (`front.rs`) before anything
+/// parses the request.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct RequestLimitsLayer {
+pub(crate) struct RequestLimits {
     pub(crate) uri_bytes: usize,
     pub(crate) header_bytes: usize,
     pub(crate) headers: usize,
 }
 
-impl RequestLimitsLayer {
-    fn check<B>(&self, req: &Request<B>) -> Option<Error> {
+impl RequestLimits {
+    /// The refusal for a request over a limit, or `None`.
+    pub(crate) fn check<B>(&self, req: &Request<B>) -> Option<Error> {
         let uri = req.uri();
         let uri_len = uri.path_and_query().map_or(0, |p| p.as_str().len())
             + uri.authority().map_or(0, |a| a.as_str().len());
@@ -81,44 +81,6 @@ impl RequestLimitsLayer {
     }
 }
 
-impl<S> Layer<S> for RequestLimitsLayer {
-    type Service = RequestLimits<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        RequestLimits {
-            inner,
-            limits: *self,
-        }
-    }
-}
-
-/// The service of [`RequestLimitsLayer`].
-#[derive(Debug, Clone)]
-pub(crate) struct RequestLimits<S> {
-    inner: S,
-    limits: RequestLimitsLayer,
-}
-
-impl<S, B> Service<Request<B>> for RequestLimits<S>
-where
-    S: Service<Request<B>, Response = Response>,
-{
-    type Response = Response;
-    type Error = S::Error;
-    type Future = Either<Ready<Result<Response, S::Error>>, S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        match self.limits.check(&req) {
-            Some(err) => Either::Left(ready(Ok(err.into_response()))),
-            None => Either::Right(self.inner.call(req)),
-        }
-    }
-}
-
 /// How slowly a request body may arrive (`limits.body_read_timeout`, `limits.body_min_rate`).
 ///
 /// hyper's `header_read_timeout` ends at the blank line after the headers: a client that then
@@ -132,58 +94,29 @@ where
 ///
 /// The timeout is a body error, so everything reading the body sees it the same way: an
 /// extractor refuses, the gateway aborts the upstream request (hyper then closes that upstream
-/// connection: a half-sent body never goes back to the pool). The layer replaces whatever the
-/// reader answered with 408 `request_timeout`, and hyper closes the client connection because
+/// connection: a half-sent body never goes back to the pool). The front service replaces whatever
+/// the reader answered with 408 `request_timeout` ([`too_slow`]), and hyper closes the client connection because
 /// the body was not read to its end.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct BodyTimeoutLayer {
+pub(crate) struct BodyClock {
     pub(crate) timeout: Duration,
     /// Bytes per second; 0 turns the rate rule off (only the per-wait timeout).
     pub(crate) min_rate: u64,
 }
 
-impl<S> Layer<S> for BodyTimeoutLayer {
-    type Service = BodyTimeout<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        BodyTimeout {
-            inner,
-            limits: *self,
-        }
-    }
-}
-
-/// The service of [`BodyTimeoutLayer`].
-#[derive(Debug, Clone)]
-pub(crate) struct BodyTimeout<S> {
-    inner: S,
-    limits: BodyTimeoutLayer,
-}
-
-impl<S> Service<Request> for BodyTimeout<S>
-where
-    S: Service<Request, Response = Response>,
-{
-    type Response = Response;
-    type Error = S::Error;
-    type Future = Either<S::Future, TimedResponse<S::Future>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request) -> Self::Future {
-        // Most requests have no body: nothing to time, nothing allocated.
+impl BodyClock {
+    /// Puts the request's body under the clock; the flag says, once the answer is ready, whether
+    /// the body ran out of time. Most requests have no body: nothing to time, nothing allocated.
+    pub(crate) fn time(&self, req: Request) -> (Request, Option<Arc<AtomicBool>>) {
         if req.body().is_end_stream() {
-            return Either::Left(self.inner.call(req));
+            return (req, None);
         }
         let flag = Arc::new(AtomicBool::new(false));
-        let version = req.version();
         let req = req.map(|body| {
             Body::new(TimedBody {
                 inner: body,
-                timeout: self.limits.timeout,
-                min_rate: self.limits.min_rate,
+                timeout: self.timeout,
+                min_rate: self.min_rate,
                 received: 0,
                 waited: Duration::ZERO,
                 wait_start: None,
@@ -191,58 +124,33 @@ where
                 timed_out: flag.clone(),
             })
         });
-        Either::Right(TimedResponse {
-            inner: self.inner.call(req),
-            flag,
-            version,
-        })
+        (req, Some(flag))
     }
 }
 
-pin_project! {
-    /// The future of [`BodyTimeout`] for a request with a body.
-    pub(crate) struct TimedResponse<F> {
-        #[pin]
-        inner: F,
-        flag: Arc<AtomicBool>,
-        version: http::Version,
+/// Whatever the reader of a body that ran out of time answered, the client gets this 408.
+pub(crate) fn too_slow(version: http::Version) -> Response {
+    let mut res = Error::new(
+        ErrorCode::RequestTimeout,
+        "the request body arrived too slowly",
+    )
+    .with_hint("the limits are limits.body_read_timeout and limits.body_min_rate")
+    .into_response();
+    if version < http::Version::HTTP_2 {
+        // Said, not only done: hyper closes a connection whose body was not read anyway.
+        res.headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     }
+    res
 }
 
-impl<F, E> Future for TimedResponse<F>
-where
-    F: Future<Output = Result<Response, E>>,
-{
-    type Output = Result<Response, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let res = ready_poll!(this.inner.poll(cx));
-        if !this.flag.load(Ordering::Acquire) {
-            return Poll::Ready(res);
-        }
-        let mut res = Error::new(
-            ErrorCode::RequestTimeout,
-            "the request body arrived too slowly",
-        )
-        .with_hint("the limits are limits.body_read_timeout and limits.body_min_rate")
-        .into_response();
-        if *this.version < http::Version::HTTP_2 {
-            // Said, not only done: hyper closes a connection whose body was not read anyway.
-            res.headers_mut()
-                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
-        }
-        Poll::Ready(Ok(res))
-    }
-}
-
-/// A request body that ran out of time (see [`BodyTimeoutLayer`]).
+/// A request body that ran out of time (see [`BodyClock`]).
 #[derive(Debug, thiserror::Error)]
 #[error("the request body arrived too slowly")]
 pub(crate) struct BodyTooSlow;
 
 pin_project! {
-    /// The request body under the clock of [`BodyTimeoutLayer`].
+    /// The request body under the clock of [`BodyClock`].
     struct TimedBody {
         #[pin]
         inner: Body,

@@ -4,7 +4,7 @@
 //! timeout for HTTP/2 connections (hyper has none: a client answering PINGs kept one for ever),
 //! stream limits, h2c only when configured, and hard header-size backstops behind the
 //! configurable JSON checks of `server::limits`. Request bodies get their clock in
-//! `server::limits::BodyTimeoutLayer`.
+//! `server::limits::BodyClock`.
 
 use std::future::Future;
 use std::net::SocketAddr;

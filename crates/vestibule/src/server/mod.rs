@@ -3,6 +3,7 @@
 pub mod debug;
 mod demo;
 mod ended;
+mod front;
 mod headers;
 mod json;
 mod limits;
@@ -10,7 +11,6 @@ mod listener;
 mod openapi;
 mod routes;
 mod store;
-mod trace;
 mod user_agent;
 
 use std::future::Future;
@@ -357,22 +357,22 @@ pub fn router_with(state: AppState, config: &Config, extra: Router) -> Router {
         .merge(extra)
         .layer(
             ServiceBuilder::new()
-                // Request id, span and response log. No header is ever logged (a test runs the
+                // Request id and span, 414 / 431 with our JSON body before anything parses the
+                // request, 408 for a body that trickles in (the gateway sees the same body
+                // error), metrics, nosniff / Referrer-Policy / no-store unless a handler chose a
+                // cache policy, and the response log. No header is ever logged (a test runs the
                 // server at trace level and looks for secrets in the output).
-                .layer(trace::RequestTraceLayer)
-                // nosniff, Referrer-Policy, and no-store unless a handler chose a cache policy.
-                .layer(headers::SecurityHeadersLayer)
-                .option_layer(state.metrics.clone().map(metrics::MetricsLayer))
-                // 414 / 431 with our JSON body, before anything parses the request.
-                .layer(limits::RequestLimitsLayer {
-                    uri_bytes: config.uri_limit,
-                    header_bytes: config.header_bytes_limit,
-                    headers: config.max_headers,
-                })
-                // 408 for a body that trickles in; the gateway sees the same body error.
-                .layer(limits::BodyTimeoutLayer {
-                    timeout: config.body_read_timeout,
-                    min_rate: config.body_min_rate,
+                .layer(front::FrontLayer {
+                    limits: limits::RequestLimits {
+                        uri_bytes: config.uri_limit,
+                        header_bytes: config.header_bytes_limit,
+                        headers: config.max_headers,
+                    },
+                    body: limits::BodyClock {
+                        timeout: config.body_read_timeout,
+                        min_rate: config.body_min_rate,
+                    },
+                    metrics: state.metrics.clone(),
                 })
                 // Preflights are answered here: they never reach sessions, CSRF or the store.
                 .layer(crate::cors::cors_layer(&config.cors, &config.origins))
