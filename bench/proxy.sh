@@ -13,7 +13,8 @@
 # latency runs, default 5), VEST_BIN (the vestibule binary to measure), SKIP_BUILD (1 = use existing binaries and node_modules),
 # SKIP_VITE (1 = leave Vite out), UP_PORT/VEST_PORT/NGINX_PORT/VITE_PORT/BARE_PORT.
 # Also measured: `bare`, the smallest axum + hyper-util proxy (bench/baseline `proxy` mode), the
-# floor of the stack Vestibule's gateway is built on.
+# floor of the stack Vestibule's gateway is built on; and `vestauth`, the path users actually run:
+# a `require_auth` upstream with a session cookie (identity headers and the signed assertion).
 # Output: a summary on stdout, also written to bench/results/proxy.txt (raw wrk outputs in
 # bench/results/proxy-raw.txt).
 set -euo pipefail
@@ -48,6 +49,7 @@ VITE_DIR="$ROOT/bench/vite-proxy"
 RESULTS_DIR="$ROOT/bench/results"
 OUT="$RESULTS_DIR/proxy.txt"
 PATH_JSON=/api/json
+AUTH_PASSWORD="bench proxy password 1" # the authenticated target's user (a throwaway database)
 
 BENCH_NAME=proxy-bench
 # shellcheck source=bench/lib.sh
@@ -122,7 +124,18 @@ cat >"$TMP/vestibule.toml" <<EOF
 prefix = "/api"
 url = "$UP_URL"
 policy = "anonymous_ok"
+
+# The path users actually run (`vestauth`): a session required, identity headers and the signed
+# identity assertion sent upstream. /private/api/json reaches the same upstream route.
+[[upstream]]
+prefix = "/private"
+url = "$UP_URL"
+policy = "require_auth"
+strip_prefix = true
+identity_assertion = true
 EOF
+(cd "$TMP" && printf '%s\n' "$AUTH_PASSWORD" | "$VEST_BIN" --database "$TMP/bench.db" user add bench \
+    --password-stdin) >"$TMP/user-add.log" 2>&1 || die "user add failed: $(cat "$TMP/user-add.log")"
 log "starting vestibule on $VEST_URL ($WORKERS worker thread(s))"
 (cd "$TMP" && exec "${PIN_SRV[@]+"${PIN_SRV[@]}"}" env TOKIO_WORKER_THREADS="$WORKERS" VESTIBULE_LOG=warn \
     "$VEST_BIN" --config "$TMP/vestibule.toml" --database "$TMP/bench.db" serve \
@@ -130,6 +143,10 @@ log "starting vestibule on $VEST_URL ($WORKERS worker thread(s))"
 VEST_PID=$!
 PIDS+=("$VEST_PID")
 wait_200 "$VEST_URL$PATH_JSON" "$VEST_PID" "$TMP/vestibule.log"
+AUTH_COOKIE=$(curl -s -D - -o /dev/null --max-time 10 -H 'content-type: application/json' \
+    -d "{\"username\":\"bench\",\"password\":\"$AUTH_PASSWORD\"}" "$VEST_URL/auth/login" | tr -d '\r' |
+    sed -n 's/^[Ss]et-[Cc]ookie: \(vestibule_session=[^;]*\).*/\1/p' | head -1)
+[ -n "$AUTH_COOKIE" ] || die "login gave no session cookie: $(tail -c 600 "$TMP/vestibule.log")"
 
 # nginx: a test-owned master (daemon off) with its own config, pid file, logs and temp dirs;
 # the same worker count; HTTP/1.1 keep-alive to the upstream, and the same X-Forwarded-* /
@@ -187,21 +204,27 @@ if [ "$SKIP_VITE" != 1 ]; then
 fi
 
 # Every target answers the same 1 KB body.
-TARGETS=(direct vestibule nginx caddy bare)
+TARGETS=(direct vestibule vestauth nginx caddy bare)
 [ "$SKIP_VITE" = 1 ] || TARGETS+=(vite)
 url_of() {
     case "$1" in
         direct) echo "$UP_URL$PATH_JSON" ;;
         vestibule) echo "$VEST_URL$PATH_JSON" ;;
+        vestauth) echo "$VEST_URL/private$PATH_JSON" ;;
         nginx) echo "$NGINX_URL$PATH_JSON" ;;
         bare) echo "$BARE_URL$PATH_JSON" ;;
         caddy) echo "$CADDY_URL$PATH_JSON" ;;
         vite) echo "$VITE_URL$PATH_JSON" ;;
     esac
 }
+# The request headers a target needs (the session cookie of the authenticated path).
+args_of() {
+    if [ "$1" = vestauth ]; then printf '%s\n' -H "Cookie: $AUTH_COOKIE"; fi
+}
 BODY_NOTE=()
 for t in "${TARGETS[@]}"; do
-    len=$(curl -s --max-time 5 "$(url_of "$t")" | wc -c)
+    mapfile -t A < <(args_of "$t")
+    len=$(curl -s --max-time 5 "${A[@]}" "$(url_of "$t")" | wc -c)
     [ "$len" = 1024 ] || die "$t answered a $len-byte body, expected 1024"
     BODY_NOTE+=("$t $len")
 done
@@ -272,7 +295,10 @@ sock_err() {
 sub_ms() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "?" || b == "?") print "?"; else printf "%.3f", a - b }'; }
 
 log "warm-up (${WARMUP}s each)"
-for t in "${TARGETS[@]}"; do run_wrk "warm-$t" "$WARMUP" "$(url_of "$t")"; done
+for t in "${TARGETS[@]}"; do
+    mapfile -t A < <(args_of "$t")
+    run_wrk "warm-$t" "$WARMUP" "$(url_of "$t")" "${A[@]}"
+done
 
 # Each round measures every target back to back; the order rotates between rounds so a drift
 # of the machine's speed does not favour one target. Ratios are taken per round, then the median.
@@ -282,7 +308,8 @@ for r in $(seq 1 "$ROUNDS"); do
     log "round $r of $ROUNDS"
     for k in $(seq 0 $((N - 1))); do
         t=${TARGETS[$(((k + r - 1) % N))]}
-        run_wrk "$t-r$r" "$DURATION" "$(url_of "$t")"
+        mapfile -t A < <(args_of "$t")
+        run_wrk "$t-r$r" "$DURATION" "$(url_of "$t")" "${A[@]}"
         ROWS+=("$t-r$r")
     done
 done
@@ -378,6 +405,8 @@ mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
     ratio_line "nginx / direct (reference)" nginx direct 100 % 0 '>='
     ratio_line "bare axum proxy / nginx (reference)" bare nginx 100 % 0 '>='
     ratio_line "vestibule / bare axum proxy" vestibule bare 100 % 0 '>='
+    ratio_line "authenticated / anonymous_ok" vestauth vestibule 100 % 0 '>='
+    ratio_line "authenticated / caddy" vestauth caddy 1 x 0 '>='
     for t in vestibule nginx; do
         vals=$(added_rounds "$t" | tr '\n' ' ')
         # shellcheck disable=SC2086
