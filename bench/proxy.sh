@@ -49,7 +49,7 @@ VITE_DIR="$ROOT/bench/vite-proxy"
 RESULTS_DIR="$ROOT/bench/results"
 OUT="$RESULTS_DIR/proxy.txt"
 PATH_JSON=/api/json
-AUTH_PASSWORD="bench proxy password 1" # the authenticated target's user (a throwaway database)
+AUTH_PASSWORD="gateway path secret 7" # the authenticated target's user (a throwaway database)
 
 BENCH_NAME=proxy-bench
 # shellcheck source=bench/lib.sh
@@ -125,7 +125,7 @@ prefix = "/api"
 url = "$UP_URL"
 policy = "anonymous_ok"
 
-# The path users actually run (`vestauth`): a session required, identity headers and the signed
+# The path users actually run (vestauth): a session required, identity headers and the signed
 # identity assertion sent upstream. /private/api/json reaches the same upstream route.
 [[upstream]]
 prefix = "/private"

@@ -175,6 +175,8 @@ pub(crate) struct UpstreamProxy {
     upstream_host: Option<HeaderValue>,
     /// The metrics route label (`proxy /api`), built once.
     pub(crate) route_label: Arc<str>,
+    /// The identity assertions recently sent here, when `identity_assertion` is on.
+    pub(crate) assertions: Option<Arc<super::assertion::AssertionCache>>,
 }
 
 impl UpstreamProxy {
@@ -187,6 +189,9 @@ impl UpstreamProxy {
         Self {
             upstream_host: HeaderValue::from_str(upstream.authority.as_str()).ok(),
             route_label: Arc::from(format!("proxy {}", upstream.prefix)),
+            assertions: upstream
+                .identity_assertion
+                .then(|| Arc::new(super::assertion::AssertionCache::default())),
             upstream: Arc::new(upstream),
             pool,
         }

@@ -319,11 +319,11 @@ impl Gateway {
         {
             headers.insert(header::AUTHORIZATION, v);
         }
-        if let (Some(user), Some(key), true) = (&user, &self.assertion, up.identity_assertion) {
-            let jwt = key.assert(&self.issuer, &up.url, user, crate::session::now());
-            if let Ok(v) = HeaderValue::from_str(&jwt) {
-                headers.insert(assertion::ASSERTION_HEADER, v);
-            }
+        if let (Some(user), Some(key), Some(cache)) = (&user, &self.assertion, &proxy.assertions)
+            && let Some(v) =
+                cache.assertion(key, &self.issuer, &up.url, user, crate::session::now())
+        {
+            headers.insert(assertion::ASSERTION_HEADER, v);
         }
         let mut side = self.side.clone();
         side.ip = client_ip;
