@@ -52,7 +52,7 @@ pub struct RawUpstream {
     /// What to run when the upstream is down, said in the 502 ("start it (npm run dev)").
     pub start_hint: Option<String>,
     /// Also send `X-Vestibule-Assertion`: a 60-second EdDSA JWT of the identity, verifiable
-    /// with `GET /auth/jwks.json`.
+    /// with `GET /auth/jwks.json`; one login's is reused for 30 s.
     pub identity_assertion: bool,
     /// Send `Authorization: Bearer <access token>` of a session that logged in through an
     /// OpenID provider (refreshed shortly before it expires; the browser never sees it).
