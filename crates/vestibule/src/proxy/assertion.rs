@@ -222,12 +222,7 @@ mod tests {
     #[test]
     fn assertions_verify_with_the_published_key_and_carry_the_claims() {
         let key = IdentityKey::generate();
-        let user = SessionUser {
-            id: 7,
-            username: "alice".into(),
-            auth_time: 1000,
-            transport: crate::session::Transport::Cookie,
-        };
+        let user = alice();
         let jwt = key.assert(
             "http://localhost:8000",
             "http://127.0.0.1:8001",
@@ -256,6 +251,15 @@ mod tests {
         assert_eq!(header["kid"], key.kid());
     }
 
+    fn alice() -> SessionUser {
+        SessionUser {
+            id: 7,
+            username: "alice".into(),
+            auth_time: 1000,
+            transport: crate::session::Transport::Cookie,
+        }
+    }
+
     fn claims_of(v: &HeaderValue) -> Value {
         let jwt = v.to_str().expect("ascii");
         let payload = jwt.split('.').nth(1).expect("claims");
@@ -266,12 +270,7 @@ mod tests {
     fn a_login_reuses_its_assertion_for_half_its_lifetime_and_no_longer() {
         let key = IdentityKey::generate();
         let cache = AssertionCache::default();
-        let alice = SessionUser {
-            id: 7,
-            username: "alice".into(),
-            auth_time: 1000,
-            transport: crate::session::Transport::Cookie,
-        };
+        let alice = alice();
         let up = "http://127.0.0.1:8001";
         let first = cache
             .assertion(&key, "http://localhost:8000", up, &alice, 5000)
@@ -298,12 +297,7 @@ mod tests {
         let cache = AssertionCache::default();
         let iss = "http://localhost:8000";
         let up = "http://127.0.0.1:8001";
-        let alice = SessionUser {
-            id: 7,
-            username: "alice".into(),
-            auth_time: 1000,
-            transport: crate::session::Transport::Cookie,
-        };
+        let alice = alice();
         let a = cache.assertion(&key, iss, up, &alice, 5000).expect("a");
         let relogin = SessionUser {
             auth_time: 1001,
