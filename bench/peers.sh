@@ -24,7 +24,10 @@
 #
 # Knobs: DURATION (s per run, 10), ROUNDS (3), WARMUP (s, 2), CONNS (32), WORKERS (runtime
 # threads per Rust server, default the number of SERVER_CPUS), SERVER_CPUS (0), WRK_CPUS (1),
-# TARGETS (default all above), SKIP_BUILD=1, VEST_BIN.
+# TARGETS (default all above), SKIP_BUILD=1, VEST_BIN, SPLIT (1 = after the rounds, one more run
+# per target under `perf stat` and `perf record -e cpu-clock`: CPU time per request, split into
+# the server's own code and the kernel (loopback TCP, epoll), and context switches; this shows
+# where a wall-clock gap comes from that instruction counts do not explain).
 # Output: bench/results/peers.txt.
 set -euo pipefail
 export LC_ALL=C
@@ -54,6 +57,7 @@ LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 missing=()
 for tool in wrk curl taskset; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+if [ "${SPLIT:-0}" = 1 ] && ! command -v perf >/dev/null; then missing+=(linux-perf); fi
 if [ "${#missing[@]}" -gt 0 ]; then
     log "installing ${missing[*]} (Debian packages)"
     apt_install "${missing[@]/taskset/util-linux}" >&2
@@ -180,6 +184,35 @@ for r in $(seq 1 "$ROUNDS"); do
     done
 done
 
+# SPLIT=1: one more run per target under perf. Per request: CPU time (task-clock over the
+# requests wrk completed), the kernel's share of the samples, context switches.
+declare -A SPLIT_LINE
+split_run() { # target
+    local t=$1 pids d=$DURATION
+    pids=$(echo "${PID_OF[$t]}" $(pgrep -P "${PID_OF[$t]}" || true) | tr ' ' ',')
+    perf stat -x, -e task-clock,context-switches -p "$pids" -o "$TMP/stat-$t.csv" -- sleep "$d" &
+    local stat=$!
+    perf record -q -e cpu-clock -p "$pids" -o "$TMP/perf-$t.data" -- sleep "$d" >/dev/null 2>&1 &
+    local rec=$!
+    run_wrk "$t" "split-$t" "$d"
+    wait "$stat" "$rec" || die "perf failed for $t: $(cat "$TMP/stat-$t.csv")"
+    local reqs cpu_ms cs kernel
+    reqs=$(awk '/requests in/ { print $1 }' "$TMP/wrk-split-$t.txt")
+    cpu_ms=$(awk -F, '$3 ~ /^task-clock/ { print $1 }' "$TMP/stat-$t.csv")
+    cs=$(awk -F, '$3 ~ /^context-switches/ { print $1 }' "$TMP/stat-$t.csv")
+    kernel=$(perf report -i "$TMP/perf-$t.data" --sort dso -q -g none --stdio 2>/dev/null |
+        awk '/\[kernel\.kallsyms\]/ { sub("%", "", $1); print $1 }')
+    SPLIT_LINE[$t]=$(awk -v r="$reqs" -v c="$cpu_ms" -v k="${kernel:-0}" -v s="$cs" -v t="$t" 'BEGIN {
+        us = c * 1000 / r
+        printf "  %-14s %9.2f %9.2f %9.2f %7.1f%% %9.2f\n", t, us, us * (100 - k) / 100, us * k / 100, k, s * 1000 / r }')
+}
+if [ "${SPLIT:-0}" = 1 ]; then
+    for t in "${ORDER[@]}"; do
+        log "split: $t under perf"
+        split_run "$t"
+    done
+fi
+
 per_round() { # metric target
     local r
     for r in $(seq 1 "$ROUNDS"); do "$1" "$2-r$r" ${3:+"$3"}; done
@@ -224,6 +257,13 @@ ratio() { # label a b target
     ratio "me / peerfull" me peerfull
     ratio "bearer / peerfullbearer" bearer peerfullbearer
     ratio "me / django" me django ">= 60"
+    if [ "${SPLIT:-0}" = 1 ]; then
+        echo
+        echo "CPU per request (one more ${DURATION}s run each under perf stat / perf record -e cpu-clock):"
+        printf '  %-14s %9s %9s %9s %8s %9s\n' target "CPU us" "user us" "kernel us" kernel "cs/1k req"
+        for t in "${ORDER[@]}"; do printf '%s\n' "${SPLIT_LINE[$t]}"; done
+        echo "(user = the server's own code and its libraries; kernel = loopback TCP, epoll, wake-ups)"
+    fi
     echo
     echo "what each does per request: peer and peerbearer look the raw id or token up in memory"
     echo "(no hashing, no durability, no expiry sliding); me and bearer hash the token (SHA-256),"

@@ -31,6 +31,7 @@
 # Only the server process under test is counted (for `proxy`: Vestibule, not the upstream).
 #
 # Knobs: N (requests counted, default 2000), WARM (default 200), TOP (functions listed, 25),
+# CACHE_SIM (1 = also simulate the caches and print I1 / D1 / last-level misses per request),
 # VEST_BIN, SKIP_BUILD (1 = use existing binaries), KEEP (a directory to keep the raw callgrind
 # dumps in, for callgrind_annotate or kcachegrind).
 # Output: bench/results/profile.txt (summary: instructions per request per scenario) and
@@ -93,8 +94,8 @@ profile() {
     shift 3
     local out="$TMP/callgrind.$name.out"
     log "$name: starting under callgrind"
-    (cd "$TMP" && exec valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out" \
-        "$@") >"$TMP/$name.log" 2>&1 &
+    (cd "$TMP" && exec valgrind --tool=callgrind --instr-atstart=no ${CACHE_SIM:+--cache-sim=yes} \
+        --callgrind-out-file="$out" "$@") >"$TMP/$name.log" 2>&1 &
     local pid=$!
     PIDS+=("$pid")
     wait_up "$url" "$pid" "$TMP/$name.log"
@@ -122,6 +123,13 @@ profile() {
     [ -n "$total" ] || total=$(grep -m1 '^totals:' "$dump" | awk '{print $2}')
     printf '%-14s %12d instructions/request  (%d requests, %s in all)\n' \
         "$name" $((total / N)) "$N" "$total" | tee -a "$TMP/summary"
+    if [ -n "${CACHE_SIM:-}" ]; then
+        # Simulated misses per request (events: Ir I1mr ILmr Dr D1mr DLmr Dw D1mw DLmw): what
+        # instruction counts cannot show, a larger code and data footprint per request.
+        grep -m1 '^summary:' "$dump" | awk -v n="$N" -v name="$name" '{
+            printf "%-14s %12.0f I1 misses  %8.0f D1 misses  %6.1f LL misses  per request\n",
+                name, $3 / n, ($6 + $9) / n, ($4 + $7 + $10) / n }' | tee -a "$TMP/summary"
+    fi
     callgrind_annotate --inclusive=yes "$dump" >"$TMP/annotate.$name" 2>/dev/null || true
     head -n $((TOP + 30)) "$TMP/annotate.$name" >"$RESULTS_DIR/profile-$name.txt"
     if [ -n "${KEEP:-}" ]; then cp "$dump" "$KEEP/callgrind.$name.out"; fi

@@ -21,6 +21,11 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+/// How long a SQLite reader beyond the first stays open without a query.
+const READER_IDLE: Duration = Duration::from_secs(30);
+/// Page cache of each SQLite reader, in KiB (SQLite's default is 2000).
+const READER_CACHE_KIB: u32 = 512;
+
 /// Why the database could not be opened.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -333,10 +338,21 @@ impl Database {
             .await
             .map_err(open_err)?;
         sqlx::migrate!("./migrations").run(&write).await?;
+        // Readers: four under load, one when quiet. Each SQLite connection keeps its own page
+        // cache (2 MiB by default), which it gives back only when it closes: after a burst the
+        // three extra readers close once idle for READER_IDLE, and each caches at most
+        // READER_CACHE_KIB. Session reads are point lookups by key, mostly answered by the read
+        // cache above the store; the OS page cache holds the file. Measured with bench/soak.mjs
+        // (bench/RESULTS.md, issue 20).
         let read = SqlitePoolOptions::new()
             .max_connections(4)
+            .min_connections(1)
+            .idle_timeout(READER_IDLE)
             .acquire_timeout(Duration::from_secs(5))
-            .connect_with(opts.read_only(true))
+            .connect_with(
+                opts.read_only(true)
+                    .pragma("cache_size", format!("-{READER_CACHE_KIB}")),
+            )
             .await
             .map_err(open_err)?;
         Ok(Self {

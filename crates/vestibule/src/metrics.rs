@@ -5,23 +5,19 @@
 //! embedding app, the test suite — each count their own traffic.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use async_trait::async_trait;
 use axum::extract::MatchedPath;
-use axum::http::{HeaderValue, Request, header};
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use pin_project_lite::pin_project;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use tower::{Layer, Service};
 
 use crate::client_ip::TrustedProxies;
 use crate::error::{Error, ErrorCode};
@@ -129,7 +125,7 @@ impl Metrics {
         let store_latency = HistogramFamily::<OpLabels>::new_with_constructor(latency_histogram);
         registry.register(
             "store_duration_seconds",
-            "Session-store operation latency, by operation",
+            "Session-store operation latency, by operation (a read-cache hit is not one)",
             store_latency.clone(),
         );
         let sessions_live = Gauge::default();
@@ -308,102 +304,38 @@ pub(crate) async fn answer(
 
 impl Metrics {
     /// Records one answered request: its route, method, status and latency. The route is the
-    /// matched pattern (`/auth/sessions/{id}`, never the id itself), carried out of the router
-    /// by [`RouteTagLayer`]; requests no route matched count as `unmatched`. Called by the
-    /// front service (`server/front.rs`) for every response.
-    pub(crate) fn record(&self, res: &Response, method: &http::Method, start: Instant) {
-        let route = res
-            .extensions()
-            .get::<RouteTag>()
-            .map_or("unmatched", RouteTag::as_str);
+    /// matched pattern (`/auth/sessions/{id}`, never the id itself), which the front service
+    /// takes from the request's [`MatchedPath`] (it runs inside the router, after the match),
+    /// or the upstream label a proxied response carries ([`tag_route`]); requests no route
+    /// matched count as `unmatched`. Called by the front service (`server/front.rs`) for every
+    /// response.
+    ///
+    /// Why not a `route_layer` copying the pattern onto the response (what this used until
+    /// 2026-12-06): each layer axum applies per route is one more boxed service cloned on every
+    /// request; reading the match where the front already is cost nothing (bench/RESULTS.md).
+    pub(crate) fn record(
+        &self,
+        res: &Response,
+        method: &http::Method,
+        matched: Option<&MatchedPath>,
+        start: Instant,
+    ) {
+        let route = match res.extensions().get::<UpstreamTag>() {
+            Some(UpstreamTag(label)) => label,
+            None => matched.map_or("unmatched", MatchedPath::as_str),
+        };
         self.observe(route, method, res.status().as_u16(), start);
     }
 }
 
-/// The route label of a response for [`Metrics::record`]: the matched route pattern, or the
-/// upstream prefix of a proxied request (`proxy /api`).
+/// The route label of a proxied response for [`Metrics::record`]: the upstream prefix
+/// (`proxy /api`). The gateway is the router's fallback, so it has no [`MatchedPath`].
 #[derive(Debug, Clone)]
-enum RouteTag {
-    Matched(MatchedPath),
-    Upstream(Arc<str>),
-}
-
-impl RouteTag {
-    fn as_str(&self) -> &str {
-        match self {
-            Self::Matched(m) => m.as_str(),
-            Self::Upstream(label) => label,
-        }
-    }
-}
+struct UpstreamTag(Arc<str>);
 
 /// Labels a proxied response with its upstream's label (`proxy /api`, built once per upstream).
 pub(crate) fn tag_route<B>(res: &mut axum::http::Response<B>, label: &Arc<str>) {
-    res.extensions_mut()
-        .insert(RouteTag::Upstream(label.clone()));
-}
-
-/// A `route_layer` that copies the request's [`MatchedPath`] onto the response.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct RouteTagLayer;
-
-impl<S> Layer<S> for RouteTagLayer {
-    type Service = RouteTagService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        RouteTagService { inner }
-    }
-}
-
-/// The service of [`RouteTagLayer`].
-#[derive(Debug, Clone)]
-pub(crate) struct RouteTagService<S> {
-    inner: S,
-}
-
-impl<S, B> Service<Request<B>> for RouteTagService<S>
-where
-    S: Service<Request<B>, Response = Response>,
-{
-    type Response = Response;
-    type Error = S::Error;
-    type Future = RouteTagFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        RouteTagFuture {
-            tag: req.extensions().get::<MatchedPath>().cloned(),
-            inner: self.inner.call(req),
-        }
-    }
-}
-
-pin_project! {
-    /// The future of [`RouteTagService`].
-    pub(crate) struct RouteTagFuture<F> {
-        #[pin]
-        inner: F,
-        tag: Option<MatchedPath>,
-    }
-}
-
-impl<F, E> Future for RouteTagFuture<F>
-where
-    F: Future<Output = Result<Response, E>>,
-{
-    type Output = Result<Response, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let mut res = ready!(this.inner.poll(cx));
-        if let (Ok(res), Some(tag)) = (&mut res, this.tag.take()) {
-            res.extensions_mut().insert(RouteTag::Matched(tag));
-        }
-        Poll::Ready(res)
-    }
+    res.extensions_mut().insert(UpstreamTag(label.clone()));
 }
 
 /// Times every operation of the wrapped store and counts its failures. `NotFound` and
@@ -487,6 +419,10 @@ impl MeteredStore {
 impl SessionStore for MeteredStore {
     async fn create(&self, record: &Record) -> Result<(), StoreError> {
         self.timed(StoreOp::Create, self.inner.create(record)).await
+    }
+    fn cached(&self, key: &TokenHash) -> Option<Arc<Record>> {
+        // A cache hit is not a store operation: `load` times the reads that reach the store.
+        self.inner.cached(key)
     }
     async fn load(&self, key: &TokenHash) -> Result<Option<Arc<Record>>, StoreError> {
         self.timed(StoreOp::Load, self.inner.load(key)).await

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
-use axum::extract::Request;
+use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use pin_project_lite::pin_project;
@@ -100,11 +100,11 @@ where
         req.extensions_mut().insert(RequestId::new(id.clone()));
         let debug = tracing::enabled!(Level::DEBUG);
         let start = (debug || self.front.metrics.is_some()).then(Instant::now);
-        let metrics = self
-            .front
-            .metrics
-            .as_ref()
-            .map(|m| (m.clone(), req.method().clone()));
+        let metrics = self.front.metrics.as_ref().map(|m| {
+            // The router has matched already: the front runs inside it (`Router::layer`).
+            let matched = req.extensions().get::<MatchedPath>().cloned();
+            (m.clone(), req.method().clone(), matched)
+        });
         let version = req.version();
         let span = tracing::info_span!(
             "request",
@@ -168,7 +168,7 @@ pin_project! {
         id: Option<HeaderValue>,
         start: Option<Instant>,
         debug: bool,
-        metrics: Option<(Arc<Metrics>, Method)>,
+        metrics: Option<(Arc<Metrics>, Method, Option<MatchedPath>)>,
         too_slow: Option<Arc<AtomicBool>>,
         version: http::Version,
     }
@@ -205,8 +205,10 @@ where
         {
             res = too_slow(*this.version);
         }
-        if let (Some((metrics, method)), Some(start)) = (this.metrics.as_ref(), *this.start) {
-            metrics.record(&res, method, start);
+        if let (Some((metrics, method, matched)), Some(start)) =
+            (this.metrics.as_ref(), *this.start)
+        {
+            metrics.record(&res, method, matched.as_ref(), start);
         }
         set_security_headers(res.headers_mut());
         if let (true, Some(start), Some(span)) = (*this.debug, *this.start, span) {

@@ -335,19 +335,14 @@ pub fn router_with(state: AppState, config: &Config, extra: Router) -> Router {
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
         .route("/_vestibule/client.js", get(demo::client_js))
-        .route("/metrics", get(metrics_handler))
-        // Carries the matched route pattern out to the metrics layer (the proxy's fallback
-        // counts as `unmatched`).
-        .route_layer(metrics::RouteTagLayer);
+        .route("/metrics", get(metrics_handler));
     let app = match gateway {
         Some(g) => app.fallback(move |req: axum::extract::Request| g.clone().handle(req)),
         None => app.fallback(routes::not_found),
     };
     let extra = if extra.has_routes() {
         // The application's handlers log users in through the `Login` extractor (auth/login).
-        extra
-            .route_layer(metrics::RouteTagLayer)
-            .layer(axum::Extension(state.login.clone()))
+        extra.layer(axum::Extension(state.login.clone()))
     } else {
         extra
     };

@@ -156,20 +156,27 @@ impl Session {
                 let values = std::mem::take(&mut st.sealed_values);
                 self.open_sealed(&mut st, &backend, &values).await?;
             } else if let Some(token) = st.token.take() {
-                let mut candidates = vec![token];
-                candidates.append(&mut st.other_tokens);
-                let mut live = Vec::new();
-                for token in candidates.iter() {
-                    if let Some(r) = self.inner.manager.store.load(&token.hash()).await?
-                        && !r.is_expired(self.inner.started)
-                    {
-                        live.push((token.clone(), r));
+                if st.other_tokens.is_empty() {
+                    // One credential, the usual case: what `pick_among` would choose from one
+                    // candidate, without building the lists.
+                    if let Some(record) = self.load_live(&token).await? {
+                        st.token = Some(token);
+                        st.record = Some(record);
                     }
-                }
-                let chosen = self.pick_among(candidates.len(), live, |(_, r)| r.user_id);
-                if let Some((token, record)) = chosen {
-                    st.token = Some(token);
-                    st.record = Some(record);
+                } else {
+                    let mut candidates = vec![token];
+                    candidates.append(&mut st.other_tokens);
+                    let mut live = Vec::new();
+                    for token in candidates.iter() {
+                        if let Some(r) = self.load_live(token).await? {
+                            live.push((token.clone(), r));
+                        }
+                    }
+                    let chosen = self.pick_among(candidates.len(), live, |(_, r)| r.user_id);
+                    if let Some((token, record)) = chosen {
+                        st.token = Some(token);
+                        st.record = Some(record);
+                    }
                 }
                 if st.record.is_none() {
                     // Unknown, expired or revoked: treated as no session, and never adopted as an id.
@@ -187,6 +194,17 @@ impl Session {
             ));
         }
         Ok(st)
+    }
+
+    /// The live record `token` opens: the store's cached copy when it has one, else a load.
+    async fn load_live(&self, token: &SecretToken) -> Result<Option<Arc<Record>>, Error> {
+        let store = &self.inner.manager.store;
+        let key = token.hash();
+        let record = match store.cached(&key) {
+            Some(r) => Some(r),
+            None => store.load(&key).await?,
+        };
+        Ok(record.filter(|r| !r.is_expired(self.inner.started)))
     }
 
     /// Chooses among the live sessions that the request's session cookies (`presented` of them)

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::json;
-use vestibule::session::stores::{CachedStore, Invalidation, RedisStore};
+use vestibule::session::stores::{CachedStore, Invalidation, MemoryStore, RedisStore};
 use vestibule::session::{Delta, SessionStore, StoreError, now};
 use vestibule::token::TokenHash;
 
@@ -124,6 +124,32 @@ async fn the_cache_is_bypassed_while_the_feed_is_down() {
         .await
         .expect("delete behind the cache");
     assert!(cached.load(&r2.key).await.expect("load").is_some());
+}
+
+/// A request reads the cache's copy first (`SessionStore::cached`): a hit after a load, but
+/// nothing while the feed is down (the copy may be stale then), the same rule as `load`.
+#[tokio::test]
+async fn the_fast_path_serves_copies_only_while_the_feed_is_up() {
+    let feed = Arc::new(SwitchFeed::default());
+    feed.live.store(true, Ordering::SeqCst);
+    let f = feed.clone();
+    let cached = CachedStore::coherent(MemoryStore::new(100), 100, move |_| {
+        let feed: Arc<dyn Invalidation> = f;
+        feed
+    });
+    let r = record(Some(1), json!({"n": 1}));
+    cached.create(&r).await.expect("create");
+    assert!(cached.load(&r.key).await.expect("load").is_some());
+    let copy = cached.cached(&r.key).expect("a copy after the load");
+    assert_eq!(copy.data["n"], json!(1));
+    feed.live.store(false, Ordering::SeqCst);
+    assert!(cached.cached(&r.key).is_none(), "feed down: no copy served");
+    // Anonymous sessions are never kept, so never served from the copy either.
+    feed.live.store(true, Ordering::SeqCst);
+    let anonymous = record(None, json!({}));
+    cached.create(&anonymous).await.expect("create");
+    assert!(cached.load(&anonymous.key).await.expect("load").is_some());
+    assert!(cached.cached(&anonymous.key).is_none());
 }
 
 /// An instance without a read cache (`session.redis_cache = false`) beside one with it on the

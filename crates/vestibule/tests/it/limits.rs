@@ -10,7 +10,7 @@ use vestibule::config::{RawConfig, RawStore};
 use vestibule::ratelimit;
 
 use crate::services;
-use crate::support::{PASSWORD, TestApp, assert_error, test_raw_config};
+use crate::support::{COOKIE, PASSWORD, TestApp, assert_error, test_raw_config};
 
 /// Login attempt for `username` with no cookie, from `xff` as a trusted proxy reports it.
 async fn attempt(app: &TestApp, username: &str, password: &str, xff: &str) -> Response {
@@ -828,9 +828,31 @@ fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
 async fn metrics_count_routes_statuses_logins_limits_and_the_store() {
     let app = TestApp::spawn_with(|raw| limits(raw, &[("login_per_user", "2/h")])).await;
     let c = app.signed_up("kim", PASSWORD).await;
+    let loads_timed = |text: &str| {
+        sample(
+            text,
+            "vestibule_store_duration_seconds_count",
+            &[("op", "load")],
+        )
+        .unwrap_or(0.0)
+    };
+    let scrape = || async { c.get("/metrics").await.text().await.expect("text") };
+    let before = loads_timed(&scrape().await);
     for _ in 0..3 {
         assert_eq!(c.get("/auth/me").await.status(), 200);
     }
+    // Answered from the read cache: not store operations, so not timed.
+    assert_eq!(loads_timed(&scrape().await), before);
+    // A well-formed cookie the cache does not hold: a load that reaches the store.
+    let unknown = vestibule::token::SecretToken::generate(vestibule::token::TokenKind::Session);
+    let res = reqwest::Client::new()
+        .get(app.url("/auth/me"))
+        .header("cookie", format!("{COOKIE}={}", unknown.expose()))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 401);
+    assert_eq!(loads_timed(&scrape().await), before + 1.0);
     let _ = attempt(&app, "kim", "wrong wrong", "10.0.0.1").await;
     let _ = attempt(&app, "kim", "wrong wrong", "10.0.0.2").await;
     let _ = attempt(&app, "kim", "wrong wrong", "10.0.0.3").await;
@@ -848,6 +870,8 @@ async fn metrics_count_routes_statuses_logins_limits_and_the_store() {
     let requests = "vestibule_http_requests_total";
     let me = [("route", "/auth/me"), ("method", "GET"), ("status", "200")];
     assert_eq!(sample(&text, requests, &me), Some(3.0), "{text}");
+    let metrics = [("route", "/metrics"), ("method", "GET"), ("status", "200")];
+    assert_eq!(sample(&text, requests, &metrics), Some(3.0), "{text}");
     // Routes are patterns, never ids; unrouted paths are one label.
     let by_pattern = [("route", "/auth/sessions/{id}"), ("method", "DELETE")];
     assert_eq!(sample(&text, requests, &by_pattern), Some(1.0), "{text}");

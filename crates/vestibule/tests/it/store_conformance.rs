@@ -339,6 +339,30 @@ pub async fn save_merges_only_the_delta(s: Arc<dyn SessionStore>) {
     assert_eq!(loaded.data, merged.data);
 }
 
+/// The fast path a request reads first (`SessionStore::cached`, the read cache's hit) never
+/// answers what `load` would not: after a write it holds the write, after a delete nothing.
+pub async fn a_cached_copy_follows_every_write(s: Arc<dyn SessionStore>) {
+    let r = record(Some(5), json!({"v": 1}));
+    s.create(&r).await.expect("create");
+    let loaded = s.load(&r.key).await.expect("load").expect("exists");
+    let same_as_load = |copy: Option<Arc<Record>>, expected: &Map<String, Value>, when: &str| {
+        if let Some(copy) = copy {
+            assert_eq!(&copy.data, expected, "the cached copy {when}");
+        }
+    };
+    same_as_load(s.cached(&r.key), &loaded.data, "after a load");
+    let merged = s
+        .save(&r.key, &delta(json!({"v": 2}), &[]))
+        .await
+        .expect("save");
+    same_as_load(s.cached(&r.key), &merged.data, "after a save");
+    assert!(s.delete(&r.key).await.expect("delete"));
+    assert!(
+        s.cached(&r.key).is_none(),
+        "a deleted session has no cached copy"
+    );
+}
+
 pub async fn save_never_creates_or_resurrects(s: Arc<dyn SessionStore>) {
     let missing = record(None, json!({}));
     assert!(matches!(
@@ -596,6 +620,7 @@ macro_rules! conformance_cases {
         $then!(all, shared_locks_exclude_other_holders_and_expire);
         $then!(server, create_never_overwrites);
         $then!(all, save_merges_only_the_delta);
+        $then!(server, a_cached_copy_follows_every_write);
         $then!(server, save_never_creates_or_resurrects);
         $then!(server, expired_records_are_invisible_and_purged);
         $then!(all, expiry_slides_but_never_past_the_absolute_cap);

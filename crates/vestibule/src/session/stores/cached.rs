@@ -198,6 +198,15 @@ impl<D: SessionStore> SessionStore for CachedStore<D> {
         self.durable.load_latest(key).await
     }
 
+    fn cached(&self, key: &TokenHash) -> Option<Arc<Record>> {
+        // The same rules as `load`'s hit: nothing kept while announcing only, and a cache that
+        // is deaf to the other instances is neither read nor filled.
+        if !self.caching || self.feed.as_ref().is_some_and(|f| !f.is_live()) {
+            return None;
+        }
+        self.shared.cache.get(key)
+    }
+
     async fn load(&self, key: &TokenHash) -> Result<Option<Arc<Record>>, StoreError> {
         let t = now();
         if !self.caching {
