@@ -154,9 +154,11 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug + 'static {
     /// The record under `key` if this store holds a copy it may answer from without waiting
     /// (the read cache's hit), expired or not: the caller checks expiry, as it does after
     /// [`load`](Self::load). `None` means "ask `load`", never "no such session". It is not a
-    /// store operation (no I/O, not timed by the metrics): on `/auth/me` the two boxed futures
-    /// and three clock reads of a cached `load` through the metrics wrapper were ≈ 1.5 % of the
-    /// request's CPU time (perf, issue 20). A store without a cache keeps the default.
+    /// store operation (no I/O, not timed by the metrics): a cached `load` through the metrics
+    /// wrapper cost two boxed futures and three clock reads, ≈ 2 % of `/auth/me`'s CPU time
+    /// (perf); with this path and the one-credential path in `Session::loaded`, `/auth/me` went
+    /// from 46,671 to 45,376 instructions (callgrind, bench/RESULTS.md, issue 20). A store
+    /// without a cache keeps the default.
     fn cached(&self, _key: &TokenHash) -> Option<Arc<Record>> {
         None
     }
