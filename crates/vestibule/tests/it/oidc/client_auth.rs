@@ -163,15 +163,24 @@ async fn private_key_jwt_with_an_rsa_key_and_its_kid_logs_in_and_no_secret_is_se
     assert_assertion(&log[0], &idp, "RS256", Some("rsa-1"));
 }
 
+/// Access-token lifetime of the refresh tests. The relay refreshes when half the lifetime (at
+/// most 30 s) is left, counted in whole seconds: with 2 s tokens, a login late in a second was
+/// already due a few milliseconds later, so the first relayed call refreshed when the test
+/// expected the login's token (seen failing once in a loaded full run). With 4 s, a token is
+/// not due for at least 1 s after it was issued, and is due 2 s after.
+const TTL_SECS: u64 = 4;
+/// Long enough after a token was issued for it to be due (see [`TTL_SECS`]).
+const UNTIL_DUE: std::time::Duration = std::time::Duration::from_millis(2500);
+
 #[tokio::test]
 async fn private_key_jwt_with_an_ec_sec1_key_refreshes_with_a_fresh_jti_every_time() {
     let port = free_port();
     let cb = format!("http://127.0.0.1:{port}/auth/oidc/test/callback");
     let key = p256_sec1();
-    // Access tokens live 2 s: the relay refreshes within a second of expiry.
+    // Access tokens live TTL_SECS: see `TTL_SECS` for why not less.
     let Some(idp) = Idp::start(json!({
         "redirect_uris": [cb],
-        "access_token_ttl": 2,
+        "access_token_ttl": TTL_SECS,
         "jwt_client_keys": [{"pem": key.public_pem}],
     }))
     .await
@@ -198,7 +207,7 @@ async fn private_key_jwt_with_an_ec_sec1_key_refreshes_with_a_fresh_jti_every_ti
     // Two refreshes: the provider refuses an assertion whose jti it has seen (invalid_client,
     // which would answer 502 here), so each one must carry a new one.
     for _ in 0..2 {
-        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        tokio::time::sleep(UNTIL_DUE).await;
         let fresh = relayed(&c, app.url("/api/x")).await;
         assert_ne!(fresh, token, "refreshed");
         assert!(provider_accepts(&idp, &fresh).await, "a valid access token");
@@ -382,7 +391,7 @@ async fn good_and_bad_instances(ttl: u64, refresh_ttl: u64) -> Option<(TestApp, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refresh_refused_with_invalid_client_answers_502_and_keeps_the_session() {
-    let Some((good, bad, idp)) = good_and_bad_instances(2, 3600).await else {
+    let Some((good, bad, idp)) = good_and_bad_instances(TTL_SECS, 3600).await else {
         return;
     };
     let c = browser();
@@ -395,7 +404,7 @@ async fn a_refresh_refused_with_invalid_client_answers_502_and_keeps_the_session
     );
 
     // Due: the misconfigured instance refreshes, and the provider refuses it.
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    tokio::time::sleep(UNTIL_DUE).await;
     let res = c.get(bad.url("/api/x")).send().await.expect("api");
     assert_error(res, 502, "oidc_client_rejected").await;
     let last = token_requests(&idp).await.pop().expect("logged");
