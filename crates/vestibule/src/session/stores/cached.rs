@@ -99,6 +99,13 @@ impl CacheHandle {
 }
 
 impl<D: SessionStore> CachedStore<D> {
+    /// Whether copies may be read or filled: not while only announcing (nothing is kept), and
+    /// not while the feed is down (deaf to the other instances, a copy may be stale). The one
+    /// rule for `load` and for the fast path (`cached`).
+    fn copies_usable(&self) -> bool {
+        self.caching && self.feed.as_ref().is_none_or(|f| f.is_live())
+    }
+
     /// Caches up to `capacity` records of `durable`; the eviction policy (S3-FIFO) keeps the
     /// sessions in use and lets one-hit wonders go first.
     ///
@@ -199,9 +206,7 @@ impl<D: SessionStore> SessionStore for CachedStore<D> {
     }
 
     fn cached(&self, key: &TokenHash) -> Option<Arc<Record>> {
-        // The same rules as `load`'s hit: nothing kept while announcing only, and a cache that
-        // is deaf to the other instances is neither read nor filled.
-        if !self.caching || self.feed.as_ref().is_some_and(|f| !f.is_live()) {
+        if !self.copies_usable() {
             return None;
         }
         self.shared.cache.get(key)
@@ -209,15 +214,10 @@ impl<D: SessionStore> SessionStore for CachedStore<D> {
 
     async fn load(&self, key: &TokenHash) -> Result<Option<Arc<Record>>, StoreError> {
         let t = now();
-        if !self.caching {
+        if !self.copies_usable() {
             return self.durable.load(key).await;
         }
-        let epoch = match &self.feed {
-            // Deaf to the other instances: the cache may be stale, so it is neither read nor filled.
-            Some(feed) if !feed.is_live() => return self.durable.load(key).await,
-            Some(feed) => Some(feed.epoch()),
-            None => None,
-        };
+        let epoch = self.feed.as_ref().map(|f| f.epoch());
         if let Some(r) = self.shared.cache.get(key) {
             return Ok((!r.is_expired(t)).then_some(r));
         }
