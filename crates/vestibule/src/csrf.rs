@@ -36,6 +36,8 @@ use crate::token::fill_fast_random;
 
 /// The request header that carries the token.
 pub const CSRF_HEADER: &str = "x-csrf-token";
+/// [`CSRF_HEADER`] as a header name, looked up without parsing the name each time.
+const CSRF: HeaderName = HeaderName::from_static(CSRF_HEADER);
 
 const SECRET_DOMAIN: &[u8] = b"vestibule/csrf/v1\0";
 
@@ -137,7 +139,7 @@ pub async fn check(
     let Some(secret) = session_secret(session).await? else {
         return Ok(());
     };
-    let Some(sent) = headers.get(CSRF_HEADER) else {
+    let Some(sent) = headers.get(&CSRF) else {
         return Err(Error::new(ErrorCode::CsrfTokenMissing, "this request uses the session cookie but has no X-CSRF-Token header")
             .with_hint("send the csrf_token from the login, /auth/me or /auth/csrf response as the X-CSRF-Token header"));
     };

@@ -332,7 +332,7 @@ mod tests {
             "PATH",
         ]
         .map(String::from);
-        let strays = stray_variables(&Schema::new(), names.into_iter());
+        let strays = stray_variables(Schema::new, names.into_iter());
         let named: Vec<&str> = strays.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(
             named,

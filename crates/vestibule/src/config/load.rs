@@ -50,7 +50,6 @@ impl RawConfig {
             }
             None => Path::new(DEFAULT_CONFIG_FILE).to_owned(),
         };
-        let schema = Schema::new();
         // The default file is optional; figment reports an explicit one it cannot read.
         if let Ok(text) = std::fs::read_to_string(&file) {
             let problems = super::check::check_file(&text, &file.display().to_string());
@@ -59,7 +58,7 @@ impl RawConfig {
             }
         }
         let strays = stray_variables(
-            &schema,
+            Schema::new,
             std::env::vars_os().filter_map(|(name, _)| name.into_string().ok()),
         );
         let mut ignored: Vec<String> = ["config", "log", "profile"].map(String::from).to_vec();
@@ -113,9 +112,22 @@ pub(crate) const ENV_PREFIX: &str = "VESTIBULE_";
 /// `VESTIBULE_PROFILE`, `VESTIBULE_LOG`), each with the warning that says so: ignored, not
 /// refused, because the prefix is shared with tools (CI sets `VESTIBULE_REQUIRE_SERVICES`).
 pub(crate) fn stray_variables(
-    schema: &Schema,
+    schema: impl FnOnce() -> Schema,
     names: impl Iterator<Item = String>,
 ) -> Vec<(String, String)> {
+    let names: Vec<String> = names
+        .filter(|name| {
+            name.strip_prefix(ENV_PREFIX).is_some_and(|rest| {
+                !["config", "profile", "log"].contains(&rest.to_ascii_lowercase().as_str())
+            })
+        })
+        .collect();
+    // The schema is generated only when there is a variable to check: generating it runs code
+    // nothing else at start-up needs, and most servers start with no `VESTIBULE_*` key set.
+    if names.is_empty() {
+        return Vec::new();
+    }
+    let schema = schema();
     let env_names: Vec<String> = schema
         .leaves()
         .into_iter()
@@ -128,9 +140,6 @@ pub(crate) fn stray_variables(
             continue;
         };
         let key = rest.to_ascii_lowercase();
-        if ["config", "profile", "log"].contains(&key.as_str()) {
-            continue;
-        }
         let path: Vec<&str> = key.split("__").collect();
         if schema.at(&path).is_some() {
             continue;

@@ -72,6 +72,11 @@ impl<'a> NormalPath<'a> {
     /// it has any: the route chosen for it must be the route chosen for the path itself.
     pub(crate) fn separators_decoded(&self) -> Option<String> {
         let p = self.as_str();
+        // Most paths have no `%` at all: one byte scan instead of two substring searches, whose
+        // set-up alone cost ≈ 550 instructions per proxied request (callgrind, `proxy`).
+        if !p.as_bytes().contains(&b'%') {
+            return None;
+        }
         (p.contains("%2F") || p.contains("%5C"))
             .then(|| p.replace("%2F", "/").replace("%5C", "/").replace('\\', "/"))
     }
@@ -114,5 +119,10 @@ mod tests {
         assert_eq!(n.separators_decoded().as_deref(), Some("/admin/panel"));
         let n = NormalPath::new("/admin/panel").expect("normal");
         assert_eq!(n.separators_decoded(), None);
+        // Escapes, none of them a separator.
+        let n = NormalPath::new("/a%20b/%C3%A9").expect("normal");
+        assert_eq!(n.separators_decoded(), None);
+        let n = NormalPath::new("/a%20b\\c%2F").expect("normal");
+        assert_eq!(n.separators_decoded().as_deref(), Some("/a%20b/c/"));
     }
 }

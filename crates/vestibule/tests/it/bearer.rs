@@ -132,6 +132,7 @@ async fn malformed_authorization_headers_are_401_invalid_token_never_500() {
         HeaderValue::from_str(&format!("Basic {good}")).expect("value"),
         HeaderValue::from_str(&format!("Bearer  {good}")).expect("two spaces"),
         HeaderValue::from_str(&format!("Bearer {good} extra")).expect("value"),
+        HeaderValue::from_str(&format!("Bearer {good}\textra")).expect("tab"),
         HeaderValue::from_str(&format!("Bearer {typo}")).expect("checksum"),
         HeaderValue::from_str(&format!("Bearer {}", &good[..good.len() - 1])).expect("truncated"),
         HeaderValue::from_str(&format!("Bearer {}", "A".repeat(10 * 1024))).expect("10 KB"),
