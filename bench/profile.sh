@@ -14,6 +14,9 @@
 #   proxy   the same upstream through `vestibule serve` with an [[upstream]]
 #   bare    the same upstream through the smallest axum + hyper-util proxy (bench/baseline's
 #           `proxy` mode): the floor of the stack the gateway is built on
+#   barefull  the same proxy doing the header work a correct reverse proxy must do (bench/baseline's
+#           `proxyfull` mode: hop-by-hop headers both ways, `Forwarded` and `X-Forwarded-*`, a
+#           response timeout, the request id and security headers): the floor for `proxy`
 #   nginx   the same upstream through nginx `proxy_pass` (one process, master_process off, the
 #           same forwarding headers as bench/proxy.sh), for reference
 #   peer    GET /auth/me with a session cookie on the hand-rolled axum + tower-sessions peer
@@ -43,7 +46,7 @@ export VESTIBULE_LOG=warn # every Vestibule started here; not via `env`, which v
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-SCENARIOS="${SCENARIOS:-base me bearer peer peerbearer peerfull peerfullbearer up proxy bare nginx}"
+SCENARIOS="${SCENARIOS:-base me bearer peer peerbearer peerfull peerfullbearer up proxy bare barefull nginx}"
 N="${N:-2000}"
 WARM="${WARM:-200}"
 TOP="${TOP:-25}"
@@ -196,7 +199,7 @@ for s in $SCENARIOS; do
         case "$s" in peerfull*) mode=peerfull ;; esac
         PREP=peer_login profile "$s" "http://$HOST:$PORT/auth/me" '' "$BASE_BIN" "$HOST:$PORT" "$mode"
         ;;
-    proxy | bare | nginx)
+    proxy | bare | barefull | nginx)
         if [ -z "${up:-}" ]; then
             "$BASE_BIN" "$HOST:$UP_PORT" upstream >"$TMP/upstream.log" 2>&1 &
             up=$!
@@ -213,6 +216,11 @@ master_process off;"
         fi
         if [ "$s" = bare ]; then
             profile bare "http://$HOST:$PORT/api/json" '' "$BASE_BIN" "$HOST:$PORT" proxy \
+                "http://$HOST:$UP_PORT"
+            continue
+        fi
+        if [ "$s" = barefull ]; then
+            profile barefull "http://$HOST:$PORT/api/json" '' "$BASE_BIN" "$HOST:$PORT" proxyfull \
                 "http://$HOST:$UP_PORT"
             continue
         fi

@@ -11,9 +11,11 @@
 # for wrk, default 1), SERVER_CPUS (CPU list for the upstream and the proxy under test,
 # default 0), STREAM_MB (100), PACE_MS (delay between a connection's requests in the
 # latency runs, default 5), VEST_BIN (the vestibule binary to measure), SKIP_BUILD (1 = use existing binaries and node_modules),
-# SKIP_VITE (1 = leave Vite out), UP_PORT/VEST_PORT/NGINX_PORT/VITE_PORT/BARE_PORT.
+# SKIP_VITE (1 = leave Vite out), UP_PORT/VEST_PORT/NGINX_PORT/VITE_PORT/BARE_PORT/BAREFULL_PORT.
 # Also measured: `bare`, the smallest axum + hyper-util proxy (bench/baseline `proxy` mode), the
-# floor of the stack Vestibule's gateway is built on; and `vestauth`, the path users actually run:
+# floor of the stack Vestibule's gateway is built on; `barefull`, the same proxy doing the header
+# work a correct reverse proxy must do (bench/baseline `proxyfull` mode: hop-by-hop headers,
+# `Forwarded` and `X-Forwarded-*`, a response timeout, the request id, security headers); and `vestauth`, the path users actually run:
 # a `require_auth` upstream with a session cookie (identity headers and the signed assertion).
 # Output: a summary on stdout, also written to bench/results/proxy.txt (raw wrk outputs in
 # bench/results/proxy-raw.txt).
@@ -39,6 +41,7 @@ VEST_PORT="${VEST_PORT:-18443}"
 NGINX_PORT="${NGINX_PORT:-18444}"
 VITE_PORT="${VITE_PORT:-18445}"
 BARE_PORT="${BARE_PORT:-18446}"
+BAREFULL_PORT="${BAREFULL_PORT:-18447}"
 CADDY_PORT="${CADDY_PORT:-18447}"
 HOST=127.0.0.1 # loopback only, never anything else
 
@@ -168,6 +171,13 @@ log "starting the bare axum proxy on $BARE_URL"
 BARE_PID=$!
 PIDS+=("$BARE_PID")
 wait_200 "$BARE_URL$PATH_JSON" "$BARE_PID" "$TMP/bare.log"
+BAREFULL_URL="http://$HOST:$BAREFULL_PORT"
+log "starting the bare proxy doing the forwarding header work on $BAREFULL_URL"
+"${PIN_SRV[@]+"${PIN_SRV[@]}"}" env TOKIO_WORKER_THREADS="$WORKERS" "$BASE_BIN" "$HOST:$BAREFULL_PORT" \
+    proxyfull "$UP_URL" >"$TMP/barefull.log" 2>&1 &
+BAREFULL_PID=$!
+PIDS+=("$BAREFULL_PID")
+wait_200 "$BAREFULL_URL$PATH_JSON" "$BAREFULL_PID" "$TMP/barefull.log"
 
 # Caddy (Debian's package): reverse_proxy with its defaults (HTTP/1.1 keep-alive upstream,
 # X-Forwarded-* set), no admin endpoint, no automatic HTTPS; GOMAXPROCS as the worker count.
@@ -204,7 +214,7 @@ if [ "$SKIP_VITE" != 1 ]; then
 fi
 
 # Every target answers the same 1 KB body.
-TARGETS=(direct vestibule vestauth nginx caddy bare)
+TARGETS=(direct vestibule vestauth nginx caddy bare barefull)
 [ "$SKIP_VITE" = 1 ] || TARGETS+=(vite)
 url_of() {
     case "$1" in
@@ -213,6 +223,7 @@ url_of() {
         vestauth) echo "$VEST_URL/private$PATH_JSON" ;;
         nginx) echo "$NGINX_URL$PATH_JSON" ;;
         bare) echo "$BARE_URL$PATH_JSON" ;;
+        barefull) echo "$BAREFULL_URL$PATH_JSON" ;;
         caddy) echo "$CADDY_URL$PATH_JSON" ;;
         vite) echo "$VITE_URL$PATH_JSON" ;;
     esac
@@ -405,6 +416,7 @@ mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
     ratio_line "nginx / direct (reference)" nginx direct 100 % 0 '>='
     ratio_line "bare axum proxy / nginx (reference)" bare nginx 100 % 0 '>='
     ratio_line "vestibule / bare axum proxy" vestibule bare 100 % 0 '>='
+    ratio_line "vestibule / bare proxy with header work" vestibule barefull 100 % 0 '>='
     ratio_line "authenticated / anonymous_ok" vestauth vestibule 100 % 0 '>='
     ratio_line "authenticated / caddy" vestauth caddy 1 x 0 '>='
     for t in vestibule nginx; do
@@ -444,6 +456,7 @@ mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
     echo "  vestibule: ${PIN_SRV[*]+"${PIN_SRV[*]} "}env TOKIO_WORKER_THREADS=$WORKERS VESTIBULE_LOG=warn ${VEST_BIN#"$ROOT"/} --config <tmp>/vestibule.toml --database <tmp>/bench.db serve --listen $HOST:$VEST_PORT"
     sed 's/^/    | /' "$TMP/vestibule.toml"
     echo "  bare:      ${PIN_SRV[*]+"${PIN_SRV[*]} "}env TOKIO_WORKER_THREADS=$WORKERS bench/baseline/target/release/bench-baseline $HOST:$BARE_PORT proxy $UP_URL"
+    echo "  barefull:  ${PIN_SRV[*]+"${PIN_SRV[*]} "}env TOKIO_WORKER_THREADS=$WORKERS bench/baseline/target/release/bench-baseline $HOST:$BAREFULL_PORT proxyfull $UP_URL"
     echo "  caddy:     ${PIN_SRV[*]+"${PIN_SRV[*]} "}env GOMAXPROCS=$WORKERS caddy run (reverse_proxy $HOST:$UP_PORT, admin off, auto_https off)"
     echo "  nginx:     ${PIN_SRV[*]+"${PIN_SRV[*]} "}nginx -p <tmp>/nginx -c <tmp>/nginx/nginx.conf   (location /api/ { proxy_pass; keepalive 64; HTTP/1.1; X-Forwarded-*, Forwarded })"
     [ "$SKIP_VITE" = 1 ] || echo "  vite:      ${PIN_SRV[*]+"${PIN_SRV[*]} "}node node_modules/vite/bin/vite.js --config bench/vite-proxy/vite.config.js   (server.proxy '/api')"

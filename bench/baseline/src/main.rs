@@ -10,6 +10,11 @@
 //!   to `URL` through the pooled legacy client, no header work at all): the floor of the stack
 //!   Vestibule's gateway is built on (`proxy.sh`, `profile.sh`).
 //!
+//! - `proxyfull URL`: the same proxy doing the header work a correct reverse proxy must do
+//!   (hop-by-hop headers, `Forwarded` and `X-Forwarded-*`, a response timeout, the request id
+//!   and security headers): the floor of the stack for the same forwarded request, see
+//!   `proxyfull.rs`.
+//!
 //! - `peer`: the stack a team would write by hand instead of Vestibule — axum + tower-sessions
 //!   (its memory store) for the cookie, a hand-written bearer lookup for scripts:
 //!   `POST /auth/login` starts a session holding the user and a CSRF token and answers a bearer
@@ -23,7 +28,7 @@
 //!   id and security headers); a hand-written session map, as tower-sessions cannot key by a
 //!   hashed id. The floor of the stack for Vestibule's answer: see `full.rs`.
 //!
-//! Usage: `bench-baseline 127.0.0.1:9001 [upstream | proxy http://127.0.0.1:9002 | peer | peerfull]`
+//! Usage: `bench-baseline 127.0.0.1:9001 [upstream | proxy http://127.0.0.1:9002 | proxyfull http://127.0.0.1:9002 | peer | peerfull]`
 
 use axum::{
     Router,
@@ -36,6 +41,7 @@ use axum::{
 use futures_util::StreamExt;
 
 mod full;
+mod proxyfull;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use tower_sessions::{MemoryStore, Session, SessionManagerLayer};
@@ -166,7 +172,22 @@ async fn peer_me(
 #[tokio::main]
 async fn main() {
     let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9001".to_string());
-    let app = match std::env::args().nth(2).as_deref() {
+    let mode = std::env::args().nth(2);
+    if mode.as_deref() == Some("proxyfull") {
+        let upstream = std::env::args()
+            .nth(3)
+            .unwrap_or_else(|| "http://127.0.0.1:9002".to_string());
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+        eprintln!("bench-baseline listening on {addr}");
+        // The client's address, for `Forwarded` and `X-Forwarded-For`.
+        let app = proxyfull::router(upstream)
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        axum::serve(listener, app).await.expect("serve");
+        return;
+    }
+    let app = match mode.as_deref() {
         Some("proxy") => {
             let upstream = std::env::args()
                 .nth(3)
