@@ -11,7 +11,8 @@
 # for wrk, default 1), SERVER_CPUS (CPU list for the upstream and the proxy under test,
 # default 0), STREAM_MB (100), PACE_MS (delay between a connection's requests in the
 # latency runs, default 5), VEST_BIN (the vestibule binary to measure), SKIP_BUILD (1 = use existing binaries and node_modules),
-# SKIP_VITE (1 = leave Vite out), UP_PORT/VEST_PORT/NGINX_PORT/VITE_PORT/BARE_PORT/BAREFULL_PORT.
+# SKIP_VITE (1 = leave Vite out), UP_PORT/VEST_PORT/NGINX_PORT/VITE_PORT/BARE_PORT/CADDY_PORT/
+# BAREFULL_PORT (18442-18448).
 # Also measured: `bare`, the smallest axum + hyper-util proxy (bench/baseline `proxy` mode), the
 # floor of the stack Vestibule's gateway is built on; `barefull`, the same proxy doing the header
 # work a correct reverse proxy must do (bench/baseline `proxyfull` mode: hop-by-hop headers,
@@ -41,8 +42,8 @@ VEST_PORT="${VEST_PORT:-18443}"
 NGINX_PORT="${NGINX_PORT:-18444}"
 VITE_PORT="${VITE_PORT:-18445}"
 BARE_PORT="${BARE_PORT:-18446}"
-BAREFULL_PORT="${BAREFULL_PORT:-18447}"
 CADDY_PORT="${CADDY_PORT:-18447}"
+BAREFULL_PORT="${BAREFULL_PORT:-18448}"
 HOST=127.0.0.1 # loopback only, never anything else
 
 VEST_BIN="${VEST_BIN:-$ROOT/target/release/vestibule}" # override to compare two builds
@@ -58,6 +59,14 @@ BENCH_NAME=proxy-bench
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+# One port per server, each free before the run: on a shared or taken port, wait_200 would be
+# answered by another server and that server measured under the wrong name.
+PORTS=("$UP_PORT" "$VEST_PORT" "$NGINX_PORT" "$VITE_PORT" "$BARE_PORT" "$CADDY_PORT" "$BAREFULL_PORT")
+[ "$(printf '%s\n' "${PORTS[@]}" | sort -u | wc -l)" -eq "${#PORTS[@]}" ] ||
+    die "two servers were given one port: ${PORTS[*]}"
+for p in "${PORTS[@]}"; do
+    if (exec 3<>"/dev/tcp/$HOST/$p") 2>/dev/null; then die "port $p on $HOST is taken already"; fi
+done
 
 # --- tools ------------------------------------------------------------------------------------
 missing=()

@@ -13,8 +13,10 @@
 //!   `X-Forwarded-For`, `-Proto` and `-Host`;
 //! - the upstream's answer awaited under a timeout (a hung upstream gets a 504, not a held
 //!   connection);
-//! - on the way down: the hop-by-hop headers removed again, and `X-Content-Type-Options:
-//!   nosniff` and `Referrer-Policy: no-referrer` added unless the upstream chose its own.
+//! - on the way down: the hop-by-hop headers removed again, `Vary: Origin`, and
+//!   `Cache-Control: no-store`, `X-Content-Type-Options: nosniff` and `Referrer-Policy:
+//!   no-referrer` unless the upstream chose its own (the headers Vestibule's gateway adds to a
+//!   proxied answer with no configuration).
 //!
 //! What it still leaves out, and Vestibule does not: the path normalised before the route is
 //! chosen (`/%61pi` is `/api`), dot-segments refused, method overrides and `X-Vestibule-*`
@@ -135,7 +137,9 @@ async fn forward(
     };
     let h = res.headers_mut();
     strip_hop_by_hop(h, |_| false);
+    h.append(header::VARY, HeaderValue::from_static("Origin"));
     for (name, value) in [
+        (header::CACHE_CONTROL, "no-store"),
         (header::REFERRER_POLICY, "no-referrer"),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
     ] {

@@ -4,9 +4,11 @@
 //! freed (`purge_delay`, 1 s), but it runs no thread of its own: the pages whose delay has
 //! passed are returned only when some thread frees a page again. A server that goes quiet after
 //! a burst frees nothing more, so the burst's freed pages stay resident until the next burst.
-//! Measured with `bench/soak.mjs` (200 clients, 60 s, bench/RESULTS.md): 60 s after the load the
-//! server still held 28.4 MB against 17.9 MB at the start, and the same run with
-//! `MIMALLOC_PURGE_DELAY=0` in its environment came back to 24.1 MB.
+//! Measured with `bench/soak.mjs` (200 clients, 60 s, bench/RESULTS.md): 10 s after the load the
+//! server held 31.1 MB (15.0 MB anonymous) and 60 s after 28.4 MB, against 17.9 MB at the
+//! start; with `MIMALLOC_PURGE_DELAY=0` in its environment (a purge on every free, also under
+//! load) it came back to 24.1 MB. With the chore below: 25.8 MB (10.0 MB anonymous) 10 s after
+//! and 24.5 MB 60 s after, with mimalloc's defaults.
 //!
 //! [`give_back_freed_memory`] is that missing chore: every [`EVERY`] it allocates and frees one
 //! block too big for mimalloc's size classes. A huge block has a page of its own, and freeing

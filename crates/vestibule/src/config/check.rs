@@ -320,6 +320,23 @@ mod tests {
     }
 
     #[test]
+    fn without_a_vestibule_key_in_the_environment_no_schema_is_generated() {
+        let names = [
+            "PATH",
+            "HOME",
+            "VESTIBULE_LOG",
+            "VESTIBULE_CONFIG",
+            "VESTIBULE_PROFILE",
+        ]
+        .map(String::from);
+        let strays = stray_variables(
+            || panic!("the schema was generated with nothing to check"),
+            names.into_iter(),
+        );
+        assert!(strays.is_empty());
+    }
+
+    #[test]
     fn stray_environment_variables_are_named_with_a_suggestion_and_keys_are_not() {
         let names = [
             "VESTIBULE_REQUIRE_SERVICES",
