@@ -7,8 +7,10 @@
 //! Measured with `bench/soak.mjs` (200 clients, 60 s, bench/RESULTS.md): 10 s after the load the
 //! server held 31.1 MB (15.0 MB anonymous) and 60 s after 28.4 MB, against 17.9 MB at the
 //! start; with `MIMALLOC_PURGE_DELAY=0` in its environment (a purge on every free, also under
-//! load) it came back to 24.1 MB. With the chore below: 25.8 MB (10.0 MB anonymous) 10 s after
-//! and 24.5 MB 60 s after, with mimalloc's defaults.
+//! load) it came back to 24.1 MB. With the chore below, three runs: 25.8–28.0 MB 10 s after
+//! (10.0–11.8 MB anonymous) and 24.5–28.0 MB 60 s after, with mimalloc's defaults. What stays
+//! is not freed memory: pages still holding live objects, each thread's retired pages, and
+//! SQLite's caches (which it allocates with the C library's malloc, not this one).
 //!
 //! [`give_back_freed_memory`] is that missing chore: every [`EVERY`] it allocates and frees one
 //! block too big for mimalloc's size classes. A huge block has a page of its own, and freeing
