@@ -172,21 +172,22 @@ NGINX_PID=$!
 PIDS+=("$NGINX_PID")
 wait_200 "$NGINX_URL$PATH_JSON" "$NGINX_PID" "$TMP/nginx.log"
 
-# The floor: the smallest axum + hyper-util proxy (bench/baseline `proxy` mode), same workers.
+# A bench/baseline proxy mode (NAME PORT MODE), same workers, started and waited for.
+start_baseline_proxy() {
+    "${PIN_SRV[@]+"${PIN_SRV[@]}"}" env TOKIO_WORKER_THREADS="$WORKERS" "$BASE_BIN" "$HOST:$2" \
+        "$3" "$UP_URL" >"$TMP/$1.log" 2>&1 &
+    local pid=$!
+    PIDS+=("$pid")
+    wait_200 "http://$HOST:$2$PATH_JSON" "$pid" "$TMP/$1.log"
+}
+# The floor: the smallest axum + hyper-util proxy (bench/baseline `proxy` mode).
 BARE_URL="http://$HOST:$BARE_PORT"
 log "starting the bare axum proxy on $BARE_URL"
-"${PIN_SRV[@]+"${PIN_SRV[@]}"}" env TOKIO_WORKER_THREADS="$WORKERS" "$BASE_BIN" "$HOST:$BARE_PORT" \
-    proxy "$UP_URL" >"$TMP/bare.log" 2>&1 &
-BARE_PID=$!
-PIDS+=("$BARE_PID")
-wait_200 "$BARE_URL$PATH_JSON" "$BARE_PID" "$TMP/bare.log"
+start_baseline_proxy bare "$BARE_PORT" proxy
+# The like-for-like floor: the same proxy doing the forwarding header work (`proxyfull` mode).
 BAREFULL_URL="http://$HOST:$BAREFULL_PORT"
 log "starting the bare proxy doing the forwarding header work on $BAREFULL_URL"
-"${PIN_SRV[@]+"${PIN_SRV[@]}"}" env TOKIO_WORKER_THREADS="$WORKERS" "$BASE_BIN" "$HOST:$BAREFULL_PORT" \
-    proxyfull "$UP_URL" >"$TMP/barefull.log" 2>&1 &
-BAREFULL_PID=$!
-PIDS+=("$BAREFULL_PID")
-wait_200 "$BAREFULL_URL$PATH_JSON" "$BAREFULL_PID" "$TMP/barefull.log"
+start_baseline_proxy barefull "$BAREFULL_PORT" proxyfull
 
 # Caddy (Debian's package): reverse_proxy with its defaults (HTTP/1.1 keep-alive upstream,
 # X-Forwarded-* set), no admin endpoint, no automatic HTTPS; GOMAXPROCS as the worker count.

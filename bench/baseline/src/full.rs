@@ -202,27 +202,23 @@ async fn me(State(sessions): State<Sessions>, headers: HeaderMap) -> Response {
     .into_response()
 }
 
-/// A client-sent id is kept only if it is short visible ASCII (it lands in logs).
-fn usable_client_id(v: &HeaderValue) -> bool {
-    (1..=64).contains(&v.len()) && v.as_bytes().iter().all(u8::is_ascii_graphic)
+/// The request's id: the client's when it is short visible ASCII (it lands in logs), else 16 hex
+/// characters from the thread-local CSPRNG.
+pub(crate) fn request_id(headers: &HeaderMap) -> HeaderValue {
+    match headers.get(&X_REQUEST_ID) {
+        Some(v) if (1..=64).contains(&v.len()) && v.as_bytes().iter().all(u8::is_ascii_graphic) => {
+            v.clone()
+        }
+        _ => HeaderValue::from_str(&format!("{:016x}", rand::rng().next_u64()))
+            .unwrap_or_else(|_| HeaderValue::from_static("0")),
+    }
 }
 
-/// 16 hex characters from the thread-local CSPRNG.
-fn new_request_id() -> HeaderValue {
-    let n = rand::rng().next_u64();
-    HeaderValue::from_str(&format!("{n:016x}")).unwrap_or_else(|_| HeaderValue::from_static("0"))
-}
-
-/// The request id and the headers Vestibule puts on every response of its own routes.
-async fn response_headers(mut req: Request, next: Next) -> Response {
-    let id = match req.headers().get(&X_REQUEST_ID) {
-        Some(v) if usable_client_id(v) => v.clone(),
-        _ => new_request_id(),
-    };
-    req.extensions_mut().insert(RequestId(id.clone()));
-    let mut res = next.run(req).await;
-    let h = res.headers_mut();
-    h.insert(header::VARY, HeaderValue::from_static("Origin"));
+/// The headers Vestibule puts on every answer, its own routes' and the gateway's: `Vary:
+/// Origin`, the cache and security headers unless the handler (or upstream) chose its own, and
+/// the request id.
+pub(crate) fn answer_headers(h: &mut HeaderMap, id: HeaderValue) {
+    h.append(header::VARY, HeaderValue::from_static("Origin"));
     for (name, value) in [
         (header::CACHE_CONTROL, "no-store"),
         (header::REFERRER_POLICY, "no-referrer"),
@@ -232,6 +228,14 @@ async fn response_headers(mut req: Request, next: Next) -> Response {
             .or_insert_with(|| HeaderValue::from_static(value));
     }
     h.insert(X_REQUEST_ID, id);
+}
+
+/// The request id and the headers Vestibule puts on every response of its own routes.
+async fn response_headers(mut req: Request, next: Next) -> Response {
+    let id = request_id(req.headers());
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let mut res = next.run(req).await;
+    answer_headers(res.headers_mut(), id);
     res
 }
 

@@ -34,11 +34,9 @@ use axum::{
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use rand::RngCore as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -78,23 +76,13 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, also: impl Fn(&HeaderName) -> bool)
     }
 }
 
-fn request_id(headers: &HeaderMap) -> HeaderValue {
-    match headers.get(&X_REQUEST_ID) {
-        Some(v) if (1..=64).contains(&v.len()) && v.as_bytes().iter().all(u8::is_ascii_graphic) => {
-            v.clone()
-        }
-        _ => HeaderValue::from_str(&format!("{:016x}", rand::rng().next_u64()))
-            .unwrap_or_else(|_| HeaderValue::from_static("0")),
-    }
-}
-
 async fn forward(
     client: Client<HttpConnector, Body>,
     upstream: &str,
     peer: SocketAddr,
     mut req: Request,
 ) -> Response {
-    let id = request_id(req.headers());
+    let id = crate::full::request_id(req.headers());
     let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
     let Ok(uri) = format!("{upstream}{pq}").parse::<Uri>() else {
         return StatusCode::BAD_REQUEST.into_response();
@@ -137,16 +125,7 @@ async fn forward(
     };
     let h = res.headers_mut();
     strip_hop_by_hop(h, |_| false);
-    h.append(header::VARY, HeaderValue::from_static("Origin"));
-    for (name, value) in [
-        (header::CACHE_CONTROL, "no-store"),
-        (header::REFERRER_POLICY, "no-referrer"),
-        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-    ] {
-        h.entry(name)
-            .or_insert_with(|| HeaderValue::from_static(value));
-    }
-    h.insert(X_REQUEST_ID, id);
+    crate::full::answer_headers(h, id);
     res
 }
 
