@@ -115,11 +115,12 @@ pub(crate) fn stray_variables(
     schema: impl FnOnce() -> Schema,
     names: impl Iterator<Item = String>,
 ) -> Vec<(String, String)> {
-    let names: Vec<String> = names
-        .filter(|name| {
-            name.strip_prefix(ENV_PREFIX).is_some_and(|rest| {
-                !["config", "profile", "log"].contains(&rest.to_ascii_lowercase().as_str())
-            })
+    // (variable, its key in lower case): the variables with the prefix, less the three the
+    // command line reads itself.
+    let names: Vec<(String, String)> = names
+        .filter_map(|name| {
+            let key = name.strip_prefix(ENV_PREFIX)?.to_ascii_lowercase();
+            (!["config", "profile", "log"].contains(&key.as_str())).then_some((name, key))
         })
         .collect();
     // The schema is generated only when there is a variable to check: generating it runs code
@@ -135,11 +136,7 @@ pub(crate) fn stray_variables(
         .map(|(key, _)| env_name(&key))
         .collect();
     let mut out = Vec::new();
-    for name in names {
-        let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
-            continue;
-        };
-        let key = rest.to_ascii_lowercase();
+    for (name, key) in names {
         let path: Vec<&str> = key.split("__").collect();
         if schema.at(&path).is_some() {
             continue;
