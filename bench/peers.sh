@@ -17,14 +17,18 @@
 # Every server runs pinned to SERVER_CPUS and wrk (-t1) to WRK_CPUS, so the load generator
 # never competes with the server for a core. Rounds rotate the order, so a drift of the host's
 # speed touches every target alike; read the ratios, which are taken round by round. Resident
-# memory of each server is read from /proc idle (after start-up and one login) and after the load.
+# memory of each server is read from /proc idle (after start-up and one login), after the load,
+# and after QUIET s of quiet (all servers idle at once): does the stack give the load's memory back?
+# With CONNS=200 this is the floor, on the same stack and allocator, for soak.mjs's "RSS returns
+# to within 10 % of idle".
 # Loopback only; every run is bounded (DURATION s).
 #
 #   bash bench/peers.sh
 #
 # Knobs: DURATION (s per run, 10), ROUNDS (3), WARMUP (s, 2), CONNS (32), WORKERS (runtime
 # threads per Rust server, default the number of SERVER_CPUS), SERVER_CPUS (0), WRK_CPUS (1),
-# TARGETS (default all above), SKIP_BUILD=1, VEST_BIN, SPLIT (1 = after the rounds, one more run
+# TARGETS (default all above), QUIET (s of quiet before the last memory reading, 0 = none,
+# default 30), SKIP_BUILD=1, VEST_BIN, SPLIT (1 = after the rounds, one more run
 # per target under `perf stat` and `perf record -e cpu-clock`: CPU time per request, split into
 # the server's own code and the kernel (loopback TCP, epoll), and context switches; this shows
 # where a wall-clock gap comes from that instruction counts do not explain).
@@ -37,6 +41,7 @@ cd "$ROOT"
 DURATION="${DURATION:-10}"
 ROUNDS="${ROUNDS:-3}"
 WARMUP="${WARMUP:-2}"
+QUIET="${QUIET:-30}"
 CONNS="${CONNS:-32}"
 SERVER_CPUS="${SERVER_CPUS:-0}"
 WRK_CPUS="${WRK_CPUS:-1}"
@@ -80,7 +85,7 @@ esac
 
 PIN_SRV=(taskset -c "$SERVER_CPUS")
 PIN_WRK=(taskset -c "$WRK_CPUS")
-declare -A PORT PID_OF HDR RSS_IDLE
+declare -A PORT PID_OF HDR RSS_IDLE ANON_IDLE RSS_LOAD RSS_QUIET ANON_QUIET
 n=0
 for t in $TARGETS_LIST; do
     PORT[$t]=$((PORT0 + n))
@@ -154,13 +159,24 @@ rss_mb() {
     done
     awk -v k="$total" 'BEGIN { printf "%.1f", k / 1024 }'
 }
+# Anonymous resident memory (heap, stacks: what the allocator holds) of every process of a target.
+anon_mb() {
+    local pid=$1 total=0 p
+    for p in $pid $(pgrep -P "$pid" || true); do
+        total=$((total + $(awk '/^RssAnon:/ { print $2 }' "/proc/$p/status" 2>/dev/null || echo 0)))
+    done
+    awk -v k="$total" 'BEGIN { printf "%.1f", k / 1024 }'
+}
 
 for t in $TARGETS_LIST; do
     log "starting $t on port ${PORT[$t]}"
     start "$t"
 done
 sleep 2
-for t in $TARGETS_LIST; do RSS_IDLE[$t]=$(rss_mb "${PID_OF[$t]}"); done
+for t in $TARGETS_LIST; do
+    RSS_IDLE[$t]=$(rss_mb "${PID_OF[$t]}")
+    ANON_IDLE[$t]=$(anon_mb "${PID_OF[$t]}")
+done
 
 run_wrk() { # target name duration
     local t=$1 name=$2 d=$3
@@ -213,6 +229,16 @@ if [ "${SPLIT:-0}" = 1 ]; then
     done
 fi
 
+for t in "${ORDER[@]}"; do RSS_LOAD[$t]=$(rss_mb "${PID_OF[$t]}"); done
+if [ "$QUIET" -gt 0 ]; then
+    log "$QUIET s of quiet"
+    sleep "$QUIET"
+fi
+for t in "${ORDER[@]}"; do
+    RSS_QUIET[$t]=$(rss_mb "${PID_OF[$t]}")
+    ANON_QUIET[$t]=$(anon_mb "${PID_OF[$t]}")
+done
+
 per_round() { # metric target
     local r
     for r in $(seq 1 "$ROUNDS"); do "$1" "$2-r$r" ${3:+"$3"}; done
@@ -222,6 +248,7 @@ ratio_rounds() { # a b: a's req/s over b's, round by round
     # div prints no newline: one ratio per line, so the rounds read apart.
     for r in $(seq 1 "$ROUNDS"); do echo "$(div "$(rps "$1-r$r")" "$(rps "$2-r$r")")"; done
 }
+growth() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0) printf "%+.0f", 100 * (b - a) / a; else print "?" }'; }
 has() { case " $TARGETS_LIST " in *" $1 "*) return 0 ;; esac; return 1; }
 ratio() { # label a b target
     has "$2" && has "$3" || return 0
@@ -244,7 +271,15 @@ ratio() { # label a b target
         # shellcheck disable=SC2046
         printf '  %-14s %10s %-19s %9s %9s %8sM %8sM\n' "$t" "$(median $(per_round rps "$t"))" \
             "($(spread $(per_round rps "$t")))" "$(median $(per_round pct "$t" 50))" \
-            "$(median $(per_round pct "$t" 99))" "${RSS_IDLE[$t]}" "$(rss_mb "${PID_OF[$t]}")"
+            "$(median $(per_round pct "$t" 99))" "${RSS_IDLE[$t]}" "${RSS_LOAD[$t]}"
+    done
+    echo
+    echo "resident memory (MB), idle and ${QUIET}s after the load (growth over idle):"
+    printf '  %-14s %9s %9s %7s %10s %10s %7s\n' target "RSS idle" "RSS quiet" growth "anon idle" "anon quiet" growth
+    for t in "${ORDER[@]}"; do
+        printf '  %-14s %9s %9s %6s%% %10s %10s %6s%%\n' "$t" "${RSS_IDLE[$t]}" "${RSS_QUIET[$t]}" \
+            "$(growth "${RSS_IDLE[$t]}" "${RSS_QUIET[$t]}")" "${ANON_IDLE[$t]}" "${ANON_QUIET[$t]}" \
+            "$(growth "${ANON_IDLE[$t]}" "${ANON_QUIET[$t]}")"
     done
     echo
     echo "ratios (median of per-round ratios):"

@@ -3,6 +3,7 @@
 
 mod admin;
 mod args;
+mod code_order;
 mod config_check;
 mod dev;
 mod doctor;
