@@ -28,11 +28,13 @@
 # Knobs: DURATION (s per run, 10), ROUNDS (3), WARMUP (s, 2), CONNS (32), WORKERS (runtime
 # threads per Rust server, default the number of SERVER_CPUS), SERVER_CPUS (0), WRK_CPUS (1),
 # TARGETS (default all above), QUIET (s of quiet before the last memory reading, 0 = none,
-# default 30), SKIP_BUILD=1, VEST_BIN, SPLIT (1 = after the rounds, one more run
-# per target under `perf stat` and `perf record -e cpu-clock`: CPU time per request, split into
-# the server's own code and the kernel (loopback TCP, epoll), and context switches; this shows
-# where a wall-clock gap comes from that instruction counts do not explain).
-# Output: bench/results/peers.txt.
+# default 30), OUT (default bench/results/peers.txt), SKIP_BUILD=1, VEST_BIN, SPLIT (1 = after
+# the rounds, one more run per target under `perf stat` and `perf record -e cpu-clock`: CPU
+# time per request, split into the server's own code and the kernel (loopback TCP, epoll), and
+# context switches; this shows where a wall-clock gap comes from that instruction counts do not
+# explain).
+# Output: $OUT. The memory floor for the soak: CONNS=200 TARGETS="bare peer peerfull me"
+# ROUNDS=1 DURATION=60 QUIET=60 OUT=bench/results/peers-c200.txt.
 set -euo pipefail
 export LC_ALL=C
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -53,7 +55,7 @@ VEST_BIN="${VEST_BIN:-$ROOT/target/release/vestibule}"
 BASE_MANIFEST="$ROOT/bench/baseline/Cargo.toml"
 BASE_BIN="$ROOT/bench/baseline/target/release/bench-baseline"
 DJANGO_DIR="$ROOT/bench/django-peer"
-OUT="$ROOT/bench/results/peers.txt"
+OUT="${OUT:-$ROOT/bench/results/peers.txt}"
 PASSWORD='quiet-harbour-lantern-42'
 BENCH_NAME=peers
 # shellcheck source=bench/lib.sh
