@@ -74,6 +74,19 @@ for t in 5 "$QUIET"; do
 done
 R+=("$(reading "after $((5 + QUIET)) s quiet")")
 
+# How much of the release build's code order (crates/vestibule-cli/build.rs) this binary still
+# has: the list names symbols whose hashes change with a dependency or compiler upgrade, and lld
+# skips the names it no longer finds. Far below all of them: rerun bench/code_order.sh.
+ORDER_FILE="$ROOT/crates/vestibule-cli/code-order.txt"
+order_line="code order: no list"
+if [ -f "$ORDER_FILE" ] && command -v nm >/dev/null; then
+    listed=$(wc -l <"$ORDER_FILE")
+    found=$(nm --defined-only "$VEST_BIN" 2>/dev/null | awk 'NR == FNR { want[$1] = 1; next }
+        ($3 in want) && !($3 in seen) { seen[$3] = 1; n++ } END { print n + 0 }' "$ORDER_FILE" -)
+    order_line="code order: $found of $listed listed functions are in this binary"
+    [ "$found" -ge $((listed * 9 / 10)) ] || order_line+=" (stale: rerun bench/code_order.sh)"
+fi
+
 {
     echo "Vestibule resident memory — default config (SQLite + cached store), release build"
     echo "date:   $(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -82,6 +95,7 @@ R+=("$(reading "after $((5 + QUIET)) s quiet")")
     echo "host:   $(uname -sr), nproc $(nproc), load $(cut -d' ' -f1-3 /proc/loadavg) (memory figures do not depend on load)"
     echo
     printf '%s\n' "${R[@]}"
+    echo "$order_line"
     echo
     echo "rss = VmRSS (anon + file-backed: the binary's own pages are most of the file part), anon = RssAnon"
 } | tee "$OUT.new" >&2
