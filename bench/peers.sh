@@ -18,7 +18,7 @@
 # never competes with the server for a core. Rounds rotate the order, so a drift of the host's
 # speed touches every target alike; read the ratios, which are taken round by round. Resident
 # memory of each server is read from /proc idle (after start-up and one login), after the load,
-# and after QUIET s of quiet (all servers idle at once): does the stack give the load's memory back?
+# and after QUIET s of quiet (all servers idle at once): does the stack give the memory back?
 # With CONNS=200 this is the floor, on the same stack and allocator, for soak.mjs's "RSS returns
 # to within 10 % of idle".
 # Loopback only; every run is bounded (DURATION s).
