@@ -2,7 +2,8 @@
 // `vestibule serve` on the default store (cached SQLite), each mixing signup, login, me, session
 // writes, access-token calls and logout through the JS client. Checks: zero 5xx, zero lost
 // session writes (each client's counter must equal its own successful increments since login),
-// and the server's RSS sampled every second, then after 10 s of quiet. Loopback only; every
+// and the server's RSS: idle SETTLE (3) s after it answers, every second under load, then after
+// 10 s and 10 + QUIET_MORE (50) s of quiet. Loopback only; every
 // loop is bounded by the deadline and by MAX_ITERATIONS per client.
 //
 // Run: cargo build --release -p vestibule-cli && npm ci &&
@@ -16,6 +17,7 @@ const CLIENTS = Number(process.env.CLIENTS || 200);
 const SECONDS = Number(process.env.SECONDS || 60);
 const MAX_ITERATIONS = 100_000;
 const QUIET_MORE = Number(process.env.QUIET_MORE || 50);
+const SETTLE = Number(process.env.SETTLE || 3);
 const PASSWORD = 'soak password 1';
 
 const server = await startServer({
@@ -102,6 +104,9 @@ async function browser(i, deadline) {
 }
 
 const samples = [];
+// Idle is read SETTLE s after the server answers, as bench/memory.sh does: start-up's own
+// allocations are freed and purged by then (alloc.rs purges every 2 s).
+await new Promise((r) => setTimeout(r, SETTLE * 1000));
 const rssStart = rssKb();
 const anonStart = anonKb();
 const deadline = Date.now() + SECONDS * 1000;
