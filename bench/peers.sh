@@ -153,22 +153,18 @@ start() {
     [ "$code" = 200 ] || die "$t: /auth/me answered $code with its credential"
 }
 
-# Resident set of a target: every process of it (gunicorn's master and worker together).
-rss_mb() {
-    local pid=$1 total=0 p
+# MB of a /proc/PID/status field (VmRSS: the resident set; RssAnon: its anonymous part, heap and
+# stacks, what the allocator holds) over every process of a target (gunicorn's master and
+# worker together).
+status_mb() { # pid field
+    local pid=$1 field=$2 total=0 p
     for p in $pid $(pgrep -P "$pid" || true); do
-        total=$((total + $(awk '/^VmRSS:/ { print $2 }' "/proc/$p/status" 2>/dev/null || echo 0)))
+        total=$((total + $(awk -v f="$field:" '$1 == f { print $2 }' "/proc/$p/status" 2>/dev/null || echo 0)))
     done
     awk -v k="$total" 'BEGIN { printf "%.1f", k / 1024 }'
 }
-# Anonymous resident memory (heap, stacks: what the allocator holds) of every process of a target.
-anon_mb() {
-    local pid=$1 total=0 p
-    for p in $pid $(pgrep -P "$pid" || true); do
-        total=$((total + $(awk '/^RssAnon:/ { print $2 }' "/proc/$p/status" 2>/dev/null || echo 0)))
-    done
-    awk -v k="$total" 'BEGIN { printf "%.1f", k / 1024 }'
-}
+rss_mb() { status_mb "$1" VmRSS; }
+anon_mb() { status_mb "$1" RssAnon; }
 
 for t in $TARGETS_LIST; do
     log "starting $t on port ${PORT[$t]}"

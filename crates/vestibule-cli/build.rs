@@ -9,11 +9,12 @@
 //! saving is measured by `bench/memory.sh` (bench/RESULTS.md, "Code order").
 //!
 //! Applied only where it is known to work: a release build for x86_64 Linux, which Rust links
-//! with its bundled lld since 1.90, and only when no other linker was chosen (a linker set in
-//! the Cargo config or `RUSTFLAGS`, which may be GNU ld, which has no such option). Names the
-//! list holds that the binary no longer has (a dependency or compiler upgrade changes their
-//! hashes) are ignored, silently: the order then covers less code, and the build still links.
-//! `VESTIBULE_CODE_ORDER=0` turns it off.
+//! with its bundled lld since 1.90, and only when no other linker may have been chosen: a
+//! linker, `-fuse-ld`, or any link argument in the Cargo config or `RUSTFLAGS` could pick GNU
+//! ld, which has no such option. Names the list holds that the binary no longer has (a
+//! dependency or compiler upgrade, or a change of the code, changes their hashes) are ignored,
+//! silently: the order then covers less code, and the build still links (`bench/memory.sh` says
+//! how many are left). `VESTIBULE_CODE_ORDER=0` turns it off.
 
 use std::env;
 use std::path::Path;
