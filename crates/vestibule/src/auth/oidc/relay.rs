@@ -59,6 +59,13 @@ impl ProviderTokens {
     }
 }
 
+/// Whether `tokens`' access token has not expired at `at`: a refresh that fails for a reason
+/// other than the login itself (the provider down, or refusing Vestibule's client
+/// authentication) then lets the request go on with it.
+fn still_valid(tokens: &ProviderTokens, at: i64) -> bool {
+    tokens.expires_at.is_some_and(|x| x > at)
+}
+
 impl RelyingParty {
     /// Keeps the provider's `tokens` in the session of `user_id`, sealed under `secret_key`
     /// (when one is set).
@@ -93,9 +100,9 @@ impl RelyingParty {
     ///
     /// # Errors
     /// 401 `session_expired` (the refresh was refused: logged out), 502 `oidc_client_rejected`
-    /// (the provider refused Vestibule's client authentication: the session is kept), 503
-    /// `oidc_provider_unavailable` (the provider did not answer and the token has expired), 503
-    /// `store_unavailable`.
+    /// (the provider refused Vestibule's client authentication and the token has expired: the
+    /// session is kept), 503 `oidc_provider_unavailable` (the provider did not answer and the
+    /// token has expired), 503 `store_unavailable`.
     pub async fn access_token(&self, session: &Session, user_id: i64) -> Result<Option<String>> {
         let Some(tokens) = self.tokens(session, user_id).await? else {
             return Ok(None);
@@ -200,16 +207,19 @@ impl RelyingParty {
                 )
                 .with_hint("log in again"))
             }
-            Err(TokenFailure::ClientRejected(e)) => {
-                // The provider refused Vestibule itself (a wrong secret or key: the operator's
-                // configuration), not this login: the session and its refresh token stay, and
-                // work again once the configuration is fixed (or on a correctly configured
-                // instance).
-                Err(e)
+            // The provider refused Vestibule itself (a wrong secret or key: the operator's
+            // configuration), not this login: the session and its refresh token stay, and work
+            // again once the configuration is fixed (or on a correctly configured instance).
+            // Like a provider that does not answer, it costs nothing while the access token is
+            // still valid: the request goes on with it (the audit event has told the operator).
+            Err(TokenFailure::ClientRejected(e)) if still_valid(tokens, at) => {
+                tracing::warn!(provider = %tokens.provider, error = %e, "token refresh refused; the current access token is still valid");
+                Ok(None)
             }
+            Err(TokenFailure::ClientRejected(e)) => Err(e),
             Err(TokenFailure::Malformed(e) | TokenFailure::Unavailable(e)) => {
                 tracing::warn!(provider = %tokens.provider, error = %e, "token refresh failed");
-                if tokens.expires_at.is_some_and(|x| x > at) {
+                if still_valid(tokens, at) {
                     Ok(None)
                 } else {
                     Err(err(

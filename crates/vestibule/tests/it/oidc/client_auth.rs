@@ -390,8 +390,12 @@ async fn good_and_bad_instances(ttl: u64, refresh_ttl: u64) -> Option<(TestApp, 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refresh_refused_with_invalid_client_answers_502_and_keeps_the_session() {
-    let Some((good, bad, idp)) = good_and_bad_instances(TTL_SECS, 3600).await else {
+async fn a_refresh_refused_with_invalid_client_relays_the_valid_token_then_answers_502_and_keeps_the_session()
+ {
+    // 6 s tokens, due with 3 s left (whole seconds): due from 3 s after the login, expired from
+    // 6 s. Checked at 3.2 s, the token is still valid unless the login took 1.8 s.
+    const TTL: u64 = 6;
+    let Some((good, bad, idp)) = good_and_bad_instances(TTL, 3600).await else {
         return;
     };
     let c = browser();
@@ -403,8 +407,16 @@ async fn a_refresh_refused_with_invalid_client_answers_502_and_keeps_the_session
         "the session serves on both: {first}"
     );
 
-    // Due: the misconfigured instance refreshes, and the provider refuses it.
-    tokio::time::sleep(UNTIL_DUE).await;
+    // Due: the misconfigured instance refreshes and the provider refuses it, but the access
+    // token has not expired yet: the request goes on with it.
+    tokio::time::sleep(std::time::Duration::from_millis(3200)).await;
+    assert_eq!(relayed(&c, bad.url("/api/x")).await, first, "still valid");
+    let last = token_requests(&idp).await.pop().expect("logged");
+    assert_eq!(last["grant_type"], "refresh_token", "{last}");
+    assert_eq!(last["error"], "invalid_client", "{last}");
+
+    // Expired: nothing valid to relay, and the operator's error is named.
+    tokio::time::sleep(std::time::Duration::from_millis(3000)).await;
     let res = c.get(bad.url("/api/x")).send().await.expect("api");
     assert_error(res, 502, "oidc_client_rejected").await;
     let last = token_requests(&idp).await.pop().expect("logged");
