@@ -363,14 +363,26 @@ impl UpstreamProxy {
             }
             let url = up.url.clone();
             tokio::spawn(async move {
-                let _held = held;
+                let stopping = async move {
+                    match held {
+                        Some(h) => h.stopping().await,
+                        None => std::future::pending().await,
+                    }
+                };
                 let (client, upstream) = tokio::join!(client_up, upstream_up);
                 match (client, upstream) {
                     (Ok(c), Ok(u)) => {
                         let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));
                         // Raw bytes both ways: frames, pings and close pass untouched.
-                        if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut u).await {
-                            tracing::debug!(upstream = %url, error = %e, "upgraded connection ended");
+                        tokio::select! {
+                            res = tokio::io::copy_bidirectional(&mut c, &mut u) => {
+                                if let Err(e) = res {
+                                    tracing::debug!(upstream = %url, error = %e, "upgraded connection ended");
+                                }
+                            }
+                            () = stopping => {
+                                tracing::debug!(upstream = %url, "upgraded connection closed: the server is stopping");
+                            }
                         }
                     }
                     (c, u) => {
@@ -385,12 +397,43 @@ impl UpstreamProxy {
     }
 }
 
-/// Something a connection's owner needs kept alive as long as the connection is, put in each
-/// request's extensions. An upgraded (WebSocket) connection outlives the HTTP exchange that
-/// started it: the tunnel holds this until it closes, so the server's `limits.max_connections`
-/// slot stays taken (hyper hands the socket over and ends the HTTP connection at the upgrade).
+/// What a connection's owner gives an upgraded (WebSocket) connection, put in each request's
+/// extensions. The tunnel outlives the HTTP exchange that started it (hyper hands the socket
+/// over and ends the HTTP connection at the upgrade), so:
+/// - it holds `held` until it closes, and the server's `limits.max_connections` slot stays
+///   taken;
+/// - it closes when `stopping` turns true. A graceful shutdown lets requests in flight finish,
+///   but a WebSocket has no end of its own: waiting for it would hold every stop (a deploy, a
+///   Ctrl-C of `vestibule dev`) for the whole drain time. Clients reconnect, as they do when any
+///   proxy restarts; Caddy closes its streams at a reload the same way.
+///
+/// One `Arc` per connection: every request's extensions get a clone of it, a single count.
 #[derive(Clone)]
-pub struct HeldByUpgrade(pub Arc<dyn Send + Sync>);
+pub struct HeldByUpgrade(Arc<Held>);
+
+struct Held {
+    // Never read: kept alive for as long as the tunnel is.
+    _held: Arc<dyn Send + Sync>,
+    stopping: tokio::sync::watch::Receiver<bool>,
+}
+
+impl HeldByUpgrade {
+    /// `held` stays alive as long as the tunnel; the tunnel closes once `stopping` is true (or
+    /// its sender is gone).
+    pub fn new(held: Arc<dyn Send + Sync>, stopping: tokio::sync::watch::Receiver<bool>) -> Self {
+        Self(Arc::new(Held {
+            _held: held,
+            stopping,
+        }))
+    }
+
+    /// Resolves when the server is stopping; what is held stays alive until then.
+    async fn stopping(self) {
+        let mut stopping = self.0.stopping.clone();
+        // An error means the sender is gone: the server has stopped.
+        let _ = stopping.wait_for(|stop| *stop).await;
+    }
+}
 
 impl std::fmt::Debug for HeldByUpgrade {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

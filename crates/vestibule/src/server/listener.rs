@@ -123,7 +123,7 @@ pub(crate) async fn serve(
             router: router.clone(),
             peer,
             activity: activity.clone(),
-            held: HeldByUpgrade(slot.clone()),
+            held: HeldByUpgrade::new(slot.clone(), stopping.clone()),
         };
         let io = TokioIo::new(SendTimeout::new(stream, limits.send_timeout));
         let service = TowerToHyperService::new(service);

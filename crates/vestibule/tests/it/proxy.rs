@@ -821,6 +821,56 @@ async fn websockets_pass_through_with_origin_and_subprotocol() {
     assert_eq!(seen, vec![(origin, "vite-hmr".to_owned())]);
 }
 
+/// A same-origin WebSocket through the gateway at `path`, checked with one echo.
+async fn open_echo_ws(
+    app: &TestApp,
+    path: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let mut req = format!("{}{path}", app.base.replace("http://", "ws://"))
+        .into_client_request()
+        .expect("request");
+    req.headers_mut()
+        .insert("origin", app.base.parse().expect("value"));
+    let (mut ws, _) = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio_tungstenite::connect_async(req),
+    )
+    .await
+    .expect("in time")
+    .expect("handshake through the proxy");
+    ws.send(Message::text("hi")).await.expect("send");
+    let back = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("echo in time")
+        .expect("open")
+        .expect("message");
+    assert_eq!(back.into_text().expect("text").as_str(), "hi");
+    ws
+}
+
+/// Stopping the server closes an open WebSocket at once: a tunnel has no end of its own, and
+/// the graceful stop used to wait the whole drain time (30 s) for it.
+#[tokio::test]
+async fn a_graceful_stop_closes_open_websockets_at_once() {
+    let (url, _) = ws_upstream().await;
+    let app = gateway(|r| {
+        r.upstream = vec![upstream_cfg("/ws", &url, UpstreamPolicy::AnonymousOk)];
+    })
+    .await;
+    let mut ws = open_echo_ws(&app, "/ws").await;
+    tokio::time::timeout(Duration::from_secs(5), app.stop())
+        .await
+        .expect("stopped without waiting for the WebSocket");
+    // The client sees its connection end (a close or an error, not another echo).
+    let next = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("the WebSocket ended in time");
+    assert!(
+        !matches!(next, Some(Ok(ref m)) if m.is_text()),
+        "still open after the stop: {next:?}"
+    );
+}
+
 /// An open WebSocket keeps its `limits.max_connections` slot until it closes: the upgraded
 /// tunnel outlives the HTTP connection that started it, and used to give the slot back at the
 /// upgrade (so a client could hold any number of sockets open past the cap).
@@ -832,30 +882,8 @@ async fn open_websockets_count_against_max_connections() {
         r.limits.max_connections = 2;
     })
     .await;
-    let open = || async {
-        let mut req = format!("{}/ws", app.base.replace("http://", "ws://"))
-            .into_client_request()
-            .expect("request");
-        req.headers_mut()
-            .insert("origin", app.base.parse().expect("value"));
-        let (mut ws, _) = tokio::time::timeout(
-            Duration::from_secs(5),
-            tokio_tungstenite::connect_async(req),
-        )
-        .await
-        .expect("in time")
-        .expect("handshake through the proxy");
-        ws.send(Message::text("hi")).await.expect("send");
-        let back = tokio::time::timeout(Duration::from_secs(5), ws.next())
-            .await
-            .expect("echo in time")
-            .expect("open")
-            .expect("message");
-        assert_eq!(back.into_text().expect("text").as_str(), "hi");
-        ws
-    };
-    let mut first = open().await;
-    let _second = open().await;
+    let mut first = open_echo_ws(&app, "/ws").await;
+    let _second = open_echo_ws(&app, "/ws").await;
     // Both slots are held by the tunnels: a third connection is not served.
     let health = app.url("/healthz");
     let refused = reqwest::Client::new()
