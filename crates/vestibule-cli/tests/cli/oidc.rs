@@ -9,6 +9,15 @@ use super::{http, start_server, text, vestibule};
 
 /// A loopback issuer whose discovery document names `issuer` (answers `n` requests).
 fn discovery_server(n: usize, named: impl Fn(&str) -> String + Send + 'static) -> String {
+    discovery_server_with(n, named, "")
+}
+
+/// [`discovery_server`] with `extra` members in the document (`,"key":value…`).
+fn discovery_server_with(
+    n: usize,
+    named: impl Fn(&str) -> String + Send + 'static,
+    extra: &'static str,
+) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let issuer = format!("http://{}", listener.local_addr().expect("addr"));
     let named = named(&issuer);
@@ -18,7 +27,7 @@ fn discovery_server(n: usize, named: impl Fn(&str) -> String + Send + 'static) -
             let mut buf = [0u8; 4096];
             let _ = s.read(&mut buf);
             let body = format!(
-                r#"{{"issuer":"{named}","authorization_endpoint":"{named}/auth","jwks_uri":"{named}/jwks"}}"#
+                r#"{{"issuer":"{named}","authorization_endpoint":"{named}/auth","jwks_uri":"{named}/jwks"{extra}}}"#
             );
             let _ = write!(
                 s,
@@ -85,6 +94,43 @@ fn doctor_fails_an_issuer_without_discovery_and_a_page_that_cannot_be_a_return_t
     let (code, out) = doctor(dir.path(), "http://localhost:4000");
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("oidc_return_to_refused"), "{out}");
+}
+
+/// A provider that does not take the configured `client_auth` would refuse every login at the
+/// code exchange (502 `oidc_client_rejected`): doctor says so, and which method to set.
+#[test]
+fn doctor_fails_a_client_auth_method_the_provider_does_not_list() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let post_only = discovery_server_with(
+        1,
+        |own| own.to_owned(),
+        r#","token_endpoint_auth_methods_supported":["client_secret_post"]"#,
+    );
+    // `client_secret` alone: client_secret_basic, the default.
+    std::fs::write(dir.path().join("site.toml"), config(&post_only, true)).expect("write");
+    let (code, out) = doctor(dir.path(), "http://localhost:3000");
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("oidc-client-auth"), "{out}");
+    assert!(out.contains("client_secret_basic"), "{out}");
+    assert!(
+        out.contains(r#"client_auth = "client_secret_post""#),
+        "the fix: {out}"
+    );
+
+    // Configured as the provider lists: it passes.
+    let post_only = discovery_server_with(
+        1,
+        |own| own.to_owned(),
+        r#","token_endpoint_auth_methods_supported":["client_secret_post"]"#,
+    );
+    let toml = format!(
+        "{}client_auth = \"client_secret_post\"\n",
+        config(&post_only, true)
+    );
+    std::fs::write(dir.path().join("site.toml"), toml).expect("write");
+    let (code, out) = doctor(dir.path(), "http://localhost:3000");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("oidc-client-auth"), "listed as passing: {out}");
 }
 
 #[test]

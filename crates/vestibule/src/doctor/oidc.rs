@@ -1,12 +1,14 @@
 //! The OpenID Connect checks of a configuration (`vestibule doctor --config`): each provider's
-//! discovery document fetched now (the one online part), its callback, and whether the page's
-//! origin may be a `return_to`. The verdicts are the pure rules of [`rules::oidc`](super::rules::oidc).
+//! discovery document fetched now (the one online part), the token endpoint's client
+//! authentication it accepts, its callback, and whether the page's origin may be a `return_to`. The verdicts are the pure rules of [`rules::oidc`](super::rules::oidc).
 
 use std::time::Duration;
 
 use super::rules::Finding;
-use super::rules::oidc::{Discovery, callback, discovery, discovery_url, return_to};
-use crate::auth::oidc::ProviderSettings;
+use super::rules::oidc::{
+    Discovery, TokenEndpointAuth, callback, client_auth, discovery, discovery_url, return_to,
+};
+use crate::auth::oidc::{ClientAuth, ProviderSettings};
 use crate::origin::Origin;
 use crate::origins::OriginsPolicy;
 
@@ -25,12 +27,23 @@ pub async fn fetch_discovery(issuer: &str, timeout: Duration) -> Discovery {
         Err(e) => Discovery::Unreachable(e.to_string()),
         Ok(res) => {
             let status = res.status().as_u16();
-            let issuer = res
-                .json::<serde_json::Value>()
-                .await
-                .ok()
-                .and_then(|v| v.get("issuer").and_then(|i| i.as_str()).map(str::to_owned));
-            Discovery::Answered { status, issuer }
+            let doc = res.json::<serde_json::Value>().await.ok();
+            let field = |name: &str| doc.as_ref().and_then(|v| v.get(name));
+            let strings = |name: &str| {
+                field(name).and_then(|v| v.as_array()).map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(str::to_owned))
+                        .collect()
+                })
+            };
+            Discovery::Answered {
+                status,
+                issuer: field("issuer").and_then(|i| i.as_str()).map(str::to_owned),
+                token_auth: TokenEndpointAuth {
+                    methods: strings("token_endpoint_auth_methods_supported"),
+                    signing_algs: strings("token_endpoint_auth_signing_alg_values_supported"),
+                },
+            }
         }
     }
 }
@@ -49,6 +62,11 @@ pub async fn check(
     for p in providers {
         let answer = fetch_discovery(&p.issuer, timeout).await;
         out.push(discovery(&p.name, &p.issuer, &answer));
+        let alg = match &p.client_auth {
+            ClientAuth::PrivateKeyJwt(key) => Some(key.alg()),
+            ClientAuth::SecretBasic | ClientAuth::SecretPost => None,
+        };
+        out.extend(client_auth(&p.name, p.client_auth.name(), alg, &answer));
         out.push(callback(&p.name, public, public_url_set));
     }
     if !providers.is_empty()

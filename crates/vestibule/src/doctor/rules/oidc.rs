@@ -18,8 +18,28 @@ pub enum Discovery {
         status: u16,
         /// The document's `issuer`.
         issuer: Option<String>,
+        /// What the document says of client authentication at the token endpoint.
+        token_auth: TokenEndpointAuth,
     },
 }
+
+/// What a discovery document says of client authentication at the token endpoint; `None` where
+/// it says nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenEndpointAuth {
+    /// `token_endpoint_auth_methods_supported` (absent means `client_secret_basic` only).
+    pub methods: Option<Vec<String>>,
+    /// `token_endpoint_auth_signing_alg_values_supported`: the JWS algorithms of client
+    /// assertions (`private_key_jwt`).
+    pub signing_algs: Option<Vec<String>>,
+}
+
+/// The `client_auth` methods Vestibule has, in the order a fix suggests them.
+const METHODS: [&str; 3] = [
+    "client_secret_basic",
+    "client_secret_post",
+    "private_key_jwt",
+];
 
 /// `{issuer}/.well-known/openid-configuration` (OpenID Connect Discovery 1.0, section 4).
 pub fn discovery_url(issuer: &str) -> String {
@@ -68,6 +88,94 @@ pub fn discovery(provider: &str, issuer: &str, answer: &Discovery) -> Finding {
         )
         .evidence(format!("GET {url}: 200")),
     }
+}
+
+/// `oidc-client-auth`: the provider accepts the configured `client_auth` method (its
+/// `token_endpoint_auth_methods_supported`, which OpenID Connect Discovery says means
+/// `client_secret_basic` alone when absent) and, for `private_key_jwt`, the key's algorithm
+/// (`alg`). Otherwise every login fails at the code exchange with 502 `oidc_client_rejected`,
+/// which this says before the first user meets it. `None` when there is no document to read
+/// (`oidc-discovery` says why).
+pub fn client_auth(
+    provider: &str,
+    method: &str,
+    alg: Option<&str>,
+    answer: &Discovery,
+) -> Option<Finding> {
+    let Discovery::Answered {
+        status: 200,
+        issuer: Some(_),
+        token_auth,
+    } = answer
+    else {
+        return None;
+    };
+    let key = format!("oidc.provider \"{provider}\"");
+    let Some(methods) = &token_auth.methods else {
+        if method == "client_secret_basic" {
+            return Some(Finding::pass(
+                "oidc-client-auth",
+                format!(
+                    "{key}: the provider lists no token endpoint methods, which means client_secret_basic, the one configured"
+                ),
+            ));
+        }
+        return Some(
+            Finding::warn(
+                "oidc-client-auth",
+                format!("{key}: client_auth = \"{method}\", but the provider's discovery document lists no token endpoint methods, which means client_secret_basic alone: logins may fail with oidc_client_rejected"),
+            )
+            .evidence("no token_endpoint_auth_methods_supported in the discovery document")
+            .fix(format!("check that the client is registered at the provider for {method}, or set client_auth = \"client_secret_basic\"")),
+        );
+    };
+    let listed = format!(
+        "token_endpoint_auth_methods_supported: {}",
+        methods.join(", ")
+    );
+    if !methods.iter().any(|m| m == method) {
+        let usable: Vec<&str> = METHODS
+            .into_iter()
+            .filter(|m| methods.iter().any(|x| x == m))
+            .collect();
+        let fix = match usable.first() {
+            Some(first) => format!(
+                "set client_auth = \"{first}\" (with its credential) and register the client at the provider for it"
+            ),
+            None => format!(
+                "the provider offers none of the methods Vestibule has ({})",
+                METHODS.join(", ")
+            ),
+        };
+        return Some(
+            Finding::fail(
+                "oidc-client-auth",
+                format!("{key}: client_auth = \"{method}\" is not a method the provider accepts: every login through it fails with oidc_client_rejected"),
+            )
+            .evidence(listed)
+            .fix(fix),
+        );
+    }
+    if let (Some(alg), Some(algs)) = (alg, &token_auth.signing_algs)
+        && !algs.iter().any(|a| a == alg)
+    {
+        return Some(
+            Finding::fail(
+                "oidc-client-auth",
+                format!("{key}: the provider does not accept {alg} client assertions (private_key_jwt): every login through it fails with oidc_client_rejected"),
+            )
+            .evidence(format!("token_endpoint_auth_signing_alg_values_supported: {}", algs.join(", ")))
+            .fix("use a private_key_file of an algorithm the provider lists: an RSA key signs RS256, an EC P-256 key ES256"),
+        );
+    }
+    let with = alg.map(|a| format!(" with {a}")).unwrap_or_default();
+    Some(
+        Finding::pass(
+            "oidc-client-auth",
+            format!("{key}: the provider accepts {method}{with}"),
+        )
+        .evidence(listed),
+    )
 }
 
 /// `oidc-callback`: the redirect URI Vestibule sends is `{public_url}/auth/oidc/{name}/callback`;
@@ -144,14 +252,16 @@ mod tests {
         assert_eq!(
             fail(Discovery::Answered {
                 status: 404,
-                issuer: None
+                issuer: None,
+                token_auth: TokenEndpointAuth::default(),
             }),
             Status::Fail
         );
         assert_eq!(
             fail(Discovery::Answered {
                 status: 200,
-                issuer: None
+                issuer: None,
+                token_auth: TokenEndpointAuth::default(),
             }),
             Status::Fail
         );
@@ -161,6 +271,7 @@ mod tests {
             &Discovery::Answered {
                 status: 200,
                 issuer: Some("https://idp.example/".into()),
+                token_auth: TokenEndpointAuth::default(),
             },
         );
         assert_eq!(other.status, Status::Fail);
@@ -174,12 +285,87 @@ mod tests {
             &Discovery::Answered {
                 status: 200,
                 issuer: Some(issuer.into()),
+                token_auth: TokenEndpointAuth::default(),
             },
         );
         assert_eq!(ok.status, Status::Pass);
         assert_eq!(
             discovery_url("https://idp.example/"),
             "https://idp.example/.well-known/openid-configuration"
+        );
+    }
+
+    fn answered(methods: Option<&[&str]>, algs: Option<&[&str]>) -> Discovery {
+        let owned = |l: &[&str]| l.iter().map(|s| (*s).to_owned()).collect();
+        Discovery::Answered {
+            status: 200,
+            issuer: Some("https://idp.example".into()),
+            token_auth: TokenEndpointAuth {
+                methods: methods.map(owned),
+                signing_algs: algs.map(owned),
+            },
+        }
+    }
+
+    #[test]
+    fn client_auth_must_be_a_method_and_algorithm_the_provider_accepts() {
+        let status =
+            |method, alg, a: &Discovery| client_auth("corp", method, alg, a).map(|f| f.status);
+        // No document: nothing to say (oidc-discovery fails).
+        let none = Discovery::Unreachable("refused".into());
+        assert_eq!(status("client_secret_basic", None, &none), None);
+        // Nothing listed: client_secret_basic alone, by the specification.
+        let silent = answered(None, None);
+        assert_eq!(
+            status("client_secret_basic", None, &silent),
+            Some(Status::Pass)
+        );
+        assert_eq!(
+            status("client_secret_post", None, &silent),
+            Some(Status::Warn)
+        );
+        // A method the provider does not list: every login would fail.
+        let post_only = answered(Some(&["client_secret_post", "tls_client_auth"]), None);
+        let f = client_auth("corp", "client_secret_basic", None, &post_only).expect("finding");
+        assert_eq!(f.status, Status::Fail);
+        assert!(f.summary.contains("oidc_client_rejected"), "{}", f.summary);
+        assert_eq!(
+            f.fix.as_deref(),
+            Some(
+                "set client_auth = \"client_secret_post\" (with its credential) and register the client at the provider for it"
+            )
+        );
+        let f = client_auth(
+            "corp",
+            "client_secret_basic",
+            None,
+            &answered(Some(&["tls_client_auth"]), None),
+        )
+        .expect("finding");
+        assert_eq!(f.status, Status::Fail);
+        assert!(
+            f.fix
+                .as_deref()
+                .is_some_and(|x| x.contains("none of the methods")),
+            "{f:?}"
+        );
+        assert_eq!(
+            status("client_secret_post", None, &post_only),
+            Some(Status::Pass)
+        );
+        // private_key_jwt: the key's algorithm must be listed when the provider lists them.
+        let jwt = answered(Some(&["private_key_jwt"]), Some(&["RS256", "PS256"]));
+        assert_eq!(
+            status("private_key_jwt", Some("RS256"), &jwt),
+            Some(Status::Pass)
+        );
+        let f = client_auth("corp", "private_key_jwt", Some("ES256"), &jwt).expect("finding");
+        assert_eq!(f.status, Status::Fail);
+        assert!(f.summary.contains("ES256"), "{}", f.summary);
+        let unlisted_algs = answered(Some(&["private_key_jwt"]), None);
+        assert_eq!(
+            status("private_key_jwt", Some("ES256"), &unlisted_algs),
+            Some(Status::Pass)
         );
     }
 
