@@ -4,8 +4,9 @@
 // session writes (each client's counter must equal its own successful increments since login),
 // and the server's RSS: idle SETTLE (3) s after it answers, again SETTLE s after one warm-up
 // client has done each operation once (code first run, SQLite's caches, prepared statements),
-// every second under load, then after 10 s and 10 + QUIET_MORE (50) s of quiet. Loopback only; every
-// loop is bounded by the deadline and by MAX_ITERATIONS per client.
+// every second under load, then after 10 s and 10 + QUIET_MORE (50) s of quiet. ROUNDS (1)
+// repeats the load and its quiet on the same server. Loopback only; every loop is bounded by the
+// deadline and by MAX_ITERATIONS per client.
 //
 // Run: cargo build --release -p vestibule-cli && npm ci &&
 //      TEST_VESTIBULE_BIN=target/release/vestibule node bench/soak.mjs
@@ -19,6 +20,9 @@ const SECONDS = Number(process.env.SECONDS || 60);
 const MAX_ITERATIONS = 100_000;
 const QUIET_MORE = Number(process.env.QUIET_MORE || 50);
 const SETTLE = Number(process.env.SETTLE || 3);
+// Rounds of load on the same server, each followed by its quiet: the readings after each show
+// whether what stays is a plateau (the same after every round) or grows.
+const ROUNDS = Number(process.env.ROUNDS || 1);
 const PASSWORD = 'soak password 1';
 
 const server = await startServer({
@@ -35,6 +39,8 @@ const anonKb = () => {
   return m ? Number(m[1]) : NaN;
 };
 const statuses = new Map();
+// Every 5xx of the run, `busy` ones included (they are taken off at the end).
+let allStatuses5xx = 0;
 let lostWrites = 0;
 let failures = 0;
 // 503 `busy`: the server's Argon2 memory budget turned a login or signup away with Retry-After
@@ -61,6 +67,7 @@ function counting(fetchImpl) {
   return async (input, init) => {
     const res = await fetchImpl(input, init);
     statuses.set(res.status, (statuses.get(res.status) || 0) + 1);
+    if (res.status >= 500) allStatuses5xx += 1;
     return res;
   };
 }
@@ -104,7 +111,6 @@ async function browser(i, deadline, iterations = MAX_ITERATIONS) {
   }
 }
 
-const samples = [];
 // Idle is read SETTLE s after the server answers, as bench/memory.sh does: start-up's own
 // allocations are freed and purged by then (alloc.rs purges every 2 s).
 await new Promise((r) => setTimeout(r, SETTLE * 1000));
@@ -118,34 +124,45 @@ statuses.clear();
 await new Promise((r) => setTimeout(r, SETTLE * 1000));
 const rssWarm = rssKb();
 const anonWarm = anonKb();
-const deadline = Date.now() + SECONDS * 1000;
-const sampler = setInterval(() => samples.push(rssKb()), 1000);
-const started = Date.now();
-await Promise.all(Array.from({ length: CLIENTS }, (_, i) => browser(i, deadline)));
-const elapsed = (Date.now() - started) / 1000;
-clearInterval(sampler);
-const rssEnd = rssKb();
-await new Promise((r) => setTimeout(r, 10_000));
-const rssQuiet = rssKb();
-// Where the rest sits: anonymous memory (heap, caches) against mapped files (code, SQLite).
-const anonQuiet = anonKb();
-const fileQuiet = rssQuiet - anonQuiet;
-// mimalloc gives freed pages back after a delay and on the next allocation in their arena: a
-// later reading shows what stays.
-await new Promise((r) => setTimeout(r, QUIET_MORE * 1000));
-const rssLater = rssKb();
-await server.stop();
-
-const total = [...statuses.values()].reduce((a, b) => a + b, 0);
-const fivexx = [...statuses].filter(([s]) => s >= 500).reduce((a, [, n]) => a + n, 0) - busy;
 const mb = (kb) => (kb / 1024).toFixed(1);
-const quarter = samples[Math.floor(samples.length / 4)] ?? rssStart;
-console.log(`soak: ${CLIENTS} clients, ${elapsed.toFixed(1)} s, ${total} requests (${(total / elapsed).toFixed(0)} req/s)`);
-console.log(`operations: ${JSON.stringify(ops)}`);
-console.log(`statuses: ${JSON.stringify(Object.fromEntries(statuses))}`);
+const growth = (kb, from) => `${(((kb - from) / from) * 100).toFixed(0)} %`;
+const after = [];
+for (let round = 1; round <= ROUNDS; round += 1) {
+  const samples = [];
+  const deadline = Date.now() + SECONDS * 1000;
+  const sampler = setInterval(() => samples.push(rssKb()), 1000);
+  const started = Date.now();
+  // Each round's clients are new users: the load is the same every round.
+  await Promise.all(Array.from({ length: CLIENTS }, (_, i) => browser(round === 1 ? i : `${round}x${i}`, deadline)));
+  const elapsed = (Date.now() - started) / 1000;
+  clearInterval(sampler);
+  const rssEnd = rssKb();
+  await new Promise((r) => setTimeout(r, 10_000));
+  const rssQuiet = rssKb();
+  // Where the rest sits: anonymous memory (heap, caches) against mapped files (code, SQLite).
+  const anonQuiet = anonKb();
+  const fileQuiet = rssQuiet - anonQuiet;
+  // mimalloc gives freed pages back after a delay and on the next allocation in their arena: a
+  // later reading shows what stays.
+  await new Promise((r) => setTimeout(r, QUIET_MORE * 1000));
+  const rssLater = rssKb();
+  after.push(rssLater);
+
+  const total = [...statuses.values()].reduce((a, b) => a + b, 0);
+  const quarter = samples[Math.floor(samples.length / 4)] ?? rssStart;
+  console.log(`${ROUNDS > 1 ? `round ${round}: ` : ''}soak: ${CLIENTS} clients, ${elapsed.toFixed(1)} s, ${total} requests (${(total / elapsed).toFixed(0)} req/s)`);
+  console.log(`operations: ${JSON.stringify(ops)}`);
+  console.log(`statuses: ${JSON.stringify(Object.fromEntries(statuses))}`);
+  for (const op of Object.keys(ops)) ops[op] = 0;
+  statuses.clear();
+  console.log(`RSS MB: start ${mb(rssStart)} (anonymous ${mb(anonStart)}), after the warm-up ${mb(rssWarm)} (anonymous ${mb(anonWarm)}), at 25% ${mb(quarter)}, peak ${mb(Math.max(...samples))}, end ${mb(rssEnd)}, after 10 s quiet ${mb(rssQuiet)} (anonymous ${mb(anonQuiet)}, file-backed ${mb(fileQuiet)}), after ${10 + QUIET_MORE} s ${mb(rssLater)}`);
+  console.log(`growth after ${10 + QUIET_MORE} s: ${growth(rssLater, rssWarm)} over the warm idle, ${growth(rssLater, rssStart)} over the fresh start`);
+}
+await server.stop();
+if (ROUNDS > 1) {
+  console.log(`after each round (MB): ${after.map(mb).join(', ')}; last over first ${growth(after[after.length - 1], after[0])}`);
+}
+const fivexx = allStatuses5xx - busy;
 console.log(`busy (503, retried): ${busy}`);
 console.log(`5xx other than busy: ${fivexx}, lost session writes: ${lostWrites}, client-side failures: ${failures}`);
-console.log(`RSS MB: start ${mb(rssStart)} (anonymous ${mb(anonStart)}), after the warm-up ${mb(rssWarm)} (anonymous ${mb(anonWarm)}), at 25% ${mb(quarter)}, peak ${mb(Math.max(...samples))}, end ${mb(rssEnd)}, after 10 s quiet ${mb(rssQuiet)} (anonymous ${mb(anonQuiet)}, file-backed ${mb(fileQuiet)}), after ${10 + QUIET_MORE} s ${mb(rssLater)}`);
-const growth = (kb, from) => `${(((kb - from) / from) * 100).toFixed(0)} %`;
-console.log(`growth after ${10 + QUIET_MORE} s: ${growth(rssLater, rssWarm)} over the warm idle, ${growth(rssLater, rssStart)} over the fresh start`);
 process.exit(fivexx === 0 && lostWrites === 0 && failures === 0 ? 0 : 1);
