@@ -405,7 +405,9 @@ impl UpstreamProxy {
 /// - it closes when `stopping` turns true. A graceful shutdown lets requests in flight finish,
 ///   but a WebSocket has no end of its own: waiting for it would hold every stop (a deploy, a
 ///   Ctrl-C of `vestibule dev`) for the whole drain time. Clients reconnect, as they do when any
-///   proxy restarts; Caddy closes its streams at a reload the same way.
+///   proxy restarts; Caddy also closes its streams at a stop or reload. Caddy sends a close
+///   frame (1001); this tunnel copies raw bytes without framing them, so a frame of its own
+///   could land inside the upstream's, and the client sees the connection end instead (1006).
 ///
 /// One `Arc` per connection: every request's extensions get a clone of it, a single count.
 #[derive(Clone)]
