@@ -146,8 +146,9 @@ struct Inner {
     users: UserStore,
     secrets: SecretBox,
     /// One refresh at a time per session (single-flight), and what it got: requests that waited
-    /// take the refreshed tokens instead of refreshing again. Idle entries go after 10 minutes.
-    flights: moka::future::Cache<TokenHash, Arc<tokio::sync::Mutex<Option<ProviderTokens>>>>,
+    /// take the refreshed tokens instead of refreshing again, and a failure holds off the next
+    /// attempt for a moment. Idle entries go after 10 minutes.
+    flights: moka::future::Cache<TokenHash, Arc<tokio::sync::Mutex<relay::Flight>>>,
 }
 
 fn err(code: ErrorCode, message: impl Into<String>) -> Error {

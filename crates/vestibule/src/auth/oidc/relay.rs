@@ -20,6 +20,24 @@ const SHARED_WAIT: Duration = Duration::from_secs(16);
 /// How often a waiting request looks again.
 const SHARED_POLL: Duration = Duration::from_millis(50);
 
+/// How long after a failed refresh (the provider down, or refusing Vestibule's client) a
+/// session's requests go on with its still valid access token without asking again. Without
+/// it, every request in the last half of a token's life waited for the provider's answer, up
+/// to the HTTP client's 10 s timeout when it is down. The same 5 s as the `Retry-After` of the
+/// 503 once the token has expired.
+const AFTER_FAILURE: Duration = Duration::from_secs(5);
+
+/// A session's refresh slot (`RelyingParty`'s `flights`): one refresh at a time, and what the
+/// last one got.
+/// Its `Debug` is [`ProviderTokens`]', which leaves the tokens out.
+#[derive(Debug, Default)]
+pub(super) struct Flight {
+    /// The tokens the last successful refresh got: requests that waited take them.
+    latest: Option<ProviderTokens>,
+    /// When the last refresh failed without ending the login.
+    failed_at: Option<Instant>,
+}
+
 /// Whose refresh it is.
 enum Turn {
     /// This request's: the lock (or [`SharedLock::Local`] on a store of one process), and the
@@ -117,10 +135,12 @@ impl RelyingParty {
         let flight = self
             .0
             .flights
-            .get_with(key, async { Arc::new(tokio::sync::Mutex::new(None)) })
+            .get_with(key, async {
+                Arc::new(tokio::sync::Mutex::new(Flight::default()))
+            })
             .await;
-        let mut latest = flight.lock().await;
-        if let Some(done) = latest.as_ref()
+        let mut flight = flight.lock().await;
+        if let Some(done) = flight.latest.as_ref()
             && !done.due(at)
             && done.expires_at >= tokens.expires_at
         {
@@ -128,6 +148,14 @@ impl RelyingParty {
             let done = done.clone();
             self.keep_tokens(session, user_id, &done).await?;
             return Ok(Some(done.access_token));
+        }
+        if still_valid(&tokens, at)
+            && flight
+                .failed_at
+                .is_some_and(|t| t.elapsed() < AFTER_FAILURE)
+        {
+            // A refresh failed moments ago: go on with the valid token, ask again later.
+            return Ok(Some(tokens.access_token));
         }
         // Across instances on a shared store (Redis): the provider rotates refresh tokens, so a
         // second refresh with the old one would fail and end the session. One instance refreshes;
@@ -141,13 +169,16 @@ impl RelyingParty {
             Turn::Mine(lock, tokens) => (lock, *tokens),
             Turn::Refreshed(fresh) => {
                 self.keep_tokens(session, user_id, &fresh).await?;
-                *latest = Some(fresh.clone());
+                flight.latest = Some(fresh.clone());
+                flight.failed_at = None;
                 return Ok(Some(fresh.access_token));
             }
         };
         let out = self.refresh(session, user_id, &tokens, at).await;
+        // `Ok(None)`: no refresh token, or the refresh failed and the token is still valid.
+        flight.failed_at = matches!(out, Ok(None)).then(Instant::now);
         if let Ok(Some(fresh)) = &out {
-            *latest = Some(fresh.clone());
+            flight.latest = Some(fresh.clone());
             if matches!(lock, SharedLock::Held(_))
                 && let Err(e) = self.publish(&*store, &key, user_id, fresh).await
             {
