@@ -290,6 +290,10 @@ ratio() { # label a b target
     ratio "me / peerfull" me peerfull
     ratio "bearer / peerfullbearer" bearer peerfullbearer
     ratio "me / django" me django ">= 60"
+    # The floor for the Django target, in the same rounds: what the stack gets over Django with
+    # the same session work (peer) and with nothing to do at all (bare).
+    ratio "peer / django (floor, same work)" peer django
+    ratio "bare / django (floor, no work)" bare django
     if [ "${SPLIT:-0}" = 1 ]; then
         echo
         echo "CPU per request (one more ${DURATION}s run each under perf stat / perf record -e cpu-clock):"

@@ -42,11 +42,11 @@ use futures_util::StreamExt;
 
 mod full;
 mod proxyfull;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use tower_sessions::{MemoryStore, Session, SessionManagerLayer};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 
 /// Same shape as vestibule's `/auth/me`: an 86-character base64url CSRF token and the user.
 const BODY: &str = concat!(
@@ -102,7 +102,10 @@ async fn upload(req: Request) -> impl IntoResponse {
     while let Some(Ok(chunk)) = body.next().await {
         len += chunk.len() as u64;
     }
-    ([(header::CONTENT_TYPE, "application/json")], format!(r#"{{"received":{len}}}"#))
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        format!(r#"{{"received":{len}}}"#),
+    )
 }
 
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
@@ -130,7 +133,10 @@ async fn peer_login(
     session: Session,
     axum::extract::State(bearers): axum::extract::State<Bearers>,
 ) -> axum::response::Response {
-    let user = User { id: 1, username: "bench".into() };
+    let user = User {
+        id: 1,
+        username: "bench".into(),
+    };
     let csrf = format!("{}{}", random_token(), random_token());
     if session.cycle_id().await.is_err()
         || session.insert("user", &user).await.is_err()
@@ -157,21 +163,31 @@ async fn peer_me(
     {
         let found = bearers.read().ok().and_then(|m| m.get(token).cloned());
         return match found {
-            Some(user) => axum::Json(Me { csrf_token: "", user: &user }).into_response(),
+            Some(user) => axum::Json(Me {
+                csrf_token: "",
+                user: &user,
+            })
+            .into_response(),
             None => StatusCode::UNAUTHORIZED.into_response(),
         };
     }
     let user: Option<User> = session.get("user").await.ok().flatten();
     let csrf: Option<String> = session.get("csrf").await.ok().flatten();
     match (user, csrf) {
-        (Some(user), Some(csrf)) => axum::Json(Me { csrf_token: &csrf, user: &user }).into_response(),
+        (Some(user), Some(csrf)) => axum::Json(Me {
+            csrf_token: &csrf,
+            user: &user,
+        })
+        .into_response(),
         _ => StatusCode::UNAUTHORIZED.into_response(),
     }
 }
 
 #[tokio::main]
 async fn main() {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9001".to_string());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:9001".to_string());
     let mode = std::env::args().nth(2);
     if mode.as_deref() == Some("proxyfull") {
         let upstream = std::env::args()
