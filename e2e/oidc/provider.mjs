@@ -27,6 +27,8 @@
 //
 // GET /_test/refreshes answers {"refreshes", "refresh_errors"}: the refresh_token grants served
 // and refused so far (the test of one refresh across Vestibule instances counts them).
+// GET /_test/revocations answers {"requests": [...]}: every revocation request (RFC 7009) so
+// far, with the same fields and token_type_hint in place of grant_type.
 // GET /_test/token_auth answers {"requests": [...]}: every token endpoint request so far, in
 // order, as {grant_type, client_id, method, status, error, and for private_key_jwt: alg, kid,
 // jti, iss, sub, aud, iat, exp} (method: how the client authenticated, read from the request).
@@ -116,6 +118,8 @@ const provider = new Provider(issuer, {
     devInteractions: { enabled: false },
     backchannelLogout: { enabled: true },
     rpInitiatedLogout: { enabled: true },
+    // RFC 7009 token revocation (`revocation_endpoint`), which Vestibule calls at logout.
+    revocation: { enabled: true },
   },
   // The scopes' claims go into the ID token too (Vestibule reads the ID token, not userinfo).
   conformIdTokenClaims: options.conform_id_token_claims === true,
@@ -179,12 +183,17 @@ function segment(jwt, i) {
     return {};
   }
 }
+// Every revocation request: the same fields, with token_type_hint in place of grant_type.
+const revocations = [];
 provider.use(async (ctx, next) => {
   await next();
-  if (ctx.method !== 'POST' || ctx.path !== '/token') return;
+  if (ctx.method !== 'POST' || (ctx.path !== '/token' && ctx.path !== '/token/revocation')) return;
   const params = ctx.oidc?.params || {};
   const authorization = ctx.headers.authorization || '';
-  const entry = { grant_type: params.grant_type, status: ctx.status, error: ctx.body?.error };
+  const entry =
+    ctx.path === '/token'
+      ? { grant_type: params.grant_type, status: ctx.status, error: ctx.body?.error }
+      : { token_type_hint: params.token_type_hint, status: ctx.status, error: ctx.body?.error };
   if (authorization.toLowerCase().startsWith('basic ')) {
     entry.method = 'client_secret_basic';
     entry.client_id = decodeURIComponent(Buffer.from(authorization.slice(6), 'base64').toString().split(':')[0]);
@@ -210,7 +219,7 @@ provider.use(async (ctx, next) => {
     entry.method = 'none';
     entry.client_id = params.client_id;
   }
-  tokenRequests.push(entry);
+  (ctx.path === '/token' ? tokenRequests : revocations).push(entry);
 });
 
 function page(res, status, html) {
@@ -235,6 +244,10 @@ server.on('request', async (req, res) => {
     if (req.url === '/_test/token_auth') {
       res.writeHead(200, { 'content-type': 'application/json' });
       return res.end(JSON.stringify({ requests: tokenRequests }));
+    }
+    if (req.url === '/_test/revocations') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      return res.end(JSON.stringify({ requests: revocations }));
     }
     if (req.url === '/_test/refreshes') {
       res.writeHead(200, { 'content-type': 'application/json' });

@@ -912,3 +912,4 @@ async fn a_verified_email_links_when_opted_in_and_the_last_way_in_cannot_be_unli
 mod accounts;
 mod client_auth;
 mod refresh;
+mod revocation;

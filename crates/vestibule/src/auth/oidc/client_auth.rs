@@ -35,7 +35,7 @@ use super::{ProviderSettings, RelyingParty, err};
 use crate::error::{Error, ErrorCode};
 
 /// RFC 7523 section 2.2: the `client_assertion_type` of a JWT client assertion.
-const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+pub(super) const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /// How long an assertion is valid: one token request, plus clock skew. The provider keeps each
 /// `jti` until `exp` to refuse a replay, so a short life also bounds what it must remember.
 const ASSERTION_LIFETIME: i64 = 60;
@@ -151,7 +151,8 @@ impl AssertionKey {
     }
 
     /// A fresh client assertion (RFC 7523 section 3, OpenID Connect Core 9): `iss` and `sub`
-    /// the client id, `aud` the token endpoint it is sent to, a random `jti` (providers refuse a
+    /// the client id, `aud` the `audience` given (the token endpoint for a token request, the
+    /// issuer for any other endpoint), a random `jti` (providers refuse a
     /// `jti` seen before, so every request has its own), issued at `at` and valid for
     /// [`ASSERTION_LIFETIME`].
     ///
@@ -286,9 +287,9 @@ impl RelyingParty {
             ClientAuth::SecretPost => (p.client_secret.as_ref(), AuthType::RequestBody, None),
             ClientAuth::PrivateKeyJwt(key) => {
                 // The audience is the token endpoint the assertion is sent to (OpenID Connect
-                // Core 9's SHOULD, and what every provider accepts). Sent nowhere else, and the
-                // endpoint comes from the discovery document whose issuer was checked, so it
-                // cannot be replayed at another server's endpoint.
+                // Core 9's SHOULD, and what every provider accepts). Sent nowhere else (the
+                // revocation at logout names the issuer instead: revocation.rs says why), and
+                // the endpoint comes from the discovery document whose issuer was checked.
                 let assertion = key
                     .assertion(&p.client_id, endpoint.as_str(), crate::session::now())
                     .map_err(TokenFailure::Unavailable)?;

@@ -26,6 +26,12 @@ impl Http {
             .build()
             .map(Self)
     }
+
+    /// The client itself, for the requests `openidconnect` has no type for (the discovery
+    /// document's extra endpoints, RFC 7009 revocation).
+    pub(crate) fn reqwest(&self) -> &reqwest::Client {
+        &self.0
+    }
 }
 
 impl<'c> AsyncHttpClient<'c> for Http {

@@ -500,7 +500,7 @@ impl RelyingParty {
         let Ok(p) = self.provider(&login.provider) else {
             return Ok(None);
         };
-        let Some(endpoint) = self.end_session_endpoint(p).await? else {
+        let Some(endpoint) = self.discovered_endpoint(p, "end_session_endpoint").await? else {
             return Ok(None);
         };
         let mut url = endpoint;
@@ -515,10 +515,15 @@ impl RelyingParty {
         Ok(Some(url.to_string()))
     }
 
-    /// The provider's `end_session_endpoint`, from its discovery document. Read here, not from
-    /// the cached metadata: `openidconnect`'s core metadata type drops the field, and a logout
-    /// is rare enough for one request to the provider.
-    async fn end_session_endpoint(&self, p: &ProviderSettings) -> Result<Option<url::Url>> {
+    /// An endpoint of the provider's discovery document that `openidconnect`'s core metadata
+    /// type drops (`end_session_endpoint`, `revocation_endpoint`): `None` when the document
+    /// has no http(s) URL there. Read here, not from the cached metadata; a logout is rare
+    /// enough for one request to the provider.
+    pub(super) async fn discovered_endpoint(
+        &self,
+        p: &ProviderSettings,
+        field: &str,
+    ) -> Result<Option<url::Url>> {
         let unavailable = |e: reqwest::Error| {
             err(
                 ErrorCode::OidcProviderUnavailable,
@@ -527,12 +532,10 @@ impl RelyingParty {
             .with_source(e)
             .with_retry_after(5)
         };
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(10))
-            .build()
-            .map_err(Error::internal)?;
-        let doc: Map<String, Value> = client
+        let doc: Map<String, Value> = self
+            .0
+            .http
+            .reqwest()
             .get(format!(
                 "{}/.well-known/openid-configuration",
                 p.issuer.trim_end_matches('/')
@@ -551,7 +554,7 @@ impl RelyingParty {
             ));
         }
         Ok(doc
-            .get("end_session_endpoint")
+            .get(field)
             .and_then(Value::as_str)
             .and_then(|u| url::Url::parse(u).ok())
             .filter(|u| matches!(u.scheme(), "https" | "http")))

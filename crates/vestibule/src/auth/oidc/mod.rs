@@ -17,6 +17,7 @@ mod http;
 mod identities;
 mod logout;
 mod relay;
+mod revocation;
 mod section;
 mod userinfo;
 

@@ -101,7 +101,11 @@ impl RelyingParty {
         session.insert(TOKENS_KEY, sealed).await
     }
 
-    async fn tokens(&self, session: &Session, user_id: i64) -> Result<Option<ProviderTokens>> {
+    pub(super) async fn tokens(
+        &self,
+        session: &Session,
+        user_id: i64,
+    ) -> Result<Option<ProviderTokens>> {
         let Some(sealed) = session.get::<String>(TOKENS_KEY).await? else {
             return Ok(None);
         };

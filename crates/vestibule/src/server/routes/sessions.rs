@@ -166,6 +166,7 @@ pub(crate) async fn post_logout_all(
     user: AccountUser,
 ) -> Result<Response> {
     require_recent(&session, app.reauth_window).await?;
+    super::before_logout(&app, &session, Some(user.id)).await?;
     let ended = crate::session::end_all_sessions(&**app.sessions.store(), [user.id]).await?;
     session.flush().await?;
     audit!(

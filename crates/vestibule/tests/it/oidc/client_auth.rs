@@ -105,19 +105,21 @@ async fn relayed(c: &Client, url: String) -> String {
     res.text().await.expect("body")
 }
 
-/// Checks one logged private_key_jwt request: the claims RFC 7523 and Core 9 ask for.
+/// Checks one logged private_key_jwt request to the token endpoint: the claims RFC 7523 and
+/// Core 9 ask for, the audience the token endpoint.
 fn assert_assertion(r: &Value, idp: &Idp, alg: &str, kid: Option<&str>) {
+    assert_assertion_for(r, &format!("{}/token", idp.issuer), alg, kid);
+}
+
+/// The same, with the audience `aud`.
+fn assert_assertion_for(r: &Value, aud: &str, alg: &str, kid: Option<&str>) {
     assert_eq!(r["method"], "private_key_jwt", "{r}");
     assert_eq!(r["client_id"], "vestibule-jwt", "{r}");
     assert_eq!(r["alg"], alg, "{r}");
     assert_eq!(r["kid"].as_str(), kid, "{r}");
     assert_eq!(r["iss"], "vestibule-jwt", "{r}");
     assert_eq!(r["sub"], "vestibule-jwt", "{r}");
-    assert_eq!(
-        r["aud"],
-        format!("{}/token", idp.issuer),
-        "the token endpoint: {r}"
-    );
+    assert_eq!(r["aud"], aud, "the audience: {r}");
     let (iat, exp) = (
         r["iat"].as_i64().expect("iat"),
         r["exp"].as_i64().expect("exp"),
@@ -161,6 +163,50 @@ async fn private_key_jwt_with_an_rsa_key_and_its_kid_logs_in_and_no_secret_is_se
     assert_eq!(log[0]["grant_type"], "authorization_code");
     assert_eq!(log[0]["status"], 200, "{log:?}");
     assert_assertion(&log[0], &idp, "RS256", Some("rsa-1"));
+}
+
+#[tokio::test]
+async fn private_key_jwt_authenticates_the_revocation_of_the_tokens_at_an_oidc_logout() {
+    let port = free_port();
+    let cb = format!("http://127.0.0.1:{port}/auth/oidc/test/callback");
+    let key = p256_sec1();
+    let Some(idp) = Idp::start(json!({
+        "redirect_uris": [cb],
+        "jwt_client_keys": [{"pem": key.public_pem, "kid": "ec-1"}],
+    }))
+    .await
+    else {
+        return;
+    };
+    let upstream = echo_upstream().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let file = key_file(&dir, "client-ec.pem", &key.private_pem);
+    let app = vestibule(port, |raw| {
+        jwt_provider(raw, &idp.issuer, &file, Some("ec-1"));
+        raw.upstream.push(vestibule::proxy::RawUpstream {
+            prefix: "/api".into(),
+            url: upstream.clone(),
+            forward_access_token: true,
+            ..Default::default()
+        });
+    })
+    .await;
+    let (c, token) = super::revocation::login_and_relay(&app, &idp, "mona").await;
+    let res = super::revocation::logout(&c, &app, "/auth/oidc/logout").await;
+    assert_eq!(res.status(), 200);
+    let seen = super::revocation::until_revocations(&idp, 2).await;
+    for (entry, hint) in seen.iter().zip(["refresh_token", "access_token"]) {
+        assert_eq!(entry["token_type_hint"], hint, "{seen:?}");
+        assert_eq!(entry["status"], 200, "{seen:?}");
+        // The issuer, not the token endpoint: an assertion sent to another endpoint than the
+        // one it names could be replayed there (revocation.rs says how).
+        assert_assertion_for(entry, &idp.issuer, "ES256", Some("ec-1"));
+    }
+    assert_ne!(seen[0]["jti"], seen[1]["jti"], "one assertion per request");
+    assert!(
+        !provider_accepts(&idp, &token).await,
+        "the relayed token was revoked"
+    );
 }
 
 /// Access-token lifetime of the refresh tests. The relay refreshes when half the lifetime (at
