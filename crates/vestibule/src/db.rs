@@ -318,6 +318,11 @@ impl Database {
     /// # Errors
     /// [`DbError`] when the file cannot be opened or migrated.
     pub async fn open(path: &Path) -> Result<Self, DbError> {
+        Self::open_sqlite(path, READER_IDLE).await
+    }
+
+    /// [`Database::open`], with the readers closing after `reader_idle` without a query.
+    async fn open_sqlite(path: &Path, reader_idle: Duration) -> Result<Self, DbError> {
         let open_err = |source| DbError::Open {
             path: path.to_owned(),
             source,
@@ -345,10 +350,17 @@ impl Database {
         // cache above the store; the OS page cache holds the file. After a 200-client soak
         // (bench/soak.mjs) the server's RSS 60 s later went from 30.3 to 28.4 MB
         // (bench/RESULTS.md, issue 20).
+        // No reader is kept open when none is used: sqlx's reaper closes a connection idle past
+        // the timeout and, to keep `min_connections`, opens a new one at once. With a minimum
+        // of one, the reader of a server whose reads all hit the read cache was closed and
+        // reopened every 30–60 s for nothing (a new thread, the file opened, the pragmas run;
+        // seen in /proc/PID/task). Now the first read after a quiet spell opens one. (It was
+        // not what gave growth.sh's purge phase a p99 window of 4–7 ms about every 30 s: those
+        // stayed, and bare axum shows them too; bench/RESULTS.md, 2026-12-07.)
         let read = SqlitePoolOptions::new()
             .max_connections(4)
-            .min_connections(1)
-            .idle_timeout(READER_IDLE)
+            .min_connections(0)
+            .idle_timeout(reader_idle)
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(
                 opts.read_only(true)
@@ -418,6 +430,35 @@ mod tests {
         let sqlite = steps(sqlx::migrate!("./migrations"));
         assert!(!sqlite.is_empty());
         assert_eq!(sqlite, steps(sqlx::migrate!("./migrations-postgres")));
+    }
+
+    /// An idle reader closes and nothing opens another until a query needs it (with a kept
+    /// minimum, sqlx reopened one after every idle period: a connection churned while idle).
+    #[tokio::test]
+    async fn an_idle_sqlite_reader_closes_and_is_not_reopened_until_a_read() {
+        let dir = tempfile::tempdir().expect("dir");
+        let idle = Duration::from_millis(200);
+        let db = Database::open_sqlite(&dir.path().join("t.db"), idle)
+            .await
+            .expect("open");
+        let Pools::Sqlite { read, .. } = &db.pools else {
+            panic!("a SQLite database");
+        };
+        let one: i64 = sqlx::query_scalar("SELECT 1")
+            .fetch_one(read)
+            .await
+            .expect("read");
+        assert_eq!(one, 1);
+        assert_eq!(read.size(), 1, "the read opened a reader");
+        // Five reaper periods: the reader is reaped and none is opened in its place.
+        tokio::time::sleep(idle * 5).await;
+        assert_eq!(read.size(), 0, "no reader is kept while nothing reads");
+        let one: i64 = sqlx::query_scalar("SELECT 1")
+            .fetch_one(read)
+            .await
+            .expect("read again");
+        assert_eq!(one, 1, "the next read opens one");
+        db.close().await;
     }
 
     #[test]
