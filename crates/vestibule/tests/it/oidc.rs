@@ -743,6 +743,16 @@ async fn echo_upstream() -> String {
     crate::support::serve_router(router).await
 }
 
+/// An `/api` upstream at `url` that gets the provider's access token (the token relay).
+pub(crate) fn relay_api(raw: &mut RawConfig, url: &str) {
+    raw.upstream.push(vestibule::proxy::RawUpstream {
+        prefix: "/api".into(),
+        url: url.to_owned(),
+        forward_access_token: true,
+        ..Default::default()
+    });
+}
+
 /// Whether the provider's userinfo endpoint accepts `authorization` (a live access token).
 async fn provider_accepts(idp: &Idp, authorization: &str) -> bool {
     let res = Client::new()
@@ -765,12 +775,7 @@ async fn an_upstream_gets_the_providers_access_token_refreshed_once_per_session_
     let upstream = echo_upstream().await;
     let app = vestibule(port, |raw| {
         provider(raw, "test", &idp.issuer, "vestibule", &idp.client_secret);
-        raw.upstream.push(vestibule::proxy::RawUpstream {
-            prefix: "/api".into(),
-            url: upstream.clone(),
-            forward_access_token: true,
-            ..Default::default()
-        });
+        relay_api(raw, &upstream);
         raw.upstream.push(vestibule::proxy::RawUpstream {
             prefix: "/plain".into(),
             url: upstream.clone(),

@@ -183,12 +183,7 @@ async fn private_key_jwt_authenticates_the_revocation_of_the_tokens_at_an_oidc_l
     let file = key_file(&dir, "client-ec.pem", &key.private_pem);
     let app = vestibule(port, |raw| {
         jwt_provider(raw, &idp.issuer, &file, Some("ec-1"));
-        raw.upstream.push(vestibule::proxy::RawUpstream {
-            prefix: "/api".into(),
-            url: upstream.clone(),
-            forward_access_token: true,
-            ..Default::default()
-        });
+        super::relay_api(raw, &upstream);
     })
     .await;
     let (c, token) = super::revocation::login_and_relay(&app, &idp, "mona").await;
@@ -238,12 +233,7 @@ async fn private_key_jwt_with_an_ec_sec1_key_refreshes_with_a_fresh_jti_every_ti
     let file = key_file(&dir, "client-ec.pem", &key.private_pem);
     let app = vestibule(port, |raw| {
         jwt_provider(raw, &idp.issuer, &file, None);
-        raw.upstream.push(vestibule::proxy::RawUpstream {
-            prefix: "/api".into(),
-            url: upstream.clone(),
-            forward_access_token: true,
-            ..Default::default()
-        });
+        super::relay_api(raw, &upstream);
     })
     .await;
     let c = browser();
@@ -423,12 +413,7 @@ async fn good_and_bad_instances(ttl: u64, refresh_ttl: u64) -> Option<(TestApp, 
         raw.oidc.signup = true;
         raw.session.store = vestibule::config::RawStore::One("database".into());
         jwt_provider(raw, &idp.issuer, file, Some("ec-1"));
-        raw.upstream.push(vestibule::proxy::RawUpstream {
-            prefix: "/api".into(),
-            url: upstream.clone(),
-            forward_access_token: true,
-            ..Default::default()
-        });
+        super::relay_api(raw, &upstream);
     };
     let good = TestApp::spawn_in(dir.clone(), |raw| setup(raw, port_good, &good_file)).await;
     let bad = TestApp::spawn_in(dir.clone(), |raw| setup(raw, port_bad, &bad_file)).await;

@@ -72,12 +72,7 @@ async fn two_instances(shared: Shared<'_>, ttl: u64) -> Option<Pair> {
                 raw.session.store = vestibule::config::RawStore::One("database".into());
             }
         }
-        raw.upstream.push(vestibule::proxy::RawUpstream {
-            prefix: "/api".into(),
-            url: upstream.clone(),
-            forward_access_token: true,
-            ..Default::default()
-        });
+        super::relay_api(raw, &upstream);
     };
     let a = TestApp::spawn_in(dir.clone(), |raw| {
         setup(raw, port_a);

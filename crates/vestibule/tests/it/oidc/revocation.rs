@@ -41,6 +41,21 @@ pub(super) async fn until_revocations(idp: &Idp, n: usize) -> Vec<Value> {
     );
 }
 
+/// The provider (client `vestibule`, client_secret_basic) and Vestibule relaying its access
+/// token to an echo upstream at `/api`; `None` when the provider cannot run here.
+async fn relaying_app() -> Option<(Idp, TestApp)> {
+    let port = free_port();
+    let cb = format!("http://127.0.0.1:{port}/auth/oidc/test/callback");
+    let idp = Idp::start(json!({"redirect_uris": [cb]})).await?;
+    let upstream = echo_upstream().await;
+    let app = vestibule(port, |raw| {
+        provider(raw, "test", &idp.issuer, "vestibule", &idp.client_secret);
+        super::relay_api(raw, &upstream);
+    })
+    .await;
+    Some((idp, app))
+}
+
 /// Logs `who` in through the provider on `app` (whose `/api` relays the access token to an
 /// echo upstream); the browser, and the access token the upstream received.
 pub(super) async fn login_and_relay(app: &TestApp, idp: &Idp, who: &str) -> (Client, String) {
@@ -74,22 +89,9 @@ pub(super) async fn logout(c: &Client, app: &TestApp, path: &str) -> reqwest::Re
 
 #[tokio::test]
 async fn a_logout_revokes_the_providers_tokens_so_a_copy_of_them_stops_working() {
-    let port = free_port();
-    let cb = format!("http://127.0.0.1:{port}/auth/oidc/test/callback");
-    let Some(idp) = Idp::start(json!({"redirect_uris": [cb]})).await else {
+    let Some((idp, app)) = relaying_app().await else {
         return;
     };
-    let upstream = echo_upstream().await;
-    let app = vestibule(port, |raw| {
-        provider(raw, "test", &idp.issuer, "vestibule", &idp.client_secret);
-        raw.upstream.push(vestibule::proxy::RawUpstream {
-            prefix: "/api".into(),
-            url: upstream.clone(),
-            forward_access_token: true,
-            ..Default::default()
-        });
-    })
-    .await;
     let (c, relayed) = login_and_relay(&app, &idp, "ivan").await;
     assert!(revocations(&idp).await.is_empty(), "nothing revoked yet");
 
@@ -122,22 +124,9 @@ async fn a_logout_revokes_the_providers_tokens_so_a_copy_of_them_stops_working()
 #[tokio::test]
 async fn logout_everywhere_revokes_the_callers_provider_tokens_and_a_dead_provider_does_not_fail_a_logout()
  {
-    let port = free_port();
-    let cb = format!("http://127.0.0.1:{port}/auth/oidc/test/callback");
-    let Some(idp) = Idp::start(json!({"redirect_uris": [cb]})).await else {
+    let Some((idp, app)) = relaying_app().await else {
         return;
     };
-    let upstream = echo_upstream().await;
-    let app = vestibule(port, |raw| {
-        provider(raw, "test", &idp.issuer, "vestibule", &idp.client_secret);
-        raw.upstream.push(vestibule::proxy::RawUpstream {
-            prefix: "/api".into(),
-            url: upstream.clone(),
-            forward_access_token: true,
-            ..Default::default()
-        });
-    })
-    .await;
     // logout-all: the caller's own provider tokens go too.
     let (c, relayed) = login_and_relay(&app, &idp, "kim").await;
     let res = logout(&c, &app, "/auth/logout-all").await;
