@@ -75,6 +75,19 @@ pub(crate) async fn find_user(
 }
 
 /// Loads and validates the configuration for a subcommand.
+/// Waits (up to 10 s) for the provider token revocations that ending sessions started
+/// (`vestibule::server::admin_sessions`): the command's runtime ends with it, and would drop
+/// them.
+pub(crate) async fn settle_revocations(rp: Option<&vestibule::auth::oidc::RelyingParty>) {
+    if let Some(rp) = rp
+        && !rp.settle(std::time::Duration::from_secs(10)).await
+    {
+        eprintln!(
+            "warning: the provider did not answer every token revocation within 10 s; those tokens stay valid until they expire"
+        );
+    }
+}
+
 fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     let raw = RawConfig::load_profile(
         cli.config.as_deref(),

@@ -9,8 +9,8 @@ use anyhow::Context;
 use vestibule::auth::UserStore;
 use vestibule::config::Config;
 use vestibule::db::Database;
-use vestibule::server::build_store;
-use vestibule::session::{Ended, Revoke, end_all_sessions, end_sessions};
+use vestibule::server::admin_sessions;
+use vestibule::session::{Ended, Revoke};
 use vestibule::token::TokenHash;
 
 use crate::cli::SessionCommand;
@@ -28,7 +28,8 @@ async fn run_with(
     command: &SessionCommand,
 ) -> anyhow::Result<ExitCode> {
     let users = UserStore::new(db.clone());
-    let store = build_store(config, db)?.0;
+    let (sessions, rp) = admin_sessions(config, db)?;
+    let store = sessions.store();
     let find = |name: String| {
         let users = users.clone();
         async move { super::find_user(&users, &name).await }
@@ -56,28 +57,26 @@ async fn run_with(
             eprintln!("{} live session(s) of {}", records.len(), user.username);
         }
         SessionCommand::Revoke { user, all, id } => {
-            // Every variant goes through the library's one revocation function; a store that
-            // cannot do what is asked (the cookie store, one session by id) fails the command.
+            // Every variant goes through the library's one way of ending sessions (the end
+            // hook revokes provider tokens); a store that cannot do what is asked (the cookie
+            // store, one session by id) fails the command.
             let ended = if let Some(name) = user {
                 let user = find(name.clone()).await?;
-                end_sessions(
-                    &*store,
-                    Revoke::User {
+                sessions
+                    .end(Revoke::User {
                         user_id: user.id,
                         keep: None,
-                    },
-                )
-                .await
-                .map_err(super::api_error)?
-            } else if *all {
-                let ids = users.list().await?.into_iter().map(|u| u.id);
-                end_all_sessions(&*store, ids)
+                    })
                     .await
                     .map_err(super::api_error)?
+            } else if *all {
+                let ids = users.list().await?.into_iter().map(|u| u.id);
+                sessions.end_all(ids).await.map_err(super::api_error)?
             } else if let Some(id) = id {
                 let key = TokenHash::from_hex(id.trim())
                     .with_context(|| format!("{id:?} is not a session id from `session list`"))?;
-                let ended = end_sessions(&*store, Revoke::One(&key))
+                let ended = sessions
+                    .end(Revoke::One(&key))
                     .await
                     .map_err(super::api_error)?;
                 if ended == Ended::Deleted(0) {
@@ -89,6 +88,7 @@ async fn run_with(
             } else {
                 anyhow::bail!("name --user NAME, --all or a session id");
             };
+            super::settle_revocations(rp.as_ref()).await;
             println!("{ended}");
         }
     }

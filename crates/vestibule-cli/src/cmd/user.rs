@@ -9,7 +9,7 @@ use vestibule::auth::{
 };
 use vestibule::config::Config;
 use vestibule::db::Database;
-use vestibule::server::build_store;
+use vestibule::server::admin_sessions;
 
 use crate::cli::{UserCommand, UserPasswordArgs};
 
@@ -20,16 +20,16 @@ async fn end_user_sessions(
     db: &Database,
     user_id: i64,
 ) -> anyhow::Result<vestibule::session::Ended> {
-    let store = build_store(config, db)?.0;
-    vestibule::session::end_sessions(
-        &*store,
-        vestibule::session::Revoke::User {
+    let (sessions, rp) = admin_sessions(config, db)?;
+    let ended = sessions
+        .end(vestibule::session::Revoke::User {
             user_id,
             keep: None,
-        },
-    )
-    .await
-    .map_err(super::api_error)
+        })
+        .await
+        .map_err(super::api_error)?;
+    super::settle_revocations(rp.as_ref()).await;
+    Ok(ended)
 }
 
 /// The "password changed" notice for `user` when `[email]` is on and the account has a verified
@@ -122,10 +122,11 @@ async fn run_with(
         }
         UserCommand::Disable(arg) => {
             let user = find(users, &arg.username).await?;
-            let store = build_store(config, db)?.0;
-            let (ended, revoked) = vestibule::auth::disable_user(db, &*store, user.id)
+            let (sessions, rp) = admin_sessions(config, db)?;
+            let (ended, revoked) = vestibule::auth::disable_user(db, &sessions, user.id)
                 .await
                 .map_err(super::api_error)?;
+            super::settle_revocations(rp.as_ref()).await;
             println!(
                 "disabled {}; {ended}; revoked {revoked} access token(s)",
                 user.username,
@@ -133,10 +134,11 @@ async fn run_with(
         }
         UserCommand::Delete(arg) => {
             let user = find(users, &arg.username).await?;
-            let store = build_store(config, db)?.0;
-            let ended = vestibule::auth::delete_user(db, &*store, user.id)
+            let (sessions, rp) = admin_sessions(config, db)?;
+            let ended = vestibule::auth::delete_user(db, &sessions, user.id)
                 .await
                 .map_err(super::api_error)?;
+            super::settle_revocations(rp.as_ref()).await;
             println!("deleted {} (id {}); {ended}", user.username, user.id);
         }
         UserCommand::Enable(arg) => {

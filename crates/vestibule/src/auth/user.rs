@@ -484,29 +484,28 @@ impl UserStore {
 }
 
 /// Disables `user_id` and ends everything they are logged in with: every session through
-/// [`crate::session::end_sessions`] (the cookie store: the generation moves) and every access
-/// token (refused at once anyway, since each use checks the owner; revoked so that enabling the
-/// account again does not bring them back). The one path `vestibule user disable` takes.
+/// [`crate::session::SessionManager::end`] (the cookie store: the generation moves; the end
+/// hook revokes provider tokens) and every access token (refused at once anyway, since each
+/// use checks the owner; revoked so that enabling the account again does not bring them back).
+/// The one path `vestibule user disable` takes.
 /// Returns what ended and how many tokens were revoked.
 ///
 /// # Errors
 /// `not_found` for an unknown user, `store_unavailable`.
 pub async fn disable_user(
     db: &crate::db::Database,
-    sessions: &dyn crate::session::SessionStore,
+    sessions: &crate::session::SessionManager,
     user_id: i64,
 ) -> Result<(crate::session::Ended, u64), Error> {
     UserStore::new(db.clone())
         .set_active(user_id, false)
         .await?;
-    let ended = crate::session::end_sessions(
-        sessions,
-        crate::session::Revoke::User {
+    let ended = sessions
+        .end(crate::session::Revoke::User {
             user_id,
             keep: None,
-        },
-    )
-    .await?;
+        })
+        .await?;
     let revoked = crate::auth::AccessTokens::new(db.clone())
         .revoke_all(user_id)
         .await?;

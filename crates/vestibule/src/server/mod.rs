@@ -25,7 +25,7 @@ use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 
 pub use self::json::Json;
-pub use self::store::{BuiltStore, build_store};
+pub use self::store::{BuiltStore, admin_sessions, build_store};
 use self::store::{build_store_sharing, watch_outside_changes};
 use crate::auth::{AccessTokens, PasswordHasher, PasswordPolicy, UserStore};
 use crate::config::{Config, StoreKind, TokenSettings};
@@ -166,6 +166,11 @@ pub struct App {
 
 /// How often the server checks whether another process changed the database.
 const OUTSIDE_CHANGE_POLL: Duration = Duration::from_secs(1);
+
+/// How long a stopping server waits for the provider token revocations under way: each is at
+/// most two requests under the HTTP client's own timeout, and a stop must not hang on a dead
+/// provider.
+const STOP_REVOCATIONS: Duration = Duration::from_secs(5);
 
 /// The caller's address as the rate limits key it: the socket peer, or what trusted proxies
 /// recorded (`limits.trusted_proxies`), IPv6 grouped per /64. A router served without connect
@@ -488,24 +493,17 @@ impl App {
                 None
             }
         };
-        let oidc = if config.oidc.providers.is_empty() {
-            None
-        } else {
-            Some(crate::auth::oidc::RelyingParty::new(
-                config.oidc.clone(),
-                config.public_origin.clone(),
-                config.origins.clone(),
-                crate::auth::oidc::Identities::new(db.clone()),
-                users.clone(),
-                crate::auth::mfa::SecretBox::new(config.mfa_key),
-            )?)
-        };
+        let oidc = store::relying_party(&config, &db)?;
         let state = AppState::new(Shared {
-            oidc,
             users,
             sessions: {
                 let mut m = SessionManager::new(store, config.session.clone())
                     .with_access_tokens(AccessTokens::new(db.clone()));
+                if let Some(rp) = &oidc {
+                    // Every session that ends hands its provider tokens to the relying party,
+                    // which revokes them (auth/oidc/revocation.rs).
+                    m = m.with_end_hook(Arc::new(rp.clone()));
+                }
                 if config.store == StoreKind::Cookie {
                     let ring = config.cookie_keys.clone().ok_or_else(|| {
                         crate::Error::new(
@@ -528,6 +526,7 @@ impl App {
                     None => m,
                 }
             },
+            oidc,
             access_tokens: AccessTokens::new(db.clone()),
             token_settings: config.tokens,
             hasher,
@@ -592,7 +591,8 @@ impl App {
     }
 
     /// Serves until `shutdown` resolves, then lets in-flight requests finish (their session
-    /// writes happen inside the request) and closes the database.
+    /// writes happen inside the request), waits up to 5 s for the provider token revocations
+    /// that ended sessions started, and closes the database.
     ///
     /// # Errors
     /// The I/O error that stopped the server.
@@ -631,6 +631,11 @@ impl App {
             .map(|cache| tokio::spawn(watch_outside_changes(self.state.db.clone(), cache)));
         // The peer address feeds the rate limits (see `client_ip`).
         let result = listener::serve(self.listener, self.router, self.conn_limits, shutdown).await;
+        if let Some(rp) = &self.state.oidc
+            && !rp.settle(STOP_REVOCATIONS).await
+        {
+            tracing::warn!("stopping with provider token revocations still under way");
+        }
         purge.abort();
         if let Some(w) = mail_worker {
             w.abort();

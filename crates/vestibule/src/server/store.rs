@@ -5,6 +5,49 @@ use std::sync::Arc;
 
 use super::*;
 
+/// The sessions as the administrator's commands (`vestibule session revoke`, `user disable`,
+/// `user delete`) end them: the configured store under a [`SessionManager`] whose end hook,
+/// when providers are configured, is the relying party, so that ending sessions from the
+/// command line revokes their provider tokens as the server does. The revocations run in the
+/// background: call [`crate::auth::oidc::RelyingParty::settle`] on the second value before the
+/// command exits.
+///
+/// # Errors
+/// As [`build_store`]; 500 `internal` when the relying party's HTTP client cannot be built.
+pub fn admin_sessions(
+    config: &Config,
+    db: &Database,
+) -> Result<(SessionManager, Option<crate::auth::oidc::RelyingParty>), StartError> {
+    let store = build_store(config, db)?.0;
+    let rp = relying_party(config, db)?;
+    let mut sessions = SessionManager::new(store, config.session.clone());
+    if let Some(rp) = &rp {
+        sessions = sessions.with_end_hook(Arc::new(rp.clone()));
+    }
+    Ok((sessions, rp))
+}
+
+/// The OpenID Connect relying party, when providers are configured.
+///
+/// # Errors
+/// 500 `internal` when its HTTP client cannot be built (no TLS roots).
+pub(super) fn relying_party(
+    config: &Config,
+    db: &Database,
+) -> Result<Option<crate::auth::oidc::RelyingParty>, StartError> {
+    if config.oidc.providers.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(crate::auth::oidc::RelyingParty::new(
+        config.oidc.clone(),
+        config.public_origin.clone(),
+        config.origins.clone(),
+        crate::auth::oidc::Identities::new(db.clone()),
+        UserStore::new(db.clone()),
+        crate::auth::mfa::SecretBox::new(config.mfa_key),
+    )?))
+}
+
 /// The session store, and the SQLite read cache when there is one (see [`build_store`]).
 pub type BuiltStore = (Arc<dyn SessionStore>, Option<CachedStore<SqliteStore>>);
 

@@ -14,8 +14,8 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 
 use super::{
-    AUTH_USER_KEY, Credential, MAX_USER_AGENT, Record, Revoke, SessionManager, SessionUser,
-    Transport, UnixTime, end_sessions, now, pick_live, stores,
+    AUTH_USER_KEY, Credential, MAX_USER_AGENT, Record, SessionManager, SessionUser, Transport,
+    UnixTime, now, pick_live, stores,
 };
 use crate::error::{Error, ErrorCode};
 use crate::token::{SecretToken, TokenHash};
@@ -370,13 +370,15 @@ impl Session {
     /// `store_unavailable`.
     pub async fn flush(&self) -> Result<(), Error> {
         let mut st = self.writable().await?;
-        if let Some(record) = st.record.take()
-            && self.inner.manager.sealed.is_none()
-        {
-            // The cookie store cannot end one session (a copy of the cookie opens until it
-            // expires or the generation changes: docs/SECURITY.md, Deviations); clearing the
-            // cookie below is all a logout does there.
-            end_sessions(&**self.inner.manager.store(), Revoke::One(&record.key)).await?;
+        if let Some(record) = st.record.take() {
+            if self.inner.manager.sealed.is_none() {
+                self.inner.manager.end_record(&record).await?;
+            } else {
+                // The cookie store cannot end one session (a copy of the cookie opens until it
+                // expires or the generation changes: docs/SECURITY.md, Deviations); clearing
+                // the cookie below is all a logout does there, besides the end hook.
+                self.inner.manager.ended_in_cookie(&record);
+            }
         }
         st.token = None;
         st.pending.clear();

@@ -80,6 +80,21 @@ pub struct ManagerParts {
     pub(crate) anonymous_limit: Option<AnonymousLimit>,
     /// The stateless cookie backend, when `session.store = "cookie"`.
     pub(crate) sealed: Option<Arc<stores::CookieSessions>>,
+    /// What a higher layer does with every session that ends ([`EndHook`]).
+    pub(crate) end_hook: Option<Arc<dyn EndHook>>,
+}
+
+/// What a higher layer must also do when sessions end, given the records as they were last
+/// stored: the OpenID Connect relying party revokes the provider tokens a session kept for the
+/// relay (RFC 7009), whichever way the session ended (logout, the session list, logout
+/// everywhere, a password change or reset, the session cap, the provider's back-channel
+/// logout). A trait here so that sessions stay below auth in the layering, as
+/// [`AddressBudget`] does for the rate limits; [`SessionManager::end`] and
+/// [`Session::flush`] are where it is called, so no way of ending a session can skip it.
+pub trait EndHook: std::fmt::Debug + Send + Sync {
+    /// The sessions of `records` have just ended. Called on the request's task: whatever waits
+    /// on the network is spawned, so that a slow provider never holds a logout.
+    fn ended(&self, records: &[Record]);
 }
 
 /// The cap on sessions created for anonymous clients (a handler writing to the session of a
@@ -121,6 +136,7 @@ impl SessionManager {
             access_tokens: None,
             anonymous_limit: None,
             sealed: None,
+            end_hook: None,
         }))
     }
 
@@ -165,9 +181,94 @@ impl SessionManager {
         self
     }
 
+    /// Calls `hook` with every session that ends through this manager ([`EndHook`]).
+    pub fn with_end_hook(mut self, hook: Arc<dyn EndHook>) -> Self {
+        Arc::make_mut(&mut self.0).end_hook = Some(hook);
+        self
+    }
+
     /// The store, for administrative operations (listing, revoking a user's sessions).
     pub fn store(&self) -> &Arc<dyn SessionStore> {
         &self.store
+    }
+
+    /// Ends sessions, then gives what ended to the [`EndHook`]: the one way to end them —
+    /// logout ([`Session::flush`], through [`Self::end_record`]), ending one of one's sessions,
+    /// logout everywhere, password change and reset, the session cap, a back-channel logout,
+    /// disabling or deleting a user, and the administrator's `vestibule session revoke`. With a hook, the records are read (past any read cache) before they go: one
+    /// more store read, only when a hook is set. The cookie store keeps no records: the other
+    /// sessions it ends (by the user's generation) are not seen, only the current one at its
+    /// logout.
+    ///
+    /// # Errors
+    /// `store_unavailable`, or `session_not_found` when the store cannot end one session by id
+    /// (the cookie store).
+    pub async fn end(&self, what: Revoke<'_>) -> Result<Ended, Error> {
+        let Some(hook) = self.end_hook.as_ref().filter(|_| !self.is_stateless()) else {
+            return end_sessions(&*self.store, what).await;
+        };
+        match what {
+            Revoke::One(key) => match self.store.load_latest(key).await? {
+                Some(record) => self.end_record(&record).await,
+                None => end_sessions(&*self.store, what).await,
+            },
+            Revoke::User { user_id, keep } => {
+                let records: Vec<Record> = self
+                    .store
+                    .list_user(user_id)
+                    .await?
+                    .into_iter()
+                    .filter(|r| Some(&r.key) != keep)
+                    .collect();
+                let ended = end_sessions(&*self.store, what).await?;
+                hook.ended(&records);
+                Ok(ended)
+            }
+        }
+    }
+
+    /// Ends the session of `record`, already read by the caller, and gives it to the
+    /// [`EndHook`] when this call is what ended it (a session another path ended first is not
+    /// handed over twice).
+    ///
+    /// # Errors
+    /// As [`Self::end`].
+    pub async fn end_record(&self, record: &Record) -> Result<Ended, Error> {
+        let ended = end_sessions(&*self.store, Revoke::One(&record.key)).await?;
+        if ended != Ended::Deleted(0)
+            && let Some(hook) = &self.end_hook
+        {
+            hook.ended(std::slice::from_ref(record));
+        }
+        Ok(ended)
+    }
+
+    /// Ends every session of every user in `user_ids` (the administrator's "everyone": the
+    /// stores have no user table, so the caller lists the users), each user through
+    /// [`Self::end`]; anonymous sessions hold no account and are left to expire.
+    ///
+    /// # Errors
+    /// As [`Self::end`]; users before the failing one are already done.
+    pub async fn end_all(&self, user_ids: impl IntoIterator<Item = i64>) -> Result<Ended, Error> {
+        let mut total = Ended::Deleted(0);
+        for user_id in user_ids {
+            total = total.and(
+                self.end(Revoke::User {
+                    user_id,
+                    keep: None,
+                })
+                .await?,
+            );
+        }
+        Ok(total)
+    }
+
+    /// Gives the record of a cookie-store session that just logged out to the [`EndHook`]: the
+    /// store holds nothing to delete, the record was opened from the cookie.
+    pub(crate) fn ended_in_cookie(&self, record: &Record) {
+        if let Some(hook) = &self.end_hook {
+            hook.ended(std::slice::from_ref(record));
+        }
     }
 
     /// The settings.
@@ -176,42 +277,16 @@ impl SessionManager {
     }
 }
 
-/// Ends sessions: the one function every way of ending them goes through — logout (the current
-/// session), ending one of one's sessions, logout everywhere, password change and reset,
-/// disabling a user, and the administrator's `vestibule session revoke`. Each store implements
-/// [`SessionStore::revoke`]: the server-side stores delete records, the cookie store bumps the
-/// user's generation and refuses to end one session by id (an error, never "ended 0").
+/// The one store call every way of ending sessions reaches, private to this module so that
+/// nothing can end a session without [`SessionManager::end`] and its [`EndHook`] (the compiler
+/// keeps that true). Each store implements [`SessionStore::revoke`]: the server-side stores
+/// delete records, the cookie store bumps the user's generation and refuses to end one session
+/// by id (an error, never "ended 0").
 ///
 /// # Errors
 /// `store_unavailable`, or `session_not_found` when the store cannot end one session by id.
-pub async fn end_sessions(store: &dyn SessionStore, what: Revoke<'_>) -> Result<Ended, Error> {
+async fn end_sessions(store: &dyn SessionStore, what: Revoke<'_>) -> Result<Ended, Error> {
     Ok(store.revoke(what).await?)
-}
-
-/// Ends every session of every user in `user_ids` (the administrator's "everyone": the stores
-/// have no user table, so the caller lists the users). Each user goes through
-/// [`end_sessions`]; anonymous sessions hold no account and are left to expire.
-///
-/// # Errors
-/// As [`end_sessions`]; users before the failing one are already done.
-pub async fn end_all_sessions(
-    store: &dyn SessionStore,
-    user_ids: impl IntoIterator<Item = i64>,
-) -> Result<Ended, Error> {
-    let mut total = Ended::Deleted(0);
-    for user_id in user_ids {
-        total = total.and(
-            end_sessions(
-                store,
-                Revoke::User {
-                    user_id,
-                    keep: None,
-                },
-            )
-            .await?,
-        );
-    }
-    Ok(total)
 }
 
 /// Which of the live sessions opened by a request's session cookies (given by their user ids,

@@ -183,7 +183,7 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<Vec<TokenHash>, StoreError>;
     /// Ends sessions: the one operation every way of ending sessions reaches (logout, logout
     /// everywhere, password change and reset, disabling a user, the owner's and the
-    /// administrator's revoke), through [`crate::session::end_sessions`]. Required, with no
+    /// administrator's revoke), through [`crate::session::SessionManager::end`]. Required, with no
     /// default, so that no store (or wrapper) can inherit a revocation that does nothing: a
     /// server-side store deletes ([`revoke_by_deleting`]), the cookie store bumps the user's
     /// generation and refuses [`Revoke::One`] with [`StoreError::Unsupported`].

@@ -122,15 +122,20 @@ pub(crate) fn provider(
 /// Vestibule on `port` (known before the provider starts, for its registered callback).
 pub(crate) async fn vestibule(port: u16, tweak: impl FnOnce(&mut RawConfig)) -> TestApp {
     TestApp::spawn_with(|raw| {
-        raw.listen = format!("127.0.0.1:{port}");
-        raw.public_url = Some(format!("http://127.0.0.1:{port}"));
-        raw.secret_key = Some(SecretString(
-            "an-oidc-test-secret-key-of-32-chars-or-more".into(),
-        ));
-        raw.oidc.signup = true;
+        oidc_defaults(raw, port);
         tweak(raw);
     })
     .await
+}
+
+/// What [`vestibule`] sets before its tweak: the public URL on `port`, a secret key, signup.
+pub(crate) fn oidc_defaults(raw: &mut RawConfig, port: u16) {
+    raw.listen = format!("127.0.0.1:{port}");
+    raw.public_url = Some(format!("http://127.0.0.1:{port}"));
+    raw.secret_key = Some(SecretString(
+        "an-oidc-test-secret-key-of-32-chars-or-more".into(),
+    ));
+    raw.oidc.signup = true;
 }
 
 /// A browser: a cookie jar, redirects followed by hand.
@@ -917,4 +922,4 @@ async fn a_verified_email_links_when_opted_in_and_the_last_way_in_cannot_be_unli
 mod accounts;
 mod client_auth;
 mod refresh;
-mod revocation;
+pub(crate) mod revocation;

@@ -517,6 +517,19 @@ async fn a_logout_at_the_provider_ends_the_session_through_the_back_channel() {
         200,
         "another provider session (sid) stays"
     );
+    // The ended session's provider tokens are revoked like at any other end (RFC 7009): its
+    // refresh token, then its access token; browser 2's are not.
+    let seen = crate::oidc::revocation::until_revocations(&idp, 2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let seen_after = crate::oidc::revocation::revocations(&idp).await;
+    assert_eq!(seen_after.len(), 2, "only browser 1's: {seen_after:?}");
+    let hints: Vec<&Value> = seen.iter().map(|e| &e["token_type_hint"]).collect();
+    assert_eq!(
+        hints,
+        [&json!("refresh_token"), &json!("access_token")],
+        "{seen:?}"
+    );
+    assert!(seen.iter().all(|e| e["status"] == 200), "{seen:?}");
 }
 
 #[tokio::test]

@@ -9,7 +9,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use vestibule::config::{RawStore, SecretList};
-use vestibule::session::{Ended, Revoke, end_all_sessions, end_sessions};
+use vestibule::session::{Ended, Revoke};
 use vestibule::token::{SecretToken, TokenKind};
 
 use crate::services;
@@ -207,7 +207,6 @@ async fn run(app: &TestApp, store: Store, path: Path, n: usize) -> Outcome {
         .expect("lookup")
         .expect("user")
         .id;
-    let sessions = &**state.sessions.store();
     match path {
         Path::Logout => {
             let res = send(app, reqwest::Method::POST, "/auth/logout", &victim, None).await;
@@ -277,14 +276,14 @@ async fn run(app: &TestApp, store: Store, path: Path, n: usize) -> Outcome {
             assert_eq!(res.status(), StatusCode::NO_CONTENT);
         }
         Path::Disable => {
-            vestibule::auth::disable_user(&state.db, sessions, uid)
+            vestibule::auth::disable_user(&state.db, &state.sessions, uid)
                 .await
                 .expect("disable");
         }
         Path::AdminOne => {
             let key = session_id(&victim)
                 .unwrap_or_else(|| SecretToken::generate(TokenKind::Session).hash());
-            match end_sessions(sessions, Revoke::One(&key)).await {
+            match state.sessions.end(Revoke::One(&key)).await {
                 Ok(ended) => assert_eq!(ended, Ended::Deleted(1)),
                 Err(e) => {
                     assert_eq!(store, Store::Cookie, "{e}");
@@ -296,20 +295,21 @@ async fn run(app: &TestApp, store: Store, path: Path, n: usize) -> Outcome {
             }
         }
         Path::AdminUser => {
-            let ended = end_sessions(
-                sessions,
-                Revoke::User {
+            let ended = state
+                .sessions
+                .end(Revoke::User {
                     user_id: uid,
                     keep: None,
-                },
-            )
-            .await
-            .expect("revoke user");
+                })
+                .await
+                .expect("revoke user");
             assert_ne!(ended, Ended::Deleted(0), "{ended}");
         }
         Path::AdminEveryone => {
             let ids = state.users.list().await.expect("users").into_iter();
-            let ended = end_all_sessions(sessions, ids.map(|u| u.id))
+            let ended = state
+                .sessions
+                .end_all(ids.map(|u| u.id))
                 .await
                 .expect("revoke all");
             assert_ne!(ended, Ended::Deleted(0), "{ended}");

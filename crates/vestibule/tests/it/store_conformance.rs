@@ -8,7 +8,10 @@ use vestibule::session::stores::{
     CachedStore, Invalidation, MemoryStore, RedisConfig, RedisInvalidation, RedisStore, SqlStore,
     SqliteStore,
 };
-use vestibule::session::{Delta, Ended, Record, Revoke, SessionStore, StoreError, now};
+use vestibule::session::{
+    Delta, EndHook, Ended, Record, Revoke, SessionConfig, SessionManager, SessionStore, StoreError,
+    now,
+};
 use vestibule::token::{SecretToken, TokenKind};
 
 use crate::services;
@@ -606,6 +609,83 @@ pub async fn revoke_ends_the_scope_on_the_next_load(s: Arc<dyn SessionStore>) {
     .expect("revoke a user without sessions");
 }
 
+/// An end hook that writes down what it is handed: (key, the data under `oidc.tokens`).
+#[derive(Debug, Default)]
+struct EndedLog(std::sync::Mutex<Vec<(vestibule::token::TokenHash, Option<Value>)>>);
+
+impl EndHook for EndedLog {
+    fn ended(&self, records: &[Record]) {
+        let mut log = self.0.lock().expect("log");
+        for r in records {
+            log.push((r.key, r.data.get("oidc.tokens").cloned()));
+        }
+    }
+}
+
+impl EndedLog {
+    fn take(&self) -> Vec<(vestibule::token::TokenHash, Option<Value>)> {
+        std::mem::take(&mut *self.0.lock().expect("log"))
+    }
+}
+
+/// Every way the manager ends sessions hands each ended record, with its data as stored, to
+/// the end hook (which revokes provider tokens), once: by id, a user's except one, every
+/// session of a user, and a record already read. What another path ended first is not handed
+/// over again; what was kept and other users' sessions are not handed over at all.
+pub async fn ending_sessions_hands_each_ended_record_to_the_end_hook(s: Arc<dyn SessionStore>) {
+    let log = Arc::new(EndedLog::default());
+    let m = SessionManager::new(s.clone(), SessionConfig::default()).with_end_hook(log.clone());
+    let [a, b, c, d] = ["a", "b", "c", "d"].map(|t| record(Some(31), json!({"oidc.tokens": t})));
+    let other = record(Some(32), json!({"oidc.tokens": "other"}));
+    for r in [&a, &b, &c, &d, &other] {
+        s.create(r).await.expect("create");
+    }
+
+    assert_eq!(
+        m.end(Revoke::One(&a.key)).await.expect("end"),
+        Ended::Deleted(1)
+    );
+    assert_eq!(log.take(), vec![(a.key, Some(json!("a")))]);
+    assert_eq!(
+        m.end(Revoke::One(&a.key)).await.expect("end"),
+        Ended::Deleted(0)
+    );
+    assert!(log.take().is_empty(), "ended before: not handed over again");
+
+    let ended = m
+        .end(Revoke::User {
+            user_id: 31,
+            keep: Some(&d.key),
+        })
+        .await
+        .expect("end user");
+    assert_eq!(ended, Ended::Deleted(2));
+    let mut handed = log.take();
+    handed.sort_by(|x, y| {
+        x.1.as_ref()
+            .map(Value::to_string)
+            .cmp(&y.1.as_ref().map(Value::to_string))
+    });
+    assert_eq!(
+        handed,
+        vec![(b.key, Some(json!("b"))), (c.key, Some(json!("c")))]
+    );
+    assert!(s.load(&d.key).await.expect("load").is_some(), "kept");
+
+    assert_eq!(m.end_record(&d).await.expect("end"), Ended::Deleted(1));
+    assert_eq!(log.take(), vec![(d.key, Some(json!("d")))]);
+    assert_eq!(m.end_record(&d).await.expect("end"), Ended::Deleted(0));
+    assert_eq!(m.end_all([31]).await.expect("end all"), Ended::Deleted(0));
+    assert!(log.take().is_empty(), "nothing left of user 31");
+
+    assert!(
+        s.load(&other.key).await.expect("load").is_some(),
+        "another user's"
+    );
+    assert_eq!(m.end_all([32]).await.expect("end all"), Ended::Deleted(1));
+    assert_eq!(log.take(), vec![(other.key, Some(json!("other")))]);
+}
+
 /// The conformance cases, written once and stamped by every run ([`store_suite!`], the cookie
 /// backend's module, the Redis Cluster test): `all` cases apply to every store, `server` ones
 /// only to stores that hold records server-side (see [`CookieJar`] for why each is left out
@@ -630,6 +710,10 @@ macro_rules! conformance_cases {
         $then!(server, large_records_round_trip);
         $then!(all, ping_answers);
         $then!(all, revoke_ends_the_scope_on_the_next_load);
+        $then!(
+            server,
+            ending_sessions_hands_each_ended_record_to_the_end_hook
+        );
     };
 }
 

@@ -299,7 +299,7 @@ impl LoginFlow {
         others.sort_by_key(|r| r.last_seen);
         let excess = others.len() + 1 - cap;
         for r in others.iter().take(excess) {
-            crate::session::end_sessions(&**store, crate::session::Revoke::One(&r.key)).await?;
+            session.manager().end_record(r).await?;
         }
         audit!(
             "session.revoke",

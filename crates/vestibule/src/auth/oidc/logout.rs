@@ -3,7 +3,7 @@
 //! - **Back-channel** (OpenID Connect Back-Channel Logout 1.0): the provider POSTs a signed
 //!   logout token to `/auth/oidc/{provider}/backchannel-logout` when the user logs out there;
 //!   the Vestibule sessions made from that provider session (by `sid`), or every session of the
-//!   user (by `sub` alone), end through [`crate::session::end_sessions`], on every instance.
+//!   user (by `sub` alone), end through [`crate::session::SessionManager::end`], on every instance.
 //! - **RP-initiated** (OpenID Connect RP-Initiated Logout 1.0): the SPA ends its Vestibule
 //!   session and is given the provider's `end_session_endpoint` URL with the ID token as
 //!   `id_token_hint`, to end the provider's session too.
@@ -40,7 +40,7 @@ use super::{ProviderSettings, RelyingParty, Verified, err, serde_plain_alg};
 use crate::auth::UserError;
 use crate::db::{Database, with_pool};
 use crate::error::{Error, ErrorCode, Result};
-use crate::session::{Ended, Revoke, Session, SessionManager, end_all_sessions, end_sessions, now};
+use crate::session::{Ended, Session, SessionManager, now};
 
 /// The session key of the provider login (sealed [`ProviderLogin`]): what RP-initiated logout
 /// needs.
@@ -368,7 +368,8 @@ impl RelyingParty {
     /// A back-channel logout from `provider`: verifies `token`, refuses a replayed `jti`, and
     /// ends the sessions it names — by `sid`, the sessions made from that provider session; by
     /// `sub` alone, every session of the users linked to (issuer, `sub`). Sessions end through
-    /// [`end_sessions`], the one revocation path (so on every instance sharing the store).
+    /// [`SessionManager::end`], the one revocation path (so on every instance sharing the
+    /// store, and the provider tokens they kept are revoked).
     ///
     /// # Errors
     /// 404 `oidc_provider_unknown`, 400 `oidc_logout_token_invalid` (including a replay), 503
@@ -416,7 +417,6 @@ impl RelyingParty {
         sessions: &SessionManager,
         c: &LogoutClaims,
     ) -> Result<Ended> {
-        let store = sessions.store().as_ref();
         let mut users = match &c.subject {
             Some(sub) => self
                 .0
@@ -428,7 +428,7 @@ impl RelyingParty {
         };
         let Some(sid) = &c.sid else {
             // By `sub` alone: every session of the user.
-            return end_all_sessions(store, users).await;
+            return sessions.end_all(users).await;
         };
         let hash = sid_hash(&c.issuer, sid);
         let by_sid = self
@@ -448,24 +448,19 @@ impl RelyingParty {
         for user_id in users {
             if sessions.is_stateless() {
                 // The cookie store cannot end one session: all of the user's end.
-                total = total.and(
-                    end_sessions(
-                        store,
-                        Revoke::User {
-                            user_id,
-                            keep: None,
-                        },
-                    )
-                    .await?,
-                );
+                total = total.and(sessions.end_all([user_id]).await?);
                 continue;
             }
-            let records = store.list_user(user_id).await.map_err(Error::from)?;
+            let records = sessions
+                .store()
+                .list_user(user_id)
+                .await
+                .map_err(Error::from)?;
             for r in records
                 .iter()
                 .filter(|r| r.data.get(SID_KEY).and_then(Value::as_str) == Some(hash.as_str()))
             {
-                match end_sessions(store, Revoke::One(&r.key)).await {
+                match sessions.end_record(r).await {
                     Ok(e) => total = total.and(e),
                     Err(e) if e.code() == ErrorCode::SessionExpired => {}
                     Err(e) => return Err(e),

@@ -101,11 +101,7 @@ impl RelyingParty {
         session.insert(TOKENS_KEY, sealed).await
     }
 
-    pub(super) async fn tokens(
-        &self,
-        session: &Session,
-        user_id: i64,
-    ) -> Result<Option<ProviderTokens>> {
+    async fn tokens(&self, session: &Session, user_id: i64) -> Result<Option<ProviderTokens>> {
         let Some(sealed) = session.get::<String>(TOKENS_KEY).await? else {
             return Ok(None);
         };
@@ -330,7 +326,19 @@ impl RelyingParty {
         let Some(record) = store.load_latest(key).await? else {
             return Ok(None);
         };
-        let Some(sealed) = record.data.get(TOKENS_KEY).and_then(|v| v.as_str()) else {
+        self.tokens_in(&record.data, user_id)
+    }
+
+    /// The provider tokens kept in a session's stored `data` (logged in as `user_id`).
+    ///
+    /// # Errors
+    /// `internal` when they do not open (the `secret_key` changed) or do not parse.
+    pub(super) fn tokens_in(
+        &self,
+        data: &serde_json::Map<String, serde_json::Value>,
+        user_id: i64,
+    ) -> Result<Option<ProviderTokens>> {
+        let Some(sealed) = data.get(TOKENS_KEY).and_then(|v| v.as_str()) else {
             return Ok(None);
         };
         let json = self.0.secrets.open(user_id, sealed)?;

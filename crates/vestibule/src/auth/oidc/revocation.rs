@@ -1,21 +1,28 @@
-//! RFC 7009 token revocation at logout: when a user ends their own session, the provider's
-//! tokens that session kept for the relay (refresh token first, then access token) are revoked
-//! at the provider's `revocation_endpoint`. Without it a logout here left a refresh token alive
-//! at the provider for its whole lifetime (hours to months), good for new access tokens to
-//! anyone holding a copy: a leaked store backup, a log. Duende BFF revokes at logout by default
-//! too.
+//! RFC 7009 token revocation when a session ends: the provider's tokens that session kept for
+//! the relay (refresh token first, then access token) are revoked at the provider's
+//! `revocation_endpoint`. Without it, ending a session here left a refresh token alive at the
+//! provider for its whole lifetime (hours to months), good for new access tokens to anyone
+//! holding a copy: a leaked store backup, a log. Duende BFF revokes at logout by default too.
 //!
-//! The request is sent in the background, after the logout has answered: a provider that is
-//! down or slow must not hold the user's logout (its answer is logged, never the tokens).
-//! Only the logouts that have the session at hand revoke (`/auth/logout`,
-//! `/auth/oidc/logout`, and the caller's own session at `/auth/logout-all`); sessions ended by
-//! expiry, by the session list or by the provider's back-channel logout are not read again for
-//! it.
+//! The relying party is the sessions' [`EndHook`]: every way a session ends (logout,
+//! `/auth/oidc/logout`, the session list, logout everywhere, a password change or reset, the
+//! session cap, the provider's back-channel logout, and the administrator's `vestibule session
+//! revoke`, `user disable`, `user delete` and `user set-password`) hands the ended records here
+//! ([`crate::session::SessionManager::end`]). Not covered: sessions that expire (the purge
+//! deletes them without reading them) and the other sessions the cookie store ends by bumping
+//! the user's generation (their tokens are in the browsers' cookies).
+//!
+//! The requests are sent in the background, after the session has ended: a provider that is
+//! down or slow must not hold the user's logout (its answer is logged, never the tokens). A
+//! stopping server and a one-shot command wait for them ([`RelyingParty::settle`]).
 //!
 //! Written by hand rather than with `oauth2`'s `revoke_token`: that refuses every endpoint not
 //! on https, a provider on loopback during development included (which the configuration
 //! allows), and the request is one form POST with the client authentication the token endpoint
 //! already uses ([`super::client_auth`]).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -23,30 +30,88 @@ use base64::engine::general_purpose::STANDARD;
 use super::client_auth::{ClientAuth, JWT_BEARER};
 use super::relay::ProviderTokens;
 use super::{ProviderSettings, RelyingParty};
-use crate::error::{ErrorCode, Result};
-use crate::session::Session;
+use crate::session::{EndHook, Record};
+
+impl EndHook for RelyingParty {
+    /// Revokes, in the background, the provider tokens each ended record kept; nothing for a
+    /// record that holds none. Tokens that no longer open (the `secret_key` changed) are
+    /// logged and left.
+    fn ended(&self, records: &[Record]) {
+        for record in records {
+            let Some(user_id) = record.user_id else {
+                continue;
+            };
+            let tokens = match self.tokens_in(&record.data, user_id) {
+                Ok(Some(t)) => t,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "an ended session's provider tokens do not open: not revoked");
+                    continue;
+                }
+            };
+            // Always on the runtime (the hook runs inside a request or a task); checked so
+            // that a caller outside it loses the revocation, not the process.
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                tracing::warn!("no async runtime: an ended session's provider tokens not revoked");
+                continue;
+            };
+            let rp = self.clone();
+            let running = Running::enter(self);
+            runtime.spawn(async move {
+                let _running = running;
+                rp.revoke(tokens).await;
+            });
+        }
+    }
+}
+
+/// How many revocations are under way, so that a command or a stopping server can wait for
+/// them ([`RelyingParty::settle`]) rather than drop them with the runtime.
+#[derive(Debug, Default)]
+pub(super) struct InFlight {
+    count: AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+/// One revocation under way; counted out when dropped, finished or not.
+struct Running(RelyingParty);
+
+impl Running {
+    fn enter(rp: &RelyingParty) -> Self {
+        rp.0.revoking.count.fetch_add(1, Ordering::SeqCst);
+        Self(rp.clone())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let f = &self.0.0.revoking;
+        if f.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            f.idle.notify_waiters();
+        }
+    }
+}
 
 impl RelyingParty {
-    /// Revokes the provider tokens kept in `session` (logged in as `user_id`) at the
-    /// provider, in the background; nothing when the session holds none. Call it before the
-    /// session's data is flushed.
-    ///
-    /// # Errors
-    /// 503 `store_unavailable` (reading the session). Tokens that no longer open (the
-    /// `secret_key` changed) are logged and left: the logout goes on.
-    pub async fn revoke_at_logout(&self, session: &Session, user_id: i64) -> Result<()> {
-        let tokens = match self.tokens(session, user_id).await {
-            Ok(Some(t)) => t,
-            Ok(None) => return Ok(()),
-            Err(e) if e.code() == ErrorCode::StoreUnavailable => return Err(e),
-            Err(e) => {
-                tracing::warn!(error = %e, "the session's provider tokens do not open: not revoked");
-                return Ok(());
+    /// Waits up to `limit` for the token revocations under way to finish; whether they all
+    /// did. A one-shot command (`vestibule user disable`) and a stopping server call it, so
+    /// that the requests are not dropped with the runtime.
+    pub async fn settle(&self, limit: Duration) -> bool {
+        let f = &self.0.revoking;
+        tokio::time::timeout(limit, async {
+            loop {
+                let idle = f.idle.notified();
+                tokio::pin!(idle);
+                // Registered before the count is read, so a finish in between is not missed.
+                idle.as_mut().enable();
+                if f.count.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                idle.await;
             }
-        };
-        let rp = self.clone();
-        tokio::spawn(async move { rp.revoke(tokens).await });
-        Ok(())
+        })
+        .await
+        .is_ok()
     }
 
     /// Sends the revocation requests for `tokens`; logs what the provider answered.
@@ -61,7 +126,7 @@ impl RelyingParty {
                 return;
             }
             Err(e) => {
-                tracing::warn!(provider = %p.name, error = %e, "tokens not revoked at logout");
+                tracing::warn!(provider = %p.name, error = %e, "provider tokens of an ended session not revoked");
                 return;
             }
         };
@@ -85,7 +150,7 @@ impl RelyingParty {
             provider = %p.name,
             revoked,
             answers = ?answers,
-            "provider tokens revoked at logout (RFC 7009)"
+            "provider tokens of an ended session revoked (RFC 7009)"
         );
     }
 

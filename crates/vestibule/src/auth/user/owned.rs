@@ -101,29 +101,27 @@ impl UserStore {
     }
 }
 
-/// Deletes a user for good: every session ends (through the library's one revocation
-/// function), then the user and what belongs to it go in one transaction ([`UserStore::remove`]).
+/// Deletes a user for good: every session ends (through [`crate::session::SessionManager::end`],
+/// so the end hook revokes provider tokens), then the user and what belongs to it go in one transaction ([`UserStore::remove`]).
 /// The path `vestibule user delete` takes. Returns what ended.
 ///
 /// # Errors
 /// `not_found` for an unknown user, `store_unavailable`.
 pub async fn delete_user(
     db: &crate::db::Database,
-    sessions: &dyn crate::session::SessionStore,
+    sessions: &crate::session::SessionManager,
     user_id: i64,
 ) -> Result<crate::session::Ended, Error> {
     let users = UserStore::new(db.clone());
     if users.by_id(user_id).await?.is_none() {
         return Err(UserError::NotFound.into());
     }
-    let ended = crate::session::end_sessions(
-        sessions,
-        crate::session::Revoke::User {
+    let ended = sessions
+        .end(crate::session::Revoke::User {
             user_id,
             keep: None,
-        },
-    )
-    .await?;
+        })
+        .await?;
     if !users.remove(user_id, Removal::Any).await? {
         return Err(UserError::NotFound.into());
     }

@@ -223,7 +223,6 @@ pub(crate) async fn post_logout(
     user: MaybeAuthUser,
 ) -> Result<Response> {
     let user_id = user.0.as_ref().map(|u| u.id);
-    super::before_logout(&app, &session, user_id).await?;
     session.flush().await?;
     audit!("logout", user_id);
     Ok(logged_out(&app, &session))

@@ -51,20 +51,6 @@ pub(crate) enum LoginAnswer {
     MfaRequired(crate::auth::login::MfaRequiredBody),
 }
 
-/// What every logout of the caller's own session does before its data goes: the provider
-/// tokens it keeps for the relay are revoked at the provider (RFC 7009, in the background; see
-/// `auth/oidc/revocation.rs`). One place for `/auth/logout`, `/auth/oidc/logout` and
-/// `/auth/logout-all`.
-///
-/// # Errors
-/// 503 `store_unavailable`.
-async fn before_logout(app: &AppState, session: &Session, user_id: Option<i64>) -> Result<()> {
-    if let (Some(rp), Some(id)) = (&app.oidc, user_id) {
-        rp.revoke_at_logout(session, id).await?;
-    }
-    Ok(())
-}
-
 /// 204 after a logout; for a browser (cookie transport), with `Clear-Site-Data: "cookies"` when
 /// `session.clear_site_data` is on, so no cookie of the origin outlives the session (ASVS 7.4.1).
 fn logged_out(app: &AppState, session: &Session) -> Response {

@@ -168,7 +168,6 @@ pub(crate) async fn post_oidc_logout(
             }
         };
     }
-    super::before_logout(&app, &session, user.0.as_ref().map(|u| u.id)).await?;
     session.flush().await?;
     audit!(
         "logout",

@@ -90,14 +90,13 @@ pub(crate) async fn post_password(
         .await?
         .into_body();
     let keep = session.id().await?;
-    let ended = crate::session::end_sessions(
-        &**app.sessions.store(),
-        crate::session::Revoke::User {
+    let ended = app
+        .sessions
+        .end(crate::session::Revoke::User {
             user_id: user.id,
             keep: keep.as_ref(),
-        },
-    )
-    .await?;
+        })
+        .await?;
     let revoked = if app.token_settings.revoke_on_password_change {
         app.access_tokens.revoke_all(user.id).await?
     } else {
@@ -342,7 +341,7 @@ pub(crate) async fn post_password_reset(
         return Err(invalid());
     }
     super::email::notice_written(&app, &notice);
-    let ended = crate::session::end_all_sessions(&**app.sessions.store(), [user.id]).await?;
+    let ended = app.sessions.end_all([user.id]).await?;
     let revoked = if app.token_settings.revoke_on_password_change {
         app.access_tokens.revoke_all(user.id).await?
     } else {

@@ -137,11 +137,7 @@ pub(crate) async fn delete_session(
         session.flush().await?;
     } else {
         require_recent(&session, app.reauth_window).await?;
-        crate::session::end_sessions(
-            &**app.sessions.store(),
-            crate::session::Revoke::One(&record.key),
-        )
-        .await?;
+        app.sessions.end_record(&record).await?;
     }
     audit!("session.revoke", reason = "by_owner", user_id = user.id);
     Ok(StatusCode::NO_CONTENT)
@@ -166,8 +162,7 @@ pub(crate) async fn post_logout_all(
     user: AccountUser,
 ) -> Result<Response> {
     require_recent(&session, app.reauth_window).await?;
-    super::before_logout(&app, &session, Some(user.id)).await?;
-    let ended = crate::session::end_all_sessions(&**app.sessions.store(), [user.id]).await?;
+    let ended = app.sessions.end_all([user.id]).await?;
     session.flush().await?;
     audit!(
         "session.revoke",

@@ -399,8 +399,7 @@ async fn deleting_a_user_takes_its_identities(app: &TestApp) {
         .await
         .expect("link");
 
-    let store = app.state.sessions.store().clone();
-    vestibule::auth::delete_user(&app.state.db, &*store, judy_id)
+    vestibule::auth::delete_user(&app.state.db, &app.state.sessions, judy_id)
         .await
         .expect("deleted despite the identity and the token");
     assert!(app.state.users.by_id(judy_id).await.expect("db").is_none());
@@ -412,7 +411,7 @@ async fn deleting_a_user_takes_its_identities(app: &TestApp) {
         "the identity went with the user"
     );
     assert_eq!(judy.get("/auth/me").await.status(), 401, "sessions ended");
-    let e = vestibule::auth::delete_user(&app.state.db, &*store, judy_id)
+    let e = vestibule::auth::delete_user(&app.state.db, &app.state.sessions, judy_id)
         .await
         .expect_err("gone");
     assert_eq!(e.code(), vestibule::ErrorCode::NotFound);

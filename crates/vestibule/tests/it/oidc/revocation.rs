@@ -1,12 +1,15 @@
-//! RFC 7009 at logout: the provider's tokens a session kept for the relay are revoked at the
-//! provider's `revocation_endpoint` when the user logs out, so a copy of them (the access token
-//! an upstream saw, a store backup) stops working. `oidc-provider` logs every revocation
-//! request (`GET /_test/revocations`) and ends the grant when one of its tokens is revoked.
+//! RFC 7009 when a session ends: the provider's tokens a session kept for the relay are revoked
+//! at the provider's `revocation_endpoint` whichever way the session ends (logout, the session
+//! list, logout everywhere, the session cap, the administrator's commands; the back-channel
+//! logout's case is in `oidc_logout.rs`), so a copy of them (the access token an upstream saw,
+//! a store backup) stops working. `oidc-provider` logs every revocation request
+//! (`GET /_test/revocations`) and ends the grant when one of its tokens is revoked.
 
 use std::time::Duration;
 
 use reqwest::Client;
 use serde_json::{Value, json};
+use vestibule::config::{RawConfig, RawStore, SecretList};
 
 use super::{
     Idp, browser, callback, echo_upstream, free_port, me, provider, provider_accepts,
@@ -15,7 +18,7 @@ use super::{
 use crate::support::TestApp;
 
 /// The revocation requests the provider has served so far.
-pub(super) async fn revocations(idp: &Idp) -> Vec<Value> {
+pub(crate) async fn revocations(idp: &Idp) -> Vec<Value> {
     let v: Value = reqwest::get(format!("{}/_test/revocations", idp.issuer))
         .await
         .expect("revocation log")
@@ -27,7 +30,7 @@ pub(super) async fn revocations(idp: &Idp) -> Vec<Value> {
 
 /// Waits (up to 10 s: the requests go out after the logout has answered) until the provider
 /// has served `n` revocation requests; they.
-pub(super) async fn until_revocations(idp: &Idp, n: usize) -> Vec<Value> {
+pub(crate) async fn until_revocations(idp: &Idp, n: usize) -> Vec<Value> {
     for _ in 0..200 {
         let seen = revocations(idp).await;
         if seen.len() >= n {
@@ -42,8 +45,8 @@ pub(super) async fn until_revocations(idp: &Idp, n: usize) -> Vec<Value> {
 }
 
 /// The provider (client `vestibule`, client_secret_basic) and Vestibule relaying its access
-/// token to an echo upstream at `/api`; `None` when the provider cannot run here.
-async fn relaying_app() -> Option<(Idp, TestApp)> {
+/// token to an echo upstream at `/api`, after `tweak`; `None` when the provider cannot run here.
+async fn relaying_app(tweak: impl FnOnce(&mut RawConfig)) -> Option<(Idp, TestApp)> {
     let port = free_port();
     let cb = format!("http://127.0.0.1:{port}/auth/oidc/test/callback");
     let idp = Idp::start(json!({"redirect_uris": [cb]})).await?;
@@ -51,9 +54,28 @@ async fn relaying_app() -> Option<(Idp, TestApp)> {
     let app = vestibule(port, |raw| {
         provider(raw, "test", &idp.issuer, "vestibule", &idp.client_secret);
         super::relay_api(raw, &upstream);
+        tweak(raw);
     })
     .await;
     Some((idp, app))
+}
+
+/// Asserts that the provider saw exactly the revocations of `expected` (access tokens as
+/// relayed, `Bearer …`), each refresh token before its access token, all accepted; checked
+/// again after a pause, so a request sent twice would show.
+async fn assert_revoked_exactly(idp: &Idp, expected: &[&str]) {
+    let seen = until_revocations(idp, 2 * expected.len()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let seen_after = revocations(idp).await;
+    assert_eq!(seen_after.len(), seen.len(), "{seen_after:?}");
+    assert_eq!(seen.len(), 2 * expected.len(), "{seen:?}");
+    assert!(seen.iter().all(|e| e["status"] == 200), "{seen:?}");
+    for relayed in expected {
+        assert!(
+            !provider_accepts(idp, relayed).await,
+            "an ended session's access token was revoked"
+        );
+    }
 }
 
 /// Logs `who` in through the provider on `app` (whose `/api` relays the access token to an
@@ -89,7 +111,7 @@ pub(super) async fn logout(c: &Client, app: &TestApp, path: &str) -> reqwest::Re
 
 #[tokio::test]
 async fn a_logout_revokes_the_providers_tokens_so_a_copy_of_them_stops_working() {
-    let Some((idp, app)) = relaying_app().await else {
+    let Some((idp, app)) = relaying_app(|_| {}).await else {
         return;
     };
     let (c, relayed) = login_and_relay(&app, &idp, "ivan").await;
@@ -122,18 +144,21 @@ async fn a_logout_revokes_the_providers_tokens_so_a_copy_of_them_stops_working()
 }
 
 #[tokio::test]
-async fn logout_everywhere_revokes_the_callers_provider_tokens_and_a_dead_provider_does_not_fail_a_logout()
+async fn logout_everywhere_revokes_the_provider_tokens_of_every_session_once_and_a_dead_provider_does_not_fail_a_logout()
  {
-    let Some((idp, app)) = relaying_app().await else {
+    let Some((idp, app)) = relaying_app(|_| {}).await else {
         return;
     };
-    // logout-all: the caller's own provider tokens go too.
-    let (c, relayed) = login_and_relay(&app, &idp, "kim").await;
+    // Two browsers of one user: logout-all from the first ends both, and revokes both.
+    let (c, first) = login_and_relay(&app, &idp, "kim").await;
+    let (other, second) = login_and_relay(&app, &idp, "kim").await;
     let res = logout(&c, &app, "/auth/logout-all").await;
     assert_eq!(res.status(), 204);
-    let seen = until_revocations(&idp, 2).await;
-    assert!(seen.iter().all(|e| e["status"] == 200), "{seen:?}");
-    assert!(!provider_accepts(&idp, &relayed).await, "revoked");
+    // Four requests, not six: the caller's session, ended with the others, is not revoked
+    // again when its own logout follows.
+    assert_revoked_exactly(&idp, &[&first, &second]).await;
+    let res = other.get(app.url("/auth/me")).send().await.expect("me");
+    assert_eq!(res.status(), 401);
 
     // With the provider gone, a logout still answers at once and ends the session.
     let (c, _) = login_and_relay(&app, &idp, "lee").await;
@@ -146,4 +171,127 @@ async fn logout_everywhere_revokes_the_callers_provider_tokens_and_a_dead_provid
     );
     let res = c.get(app.url("/auth/me")).send().await.expect("me");
     assert_eq!(res.status(), 401, "logged out here");
+}
+
+#[tokio::test]
+async fn ending_another_session_from_the_session_list_revokes_its_provider_tokens_only() {
+    let Some((idp, app)) = relaying_app(|_| {}).await else {
+        return;
+    };
+    let (c, mine) = login_and_relay(&app, &idp, "mia").await;
+    let (other, theirs) = login_and_relay(&app, &idp, "mia").await;
+    let list: Value = c
+        .get(app.url("/auth/sessions"))
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    let id = list["sessions"]
+        .as_array()
+        .expect("sessions")
+        .iter()
+        .find(|s| s["current"] == false)
+        .and_then(|s| s["id"].as_str())
+        .expect("the other session")
+        .to_owned();
+    let csrf = me(&c, &app).await["csrf_token"]
+        .as_str()
+        .expect("csrf")
+        .to_owned();
+    let res = c
+        .delete(app.url(&format!("/auth/sessions/{id}")))
+        .header("x-csrf-token", csrf)
+        .header("origin", app.url("").trim_end_matches('/'))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(res.status(), 204);
+    assert_revoked_exactly(&idp, &[&theirs]).await;
+    let res = other.get(app.url("/auth/me")).send().await.expect("me");
+    assert_eq!(res.status(), 401, "that session ended");
+    // The caller's own session and its provider tokens are untouched.
+    assert_eq!(
+        c.get(app.url("/api/x")).send().await.expect("api").status(),
+        200
+    );
+    assert!(
+        provider_accepts(&idp, &mine).await,
+        "the caller's token lives"
+    );
+}
+
+#[tokio::test]
+async fn the_session_cap_revokes_the_provider_tokens_of_the_session_it_ends() {
+    let Some((idp, app)) = relaying_app(|raw| raw.limits.max_sessions_per_user = 1).await else {
+        return;
+    };
+    let (first, oldest) = login_and_relay(&app, &idp, "ned").await;
+    let (_, newest) = login_and_relay(&app, &idp, "ned").await;
+    assert_revoked_exactly(&idp, &[&oldest]).await;
+    let res = first.get(app.url("/auth/me")).send().await.expect("me");
+    assert_eq!(res.status(), 401, "the cap ended the oldest");
+    assert!(
+        provider_accepts(&idp, &newest).await,
+        "the new login's token lives"
+    );
+}
+
+#[tokio::test]
+async fn on_the_cookie_store_a_logout_revokes_the_provider_tokens_kept_in_the_cookie() {
+    let Some((idp, app)) = relaying_app(|raw| {
+        use base64::Engine;
+        raw.session.store = RawStore::One("cookie".into());
+        raw.session.cookie_keys = SecretList(vec![
+            base64::engine::general_purpose::STANDARD.encode([5u8; 32]),
+        ]);
+    })
+    .await
+    else {
+        return;
+    };
+    let (c, relayed) = login_and_relay(&app, &idp, "ora").await;
+    let res = logout(&c, &app, "/auth/logout").await;
+    assert_eq!(res.status(), 204);
+    assert_revoked_exactly(&idp, &[&relayed]).await;
+}
+
+#[tokio::test]
+async fn the_administrators_commands_revoke_the_provider_tokens_and_wait_for_it() {
+    let port = free_port();
+    let cb = format!("http://127.0.0.1:{port}/auth/oidc/test/callback");
+    let Some(idp) = Idp::start(json!({"redirect_uris": [cb]})).await else {
+        return;
+    };
+    let upstream = echo_upstream().await;
+    let configure = |raw: &mut RawConfig| {
+        provider(raw, "test", &idp.issuer, "vestibule", &idp.client_secret);
+        super::relay_api(raw, &upstream);
+    };
+    let app = vestibule(port, configure).await;
+    let (c, relayed) = login_and_relay(&app, &idp, "pia").await;
+    let user_id = me(&c, &app).await["user"]["id"].as_i64().expect("id");
+
+    // What `vestibule user disable` runs, on the same configuration and database.
+    let mut raw = crate::support::test_raw_config();
+    raw.database_url = app.dir.path().join("vestibule.db").display().to_string();
+    super::oidc_defaults(&mut raw, port);
+    configure(&mut raw);
+    let config = raw.validate().expect("config");
+    let (sessions, rp) =
+        vestibule::server::admin_sessions(&config, &app.state.db).expect("sessions");
+    let rp = rp.expect("providers are configured");
+    vestibule::auth::disable_user(&app.state.db, &sessions, user_id)
+        .await
+        .expect("disable");
+    assert!(
+        rp.settle(Duration::from_secs(10)).await,
+        "the revocations finished before the command would exit"
+    );
+    // Settled: the provider has served both requests already, no waiting here.
+    let seen = revocations(&idp).await;
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(seen.iter().all(|e| e["status"] == 200), "{seen:?}");
+    assert!(!provider_accepts(&idp, &relayed).await, "revoked");
 }
