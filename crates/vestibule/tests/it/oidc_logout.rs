@@ -21,12 +21,14 @@ use crate::services::PgSchema;
 use crate::support::{TestApp, assert_error};
 
 /// A provider made in the test whose ID tokens carry a `sid` (the next login's), for logout
-/// tokens no certified provider would sign.
+/// tokens no certified provider would sign. Its `revocation_endpoint` answers after half a
+/// second and counts the revocations it finished.
 #[derive(Clone)]
 struct SidIdp {
     issuer: String,
     nonce: Arc<Mutex<String>>,
     sid: Arc<Mutex<String>>,
+    revoked: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 fn sign(header: &Value, claims: &Value) -> String {
@@ -53,11 +55,13 @@ async fn sid_idp() -> SidIdp {
         issuer: issuer.clone(),
         nonce: Arc::new(Mutex::new(String::new())),
         sid: Arc::new(Mutex::new(String::new())),
+        revoked: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
     };
     let discovery = json!({
         "issuer": issuer,
         "authorization_endpoint": format!("{issuer}/authorize"),
         "token_endpoint": format!("{issuer}/token"),
+        "revocation_endpoint": format!("{issuer}/revoke"),
         "jwks_uri": format!("{issuer}/jwks"),
         "response_types_supported": ["code"],
         "subject_types_supported": ["public"],
@@ -66,7 +70,18 @@ async fn sid_idp() -> SidIdp {
     let jwks =
         json!({"keys": [serde_json::to_value(rsa_key().as_verification_key()).expect("jwk")]});
     let i = idp.clone();
+    let revoked = idp.revoked.clone();
     let router = Router::new()
+        .route(
+            "/revoke",
+            post(move || {
+                let revoked = revoked.clone();
+                async move {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    revoked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            }),
+        )
         .route(
             "/.well-known/openid-configuration",
             get(move || std::future::ready(axum::Json(discovery.clone()))),
@@ -650,4 +665,26 @@ async fn a_back_channel_logout_ends_the_session_on_every_instance() {
     confirm_provider_logout(&c, &format!("{}/session/end", idp.issuer)).await;
     assert_eq!(until_me(&c, &b, 401).await, 401, "dead on B (called)");
     assert_eq!(status_of_me(&c, &a).await, 401, "dead on A too");
+}
+
+#[tokio::test]
+async fn a_stopping_server_waits_for_the_provider_token_revocations_under_way() {
+    let idp = sid_idp().await;
+    let app = vestibule(free_port(), |raw| {
+        provider(raw, "fake", &idp.issuer, "vestibule", FAKE_SECRET);
+    })
+    .await;
+    let c = login_with_sid(&app, &idp, "sid-stop").await;
+    let res = crate::oidc::revocation::logout(&c, &app, "/auth/logout").await;
+    assert_eq!(res.status(), 204, "answered before the provider did");
+    let revoked = idp.revoked.clone();
+    assert_eq!(
+        revoked.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the revocation takes the provider half a second"
+    );
+    // Stopped at once: the server still waits for the revocation it started (the session's
+    // access token; this provider issues no refresh token).
+    app.stop().await;
+    assert_eq!(revoked.load(std::sync::atomic::Ordering::SeqCst), 1);
 }

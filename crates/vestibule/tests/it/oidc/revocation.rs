@@ -96,7 +96,7 @@ pub(super) async fn login_and_relay(app: &TestApp, idp: &Idp, who: &str) -> (Cli
 }
 
 /// `POST path` as the browser `c`, with its CSRF token and origin.
-pub(super) async fn logout(c: &Client, app: &TestApp, path: &str) -> reqwest::Response {
+pub(crate) async fn logout(c: &Client, app: &TestApp, path: &str) -> reqwest::Response {
     let csrf = me(c, app).await["csrf_token"]
         .as_str()
         .expect("csrf")
