@@ -122,20 +122,15 @@ pub(crate) fn provider(
 /// Vestibule on `port` (known before the provider starts, for its registered callback).
 pub(crate) async fn vestibule(port: u16, tweak: impl FnOnce(&mut RawConfig)) -> TestApp {
     TestApp::spawn_with(|raw| {
-        oidc_defaults(raw, port);
+        raw.listen = format!("127.0.0.1:{port}");
+        raw.public_url = Some(format!("http://127.0.0.1:{port}"));
+        raw.secret_key = Some(SecretString(
+            "an-oidc-test-secret-key-of-32-chars-or-more".into(),
+        ));
+        raw.oidc.signup = true;
         tweak(raw);
     })
     .await
-}
-
-/// What [`vestibule`] sets before its tweak: the public URL on `port`, a secret key, signup.
-pub(crate) fn oidc_defaults(raw: &mut RawConfig, port: u16) {
-    raw.listen = format!("127.0.0.1:{port}");
-    raw.public_url = Some(format!("http://127.0.0.1:{port}"));
-    raw.secret_key = Some(SecretString(
-        "an-oidc-test-secret-key-of-32-chars-or-more".into(),
-    ));
-    raw.oidc.signup = true;
 }
 
 /// A browser: a cookie jar, redirects followed by hand.

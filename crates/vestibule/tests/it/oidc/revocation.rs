@@ -97,11 +97,21 @@ pub(super) async fn login_and_relay(app: &TestApp, idp: &Idp, who: &str) -> (Cli
 
 /// `POST path` as the browser `c`, with its CSRF token and origin.
 pub(crate) async fn logout(c: &Client, app: &TestApp, path: &str) -> reqwest::Response {
+    with_csrf(c, app, reqwest::Method::POST, path).await
+}
+
+/// `method path` as the browser `c`, with its CSRF token and origin.
+async fn with_csrf(
+    c: &Client,
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+) -> reqwest::Response {
     let csrf = me(c, app).await["csrf_token"]
         .as_str()
         .expect("csrf")
         .to_owned();
-    c.post(app.url(path))
+    c.request(method, app.url(path))
         .header("x-csrf-token", csrf)
         .header("origin", app.url("").trim_end_matches('/'))
         .send()
@@ -196,17 +206,13 @@ async fn ending_another_session_from_the_session_list_revokes_its_provider_token
         .and_then(|s| s["id"].as_str())
         .expect("the other session")
         .to_owned();
-    let csrf = me(&c, &app).await["csrf_token"]
-        .as_str()
-        .expect("csrf")
-        .to_owned();
-    let res = c
-        .delete(app.url(&format!("/auth/sessions/{id}")))
-        .header("x-csrf-token", csrf)
-        .header("origin", app.url("").trim_end_matches('/'))
-        .send()
-        .await
-        .expect("delete");
+    let res = with_csrf(
+        &c,
+        &app,
+        reqwest::Method::DELETE,
+        &format!("/auth/sessions/{id}"),
+    )
+    .await;
     assert_eq!(res.status(), 204);
     assert_revoked_exactly(&idp, &[&theirs]).await;
     let res = other.get(app.url("/auth/me")).send().await.expect("me");
@@ -259,26 +265,16 @@ async fn on_the_cookie_store_a_logout_revokes_the_provider_tokens_kept_in_the_co
 
 #[tokio::test]
 async fn the_administrators_commands_revoke_the_provider_tokens_and_wait_for_it() {
-    let port = free_port();
-    let cb = format!("http://127.0.0.1:{port}/auth/oidc/test/callback");
-    let Some(idp) = Idp::start(json!({"redirect_uris": [cb]})).await else {
+    // The server's own configuration, as the command would load it (same database).
+    let mut raw = None;
+    let Some((idp, app)) = relaying_app(|r| raw = Some(r.clone())).await else {
         return;
     };
-    let upstream = echo_upstream().await;
-    let configure = |raw: &mut RawConfig| {
-        provider(raw, "test", &idp.issuer, "vestibule", &idp.client_secret);
-        super::relay_api(raw, &upstream);
-    };
-    let app = vestibule(port, configure).await;
     let (c, relayed) = login_and_relay(&app, &idp, "pia").await;
     let user_id = me(&c, &app).await["user"]["id"].as_i64().expect("id");
 
-    // What `vestibule user disable` runs, on the same configuration and database.
-    let mut raw = crate::support::test_raw_config();
-    raw.database_url = app.dir.path().join("vestibule.db").display().to_string();
-    super::oidc_defaults(&mut raw, port);
-    configure(&mut raw);
-    let config = raw.validate().expect("config");
+    // What `vestibule user disable` runs.
+    let config = raw.expect("configured").validate().expect("config");
     let (sessions, rp) =
         vestibule::server::admin_sessions(&config, &app.state.db).expect("sessions");
     let rp = rp.expect("providers are configured");
