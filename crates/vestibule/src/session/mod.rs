@@ -195,10 +195,11 @@ impl SessionManager {
     /// Ends sessions, then gives what ended to the [`EndHook`]: the one way to end them —
     /// logout ([`Session::flush`], through [`Self::end_record`]), ending one of one's sessions,
     /// logout everywhere, password change and reset, the session cap, a back-channel logout,
-    /// disabling or deleting a user, and the administrator's `vestibule session revoke`. With a hook, the records are read (past any read cache) before they go: one
-    /// more store read, only when a hook is set. The cookie store keeps no records: the other
-    /// sessions it ends (by the user's generation) are not seen, only the current one at its
-    /// logout.
+    /// disabling or deleting a user, and the administrator's `vestibule session revoke`.
+    ///
+    /// With a hook, the records are read (past any read cache) before they go: one more store
+    /// read, only when a hook is set. The cookie store keeps no records: the other sessions it
+    /// ends (by the user's generation) are not seen, only the current one at its logout.
     ///
     /// # Errors
     /// `store_unavailable`, or `session_not_found` when the store cannot end one session by id
