@@ -9,7 +9,7 @@ use anyhow::Context;
 use vestibule::auth::UserStore;
 use vestibule::config::Config;
 use vestibule::db::Database;
-use vestibule::server::admin_sessions;
+use vestibule::server::{admin_sessions, build_store};
 use vestibule::session::{Ended, Revoke};
 use vestibule::token::TokenHash;
 
@@ -28,8 +28,6 @@ async fn run_with(
     command: &SessionCommand,
 ) -> anyhow::Result<ExitCode> {
     let users = UserStore::new(db.clone());
-    let (sessions, rp) = admin_sessions(config, db)?;
-    let store = sessions.store();
     let find = |name: String| {
         let users = users.clone();
         async move { super::find_user(&users, &name).await }
@@ -37,7 +35,7 @@ async fn run_with(
     match command {
         SessionCommand::List { user } => {
             let user = find(user.name().to_owned()).await?;
-            let records = store.list_user(user.id).await?;
+            let records = build_store(config, db)?.0.list_user(user.id).await?;
             println!(
                 "{:<64}  {:<20}  {:<20}  {:<20}  {:<9} user agent",
                 "id", "created", "last seen", "expires", "transport"
@@ -57,6 +55,9 @@ async fn run_with(
             eprintln!("{} live session(s) of {}", records.len(), user.username);
         }
         SessionCommand::Revoke { user, all, id } => {
+            // Only ending sessions needs the relying party (its end hook revokes provider
+            // tokens): a listing builds no HTTP client.
+            let (sessions, rp) = admin_sessions(config, db)?;
             // Every variant goes through the library's one way of ending sessions (the end
             // hook revokes provider tokens); a store that cannot do what is asked (the cookie
             // store, one session by id) fails the command.
