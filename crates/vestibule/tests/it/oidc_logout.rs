@@ -118,6 +118,16 @@ async fn sid_idp() -> SidIdp {
     idp
 }
 
+/// The provider made in the test and Vestibule using it as `fake`.
+async fn sid_app() -> (SidIdp, TestApp) {
+    let idp = sid_idp().await;
+    let app = vestibule(free_port(), |raw| {
+        provider(raw, "fake", &idp.issuer, "vestibule", FAKE_SECRET);
+    })
+    .await;
+    (idp, app)
+}
+
 /// A browser logged in as mallory through `idp`, in the provider session `sid`.
 async fn login_with_sid(app: &TestApp, idp: &SidIdp, sid: &str) -> Client {
     let c = browser();
@@ -173,11 +183,7 @@ async fn status_of_me(c: &Client, app: &TestApp) -> u16 {
 
 #[tokio::test]
 async fn logout_tokens_that_break_a_rule_are_refused_and_a_valid_one_ends_only_its_sid() {
-    let idp = sid_idp().await;
-    let app = vestibule(free_port(), |raw| {
-        provider(raw, "fake", &idp.issuer, "vestibule", FAKE_SECRET);
-    })
-    .await;
+    let (idp, app) = sid_app().await;
     let a = login_with_sid(&app, &idp, "sid-a").await;
     let b = login_with_sid(&app, &idp, "sid-b").await;
 
@@ -669,11 +675,7 @@ async fn a_back_channel_logout_ends_the_session_on_every_instance() {
 
 #[tokio::test]
 async fn a_stopping_server_waits_for_the_provider_token_revocations_under_way() {
-    let idp = sid_idp().await;
-    let app = vestibule(free_port(), |raw| {
-        provider(raw, "fake", &idp.issuer, "vestibule", FAKE_SECRET);
-    })
-    .await;
+    let (idp, app) = sid_app().await;
     let c = login_with_sid(&app, &idp, "sid-stop").await;
     let res = crate::oidc::revocation::logout(&c, &app, "/auth/logout").await;
     assert_eq!(res.status(), 204, "answered before the provider did");
