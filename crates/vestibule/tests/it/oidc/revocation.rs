@@ -263,31 +263,138 @@ async fn on_the_cookie_store_a_logout_revokes_the_provider_tokens_kept_in_the_co
     assert_revoked_exactly(&idp, &[&relayed]).await;
 }
 
+/// What each of the administrator's commands runs to end sessions (`crates/vestibule-cli`).
+#[derive(Debug, Clone, Copy)]
+enum AdminAction {
+    /// `vestibule user disable NAME`.
+    Disable,
+    /// `vestibule user delete NAME`.
+    Delete,
+    /// `vestibule session revoke --user NAME`, and `vestibule user set-password NAME` (which
+    /// ends the user's sessions the same way).
+    RevokeUser,
+    /// `vestibule session revoke ID`, the id from `vestibule session list`.
+    RevokeOne,
+    /// `vestibule session revoke --all`.
+    RevokeAll,
+}
+
 #[tokio::test]
 async fn the_administrators_commands_revoke_the_provider_tokens_and_wait_for_it() {
-    // The server's own configuration, as the command would load it (same database).
+    // The server's own configuration, as a command would load it (same database).
     let mut raw = None;
     let Some((idp, app)) = relaying_app(|r| raw = Some(r.clone())).await else {
         return;
     };
-    let (c, relayed) = login_and_relay(&app, &idp, "pia").await;
-    let user_id = me(&c, &app).await["user"]["id"].as_i64().expect("id");
-
-    // What `vestibule user disable` runs.
     let config = raw.expect("configured").validate().expect("config");
-    let (sessions, rp) =
-        vestibule::server::admin_sessions(&config, &app.state.db).expect("sessions");
-    let rp = rp.expect("providers are configured");
-    vestibule::auth::disable_user(&app.state.db, &sessions, user_id)
-        .await
-        .expect("disable");
-    assert!(
-        rp.settle(Duration::from_secs(10)).await,
-        "the revocations finished before the command would exit"
-    );
-    // Settled: the provider has served both requests already, no waiting here.
-    let seen = revocations(&idp).await;
-    assert_eq!(seen.len(), 2, "{seen:?}");
-    assert!(seen.iter().all(|e| e["status"] == 200), "{seen:?}");
-    assert!(!provider_accepts(&idp, &relayed).await, "revoked");
+    // A bystander whose session no command but `--all` may touch.
+    let (bystander, bystander_relayed) = login_and_relay(&app, &idp, "bystander").await;
+    let mut expected = 0;
+    for (i, action) in [
+        AdminAction::Disable,
+        AdminAction::Delete,
+        AdminAction::RevokeUser,
+        AdminAction::RevokeOne,
+        AdminAction::RevokeAll,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (c, relayed) = login_and_relay(&app, &idp, &format!("admin{i}")).await;
+        let user_id = me(&c, &app).await["user"]["id"].as_i64().expect("id");
+        // Each command opens the database and builds its own session manager and relying
+        // party, as the CLI process does.
+        let db = vestibule::db::Database::connect(&config.database, config.store_timeout)
+            .await
+            .expect("the command's database");
+        let (sessions, rp) = vestibule::server::admin_sessions(&config, &db).expect("sessions");
+        let rp = rp.expect("providers are configured");
+        match action {
+            AdminAction::Disable => {
+                vestibule::auth::disable_user(&db, &sessions, user_id)
+                    .await
+                    .expect("disable");
+            }
+            AdminAction::Delete => {
+                vestibule::auth::delete_user(&db, &sessions, user_id)
+                    .await
+                    .expect("delete");
+            }
+            AdminAction::RevokeUser => {
+                sessions
+                    .end(vestibule::session::Revoke::User {
+                        user_id,
+                        keep: None,
+                    })
+                    .await
+                    .expect("revoke --user");
+            }
+            AdminAction::RevokeOne => {
+                let listed = vestibule::server::build_store(&config, &db)
+                    .expect("store")
+                    .0
+                    .list_user(user_id)
+                    .await
+                    .expect("session list");
+                assert_eq!(listed.len(), 1, "{action:?}");
+                let id = vestibule::token::TokenHash::from_hex(&listed[0].key.to_hex())
+                    .expect("the listed id");
+                sessions
+                    .end(vestibule::session::Revoke::One(&id))
+                    .await
+                    .expect("revoke ID");
+            }
+            AdminAction::RevokeAll => {
+                let ids = vestibule::auth::UserStore::new(db.clone())
+                    .list()
+                    .await
+                    .expect("users")
+                    .into_iter()
+                    .map(|u| u.id);
+                sessions.end_all(ids).await.expect("revoke --all");
+            }
+        }
+        assert!(
+            rp.settle(Duration::from_secs(10)).await,
+            "{action:?}: the revocations finished before the command would exit"
+        );
+        db.close().await;
+        // Settled: the provider has served the requests already, no waiting here. Each ended
+        // session sends its refresh token and its access token; `--all` also ends the
+        // bystander's.
+        expected += if matches!(action, AdminAction::RevokeAll) {
+            4
+        } else {
+            2
+        };
+        let seen = revocations(&idp).await;
+        assert_eq!(seen.len(), expected, "{action:?}: {seen:?}");
+        assert!(seen.iter().all(|e| e["status"] == 200), "{seen:?}");
+        assert!(
+            !provider_accepts(&idp, &relayed).await,
+            "{action:?}: the ended session's token was revoked"
+        );
+        let bystander_live = provider_accepts(&idp, &bystander_relayed).await;
+        assert_eq!(
+            bystander_live,
+            !matches!(action, AdminAction::RevokeAll),
+            "{action:?}: only --all ends the bystander's session"
+        );
+        assert_refused_soon(&c, &app, action).await;
+    }
+    assert_refused_soon(&bystander, &app, AdminAction::RevokeAll).await;
+}
+
+/// The running server refuses the browser `c`'s session within 5 s: a command's store is
+/// another instance, whose commit the server's read cache notices within a second.
+async fn assert_refused_soon(c: &Client, app: &TestApp, action: AdminAction) {
+    for _ in 0..100 {
+        let res = c.get(app.url("/auth/me")).send().await.expect("me");
+        if res.status() == 401 {
+            return;
+        }
+        assert_eq!(res.status(), 200, "{action:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{action:?}: the running server still accepts the ended session");
 }
