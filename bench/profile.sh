@@ -35,6 +35,8 @@
 #
 # Knobs: N (requests counted, default 2000), WARM (default 200), TOP (functions listed, 25),
 # CACHE_SIM (1 = also simulate the caches and print I1 / D1 / last-level misses per request),
+# CACHE_OPTS (with CACHE_SIM: valgrind's cache geometry, e.g. "--D1=65536,8,64" to ask whether a
+# request's data would fit a larger first-level cache; default the host's),
 # VEST_BIN, SKIP_BUILD (1 = use existing binaries), KEEP (a directory to keep the raw callgrind
 # dumps in, for callgrind_annotate or kcachegrind).
 # Output: bench/results/profile.txt (summary: instructions per request per scenario) and
@@ -97,8 +99,9 @@ profile() {
     shift 3
     local out="$TMP/callgrind.$name.out"
     log "$name: starting under callgrind"
+    # shellcheck disable=SC2086 # CACHE_OPTS is a list of valgrind options
     (cd "$TMP" && exec valgrind --tool=callgrind --instr-atstart=no ${CACHE_SIM:+--cache-sim=yes} \
-        --callgrind-out-file="$out" "$@") >"$TMP/$name.log" 2>&1 &
+        ${CACHE_SIM:+${CACHE_OPTS:-}} --callgrind-out-file="$out" "$@") >"$TMP/$name.log" 2>&1 &
     local pid=$!
     PIDS+=("$pid")
     wait_up "$url" "$pid" "$TMP/$name.log"
