@@ -37,8 +37,9 @@
 # CACHE_SIM (1 = also simulate the caches and print I1 / D1 / last-level misses per request),
 # CACHE_OPTS (with CACHE_SIM: valgrind's cache geometry, e.g. "--D1=65536,8,64" to ask whether a
 # request's data would fit a larger first-level cache; default the host's),
-# VEST_BIN, SKIP_BUILD (1 = use existing binaries), KEEP (a directory to keep the raw callgrind
-# dumps in, for callgrind_annotate or kcachegrind).
+# VEST_BIN, SKIP_BUILD (1 = use existing binaries), RESULTS_DIR (where the output goes, default
+# bench/results), KEEP (a directory to keep the raw callgrind dumps in, for callgrind_annotate or
+# kcachegrind).
 # Output: bench/results/profile.txt (summary: instructions per request per scenario) and
 # bench/results/profile-<scenario>.txt (callgrind_annotate, inclusive, top functions).
 set -euo pipefail
@@ -60,7 +61,7 @@ HOST=127.0.0.1 # loopback only
 VEST_BIN="${VEST_BIN:-$ROOT/target/release/vestibule}"
 BASE_MANIFEST="$ROOT/bench/baseline/Cargo.toml"
 BASE_BIN="$ROOT/bench/baseline/target/release/bench-baseline"
-RESULTS_DIR="$ROOT/bench/results"
+RESULTS_DIR="${RESULTS_DIR:-$ROOT/bench/results}"
 OUT="$RESULTS_DIR/profile.txt"
 PASSWORD='quiet-harbour-lantern-42'
 
