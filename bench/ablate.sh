@@ -28,10 +28,10 @@
 # Knobs: MODE (bearer | me), VARIANTS (space-separated `name` or `name=ENV=VALUE;ENV=VALUE`;
 # the name `floor` is the peerfull floor; default: floor, all on, each switch alone, all off),
 # ROUNDS (5), DURATION (s, 6), CONNS (32), SERVER_CPUS (0), WRK_CPUS (1), CALLGRIND (1 = also
-# count instructions per request of each variant with bench/profile.sh), SKIP_BUILD=1 with
-# ABL_BIN (an ablation binary built before), ABL_TARGET (its cargo target dir, default
-# target/ablation: the first build compiles every dependency, ~15 min here), OUT (default
-# bench/results/ablation[-me].txt). Loopback only; every run is bounded.
+# count instructions per request of each variant with bench/profile.sh), ABL_TARGET (the
+# ablation build's cargo target dir, default target/ablation: the first build compiles every
+# dependency, 8 min on a quiet host here), SKIP_BUILD=1 (reuse the binary built there, or
+# ABL_BIN), OUT (default bench/results/ablation[-me].txt). Loopback only; every run is bounded.
 set -euo pipefail
 export LC_ALL=C
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
