@@ -174,17 +174,18 @@ done
 declare -A INSTR
 if [ "${CALLGRIND:-0}" = 1 ]; then
     for t in "${NAMES[@]}"; do
-        [ "$t" = floor ] && continue
         envs=()
         IFS=';' read -r -a envs <<<"${ENVS[$t]}"
+        # The floor is profile.sh's own scenario for it: peerfullbearer, or peerfull for `me`.
+        scenario=$MODE
+        [ "$t" = floor ] && scenario="peerfull${MODE/me/}"
         log "callgrind: $t"
         mkdir -p "$TMP/cg-$t"
-        env "${envs[@]+"${envs[@]}"}" SKIP_BUILD=1 SCENARIOS="$MODE" VEST_BIN="$ABL_BIN" \
+        env "${envs[@]+"${envs[@]}"}" SKIP_BUILD=1 SCENARIOS="$scenario" VEST_BIN="$ABL_BIN" \
             RESULTS_DIR="$TMP/cg-$t" bash "$ROOT/bench/profile.sh" >"$TMP/cg-$t.log" 2>&1 ||
             die "profile.sh failed for $t: $(tail -5 "$TMP/cg-$t.log")"
-        INSTR[$t]=$(awk -v m="$MODE" '$1 == m { print $2 }' "$TMP/cg-$t/profile.txt")
+        INSTR[$t]=$(awk -v m="$scenario" '$1 == m { print $2 }' "$TMP/cg-$t/profile.txt")
     done
-    INSTR[floor]="(profile.sh peerfull${MODE/me/})"
 fi
 
 mkdir -p "$(dirname "$OUT")"
