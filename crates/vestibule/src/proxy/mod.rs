@@ -40,6 +40,8 @@ pub const USERNAME_HEADER: &str = "x-vestibule-username";
 const USER_ID: HeaderName = HeaderName::from_static(USER_ID_HEADER);
 const USERNAME: HeaderName = HeaderName::from_static(USERNAME_HEADER);
 const ASSERTION: HeaderName = HeaderName::from_static(assertion::ASSERTION_HEADER);
+/// The request id (`server::front` gives every request one), sent on to the upstream.
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Where the gateway sends a path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -330,13 +332,22 @@ impl Gateway {
         {
             headers.insert(ASSERTION, v);
         }
-        let mut side = self.side.clone();
-        side.ip = client_ip;
-        side.request_id = req
+        // The request's id goes upstream too, so the backend's log can quote the id the client
+        // got back and Vestibule logged: the client's own when the front kept it, else the one
+        // the front made (which replaces a client value it refused).
+        let request_id = req
             .extensions()
             .get::<tower_http::request_id::RequestId>()
-            .and_then(|id| id.header_value().to_str().ok())
+            .map(|id| id.header_value().clone());
+        let mut side = self.side.clone();
+        side.ip = client_ip;
+        side.request_id = request_id
+            .as_ref()
+            .and_then(|id| id.to_str().ok())
             .map(Arc::from);
+        if let Some(id) = request_id {
+            req.headers_mut().insert(REQUEST_ID, id);
+        }
         Ok((req, side, upgrade))
     }
 }

@@ -336,6 +336,48 @@ async fn bearer_requests_reach_the_upstream_as_identity_without_authorization() 
 }
 
 #[tokio::test]
+async fn the_upstream_gets_the_request_id_the_client_gets_back() {
+    let (url, _) = upstream().await;
+    let app = api_gateway(&url).await;
+    // (what the client sends, whether the front keeps it)
+    let long = "a".repeat(65);
+    for (sent, kept) in [
+        (None, false),
+        (Some("trace-42"), true),
+        // Refused by the front (over 64 bytes): the upstream must not get it either.
+        (Some(long.as_str()), false),
+    ] {
+        let mut req = app.raw_client().get(app.url("/api/notes"));
+        if let Some(id) = sent {
+            req = req.header("x-request-id", id);
+        }
+        let res = req.send().await.expect("request");
+        let answered = res
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .expect("every answer has a request id");
+        let echo = json_of(res).await;
+        assert_eq!(
+            seen_header(&echo, "x-request-id"),
+            Some(answered.as_str()),
+            "sent {sent:?}: {echo}"
+        );
+        assert_eq!(
+            echo["headers"]["x-request-id"].as_array().map(Vec::len),
+            Some(1),
+            "{echo}"
+        );
+        match (sent, kept) {
+            (Some(id), true) => assert_eq!(answered, id),
+            (Some(id), false) => assert_ne!(answered, id),
+            (None, _) => assert_eq!(answered.len(), 16, "{answered}"),
+        }
+    }
+}
+
+#[tokio::test]
 async fn require_auth_refuses_anonymous_at_the_gateway_and_anonymous_ok_sends_no_identity() {
     let (url, seen) = upstream().await;
     let app = gateway(|r| {
