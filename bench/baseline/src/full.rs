@@ -50,7 +50,7 @@ const CSRF_DOMAIN: &[u8] = b"peerfull/csrf/v1\0";
 /// Session lifetime (Vestibule's default idle timeout, 14 days).
 const TTL_SECS: u64 = 14 * 24 * 3600;
 
-const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Transport {

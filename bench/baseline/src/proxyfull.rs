@@ -6,7 +6,7 @@
 //!
 //! Per request, over what `proxy` does:
 //! - the request id (the client's when it is 1-64 visible ASCII characters, else 16 random hex
-//!   characters), on the response;
+//!   characters), on the request sent upstream and on the response;
 //! - on the way up: the hop-by-hop headers removed (the fixed list, `Proxy-*` and the names the
 //!   client's `Connection` lists), the client's `Forwarded` and `X-Forwarded-*` removed (never
 //!   trusted) and the proxy's own written: `Forwarded: for=…;host="…";proto=http`,
@@ -118,6 +118,7 @@ async fn forward(
     if let Some(h) = host {
         headers.insert(X_FORWARDED_HOST, h);
     }
+    headers.insert(crate::full::X_REQUEST_ID, id.clone());
     let mut res = match tokio::time::timeout(RESPONSE_TIMEOUT, client.request(req)).await {
         Ok(Ok(res)) => res.map(Body::new),
         Ok(Err(_)) => StatusCode::BAD_GATEWAY.into_response(),
