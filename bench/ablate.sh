@@ -26,7 +26,9 @@
 # whose response is the same size). Read user time; req/s moves with the host.
 #
 # Knobs: MODE (bearer | me), VARIANTS (space-separated `name` or `name=ENV=VALUE;ENV=VALUE`;
-# the name `floor` is the peerfull floor; default: floor, all on, each switch alone, all off),
+# the name `floor` is the peerfull floor; default: floor, all on, each switch alone, all off;
+# `BENCH_BIN=path` among a variant's settings runs that binary instead, say an earlier commit's
+# release build beside this one: `VARIANTS="floor on before=BENCH_BIN=/tmp/vestibule-before"`),
 # ROUNDS (5), DURATION (s, 6), CONNS (32), SERVER_CPUS (0), WRK_CPUS (1), CALLGRIND (1 = also
 # count instructions per request of each variant with bench/profile.sh), ABL_TARGET (the
 # ablation build's cargo target dir, default target/ablation: the first build compiles every
@@ -87,7 +89,7 @@ fi
 [ -x "$ABL_BIN" ] || die "no $ABL_BIN (SKIP_BUILD=1 needs ABL_BIN)"
 [ -x "$BASE_BIN" ] || die "no $BASE_BIN"
 
-declare -A PORT PID_OF HDR ENVS
+declare -A PORT PID_OF HDR ENVS BIN_OF
 NAMES=()
 n=0
 for v in $VARIANTS; do
@@ -102,16 +104,21 @@ done
 
 # Starts variant $1 and logs in (HDR: wrk's credential header).
 start() {
-    local t=$1 port=${PORT[$1]} url="http://$HOST:${PORT[$1]}" envs=() body cookie
+    local t=$1 port=${PORT[$1]} url="http://$HOST:${PORT[$1]}" envs=() body cookie bin=$ABL_BIN e
     IFS=';' read -r -a envs <<<"${ENVS[$t]}"
+    for e in "${envs[@]+"${envs[@]}"}"; do
+        case "$e" in BENCH_BIN=*) bin=${e#BENCH_BIN=} ;; esac
+    done
+    [ -x "$bin" ] || die "$t: no binary at $bin"
+    BIN_OF[$t]=$bin
     if [ "$t" = floor ]; then
         taskset -c "$SERVER_CPUS" env TOKIO_WORKER_THREADS=1 "$BASE_BIN" "$HOST:$port" peerfull \
             >"$TMP/$t.log" 2>&1 &
     else
-        (cd "$TMP" && printf '%s\n' "$PASSWORD" | "$ABL_BIN" --database "$TMP/$t.db" user add bench \
+        (cd "$TMP" && printf '%s\n' "$PASSWORD" | "$bin" --database "$TMP/$t.db" user add bench \
             --password-stdin) >/dev/null 2>&1 || die "user add failed"
         (cd "$TMP" && exec taskset -c "$SERVER_CPUS" env TOKIO_WORKER_THREADS=1 VESTIBULE_LOG=warn \
-            "${envs[@]+"${envs[@]}"}" "$ABL_BIN" --database "$TMP/$t.db" serve --listen "$HOST:$port") \
+            "${envs[@]+"${envs[@]}"}" "$bin" --database "$TMP/$t.db" serve --listen "$HOST:$port") \
             >"$TMP/$t.log" 2>&1 &
     fi
     PID_OF[$t]=$!
@@ -181,7 +188,7 @@ if [ "${CALLGRIND:-0}" = 1 ]; then
         [ "$t" = floor ] && scenario="peerfull${MODE/me/}"
         log "callgrind: $t"
         mkdir -p "$TMP/cg-$t"
-        env "${envs[@]+"${envs[@]}"}" SKIP_BUILD=1 SCENARIOS="$scenario" VEST_BIN="$ABL_BIN" \
+        env "${envs[@]+"${envs[@]}"}" SKIP_BUILD=1 SCENARIOS="$scenario" VEST_BIN="${BIN_OF[$t]:-$ABL_BIN}" \
             RESULTS_DIR="$TMP/cg-$t" bash "$ROOT/bench/profile.sh" >"$TMP/cg-$t.log" 2>&1 ||
             die "profile.sh failed for $t: $(tail -5 "$TMP/cg-$t.log")"
         INSTR[$t]=$(awk -v m="$scenario" '$1 == m { print $2 }' "$TMP/cg-$t/profile.txt")
@@ -195,6 +202,11 @@ mkdir -p "$(dirname "$OUT")"
     echo "git:    $(git rev-parse --short HEAD) + bench/ablation.patch"
     echo "host:   $(nproc) CPUs, load before $LOAD_START; server on CPU $SERVER_CPUS (one runtime thread), wrk -t1 -c$CONNS on CPU $WRK_CPUS"
     echo "plan:   $ROUNDS rounds x ${DURATION} s per variant, order rotated per round; medians over rounds"
+    for t in "${NAMES[@]}"; do
+        if [ "$t" != floor ] && [ "${BIN_OF[$t]}" != "$ABL_BIN" ]; then
+            echo "binary: $t runs ${BIN_OF[$t]} (the others $ABL_BIN)"
+        fi
+    done
     echo
     echo "CPU per request (µs): user = the server's own code, sys = the kernel; saved = user time"
     echo "of 'on' minus this variant's (what the job taken away costs)."

@@ -1,6 +1,7 @@
 //! The accept loop: hyper with the limits an internet-facing server needs and `axum::serve`
 //! does not expose: a cap on open connections, a header-read timeout that is also the idle
-//! keep-alive timeout (hyper starts it whenever a connection waits for a request), an idle
+//! keep-alive timeout (hyper starts it whenever a connection waits for a request; its timer is
+//! ours, one per connection, re-armed lazily: `head_timer`), an idle
 //! timeout for HTTP/2 connections (hyper has none: a client answering PINGs kept one for ever),
 //! stream limits, h2c only when configured, and hard header-size backstops behind the
 //! configurable JSON checks of `server::limits`. Request bodies get their clock in
@@ -27,6 +28,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tower::Service;
 
+use super::head_timer::{HeadWatch, head_timer};
 use crate::proxy::HeldByUpgrade;
 
 /// Connection-level limits (`[limits]`).
@@ -62,9 +64,9 @@ pub(crate) async fn serve(
     limits: ConnLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // Each connection gets its own header-read timer (`head_timer`) on a copy of these.
     let mut h1 = hyper::server::conn::http1::Builder::new();
-    h1.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
+    h1.header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.header_buf_bytes.max(8192));
     if let Some(n) = limits.max_headers {
         h1.max_headers(n);
@@ -75,7 +77,6 @@ pub(crate) async fn serve(
         let mut builder = Builder::new(TokioExecutor::new());
         builder
             .http1()
-            .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
             .max_buf_size(limits.header_buf_bytes.max(8192));
         if let Some(n) = limits.max_headers {
@@ -129,18 +130,28 @@ pub(crate) async fn serve(
         let service = TowerToHyperService::new(service);
         let stopping = stopping.clone();
         let idle = limits.header_read_timeout;
+        let (timer, watch) = head_timer();
+        let watched = Watched {
+            activity,
+            idle,
+            head: watch,
+        };
         match &auto {
             Some(auto) => {
+                let mut auto = auto.clone();
+                auto.http1().timer(timer);
                 let conn = auto
                     .serve_connection_with_upgrades(io, service)
                     .into_owned();
-                tokio::spawn(drive(conn, activity, idle, stopping, slot));
+                tokio::spawn(drive(conn, watched, stopping, slot));
             }
             None => {
+                let mut h1 = h1.clone();
+                h1.timer(timer);
                 let conn = ErrInto {
                     inner: h1.serve_connection(io, service).with_upgrades(),
                 };
-                tokio::spawn(drive(conn, activity, idle, stopping, slot));
+                tokio::spawn(drive(conn, watched, stopping, slot));
             }
         }
     }
@@ -157,18 +168,32 @@ pub(crate) async fn serve(
     Ok(())
 }
 
-/// Runs one connection to its end, then gives its slot back: shuts it down gracefully when the
-/// server stops, or when it has had no request in flight for `idle` (HTTP/2 only: HTTP/1's idle
-/// time is hyper's header timeout); one still open `idle` after a graceful shutdown is dropped.
-async fn drive<C>(
-    conn: C,
+/// What `drive` watches beside the connection itself.
+struct Watched {
+    /// For the HTTP/2 idle timeout.
     activity: Arc<Activity>,
     idle: Duration,
+    /// The HTTP/1 header-read deadline hyper asked for (`head_timer`).
+    head: HeadWatch,
+}
+
+/// Runs one connection to its end, then gives its slot back: shuts it down gracefully when the
+/// server stops, or when it has had no request in flight for `idle` (HTTP/2 only: HTTP/1's idle
+/// time is hyper's header timeout, whose timer is `head`); one still open `idle` after a
+/// graceful shutdown is dropped.
+async fn drive<C>(
+    conn: C,
+    watched: Watched,
     mut stopping: watch::Receiver<bool>,
     slot: Arc<OwnedSemaphorePermit>,
 ) where
     C: Future<Output = Result<(), ConnError>> + Graceful,
 {
+    let Watched {
+        activity,
+        idle,
+        mut head,
+    } = watched;
     tokio::pin!(conn);
     let idle_wait = activity.idle_for(idle);
     tokio::pin!(idle_wait);
@@ -176,6 +201,10 @@ async fn drive<C>(
     let mut server_stopping = false;
     loop {
         tokio::select! {
+            // In this order: the connection first, then the watches. hyper asks for a header
+            // deadline while the connection is polled, and `head` must see it in the same turn
+            // to arm its timer (`head_timer`: hyper's sleep has no waker of its own).
+            biased;
             res = conn.as_mut() => {
                 // Client resets and timeouts end here; they are the client's business.
                 if let Err(e) = res {
@@ -192,6 +221,8 @@ async fn drive<C>(
                 conn.as_mut().shutdown_gracefully();
                 closing = Some(tokio::time::Instant::now() + idle);
             }
+            // A head is late: the next turn polls the connection, whose hyper ends it.
+            () = &mut head => {}
             () = sleep_until_some(closing) => {
                 // GOAWAY sent, and the peer still holds on: drop it.
                 break;

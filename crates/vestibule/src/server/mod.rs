@@ -4,6 +4,7 @@ pub mod debug;
 mod demo;
 mod ended;
 mod front;
+mod head_timer;
 mod headers;
 mod json;
 mod limits;

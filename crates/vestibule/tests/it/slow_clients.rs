@@ -189,6 +189,40 @@ async fn many_idle_keep_alive_connections_are_closed_while_healthz_answers() {
     all_closed(conns).await;
 }
 
+/// Each wait for a head has its own deadline, counted from when that wait began: a kept-alive
+/// connection that asks again within the timeout, for longer than twice the timeout in all,
+/// stays open (the header timer is re-armed lazily, `server/head_timer.rs`: one armed for an
+/// earlier wait must move on, not fire), and a head that then trickles in is still cut.
+#[tokio::test]
+async fn a_connection_asking_within_the_header_timeout_stays_and_a_late_head_is_still_cut() {
+    let app = TestApp::spawn_with(short_timeouts).await;
+    let (mut r, mut w) = connect(&app).await.into_split();
+    for i in 0..5 {
+        if i > 0 {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+        }
+        w.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap_or_else(|e| panic!("request {i} written: {e}"));
+        let mut head = [0u8; 12];
+        r.read_exact(&mut head)
+            .await
+            .unwrap_or_else(|e| panic!("answer to request {i} ({e}): the connection was closed"));
+        assert_eq!(&head, b"HTTP/1.1 200", "request {i}");
+        // The rest of the answer (a small JSON body) arrives in the same breath.
+        let mut rest = [0u8; 4096];
+        let _ = tokio::time::timeout(Duration::from_millis(50), r.read(&mut rest)).await;
+    }
+    // Half a head: the connection is still there half a timeout later, and gone after it.
+    w.write_all(b"GET /healthz HTTP/1.1\r\nX-Slow: ")
+        .await
+        .expect("partial head");
+    let (early, closed_early) = read_until_closed(&mut r, Duration::from_millis(500)).await;
+    assert!(!closed_early, "closed before the header timeout: {early:?}");
+    let (_, closed) = read_until_closed(&mut r, CLOSED_WITHIN).await;
+    assert!(closed, "a head that never ended kept its connection");
+}
+
 /// What the gateway's upstream saw: (the gateway connection's port, the body if it arrived whole).
 type Uploads = Arc<Mutex<Vec<(u16, Option<Bytes>)>>>;
 
