@@ -24,7 +24,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use hyper::rt::{Sleep, Timer};
@@ -66,6 +66,10 @@ pub(crate) struct HeadWatch {
     /// Armed for `armed_ms` (0: not armed).
     timer: Pin<Box<tokio::time::Sleep>>,
     armed_ms: u64,
+    /// The task the armed timer wakes: while it is the polling one and the timer has not
+    /// fired, a poll needs nothing from tokio (the watch is polled on every wake-up of the
+    /// connection, so on every request).
+    waker: Option<Waker>,
     /// The deadline already reported as passed: reported once, then it is hyper's turn.
     reported_ms: u64,
 }
@@ -82,6 +86,7 @@ pub(crate) fn head_timer() -> (HeadTimer, HeadWatch) {
         shared: shared.clone(),
         timer: Box::pin(tokio::time::sleep_until(born)),
         armed_ms: 0,
+        waker: None,
         reported_ms: 0,
     };
     (HeadTimer(shared), watch)
@@ -160,11 +165,18 @@ impl Future for HeadWatch {
                 let at = this.shared.born + Duration::from_millis(due);
                 this.timer.as_mut().reset(at);
                 this.armed_ms = due;
+                this.waker = None;
+            } else if !this.timer.is_elapsed()
+                && this.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker()))
+            {
+                return Poll::Pending;
             }
             if this.timer.as_mut().poll(cx).is_pending() {
+                this.waker = Some(cx.waker().clone());
                 return Poll::Pending;
             }
             this.armed_ms = 0;
+            this.waker = None;
             let now = this.shared.elapsed_ms();
             this.shared.fired_ms.store(now, Ordering::Relaxed);
             if now >= due {
