@@ -115,6 +115,37 @@ async fn slowloris_headers_are_cut_at_the_header_timeout_while_healthz_answers()
     all_closed(conns).await;
 }
 
+/// With h2c on, HTTP/1 connections are served by hyper-util's auto builder, which gets its own
+/// copy of the header timer per connection: slowloris heads are cut there too, and an idle
+/// kept-alive HTTP/1 connection is closed.
+#[tokio::test]
+async fn slowloris_headers_and_idle_keep_alives_are_cut_with_h2c_on_too() {
+    let app = TestApp::spawn_with(|raw| {
+        short_timeouts(raw);
+        raw.limits.http2 = true;
+    })
+    .await;
+    let mut conns = attack(&app, 50, b"GET /auth/me HTTP/1.1\r\nHost: x\r\nX-Slow: ").await;
+    for _ in 0..50 {
+        let (mut r, mut w) = connect(&app).await.into_split();
+        w.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("request");
+        let mut buf = [0u8; 12];
+        r.read_exact(&mut buf).await.expect("answer");
+        assert_eq!(&buf, b"HTTP/1.1 200");
+        conns.push((
+            r,
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                drop(w);
+            }),
+        ));
+    }
+    healthz_answers_within_a_second(&app).await;
+    all_closed(conns).await;
+}
+
 /// One byte every 300 ms never leaves a 1 s gap (nginx's `client_body_timeout` alone would keep
 /// it for ever); the rate rule cuts it, with 408 and a closed connection.
 #[tokio::test]
