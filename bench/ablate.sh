@@ -199,7 +199,11 @@ mkdir -p "$(dirname "$OUT")"
 {
     echo "# bench/ablate.sh: GET /auth/me ($MODE), one job of the request path taken away per variant"
     echo "date:   $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    echo "git:    $(git rev-parse --short HEAD) + bench/ablation.patch"
+    if [ "$ABL_BIN" = "$ABL_TARGET/release/vestibule" ]; then
+        echo "git:    $(git rev-parse --short HEAD) + bench/ablation.patch"
+    else
+        echo "git:    HEAD is $(git rev-parse --short HEAD); the variants run $ABL_BIN, which this script did not build"
+    fi
     echo "host:   $(nproc) CPUs, load before $LOAD_START; server on CPU $SERVER_CPUS (one runtime thread), wrk -t1 -c$CONNS on CPU $WRK_CPUS"
     echo "plan:   $ROUNDS rounds x ${DURATION} s per variant, order rotated per round; medians over rounds"
     for t in "${NAMES[@]}"; do
