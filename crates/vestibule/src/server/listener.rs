@@ -7,6 +7,8 @@
 //! configurable JSON checks of `server::limits`. Request bodies get their clock in
 //! `server::limits::BodyClock`.
 
+mod head_timer;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -28,7 +30,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tower::Service;
 
-use super::head_timer::{HeadWatch, head_timer};
+use self::head_timer::{HeadWatch, head_timer};
 use crate::proxy::HeldByUpgrade;
 
 /// Connection-level limits (`[limits]`).

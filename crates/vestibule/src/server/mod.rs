@@ -4,7 +4,6 @@ pub mod debug;
 mod demo;
 mod ended;
 mod front;
-mod head_timer;
 mod headers;
 mod json;
 mod limits;

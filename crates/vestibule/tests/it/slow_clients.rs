@@ -222,7 +222,7 @@ async fn many_idle_keep_alive_connections_are_closed_while_healthz_answers() {
 
 /// Each wait for a head has its own deadline, counted from when that wait began: a kept-alive
 /// connection that asks again within the timeout, for longer than twice the timeout in all,
-/// stays open (the header timer is re-armed lazily, `server/head_timer.rs`: one armed for an
+/// stays open (the header timer is re-armed lazily, `server/listener/head_timer.rs`: one armed for an
 /// earlier wait must move on, not fire), and a head that then trickles in is still cut.
 #[tokio::test]
 async fn a_connection_asking_within_the_header_timeout_stays_and_a_late_head_is_still_cut() {
