@@ -91,6 +91,29 @@ async fn attack(app: &TestApp, n: usize, head: &[u8]) -> Vec<(OwnedReadHalf, Joi
     conns
 }
 
+/// Opens `n` connections that each get one `/healthz` answer and are then kept alive and left
+/// idle (the write half stays open); returns their read halves.
+async fn idle_keep_alives(app: &TestApp, n: usize) -> Vec<(OwnedReadHalf, JoinHandle<()>)> {
+    let mut conns = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (mut r, mut w) = connect(app).await.into_split();
+        w.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("request");
+        let mut buf = [0u8; 12];
+        r.read_exact(&mut buf).await.expect("answer");
+        assert_eq!(&buf, b"HTTP/1.1 200");
+        conns.push((
+            r,
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                drop(w);
+            }),
+        ));
+    }
+    conns
+}
+
 /// Every connection is closed by the server in time; returns what each one received.
 async fn all_closed(conns: Vec<(OwnedReadHalf, JoinHandle<()>)>) -> Vec<String> {
     let results = futures_util::future::join_all(conns.into_iter().map(|(mut r, w)| async move {
@@ -126,22 +149,7 @@ async fn slowloris_headers_and_idle_keep_alives_are_cut_with_h2c_on_too() {
     })
     .await;
     let mut conns = attack(&app, 50, b"GET /auth/me HTTP/1.1\r\nHost: x\r\nX-Slow: ").await;
-    for _ in 0..50 {
-        let (mut r, mut w) = connect(&app).await.into_split();
-        w.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .expect("request");
-        let mut buf = [0u8; 12];
-        r.read_exact(&mut buf).await.expect("answer");
-        assert_eq!(&buf, b"HTTP/1.1 200");
-        conns.push((
-            r,
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_secs(30)).await;
-                drop(w);
-            }),
-        ));
-    }
+    conns.extend(idle_keep_alives(&app, 50).await);
     healthz_answers_within_a_second(&app).await;
     all_closed(conns).await;
 }
@@ -198,24 +206,7 @@ async fn slots_held_by_slow_bodies_are_freed_for_waiting_clients() {
 #[tokio::test]
 async fn many_idle_keep_alive_connections_are_closed_while_healthz_answers() {
     let app = TestApp::spawn_with(short_timeouts).await;
-    let mut conns = Vec::new();
-    for _ in 0..200 {
-        let (mut r, mut w) = connect(&app).await.into_split();
-        w.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .expect("request");
-        let mut buf = [0u8; 12];
-        r.read_exact(&mut buf).await.expect("answer");
-        assert_eq!(&buf, b"HTTP/1.1 200");
-        // Kept alive, and then left idle (the write half stays open).
-        conns.push((
-            r,
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_secs(30)).await;
-                drop(w);
-            }),
-        ));
-    }
+    let conns = idle_keep_alives(&app, 200).await;
     healthz_answers_within_a_second(&app).await;
     all_closed(conns).await;
 }
