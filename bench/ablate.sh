@@ -26,9 +26,11 @@
 # whose response is the same size). Read user time; req/s moves with the host.
 #
 # Knobs: MODE (bearer | me), VARIANTS (space-separated `name` or `name=ENV=VALUE;ENV=VALUE`;
-# the name `floor` is the peerfull floor; default: floor, all on, each switch alone, all off;
+# a name that starts with `floor` is the peerfull floor (BASE_BIN, bench/baseline's release
+# build); default: floor, all on, each switch alone, all off;
 # `BENCH_BIN=path` among a variant's settings runs that binary instead, say an earlier commit's
-# release build beside this one: `VARIANTS="floor on before=BENCH_BIN=/tmp/vestibule-before"`),
+# release build beside this one: `VARIANTS="floor on before=BENCH_BIN=/tmp/vestibule-before"`,
+# or, for a floor, another build of it: `floorpgo=BENCH_BIN=bench/baseline/target/pgo/...`),
 # ROUNDS (5), DURATION (s, 6), CONNS (32), SERVER_CPUS (0), WRK_CPUS (1), CALLGRIND (1 = also
 # count instructions per request of each variant with bench/profile.sh), ABL_TARGET (the
 # ablation build's cargo target dir, default target/ablation: the first build compiles every
@@ -47,7 +49,7 @@ SERVER_CPUS="${SERVER_CPUS:-0}"
 WRK_CPUS="${WRK_CPUS:-1}"
 ABL_TARGET="${ABL_TARGET:-$ROOT/target/ablation}"
 ABL_BIN="${ABL_BIN:-$ABL_TARGET/release/vestibule}"
-BASE_BIN="$ROOT/bench/baseline/target/release/bench-baseline"
+BASE_BIN="${BASE_BIN:-$ROOT/bench/baseline/target/release/bench-baseline}"
 HOST=127.0.0.1 # loopback only
 PORT0=18620
 PASSWORD='quiet-harbour-lantern-42'
@@ -111,8 +113,10 @@ start() {
     done
     [ -x "$bin" ] || die "$t: no binary at $bin"
     BIN_OF[$t]=$bin
-    if [ "$t" = floor ]; then
-        taskset -c "$SERVER_CPUS" env TOKIO_WORKER_THREADS=1 "$BASE_BIN" "$HOST:$port" peerfull \
+    if [ "${t#floor}" != "$t" ]; then
+        [ "$bin" = "$ABL_BIN" ] && bin=$BASE_BIN
+        BIN_OF[$t]=$bin
+        taskset -c "$SERVER_CPUS" env TOKIO_WORKER_THREADS=1 "$bin" "$HOST:$port" peerfull \
             >"$TMP/$t.log" 2>&1 &
     else
         (cd "$TMP" && printf '%s\n' "$PASSWORD" | "$bin" --database "$TMP/$t.db" user add bench \
@@ -125,11 +129,11 @@ start() {
     PIDS+=("${PID_OF[$t]}")
     wait_http "$url/auth/me" "${PID_OF[$t]}" "$TMP/$t.log" 30
     case "$t:$MODE" in
-    floor:bearer)
+    floor*:bearer)
         body=$(curl -s --max-time 10 -X POST "$url/auth/login")
         HDR[$t]="Authorization: Bearer $(printf '%s' "$body" | sed -n 's/.*"token":"\([^"]*\)".*/\1/p')"
         ;;
-    floor:me)
+    floor*:me)
         curl -s -c "$TMP/$t.jar" --max-time 10 -X POST "$url/auth/login" >/dev/null
         cookie=$(awk '$6 == "id" { print $6 "=" $7 }' "$TMP/$t.jar" | head -1)
         HDR[$t]="Cookie: $cookie"
@@ -185,11 +189,11 @@ if [ "${CALLGRIND:-0}" = 1 ]; then
         IFS=';' read -r -a envs <<<"${ENVS[$t]}"
         # The floor is profile.sh's own scenario for it: peerfullbearer, or peerfull for `me`.
         scenario=$MODE
-        [ "$t" = floor ] && scenario="peerfull${MODE/me/}"
+        [ "${t#floor}" != "$t" ] && scenario="peerfull${MODE/me/}"
         log "callgrind: $t"
         mkdir -p "$TMP/cg-$t"
         env "${envs[@]+"${envs[@]}"}" SKIP_BUILD=1 SCENARIOS="$scenario" VEST_BIN="${BIN_OF[$t]:-$ABL_BIN}" \
-            RESULTS_DIR="$TMP/cg-$t" bash "$ROOT/bench/profile.sh" >"$TMP/cg-$t.log" 2>&1 ||
+            BASE_BIN="${BIN_OF[$t]}" RESULTS_DIR="$TMP/cg-$t" bash "$ROOT/bench/profile.sh" >"$TMP/cg-$t.log" 2>&1 ||
             die "profile.sh failed for $t: $(tail -5 "$TMP/cg-$t.log")"
         INSTR[$t]=$(awk -v m="$scenario" '$1 == m { print $2 }' "$TMP/cg-$t/profile.txt")
     done
@@ -207,8 +211,10 @@ mkdir -p "$(dirname "$OUT")"
     echo "host:   $(nproc) CPUs, load before $LOAD_START; server on CPU $SERVER_CPUS (one runtime thread), wrk -t1 -c$CONNS on CPU $WRK_CPUS"
     echo "plan:   $ROUNDS rounds x ${DURATION} s per variant, order rotated per round; medians over rounds"
     for t in "${NAMES[@]}"; do
-        if [ "$t" != floor ] && [ "${BIN_OF[$t]}" != "$ABL_BIN" ]; then
+        if [ "${t#floor}" = "$t" ] && [ "${BIN_OF[$t]}" != "$ABL_BIN" ]; then
             echo "binary: $t runs ${BIN_OF[$t]} (the others $ABL_BIN)"
+        elif [ "${t#floor}" != "$t" ] && [ "${BIN_OF[$t]}" != "$BASE_BIN" ]; then
+            echo "binary: $t runs ${BIN_OF[$t]} (the floor $BASE_BIN)"
         fi
     done
     echo
@@ -234,7 +240,7 @@ for n in names:
         continue
     rps = [x[0] for x in xs]
     user = med(n, 2)
-    saved = f"{on - user:+.2f}" if on is not None and n not in ("on", "floor") else ""
+    saved = f"{on - user:+.2f}" if on is not None and n != "on" and not n.startswith("floor") else ""
     print(f"{n:10s} {st.median(rps)/1000:7.1f}k {min(rps)/1000:6.1f}-{max(rps)/1000:5.1f}k "
           f"{user:6.2f} {med(n, 3):6.2f} {saved:>6s} {instr.get(n, ''):>13s}")
 EOF

@@ -6,6 +6,9 @@
 # nanosecond than its floor, and PGO is the compiler's own answer to that).
 #
 #   bash bench/pgo.sh            # writes target/pgo/release/vestibule
+#   PEER=1 bash bench/pgo.sh     # the floors and peers (bench/baseline) built the same way, into
+#                                # bench/baseline/target/pgo/release/bench-baseline, so that a
+#                                # comparison can also be made profile-guided on both sides
 #
 # Steps, each in its own cargo target directory so the plain release build is left alone:
 #   1. an instrumented build (`-Cprofile-generate`) into target/pgo-gen;
@@ -65,6 +68,68 @@ fi
 missing=()
 for tool in wrk curl; do command -v "$tool" >/dev/null || missing+=("$tool"); done
 [ "${#missing[@]}" -eq 0 ] || apt_install "${missing[@]}" >&2
+
+if [ "${PEER:-0}" = 1 ]; then
+    # bench/baseline's own workspace and target directory; its modes are trained as the bench
+    # scripts run them: peer and peerfull (cookie and bearer), the bare handler, the proxies.
+    PGO_DIR="$ROOT/bench/baseline/target/pgo-profiles"
+    MANIFEST="$ROOT/bench/baseline/Cargo.toml"
+    GEN_BIN="$ROOT/bench/baseline/target/pgo-gen/release/bench-baseline"
+    rm -rf "$PGO_DIR"
+    log "1/4 instrumented build of bench/baseline"
+    RUSTFLAGS="-Cprofile-generate=$PGO_DIR/raw" CARGO_TARGET_DIR="$ROOT/bench/baseline/target/pgo-gen" \
+        cargo build --release -q --manifest-path "$MANIFEST"
+    log "2/4 training its modes (${TRAIN_SECONDS} s per load)"
+    run_mode() { # mode [args] -> PID in $MODE_PID
+        env LLVM_PROFILE_FILE="$PGO_DIR/raw/$1-%p.profraw" "$GEN_BIN" "$HOST:$PORT" "$@" \
+            >"$TMP/$1.log" 2>&1 &
+        MODE_PID=$!
+        PIDS+=("$MODE_PID")
+        wait_http "http://$HOST:$PORT/" "$MODE_PID" "$TMP/$1.log"
+    }
+    stop_mode() {
+        kill -TERM "$MODE_PID"
+        for _ in $(seq 1 100); do kill -0 "$MODE_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -0 "$MODE_PID" 2>/dev/null && die "bench-baseline did not stop on SIGTERM"
+        return 0
+    }
+    wrk_load() { # url [header]
+        local out
+        out=$(timeout $((TRAIN_SECONDS + 30)) wrk -t1 -c16 "-d${TRAIN_SECONDS}s" --timeout 5s \
+            ${2:+-H "$2"} "$1") || die "wrk on $1 failed: $out"
+        grep -q 'Non-2xx' <<<"$out" && die "$1: some answers were not 2xx"
+        log "  $1: $(awk '/^Requests\/sec:/ { print $2 }' <<<"$out") req/s"
+    }
+    url="http://$HOST:$PORT"
+    for mode in peer peerfull; do
+        run_mode "$mode"
+        curl -s -c "$TMP/$mode.jar" --max-time 10 -X POST "$url/auth/login" >/dev/null
+        cookie=$(awk '$6 == "id" { print $6 "=" $7 }' "$TMP/$mode.jar" | head -1)
+        token=$(curl -s --max-time 10 -X POST "$url/auth/login" | sed -n 's/.*"token":"\([^"]*\)".*/\1/p')
+        [ -n "$cookie" ] && [ -n "$token" ] || die "$mode: login failed"
+        wrk_load "$url/auth/me" "Cookie: $cookie"
+        wrk_load "$url/auth/me" "Authorization: Bearer $token"
+        stop_mode
+    done
+    run_mode bare
+    wrk_load "$url/auth/me"
+    stop_mode
+    "$GEN_BIN" "$HOST:$UP_PORT" upstream >"$TMP/upstream.log" 2>&1 &
+    PIDS+=("$!")
+    wait_http "http://$HOST:$UP_PORT/api/json" "$!" "$TMP/upstream.log"
+    for mode in proxy proxyfull; do
+        run_mode "$mode" "http://$HOST:$UP_PORT"
+        wrk_load "$url/api/json"
+        stop_mode
+    done
+    log "3/4 merging"
+    "$PROFDATA" merge -o "$PGO_DIR/merged.profdata" "$PGO_DIR/raw"
+    log "4/4 the release build with the profile"
+    RUSTFLAGS="-Cprofile-use=$PGO_DIR/merged.profdata" CARGO_TARGET_DIR="$ROOT/bench/baseline/target/pgo" \
+        cargo build --release -q --manifest-path "$MANIFEST"
+    log "wrote bench/baseline/target/pgo/release/bench-baseline"
+    exit 0
+fi
 
 if [ "${SKIP_TRAIN:-0}" != 1 ]; then
     if [ "${SKIP_GEN:-0}" != 1 ]; then

@@ -60,7 +60,7 @@ HOST=127.0.0.1 # loopback only
 
 VEST_BIN="${VEST_BIN:-$ROOT/target/release/vestibule}"
 BASE_MANIFEST="$ROOT/bench/baseline/Cargo.toml"
-BASE_BIN="$ROOT/bench/baseline/target/release/bench-baseline"
+BASE_BIN="${BASE_BIN:-$ROOT/bench/baseline/target/release/bench-baseline}"
 RESULTS_DIR="${RESULTS_DIR:-$ROOT/bench/results}"
 OUT="$RESULTS_DIR/profile.txt"
 PASSWORD='quiet-harbour-lantern-42'

@@ -185,6 +185,16 @@ async fn peer_me(
 
 #[tokio::main]
 async fn main() {
+    // SIGTERM ends the process through `exit()`, which runs the instrumented build's profile
+    // writer (bench/pgo.sh PEER=1); a task parked on a signal, nothing per request.
+    if let Ok(mut term) =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    {
+        tokio::spawn(async move {
+            term.recv().await;
+            std::process::exit(0);
+        });
+    }
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:9001".to_string());
