@@ -187,8 +187,7 @@ async fn peer_me(
 async fn main() {
     // SIGTERM ends the process through `exit()`, which runs the instrumented build's profile
     // writer (bench/pgo.sh PEER=1); a task parked on a signal, nothing per request.
-    if let Ok(mut term) =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
     {
         tokio::spawn(async move {
             term.recv().await;
