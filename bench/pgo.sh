@@ -14,9 +14,11 @@
 #   1. an instrumented build (`-Cprofile-generate`) into target/pgo-gen;
 #   2. training, on loopback only and bounded in time: `vestibule serve` with a fresh database,
 #      a user, logins with a cookie and with a bearer token, `GET /auth/me` both ways under wrk,
-#      `/healthz`, a logout and a CSRF-checked write, and a proxied `GET` through an
-#      `[[upstream]]` to bench/baseline's 1 KB JSON upstream; then SIGTERM, so that the
-#      process exits through `main` and writes its profile;
+#      `/healthz`, and a proxied `GET` through an `[[upstream]]` to bench/baseline's 1 KB JSON
+#      upstream; then the rest of the API a few times each (signups, the account's pages, a
+#      token, refusals, CORS preflights, a CSRF-checked logout), since code a profile never saw
+#      is compiled as cold; then SIGTERM, so that the process exits through `main` and writes
+#      its profile;
 #   3. `llvm-profdata merge`;
 #   4. the release build again with `-Cprofile-use` into target/pgo.
 # The code order (crates/vestibule-cli/build.rs) applies to both builds as to any release build.
@@ -147,7 +149,7 @@ if [ "${SKIP_TRAIN:-0}" != 1 ]; then
     "$BASE_BIN" "$HOST:$UP_PORT" upstream >"$TMP/upstream.log" 2>&1 &
     PIDS+=("$!")
     wait_http "http://$HOST:$UP_PORT/api/json" "$!" "$TMP/upstream.log"
-    printf '[[upstream]]\nprefix = "/api"\nurl = "http://%s:%s"\npolicy = "anonymous_ok"\n' \
+    printf '[auth]\nsignup = true\n\n[[upstream]]\nprefix = "/api"\nurl = "http://%s:%s"\npolicy = "anonymous_ok"\n' \
         "$HOST" "$UP_PORT" >"$TMP/vestibule.toml"
     (cd "$TMP" && printf '%s\n' "$PASSWORD" | LLVM_PROFILE_FILE="$PGO_DIR/raw/cli-%p.profraw" \
         "$GEN_BIN" --database "$TMP/pgo.db" user add bench --password-stdin) >/dev/null 2>&1 ||
@@ -179,9 +181,37 @@ if [ "${SKIP_TRAIN:-0}" != 1 ]; then
     load /healthz
     load /api/json
     # The paths a session's life takes besides reading: logins (a few, each an Argon2 hash),
-    # a CSRF-checked write, a refused credential, logout.
+    # signups, the account's pages, a token, a password change, refusals, a CSRF-checked write,
+    # logout. Code the training never runs is compiled as cold (for size), so the rest of the
+    # API is visited too, a few times each; its answers, refusals included, are not checked.
     for _ in 1 2 3 4 5; do login cookie >/dev/null; done
-    curl -s -o /dev/null --max-time 5 -H "Authorization: Bearer not-a-token" "$url/auth/me"
+    hit() { # times method path [json body]: with the bearer token
+        local i
+        for i in $(seq 1 "$1"); do
+            curl -s -o /dev/null --max-time 10 -X "$2" -H "Authorization: Bearer $token" \
+                ${4:+-H 'content-type: application/json' -d "$4"} "$url$3" || true
+        done
+    }
+    for i in 1 2 3; do
+        curl -s -o /dev/null --max-time 10 -H 'content-type: application/json' \
+            -d "{\"username\":\"train$i\",\"password\":\"$PASSWORD\"}" "$url/auth/signup"
+    done
+    for path in /auth/csrf /auth/sessions /auth/tokens /auth/mfa /auth/passkeys /auth/identities \
+        /auth/oidc/providers /metrics /readyz /no-such-path /api/no-such-path; do
+        hit 50 GET "$path"
+    done
+    hit 3 POST /auth/tokens '{"name":"training","expires_in_days":1}'
+    hit 2 POST /auth/reauth "{\"password\":\"$PASSWORD\"}"
+    hit 2 POST /auth/password "{\"current_password\":\"wrong-$PASSWORD\",\"new_password\":\"x\"}"
+    hit 20 POST /auth/login '{"username":'
+    curl -s -o /dev/null --max-time 10 -H 'content-type: application/json' \
+        -d "{\"username\":\"bench\",\"password\":\"wrong-$PASSWORD\"}" "$url/auth/login"
+    for _ in $(seq 1 50); do
+        curl -s -o /dev/null --max-time 5 -H "Authorization: Bearer not-a-token" "$url/auth/me"
+        curl -s -o /dev/null --max-time 5 -H "Cookie: vestibule_session=not-a-session" "$url/auth/me"
+        curl -s -o /dev/null --max-time 5 -X OPTIONS -H "origin: http://localhost:3000" \
+            -H "access-control-request-method: POST" "$url/auth/login"
+    done
     csrf=$(curl -s --max-time 5 -H "Cookie: $cookie" "$url/auth/me" |
         sed -n 's/.*"csrf_token":"\([^"]*\)".*/\1/p')
     curl -s -o /dev/null --max-time 5 -X POST -H "Cookie: $cookie" -H "x-csrf-token: $csrf" \
