@@ -71,6 +71,15 @@ missing=()
 for tool in wrk curl; do command -v "$tool" >/dev/null || missing+=("$tool"); done
 [ "${#missing[@]}" -eq 0 ] || apt_install "${missing[@]}" >&2
 
+# One bounded wrk load (loopback): URL [header]; every answer must be 2xx.
+wrk_load() {
+    local out
+    out=$(timeout $((TRAIN_SECONDS + 30)) wrk -t1 -c16 "-d${TRAIN_SECONDS}s" --timeout 5s \
+        ${2:+-H "$2"} "$1") || die "wrk on $1 failed: $out"
+    grep -q 'Non-2xx' <<<"$out" && die "$1: some answers were not 2xx"
+    log "  $1: $(awk '/^Requests\/sec:/ { print $2 }' <<<"$out") req/s"
+}
+
 if [ "${PEER:-0}" = 1 ]; then
     # bench/baseline's own workspace and target directory; its modes are trained as the bench
     # scripts run them: peer and peerfull (cookie and bearer), the bare handler, the proxies.
@@ -94,13 +103,6 @@ if [ "${PEER:-0}" = 1 ]; then
         for _ in $(seq 1 100); do kill -0 "$MODE_PID" 2>/dev/null || break; sleep 0.1; done
         kill -0 "$MODE_PID" 2>/dev/null && die "bench-baseline did not stop on SIGTERM"
         return 0
-    }
-    wrk_load() { # url [header]
-        local out
-        out=$(timeout $((TRAIN_SECONDS + 30)) wrk -t1 -c16 "-d${TRAIN_SECONDS}s" --timeout 5s \
-            ${2:+-H "$2"} "$1") || die "wrk on $1 failed: $out"
-        grep -q 'Non-2xx' <<<"$out" && die "$1: some answers were not 2xx"
-        log "  $1: $(awk '/^Requests\/sec:/ { print $2 }' <<<"$out") req/s"
     }
     url="http://$HOST:$PORT"
     for mode in peer peerfull; do
@@ -169,17 +171,10 @@ if [ "${SKIP_TRAIN:-0}" != 1 ]; then
         sed -n 's/^[Ss]et-[Cc]ookie: \(vestibule_session=[^;]*\).*/\1/p' | head -1)
     token=$(login bearer | sed -n 's/.*"token":"\([^"]*\)".*/\1/p')
     [ -n "$cookie" ] && [ -n "$token" ] || die "login failed: $(tail -c 600 "$TMP/serve.log")"
-    load() { # path [header]
-        local out
-        out=$(timeout $((TRAIN_SECONDS + 30)) wrk -t1 -c16 "-d${TRAIN_SECONDS}s" --timeout 5s \
-            ${2:+-H "$2"} "$url$1") || die "wrk on $1 failed: $out"
-        grep -q 'Non-2xx' <<<"$out" && die "$1: some answers were not 2xx"
-        log "  $1: $(awk '/^Requests\/sec:/ { print $2 }' <<<"$out") req/s"
-    }
-    load /auth/me "Cookie: $cookie"
-    load /auth/me "Authorization: Bearer $token"
-    load /healthz
-    load /api/json
+    wrk_load "$url/auth/me" "Cookie: $cookie"
+    wrk_load "$url/auth/me" "Authorization: Bearer $token"
+    wrk_load "$url/healthz"
+    wrk_load "$url/api/json"
     # The paths a session's life takes besides reading: logins (a few, each an Argon2 hash),
     # signups, the account's pages, a token, a password change, refusals, a CSRF-checked write,
     # logout. Code the training never runs is compiled as cold (for size), so the rest of the
