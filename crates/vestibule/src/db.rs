@@ -336,8 +336,13 @@ impl Database {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
+        // The one writer lives as long as the database is open: sqlx's default lifetime (30
+        // min) closed and reopened it every half hour (a new thread, the file opened, the
+        // pragmas run, the statement cache lost), with every write waiting on the reopen. A
+        // local file does not go stale the way a server connection can.
         let write = SqlitePoolOptions::new()
             .max_connections(1)
+            .max_lifetime(None)
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(opts.clone())
             .await
@@ -458,6 +463,22 @@ mod tests {
             .await
             .expect("read again");
         assert_eq!(one, 1, "the next read opens one");
+        db.close().await;
+    }
+
+    /// The SQLite writer is never recycled for its age (sqlx's default reopened it every 30
+    /// minutes); readers still close when idle.
+    #[tokio::test]
+    async fn the_sqlite_writer_has_no_lifetime() {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = Database::open_sqlite(&dir.path().join("t.db"), READER_IDLE)
+            .await
+            .expect("open");
+        let Pools::Sqlite { read, write } = &db.pools else {
+            panic!("a SQLite database");
+        };
+        assert_eq!(write.options().get_max_lifetime(), None);
+        assert_eq!(read.options().get_idle_timeout(), Some(READER_IDLE));
         db.close().await;
     }
 
